@@ -1,0 +1,67 @@
+//! Wire types shared by every weft process: the Envoy delta xDS transport, Istio's ambient
+//! workload API (`istio.workload`), its L4 authorization API (`istio.security`) and the
+//! Istio CA API (`istio.v1.auth`). Field numbers match the upstream protocols so that Istio
+//! components interoperate with weft; the `.proto` text is weft's own.
+//!
+//! This crate owns only generated code and tiny helpers around it (type URLs, `Any`
+//! packing, proto-JSON rendering). It must not contain policy or translation logic.
+
+/// Generated modules, nested as their protobuf packages (generated code refers to sibling
+/// packages by relative path). Use the short aliases below.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    pub mod google {
+        pub mod rpc {
+            include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+        }
+    }
+    pub mod envoy {
+        pub mod service {
+            pub mod discovery {
+                pub mod v3 {
+                    include!(concat!(env!("OUT_DIR"), "/envoy.service.discovery.v3.rs"));
+                }
+            }
+        }
+    }
+    pub mod istio {
+        pub mod workload {
+            include!(concat!(env!("OUT_DIR"), "/istio.workload.rs"));
+        }
+        pub mod security {
+            include!(concat!(env!("OUT_DIR"), "/istio.security.rs"));
+        }
+        pub mod v1 {
+            pub mod auth {
+                include!(concat!(env!("OUT_DIR"), "/istio.v1.auth.rs"));
+            }
+        }
+    }
+}
+
+/// Envoy's aggregated discovery service (delta and state-of-the-world).
+pub use pb::envoy::service::discovery::v3 as discovery;
+/// `google.rpc.Status`, used for NACK details.
+pub use pb::google;
+/// Istio's L4 authorization API (`istio.security.Authorization`).
+pub use pb::istio::security;
+/// Istio's certificate authority API (`istio.v1.auth.IstioCertificateService`).
+pub use pb::istio::v1::auth as ca;
+/// Istio's ambient workload API (`istio.workload.Address` and friends).
+pub use pb::istio::workload;
+
+mod json;
+pub use json::{JsonError, to_json};
+
+/// Type URL of `istio.workload.Address` (workloads and services).
+pub const ADDRESS_TYPE_URL: &str = "type.googleapis.com/istio.workload.Address";
+/// Type URL of `istio.security.Authorization` (L4 policies).
+pub const AUTHORIZATION_TYPE_URL: &str = "type.googleapis.com/istio.security.Authorization";
+
+/// Packs a message into a `google.protobuf.Any` with the given type URL.
+pub fn pack_any<M: prost::Message>(type_url: &str, message: &M) -> prost_types::Any {
+    prost_types::Any {
+        type_url: type_url.to_owned(),
+        value: message.encode_to_vec(),
+    }
+}
