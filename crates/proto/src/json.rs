@@ -1,5 +1,6 @@
-//! Renders any weft wire message in the canonical proto JSON mapping (camelCase names,
-//! enums as strings, bytes as base64), driven by the descriptors compiled at build time.
+//! Renders (and parses) any weft wire message in the canonical proto JSON mapping
+//! (camelCase names, enums as strings, bytes as base64), driven by the descriptors compiled
+//! at build time.
 
 use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage};
 use std::sync::OnceLock;
@@ -19,6 +20,15 @@ pub enum JsonError {
         name: String,
         /// Underlying decode error.
         source: prost::DecodeError,
+    },
+    /// The JSON does not follow the proto JSON mapping of the message (unknown field,
+    /// wrong type, bad enum name, bad base64...).
+    #[error("cannot parse {name} from proto JSON: {source}")]
+    Parse {
+        /// Full protobuf name of the message.
+        name: String,
+        /// Underlying serde error (names the offending field).
+        source: serde_json::Error,
     },
     /// Serializing to JSON failed.
     #[error("cannot render {name} as JSON: {source}")]
@@ -69,6 +79,30 @@ pub fn to_json<M: prost::Message>(
     })
 }
 
+/// Parses `value`, written in the proto JSON mapping of the message whose protobuf full name
+/// is `full_name`, into the generated type `M`. Unknown fields are rejected.
+///
+/// # Errors
+/// Fails if the type is unknown to weft's descriptors, the JSON does not follow the mapping,
+/// or the parsed message does not re-decode as `M` (a `full_name`/`M` mismatch).
+pub fn from_json<M: prost::Message + Default>(
+    full_name: &str,
+    value: &serde_json::Value,
+) -> Result<M, JsonError> {
+    let descriptor = pool()
+        .get_message_by_name(full_name)
+        .ok_or_else(|| JsonError::UnknownType(full_name.to_owned()))?;
+    let dynamic =
+        DynamicMessage::deserialize(descriptor, value).map_err(|source| JsonError::Parse {
+            name: full_name.to_owned(),
+            source,
+        })?;
+    dynamic.transcode_to::<M>().map_err(|source| JsonError::Decode {
+        name: full_name.to_owned(),
+        source,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +125,29 @@ mod tests {
         assert_eq!(workload["tunnelProtocol"], "HBONE");
         assert_eq!(workload["serviceAccount"], "web");
         assert_eq!(workload["addresses"][0], "CgAAAQ==");
+    }
+
+    #[test]
+    fn workload_parses_back_from_proto_json() {
+        let json = serde_json::json!({
+            "uid": "Kubernetes//Pod/default/web-1",
+            "addresses": ["CgAAAQ=="],
+            "tunnelProtocol": "HBONE",
+        });
+        let workload: Workload = from_json("istio.workload.Workload", &json).unwrap();
+        assert_eq!(workload.uid, "Kubernetes//Pod/default/web-1");
+        assert_eq!(workload.addresses, vec![vec![10, 0, 0, 1]]);
+        assert_eq!(
+            workload.tunnel_protocol,
+            i32::from(crate::workload::TunnelProtocol::Hbone)
+        );
+    }
+
+    #[test]
+    fn parse_names_the_unknown_field() {
+        let json = serde_json::json!({ "uid": "x", "bogusField": 1 });
+        let err = from_json::<Workload>("istio.workload.Workload", &json).unwrap_err();
+        assert!(err.to_string().contains("bogusField"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! components interoperate with weft; the `.proto` text is weft's own.
 //!
 //! This crate owns only generated code and tiny helpers around it (type URLs, `Any`
-//! packing, proto-JSON rendering). It must not contain policy or translation logic.
+//! packing, proto-JSON rendering and parsing). It must not contain policy or translation logic.
 
 /// Generated modules, nested as their protobuf packages (generated code refers to sibling
 /// packages by relative path). Use the short aliases below.
@@ -51,7 +51,7 @@ pub use pb::istio::v1::auth as ca;
 pub use pb::istio::workload;
 
 mod json;
-pub use json::{JsonError, to_json};
+pub use json::{JsonError, from_json, to_json};
 
 /// Type URL of `istio.workload.Address` (workloads and services).
 pub const ADDRESS_TYPE_URL: &str = "type.googleapis.com/istio.workload.Address";
