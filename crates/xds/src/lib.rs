@@ -1,0 +1,28 @@
+//! A generic delta xDS (aggregated discovery service) server and client. It moves versioned,
+//! named resources of any type URL between a control plane and proxies; it knows nothing
+//! about what the resources mean.
+//!
+//! It owns the delta protocol state machines: subscriptions (wildcard, by name, by alias),
+//! versions and `initial_resource_versions`, nonces, ACK/NACK, debouncing and per-stream
+//! coalescing on the server; handlers, NACK of invalid resources, reconnect with backoff and
+//! last-good state on the client. It must not translate configuration, open listeners, build
+//! TLS configurations or decide who is allowed in (callers supply an [`Authenticator`]).
+//!
+//! Control plane side: [`XdsServer::new`] returns the server and a [`ResourcePublisher`];
+//! publish [`XdsResource`]s per type URL and mount [`XdsServer::service`] on a tonic router.
+//! Proxy side: see [`client`].
+
+mod auth;
+mod metrics;
+mod publisher;
+mod resource;
+mod server;
+mod status;
+
+pub use auth::{AllowAnonymous, AuthError, Authenticator, PeerIdentity, bearer_token};
+pub use publisher::{DebounceConfig, ResourcePublisher};
+pub use resource::{Snapshot, TypeResources, XdsResource, content_version};
+pub use server::{ServerConfig, XdsServer};
+pub use status::{NackStatus, ProxyStatus, TypeStatus, VersionNonce};
+
+pub mod client;

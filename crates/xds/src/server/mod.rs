@@ -1,0 +1,188 @@
+//! The delta ADS server: a tonic service that streams the published resources to every
+//! connected proxy.
+
+mod stream;
+mod subscription;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::Stream;
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use weft_proto::discovery::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use weft_proto::discovery::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+
+use crate::auth::Authenticator;
+use crate::metrics::ServerMetrics;
+use crate::publisher::{DebounceConfig, Published, ResourcePublisher};
+use crate::resource::Snapshot;
+use crate::status::{ProxyStatus, StatusTable, unix_now};
+
+/// Tuning of the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// How edits are grouped into pushes.
+    pub debounce: DebounceConfig,
+    /// Responses queued per stream before the stream waits for the client to read. When
+    /// full, changes accumulate as "dirty" state and the newest state is sent once it drains.
+    pub send_queue: usize,
+    /// Soft cap on the resource bytes in one response; larger updates are split across
+    /// several responses (each with its own nonce).
+    pub max_response_bytes: usize,
+    /// Largest request/response message tonic accepts or produces on this service.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            debounce: DebounceConfig::default(),
+            send_queue: 2,
+            max_response_bytes: 3 * 1024 * 1024,
+            max_message_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// State shared by the service and all its streams.
+pub(crate) struct Shared {
+    config: ServerConfig,
+    authenticator: Arc<dyn Authenticator>,
+    metrics: ServerMetrics,
+    status: StatusTable,
+    snapshots: watch::Receiver<Arc<Published>>,
+    next_stream_id: AtomicU64,
+}
+
+/// The delta ADS server. Cheap to clone; clones share everything.
+///
+/// Create it with [`XdsServer::new`], feed it through the returned [`ResourcePublisher`],
+/// and mount [`XdsServer::service`] on a tonic router.
+#[derive(Clone)]
+pub struct XdsServer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for XdsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdsServer")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl XdsServer {
+    /// Creates a server and the publisher that feeds it, registering metrics
+    /// (`xds_pushes`, `xds_nacks`, `xds_push_latency_seconds`, `xds_connected_proxies`,
+    /// under the registry's prefix) into `registry`.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime (the publisher's debounce task is spawned here).
+    pub fn new(
+        config: ServerConfig,
+        authenticator: impl Authenticator,
+        registry: &mut Registry,
+    ) -> (Self, ResourcePublisher) {
+        let (publisher, snapshots) = ResourcePublisher::spawn(config.debounce);
+        let metrics = ServerMetrics::default();
+        metrics.register(registry);
+        let shared = Shared {
+            config,
+            authenticator: Arc::new(authenticator),
+            metrics,
+            status: StatusTable::default(),
+            snapshots,
+            next_stream_id: AtomicU64::new(1),
+        };
+        let server = Self {
+            shared: Arc::new(shared),
+        };
+        (server, publisher)
+    }
+
+    /// The tonic service to add to a router (TLS or plaintext is the router's business).
+    #[must_use]
+    pub fn service(&self) -> AggregatedDiscoveryServiceServer<Self> {
+        AggregatedDiscoveryServiceServer::new(self.clone())
+            .max_decoding_message_size(self.shared.config.max_message_bytes)
+            .max_encoding_message_size(self.shared.config.max_message_bytes)
+    }
+
+    /// Every connected proxy with its per-type sync state, sorted by node id.
+    #[must_use]
+    pub fn sync_status(&self) -> Vec<ProxyStatus> {
+        self.shared.status.list()
+    }
+
+    /// The snapshot streams are currently serving (after debouncing).
+    #[must_use]
+    pub fn published(&self) -> Snapshot {
+        self.shared.snapshots.borrow().snapshot.clone()
+    }
+
+    fn open_stream(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<ReceiverStream<Result<DeltaDiscoveryResponse, Status>>, Status> {
+        let identity = self
+            .shared
+            .authenticator
+            .authenticate(request.metadata())
+            .map_err(|error| {
+                tracing::warn!(remote = ?request.remote_addr(), %error, "refusing xDS stream");
+                Status::unauthenticated(error.to_string())
+            })?;
+        let stream_id = self.shared.next_stream_id.fetch_add(1, Ordering::Relaxed);
+        let status = self.shared.status.insert(ProxyStatus {
+            stream_id,
+            node_id: String::new(),
+            cluster: String::new(),
+            identity,
+            remote_addr: request.remote_addr().map(|addr| addr.to_string()),
+            connected_at_unix: unix_now(),
+            types: std::collections::BTreeMap::new(),
+        });
+        let (responses, receiver) = mpsc::channel(self.shared.config.send_queue.max(1));
+        let connected = self.shared.metrics.proxy_connected();
+        let state = stream::StreamState::new(Arc::clone(&self.shared), stream_id, status);
+        let snapshots = self.shared.snapshots.clone();
+        tokio::spawn(async move {
+            state.run(request.into_inner(), responses, snapshots).await;
+            drop(connected);
+        });
+        Ok(ReceiverStream::new(receiver))
+    }
+}
+
+type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for XdsServer {
+    type StreamAggregatedResourcesStream = BoxedStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        _request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented(
+            "state-of-the-world xDS (StreamAggregatedResources) is not served by weft; \
+             use the delta protocol (DeltaAggregatedResources)",
+        ))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        self.open_stream(request).map(Response::new)
+    }
+}

@@ -1,0 +1,325 @@
+//! One delta ADS stream: reads requests, tracks subscriptions per type, and sends the
+//! latest differences whenever its bounded send queue has room (so a slow reader gets the
+//! newest state once it drains, never a backlog of old versions).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tonic::{Status, Streaming};
+use weft_proto::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, Resource};
+
+use super::Shared;
+use super::subscription::{Delta, TypeSubscription};
+use crate::publisher::Published;
+use crate::resource::TypeResources;
+use crate::status::{NackStatus, StatusEntry, TypeStatus, VersionNonce};
+
+/// Responses awaiting ACK/NACK that are remembered (older ones are forgotten).
+const MAX_IN_FLIGHT: usize = 64;
+
+pub(crate) type ResponseSender = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
+
+#[derive(Debug)]
+struct InFlight {
+    type_url: String,
+    response: VersionNonce,
+}
+
+/// Everything one stream knows.
+pub(crate) struct StreamState {
+    shared: Arc<Shared>,
+    stream_id: u64,
+    node_id: String,
+    nonce_counter: u64,
+    types: BTreeMap<String, TypeSubscription>,
+    in_flight: VecDeque<InFlight>,
+    /// Per type: when the oldest edit not yet pushed happened (for push latency).
+    pending_since: HashMap<String, Instant>,
+    empty: Arc<TypeResources>,
+    status: StatusEntry,
+}
+
+impl StreamState {
+    pub(crate) fn new(shared: Arc<Shared>, stream_id: u64, status: StatusEntry) -> Self {
+        Self {
+            shared,
+            stream_id,
+            node_id: String::new(),
+            nonce_counter: 0,
+            types: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            pending_since: HashMap::new(),
+            empty: Arc::default(),
+            status,
+        }
+    }
+
+    /// Drives the stream until the client goes away or sends something invalid.
+    pub(crate) async fn run(
+        mut self,
+        mut requests: Streaming<DeltaDiscoveryRequest>,
+        responses: ResponseSender,
+        mut snapshots: watch::Receiver<Arc<Published>>,
+    ) {
+        let mut current = Arc::clone(&snapshots.borrow_and_update());
+        let mut publisher_alive = true;
+        loop {
+            let has_work = self.types.values().any(TypeSubscription::is_dirty);
+            tokio::select! {
+                request = requests.message() => match request {
+                    Ok(Some(request)) => {
+                        if let Err(status) = self.handle_request(request, &current) {
+                            tracing::warn!(node = %self.node_id, %status, "closing xDS stream");
+                            let _ = responses.send(Err(status)).await;
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!(node = %self.node_id, %status, "xDS stream ended");
+                        return;
+                    }
+                },
+                changed = snapshots.changed(), if publisher_alive => {
+                    if changed.is_ok() {
+                        current = Arc::clone(&snapshots.borrow_and_update());
+                        self.resources_changed(&current);
+                    } else {
+                        publisher_alive = false;
+                    }
+                },
+                permit = responses.reserve(), if has_work => {
+                    let Ok(permit) = permit else { return };
+                    if let Some(response) = self.next_response(&current) {
+                        permit.send(Ok(response));
+                    }
+                },
+            }
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        request: DeltaDiscoveryRequest,
+        current: &Published,
+    ) -> Result<(), Status> {
+        if request.type_url.is_empty() {
+            return Err(Status::invalid_argument(
+                "DeltaDiscoveryRequest has an empty type_url",
+            ));
+        }
+        if let Some(node) = &request.node {
+            self.record_node(node);
+        }
+        if !request.response_nonce.is_empty() {
+            self.handle_ack_or_nack(&request);
+        }
+        let DeltaDiscoveryRequest {
+            type_url,
+            resource_names_subscribe: subscribe,
+            resource_names_unsubscribe: unsubscribe,
+            initial_resource_versions,
+            ..
+        } = request;
+        if let Some(subscription) = self.types.get_mut(&type_url) {
+            subscription.change(subscribe, unsubscribe);
+        } else {
+            tracing::debug!(node = %self.node_id, %type_url, ?subscribe, "new xDS subscription");
+            let subscription =
+                TypeSubscription::first_request(subscribe, unsubscribe, initial_resource_versions);
+            self.types.insert(type_url.clone(), subscription);
+        }
+        self.refresh_status(&type_url, current);
+        Ok(())
+    }
+
+    fn record_node(&mut self, node: &Node) {
+        if self.node_id == node.id {
+            return;
+        }
+        self.node_id.clone_from(&node.id);
+        tracing::info!(stream = self.stream_id, node = %node.id, cluster = %node.cluster, "xDS proxy connected");
+        self.status.update(|status| {
+            status.node_id.clone_from(&node.id);
+            status.cluster.clone_from(&node.cluster);
+        });
+    }
+
+    fn handle_ack_or_nack(&mut self, request: &DeltaDiscoveryRequest) {
+        let response = self
+            .take_in_flight(&request.type_url, &request.response_nonce)
+            .unwrap_or_else(|| VersionNonce {
+                version: String::new(),
+                nonce: request.response_nonce.clone(),
+            });
+        match &request.error_detail {
+            Some(error) => self.record_nack(&request.type_url, response, &error.message),
+            None => self.status.update(|status| {
+                let entry = status.types.entry(request.type_url.clone()).or_default();
+                entry.last_acked = Some(response);
+            }),
+        }
+    }
+
+    /// Forgets the answered response and older responses of the same type (superseded).
+    fn take_in_flight(&mut self, type_url: &str, nonce: &str) -> Option<VersionNonce> {
+        let is_answered =
+            |sent: &InFlight| sent.type_url == type_url && sent.response.nonce == nonce;
+        if !self.in_flight.iter().any(is_answered) {
+            return None;
+        }
+        let mut answered = None;
+        self.in_flight.retain(|sent| {
+            if answered.is_some() || sent.type_url != type_url {
+                return true;
+            }
+            if sent.response.nonce == nonce {
+                answered = Some(sent.response.clone());
+            }
+            false
+        });
+        answered
+    }
+
+    fn record_nack(&self, type_url: &str, response: VersionNonce, error: &str) {
+        tracing::warn!(
+            node = %self.node_id,
+            %type_url,
+            version = %response.version,
+            nonce = %response.nonce,
+            %error,
+            "proxy rejected xDS response (NACK); not resending that version"
+        );
+        self.shared.metrics.record_nack(type_url);
+        self.status.update(|status| {
+            let entry = status.types.entry(type_url.to_owned()).or_default();
+            entry.nacks += 1;
+            entry.last_nack = Some(NackStatus {
+                response,
+                error: error.to_owned(),
+            });
+        });
+    }
+
+    fn resources_changed(&mut self, current: &Published) {
+        let type_urls: Vec<String> = self.types.keys().cloned().collect();
+        for type_url in type_urls {
+            if let Some(subscription) = self.types.get_mut(&type_url) {
+                subscription.resources_changed();
+            }
+            self.pending_since
+                .entry(type_url.clone())
+                .or_insert(current.first_edit_at);
+            self.refresh_status(&type_url, current);
+        }
+    }
+
+    fn resources_of(&self, current: &Published, type_url: &str) -> Arc<TypeResources> {
+        current
+            .snapshot
+            .resources(type_url)
+            .map_or_else(|| Arc::clone(&self.empty), Arc::clone)
+    }
+
+    /// The next response for the first type with differences, if any.
+    fn next_response(&mut self, current: &Published) -> Option<DeltaDiscoveryResponse> {
+        let max_bytes = self.shared.config.max_response_bytes;
+        let dirty: Vec<String> = self
+            .types
+            .iter()
+            .filter(|(_, subscription)| subscription.is_dirty())
+            .map(|(type_url, _)| type_url.clone())
+            .collect();
+        for type_url in dirty {
+            let resources = self.resources_of(current, &type_url);
+            let delta = self
+                .types
+                .get_mut(&type_url)
+                .and_then(|subscription| subscription.next_delta(&resources, max_bytes));
+            let pending_since = self.pending_since.remove(&type_url);
+            if let Some(delta) = delta {
+                let response = self.build_response(&type_url, resources.generation(), delta);
+                let latency = pending_since.map(|since| since.elapsed());
+                self.shared.metrics.record_push(&type_url, latency);
+                self.refresh_status(&type_url, current);
+                return Some(response);
+            }
+            self.refresh_status(&type_url, current);
+        }
+        None
+    }
+
+    fn build_response(
+        &mut self,
+        type_url: &str,
+        generation: u64,
+        delta: Delta,
+    ) -> DeltaDiscoveryResponse {
+        self.nonce_counter += 1;
+        let nonce = format!("{}-{}", self.stream_id, self.nonce_counter);
+        let version = generation.to_string();
+        tracing::debug!(
+            node = %self.node_id, %type_url, %nonce, %version,
+            upserts = delta.upserts.len(), removed = delta.removed.len(),
+            "sending xDS response"
+        );
+        let sent = VersionNonce {
+            version: version.clone(),
+            nonce: nonce.clone(),
+        };
+        self.in_flight.push_back(InFlight {
+            type_url: type_url.to_owned(),
+            response: sent.clone(),
+        });
+        if self.in_flight.len() > MAX_IN_FLIGHT {
+            self.in_flight.pop_front();
+        }
+        self.status.update(|status| {
+            status
+                .types
+                .entry(type_url.to_owned())
+                .or_default()
+                .last_sent = Some(sent);
+        });
+        DeltaDiscoveryResponse {
+            system_version_info: version,
+            resources: delta
+                .upserts
+                .iter()
+                .map(|resource| Resource {
+                    version: resource.version.clone(),
+                    resource: Some(resource.body.clone()),
+                    name: resource.name.clone(),
+                    aliases: resource.aliases.clone(),
+                    ttl: None,
+                    cache_control: None,
+                })
+                .collect(),
+            type_url: type_url.to_owned(),
+            nonce,
+            removed_resources: delta.removed,
+        }
+    }
+
+    fn refresh_status(&self, type_url: &str, current: &Published) {
+        let Some(subscription) = self.types.get(type_url) else {
+            return;
+        };
+        let current_version = self
+            .resources_of(current, type_url)
+            .generation()
+            .to_string();
+        self.status.update(|status| {
+            let entry: &mut TypeStatus = status.types.entry(type_url.to_owned()).or_default();
+            entry.wildcard = subscription.is_wildcard();
+            entry.subscribed_names = subscription.subscribed_names();
+            entry.resources = subscription.client_resource_count();
+            entry.current_version = current_version;
+            entry.in_sync = !subscription.is_dirty()
+                && entry.last_sent.is_some()
+                && entry.last_sent == entry.last_acked;
+        });
+    }
+}

@@ -1,0 +1,247 @@
+//! What one stream subscribed to for one type URL, what the client holds, and the diff
+//! between that and the current resources. Pure logic, no I/O.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use prost::Message as _;
+
+use crate::resource::{TypeResources, XdsResource};
+
+/// The subscription name meaning "everything of this type".
+pub(crate) const WILDCARD: &str = "*";
+
+/// The changes one response carries.
+#[derive(Debug, Default)]
+pub(crate) struct Delta {
+    pub(crate) upserts: Vec<Arc<XdsResource>>,
+    pub(crate) removed: Vec<String>,
+}
+
+/// Subscription and client-side view of one type on one stream.
+#[derive(Debug)]
+pub(crate) struct TypeSubscription {
+    wildcard: bool,
+    names: HashSet<String>,
+    /// Resource name -> version the client holds (sent by us, or declared on reconnect).
+    client_has: HashMap<String, String>,
+    /// Explicitly subscribed names we already reported as nonexistent.
+    reported_absent: HashSet<String>,
+    /// The first response for this type must be sent even when it is empty.
+    owes_initial_response: bool,
+    /// Something may differ between the client and the resources.
+    dirty: bool,
+    /// Resources of the last complete diff while nothing else changed (skips re-diffing).
+    last_diffed: Option<Arc<TypeResources>>,
+}
+
+impl TypeSubscription {
+    /// State for the first request of a type on a stream.
+    pub(crate) fn first_request(
+        subscribe: Vec<String>,
+        unsubscribe: Vec<String>,
+        initial_resource_versions: HashMap<String, String>,
+    ) -> Self {
+        let mut state = Self {
+            // Legacy wildcard: a first request naming nothing subscribes to everything.
+            wildcard: subscribe.is_empty(),
+            names: HashSet::new(),
+            client_has: initial_resource_versions,
+            reported_absent: HashSet::new(),
+            owes_initial_response: true,
+            dirty: true,
+            last_diffed: None,
+        };
+        state.change(subscribe, unsubscribe);
+        state
+    }
+
+    /// Applies subscribe/unsubscribe lists of a later request (subscribe first, then
+    /// unsubscribe, so `*` in both means "nothing").
+    pub(crate) fn change(&mut self, subscribe: Vec<String>, unsubscribe: Vec<String>) {
+        if subscribe.is_empty() && unsubscribe.is_empty() {
+            return;
+        }
+        for name in subscribe {
+            if name == WILDCARD {
+                self.wildcard = true;
+            } else {
+                self.reported_absent.remove(&name);
+                self.names.insert(name);
+            }
+        }
+        for name in unsubscribe {
+            if name == WILDCARD {
+                self.wildcard = false;
+            } else {
+                self.reported_absent.remove(&name);
+                self.names.remove(&name);
+            }
+        }
+        self.mark_dirty();
+    }
+
+    /// The resources may have changed.
+    pub(crate) fn mark_dirty(&mut self) {
+        self.dirty = true;
+        self.last_diffed = None;
+    }
+
+    /// Resources changed: re-diff unless this exact set was already diffed.
+    pub(crate) fn resources_changed(&mut self) {
+        self.dirty = true;
+    }
+
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    pub(crate) fn is_wildcard(&self) -> bool {
+        self.wildcard
+    }
+
+    pub(crate) fn subscribed_names(&self) -> usize {
+        self.names.len()
+    }
+
+    pub(crate) fn client_resource_count(&self) -> usize {
+        self.client_has.len()
+    }
+
+    /// The next response to send, at most about `max_bytes` of resources, or None when the
+    /// client is up to date. Records what it returns as held by the client.
+    pub(crate) fn next_delta(
+        &mut self,
+        resources: &Arc<TypeResources>,
+        max_bytes: usize,
+    ) -> Option<Delta> {
+        if !self.dirty {
+            return None;
+        }
+        if self
+            .last_diffed
+            .as_ref()
+            .is_some_and(|last| Arc::ptr_eq(last, resources))
+        {
+            self.dirty = false;
+            return self.take_initial_response(Delta::default());
+        }
+        let mut delta = Delta::default();
+        let complete = self.collect_upserts(resources, max_bytes, &mut delta.upserts);
+        self.collect_removals(resources, &mut delta.removed);
+        self.collect_absent(resources, &mut delta.removed);
+        for resource in &delta.upserts {
+            self.client_has
+                .insert(resource.name.clone(), resource.version.clone());
+        }
+        if complete {
+            self.dirty = false;
+            self.last_diffed = Some(Arc::clone(resources));
+        }
+        if delta.upserts.is_empty() && delta.removed.is_empty() {
+            return self.take_initial_response(delta);
+        }
+        self.owes_initial_response = false;
+        Some(delta)
+    }
+
+    fn take_initial_response(&mut self, delta: Delta) -> Option<Delta> {
+        std::mem::take(&mut self.owes_initial_response).then_some(delta)
+    }
+
+    fn is_visible(&self, resource: &XdsResource) -> bool {
+        self.wildcard
+            || self.names.contains(&resource.name)
+            || resource
+                .aliases
+                .iter()
+                .any(|alias| self.names.contains(alias))
+    }
+
+    /// Adds resources the client lacks or holds at another version; returns false when
+    /// `max_bytes` cut the list short.
+    fn collect_upserts(
+        &self,
+        resources: &TypeResources,
+        max_bytes: usize,
+        out: &mut Vec<Arc<XdsResource>>,
+    ) -> bool {
+        let mut budget = Budget::new(max_bytes);
+        let mut seen = HashSet::new();
+        let candidates: Box<dyn Iterator<Item = &Arc<XdsResource>>> = if self.wildcard {
+            Box::new(resources.iter())
+        } else {
+            Box::new(self.names.iter().filter_map(|name| resources.resolve(name)))
+        };
+        for resource in candidates {
+            let outdated = self.client_has.get(&resource.name) != Some(&resource.version);
+            if !outdated || !seen.insert(resource.name.as_str()) {
+                continue;
+            }
+            if !budget.take(resource) {
+                return false;
+            }
+            out.push(Arc::clone(resource));
+        }
+        true
+    }
+
+    /// Names the client holds that no longer exist or are no longer subscribed.
+    fn collect_removals(&mut self, resources: &TypeResources, out: &mut Vec<String>) {
+        let gone: Vec<String> = self
+            .client_has
+            .keys()
+            .filter(|name| !resources.get(name).is_some_and(|r| self.is_visible(r)))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.client_has.remove(&name);
+            out.push(name);
+        }
+    }
+
+    /// Explicit names that resolve to nothing are reported once in `removed_resources`, so an
+    /// on-demand client learns the answer instead of waiting.
+    fn collect_absent(&mut self, resources: &TypeResources, out: &mut Vec<String>) {
+        self.reported_absent
+            .retain(|name| resources.resolve(name).is_none());
+        for name in &self.names {
+            if resources.resolve(name).is_none()
+                && !self.client_has.contains_key(name)
+                && !out.contains(name)
+                && self.reported_absent.insert(name.clone())
+            {
+                out.push(name.clone());
+            }
+        }
+    }
+}
+
+/// Caps a response's size; the first resource always fits so progress is guaranteed.
+struct Budget {
+    remaining: usize,
+    taken_any: bool,
+}
+
+impl Budget {
+    fn new(max_bytes: usize) -> Self {
+        Self {
+            remaining: max_bytes,
+            taken_any: false,
+        }
+    }
+
+    fn take(&mut self, resource: &XdsResource) -> bool {
+        let size = resource.body.encoded_len() + resource.name.len() + resource.version.len();
+        if self.taken_any && size > self.remaining {
+            return false;
+        }
+        self.taken_any = true;
+        self.remaining = self.remaining.saturating_sub(size);
+        true
+    }
+}
+
+#[cfg(test)]
+#[path = "subscription_tests.rs"]
+mod tests;

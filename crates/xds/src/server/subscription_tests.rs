@@ -1,0 +1,129 @@
+use super::*;
+use crate::resource::Snapshot;
+
+const T: &str = "type.googleapis.com/test.T";
+
+fn resource(name: &str, aliases: &[&str], value: &[u8]) -> XdsResource {
+    XdsResource::new(
+        name,
+        aliases.iter().map(|a| (*a).to_owned()).collect(),
+        prost_types::Any {
+            type_url: T.into(),
+            value: value.to_vec(),
+        },
+    )
+}
+
+fn snapshot(resources: Vec<XdsResource>) -> Snapshot {
+    let mut snap = Snapshot::default();
+    snap.replace(T, resources);
+    snap
+}
+
+fn types(snap: &Snapshot) -> Arc<TypeResources> {
+    Arc::clone(snap.resources(T).expect("type present"))
+}
+
+fn names(delta: &Delta) -> (Vec<String>, Vec<String>) {
+    let mut upserts: Vec<String> = delta.upserts.iter().map(|r| r.name.clone()).collect();
+    let mut removed = delta.removed.clone();
+    upserts.sort();
+    removed.sort();
+    (upserts, removed)
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn empty_first_request_is_wildcard_and_star_minus_star_is_nothing() {
+    let snap = snapshot(vec![resource("a", &[], b"1"), resource("b", &[], b"2")]);
+    let mut wildcard = TypeSubscription::first_request(vec![], vec![], HashMap::new());
+    let delta = wildcard
+        .next_delta(&types(&snap), usize::MAX)
+        .expect("response");
+    assert_eq!(names(&delta).0, strings(&["a", "b"]));
+
+    let mut nothing =
+        TypeSubscription::first_request(strings(&["*"]), strings(&["*"]), HashMap::new());
+    let delta = nothing
+        .next_delta(&types(&snap), usize::MAX)
+        .expect("initial response");
+    assert_eq!(names(&delta), (vec![], vec![]));
+    assert!(nothing.next_delta(&types(&snap), usize::MAX).is_none());
+}
+
+#[test]
+fn alias_subscription_sends_real_name_and_reports_absent_once() {
+    let snap = snapshot(vec![resource("uid-1", &["net/10.0.0.1"], b"1")]);
+    let mut sub = TypeSubscription::first_request(
+        strings(&["net/10.0.0.1", "net/10.0.0.9"]),
+        vec![],
+        HashMap::new(),
+    );
+    let delta = sub.next_delta(&types(&snap), usize::MAX).expect("response");
+    assert_eq!(
+        names(&delta),
+        (strings(&["uid-1"]), strings(&["net/10.0.0.9"]))
+    );
+    sub.resources_changed();
+    assert!(sub.next_delta(&types(&snap), usize::MAX).is_none());
+
+    let later = snapshot(vec![
+        resource("uid-1", &["net/10.0.0.1"], b"1"),
+        resource("uid-9", &["net/10.0.0.9"], b"9"),
+    ]);
+    sub.resources_changed();
+    let delta = sub
+        .next_delta(&types(&later), usize::MAX)
+        .expect("response");
+    assert_eq!(names(&delta), (strings(&["uid-9"]), vec![]));
+}
+
+#[test]
+fn unsubscribe_removes_what_the_client_holds() {
+    let snap = snapshot(vec![resource("a", &[], b"1"), resource("b", &[], b"2")]);
+    let mut sub = TypeSubscription::first_request(strings(&["a", "b"]), vec![], HashMap::new());
+    sub.next_delta(&types(&snap), usize::MAX).expect("response");
+    sub.change(vec![], strings(&["b"]));
+    let delta = sub.next_delta(&types(&snap), usize::MAX).expect("response");
+    assert_eq!(names(&delta), (vec![], strings(&["b"])));
+}
+
+#[test]
+fn initial_versions_send_only_changes_and_removals() {
+    let snap = snapshot(vec![resource("a", &[], b"1"), resource("b", &[], b"2")]);
+    let a_version = snap
+        .resources(T)
+        .and_then(|t| t.get("a"))
+        .expect("a")
+        .version
+        .clone();
+    let initial = HashMap::from([
+        ("a".to_owned(), a_version),
+        ("b".to_owned(), "stale".to_owned()),
+        ("gone".to_owned(), "x".to_owned()),
+    ]);
+    let mut sub = TypeSubscription::first_request(vec![], vec![], initial);
+    let delta = sub.next_delta(&types(&snap), usize::MAX).expect("response");
+    assert_eq!(names(&delta), (strings(&["b"]), strings(&["gone"])));
+}
+
+#[test]
+fn responses_are_split_by_size_and_complete_eventually() {
+    let many: Vec<XdsResource> = (0..10)
+        .map(|i| resource(&format!("r{i}"), &[], &[0u8; 100]))
+        .collect();
+    let snap = snapshot(many);
+    let mut sub = TypeSubscription::first_request(vec![], vec![], HashMap::new());
+    let mut total = 0;
+    let mut responses = 0;
+    while let Some(delta) = sub.next_delta(&types(&snap), 350) {
+        assert!(delta.upserts.len() <= 3);
+        total += delta.upserts.len();
+        responses += 1;
+    }
+    assert_eq!(total, 10);
+    assert!(responses >= 4);
+}

@@ -1,0 +1,127 @@
+//! Per-proxy synchronisation status (backs `/debug/syncz` and `weft status`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::auth::PeerIdentity;
+
+/// One connected proxy.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyStatus {
+    /// Server-local stream id (unique while the server runs).
+    pub stream_id: u64,
+    /// `Node.id` from the proxy's first request (empty until it arrives).
+    pub node_id: String,
+    /// `Node.cluster`.
+    pub cluster: String,
+    /// Identity established by the authenticator.
+    pub identity: PeerIdentity,
+    /// Remote socket address, when known.
+    pub remote_addr: Option<String>,
+    /// Seconds since the Unix epoch when the stream opened.
+    pub connected_at_unix: u64,
+    /// Per type URL.
+    pub types: BTreeMap<String, TypeStatus>,
+}
+
+/// The state of one type URL on one stream.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TypeStatus {
+    /// True for a wildcard subscription.
+    pub wildcard: bool,
+    /// Names and aliases explicitly subscribed.
+    pub subscribed_names: usize,
+    /// Resources the proxy is believed to hold.
+    pub resources: usize,
+    /// The generation (`system_version_info`) the server currently has for this type.
+    pub current_version: String,
+    /// Last response sent.
+    pub last_sent: Option<VersionNonce>,
+    /// Last response the proxy ACKed.
+    pub last_acked: Option<VersionNonce>,
+    /// Last rejection, kept until a later ACK.
+    pub last_nack: Option<NackStatus>,
+    /// Total NACKs on this stream for this type.
+    pub nacks: u64,
+    /// True when the last response sent was ACKed and the proxy has everything current.
+    pub in_sync: bool,
+}
+
+/// A response identified by the snapshot generation it came from and its nonce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionNonce {
+    /// `system_version_info` of the response.
+    pub version: String,
+    /// Nonce of the response.
+    pub nonce: String,
+}
+
+/// A NACK and the proxy's reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct NackStatus {
+    /// The rejected response.
+    pub response: VersionNonce,
+    /// `error_detail.message` from the proxy.
+    pub error: String,
+}
+
+/// Shared table of connected proxies.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StatusTable {
+    proxies: Arc<Mutex<HashMap<u64, ProxyStatus>>>,
+}
+
+impl StatusTable {
+    pub(crate) fn insert(&self, status: ProxyStatus) -> StatusEntry {
+        let stream_id = status.stream_id;
+        self.lock().insert(stream_id, status);
+        StatusEntry {
+            table: self.clone(),
+            stream_id,
+        }
+    }
+
+    pub(crate) fn list(&self) -> Vec<ProxyStatus> {
+        let mut proxies: Vec<ProxyStatus> = self.lock().values().cloned().collect();
+        proxies.sort_by(|a, b| {
+            a.node_id
+                .cmp(&b.node_id)
+                .then(a.stream_id.cmp(&b.stream_id))
+        });
+        proxies
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ProxyStatus>> {
+        self.proxies.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A stream's row in the table; removed when dropped.
+#[derive(Debug)]
+pub(crate) struct StatusEntry {
+    table: StatusTable,
+    stream_id: u64,
+}
+
+impl StatusEntry {
+    pub(crate) fn update(&self, change: impl FnOnce(&mut ProxyStatus)) {
+        if let Some(status) = self.table.lock().get_mut(&self.stream_id) {
+            change(status);
+        }
+    }
+}
+
+impl Drop for StatusEntry {
+    fn drop(&mut self) {
+        self.table.lock().remove(&self.stream_id);
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
