@@ -1,0 +1,284 @@
+//! Pod expansion: the one place that decides which pods a configuration runs, their names,
+//! nodes and IPs. The control plane (workload addresses) and `weft up` (network namespaces)
+//! both call [`expand_pods`], so they always agree.
+//!
+//! Rules:
+//! - A bare `Pod` is kept as written.
+//! - A `Deployment` with `replicas: N` (default 1) runs pods `<name>-0` .. `<name>-(N-1)`;
+//!   a `StatefulSet` runs `<name>-<ordinal>` the same way; a `DaemonSet` runs one pod per
+//!   `Node`, named `<name>-<node>`. Each pod is the template (labels, annotations, spec) with
+//!   that name, the owner's namespace and an owner reference to it.
+//! - Node: `spec.nodeName` if set, else the `kubernetes.io/hostname` node selector, else the
+//!   nodes in name order starting at an offset derived from a stable hash of
+//!   `namespace/owner`, so replicas spread over nodes and a new workload never moves others.
+//! - IP: `status.podIP` if set; otherwise a free host address of the node's `spec.podCIDR`
+//!   (the network and first host address are reserved for the node), picked by a stable hash
+//!   of `namespace/name` with linear probing. Without nodes or CIDR a pod has no IP.
+//! - Readiness is not decided here: expanded pods carry no phase or conditions; the runtime
+//!   that starts them reports readiness.
+
+use crate::object::{DEFAULT_NAMESPACE, Kind, ObjectRef, Source};
+use crate::snapshot::ConfigSnapshot;
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{Pod, PodIP, PodStatus, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+/// Node selector label naming a node.
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+/// A pod the configuration runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpandedPod {
+    /// The pod, with `metadata.name`/`namespace`, `spec.nodeName` and `status.podIP` filled in
+    /// when they could be decided.
+    pub pod: Pod,
+    /// The workload it came from (`None` for a bare Pod).
+    pub owner: Option<ObjectRef>,
+    /// Where the pod (or its owner) is written.
+    pub source: Source,
+}
+
+impl ExpandedPod {
+    /// Namespace (always set by expansion).
+    #[must_use]
+    pub fn namespace(&self) -> &str {
+        self.pod
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_NAMESPACE)
+    }
+
+    /// Name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.pod.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// Pod labels (empty map if none).
+    #[must_use]
+    pub fn labels(&self) -> std::collections::BTreeMap<String, String> {
+        self.pod.metadata.labels.clone().unwrap_or_default()
+    }
+
+    /// `status.podIP`, parsed.
+    #[must_use]
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()
+    }
+
+    /// `spec.nodeName`.
+    #[must_use]
+    pub fn node_name(&self) -> Option<&str> {
+        self.pod.spec.as_ref()?.node_name.as_deref()
+    }
+}
+
+struct NodeInfo {
+    name: String,
+    pod_cidr: Option<IpNet>,
+}
+
+/// Every pod of the snapshot, sorted by namespace and name. See the module doc for the rules.
+#[must_use]
+pub fn expand_pods(snapshot: &ConfigSnapshot) -> Vec<ExpandedPod> {
+    let mut nodes: Vec<NodeInfo> = snapshot
+        .nodes()
+        .map(|(node, _)| NodeInfo {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            pod_cidr: node
+                .spec
+                .as_ref()
+                .and_then(|s| s.pod_cidr.as_deref())
+                .and_then(|c| c.parse().ok()),
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let mut pods: Vec<ExpandedPod> = snapshot
+        .bare_pods()
+        .map(|(pod, loaded)| ExpandedPod {
+            pod: pod.clone(),
+            owner: None,
+            source: loaded.source.clone(),
+        })
+        .collect();
+    pods.extend(workload_pods(snapshot, &nodes));
+    for pod in &mut pods {
+        if pod.pod.metadata.namespace.is_none() {
+            pod.pod.metadata.namespace = Some(DEFAULT_NAMESPACE.to_owned());
+        }
+    }
+    pods.sort_by(|a, b| (a.namespace(), a.name()).cmp(&(b.namespace(), b.name())));
+    assign_nodes(&mut pods, &nodes);
+    assign_ips(&mut pods, &nodes);
+    pods
+}
+
+/// Replica names of one workload, with a fixed node for DaemonSet pods.
+fn workload_pods(snapshot: &ConfigSnapshot, nodes: &[NodeInfo]) -> Vec<ExpandedPod> {
+    let mut out = Vec::new();
+    for (deployment, loaded) in snapshot.deployments() {
+        let spec = deployment.spec.as_ref();
+        let replicas = spec.and_then(|s| s.replicas).unwrap_or(1);
+        let template = spec.map(|s| &s.template);
+        let names = (0..replicas.max(0))
+            .map(|i| (i.to_string(), None))
+            .collect();
+        out.extend(from_template(loaded, template, names));
+    }
+    for (set, loaded) in snapshot.stateful_sets() {
+        let spec = set.spec.as_ref();
+        let replicas = spec.and_then(|s| s.replicas).unwrap_or(1);
+        let names = (0..replicas.max(0))
+            .map(|i| (i.to_string(), None))
+            .collect();
+        out.extend(from_template(loaded, spec.map(|s| &s.template), names));
+    }
+    for (set, loaded) in snapshot.daemon_sets() {
+        let names = nodes
+            .iter()
+            .map(|n| (n.name.clone(), Some(n.name.clone())))
+            .collect();
+        out.extend(from_template(
+            loaded,
+            set.spec.as_ref().map(|s| &s.template),
+            names,
+        ));
+    }
+    out
+}
+
+/// Builds one pod per `(suffix, node)` from a workload's template.
+fn from_template(
+    owner: &crate::object::LoadedObject,
+    template: Option<&PodTemplateSpec>,
+    replicas: Vec<(String, Option<String>)>,
+) -> Vec<ExpandedPod> {
+    let owner_ref = owner.object.object_ref();
+    let template_meta = template
+        .and_then(|t| t.metadata.clone())
+        .unwrap_or_default();
+    replicas
+        .into_iter()
+        .map(|(suffix, node)| {
+            let metadata = ObjectMeta {
+                name: Some(format!("{}-{suffix}", owner_ref.name)),
+                namespace: owner_ref.namespace.clone(),
+                owner_references: Some(vec![OwnerReference {
+                    api_version: "apps/v1".to_owned(),
+                    kind: owner_ref.kind.name().to_owned(),
+                    name: owner_ref.name.clone(),
+                    ..OwnerReference::default()
+                }]),
+                ..template_meta.clone()
+            };
+            let mut spec = template.and_then(|t| t.spec.clone()).unwrap_or_default();
+            if node.is_some() {
+                spec.node_name = node;
+            }
+            ExpandedPod {
+                pod: Pod {
+                    metadata,
+                    spec: Some(spec),
+                    status: None,
+                },
+                owner: Some(owner_ref.clone()),
+                source: owner.source.clone(),
+            }
+        })
+        .collect()
+}
+
+fn assign_nodes(pods: &mut [ExpandedPod], nodes: &[NodeInfo]) {
+    if nodes.is_empty() {
+        return;
+    }
+    let mut replica_index: std::collections::HashMap<ObjectRef, usize> =
+        std::collections::HashMap::new();
+    for pod in pods {
+        let Some(spec) = pod.pod.spec.as_mut() else {
+            continue;
+        };
+        if spec.node_name.is_some() {
+            continue;
+        }
+        if let Some(host) = spec
+            .node_selector
+            .as_ref()
+            .and_then(|s| s.get(HOSTNAME_LABEL))
+        {
+            spec.node_name = Some(host.clone());
+            continue;
+        }
+        let key = pod.owner.clone().unwrap_or_else(|| ObjectRef {
+            kind: Kind::Pod,
+            namespace: pod.pod.metadata.namespace.clone(),
+            name: pod.pod.metadata.name.clone().unwrap_or_default(),
+        });
+        let offset = stable_hash(&format!(
+            "{}/{}",
+            key.namespace.as_deref().unwrap_or_default(),
+            key.name
+        ));
+        let index = replica_index.entry(key).or_default();
+        let node = &nodes[(offset as usize).wrapping_add(*index) % nodes.len()];
+        *index += 1;
+        spec.node_name = Some(node.name.clone());
+    }
+}
+
+fn assign_ips(pods: &mut [ExpandedPod], nodes: &[NodeInfo]) {
+    let mut taken: HashSet<IpAddr> = pods.iter().filter_map(ExpandedPod::ip).collect();
+    for pod in pods.iter_mut() {
+        if pod.ip().is_some() {
+            continue;
+        }
+        let Some(cidr) = pod
+            .node_name()
+            .and_then(|n| nodes.iter().find(|node| node.name == n))
+            .and_then(|n| n.pod_cidr)
+        else {
+            continue;
+        };
+        let seed = stable_hash(&format!("{}/{}", pod.namespace(), pod.name()));
+        if let Some(ip) = free_address(cidr, seed, &taken) {
+            taken.insert(ip);
+            let status = pod.pod.status.get_or_insert_with(PodStatus::default);
+            status.pod_ip = Some(ip.to_string());
+            status.pod_ips = Some(vec![PodIP { ip: ip.to_string() }]);
+        }
+    }
+}
+
+/// A host address of `cidr` not in `taken`, skipping the network address and first host.
+fn free_address(cidr: IpNet, seed: u64, taken: &HashSet<IpAddr>) -> Option<IpAddr> {
+    let host_bits = u32::from(cidr.max_prefix_len() - cidr.prefix_len()).min(32);
+    let size: u64 = 1u64 << host_bits;
+    if size < 4 {
+        return None;
+    }
+    let usable = size - 3; // network, first host (node), broadcast
+    (0..usable)
+        .map(|probe| 2 + (seed.wrapping_add(probe)) % usable)
+        .map(|offset| add_offset(cidr.network(), offset))
+        .find(|ip| !taken.contains(ip))
+}
+
+fn add_offset(base: IpAddr, offset: u64) -> IpAddr {
+    match base {
+        IpAddr::V4(v4) => {
+            IpAddr::V4((u32::from(v4).wrapping_add(u32::try_from(offset).unwrap_or(0))).into())
+        }
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6).wrapping_add(u128::from(offset))).into()),
+    }
+}
+
+/// FNV-1a: stable across builds and platforms (unlike `DefaultHasher`).
+fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,163 @@
+//! Findings reported by loading, validation and analysis, and their stable codes.
+
+use crate::object::{ObjectRef, Source};
+use serde::Serialize;
+use std::fmt;
+
+/// How bad a finding is. `error` makes `weft validate`/`weft analyze` exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The configuration is wrong or will not do what it says.
+    Error,
+    /// Probably a mistake, or weft will enforce it differently from how it reads.
+    Warning,
+    /// Worth knowing; nothing is wrong.
+    Info,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        })
+    }
+}
+
+macro_rules! codes {
+    ($( $variant:ident = $code:literal, $severity:ident, $doc:literal; )*) => {
+        /// Stable finding codes. The string form never changes once released; see the
+        /// crate README for the table.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code { $( #[doc = $doc] $variant, )* }
+
+        impl Code {
+            /// Every code, for documentation and tests.
+            pub const ALL: &'static [Code] = &[ $( Code::$variant, )* ];
+
+            /// The kebab-case code printed in reports.
+            #[must_use]
+            pub fn as_str(self) -> &'static str {
+                match self { $( Code::$variant => $code, )* }
+            }
+
+            /// The severity findings with this code have.
+            #[must_use]
+            pub fn severity(self) -> Severity {
+                match self { $( Code::$variant => Severity::$severity, )* }
+            }
+
+            /// One line saying what the code means.
+            #[must_use]
+            pub fn description(self) -> &'static str {
+                match self { $( Code::$variant => $doc, )* }
+            }
+        }
+    };
+}
+
+codes! {
+    ReadError = "read-error", Error, "A file or directory could not be read.";
+    YamlSyntax = "yaml-syntax", Error, "The file is not valid YAML (line and column given).";
+    NotAnObject = "not-an-object", Error, "A YAML document is not a mapping with apiVersion and kind.";
+    UnknownKind = "unknown-kind", Info, "A kind weft does not read; the object is skipped.";
+    UnsupportedVersion = "unsupported-api-version", Warning, "A known kind at an apiVersion weft does not read; skipped.";
+    UnknownField = "unknown-field", Error, "A field the kind's schema does not have (typo?).";
+    WrongType = "wrong-type", Error, "A field has the wrong type (e.g. text where a number is expected).";
+    MissingField = "missing-field", Error, "A required field is missing.";
+    InvalidEnum = "invalid-enum", Error, "A field holds a value outside its allowed set.";
+    InvalidValue = "invalid-value", Error, "A field holds a value of the right type but not allowed.";
+    MissingName = "missing-name", Error, "metadata.name is missing or empty.";
+    PortOutOfRange = "port-out-of-range", Error, "A port number is not in 1..=65535.";
+    BadCidr = "bad-cidr", Error, "An IP address or CIDR does not parse.";
+    BadLabelSelector = "bad-label-selector", Error, "A label selector has an invalid key, value or operator.";
+    DuplicateObject = "duplicate-object", Error, "Two objects have the same kind, namespace and name.";
+    PolicySelectorAndTargetRefs = "policy-selector-and-targetrefs", Error, "An AuthorizationPolicy sets both selector and targetRefs.";
+    PolicyL7WithoutWaypoint = "policy-l7-without-waypoint", Warning, "An AuthorizationPolicy uses L7 fields but is enforced at L4 (no waypoint).";
+    PolicyTargetNotFound = "policy-target-not-found", Error, "An AuthorizationPolicy targetRef names nothing that exists.";
+    PolicyTargetNoWaypoint = "policy-target-without-waypoint", Warning, "An AuthorizationPolicy targets a Service that has no waypoint, so nothing enforces it.";
+    PeerAuthPortNotExposed = "peerauth-port-not-exposed", Warning, "portLevelMtls names a port no selected workload exposes.";
+    PeerAuthNamespaceConflict = "peerauth-namespace-conflict", Error, "More than one namespace-wide PeerAuthentication in a namespace.";
+    RouteParentNotFound = "route-parent-not-found", Error, "A route's parentRef names no Gateway, ListenerSet or Service.";
+    RouteParentNotAllowed = "route-parent-not-allowed", Error, "A Gateway listener does not allow routes from the route's namespace.";
+    RouteBackendNotFound = "route-backend-not-found", Error, "A route's backendRef names no Service or ServiceEntry.";
+    RouteCrossNamespaceNoGrant = "route-cross-namespace-no-grant", Error, "A route refers to another namespace without a ReferenceGrant there.";
+    RouteNeedsWaypoint = "route-needs-waypoint", Warning, "A route attached to a Service that has no waypoint is not enforced in ambient mode.";
+    ServiceSelectsNoPods = "service-selects-no-pods", Warning, "A Service selector matches no Pod (bare or from a workload template).";
+    WaypointNotFound = "waypoint-not-found", Error, "istio.io/use-waypoint names a waypoint Gateway that does not exist.";
+    IgnoredPath = "ignored-path", Info, "A path was skipped because a .weftignore file lists it.";
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// One problem (or note) about the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Severity (from the code).
+    pub severity: Severity,
+    /// Stable code.
+    pub code: Code,
+    /// The object concerned, when known (not for YAML syntax errors).
+    pub object: Option<ObjectRef>,
+    /// File and line.
+    pub source: Source,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl Finding {
+    /// A finding with the code's default severity.
+    pub fn new(
+        code: Code,
+        object: Option<ObjectRef>,
+        source: Source,
+        message: impl Into<String>,
+    ) -> Self {
+        Finding {
+            severity: code.severity(),
+            code,
+            object,
+            source,
+            message: message.into(),
+        }
+    }
+}
+
+/// `error|warning|info  <code>  <kind>/<namespace>/<name>  <file>:<line>  <message>`
+/// (`-` in place of an unknown object).
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let object = self
+            .object
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), ToString::to_string);
+        write!(
+            f,
+            "{}  {}  {}  {}  {}",
+            self.severity, self.code, object, self.source, self.message
+        )
+    }
+}
+
+/// Whether any finding is an error.
+#[must_use]
+pub fn has_errors(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.severity == Severity::Error)
+}
+
+/// Sorts findings by file, line, then code, so output is stable.
+pub fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| (&a.source, a.code, &a.object).cmp(&(&b.source, b.code, &b.object)));
+}

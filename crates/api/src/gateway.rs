@@ -1,0 +1,62 @@
+//! Gateway API resources (`gateway.networking.k8s.io`).
+//!
+//! Specs come from the `gateway-api` crate (kube-rs project), which is generated from the
+//! upstream CRDs of the current standard channel (v1.5: `GatewayClass`, `Gateway`,
+//! `HTTPRoute`, `GRPCRoute`, `TLSRoute`, `ReferenceGrant`, `BackendTLSPolicy`, `ListenerSet`,
+//! all `v1`). We only take its `spec` types and wrap them in our own [`Resource`], so the
+//! kube derive machinery never touches parsing. Older versions (`v1beta1`, `v1alpha2`,
+//! `v1alpha3`) of these kinds carry a subset of the `v1` schema and parse with the same types.
+//! `TCPRoute` and `UDPRoute` live only in the experimental channel (`v1alpha2`); their schema
+//! is exactly TLSRoute's `parentRefs` + `rules[].backendRefs` without `hostnames`, so they are
+//! defined here from those parts instead of compiling the whole experimental channel.
+
+use crate::resource::Resource;
+pub use gateway_api::backendtlspolicies::BackendTlsPolicySpec;
+pub use gateway_api::gatewayclasses::GatewayClassSpec;
+pub use gateway_api::gateways::{GatewayListeners, GatewaySpec};
+pub use gateway_api::grpcroutes::GrpcRouteSpec;
+pub use gateway_api::httproutes::{HttpRouteParentRefs, HttpRouteRulesBackendRefs, HttpRouteSpec};
+pub use gateway_api::listenersets::ListenerSetSpec;
+pub use gateway_api::referencegrants::ReferenceGrantSpec;
+pub use gateway_api::tlsroutes::{
+    TlsRouteParentRefs, TlsRouteRules, TlsRouteRulesBackendRefs, TlsRouteSpec,
+};
+use serde::{Deserialize, Serialize};
+
+/// `GatewayClass` (cluster-scoped).
+pub type GatewayClass = Resource<GatewayClassSpec>;
+/// `Gateway`; a waypoint is a Gateway of class `istio-waypoint`.
+pub type Gateway = Resource<GatewaySpec>;
+/// `HTTPRoute`.
+pub type HttpRoute = Resource<HttpRouteSpec>;
+/// `GRPCRoute`.
+pub type GrpcRoute = Resource<GrpcRouteSpec>;
+/// `TLSRoute`.
+pub type TlsRoute = Resource<TlsRouteSpec>;
+/// `TCPRoute` (experimental channel, `v1alpha2`).
+pub type TcpRoute = Resource<L4RouteSpec>;
+/// `UDPRoute` (experimental channel, `v1alpha2`).
+pub type UdpRoute = Resource<L4RouteSpec>;
+/// `ReferenceGrant`.
+pub type ReferenceGrant = Resource<ReferenceGrantSpec>;
+/// `BackendTLSPolicy`.
+pub type BackendTlsPolicy = Resource<BackendTlsPolicySpec>;
+/// `ListenerSet`.
+pub type ListenerSet = Resource<ListenerSetSpec>;
+
+/// Spec of `TCPRoute` and `UDPRoute`: parents plus rules that only forward to backends.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L4RouteSpec {
+    /// Gateways (or Services) the route attaches to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_refs: Option<Vec<TlsRouteParentRefs>>,
+    /// Forwarding rules (required, at least one).
+    pub rules: Vec<TlsRouteRules>,
+    /// Experimental: attach to the defaulted Gateways (`All` or `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_default_gateways: Option<String>,
+}
+
+/// Gateway class name that marks a `Gateway` as an ambient waypoint.
+pub const WAYPOINT_CLASS: &str = "istio-waypoint";

@@ -1,0 +1,523 @@
+//! Parsing manifests: multi-document YAML files (and `kind: List`) into typed [`Object`]s,
+//! with a [`Finding`] for every document that cannot be read as written.
+//!
+//! Each document is parsed three times, cheapest question first: as untyped YAML (syntax
+//! errors, with line and column), for its `apiVersion`/`kind` (unknown kinds are skipped with
+//! an info finding), then into its typed model through `serde_ignored`, which reports every
+//! field the schema does not have. Those are errors with a "did you mean" hint.
+
+use crate::finding::{Code, Finding};
+use crate::object::{Kind, KindLookup, LoadedObject, Object, ObjectRef, Source};
+use crate::suggest::{Segment, closest, display_path, segments_of};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Objects and findings from loading some files.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadResult {
+    /// Objects that parsed (possibly with unknown-field findings).
+    pub objects: Vec<LoadedObject>,
+    /// Everything that went wrong or was skipped.
+    pub findings: Vec<Finding>,
+}
+
+impl LoadResult {
+    /// Appends another result.
+    pub fn extend(&mut self, other: LoadResult) {
+        self.objects.extend(other.objects);
+        self.findings.extend(other.findings);
+    }
+}
+
+/// Reads and parses one file.
+#[must_use]
+pub fn load_file(path: &Path) -> LoadResult {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_manifests(&text, path),
+        Err(error) => LoadResult {
+            objects: Vec::new(),
+            findings: vec![Finding::new(
+                Code::ReadError,
+                None,
+                Source {
+                    file: path.to_owned(),
+                    line: 0,
+                },
+                format!("cannot read file: {error}"),
+            )],
+        },
+    }
+}
+
+/// Parses the text of one manifest file (`file` is only used in sources and messages).
+#[must_use]
+pub fn parse_manifests(text: &str, file: &Path) -> LoadResult {
+    let mut result = LoadResult::default();
+    for document in split_documents(text) {
+        parse_document(&document, file, &mut result);
+    }
+    result
+}
+
+/// One YAML document of a file.
+struct Document<'a> {
+    text: &'a str,
+    /// 1-based line of the document's first line in the file.
+    first_line: usize,
+}
+
+/// Splits a file at `---` lines (a `...` line also ends a document).
+fn split_documents(text: &str) -> Vec<Document<'_>> {
+    let mut documents = Vec::new();
+    let mut start_byte = 0;
+    let mut start_line = 1;
+    let mut offset = 0;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_end();
+        let is_separator = trimmed == "---" || trimmed.starts_with("--- ") || trimmed == "...";
+        if is_separator {
+            documents.push(Document {
+                text: &text[start_byte..offset],
+                first_line: start_line,
+            });
+            start_byte = offset + line.len();
+            start_line = index + 2;
+        }
+        offset += line.len();
+    }
+    documents.push(Document {
+        text: &text[start_byte..],
+        first_line: start_line,
+    });
+    documents
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypeHeader {
+    api_version: Option<String>,
+    kind: Option<String>,
+    metadata: Option<HeaderMeta>,
+}
+
+#[derive(Deserialize)]
+struct HeaderMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+fn parse_document(document: &Document<'_>, file: &Path, result: &mut LoadResult) {
+    let source = |line_in_doc: usize| Source {
+        file: file.to_owned(),
+        line: document.first_line + line_in_doc.max(1) - 1,
+    };
+    let value: serde_yaml::Value = match serde_yaml::from_str(document.text) {
+        Ok(value) => value,
+        Err(error) => {
+            let (line, column) = error.location().map_or((1, 0), |l| (l.line(), l.column()));
+            let message = format!("{} (column {column})", strip_location(&error.to_string()));
+            result
+                .findings
+                .push(Finding::new(Code::YamlSyntax, None, source(line), message));
+            return;
+        }
+    };
+    if value.is_null() {
+        return;
+    }
+    let header = match serde_yaml::from_value::<TypeHeader>(value.clone()) {
+        Ok(header) => header,
+        Err(error) => {
+            let message = format!(
+                "not a Kubernetes object: {}",
+                strip_location(&error.to_string())
+            );
+            result
+                .findings
+                .push(Finding::new(Code::NotAnObject, None, source(1), message));
+            return;
+        }
+    };
+    let (Some(api_version), Some(kind)) = (header.api_version.as_deref(), header.kind.as_deref())
+    else {
+        let message = "document has no apiVersion and kind; every object needs both";
+        result
+            .findings
+            .push(Finding::new(Code::NotAnObject, None, source(1), message));
+        return;
+    };
+    if kind == "List" || (kind.ends_with("List") && api_version == "v1") {
+        parse_list(&value, document, file, result);
+        return;
+    }
+    let lookup = Kind::lookup(api_version, kind);
+    let Some(known) = accept_kind(
+        lookup,
+        api_version,
+        kind,
+        header.metadata.as_ref(),
+        source(1),
+        result,
+    ) else {
+        return;
+    };
+    let parsed = parse_typed(known, serde_yaml::Deserializer::from_str(document.text));
+    report_parsed(
+        parsed,
+        known,
+        header.metadata.as_ref(),
+        document,
+        file,
+        result,
+    );
+}
+
+/// Decides whether to parse an object of this `apiVersion`/`kind`, reporting when not.
+fn accept_kind(
+    lookup: KindLookup,
+    api_version: &str,
+    kind: &str,
+    meta: Option<&HeaderMeta>,
+    source: Source,
+    result: &mut LoadResult,
+) -> Option<Kind> {
+    match lookup {
+        KindLookup::Known(known) => Some(known),
+        KindLookup::UnsupportedVersion(known) => {
+            let message = format!(
+                "{kind} at apiVersion {api_version} is not read (supported: {}); object skipped",
+                known.api_versions().join(", ")
+            );
+            let object = header_ref(known, meta);
+            result.findings.push(Finding::new(
+                Code::UnsupportedVersion,
+                Some(object),
+                source,
+                message,
+            ));
+            None
+        }
+        KindLookup::Unknown => {
+            let name = meta.and_then(|m| m.name.as_deref()).unwrap_or("?");
+            let message =
+                format!("kind {kind} ({api_version}) \"{name}\" is not used by weft; skipped");
+            result
+                .findings
+                .push(Finding::new(Code::UnknownKind, None, source, message));
+            None
+        }
+    }
+}
+
+fn header_ref(kind: Kind, meta: Option<&HeaderMeta>) -> ObjectRef {
+    let namespace = meta
+        .and_then(|m| m.namespace.clone())
+        .unwrap_or_else(|| crate::object::DEFAULT_NAMESPACE.to_owned());
+    ObjectRef {
+        kind,
+        namespace: kind.is_namespaced().then_some(namespace),
+        name: meta.and_then(|m| m.name.clone()).unwrap_or_default(),
+    }
+}
+
+/// `kind: List`: each item is parsed as its own object; sources point at the list document.
+fn parse_list(
+    value: &serde_yaml::Value,
+    document: &Document<'_>,
+    file: &Path,
+    result: &mut LoadResult,
+) {
+    let items = value
+        .get("items")
+        .and_then(serde_yaml::Value::as_sequence)
+        .cloned()
+        .unwrap_or_default();
+    for item in items {
+        let header: Option<TypeHeader> = serde_yaml::from_value(item.clone()).ok();
+        let source = Source {
+            file: file.to_owned(),
+            line: document.first_line,
+        };
+        let Some(TypeHeader {
+            api_version: Some(api_version),
+            kind: Some(kind),
+            metadata,
+        }) = header
+        else {
+            let message = "List item has no apiVersion and kind";
+            result
+                .findings
+                .push(Finding::new(Code::NotAnObject, None, source, message));
+            continue;
+        };
+        let lookup = Kind::lookup(&api_version, &kind);
+        let Some(known) = accept_kind(
+            lookup,
+            &api_version,
+            &kind,
+            metadata.as_ref(),
+            source,
+            result,
+        ) else {
+            continue;
+        };
+        let parsed = parse_typed(known, item);
+        report_parsed(parsed, known, metadata.as_ref(), document, file, result);
+    }
+}
+
+type Parsed<E> = Result<(Object, Vec<Vec<Segment>>), E>;
+
+/// Deserializes `kind` from any deserializer, collecting the paths of unknown fields.
+fn parse_typed<'de, D: serde::Deserializer<'de>>(kind: Kind, deserializer: D) -> Parsed<D::Error> {
+    let mut unknown = Vec::new();
+    let object = Object::deserialize_as(
+        kind,
+        serde_ignored::Deserializer::new(deserializer, &mut |path| {
+            unknown.push(segments_of(&path));
+        }),
+    )?;
+    Ok((object, unknown))
+}
+
+fn report_parsed<E: std::fmt::Display + ErrorLocation>(
+    parsed: Parsed<E>,
+    kind: Kind,
+    meta: Option<&HeaderMeta>,
+    document: &Document<'_>,
+    file: &Path,
+    result: &mut LoadResult,
+) {
+    let at_doc_line = |line: usize| Source {
+        file: file.to_owned(),
+        line: document.first_line + line.max(1) - 1,
+    };
+    match parsed {
+        Ok((object, unknown_paths)) => {
+            let object_ref = object.object_ref();
+            for path in unknown_paths {
+                let line = find_key_line(document.text, &path).unwrap_or(1);
+                let message = unknown_field_message(kind, &path);
+                result.findings.push(Finding::new(
+                    Code::UnknownField,
+                    Some(object_ref.clone()),
+                    at_doc_line(line),
+                    message,
+                ));
+            }
+            for problem in crate::validate::check_object(&object) {
+                let line = find_key_line(document.text, &problem.path).unwrap_or(1);
+                result.findings.push(Finding::new(
+                    problem.code,
+                    Some(object_ref.clone()),
+                    at_doc_line(line),
+                    problem.message,
+                ));
+            }
+            result.objects.push(LoadedObject {
+                object,
+                source: at_doc_line(first_content_line(document.text)),
+            });
+        }
+        Err(error) => {
+            let message = strip_location(&error.to_string());
+            let line = error.line().unwrap_or(1);
+            let finding = Finding::new(
+                classify_schema_error(&message),
+                Some(header_ref(kind, meta)),
+                at_doc_line(line),
+                message,
+            );
+            result.findings.push(finding);
+        }
+    }
+}
+
+/// Line information for the two deserializer error types we use.
+trait ErrorLocation {
+    fn line(&self) -> Option<usize>;
+}
+
+impl ErrorLocation for serde_yaml::Error {
+    fn line(&self) -> Option<usize> {
+        self.location().map(|l| l.line())
+    }
+}
+
+fn unknown_field_message(kind: Kind, path: &[Segment]) -> String {
+    let (field, parent) = match path.split_last() {
+        Some((Segment::Key(field), parent)) => (field.as_str(), parent),
+        _ => ("?", path),
+    };
+    let location = if parent.is_empty() {
+        "top level".to_owned()
+    } else {
+        display_path(parent)
+    };
+    let hint = Object::known_fields(kind, parent)
+        .and_then(|fields| closest(field, fields))
+        .map(|suggestion| format!("; did you mean \"{suggestion}\"?"))
+        .unwrap_or_default();
+    format!("unknown field \"{field}\" in {location} of {kind}{hint}")
+}
+
+/// 1-based line of the first line that is neither blank nor a comment.
+fn first_content_line(text: &str) -> usize {
+    text.lines()
+        .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map_or(1, |i| i + 1)
+}
+
+/// Maps serde's error wording to a finding code.
+fn classify_schema_error(message: &str) -> Code {
+    if message.contains("missing field") {
+        Code::MissingField
+    } else if message.contains("unknown variant") {
+        Code::InvalidEnum
+    } else if message.contains("invalid type") {
+        Code::WrongType
+    } else {
+        Code::InvalidValue
+    }
+}
+
+/// Drops serde_yaml's trailing " at line L column C" (we print the location ourselves).
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) if message[index..].contains(" column ") => message[..index].to_owned(),
+        _ => message.to_owned(),
+    }
+}
+
+/// Best-effort 1-based line (within the document) of the key at the end of `path`: follows
+/// each mapping key in order, each one found below the previous.
+fn find_key_line(text: &str, path: &[Segment]) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut from = 0;
+    let mut found = None;
+    for segment in path {
+        let Segment::Key(key) = segment else { continue };
+        let index = (from..lines.len()).find(|&i| line_has_key(lines[i], key))?;
+        found = Some(index + 1);
+        from = index + 1;
+    }
+    found
+}
+
+fn line_has_key(line: &str, key: &str) -> bool {
+    let body = line.trim_start().trim_start_matches("- ").trim_start();
+    let body = body.trim_start_matches(['"', '\'']);
+    body.strip_prefix(key).is_some_and(|rest| {
+        rest.trim_start_matches(['"', '\''])
+            .trim_start()
+            .starts_with(':')
+    })
+}
+
+/// File names read from directories.
+fn is_manifest(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+}
+
+/// Name of the per-directory file listing entries (relative to that directory) to skip.
+pub const IGNORE_FILE: &str = ".weftignore";
+
+/// Expands files and directories into the manifest files to read. Directories are walked
+/// recursively in name order, taking `*.yaml`, `*.yml` and `*.json`, skipping hidden entries
+/// and anything listed in a `.weftignore` file of the directory (one relative path per line,
+/// `#` comments). Files given explicitly are always read. Problems become findings.
+#[must_use]
+pub fn collect_manifest_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Finding>) {
+    let mut files = Vec::new();
+    let mut findings = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            walk_dir(path, &mut files, &mut findings);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    (files, findings)
+}
+
+fn walk_dir(dir: &Path, files: &mut Vec<PathBuf>, findings: &mut Vec<Finding>) {
+    let ignored = read_ignore_file(dir, findings);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            let source = Source {
+                file: dir.to_owned(),
+                line: 0,
+            };
+            findings.push(Finding::new(
+                Code::ReadError,
+                None,
+                source,
+                format!("cannot read directory: {error}"),
+            ));
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with('.') || ignored.iter().any(|i| i == name) {
+            continue;
+        }
+        if path.is_dir() {
+            walk_dir(&path, files, findings);
+        } else if is_manifest(&path) {
+            files.push(path);
+        }
+    }
+}
+
+fn read_ignore_file(dir: &Path, findings: &mut Vec<Finding>) -> Vec<String> {
+    let path = dir.join(IGNORE_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Vec::new();
+    };
+    let mut entries = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let entry = line
+            .split('#')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .trim_end_matches('/');
+        if entry.is_empty() {
+            continue;
+        }
+        let source = Source {
+            file: path.clone(),
+            line: index + 1,
+        };
+        let message = format!(
+            "skipping {} (listed in {IGNORE_FILE})",
+            dir.join(entry).display()
+        );
+        findings.push(Finding::new(Code::IgnoredPath, None, source, message));
+        entries.push(entry.to_owned());
+    }
+    entries
+}
+
+/// Collects and parses every manifest under `paths`.
+#[must_use]
+pub fn load_paths(paths: &[PathBuf]) -> LoadResult {
+    let (files, findings) = collect_manifest_files(paths);
+    let mut result = LoadResult {
+        objects: Vec::new(),
+        findings,
+    };
+    for file in files {
+        result.extend(load_file(&file));
+    }
+    result
+}

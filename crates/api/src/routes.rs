@@ -1,0 +1,169 @@
+//! One read-only view over the five route kinds (`HTTPRoute`, `GRPCRoute`, `TLSRoute`,
+//! `TCPRoute`, `UDPRoute`): their parent and backend references, with the path of each.
+
+use crate::object::Object;
+use crate::suggest::Segment;
+
+/// A `parentRefs[]` or `backendRefs[]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRef<'a> {
+    /// API group (`None`/`""` = core for backends, Gateway API group for parents).
+    pub group: Option<&'a str>,
+    /// Kind (`None` = `Gateway` for parents, `Service` for backends).
+    pub kind: Option<&'a str>,
+    /// Name.
+    pub name: &'a str,
+    /// Namespace (`None` = the route's).
+    pub namespace: Option<&'a str>,
+    /// Port, if given.
+    pub port: Option<i32>,
+    /// Listener name (parents only).
+    pub section_name: Option<&'a str>,
+    /// Path of the entry in the route.
+    pub path: Vec<Segment>,
+}
+
+/// The references of one route.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteView<'a> {
+    /// `spec.parentRefs`.
+    pub parents: Vec<RouteRef<'a>>,
+    /// Every `spec.rules[].backendRefs[]`.
+    pub backends: Vec<RouteRef<'a>>,
+}
+
+macro_rules! route_ref {
+    ($r:expr, $section:expr, $path:expr) => {
+        RouteRef {
+            group: $r.group.as_deref(),
+            kind: $r.kind.as_deref(),
+            name: &$r.name,
+            namespace: $r.namespace.as_deref(),
+            port: $r.port,
+            section_name: $section,
+            path: $path,
+        }
+    };
+}
+
+fn key(k: &str) -> Segment {
+    Segment::Key(k.to_owned())
+}
+
+fn at(parts: &[Segment]) -> Vec<Segment> {
+    parts.to_vec()
+}
+
+/// The references of `object` if it is a route.
+#[must_use]
+pub fn route_view(object: &Object) -> Option<RouteView<'_>> {
+    macro_rules! parents {
+        ($refs:expr) => {
+            $refs
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, r)| {
+                    route_ref!(
+                        r,
+                        r.section_name.as_deref(),
+                        at(&[key("spec"), key("parentRefs"), Segment::Index(i)])
+                    )
+                })
+                .collect()
+        };
+    }
+    macro_rules! backends {
+        ($lists:expr) => {
+            $lists
+                .enumerate()
+                .flat_map(|(r, list)| {
+                    list.into_iter()
+                        .flatten()
+                        .enumerate()
+                        .map(move |(b, backend)| {
+                            let path = at(&[
+                                key("spec"),
+                                key("rules"),
+                                Segment::Index(r),
+                                key("backendRefs"),
+                                Segment::Index(b),
+                            ]);
+                            route_ref!(backend, None, path)
+                        })
+                })
+                .collect()
+        };
+    }
+    let view = match object {
+        Object::HttpRoute(route) => RouteView {
+            parents: parents!(route.spec.parent_refs),
+            backends: backends!(
+                route
+                    .spec
+                    .rules
+                    .iter()
+                    .flatten()
+                    .map(|r| r.backend_refs.as_ref())
+            ),
+        },
+        Object::GrpcRoute(route) => RouteView {
+            parents: parents!(route.spec.parent_refs),
+            backends: backends!(
+                route
+                    .spec
+                    .rules
+                    .iter()
+                    .flatten()
+                    .map(|r| r.backend_refs.as_ref())
+            ),
+        },
+        Object::TlsRoute(route) => RouteView {
+            parents: parents!(route.spec.parent_refs),
+            backends: backends!(route.spec.rules.iter().map(|r| Some(&r.backend_refs))),
+        },
+        Object::TcpRoute(route) | Object::UdpRoute(route) => RouteView {
+            parents: parents!(route.spec.parent_refs),
+            backends: backends!(route.spec.rules.iter().map(|r| Some(&r.backend_refs))),
+        },
+        _ => return None,
+    };
+    Some(view)
+}
+
+/// Every port number written in a route, Gateway-API listener set or route parent/backend,
+/// with its path (for range checks).
+#[must_use]
+pub fn declared_ports(object: &Object) -> Vec<(Vec<Segment>, i32)> {
+    if let Object::ListenerSet(set) = object {
+        return set
+            .spec
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                (
+                    at(&[
+                        key("spec"),
+                        key("listeners"),
+                        Segment::Index(i),
+                        key("port"),
+                    ]),
+                    l.port,
+                )
+            })
+            .collect();
+    }
+    let Some(view) = route_view(object) else {
+        return Vec::new();
+    };
+    view.parents
+        .into_iter()
+        .chain(view.backends)
+        .filter_map(|r| {
+            let mut path = r.path;
+            path.push(key("port"));
+            r.port.map(|port| (path, port))
+        })
+        .collect()
+}

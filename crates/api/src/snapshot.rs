@@ -1,0 +1,149 @@
+//! [`ConfigSnapshot`]: an immutable, indexed view of a set of objects that the control plane,
+//! `weft up` and `weft analyze` query.
+
+use crate::expand::{ExpandedPod, expand_pods};
+use crate::object::{Kind, LoadedObject, Object, ObjectRef};
+use std::collections::HashMap;
+
+/// An indexed set of objects. When two objects share kind/namespace/name the first one wins
+/// (analysis reports the duplicate).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSnapshot {
+    objects: Vec<LoadedObject>,
+    index: HashMap<ObjectRef, usize>,
+    by_kind: HashMap<Kind, Vec<usize>>,
+}
+
+impl ConfigSnapshot {
+    /// Indexes `objects` (order is kept).
+    #[must_use]
+    pub fn new(objects: Vec<LoadedObject>) -> Self {
+        let mut index = HashMap::new();
+        let mut by_kind: HashMap<Kind, Vec<usize>> = HashMap::new();
+        for (position, loaded) in objects.iter().enumerate() {
+            if index.try_insert_compat(loaded.object.object_ref(), position) {
+                by_kind
+                    .entry(loaded.object.kind())
+                    .or_default()
+                    .push(position);
+            }
+        }
+        ConfigSnapshot {
+            objects,
+            index,
+            by_kind,
+        }
+    }
+
+    /// Every object, in load order (duplicates included).
+    #[must_use]
+    pub fn objects(&self) -> &[LoadedObject] {
+        &self.objects
+    }
+
+    /// The objects of one kind (first of each identity), in load order.
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &LoadedObject> {
+        self.by_kind
+            .get(&kind)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.objects[i])
+    }
+
+    /// The object with this identity (`namespace` is ignored for cluster-scoped kinds).
+    #[must_use]
+    pub fn get(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<&LoadedObject> {
+        let namespace = if kind.is_namespaced() {
+            namespace.map(str::to_owned)
+        } else {
+            None
+        };
+        let key = ObjectRef {
+            kind,
+            namespace,
+            name: name.to_owned(),
+        };
+        self.index.get(&key).map(|&i| &self.objects[i])
+    }
+
+    /// Whether an object with this identity exists.
+    #[must_use]
+    pub fn contains(&self, kind: Kind, namespace: Option<&str>, name: &str) -> bool {
+        self.get(kind, namespace, name).is_some()
+    }
+
+    /// Every pod the configuration runs: bare `Pod`s plus pods expanded from `Deployment`,
+    /// `StatefulSet` and `DaemonSet` templates (see [`expand_pods`]).
+    #[must_use]
+    pub fn pods(&self) -> Vec<ExpandedPod> {
+        expand_pods(self)
+    }
+
+    /// Labels of a namespace object (empty if the namespace is not declared).
+    #[must_use]
+    pub fn namespace_labels(&self, namespace: &str) -> std::collections::BTreeMap<String, String> {
+        self.get(Kind::Namespace, None, namespace)
+            .map(|o| o.object.labels().clone())
+            .unwrap_or_default()
+    }
+}
+
+macro_rules! typed_accessors {
+    ($( $method:ident => $variant:ident : $ty:ty; )*) => {
+        impl ConfigSnapshot {
+            $(
+                #[doc = concat!("Every `", stringify!($variant), "` with where it came from.")]
+                pub fn $method(&self) -> impl Iterator<Item = (&$ty, &LoadedObject)> {
+                    self.of_kind(Kind::$variant).filter_map(|loaded| match &loaded.object {
+                        Object::$variant(inner) => Some((inner, loaded)),
+                        _ => None,
+                    })
+                }
+            )*
+        }
+    };
+}
+
+typed_accessors! {
+    namespaces => Namespace: k8s_openapi::api::core::v1::Namespace;
+    services => Service: k8s_openapi::api::core::v1::Service;
+    bare_pods => Pod: k8s_openapi::api::core::v1::Pod;
+    service_accounts => ServiceAccount: k8s_openapi::api::core::v1::ServiceAccount;
+    nodes => Node: k8s_openapi::api::core::v1::Node;
+    config_maps => ConfigMap: k8s_openapi::api::core::v1::ConfigMap;
+    secrets => Secret: k8s_openapi::api::core::v1::Secret;
+    deployments => Deployment: k8s_openapi::api::apps::v1::Deployment;
+    stateful_sets => StatefulSet: k8s_openapi::api::apps::v1::StatefulSet;
+    daemon_sets => DaemonSet: k8s_openapi::api::apps::v1::DaemonSet;
+    authorization_policies => AuthorizationPolicy: crate::istio::AuthorizationPolicy;
+    peer_authentications => PeerAuthentication: crate::istio::PeerAuthentication;
+    service_entries => ServiceEntry: crate::istio::ServiceEntry;
+    workload_entries => WorkloadEntry: crate::istio::WorkloadEntry;
+    gateway_classes => GatewayClass: crate::gateway::GatewayClass;
+    gateways => Gateway: crate::gateway::Gateway;
+    http_routes => HttpRoute: crate::gateway::HttpRoute;
+    grpc_routes => GrpcRoute: crate::gateway::GrpcRoute;
+    tls_routes => TlsRoute: crate::gateway::TlsRoute;
+    tcp_routes => TcpRoute: crate::gateway::TcpRoute;
+    udp_routes => UdpRoute: crate::gateway::UdpRoute;
+    reference_grants => ReferenceGrant: crate::gateway::ReferenceGrant;
+    backend_tls_policies => BackendTlsPolicy: crate::gateway::BackendTlsPolicy;
+    listener_sets => ListenerSet: crate::gateway::ListenerSet;
+}
+
+/// `HashMap::try_insert` is unstable; this is the stable equivalent.
+trait TryInsertCompat<K, V> {
+    fn try_insert_compat(&mut self, key: K, value: V) -> bool;
+}
+
+impl<K: std::hash::Hash + Eq, V> TryInsertCompat<K, V> for HashMap<K, V> {
+    fn try_insert_compat(&mut self, key: K, value: V) -> bool {
+        match self.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(value);
+                true
+            }
+        }
+    }
+}
