@@ -1,0 +1,342 @@
+//! rustls configurations for HBONE: TLS 1.3 only, mutual authentication, ALPN `h2`, chains
+//! checked against a [`TrustBundle`] with webpki, and the peer's SPIFFE URI SAN checked
+//! against the identities the caller expects (client side) or the accepted trust domains
+//! (server side, which then records the client identity with [`peer_identity`]).
+
+use crate::{SpiffeId, TrustBundle, WorkloadCert};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError,
+    ServerConfig, SignatureScheme,
+};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use std::sync::{Arc, OnceLock};
+
+/// ALPN protocol spoken inside HBONE.
+pub const ALPN_H2: &[u8] = b"h2";
+
+/// The one crypto provider weft uses (aws-lc-rs), shared by every config this crate builds.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .clone()
+}
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("TLS 1.3 is not available from the crypto provider: {0}")]
+    Protocol(rustls::Error),
+    #[error("trust bundle has no usable root: {0}")]
+    Verifier(String),
+}
+
+/// Why a peer's identity could not be established.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerIdentityError {
+    #[error("peer presented no certificate")]
+    NoCertificate,
+    #[error("peer certificate cannot be parsed: {0}")]
+    Unparsable(String),
+    #[error("peer certificate has no SPIFFE URI SAN")]
+    NoSpiffeId,
+    #[error("peer certificate has {0} SPIFFE URI SANs; exactly one is required")]
+    SeveralSpiffeIds(usize),
+    #[error("peer certificate SPIFFE id is malformed: {0}")]
+    Malformed(#[from] crate::SpiffeIdError),
+    #[error("peer identity {actual} is not one of the expected {expected:?}")]
+    Unexpected {
+        actual: String,
+        expected: Vec<String>,
+    },
+    #[error("peer identity {actual} is from a trust domain this proxy does not accept")]
+    UntrustedDomain { actual: String },
+}
+
+/// What weft needs to know about a leaf certificate.
+#[derive(Debug, Clone)]
+pub struct LeafInfo {
+    /// The single SPIFFE URI SAN, if there is exactly one and it parses.
+    pub spiffe_id: Option<SpiffeId>,
+    pub uri_sans: Vec<String>,
+    pub dns_sans: Vec<String>,
+    pub subject: String,
+    pub issuer: String,
+    /// Unix seconds.
+    pub not_before: i64,
+    /// Unix seconds.
+    pub not_after: i64,
+    pub serial: Vec<u8>,
+    pub is_ca: bool,
+}
+
+/// Parses the fields of a certificate weft cares about.
+pub fn leaf_info(der: &CertificateDer<'_>) -> Result<LeafInfo, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|err| format!("not an X.509 certificate: {err}"))?;
+    let mut uri_sans = Vec::new();
+    let mut dns_sans = Vec::new();
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|err| format!("bad subjectAltName: {err}"))?;
+    for name in san.iter().flat_map(|ext| ext.value.general_names.iter()) {
+        match name {
+            x509_parser::extensions::GeneralName::URI(uri) => uri_sans.push((*uri).to_owned()),
+            x509_parser::extensions::GeneralName::DNSName(dns) => dns_sans.push((*dns).to_owned()),
+            _ => {}
+        }
+    }
+    Ok(LeafInfo {
+        spiffe_id: single_spiffe_id(&uri_sans).ok(),
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        serial: cert.raw_serial().to_vec(),
+        is_ca: cert.is_ca(),
+        uri_sans,
+        dns_sans,
+    })
+}
+
+fn single_spiffe_id(uri_sans: &[String]) -> Result<SpiffeId, PeerIdentityError> {
+    let mut spiffe = uri_sans.iter().filter(|uri| uri.starts_with("spiffe://"));
+    match (spiffe.next(), spiffe.count()) {
+        (None, _) => Err(PeerIdentityError::NoSpiffeId),
+        (Some(uri), 0) => Ok(uri.parse()?),
+        (Some(_), more) => Err(PeerIdentityError::SeveralSpiffeIds(more + 1)),
+    }
+}
+
+/// The SPIFFE identity in a certificate's URI SAN (exactly one required).
+pub fn identity_of(cert: &CertificateDer<'_>) -> Result<SpiffeId, PeerIdentityError> {
+    let info = leaf_info(cert).map_err(PeerIdentityError::Unparsable)?;
+    single_spiffe_id(&info.uri_sans)
+}
+
+/// The identity of a TLS peer, from `conn.peer_certificates()` of a finished handshake.
+pub fn peer_identity(
+    peer_certificates: Option<&[CertificateDer<'_>]>,
+) -> Result<SpiffeId, PeerIdentityError> {
+    let leaf = peer_certificates
+        .and_then(<[_]>::first)
+        .ok_or(PeerIdentityError::NoCertificate)?;
+    identity_of(leaf)
+}
+
+fn identity_error(err: PeerIdentityError) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(err))))
+}
+
+/// Checks a server's chain against the bundle and its SPIFFE id against the expected set.
+#[derive(Debug)]
+struct SpiffeServerVerifier {
+    trust: TrustBundle,
+    expected: Vec<SpiffeId>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for SpiffeServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            self.trust.root_store(),
+            intermediates,
+            now,
+            self.algorithms.all,
+        )?;
+        let actual = identity_of(end_entity).map_err(identity_error)?;
+        if self.expected.contains(&actual) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(identity_error(PeerIdentityError::Unexpected {
+                actual: actual.to_string(),
+                expected: self.expected.iter().map(ToString::to_string).collect(),
+            }))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Checks a client's chain with webpki, then that it carries one SPIFFE id from an accepted
+/// trust domain.
+#[derive(Debug)]
+struct SpiffeClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    trust: TrustBundle,
+}
+
+impl ClientCertVerifier for SpiffeClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // No hints: peers have exactly one certificate, and hints only leak the root names.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let actual = identity_of(end_entity).map_err(identity_error)?;
+        if self.trust.accepts_trust_domain(actual.trust_domain()) {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            Err(identity_error(PeerIdentityError::UntrustedDomain {
+                actual: actual.to_string(),
+            }))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Always presents the same certificate (one config per local identity).
+#[derive(Debug)]
+struct FixedCert(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for FixedCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl ResolvesServerCert for FixedCert {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// HBONE client config: presents `cert`, accepts only a server whose chain leads to a root in
+/// `trust` and whose SPIFFE id is one of `expected`. The server name passed to rustls is not
+/// checked (use the destination IP, so no SNI is sent).
+pub fn client_config(
+    cert: &WorkloadCert,
+    trust: &TrustBundle,
+    expected: impl IntoIterator<Item = SpiffeId>,
+) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    let provider = crypto_provider();
+    let verifier = SpiffeServerVerifier {
+        trust: trust.clone(),
+        expected: expected.into_iter().collect(),
+        algorithms: provider.signature_verification_algorithms,
+    };
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsConfigError::Protocol)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_cert_resolver(Arc::new(FixedCert(cert.certified_key().clone())));
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// HBONE server config: presents `cert`, requires a client certificate whose chain leads to
+/// a root in `trust` and that carries a SPIFFE id of an accepted trust domain. Read the client
+/// identity after the handshake with [`peer_identity`].
+pub fn server_config(
+    cert: &WorkloadCert,
+    trust: &TrustBundle,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let provider = crypto_provider();
+    let inner =
+        WebPkiClientVerifier::builder_with_provider(trust.root_store().clone(), provider.clone())
+            .build()
+            .map_err(|err| TlsConfigError::Verifier(err.to_string()))?;
+    let verifier = SpiffeClientVerifier {
+        inner,
+        trust: trust.clone(),
+    };
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsConfigError::Protocol)?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_cert_resolver(Arc::new(FixedCert(cert.certified_key().clone())));
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Client config for talking to the control plane (CA, xDS): verifies the server's chain
+/// against `trust` and its DNS name (the name passed to the connector), TLS 1.3 only, ALPN h2,
+/// no client certificate (callers authenticate with a bearer token).
+pub fn control_plane_client_config(
+    trust: &TrustBundle,
+) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    let provider = crypto_provider();
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(trust.root_store().clone(), provider.clone())
+            .build()
+            .map_err(|err| TlsConfigError::Verifier(err.to_string()))?;
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsConfigError::Protocol)?
+        .with_webpki_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
