@@ -2,16 +2,21 @@
 //! streams on it. [`crate::Pool`] decides which connection a stream goes to.
 
 use std::fmt;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::{Connection, SendRequest};
 use http::{HeaderValue, Method, Request, StatusCode};
 use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::oneshot;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -92,7 +97,7 @@ impl ConnectRequest {
 /// stream on `sender` to make progress.
 pub(crate) struct Established {
     pub(crate) sender: SendRequest<Bytes>,
-    pub(crate) driver: Connection<TlsStream<TcpStream>, Bytes>,
+    pub(crate) driver: ClientDriver,
     pub(crate) peer: PeerCertificates,
 }
 
@@ -131,18 +136,101 @@ async fn establish_inner(
         SessionProblem::Alpn(negotiated) => HandshakeError::Alpn { tunnel, negotiated },
     })?;
     let peer = peer_certificates(state);
-    let (sender, driver) = h2::client::Builder::new()
+    let (first_bytes_tx, first_bytes) = oneshot::channel();
+    let io = FirstRead {
+        io: tls,
+        first_read: Some(first_bytes_tx),
+    };
+    let (sender, mut driver) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .enable_push(false)
-        .handshake(tls)
+        .handshake(io)
         .await
         .map_err(|source| HandshakeError::Http2 { tunnel, source })?;
+    await_server_preface(&mut driver, first_bytes, tunnel).await?;
     Ok(Established {
         sender,
         driver,
         peer,
     })
+}
+
+/// In TLS 1.3 the server checks our certificate after our handshake already finished, so
+/// a refused client only learns it from the next read. Drive the connection until the
+/// server's HTTP/2 preface arrives: a connection in the pool is one the server accepted.
+async fn await_server_preface(
+    driver: &mut ClientDriver,
+    mut first_bytes: oneshot::Receiver<()>,
+    tunnel: SocketAddr,
+) -> Result<(), HandshakeError> {
+    poll_fn(|cx| {
+        if Pin::new(&mut first_bytes).poll(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        match ready!(Pin::new(&mut *driver).poll(cx)) {
+            Err(source) => Poll::Ready(Err(HandshakeError::Http2 { tunnel, source })),
+            Ok(()) => Poll::Ready(Err(HandshakeError::ClosedByPeer { tunnel })),
+        }
+    })
+    .await
+}
+
+/// The HTTP/2 client connection as the pool drives it.
+pub(crate) type ClientDriver = Connection<FirstRead<TlsStream<TcpStream>>, Bytes>;
+
+/// Passes I/O through, reporting once when the first plaintext bytes arrive.
+pub(crate) struct FirstRead<IO> {
+    io: IO,
+    first_read: Option<oneshot::Sender<()>>,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for FirstRead<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        if buf.filled().len() > before
+            && let Some(first_read) = this.first_read.take()
+        {
+            let _ = first_read.send(());
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for FirstRead<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 async fn connect_tcp(

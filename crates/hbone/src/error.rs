@@ -49,6 +49,8 @@ pub enum HandshakeError {
         tunnel: SocketAddr,
         source: h2::Error,
     },
+    #[error("tunnel {tunnel} closed the connection before its HTTP/2 preface")]
+    ClosedByPeer { tunnel: SocketAddr },
     #[error("handshake with tunnel {tunnel} did not finish within {after:?}")]
     Timeout { tunnel: SocketAddr, after: Duration },
 }

@@ -19,7 +19,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::client::{
-    ConnectRequest, Established, OpenFailure, SocketHook, TunnelTarget, establish, open_stream,
+    ClientDriver, ConnectRequest, Established, OpenFailure, SocketHook, TunnelTarget, establish,
+    open_stream,
 };
 use crate::error::{HandshakeError, HboneError};
 use crate::stream::{HboneStream, PeerCertificates};
@@ -380,7 +381,7 @@ async fn drive_connection<K>(
     key: K,
     entry: Arc<KeyEntry>,
     conn: Arc<PooledConn>,
-    driver: h2::client::Connection<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Bytes>,
+    driver: ClientDriver,
 ) where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {

@@ -279,13 +279,27 @@ pub fn client_config(
     server_roots: Arc<RootCertStore>,
     expected_server: &str,
 ) -> Arc<rustls::ClientConfig> {
+    client_config_for_versions(
+        identity,
+        server_roots,
+        expected_server,
+        &[&rustls::version::TLS13],
+    )
+}
+
+pub fn client_config_for_versions(
+    identity: Option<&Identity>,
+    server_roots: Arc<RootCertStore>,
+    expected_server: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
     let verifier = Arc::new(SpiffeServerVerifier {
         roots: server_roots,
         provider: provider(),
         expected: expected_server.to_owned(),
     });
     let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
+        .with_protocol_versions(versions)
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(verifier);

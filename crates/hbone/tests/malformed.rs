@@ -1,0 +1,250 @@
+//! Misbehaving and unauthorized clients: right status or a closed connection, and the
+//! server keeps serving everyone else.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Method, Request, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsConnector;
+use weft_hbone::{
+    ConnectRequest, HboneError, InboundRequest, Pool, PoolConfig, ServerOptions, TunnelTarget,
+};
+
+struct Setup {
+    mesh: Mesh,
+    server: TestServer,
+    upstream: SocketAddr,
+    seen: mpsc::UnboundedReceiver<InboundRequest>,
+}
+
+async fn setup(options: ServerOptions) -> Setup {
+    let mesh = Mesh::new();
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    let server = start_server(
+        mesh.server_tls(),
+        forwarding_handler(Some(seen_tx)),
+        options,
+    )
+    .await;
+    let upstream = echo_upstream().await;
+    Setup {
+        mesh,
+        server,
+        upstream,
+        seen,
+    }
+}
+
+/// A well-behaved client still gets through: echo over a fresh pool.
+async fn assert_server_still_serves(s: &Setup) {
+    let pool: Pool<u8> = Pool::new(PoolConfig::default());
+    let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
+    let mut stream = within(
+        "good client",
+        pool.connect(0, &target, &ConnectRequest::new(s.upstream)),
+    )
+    .await
+    .unwrap();
+    stream.write_all(b"ok?").await.unwrap();
+    let mut back = [0u8; 3];
+    within("good client echo", stream.read_exact(&mut back))
+        .await
+        .unwrap();
+    assert_eq!(&back, b"ok?");
+}
+
+/// Raw HTTP/2 over mutual TLS, to send requests the HBONE client never would.
+async fn raw_h2(s: &Setup) -> h2::client::SendRequest<Bytes> {
+    let tcp = TcpStream::connect(s.server.addr).await.unwrap();
+    let tls = TlsConnector::from(s.mesh.client_tls())
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (send, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+async fn status_of(send: &h2::client::SendRequest<Bytes>, request: Request<()>) -> StatusCode {
+    let mut send = send.clone().ready().await.unwrap();
+    let (response, _body) = send.send_request(request, false).unwrap();
+    within("response", response).await.unwrap().status()
+}
+
+fn request(method: Method, uri: &str) -> Request<()> {
+    Request::builder().method(method).uri(uri).body(()).unwrap()
+}
+
+#[tokio::test]
+async fn non_connect_and_bad_authorities_get_400_without_harming_the_connection() {
+    let mut s = setup(ServerOptions::default()).await;
+    let h2 = raw_h2(&s).await;
+    let cases = [
+        request(Method::GET, &format!("http://{}/", s.upstream)),
+        request(Method::POST, &format!("https://{}/x", s.upstream)),
+        request(Method::CONNECT, &format!("localhost:{}", s.upstream.port())),
+        request(Method::CONNECT, "10.0.0.1"),
+        request(Method::CONNECT, "10.0.0.1:99999"),
+    ];
+    for case in cases {
+        let what = format!("{} {}", case.method(), case.uri());
+        assert_eq!(
+            status_of(&h2, case).await,
+            StatusCode::BAD_REQUEST,
+            "{what}"
+        );
+    }
+    // The handler never saw any of them.
+    assert!(s.seen.try_recv().is_err());
+    // The same connection still carries a valid tunnel.
+    let connect = request(Method::CONNECT, &s.upstream.to_string());
+    let mut send = h2.clone().ready().await.unwrap();
+    let (response, mut tx) = send.send_request(connect, false).unwrap();
+    let response = within("valid CONNECT", response).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    tx.send_data(Bytes::from_static(b"raw"), true).unwrap();
+    let mut body = response.into_body();
+    let chunk = within("echo", body.data()).await.unwrap().unwrap();
+    assert_eq!(&chunk[..], b"raw");
+}
+
+/// Reads until the server closes the connection; fails if it does not within the bound.
+async fn expect_closed(tcp: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    within("server closing the connection", async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn garbage_bytes_get_the_connection_closed() {
+    let s = setup(ServerOptions::default()).await;
+    let mut tcp = TcpStream::connect(s.server.addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01\x02garbage")
+        .await
+        .unwrap();
+    expect_closed(&mut tcp).await;
+    assert_server_still_serves(&s).await;
+}
+
+#[tokio::test]
+async fn silent_clients_are_closed_at_the_handshake_timeout() {
+    let s = setup(ServerOptions {
+        handshake_timeout: Duration::from_millis(300),
+        ..ServerOptions::default()
+    })
+    .await;
+    let mut silent = TcpStream::connect(s.server.addr).await.unwrap();
+    expect_closed(&mut silent).await;
+    assert_server_still_serves(&s).await;
+}
+
+#[tokio::test]
+async fn tls_without_h2_preface_is_closed_at_the_handshake_timeout() {
+    let s = setup(ServerOptions {
+        handshake_timeout: Duration::from_millis(300),
+        ..ServerOptions::default()
+    })
+    .await;
+    let tcp = TcpStream::connect(s.server.addr).await.unwrap();
+    let mut tls = TlsConnector::from(s.mesh.client_tls())
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    within("server closing the TLS connection", async {
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert_server_still_serves(&s).await;
+}
+
+/// Tries a tunnel with `tls`; it must fail in the handshake and never reach the handler.
+async fn assert_refused(s: &mut Setup, tls: Arc<rustls::ClientConfig>) {
+    let pool: Pool<u8> = Pool::new(PoolConfig::default());
+    let target = TunnelTarget::new(s.server.addr, tls);
+    let result = within(
+        "refused client",
+        pool.connect(0, &target, &ConnectRequest::new(s.upstream)),
+    )
+    .await;
+    let error = result.expect_err("the tunnel must be refused");
+    assert!(matches!(error, HboneError::Handshake(_)), "{error}");
+    assert_eq!(pool.stats().snapshot().handshakes, 0);
+    assert!(s.seen.try_recv().is_err(), "the handler must not be called");
+    assert_server_still_serves(s).await;
+}
+
+#[tokio::test]
+async fn client_without_certificate_is_refused() {
+    let mut s = setup(ServerOptions::default()).await;
+    let tls = client_config(None, s.mesh.ca.roots(), SERVER_ID);
+    assert_refused(&mut s, tls).await;
+}
+
+#[tokio::test]
+async fn client_certificate_from_another_root_is_refused() {
+    let mut s = setup(ServerOptions::default()).await;
+    let stranger = TestCa::new("other root").leaf(CLIENT_ID);
+    let tls = client_config(Some(&stranger), s.mesh.ca.roots(), SERVER_ID);
+    assert_refused(&mut s, tls).await;
+}
+
+#[tokio::test]
+async fn expired_client_certificate_is_refused() {
+    let mut s = setup(ServerOptions::default()).await;
+    let expired = s.mesh.ca.expired_leaf(CLIENT_ID);
+    let tls = client_config(Some(&expired), s.mesh.ca.roots(), SERVER_ID);
+    assert_refused(&mut s, tls).await;
+}
+
+#[tokio::test]
+async fn client_certificate_outside_the_trust_domain_is_refused() {
+    let mut s = setup(ServerOptions::default()).await;
+    let foreign = s.mesh.ca.leaf("spiffe://evil.example/ns/src/sa/client");
+    let tls = client_config(Some(&foreign), s.mesh.ca.roots(), SERVER_ID);
+    assert_refused(&mut s, tls).await;
+}
+
+#[tokio::test]
+async fn server_with_an_unexpected_identity_is_refused_by_the_client() {
+    let mut s = setup(ServerOptions::default()).await;
+    let tls = client_config(
+        Some(&s.mesh.client),
+        s.mesh.ca.roots(),
+        "spiffe://cluster.local/ns/dest/sa/someone-else",
+    );
+    assert_refused(&mut s, tls).await;
+}
+
+#[tokio::test]
+async fn tls12_clients_are_refused() {
+    let mut s = setup(ServerOptions::default()).await;
+    // Same identity, but the client only speaks TLS 1.2 (the server config is 1.3-only).
+    let tls = client_config_for_versions(
+        Some(&s.mesh.client),
+        s.mesh.ca.roots(),
+        SERVER_ID,
+        &[&rustls::version::TLS12],
+    );
+    assert_refused(&mut s, tls).await;
+}

@@ -1,0 +1,254 @@
+//! Connection pooling over real TLS + HTTP/2: reuse, stream cap, burst, idle expiry,
+//! eviction of dead connections.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use weft_hbone::{
+    ConnectRequest, HboneServer, HboneStream, Pool, PoolConfig, PoolStatsSnapshot, ServerOptions,
+    TunnelTarget,
+};
+
+/// The caller's key type: (source identity, destination identity, source ip, tunnel).
+type Key = (String, String, Option<std::net::IpAddr>, SocketAddr);
+
+struct Setup {
+    mesh: Mesh,
+    server: TestServer,
+    upstream: SocketAddr,
+}
+
+async fn setup() -> Setup {
+    let mesh = Mesh::new();
+    let server = start_server(
+        mesh.server_tls(),
+        forwarding_handler(None),
+        ServerOptions::default(),
+    )
+    .await;
+    let upstream = echo_upstream().await;
+    Setup {
+        mesh,
+        server,
+        upstream,
+    }
+}
+
+fn key_for(tunnel: SocketAddr) -> Key {
+    (CLIENT_ID.to_owned(), SERVER_ID.to_owned(), None, tunnel)
+}
+
+async fn open(pool: &Pool<Key>, target: &TunnelTarget, upstream: SocketAddr) -> HboneStream {
+    within(
+        "open stream",
+        pool.connect(
+            key_for(target.tunnel_addr),
+            target,
+            &ConnectRequest::new(upstream),
+        ),
+    )
+    .await
+    .unwrap()
+}
+
+async fn echo_once(stream: &mut HboneStream, message: &[u8]) {
+    stream.write_all(message).await.unwrap();
+    let mut back = vec![0u8; message.len()];
+    within("echo", stream.read_exact(&mut back)).await.unwrap();
+    assert_eq!(back, message);
+}
+
+/// Polls the pool counters until `done` holds (bounded by `within`).
+async fn wait_for_stats(
+    pool: &Pool<Key>,
+    done: impl Fn(&PoolStatsSnapshot) -> bool,
+) -> PoolStatsSnapshot {
+    let stats = pool.stats();
+    within("pool stats condition", async {
+        loop {
+            let snapshot = stats.snapshot();
+            if done(&snapshot) {
+                return snapshot;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sequential_streams_share_one_handshake() {
+    let s = setup().await;
+    let pool = Pool::new(PoolConfig::default());
+    let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
+    for i in 0..200u32 {
+        let mut stream = open(&pool, &target, s.upstream).await;
+        echo_once(&mut stream, &i.to_be_bytes()).await;
+    }
+    let stats = wait_for_stats(&pool, |s| s.streams_open == 0).await;
+    assert_eq!(stats.handshakes, 1);
+    assert_eq!(stats.handshake_failures, 0);
+    assert_eq!(stats.connections_open, 1);
+    assert_eq!(stats.streams_opened, 200);
+}
+
+#[tokio::test]
+async fn streams_above_the_cap_open_a_second_connection() {
+    let s = setup().await;
+    let pool = Pool::new(PoolConfig::default());
+    let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
+    let mut streams = Vec::new();
+    for _ in 0..100 {
+        streams.push(open(&pool, &target, s.upstream).await);
+    }
+    assert_eq!(pool.stats().snapshot().handshakes, 1);
+    streams.push(open(&pool, &target, s.upstream).await);
+    let stats = pool.stats().snapshot();
+    assert_eq!(stats.handshakes, 2);
+    assert_eq!(stats.connections_open, 2);
+    assert_eq!(stats.streams_open, 101);
+    for (i, stream) in streams.iter_mut().enumerate() {
+        echo_once(stream, format!("stream {i}").as_bytes()).await;
+    }
+    // Freed slots are reused before any new connection is made.
+    streams.truncate(50);
+    let _more: Vec<_> = {
+        let mut more = Vec::new();
+        for _ in 0..40 {
+            more.push(open(&pool, &target, s.upstream).await);
+        }
+        more
+    };
+    assert_eq!(pool.stats().snapshot().handshakes, 2);
+}
+
+#[tokio::test]
+async fn stream_cap_is_configurable() {
+    let s = setup().await;
+    let pool = Pool::new(PoolConfig {
+        max_streams_per_connection: 2,
+        ..PoolConfig::default()
+    });
+    let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
+    let mut streams = Vec::new();
+    for _ in 0..5 {
+        streams.push(open(&pool, &target, s.upstream).await);
+    }
+    assert_eq!(pool.stats().snapshot().handshakes, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_first_requests_performs_one_handshake() {
+    let s = setup().await;
+    let pool = Pool::new(PoolConfig::default());
+    let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
+    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+    let tasks: Vec<_> = (0..50u32)
+        .map(|i| {
+            let (pool, target, barrier, upstream) = (
+                pool.clone(),
+                target.clone(),
+                Arc::clone(&barrier),
+                s.upstream,
+            );
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let mut stream = open(&pool, &target, upstream).await;
+                echo_once(&mut stream, &i.to_le_bytes()).await;
+                stream
+            })
+        })
+        .collect();
+    let mut streams = Vec::new();
+    for task in tasks {
+        streams.push(task.await.unwrap());
+    }
+    let stats = pool.stats().snapshot();
+    assert_eq!(stats.handshakes, 1);
+    assert_eq!(stats.connections_open, 1);
+    assert_eq!(stats.streams_open, 50);
+}
+
+#[tokio::test]
+async fn different_keys_never_share_a_connection() {
+    let s = setup().await;
+    let pool = Pool::new(PoolConfig::default());
+    let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
+    let request = ConnectRequest::new(s.upstream);
+    let mut other_key = key_for(s.server.addr);
+    other_key.0 = "spiffe://cluster.local/ns/src/sa/other".to_owned();
+    let _a = pool
+        .connect(key_for(s.server.addr), &target, &request)
+        .await
+        .unwrap();
+    let _b = pool.connect(other_key, &target, &request).await.unwrap();
+    assert_eq!(pool.stats().snapshot().handshakes, 2);
+}
+
+#[tokio::test]
+async fn idle_connections_expire_and_busy_ones_do_not() {
+    let s = setup().await;
+    let idle_timeout = Duration::from_millis(200);
+    let pool = Pool::new(PoolConfig {
+        idle_timeout,
+        ..PoolConfig::default()
+    });
+    let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
+    let mut busy = open(&pool, &target, s.upstream).await;
+    // An open stream keeps the connection alive well past the idle timeout.
+    tokio::time::sleep(idle_timeout * 3).await;
+    assert_eq!(pool.stats().snapshot().connections_open, 1);
+    echo_once(&mut busy, b"still here").await;
+    drop(busy);
+    wait_for_stats(&pool, |s| s.connections_open == 0).await;
+    let mut fresh = open(&pool, &target, s.upstream).await;
+    echo_once(&mut fresh, b"again").await;
+    assert_eq!(pool.stats().snapshot().handshakes, 2);
+}
+
+#[tokio::test]
+async fn dead_connections_are_evicted_and_replaced() {
+    let mesh = Mesh::new();
+    let upstream = echo_upstream().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tunnel = listener.local_addr().unwrap();
+    let server = HboneServer::new(
+        mesh.server_tls(),
+        forwarding_handler(None),
+        ServerOptions::default(),
+    );
+    // Serve each connection in a task we can kill, to simulate a crashed peer.
+    let (conn_tasks_tx, mut conn_tasks) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, peer)) = listener.accept().await {
+            let server = server.clone();
+            let task = tokio::spawn(async move {
+                let _ = server.serve_tcp(tcp, peer, CancellationToken::new()).await;
+            });
+            let _ = conn_tasks_tx.send(task);
+        }
+    });
+    let pool = Pool::new(PoolConfig::default());
+    let target = TunnelTarget::new(tunnel, mesh.client_tls());
+    {
+        let mut stream = open(&pool, &target, upstream).await;
+        echo_once(&mut stream, b"before").await;
+    }
+    within("server connection task", conn_tasks.recv())
+        .await
+        .unwrap()
+        .abort();
+    // Connect right away: whether or not the client noticed the dead connection yet,
+    // it must end up on a new one.
+    let mut stream = open(&pool, &target, upstream).await;
+    echo_once(&mut stream, b"after").await;
+    let stats = wait_for_stats(&pool, |s| s.connections_open == 1).await;
+    assert_eq!(stats.handshakes, 2);
+}
