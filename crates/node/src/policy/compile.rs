@@ -1,0 +1,325 @@
+//! Compiles `istio.security.Authorization` resources into matchers that evaluate a
+//! connection without allocating: addresses parsed to CIDRs, ports narrowed to `u16`, string
+//! matches resolved to an enum. Compiling is also validating: a malformed policy is rejected
+//! with a [`ValidationError`] naming the field.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use weft_proto::security::{self, string_match::MatchType};
+
+use super::ConnectionFacts;
+use crate::validation::{Ctx, Problem, ValidationError};
+
+pub use weft_proto::security::{Action, Scope};
+
+/// A validated, compiled L4 authorization policy.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    key: Arc<str>,
+    namespace: Box<str>,
+    scope: Scope,
+    action: Action,
+    dry_run: bool,
+    rules: Vec<Rule>,
+}
+
+/// Matches if all clauses match (so a rule with no clauses matches everything).
+#[derive(Debug)]
+struct Rule {
+    clauses: Vec<Clause>,
+}
+
+/// Matches if any of its matches matches.
+#[derive(Debug)]
+struct Clause {
+    matches: Vec<Match>,
+}
+
+/// Every non-empty list must hold: positive lists need one hit, `not_` lists need none.
+#[derive(Debug, Default)]
+struct Match {
+    namespaces: Vec<StrMatch>,
+    not_namespaces: Vec<StrMatch>,
+    principals: Vec<StrMatch>,
+    not_principals: Vec<StrMatch>,
+    source_ips: Vec<IpNet>,
+    not_source_ips: Vec<IpNet>,
+    destination_ips: Vec<IpNet>,
+    not_destination_ips: Vec<IpNet>,
+    destination_ports: Vec<u16>,
+    not_destination_ports: Vec<u16>,
+    service_accounts: Vec<ServiceAccount>,
+    not_service_accounts: Vec<ServiceAccount>,
+}
+
+#[derive(Debug)]
+enum StrMatch {
+    Exact(Box<str>),
+    Prefix(Box<str>),
+    Suffix(Box<str>),
+    /// Any non-empty value.
+    Presence,
+}
+
+#[derive(Debug)]
+struct ServiceAccount {
+    namespace: Box<str>,
+    name: Box<str>,
+}
+
+impl CompiledPolicy {
+    /// Validates and compiles `policy`. `resource_name`, when given (xDS), must equal
+    /// `<namespace>/<name>`.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] naming the first malformed field.
+    pub fn compile(
+        resource_name: Option<&str>,
+        policy: &security::Authorization,
+    ) -> Result<Self, ValidationError> {
+        let key = format!("{}/{}", policy.namespace, policy.name);
+        let ctx = Ctx {
+            resource: resource_name.unwrap_or(&key),
+        };
+        ctx.non_empty("name", &policy.name)?;
+        ctx.non_empty("namespace", &policy.namespace)?;
+        if let Some(name) = resource_name.filter(|n| *n != key) {
+            return Err(
+                Ctx { resource: name }.error("name", Problem::NameMismatch { expected: key })
+            );
+        }
+        let scope = ctx.known_enum("scope", policy.scope)?;
+        let action = ctx.known_enum("action", policy.action)?;
+        let rules = policy
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(r, rule)| compile_rule(ctx, &format!("rules[{r}]"), rule))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            key: key.into(),
+            namespace: policy.namespace.clone().into(),
+            scope,
+            action,
+            dry_run: policy.dry_run,
+            rules,
+        })
+    }
+
+    /// `<namespace>/<name>`.
+    #[must_use]
+    pub fn key(&self) -> &Arc<str> {
+        &self.key
+    }
+
+    /// The policy's namespace.
+    #[must_use]
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Where it applies.
+    #[must_use]
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// ALLOW or DENY.
+    #[must_use]
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    /// Evaluated and reported, never enforced.
+    #[must_use]
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// Number of rules; an ALLOW policy with none is "allow nothing".
+    #[must_use]
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Index of the first rule matching `facts`, if any.
+    #[must_use]
+    pub fn matching_rule(&self, facts: &ConnectionFacts) -> Option<usize> {
+        self.rules.iter().position(|rule| rule.matches(facts))
+    }
+}
+
+fn compile_rule(ctx: Ctx<'_>, path: &str, rule: &security::Rule) -> Result<Rule, ValidationError> {
+    let clauses = rule
+        .clauses
+        .iter()
+        .enumerate()
+        .map(|(c, clause)| {
+            let matches = clause
+                .matches
+                .iter()
+                .enumerate()
+                .map(|(m, one)| {
+                    compile_match(ctx, &format!("{path}.clauses[{c}].matches[{m}]"), one)
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Clause { matches })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Rule { clauses })
+}
+
+fn compile_match(ctx: Ctx<'_>, path: &str, m: &security::Match) -> Result<Match, ValidationError> {
+    let strings = |field: &str, list: &[security::StringMatch]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, s)| compile_string(ctx, || format!("{path}.{field}[{i}]"), s))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let cidrs = |field: &str, list: &[security::Address]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, a)| compile_cidr(ctx, &format!("{path}.{field}[{i}]"), a))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let ports = |field: &str, list: &[u32]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, p)| ctx.port(|| format!("{path}.{field}[{i}]"), *p))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let accounts = |field: &str, list: &[security::ServiceAccountMatch]| {
+        list.iter()
+            .enumerate()
+            .map(|(i, sa)| {
+                ctx.non_empty(
+                    &format!("{path}.{field}[{i}].service_account"),
+                    &sa.service_account,
+                )?;
+                ctx.non_empty(&format!("{path}.{field}[{i}].namespace"), &sa.namespace)?;
+                Ok(ServiceAccount {
+                    namespace: sa.namespace.clone().into(),
+                    name: sa.service_account.clone().into(),
+                })
+            })
+            .collect::<Result<Vec<_>, ValidationError>>()
+    };
+    Ok(Match {
+        namespaces: strings("namespaces", &m.namespaces)?,
+        not_namespaces: strings("not_namespaces", &m.not_namespaces)?,
+        principals: strings("principals", &m.principals)?,
+        not_principals: strings("not_principals", &m.not_principals)?,
+        source_ips: cidrs("source_ips", &m.source_ips)?,
+        not_source_ips: cidrs("not_source_ips", &m.not_source_ips)?,
+        destination_ips: cidrs("destination_ips", &m.destination_ips)?,
+        not_destination_ips: cidrs("not_destination_ips", &m.not_destination_ips)?,
+        destination_ports: ports("destination_ports", &m.destination_ports)?,
+        not_destination_ports: ports("not_destination_ports", &m.not_destination_ports)?,
+        service_accounts: accounts("service_accounts", &m.service_accounts)?,
+        not_service_accounts: accounts("not_service_accounts", &m.not_service_accounts)?,
+    })
+}
+
+fn compile_string(
+    ctx: Ctx<'_>,
+    field: impl FnOnce() -> String,
+    s: &security::StringMatch,
+) -> Result<StrMatch, ValidationError> {
+    match &s.match_type {
+        Some(MatchType::Exact(v)) => Ok(StrMatch::Exact(v.clone().into())),
+        Some(MatchType::Prefix(v)) => Ok(StrMatch::Prefix(v.clone().into())),
+        Some(MatchType::Suffix(v)) => Ok(StrMatch::Suffix(v.clone().into())),
+        Some(MatchType::Presence(())) => Ok(StrMatch::Presence),
+        None => Err(ctx.error(field(), Problem::Unset)),
+    }
+}
+
+fn compile_cidr(ctx: Ctx<'_>, path: &str, a: &security::Address) -> Result<IpNet, ValidationError> {
+    let ip = ctx.ip(|| format!("{path}.address"), &a.address)?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    // proto3 cannot tell "0" from "unset"; Istio sends the full width for single
+    // addresses, so 0 genuinely means "everything of this family".
+    let length = u8::try_from(a.length)
+        .ok()
+        .filter(|l| u32::from(*l) <= max)
+        .ok_or_else(|| {
+            ctx.error(
+                format!("{path}.length"),
+                Problem::PrefixTooLong {
+                    length: a.length,
+                    max,
+                },
+            )
+        })?;
+    IpNet::new(ip, length)
+        .map(|net| net.trunc())
+        .map_err(|e| ctx.error(format!("{path}.length"), Problem::Malformed(e.to_string())))
+}
+
+impl Rule {
+    fn matches(&self, facts: &ConnectionFacts) -> bool {
+        self.clauses
+            .iter()
+            .all(|clause| clause.matches.iter().any(|m| m.matches(facts)))
+    }
+}
+
+impl Match {
+    fn matches(&self, facts: &ConnectionFacts) -> bool {
+        let identity = facts.source_identity.as_ref();
+        let namespace = identity.map(crate::Identity::namespace);
+        let principal = identity.map(crate::Identity::principal);
+        let source_ip = facts.source_ip;
+        let dest_ip = facts.destination.ip();
+        let dest_port = facts.destination.port();
+        let sa_hit = |sa: &ServiceAccount| {
+            identity.is_some_and(|id| {
+                id.namespace() == &*sa.namespace && id.service_account() == &*sa.name
+            })
+        };
+        positive(&self.namespaces, |m| m.matches(namespace))
+            && negative(&self.not_namespaces, |m| m.matches(namespace))
+            && positive(&self.principals, |m| m.matches(principal))
+            && negative(&self.not_principals, |m| m.matches(principal))
+            && positive(&self.source_ips, |net| contains(net, source_ip))
+            && negative(&self.not_source_ips, |net| contains(net, source_ip))
+            && positive(&self.destination_ips, |net| contains(net, dest_ip))
+            && negative(&self.not_destination_ips, |net| contains(net, dest_ip))
+            && positive(&self.destination_ports, |p| *p == dest_port)
+            && negative(&self.not_destination_ports, |p| *p == dest_port)
+            && positive(&self.service_accounts, sa_hit)
+            && negative(&self.not_service_accounts, sa_hit)
+    }
+}
+
+/// An empty positive list does not constrain; otherwise one element must hit.
+fn positive<T>(list: &[T], hit: impl Fn(&T) -> bool) -> bool {
+    list.is_empty() || list.iter().any(hit)
+}
+
+/// No element of a `not_` list may hit (vacuously true when empty).
+fn negative<T>(list: &[T], hit: impl Fn(&T) -> bool) -> bool {
+    !list.iter().any(hit)
+}
+
+/// IPv4-mapped IPv6 sources (`::ffff:a.b.c.d`, seen on dual-stack sockets) match IPv4 CIDRs.
+fn contains(net: &IpNet, ip: IpAddr) -> bool {
+    net.contains(&ip) || ip.to_canonical() != ip && net.contains(&ip.to_canonical())
+}
+
+impl StrMatch {
+    /// A missing value (no peer identity) matches nothing, not even `presence`.
+    fn matches(&self, value: Option<&str>) -> bool {
+        let Some(value) = value else {
+            return false;
+        };
+        match self {
+            Self::Exact(v) => value == &**v,
+            Self::Prefix(p) => value.starts_with(&**p),
+            Self::Suffix(s) => value.ends_with(&**s),
+            Self::Presence => !value.is_empty(),
+        }
+    }
+}
