@@ -234,6 +234,8 @@ impl<H: InboundHandler> HboneServer<H> {
                 }
             }
         }
+        // Release the port now so new clients are refused while open streams drain.
+        drop(listener);
         connections.close();
         connections.wait().await;
     }

@@ -4,6 +4,7 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -277,4 +278,93 @@ async fn failing_socket_hook_aborts_the_connection_attempt() {
         "{error}"
     );
     assert_eq!(pool.stats().snapshot().handshake_failures, 1);
+}
+
+#[tokio::test]
+async fn handoff_gives_the_server_side_stream_to_the_caller() {
+    let mesh = Mesh::new();
+    let (taken_tx, mut taken_rx) = mpsc::unbounded_channel();
+    let handler = move |_request: InboundRequest| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = taken_tx.send(rx);
+        async move { InboundDecision::<tokio::net::TcpStream>::Handoff(tx) }
+    };
+    let server = start_server(mesh.server_tls(), handler, ServerOptions::default()).await;
+    let authority = SocketAddr::from(([10, 9, 8, 7], 80));
+    let mut client = open(&pool(), mesh.client_tls(), server.addr, authority)
+        .await
+        .unwrap();
+    let mut terminated = within("handoff", async {
+        taken_rx.recv().await.unwrap().await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        spiffe_id(terminated.peer_certificates()).as_deref(),
+        Some(CLIENT_ID)
+    );
+
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut request = Vec::new();
+    within("request", terminated.read_to_end(&mut request))
+        .await
+        .unwrap();
+    assert_eq!(request, b"GET / HTTP/1.1\r\n\r\n");
+    terminated
+        .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+        .await
+        .unwrap();
+    terminated.shutdown().await.unwrap();
+    let mut response = Vec::new();
+    within("response", client.read_to_end(&mut response))
+        .await
+        .unwrap();
+    assert_eq!(response, b"HTTP/1.1 204 No Content\r\n\r\n");
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_drains_open_streams() {
+    let mesh = Mesh::new();
+    let upstream = echo_upstream().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = weft_hbone::HboneServer::new(
+        mesh.server_tls(),
+        forwarding_handler(None),
+        ServerOptions::default(),
+    );
+    let token = shutdown.clone();
+    let mut serving = tokio::spawn(async move { server.serve(listener, token).await });
+
+    let mut stream = open(&pool(), mesh.client_tls(), addr, upstream)
+        .await
+        .unwrap();
+    shutdown.cancel();
+    // The listener is gone: new connections are refused.
+    within("listener closed", async {
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // The open stream keeps working while the server drains.
+    stream.write_all(b"draining").await.unwrap();
+    let mut back = [0u8; 8];
+    within("echo while draining", stream.read_exact(&mut back))
+        .await
+        .unwrap();
+    assert_eq!(&back, b"draining");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut serving)
+            .await
+            .is_err()
+    );
+    stream.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    within("end of stream", stream.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    drop(stream);
+    within("server drained", serving).await.unwrap();
 }
