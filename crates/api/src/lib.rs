@@ -13,12 +13,14 @@
 //! - [`ConfigSnapshot`] indexes objects; [`expand_pods`] turns workloads into pods (the one
 //!   place that decides pod names, nodes and IPs).
 
+pub mod analyze;
 pub mod expand;
 pub mod finding;
 pub mod gateway;
 pub mod istio;
 pub mod load;
 pub mod object;
+pub mod report;
 pub mod resource;
 pub mod routes;
 pub mod selector;
@@ -26,9 +28,11 @@ pub mod snapshot;
 pub mod suggest;
 pub mod validate;
 
+pub use analyze::{analyze, check_duplicates};
 pub use expand::{ExpandedPod, expand_pods};
 pub use finding::{Code, Finding, Severity};
 pub use load::{LoadResult, load_file, load_paths, parse_manifests};
 pub use object::{Kind, LoadedObject, Object, ObjectRef, Source};
+pub use report::{Report, analyze_paths, validate_paths};
 pub use resource::Resource;
 pub use snapshot::ConfigSnapshot;

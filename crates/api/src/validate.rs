@@ -291,6 +291,15 @@ fn check_service(service: &Service, problems: &mut Problems) {
 fn check_pod_spec(spec: Option<&PodSpec>, at: &[Segment], problems: &mut Problems) {
     let Some(spec) = spec else { return };
     for (c, container) in spec.containers.iter().enumerate() {
+        if container.name.is_empty() {
+            let mut path = at.to_vec();
+            path.extend(path!("containers", c));
+            problems.push(
+                Code::MissingField,
+                path,
+                format!("containers[{c}].name is required"),
+            );
+        }
         for (p, port) in container.ports.iter().flatten().enumerate() {
             let mut path = at.to_vec();
             path.extend(path!("containers", c, "ports", p));

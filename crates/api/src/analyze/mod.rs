@@ -1,0 +1,212 @@
+//! Cross-object analysis (`weft analyze`): checks that need more than one object, such as
+//! references between routes, gateways and services, policies and the workloads they select,
+//! and waypoint labels. Single-object checks live in [`crate::validate`].
+
+mod policy;
+mod routes;
+
+use crate::expand::ExpandedPod;
+use crate::finding::{Code, Finding};
+use crate::gateway::WAYPOINT_CLASS;
+use crate::object::{Kind, LoadedObject, Object};
+use crate::selector::labels_match;
+use crate::snapshot::ConfigSnapshot;
+use std::collections::{BTreeMap, HashMap};
+
+/// Label naming the waypoint a namespace, service or pod uses.
+pub const USE_WAYPOINT_LABEL: &str = "istio.io/use-waypoint";
+/// Label naming the namespace of that waypoint (default: the object's own).
+pub const USE_WAYPOINT_NAMESPACE_LABEL: &str = "istio.io/use-waypoint-namespace";
+
+/// Findings about objects that exist more than once (same kind, namespace and name).
+#[must_use]
+pub fn check_duplicates(objects: &[LoadedObject]) -> Vec<Finding> {
+    let mut first_seen: HashMap<crate::object::ObjectRef, &LoadedObject> = HashMap::new();
+    let mut findings = Vec::new();
+    for loaded in objects {
+        let object_ref = loaded.object.object_ref();
+        if let Some(first) = first_seen.get(&object_ref) {
+            let message = format!(
+                "{object_ref} is already defined at {}; the later definition is ignored",
+                first.source
+            );
+            findings.push(Finding::new(
+                Code::DuplicateObject,
+                Some(object_ref),
+                loaded.source.clone(),
+                message,
+            ));
+        } else {
+            first_seen.insert(object_ref, loaded);
+        }
+    }
+    findings
+}
+
+/// Runs every cross-object check (including duplicates).
+#[must_use]
+pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Finding> {
+    let context = Context::new(snapshot);
+    let mut findings = check_duplicates(snapshot.objects());
+    policy::check_authorization_policies(&context, &mut findings);
+    policy::check_peer_authentications(&context, &mut findings);
+    routes::check_routes(&context, &mut findings);
+    check_service_selectors(&context, &mut findings);
+    check_waypoint_labels(&context, &mut findings);
+    findings
+}
+
+/// Shared lookups for the checks.
+pub(crate) struct Context<'a> {
+    snapshot: &'a ConfigSnapshot,
+    pods: Vec<ExpandedPod>,
+}
+
+impl<'a> Context<'a> {
+    fn new(snapshot: &'a ConfigSnapshot) -> Self {
+        Context {
+            snapshot,
+            pods: snapshot.pods(),
+        }
+    }
+
+    /// Pods of `namespace` whose labels carry all of `selector`.
+    fn pods_matching<'s>(
+        &'s self,
+        namespace: &'s str,
+        selector: &'s BTreeMap<String, String>,
+    ) -> impl Iterator<Item = &'s ExpandedPod> {
+        self.pods.iter().filter(move |pod| {
+            pod.namespace() == namespace && labels_match(selector, &pod.labels())
+        })
+    }
+
+    /// Whether a waypoint Gateway `namespace/name` exists.
+    fn is_waypoint(&self, namespace: &str, name: &str) -> bool {
+        self.snapshot
+            .get(Kind::Gateway, Some(namespace), name)
+            .is_some_and(|o| matches!(&o.object, Object::Gateway(g) if g.spec.gateway_class_name == WAYPOINT_CLASS))
+    }
+
+    /// The waypoint (namespace, name) a service uses through its own or its namespace's label.
+    fn service_waypoint(&self, namespace: &str, name: &str) -> Option<(String, String)> {
+        let service_labels = self
+            .snapshot
+            .get(Kind::Service, Some(namespace), name)
+            .map(|s| s.object.labels().clone());
+        let namespace_labels = self.snapshot.namespace_labels(namespace);
+        [service_labels.unwrap_or_default(), namespace_labels]
+            .into_iter()
+            .find_map(|labels| {
+                let waypoint = labels.get(USE_WAYPOINT_LABEL)?;
+                (waypoint != "none").then(|| {
+                    let ns = labels
+                        .get(USE_WAYPOINT_NAMESPACE_LABEL)
+                        .cloned()
+                        .unwrap_or_else(|| namespace.to_owned());
+                    (ns, waypoint.clone())
+                })
+            })
+    }
+}
+
+fn check_service_selectors(context: &Context<'_>, findings: &mut Vec<Finding>) {
+    for (service, loaded) in context.snapshot.services() {
+        let Some(selector) = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .filter(|s| !s.is_empty())
+        else {
+            continue;
+        };
+        let namespace = loaded.object.namespace().unwrap_or_default();
+        if context.pods_matching(namespace, selector).next().is_none() {
+            let wanted: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let message = format!(
+                "selector {} matches no Pod in namespace {namespace} (bare or from a Deployment/StatefulSet/DaemonSet template); the service has no endpoints",
+                wanted.join(",")
+            );
+            findings.push(Finding::new(
+                Code::ServiceSelectsNoPods,
+                Some(loaded.object.object_ref()),
+                loaded.source.clone(),
+                message,
+            ));
+        }
+    }
+}
+
+fn check_waypoint_labels(context: &Context<'_>, findings: &mut Vec<Finding>) {
+    let mut reported_owners = std::collections::HashSet::new();
+    let labelled = context
+        .snapshot
+        .objects()
+        .iter()
+        .filter(|o| matches!(o.object.kind(), Kind::Namespace | Kind::Service | Kind::Pod));
+    for loaded in labelled {
+        let own_namespace = loaded.object.namespace().unwrap_or(loaded.object.name());
+        check_waypoint_label(
+            context,
+            loaded,
+            loaded.object.labels(),
+            own_namespace,
+            findings,
+        );
+    }
+    for pod in context.pods.iter().filter(|p| p.owner.is_some()) {
+        let Some(owner) = pod
+            .owner
+            .as_ref()
+            .filter(|o| reported_owners.insert((*o).clone()))
+        else {
+            continue;
+        };
+        let Some(loaded) =
+            context
+                .snapshot
+                .get(owner.kind, owner.namespace.as_deref(), &owner.name)
+        else {
+            continue;
+        };
+        check_waypoint_label(context, loaded, &pod.labels(), pod.namespace(), findings);
+    }
+}
+
+fn check_waypoint_label(
+    context: &Context<'_>,
+    loaded: &LoadedObject,
+    labels: &BTreeMap<String, String>,
+    own_namespace: &str,
+    findings: &mut Vec<Finding>,
+) {
+    let Some(waypoint) = labels.get(USE_WAYPOINT_LABEL).filter(|w| *w != "none") else {
+        return;
+    };
+    let namespace = labels
+        .get(USE_WAYPOINT_NAMESPACE_LABEL)
+        .map_or(own_namespace, String::as_str);
+    if context.is_waypoint(namespace, waypoint) {
+        return;
+    }
+    let why = if context
+        .snapshot
+        .contains(Kind::Gateway, Some(namespace), waypoint)
+    {
+        format!(
+            "Gateway {namespace}/{waypoint} exists but its gatewayClassName is not {WAYPOINT_CLASS}"
+        )
+    } else {
+        format!("no Gateway {namespace}/{waypoint} exists")
+    };
+    let message = format!(
+        "label {USE_WAYPOINT_LABEL}={waypoint} names a missing waypoint: {why}; traffic for it cannot be delivered. \
+         Create it (gatewayClassName: {WAYPOINT_CLASS}, listener {{name: mesh, port: 15008, protocol: HBONE}}) or remove the label"
+    );
+    findings.push(Finding::new(
+        Code::WaypointNotFound,
+        Some(loaded.object.object_ref()),
+        loaded.source.clone(),
+        message,
+    ));
+}

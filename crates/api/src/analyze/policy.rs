@@ -1,0 +1,259 @@
+//! Security policy analysis: where each AuthorizationPolicy is enforced and whether it can be
+//! enforced as written; PeerAuthentication scope and ports.
+
+use super::Context;
+use crate::finding::{Code, Finding};
+use crate::istio::{Action, AuthorizationPolicy, PolicyTargetReference, Rule};
+use crate::object::{Kind, LoadedObject};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Names of the L7-only attributes a rule uses (empty: the rule is pure L4).
+fn l7_fields(rule: &Rule) -> BTreeSet<&'static str> {
+    let mut fields = BTreeSet::new();
+    for source in rule.from.iter().flatten().filter_map(|f| f.source.as_ref()) {
+        if source.request_principals.is_some() || source.not_request_principals.is_some() {
+            fields.insert("requestPrincipals");
+        }
+    }
+    for operation in rule
+        .to
+        .iter()
+        .flatten()
+        .filter_map(|t| t.operation.as_ref())
+    {
+        let l7 = [
+            ("hosts", &operation.hosts, &operation.not_hosts),
+            ("methods", &operation.methods, &operation.not_methods),
+            ("paths", &operation.paths, &operation.not_paths),
+        ];
+        for (name, positive, negative) in l7 {
+            if positive.is_some() || negative.is_some() {
+                fields.insert(name);
+            }
+        }
+    }
+    for condition in rule.when.iter().flatten() {
+        if condition.key.starts_with("request.") {
+            fields.insert("when: request.* (headers, auth claims)");
+        }
+    }
+    fields
+}
+
+pub(super) fn check_authorization_policies(context: &Context<'_>, findings: &mut Vec<Finding>) {
+    for (policy, loaded) in context.snapshot.authorization_policies() {
+        let targets: Vec<&PolicyTargetReference> = policy
+            .spec
+            .target_refs
+            .iter()
+            .flatten()
+            .chain(policy.spec.target_ref.as_ref())
+            .collect();
+        if targets.is_empty() {
+            check_l4_enforceable(policy, loaded, findings);
+        } else {
+            for target in targets {
+                check_policy_target(context, loaded, target, findings);
+            }
+        }
+    }
+}
+
+/// A selector (or namespace/mesh-wide) policy is enforced by the node proxy, at L4 only.
+fn check_l4_enforceable(
+    policy: &AuthorizationPolicy,
+    loaded: &LoadedObject,
+    findings: &mut Vec<Finding>,
+) {
+    let action = policy.spec.action.unwrap_or(Action::Allow);
+    for (index, rule) in policy.spec.rules.iter().flatten().enumerate() {
+        let fields = l7_fields(rule);
+        if fields.is_empty() {
+            continue;
+        }
+        let effect = match action {
+            Action::Allow => {
+                "this ALLOW rule is dropped (it matches nothing), so the policy allows LESS than written"
+            }
+            Action::Deny => {
+                "this DENY rule is widened to its L4 part (the L7 conditions are ignored), so it denies MORE than written"
+            }
+            Action::Audit => "this AUDIT rule never matches at L4, so nothing is audited",
+            Action::Custom => {
+                "CUSTOM authorization of L7 attributes needs an L7 proxy; the node proxy cannot evaluate it"
+            }
+        };
+        let message = format!(
+            "rule {index} uses L7 fields ({}) but the policy is enforced by the node proxy at L4 (it has a selector or no \
+             targetRefs, and no waypoint enforces it); fail-safe: {effect}. To enforce it as written, send the traffic \
+             through a waypoint (label istio.io/use-waypoint) and attach the policy to it with targetRefs \
+             (kind: Service or Gateway) instead of selector",
+            fields.into_iter().collect::<Vec<_>>().join(", ")
+        );
+        findings.push(Finding::new(
+            Code::PolicyL7WithoutWaypoint,
+            Some(loaded.object.object_ref()),
+            loaded.source.clone(),
+            message,
+        ));
+    }
+}
+
+/// A targetRefs policy is enforced by the referenced Gateway/waypoint, or by the waypoint of
+/// the referenced Service/ServiceEntry.
+fn check_policy_target(
+    context: &Context<'_>,
+    loaded: &LoadedObject,
+    target: &PolicyTargetReference,
+    findings: &mut Vec<Finding>,
+) {
+    let namespace = loaded.object.namespace().unwrap_or_default();
+    let target_namespace = target.namespace.as_deref().unwrap_or(namespace);
+    let kind = match target.kind.as_str() {
+        "Gateway" => Kind::Gateway,
+        "Service" => Kind::Service,
+        "ServiceEntry" => Kind::ServiceEntry,
+        "GatewayClass" => Kind::GatewayClass,
+        other => {
+            let message = format!(
+                "targetRefs kind \"{other}\" is not supported (use Gateway, Service or ServiceEntry)"
+            );
+            findings.push(Finding::new(
+                Code::PolicyTargetNotFound,
+                Some(loaded.object.object_ref()),
+                loaded.source.clone(),
+                message,
+            ));
+            return;
+        }
+    };
+    let lookup_namespace = kind.is_namespaced().then_some(target_namespace);
+    if !context
+        .snapshot
+        .contains(kind, lookup_namespace, &target.name)
+    {
+        let message = format!(
+            "targetRefs names {kind} {target_namespace}/{} which does not exist; the policy applies to nothing",
+            target.name
+        );
+        findings.push(Finding::new(
+            Code::PolicyTargetNotFound,
+            Some(loaded.object.object_ref()),
+            loaded.source.clone(),
+            message,
+        ));
+        return;
+    }
+    if matches!(kind, Kind::Service | Kind::ServiceEntry)
+        && context
+            .service_waypoint(target_namespace, &target.name)
+            .is_none()
+    {
+        let message = format!(
+            "targetRefs names {kind} {target_namespace}/{} which has no waypoint (label istio.io/use-waypoint on it or its \
+             namespace); a targetRefs policy is only enforced by a waypoint, so it has no effect",
+            target.name
+        );
+        findings.push(Finding::new(
+            Code::PolicyTargetNoWaypoint,
+            Some(loaded.object.object_ref()),
+            loaded.source.clone(),
+            message,
+        ));
+    }
+}
+
+pub(super) fn check_peer_authentications(context: &Context<'_>, findings: &mut Vec<Finding>) {
+    let mut namespace_wide: BTreeMap<&str, &LoadedObject> = BTreeMap::new();
+    for (peer, loaded) in context.snapshot.peer_authentications() {
+        let namespace = loaded.object.namespace().unwrap_or_default();
+        let selector = peer
+            .spec
+            .selector
+            .as_ref()
+            .map(|s| s.match_labels.clone())
+            .filter(|l| !l.is_empty());
+        if selector.is_none() {
+            if let Some(first) = namespace_wide.get(namespace) {
+                let message = format!(
+                    "namespace {namespace} already has a namespace-wide PeerAuthentication ({} at {}); which one applies is \
+                     undefined. Keep one, or give this one a selector",
+                    first.object.name(),
+                    first.source
+                );
+                findings.push(Finding::new(
+                    Code::PeerAuthNamespaceConflict,
+                    Some(loaded.object.object_ref()),
+                    loaded.source.clone(),
+                    message,
+                ));
+            } else {
+                namespace_wide.insert(namespace, loaded);
+            }
+        }
+        let Some(ports) = peer.spec.port_level_mtls.as_ref().filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let selector = selector.unwrap_or_default();
+        let exposed = exposed_ports(context, namespace, &selector);
+        for port in ports.keys().filter(|p| !exposed.contains(p)) {
+            let listed: Vec<String> = exposed.iter().map(ToString::to_string).collect();
+            let message = format!(
+                "portLevelMtls port {port} is not exposed by any selected workload (their ports: {}); the setting has no \
+                 effect. portLevelMtls keys are workload (target) ports, not service ports",
+                if listed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    listed.join(", ")
+                }
+            );
+            findings.push(Finding::new(
+                Code::PeerAuthPortNotExposed,
+                Some(loaded.object.object_ref()),
+                loaded.source.clone(),
+                message,
+            ));
+        }
+    }
+}
+
+/// Container ports of the selected pods, plus numeric target ports of services selecting them.
+fn exposed_ports(
+    context: &Context<'_>,
+    namespace: &str,
+    selector: &BTreeMap<String, String>,
+) -> BTreeSet<u32> {
+    let mut ports = BTreeSet::new();
+    for pod in context.pods_matching(namespace, selector) {
+        let containers = pod.pod.spec.iter().flat_map(|s| &s.containers);
+        ports.extend(
+            containers
+                .flat_map(|c| c.ports.iter().flatten())
+                .filter_map(|p| u32::try_from(p.container_port).ok()),
+        );
+        let labels = pod.labels();
+        for (service, loaded) in context.snapshot.services() {
+            let Some(spec) = service.spec.as_ref() else {
+                continue;
+            };
+            let selects = spec
+                .selector
+                .as_ref()
+                .is_some_and(|s| !s.is_empty() && crate::selector::labels_match(s, &labels));
+            if loaded.object.namespace() != Some(namespace) || !selects {
+                continue;
+            }
+            for port in spec.ports.iter().flatten() {
+                let target = match &port.target_port {
+                    Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => *n,
+                    Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_)) => {
+                        continue;
+                    }
+                    None => port.port,
+                };
+                ports.extend(u32::try_from(target).ok());
+            }
+        }
+    }
+    ports
+}

@@ -1,0 +1,190 @@
+//! `weft analyze` / `weft validate` findings on the bundled examples and on the deliberate
+//! mistakes in `examples/broken/`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use weft_api::{Code, Severity, analyze_paths, validate_paths};
+
+fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
+}
+
+#[test]
+fn bundled_examples_analyze_clean_and_spread_pods_over_both_nodes() {
+    let report = analyze_paths(&[repo_path("examples")]);
+    let problems: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Info)
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(!report.has_errors());
+    assert!(report.objects >= 20, "{} objects", report.objects);
+    // broken/ is skipped because examples/.weftignore lists it, and that is said.
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.code == Code::IgnoredPath && f.message.contains("broken"))
+    );
+
+    let loaded = weft_api::load_paths(&[repo_path("examples")]);
+    let pods = weft_api::ConfigSnapshot::new(loaded.objects).pods();
+    let nodes: BTreeSet<_> = pods.iter().filter_map(|p| p.node_name()).collect();
+    assert_eq!(nodes.into_iter().collect::<Vec<_>>(), ["node-a", "node-b"]);
+    assert!(
+        pods.iter().all(|p| p.ip().is_some()),
+        "every example pod has an IP"
+    );
+}
+
+/// Every file of examples/broken/ and the one finding (code, line) it must produce.
+const BROKEN: &[(&str, Code, usize)] = &[
+    ("yaml-syntax.yaml", Code::YamlSyntax, 7),
+    ("wrong-type.yaml", Code::WrongType, 9),
+    ("missing-field.yaml", Code::MissingField, 8),
+    ("missing-container-name.yaml", Code::MissingField, 8),
+    ("invalid-enum.yaml", Code::InvalidEnum, 9),
+    ("port-out-of-range.yaml", Code::PortOutOfRange, 10),
+    ("bad-cidr.yaml", Code::BadCidr, 12),
+    ("bad-label-selector.yaml", Code::BadLabelSelector, 10),
+    ("duplicate.yaml", Code::DuplicateObject, 8),
+    ("unknown-field.yaml", Code::UnknownField, 8),
+    (
+        "policy-selector-and-targetrefs.yaml",
+        Code::PolicySelectorAndTargetRefs,
+        11,
+    ),
+    (
+        "policy-l7-without-waypoint.yaml",
+        Code::PolicyL7WithoutWaypoint,
+        3,
+    ),
+    (
+        "peerauth-port-not-exposed.yaml",
+        Code::PeerAuthPortNotExposed,
+        2,
+    ),
+    (
+        "peerauth-namespace-conflict.yaml",
+        Code::PeerAuthNamespaceConflict,
+        11,
+    ),
+    ("route-parent-not-found.yaml", Code::RouteParentNotFound, 2),
+    (
+        "route-backend-not-found.yaml",
+        Code::RouteBackendNotFound,
+        2,
+    ),
+    (
+        "route-cross-namespace-no-grant.yaml",
+        Code::RouteCrossNamespaceNoGrant,
+        2,
+    ),
+    (
+        "service-selects-no-pods.yaml",
+        Code::ServiceSelectsNoPods,
+        2,
+    ),
+    ("waypoint-not-found.yaml", Code::WaypointNotFound, 2),
+];
+
+#[test]
+fn each_broken_example_reports_exactly_its_mistake_with_file_and_line() {
+    let report = analyze_paths(&[repo_path("examples/broken")]);
+    assert!(report.has_errors());
+    let found: BTreeSet<(String, Code, usize)> = report
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.source
+                    .file
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                f.code,
+                f.source.line,
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, Code, usize)> = BROKEN
+        .iter()
+        .map(|(file, code, line)| ((*file).to_owned(), *code, *line))
+        .collect();
+    assert_eq!(found, expected);
+    let files = std::fs::read_dir(repo_path("examples/broken")).unwrap();
+    let yaml_files = files
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "yaml"))
+        .count();
+    assert_eq!(
+        yaml_files,
+        BROKEN.len(),
+        "every broken example is listed in this test"
+    );
+}
+
+#[test]
+fn each_broken_file_names_its_expected_code_in_its_first_comment() {
+    for (file, code, _) in BROKEN {
+        let text = std::fs::read_to_string(repo_path("examples/broken").join(file)).unwrap();
+        assert!(
+            text.lines().next().unwrap().contains(code.as_str()),
+            "{file} should say it expects {code}"
+        );
+    }
+}
+
+#[test]
+fn text_output_has_the_documented_columns_and_json_has_the_same_findings() {
+    let report = analyze_paths(&[repo_path("examples/broken/port-out-of-range.yaml")]);
+    let expected_file = repo_path("examples/broken/port-out-of-range.yaml");
+    assert_eq!(
+        report.to_text(),
+        format!(
+            "error  port-out-of-range  Service/broken-ports/big-port  {}:10  port 70000 is out of range 1-65535\n",
+            expected_file.display()
+        )
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json[0]["severity"], "error");
+    assert_eq!(json[0]["code"], "port-out-of-range");
+    assert_eq!(json[0]["object"], "Service/broken-ports/big-port");
+    assert_eq!(json[0]["line"], 10);
+}
+
+#[test]
+fn validate_checks_objects_alone_and_analyze_adds_references() {
+    let file = repo_path("examples/broken/route-parent-not-found.yaml");
+    assert!(
+        !validate_paths(std::slice::from_ref(&file)).has_errors(),
+        "the route is valid on its own"
+    );
+    assert!(analyze_paths(&[file]).has_errors());
+    let duplicate = validate_paths(&[repo_path("examples/broken/duplicate.yaml")]);
+    assert_eq!(
+        duplicate
+            .findings
+            .iter()
+            .map(|f| f.code)
+            .collect::<Vec<_>>(),
+        [Code::DuplicateObject]
+    );
+}
+
+#[test]
+fn finding_codes_are_unique_and_documented() {
+    let codes: BTreeSet<_> = Code::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(codes.len(), Code::ALL.len());
+    let readme = std::fs::read_to_string(repo_path("crates/api/README.md")).unwrap();
+    for code in Code::ALL {
+        assert!(
+            readme.contains(&format!("`{}`", code.as_str())),
+            "{code} missing from crates/api/README.md"
+        );
+    }
+}
