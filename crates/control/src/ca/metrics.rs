@@ -1,0 +1,68 @@
+//! CA metrics (prometheus-client): certificates issued, requests rejected by reason, and the
+//! root certificate's expiry time.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::time::SystemTime;
+
+/// Label set of the rejection counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// One of `unauthenticated`, `invalid_request`, `invalid_csr`, `weak_key`,
+    /// `identity_not_allowed`, `san_mismatch`, `signing_failed`.
+    pub reason: &'static str,
+}
+
+/// The CA's metrics. Cheap to clone (shared counters).
+#[derive(Debug, Clone, Default)]
+pub struct CaMetrics {
+    issued: Counter,
+    rejected: Family<RejectLabels, Counter>,
+    root_expiry: Gauge,
+}
+
+impl CaMetrics {
+    /// Fresh, unregistered metrics.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers the metrics: `weft_ca_certificates_issued_total`,
+    /// `weft_ca_certificates_rejected_total{reason}`, `weft_ca_root_expiry_timestamp_seconds`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "weft_ca_certificates_issued",
+            "Workload certificates issued by the mesh CA",
+            self.issued.clone(),
+        );
+        registry.register(
+            "weft_ca_certificates_rejected",
+            "Certificate requests refused by the mesh CA, by reason",
+            self.rejected.clone(),
+        );
+        registry.register(
+            "weft_ca_root_expiry_timestamp_seconds",
+            "Expiry time of the mesh root certificate (unix seconds)",
+            self.root_expiry.clone(),
+        );
+    }
+
+    pub(crate) fn issued(&self) {
+        self.issued.inc();
+    }
+
+    pub(crate) fn rejected(&self, reason: &'static str) {
+        self.rejected.get_or_create(&RejectLabels { reason }).inc();
+    }
+
+    /// Records the root's expiry.
+    pub fn set_root_expiry(&self, not_after: SystemTime) {
+        let secs = not_after
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.root_expiry.set(secs);
+    }
+}

@@ -1,0 +1,237 @@
+//! `istio.v1.auth.IstioCertificateService/CreateCertificate`: authenticate the bearer token,
+//! decide the identity the caller may get, check the CSR (valid, self-signed, acceptable
+//! key, exactly one URI SAN equal to that identity), sign, and log every decision.
+
+use super::authz::{NodeIdentities, identity_for};
+use super::metrics::CaMetrics;
+use super::tokens::{Authenticator, Caller};
+use prost_types::value::Kind;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::{Code, Request, Response, Status};
+use weft_identity::ca::csr::{CsrError, verify_csr_pem};
+use weft_identity::provider::IMPERSONATED_IDENTITY_KEY;
+use weft_identity::{CertificateAuthority, SpiffeId};
+use weft_proto::ca::istio_certificate_service_server::{
+    IstioCertificateService, IstioCertificateServiceServer,
+};
+use weft_proto::ca::{IstioCertificateRequest, IstioCertificateResponse};
+
+/// Settings of the CA service.
+#[derive(Debug, Clone)]
+pub struct CaServiceConfig {
+    /// Lifetime when the request asks for none (`validity_duration` <= 0).
+    pub default_validity: Duration,
+    /// Longest lifetime granted; longer requests are shortened to this.
+    pub max_validity: Duration,
+    /// Largest accepted request message; larger ones get `OUT_OF_RANGE` from the gRPC layer.
+    pub max_request_bytes: usize,
+}
+
+impl Default for CaServiceConfig {
+    fn default() -> Self {
+        Self {
+            default_validity: weft_identity::ca::DEFAULT_WORKLOAD_VALIDITY,
+            max_validity: Duration::from_secs(7 * 24 * 3600),
+            max_request_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The CA gRPC service. Turn it into a tonic service with [`CaService::into_server`].
+pub struct CaService {
+    ca: Arc<CertificateAuthority>,
+    authenticator: Arc<dyn Authenticator>,
+    nodes: Arc<dyn NodeIdentities>,
+    metrics: CaMetrics,
+    config: CaServiceConfig,
+}
+
+/// A refused request: what to log, count and answer.
+struct Rejection {
+    reason: &'static str,
+    code: Code,
+    message: String,
+}
+
+impl Rejection {
+    fn new(reason: &'static str, code: Code, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn from_csr(err: &CsrError) -> Self {
+        let reason = if err.is_weak_key() {
+            "weak_key"
+        } else {
+            "invalid_csr"
+        };
+        Self::new(reason, Code::InvalidArgument, err.to_string())
+    }
+}
+
+impl CaService {
+    /// A service signing with `ca`, authenticating with `authenticator`, placing workloads on
+    /// nodes with `nodes`. Sets the root-expiry metric.
+    pub fn new(
+        ca: Arc<CertificateAuthority>,
+        authenticator: Arc<dyn Authenticator>,
+        nodes: Arc<dyn NodeIdentities>,
+        metrics: CaMetrics,
+        config: CaServiceConfig,
+    ) -> Self {
+        metrics.set_root_expiry(ca.root_not_after());
+        Self {
+            ca,
+            authenticator,
+            nodes,
+            metrics,
+            config,
+        }
+    }
+
+    /// The tonic service with the request size limit applied; add it to a `Router`.
+    pub fn into_server(self) -> IstioCertificateServiceServer<Self> {
+        let limit = self.config.max_request_bytes;
+        IstioCertificateServiceServer::new(self).max_decoding_message_size(limit)
+    }
+
+    async fn authenticate(
+        &self,
+        request: &Request<IstioCertificateRequest>,
+    ) -> Result<Caller, Rejection> {
+        let unauthenticated =
+            |message: &str| Rejection::new("unauthenticated", Code::Unauthenticated, message);
+        let header = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| unauthenticated("missing `authorization: Bearer <token>` metadata"))?;
+        let value = header
+            .to_str()
+            .map_err(|_| unauthenticated("authorization metadata is not text"))?;
+        let token = value
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| unauthenticated("authorization metadata is not `Bearer <token>`"))?;
+        self.authenticator
+            .authenticate(token)
+            .await
+            .ok_or_else(|| unauthenticated("unknown token"))
+    }
+
+    fn validity(&self, requested_secs: i64) -> Duration {
+        match u64::try_from(requested_secs) {
+            Ok(secs) if secs > 0 => Duration::from_secs(secs).min(self.config.max_validity),
+            _ => self.config.default_validity,
+        }
+    }
+
+    /// Runs every check and signs; returns the identity and the PEM chain.
+    fn authorize_and_sign(
+        &self,
+        caller: &Caller,
+        message: &IstioCertificateRequest,
+        identity: &mut Option<String>,
+    ) -> Result<Vec<String>, Rejection> {
+        let impersonated = impersonated_identity(message)?;
+        if let Some(asked) = &impersonated {
+            *identity = Some(asked.to_string());
+        }
+        let granted =
+            identity_for(caller, impersonated, self.nodes.as_ref()).map_err(|reason| {
+                Rejection::new("identity_not_allowed", Code::PermissionDenied, reason)
+            })?;
+        *identity = Some(granted.to_string());
+        let csr = verify_csr_pem(&message.csr).map_err(|err| Rejection::from_csr(&err))?;
+        let wanted = granted.to_string();
+        if csr.uri_sans != [wanted.as_str()] {
+            return Err(Rejection::new(
+                "san_mismatch",
+                Code::PermissionDenied,
+                format!(
+                    "the CSR must carry exactly one URI SAN, {wanted}; it carries {:?}",
+                    csr.uri_sans
+                ),
+            ));
+        }
+        let validity = self.validity(message.validity_duration);
+        self.ca
+            .sign_workload(&csr.spki_der, &granted, validity)
+            .map(|signed| signed.pem)
+            .map_err(|err| Rejection::new("signing_failed", Code::Internal, err.to_string()))
+    }
+}
+
+/// Reads `ImpersonatedIdentity` from the request metadata, if present.
+fn impersonated_identity(message: &IstioCertificateRequest) -> Result<Option<SpiffeId>, Rejection> {
+    let Some(value) = message
+        .metadata
+        .as_ref()
+        .and_then(|metadata| metadata.fields.get(IMPERSONATED_IDENTITY_KEY))
+    else {
+        return Ok(None);
+    };
+    let invalid = |why: String| Rejection::new("invalid_request", Code::InvalidArgument, why);
+    match &value.kind {
+        Some(Kind::StringValue(text)) => text
+            .parse()
+            .map(Some)
+            .map_err(|err| invalid(format!("{IMPERSONATED_IDENTITY_KEY}: {err}"))),
+        _ => Err(invalid(format!(
+            "{IMPERSONATED_IDENTITY_KEY} must be a string"
+        ))),
+    }
+}
+
+#[tonic::async_trait]
+impl IstioCertificateService for CaService {
+    async fn create_certificate(
+        &self,
+        request: Request<IstioCertificateRequest>,
+    ) -> Result<Response<IstioCertificateResponse>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |addr| addr.to_string());
+        let caller = match self.authenticate(&request).await {
+            Ok(caller) => caller,
+            Err(rejection) => return Err(self.refuse(&peer, "-", None, rejection)),
+        };
+        let mut identity = None;
+        match self.authorize_and_sign(&caller, request.get_ref(), &mut identity) {
+            Ok(cert_chain) => {
+                self.metrics.issued();
+                tracing::info!(%peer, %caller, identity = identity.as_deref().unwrap_or("-"), "CA issued certificate");
+                Ok(Response::new(IstioCertificateResponse { cert_chain }))
+            }
+            Err(rejection) => {
+                Err(self.refuse(&peer, &caller.to_string(), identity.as_deref(), rejection))
+            }
+        }
+    }
+}
+
+impl CaService {
+    fn refuse(
+        &self,
+        peer: &str,
+        caller: &str,
+        identity: Option<&str>,
+        rejection: Rejection,
+    ) -> Status {
+        self.metrics.rejected(rejection.reason);
+        tracing::warn!(
+            %peer,
+            caller,
+            identity = identity.unwrap_or("-"),
+            reason = rejection.reason,
+            message = %rejection.message,
+            "CA refused certificate request"
+        );
+        Status::new(rejection.code, rejection.message)
+    }
+}

@@ -1,0 +1,252 @@
+//! The control plane's secure port (default 15012): a TLS listener whose serving certificate
+//! is issued by the mesh CA (DNS SAN `weft-control.<namespace>.svc` plus extra names) and
+//! renewed at half-life, serving any tonic `Router` (the CA today, xDS later on the same port).
+//! TLS handshakes run concurrently and time out, so a slow client cannot stall the listener.
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Router;
+use weft_identity::CertificateAuthority;
+
+/// Istio's secure control-plane port (TLS xDS + CA).
+pub const DEFAULT_SECURE_PORT: u16 = 15012;
+
+/// Settings of the secure port.
+#[derive(Debug, Clone)]
+pub struct SecureServerConfig {
+    /// Namespace the control plane runs in; gives the DNS SAN `weft-control.<ns>.svc`.
+    pub namespace: String,
+    /// Extra DNS SANs (`--server-san`).
+    pub extra_sans: Vec<String>,
+    /// Lifetime of the serving certificate; it is renewed at half-life.
+    pub cert_validity: Duration,
+    /// A TLS handshake taking longer than this is dropped.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for SecureServerConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "weft-system".into(),
+            extra_sans: Vec::new(),
+            cert_validity: Duration::from_secs(30 * 24 * 3600),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl SecureServerConfig {
+    /// The serving certificate's DNS names: `weft-control.<namespace>.svc`, then the extras.
+    pub fn dns_names(&self) -> Vec<String> {
+        let mut names = vec![format!("weft-control.{}.svc", self.namespace)];
+        for extra in &self.extra_sans {
+            if !names.contains(extra) {
+                names.push(extra.clone());
+            }
+        }
+        names
+    }
+}
+
+/// Why the secure port could not start or keep serving.
+#[derive(Debug, thiserror::Error)]
+pub enum SecureServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot issue the serving certificate for {names:?}: {reason}")]
+    ServingCert { names: Vec<String>, reason: String },
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Hands out the current serving certificate; swapped atomically on renewal.
+#[derive(Debug)]
+struct ServingCert {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// Issues a serving certificate: leaf + intermediates (the root is left out; clients have it).
+fn issue(
+    ca: &CertificateAuthority,
+    names: &[String],
+    validity: Duration,
+) -> Result<(CertifiedKey, SystemTime), SecureServerError> {
+    let failed = |reason: String| SecureServerError::ServingCert {
+        names: names.to_vec(),
+        reason,
+    };
+    let mut issued = ca
+        .issue_server_cert(names, validity)
+        .map_err(|err| failed(err.to_string()))?;
+    if issued.chain.len() > 1 {
+        issued.chain.pop();
+    }
+    let provider = weft_identity::tls::crypto_provider();
+    let key = CertifiedKey::from_der(issued.chain, issued.key, &provider)
+        .map_err(|err| failed(err.to_string()))?;
+    Ok((key, issued.not_after))
+}
+
+/// A bound secure port, ready to serve.
+pub struct SecureServer {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    config: SecureServerConfig,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl SecureServer {
+    /// Binds `addr`, issues the serving certificate from `ca` and starts its renewal.
+    pub async fn bind(
+        addr: SocketAddr,
+        ca: Arc<CertificateAuthority>,
+        config: SecureServerConfig,
+    ) -> Result<Self, SecureServerError> {
+        let names = config.dns_names();
+        let (key, not_after) = issue(&ca, &names, config.cert_validity)?;
+        let cert = Arc::new(ServingCert {
+            current: ArcSwap::from_pointee(key),
+        });
+        let mut tls = ServerConfig::builder_with_provider(weft_identity::tls::crypto_provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(cert.clone());
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| SecureServerError::Bind { addr, source })?;
+        let renewal = tokio::spawn(renew_serving_cert(
+            ca,
+            names,
+            config.cert_validity,
+            cert,
+            not_after,
+        ));
+        Ok(Self {
+            listener,
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            config,
+            renewal,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// DNS names of the serving certificate.
+    pub fn dns_names(&self) -> Vec<String> {
+        self.config.dns_names()
+    }
+
+    /// Serves `router` until `shutdown` completes.
+    pub async fn serve(
+        self,
+        router: Router,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), SecureServerError> {
+        let (sender, receiver) = mpsc::channel::<Result<TlsStream<TcpStream>, std::io::Error>>(64);
+        let accept = tokio::spawn(accept_loop(
+            self.listener,
+            self.acceptor,
+            self.config.handshake_timeout,
+            sender,
+        ));
+        let result = router
+            .serve_with_incoming_shutdown(ReceiverStream::new(receiver), shutdown)
+            .await;
+        accept.abort();
+        self.renewal.abort();
+        Ok(result?)
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
+    sender: mpsc::Sender<Result<TlsStream<TcpStream>, std::io::Error>>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = sender.closed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!(error = %err, "secure port: accept failed");
+                    // Typically EMFILE: give the process a moment to release descriptors.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => {
+                    let _ = sender.send(Ok(tls)).await;
+                }
+                Ok(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "secure port: TLS handshake failed");
+                }
+                Err(_) => tracing::debug!(%peer, "secure port: TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+/// Re-issues the serving certificate at half its lifetime; on failure retries every minute
+/// while the old one stays in use.
+async fn renew_serving_cert(
+    ca: Arc<CertificateAuthority>,
+    names: Vec<String>,
+    validity: Duration,
+    cert: Arc<ServingCert>,
+    mut not_after: SystemTime,
+) {
+    loop {
+        let remaining = not_after
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        tokio::time::sleep((remaining / 2).max(Duration::from_secs(1))).await;
+        match issue(&ca, &names, validity) {
+            Ok((key, expiry)) => {
+                cert.current.store(Arc::new(key));
+                not_after = expiry;
+                tracing::info!(
+                    ?names,
+                    ?expiry,
+                    "renewed the control plane serving certificate"
+                );
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "could not renew the serving certificate; retrying in 60s");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        }
+    }
+}

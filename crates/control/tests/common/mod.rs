@@ -1,0 +1,109 @@
+//! A running CA: the real `CaService` behind the real secure port on an ephemeral loopback
+//! port, with a token file and a node placement map.
+#![allow(dead_code)]
+
+use prometheus_client::registry::Registry;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use weft_control::ca::{CaMetrics, CaService, CaServiceConfig, StaticNodeIdentities, TokenFile};
+use weft_control::secure_server::{SecureServer, SecureServerConfig};
+use weft_identity::{CertificateAuthority, SpiffeId};
+
+pub const NODE_TOKEN: &str = "node-1-token-0123456789abcdef";
+pub const WORKLOAD_TOKEN: &str = "batch-token-0123456789abcdef";
+pub const NAMESPACE: &str = "weft-test";
+pub const SERVER_NAME: &str = "weft-control.weft-test.svc";
+pub const EXTRA_SAN: &str = "ca.weft.test";
+
+pub fn id(sa: &str) -> SpiffeId {
+    SpiffeId::new("cluster.local", "default", sa).expect("id")
+}
+
+pub struct RunningCa {
+    pub addr: SocketAddr,
+    pub ca: Arc<CertificateAuthority>,
+    pub registry: Registry,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl RunningCa {
+    pub fn endpoint(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    pub fn root_pem(&self) -> &str {
+        self.ca.root_pem()
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("encode");
+        text
+    }
+}
+
+impl Drop for RunningCa {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts a CA where node-1 runs workloads `a` and `b`, the node token belongs to node-1 and
+/// the workload token to identity `batch`.
+pub async fn start_ca() -> RunningCa {
+    let ca = Arc::new(CertificateAuthority::generate_in_memory().expect("ca"));
+    let tokens = TokenFile::parse(
+        &format!(
+            "tokens:\n  - token: {NODE_TOKEN}\n    node: node-1\n  - token: {WORKLOAD_TOKEN}\n    identity: {}\n",
+            id("batch")
+        ),
+        "test tokens",
+    )
+    .expect("tokens");
+    let nodes = StaticNodeIdentities::new()
+        .with("node-1", id("a"))
+        .with("node-1", id("b"))
+        .with("node-2", id("c"));
+    let metrics = CaMetrics::new();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let service = CaService::new(
+        ca.clone(),
+        Arc::new(tokens),
+        Arc::new(nodes),
+        metrics,
+        CaServiceConfig::default(),
+    );
+    let server = SecureServer::bind(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        ca.clone(),
+        SecureServerConfig {
+            namespace: NAMESPACE.into(),
+            extra_sans: vec![EXTRA_SAN.into()],
+            ..SecureServerConfig::default()
+        },
+    )
+    .await
+    .expect("secure port");
+    let addr = server.local_addr().expect("addr");
+    let router = tonic::transport::Server::builder().add_service(service.into_server());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        server
+            .serve(router, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+    });
+    RunningCa {
+        addr,
+        ca,
+        registry,
+        stop: Some(stop),
+    }
+}
