@@ -1,0 +1,307 @@
+//! Small HTTP endpoints every weft process exposes: Prometheus `/metrics`, readiness, and
+//! admin/debug pages. One tiny router over hyper, so the control plane (15014) and the node
+//! proxy (15000 admin, 15020 metrics, 15021 readiness) answer the same way.
+//!
+//! It owns only the HTTP serving of such pages; what a page says is the caller's business
+//! (a closure per route). It must not be used on the data path.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+/// A page's answer.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// `Content-Type` header.
+    pub content_type: &'static str,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Page {
+    /// 200 with a plain-text body.
+    pub fn text(body: impl Into<String>) -> Self {
+        Self::with_status(StatusCode::OK, body)
+    }
+
+    /// A plain-text body with the given status.
+    pub fn with_status(status: StatusCode, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::from(body.into()),
+        }
+    }
+
+    /// 200 with pretty-printed JSON.
+    pub fn json(value: &impl serde::Serialize) -> Self {
+        match serde_json::to_vec_pretty(value) {
+            Ok(body) => Self {
+                status: StatusCode::OK,
+                content_type: "application/json",
+                body: Bytes::from(body),
+            },
+            Err(err) => Self::with_status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot render JSON: {err}\n"),
+            ),
+        }
+    }
+
+    /// The Prometheus text exposition of `registry`.
+    pub fn metrics(registry: &Mutex<Registry>) -> Self {
+        let mut text = String::new();
+        let encoded = {
+            let registry = registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            prometheus_client::encoding::text::encode(&mut text, &registry)
+        };
+        match encoded {
+            Ok(()) => Self {
+                status: StatusCode::OK,
+                content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                body: Bytes::from(text),
+            },
+            Err(err) => Self::with_status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode metrics: {err}\n"),
+            ),
+        }
+    }
+}
+
+/// What a handler sees of a request.
+#[derive(Debug, Clone)]
+pub struct AdminRequest {
+    /// HTTP method.
+    pub method: Method,
+    /// Query parameters, last value wins.
+    pub query: BTreeMap<String, String>,
+    /// Request body (bounded; see [`MAX_BODY`]).
+    pub body: Bytes,
+}
+
+/// Largest request body an admin endpoint reads.
+pub const MAX_BODY: usize = 64 * 1024;
+
+type BoxFuture = Pin<Box<dyn Future<Output = Page> + Send>>;
+type Handler = Arc<dyn Fn(AdminRequest) -> BoxFuture + Send + Sync>;
+
+/// Routes by exact path.
+#[derive(Clone, Default)]
+pub struct Router {
+    routes: BTreeMap<String, Handler>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("paths", &self.routes.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Router {
+    /// An empty router (every path answers 404 with the list of known paths).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a synchronous page.
+    #[must_use]
+    pub fn page<F>(self, path: &str, page: F) -> Self
+    where
+        F: Fn(AdminRequest) -> Page + Send + Sync + 'static,
+    {
+        let page = Arc::new(page);
+        self.route(path, move |req| {
+            let page = Arc::clone(&page);
+            async move { page(req) }
+        })
+    }
+
+    /// Adds an asynchronous page.
+    #[must_use]
+    pub fn route<F, Fut>(mut self, path: &str, handler: F) -> Self
+    where
+        F: Fn(AdminRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Page> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |req| Box::pin(handler(req)));
+        self.routes.insert(path.to_owned(), handler);
+        self
+    }
+
+    async fn dispatch(&self, request: Request<Incoming>) -> Page {
+        let path = request.uri().path().to_owned();
+        let Some(handler) = self.routes.get(&path).cloned() else {
+            let known: Vec<&str> = self.routes.keys().map(String::as_str).collect();
+            return Page::with_status(
+                StatusCode::NOT_FOUND,
+                format!("no page {path}; known pages: {}\n", known.join(" ")),
+            );
+        };
+        let method = request.method().clone();
+        let query = parse_query(request.uri().query().unwrap_or(""));
+        let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) => {
+                return Page::with_status(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("cannot read request body: {err}\n"),
+                );
+            }
+        };
+        handler(AdminRequest {
+            method,
+            query,
+            body,
+        })
+        .await
+    }
+}
+
+fn parse_query(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// Serves `router` on `listener` until the task is dropped. Each connection runs on its own
+/// task; HTTP/1.1 and HTTP/2 are both accepted.
+pub async fn serve(listener: TcpListener, router: Router) {
+    let router = Arc::new(router);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(%err, "admin listener accept failed");
+                continue;
+            }
+        };
+        let router = Arc::clone(&router);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let router = Arc::clone(&router);
+                async move {
+                    let page = router.dispatch(request).await;
+                    Response::builder()
+                        .status(page.status)
+                        .header(header::CONTENT_TYPE, page.content_type)
+                        .body(Full::new(page.body))
+                }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(err) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, %err, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Fetches `http://{addr}{path}` with HTTP/1.1 and returns status and body. For CLI
+/// commands (`weft status`) and tests that read admin pages.
+///
+/// # Errors
+/// Connection or protocol errors, as a readable string.
+pub async fn get(addr: &str, path: &str) -> Result<(StatusCode, Bytes), String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|err| format!("cannot connect to {addr}: {err}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|err| format!("HTTP handshake with {addr} failed: {err}"))?;
+    tokio::spawn(connection);
+    let request = Request::get(path)
+        .header(header::HOST, addr)
+        .body(Full::new(Bytes::new()))
+        .map_err(|err| format!("bad request path {path}: {err}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|err| format!("GET {path} on {addr} failed: {err}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|err| format!("reading {path} from {addr} failed: {err}"))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::metrics::counter::Counter;
+
+    async fn start(router: Router) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(serve(listener, router));
+        addr
+    }
+
+    #[tokio::test]
+    async fn routes_pages_and_reports_unknown_paths() {
+        let registry = Arc::new(Mutex::new(Registry::default()));
+        let counter = Counter::<u64>::default();
+        registry
+            .lock()
+            .unwrap()
+            .register("demo_events", "Demo events", counter.clone());
+        counter.inc_by(3);
+        let metrics_registry = Arc::clone(&registry);
+        let router = Router::new()
+            .page("/ready", |_| Page::text("ready\n"))
+            .page("/metrics", move |_| Page::metrics(&metrics_registry))
+            .page("/echo", |req| {
+                Page::text(format!("{:?}", req.query.get("level")))
+            });
+        let addr = start(router).await;
+
+        let (status, body) = get(&addr, "/ready").await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "ready\n");
+
+        let (_, body) = get(&addr, "/metrics").await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains("demo_events_total 3"), "{text}");
+
+        let (_, body) = get(&addr, "/echo?level=debug").await.unwrap();
+        assert_eq!(body, "Some(\"debug\")");
+
+        let (status, body) = get(&addr, "/nope").await.unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(String::from_utf8_lossy(&body).contains("/ready"));
+    }
+
+    #[tokio::test]
+    async fn unreachable_admin_port_is_a_readable_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let err = get(&addr, "/ready").await.unwrap_err();
+        assert!(err.contains(&addr), "{err}");
+    }
+}
