@@ -20,6 +20,12 @@
 //!   transparent socket inside the pod instead of leaving through the default route toward
 //!   the caller's real IP.
 //!
+//! Listeners the proxy opens in the pod (with [`crate::open_listener_in`] /
+//! [`crate::open_udp_in`]): outbound `127.0.0.1:15001` (or `0.0.0.0`), inbound
+//! `0.0.0.0:15006` (prerouting redirects to the pod's own address), HBONE `<pod IP>:15008`,
+//! DNS `127.0.0.1:15053` on UDP and TCP. Opening the listeners before installing the rules
+//! means no connection is ever redirected to a port nobody listens on.
+//!
 //! The proxy sets `SO_MARK = bypass_mark` on every socket it opens in the pod (upstream
 //! connects, transparent inbound connects, DNS upstream queries), so nothing it sends is
 //! captured again. Redirected connections keep their original destination in conntrack:

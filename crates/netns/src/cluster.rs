@@ -591,3 +591,50 @@ pub fn teardown(state_dir: &Path, prefix: &str) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_assigns_underlay_addresses_gateways_and_names() {
+        let spec = ClusterSpec::new("demo").node("a").node("b");
+        let state = plan(&spec).expect("valid spec");
+        assert_eq!(state.underlay.netns.name(), "demo-underlay");
+        assert_eq!(state.underlay.ip, Ipv4Addr::new(172, 30, 0, 1));
+        let b = &state.nodes[1];
+        assert_eq!(
+            (b.netns.name(), b.underlay_ip),
+            ("demo-n-b", Ipv4Addr::new(172, 30, 0, 3))
+        );
+        assert_eq!(b.pod_cidr.to_string(), "10.244.2.0/24");
+        assert_eq!(b.gateway, Ipv4Addr::new(10, 244, 2, 1));
+    }
+
+    #[test]
+    fn plan_rejects_bad_prefixes_names_and_overlaps() {
+        for prefix in ["", "has-dash", "UPPER", "waytoolongprefix0"] {
+            assert!(
+                matches!(
+                    plan(&ClusterSpec::new(prefix)),
+                    Err(Error::InvalidName { .. })
+                ),
+                "{prefix}"
+            );
+        }
+        assert!(plan(&ClusterSpec::new("p").node("a b")).is_err());
+        let cidr = "10.1.0.0/16".parse().unwrap();
+        let overlap = ClusterSpec::new("p")
+            .node_with_cidr("a", cidr)
+            .node_with_cidr("b", "10.1.2.0/24".parse().unwrap());
+        assert!(matches!(plan(&overlap), Err(Error::Topology(_))));
+    }
+
+    #[test]
+    fn ownership_needs_the_exact_prefix() {
+        let ns = |n: &str| NetNs::named(n).unwrap();
+        assert!(owned_by(&ns("t1-p-web"), "t1"));
+        assert!(!owned_by(&ns("t12-p-web"), "t1"));
+        assert!(!owned_by(&ns("t1"), "t1"));
+    }
+}

@@ -16,6 +16,41 @@
 //! dependency on the iptables-nft / iptables-legacy choice of the host. Namespaces, links
 //! and routes use `ip` (iproute2). All tool failures carry the command and its stderr.
 //!
+//! A cluster, a workload, and the capture the node proxy installs for it:
+//!
+//! ```no_run
+//! use std::net::{Ipv4Addr, SocketAddr};
+//! use weft_netns::{CaptureConfig, ClusterSpec, LocalCluster, SocketOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let spec = ClusterSpec::new("demo").node("a").node("b").pod("client", "a").pod("server", "b");
+//! let cluster = LocalCluster::create(&spec, "/run/weft".as_ref())?; // torn down on drop
+//! let server = cluster.pod("server").expect("declared above");
+//! let _workload = server.netns.command("weft").args(["x", "echo", "--port", "8080"]).spawn()?;
+//!
+//! // Node proxy side: listeners inside the pod, then the redirect rules.
+//! let (ns, config) = (server.netns.path(), CaptureConfig::default());
+//! let inbound = weft_netns::open_listener_in(&ns, SocketAddr::from(([0, 0, 0, 0], config.inbound_port)))?;
+//! weft_netns::install_capture(&ns, &config)?;
+//! let (_downstream, caller) = inbound.accept()?;
+//! let target = weft_netns::original_dst(&_downstream)?; // server IP:8080
+//! // Connect to the workload as the caller; the bypass mark keeps it from being captured.
+//! let opts = SocketOptions { mark: Some(config.bypass_mark), transparent_source: Some(caller) };
+//! let _upstream = weft_netns::connect_in(&ns, SocketAddr::V4(target), opts)?;
+//! # Ok(()) }
+//! ```
+//!
+//! From async code, keep one [`NetnsWorker`] per pod and create sockets there, then
+//! connect them on the runtime:
+//!
+//! ```no_run
+//! # async fn f(worker: &weft_netns::NetnsWorker, peer: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+//! let opts = weft_netns::SocketOptions { mark: Some(0x539), transparent_source: None };
+//! let socket = worker.run_async(move || weft_netns::tcp_socket(peer, opts)).await??;
+//! socket.set_nonblocking(true)?;
+//! let stream = tokio::net::TcpSocket::from_std_stream(socket).connect(peer).await?;
+//! # drop(stream); Ok(()) }
+//! ```
+//!
 //! Everything here needs root (`CAP_SYS_ADMIN`, `CAP_NET_ADMIN`); [`check_prerequisites`]
 //! says what is missing.
 

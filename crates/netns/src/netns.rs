@@ -127,7 +127,7 @@ impl NetNs {
         Path::new(NETNS_ETC_DIR).join(&self.name)
     }
 
-    /// Pids of every process whose network namespace is this one.
+    /// Pids of every process whose network namespace is this one (except this process).
     ///
     /// # Errors
     /// `ip netns pids` fails.

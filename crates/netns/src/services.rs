@@ -130,3 +130,35 @@ pub fn remove_service_rules(netns: &Path) -> Result<()> {
     tool::run_in(netns, "nft", &["-f", "-"], Some(&script))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_dnats_to_endpoints_and_rejects_without_endpoints() {
+        let vip = Ipv4Addr::new(10, 96, 0, 1);
+        let script = services_nft_script(&[
+            ServiceRule {
+                vip,
+                port: 80,
+                protocol: Protocol::Tcp,
+                endpoints: vec![
+                    "10.244.1.2:8080".parse().unwrap(),
+                    "10.244.2.2:8080".parse().unwrap(),
+                ],
+            },
+            ServiceRule {
+                vip,
+                port: 53,
+                protocol: Protocol::Udp,
+                endpoints: Vec::new(),
+            },
+        ]);
+        assert!(script.contains(
+            "ip daddr 10.96.0.1 tcp dport 80 dnat ip to numgen random mod 2 map { 0 : 10.244.1.2 . 8080, 1 : 10.244.2.2 . 8080 }"
+        ));
+        assert!(script.contains("ip daddr 10.96.0.1 udp dport 53 reject\n"));
+        assert!(script.starts_with("table ip weft_services {}\ndelete table ip weft_services\n"));
+    }
+}

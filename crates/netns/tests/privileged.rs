@@ -511,3 +511,38 @@ fn root_links() -> Vec<String> {
         .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().to_owned()))
         .collect()
 }
+
+#[tokio::test]
+async fn worker_sockets_connect_on_the_async_runtime() {
+    let (cluster, _dir) = cluster(
+        ClusterSpec::new(&unique_prefix())
+            .node("a")
+            .pod("c", "a")
+            .pod("s", "a"),
+    );
+    let (c, s) = (pod(&cluster, "c"), pod(&cluster, "s"));
+    let greeter = Greeter::start(
+        open_listener_in(&s.netns.path(), addr(s.ip, 80)).unwrap(),
+        "s",
+    );
+    let worker = NetnsWorker::spawn(&c.netns.path()).expect("worker");
+    let peer = addr(s.ip, 80);
+    for _ in 0..3 {
+        let socket = worker
+            .run_async(move || weft_netns::tcp_socket(peer, SocketOptions::default()))
+            .await
+            .expect("worker alive")
+            .expect("socket");
+        socket.set_nonblocking(true).unwrap();
+        let mut stream = tokio::net::TcpSocket::from_std_stream(socket)
+            .connect(peer)
+            .await
+            .expect("async connect");
+        let mut reply = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut reply)
+            .await
+            .unwrap();
+        assert!(reply.starts_with(&format!("s {}:", c.ip)), "{reply}");
+    }
+    assert_eq!(greeter.stop().len(), 3);
+}
