@@ -25,6 +25,7 @@ pub mod resource;
 pub mod routes;
 pub mod selector;
 pub mod snapshot;
+pub mod store;
 pub mod suggest;
 pub mod validate;
 
@@ -36,3 +37,4 @@ pub use object::{Kind, LoadedObject, Object, ObjectRef, Source};
 pub use report::{Report, analyze_paths, validate_paths};
 pub use resource::Resource;
 pub use snapshot::ConfigSnapshot;
+pub use store::{ConfigEvent, ConfigStore, StoreError, WatchHandle};
