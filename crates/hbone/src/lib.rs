@@ -8,6 +8,45 @@
 //! It must not know about workloads, policy or certificates issuance: callers pass ready
 //! `rustls` client/server configs (whose verifiers check SPIFFE identities), decide what a
 //! pool key means, and answer every inbound request through their handler.
+//!
+//! ```no_run
+//! use std::{net::SocketAddr, sync::Arc};
+//! use tokio::net::{TcpListener, TcpStream};
+//! use tokio_util::sync::CancellationToken;
+//! use weft_hbone::*;
+//!
+//! # async fn example(
+//! #     client_tls: Arc<rustls::ClientConfig>,
+//! #     server_tls: Arc<rustls::ServerConfig>,
+//! #     mut workload: TcpStream,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! // Outbound: key = (source identity, destination identity, source ip, tunnel address).
+//! let pool: Pool<(String, String, std::net::IpAddr, SocketAddr)> = Pool::new(PoolConfig::default());
+//! let dest: SocketAddr = "10.0.0.7:8080".parse()?;
+//! let target = TunnelTarget::new(SocketAddr::new(dest.ip(), DEFAULT_HBONE_PORT), client_tls);
+//! let request = ConnectRequest {
+//!     forwarded_for: Some("10.0.0.3".parse()?),
+//!     baggage: Some("k8s.namespace.name=default".into()),
+//!     ..ConnectRequest::new(dest)
+//! };
+//! let key = ("spiffe://td/ns/a/sa/x".into(), "spiffe://td/ns/b/sa/y".into(), "10.0.0.3".parse()?, target.tunnel_addr);
+//! let mut tunnel = pool.connect(key, &target, &request).await?; // Err(HboneError::Status{401,..}) etc.
+//! let stats = relay(&mut workload, &mut tunnel, &RelayOptions::default()).await?;
+//!
+//! // Inbound: authorize each CONNECT, then connect to the workload.
+//! let handler = |req: InboundRequest| async move {
+//!     // req.peer_certificates -> SPIFFE id; req.authority; req.forwarded_for(); req.baggage()
+//!     match TcpStream::connect(req.authority).await {
+//!         Ok(upstream) => InboundDecision::Accept(Accepted::new(upstream).on_complete(|result| {
+//!             let _ = result; // bytes each way for metrics and the access log
+//!         })),
+//!         Err(_) => InboundDecision::Reject(http::StatusCode::SERVICE_UNAVAILABLE),
+//!     }
+//! };
+//! let server = HboneServer::new(server_tls, handler, ServerOptions::default());
+//! server.serve(TcpListener::bind("0.0.0.0:15008").await?, CancellationToken::new()).await;
+//! # Ok(()) }
+//! ```
 
 mod client;
 mod error;
