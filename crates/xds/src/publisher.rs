@@ -34,17 +34,27 @@ impl Default for DebounceConfig {
 pub(crate) struct Published {
     pub(crate) snapshot: Snapshot,
     pub(crate) first_edit_at: Instant,
+    /// False only for the placeholder before the first publish: streams send nothing until
+    /// the control plane has published its initial state, so a restarted control plane
+    /// never tells proxies to delete everything they hold.
+    pub(crate) initialized: bool,
 }
 
 #[derive(Debug, Default)]
 struct Staging {
     snapshot: Snapshot,
     first_edit_at: Option<Instant>,
+    /// The first edit is always published, even if it changed nothing (an empty initial
+    /// state is still a state).
+    announced: bool,
 }
 
 /// Changes the resources the server serves. Cheap to clone; every clone edits the same
 /// state. Edits are visible to streams after the debounce window (see [`DebounceConfig`]).
 /// Edits that change nothing (same versions) cause no push at all.
+///
+/// Streams are answered only after the first publish: at startup, publish the initial state
+/// of every type the control plane serves (in one burst; an empty `replace` counts).
 #[derive(Debug, Clone)]
 pub struct ResourcePublisher {
     staging: Arc<Mutex<Staging>>,
@@ -60,6 +70,7 @@ impl ResourcePublisher {
         let (out_tx, out_rx) = watch::channel(Arc::new(Published {
             snapshot: Snapshot::default(),
             first_edit_at: Instant::now(),
+            initialized: false,
         }));
         tokio::spawn(debounce_loop(
             Arc::clone(&staging),
@@ -100,9 +111,10 @@ impl ResourcePublisher {
     fn edit(&self, change: impl FnOnce(&mut Snapshot) -> bool) {
         let generation = {
             let mut staging = self.lock();
-            if !change(&mut staging.snapshot) {
+            if !change(&mut staging.snapshot) && staging.announced {
                 return;
             }
+            staging.announced = true;
             staging.first_edit_at.get_or_insert_with(Instant::now);
             staging.snapshot.generation()
         };
@@ -132,6 +144,7 @@ async fn debounce_loop(
             Published {
                 snapshot: staging.snapshot.clone(),
                 first_edit_at: staging.first_edit_at.take().unwrap_or_else(Instant::now),
+                initialized: true,
             }
         };
         tracing::debug!(

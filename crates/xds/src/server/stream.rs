@@ -66,7 +66,8 @@ impl StreamState {
         let mut current = Arc::clone(&snapshots.borrow_and_update());
         let mut publisher_alive = true;
         loop {
-            let has_work = self.types.values().any(TypeSubscription::is_dirty);
+            let has_work =
+                current.initialized && self.types.values().any(TypeSubscription::is_dirty);
             tokio::select! {
                 request = requests.message() => match request {
                     Ok(Some(request)) => {

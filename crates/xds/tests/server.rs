@@ -1,0 +1,332 @@
+//! The delta ADS server against a wire-level client over real gRPC on 127.0.0.1.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use weft_proto::discovery::DeltaDiscoveryRequest;
+
+#[tokio::test]
+async fn wildcard_gets_everything_and_ack_is_recorded_in_sync_status() {
+    let server = TestServer::start(fast_config());
+    server
+        .publisher
+        .replace(T, [thing("a", &[], "1"), thing("b", &[], "2")]);
+    settled(&server).await;
+
+    let mut client = RawClient::connect(&server, first_request("ztunnel~10.0.0.5~n1", &[])).await;
+    let response = client.recv_ack().await;
+    assert_eq!(response.type_url, T);
+    assert_eq!(names(&response), strings(&["a", "b"]));
+    assert!(response.resources.iter().all(|r| !r.version.is_empty()));
+
+    eventually("the ACK to show in sync status", || {
+        let status = server.server.sync_status();
+        status.len() == 1
+            && status[0].node_id == "ztunnel~10.0.0.5~n1"
+            && status[0].types.get(T).is_some_and(|t| {
+                t.in_sync
+                    && t.wildcard
+                    && t.resources == 2
+                    && t.last_acked.as_ref().map(|a| &a.nonce) == Some(&response.nonce)
+            })
+    })
+    .await;
+    let json = serde_json::to_value(server.server.sync_status()).expect("serializable");
+    assert_eq!(json[0]["types"][T]["in_sync"], true);
+}
+
+#[tokio::test]
+async fn explicit_subscribe_and_unsubscribe() {
+    let server = TestServer::start(fast_config());
+    server.publisher.replace(
+        T,
+        [
+            thing("a", &[], "1"),
+            thing("b", &[], "2"),
+            thing("c", &[], "3"),
+        ],
+    );
+    settled(&server).await;
+
+    let mut client = RawClient::connect(&server, first_request("n", &["a"])).await;
+    assert_eq!(names(&client.recv_ack().await), strings(&["a"]));
+
+    client.send(subscribe(T, &["b"]));
+    let response = client.recv_ack().await;
+    assert_eq!(names(&response), strings(&["b"]));
+    assert!(response.removed_resources.is_empty());
+
+    client.send(unsubscribe(T, &["a"]));
+    let response = client.recv_ack().await;
+    assert!(response.resources.is_empty());
+    assert_eq!(removed(&response), strings(&["a"]));
+
+    // Changes to unsubscribed resources are not pushed; changes to subscribed ones are.
+    server
+        .publisher
+        .apply(T, [thing("a", &[], "1b")], Vec::<String>::new());
+    server
+        .publisher
+        .apply(T, [thing("b", &[], "2b")], Vec::<String>::new());
+    let response = client.recv_ack().await;
+    assert_eq!(names(&response), strings(&["b"]));
+}
+
+#[tokio::test]
+async fn on_demand_by_alias_with_ztunnel_star_unstar_first_request() {
+    let server = TestServer::start(fast_config());
+    server.publisher.replace(
+        T,
+        [
+            thing("Kubernetes//Pod/default/web-1", &["/10.0.0.1"], "w1"),
+            thing("Kubernetes//Pod/default/web-2", &["/10.0.0.2"], "w2"),
+        ],
+    );
+    settled(&server).await;
+
+    let first = DeltaDiscoveryRequest {
+        resource_names_unsubscribe: strings(&["*"]),
+        ..first_request("ztunnel", &["*"])
+    };
+    let mut client = RawClient::connect(&server, first).await;
+    let initial = client.recv_ack().await;
+    assert!(initial.resources.is_empty() && initial.removed_resources.is_empty());
+
+    client.send(subscribe(T, &["/10.0.0.1"]));
+    let response = client.recv_ack().await;
+    assert_eq!(
+        names(&response),
+        strings(&["Kubernetes//Pod/default/web-1"])
+    );
+    assert_eq!(response.resources[0].aliases, strings(&["/10.0.0.1"]));
+
+    // An address nobody has is answered as removed, so the client need not wait.
+    client.send(subscribe(T, &["/10.0.0.9"]));
+    let response = client.recv_ack().await;
+    assert!(response.resources.is_empty());
+    assert_eq!(removed(&response), strings(&["/10.0.0.9"]));
+
+    // When it appears later, the subscription delivers it.
+    server.publisher.apply(
+        T,
+        [thing("Kubernetes//Pod/default/web-9", &["/10.0.0.9"], "w9")],
+        Vec::<String>::new(),
+    );
+    let response = client.recv_ack().await;
+    assert_eq!(
+        names(&response),
+        strings(&["Kubernetes//Pod/default/web-9"])
+    );
+}
+
+#[tokio::test]
+async fn nacked_version_is_not_resent_and_the_next_version_is_delivered() {
+    let server = TestServer::start(fast_config());
+    server.publisher.replace(T, [thing("a", &[], "v1")]);
+    settled(&server).await;
+    let mut client = RawClient::connect(&server, first_request("nacker", &[])).await;
+    client.recv_ack().await;
+
+    server
+        .publisher
+        .apply(T, [thing("a", &[], "v2-bad")], Vec::<String>::new());
+    let bad = client.recv().await;
+    assert_eq!(names(&bad), strings(&["a"]));
+    client.send(nack(&bad, "a: field x is invalid"));
+
+    // A later, unrelated change is the next response: "a" v2 was not sent again.
+    server
+        .publisher
+        .apply(T, [thing("b", &[], "b1")], Vec::<String>::new());
+    let next = client.recv_ack().await;
+    assert_eq!(names(&next), strings(&["b"]));
+
+    server
+        .publisher
+        .apply(T, [thing("a", &[], "v3")], Vec::<String>::new());
+    let fixed = client.recv_ack().await;
+    assert_eq!(names(&fixed), strings(&["a"]));
+    assert_eq!(
+        fixed.resources[0]
+            .resource
+            .as_ref()
+            .map(|a| a.value.clone()),
+        Some(b"v3".to_vec())
+    );
+
+    let status = server.server.sync_status();
+    let t = &status[0].types[T];
+    assert_eq!(t.nacks, 1);
+    let nack = t.last_nack.as_ref().expect("NACK recorded");
+    assert_eq!(nack.error, "a: field x is invalid");
+    assert_eq!(nack.response.nonce, bad.nonce);
+    assert!(
+        server
+            .metrics_text()
+            .contains(&format!("xds_nacks_total{{type_url=\"{T}\"}} 1")),
+        "{}",
+        server.metrics_text()
+    );
+}
+
+#[tokio::test]
+async fn reconnect_with_initial_versions_gets_only_changes_and_removals() {
+    let server = TestServer::start(fast_config());
+    server.publisher.replace(
+        T,
+        [
+            thing("a", &[], "1"),
+            thing("b", &[], "2"),
+            thing("c", &[], "3"),
+        ],
+    );
+    settled(&server).await;
+    let mut client = RawClient::connect(&server, first_request("re", &[])).await;
+    let response = client.recv_ack().await;
+    let held: HashMap<String, String> = response
+        .resources
+        .iter()
+        .map(|r| (r.name.clone(), r.version.clone()))
+        .collect();
+    drop(client);
+
+    server.publisher.replace(
+        T,
+        [
+            thing("a", &[], "1"),
+            thing("b", &[], "2-new"),
+            thing("d", &[], "4"),
+        ],
+    );
+    settled(&server).await;
+    let first = DeltaDiscoveryRequest {
+        initial_resource_versions: held,
+        ..first_request("re", &["*"])
+    };
+    let mut client = RawClient::connect(&server, first).await;
+    let response = client.recv_ack().await;
+    assert_eq!(names(&response), strings(&["b", "d"]));
+    assert_eq!(removed(&response), strings(&["c"]));
+}
+
+#[tokio::test]
+async fn one_edit_reaches_a_connected_client_as_exactly_one_changed_resource() {
+    let server = TestServer::start(fast_config());
+    let many: Vec<_> = (0..200)
+        .map(|i| thing(&format!("r{i}"), &[], "same"))
+        .collect();
+    server.publisher.replace(T, many.clone());
+    settled(&server).await;
+    let mut client = RawClient::connect(&server, first_request("one", &[])).await;
+    assert_eq!(client.recv_ack().await.resources.len(), 200);
+
+    // Re-publishing identical content changes nothing; one real edit yields one resource.
+    server.publisher.replace(T, many);
+    server
+        .publisher
+        .apply(T, [thing("r42", &[], "changed")], Vec::<String>::new());
+    let response = client.recv_ack().await;
+    assert_eq!(names(&response), strings(&["r42"]));
+    assert!(response.removed_resources.is_empty());
+}
+
+#[tokio::test]
+async fn a_burst_of_edits_is_one_push() {
+    let mut config = fast_config();
+    config.debounce.quiet = std::time::Duration::from_millis(200);
+    config.debounce.max_delay = std::time::Duration::from_secs(5);
+    let server = TestServer::start(config);
+    server.publisher.replace(T, [thing("a", &[], "0")]);
+    settled(&server).await;
+    let mut client = RawClient::connect(&server, first_request("burst", &[])).await;
+    client.recv_ack().await;
+
+    for i in 1..=100 {
+        server
+            .publisher
+            .apply(T, [thing("a", &[], &format!("{i}"))], Vec::<String>::new());
+    }
+    let response = client.recv_ack().await;
+    let body = response.resources[0]
+        .resource
+        .as_ref()
+        .map(|a| a.value.clone());
+    assert_eq!(
+        body,
+        Some(b"100".to_vec()),
+        "the push carries the final state"
+    );
+
+    // The next response is the sentinel: no intermediate version of "a" was queued.
+    server
+        .publisher
+        .apply(T, [thing("sentinel", &[], "s")], Vec::<String>::new());
+    assert_eq!(names(&client.recv_ack().await), strings(&["sentinel"]));
+    let pushes = format!("xds_pushes_total{{type_url=\"{T}\"}} 3");
+    assert!(
+        server.metrics_text().contains(&pushes),
+        "{}",
+        server.metrics_text()
+    );
+}
+
+#[tokio::test]
+async fn unauthenticated_streams_are_refused_and_sotw_is_unimplemented() {
+    let auth = |metadata: &tonic::metadata::MetadataMap| match weft_xds::bearer_token(metadata) {
+        Some("good-token") => Ok(weft_xds::PeerIdentity {
+            principal: "node-a".into(),
+        }),
+        _ => Err(weft_xds::AuthError::new("missing or unknown bearer token")),
+    };
+    let server = TestServer::start_with(fast_config(), auth, "127.0.0.1:0");
+    server.publisher.replace(T, []);
+    let refused = RawClient::try_connect(server.channel(), first_request("x", &[]), None).await;
+    let status = refused.err().expect("refused without a token");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let refused =
+        RawClient::try_connect(server.channel(), first_request("x", &[]), Some("bad")).await;
+    assert_eq!(
+        refused.err().map(|s| s.code()),
+        Some(tonic::Code::Unauthenticated)
+    );
+
+    let mut ok = RawClient::try_connect(
+        server.channel(),
+        first_request("x", &[]),
+        Some("good-token"),
+    )
+    .await
+    .expect("accepted");
+    ok.recv().await;
+    assert_eq!(server.server.sync_status()[0].identity.principal, "node-a");
+
+    let mut sotw = weft_proto::discovery::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient::new(server.channel());
+    let result = sotw
+        .stream_aggregated_resources(tokio_stream::iter(Vec::<
+            weft_proto::discovery::DiscoveryRequest,
+        >::new()))
+        .await;
+    assert_eq!(
+        result.err().map(|s| s.code()),
+        Some(tonic::Code::Unimplemented)
+    );
+}
+
+#[tokio::test]
+async fn connected_proxies_gauge_follows_streams() {
+    let server = TestServer::start(fast_config());
+    let mut client = RawClient::connect(&server, first_request("g", &[])).await;
+    // The initial empty state is still published, and answered.
+    server.publisher.replace(T, []);
+    let response = client.recv().await;
+    assert!(response.resources.is_empty() && response.removed_resources.is_empty());
+    assert!(server.metrics_text().contains("xds_connected_proxies 1"));
+    drop(client);
+    eventually("the stream to be gone", || {
+        server.server.sync_status().is_empty()
+            && server.metrics_text().contains("xds_connected_proxies 0")
+    })
+    .await;
+}
