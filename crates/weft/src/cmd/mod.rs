@@ -1,6 +1,7 @@
 //! Command-line surface: one module per subcommand. Each returns the process exit code.
 
 mod analyze;
+mod cert;
 mod echo;
 mod report_args;
 mod validate;
@@ -34,6 +35,8 @@ enum Command {
 enum XCommand {
     /// Built-in test workload: answers HTTP/1.1 and h2c with what it saw, echoes raw TCP.
     Echo(echo::EchoArgs),
+    /// Certificate tools (`inspect FILE`).
+    Cert(cert::CertArgs),
 }
 
 /// Sets up logging to stderr.
@@ -57,5 +60,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => Ok(validate::run(&args)),
         Command::Analyze(args) => Ok(analyze::run(&args)),
         Command::X(XCommand::Echo(args)) => echo::run(args),
+        Command::X(XCommand::Cert(args)) => cert::run(args),
     }
 }
