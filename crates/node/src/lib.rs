@@ -2,7 +2,7 @@
 //!
 //! It owns the proxy's view of the mesh ([`state`]: workloads, services, policies as
 //! lock-free snapshots, fed by xDS or a local file), L4 authorization ([`policy`]),
-//! endpoint selection ([`lb`]), Istio-compatible metrics and access logs (`telemetry`) and
+//! endpoint selection ([`lb`]), Istio-compatible metrics and access logs ([`telemetry`]) and
 //! the pure `weft x authz check` evaluation ([`authz_check`]).
 //!
 //! It must not do I/O on the connection path beyond what it is handed: no sockets, TLS,
@@ -15,7 +15,7 @@ mod identity;
 pub mod lb;
 pub mod policy;
 pub mod state;
-// TELEMETRY_PENDING
+pub mod telemetry;
 mod validation;
 
 pub use identity::{DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, Identity, IdentityParseError};
