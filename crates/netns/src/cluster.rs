@@ -541,23 +541,29 @@ fn validate_prefix(prefix: &str) -> Result<()> {
 /// Safe to call when nothing is left.
 ///
 /// # Errors
-/// The prefix is invalid, the state file is unreadable, or a namespace could not be
-/// removed (the others are still tried; the first error is returned).
+/// The prefix is invalid, the state file cannot be read (a corrupt one is ignored), or a
+/// namespace could not be removed (the others are still tried; the first error is returned).
 pub fn teardown(state_dir: &Path, prefix: &str) -> Result<()> {
     validate_prefix(prefix)?;
     let file = state_file(state_dir, prefix);
     let mut doomed: Vec<NetNs> = match std::fs::read(&file) {
-        Ok(bytes) => {
-            let state: ClusterState =
-                serde_json::from_slice(&bytes).map_err(|source| Error::State {
+        Ok(bytes) => match serde_json::from_slice::<ClusterState>(&bytes) {
+            Ok(state) => {
+                // Pods first, then nodes, then the underlay: each step leaves a working rest.
+                let pods = state.pods.into_iter().map(|p| p.netns);
+                let nodes = state.nodes.into_iter().map(|n| n.netns);
+                pods.chain(nodes).chain([state.underlay.netns]).collect()
+            }
+            Err(source) => {
+                // Still remove what the prefix names; the unreadable file goes too.
+                let e = Error::State {
                     path: file.clone(),
                     source,
-                })?;
-            // Pods first, then nodes, then the underlay: each step leaves a working rest.
-            let pods = state.pods.into_iter().map(|p| p.netns);
-            let nodes = state.nodes.into_iter().map(|n| n.netns);
-            pods.chain(nodes).chain([state.underlay.netns]).collect()
-        }
+                };
+                tracing::warn!(error = %e, "ignoring the state file, removing by prefix");
+                Vec::new()
+            }
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(source) => {
             return Err(Error::File {

@@ -483,6 +483,19 @@ fn teardown_removes_namespaces_processes_rules_and_state() {
     );
     teardown(dir.path(), &prefix).expect("second teardown is a no-op");
 
+    // A corrupt state file does not stop `teardown` from removing the prefix's namespaces.
+    let mut crashed = LocalCluster::create(&spec, dir.path()).expect("create again");
+    crashed.disarm();
+    std::fs::write(crashed.state_file(), b"{ truncated").unwrap();
+    teardown(dir.path(), &prefix).expect("teardown despite a corrupt state file");
+    assert!(
+        !list_netns()
+            .unwrap()
+            .iter()
+            .any(|n| n.name().starts_with(&format!("{prefix}-")))
+    );
+    assert!(!crashed.state_file().exists());
+
     // The prefix is free again, and the drop guard cleans up too.
     let again = LocalCluster::create(&spec, dir.path()).expect("create after teardown");
     drop(again);
