@@ -188,3 +188,32 @@ fn finding_codes_are_unique_and_documented() {
         );
     }
 }
+
+#[test]
+fn istio_and_gateway_api_style_manifests_validate_with_no_finding_and_cover_every_kind() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let report = validate_paths(std::slice::from_ref(&data));
+    assert!(report.findings.is_empty(), "{}", report.to_text());
+    let loaded = weft_api::load_paths(&[data]);
+    let kinds: BTreeSet<_> = loaded.objects.iter().map(|o| o.object.kind()).collect();
+    let missing: Vec<_> = weft_api::Kind::ALL
+        .iter()
+        .filter(|k| !kinds.contains(k))
+        .collect();
+    assert!(missing.is_empty(), "test data lacks {missing:?}");
+}
+
+#[test]
+fn typos_in_gateway_api_kinds_are_caught_with_a_hint() {
+    let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\nspec:\n  rules:\n  - backendRef:\n    - name: svc\n";
+    let result = weft_api::parse_manifests(text, std::path::Path::new("r.yaml"));
+    let [finding] = result.findings.as_slice() else {
+        panic!("{:?}", result.findings)
+    };
+    assert_eq!((finding.code, finding.source.line), (Code::UnknownField, 7));
+    assert!(
+        finding.message.contains("did you mean \"backendRefs\""),
+        "{}",
+        finding.message
+    );
+}
