@@ -11,6 +11,27 @@
 //! Control plane side: [`XdsServer::new`] returns the server and a [`ResourcePublisher`];
 //! publish [`XdsResource`]s per type URL and mount [`XdsServer::service`] on a tonic router.
 //! Proxy side: see [`client`].
+//!
+//! ```no_run
+//! # async fn example(workload_any: prost_types::Any) -> Result<(), Box<dyn std::error::Error>> {
+//! use weft_xds::{ServerConfig, XdsResource, XdsServer, bearer_token, AuthError, PeerIdentity};
+//!
+//! let mut registry = prometheus_client::registry::Registry::default();
+//! let auth = |md: &tonic::metadata::MetadataMap| match bearer_token(md) {
+//!     Some(token) if token == "expected" => Ok(PeerIdentity { principal: "node-1".into() }),
+//!     _ => Err(AuthError::new("unknown bearer token")),
+//! };
+//! let (server, publisher) = XdsServer::new(ServerConfig::default(), auth, &mut registry);
+//! // Initial state of every served type (streams are answered after the first publish).
+//! publisher.replace(
+//!     weft_proto::ADDRESS_TYPE_URL,
+//!     [XdsResource::new("Kubernetes//Pod/default/web-1", vec!["/10.0.0.1".into()], workload_any)],
+//! );
+//! publisher.replace(weft_proto::AUTHORIZATION_TYPE_URL, []);
+//! let router = tonic::transport::Server::builder().add_service(server.service());
+//! // ... serve `router` on the TLS listener; `server.sync_status()` backs /debug/syncz.
+//! # Ok(()) }
+//! ```
 
 mod auth;
 mod metrics;
