@@ -37,6 +37,8 @@ pub enum FetchError {
     Endpoint { endpoint: String, reason: String },
     #[error("CA token file {path}: {reason}")]
     Token { path: PathBuf, reason: String },
+    #[error("CA token contains characters not allowed in a gRPC header")]
+    TokenNotHeaderSafe,
     #[error("CA refused the request ({code:?}): {message}")]
     Refused { code: tonic::Code, message: String },
     #[error("local CA refused the request: {0}")]
@@ -211,10 +213,7 @@ impl GrpcCaClient {
         let metadata = grpc_request.metadata_mut();
         let bearer = format!("Bearer {token}")
             .parse()
-            .map_err(|_| FetchError::Token {
-                path: PathBuf::from("<token>"),
-                reason: "token contains characters not allowed in a header".into(),
-            })?;
+            .map_err(|_| FetchError::TokenNotHeaderSafe)?;
         metadata.insert("authorization", bearer);
         if let Some(cluster) = self
             .config
