@@ -2,109 +2,14 @@
 
 use std::sync::Arc;
 
-use weft_proto::security::{
-    self as pb, Action as PbAction, Authorization, Clause, Rule, Scope as PbScope,
-    ServiceAccountMatch, StringMatch, string_match::MatchType,
-};
+use weft_proto::security::{self as pb, Authorization, StringMatch};
 
 use super::*;
+
+mod builders;
 use crate::validation::Problem;
+pub(crate) use builders::*;
 
-// ---- builders (shared with other test modules) ----
-
-pub(crate) fn exact(s: &str) -> StringMatch {
-    StringMatch {
-        match_type: Some(MatchType::Exact(s.into())),
-    }
-}
-pub(crate) fn prefix(s: &str) -> StringMatch {
-    StringMatch {
-        match_type: Some(MatchType::Prefix(s.into())),
-    }
-}
-pub(crate) fn suffix(s: &str) -> StringMatch {
-    StringMatch {
-        match_type: Some(MatchType::Suffix(s.into())),
-    }
-}
-pub(crate) fn presence() -> StringMatch {
-    StringMatch {
-        match_type: Some(MatchType::Presence(())),
-    }
-}
-pub(crate) fn cidr(text: &str) -> pb::Address {
-    let net: ipnet::IpNet = text.parse().unwrap();
-    let address = match net.addr() {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    };
-    pb::Address {
-        address,
-        length: u32::from(net.prefix_len()),
-    }
-}
-pub(crate) fn sa(namespace: &str, service_account: &str) -> ServiceAccountMatch {
-    ServiceAccountMatch {
-        namespace: namespace.into(),
-        service_account: service_account.into(),
-    }
-}
-/// A rule of clauses, each clause a list of alternative matches.
-pub(crate) fn rule(clauses: Vec<Vec<pb::Match>>) -> Rule {
-    Rule {
-        clauses: clauses
-            .into_iter()
-            .map(|matches| Clause { matches })
-            .collect(),
-    }
-}
-/// A rule with a single clause holding a single match.
-pub(crate) fn one(m: pb::Match) -> Rule {
-    rule(vec![vec![m]])
-}
-pub(crate) fn authz(
-    key: &str,
-    scope: PbScope,
-    action: PbAction,
-    rules: Vec<Rule>,
-) -> Authorization {
-    let (namespace, name) = key.split_once('/').unwrap();
-    Authorization {
-        name: name.into(),
-        namespace: namespace.into(),
-        scope: scope.into(),
-        action: action.into(),
-        rules,
-        dry_run: false,
-        extensions: vec![],
-    }
-}
-pub(crate) fn allow(key: &str, rules: Vec<Rule>) -> Authorization {
-    authz(key, PbScope::Namespace, PbAction::Allow, rules)
-}
-pub(crate) fn deny(key: &str, rules: Vec<Rule>) -> Authorization {
-    authz(key, PbScope::Namespace, PbAction::Deny, rules)
-}
-pub(crate) fn dry(mut policy: Authorization) -> Authorization {
-    policy.dry_run = true;
-    policy
-}
-pub(crate) fn mtls(principal: &str, src: &str, dst: &str) -> ConnectionFacts {
-    ConnectionFacts {
-        source_identity: Some(Identity::parse(principal).unwrap()),
-        source_ip: src.parse().unwrap(),
-        destination: dst.parse().unwrap(),
-        transport: Transport::Hbone,
-    }
-}
-pub(crate) fn plaintext(src: &str, dst: &str) -> ConnectionFacts {
-    ConnectionFacts {
-        source_identity: None,
-        source_ip: src.parse().unwrap(),
-        destination: dst.parse().unwrap(),
-        transport: Transport::Plaintext,
-    }
-}
 fn set(policies: &[Authorization]) -> PolicySet {
     let compiled = policies
         .iter()
