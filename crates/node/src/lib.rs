@@ -5,15 +5,20 @@
 //! endpoint selection ([`lb`]), Istio-compatible metrics and access logs ([`telemetry`]) and
 //! the pure `weft x authz check` evaluation ([`authz_check`]).
 //!
-//! It must not do I/O on the connection path beyond what it is handed: no sockets, TLS,
-//! HBONE, xDS transport or capture live here (those are weft-hbone, weft-identity,
-//! weft-xds and weft-netns, wired on top of these modules), and nothing here blocks or
-//! takes a lock that a connection could contend on.
+//! Those core modules do no I/O: no sockets, TLS, HBONE or xDS transport, and nothing in
+//! them blocks or takes a lock that a connection could contend on. The data path is wired
+//! on top of them in [`proxy`] (listeners, explicit SOCKS5/HTTP CONNECT, outbound HBONE
+//! client, inbound HBONE/plaintext servers, policy on open connections, admin pages) and
+//! [`process`] (the `weft node` process: state source, certificates, listener binding).
+//! Capture (netns, redirect rules) is weft-netns's, which hands sockets to
+//! [`proxy::WorkloadListeners::attach`].
 
 pub mod authz_check;
 mod identity;
 pub mod lb;
 pub mod policy;
+pub mod process;
+pub mod proxy;
 pub mod state;
 pub mod telemetry;
 mod validation;

@@ -1,0 +1,274 @@
+//! The `weft node` process: builds a [`Node`], binds its listeners, feeds its state (a
+//! local file or delta xDS) and serves until shut down. The binary parses flags into a
+//! [`NodeConfig`]; tests call [`run`] directly with an in-process CA and xDS server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+use weft_identity::{CertManager, CertManagerConfig, CertificateProvider, TrustBundle};
+use weft_xds::client::{XdsClient, XdsClientHandle};
+
+use crate::proxy::{
+    AddressHandler, AuthorizationHandler, Certs, InboundDestination, LogControl, Node, ProxyOptions,
+};
+use crate::state::{LocalConfig, LocalConfigError, StateStore};
+
+/// Where the mesh state comes from.
+pub enum StateSource {
+    /// A local file of workloads/services/policies (see [`LocalConfig`]).
+    LocalFile(PathBuf),
+    /// Delta xDS over `channel` (Address and Authorization, wildcard).
+    Xds(XdsSource),
+}
+
+/// Settings of the xDS state source.
+pub struct XdsSource {
+    /// Channel to the control plane (TLS or not is the caller's business).
+    pub channel: Channel,
+    /// Bearer token, read before every connection attempt (files rotate).
+    pub token: Option<weft_xds::client::TokenSource>,
+    /// Sent as `clusterid` when set.
+    pub cluster_id: Option<String>,
+}
+
+/// Addresses to listen on; `None` disables a listener. Port 0 picks a free port.
+#[derive(Debug, Clone)]
+pub struct ListenAddrs {
+    /// SOCKS5 / HTTP CONNECT (15080, localhost).
+    pub explicit: Option<SocketAddr>,
+    /// Outbound capture with `SO_ORIGINAL_DST` (15001).
+    pub outbound: Option<SocketAddr>,
+    /// Plaintext inbound capture with `SO_ORIGINAL_DST` (15006).
+    pub inbound_plaintext: Option<SocketAddr>,
+    /// Admin pages (15000, localhost).
+    pub admin: Option<SocketAddr>,
+    /// Prometheus metrics (15020).
+    pub metrics: Option<SocketAddr>,
+    /// Readiness (15021).
+    pub readiness: Option<SocketAddr>,
+    /// Bind `<workload ip>:<hbone port>` for every local workload automatically
+    /// (explicit/loopback mode). Off when a capture component attaches pod sockets.
+    pub workload_hbone_listeners: bool,
+}
+
+/// Everything `weft node` needs.
+pub struct NodeConfig {
+    /// Data path settings.
+    pub options: ProxyOptions,
+    /// Listener addresses.
+    pub listen: ListenAddrs,
+    /// Mesh state source.
+    pub state: StateSource,
+    /// Where workload certificates come from.
+    pub ca: Arc<dyn CertificateProvider>,
+    /// Roots peers' certificates must chain to.
+    pub trust: TrustBundle,
+    /// Certificate lifetime and retry tuning.
+    pub certs: CertManagerConfig,
+    /// Runtime log filter changes for `/logging`.
+    pub log_control: Option<LogControl>,
+}
+
+/// Why the node proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Listener role.
+        what: &'static str,
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The local configuration file is invalid.
+    #[error(transparent)]
+    LocalConfig(#[from] LocalConfigError),
+}
+
+/// Addresses the running proxy actually listens on.
+#[derive(Debug, Clone, Default)]
+pub struct BoundAddrs {
+    /// SOCKS5 / HTTP CONNECT.
+    pub explicit: Option<SocketAddr>,
+    /// Outbound capture.
+    pub outbound: Option<SocketAddr>,
+    /// Plaintext inbound capture.
+    pub inbound_plaintext: Option<SocketAddr>,
+    /// Admin.
+    pub admin: Option<SocketAddr>,
+    /// Metrics.
+    pub metrics: Option<SocketAddr>,
+    /// Readiness.
+    pub readiness: Option<SocketAddr>,
+}
+
+/// A running node proxy.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The data path context.
+    pub node: Node,
+    /// Bound addresses.
+    pub addrs: BoundAddrs,
+    /// The xDS client handle (xDS mode only).
+    pub xds: Option<XdsClientHandle>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Stops accepting, drains open connections up to `deadline`, cuts the rest, and
+    /// stops the background tasks (xDS client, admin pages). Returns connections cut.
+    pub async fn shutdown(self, deadline: Duration) -> usize {
+        let cut = self.node.shutdown(deadline).await;
+        for task in &self.background {
+            task.abort();
+        }
+        cut
+    }
+}
+
+/// Starts the node proxy: state source, certificates, listeners, pages.
+///
+/// # Errors
+/// A listener that cannot be bound or an invalid local configuration file.
+pub async fn run(config: NodeConfig) -> Result<RunningNode, StartError> {
+    let store = Arc::new(StateStore::new());
+    let manager = CertManager::new(config.ca, config.certs);
+    let certs = Certs::new(manager, config.trust);
+    let node = Node::new(
+        config.options,
+        Arc::clone(&store),
+        certs,
+        config.log_control,
+    );
+    let mut background = Vec::new();
+    let mut xds_handle = None;
+    match config.state {
+        StateSource::LocalFile(path) => {
+            let local = LocalConfig::load(&path)?;
+            let _ = store.replace_all(local);
+            node.set_config_loaded();
+            tracing::info!(path = %path.display(), "loaded local mesh configuration");
+        }
+        StateSource::Xds(source) => {
+            let (client, handle) = xds_client(&node, &store, source);
+            background.push(tokio::spawn(client.run()));
+            let ready = node.clone();
+            let waiter = handle.clone();
+            background.push(tokio::spawn(async move {
+                waiter.ready().await;
+                ready.set_config_loaded();
+                tracing::info!("received the first mesh configuration from the control plane");
+            }));
+            xds_handle = Some(handle);
+        }
+    }
+    node.start_state_follower(config.listen.workload_hbone_listeners);
+    let addrs = bind_listeners(&node, &config.listen, &mut background).await?;
+    Ok(RunningNode {
+        node,
+        addrs,
+        xds: xds_handle,
+        background,
+    })
+}
+
+fn xds_client(
+    node: &Node,
+    store: &Arc<StateStore>,
+    source: XdsSource,
+) -> (XdsClient, XdsClientHandle) {
+    let options = node.options();
+    let metadata = prost_types::Struct {
+        fields: [
+            ("NODE_NAME", options.node_name.as_str()),
+            ("NAME", "weft-node"),
+        ]
+        .into_iter()
+        .map(|(k, v)| {
+            let value = prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue(v.to_owned())),
+            };
+            (k.to_owned(), value)
+        })
+        .collect(),
+    };
+    let proto_node = weft_proto::discovery::Node {
+        id: format!("weft-node~{}", options.node_name),
+        cluster: source.cluster_id.clone().unwrap_or_default(),
+        metadata: Some(metadata),
+        ..Default::default()
+    };
+    let mut builder = XdsClient::builder(proto_node)
+        .wildcard(
+            weft_proto::ADDRESS_TYPE_URL,
+            AddressHandler(Arc::clone(store)),
+        )
+        .wildcard(
+            weft_proto::AUTHORIZATION_TYPE_URL,
+            AuthorizationHandler(Arc::clone(store)),
+        );
+    if let Some(token) = source.token {
+        builder = builder.bearer_token_source(token);
+    }
+    if let Some(cluster) = source.cluster_id {
+        builder = builder.metadata("clusterid", cluster);
+    }
+    builder.build(source.channel)
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+async fn bind_listeners(
+    node: &Node,
+    listen: &ListenAddrs,
+    background: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<BoundAddrs, StartError> {
+    let mut addrs = BoundAddrs::default();
+    if let Some(addr) = listen.explicit {
+        let listener = bind("explicit proxy", addr).await?;
+        addrs.explicit = listener.local_addr().ok();
+        node.serve_explicit(listener);
+    }
+    if let Some(addr) = listen.outbound {
+        let listener = bind("outbound capture", addr).await?;
+        addrs.outbound = listener.local_addr().ok();
+        node.serve_outbound(listener);
+    }
+    if let Some(addr) = listen.inbound_plaintext {
+        let listener = bind("plaintext inbound", addr).await?;
+        addrs.inbound_plaintext = listener.local_addr().ok();
+        node.serve_inbound_plaintext(listener, InboundDestination::OriginalDst);
+    }
+    let pages = [
+        ("admin", listen.admin, node.admin_router(), &mut addrs.admin),
+        (
+            "metrics",
+            listen.metrics,
+            node.metrics_router(),
+            &mut addrs.metrics,
+        ),
+        (
+            "readiness",
+            listen.readiness,
+            node.readiness_router(),
+            &mut addrs.readiness,
+        ),
+    ];
+    for (what, addr, router, bound) in pages {
+        let Some(addr) = addr else { continue };
+        let listener = bind(what, addr).await?;
+        *bound = listener.local_addr().ok();
+        background.push(tokio::spawn(weft_telemetry::serve(listener, router)));
+    }
+    Ok(addrs)
+}

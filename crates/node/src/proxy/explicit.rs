@@ -1,0 +1,329 @@
+//! Explicit mode: local workloads use the node proxy as a SOCKS5 (RFC 1928: no
+//! authentication, CONNECT, IPv4/IPv6/domain) or HTTP CONNECT proxy. The first byte tells
+//! the two apart (SOCKS5 starts with version 5). The source workload is found by the
+//! connection's source IP; a domain must be a service hostname known to the state.
+//!
+//! The answer is sent only once the upstream is open, so a client learns about denials
+//! (SOCKS reply 2 / HTTP 403) and unreachable destinations (SOCKS 4-5 / HTTP 502-504).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::Node;
+use super::outbound::{OutboundError, OutboundTarget};
+
+const SOCKS_VERSION: u8 = 5;
+const NO_AUTH: u8 = 0;
+const NO_ACCEPTABLE_METHOD: u8 = 0xff;
+const CMD_CONNECT: u8 = 1;
+const ATYP_IPV4: u8 = 1;
+const ATYP_DOMAIN: u8 = 3;
+const ATYP_IPV6: u8 = 4;
+/// Largest HTTP CONNECT request head accepted.
+const MAX_HTTP_HEAD: usize = 8 * 1024;
+
+/// SOCKS5 reply codes (RFC 1928 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    Succeeded = 0,
+    GeneralFailure = 1,
+    NotAllowed = 2,
+    HostUnreachable = 4,
+    ConnectionRefused = 5,
+    CommandNotSupported = 7,
+    AddressTypeNotSupported = 8,
+}
+
+/// Why an explicit-proxy request was refused before routing.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplicitError {
+    /// Reading or writing the client failed.
+    #[error("client I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The request is not valid SOCKS5 / HTTP CONNECT.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// A domain that is not a known service hostname.
+    #[error("unknown host {0:?} (only mesh service hostnames are resolved)")]
+    UnknownHost(String),
+}
+
+impl Node {
+    /// Serves SOCKS5 and HTTP CONNECT on `listener` until shutdown.
+    pub fn serve_explicit(&self, listener: TcpListener) {
+        let stop = self.inner.stop_accepting.clone();
+        self.serve_accept_loop(listener, stop, |node, stream, peer| async move {
+            if let Err(error) = node.handle_explicit(stream, peer).await {
+                node.inner.counters.explicit_refused.inc();
+                tracing::debug!(%peer, %error, "explicit proxy request refused");
+            }
+        });
+    }
+
+    async fn handle_explicit(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(), ExplicitError> {
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await? == 0 {
+            return Ok(());
+        }
+        if first[0] == SOCKS_VERSION {
+            self.handle_socks(stream, peer).await
+        } else {
+            self.handle_http_connect(stream, peer).await
+        }
+    }
+
+    async fn handle_socks(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(), ExplicitError> {
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head).await?;
+        let mut methods = vec![0u8; usize::from(head[1])];
+        stream.read_exact(&mut methods).await?;
+        if !methods.contains(&NO_AUTH) {
+            stream
+                .write_all(&[SOCKS_VERSION, NO_ACCEPTABLE_METHOD])
+                .await?;
+            return Err(ExplicitError::Malformed(
+                "client offers no 'no authentication' method".into(),
+            ));
+        }
+        stream.write_all(&[SOCKS_VERSION, NO_AUTH]).await?;
+        let mut request = [0u8; 4];
+        stream.read_exact(&mut request).await?;
+        let [version, command, _reserved, atyp] = request;
+        if version != SOCKS_VERSION {
+            return Err(ExplicitError::Malformed(format!("SOCKS version {version}")));
+        }
+        let destination = match self.read_socks_address(&mut stream, atyp).await {
+            Ok(destination) => destination,
+            Err(error) => {
+                let reply = match &error {
+                    ExplicitError::UnknownHost(_) => Reply::HostUnreachable,
+                    _ => Reply::AddressTypeNotSupported,
+                };
+                send_socks_reply(&mut stream, reply).await?;
+                return Err(error);
+            }
+        };
+        if command != CMD_CONNECT {
+            send_socks_reply(&mut stream, Reply::CommandNotSupported).await?;
+            return Err(ExplicitError::Malformed(format!(
+                "SOCKS command {command} (only CONNECT)"
+            )));
+        }
+        let target = OutboundTarget {
+            source: peer,
+            destination,
+        };
+        match self.open_outbound(target).await {
+            Ok(connection) => {
+                send_socks_reply(&mut stream, Reply::Succeeded).await?;
+                connection
+                    .relay(&mut stream, &[], self.inner.options.access_log)
+                    .await;
+            }
+            Err(error) => send_socks_reply(&mut stream, socks_reply_for(&error)).await?,
+        }
+        Ok(())
+    }
+
+    async fn read_socks_address(
+        &self,
+        stream: &mut TcpStream,
+        atyp: u8,
+    ) -> Result<SocketAddr, ExplicitError> {
+        let ip = match atyp {
+            ATYP_IPV4 => {
+                let mut octets = [0u8; 4];
+                stream.read_exact(&mut octets).await?;
+                IpAddr::V4(Ipv4Addr::from(octets))
+            }
+            ATYP_IPV6 => {
+                let mut octets = [0u8; 16];
+                stream.read_exact(&mut octets).await?;
+                IpAddr::V6(Ipv6Addr::from(octets))
+            }
+            ATYP_DOMAIN => {
+                let len = stream.read_u8().await?;
+                let mut name = vec![0u8; usize::from(len)];
+                stream.read_exact(&mut name).await?;
+                let name = String::from_utf8(name)
+                    .map_err(|_| ExplicitError::Malformed("domain is not UTF-8".into()))?;
+                let port = stream.read_u16().await?;
+                return self.resolve_host(&name, port);
+            }
+            other => {
+                return Err(ExplicitError::Malformed(format!(
+                    "SOCKS address type {other}"
+                )));
+            }
+        };
+        let port = stream.read_u16().await?;
+        Ok(SocketAddr::new(ip, port))
+    }
+
+    /// An IP literal, or a mesh service hostname resolved to its VIP on this network.
+    fn resolve_host(&self, host: &str, port: u16) -> Result<SocketAddr, ExplicitError> {
+        let host = host.trim_end_matches('.');
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            return Ok(SocketAddr::new(ip, port));
+        }
+        let state = self.inner.store.snapshot();
+        let network = self.inner.options.network.as_str();
+        state
+            .services()
+            .filter(|s| s.proto().hostname == host)
+            .find_map(|s| {
+                s.record()
+                    .vips
+                    .iter()
+                    .find(|(net, _)| net == network)
+                    .map(|(_, ip)| SocketAddr::new(*ip, port))
+            })
+            .ok_or_else(|| ExplicitError::UnknownHost(host.to_owned()))
+    }
+
+    async fn handle_http_connect(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(), ExplicitError> {
+        let (head, early) = match read_http_head(&mut stream).await {
+            Ok(read) => read,
+            Err(error) => {
+                let _ = stream
+                    .write_all(http_status(400, "Bad Request").as_bytes())
+                    .await;
+                return Err(error);
+            }
+        };
+        let destination = match self.parse_connect(&head) {
+            Ok(destination) => destination,
+            Err(error) => {
+                let status = match &error {
+                    ExplicitError::UnknownHost(_) => http_status(502, "Bad Gateway"),
+                    _ => http_status(405, "Method Not Allowed"),
+                };
+                stream.write_all(status.as_bytes()).await?;
+                return Err(error);
+            }
+        };
+        let target = OutboundTarget {
+            source: peer,
+            destination,
+        };
+        match self.open_outbound(target).await {
+            Ok(connection) => {
+                stream
+                    .write_all(http_status(200, "Connection Established").as_bytes())
+                    .await?;
+                connection
+                    .relay(&mut stream, &early, self.inner.options.access_log)
+                    .await;
+            }
+            Err(error) => {
+                let (code, text) = http_status_for(&error);
+                stream.write_all(http_status(code, text).as_bytes()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn parse_connect(&self, head: &str) -> Result<SocketAddr, ExplicitError> {
+        let line = head.lines().next().unwrap_or_default();
+        let mut parts = line.split_ascii_whitespace();
+        let (Some("CONNECT"), Some(authority), Some(version)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ExplicitError::Malformed(format!(
+                "not an HTTP CONNECT request: {line:?}"
+            )));
+        };
+        if !version.starts_with("HTTP/1.") {
+            return Err(ExplicitError::Malformed(format!(
+                "HTTP version {version:?}"
+            )));
+        }
+        let (host, port) = authority.rsplit_once(':').ok_or_else(|| {
+            ExplicitError::Malformed(format!("authority {authority:?} has no port"))
+        })?;
+        let port = port
+            .parse()
+            .map_err(|_| ExplicitError::Malformed(format!("bad port in {authority:?}")))?;
+        self.resolve_host(host, port)
+    }
+}
+
+async fn send_socks_reply(stream: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
+    // Bound address 0.0.0.0:0: clients do not need it for CONNECT.
+    stream
+        .write_all(&[SOCKS_VERSION, reply as u8, 0, ATYP_IPV4, 0, 0, 0, 0, 0, 0])
+        .await
+}
+
+fn socks_reply_for(error: &OutboundError) -> Reply {
+    if error.is_denied() {
+        Reply::NotAllowed
+    } else if error.is_unroutable() {
+        Reply::HostUnreachable
+    } else if matches!(
+        error,
+        OutboundError::Connect { .. } | OutboundError::Tunnel { .. }
+    ) {
+        Reply::ConnectionRefused
+    } else {
+        Reply::GeneralFailure
+    }
+}
+
+fn http_status_for(error: &OutboundError) -> (u16, &'static str) {
+    if error.is_denied() {
+        (403, "Forbidden")
+    } else if error.is_unroutable() {
+        (502, "Bad Gateway")
+    } else {
+        (503, "Service Unavailable")
+    }
+}
+
+fn http_status(code: u16, text: &str) -> String {
+    format!("HTTP/1.1 {code} {text}\r\n\r\n")
+}
+
+/// Reads up to the end of the request head; returns it and any bytes after it.
+async fn read_http_head(stream: &mut TcpStream) -> Result<(String, Vec<u8>), ExplicitError> {
+    let mut buffer = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(ExplicitError::Malformed(
+                "connection closed inside the request head".into(),
+            ));
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let early = buffer.split_off(end + 4);
+            let head = String::from_utf8(buffer)
+                .map_err(|_| ExplicitError::Malformed("request head is not UTF-8".into()))?;
+            return Ok((head, early));
+        }
+        if buffer.len() > MAX_HTTP_HEAD {
+            return Err(ExplicitError::Malformed(format!(
+                "request head over {MAX_HTTP_HEAD} bytes"
+            )));
+        }
+    }
+}

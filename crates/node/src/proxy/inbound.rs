@@ -1,0 +1,348 @@
+//! Inbound: connections into local workloads, over HBONE (mutual TLS, the client identity
+//! from its certificate) or as plain TCP (no identity, so principal/namespace rules cannot
+//! match and STRICT's compiled DENY rejects it).
+//!
+//! Both paths share [`Node::inbound_connect`]: the destination must be a local workload
+//! (and the one the listener belongs to), the policy evaluator must allow the connection,
+//! then the workload is dialled. HBONE answers are:
+//! - 400 when the `:authority` is not a local workload address served by this listener
+//!   (unknown, remote, or another pod's): the request is wrong, retrying cannot help;
+//! - 401 when authorization denies the connection (logged and counted);
+//! - 503 when the workload refuses or does not answer the connection.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::StatusCode;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use weft_hbone::{
+    Accepted, InboundDecision, InboundHandler, InboundRequest, RelayError, RelayOptions, RelayStats,
+};
+
+use super::connections::{ConnectionInfo, Direction, Registration};
+use super::{Node, unix_ms};
+use crate::Identity;
+use crate::policy::{ConnectionFacts, Decision, Transport};
+use crate::state::{ActiveConnection, MeshWorkload};
+use crate::telemetry::{
+    AccessLogEntry, AccessLogFormat, ConnectionEnds, ConnectionLabels, ConnectionMetrics,
+    ConnectionResult, Reporter,
+};
+
+/// How the plaintext inbound listener learns each connection's real destination.
+#[derive(Debug, Clone, Copy)]
+pub enum InboundDestination {
+    /// `SO_ORIGINAL_DST` of the redirected connection (capture rules in the pod).
+    OriginalDst,
+    /// Every connection goes to this workload address (a listener dedicated to one
+    /// workload port, e.g. in loopback tests or a capture that knows the target).
+    Fixed(SocketAddr),
+}
+
+/// Why an inbound connection was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The destination is not a local workload served by this listener.
+    #[error("{dst} is not a local workload address served by this listener")]
+    NotLocal {
+        /// Requested destination.
+        dst: SocketAddr,
+    },
+    /// Authorization denied it.
+    #[error("denied: {0}")]
+    Denied(Decision),
+    /// The workload did not accept the connection.
+    #[error("workload {dst} unreachable: {source}")]
+    Unreachable {
+        /// Workload address.
+        dst: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The client's certificate carries no usable identity.
+    #[error("client identity unusable: {0}")]
+    BadPeer(String),
+}
+
+impl Refusal {
+    /// The HBONE status answering this refusal.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotLocal { .. } => StatusCode::BAD_REQUEST,
+            Self::Denied(_) | Self::BadPeer(_) => StatusCode::UNAUTHORIZED,
+            Self::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// One inbound connection attempt.
+struct Attempt {
+    /// Listener's workload address (per-pod listeners), `None` for a node-wide listener.
+    scope: Option<IpAddr>,
+    src: SocketAddr,
+    identity: Option<Identity>,
+    dst: SocketAddr,
+    transport: Transport,
+}
+
+/// Accounting for an accepted inbound connection, completed when its relay ends.
+struct InboundFinish {
+    metrics: ConnectionMetrics,
+    log: AccessLogEntry,
+    registration: Registration,
+    started: Instant,
+    format: AccessLogFormat,
+    relay: RelayOptions,
+    _active: ActiveConnection,
+}
+
+impl InboundFinish {
+    fn finish(mut self, result: Result<RelayStats, RelayError>) {
+        let (stats, error) = match result {
+            Ok(stats) => (stats, None),
+            Err(error) => (error.stats, Some(error.cause.to_string())),
+        };
+        self.metrics.add_source_to_destination(stats.a_to_b);
+        self.metrics.add_destination_to_source(stats.b_to_a);
+        self.log.bytes_sent = stats.a_to_b;
+        self.log.bytes_received = stats.b_to_a;
+        let closed_by_policy = self.registration.close_reason();
+        let result = match (&closed_by_policy, &error) {
+            (Some(_), _) => ConnectionResult::Denied,
+            (None, Some(_)) => ConnectionResult::Failed,
+            (None, None) => ConnectionResult::Ok,
+        };
+        if result == ConnectionResult::Ok {
+            self.metrics.closed();
+        } else {
+            self.metrics.failed();
+        }
+        self.log
+            .finish(self.started.elapsed(), result, closed_by_policy.or(error));
+        self.log.emit(self.format);
+    }
+}
+
+impl Node {
+    /// Checks, authorizes and dials one inbound connection.
+    async fn inbound_connect(
+        &self,
+        attempt: Attempt,
+    ) -> Result<(TcpStream, InboundFinish), Refusal> {
+        let started = Instant::now();
+        let state = self.inner.store.snapshot();
+        let network = self.inner.options.network.as_str();
+        let source = state.workload_by_addr(network, attempt.src.ip()).cloned();
+        let destination = state
+            .workload_by_addr(network, attempt.dst.ip())
+            .filter(|w| self.is_local(w))
+            .filter(|w| attempt.scope.is_none_or(|ip| w.addresses().contains(&ip)))
+            .cloned();
+        let labels = ConnectionLabels::derive(&ConnectionEnds {
+            reporter: Reporter::Destination,
+            source_workload: source.as_deref(),
+            source_identity: attempt.identity.as_ref(),
+            destination_workload: destination.as_deref(),
+            destination_service: None,
+            transport: attempt.transport,
+        });
+        let log = AccessLogEntry::new(
+            Reporter::Destination,
+            attempt.src,
+            attempt.dst,
+            unix_ms(SystemTime::now()),
+        )
+        .with_source(source.as_deref(), attempt.identity.as_ref())
+        .with_destination(destination.as_deref(), None);
+        let refuse = |refusal: Refusal, mut log: AccessLogEntry| {
+            self.inner.metrics.connection_failed(&labels);
+            let result = match refusal {
+                Refusal::Denied(_) | Refusal::BadPeer(_) => ConnectionResult::Denied,
+                _ => ConnectionResult::Failed,
+            };
+            log.finish(started.elapsed(), result, Some(refusal.to_string()));
+            log.emit(self.inner.options.access_log);
+            refusal
+        };
+        let Some(workload) = destination else {
+            return Err(refuse(Refusal::NotLocal { dst: attempt.dst }, log));
+        };
+        let facts = ConnectionFacts {
+            source_identity: attempt.identity.clone(),
+            source_ip: attempt.src.ip(),
+            destination: attempt.dst,
+            transport: attempt.transport,
+        };
+        let decision = workload.policies().evaluate(&facts);
+        self.inner
+            .metrics
+            .record_decision(&decision, &workload.proto().namespace);
+        if !decision.is_allowed() {
+            tracing::info!(src = %attempt.src, identity = ?attempt.identity.as_ref().map(Identity::to_uri), dst = %attempt.dst, %decision, "inbound connection denied");
+            return Err(refuse(Refusal::Denied(decision), log));
+        }
+        let upstream = match self.dial_workload(attempt.dst).await {
+            Ok(upstream) => upstream,
+            Err(source) => {
+                return Err(refuse(
+                    Refusal::Unreachable {
+                        dst: attempt.dst,
+                        source,
+                    },
+                    log,
+                ));
+            }
+        };
+        let info = ConnectionInfo {
+            direction: match attempt.transport {
+                Transport::Hbone => Direction::InboundHbone,
+                Transport::Plaintext => Direction::InboundPlaintext,
+            },
+            src_addr: attempt.src,
+            src_identity: log.src_identity.clone(),
+            dst_addr: attempt.dst,
+            dst_workload: log.dst_workload.clone(),
+            dst_namespace: Some(workload.proto().namespace.clone()),
+            start_unix_ms: log.start_unix_ms,
+        };
+        let registration = self.inner.connections.register(
+            info,
+            Some((workload.uid().to_owned(), facts)),
+            &self.inner.kill,
+        );
+        let relay = RelayOptions {
+            idle_timeout: self.inner.options.idle_timeout,
+            cancel: Some(registration.cancel.clone()),
+        };
+        let finish = InboundFinish {
+            metrics: self.inner.metrics.connection_opened(&labels),
+            log,
+            registration,
+            started,
+            format: self.inner.options.access_log,
+            relay,
+            _active: track(&workload),
+        };
+        Ok((upstream, finish))
+    }
+
+    async fn dial_workload(&self, dst: SocketAddr) -> std::io::Result<TcpStream> {
+        let timeout = self.inner.options.connect_timeout;
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(dst))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// The HBONE request handler of a listener; `scope` is the workload address the
+    /// listener belongs to (`None`: any local workload).
+    pub(crate) fn hbone_handler(
+        &self,
+        scope: Option<IpAddr>,
+    ) -> impl InboundHandler<Upstream = TcpStream> {
+        let node = self.clone();
+        move |request: InboundRequest| {
+            let node = node.clone();
+            async move { node.handle_hbone(scope, request).await }
+        }
+    }
+
+    async fn handle_hbone(
+        &self,
+        scope: Option<IpAddr>,
+        request: InboundRequest,
+    ) -> InboundDecision<TcpStream> {
+        let identity = weft_identity::peer_identity(Some(&request.peer_certificates))
+            .map_err(|err| err.to_string())
+            .and_then(|id| Identity::parse(&id.to_string()).map_err(|err| err.to_string()));
+        let identity = match identity {
+            Ok(identity) => identity,
+            Err(reason) => {
+                tracing::info!(peer = %request.peer_addr, %reason, "HBONE client identity unusable");
+                return InboundDecision::Reject(Refusal::BadPeer(reason).status());
+            }
+        };
+        let src = request.forwarded_for().map_or(request.peer_addr, |ip| {
+            SocketAddr::new(ip, request.peer_addr.port())
+        });
+        let attempt = Attempt {
+            scope,
+            src,
+            identity: Some(identity),
+            dst: request.authority,
+            transport: Transport::Hbone,
+        };
+        match self.inbound_connect(attempt).await {
+            Ok((upstream, finish)) => InboundDecision::Accept(
+                Accepted::new(upstream)
+                    .with_relay_options(finish.relay.clone())
+                    .on_complete(move |result| finish.finish(result)),
+            ),
+            Err(refusal) => InboundDecision::Reject(refusal.status()),
+        }
+    }
+
+    /// Serves plaintext inbound connections on `listener` (15006) until shutdown.
+    pub fn serve_inbound_plaintext(&self, listener: TcpListener, destination: InboundDestination) {
+        let stop = self.inner.stop_accepting.clone();
+        self.serve_plaintext_scoped(listener, destination, None, stop);
+    }
+
+    pub(crate) fn serve_plaintext_scoped(
+        &self,
+        listener: TcpListener,
+        destination: InboundDestination,
+        scope: Option<IpAddr>,
+        stop: CancellationToken,
+    ) {
+        let own = listener.local_addr().ok();
+        self.serve_accept_loop(listener, stop, move |node, stream, peer| async move {
+            node.handle_plaintext(stream, peer, destination, scope, own)
+                .await;
+        });
+    }
+
+    async fn handle_plaintext(
+        &self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        destination: InboundDestination,
+        scope: Option<IpAddr>,
+        own: Option<SocketAddr>,
+    ) {
+        let dst = match destination {
+            InboundDestination::Fixed(dst) => dst,
+            InboundDestination::OriginalDst => match super::original_dst::original_dst(&stream) {
+                Ok(dst) if Some(dst) != own => dst,
+                Ok(_) => {
+                    tracing::debug!(%peer, "plaintext inbound connection was not redirected; closing");
+                    return;
+                }
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "no original destination; closing");
+                    return;
+                }
+            },
+        };
+        let attempt = Attempt {
+            scope,
+            src: peer,
+            identity: None,
+            dst,
+            transport: Transport::Plaintext,
+        };
+        // A refusal is already logged and counted; dropping the stream closes it.
+        if let Ok((mut upstream, finish)) = self.inbound_connect(attempt).await {
+            let result = weft_hbone::relay(&mut stream, &mut upstream, &finish.relay).await;
+            finish.finish(result);
+        }
+    }
+}
+
+fn track(workload: &Arc<MeshWorkload>) -> ActiveConnection {
+    workload.track_connection()
+}

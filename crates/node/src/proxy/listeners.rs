@@ -1,0 +1,314 @@
+//! The listener set of local workloads.
+//!
+//! Each local workload gets an inbound HBONE listener on its own address (in-pod style:
+//! a source proxy reaches the destination's node proxy by connecting to
+//! `<workload ip>:15008`). Two ways to get one:
+//! - automatic (explicit/loopback mode): [`WorkloadListeners::reconcile`] binds
+//!   `<ip>:<hbone port>` for every local workload and closes listeners of workloads that
+//!   left or moved;
+//! - from a capture component: [`WorkloadListeners::attach`] takes sockets it opened inside
+//!   the pod's network namespace ([`PodSockets`]: HBONE, and optionally the 15001 outbound
+//!   and 15006 plaintext inbound listeners); [`WorkloadListeners::detach`] removes them.
+//!
+//! Removing a listener stops accepting on it; connections already open drain normally.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use weft_hbone::{HboneServer, ServerOptions};
+use weft_identity::SpiffeId;
+
+use super::inbound::InboundDestination;
+use super::outbound::OutboundTarget;
+use super::{Node, NodeInner, spiffe_id};
+use crate::state::{MeshState, MeshWorkload};
+
+/// Pause between attempts to get a listener's certificate.
+const RETRY_CERT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Sockets a capture component opened for one pod (inside its network namespace).
+#[derive(Debug)]
+pub struct PodSockets {
+    /// Inbound HBONE (15008).
+    pub hbone: TcpListener,
+    /// Outbound capture (15001): destinations from `SO_ORIGINAL_DST`.
+    pub outbound: Option<TcpListener>,
+    /// Plaintext inbound capture (15006): destinations from `SO_ORIGINAL_DST`.
+    pub inbound_plaintext: Option<TcpListener>,
+}
+
+/// Why sockets could not be attached.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// No local workload has this address.
+    #[error("no workload on this node has address {0}")]
+    UnknownWorkload(IpAddr),
+    /// The workload's identity cannot be used for TLS.
+    #[error("workload {workload} identity unusable: {reason}")]
+    BadIdentity {
+        /// `<ns>/<name>`.
+        workload: String,
+        /// Why.
+        reason: String,
+    },
+    /// The proxy is shutting down.
+    #[error("the node proxy is shutting down")]
+    ShuttingDown,
+}
+
+struct Attached {
+    identity: SpiffeId,
+    uid: String,
+    /// Bound by [`WorkloadListeners::reconcile`] (vs. handed in by capture).
+    automatic: bool,
+    stop: CancellationToken,
+}
+
+/// Listeners per local workload address.
+pub struct WorkloadListeners {
+    node: Weak<NodeInner>,
+    attached: Mutex<HashMap<IpAddr, Attached>>,
+}
+
+impl std::fmt::Debug for WorkloadListeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkloadListeners")
+            .field("addresses", &self.addresses())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkloadListeners {
+    pub(super) fn new(node: Weak<NodeInner>) -> Self {
+        Self {
+            node,
+            attached: Mutex::default(),
+        }
+    }
+
+    fn node(&self) -> Option<Node> {
+        self.node.upgrade().map(|inner| Node { inner })
+    }
+
+    /// Workload addresses that currently have listeners.
+    #[must_use]
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let mut all: Vec<IpAddr> = self.lock().keys().copied().collect();
+        all.sort();
+        all
+    }
+
+    /// Serves a pod's sockets for the local workload owning `workload_ip`, replacing any
+    /// listeners it had.
+    ///
+    /// # Errors
+    /// When no local workload has the address or its identity is unusable.
+    pub fn attach(&self, workload_ip: IpAddr, sockets: PodSockets) -> Result<(), AttachError> {
+        let node = self.node().ok_or(AttachError::ShuttingDown)?;
+        let state = node.store().snapshot();
+        let workload = local_workload(&node, &state, workload_ip)
+            .ok_or(AttachError::UnknownWorkload(workload_ip))?;
+        let identity = spiffe_id(&workload).map_err(|err| AttachError::BadIdentity {
+            workload: crate::telemetry::workload_ref(&workload),
+            reason: err.to_string(),
+        })?;
+        let stop = node.inner.stop_accepting.child_token();
+        node.serve_hbone_listener(sockets.hbone, workload_ip, identity.clone(), stop.clone());
+        if let Some(listener) = sockets.outbound {
+            node.serve_outbound_scoped(listener, stop.clone());
+        }
+        if let Some(listener) = sockets.inbound_plaintext {
+            node.serve_plaintext_scoped(
+                listener,
+                InboundDestination::OriginalDst,
+                Some(workload_ip),
+                stop.clone(),
+            );
+        }
+        self.insert(
+            workload_ip,
+            Attached {
+                identity,
+                uid: workload.uid().to_owned(),
+                automatic: false,
+                stop,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops the listeners of `workload_ip`; returns whether it had any.
+    pub fn detach(&self, workload_ip: IpAddr) -> bool {
+        match self.lock().remove(&workload_ip) {
+            Some(attached) => {
+                attached.stop.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Binds `<ip>:<hbone port>` for every local workload address without a listener, and
+    /// closes automatic listeners whose workload left this node or changed identity.
+    pub fn reconcile(&self, state: &MeshState) {
+        let Some(node) = self.node() else { return };
+        let mut wanted: HashMap<IpAddr, (SpiffeId, String)> = HashMap::new();
+        for workload in node.local_workloads(state) {
+            let Ok(identity) = spiffe_id(workload) else {
+                tracing::warn!(workload = %crate::telemetry::workload_ref(workload), "identity is not a valid SPIFFE id; no inbound listener");
+                continue;
+            };
+            for ip in workload.addresses() {
+                wanted.insert(*ip, (identity.clone(), workload.uid().to_owned()));
+            }
+        }
+        let mut attached = self.lock();
+        attached.retain(|ip, current| {
+            let keep = !current.automatic
+                || wanted
+                    .get(ip)
+                    .is_some_and(|(id, uid)| *id == current.identity && *uid == current.uid);
+            if !keep {
+                tracing::info!(%ip, "closing inbound HBONE listener of a workload that left");
+                current.stop.cancel();
+            }
+            keep
+        });
+        for (ip, (identity, uid)) in wanted {
+            if attached.contains_key(&ip) {
+                continue;
+            }
+            let addr = SocketAddr::new(ip, node.options().hbone_port);
+            match bind_now(addr) {
+                Ok(listener) => {
+                    let stop = node.inner.stop_accepting.child_token();
+                    node.serve_hbone_listener(listener, ip, identity.clone(), stop.clone());
+                    attached.insert(
+                        ip,
+                        Attached {
+                            identity,
+                            uid,
+                            automatic: true,
+                            stop,
+                        },
+                    );
+                }
+                Err(error) => {
+                    tracing::warn!(%addr, %error, "cannot bind inbound HBONE listener; retrying on the next state change");
+                }
+            }
+        }
+    }
+
+    fn insert(&self, ip: IpAddr, entry: Attached) {
+        if let Some(previous) = self.lock().insert(ip, entry) {
+            previous.stop.cancel();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, Attached>> {
+        self.attached.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn local_workload(
+    node: &Node,
+    state: &MeshState,
+    ip: IpAddr,
+) -> Option<std::sync::Arc<MeshWorkload>> {
+    state
+        .workload_by_addr(&node.options().network, ip)
+        .filter(|w| node.is_local(w))
+        .cloned()
+}
+
+/// Binds a listener synchronously (reconcile runs outside async context).
+fn bind_now(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = std::net::TcpListener::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket)
+}
+
+impl Node {
+    /// Serves inbound HBONE for the workload at `scope` presenting `identity`'s
+    /// certificate, until `stop` (then drains its connections).
+    fn serve_hbone_listener(
+        &self,
+        listener: TcpListener,
+        scope: IpAddr,
+        identity: SpiffeId,
+        stop: CancellationToken,
+    ) {
+        let node = self.clone();
+        self.spawn_tracked(async move {
+            let Some(config) = node.listener_tls(&identity, scope, &stop).await else {
+                return;
+            };
+            tracing::info!(addr = ?listener.local_addr().ok(), %identity, "serving inbound HBONE");
+            let handler = node.hbone_handler(Some(scope));
+            let server = HboneServer::new(config, handler, ServerOptions::default());
+            server.serve(listener, stop).await;
+        });
+    }
+
+    /// Waits (retrying) for the TLS config of `identity`; `None` when stopped first.
+    async fn listener_tls(
+        &self,
+        identity: &SpiffeId,
+        scope: IpAddr,
+        stop: &CancellationToken,
+    ) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+        let wait = self.inner.options.cert_wait;
+        loop {
+            let attempt = tokio::select! {
+                () = stop.cancelled() => return None,
+                config = self.inner.certs.server_config(identity, wait) => config,
+            };
+            match attempt {
+                Ok(config) => return Some(config),
+                Err(error) => {
+                    tracing::warn!(%scope, %error, "inbound HBONE listener waits for its certificate");
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return None,
+                () = tokio::time::sleep(RETRY_CERT) => {}
+            }
+        }
+    }
+
+    /// Serves the outbound capture listener (15001) until shutdown: each connection goes
+    /// to its `SO_ORIGINAL_DST`.
+    pub fn serve_outbound(&self, listener: TcpListener) {
+        let stop = self.inner.stop_accepting.clone();
+        self.serve_outbound_scoped(listener, stop);
+    }
+
+    fn serve_outbound_scoped(&self, listener: TcpListener, stop: CancellationToken) {
+        let own = listener.local_addr().ok();
+        self.serve_accept_loop(listener, stop, move |node, mut stream, peer| async move {
+            let destination = match super::original_dst::original_dst(&stream) {
+                Ok(dst) if Some(dst) != own => dst,
+                Ok(_) => {
+                    tracing::debug!(%peer, "outbound connection was not redirected; closing");
+                    return;
+                }
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "no original destination; closing");
+                    return;
+                }
+            };
+            let target = OutboundTarget {
+                source: peer,
+                destination,
+            };
+            if let Ok(connection) = node.open_outbound(target).await {
+                let format = node.options().access_log;
+                connection.relay(&mut stream, &[], format).await;
+            }
+        });
+    }
+}

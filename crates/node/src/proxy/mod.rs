@@ -1,0 +1,380 @@
+//! The data path of `weft node`: listeners, outbound routing over HBONE (or plain TCP
+//! passthrough), the inbound HBONE and plaintext servers, policy enforcement on open
+//! connections, and the admin/metrics/readiness pages.
+//!
+//! [`Node`] is the shared context every connection task uses (state store, certificates,
+//! HBONE pool, metrics, connection table). [`process::run`](crate::process::run) builds one
+//! from a [`NodeConfig`](crate::process::NodeConfig), binds the listeners and feeds the state.
+//!
+//! Listeners can come from elsewhere: [`Node::serve_explicit`], [`Node::serve_outbound`] and
+//! [`Node::serve_inbound_plaintext`] take any bound `TcpListener`, and
+//! [`WorkloadListeners::attach`] takes the sockets a capture component opened inside a pod's
+//! network namespace.
+
+mod admin;
+mod certs;
+mod connections;
+mod explicit;
+mod inbound;
+mod listeners;
+mod original_dst;
+mod outbound;
+mod xds;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use weft_hbone::{Pool, PoolConfig};
+use weft_identity::SpiffeId;
+
+use crate::state::{MeshState, MeshWorkload, StateStore};
+use crate::telemetry::{AccessLogFormat, Metrics};
+
+pub use certs::{Certs, CertsError};
+pub use connections::{ConnectionInfo, Direction};
+pub use explicit::ExplicitError;
+pub use inbound::{InboundDestination, Refusal};
+pub use listeners::{AttachError, PodSockets, WorkloadListeners};
+pub use outbound::{OutboundError, OutboundTarget};
+pub use xds::{AddressHandler, AuthorizationHandler};
+
+/// Changes the process log filter at runtime (`/logging?level=...`); returns the new
+/// filter text or why it was refused. The binary passes one built on a
+/// `tracing_subscriber::reload` handle.
+pub type LogControl = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// Pool key: source identity, expected destination identity, source IP, tunnel address.
+pub(crate) type PoolKey = (SpiffeId, SpiffeId, IpAddr, SocketAddr);
+
+/// Data path settings.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// This node's name: workloads whose `node` field equals it are local.
+    pub node_name: String,
+    /// Network of this node (`""` = default network).
+    pub network: String,
+    /// Port of the inbound HBONE listener on each local workload address, and the port
+    /// outbound tunnels connect to (15008).
+    pub hbone_port: u16,
+    /// HBONE client pool limits.
+    pub pool: PoolConfig,
+    /// Limit for connecting to a workload (inbound) or a passthrough destination.
+    pub connect_timeout: Duration,
+    /// Close a relayed connection after this long without a byte either way.
+    pub idle_timeout: Option<Duration>,
+    /// How long a connection waits for its workload certificate before failing.
+    pub cert_wait: Duration,
+    /// Access-log line format.
+    pub access_log: AccessLogFormat,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        Self {
+            node_name: String::new(),
+            network: String::new(),
+            hbone_port: weft_hbone::DEFAULT_HBONE_PORT,
+            pool: PoolConfig::default(),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(3600)),
+            cert_wait: Duration::from_secs(10),
+            access_log: AccessLogFormat::Text,
+        }
+    }
+}
+
+/// Counters of the data path beyond the Istio metrics.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProxyCounters {
+    /// Open connections closed because a policy update denies them.
+    pub(crate) closed_by_policy: Counter,
+    /// Malformed or refused requests on the explicit proxy port.
+    pub(crate) explicit_refused: Counter,
+}
+
+/// The shared context of a running node proxy. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    options: ProxyOptions,
+    store: Arc<StateStore>,
+    certs: Certs,
+    pool: Pool<PoolKey>,
+    metrics: Metrics,
+    counters: ProxyCounters,
+    registry: Arc<Mutex<Registry>>,
+    connections: Arc<connections::ConnectionTable>,
+    listeners: WorkloadListeners,
+    config_loaded: AtomicBool,
+    /// Cancelled on shutdown: listeners stop accepting.
+    stop_accepting: CancellationToken,
+    /// Cancelled when the drain deadline passes: open connections are cut.
+    kill: CancellationToken,
+    tasks: TaskTracker,
+    log_control: Option<LogControl>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node proxy context. Registers its metrics in a new registry; spawn nothing yet.
+    #[must_use]
+    pub fn new(
+        options: ProxyOptions,
+        store: Arc<StateStore>,
+        certs: Certs,
+        log_control: Option<LogControl>,
+    ) -> Self {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let counters = ProxyCounters::default();
+        registry.register(
+            "weft_connections_closed_by_policy",
+            "Open connections closed because a policy update denies them",
+            counters.closed_by_policy.clone(),
+        );
+        registry.register(
+            "weft_explicit_proxy_refused",
+            "Explicit-proxy (SOCKS5 / HTTP CONNECT) requests refused before routing",
+            counters.explicit_refused.clone(),
+        );
+        admin::register_process_metrics(&mut registry);
+        let pool = Pool::new(options.pool.clone());
+        let inner = Arc::new_cyclic(|weak| NodeInner {
+            listeners: WorkloadListeners::new(weak.clone()),
+            pool,
+            options,
+            store,
+            certs,
+            metrics,
+            counters,
+            registry: Arc::new(Mutex::new(registry)),
+            connections: Arc::default(),
+            config_loaded: AtomicBool::new(false),
+            stop_accepting: CancellationToken::new(),
+            kill: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            log_control,
+        });
+        Self { inner }
+    }
+
+    /// The state store the data path reads (and xDS or a local file writes).
+    #[must_use]
+    pub fn store(&self) -> &Arc<StateStore> {
+        &self.inner.store
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn options(&self) -> &ProxyOptions {
+        &self.inner.options
+    }
+
+    /// Certificates and trust.
+    #[must_use]
+    pub fn certs(&self) -> &Certs {
+        &self.inner.certs
+    }
+
+    /// The metrics registry (for `/metrics`).
+    #[must_use]
+    pub fn registry(&self) -> &Arc<Mutex<Registry>> {
+        &self.inner.registry
+    }
+
+    /// HBONE pool counters (handshakes, open connections, streams).
+    #[must_use]
+    pub fn pool_stats(&self) -> weft_hbone::PoolStatsSnapshot {
+        self.inner.pool.stats().snapshot()
+    }
+
+    /// The per-workload listener set (inbound HBONE on each local workload address).
+    #[must_use]
+    pub fn workload_listeners(&self) -> &WorkloadListeners {
+        &self.inner.listeners
+    }
+
+    /// Open connections, for `/connections` and tests.
+    #[must_use]
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        self.inner.connections.list()
+    }
+
+    /// Marks the mesh configuration as loaded (readiness needs it).
+    pub fn set_config_loaded(&self) {
+        self.inner.config_loaded.store(true, Ordering::Release);
+    }
+
+    /// Whether the proxy is ready: configuration loaded and a valid certificate for every
+    /// local workload. The error says what is missing.
+    ///
+    /// # Errors
+    /// A human-readable reason when not ready.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.inner.config_loaded.load(Ordering::Acquire) {
+            return Err("mesh configuration not loaded yet".into());
+        }
+        let state = self.inner.store.snapshot();
+        let missing: Vec<String> = self
+            .local_workloads(&state)
+            .filter_map(|w| spiffe_id(w).ok())
+            .filter(|id| self.inner.certs.current(id).is_none())
+            .map(|id| id.to_string())
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "no certificate yet for local identities: {}",
+                missing.join(", ")
+            ))
+        }
+    }
+
+    /// Workloads scheduled on this node.
+    pub fn local_workloads<'a>(
+        &'a self,
+        state: &'a MeshState,
+    ) -> impl Iterator<Item = &'a Arc<MeshWorkload>> + 'a {
+        state.workloads().filter(move |w| self.is_local(w))
+    }
+
+    fn is_local(&self, workload: &MeshWorkload) -> bool {
+        workload.proto().node == self.inner.options.node_name
+    }
+
+    /// Starts managing the certificates of local workloads and forgets those of workloads
+    /// that left, so that readiness and the first connection do not wait for a fetch.
+    fn prefetch_local_certs(&self, state: &MeshState) {
+        let wanted: Vec<SpiffeId> = self
+            .local_workloads(state)
+            .filter_map(|w| spiffe_id(w).ok())
+            .collect();
+        self.inner.certs.manage_only(&wanted);
+    }
+
+    /// Spawns the task that follows state changes: prefetches certificates, reconciles
+    /// the automatic per-workload HBONE listeners (when `auto_listeners`), and re-evaluates
+    /// open inbound connections against the new policies.
+    pub fn start_state_follower(&self, auto_listeners: bool) {
+        let node = self.clone();
+        let mut changes = self.inner.store.subscribe();
+        let stop = self.inner.stop_accepting.clone();
+        tokio::spawn(async move {
+            loop {
+                let state = node.inner.store.snapshot();
+                node.prefetch_local_certs(&state);
+                if auto_listeners {
+                    node.inner.listeners.reconcile(&state);
+                }
+                node.recheck_open_connections(&state);
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    changed = changes.changed() => if changed.is_err() { break },
+                }
+            }
+        });
+    }
+
+    fn recheck_open_connections(&self, state: &MeshState) {
+        for (info, decision) in self.inner.connections.recheck(state) {
+            tracing::warn!(
+                src = %info.src_addr,
+                src_identity = info.src_identity.as_deref().unwrap_or("none"),
+                dst = %info.dst_addr,
+                %decision,
+                "closing open connection: policy now denies it"
+            );
+            let namespace = info.dst_namespace.as_deref().unwrap_or("unknown");
+            self.inner.metrics.record_decision(&decision, namespace);
+            self.inner.counters.closed_by_policy.inc();
+        }
+    }
+
+    /// Stops accepting on every listener, waits up to `deadline` for open connections to
+    /// finish, then cuts the rest. Returns the number of connections that were cut.
+    pub async fn shutdown(&self, deadline: Duration) -> usize {
+        self.inner.stop_accepting.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(deadline, self.inner.tasks.wait())
+            .await
+            .is_ok()
+        {
+            return 0;
+        }
+        let cut = self.inner.connections.list().len();
+        tracing::warn!(
+            open = cut,
+            ?deadline,
+            "drain deadline passed, closing open connections"
+        );
+        self.inner.kill.cancel();
+        // Cancelled relays return promptly; bound the wait anyway.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.tasks.wait()).await;
+        cut
+    }
+
+    /// Serves `future` as a tracked task (drained on shutdown).
+    fn spawn_tracked<F>(&self, future: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.tasks.spawn(future);
+    }
+
+    /// Runs an accept loop on `listener` until shutdown, handing each connection to
+    /// `handle` in its own tracked task.
+    fn serve_accept_loop<H, Fut>(&self, listener: TcpListener, stop: CancellationToken, handle: H)
+    where
+        H: Fn(Node, tokio::net::TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let node = self.clone();
+        let local = listener.local_addr().ok();
+        self.spawn_tracked(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = stop.cancelled() => break,
+                    accepted = listener.accept() => accepted,
+                };
+                match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        node.spawn_tracked(handle(node.clone(), stream, peer));
+                    }
+                    Err(error) => {
+                        tracing::warn!(?local, %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The SPIFFE id of a workload, in the identity crate's type.
+pub(crate) fn spiffe_id(workload: &MeshWorkload) -> Result<SpiffeId, weft_identity::SpiffeIdError> {
+    SpiffeId::from_principal(workload.identity().principal())
+}
+
+pub(crate) fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,369 @@
+//! Test fixtures: a per-test loopback subnet, workload/service/policy builders, node
+//! proxies started in-process with `weft_node::process::run`, echo workloads and SOCKS5 /
+//! HTTP CONNECT clients.
+
+#![allow(dead_code)] // each test uses a subset
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use weft_identity::{CertManagerConfig, CertificateAuthority, LocalCaProvider, TrustBundle};
+use weft_node::process::{ListenAddrs, NodeConfig, RunningNode, StateSource, run};
+use weft_node::proxy::ProxyOptions;
+use weft_proto::security::{self, Authorization};
+use weft_proto::workload::{self, NetworkAddress, Port, PortList, Service, Workload};
+
+pub const WAIT: Duration = Duration::from_secs(15);
+pub const HBONE_PORT: u16 = 15008;
+
+static NEXT_NET: AtomicU8 = AtomicU8::new(0);
+
+/// A loopback /16 of its own: `127.<n>.0.x` node proxies, `127.<n>.1.x` workloads,
+/// `127.<n>.2.x` service VIPs. `n` mixes the process id so concurrently running test
+/// binaries rarely share one.
+#[derive(Debug, Clone, Copy)]
+pub struct Net(pub u8);
+
+impl Net {
+    pub fn next() -> Self {
+        let base = u8::try_from(std::process::id() % 97).unwrap_or(0);
+        let n = NEXT_NET.fetch_add(1, Ordering::Relaxed);
+        Self(10 + (base.wrapping_mul(2).wrapping_add(n)) % 240)
+    }
+    pub fn node(self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, self.0, 0, host)
+    }
+    pub fn workload(self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, self.0, 1, host)
+    }
+    pub fn vip(self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, self.0, 2, host)
+    }
+}
+
+/// A workload record on `node` with identity `spiffe://cluster.local/ns/<ns>/sa/<sa>`.
+pub fn workload(name: &str, ns: &str, sa: &str, ip: Ipv4Addr, node: &str) -> Workload {
+    Workload {
+        uid: format!("Kubernetes//Pod/{ns}/{name}"),
+        name: name.into(),
+        namespace: ns.into(),
+        addresses: vec![ip.octets().to_vec()],
+        tunnel_protocol: workload::TunnelProtocol::Hbone as i32,
+        service_account: sa.into(),
+        node: node.into(),
+        canonical_name: name
+            .trim_end_matches(char::is_numeric)
+            .trim_end_matches('-')
+            .into(),
+        canonical_revision: "v1".into(),
+        ..Default::default()
+    }
+}
+
+/// Makes `w` an endpoint of service `<ns>/<hostname>` with `service_port -> target_port`.
+pub fn with_service(mut w: Workload, key: &str, service_port: u32, target_port: u32) -> Workload {
+    w.services.insert(
+        key.into(),
+        PortList {
+            ports: vec![Port {
+                service_port,
+                target_port,
+                app_protocol: 0,
+            }],
+        },
+    );
+    w
+}
+
+pub fn service(name: &str, ns: &str, vip: Ipv4Addr, port: u32, target: u32) -> Service {
+    Service {
+        name: name.into(),
+        namespace: ns.into(),
+        hostname: format!("{name}.{ns}.svc.cluster.local"),
+        addresses: vec![NetworkAddress {
+            network: String::new(),
+            address: vip.octets().to_vec(),
+            length: None,
+        }],
+        ports: vec![Port {
+            service_port: port,
+            target_port: target,
+            app_protocol: 0,
+        }],
+        ..Default::default()
+    }
+}
+
+/// A policy with one rule of one clause of one match.
+pub fn policy(
+    name: &str,
+    ns: &str,
+    action: security::Action,
+    matches: Vec<security::Match>,
+) -> Authorization {
+    let rules = if matches.is_empty() {
+        Vec::new()
+    } else {
+        vec![security::Rule {
+            clauses: vec![security::Clause { matches }],
+        }]
+    };
+    Authorization {
+        name: name.into(),
+        namespace: ns.into(),
+        scope: security::Scope::Namespace as i32,
+        action: action as i32,
+        rules,
+        ..Default::default()
+    }
+}
+
+pub fn principal_match(principal: &str) -> security::Match {
+    security::Match {
+        principals: vec![security::StringMatch {
+            match_type: Some(security::string_match::MatchType::Exact(principal.into())),
+        }],
+        ..Default::default()
+    }
+}
+
+/// Writes a local-config file (JSON, the proto JSON mapping).
+pub fn write_config(
+    dir: &tempfile::TempDir,
+    workloads: &[Workload],
+    services: &[Service],
+    policies: &[Authorization],
+) -> PathBuf {
+    let json = |name: &str, v: &dyn Fn() -> Result<serde_json::Value, weft_proto::JsonError>| {
+        v().unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let doc = serde_json::json!({
+        "workloads": workloads.iter().map(|w| json("workload", &|| weft_proto::to_json("istio.workload.Workload", w))).collect::<Vec<_>>(),
+        "services": services.iter().map(|s| json("service", &|| weft_proto::to_json("istio.workload.Service", s))).collect::<Vec<_>>(),
+        "policies": policies.iter().map(|p| json("policy", &|| weft_proto::to_json("istio.security.Authorization", p))).collect::<Vec<_>>(),
+    });
+    let path = dir.path().join(format!("mesh-{}.json", rand_suffix()));
+    std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    path
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// The mesh CA shared by the test's node proxies.
+pub fn test_ca() -> Arc<CertificateAuthority> {
+    Arc::new(CertificateAuthority::generate_in_memory().expect("CA"))
+}
+
+pub fn trust(ca: &CertificateAuthority) -> TrustBundle {
+    TrustBundle::new("cluster.local", [ca.root().clone()]).expect("trust bundle")
+}
+
+pub fn listen_on(ip: Ipv4Addr) -> ListenAddrs {
+    let any = |ip| Some(SocketAddr::new(IpAddr::V4(ip), 0));
+    ListenAddrs {
+        explicit: any(ip),
+        outbound: None,
+        inbound_plaintext: None,
+        admin: any(ip),
+        metrics: any(ip),
+        readiness: any(ip),
+        workload_hbone_listeners: true,
+    }
+}
+
+pub fn options(node: &str) -> ProxyOptions {
+    ProxyOptions {
+        node_name: node.into(),
+        hbone_port: HBONE_PORT,
+        ..ProxyOptions::default()
+    }
+}
+
+/// Starts a node proxy from a local config file, signed by `ca`, and waits until ready.
+pub async fn start_node(
+    ca: &Arc<CertificateAuthority>,
+    node: &str,
+    ip: Ipv4Addr,
+    config: PathBuf,
+) -> RunningNode {
+    start_with(NodeConfig {
+        options: options(node),
+        listen: listen_on(ip),
+        state: StateSource::LocalFile(config),
+        ca: Arc::new(LocalCaProvider::new(Arc::clone(ca))),
+        trust: trust(ca),
+        certs: CertManagerConfig::default(),
+        log_control: None,
+    })
+    .await
+}
+
+pub async fn start_with(config: NodeConfig) -> RunningNode {
+    let running = run(config).await.expect("node proxy starts");
+    wait_ready(&running).await;
+    running
+}
+
+pub async fn wait_ready(running: &RunningNode) {
+    let addr = running
+        .addrs
+        .readiness
+        .expect("readiness bound")
+        .to_string();
+    eventually("node ready", || async {
+        matches!(weft_telemetry::get(&addr, "/healthz/ready").await, Ok((s, _)) if s == 200)
+    })
+    .await;
+}
+
+/// Polls `check` every 20 ms until true or [`WAIT`] passes (then panics).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP echo workload: echoes every byte and closes its write side after the client's.
+pub async fn echo_server(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
+    let listener = TcpListener::bind(addr).await.expect("bind echo workload");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    })
+}
+
+/// Connects from `source` (a workload address) to `proxy`.
+pub async fn connect_from(source: Ipv4Addr, proxy: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(source), 0)).unwrap();
+    socket.connect(proxy).await.expect("connect to proxy")
+}
+
+/// SOCKS5 CONNECT to `dst` through `proxy` from `source`; returns the reply code and the
+/// stream (usable when the code is 0).
+pub async fn socks_connect(
+    source: Ipv4Addr,
+    proxy: SocketAddr,
+    dst: SocketAddr,
+) -> (u8, TcpStream) {
+    let mut stream = connect_from(source, proxy).await;
+    stream.write_all(&[5, 1, 0]).await.unwrap();
+    let mut method = [0u8; 2];
+    stream.read_exact(&mut method).await.unwrap();
+    assert_eq!(method, [5, 0]);
+    let mut request = vec![5, 1, 0];
+    match dst.ip() {
+        IpAddr::V4(ip) => {
+            request.push(1);
+            request.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            request.push(4);
+            request.extend_from_slice(&ip.octets());
+        }
+    }
+    request.extend_from_slice(&dst.port().to_be_bytes());
+    stream.write_all(&request).await.unwrap();
+    let code = read_socks_reply(&mut stream).await;
+    (code, stream)
+}
+
+/// SOCKS5 CONNECT by domain name.
+pub async fn socks_connect_domain(
+    source: Ipv4Addr,
+    proxy: SocketAddr,
+    host: &str,
+    port: u16,
+) -> (u8, TcpStream) {
+    let mut stream = connect_from(source, proxy).await;
+    stream.write_all(&[5, 1, 0]).await.unwrap();
+    let mut method = [0u8; 2];
+    stream.read_exact(&mut method).await.unwrap();
+    let mut request = vec![5, 1, 0, 3, u8::try_from(host.len()).unwrap()];
+    request.extend_from_slice(host.as_bytes());
+    request.extend_from_slice(&port.to_be_bytes());
+    stream.write_all(&request).await.unwrap();
+    let code = read_socks_reply(&mut stream).await;
+    (code, stream)
+}
+
+async fn read_socks_reply(stream: &mut TcpStream) -> u8 {
+    let mut reply = [0u8; 10];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut reply))
+        .await
+        .expect("SOCKS reply in time")
+        .expect("SOCKS reply");
+    assert_eq!(reply[0], 5, "SOCKS version in reply");
+    reply[1]
+}
+
+/// Sends `len` pseudo-random bytes, half-closes, reads everything back; returns
+/// (checksum sent, checksum received, bytes received).
+pub async fn transfer(stream: TcpStream, len: usize) -> (u64, u64, usize) {
+    let data: Vec<u8> = (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let sent_sum = checksum(&data);
+    let (mut r, mut w) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        w.write_all(&data).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut received = Vec::with_capacity(len);
+    tokio::time::timeout(WAIT * 2, r.read_to_end(&mut received))
+        .await
+        .expect("echo finished in time")
+        .expect("read echo");
+    writer.await.unwrap();
+    (sent_sum, checksum(&received), received.len())
+}
+
+/// FNV-1a over the bytes.
+pub fn checksum(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// One round trip of a short message.
+pub async fn ping(stream: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
+    stream.write_all(msg).await.unwrap();
+    let mut back = vec![0u8; msg.len()];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut back))
+        .await
+        .expect("echo in time")
+        .expect("echo");
+    back
+}
+
+pub async fn page(addr: Option<SocketAddr>, path: &str) -> (u16, String) {
+    let (status, body) = weft_telemetry::get(&addr.expect("page bound").to_string(), path)
+        .await
+        .expect("GET page");
+    (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
+}
