@@ -2,9 +2,11 @@
 //! service and the admin API. Today it holds the CA parts: [`ca`] (the Istio certificate
 //! service with caller authentication and authorization), [`secure_server`] (the TLS listener
 //! on the secure port that serves gRPC services) and [`state_dir`] (the private state
-//! directory). It must not contain data-plane logic or sign certificates itself: signing is
+//! directory), plus [`translate`] (config model -> workload API resources). It must not
+//! contain data-plane logic or sign certificates itself: signing is
 //! `weft_identity::CertificateAuthority`.
 
 pub mod ca;
 pub mod secure_server;
 pub mod state_dir;
+pub mod translate;

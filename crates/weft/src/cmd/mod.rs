@@ -4,6 +4,7 @@ mod analyze;
 mod cert;
 mod echo;
 mod report_args;
+mod translate;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ enum XCommand {
     Echo(echo::EchoArgs),
     /// Certificate tools (`inspect FILE`).
     Cert(cert::CertArgs),
+    /// Print the workload API resources a config translates to (no servers started).
+    Translate(translate::TranslateArgs),
 }
 
 /// Sets up logging to stderr.
@@ -61,5 +64,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Analyze(args) => Ok(analyze::run(&args)),
         Command::X(XCommand::Echo(args)) => echo::run(args),
         Command::X(XCommand::Cert(args)) => cert::run(args),
+        Command::X(XCommand::Translate(args)) => translate::run(args),
     }
 }

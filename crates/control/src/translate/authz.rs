@@ -1,0 +1,471 @@
+//! `AuthorizationPolicy` -> `istio.security.Authorization`, keeping only what a node proxy
+//! can check at L4, with the fail-safe rules of `specs/policy.md`: an ALLOW rule that needs an
+//! L7 attribute is dropped (it can only allow less), a DENY rule is widened to its L4 part (it
+//! can only deny more). Every such change is reported as a [`Warning`].
+
+use super::context::{Context, Dep, Produced, Unit};
+use super::version::versioned_authorization;
+use super::{TranslateOptions, Warning};
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use weft_api::istio::{Action, AuthorizationPolicy, Condition, Operation, Rule, Source};
+use weft_api::{Kind, ObjectRef};
+use weft_proto::security::string_match::MatchType;
+use weft_proto::security::{
+    Action as WireAction, Address, Authorization, Clause, Match, Rule as WireRule, Scope,
+    ServiceAccountMatch, StringMatch,
+};
+
+/// Annotation that turns a policy into a dry run (evaluated and reported, never enforced).
+pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
+
+/// Result of translating one policy on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyTranslation {
+    /// The L4 policy, or `None` when node proxies must not receive it at all.
+    pub authorization: Option<Authorization>,
+    /// What was dropped, widened or skipped.
+    pub warnings: Vec<Warning>,
+}
+
+/// `<namespace>/<name>` of a policy: its Authorization resource name.
+#[must_use]
+pub fn policy_key(policy: &AuthorizationPolicy) -> String {
+    format!(
+        "{}/{}",
+        policy_namespace(policy),
+        policy.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn policy_namespace(policy: &AuthorizationPolicy) -> &str {
+    policy
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(weft_api::object::DEFAULT_NAMESPACE)
+}
+
+fn policy_ref(policy: &AuthorizationPolicy) -> ObjectRef {
+    ObjectRef {
+        kind: Kind::AuthorizationPolicy,
+        namespace: Some(policy_namespace(policy).to_owned()),
+        name: policy.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+/// Why a policy is not sent to node proxies at all, if it is not.
+fn skip_reason(policy: &AuthorizationPolicy) -> Option<&'static str> {
+    let spec = &policy.spec;
+    if spec
+        .target_refs
+        .as_ref()
+        .is_some_and(|refs| !refs.is_empty())
+        || spec.target_ref.is_some()
+    {
+        return Some(
+            "policy has targetRefs, so it applies only at the waypoint or gateway it targets; not sent to node proxies",
+        );
+    }
+    match spec.action {
+        Some(Action::Audit) => Some("action AUDIT is not enforced by node proxies; policy skipped"),
+        Some(Action::Custom) => Some(
+            "action CUSTOM (extension authorization) is not enforced at L4; policy skipped (use a waypoint)",
+        ),
+        Some(Action::Allow | Action::Deny) | None => None,
+    }
+}
+
+/// The labels a translated policy selects workloads by, when it is selector-scoped (the
+/// workloads it selects list it in `authorization_policies`).
+pub(crate) fn selection(policy: &AuthorizationPolicy) -> Option<&BTreeMap<String, String>> {
+    if skip_reason(policy).is_some() {
+        return None;
+    }
+    policy
+        .spec
+        .selector
+        .as_ref()
+        .map(|s| &s.match_labels)
+        .filter(|labels| !labels.is_empty())
+}
+
+/// Translates one policy (see the module doc for the L4 and fail-safe rules).
+#[must_use]
+pub fn translate_authorization_policy(
+    policy: &AuthorizationPolicy,
+    options: &TranslateOptions,
+) -> PolicyTranslation {
+    let object = policy_ref(policy);
+    if let Some(reason) = skip_reason(policy) {
+        return PolicyTranslation {
+            authorization: None,
+            warnings: vec![Warning {
+                object,
+                message: reason.to_owned(),
+            }],
+        };
+    }
+    let namespace = policy_namespace(policy);
+    let deny = policy.spec.action == Some(Action::Deny);
+    let scope = if selection(policy).is_some() {
+        Scope::WorkloadSelector
+    } else if namespace == options.root_namespace {
+        Scope::Global
+    } else {
+        Scope::Namespace
+    };
+    let mut warnings = Vec::new();
+    let written = policy.spec.rules.as_deref().unwrap_or_default();
+    let mut rules = Vec::new();
+    for (index, rule) in written.iter().enumerate() {
+        let mut builder = RuleBuilder {
+            namespace,
+            path: format!("rules[{index}]"),
+            dropped: Vec::new(),
+        };
+        let wire = builder.rule(rule);
+        if builder.dropped.is_empty() {
+            rules.push(wire);
+        } else if deny {
+            warnings.push(Warning {
+                object: object.clone(),
+                message: widened_message(index, &builder.dropped),
+            });
+            rules.push(wire);
+        } else {
+            warnings.push(Warning {
+                object: object.clone(),
+                message: dropped_message(index, &builder.dropped),
+            });
+        }
+    }
+    if !deny && !written.is_empty() && rules.is_empty() {
+        let message = "every rule was dropped, so at L4 this ALLOW policy allows nothing for the workloads it applies to";
+        warnings.push(Warning {
+            object: object.clone(),
+            message: message.to_owned(),
+        });
+    }
+    let dry_run = policy
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DRY_RUN_ANNOTATION))
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    let authorization = Authorization {
+        name: object.name.clone(),
+        namespace: namespace.to_owned(),
+        scope: scope.into(),
+        action: if deny {
+            WireAction::Deny
+        } else {
+            WireAction::Allow
+        }
+        .into(),
+        rules,
+        dry_run,
+        extensions: Vec::new(),
+    };
+    PolicyTranslation {
+        authorization: Some(authorization),
+        warnings,
+    }
+}
+
+fn describe(dropped: &[Dropped]) -> String {
+    dropped
+        .iter()
+        .map(|d| format!("{} ({})", d.field, d.reason))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn dropped_message(index: usize, dropped: &[Dropped]) -> String {
+    format!(
+        "ALLOW rule {index} dropped: {}; a node proxy cannot check it, so the rule matches nothing (allows less). \
+         Attach the policy to a waypoint with targetRefs to enforce it",
+        describe(dropped)
+    )
+}
+
+fn widened_message(index: usize, dropped: &[Dropped]) -> String {
+    format!(
+        "DENY rule {index} widened to its L4 part: ignored {}; the node proxy denies on the remaining conditions \
+         (denies more). Attach the policy to a waypoint with targetRefs for exact matching",
+        describe(dropped)
+    )
+}
+
+/// The Authorization resource unit for a policy key.
+pub(crate) fn translate_policy_unit(
+    context: &Context<'_>,
+    name: &str,
+    policy: &AuthorizationPolicy,
+) -> Unit {
+    let translation = translate_authorization_policy(policy, context.options);
+    let resource = translation.authorization.map(|authorization| {
+        Produced::Authorization(versioned_authorization(name.to_owned(), authorization))
+    });
+    Unit {
+        resource,
+        warnings: translation.warnings,
+        deps: vec![Dep::Object(policy_ref(policy))],
+    }
+}
+
+/// A field that could not be translated to L4.
+struct Dropped {
+    field: String,
+    reason: String,
+}
+
+const L7_ONLY: &str = "an L7 attribute";
+
+struct RuleBuilder<'a> {
+    namespace: &'a str,
+    path: String,
+    dropped: Vec<Dropped>,
+}
+
+impl RuleBuilder<'_> {
+    fn drop_field(&mut self, field: String, reason: impl Into<String>) {
+        self.dropped.push(Dropped {
+            field,
+            reason: reason.into(),
+        });
+    }
+
+    fn rule(&mut self, rule: &Rule) -> WireRule {
+        let mut clauses = Vec::new();
+        if let Some(from) = rule.from.as_deref().filter(|f| !f.is_empty()) {
+            let matches = from
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    self.source(
+                        f.source.as_ref(),
+                        &format!("{}.from[{i}].source", self.path),
+                    )
+                })
+                .collect();
+            clauses.extend(clause_of(matches));
+        }
+        if let Some(to) = rule.to.as_deref().filter(|t| !t.is_empty()) {
+            let matches = to
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    self.operation(
+                        t.operation.as_ref(),
+                        &format!("{}.to[{i}].operation", self.path),
+                    )
+                })
+                .collect();
+            clauses.extend(clause_of(matches));
+        }
+        for (i, condition) in rule.when.iter().flatten().enumerate() {
+            let path = format!("{}.when[{i}]", self.path);
+            if let Some(matched) = self.condition(condition, &path) {
+                clauses.extend(clause_of(vec![matched]));
+            }
+        }
+        WireRule { clauses }
+    }
+
+    fn source(&mut self, source: Option<&Source>, path: &str) -> Match {
+        let Some(source) = source else {
+            return Match::default();
+        };
+        for (field, values) in [
+            ("requestPrincipals", &source.request_principals),
+            ("notRequestPrincipals", &source.not_request_principals),
+        ] {
+            if values.as_ref().is_some_and(|v| !v.is_empty()) {
+                self.drop_field(format!("{path}.{field}"), L7_ONLY);
+            }
+        }
+        let ips = |blocks: &[&Option<Vec<String>>], names: &[&str], builder: &mut Self| {
+            blocks
+                .iter()
+                .zip(names)
+                .flat_map(|(values, name)| builder.cidrs(values, &format!("{path}.{name}")))
+                .collect()
+        };
+        Match {
+            principals: strings(&source.principals, principal_match),
+            not_principals: strings(&source.not_principals, principal_match),
+            namespaces: strings(&source.namespaces, wildcard_match),
+            not_namespaces: strings(&source.not_namespaces, wildcard_match),
+            service_accounts: self.service_accounts(&source.service_accounts),
+            not_service_accounts: self.service_accounts(&source.not_service_accounts),
+            source_ips: ips(
+                &[&source.ip_blocks, &source.remote_ip_blocks],
+                &["ipBlocks", "remoteIpBlocks"],
+                self,
+            ),
+            not_source_ips: ips(
+                &[&source.not_ip_blocks, &source.not_remote_ip_blocks],
+                &["notIpBlocks", "notRemoteIpBlocks"],
+                self,
+            ),
+            ..Match::default()
+        }
+    }
+
+    fn operation(&mut self, operation: Option<&Operation>, path: &str) -> Match {
+        let Some(operation) = operation else {
+            return Match::default();
+        };
+        let l7 = [
+            ("hosts", &operation.hosts),
+            ("notHosts", &operation.not_hosts),
+            ("methods", &operation.methods),
+            ("notMethods", &operation.not_methods),
+            ("paths", &operation.paths),
+            ("notPaths", &operation.not_paths),
+        ];
+        for (field, values) in l7 {
+            if values.as_ref().is_some_and(|v| !v.is_empty()) {
+                self.drop_field(format!("{path}.{field}"), L7_ONLY);
+            }
+        }
+        Match {
+            destination_ports: self.ports(&operation.ports, &format!("{path}.ports")),
+            not_destination_ports: self.ports(&operation.not_ports, &format!("{path}.notPorts")),
+            ..Match::default()
+        }
+    }
+
+    /// A `when` condition on an L4 key, or `None` (recorded as dropped) otherwise.
+    fn condition(&mut self, condition: &Condition, path: &str) -> Option<Match> {
+        let field = format!("{path} (key {})", condition.key);
+        let (values, not_values) = (&condition.values, &condition.not_values);
+        let matched = match condition.key.as_str() {
+            "source.ip" | "remote.ip" => Match {
+                source_ips: self.cidrs(values, &field),
+                not_source_ips: self.cidrs(not_values, &field),
+                ..Match::default()
+            },
+            "destination.ip" => Match {
+                destination_ips: self.cidrs(values, &field),
+                not_destination_ips: self.cidrs(not_values, &field),
+                ..Match::default()
+            },
+            "source.namespace" => Match {
+                namespaces: strings(values, wildcard_match),
+                not_namespaces: strings(not_values, wildcard_match),
+                ..Match::default()
+            },
+            "source.principal" => Match {
+                principals: strings(values, principal_match),
+                not_principals: strings(not_values, principal_match),
+                ..Match::default()
+            },
+            "destination.port" => Match {
+                destination_ports: self.ports(values, &field),
+                not_destination_ports: self.ports(not_values, &field),
+                ..Match::default()
+            },
+            _ => {
+                self.drop_field(field, "not an L4 attribute");
+                return None;
+            }
+        };
+        Some(matched)
+    }
+
+    fn cidrs(&mut self, values: &Option<Vec<String>>, field: &str) -> Vec<Address> {
+        let mut out = Vec::new();
+        for value in values.iter().flatten() {
+            match parse_cidr(value) {
+                Some(address) => out.push(address),
+                None => self.drop_field(
+                    field.to_owned(),
+                    format!("{value:?} is not an IP address or CIDR"),
+                ),
+            }
+        }
+        out
+    }
+
+    fn ports(&mut self, values: &Option<Vec<String>>, field: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        for value in values.iter().flatten() {
+            match value.parse::<u16>() {
+                Ok(port) => out.push(u32::from(port)),
+                Err(_) => {
+                    self.drop_field(field.to_owned(), format!("{value:?} is not a port number"));
+                }
+            }
+        }
+        out
+    }
+
+    fn service_accounts(&self, values: &Option<Vec<String>>) -> Vec<ServiceAccountMatch> {
+        let account = |value: &String| match value.split_once('/') {
+            Some((namespace, name)) => ServiceAccountMatch {
+                namespace: namespace.to_owned(),
+                service_account: name.to_owned(),
+            },
+            None => ServiceAccountMatch {
+                namespace: self.namespace.to_owned(),
+                service_account: value.clone(),
+            },
+        };
+        values.iter().flatten().map(account).collect()
+    }
+}
+
+/// A clause from the matches of one `from`/`to` list. A match with no fields matches
+/// anything, which makes the whole clause no constraint at all (`None`).
+fn clause_of(matches: Vec<Match>) -> Option<Clause> {
+    let unconstrained = matches.is_empty() || matches.iter().any(|m| *m == Match::default());
+    (!unconstrained).then_some(Clause { matches })
+}
+
+fn strings(values: &Option<Vec<String>>, convert: fn(&str) -> StringMatch) -> Vec<StringMatch> {
+    values.iter().flatten().map(|v| convert(v)).collect()
+}
+
+/// `*` -> presence, `*x` -> suffix, `x*` -> prefix, otherwise exact.
+#[must_use]
+pub fn wildcard_match(value: &str) -> StringMatch {
+    let match_type = if value == "*" {
+        MatchType::Presence(())
+    } else if let Some(suffix) = value.strip_prefix('*') {
+        MatchType::Suffix(suffix.to_owned())
+    } else if let Some(prefix) = value.strip_suffix('*') {
+        MatchType::Prefix(prefix.to_owned())
+    } else {
+        MatchType::Exact(value.to_owned())
+    };
+    StringMatch {
+        match_type: Some(match_type),
+    }
+}
+
+/// Like [`wildcard_match`], with an optional `spiffe://` scheme removed first (the wire form
+/// of principals has none).
+fn principal_match(value: &str) -> StringMatch {
+    wildcard_match(value.strip_prefix("spiffe://").unwrap_or(value))
+}
+
+/// An IP (full-length prefix) or CIDR.
+fn parse_cidr(value: &str) -> Option<Address> {
+    let (ip, length) = if let Ok(net) = value.parse::<IpNet>() {
+        (net.network(), net.prefix_len())
+    } else {
+        let ip: IpAddr = value.parse().ok()?;
+        (ip, if ip.is_ipv4() { 32 } else { 128 })
+    };
+    let address = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    Some(Address {
+        address,
+        length: u32::from(length),
+    })
+}

@@ -1,0 +1,315 @@
+//! [`Context`]: one snapshot indexed for translation (which object produces which resource,
+//! what selects what), and [`Unit`], the result of translating one resource key.
+
+use super::peer_authn::{MtlsIndex, mtls_policies};
+use super::{ResourceKey, TranslateOptions, Versioned, Warning, authz, service, workload};
+use k8s_openapi::api::core::v1::Service;
+use std::collections::{BTreeMap, HashMap};
+use weft_api::istio::{AuthorizationPolicy, ServiceEntry, WorkloadEntry};
+use weft_api::selector::labels_match;
+use weft_api::{ConfigSnapshot, ExpandedPod, Kind, ObjectRef};
+use weft_proto::security::Authorization;
+use weft_proto::workload::Address;
+
+/// What a resource depends on. `Selection` is the part of a policy that decides which
+/// workloads list it (its selector), so editing a policy's rules does not touch workloads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Dep {
+    Object(ObjectRef),
+    Selection(ObjectRef),
+}
+
+/// A translated resource.
+pub(crate) enum Produced {
+    Address(Box<Versioned<Address>>),
+    Authorization(Versioned<Authorization>),
+}
+
+/// The result of translating one resource key: the resource (none if nothing produces the
+/// key any more), warnings, and the objects it was computed from.
+#[derive(Default)]
+pub(crate) struct Unit {
+    pub resource: Option<Produced>,
+    pub warnings: Vec<Warning>,
+    pub deps: Vec<Dep>,
+}
+
+/// Where a workload comes from.
+pub(crate) enum WorkloadSource<'a> {
+    Pod(usize),
+    Entry(&'a WorkloadEntry),
+    EntryEndpoint {
+        entry: &'a ServiceEntry,
+        index: usize,
+    },
+}
+
+/// A workload's identity facts needed for selection, plus its source.
+pub(crate) struct WorkloadInfo<'a> {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub source: WorkloadSource<'a>,
+}
+
+/// Where a service comes from.
+pub(crate) enum ServiceSource<'a> {
+    Kube(&'a Service),
+    Entry {
+        entry: &'a ServiceEntry,
+        host: &'a str,
+    },
+}
+
+/// A translated, selector-scoped AuthorizationPolicy: who it selects.
+pub(crate) struct SelectorPolicy {
+    pub object: ObjectRef,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One snapshot, indexed.
+pub(crate) struct Context<'a> {
+    pub snapshot: &'a ConfigSnapshot,
+    pub options: &'a TranslateOptions,
+    pub pods: Vec<ExpandedPod>,
+    pub workloads: BTreeMap<String, WorkloadInfo<'a>>,
+    pub services: BTreeMap<String, Vec<ServiceSource<'a>>>,
+    /// Resource keys produced directly by a WorkloadEntry, ServiceEntry, Service or policy.
+    pub produced_by: HashMap<ObjectRef, Vec<ResourceKey>>,
+    pub kube_services_by_ns: HashMap<String, Vec<&'a Service>>,
+    pub entries_by_ns: HashMap<String, Vec<&'a ServiceEntry>>,
+    pub selector_policies_by_ns: HashMap<String, Vec<SelectorPolicy>>,
+    pub policies: BTreeMap<String, &'a AuthorizationPolicy>,
+    pub mtls: MtlsIndex<'a>,
+    pub mtls_policies: BTreeMap<String, Authorization>,
+}
+
+fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    meta.namespace
+        .clone()
+        .unwrap_or_else(|| weft_api::object::DEFAULT_NAMESPACE.to_owned())
+}
+
+fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
+}
+
+fn object_ref(
+    kind: Kind,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> ObjectRef {
+    ObjectRef {
+        kind,
+        namespace: Some(namespace_of(meta)),
+        name: name_of(meta),
+    }
+}
+
+impl<'a> Context<'a> {
+    /// Indexes `snapshot`.
+    pub fn new(snapshot: &'a ConfigSnapshot, options: &'a TranslateOptions) -> Self {
+        let mtls = MtlsIndex::new(snapshot, options);
+        let mtls_policies = mtls_policies(&mtls, options);
+        let mut context = Context {
+            snapshot,
+            options,
+            pods: snapshot.pods(),
+            workloads: BTreeMap::new(),
+            services: BTreeMap::new(),
+            produced_by: HashMap::new(),
+            kube_services_by_ns: HashMap::new(),
+            entries_by_ns: HashMap::new(),
+            selector_policies_by_ns: HashMap::new(),
+            policies: BTreeMap::new(),
+            mtls,
+            mtls_policies,
+        };
+        context.index_pods();
+        context.index_workload_entries();
+        context.index_services();
+        context.index_service_entries();
+        context.index_policies();
+        context
+    }
+
+    fn produced(&mut self, object: ObjectRef, key: ResourceKey) {
+        self.produced_by.entry(object).or_default().push(key);
+    }
+
+    fn index_pods(&mut self) {
+        for (index, pod) in self.pods.iter().enumerate() {
+            let uid = workload::pod_uid(&self.options.cluster_id, pod.namespace(), pod.name());
+            let info = WorkloadInfo {
+                namespace: pod.namespace().to_owned(),
+                labels: pod.labels(),
+                source: WorkloadSource::Pod(index),
+            };
+            self.workloads.insert(uid, info);
+        }
+    }
+
+    fn index_workload_entries(&mut self) {
+        let snapshot = self.snapshot;
+        for (entry, _) in snapshot.workload_entries() {
+            let namespace = namespace_of(&entry.metadata);
+            let uid = workload::entry_uid(
+                &self.options.cluster_id,
+                &namespace,
+                &name_of(&entry.metadata),
+            );
+            let labels = workload::entry_labels(entry);
+            self.produced(
+                object_ref(Kind::WorkloadEntry, &entry.metadata),
+                ResourceKey::Address(uid.clone()),
+            );
+            self.workloads.insert(
+                uid,
+                WorkloadInfo {
+                    namespace,
+                    labels,
+                    source: WorkloadSource::Entry(entry),
+                },
+            );
+        }
+    }
+
+    fn index_services(&mut self) {
+        let snapshot = self.snapshot;
+        for (svc, _) in snapshot.services() {
+            let namespace = namespace_of(&svc.metadata);
+            let key = service::service_key(&namespace, &service::kube_hostname(svc, self.options));
+            self.produced(
+                object_ref(Kind::Service, &svc.metadata),
+                ResourceKey::Address(key.clone()),
+            );
+            self.services
+                .entry(key)
+                .or_default()
+                .push(ServiceSource::Kube(svc));
+            self.kube_services_by_ns
+                .entry(namespace)
+                .or_default()
+                .push(svc);
+        }
+    }
+
+    fn index_service_entries(&mut self) {
+        let snapshot = self.snapshot;
+        for (entry, _) in snapshot.service_entries() {
+            let namespace = namespace_of(&entry.metadata);
+            let object = object_ref(Kind::ServiceEntry, &entry.metadata);
+            for host in &entry.spec.hosts {
+                let key = service::service_key(&namespace, host);
+                self.produced(object.clone(), ResourceKey::Address(key.clone()));
+                self.services
+                    .entry(key)
+                    .or_default()
+                    .push(ServiceSource::Entry { entry, host });
+            }
+            for (index, endpoint) in entry.spec.endpoints.iter().flatten().enumerate() {
+                let uid = workload::entry_endpoint_uid(
+                    self.options,
+                    &namespace,
+                    &object.name,
+                    endpoint,
+                    index,
+                );
+                let labels = endpoint.labels.clone().unwrap_or_default();
+                self.produced(object.clone(), ResourceKey::Address(uid.clone()));
+                let info = WorkloadInfo {
+                    namespace: namespace.clone(),
+                    labels,
+                    source: WorkloadSource::EntryEndpoint { entry, index },
+                };
+                self.workloads.insert(uid, info);
+            }
+            self.entries_by_ns.entry(namespace).or_default().push(entry);
+        }
+    }
+
+    fn index_policies(&mut self) {
+        let snapshot = self.snapshot;
+        for (policy, _) in snapshot.authorization_policies() {
+            let object = object_ref(Kind::AuthorizationPolicy, &policy.metadata);
+            let name = authz::policy_key(policy);
+            self.produced(object.clone(), ResourceKey::Authorization(name.clone()));
+            self.policies.insert(name.clone(), policy);
+            if let Some(labels) = authz::selection(policy) {
+                let namespace = object.namespace.clone().unwrap_or_default();
+                let entry = SelectorPolicy {
+                    object,
+                    name,
+                    labels: labels.clone(),
+                };
+                self.selector_policies_by_ns
+                    .entry(namespace)
+                    .or_default()
+                    .push(entry);
+            }
+        }
+    }
+
+    /// Workload uids in `namespace` (every namespace when `None`) whose labels carry
+    /// `selector` (`None` selects all of them).
+    pub fn workloads_matching(
+        &self,
+        namespace: Option<&str>,
+        selector: Option<&BTreeMap<String, String>>,
+    ) -> Vec<ResourceKey> {
+        self.workloads
+            .iter()
+            .filter(|(_, info)| namespace.is_none_or(|ns| info.namespace == ns))
+            .filter(|(_, info)| selector.is_none_or(|s| labels_match(s, &info.labels)))
+            .map(|(uid, _)| ResourceKey::Address(uid.clone()))
+            .collect()
+    }
+
+    /// Every resource key this snapshot produces (or raises warnings under).
+    pub fn all_keys(&self) -> Vec<ResourceKey> {
+        let workloads = self
+            .workloads
+            .keys()
+            .map(|k| ResourceKey::Address(k.clone()));
+        let services = self
+            .services
+            .keys()
+            .map(|k| ResourceKey::Address(k.clone()));
+        let policies = self
+            .policies
+            .keys()
+            .map(|k| ResourceKey::Authorization(k.clone()));
+        let mtls = self
+            .mtls_policies
+            .keys()
+            .map(|k| ResourceKey::Authorization(k.clone()));
+        workloads
+            .chain(services)
+            .chain(policies)
+            .chain(mtls)
+            .collect()
+    }
+
+    /// Translates one resource key.
+    pub fn translate(&self, key: &ResourceKey) -> Unit {
+        match key {
+            ResourceKey::Address(name) => {
+                if let Some(info) = self.workloads.get(name) {
+                    workload::translate_workload(self, name, info)
+                } else if let Some(sources) = self.services.get(name) {
+                    service::translate_service(self, name, sources)
+                } else {
+                    Unit::default()
+                }
+            }
+            ResourceKey::Authorization(name) => {
+                if let Some(policy) = self.policies.get(name) {
+                    authz::translate_policy_unit(self, name, policy)
+                } else if let Some(policy) = self.mtls_policies.get(name) {
+                    super::peer_authn::mtls_unit(self, name, policy)
+                } else {
+                    Unit::default()
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,615 @@
+//! Pods (bare or expanded from Deployments, StatefulSets, DaemonSets), WorkloadEntries and
+//! ServiceEntry endpoints -> `istio.workload.Workload`. Each source is reduced to [`Facts`];
+//! what follows (enrollment, canonical names, services map, waypoint, policies) is shared.
+
+use super::context::{Context, Dep, Produced, Unit, WorkloadInfo, WorkloadSource};
+use super::service::{app_protocol, ip_bytes, kube_hostname, service_key};
+use super::version::versioned_address;
+use super::waypoint::{WaypointUser, resolve_waypoint};
+use super::{TranslateOptions, Warning, peer_authn};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use weft_api::istio::{ServiceEntry, WorkloadEntry, WorkloadEntrySpec};
+use weft_api::selector::labels_match;
+use weft_api::{ExpandedPod, Kind, Object, ObjectRef};
+use weft_proto::workload::{
+    Address, Locality, NetworkMode, Port, PortList, TunnelProtocol, Workload, WorkloadStatus,
+    WorkloadType, address,
+};
+
+/// Label that enrolls a namespace or pod in the ambient mesh (`ambient`) or opts a pod out
+/// (`none`).
+pub const DATAPLANE_MODE_LABEL: &str = "istio.io/dataplane-mode";
+
+/// `<cluster>//Pod/<namespace>/<name>`.
+#[must_use]
+pub fn pod_uid(cluster: &str, namespace: &str, name: &str) -> String {
+    format!("{cluster}//Pod/{namespace}/{name}")
+}
+
+/// `<cluster>/networking.istio.io/WorkloadEntry/<namespace>/<name>`.
+#[must_use]
+pub fn entry_uid(cluster: &str, namespace: &str, name: &str) -> String {
+    format!("{cluster}/networking.istio.io/WorkloadEntry/{namespace}/{name}")
+}
+
+/// `<cluster>/networking.istio.io/ServiceEntry/<namespace>/<entry>/<address or index>`.
+pub(crate) fn entry_endpoint_uid(
+    options: &TranslateOptions,
+    namespace: &str,
+    entry: &str,
+    endpoint: &WorkloadEntrySpec,
+    index: usize,
+) -> String {
+    let suffix = endpoint
+        .address
+        .clone()
+        .unwrap_or_else(|| index.to_string());
+    format!(
+        "{}/networking.istio.io/ServiceEntry/{namespace}/{entry}/{suffix}",
+        options.cluster_id
+    )
+}
+
+/// A WorkloadEntry's labels: `metadata.labels` overlaid by `spec.labels`.
+pub(crate) fn entry_labels(entry: &WorkloadEntry) -> BTreeMap<String, String> {
+    let mut labels = entry.metadata.labels.clone().unwrap_or_default();
+    labels.extend(entry.spec.labels.clone().unwrap_or_default());
+    labels
+}
+
+/// How a workload names its ports (for named `targetPort`s).
+enum NamedPorts<'a> {
+    Containers(&'a [Container]),
+    Entry(Option<&'a BTreeMap<String, u32>>),
+}
+
+impl NamedPorts<'_> {
+    fn lookup(&self, name: &str) -> Option<u32> {
+        match self {
+            NamedPorts::Containers(containers) => containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .find(|p| p.name.as_deref() == Some(name))
+                .and_then(|p| u32::try_from(p.container_port).ok()),
+            NamedPorts::Entry(ports) => ports.and_then(|p| p.get(name).copied()),
+        }
+    }
+}
+
+/// What a workload source says about the workload.
+struct Facts<'a> {
+    object: ObjectRef,
+    name: String,
+    namespace: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    addresses: Vec<IpAddr>,
+    hostname: String,
+    node: String,
+    service_account: String,
+    workload_name: String,
+    workload_type: WorkloadType,
+    healthy: bool,
+    host_network: bool,
+    /// A ServiceEntry endpoint outside the mesh: never reached over HBONE.
+    mesh_external: bool,
+    network: String,
+    ports: NamedPorts<'a>,
+    locality: Option<Locality>,
+    own_entry: Option<&'a ServiceEntry>,
+}
+
+/// Translates the workload `uid`.
+pub(crate) fn translate_workload(
+    context: &Context<'_>,
+    uid: &str,
+    info: &WorkloadInfo<'_>,
+) -> Unit {
+    let facts = match &info.source {
+        WorkloadSource::Pod(index) => pod_facts(context, &context.pods[*index], &info.labels),
+        WorkloadSource::Entry(entry) => entry_facts(context.options, entry, &info.labels),
+        WorkloadSource::EntryEndpoint { entry, index } => {
+            endpoint_facts(context.options, entry, *index, &info.labels)
+        }
+    };
+    build(context, uid, &facts)
+}
+
+fn pod_facts<'a>(
+    context: &Context<'_>,
+    pod: &'a ExpandedPod,
+    labels: &'a BTreeMap<String, String>,
+) -> Facts<'a> {
+    let spec = pod.pod.spec.as_ref();
+    let (workload_name, workload_type) = workload_identity(pod);
+    let object = pod.owner.clone().unwrap_or_else(|| ObjectRef {
+        kind: Kind::Pod,
+        namespace: Some(pod.namespace().to_owned()),
+        name: pod.name().to_owned(),
+    });
+    let node = pod.node_name().unwrap_or_default().to_owned();
+    Facts {
+        object,
+        name: pod.name().to_owned(),
+        namespace: pod.namespace(),
+        labels,
+        addresses: pod_addresses(&pod.pod),
+        hostname: String::new(),
+        locality: node_locality(context, &node),
+        node,
+        service_account: spec
+            .and_then(|s| {
+                s.service_account_name
+                    .clone()
+                    .or_else(|| s.service_account.clone())
+            })
+            .unwrap_or_else(|| "default".to_owned()),
+        workload_name,
+        workload_type,
+        healthy: pod_ready(&pod.pod),
+        host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        mesh_external: false,
+        network: context.options.network.clone(),
+        ports: NamedPorts::Containers(spec.map(|s| s.containers.as_slice()).unwrap_or_default()),
+        own_entry: None,
+    }
+}
+
+fn pod_addresses(pod: &Pod) -> Vec<IpAddr> {
+    let Some(status) = pod.status.as_ref() else {
+        return Vec::new();
+    };
+    let listed: Vec<IpAddr> = status
+        .pod_ips
+        .iter()
+        .flatten()
+        .filter_map(|p| p.ip.parse().ok())
+        .collect();
+    if listed.is_empty() {
+        status
+            .pod_ip
+            .iter()
+            .filter_map(|ip| ip.parse().ok())
+            .collect()
+    } else {
+        listed
+    }
+}
+
+/// Ready unless the pod is terminating, finished, pending or has `Ready` false. Pods without
+/// status (expanded from a template, not yet reported by a runtime) count as ready.
+fn pod_ready(pod: &Pod) -> bool {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    let Some(status) = pod.status.as_ref() else {
+        return true;
+    };
+    if matches!(
+        status.phase.as_deref(),
+        Some("Failed" | "Succeeded" | "Pending")
+    ) {
+        return false;
+    }
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .is_none_or(|c| c.status == "True")
+}
+
+/// Name and type of the workload a pod belongs to.
+fn workload_identity(pod: &ExpandedPod) -> (String, WorkloadType) {
+    if let Some(owner) = &pod.owner {
+        return (owner.name.clone(), WorkloadType::Deployment);
+    }
+    let controller = pod
+        .pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true));
+    match controller.map(|o| (o.kind.as_str(), o.name.as_str())) {
+        None => (pod.name().to_owned(), WorkloadType::Pod),
+        Some(("Job", name)) => (name.to_owned(), WorkloadType::Job),
+        Some(("CronJob", name)) => (name.to_owned(), WorkloadType::Cronjob),
+        Some(("ReplicaSet", name)) => (
+            name.rsplit_once('-')
+                .map_or(name, |(deployment, _)| deployment)
+                .to_owned(),
+            WorkloadType::Deployment,
+        ),
+        Some((_, name)) => (name.to_owned(), WorkloadType::Deployment),
+    }
+}
+
+/// Locality from the node's `topology.kubernetes.io/{region,zone}` and
+/// `topology.istio.io/subzone` labels.
+fn node_locality(context: &Context<'_>, node: &str) -> Option<Locality> {
+    let loaded = context.snapshot.get(Kind::Node, None, node)?;
+    let Object::Node(node) = &loaded.object else {
+        return None;
+    };
+    let labels = node.metadata.labels.as_ref()?;
+    let get = |key: &str| labels.get(key).cloned().unwrap_or_default();
+    let locality = Locality {
+        region: get("topology.kubernetes.io/region"),
+        zone: get("topology.kubernetes.io/zone"),
+        subzone: get("topology.istio.io/subzone"),
+    };
+    (locality != Locality::default()).then_some(locality)
+}
+
+fn parse_locality(value: Option<&str>) -> Option<Locality> {
+    let mut parts = value?.splitn(3, '/').map(str::to_owned);
+    Some(Locality {
+        region: parts.next().unwrap_or_default(),
+        zone: parts.next().unwrap_or_default(),
+        subzone: parts.next().unwrap_or_default(),
+    })
+}
+
+fn spec_facts<'a>(
+    options: &TranslateOptions,
+    object: ObjectRef,
+    spec: &'a WorkloadEntrySpec,
+    labels: &'a BTreeMap<String, String>,
+    namespace: &'a str,
+) -> Facts<'a> {
+    let address = spec.address.as_deref().unwrap_or_default();
+    let ip = address.parse::<IpAddr>().ok();
+    let hostname = if ip.is_none() && !address.starts_with("unix://") {
+        address.to_owned()
+    } else {
+        String::new()
+    };
+    Facts {
+        name: object.name.clone(),
+        workload_name: object.name.clone(),
+        object,
+        namespace,
+        labels,
+        addresses: ip.into_iter().collect(),
+        hostname,
+        node: String::new(),
+        service_account: spec
+            .service_account
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
+        workload_type: WorkloadType::Pod,
+        healthy: true,
+        host_network: false,
+        mesh_external: false,
+        network: spec
+            .network
+            .clone()
+            .unwrap_or_else(|| options.network.clone()),
+        ports: NamedPorts::Entry(spec.ports.as_ref()),
+        locality: parse_locality(spec.locality.as_deref()),
+        own_entry: None,
+    }
+}
+
+fn entry_facts<'a>(
+    options: &TranslateOptions,
+    entry: &'a WorkloadEntry,
+    labels: &'a BTreeMap<String, String>,
+) -> Facts<'a> {
+    let namespace = entry
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(weft_api::object::DEFAULT_NAMESPACE);
+    let object = ObjectRef {
+        kind: Kind::WorkloadEntry,
+        namespace: Some(namespace.to_owned()),
+        name: entry.metadata.name.clone().unwrap_or_default(),
+    };
+    spec_facts(options, object, &entry.spec, labels, namespace)
+}
+
+fn endpoint_facts<'a>(
+    options: &TranslateOptions,
+    entry: &'a ServiceEntry,
+    index: usize,
+    labels: &'a BTreeMap<String, String>,
+) -> Facts<'a> {
+    let namespace = entry
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(weft_api::object::DEFAULT_NAMESPACE);
+    let object = ObjectRef {
+        kind: Kind::ServiceEntry,
+        namespace: Some(namespace.to_owned()),
+        name: entry.metadata.name.clone().unwrap_or_default(),
+    };
+    let endpoint = &entry.spec.endpoints.as_deref().unwrap_or_default()[index];
+    let mut facts = spec_facts(options, object, endpoint, labels, namespace);
+    facts.own_entry = Some(entry);
+    facts.mesh_external = entry.spec.location == Some(weft_api::istio::Location::MeshExternal);
+    facts
+}
+
+/// Canonical service and revision (`specs/telemetry.md`).
+fn canonical(labels: &BTreeMap<String, String>, workload_name: &str) -> (String, String) {
+    let first = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k)).cloned();
+    let name = first(&[
+        "service.istio.io/canonical-name",
+        "app.kubernetes.io/name",
+        "app",
+    ])
+    .unwrap_or_else(|| workload_name.to_owned());
+    let revision = first(&[
+        "service.istio.io/canonical-revision",
+        "app.kubernetes.io/version",
+        "version",
+    ])
+    .unwrap_or_else(|| "latest".to_owned());
+    (name, revision)
+}
+
+fn enrolled(context: &Context<'_>, facts: &Facts<'_>) -> bool {
+    if facts.host_network || facts.mesh_external {
+        return false;
+    }
+    match facts.labels.get(DATAPLANE_MODE_LABEL).map(String::as_str) {
+        Some("ambient") => true,
+        Some("none") => false,
+        _ => context
+            .snapshot
+            .namespace_labels(facts.namespace)
+            .get(DATAPLANE_MODE_LABEL)
+            .is_some_and(|v| v == "ambient"),
+    }
+}
+
+fn build(context: &Context<'_>, uid: &str, facts: &Facts<'_>) -> Unit {
+    let mut unit = Unit::default();
+    unit.deps.push(Dep::Object(facts.object.clone()));
+    unit.deps.push(Dep::Object(ObjectRef {
+        kind: Kind::Namespace,
+        namespace: None,
+        name: facts.namespace.to_owned(),
+    }));
+    if !facts.node.is_empty() {
+        unit.deps.push(Dep::Object(ObjectRef {
+            kind: Kind::Node,
+            namespace: None,
+            name: facts.node.clone(),
+        }));
+    }
+    let (canonical_name, canonical_revision) = canonical(facts.labels, &facts.workload_name);
+    let tunnel = if enrolled(context, facts) {
+        TunnelProtocol::Hbone
+    } else {
+        TunnelProtocol::None
+    };
+    let services = services_map(context, facts, &mut unit);
+    let waypoint = resolve_waypoint(
+        context,
+        facts.namespace,
+        facts.labels,
+        WaypointUser::Workload,
+        &facts.object,
+        &mut unit,
+    );
+    let authorization_policies = policies_for(context, facts, &mut unit);
+    let workload = Workload {
+        uid: uid.to_owned(),
+        name: facts.name.clone(),
+        namespace: facts.namespace.to_owned(),
+        addresses: facts.addresses.iter().map(|ip| ip_bytes(*ip)).collect(),
+        hostname: facts.hostname.clone(),
+        network: facts.network.clone(),
+        tunnel_protocol: tunnel.into(),
+        trust_domain: context.options.trust_domain.clone(),
+        service_account: facts.service_account.clone(),
+        waypoint,
+        node: facts.node.clone(),
+        canonical_name,
+        canonical_revision,
+        workload_type: facts.workload_type.into(),
+        workload_name: facts.workload_name.clone(),
+        services,
+        authorization_policies,
+        status: if facts.healthy {
+            WorkloadStatus::Healthy
+        } else {
+            WorkloadStatus::Unhealthy
+        }
+        .into(),
+        cluster_id: context.options.cluster_id.clone(),
+        locality: facts.locality.clone(),
+        network_mode: if facts.host_network {
+            NetworkMode::HostNetwork
+        } else {
+            NetworkMode::Standard
+        }
+        .into(),
+        ..Workload::default()
+    };
+    let aliases = facts
+        .addresses
+        .iter()
+        .map(|ip| format!("{}/{ip}", facts.network))
+        .collect();
+    let message = Address {
+        r#type: Some(address::Type::Workload(workload)),
+    };
+    unit.resource = Some(Produced::Address(Box::new(versioned_address(
+        uid.to_owned(),
+        aliases,
+        message,
+    ))));
+    unit
+}
+
+/// `<ns>/<hostname>` -> ports, for every Service and ServiceEntry that selects the workload.
+fn services_map(
+    context: &Context<'_>,
+    facts: &Facts<'_>,
+    unit: &mut Unit,
+) -> HashMap<String, PortList> {
+    let mut map = HashMap::new();
+    for svc in context
+        .kube_services_by_ns
+        .get(facts.namespace)
+        .into_iter()
+        .flatten()
+    {
+        let Some(selector) = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .filter(|s| !s.is_empty())
+        else {
+            continue;
+        };
+        if !labels_match(selector, facts.labels) {
+            continue;
+        }
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        unit.deps.push(Dep::Object(ObjectRef {
+            kind: Kind::Service,
+            namespace: Some(facts.namespace.to_owned()),
+            name,
+        }));
+        let ports = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_deref())
+            .unwrap_or_default();
+        let hostname = kube_hostname(svc, context.options);
+        let resolved = ports
+            .iter()
+            .filter_map(|port| kube_port(port, facts, &hostname, unit))
+            .collect();
+        map.insert(
+            service_key(facts.namespace, &hostname),
+            PortList { ports: resolved },
+        );
+    }
+    let selecting = context
+        .entries_by_ns
+        .get(facts.namespace)
+        .into_iter()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .spec
+                .workload_selector
+                .as_ref()
+                .is_some_and(|s| labels_match(&s.labels, facts.labels))
+                || facts
+                    .own_entry
+                    .is_some_and(|own| std::ptr::eq(own, **entry))
+        });
+    for entry in selecting {
+        let name = entry.metadata.name.clone().unwrap_or_default();
+        unit.deps.push(Dep::Object(ObjectRef {
+            kind: Kind::ServiceEntry,
+            namespace: Some(facts.namespace.to_owned()),
+            name,
+        }));
+        let ports: Vec<Port> = entry
+            .spec
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| Port {
+                service_port: p.number,
+                target_port: p
+                    .name
+                    .as_deref()
+                    .filter(|_| matches!(facts.ports, NamedPorts::Entry(_)))
+                    .and_then(|n| facts.ports.lookup(n))
+                    .or(p.target_port)
+                    .unwrap_or(p.number),
+                app_protocol: 0,
+            })
+            .collect();
+        for host in entry.spec.hosts.iter().filter(|h| !h.contains('*')) {
+            map.insert(
+                service_key(facts.namespace, host),
+                PortList {
+                    ports: ports.clone(),
+                },
+            );
+        }
+    }
+    map
+}
+
+/// One Service port on this workload; `None` (with a warning) when a named target port is
+/// not declared by the workload.
+fn kube_port(
+    port: &k8s_openapi::api::core::v1::ServicePort,
+    facts: &Facts<'_>,
+    hostname: &str,
+    unit: &mut Unit,
+) -> Option<Port> {
+    let service_port = u32::try_from(port.port).ok()?;
+    let target_port = match &port.target_port {
+        None => service_port,
+        Some(IntOrString::Int(number)) => u32::try_from(*number).ok()?,
+        Some(IntOrString::String(name)) => {
+            match name.parse().ok().or_else(|| facts.ports.lookup(name)) {
+                Some(number) => number,
+                None => {
+                    let message = format!(
+                        "service {hostname} port {service_port} targets port name {name:?}, which workload {} does not \
+                     declare; that port is left out for this workload",
+                        facts.name
+                    );
+                    unit.warnings.push(Warning {
+                        object: facts.object.clone(),
+                        message,
+                    });
+                    return None;
+                }
+            }
+        }
+    };
+    let protocol = app_protocol(port.app_protocol.as_deref(), port.name.as_deref());
+    Some(Port {
+        service_port,
+        target_port,
+        app_protocol: protocol.into(),
+    })
+}
+
+/// Selector-scoped policies (own namespace and root namespace) that select the workload, and
+/// the compiled mTLS policy for its effective PeerAuthentication mode.
+fn policies_for(context: &Context<'_>, facts: &Facts<'_>, unit: &mut Unit) -> Vec<String> {
+    let root = context.options.root_namespace.as_str();
+    let namespaces = if facts.namespace == root {
+        vec![root]
+    } else {
+        vec![facts.namespace, root]
+    };
+    let mut names = Vec::new();
+    for namespace in namespaces {
+        for policy in context
+            .selector_policies_by_ns
+            .get(namespace)
+            .into_iter()
+            .flatten()
+        {
+            if labels_match(&policy.labels, facts.labels) {
+                unit.deps.push(Dep::Selection(policy.object.clone()));
+                names.push(policy.name.clone());
+            }
+        }
+    }
+    let (mtls, deps) = peer_authn::workload_mtls(context, facts.namespace, facts.labels);
+    unit.deps.extend(deps);
+    names.extend(mtls);
+    names.sort();
+    names.dedup();
+    names
+}
