@@ -73,6 +73,38 @@ pub struct NodeConfig {
     pub log_control: Option<LogControl>,
 }
 
+/// A lazily connected TLS channel to the control plane at `endpoint`
+/// (`https://host:port`), whose certificate must chain to `trust` and carry `server_name`.
+///
+/// # Errors
+/// When the endpoint is not a valid URI or the TLS settings are refused.
+pub fn control_channel(
+    endpoint: &str,
+    server_name: &str,
+    trust: &TrustBundle,
+) -> Result<Channel, StartError> {
+    let invalid = |reason: String| StartError::Control {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        trust.root_store().clone(),
+        weft_identity::tls::crypto_provider(),
+    )
+    .build()
+    .map_err(|err| invalid(err.to_string()))?;
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|err| invalid(err.to_string()))?
+        .connect_timeout(Duration::from_secs(10))
+        .tls_config_with_verifier(
+            tonic::transport::ClientTlsConfig::new().domain_name(server_name.to_owned()),
+            verifier,
+        )
+        .map_err(|err| invalid(err.to_string()))?
+        .connect_lazy();
+    Ok(channel)
+}
+
 /// Why the node proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -85,6 +117,14 @@ pub enum StartError {
         addr: SocketAddr,
         /// Why.
         source: std::io::Error,
+    },
+    /// The control plane address or TLS settings are unusable.
+    #[error("control plane endpoint {endpoint}: {reason}")]
+    Control {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        reason: String,
     },
     /// The local configuration file is invalid.
     #[error(transparent)]

@@ -31,7 +31,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use weft_hbone::{Pool, PoolConfig};
+use weft_hbone::Pool;
 use weft_identity::SpiffeId;
 
 use crate::state::{MeshState, MeshWorkload, StateStore};
@@ -43,6 +43,7 @@ pub use explicit::ExplicitError;
 pub use inbound::{InboundDestination, Refusal};
 pub use listeners::{AttachError, PodSockets, WorkloadListeners};
 pub use outbound::{OutboundError, OutboundTarget};
+pub use weft_hbone::PoolConfig;
 pub use xds::{AddressHandler, AuthorizationHandler};
 
 /// Changes the process log filter at runtime (`/logging?level=...`); returns the new

@@ -31,8 +31,10 @@ pub struct Net(pub u8);
 
 impl Net {
     pub fn next() -> Self {
+        Self::at(NEXT_NET.fetch_add(1, Ordering::Relaxed))
+    }
+    fn at(n: u8) -> Self {
         let base = u8::try_from(std::process::id() % 97).unwrap_or(0);
-        let n = NEXT_NET.fetch_add(1, Ordering::Relaxed);
         Self(10 + (base.wrapping_mul(2).wrapping_add(n)) % 240)
     }
     pub fn node(self, host: u8) -> Ipv4Addr {
@@ -366,4 +368,143 @@ pub async fn page(addr: Option<SocketAddr>, path: &str) -> (u16, String) {
         .await
         .expect("GET page");
     (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Captured log output of this test binary (access-log lines included).
+static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+
+#[derive(Clone)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the capturing subscriber (once per test binary).
+pub fn capture_logs() {
+    let buffer = LOGS.get_or_init(Arc::default).clone();
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || LogBuffer(Arc::clone(&buffer)))
+        .try_init();
+}
+
+/// Access-log lines mentioning `needle`.
+pub fn access_log_lines(needle: &str) -> Vec<String> {
+    let Some(buffer) = LOGS.get() else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned();
+    text.lines()
+        .filter(|l| l.contains("weft::access") && l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Two node proxies (`node-a` on `127.<n>.0.2`, `node-b` on `127.<n>.0.3`), a client
+/// workload `client-1` (sa `sleep`, `127.<n>.1.1`) on node-a, an echo workload `echo-1`
+/// (sa `echo`, `127.<n>.1.2:8080`) on node-b behind service `echo` (`127.<n>.2.1:80`),
+/// and `policies` applying to namespace `default`.
+pub struct TwoNodes {
+    pub net: Net,
+    pub ca: Arc<CertificateAuthority>,
+    pub a: RunningNode,
+    pub b: RunningNode,
+    pub dir: tempfile::TempDir,
+    _echo: tokio::task::JoinHandle<()>,
+}
+
+pub const CLIENT_ID: &str = "spiffe://cluster.local/ns/default/sa/sleep";
+pub const ECHO_ID: &str = "spiffe://cluster.local/ns/default/sa/echo";
+
+impl TwoNodes {
+    pub async fn start(policies: &[Authorization]) -> Self {
+        Self::start_with(policies, |_| {}).await
+    }
+
+    /// `tweak` adjusts node-a's options (e.g. the pool's stream cap).
+    pub async fn start_with(
+        policies: &[Authorization],
+        tweak: impl FnOnce(&mut ProxyOptions),
+    ) -> Self {
+        Self::start_full(Net::next(), policies, tweak).await
+    }
+
+    pub async fn start_on(net: Net, policies: &[Authorization]) -> Self {
+        Self::start_full(net, policies, |_| {}).await
+    }
+
+    async fn start_full(
+        net: Net,
+        policies: &[Authorization],
+        tweak: impl FnOnce(&mut ProxyOptions),
+    ) -> Self {
+        capture_logs();
+        let ca = test_ca();
+        let dir = tempfile::tempdir().unwrap();
+        let (workloads, services) = Self::resources(net);
+        let config = write_config(&dir, &workloads, &services, policies);
+        let echo = echo_server(net.echo_addr()).await;
+        let mut a_options = options("node-a");
+        tweak(&mut a_options);
+        let a = start_with(NodeConfig {
+            options: a_options,
+            listen: listen_on(net.node(2)),
+            state: StateSource::LocalFile(config.clone()),
+            ca: Arc::new(LocalCaProvider::new(Arc::clone(&ca))),
+            trust: trust(&ca),
+            certs: CertManagerConfig::default(),
+            log_control: None,
+        })
+        .await;
+        let b = start_node(&ca, "node-b", net.node(3), config).await;
+        Self {
+            net,
+            ca,
+            a,
+            b,
+            dir,
+            _echo: echo,
+        }
+    }
+
+    pub fn resources(net: Net) -> (Vec<Workload>, Vec<Service>) {
+        let client = workload("client-1", "default", "sleep", net.workload(1), "node-a");
+        let server = with_service(
+            workload("echo-1", "default", "echo", net.workload(2), "node-b"),
+            "default/echo.default.svc.cluster.local",
+            80,
+            8080,
+        );
+        (
+            vec![client, server],
+            vec![service("echo", "default", net.vip(1), 80, 8080)],
+        )
+    }
+
+    /// SOCKS5 CONNECT from the client workload to `dst` via node-a.
+    pub async fn socks(&self, dst: SocketAddr) -> (u8, TcpStream) {
+        socks_connect(self.net.workload(1), self.a.addrs.explicit.unwrap(), dst).await
+    }
+
+    /// SOCKS5 CONNECT from the client workload to the echo service VIP.
+    pub async fn socks_vip(&self) -> (u8, TcpStream) {
+        self.socks(self.net.vip_addr()).await
+    }
+}
+
+impl Net {
+    pub fn echo_addr(self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.workload(2)), 8080)
+    }
+    pub fn vip_addr(self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.vip(1)), 80)
+    }
 }

@@ -4,3 +4,4 @@
 
 mod datapath;
 mod harness;
+mod policy;
