@@ -5,3 +5,4 @@
 mod datapath;
 mod harness;
 mod policy;
+mod tunnel;
