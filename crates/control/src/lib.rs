@@ -6,7 +6,10 @@
 //! contain data-plane logic or sign certificates itself: signing is
 //! `weft_identity::CertificateAuthority`.
 
+pub mod admin;
 pub mod ca;
+pub mod process;
+pub mod push;
 pub mod secure_server;
 pub mod state_dir;
 pub mod translate;

@@ -187,6 +187,11 @@ impl ReloadableTokenFile {
         })
     }
 
+    /// The caller a token stands for, if any.
+    pub fn caller(&self, token: &str) -> Option<Caller> {
+        self.current.load().lookup(token).cloned()
+    }
+
     /// Re-reads the file; on error the previous tokens stay in force and the error is returned.
     pub fn reload(&self) -> Result<usize, TokenFileError> {
         let fresh = TokenFile::load(&self.path)?;

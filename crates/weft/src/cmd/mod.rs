@@ -3,6 +3,7 @@
 mod analyze;
 mod cert;
 mod echo;
+mod node;
 mod report_args;
 mod translate;
 mod validate;
@@ -26,6 +27,7 @@ pub struct Cli {
 enum Command {
     Validate(validate::Args),
     Analyze(analyze::Args),
+    Node(node::Args),
     /// Experimental and developer tools.
     #[command(subcommand)]
     X(XCommand),
@@ -42,8 +44,20 @@ enum XCommand {
     Translate(translate::TranslateArgs),
 }
 
-/// Sets up logging to stderr.
+/// Changes the log filter of this process at runtime (for admin pages such as
+/// `weft node`'s `/logging`). Set once by [`init_tracing`]: the subscriber is process-wide.
+type LogFilterControl = std::sync::Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+static LOG_FILTER: std::sync::OnceLock<LogFilterControl> = std::sync::OnceLock::new();
+
+/// The runtime log filter control, when tracing was initialised by [`init_tracing`].
+pub(crate) fn log_filter_control() -> Option<LogFilterControl> {
+    LOG_FILTER.get().cloned()
+}
+
+/// Sets up logging to stderr, with a filter that can be changed at runtime.
 pub fn init_tracing(filter: Option<&str>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = filter.map_or_else(
         || {
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -51,10 +65,20 @@ pub fn init_tracing(filter: Option<&str>) {
         },
         tracing_subscriber::EnvFilter::new,
     );
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
+    let control: LogFilterControl = std::sync::Arc::new(move |text: &str| {
+        let filter = tracing_subscriber::EnvFilter::try_new(text)
+            .map_err(|err| format!("invalid log filter {text:?}: {err}"))?;
+        handle
+            .reload(filter)
+            .map_err(|err| format!("cannot change the log filter: {err}"))?;
+        Ok(text.to_owned())
+    });
+    let _ = LOG_FILTER.set(control);
 }
 
 /// Runs the chosen subcommand.
@@ -62,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => Ok(validate::run(&args)),
         Command::Analyze(args) => Ok(analyze::run(&args)),
+        Command::Node(args) => node::run(args),
         Command::X(XCommand::Echo(args)) => echo::run(args),
         Command::X(XCommand::Cert(args)) => cert::run(args),
         Command::X(XCommand::Translate(args)) => translate::run(args),

@@ -1,0 +1,224 @@
+//! `weft control`: the control-plane process. It loads and watches the config directory,
+//! keeps the xDS snapshot equal to its translation, and serves on
+//! - the secure port (default 15012): TLS, CA (`CreateCertificate`) and delta xDS, both
+//!   authenticated by bearer tokens from the operator's token file;
+//! - optionally a plaintext xDS port (`--plaintext-xds-port`, local development only; the
+//!   same bearer tokens are required there);
+//! - the admin port (default 15014): `/ready`, `/metrics`, `/debug/syncz`, `/debug/configz`,
+//!   `/debug/config_errors`.
+
+use crate::admin::{AdminState, admin_router};
+use crate::ca::{CaMetrics, CaService, CaServiceConfig, Caller, ReloadableTokenFile};
+use crate::push::{ConfigNodeIdentities, ConfigPusher};
+use crate::secure_server::{SecureServer, SecureServerConfig};
+use crate::state_dir::StateDir;
+use crate::translate::TranslateOptions;
+use prometheus_client::registry::Registry;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tonic::metadata::MetadataMap;
+use weft_api::ConfigStore;
+use weft_identity::CertificateAuthority;
+use weft_xds::{AuthError, PeerIdentity, XdsServer};
+
+/// Everything `weft control` is configured with (built from its flags).
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Directory of YAML manifests, watched for edits.
+    pub config_dir: PathBuf,
+    /// Private state (the generated CA root lives here).
+    pub state_dir: PathBuf,
+    /// Plug-in CA directory (Istio `cacerts` layout); overrides the generated root.
+    pub ca_dir: Option<PathBuf>,
+    /// Token file mapping bearer tokens to nodes or identities.
+    pub token_file: PathBuf,
+    /// TLS port for CA + xDS.
+    pub secure_addr: SocketAddr,
+    /// Plaintext xDS port, only when asked for.
+    pub plaintext_xds_addr: Option<SocketAddr>,
+    /// Admin/monitoring port.
+    pub admin_addr: SocketAddr,
+    /// Translation settings (trust domain, root namespace, ...).
+    pub translate: TranslateOptions,
+    /// Serving certificate settings.
+    pub secure: SecureServerConfig,
+    /// Certificate lifetimes and request limits.
+    pub ca: CaServiceConfig,
+    /// Quiet time before a burst of file edits is re-read.
+    pub watch_debounce: Duration,
+    /// xDS server settings (push debounce, queue sizes).
+    pub xds: weft_xds::ServerConfig,
+}
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("state directory: {0}")]
+    StateDir(#[from] crate::state_dir::StateDirError),
+    #[error("certificate authority: {0}")]
+    Ca(#[from] weft_identity::ca::CaError),
+    #[error("token file: {0}")]
+    Tokens(#[from] crate::ca::TokenFileError),
+    #[error("config directory: {0}")]
+    Store(#[from] weft_api::store::StoreError),
+    #[error("secure port: {0}")]
+    Secure(#[from] crate::secure_server::SecureServerError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("plaintext xDS port failed: {0}")]
+    Plaintext(#[from] tonic::transport::Error),
+}
+
+/// Authenticates xDS streams with the same token file as the CA.
+struct TokenAuthenticator(Arc<ReloadableTokenFile>);
+
+impl weft_xds::Authenticator for TokenAuthenticator {
+    fn authenticate(&self, metadata: &MetadataMap) -> Result<PeerIdentity, AuthError> {
+        let token = weft_xds::bearer_token(metadata)
+            .ok_or_else(|| AuthError::new("missing `authorization: Bearer <token>` metadata"))?;
+        match self.0.caller(token) {
+            Some(Caller::Node(node)) => Ok(PeerIdentity {
+                principal: format!("node/{node}"),
+            }),
+            Some(Caller::Workload(id)) => Ok(PeerIdentity {
+                principal: id.to_string(),
+            }),
+            None => Err(AuthError::new("unknown bearer token")),
+        }
+    }
+}
+
+/// The addresses a running control plane actually listens on (ports may be 0 in config).
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddrs {
+    /// Secure port.
+    pub secure: SocketAddr,
+    /// Admin port.
+    pub admin: SocketAddr,
+    /// Plaintext xDS port, if enabled.
+    pub plaintext_xds: Option<SocketAddr>,
+}
+
+/// Runs the control plane until `shutdown` completes. `on_bound` is told the listening
+/// addresses once every port is bound (tests and `weft up` use it).
+///
+/// # Errors
+/// Start-up failures: state dir, CA, token file, config dir, ports.
+pub async fn run(
+    config: ControlConfig,
+    on_bound: impl FnOnce(BoundAddrs) + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControlError> {
+    let state_dir = StateDir::open(&config.state_dir)?;
+    let ca = Arc::new(CertificateAuthority::load_or_create(
+        config.ca_dir.as_deref(),
+        &state_dir.ca_dir(),
+    )?);
+    tracing::info!(root = %ca.description(), "certificate authority ready");
+    let tokens = Arc::new(ReloadableTokenFile::load(&config.token_file)?);
+    let store = ConfigStore::open(&config.config_dir)?;
+    for finding in store.file_errors() {
+        tracing::error!("{finding}");
+    }
+
+    let mut registry = Registry::with_prefix("weft_control");
+    let (xds, publisher) = XdsServer::new(
+        config.xds,
+        TokenAuthenticator(Arc::clone(&tokens)),
+        &mut registry,
+    );
+    let ca_metrics = CaMetrics::new();
+    ca_metrics.register(&mut registry);
+
+    let nodes = Arc::new(ConfigNodeIdentities::default());
+    let pusher = ConfigPusher::start(
+        &store,
+        config.translate.clone(),
+        publisher,
+        Arc::clone(&nodes),
+    );
+    let admin_state = AdminState {
+        registry: Arc::new(Mutex::new(registry)),
+        xds: xds.clone(),
+        output: pusher.output(),
+        store: Arc::clone(&store),
+    };
+    let watch = store.watch(config.watch_debounce)?;
+    tokio::spawn(follow_store(Arc::clone(&store), pusher, watch));
+
+    let ca_service = CaService::new(ca.clone(), tokens, nodes, ca_metrics, config.ca.clone());
+    let secure = SecureServer::bind(config.secure_addr, ca, config.secure.clone()).await?;
+    let admin_listener = bind(config.admin_addr).await?;
+    let plaintext = match config.plaintext_xds_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let bound = BoundAddrs {
+        secure: local_addr(secure.local_addr(), config.secure_addr),
+        admin: local_addr(admin_listener.local_addr(), config.admin_addr),
+        plaintext_xds: plaintext
+            .as_ref()
+            .map(|l| local_addr(l.local_addr(), config.secure_addr)),
+    };
+    tracing::info!(secure = %bound.secure, admin = %bound.admin, plaintext_xds = ?bound.plaintext_xds, "control plane listening");
+    tokio::spawn(weft_telemetry::serve(
+        admin_listener,
+        admin_router(admin_state),
+    ));
+    if let Some(listener) = plaintext {
+        tracing::warn!(
+            "plaintext xDS port enabled: not encrypted (tokens still required), for local development only"
+        );
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(xds.service())
+                .serve_with_incoming(incoming),
+        );
+    }
+    on_bound(bound);
+
+    let router = tonic::transport::Server::builder()
+        .add_service(ca_service.into_server())
+        .add_service(xds.service());
+    secure.serve(router, shutdown).await?;
+    Ok(())
+}
+
+fn local_addr(result: std::io::Result<SocketAddr>, fallback: SocketAddr) -> SocketAddr {
+    result.unwrap_or(fallback)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ControlError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ControlError::Bind { addr, source })
+}
+
+/// Applies every burst of config edits to the translation (and hence to the xDS snapshot).
+async fn follow_store(
+    store: Arc<ConfigStore>,
+    mut pusher: ConfigPusher,
+    watch: weft_api::store::WatchHandle,
+) {
+    let _watch = watch;
+    let mut events = store.subscribe();
+    while let Some(first) = events.recv().await {
+        let mut count = 1;
+        while events.try_recv().is_ok() {
+            count += 1;
+        }
+        tracing::debug!(events = count, trigger = %first.object_ref(), "config changed");
+        for finding in store.file_errors() {
+            tracing::error!("{finding}");
+        }
+        pusher.refresh(&store);
+    }
+}

@@ -1,0 +1,118 @@
+//! `weft control`: run the control plane (config store, CA, delta xDS, admin).
+
+use clap::Args as ClapArgs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use weft_control::ca::CaServiceConfig;
+use weft_control::process::{ControlConfig, run};
+use weft_control::secure_server::SecureServerConfig;
+use weft_control::translate::TranslateOptions;
+
+/// Run the control plane: reads DIR, runs the CA, serves delta xDS to node proxies.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Directory of YAML manifests (watched: edits are pushed live).
+    #[arg(long, value_name = "DIR")]
+    config_dir: PathBuf,
+    /// Private state directory (the CA root is generated and kept here).
+    /// Default: a per-user data directory.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Plug-in CA directory (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem).
+    #[arg(long, value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
+    /// File mapping bearer tokens to node names or identities (YAML: `tokens: [{token, node}]`).
+    #[arg(long, value_name = "FILE")]
+    token_file: PathBuf,
+    /// TLS port serving the CA and xDS.
+    #[arg(long, default_value = "0.0.0.0:15012")]
+    secure_addr: SocketAddr,
+    /// Also serve xDS without TLS on this port (local development only).
+    #[arg(long, value_name = "PORT")]
+    plaintext_xds_port: Option<u16>,
+    /// Admin/monitoring address (/ready, /metrics, /debug/syncz, /debug/configz).
+    #[arg(long, default_value = "0.0.0.0:15014")]
+    admin_addr: SocketAddr,
+    /// SPIFFE trust domain.
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// Namespace whose policies apply mesh-wide.
+    #[arg(long, default_value = "istio-system")]
+    root_namespace: String,
+    /// Namespace the control plane runs in (serving cert SAN `weft-control.<ns>.svc`).
+    #[arg(long, default_value = "weft-system")]
+    namespace: String,
+    /// Extra DNS SAN for the serving certificate (repeatable).
+    #[arg(long = "server-san", value_name = "NAME")]
+    server_sans: Vec<String>,
+    /// Cluster id (first part of workload uids).
+    #[arg(long, default_value = "Kubernetes")]
+    cluster_id: String,
+    /// Longest certificate lifetime granted, in hours.
+    #[arg(long, default_value_t = 24 * 7)]
+    max_cert_hours: u64,
+}
+
+pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
+    let state_dir = match args.state_dir {
+        Some(dir) => dir,
+        None => dirs::data_local_dir()
+            .ok_or_else(|| anyhow::anyhow!("no per-user data directory; pass --state-dir"))?
+            .join("weft")
+            .join("control"),
+    };
+    let plaintext_xds_addr = args
+        .plaintext_xds_port
+        .map(|port| SocketAddr::new(args.secure_addr.ip(), port));
+    let config = ControlConfig {
+        config_dir: args.config_dir,
+        state_dir,
+        ca_dir: args.ca_dir,
+        token_file: args.token_file,
+        secure_addr: args.secure_addr,
+        plaintext_xds_addr,
+        admin_addr: args.admin_addr,
+        translate: TranslateOptions {
+            trust_domain: args.trust_domain,
+            root_namespace: args.root_namespace,
+            cluster_id: args.cluster_id,
+            ..TranslateOptions::default()
+        },
+        secure: SecureServerConfig {
+            namespace: args.namespace,
+            extra_sans: args.server_sans,
+            ..SecureServerConfig::default()
+        },
+        ca: CaServiceConfig {
+            max_validity: Duration::from_secs(args.max_cert_hours * 3600),
+            ..CaServiceConfig::default()
+        },
+        watch_debounce: Duration::from_millis(100),
+        xds: weft_xds::ServerConfig::default(),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        run(config, |_| {}, shutdown_signal()).await?;
+        tracing::info!("control plane stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops the process");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,268 @@
+//! `weft node`: the per-node proxy. Flags become a `weft_node::process::NodeConfig`; the
+//! proxy runs until SIGTERM or ctrl-c, then drains open connections up to a deadline.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{ArgGroup, ValueEnum};
+use weft_identity::{
+    CertManagerConfig, CertificateAuthority, CertificateProvider, GrpcCaClient, GrpcCaClientConfig,
+    LocalCaProvider, TokenSource, TrustBundle,
+};
+use weft_node::process::{ListenAddrs, NodeConfig, StateSource, XdsSource};
+use weft_node::proxy::ProxyOptions;
+use weft_node::telemetry::AccessLogFormat;
+
+/// Run the node proxy (HBONE mTLS tunnels, L4 policy, telemetry) for one node.
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["control", "local_config"])))]
+pub struct Args {
+    /// Control plane secure address (xDS + CA), e.g. `weft-control:15012` or `127.0.0.1:15012`.
+    #[arg(long, requires = "token_file")]
+    control: Option<String>,
+    /// Run from a local file of workloads/services/policies (proto JSON mapping, YAML or JSON).
+    #[arg(long, value_name = "FILE")]
+    local_config: Option<PathBuf>,
+    /// This node's name: workloads whose `node` is this name are served here.
+    #[arg(long, env = "NODE_NAME")]
+    node: String,
+    /// Bearer token for the control plane (re-read on every request).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// PEM roots that sign the control plane's serving certificate (the mesh root); also
+    /// trusted for peer workload certificates.
+    #[arg(long, value_name = "FILE")]
+    ca_root: Option<PathBuf>,
+    /// DNS name the control plane's certificate must carry.
+    #[arg(long, default_value = "weft-control.weft-system.svc")]
+    control_san: String,
+    /// Cluster id sent to the control plane (`clusterid`).
+    #[arg(long)]
+    cluster_id: Option<String>,
+    /// With --local-config: sign workload certificates with a local self-signed CA.
+    /// Never use this in production: anyone with the CA key can impersonate workloads.
+    #[arg(long)]
+    insecure_local_ca: bool,
+    /// With --insecure-local-ca: keep the local CA in this directory (created if missing),
+    /// so several node processes share one root. Without it the root lives in memory.
+    #[arg(long, value_name = "DIR", requires = "insecure_local_ca")]
+    local_ca_dir: Option<PathBuf>,
+    /// Trust domain of workload identities.
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// Network of this node (empty = default network).
+    #[arg(long, default_value = "")]
+    network: String,
+    /// IP for every node-level listener (explicit, admin, metrics, readiness, capture);
+    /// by default explicit and admin use 127.0.0.1, metrics and readiness 0.0.0.0.
+    #[arg(long)]
+    bind_ip: Option<IpAddr>,
+    /// SOCKS5 / HTTP CONNECT port for explicit-mode workloads.
+    #[arg(long, default_value_t = 15080)]
+    explicit_port: u16,
+    /// Inbound HBONE port, bound on each local workload's address (and dialled on remote ones).
+    #[arg(long, default_value_t = 15008)]
+    hbone_port: u16,
+    /// Also bind the capture listeners (outbound and plaintext inbound, destinations from
+    /// SO_ORIGINAL_DST) on the node address.
+    #[arg(long)]
+    capture_listeners: bool,
+    /// Outbound capture port (with --capture-listeners).
+    #[arg(long, default_value_t = 15001)]
+    outbound_port: u16,
+    /// Plaintext inbound capture port (with --capture-listeners).
+    #[arg(long, default_value_t = 15006)]
+    inbound_plaintext_port: u16,
+    /// Admin port (config_dump, certs, connections, logging).
+    #[arg(long, default_value_t = 15000)]
+    admin_port: u16,
+    /// Prometheus port (`/metrics`).
+    #[arg(long, default_value_t = 15020)]
+    metrics_port: u16,
+    /// Readiness port (`/healthz/ready`).
+    #[arg(long, default_value_t = 15021)]
+    readiness_port: u16,
+    /// Do not bind `<workload ip>:<hbone port>` automatically (a capture component
+    /// provides per-pod listeners instead).
+    #[arg(long)]
+    no_workload_listeners: bool,
+    /// Seconds to let open connections finish after SIGTERM / ctrl-c.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    drain_timeout: u64,
+    /// Close a connection after this many seconds without traffic (0 = never).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    idle_timeout: u64,
+    /// Streams per pooled HBONE connection before another is opened.
+    #[arg(long, default_value_t = 100)]
+    max_streams_per_connection: usize,
+    /// Access-log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    access_log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Runs `weft node` until a shutdown signal.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<ExitCode> {
+    let drain = Duration::from_secs(args.drain_timeout);
+    let config = node_config(args)?;
+    let running = weft_node::process::run(config).await?;
+    tracing::info!(addrs = ?running.addrs, "weft node started");
+    shutdown_signal().await;
+    tracing::info!(
+        ?drain,
+        "shutting down: no new connections, draining open ones"
+    );
+    let cut = running.shutdown(drain).await;
+    if cut > 0 {
+        tracing::warn!(cut, "closed connections still open at the drain deadline");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM; only ctrl-c stops the proxy");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
+    let (state, ca, trust) = match (&args.control, &args.local_config) {
+        (Some(control), _) => control_source(&args, control)?,
+        (None, Some(path)) => local_source(&args, path.clone())?,
+        (None, None) => bail!("give --control ADDR or --local-config FILE"),
+    };
+    let options = ProxyOptions {
+        node_name: args.node.clone(),
+        network: args.network.clone(),
+        hbone_port: args.hbone_port,
+        pool: weft_hbone_pool(args.max_streams_per_connection),
+        idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
+        access_log: match args.access_log_format {
+            LogFormat::Text => AccessLogFormat::Text,
+            LogFormat::Json => AccessLogFormat::Json,
+        },
+        ..ProxyOptions::default()
+    };
+    Ok(NodeConfig {
+        options,
+        listen: listen_addrs(&args),
+        state,
+        ca,
+        trust,
+        certs: CertManagerConfig::default(),
+        log_control: super::log_filter_control(),
+    })
+}
+
+fn weft_hbone_pool(max_streams: usize) -> weft_node::proxy::PoolConfig {
+    weft_node::proxy::PoolConfig {
+        max_streams_per_connection: max_streams.max(1),
+        ..weft_node::proxy::PoolConfig::default()
+    }
+}
+
+fn listen_addrs(args: &Args) -> ListenAddrs {
+    let local = args.bind_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let any = args.bind_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let capture = |port| args.capture_listeners.then_some(SocketAddr::new(any, port));
+    ListenAddrs {
+        explicit: Some(SocketAddr::new(local, args.explicit_port)),
+        outbound: capture(args.outbound_port),
+        inbound_plaintext: capture(args.inbound_plaintext_port),
+        admin: Some(SocketAddr::new(local, args.admin_port)),
+        metrics: Some(SocketAddr::new(any, args.metrics_port)),
+        readiness: Some(SocketAddr::new(any, args.readiness_port)),
+        workload_hbone_listeners: !args.no_workload_listeners,
+    }
+}
+
+type Sources = (StateSource, Arc<dyn CertificateProvider>, TrustBundle);
+
+fn local_source(args: &Args, path: PathBuf) -> anyhow::Result<Sources> {
+    if !args.insecure_local_ca {
+        bail!(
+            "--local-config needs a certificate authority: pass --insecure-local-ca to sign \
+             workload certificates with a local self-signed CA (development only), or use \
+             --control to get certificates from the control plane"
+        );
+    }
+    let ca = match &args.local_ca_dir {
+        Some(dir) => CertificateAuthority::load_or_create_self_signed(dir)
+            .with_context(|| format!("local CA in {}", dir.display()))?,
+        None => CertificateAuthority::generate_in_memory().context("generating a local CA")?,
+    };
+    tracing::warn!(
+        ca = ca.description(),
+        "using an INSECURE local CA (--insecure-local-ca)"
+    );
+    let trust = TrustBundle::new(args.trust_domain.clone(), [ca.root().clone()])
+        .context("trust bundle of the local CA")?;
+    let provider: Arc<dyn CertificateProvider> = Arc::new(LocalCaProvider::new(Arc::new(ca)));
+    Ok((StateSource::LocalFile(path), provider, trust))
+}
+
+fn control_source(args: &Args, control: &str) -> anyhow::Result<Sources> {
+    let Some(ca_root) = &args.ca_root else {
+        bail!(
+            "--control needs --ca-root FILE: the PEM root that signs the control plane's certificate"
+        );
+    };
+    let pem = std::fs::read_to_string(ca_root)
+        .with_context(|| format!("reading --ca-root {}", ca_root.display()))?;
+    let trust = TrustBundle::from_pem(args.trust_domain.clone(), &pem)
+        .with_context(|| format!("--ca-root {}", ca_root.display()))?;
+    let token_file = args
+        .token_file
+        .clone()
+        .context("--control needs --token-file FILE")?;
+    let endpoint = format!("https://{control}");
+    let ca = GrpcCaClient::new(GrpcCaClientConfig {
+        endpoint: endpoint.clone(),
+        server_name: args.control_san.clone(),
+        trust: trust.clone(),
+        token: TokenSource::File(token_file.clone()),
+        cluster_id: args.cluster_id.clone(),
+        impersonate: true,
+        timeout: Duration::from_secs(10),
+    })
+    .context("CA client")?;
+    let channel = weft_node::process::control_channel(&endpoint, &args.control_san, &trust)?;
+    let token: Arc<dyn Fn() -> Option<String> + Send + Sync> = Arc::new(move || {
+        std::fs::read_to_string(&token_file)
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    });
+    let source = XdsSource {
+        channel,
+        token: Some(token),
+        cluster_id: args.cluster_id.clone(),
+    };
+    Ok((StateSource::Xds(source), Arc::new(ca), trust))
+}

@@ -1,0 +1,236 @@
+//! `weft node` as a real process: refuses a local config without a CA choice; two node
+//! processes sharing a persisted local CA carry SOCKS5 traffic over HBONE between loopback
+//! workloads; `/logging` changes the filter; SIGTERM drains and exits cleanly.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn weft() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+}
+
+fn net() -> u8 {
+    200 + u8::try_from(std::process::id() % 50).unwrap_or(0)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn config(n: u8) -> String {
+    let ip = |host: u8| b64(&Ipv4Addr::new(127, n, 1, host).octets());
+    let vip = b64(&Ipv4Addr::new(127, n, 2, 1).octets());
+    serde_json::json!({
+        "workloads": [
+            {"uid": "Kubernetes//Pod/default/client-1", "name": "client-1", "namespace": "default",
+             "addresses": [ip(1)], "tunnelProtocol": "HBONE", "serviceAccount": "sleep", "node": "node-a"},
+            {"uid": "Kubernetes//Pod/default/echo-1", "name": "echo-1", "namespace": "default",
+             "addresses": [ip(2)], "tunnelProtocol": "HBONE", "serviceAccount": "echo", "node": "node-b",
+             "services": {"default/echo.default.svc.cluster.local": {"ports": [{"servicePort": 80, "targetPort": 8080}]}}}
+        ],
+        "services": [
+            {"name": "echo", "namespace": "default", "hostname": "echo.default.svc.cluster.local",
+             "addresses": [{"address": vip}], "ports": [{"servicePort": 80, "targetPort": 8080}]}
+        ]
+    })
+    .to_string()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(node: &str, ip: Ipv4Addr, config: &std::path::Path, ca_dir: &std::path::Path) -> Proc {
+    let child = weft()
+        .args(["node", "--local-config"])
+        .arg(config)
+        .args(["--node", node, "--insecure-local-ca", "--local-ca-dir"])
+        .arg(ca_dir)
+        .args(["--bind-ip", &ip.to_string(), "--drain-timeout", "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn weft node");
+    Proc(child)
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(WAIT)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+fn wait_ready(ip: Ipv4Addr) {
+    let deadline = Instant::now() + WAIT;
+    let addr = SocketAddr::from((ip, 15021));
+    while !http_get(addr, "/healthz/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+        assert!(Instant::now() < deadline, "node on {ip} not ready in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn echo_server(addr: SocketAddr) {
+    let listener = std::net::TcpListener::bind(addr).expect("bind echo");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = stream.try_clone().unwrap();
+                let mut writer = stream;
+                let _ = std::io::copy(&mut reader, &mut writer);
+                let _ = writer.shutdown(Shutdown::Write);
+            });
+        }
+    });
+}
+
+fn socks(from: Ipv4Addr, proxy: SocketAddr, dst: SocketAddr) -> (u8, TcpStream) {
+    let mut stream = bind_connect(from, proxy);
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(&[5, 1, 0]).unwrap();
+    let mut reply = [0u8; 2];
+    stream.read_exact(&mut reply).unwrap();
+    let SocketAddr::V4(dst) = dst else {
+        panic!("v4 only")
+    };
+    let mut request = vec![5, 1, 0, 1];
+    request.extend_from_slice(&dst.ip().octets());
+    request.extend_from_slice(&dst.port().to_be_bytes());
+    stream.write_all(&request).unwrap();
+    let mut reply = [0u8; 10];
+    stream.read_exact(&mut reply).unwrap();
+    (reply[1], stream)
+}
+
+fn bind_connect(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((from, 0))).unwrap();
+        let stream = socket.connect(to).await.unwrap().into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    })
+}
+
+#[test]
+fn local_config_without_a_ca_choice_is_refused_with_a_clear_message() {
+    let dir = tempfile_dir();
+    let path = dir.join("mesh.json");
+    std::fs::write(&path, config(net())).unwrap();
+    let out = weft()
+        .args(["node", "--node", "n", "--local-config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--insecure-local-ca"), "{stderr}");
+}
+
+#[test]
+fn two_node_processes_carry_socks_traffic_over_hbone_and_drain_on_sigterm() {
+    let n = net();
+    let dir = tempfile_dir();
+    let path = dir.join("mesh.json");
+    std::fs::write(&path, config(n)).unwrap();
+    let ca_dir = dir.join("ca");
+    let node_a = Ipv4Addr::new(127, n, 0, 2);
+    let node_b = Ipv4Addr::new(127, n, 0, 3);
+    echo_server(SocketAddr::from((Ipv4Addr::new(127, n, 1, 2), 8080)));
+    // The first process creates the shared CA directory; start the second after it.
+    let mut a = start("node-a", node_a, &path, &ca_dir);
+    wait_ready(node_a);
+    let _b = start("node-b", node_b, &path, &ca_dir);
+    wait_ready(node_b);
+
+    let vip = SocketAddr::from((Ipv4Addr::new(127, n, 2, 1), 80));
+    let (code, mut stream) = socks(
+        Ipv4Addr::new(127, n, 1, 1),
+        SocketAddr::from((node_a, 15080)),
+        vip,
+    );
+    assert_eq!(code, 0, "SOCKS reply");
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    stream.write_all(&payload).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back).unwrap();
+    assert_eq!(back, payload);
+
+    let conns = http_get(SocketAddr::from((node_b, 15000)), "/connections").unwrap();
+    assert!(conns.starts_with("HTTP/1.1 200"), "{conns}");
+    let logging = http_get(SocketAddr::from((node_a, 15000)), "/logging?level=debug").unwrap();
+    assert!(logging.contains("log filter is now debug"), "{logging}");
+    let metrics = http_get(SocketAddr::from((node_b, 15020)), "/metrics").unwrap();
+    assert!(
+        metrics.contains("istio_tcp_connections_opened_total{reporter=\"destination\""),
+        "{metrics}"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &a.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + WAIT;
+    let exit = loop {
+        if let Some(exit) = a.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node-a did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "weft-node-cli-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
