@@ -2,9 +2,11 @@
 
 mod analyze;
 mod cert;
+mod control;
 mod echo;
 mod node;
 mod report_args;
+mod status;
 mod translate;
 mod validate;
 
@@ -27,7 +29,9 @@ pub struct Cli {
 enum Command {
     Validate(validate::Args),
     Analyze(analyze::Args),
+    Control(control::Args),
     Node(node::Args),
+    Status(status::Args),
     /// Experimental and developer tools.
     #[command(subcommand)]
     X(XCommand),
@@ -86,7 +90,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => Ok(validate::run(&args)),
         Command::Analyze(args) => Ok(analyze::run(&args)),
+        Command::Control(args) => control::run_command(args),
         Command::Node(args) => node::run(args),
+        Command::Status(args) => status::run(&args),
         Command::X(XCommand::Echo(args)) => echo::run(args),
         Command::X(XCommand::Cert(args)) => cert::run(args),
         Command::X(XCommand::Translate(args)) => translate::run(args),
