@@ -254,7 +254,7 @@ fn assign_ips(pods: &mut [ExpandedPod], nodes: &[NodeInfo]) {
 }
 
 /// A host address of `cidr` not in `taken`, skipping the network address and first host.
-fn free_address(cidr: IpNet, seed: u64, taken: &HashSet<IpAddr>) -> Option<IpAddr> {
+pub(crate) fn free_address(cidr: IpNet, seed: u64, taken: &HashSet<IpAddr>) -> Option<IpAddr> {
     let host_bits = u32::from(cidr.max_prefix_len() - cidr.prefix_len()).min(32);
     let size: u64 = 1u64 << host_bits;
     if size < 4 {
@@ -277,7 +277,7 @@ fn add_offset(base: IpAddr, offset: u64) -> IpAddr {
 }
 
 /// FNV-1a: stable across builds and platforms (unlike `DefaultHasher`).
-fn stable_hash(text: &str) -> u64 {
+pub(crate) fn stable_hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })

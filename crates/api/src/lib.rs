@@ -14,6 +14,7 @@
 //!   place that decides pod names, nodes and IPs).
 
 pub mod analyze;
+pub mod cluster_ip;
 pub mod expand;
 pub mod finding;
 pub mod gateway;

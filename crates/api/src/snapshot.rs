@@ -15,9 +15,11 @@ pub struct ConfigSnapshot {
 }
 
 impl ConfigSnapshot {
-    /// Indexes `objects` (order is kept).
+    /// Indexes `objects` (order is kept), after giving Services without a `clusterIP` one
+    /// (see [`crate::cluster_ip`]).
     #[must_use]
-    pub fn new(objects: Vec<LoadedObject>) -> Self {
+    pub fn new(mut objects: Vec<LoadedObject>) -> Self {
+        crate::cluster_ip::allocate_cluster_ips(&mut objects);
         let mut index = HashMap::new();
         let mut by_kind: HashMap<Kind, Vec<usize>> = HashMap::new();
         for (position, loaded) in objects.iter().enumerate() {
