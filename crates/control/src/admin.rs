@@ -2,6 +2,7 @@
 //! debug pages `weft status` and users read.
 
 use crate::translate::Output;
+use crate::translate::render::{render_resources, warning_lines};
 use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
@@ -49,42 +50,14 @@ pub fn admin_router(state: AdminState) -> Router {
         })
 }
 
-/// The translated resources in the proto JSON mapping, with names and versions.
+/// The translated resources (proto JSON mapping, with names and versions) and warnings:
+/// the same rendering as `weft x translate`.
 pub fn configz(output: &Output) -> Value {
-    let render = |full_name: &str, message: &dyn Fn() -> Result<Value, weft_proto::JsonError>| {
-        message().unwrap_or_else(|err| json!({ "error": err.to_string(), "type": full_name }))
-    };
-    let addresses: Vec<Value> = output
-        .addresses
-        .values()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "version": r.version,
-                "aliases": r.aliases,
-                "resource": render("istio.workload.Address", &|| {
-                    weft_proto::to_json("istio.workload.Address", &r.message)
-                }),
-            })
-        })
-        .collect();
-    let authorizations: Vec<Value> = output
-        .authorizations
-        .values()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "version": r.version,
-                "resource": render("istio.security.Authorization", &|| {
-                    weft_proto::to_json("istio.security.Authorization", &r.message)
-                }),
-            })
-        })
-        .collect();
-    let warnings: Vec<String> = output.all_warnings().map(ToString::to_string).collect();
-    json!({
-        weft_proto::ADDRESS_TYPE_URL: addresses,
-        weft_proto::AUTHORIZATION_TYPE_URL: authorizations,
-        "warnings": warnings,
-    })
+    match render_resources(output) {
+        Ok(mut rendered) => {
+            rendered["warnings"] = json!(warning_lines(output));
+            rendered
+        }
+        Err(err) => json!({ "error": err.to_string() }),
+    }
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use weft_control::ca::CaServiceConfig;
 use weft_control::process::{ControlConfig, run};
 use weft_control::secure_server::SecureServerConfig;
-use weft_control::translate::TranslateOptions;
 
 /// Run the control plane: reads DIR, runs the CA, serves delta xDS to node proxies.
 #[derive(Debug, ClapArgs)]
@@ -35,21 +34,14 @@ pub struct Args {
     /// Admin/monitoring address (/ready, /metrics, /debug/syncz, /debug/configz).
     #[arg(long, default_value = "0.0.0.0:15014")]
     admin_addr: SocketAddr,
-    /// SPIFFE trust domain.
-    #[arg(long, default_value = "cluster.local")]
-    trust_domain: String,
-    /// Namespace whose policies apply mesh-wide.
-    #[arg(long, default_value = "istio-system")]
-    root_namespace: String,
     /// Namespace the control plane runs in (serving cert SAN `weft-control.<ns>.svc`).
     #[arg(long, default_value = "weft-system")]
     namespace: String,
     /// Extra DNS SAN for the serving certificate (repeatable).
     #[arg(long = "server-san", value_name = "NAME")]
     server_sans: Vec<String>,
-    /// Cluster id (first part of workload uids).
-    #[arg(long, default_value = "Kubernetes")]
-    cluster_id: String,
+    #[command(flatten)]
+    mesh: super::mesh_flags::MeshFlags,
     /// Longest certificate lifetime granted, in hours.
     #[arg(long, default_value_t = 24 * 7)]
     max_cert_hours: u64,
@@ -74,12 +66,7 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         secure_addr: args.secure_addr,
         plaintext_xds_addr,
         admin_addr: args.admin_addr,
-        translate: TranslateOptions {
-            trust_domain: args.trust_domain,
-            root_namespace: args.root_namespace,
-            cluster_id: args.cluster_id,
-            ..TranslateOptions::default()
-        },
+        translate: args.mesh.options(),
         secure: SecureServerConfig {
             namespace: args.namespace,
             extra_sans: args.server_sans,

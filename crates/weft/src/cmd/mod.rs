@@ -1,9 +1,11 @@
 //! Command-line surface: one module per subcommand. Each returns the process exit code.
 
 mod analyze;
+mod authz;
 mod cert;
 mod control;
 mod echo;
+mod mesh_flags;
 mod node;
 mod report_args;
 mod status;
@@ -46,6 +48,8 @@ enum XCommand {
     Cert(cert::CertArgs),
     /// Print the workload API resources a config translates to (no servers started).
     Translate(translate::TranslateArgs),
+    /// Policy tools (`check`: would this connection be allowed?).
+    Authz(authz::AuthzArgs),
 }
 
 /// Changes the log filter of this process at runtime (for admin pages such as
@@ -94,6 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node(args) => node::run(args),
         Command::Status(args) => status::run(&args),
         Command::X(XCommand::Echo(args)) => echo::run(args),
+        Command::X(XCommand::Authz(args)) => authz::run(args),
         Command::X(XCommand::Cert(args)) => cert::run(args),
         Command::X(XCommand::Translate(args)) => translate::run(args),
     }
