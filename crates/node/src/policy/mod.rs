@@ -63,6 +63,9 @@ pub enum Reason {
     AllowMatched,
     /// ALLOW policies apply but none matched (this includes allow-nothing policies).
     NoAllowMatched,
+    /// The workload names a selector policy the proxy has not received yet; it might be a
+    /// DENY, so the connection is refused until it arrives (security fails closed).
+    PolicyNotReceived,
 }
 
 /// The result of one evaluation (enforced, or what dry-run policies would have done).
@@ -72,7 +75,8 @@ pub struct Outcome {
     pub verdict: Verdict,
     /// Why.
     pub reason: Reason,
-    /// The deciding policy `<ns>/<name>` (for `DenyMatched` and `AllowMatched`).
+    /// The deciding policy `<ns>/<name>` (for `DenyMatched`, `AllowMatched`, and the missing
+    /// policy for `PolicyNotReceived`).
     pub policy: Option<Arc<str>>,
     /// Index of the matching rule in the deciding policy.
     pub rule: Option<usize>,
@@ -123,6 +127,7 @@ impl fmt::Display for Reason {
             Self::NoAllowPolicy => "no ALLOW policy applies",
             Self::AllowMatched => "an ALLOW rule matched",
             Self::NoAllowMatched => "no ALLOW rule matched",
+            Self::PolicyNotReceived => "the workload's policy has not been received yet",
         })
     }
 }
@@ -165,7 +170,8 @@ pub struct PolicySet {
 
 impl PolicySet {
     /// Groups `policies` (duplicates by key are dropped). `missing` lists selector policies
-    /// the workload names but the proxy has not received (kept for diagnostics).
+    /// the workload names but the proxy has not received: while any is missing, the set
+    /// denies every connection.
     #[must_use]
     pub fn new(
         policies: impl IntoIterator<Item = Arc<CompiledPolicy>>,
@@ -190,10 +196,18 @@ impl PolicySet {
         set
     }
 
-    /// Evaluates `facts`.
+    /// Evaluates `facts`. While a policy the workload names is missing, everything is denied.
     #[must_use]
     pub fn evaluate(&self, facts: &ConnectionFacts) -> Decision {
-        let outcome = decide(self.deny.iter(), self.allow.iter(), facts);
+        let outcome = match self.missing.first() {
+            Some(missing) => Outcome {
+                verdict: Verdict::Deny,
+                reason: Reason::PolicyNotReceived,
+                policy: Some(Arc::from(missing.as_str())),
+                rule: None,
+            },
+            None => decide(self.deny.iter(), self.allow.iter(), facts),
+        };
         let dry_run =
             (!self.dry_run_deny.is_empty() || !self.dry_run_allow.is_empty()).then(|| {
                 decide(

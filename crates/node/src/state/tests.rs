@@ -379,6 +379,21 @@ fn policy_scope_global_namespace_and_selector() {
     assert_eq!(names("ops", "admin-1"), ["istio-system/mesh"]);
     let web1 = state.workload_by_name("shop", "web-1").unwrap();
     assert_eq!(web1.policies().missing(), ["shop/not-yet-received"]);
+    // Fail closed: the missing policy could be a DENY.
+    let decision = web1.policies().evaluate(&mtls(
+        "cluster.local/ns/shop/sa/web",
+        "10.0.2.1",
+        "10.0.1.1:8080",
+    ));
+    assert!(!decision.is_allowed(), "{decision}");
+    assert_eq!(
+        decision.outcome.policy.as_deref(),
+        Some("shop/not-yet-received")
+    );
+    assert_eq!(
+        decision.outcome.reason,
+        crate::policy::Reason::PolicyNotReceived
+    );
 }
 
 #[test]
