@@ -1,10 +1,13 @@
-//! The weft control plane (`weft control`): config store, translation, xDS push, the CA
-//! service and the admin API. Today it holds the CA parts: [`ca`] (the Istio certificate
-//! service with caller authentication and authorization), [`secure_server`] (the TLS listener
-//! on the secure port that serves gRPC services) and [`state_dir`] (the private state
-//! directory), plus [`translate`] (config model -> workload API resources). It must not
-//! contain data-plane logic or sign certificates itself: signing is
-//! `weft_identity::CertificateAuthority`.
+//! The weft control plane (`weft control`). It owns: [`translate`] (pure functions from the
+//! config model to the ambient workload API, with an incremental translator), [`push`]
+//! (keeping the xDS snapshot equal to the translation of the watched config store, and
+//! placing identities on nodes for the CA), [`ca`] (the Istio certificate service with
+//! bearer-token authentication and per-node authorization), [`secure_server`] (the TLS
+//! port serving CA and xDS), [`admin`] (readiness, metrics, debug pages), [`state_dir`]
+//! and [`process`] (wiring it all into the running process).
+//!
+//! It must not contain data-plane logic, and it does not sign certificates itself: signing
+//! is `weft_identity::CertificateAuthority`; delta xDS mechanics are `weft_xds`.
 
 pub mod admin;
 pub mod ca;
