@@ -274,7 +274,7 @@ async fn send_socks_reply(stream: &mut TcpStream, reply: Reply) -> std::io::Resu
 }
 
 fn socks_reply_for(error: &OutboundError) -> Reply {
-    if error.is_denied() {
+    if error.is_denied() || error.is_unknown_source() {
         Reply::NotAllowed
     } else if error.is_unroutable() {
         Reply::HostUnreachable
@@ -289,7 +289,7 @@ fn socks_reply_for(error: &OutboundError) -> Reply {
 }
 
 fn http_status_for(error: &OutboundError) -> (u16, &'static str) {
-    if error.is_denied() {
+    if error.is_denied() || error.is_unknown_source() {
         (403, "Forbidden")
     } else if error.is_unroutable() {
         (502, "Bad Gateway")

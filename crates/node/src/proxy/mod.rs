@@ -249,7 +249,7 @@ impl Node {
         }
     }
 
-    /// Workloads scheduled on this node.
+    /// Mesh-enrolled (HBONE) workloads scheduled on this node: the ones this proxy serves.
     pub fn local_workloads<'a>(
         &'a self,
         state: &'a MeshState,
@@ -257,8 +257,11 @@ impl Node {
         state.workloads().filter(move |w| self.is_local(w))
     }
 
+    /// Whether this proxy serves `workload`: scheduled on this node and enrolled in the mesh.
+    /// A workload that does not speak HBONE is outside the mesh even on this node: it gets
+    /// no certificate, no inbound listener, and cannot originate mTLS through this proxy.
     fn is_local(&self, workload: &MeshWorkload) -> bool {
-        workload.proto().node == self.inner.options.node_name
+        workload.proto().node == self.inner.options.node_name && workload.speaks_hbone()
     }
 
     /// Starts managing the certificates of local workloads and forgets those of workloads

@@ -32,7 +32,9 @@ use crate::telemetry::{
 #[derive(Debug, thiserror::Error)]
 pub enum OutboundError {
     /// Mesh destinations need the client's identity, found from its source address.
-    #[error("source {source_ip} is not a workload on this node, so it has no mesh identity")]
+    #[error(
+        "source {source_ip} is not a mesh-enrolled workload on this node, so it has no mesh identity"
+    )]
     UnknownSource {
         /// The client's IP.
         source_ip: IpAddr,
@@ -88,6 +90,13 @@ impl OutboundError {
     #[must_use]
     pub fn is_denied(&self) -> bool {
         matches!(self, Self::Tunnel { source, .. } if source.status() == Some(401))
+    }
+
+    /// True when this proxy will not originate mTLS for the client: its source address is
+    /// not an enrolled workload on this node (it is outside the mesh or elsewhere).
+    #[must_use]
+    pub fn is_unknown_source(&self) -> bool {
+        matches!(self, Self::UnknownSource { .. })
     }
 
     /// True when the destination could not be found or routed to (vs. refused).
