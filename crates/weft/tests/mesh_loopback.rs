@@ -244,6 +244,11 @@ impl Mesh {
         mesh
     }
 
+    /// Starts a new control plane on the same addresses and state (hence the same CA root).
+    fn restart_control(&mut self) {
+        self.control = start_control(self.net, self.dir.path());
+    }
+
     fn config_dir(&self) -> PathBuf {
         self.dir.path().join("config")
     }
@@ -520,7 +525,7 @@ fn control_plane_drives_two_node_proxies_that_enforce_the_example_policies() {
 }
 
 #[test]
-fn proxies_keep_serving_new_connections_when_the_control_plane_dies() {
+fn proxies_keep_serving_through_a_control_plane_outage_and_resync_after_it() {
     let net = Net(net(1));
     let mut mesh = Mesh::start(net);
     assert_eq!(
@@ -554,4 +559,23 @@ fn proxies_keep_serving_new_connections_when_the_control_plane_dies() {
             "{ip} stays ready: {ready}"
         );
     }
+
+    // An edit made while the control plane is down is served by the next one, and both
+    // proxies reconnect to it (same CA root from the state dir) and pick the edit up.
+    std::fs::write(
+        mesh.config_dir().join("policy.yaml"),
+        catalog_policy(&[WEB_PRINCIPAL, REPORTS_PRINCIPAL]),
+    )
+    .expect("edit policy");
+    mesh.restart_control();
+    wait_for(
+        "the restarted control plane to serve reports' new policy",
+        || mesh.call_catalog(REPORTS) == SOCKS_OK,
+    );
+    wait_for("both nodes SYNCED with the restarted control plane", || {
+        let out = weft_status(net);
+        let table = String::from_utf8_lossy(&out.stdout);
+        out.status.success() && node_synced(&table, "node-a") && node_synced(&table, "node-b")
+    });
+    mesh.control.assert_running();
 }
