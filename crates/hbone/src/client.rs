@@ -30,6 +30,12 @@ use crate::{CONNECTION_WINDOW, STREAM_WINDOW};
 /// capture rules do not redirect the proxy's own traffic.
 pub type SocketHook = Arc<dyn Fn(&TcpSocket, SocketAddr) -> io::Result<()> + Send + Sync>;
 
+/// Creates the (unconnected) socket for a tunnel to the given address, e.g. inside the
+/// source pod's network namespace so the tunnel leaves with the pod's own IP.
+pub type SocketFactory = Arc<
+    dyn Fn(SocketAddr) -> Pin<Box<dyn Future<Output = io::Result<TcpSocket>> + Send>> + Send + Sync,
+>;
+
 /// Where and how to reach the tunnel endpoint (the remote node proxy or waypoint).
 #[derive(Clone)]
 pub struct TunnelTarget {
@@ -42,6 +48,8 @@ pub struct TunnelTarget {
     pub local_ip: Option<IpAddr>,
     /// Name given to the verifier; defaults to the tunnel IP (which sends no SNI).
     pub server_name: Option<ServerName<'static>>,
+    /// Where the TCP socket comes from; `None` creates one in the caller's namespace.
+    pub socket_factory: Option<SocketFactory>,
 }
 
 impl fmt::Debug for TunnelTarget {
@@ -50,6 +58,7 @@ impl fmt::Debug for TunnelTarget {
             .field("tunnel_addr", &self.tunnel_addr)
             .field("local_ip", &self.local_ip)
             .field("server_name", &self.server_name)
+            .field("socket_factory", &self.socket_factory.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +72,7 @@ impl TunnelTarget {
             tls,
             local_ip: None,
             server_name: None,
+            socket_factory: None,
         }
     }
 }
@@ -238,10 +248,10 @@ async fn connect_tcp(
     hook: Option<&SocketHook>,
 ) -> Result<TcpStream, HandshakeError> {
     let tunnel = target.tunnel_addr;
-    let socket = if tunnel.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
+    let socket = match &target.socket_factory {
+        Some(factory) => factory(tunnel).await,
+        None if tunnel.is_ipv4() => TcpSocket::new_v4(),
+        None => TcpSocket::new_v6(),
     }
     .map_err(|source| HandshakeError::Socket { tunnel, source })?;
     socket

@@ -57,7 +57,7 @@ mod server;
 mod stream;
 mod tls;
 
-pub use client::{ConnectRequest, SocketHook, TunnelTarget};
+pub use client::{ConnectRequest, SocketFactory, SocketHook, TunnelTarget};
 pub use error::{HandshakeError, HboneError, ServerError};
 pub use headers::{format_forwarded_for, parse_forwarded_for};
 pub use pool::{Pool, PoolConfig, PoolStats, PoolStatsSnapshot};

@@ -10,10 +10,14 @@
 //! on top of them in [`proxy`] (listeners, explicit SOCKS5/HTTP CONNECT, outbound HBONE
 //! client, inbound HBONE/plaintext servers, policy on open connections, admin pages) and
 //! [`process`] (the `weft node` process: state source, certificates, listener binding).
-//! Capture (netns, redirect rules) is weft-netns's, which hands sockets to
-//! [`proxy::WorkloadListeners::attach`].
+//! In-pod capture ([`capture`]: the pod source, listeners opened inside each pod's network
+//! namespace with weft-netns, redirect rules) hands sockets to
+//! [`proxy::WorkloadListeners::attach`] and registers a [`proxy::PodNetwork`]; [`dns`]
+//! is the DNS proxy it serves in each pod.
 
 pub mod authz_check;
+pub mod capture;
+pub mod dns;
 mod identity;
 pub mod lb;
 pub mod policy;

@@ -184,7 +184,7 @@ impl Node {
             tracing::info!(src = %attempt.src, identity = ?attempt.identity.as_ref().map(Identity::to_uri), dst = %attempt.dst, %decision, "inbound connection denied");
             return Err(refuse(Refusal::Denied(decision), log));
         }
-        let upstream = match self.dial_workload(attempt.dst).await {
+        let upstream = match self.dial_workload(attempt.src, attempt.dst).await {
             Ok(upstream) => upstream,
             Err(source) => {
                 return Err(refuse(
@@ -229,13 +229,10 @@ impl Node {
         Ok((upstream, finish))
     }
 
-    async fn dial_workload(&self, dst: SocketAddr) -> std::io::Result<TcpStream> {
-        let timeout = self.inner.options.connect_timeout;
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(dst))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+    /// Connects to the workload at `dst`; from inside its pod (as `src`, transparently)
+    /// when capture registered the pod's network.
+    async fn dial_workload(&self, src: SocketAddr, dst: SocketAddr) -> std::io::Result<TcpStream> {
+        self.connect_for_pod(dst.ip(), dst, Some(src.ip())).await
     }
 
     /// The HBONE request handler of a listener; `scope` is the workload address the

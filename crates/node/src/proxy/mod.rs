@@ -19,6 +19,7 @@ mod inbound;
 mod listeners;
 mod original_dst;
 mod outbound;
+mod pod_network;
 mod xds;
 
 use std::net::{IpAddr, SocketAddr};
@@ -42,7 +43,9 @@ pub use connections::{ConnectionInfo, Direction};
 pub use explicit::ExplicitError;
 pub use inbound::{InboundDestination, Refusal};
 pub use listeners::{AttachError, PodSockets, WorkloadListeners};
+pub(crate) use outbound::ip_from_bytes;
 pub use outbound::{OutboundError, OutboundTarget};
+pub use pod_network::{PodNetwork, PodNetworks, SocketFuture};
 pub use weft_hbone::PoolConfig;
 pub use xds::{AddressHandler, AuthorizationHandler};
 
@@ -116,6 +119,8 @@ struct NodeInner {
     registry: Arc<Mutex<Registry>>,
     connections: Arc<connections::ConnectionTable>,
     listeners: WorkloadListeners,
+    /// Per-pod socket creation (in-pod capture); empty in explicit mode.
+    pod_networks: PodNetworks,
     config_loaded: AtomicBool,
     /// Cancelled on shutdown: listeners stop accepting.
     stop_accepting: CancellationToken,
@@ -167,6 +172,7 @@ impl Node {
             counters,
             registry: Arc::new(Mutex::new(registry)),
             connections: Arc::default(),
+            pod_networks: PodNetworks::default(),
             config_loaded: AtomicBool::new(false),
             stop_accepting: CancellationToken::new(),
             kill: CancellationToken::new(),

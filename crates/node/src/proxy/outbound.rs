@@ -275,7 +275,7 @@ impl Node {
                     service,
                     transport: Transport::Plaintext,
                 };
-                match self.connect_plain(addr).await {
+                match self.connect_plain(target.source.ip(), addr).await {
                     Ok(stream) => {
                         let log = ends.log(target, addr);
                         let peer = ends.destination.clone();
@@ -424,7 +424,10 @@ impl Node {
             .certs
             .client_config(&src_id, &dst_id, self.inner.options.cert_wait)
             .await?;
-        let tunnel_target = TunnelTarget::new(tunnel, tls);
+        let tunnel_target = TunnelTarget {
+            socket_factory: self.tunnel_socket_factory(target.source.ip()),
+            ..TunnelTarget::new(tunnel, tls)
+        };
         let request = ConnectRequest {
             forwarded_for: Some(target.source.ip()),
             baggage: Some(baggage(source)),
@@ -441,16 +444,16 @@ impl Node {
             })
     }
 
-    async fn connect_plain(&self, addr: SocketAddr) -> Result<TcpStream, OutboundError> {
-        let timeout = self.inner.options.connect_timeout;
-        let connect = tokio::time::timeout(timeout, TcpStream::connect(addr)).await;
-        let stream = match connect {
-            Ok(result) => result,
-            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-        }
-        .map_err(|source| OutboundError::Connect { addr, source })?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+    /// Plain TCP to `addr` for the client at `source_ip` (from its pod's network when
+    /// capture registered one).
+    async fn connect_plain(
+        &self,
+        source_ip: IpAddr,
+        addr: SocketAddr,
+    ) -> Result<TcpStream, OutboundError> {
+        self.connect_for_pod(source_ip, addr, None)
+            .await
+            .map_err(|source| OutboundError::Connect { addr, source })
     }
 
     fn established(

@@ -1,0 +1,419 @@
+//! In-pod traffic capture for `weft node` (Istio's "in-pod" mode).
+//!
+//! The node proxy learns its pods from a local source ([`source`]: a Unix socket that
+//! `weft up`, or later a Kubernetes node agent, writes to). For each known pod that the
+//! mesh state says is a mesh-enrolled (HBONE) workload on this node, the
+//! [`CaptureManager`]:
+//! 1. starts a thread inside the pod's network namespace (a [`weft_netns::NetnsWorker`]);
+//! 2. opens the pod's listeners there: outbound `127.0.0.1:15001`, plaintext inbound
+//!    `0.0.0.0:15006`, HBONE `<pod ip>:15008`, DNS `127.0.0.1:15053` (UDP and TCP);
+//! 3. hands them to the data path ([`crate::proxy::WorkloadListeners::attach`]) and
+//!    registers a [`crate::proxy::PodNetwork`] so every connection the proxy makes for the
+//!    pod (outbound passthrough, HBONE tunnels to `<peer ip>:15008`, inbound connects to
+//!    the workload, DNS upstream queries) is made from inside the pod with the bypass mark
+//!    `0x539`, and inbound connects are bound transparently to the caller's IP;
+//! 4. installs the redirect rules ([`weft_netns::install_capture`], native nftables: one
+//!    table per pod replaced atomically, see weft-netns for why nftables).
+//!
+//! A pod that leaves (removed from the source, or no longer enrolled in the mesh state)
+//! loses its rules first and its listeners next; other pods are untouched. The pod list is
+//! kept in a state file; after a restart the proxy reloads it and captures the pods again
+//! (rules are idempotent; listeners are reopened in the existing namespaces). On shutdown
+//! the rules stay: a pod's traffic fails while its proxy is down instead of leaving the
+//! mesh in plaintext.
+//!
+//! This module does not create namespaces or links (that is `weft up` / the CNI), and it
+//! decides nothing about routing or policy (that is [`crate::proxy`]).
+
+mod pod;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use weft_netns::CaptureConfig;
+
+use crate::dns::DnsResolver;
+use crate::proxy::{AttachError, Node};
+use crate::state::MeshState;
+use pod::{PodCapture, PodSetup};
+
+/// A pod as the pod source describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodInfo {
+    /// Stable id (Kubernetes pod uid or any unique string).
+    pub uid: String,
+    /// Pod name.
+    pub name: String,
+    /// Pod namespace (DNS short names are relative to it).
+    pub namespace: String,
+    /// Its network namespace, e.g. `/var/run/netns/NAME` or `/proc/PID/ns/net`.
+    pub netns: PathBuf,
+    /// Its addresses.
+    pub ips: Vec<IpAddr>,
+}
+
+impl PodInfo {
+    /// `<namespace>/<name>`.
+    #[must_use]
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A known pod and whether its traffic is captured now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodStatus {
+    /// The pod.
+    #[serde(flatten)]
+    pub pod: PodInfo,
+    /// Listeners and redirect rules are in place.
+    pub captured: bool,
+    /// Why it is not captured (not enrolled in the mesh, or what failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Why capture failed for a pod, or the pod source could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// Work inside the pod's network namespace failed.
+    #[error("cannot {what} in {netns}: {source}")]
+    Netns {
+        /// What was being done.
+        what: &'static str,
+        /// The namespace.
+        netns: PathBuf,
+        /// Why.
+        source: weft_netns::Error,
+    },
+    /// A socket opened in the pod could not be handed to the async runtime.
+    #[error("pod {pod}: socket unusable: {source}")]
+    Socket {
+        /// `<ns>/<name>`.
+        pod: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The data path refused the pod's listeners.
+    #[error("pod {pod}: {source}")]
+    Attach {
+        /// `<ns>/<name>`.
+        pod: String,
+        /// Why.
+        source: AttachError,
+    },
+    /// A pod description is unusable.
+    #[error("invalid pod {uid:?}: {reason}")]
+    InvalidPod {
+        /// The uid given.
+        uid: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The pod state file or socket could not be used.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The pod state file is not a pod list.
+    #[error("pod state file {path} is unreadable: {reason}")]
+    StateFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A blocking task died.
+    #[error("capture task failed: {0}")]
+    Task(String),
+}
+
+/// Settings of in-pod capture.
+#[derive(Debug, Clone)]
+pub struct CaptureOptions {
+    /// Ports, bypass mark and routing table of the redirect rules. `hbone_port` must be
+    /// the data path's HBONE port.
+    pub rules: CaptureConfig,
+    /// Resolver for names outside the mesh (`None`: answer them with an error at once).
+    pub dns_upstream: Option<SocketAddr>,
+    /// Kubernetes cluster domain (`cluster.local`).
+    pub cluster_domain: String,
+    /// Where the pod list is kept across restarts (`None`: not kept).
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        Self {
+            rules: CaptureConfig::default(),
+            dns_upstream: None,
+            cluster_domain: "cluster.local".into(),
+            state_file: None,
+        }
+    }
+}
+
+struct PodEntry {
+    pod: PodInfo,
+    active: Option<PodCapture>,
+    reason: Option<String>,
+}
+
+impl PodEntry {
+    fn status(&self) -> PodStatus {
+        PodStatus {
+            pod: self.pod.clone(),
+            captured: self.active.is_some(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// The pods of this node and their capture. Cheap to clone.
+#[derive(Clone)]
+pub struct CaptureManager {
+    inner: Arc<ManagerInner>,
+}
+
+struct ManagerInner {
+    node: Node,
+    options: CaptureOptions,
+    dns: DnsResolver,
+    /// Changes are rare and each may do namespace work: one at a time.
+    pods: tokio::sync::Mutex<BTreeMap<String, PodEntry>>,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for CaptureManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureManager")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CaptureManager {
+    /// Starts capture for `node`: loads the pod list from the state file (if any),
+    /// captures the enrolled pods, and follows mesh state changes (a pod enrolled or
+    /// unenrolled in the mesh gains or loses its capture).
+    ///
+    /// # Errors
+    /// The state file exists but cannot be read or parsed.
+    pub async fn start(node: Node, options: CaptureOptions) -> Result<Self, CaptureError> {
+        let saved = match &options.state_file {
+            Some(path) => source::load_pods(path)?,
+            None => Vec::new(),
+        };
+        let dns = DnsResolver::new(
+            Arc::clone(node.store()),
+            &options.cluster_domain,
+            options.dns_upstream.is_some(),
+        );
+        let pods = saved
+            .into_iter()
+            .map(|pod| {
+                let entry = PodEntry {
+                    pod: pod.clone(),
+                    active: None,
+                    reason: None,
+                };
+                (pod.uid, entry)
+            })
+            .collect();
+        let manager = Self {
+            inner: Arc::new(ManagerInner {
+                node,
+                options,
+                dns,
+                pods: tokio::sync::Mutex::new(pods),
+                stop: CancellationToken::new(),
+            }),
+        };
+        manager.reconcile().await;
+        manager.follow_state();
+        Ok(manager)
+    }
+
+    /// Adds (or replaces) a pod and captures it if the mesh enrolls it. The status says
+    /// whether it is captured and, if not, why.
+    ///
+    /// # Errors
+    /// The description is invalid or the pod list cannot be saved.
+    pub async fn add(&self, pod: PodInfo) -> Result<PodStatus, CaptureError> {
+        validate(&pod)?;
+        let mut pods = self.inner.pods.lock().await;
+        if let Some(previous) = pods.remove(&pod.uid)
+            && let Some(active) = previous.active
+        {
+            let same_place = previous.pod.netns == pod.netns && previous.pod.ips == pod.ips;
+            active
+                .stop(&self.inner.node, &self.inner.options.rules, !same_place)
+                .await;
+        }
+        let uid = pod.uid.clone();
+        pods.insert(
+            uid.clone(),
+            PodEntry {
+                pod,
+                active: None,
+                reason: None,
+            },
+        );
+        self.save(&pods)?;
+        let state = self.inner.node.store().snapshot();
+        let entry = pods
+            .get_mut(&uid)
+            .ok_or_else(|| CaptureError::Task("pod vanished".into()))?;
+        self.reconcile_pod(entry, &state).await;
+        Ok(entry.status())
+    }
+
+    /// Forgets a pod: removes its rules, then closes its listeners. Returns whether it
+    /// was known.
+    ///
+    /// # Errors
+    /// The pod list cannot be saved.
+    pub async fn remove(&self, uid: &str) -> Result<bool, CaptureError> {
+        let mut pods = self.inner.pods.lock().await;
+        let Some(entry) = pods.remove(uid) else {
+            return Ok(false);
+        };
+        if let Some(active) = entry.active {
+            active
+                .stop(&self.inner.node, &self.inner.options.rules, true)
+                .await;
+        }
+        self.save(&pods)?;
+        tracing::info!(pod = %entry.pod.key(), "pod removed from capture");
+        Ok(true)
+    }
+
+    /// Every known pod and its capture status.
+    pub async fn list(&self) -> Vec<PodStatus> {
+        self.inner
+            .pods
+            .lock()
+            .await
+            .values()
+            .map(PodEntry::status)
+            .collect()
+    }
+
+    /// Closes every pod's listeners but keeps the redirect rules and the pod list (the
+    /// next proxy picks them up). Stops following the state.
+    pub async fn shutdown(&self) {
+        self.inner.stop.cancel();
+        let mut pods = self.inner.pods.lock().await;
+        for entry in pods.values_mut() {
+            if let Some(active) = entry.active.take() {
+                active
+                    .stop(&self.inner.node, &self.inner.options.rules, false)
+                    .await;
+            }
+        }
+    }
+
+    fn save(&self, pods: &BTreeMap<String, PodEntry>) -> Result<(), CaptureError> {
+        let Some(path) = &self.inner.options.state_file else {
+            return Ok(());
+        };
+        let list: Vec<&PodInfo> = pods.values().map(|e| &e.pod).collect();
+        source::save_pods(path, &list)
+    }
+
+    /// Re-evaluates every pod against the current mesh state.
+    async fn reconcile(&self) {
+        let state = self.inner.node.store().snapshot();
+        let mut pods = self.inner.pods.lock().await;
+        for entry in pods.values_mut() {
+            self.reconcile_pod(entry, &state).await;
+        }
+    }
+
+    fn follow_state(&self) {
+        let manager = self.clone();
+        let mut changes = self.inner.node.store().subscribe();
+        let stop = self.inner.stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    changed = changes.changed() => if changed.is_err() { break },
+                }
+                manager.reconcile().await;
+            }
+        });
+    }
+
+    /// Starts or stops one pod's capture so it matches the state.
+    async fn reconcile_pod(&self, entry: &mut PodEntry, state: &MeshState) {
+        let wanted = self.enrolled_ip(&entry.pod, state);
+        let inner = &self.inner;
+        match (&entry.active, wanted) {
+            (Some(active), Some(ip)) if active.ip == ip => return,
+            (None, None) => {
+                entry.reason = Some("not a mesh-enrolled workload on this node".into());
+                return;
+            }
+            _ => {}
+        }
+        if let Some(active) = entry.active.take() {
+            tracing::info!(pod = %entry.pod.key(), netns = %active.netns().display(), "stopping capture");
+            active.stop(&inner.node, &inner.options.rules, true).await;
+        }
+        entry.reason = Some("not a mesh-enrolled workload on this node".into());
+        let Some(ip) = wanted else { return };
+        let setup = PodSetup {
+            node: &inner.node,
+            rules: &inner.options.rules,
+            dns: inner.dns.clone(),
+            dns_upstream: inner.options.dns_upstream,
+        };
+        match PodCapture::start(setup, &entry.pod, ip).await {
+            Ok(active) => {
+                tracing::info!(pod = %entry.pod.key(), %ip, netns = %entry.pod.netns.display(), "capturing pod traffic");
+                entry.active = Some(active);
+                entry.reason = None;
+            }
+            Err(error) => {
+                tracing::warn!(pod = %entry.pod.key(), %error, "cannot capture pod; retrying on the next state change");
+                entry.reason = Some(error.to_string());
+            }
+        }
+    }
+
+    /// The pod address that belongs to a mesh-enrolled workload of this node, if any.
+    fn enrolled_ip(&self, pod: &PodInfo, state: &MeshState) -> Option<IpAddr> {
+        let node = &self.inner.node;
+        node.local_workloads(state)
+            .flat_map(|w| w.addresses().iter().copied())
+            .find(|ip| pod.ips.contains(ip))
+    }
+}
+
+fn validate(pod: &PodInfo) -> Result<(), CaptureError> {
+    let invalid = |reason: &str| CaptureError::InvalidPod {
+        uid: pod.uid.clone(),
+        reason: reason.into(),
+    };
+    if pod.uid.is_empty() {
+        return Err(invalid("uid is empty"));
+    }
+    if pod.ips.is_empty() {
+        return Err(invalid("no ips"));
+    }
+    if !pod.netns.is_absolute() {
+        return Err(invalid("netns must be an absolute path"));
+    }
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! Name resolution table: which names the DNS proxy answers, with what, and what it does
+//! with the rest.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+use super::{Answer, DnsResolver};
+use crate::state::{LocalConfig, StateStore};
+
+const MESH: &str = r#"
+services:
+  - name: web
+    namespace: shop
+    hostname: web.shop.svc.cluster.local
+    addresses: [{ address: "CmAAAQ==" }, { address: "/QAAAAAAAAAAAAAAAAAACg==" }]
+    ports: [{ servicePort: 80, targetPort: 8080 }]
+  - name: api
+    namespace: shop
+    hostname: api.example.com
+    addresses: [{ address: "8PAAAQ==" }]
+    ports: [{ servicePort: 443, targetPort: 443 }]
+"#;
+
+fn resolver(forward: bool) -> DnsResolver {
+    let store = Arc::new(StateStore::new());
+    let config = LocalConfig::parse(Path::new("dns-test.yaml"), MESH).expect("test mesh parses");
+    store.replace_all(config);
+    DnsResolver::new(store, "cluster.local", forward)
+}
+
+fn query(name: &str, kind: RecordType) -> Vec<u8> {
+    let mut message = Message::new();
+    message
+        .set_id(4242)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .add_query(Query::query(Name::from_ascii(name).unwrap(), kind));
+    message.to_vec().unwrap()
+}
+
+fn ask(resolver: &DnsResolver, name: &str, kind: RecordType, ns: &str) -> Message {
+    match resolver.answer(&query(name, kind), ns).unwrap() {
+        Answer::Reply(bytes) => Message::from_vec(&bytes).unwrap(),
+        Answer::Forward => panic!("{name} was forwarded"),
+    }
+}
+
+fn addresses(message: &Message) -> Vec<IpAddr> {
+    message
+        .answers()
+        .iter()
+        .filter_map(|r| match r.data() {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ips(list: &[&str]) -> Vec<IpAddr> {
+    list.iter().map(|s| s.parse().unwrap()).collect()
+}
+
+#[test]
+fn service_names_resolve_to_vips_from_any_search_form() {
+    let dns = resolver(false);
+    let table = [
+        (
+            "web.shop.svc.cluster.local.",
+            RecordType::A,
+            "other",
+            ips(&["10.96.0.1"]),
+        ),
+        (
+            "WEB.Shop.svc.cluster.local",
+            RecordType::A,
+            "other",
+            ips(&["10.96.0.1"]),
+        ),
+        ("web.shop", RecordType::A, "other", ips(&["10.96.0.1"])),
+        ("web", RecordType::A, "shop", ips(&["10.96.0.1"])),
+        ("web", RecordType::AAAA, "shop", ips(&["fd00::a"])),
+        (
+            "api.example.com",
+            RecordType::A,
+            "elsewhere",
+            ips(&["240.240.0.1"]),
+        ),
+    ];
+    for (name, kind, ns, want) in table {
+        let answer = ask(&dns, name, kind, ns);
+        assert_eq!(answer.id(), 4242, "{name}: id echoed");
+        assert_eq!(answer.message_type(), MessageType::Response);
+        assert_eq!(answer.response_code(), ResponseCode::NoError, "{name}");
+        assert!(
+            answer.authoritative(),
+            "{name}: mesh answers are authoritative"
+        );
+        assert_eq!(
+            addresses(&answer),
+            want,
+            "{name} {kind} from namespace {ns}"
+        );
+        assert_eq!(answer.queries().len(), 1, "{name}: question echoed");
+    }
+}
+
+#[test]
+fn known_name_without_that_family_is_nodata() {
+    let answer = ask(
+        &resolver(false),
+        "api.example.com",
+        RecordType::AAAA,
+        "shop",
+    );
+    assert_eq!(answer.response_code(), ResponseCode::NoError);
+    assert!(answer.answers().is_empty());
+}
+
+#[test]
+fn short_name_is_relative_to_the_asking_pods_namespace_only() {
+    let answer = ask(&resolver(false), "web", RecordType::A, "other");
+    assert_eq!(answer.response_code(), ResponseCode::Refused);
+}
+
+#[test]
+fn unknown_names_fail_fast_without_upstream() {
+    let dns = resolver(false);
+    let cluster = ask(&dns, "nope.shop.svc.cluster.local", RecordType::A, "shop");
+    assert_eq!(cluster.response_code(), ResponseCode::NXDomain);
+    let outside = ask(&dns, "example.org", RecordType::A, "shop");
+    assert_eq!(outside.response_code(), ResponseCode::Refused);
+    assert!(!outside.recursion_available());
+}
+
+#[test]
+fn unknown_names_are_forwarded_when_an_upstream_exists() {
+    let dns = resolver(true);
+    let forwarded = dns
+        .answer(&query("example.org", RecordType::A), "shop")
+        .unwrap();
+    assert_eq!(forwarded, Answer::Forward);
+    // Mesh names are still answered locally.
+    assert_eq!(
+        addresses(&ask(&dns, "web.shop", RecordType::A, "x")),
+        ips(&["10.96.0.1"])
+    );
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    let dns = resolver(false);
+    assert!(dns.answer(&[0x12, 0x34, 0x01], "shop").is_err());
+    assert!(dns.answer(&[], "shop").is_err());
+}
+
+#[test]
+fn state_changes_are_seen_by_the_next_query() {
+    let dns = resolver(false);
+    assert_eq!(
+        addresses(&ask(&dns, "web.shop", RecordType::A, "x")).len(),
+        1
+    );
+    let moved = MESH.replace("CmAAAQ==", "CmAAAg==");
+    let config = LocalConfig::parse(Path::new("dns-test.yaml"), &moved).unwrap();
+    dns.store.replace_all(config);
+    assert_eq!(
+        addresses(&ask(&dns, "web.shop", RecordType::A, "x")),
+        ips(&["10.96.0.2"])
+    );
+}
