@@ -97,10 +97,12 @@ pub fn from_json<M: prost::Message + Default>(
             name: full_name.to_owned(),
             source,
         })?;
-    dynamic.transcode_to::<M>().map_err(|source| JsonError::Decode {
-        name: full_name.to_owned(),
-        source,
-    })
+    dynamic
+        .transcode_to::<M>()
+        .map_err(|source| JsonError::Decode {
+            name: full_name.to_owned(),
+            source,
+        })
 }
 
 #[cfg(test)]
