@@ -1,0 +1,185 @@
+//! Caller authentication and authorization on the control plane's one secure port, end to
+//! end through `run()` with the example mesh: the bearer token decides everything. Missing
+//! or unknown tokens get UNAUTHENTICATED from both xDS and the CA; a node token gets
+//! certificates only for identities of pods the config places on that node.
+
+mod process_support;
+
+use process_support::client::{AdsClient, authenticated, tls_channel};
+use process_support::control::{
+    NODE_A_TOKEN, NODE_B_TOKEN, RunningControl, copy_examples, start_control,
+};
+use prost_types::value::Kind;
+use rcgen::{CertificateParams, KeyPair, SanType};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tonic::Code;
+use tonic::transport::Channel;
+use weft_proto::ADDRESS_TYPE_URL;
+use weft_proto::ca::IstioCertificateRequest;
+use weft_proto::ca::istio_certificate_service_client::IstioCertificateServiceClient;
+use x509_parser::extensions::GeneralName;
+
+const WAIT: Duration = Duration::from_secs(20);
+/// web-0 runs on node-a (web-1 on node-b).
+const WEB: &str = "spiffe://cluster.local/ns/frontend/sa/web";
+/// reports-0 is the only pod with this identity, on node-b.
+const REPORTS: &str = "spiffe://cluster.local/ns/frontend/sa/reports";
+const UNKNOWN_TOKEN: &str = "not-a-token-in-the-file";
+
+async fn channel(control: &RunningControl) -> Channel {
+    tls_channel(control.addrs.secure, &control.root_pem())
+        .await
+        .expect("TLS to the secure port")
+}
+
+/// The status code the xDS stream ends with (from the call or its first message).
+async fn xds_refusal(control: &RunningControl, token: Option<&str>) -> Code {
+    let opened = AdsClient::open(
+        channel(control).await,
+        token,
+        "ztunnel~x",
+        &[ADDRESS_TYPE_URL],
+    )
+    .await;
+    match opened {
+        Err(status) => status.code(),
+        Ok(mut ads) => ads
+            .recv(WAIT)
+            .await
+            .expect_err("stream must be refused")
+            .code(),
+    }
+}
+
+fn csr_request(identity: &str, token: Option<&str>) -> tonic::Request<IstioCertificateRequest> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![SanType::URI(identity.try_into().expect("uri"))];
+    let csr = params
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem");
+    let metadata = prost_types::Struct {
+        fields: BTreeMap::from([(
+            "ImpersonatedIdentity".to_owned(),
+            prost_types::Value {
+                kind: Some(Kind::StringValue(identity.to_owned())),
+            },
+        )]),
+    };
+    authenticated(
+        IstioCertificateRequest {
+            csr,
+            validity_duration: 3600,
+            metadata: Some(metadata),
+        },
+        token,
+    )
+}
+
+async fn create_certificate(
+    control: &RunningControl,
+    identity: &str,
+    token: Option<&str>,
+) -> Result<Vec<String>, tonic::Status> {
+    let mut ca = IstioCertificateServiceClient::new(channel(control).await);
+    let response = ca.create_certificate(csr_request(identity, token)).await?;
+    Ok(response.into_inner().cert_chain)
+}
+
+fn uri_sans(pem: &str) -> Vec<String> {
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
+    let cert = parsed.parse_x509().expect("x509");
+    let sans = cert
+        .subject_alternative_name()
+        .expect("SAN ext")
+        .expect("has SANs");
+    sans.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) => Some((*uri).to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn missing_or_unknown_tokens_are_unauthenticated_for_xds_and_ca() {
+    let control = start_control(copy_examples).await;
+    for token in [None, Some(UNKNOWN_TOKEN)] {
+        assert_eq!(
+            xds_refusal(&control, token).await,
+            Code::Unauthenticated,
+            "xDS, token {token:?}"
+        );
+        let refused = create_certificate(&control, WEB, token)
+            .await
+            .expect_err("CA refuses");
+        assert_eq!(
+            refused.code(),
+            Code::Unauthenticated,
+            "CA, token {token:?}: {refused:?}"
+        );
+    }
+    let (_, metrics) = control.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("weft_control_xds_connected_proxies 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn node_token_gets_certificates_only_for_pods_on_its_node() {
+    let control = start_control(copy_examples).await;
+    let chain = create_certificate(&control, WEB, Some(NODE_A_TOKEN))
+        .await
+        .expect("web-0 runs on node-a");
+    assert_eq!(uri_sans(&chain[0]), [WEB]);
+    assert_eq!(
+        chain.last().map(String::as_str),
+        Some(control.root_pem().as_str()),
+        "root last"
+    );
+
+    let refused = create_certificate(&control, REPORTS, Some(NODE_A_TOKEN))
+        .await
+        .expect_err("reports runs only on node-b");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    let chain = create_certificate(&control, REPORTS, Some(NODE_B_TOKEN))
+        .await
+        .expect("node-b may act for reports");
+    assert_eq!(uri_sans(&chain[0]), [REPORTS]);
+}
+
+#[tokio::test]
+async fn node_placement_follows_config_edits() {
+    let control = start_control(copy_examples).await;
+    assert!(
+        create_certificate(&control, REPORTS, Some(NODE_A_TOKEN))
+            .await
+            .is_err()
+    );
+    // Pin the reports Deployment to node-a: node-a may now act for it, node-b no longer.
+    let path = control.config_dir().join("frontend.yaml");
+    let frontend = std::fs::read_to_string(&path).expect("frontend.yaml");
+    let pinned = frontend.replace(
+        "      serviceAccountName: reports\n",
+        "      serviceAccountName: reports\n      nodeName: node-a\n",
+    );
+    assert_ne!(pinned, frontend, "edit applies");
+    std::fs::write(&path, pinned).expect("edit");
+    process_support::control::eventually("node-a may act for reports", WAIT, || async {
+        create_certificate(&control, REPORTS, Some(NODE_A_TOKEN))
+            .await
+            .ok()
+    })
+    .await;
+    let refused = create_certificate(&control, REPORTS, Some(NODE_B_TOKEN))
+        .await
+        .expect_err("reports left node-b");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+}
