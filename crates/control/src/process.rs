@@ -188,8 +188,36 @@ pub async fn run(
     let router = tonic::transport::Server::builder()
         .add_service(ca_service.into_server())
         .add_service(xds.service());
-    secure.serve(router, shutdown).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let graceful = secure.serve(router, stop_requested(stopped.clone()));
+    tokio::select! {
+        result = graceful => result?,
+        () = async {
+            stop_requested(stopped).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            // xDS streams never end on their own: without this the process would wait for
+            // every connected node proxy to hang up.
+            tracing::info!(
+                grace = ?SHUTDOWN_GRACE,
+                "closing the streams still open after the shutdown grace period"
+            );
+        }
+    }
     Ok(())
+}
+
+/// After shutdown is requested, how long in-flight calls (CA requests) may finish before
+/// the remaining connections (long-lived xDS streams) are dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Completes once `stopped` turns true (or its sender is gone).
+async fn stop_requested(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 fn local_addr(result: std::io::Result<SocketAddr>, fallback: SocketAddr) -> SocketAddr {

@@ -171,6 +171,26 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, then waits for a clean exit (connected peers must not hold the process up).
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(
+            sent.is_ok_and(|s| s.success()),
+            "cannot signal {}",
+            self.name
+        );
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{} ignored SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(25));
+        };
+        assert!(status.success(), "{} exited with {status}", self.name);
+    }
+
     fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!("{} exited early: {status}", self.name);
@@ -406,6 +426,24 @@ fn socks_connect(from: Ipv4Addr, proxy: SocketAddr, dst: SocketAddr) -> (u8, Tcp
     (reply[1], stream)
 }
 
+/// HTTP CONNECT to `dst`; returns the status line and the stream (tunnel if 200).
+fn http_connect(from: Ipv4Addr, proxy: SocketAddr, dst: SocketAddr) -> (String, TcpStream) {
+    let mut stream = connect_from(from, proxy);
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    write!(stream, "CONNECT {dst} HTTP/1.1\r\nHost: {dst}\r\n\r\n").expect("CONNECT");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).expect("read CONNECT answer") == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, stream)
+}
+
 /// A TCP connection whose source address is `from` (how the proxy knows the workload).
 fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -468,6 +506,17 @@ fn control_plane_drives_two_node_proxies_that_enforce_the_example_policies() {
         "node-b must see web's SPIFFE identity: {conns}"
     );
     assert_eq!(round_trip(&mut open, b""), b"");
+
+    // HTTP CONNECT on the same port: web allowed, reports refused with 403.
+    let proxy = SocketAddr::from((net.node_a(), 15080));
+    let (status, mut tunnel) = http_connect(net.pod(WEB), proxy, net.catalog_vip());
+    assert!(status.starts_with("HTTP/1.1 200"), "web CONNECT: {status}");
+    assert_eq!(round_trip(&mut tunnel, b"via CONNECT"), b"via CONNECT");
+    let (status, _) = http_connect(net.pod(REPORTS), proxy, net.catalog_vip());
+    assert!(
+        status.starts_with("HTTP/1.1 403"),
+        "reports CONNECT: {status}"
+    );
 
     // frontend/reports has its own identity, which the policy does not allow.
     let before = mesh.catalog.accepted();
@@ -534,10 +583,9 @@ fn proxies_keep_serving_through_a_control_plane_outage_and_resync_after_it() {
         "web -> catalog before the outage"
     );
 
-    mesh.control.kill();
-    wait_for("the control plane to be gone", || {
-        http_get(&net.control_admin(), "/ready").is_none()
-    });
+    // Both proxies hold xDS streams open; the control plane must still stop on SIGTERM.
+    mesh.control.terminate();
+    assert!(http_get(&net.control_admin(), "/ready").is_none());
     for _ in 0..3 {
         assert_eq!(
             mesh.call_catalog(WEB),
