@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use weft_netns::CaptureConfig;
+pub use weft_netns::CaptureConfig;
 
 use crate::dns::DnsResolver;
 use crate::proxy::{AttachError, Node};
@@ -321,6 +321,11 @@ impl CaptureManager {
                     .await;
             }
         }
+    }
+
+    /// Cancelled by [`CaptureManager::shutdown`].
+    pub(crate) fn stopped(&self) -> CancellationToken {
+        self.inner.stop.clone()
     }
 
     fn save(&self, pods: &BTreeMap<String, PodEntry>) -> Result<(), CaptureError> {

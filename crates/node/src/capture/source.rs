@@ -29,7 +29,6 @@ use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::codec::{Framed, LinesCodec};
-use tokio_util::sync::CancellationToken;
 
 use super::{CaptureError, CaptureManager, PodInfo, PodStatus};
 
@@ -139,15 +138,12 @@ pub fn save_pods(path: &Path, pods: &[&PodInfo]) -> Result<(), CaptureError> {
 }
 
 /// Listens on the Unix socket at `path` (replacing a stale socket file) and serves pod
-/// requests to `manager` until `stop`.
+/// requests to `manager` until it shuts down.
 ///
 /// # Errors
 /// The socket cannot be created.
-pub fn serve_pod_socket(
-    path: &Path,
-    manager: CaptureManager,
-    stop: CancellationToken,
-) -> Result<(), CaptureError> {
+pub fn serve_pod_socket(path: &Path, manager: CaptureManager) -> Result<(), CaptureError> {
+    let stop = manager.stopped();
     let io = |what| {
         move |source| CaptureError::Io {
             what,

@@ -13,6 +13,7 @@ use weft_identity::{
     CertManagerConfig, CertificateAuthority, CertificateProvider, GrpcCaClient, GrpcCaClientConfig,
     LocalCaProvider, TokenSource, TrustBundle,
 };
+use weft_node::capture::{CaptureConfig, CaptureManager, CaptureOptions, source};
 use weft_node::process::{ListenAddrs, NodeConfig, StateSource, XdsSource};
 use weft_node::proxy::ProxyOptions;
 use weft_node::telemetry::AccessLogFormat;
@@ -90,6 +91,20 @@ pub struct Args {
     /// provides per-pod listeners instead).
     #[arg(long)]
     no_workload_listeners: bool,
+    /// In-pod capture: learn this node's pods from a Unix socket at PATH (one JSON line
+    /// per request: add/remove/list, see `weft_node::capture::source`), open each enrolled
+    /// pod's listeners inside its network namespace and install its redirect rules. The
+    /// pod list is kept in `PATH.pods.json` and recaptured after a restart. Implies
+    /// --no-workload-listeners.
+    #[arg(long, value_name = "PATH")]
+    pod_socket: Option<PathBuf>,
+    /// With --pod-socket: resolver (IP:PORT) for names the DNS proxy does not know
+    /// (without one they fail at once).
+    #[arg(long, value_name = "ADDR", requires = "pod_socket")]
+    dns_upstream: Option<SocketAddr>,
+    /// Kubernetes cluster domain for the DNS proxy.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     /// Seconds to let open connections finish after SIGTERM / ctrl-c.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     drain_timeout: u64,
@@ -121,10 +136,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let drain = Duration::from_secs(args.drain_timeout);
+    let capture = capture_options(&args);
     let config = node_config(args)?;
     let running = weft_node::process::run(config).await?;
+    let capture = match capture {
+        Some((socket, options)) => Some(start_capture(&running.node, &socket, options).await?),
+        None => None,
+    };
     tracing::info!(addrs = ?running.addrs, "weft node started");
     shutdown_signal().await;
+    if let Some(capture) = capture {
+        // Listeners close; the pods' redirect rules stay for the next proxy.
+        capture.shutdown().await;
+    }
     tracing::info!(
         ?drain,
         "shutting down: no new connections, draining open ones"
@@ -198,7 +222,7 @@ fn listen_addrs(args: &Args) -> ListenAddrs {
         admin: Some(SocketAddr::new(local, args.admin_port)),
         metrics: Some(SocketAddr::new(any, args.metrics_port)),
         readiness: Some(SocketAddr::new(any, args.readiness_port)),
-        workload_hbone_listeners: !args.no_workload_listeners,
+        workload_hbone_listeners: !args.no_workload_listeners && args.pod_socket.is_none(),
     }
 }
 
@@ -265,4 +289,33 @@ fn control_source(args: &Args, control: &str) -> anyhow::Result<Sources> {
         cluster_id: args.cluster_id.clone(),
     };
     Ok((StateSource::Xds(source), Arc::new(ca), trust))
+}
+
+/// The pod socket and capture settings, when `--pod-socket` is given.
+fn capture_options(args: &Args) -> Option<(PathBuf, CaptureOptions)> {
+    let socket = args.pod_socket.clone()?;
+    let rules = CaptureConfig {
+        outbound_port: args.outbound_port,
+        inbound_port: args.inbound_plaintext_port,
+        hbone_port: args.hbone_port,
+        ..CaptureConfig::default()
+    };
+    let options = CaptureOptions {
+        rules,
+        dns_upstream: args.dns_upstream,
+        cluster_domain: args.cluster_domain.clone(),
+        state_file: Some(source::state_file_for(&socket)),
+    };
+    Some((socket, options))
+}
+
+/// Recaptures the saved pods and serves the pod socket.
+async fn start_capture(
+    node: &weft_node::proxy::Node,
+    socket: &std::path::Path,
+    options: CaptureOptions,
+) -> anyhow::Result<CaptureManager> {
+    let capture = CaptureManager::start(node.clone(), options).await?;
+    source::serve_pod_socket(socket, capture.clone())?;
+    Ok(capture)
 }
