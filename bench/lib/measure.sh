@@ -30,16 +30,26 @@ servers_start() {
 
 calc() { awk "BEGIN { printf \"%.${2:-3}f\", $1 }"; }
 
-# Runs CMD while counting the proxies' CPU; sets CPU_CORES (cores used on average).
+# Busy clock ticks of the whole machine (all CPUs: everything but idle and iowait).
+machine_busy_ticks() {
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# Runs CMD while counting CPU; sets CPU_CORES (the proxies' cores used on average) and
+# MACHINE_CORES (the whole machine's: clients, servers, proxies, kernel, and anything
+# else running on it).
 with_cpu() {
-    local before after started elapsed hz
+    local before after m_before m_after started elapsed hz
     hz=$(getconf CLK_TCK)
     before=$(proxy_cpu_ticks)
+    m_before=$(machine_busy_ticks)
     started=$(date +%s.%N)
     "$@"
     elapsed=$(calc "$(date +%s.%N) - $started" 6)
     after=$(proxy_cpu_ticks)
+    m_after=$(machine_busy_ticks)
     CPU_CORES=$(calc "($after - $before) / $hz / $elapsed" 4)
+    MACHINE_CORES=$(calc "($m_after - $m_before) / $hz / $elapsed" 3)
 }
 
 iperf() { # iperf STREAMS -> Gbit/s received
@@ -53,6 +63,8 @@ measure_throughput() {
     with_cpu iperf 1 >"$RUN/tput1"
     gbps=$(<"$RUN/tput1")
     R[$ROW.tput1_gbps]=$(calc "$gbps")
+    R[$ROW.machine_cores_tput]=$MACHINE_CORES
+    R[$ROW.machine_per_gbps]=$(calc "$MACHINE_CORES / $gbps")
     [ -n "$MESH" ] && R[$ROW.cpu_cores_tput]=$CPU_CORES &&
         R[$ROW.cpu_per_gbps]=$(calc "$CPU_CORES / $gbps")
     R[$ROW.tput4_gbps]=$(calc "$(iperf 4)")
@@ -87,6 +99,7 @@ measure_http() {
     with_cpu wrk_rps >"$RUN/rps"
     rps=$(<"$RUN/rps")
     R[$ROW.http_rps]=$(calc "$rps" 0)
+    R[$ROW.machine_cores_http]=$MACHINE_CORES
     [ -n "$MESH" ] && R[$ROW.cpu_cores_http]=$CPU_CORES &&
         R[$ROW.cpu_per_krps]=$(calc "$CPU_CORES / ($rps / 1000)" 4)
     note "$ROW: HTTP/1.1 ${R[$ROW.http_rps]} req/s"

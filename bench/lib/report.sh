@@ -15,6 +15,7 @@ FIGURES=(
     "conn_p50_us|new connection + request p50 (µs)|less"
     "conn_p99_us|new connection + request p99 (µs)|less"
     "http_rps|HTTP/1.1 req/s, 64 connections|more"
+    "machine_per_gbps|whole machine CPU, cores per Gbit/s (1 stream)|less"
     "cpu_per_gbps|node proxy CPU, cores per Gbit/s (1 stream)|cost"
     "cpu_per_krps|node proxy CPU, cores per 1,000 req/s|cost"
     "rss_idle_kb|node proxy RSS idle (MB; n1 / n2)|mem"
@@ -99,18 +100,32 @@ report() {
     mkdir -p "$HERE/results"
     table=$(markdown_table)
     {
-        echo "# weft bench ($MODE), $STARTED"
-        echo
-        echo "Machine: $(machine_line). Load average before: $LOAD_BEFORE. Commit: $COMMIT."
-        echo "Capture: $CAPTURE. Held connections: $HOLD_CONNECTIONS."
+        echo "\`bench/run$([ "$MODE" = quick ] && echo " --quick")\` at $STARTED, commit $COMMIT."
+        echo "Machine: $(machine_line); load average before the run: $LOAD_BEFORE."
+        echo "Capture mode: $CAPTURE. Held connections: $HOLD_CONNECTIONS."
         echo
         echo "$table"
     } >"$HERE/results/$stamp-$MODE.md"
     results_json >"$HERE/results/$stamp-$MODE.json"
     cp "$HERE/results/$stamp-$MODE.md" "$HERE/results/latest-$MODE.md"
     cp "$HERE/results/$stamp-$MODE.json" "$HERE/results/latest-$MODE.json"
+    [ "$MODE" = full ] && [ "$SELECTED" = direct,weft-tcp,weft-hbone ] &&
+        readme_update "$HERE/results/$stamp-$MODE.md"
     echo
     echo "$table"
     echo
     note "results: $HERE/results/$stamp-$MODE.{md,json}"
+}
+
+# A full run of all rows replaces the part of bench/README.md between the data-plane
+# markers with its Markdown (machine line and table); the rest of the file is kept.
+readme_update() {
+    local readme="$HERE/README.md" begin='<!-- data-plane-figures:begin -->'
+    local end='<!-- data-plane-figures:end -->'
+    grep -qF "$begin" "$readme" 2>/dev/null && grep -qF "$end" "$readme" || return 0
+    awk -v begin="$begin" -v end="$end" -v body="$1" '
+        $0 == begin { print; while ((getline line < body) > 0) print line; skip = 1; next }
+        $0 == end { skip = 0 }
+        !skip { print }' "$readme" >"$readme.new" && mv "$readme.new" "$readme"
+    note "updated the figures in $readme"
 }

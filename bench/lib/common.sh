@@ -1,0 +1,48 @@
+# shellcheck shell=bash
+# Shared by bench/run and bench/profile: tools, build, cleanup.
+
+# Tools: install what is missing from Debian's packages.
+ensure_tools() {
+    local -a missing=()
+    local pair
+    for pair in iperf3:iperf3 wrk:wrk jq:jq socat:socat nft:nftables curl:curl \
+        setpriv:util-linux ip:iproute2; do
+        command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    note "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null; }
+}
+
+build() {
+    if [ -n "$BUILD" ]; then
+        note "building (release): weft, weft-bench"
+        (cd "$ROOT" && cargo build --release -q -p weft -p weft-bench)
+    fi
+    WEFT="$ROOT/target/release/weft"
+    LOAD="$ROOT/target/release/weft-bench"
+    [ -x "$WEFT" ] && [ -x "$LOAD" ] || { echo "missing $WEFT or $LOAD (drop --no-build)" >&2; exit 1; }
+}
+
+# Sets up the work dir, the topology and the servers; everything goes away on exit.
+bench_setup() {
+    ensure_tools
+    build
+    P="wb$$"
+    RUN=$(mktemp -d "/tmp/weft-bench.XXXXXX")
+    chmod 755 "$RUN"
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    CAPTURE=${CAPTURE:-$(capture_mode)}
+    topology_up
+    servers_start
+}
+
+cleanup() {
+    set +e
+    proxies_stop 2>/dev/null
+    topology_down
+    jobs -p | xargs -r kill 2>/dev/null
+}
+
