@@ -117,3 +117,21 @@ pub fn policy_yaml(namespace: &str, revision: usize) -> String {
          \x20       principals: [\"cluster.local/ns/{namespace}/sa/caller-{revision}\"]\n    to:\n    - operation:\n        ports: [\"8080\"]\n"
     )
 }
+
+/// Loads `dir` and translates it in one go (what every client must end up holding).
+///
+/// # Panics
+/// If the directory cannot be read.
+pub fn translate_dir(dir: &Path) -> weft_control::translate::Output {
+    let store = weft_api::ConfigStore::open(dir).expect("config dir");
+    let options = weft_control::translate::TranslateOptions::default();
+    weft_control::translate::translate(&store.snapshot(), &options)
+}
+
+/// The resource names of a translation.
+pub fn expected_names(output: &weft_control::translate::Output) -> super::swarm::Expected {
+    super::swarm::Expected {
+        addresses: output.addresses.keys().cloned().collect(),
+        authorizations: output.authorizations.keys().cloned().collect(),
+    }
+}
