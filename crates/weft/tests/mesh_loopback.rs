@@ -31,11 +31,10 @@ fn weft() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weft"))
 }
 
-/// The second octet of every address of one test: distinct per process and per test, so
-/// test binaries and tests run in parallel without sharing a port.
-fn net(test_index: u8) -> u8 {
-    let slot = u8::try_from(std::process::id() % 24).unwrap_or(0);
-    100 + slot * 2 + test_index
+/// The second octet of every address of one test, leased so that no other test, in this
+/// process or another, shares its addresses or ports.
+fn net() -> u8 {
+    weft_testkit::loopback_net()
 }
 
 #[derive(Clone, Copy)]
@@ -483,7 +482,7 @@ fn node_synced(table: &str, node: &str) -> bool {
 
 #[test]
 fn control_plane_drives_two_node_proxies_that_enforce_the_example_policies() {
-    let net = Net(net(0));
+    let net = Net(net());
     let mesh = Mesh::start(net);
 
     // Both proxies connected over TLS and acknowledged the latest configuration.
@@ -575,7 +574,7 @@ fn control_plane_drives_two_node_proxies_that_enforce_the_example_policies() {
 
 #[test]
 fn proxies_keep_serving_through_a_control_plane_outage_and_resync_after_it() {
-    let net = Net(net(1));
+    let net = Net(net());
     let mut mesh = Mesh::start(net);
     assert_eq!(
         mesh.call_catalog(WEB),

@@ -13,8 +13,9 @@ fn weft() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weft"))
 }
 
+/// A loopback network `127.<n>.0.0/16` no other test uses (leased for the process).
 fn net() -> u8 {
-    200 + u8::try_from(std::process::id() % 50).unwrap_or(0)
+    weft_testkit::loopback_net()
 }
 
 fn b64(bytes: &[u8]) -> String {

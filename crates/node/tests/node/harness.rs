@@ -7,7 +7,6 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,21 +20,15 @@ use weft_proto::workload::{self, NetworkAddress, Port, PortList, Service, Worklo
 pub const WAIT: Duration = Duration::from_secs(15);
 pub const HBONE_PORT: u16 = 15008;
 
-static NEXT_NET: AtomicU8 = AtomicU8::new(0);
-
 /// A loopback /16 of its own: `127.<n>.0.x` node proxies, `127.<n>.1.x` workloads,
-/// `127.<n>.2.x` service VIPs. `n` mixes the process id so concurrently running test
-/// binaries rarely share one.
+/// `127.<n>.2.x` service VIPs. `n` is leased from `weft_testkit`, so no other test, in this
+/// process or another, uses the same network.
 #[derive(Debug, Clone, Copy)]
 pub struct Net(pub u8);
 
 impl Net {
     pub fn next() -> Self {
-        Self::at(NEXT_NET.fetch_add(1, Ordering::Relaxed))
-    }
-    fn at(n: u8) -> Self {
-        let base = u8::try_from(std::process::id() % 97).unwrap_or(0);
-        Self(10 + (base.wrapping_mul(2).wrapping_add(n)) % 240)
+        Self(weft_testkit::loopback_net())
     }
     pub fn node(self, host: u8) -> Ipv4Addr {
         Ipv4Addr::new(127, self.0, 0, host)

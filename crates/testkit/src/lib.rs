@@ -1,0 +1,58 @@
+//! Helpers shared by weft's tests (a dev-dependency only; never linked into the binary).
+//!
+//! Tests that need several distinct addresses (node proxies, workloads) use a whole loopback
+//! network `127.X.0.0/16`. Test runners run tests in parallel, in threads (`cargo test`) or
+//! in separate processes (`cargo nextest`), so a network must be unique across processes,
+//! not just within one: [`loopback_net`] leases one by binding a sentinel socket in it and
+//! holding that socket until the process exits. Another process trying the same network
+//! fails to bind the sentinel and moves on to the next.
+
+use std::net::{Ipv4Addr, TcpListener};
+
+/// Port of the sentinel socket that marks a `127.X.0.0/16` network as leased.
+const SENTINEL_PORT: u16 = 19_999;
+/// Second octets handed out: 127.0.x and 127.1.x are left to tests that use fixed
+/// addresses such as 127.0.0.1.
+const FIRST_OCTET: u8 = 2;
+const LAST_OCTET: u8 = 254;
+
+/// Leases a loopback network `127.X.0.0/16` no other test (in any process) holds, and
+/// returns `X`. The lease lasts until the process exits.
+///
+/// # Panics
+/// When every network is leased.
+#[must_use]
+pub fn loopback_net() -> u8 {
+    let span = u16::from(LAST_OCTET - FIRST_OCTET) + 1;
+    let start = rand::random_range(0..span);
+    for step in 0..span {
+        let offset = u8::try_from((start + step) % span).unwrap_or(0);
+        let octet = FIRST_OCTET + offset;
+        let sentinel = Ipv4Addr::new(127, octet, 255, 254);
+        if let Ok(listener) = TcpListener::bind((sentinel, SENTINEL_PORT)) {
+            // Held for the life of the process: that is the lease.
+            std::mem::forget(listener);
+            return octet;
+        }
+    }
+    panic!("every loopback network 127.{FIRST_OCTET}-{LAST_OCTET}.0.0/16 is leased");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn leases_are_distinct_and_exclusive() {
+        let leased: HashSet<u8> = (0..20).map(|_| loopback_net()).collect();
+        assert_eq!(leased.len(), 20, "each call leases a different network");
+        for octet in leased {
+            let sentinel = Ipv4Addr::new(127, octet, 255, 254);
+            assert!(
+                TcpListener::bind((sentinel, SENTINEL_PORT)).is_err(),
+                "127.{octet} must stay leased"
+            );
+        }
+    }
+}
