@@ -273,6 +273,16 @@ impl LocalCluster {
     /// # Errors
     /// Unknown node, duplicate or invalid name, pod CIDR full, or a command fails.
     pub fn add_pod(&mut self, name: &str, node: &str) -> Result<Pod> {
+        self.add_pod_with_ip(name, node, None)
+    }
+
+    /// Like [`LocalCluster::add_pod`], with the pod's address chosen by the caller (e.g. the
+    /// one the control plane also computed); `None` picks the first free host address.
+    ///
+    /// # Errors
+    /// As [`LocalCluster::add_pod`]; also when `ip` is outside the node's pod CIDR, is its
+    /// gateway, or is taken by another pod.
+    pub fn add_pod_with_ip(&mut self, name: &str, node: &str, ip: Option<Ipv4Addr>) -> Result<Pod> {
         validate_name("pod name", name, 100)?;
         if self.pod(name).is_some() {
             return Err(Error::Topology(format!("pod {name:?} already exists")));
@@ -285,7 +295,10 @@ impl LocalCluster {
             name: name.to_owned(),
             node: node.name.clone(),
             netns: NetNs::named(&format!("{}-p-{name}", self.state.prefix))?,
-            ip: self.free_pod_ip(&node)?,
+            ip: match ip {
+                Some(ip) => self.check_pod_ip(&node, ip)?,
+                None => self.free_pod_ip(&node)?,
+            },
             node_link: format!("vp{}", self.state.next_link),
         };
         self.state.next_link += 1;
@@ -310,6 +323,26 @@ impl LocalCluster {
         self.state.pods[index].netns.destroy()?;
         self.state.pods.remove(index);
         self.save()
+    }
+
+    fn check_pod_ip(&self, node: &Node, ip: Ipv4Addr) -> Result<Ipv4Addr> {
+        let usable = node.pod_cidr.contains(&ip)
+            && ip != node.gateway
+            && ip != node.pod_cidr.network()
+            && ip != node.pod_cidr.broadcast();
+        if !usable {
+            return Err(Error::Topology(format!(
+                "address {ip} is not a pod address of node {} (pod CIDR {}, gateway {})",
+                node.name, node.pod_cidr, node.gateway
+            )));
+        }
+        if let Some(owner) = self.state.pods.iter().find(|p| p.ip == ip) {
+            return Err(Error::Topology(format!(
+                "address {ip} is already used by pod {:?}",
+                owner.name
+            )));
+        }
+        Ok(ip)
     }
 
     fn free_pod_ip(&self, node: &Node) -> Result<Ipv4Addr> {

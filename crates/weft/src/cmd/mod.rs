@@ -2,6 +2,7 @@
 
 mod analyze;
 mod authz;
+mod call;
 mod cert;
 mod control;
 mod echo;
@@ -10,6 +11,7 @@ mod node;
 mod report_args;
 mod status;
 mod translate;
+mod up;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +36,9 @@ enum Command {
     Control(control::Args),
     Node(node::Args),
     Status(status::Args),
+    Up(up::UpArgs),
+    Down(up::DownArgs),
+    Logs(up::LogsArgs),
     /// Experimental and developer tools.
     #[command(subcommand)]
     X(XCommand),
@@ -50,6 +55,8 @@ enum XCommand {
     Translate(translate::TranslateArgs),
     /// Policy tools (`check`: would this connection be allowed?).
     Authz(authz::AuthzArgs),
+    /// Tiny client: HTTP GET a URL or send bytes to HOST:PORT, print the answer or the error.
+    Call(call::CallArgs),
 }
 
 /// Changes the log filter of this process at runtime (for admin pages such as
@@ -97,8 +104,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Control(args) => control::run_command(args),
         Command::Node(args) => node::run(args),
         Command::Status(args) => status::run(&args),
+        Command::Up(args) => up::up(args),
+        Command::Down(args) => up::down(&args),
+        Command::Logs(args) => up::logs(&args),
         Command::X(XCommand::Echo(args)) => echo::run(args),
         Command::X(XCommand::Authz(args)) => authz::run(args),
+        Command::X(XCommand::Call(args)) => call::run(&args),
         Command::X(XCommand::Cert(args)) => cert::run(args),
         Command::X(XCommand::Translate(args)) => translate::run(args),
     }

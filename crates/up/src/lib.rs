@@ -1,0 +1,101 @@
+//! `weft up`: a whole ambient mesh on one Linux machine, from a config directory.
+//!
+//! It owns the orchestration: planning what a configuration runs ([`plan`]: pods, addresses,
+//! enrollment, identities, Service rules, decided by the same functions the control plane
+//! uses), building nodes and pods as network namespaces (through `weft-netns`), starting
+//! each pod's containers as processes ([`process`]), `weft control` and one `weft node` per
+//! node ([`components`]), telling node proxies their pods ([`node_link`]), applying edits of
+//! the directory live, and removing everything again ([`down`]). It must not proxy traffic,
+//! translate config itself or configure anything in the root network namespace: everything
+//! it makes carries the instance prefix and lives under `<state-dir>/<prefix>/`.
+//!
+//! The bundled example mesh is compiled in ([`bundled`]); `weft up` without a directory
+//! writes it to the instance directory and runs it, so the binary works from anywhere.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), weft_up::UpError> {
+//! let config = weft_up::UpConfig::new("/run/weft".into(), "weft", "/usr/bin/weft".into());
+//! weft_up::run(config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod bundled;
+pub mod components;
+pub mod demo;
+pub mod down;
+pub mod layout;
+pub mod mesh;
+pub mod node_link;
+pub mod plan;
+pub mod probe;
+pub mod process;
+mod run;
+pub mod table;
+
+pub use down::{down, logs};
+pub use run::{UpConfig, UpOutcome, run};
+
+use std::path::PathBuf;
+
+/// Why `weft up` (or `weft down`, `weft logs`) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    /// Not root, or `ip`/`nft` missing.
+    #[error("{0}")]
+    Prerequisite(String),
+    /// Another `weft up` runs with this prefix.
+    #[error(
+        "weft up is already running with prefix {prefix:?} (pid {pid}); stop it, pick another \
+         --prefix, or run `weft down --prefix {prefix}`"
+    )]
+    AlreadyRunning {
+        /// The prefix.
+        prefix: String,
+        /// Its pid.
+        pid: i32,
+    },
+    /// The config directory has errors.
+    #[error("{dir}: the configuration has errors (see `weft validate {dir}`):\n{errors}")]
+    Config {
+        /// The directory.
+        dir: String,
+        /// The error findings, one per line.
+        errors: String,
+    },
+    /// The config directory cannot be read or watched.
+    #[error("config directory: {0}")]
+    Store(#[from] weft_api::StoreError),
+    /// The configuration cannot run on one machine.
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    /// Namespaces, links or rules.
+    #[error("network namespaces: {0}")]
+    Netns(#[from] weft_netns::Error),
+    /// A process could not start.
+    #[error(transparent)]
+    Spawn(#[from] process::SpawnError),
+    /// Token files.
+    #[error(transparent)]
+    Tokens(#[from] components::TokenError),
+    /// A component did not become ready.
+    #[error("{reason} (logs: {logs})")]
+    NotReady {
+        /// What was not ready.
+        reason: String,
+        /// Where the logs are.
+        logs: PathBuf,
+    },
+    /// A file operation.
+    #[error("cannot {op} {path}: {source}")]
+    File {
+        /// What was done.
+        op: &'static str,
+        /// To what.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// `weft logs` found no such pod.
+    #[error("{0}")]
+    NoSuchPod(String),
+}

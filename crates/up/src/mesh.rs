@@ -1,0 +1,447 @@
+//! A running local mesh: the namespaces (via [`LocalCluster`]), the pods' processes, the
+//! control plane and node proxies, and applying a new [`MeshPlan`] to all of them.
+
+use crate::UpError;
+use crate::components::{self, NODE_READINESS_PORT, NodeFeatures};
+use crate::layout::{Layout, SYSTEM_NAMESPACE};
+use crate::node_link::{NodeLink, PodAnnouncement};
+use crate::plan::{MeshPlan, PodPlan, WEFT_PROGRAM};
+use crate::probe::{Probe, wait_all_ready};
+use crate::process::{Process, ProcessSpec, stop_all};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use weft_netns::{ClusterSpec, LocalCluster, NETNS_ETC_DIR, NetNs};
+
+/// How long stopped processes get before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Search path of a pod in `namespace` (as kubelet writes it).
+fn dns_search(namespace: &str, suffix: &str) -> Vec<String> {
+    vec![
+        format!("{namespace}.svc.{suffix}"),
+        format!("svc.{suffix}"),
+        suffix.to_owned(),
+    ]
+}
+
+/// Settings a running mesh needs from the command line.
+#[derive(Debug, Clone)]
+pub struct MeshSettings {
+    /// The weft binary (runs `weft control`, `weft node`, and containers whose command is `weft`).
+    pub weft: PathBuf,
+    /// Instance files.
+    pub layout: Layout,
+    /// Directory `weft control` reads.
+    pub config_dir: PathBuf,
+    /// DNS suffix (`cluster.local`).
+    pub domain_suffix: String,
+    /// How long to wait for the control plane and node proxies.
+    pub ready_timeout: Duration,
+}
+
+/// The running mesh.
+#[derive(Debug)]
+pub struct Mesh {
+    settings: MeshSettings,
+    cluster: LocalCluster,
+    plan: MeshPlan,
+    pods: BTreeMap<String, Vec<Process>>,
+    control: Option<Process>,
+    nodes: BTreeMap<String, Process>,
+    links: BTreeMap<String, NodeLink>,
+    features: NodeFeatures,
+}
+
+impl Mesh {
+    /// Creates the underlay and node namespaces of `plan` (no pods or processes yet).
+    ///
+    /// # Errors
+    /// The namespaces cannot be created (what was made is removed again).
+    pub fn create(settings: MeshSettings, plan: &MeshPlan) -> Result<Self, UpError> {
+        let mut spec = ClusterSpec::new(settings.layout.prefix());
+        for node in &plan.nodes {
+            spec = spec.node_with_cidr(&node.name, node.pod_cidr);
+        }
+        let cluster = LocalCluster::create(&spec, settings.layout.root())?;
+        let features = NodeFeatures::probe(&settings.weft);
+        Ok(Self {
+            settings,
+            cluster,
+            plan: MeshPlan {
+                nodes: plan.nodes.clone(),
+                ..MeshPlan::default()
+            },
+            pods: BTreeMap::new(),
+            control: None,
+            nodes: BTreeMap::new(),
+            links: BTreeMap::new(),
+            features,
+        })
+    }
+
+    /// The plan currently running.
+    #[must_use]
+    pub fn plan(&self) -> &MeshPlan {
+        &self.plan
+    }
+
+    /// The cluster's namespaces.
+    #[must_use]
+    pub fn cluster(&self) -> &LocalCluster {
+        &self.cluster
+    }
+
+    /// Instance files.
+    #[must_use]
+    pub fn layout(&self) -> &Layout {
+        &self.settings.layout
+    }
+
+    /// The weft binary.
+    #[must_use]
+    pub fn weft_binary(&self) -> &Path {
+        &self.settings.weft
+    }
+
+    /// Whether the node proxies capture pods in-pod (they take a pod socket).
+    #[must_use]
+    pub fn captures_pods(&self) -> bool {
+        self.features.pod_socket
+    }
+
+    /// The namespace of pod `key` (`namespace/name`).
+    #[must_use]
+    pub fn pod_netns(&self, key: &str) -> Option<&NetNs> {
+        let pod = self.plan.pods.get(key)?;
+        Some(&self.cluster.pod(&pod.cluster_name())?.netns)
+    }
+
+    /// Starts `weft control` in the underlay namespace and one `weft node` per node, and
+    /// waits until all are ready (or `cancel` is set).
+    ///
+    /// # Errors
+    /// A token file or process cannot be made, or a component is not ready in time.
+    pub fn start_components(&mut self, cancel: &Arc<AtomicBool>) -> Result<(), UpError> {
+        let layout = self.settings.layout.clone();
+        let underlay = self.cluster.underlay().clone();
+        components::write_tokens(&layout, self.plan.nodes.iter().map(|n| n.name.as_str()))?;
+        let sockets = layout.node_socket("x");
+        if let Some(dir) = sockets.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| UpError::File {
+                op: "create",
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let argv = components::control_argv(
+            &self.settings.weft,
+            &layout,
+            &self.settings.config_dir,
+            underlay.ip,
+        );
+        let log = layout.container_log(SYSTEM_NAMESPACE, "control", "control");
+        self.control = Some(spawn(&underlay.netns, "weft control", &argv, &[], &log)?);
+        let control_ready = Probe {
+            what: "weft control".into(),
+            netns: underlay.netns.path(),
+            addr: SocketAddr::new(IpAddr::V4(underlay.ip), components::CONTROL_ADMIN_PORT),
+            path: "/ready".into(),
+        };
+        self.wait_ready(&[control_ready], cancel)?;
+
+        let mut probes = Vec::new();
+        for node in self.cluster.state().nodes.clone() {
+            let argv = components::node_argv(
+                &self.settings.weft,
+                &layout,
+                &node.name,
+                node.underlay_ip,
+                underlay.ip,
+                self.features,
+            );
+            let log =
+                layout.container_log(SYSTEM_NAMESPACE, &format!("node-{}", node.name), "node");
+            let label = format!("weft node {}", node.name);
+            let process = spawn(&node.netns, &label, &argv, &[], &log)?;
+            self.nodes.insert(node.name.clone(), process);
+            self.links.insert(
+                node.name.clone(),
+                NodeLink::new(&layout.node_socket(&node.name)),
+            );
+            probes.push(Probe {
+                what: label,
+                netns: underlay.netns.path(),
+                addr: SocketAddr::new(IpAddr::V4(node.underlay_ip), NODE_READINESS_PORT),
+                path: "/healthz/ready".into(),
+            });
+        }
+        self.wait_ready(&probes, cancel)?;
+        self.sync_nodes();
+        Ok(())
+    }
+
+    fn wait_ready(&mut self, probes: &[Probe], cancel: &Arc<AtomicBool>) -> Result<(), UpError> {
+        let timeout = self.settings.ready_timeout;
+        let (control, nodes) = (&mut self.control, &mut self.nodes);
+        wait_all_ready(probes, timeout, || {
+            if cancel.load(Ordering::Relaxed) {
+                return Err("interrupted".to_owned());
+            }
+            for process in control.iter_mut().chain(nodes.values_mut()) {
+                if let Some(status) = process.exit_status() {
+                    return Err(format!(
+                        "{} exited ({status}); its last log lines:\n{}",
+                        process.label(),
+                        process.log_tail(15)
+                    ));
+                }
+            }
+            Ok(())
+        })
+        .map(|_| ())
+        .map_err(|reason| UpError::NotReady {
+            reason,
+            logs: self.settings.layout.logs_dir(),
+        })
+    }
+
+    /// Makes the running mesh match `new`: removes pods that are gone or changed, creates
+    /// new ones, updates service rules, name files and the node proxies' pod lists.
+    /// Failures of single pods are reported and skipped; the rest is applied.
+    pub fn apply(&mut self, new: MeshPlan) -> Vec<String> {
+        let mut report = Vec::new();
+        let old = std::mem::take(&mut self.plan.pods);
+        for (key, pod) in &old {
+            let keep = new.pods.get(key).is_some_and(|n| !pod.needs_restart(n));
+            if !keep {
+                self.remove_pod(pod);
+                if !new.pods.contains_key(key) {
+                    report.push(format!("removed pod {key}"));
+                }
+            }
+        }
+        let unknown_nodes: Vec<&str> = new
+            .nodes
+            .iter()
+            .filter(|n| self.cluster.node(&n.name).is_none())
+            .map(|n| n.name.as_str())
+            .collect();
+        if !unknown_nodes.is_empty() {
+            report.push(format!(
+                "nodes {unknown_nodes:?} were added to the config: restart `weft up` to run them"
+            ));
+        }
+        let mut running = BTreeMap::new();
+        for (key, pod) in &new.pods {
+            match old.get(key) {
+                Some(before) if !before.needs_restart(pod) => {
+                    if before.enrolled != pod.enrolled {
+                        let what = if pod.enrolled {
+                            "enrolled"
+                        } else {
+                            "unenrolled"
+                        };
+                        report.push(format!("{what} pod {key}"));
+                    }
+                    running.insert(key.clone(), pod.clone());
+                }
+                before => match self.add_pod(pod, &new) {
+                    Ok(()) => {
+                        let what = if before.is_some() {
+                            "restarted"
+                        } else {
+                            "added"
+                        };
+                        report.push(format!("{what} pod {key} ({} on {})", pod.ip, pod.node));
+                        running.insert(key.clone(), pod.clone());
+                    }
+                    Err(e) => report.push(format!("pod {key} not started: {e}")),
+                },
+            }
+        }
+        self.plan = MeshPlan {
+            pods: running,
+            nodes: self.plan.nodes.clone(),
+            ..new
+        };
+        report.extend(self.sync_services());
+        self.sync_nodes();
+        report
+    }
+
+    fn add_pod(&mut self, pod: &PodPlan, plan: &MeshPlan) -> Result<(), UpError> {
+        let ns = self
+            .cluster
+            .add_pod_with_ip(&pod.cluster_name(), &pod.node, Some(pod.ip))?;
+        let gateway = self.cluster.node(&pod.node).map(|n| n.gateway);
+        let search = dns_search(&pod.namespace, &self.settings.domain_suffix);
+        let search: Vec<&str> = search.iter().map(String::as_str).collect();
+        let nameservers: Vec<IpAddr> = gateway.into_iter().map(IpAddr::V4).collect();
+        ns.netns.set_resolv_conf(&nameservers, &search)?;
+        write_hosts(
+            &ns.netns,
+            &plan.hosts_file(&pod.namespace, &pod.name, pod.ip),
+        )?;
+        let mut processes = Vec::new();
+        for container in &pod.containers {
+            let argv = self.resolve_program(&container.argv);
+            let log =
+                self.settings
+                    .layout
+                    .container_log(&pod.namespace, &pod.name, &container.name);
+            let label = format!("{}/{}", pod.key(), container.name);
+            match spawn(&ns.netns, &label, &argv, &container.env, &log) {
+                Ok(process) => processes.push(process),
+                Err(e) => {
+                    stop_all(&mut processes, STOP_GRACE);
+                    let _ = self.cluster.remove_pod(&pod.cluster_name());
+                    return Err(e);
+                }
+            }
+        }
+        self.pods.insert(pod.key(), processes);
+        Ok(())
+    }
+
+    fn remove_pod(&mut self, pod: &PodPlan) {
+        if let Some(mut processes) = self.pods.remove(&pod.key()) {
+            stop_all(&mut processes, STOP_GRACE);
+        }
+        if let Err(e) = self.cluster.remove_pod(&pod.cluster_name()) {
+            tracing::warn!(pod = %pod.key(), error = %e, "could not remove the pod's namespace");
+        }
+    }
+
+    /// `weft` as a program means this binary (so manifests work without weft on PATH).
+    fn resolve_program(&self, argv: &[String]) -> Vec<String> {
+        let mut argv = argv.to_vec();
+        if argv.first().map(String::as_str) == Some(WEFT_PROGRAM) {
+            argv[0] = self.settings.weft.display().to_string();
+        }
+        argv
+    }
+
+    /// Service DNAT in every node and the pods' hosts files; returns problems.
+    fn sync_services(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for node in &self.cluster.state().nodes {
+            if let Err(e) = weft_netns::sync_service_rules(&node.netns.path(), &self.plan.services)
+            {
+                problems.push(format!("service rules in node {}: {e}", node.name));
+            }
+        }
+        for pod in self.plan.pods.values() {
+            if let Some(running) = self.cluster.pod(&pod.cluster_name()) {
+                let hosts = self.plan.hosts_file(&pod.namespace, &pod.name, pod.ip);
+                if let Err(e) = write_hosts(&running.netns, &hosts) {
+                    problems.push(format!("hosts file of {}: {e}", pod.key()));
+                }
+            }
+        }
+        problems
+    }
+
+    /// Tells each node proxy its pods (when they take a pod socket). All of them: the node
+    /// proxy captures those its mesh state lists as enrolled, so enrollment edits reach it
+    /// through the control plane.
+    fn sync_nodes(&mut self) {
+        if !self.features.pod_socket {
+            return;
+        }
+        for (node, link) in &mut self.links {
+            let pods: Vec<PodAnnouncement> = self
+                .plan
+                .pods_on(node)
+                .filter_map(|p| {
+                    let running = self.cluster.pod(&p.cluster_name())?;
+                    Some(PodAnnouncement {
+                        uid: p.uid.clone(),
+                        name: p.name.clone(),
+                        namespace: p.namespace.clone(),
+                        netns: running.netns.path(),
+                        ips: vec![p.ip],
+                    })
+                })
+                .collect();
+            if let Err(e) = link.sync(pods) {
+                tracing::warn!(node, error = %e, "could not update the node proxy's pods");
+            }
+        }
+    }
+
+    /// Processes that exited since the last call, with their status.
+    pub fn exited(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        let all = self
+            .control
+            .iter_mut()
+            .chain(self.nodes.values_mut())
+            .chain(self.pods.values_mut().flatten());
+        for process in all {
+            let before = process.has_reported_exit();
+            if let Some(status) = process.exit_status()
+                && !before
+            {
+                process.mark_exit_reported();
+                out.push(format!("{} exited ({status})", process.label()));
+            }
+        }
+        out
+    }
+
+    /// Stops every process and removes every namespace, link, rule and file of the instance.
+    ///
+    /// # Errors
+    /// Some namespace or file could not be removed (everything else was still tried).
+    pub fn shutdown(mut self) -> Result<(), UpError> {
+        let system = self.nodes.values_mut().chain(self.control.iter_mut());
+        stop_all(system, STOP_GRACE);
+        stop_all(self.pods.values_mut().flatten(), STOP_GRACE);
+        let layout = self.settings.layout.clone();
+        let result = self.cluster.teardown().map_err(UpError::from);
+        remove_instance_dir(&layout).and(result)
+    }
+}
+
+fn spawn(
+    netns: &NetNs,
+    label: &str,
+    argv: &[String],
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<Process, UpError> {
+    let spec = ProcessSpec {
+        label: label.to_owned(),
+        argv,
+        env,
+        log,
+    };
+    Ok(Process::spawn(netns, &spec)?)
+}
+
+/// Writes `/etc/netns/NAME/hosts` (seen as `/etc/hosts` by the pod's processes). Written in
+/// place, so processes already running (bind mount of this file) see the new content.
+fn write_hosts(netns: &NetNs, text: &str) -> Result<(), UpError> {
+    let path = Path::new(NETNS_ETC_DIR).join(netns.name()).join("hosts");
+    std::fs::write(&path, text).map_err(|source| UpError::File {
+        op: "write",
+        path,
+        source,
+    })
+}
+
+/// Removes the instance directory (logs, tokens, control state, sockets).
+pub(crate) fn remove_instance_dir(layout: &Layout) -> Result<(), UpError> {
+    match std::fs::remove_dir_all(layout.root()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(UpError::File {
+            op: "remove",
+            path: layout.root().to_owned(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}

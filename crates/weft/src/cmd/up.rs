@@ -1,0 +1,98 @@
+//! `weft up`, `weft down`, `weft logs`: a whole mesh on this machine (logic in weft-up).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Default parent of instance directories (tmpfs: nothing survives a reboot).
+const DEFAULT_STATE_DIR: &str = "/run/weft";
+
+/// Instance selection shared by up, down and logs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InstanceArgs {
+    /// Parent directory of the instance's files (`<state-dir>/<prefix>/`).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Prefix of every network namespace this mesh creates (`[a-z0-9]{1,16}`); run several
+    /// meshes side by side with different prefixes.
+    #[arg(long, default_value = "weft")]
+    prefix: String,
+}
+
+/// Run a whole ambient mesh on this machine: nodes and pods as network namespaces, the
+/// control plane and one node proxy per node. Stays in the foreground; Ctrl-C removes it all.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Directory of manifests (watched: edits apply live). Default: the bundled example
+    /// mesh (the repository's `examples/`, compiled in).
+    dir: Option<PathBuf>,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    /// After start, run a scripted tour (allowed, denied, STRICT-rejected, passthrough).
+    #[arg(long)]
+    demo: bool,
+    /// With --demo: remove the mesh and exit after the tour (exit code 1 if a step
+    /// did not go as expected).
+    #[arg(long, requires = "demo")]
+    exit: bool,
+    /// Seconds to wait for the control plane and node proxies to be ready.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    ready_timeout: u64,
+}
+
+/// Remove a mesh `weft up` left behind (after a crash), or stop a running one.
+#[derive(Debug, clap::Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    instance: InstanceArgs,
+}
+
+/// Print the logs of a pod of a running `weft up` (`NAME`, `NAMESPACE/NAME`, `control`,
+/// or `node-NODE`).
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// The pod.
+    pod: String,
+    /// Only this container.
+    #[arg(long, short = 'c')]
+    container: Option<String>,
+    #[command(flatten)]
+    instance: InstanceArgs,
+}
+
+pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let weft = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot find the weft binary's own path: {e}"))?;
+    let mut config = weft_up::UpConfig::new(args.instance.state_dir, &args.instance.prefix, weft);
+    config.config_dir = args.dir;
+    config.demo = args.demo;
+    config.exit_after_demo = args.exit;
+    config.ready_timeout = Duration::from_secs(args.ready_timeout);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(weft_up::run(config, super::control::shutdown_signal()))?;
+    Ok(if outcome.demo_failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn down(args: &DownArgs) -> anyhow::Result<ExitCode> {
+    let report = weft_up::down(&args.instance.state_dir, &args.instance.prefix)?;
+    print!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let text = weft_up::logs(
+        &args.instance.state_dir,
+        &args.instance.prefix,
+        &args.pod,
+        args.container.as_deref(),
+    )?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
