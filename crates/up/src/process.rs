@@ -2,7 +2,7 @@
 //!
 //! A process is started with `ip netns exec` (which also bind-mounts `/etc/netns/NAME/*`,
 //! i.e. the pod's `resolv.conf` and `hosts`), with a clean environment (only `PATH` and what
-//! the caller gives), stdout and stderr appended to its log file. Stopping sends SIGTERM and,
+//! the caller gives, plus `NO_COLOR=1`), stdout and stderr appended to its log file. Stopping sends SIGTERM and,
 //! after a grace period, SIGKILL. Processes left behind by a crashed `weft up` are still
 //! inside namespaces of the instance, so tearing those down stops them.
 
@@ -96,6 +96,8 @@ impl Process {
                 "PATH",
                 std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
             )
+            // Log files, not terminals: no colour escapes (honoured by weft's own logging).
+            .env("NO_COLOR", "1")
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
