@@ -19,6 +19,6 @@ pub use provider::{
     CertRequest, CertificateProvider, FetchError, GrpcCaClient, GrpcCaClientConfig,
     LocalCaProvider, TokenSource,
 };
-pub use spiffe::{SpiffeId, SpiffeIdError};
+pub use spiffe::{DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, SpiffeId, SpiffeIdError};
 pub use tls::{PeerIdentityError, client_config, peer_identity, server_config};
 pub use trust::{TrustBundle, TrustBundleError};

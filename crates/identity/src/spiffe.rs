@@ -1,16 +1,35 @@
 //! SPIFFE identities of the form `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`.
+//!
+//! A [`SpiffeId`] stores its principal form (`<td>/ns/<ns>/sa/<sa>`, what Istio policies match
+//! on) once, at construction; the parts and the principal are borrowed from it, so matching a
+//! connection against policy never allocates.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 const SCHEME: &str = "spiffe://";
+const NS_SEP: &str = "/ns/";
+const SA_SEP: &str = "/sa/";
+
+/// Trust domain a workload has when its record leaves `trust_domain` empty.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+/// Service account a workload has when its record leaves `service_account` empty.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 
 /// A workload identity: trust domain, namespace and service account.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Equality, hashing and ordering are those of the `(trust domain, namespace, service
+/// account)` triple.
+#[derive(Clone)]
 pub struct SpiffeId {
-    trust_domain: String,
-    namespace: String,
-    service_account: String,
+    /// `<td>/ns/<ns>/sa/<sa>`.
+    principal: Box<str>,
+    /// Byte range of the namespace inside `principal`.
+    namespace: (usize, usize),
+    /// Byte offset of the service account inside `principal` (it runs to the end).
+    service_account: usize,
 }
 
 /// Why a string is not a workload SPIFFE id.
@@ -34,7 +53,7 @@ impl SpiffeId {
         service_account: &str,
     ) -> Result<Self, SpiffeIdError> {
         Self::from_principal(&format!(
-            "{trust_domain}/ns/{namespace}/sa/{service_account}"
+            "{trust_domain}{NS_SEP}{namespace}{SA_SEP}{service_account}"
         ))
     }
 
@@ -68,34 +87,84 @@ impl SpiffeId {
                 });
             }
         }
+        let ns_start = td.len() + NS_SEP.len();
+        let ns_end = ns_start + ns.len();
         Ok(Self {
-            trust_domain: td.to_owned(),
-            namespace: ns.to_owned(),
-            service_account: sa.to_owned(),
+            principal: principal.into(),
+            namespace: (ns_start, ns_end),
+            service_account: ns_end + SA_SEP.len(),
         })
+    }
+
+    /// Parses either form: the URI `spiffe://<td>/ns/<ns>/sa/<sa>` or the principal
+    /// `<td>/ns/<ns>/sa/<sa>` (for user input where both are customary).
+    pub fn parse_uri_or_principal(input: &str) -> Result<Self, SpiffeIdError> {
+        if input.starts_with(SCHEME) {
+            input.parse()
+        } else {
+            Self::from_principal(input)
+        }
     }
 
     /// The trust domain, e.g. `cluster.local`.
     pub fn trust_domain(&self) -> &str {
-        &self.trust_domain
+        &self.principal[..self.namespace.0 - NS_SEP.len()]
     }
 
     /// The Kubernetes namespace.
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        &self.principal[self.namespace.0..self.namespace.1]
     }
 
     /// The service account.
     pub fn service_account(&self) -> &str {
-        &self.service_account
+        &self.principal[self.service_account..]
     }
 
-    /// The principal form without the scheme: `<td>/ns/<ns>/sa/<sa>`.
-    pub fn principal(&self) -> String {
-        format!(
-            "{}/ns/{}/sa/{}",
-            self.trust_domain, self.namespace, self.service_account
+    /// The principal form without the scheme: `<td>/ns/<ns>/sa/<sa>` (borrowed, no allocation).
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    fn parts(&self) -> (&str, &str, &str) {
+        (
+            self.trust_domain(),
+            self.namespace(),
+            self.service_account(),
         )
+    }
+}
+
+impl PartialEq for SpiffeId {
+    fn eq(&self, other: &Self) -> bool {
+        // The principal determines the parts: segments cannot contain `/`.
+        self.principal == other.principal
+    }
+}
+
+impl Eq for SpiffeId {}
+
+impl Hash for SpiffeId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.principal.hash(state);
+    }
+}
+
+impl PartialOrd for SpiffeId {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SpiffeId {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
+impl fmt::Debug for SpiffeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpiffeId({self})")
     }
 }
 
@@ -120,11 +189,7 @@ impl FromStr for SpiffeId {
 
 impl fmt::Display for SpiffeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{SCHEME}{}/ns/{}/sa/{}",
-            self.trust_domain, self.namespace, self.service_account
-        )
+        write!(f, "{SCHEME}{}", self.principal)
     }
 }
 
@@ -161,7 +226,7 @@ mod tests {
             "spiffe://cluster.local/ns/default/sa/reviews"
         );
         assert_eq!(id.principal(), "cluster.local/ns/default/sa/reviews");
-        assert_eq!(SpiffeId::from_principal(&id.principal()), Ok(id.clone()));
+        assert_eq!(SpiffeId::from_principal(id.principal()), Ok(id.clone()));
         assert_eq!(SpiffeId::new("cluster.local", "default", "reviews"), Ok(id));
     }
 
@@ -180,5 +245,34 @@ mod tests {
         ] {
             assert!(bad.parse::<SpiffeId>().is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn parses_either_form_for_user_input() {
+        let uri = SpiffeId::parse_uri_or_principal("spiffe://td/ns/a/sa/b").expect("uri");
+        let principal = SpiffeId::parse_uri_or_principal("td/ns/a/sa/b").expect("principal");
+        assert_eq!(uri, principal);
+        assert_eq!(format!("{uri:?}"), "SpiffeId(spiffe://td/ns/a/sa/b)");
+        for bad in [
+            "spiffe://td/ns/a",
+            "td/ns//sa/b",
+            "",
+            "spiffe://TD/ns/a/sa/b",
+        ] {
+            assert!(
+                SpiffeId::parse_uri_or_principal(bad).is_err(),
+                "{bad} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn orders_by_trust_domain_then_namespace_then_account() {
+        let id = |td, ns, sa| SpiffeId::new(td, ns, sa).expect("id");
+        // `.` sorts before `/`, so comparing principals would put `a.b` first.
+        assert!(id("a", "z", "z") < id("a.b", "a", "a"));
+        assert!(id("a", "n", "z") < id("a", "n.x", "a"));
+        assert!(id("a", "n", "s") < id("a", "n", "s.x"));
+        assert_eq!(id("a", "n", "s").cmp(&id("a", "n", "s")), Ordering::Equal);
     }
 }

@@ -9,9 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::Identity;
 use crate::policy::{ConnectionFacts, Decision, Transport};
 use crate::state::{MeshState, MeshWorkload};
+use weft_identity::SpiffeId;
 
 /// The destination workload of a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub enum Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// An mTLS (HBONE) client with this identity.
-    Identity(Identity),
+    Identity(SpiffeId),
     /// A plaintext client (no identity).
     Plaintext,
 }
@@ -239,7 +239,7 @@ mod tests {
             to: to.parse()?,
             port,
             from: from.map_or(Source::Plaintext, |id| {
-                Source::Identity(Identity::parse(id).unwrap())
+                Source::Identity(SpiffeId::parse_uri_or_principal(id).unwrap())
             }),
             source_ip: source_ip.map(|ip| ip.parse().unwrap()),
         };

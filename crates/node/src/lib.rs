@@ -18,7 +18,6 @@
 pub mod authz_check;
 pub mod capture;
 pub mod dns;
-mod identity;
 pub mod lb;
 pub mod policy;
 pub mod process;
@@ -27,5 +26,4 @@ pub mod state;
 pub mod telemetry;
 mod validation;
 
-pub use identity::{DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, Identity, IdentityParseError};
 pub use validation::{Problem, ValidationError};

@@ -269,8 +269,8 @@ impl Rule {
 impl Match {
     fn matches(&self, facts: &ConnectionFacts) -> bool {
         let identity = facts.source_identity.as_ref();
-        let namespace = identity.map(crate::Identity::namespace);
-        let principal = identity.map(crate::Identity::principal);
+        let namespace = identity.map(weft_identity::SpiffeId::namespace);
+        let principal = identity.map(weft_identity::SpiffeId::principal);
         let source_ip = facts.source_ip;
         let dest_ip = facts.destination.ip();
         let dest_port = facts.destination.port();

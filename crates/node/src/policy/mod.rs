@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 pub use compile::{Action, CompiledPolicy, Scope};
 
-use crate::Identity;
 use crate::state::MeshState;
+use weft_identity::SpiffeId;
 
 /// How a connection reached the enforcing proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,7 +34,7 @@ pub enum Transport {
 pub struct ConnectionFacts {
     /// Verified peer identity (`None` for plaintext: principal, namespace and service
     /// account rules then cannot match, and their `not_` forms hold).
-    pub source_identity: Option<Identity>,
+    pub source_identity: Option<SpiffeId>,
     /// Original source IP of the client workload.
     pub source_ip: IpAddr,
     /// Destination workload address and target port (after service VIP resolution).

@@ -23,13 +23,13 @@ use weft_hbone::{
 
 use super::connections::{ConnectionInfo, Direction, Registration};
 use super::{Node, unix_ms};
-use crate::Identity;
 use crate::policy::{ConnectionFacts, Decision, Transport};
 use crate::state::{ActiveConnection, MeshWorkload};
 use crate::telemetry::{
     AccessLogEntry, AccessLogFormat, ConnectionEnds, ConnectionLabels, ConnectionMetrics,
     ConnectionResult, Reporter,
 };
+use weft_identity::SpiffeId;
 
 /// How the plaintext inbound listener learns each connection's real destination.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +83,7 @@ struct Attempt {
     /// Listener's workload address (per-pod listeners), `None` for a node-wide listener.
     scope: Option<IpAddr>,
     src: SocketAddr,
-    identity: Option<Identity>,
+    identity: Option<SpiffeId>,
     dst: SocketAddr,
     transport: Transport,
 }
@@ -181,7 +181,7 @@ impl Node {
             .metrics
             .record_decision(&decision, &workload.proto().namespace);
         if !decision.is_allowed() {
-            tracing::info!(src = %attempt.src, identity = ?attempt.identity.as_ref().map(Identity::to_uri), dst = %attempt.dst, %decision, "inbound connection denied");
+            tracing::info!(src = %attempt.src, identity = ?attempt.identity.as_ref().map(SpiffeId::to_string), dst = %attempt.dst, %decision, "inbound connection denied");
             return Err(refuse(Refusal::Denied(decision), log));
         }
         let upstream = match self.dial_workload(attempt.src, attempt.dst).await {
@@ -253,10 +253,9 @@ impl Node {
         scope: Option<IpAddr>,
         request: InboundRequest,
     ) -> InboundDecision<TcpStream> {
-        let identity = weft_identity::peer_identity(Some(&request.peer_certificates))
+        let identity = match weft_identity::peer_identity(Some(&request.peer_certificates))
             .map_err(|err| err.to_string())
-            .and_then(|id| Identity::parse(&id.to_string()).map_err(|err| err.to_string()));
-        let identity = match identity {
+        {
             Ok(identity) => identity,
             Err(reason) => {
                 tracing::info!(peer = %request.peer_addr, %reason, "HBONE client identity unusable");

@@ -23,7 +23,7 @@ use weft_identity::SpiffeId;
 
 use super::inbound::InboundDestination;
 use super::outbound::OutboundTarget;
-use super::{Node, NodeInner, spiffe_id};
+use super::{Node, NodeInner};
 use crate::state::{MeshState, MeshWorkload};
 
 /// Pause between attempts to get a listener's certificate.
@@ -46,14 +46,6 @@ pub enum AttachError {
     /// No local workload has this address.
     #[error("no workload on this node has address {0}")]
     UnknownWorkload(IpAddr),
-    /// The workload's identity cannot be used for TLS.
-    #[error("workload {workload} identity unusable: {reason}")]
-    BadIdentity {
-        /// `<ns>/<name>`.
-        workload: String,
-        /// Why.
-        reason: String,
-    },
     /// The proxy is shutting down.
     #[error("the node proxy is shutting down")]
     ShuttingDown,
@@ -105,16 +97,13 @@ impl WorkloadListeners {
     /// listeners it had.
     ///
     /// # Errors
-    /// When no local workload has the address or its identity is unusable.
+    /// When no local workload has the address or the proxy is shutting down.
     pub fn attach(&self, workload_ip: IpAddr, sockets: PodSockets) -> Result<(), AttachError> {
         let node = self.node().ok_or(AttachError::ShuttingDown)?;
         let state = node.store().snapshot();
         let workload = local_workload(&node, &state, workload_ip)
             .ok_or(AttachError::UnknownWorkload(workload_ip))?;
-        let identity = spiffe_id(&workload).map_err(|err| AttachError::BadIdentity {
-            workload: crate::telemetry::workload_ref(&workload),
-            reason: err.to_string(),
-        })?;
+        let identity = workload.identity().clone();
         let stop = node.inner.stop_accepting.child_token();
         node.serve_hbone_listener(sockets.hbone, workload_ip, identity.clone(), stop.clone());
         if let Some(listener) = sockets.outbound {
@@ -157,10 +146,7 @@ impl WorkloadListeners {
         let Some(node) = self.node() else { return };
         let mut wanted: HashMap<IpAddr, (SpiffeId, String)> = HashMap::new();
         for workload in node.local_workloads(state) {
-            let Ok(identity) = spiffe_id(workload) else {
-                tracing::warn!(workload = %crate::telemetry::workload_ref(workload), "identity is not a valid SPIFFE id; no inbound listener");
-                continue;
-            };
+            let identity = workload.identity();
             for ip in workload.addresses() {
                 wanted.insert(*ip, (identity.clone(), workload.uid().to_owned()));
             }

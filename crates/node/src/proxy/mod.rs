@@ -241,9 +241,9 @@ impl Node {
         let state = self.inner.store.snapshot();
         let missing: Vec<String> = self
             .local_workloads(&state)
-            .filter_map(|w| spiffe_id(w).ok())
+            .map(|w| w.identity())
             .filter(|id| self.inner.certs.current(id).is_none())
-            .map(|id| id.to_string())
+            .map(ToString::to_string)
             .collect();
         if missing.is_empty() {
             Ok(())
@@ -275,7 +275,7 @@ impl Node {
     fn prefetch_local_certs(&self, state: &MeshState) {
         let wanted: Vec<SpiffeId> = self
             .local_workloads(state)
-            .filter_map(|w| spiffe_id(w).ok())
+            .map(|w| w.identity().clone())
             .collect();
         self.inner.certs.manage_only(&wanted);
     }
@@ -377,11 +377,6 @@ impl Node {
             }
         });
     }
-}
-
-/// The SPIFFE id of a workload, in the identity crate's type.
-pub(crate) fn spiffe_id(workload: &MeshWorkload) -> Result<SpiffeId, weft_identity::SpiffeIdError> {
-    SpiffeId::from_principal(workload.identity().principal())
 }
 
 pub(crate) fn unix_ms(time: SystemTime) -> u64 {

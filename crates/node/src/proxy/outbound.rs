@@ -18,7 +18,7 @@ use weft_proto::workload::GatewayAddress;
 use weft_proto::workload::gateway_address::Destination as GatewayDestination;
 
 use super::connections::{ConnectionInfo, Direction, Registration};
-use super::{Node, spiffe_id, unix_ms};
+use super::{Node, unix_ms};
 use crate::lb::{self, LbError};
 use crate::policy::Transport;
 use crate::state::{
@@ -55,14 +55,6 @@ pub enum OutboundError {
     NoAddress {
         /// `<ns>/<name>`.
         workload: String,
-    },
-    /// The source or destination identity is not a valid SPIFFE id.
-    #[error("identity {identity} cannot be used for TLS: {reason}")]
-    BadIdentity {
-        /// The identity.
-        identity: String,
-        /// Why.
-        reason: String,
     },
     /// No TLS configuration (certificate missing).
     #[error(transparent)]
@@ -411,14 +403,8 @@ impl Node {
         let source = ends.source.as_ref().ok_or(OutboundError::UnknownSource {
             source_ip: target.source.ip(),
         })?;
-        let bad = |identity: String| {
-            move |err: weft_identity::SpiffeIdError| OutboundError::BadIdentity {
-                identity,
-                reason: err.to_string(),
-            }
-        };
-        let src_id = spiffe_id(source).map_err(bad(source.identity().to_uri()))?;
-        let dst_id = spiffe_id(peer).map_err(bad(peer.identity().to_uri()))?;
+        let src_id = source.identity().clone();
+        let dst_id = peer.identity().clone();
         let tls = self
             .inner
             .certs

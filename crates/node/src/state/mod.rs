@@ -22,8 +22,8 @@ pub use local::{LocalConfig, LocalConfigError};
 pub use records::{AddressRecord, PortMapping, ServiceRecord, WorkloadRecord};
 pub use store::{StateStore, UpdateOutcome};
 
-use crate::Identity;
 use crate::policy::{CompiledPolicy, PolicySet};
+use weft_identity::SpiffeId;
 
 /// One immutable snapshot of the mesh with its indexes.
 #[derive(Debug, Default)]
@@ -214,7 +214,7 @@ impl MeshWorkload {
 
     /// SPIFFE identity.
     #[must_use]
-    pub fn identity(&self) -> &Identity {
+    pub fn identity(&self) -> &SpiffeId {
         &self.record.identity
     }
 

@@ -3,9 +3,9 @@
 
 use std::net::IpAddr;
 
+use weft_identity::{DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, SpiffeId, SpiffeIdError};
 use weft_proto::workload::{self, Address, address};
 
-use crate::identity::{DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, Identity};
 use crate::validation::{Ctx, Problem, ValidationError};
 
 /// A validated workload.
@@ -16,7 +16,7 @@ pub struct WorkloadRecord {
     /// Parsed `addresses`, in order.
     pub addresses: Vec<IpAddr>,
     /// SPIFFE identity, with the trust domain and service account defaults applied.
-    pub identity: Identity,
+    pub identity: SpiffeId,
     /// Per service key (`<ns>/<hostname>`): `(service_port, target_port)` pairs, where a
     /// target port of `None` means "same as the service's".
     pub service_ports: Vec<(String, Vec<PortMapping>)>,
@@ -130,11 +130,7 @@ impl WorkloadRecord {
             })
             .collect::<Result<Vec<_>, ValidationError>>()?;
         service_ports.sort_by(|a, b| a.0.cmp(&b.0));
-        let identity = Identity::new(
-            non_empty_or(&proto.trust_domain, DEFAULT_TRUST_DOMAIN),
-            &proto.namespace,
-            non_empty_or(&proto.service_account, DEFAULT_SERVICE_ACCOUNT),
-        );
+        let identity = workload_identity(ctx, &proto)?;
         Ok(Self {
             proto,
             addresses,
@@ -142,6 +138,27 @@ impl WorkloadRecord {
             service_ports,
         })
     }
+}
+
+/// The workload's SPIFFE id, with the trust domain and service account defaults applied.
+fn workload_identity(
+    ctx: Ctx<'_>,
+    proto: &workload::Workload,
+) -> Result<SpiffeId, ValidationError> {
+    let trust_domain = non_empty_or(&proto.trust_domain, DEFAULT_TRUST_DOMAIN);
+    let service_account = non_empty_or(&proto.service_account, DEFAULT_SERVICE_ACCOUNT);
+    SpiffeId::new(trust_domain, &proto.namespace, service_account).map_err(|err| {
+        let field = match &err {
+            SpiffeIdError::BadTrustDomain { .. } => "trust_domain",
+            SpiffeIdError::BadSegment { segment, .. } if *segment == proto.namespace => "namespace",
+            SpiffeIdError::BadSegment { .. } => "service_account",
+            // `/` inside a part breaks the path shape.
+            SpiffeIdError::MissingScheme { .. } | SpiffeIdError::BadPath { .. } => {
+                "namespace/service_account/trust_domain"
+            }
+        };
+        ctx.error(field, Problem::Malformed(err.to_string()))
+    })
 }
 
 impl ServiceRecord {

@@ -124,7 +124,7 @@ fn workloads_are_indexed_by_uid_address_and_name() {
     let web1 = state.workload_by_uid(&uid("shop", "web-1")).unwrap();
     assert_eq!(web1.addresses(), &["10.0.1.1".parse::<IpAddr>().unwrap()]);
     assert_eq!(
-        web1.identity().to_uri(),
+        web1.identity().to_string(),
         "spiffe://cluster.local/ns/shop/sa/web"
     );
     let by_ip = state
@@ -273,6 +273,48 @@ fn bad_resources_are_rejected_alone_and_keep_their_previous_version() {
     assert!(
         state
             .service_by_key("shop/db.shop.svc.cluster.local")
+            .is_none()
+    );
+}
+
+#[test]
+fn workloads_whose_identity_is_not_a_spiffe_id_are_rejected_naming_the_field() {
+    let store = shop_store();
+    let mut bad_td = pod("shop", "web-6", "10.0.1.6");
+    bad_td.trust_domain = "Upper.Case".into();
+    let mut bad_sa = pod("shop", "web-7", "10.0.1.7");
+    bad_sa.service_account = "a b".into();
+    let mut slash_sa = pod("shop", "web-8", "10.0.1.8");
+    slash_sa.service_account = "x/sa/y".into();
+    let outcome = store.update_addresses(
+        [wl_address(bad_td), wl_address(bad_sa), wl_address(slash_sa)],
+        &[],
+    );
+    let got: Vec<_> = outcome
+        .rejected
+        .iter()
+        .map(|e| (e.resource.clone(), e.field.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (uid("shop", "web-6"), "trust_domain"),
+            (uid("shop", "web-7"), "service_account"),
+            (
+                uid("shop", "web-8"),
+                "namespace/service_account/trust_domain"
+            ),
+        ]
+    );
+    assert!(
+        outcome.rejected[1].to_string().contains("may only contain"),
+        "{}",
+        outcome.rejected[1]
+    );
+    assert!(
+        store
+            .snapshot()
+            .workload_by_uid(&uid("shop", "web-7"))
             .is_none()
     );
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::labels::Reporter;
-use crate::Identity;
 use crate::state::{MeshService, MeshWorkload};
+use weft_identity::SpiffeId;
 
 /// The `tracing` target of access-log events.
 pub const ACCESS_LOG_TARGET: &str = "weft::access";
@@ -125,10 +125,10 @@ impl AccessLogEntry {
     pub fn with_source(
         mut self,
         workload: Option<&MeshWorkload>,
-        identity: Option<&Identity>,
+        identity: Option<&SpiffeId>,
     ) -> Self {
         self.src_workload = workload.map(workload_ref);
-        self.src_identity = identity.map(Identity::to_uri);
+        self.src_identity = identity.map(SpiffeId::to_string);
         self
     }
 
@@ -140,7 +140,7 @@ impl AccessLogEntry {
         service: Option<&MeshService>,
     ) -> Self {
         self.dst_workload = workload.map(workload_ref);
-        self.dst_identity = workload.map(|w| w.identity().to_uri());
+        self.dst_identity = workload.map(|w| w.identity().to_string());
         self.dst_service = service.map(|s| s.proto().hostname.clone());
         self
     }

@@ -5,9 +5,9 @@ use std::fmt;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 
-use crate::Identity;
 use crate::policy::Transport;
 use crate::state::{MeshService, MeshWorkload};
+use weft_identity::SpiffeId;
 
 /// The value Istio dashboards expect for anything not known.
 pub const UNKNOWN: &str = "unknown";
@@ -117,7 +117,7 @@ pub struct ConnectionEnds<'a> {
     pub source_workload: Option<&'a MeshWorkload>,
     /// The client identity: its certificate's on the destination side, the identity the
     /// source proxy presented on the source side; `None` for plaintext.
-    pub source_identity: Option<&'a Identity>,
+    pub source_identity: Option<&'a SpiffeId>,
     /// The server workload, if known.
     pub destination_workload: Option<&'a MeshWorkload>,
     /// The service the client addressed, if it used a VIP.
@@ -184,7 +184,7 @@ impl ConnectionLabels {
         let src = WorkloadLabels::of(ends.source_workload);
         let dst = WorkloadLabels::of(ends.destination_workload);
         let principal =
-            |id: Option<&Identity>| id.map_or_else(|| UNKNOWN.to_owned(), Identity::to_uri);
+            |id: Option<&SpiffeId>| id.map_or_else(|| UNKNOWN.to_owned(), SpiffeId::to_string);
         let destination_identity = ends
             .destination_workload
             .filter(|_| ends.transport == Transport::Hbone)

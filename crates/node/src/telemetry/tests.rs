@@ -8,11 +8,11 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
 use super::*;
-use crate::Identity;
 use crate::policy::Transport;
 use crate::policy::tests::{allow, deny, dry, mtls, plaintext, rule};
 use crate::state::tests::{member, pod, service, svc_address, wl_address};
 use crate::state::{MeshState, StateStore};
+use weft_identity::SpiffeId;
 
 const DB_KEY: &str = "shop/db.shop.svc.cluster.local";
 
@@ -245,7 +245,7 @@ fn access_log_json_line_leaves_out_absent_fields() {
         "10.0.3.1:5432".parse().unwrap(),
         5,
     )
-    .with_source(None, Some(&Identity::new("td", "a", "b")));
+    .with_source(None, Some(&SpiffeId::new("td", "a", "b").unwrap()));
     entry.finish(
         Duration::from_millis(7),
         ConnectionResult::Failed,

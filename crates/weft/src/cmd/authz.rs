@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weft_node::Identity;
+use weft_identity::SpiffeId;
 use weft_node::authz_check::{AuthzQuery, Source, Target, check};
 use weft_node::state::LocalConfig;
 
@@ -56,7 +56,8 @@ pub fn run(args: AuthzArgs) -> anyhow::Result<ExitCode> {
         .map_err(|err| anyhow::anyhow!("--to {}: {err}", args.to))?;
     let from = match &args.from {
         Some(id) => Source::Identity(
-            Identity::parse(id).map_err(|err| anyhow::anyhow!("--from {id}: {err}"))?,
+            SpiffeId::parse_uri_or_principal(id)
+                .map_err(|err| anyhow::anyhow!("--from {id}: {err}"))?,
         ),
         None => Source::Plaintext,
     };

@@ -8,8 +8,8 @@ use weft_proto::security::{
     ServiceAccountMatch, StringMatch, string_match::MatchType,
 };
 
-use crate::Identity;
 use crate::policy::{ConnectionFacts, Transport};
+use weft_identity::SpiffeId;
 
 pub(crate) fn exact(s: &str) -> StringMatch {
     StringMatch {
@@ -90,7 +90,7 @@ pub(crate) fn dry(mut policy: Authorization) -> Authorization {
 }
 pub(crate) fn mtls(principal: &str, src: &str, dst: &str) -> ConnectionFacts {
     ConnectionFacts {
-        source_identity: Some(Identity::parse(principal).unwrap()),
+        source_identity: Some(SpiffeId::parse_uri_or_principal(principal).unwrap()),
         source_ip: src.parse().unwrap(),
         destination: dst.parse().unwrap(),
         transport: Transport::Hbone,
