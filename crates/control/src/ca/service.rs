@@ -48,6 +48,7 @@ pub struct CaService {
 }
 
 /// A refused request: what to log, count and answer.
+#[derive(Debug)]
 struct Rejection {
     reason: &'static str,
     code: Code,
@@ -233,5 +234,134 @@ impl CaService {
             "CA refused certificate request"
         );
         Status::new(rejection.code, rejection.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::{CaMetrics, StaticNodeIdentities, TokenFile};
+    use prost_types::{ListValue, Struct, Value};
+    use rcgen::{CertificateParams, KeyPair, SanType};
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::pem::parse_x509_pem;
+
+    const OWN: &str = "spiffe://cluster.local/ns/shop/sa/web";
+
+    fn service() -> CaService {
+        let ca = CertificateAuthority::generate_in_memory().expect("ca");
+        let tokens = TokenFile::parse("tokens: [{token: node-token-0123456789, node: n1}]", "test")
+            .expect("tokens");
+        let nodes = StaticNodeIdentities::new().with("n1", OWN.parse().expect("id"));
+        CaService::new(
+            Arc::new(ca),
+            Arc::new(tokens),
+            Arc::new(nodes),
+            CaMetrics::new(),
+            CaServiceConfig::default(),
+        )
+    }
+
+    fn csr(sans: Vec<SanType>) -> String {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = sans;
+        params
+            .serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem")
+    }
+
+    fn uri(text: &str) -> SanType {
+        SanType::URI(text.try_into().expect("ia5"))
+    }
+
+    fn ask(service: &CaService, impersonated: Kind, csr: String) -> Result<Vec<String>, Rejection> {
+        let fields = [(
+            IMPERSONATED_IDENTITY_KEY.to_owned(),
+            Value {
+                kind: Some(impersonated),
+            },
+        )];
+        let message = IstioCertificateRequest {
+            csr,
+            validity_duration: 0,
+            metadata: Some(Struct {
+                fields: fields.into_iter().collect(),
+            }),
+        };
+        service.authorize_and_sign(&Caller::Node("n1".into()), &message, &mut None)
+    }
+
+    #[test]
+    fn a_node_cannot_reach_another_identity_through_aliases_or_non_string_values() {
+        let service = service();
+        let string = |text: &str| Kind::StringValue(text.to_owned());
+        let aliases = [
+            "spiffe://cluster.local/ns/shop/sa/web/",
+            "spiffe://cluster.local/ns/shop/sa/web/../other",
+            "spiffe://Cluster.Local/ns/shop/sa/web",
+            "SPIFFE://cluster.local/ns/shop/sa/web",
+            "spiffe://cluster.local/ns/shop/sa/we%62",
+            "spiffe://cluster.local//ns/shop/sa/web",
+            "cluster.local/ns/shop/sa/web",
+            " spiffe://cluster.local/ns/shop/sa/web",
+        ];
+        for alias in aliases {
+            let rejection = ask(&service, string(alias), csr(vec![uri(alias)])).unwrap_err();
+            assert_eq!(rejection.code, Code::InvalidArgument, "{alias}");
+        }
+        // Same letters, different case in a part that allows upper case: another identity.
+        let other_case = "spiffe://cluster.local/ns/shop/sa/Web";
+        let rejection = ask(&service, string(other_case), csr(vec![uri(other_case)])).unwrap_err();
+        assert_eq!(rejection.code, Code::PermissionDenied);
+        let list = Kind::ListValue(ListValue {
+            values: vec![Value {
+                kind: Some(string(OWN)),
+            }],
+        });
+        let struct_value = Kind::StructValue(Struct::default());
+        for non_string in [
+            list,
+            struct_value,
+            Kind::BoolValue(true),
+            Kind::NumberValue(1.0),
+        ] {
+            let rejection = ask(&service, non_string, csr(vec![uri(OWN)])).unwrap_err();
+            assert_eq!(rejection.code, Code::InvalidArgument);
+            assert!(
+                rejection.message.contains("must be a string"),
+                "{}",
+                rejection.message
+            );
+        }
+    }
+
+    #[test]
+    fn other_san_types_in_the_csr_never_reach_the_certificate() {
+        let service = service();
+        let sans = vec![
+            SanType::DnsName("evil.example".try_into().expect("dns")),
+            SanType::IpAddress("10.0.0.1".parse().expect("ip")),
+            SanType::Rfc822Name("a@b.example".try_into().expect("email")),
+            uri(OWN),
+        ];
+        let chain = ask(&service, Kind::StringValue(OWN.into()), csr(sans)).expect("issued");
+        let (_, pem) = parse_x509_pem(chain[0].as_bytes()).expect("pem");
+        let leaf = pem.parse_x509().expect("x509");
+        let names: Vec<_> = leaf
+            .subject_alternative_name()
+            .expect("san extension")
+            .expect("san present")
+            .value
+            .general_names
+            .iter()
+            .map(|name| match name {
+                GeneralName::URI(uri) => (*uri).to_owned(),
+                other => format!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(names, [OWN]);
     }
 }
