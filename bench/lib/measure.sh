@@ -74,18 +74,27 @@ measure_throughput() {
 json_field() { jq -r ".$2" <<<"$1"; }
 
 measure_latency() {
+    measure_rtt
+    measure_connect
+    note "$ROW: round trip p50 ${R[$ROW.rtt_p50_us]} us p99 ${R[$ROW.rtt_p99_us]} us; new connection p50 ${R[$ROW.conn_p50_us]} us"
+}
+
+measure_rtt() {
     local out
     out=$(nsx "$P-c" "$LOAD" pingpong "$SERVER_IP:$ECHO_PORT" --rate "$PINGPONG_RATE" \
         --seconds "$LATENCY_SECONDS" --size 64)
     R[$ROW.rtt_p50_us]=$(json_field "$out" p50_us)
     R[$ROW.rtt_p99_us]=$(json_field "$out" p99_us)
     R[$ROW.rtt_p999_us]=$(json_field "$out" p999_us)
+}
+
+measure_connect() {
+    local out
     out=$(nsx "$P-c" "$LOAD" connect "$SERVER_IP:$ECHO_PORT" --rate "$CONNECT_RATE" \
         --count "$CONNECT_COUNT" --size 64)
     R[$ROW.conn_p50_us]=$(json_field "$out" p50_us)
     R[$ROW.conn_p99_us]=$(json_field "$out" p99_us)
     R[$ROW.conn_errors]=$(json_field "$out" errors)
-    note "$ROW: round trip p50 ${R[$ROW.rtt_p50_us]} us p99 ${R[$ROW.rtt_p99_us]} us; new connection p50 ${R[$ROW.conn_p50_us]} us"
 }
 
 wrk_rps() {
