@@ -262,9 +262,7 @@ impl Node {
                 return InboundDecision::Reject(Refusal::BadPeer(reason).status());
             }
         };
-        let src = request.forwarded_for().map_or(request.peer_addr, |ip| {
-            SocketAddr::new(ip, request.peer_addr.port())
-        });
+        let src = self.hbone_source(&request, &identity);
         let attempt = Attempt {
             scope,
             src,
@@ -279,6 +277,43 @@ impl Node {
                     .on_complete(move |result| finish.finish(result)),
             ),
             Err(refusal) => InboundDecision::Reject(refusal.status()),
+        }
+    }
+
+    /// The source address of an HBONE stream, as used for policy (`ipBlocks`), telemetry
+    /// and the transparent connect to the workload.
+    ///
+    /// The `forwarded` header is only the client's claim: any holder of a mesh certificate
+    /// could name any address there and so pass (or dodge) an `ipBlocks` rule. Therefore:
+    /// - when the TCP peer address belongs to a workload with the client's identity (in-pod
+    ///   mode, where the source node proxy dials from inside the source pod), the peer
+    ///   address is the source: the kernel vouches for it, and the header is ignored;
+    /// - otherwise (a node proxy dialling from its own address, as in explicit mode) the
+    ///   header is believed only when it names a workload whose identity is the client's:
+    ///   a client speaks for workloads whose certificate it holds, never for others;
+    /// - anything else keeps the TCP peer address.
+    ///
+    /// Left open: outside in-pod mode, a client can still claim the address of another
+    /// workload that shares its service account (same identity).
+    fn hbone_source(&self, request: &InboundRequest, identity: &SpiffeId) -> SocketAddr {
+        let peer = request.peer_addr;
+        let state = self.inner.store.snapshot();
+        let network = self.inner.options.network.as_str();
+        let holds = |ip: IpAddr| {
+            state
+                .workload_by_addr(network, ip)
+                .is_some_and(|w| w.identity() == identity)
+        };
+        if holds(peer.ip()) {
+            return peer;
+        }
+        match request.forwarded_for() {
+            Some(claimed) if holds(claimed) => SocketAddr::new(claimed, peer.port()),
+            Some(claimed) => {
+                tracing::debug!(%peer, %claimed, %identity, "`forwarded` names an address this client does not hold; using the peer address");
+                peer
+            }
+            None => peer,
         }
     }
 

@@ -96,7 +96,23 @@ async fn raw_h2(
     mesh: &TwoNodes,
     with_client_cert: bool,
 ) -> Result<h2::client::SendRequest<Bytes>, String> {
-    let id = SpiffeId::from_principal("cluster.local/ns/default/sa/tester").unwrap();
+    raw_h2_as(
+        mesh,
+        "cluster.local/ns/default/sa/tester",
+        with_client_cert,
+        None,
+    )
+    .await
+}
+
+/// [`raw_h2`] with a certificate for `principal`, its TCP connection bound to `source`.
+async fn raw_h2_as(
+    mesh: &TwoNodes,
+    principal: &str,
+    with_client_cert: bool,
+    source: Option<std::net::Ipv4Addr>,
+) -> Result<h2::client::SendRequest<Bytes>, String> {
+    let id = SpiffeId::from_principal(principal).unwrap();
     let manager = CertManager::new(
         Arc::new(LocalCaProvider::new(Arc::clone(&mesh.ca))),
         CertManagerConfig::default(),
@@ -112,12 +128,13 @@ async fn raw_h2(
     if !with_client_cert {
         config.client_auth_cert_resolver = Arc::new(NoClientCert);
     }
-    let tcp = TcpStream::connect(SocketAddr::new(
-        IpAddr::V4(mesh.net.workload(2)),
-        HBONE_PORT,
-    ))
-    .await
-    .map_err(|e| e.to_string())?;
+    let listener = SocketAddr::new(IpAddr::V4(mesh.net.workload(2)), HBONE_PORT);
+    let tcp = match source {
+        Some(source) => connect_from(source, listener).await,
+        None => TcpStream::connect(listener)
+            .await
+            .map_err(|e| e.to_string())?,
+    };
     let name = ServerName::IpAddress(IpAddr::V4(mesh.net.workload(2)).into());
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
@@ -139,6 +156,76 @@ async fn status_of(send: &mut h2::client::SendRequest<Bytes>, method: Method, ur
         .expect("response")
         .status()
         .as_u16()
+}
+
+/// The status of a CONNECT to the echo workload carrying `forwarded: for=<claimed>`.
+async fn connect_claiming(
+    send: &mut h2::client::SendRequest<Bytes>,
+    echo: SocketAddr,
+    claimed: IpAddr,
+) -> u16 {
+    let request = Request::builder()
+        .method(Method::CONNECT)
+        .uri(echo.to_string())
+        .header("forwarded", format!("for={claimed}"))
+        .body(())
+        .unwrap();
+    let (response, _stream) = send.send_request(request, false).unwrap();
+    tokio::time::timeout(WAIT, response)
+        .await
+        .expect("answer in time")
+        .expect("response")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn forwarded_cannot_claim_a_source_address_the_client_does_not_hold() {
+    let net = Net::next();
+    let client_ip = IpAddr::V4(net.workload(1));
+    let allow_client_ip = policy(
+        "allow-client-ip",
+        "default",
+        weft_proto::security::Action::Allow,
+        vec![weft_proto::security::Match {
+            source_ips: vec![weft_proto::security::Address {
+                address: net.workload(1).octets().to_vec(),
+                length: 32,
+            }],
+            ..Default::default()
+        }],
+    );
+    let mesh = TwoNodes::start_on(net, &[allow_client_ip]).await;
+    let sleep = CLIENT_ID.trim_start_matches("spiffe://");
+    let echo = net.echo_addr();
+
+    // Another mesh identity, not a workload at that address: the claim is ignored.
+    let mut stranger = raw_h2_as(&mesh, "cluster.local/ns/default/sa/tester", true, None)
+        .await
+        .expect("mTLS");
+    assert_eq!(connect_claiming(&mut stranger, echo, client_ip).await, 401);
+
+    // A node proxy holding client-1's identity speaks for client-1's address (explicit mode).
+    let mut proxy = raw_h2_as(&mesh, sleep, true, None).await.expect("mTLS");
+    assert_eq!(connect_claiming(&mut proxy, echo, client_ip).await, 200);
+
+    // From client-1's own address (in-pod mode) the TCP source wins over the header, both ways.
+    let mut in_pod = raw_h2_as(&mesh, sleep, true, Some(net.workload(1)))
+        .await
+        .expect("mTLS");
+    assert_eq!(
+        connect_claiming(&mut in_pod, echo, IpAddr::V4(net.vip(9))).await,
+        200
+    );
+    let mut echo_pod = raw_h2_as(
+        &mesh,
+        ECHO_ID.trim_start_matches("spiffe://"),
+        true,
+        Some(net.workload(2)),
+    )
+    .await
+    .expect("mTLS");
+    assert_eq!(connect_claiming(&mut echo_pod, echo, client_ip).await, 401);
 }
 
 #[tokio::test]
