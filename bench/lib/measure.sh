@@ -123,12 +123,14 @@ measure_memory_idle() {
     done
 }
 
-# Connections one row can hold: a plaintext proxy needs two descriptors per connection,
-# and the open-files limit cannot always be raised (containers).
+# Connections one row can hold: the plaintext proxy needs two descriptors per connection
+# (each HBONE node proxy one, plus its pooled tunnels), and the open-files limit cannot
+# always be raised (containers).
 hold_count() {
-    local limit fit
+    local limit fit per=1
+    [ "$ROW" = weft-tcp ] && per=2
     limit=$(ulimit -Hn)
-    fit=$(((limit - 256) / 2))
+    fit=$(((limit - 256) / per))
     [ "$fit" -lt "$HOLD_CONNECTIONS" ] && echo "$fit" || echo "$HOLD_CONNECTIONS"
 }
 
