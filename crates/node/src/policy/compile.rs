@@ -92,12 +92,16 @@ impl CompiledPolicy {
         }
         let scope = ctx.known_enum("scope", policy.scope)?;
         let action = ctx.known_enum("action", policy.action)?;
-        let rules = policy
+        let mut rules: Vec<Rule> = policy
             .rules
             .iter()
             .enumerate()
-            .map(|(r, rule)| compile_rule(ctx, &format!("rules[{r}]"), rule))
+            .map(|(r, rule)| compile_rule(ctx, &format!("rules[{r}]"), rule, action))
             .collect::<Result<_, _>>()?;
+        if action == Action::Allow && !policy.extensions.is_empty() {
+            // Extensions this proxy does not understand narrow an ALLOW to nothing.
+            rules.clear();
+        }
         Ok(Self {
             key: key.into(),
             namespace: policy.namespace.clone().into(),
@@ -151,7 +155,15 @@ impl CompiledPolicy {
     }
 }
 
-fn compile_rule(ctx: Ctx<'_>, path: &str, rule: &security::Rule) -> Result<Rule, ValidationError> {
+/// Compiles one rule. `extensions` (on a match or on the policy) are conditions this proxy
+/// cannot evaluate, so they fail safe like L7 fields do: in an ALLOW policy a match carrying
+/// them matches nothing (allows less); in a DENY policy they are ignored (denies more).
+fn compile_rule(
+    ctx: Ctx<'_>,
+    path: &str,
+    rule: &security::Rule,
+    action: Action,
+) -> Result<Rule, ValidationError> {
     let clauses = rule
         .clauses
         .iter()
@@ -161,6 +173,7 @@ fn compile_rule(ctx: Ctx<'_>, path: &str, rule: &security::Rule) -> Result<Rule,
                 .matches
                 .iter()
                 .enumerate()
+                .filter(|(_, one)| action == Action::Deny || one.extensions.is_empty())
                 .map(|(m, one)| {
                     compile_match(ctx, &format!("{path}.clauses[{c}].matches[{m}]"), one)
                 })

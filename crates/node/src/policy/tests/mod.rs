@@ -670,6 +670,43 @@ fn no_dry_run_policies_means_no_dry_run_outcome() {
 }
 
 #[test]
+fn extensions_the_proxy_cannot_evaluate_fail_safe() {
+    let extension = || pb::Extension {
+        name: "example.com/unknown-condition".into(),
+        config: None,
+    };
+    // A match whose only condition is an extension would otherwise match everyone.
+    let guarded = pb::Match {
+        extensions: vec![extension()],
+        ..Default::default()
+    };
+    let web = || mtls(WEB, "10.0.0.5", "10.0.1.2:80");
+    let allow_ext = allow("shop/ext", vec![one(guarded.clone())]);
+    assert_eq!(
+        set(&[allow_ext]).evaluate(&web()).outcome.reason,
+        Reason::NoAllowMatched
+    );
+    let deny_ext = deny("shop/ext", vec![one(guarded)]);
+    assert_eq!(
+        set(&[deny_ext]).evaluate(&web()).outcome.reason,
+        Reason::DenyMatched
+    );
+    // Policy-level extensions: an ALLOW matches nothing, a DENY keeps its rules.
+    let mut allow_all = allow("shop/all", vec![rule(vec![])]);
+    allow_all.extensions.push(extension());
+    assert_eq!(
+        set(&[allow_all]).evaluate(&web()).outcome.reason,
+        Reason::NoAllowMatched
+    );
+    let mut deny_web = deny("shop/web", vec![one(principals(vec![exact(WEB)]))]);
+    deny_web.extensions.push(extension());
+    assert_eq!(
+        set(&[deny_web]).evaluate(&web()).outcome.reason,
+        Reason::DenyMatched
+    );
+}
+
+#[test]
 fn malformed_policies_are_rejected_naming_the_field() {
     let bad_cidr = allow(
         "shop/x",
