@@ -149,6 +149,10 @@ async fn raw_h2_as(
 
 async fn status_of(send: &mut h2::client::SendRequest<Bytes>, method: Method, uri: &str) -> u16 {
     let request = Request::builder().method(method).uri(uri).body(()).unwrap();
+    status_of_request(send, request).await
+}
+
+async fn status_of_request(send: &mut h2::client::SendRequest<Bytes>, request: Request<()>) -> u16 {
     let (response, _stream) = send.send_request(request, false).unwrap();
     tokio::time::timeout(WAIT, response)
         .await
@@ -170,13 +174,7 @@ async fn connect_claiming(
         .header("forwarded", format!("for={claimed}"))
         .body(())
         .unwrap();
-    let (response, _stream) = send.send_request(request, false).unwrap();
-    tokio::time::timeout(WAIT, response)
-        .await
-        .expect("answer in time")
-        .expect("response")
-        .status()
-        .as_u16()
+    status_of_request(send, request).await
 }
 
 #[tokio::test]
