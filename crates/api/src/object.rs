@@ -81,6 +81,14 @@ macro_rules! kinds {
         #[allow(clippy::large_enum_variant)]
         pub enum Object { $( #[doc = $kind] $variant($ty), )* }
 
+        /// Serializes as the manifest it is (`apiVersion`, `kind`, `metadata`, ...), so
+        /// objects can be written back to YAML (e.g. `weft up`'s effective config).
+        impl Serialize for Object {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self { $( Object::$variant(o) => o.serialize(serializer), )* }
+            }
+        }
+
         impl Object {
             /// The object's kind.
             #[must_use]

@@ -81,6 +81,13 @@ pub struct DemoReport {
 #[must_use]
 pub fn run(mesh: &Mesh) -> DemoReport {
     let mut report = String::from("demo:\n");
+    if mesh.is_explicit() {
+        report.push_str(
+            "(explicit mode: clients call through their node proxy's SOCKS5 port; servers see \
+             the proxy's connection, so the caller's identity is what the server-side proxy \
+             logged)\n",
+        );
+    }
     let mut as_expected = 0;
     for (index, step) in STEPS.iter().enumerate() {
         let _ = writeln!(report, "({}) {}", index + 1, step.title);
@@ -115,10 +122,8 @@ pub fn run(mesh: &Mesh) -> DemoReport {
 }
 
 fn call_from(mesh: &Mesh, step: &Step) -> Option<CallResult> {
-    let netns = mesh.pod_netns(step.from)?;
-    let weft = mesh.weft_binary().display().to_string();
-    let output = netns
-        .command(weft)
+    let output = mesh
+        .pod_command(step.from, mesh.weft_binary())?
         .args(["x", "call", step.url, "--timeout", CALL_TIMEOUT_SECS])
         .output();
     Some(match output {
@@ -154,9 +159,17 @@ fn describe_answer(call: &CallResult) -> String {
 
 /// The destination-side access-log entry of this call, from any node proxy's log.
 fn server_view(mesh: &Mesh, step: &Step, server: &str) -> String {
-    let Some(client_ip) = mesh.plan().pods.get(step.from).map(|p| p.ip.to_string()) else {
+    let Some(client) = mesh.plan().pods.get(step.from) else {
         return "client pod unknown".into();
     };
+    if mesh.is_explicit() && !client.enrolled {
+        return format!(
+            "never reached: in explicit mode the node proxy of {} refuses it as not enrolled \
+             (it has no mesh identity, so no mTLS tunnel can be made for it)",
+            step.from
+        );
+    }
+    let client_ip = client.ip.to_string();
     let deadline = Instant::now() + LOG_WAIT;
     loop {
         if let Some(entry) = find_access_entry(mesh, &client_ip, server) {

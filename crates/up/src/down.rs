@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 /// How long a running `weft up` gets to clean up after SIGTERM before `weft down` does it.
 const STOP_WAIT: Duration = Duration::from_secs(15);
+/// How long recorded explicit-mode processes get after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The pid of the live `weft up` owning `layout`, if any.
 #[must_use]
@@ -32,7 +34,9 @@ pub fn running_pid(layout: &Layout) -> Option<i32> {
 /// # Errors
 /// Something could not be removed.
 pub fn down(state_dir: &Path, prefix: &str) -> Result<String, UpError> {
-    weft_netns::check_prerequisites().map_err(|e| UpError::Prerequisite(e.to_string()))?;
+    if nix::unistd::geteuid().is_root() {
+        weft_netns::check_prerequisites().map_err(|e| UpError::Prerequisite(e.to_string()))?;
+    }
     let layout = Layout::new(state_dir, prefix);
     let mut report = String::new();
     if let Some(pid) = running_pid(&layout) {
@@ -45,7 +49,10 @@ pub fn down(state_dir: &Path, prefix: &str) -> Result<String, UpError> {
     }
     let namespaces = owned_namespaces(prefix)?;
     let had_dir = layout.root().exists();
-    remove_instance(&layout)?;
+    let stopped = remove_instance(&layout)?;
+    if stopped > 0 {
+        report.push_str(&format!("stopped {stopped} explicit-mode processes\n"));
+    }
     if namespaces.is_empty() && !had_dir {
         report.push_str(&format!("nothing to remove for prefix {prefix:?}\n"));
     } else {
@@ -68,10 +75,13 @@ fn owned_namespaces(prefix: &str) -> Result<Vec<String>, UpError> {
         .collect())
 }
 
-/// Removes the instance's namespaces (stopping their processes) and its directory.
-pub(crate) fn remove_instance(layout: &Layout) -> Result<(), UpError> {
+/// Stops the processes explicit mode recorded, removes the instance's namespaces (stopping
+/// their processes) and its directory. Returns how many recorded processes were stopped.
+pub(crate) fn remove_instance(layout: &Layout) -> Result<usize, UpError> {
+    let stopped = crate::pid_records::stop_recorded(layout, STOP_GRACE);
     weft_netns::teardown(layout.root(), layout.prefix())?;
-    remove_instance_dir(layout)
+    remove_instance_dir(layout)?;
+    Ok(stopped)
 }
 
 /// The logs of `pod` (`name`, `namespace/name`, `control`, or `node-NAME`), every

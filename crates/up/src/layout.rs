@@ -5,6 +5,8 @@
 //! <prefix>.json          the local cluster (namespaces, links) for weft-netns' teardown
 //! up.pid                 pid of the running `weft up`
 //! config/                the bundled example manifests (when no DIR is given)
+//! effective/             explicit mode: the config as weft control sees it (loopback addresses)
+//! pids/<pid>             explicit mode: each process started, for `weft down` after a crash
 //! control/               weft control's private state (its CA root: control/ca/root-cert.pem)
 //! tokens.yaml            node bearer tokens for weft control (0600)
 //! tokens/<node>.token    each node proxy's token (0600)
@@ -56,6 +58,18 @@ impl Layout {
     #[must_use]
     pub fn bundled_config_dir(&self) -> PathBuf {
         self.root.join("config")
+    }
+
+    /// Explicit mode: the config directory `weft control` reads (loopback addresses).
+    #[must_use]
+    pub fn effective_config_dir(&self) -> PathBuf {
+        self.root.join("effective")
+    }
+
+    /// Explicit mode: one file per running process (named by pid, holding its start time).
+    #[must_use]
+    pub fn pids_dir(&self) -> PathBuf {
+        self.root.join("pids")
     }
 
     /// weft control's state directory.

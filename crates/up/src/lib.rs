@@ -9,6 +9,10 @@
 //! translate config itself or configure anything in the root network namespace: everything
 //! it makes carries the instance prefix and lives under `<state-dir>/<prefix>/`.
 //!
+//! Without root (or with `--explicit`) it runs the same mesh in explicit mode on loopback
+//! addresses ([`loopback`]): plain processes that reach the mesh through their node proxy's
+//! SOCKS5/HTTP CONNECT port; nothing is captured transparently.
+//!
 //! The bundled example mesh is compiled in ([`bundled`]); `weft up` without a directory
 //! writes it to the instance directory and runs it, so the binary works from anywhere.
 //!
@@ -24,8 +28,10 @@ pub mod components;
 pub mod demo;
 pub mod down;
 pub mod layout;
+pub mod loopback;
 pub mod mesh;
 pub mod node_link;
+mod pid_records;
 pub mod plan;
 pub mod probe;
 pub mod process;
@@ -68,6 +74,9 @@ pub enum UpError {
     /// The configuration cannot run on one machine.
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
+    /// Explicit mode on loopback could not be set up.
+    #[error("explicit mode: {0}")]
+    Loopback(#[from] loopback::LoopbackError),
     /// Namespaces, links or rules.
     #[error("network namespaces: {0}")]
     Netns(#[from] weft_netns::Error),

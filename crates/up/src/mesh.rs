@@ -1,15 +1,18 @@
-//! A running local mesh: the namespaces (via [`LocalCluster`]), the pods' processes, the
-//! control plane and node proxies, and applying a new [`MeshPlan`] to all of them.
+//! A running local mesh: the namespaces (via [`LocalCluster`]) or, in explicit mode, a
+//! loopback network ([`LoopbackNet`]), the pods' processes, the control plane and node
+//! proxies, and applying a new [`MeshPlan`] to all of them.
 
 use crate::UpError;
 use crate::components::{self, NODE_READINESS_PORT, NodeFeatures};
 use crate::layout::{Layout, SYSTEM_NAMESPACE};
+use crate::loopback::{self, LoopbackNet};
 use crate::node_link::{NodeLink, PodAnnouncement};
+use crate::pid_records;
 use crate::plan::{MeshPlan, PodPlan, WEFT_PROGRAM};
 use crate::probe::{Probe, wait_all_ready};
 use crate::process::{Process, ProcessSpec, stop_all};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +23,7 @@ use weft_netns::{ClusterSpec, LocalCluster, NETNS_ETC_DIR, NetNs};
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Search path of a pod in `namespace` (as kubelet writes it).
-fn dns_search(namespace: &str, suffix: &str) -> Vec<String> {
+pub(crate) fn dns_search(namespace: &str, suffix: &str) -> Vec<String> {
     vec![
         format!("{namespace}.svc.{suffix}"),
         format!("svc.{suffix}"),
@@ -43,11 +46,27 @@ pub struct MeshSettings {
     pub ready_timeout: Duration,
 }
 
+/// Where the mesh runs.
+#[derive(Debug)]
+enum Network {
+    /// Nodes and pods as network namespaces (needs root).
+    Namespaces(LocalCluster),
+    /// Explicit mode: plain processes on a loopback network.
+    Loopback(LoopbackNet),
+}
+
+/// Where one of the mesh's own processes runs and listens.
+#[derive(Debug, Clone)]
+struct Site {
+    ip: Ipv4Addr,
+    netns: Option<NetNs>,
+}
+
 /// The running mesh.
 #[derive(Debug)]
 pub struct Mesh {
     settings: MeshSettings,
-    cluster: LocalCluster,
+    network: Network,
     plan: MeshPlan,
     pods: BTreeMap<String, Vec<Process>>,
     control: Option<Process>,
@@ -68,9 +87,34 @@ impl Mesh {
         }
         let cluster = LocalCluster::create(&spec, settings.layout.root())?;
         let features = NodeFeatures::probe(&settings.weft);
-        Ok(Self {
+        Ok(Self::new(
             settings,
-            cluster,
+            plan,
+            Network::Namespaces(cluster),
+            features,
+        ))
+    }
+
+    /// Explicit mode: the mesh on the loopback network `net` (nothing is created yet).
+    #[must_use]
+    pub fn create_loopback(settings: MeshSettings, plan: &MeshPlan, net: LoopbackNet) -> Self {
+        Self::new(
+            settings,
+            plan,
+            Network::Loopback(net),
+            NodeFeatures::default(),
+        )
+    }
+
+    fn new(
+        settings: MeshSettings,
+        plan: &MeshPlan,
+        network: Network,
+        features: NodeFeatures,
+    ) -> Self {
+        Self {
+            settings,
+            network,
             plan: MeshPlan {
                 nodes: plan.nodes.clone(),
                 ..MeshPlan::default()
@@ -80,7 +124,7 @@ impl Mesh {
             nodes: BTreeMap::new(),
             links: BTreeMap::new(),
             features,
-        })
+        }
     }
 
     /// The plan currently running.
@@ -89,10 +133,19 @@ impl Mesh {
         &self.plan
     }
 
-    /// The cluster's namespaces.
+    /// The cluster's namespaces (`None` in explicit mode).
     #[must_use]
-    pub fn cluster(&self) -> &LocalCluster {
-        &self.cluster
+    pub fn cluster(&self) -> Option<&LocalCluster> {
+        match &self.network {
+            Network::Namespaces(cluster) => Some(cluster),
+            Network::Loopback(_) => None,
+        }
+    }
+
+    /// Whether the mesh runs in explicit mode on loopback addresses.
+    #[must_use]
+    pub fn is_explicit(&self) -> bool {
+        matches!(self.network, Network::Loopback(_))
     }
 
     /// Instance files.
@@ -113,69 +166,130 @@ impl Mesh {
         self.features.pod_socket
     }
 
-    /// The namespace of pod `key` (`namespace/name`).
+    /// A command running `program` as pod `key` (`namespace/name`) would: inside its
+    /// namespace, or in explicit mode with its proxy variables; with the pod's identity
+    /// variables (`POD_IP`...) and none of ours.
     #[must_use]
-    pub fn pod_netns(&self, key: &str) -> Option<&NetNs> {
+    pub fn pod_command(&self, key: &str, program: &Path) -> Option<std::process::Command> {
         let pod = self.plan.pods.get(key)?;
-        Some(&self.cluster.pod(&pod.cluster_name())?.netns)
+        let (mut command, proxies) = match &self.network {
+            Network::Namespaces(cluster) => (
+                cluster.pod(&pod.cluster_name())?.netns.command(program),
+                Vec::new(),
+            ),
+            Network::Loopback(_) => (std::process::Command::new(program), self.proxy_env(pod)),
+        };
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(loopback::pod_env(pod))
+            .envs(proxies);
+        Some(command)
     }
 
-    /// Starts `weft control` in the underlay namespace and one `weft node` per node, and
-    /// waits until all are ready (or `cancel` is set).
+    /// The control plane's address and namespace.
+    fn control_site(&self) -> Site {
+        match &self.network {
+            Network::Namespaces(cluster) => Site {
+                ip: cluster.underlay().ip,
+                netns: Some(cluster.underlay().netns.clone()),
+            },
+            Network::Loopback(net) => Site {
+                ip: net.control_ip(),
+                netns: None,
+            },
+        }
+    }
+
+    /// Each node's name, proxy address and namespace.
+    fn node_sites(&self) -> Vec<(String, Site)> {
+        match &self.network {
+            Network::Namespaces(cluster) => cluster
+                .state()
+                .nodes
+                .iter()
+                .map(|n| {
+                    let site = Site {
+                        ip: n.underlay_ip,
+                        netns: Some(n.netns.clone()),
+                    };
+                    (n.name.clone(), site)
+                })
+                .collect(),
+            Network::Loopback(net) => (self.plan.nodes.iter().enumerate())
+                .map(|(i, n)| {
+                    let site = Site {
+                        ip: net.node_ip(i),
+                        netns: None,
+                    };
+                    (n.name.clone(), site)
+                })
+                .collect(),
+        }
+    }
+
+    /// Explicit mode: the proxy variables of `pod`'s processes.
+    fn proxy_env(&self, pod: &PodPlan) -> Vec<(String, String)> {
+        let node_ip = self
+            .node_sites()
+            .into_iter()
+            .find(|(name, _)| *name == pod.node)
+            .map_or(Ipv4Addr::LOCALHOST, |(_, site)| site.ip);
+        loopback::proxy_env(pod, node_ip, &self.settings.domain_suffix)
+    }
+
+    /// Starts `weft control` in the underlay namespace and one `weft node` per node (in
+    /// explicit mode: on their loopback addresses), and waits until all are ready (or
+    /// `cancel` is set).
     ///
     /// # Errors
     /// A token file or process cannot be made, or a component is not ready in time.
     pub fn start_components(&mut self, cancel: &Arc<AtomicBool>) -> Result<(), UpError> {
         let layout = self.settings.layout.clone();
-        let underlay = self.cluster.underlay().clone();
+        let control = self.control_site();
+        // Readiness is asked from the underlay (namespaces) or from here (loopback).
+        let probe_netns = control.netns.as_ref().map(NetNs::path);
         components::write_tokens(&layout, self.plan.nodes.iter().map(|n| n.name.as_str()))?;
-        let sockets = layout.node_socket("x");
-        if let Some(dir) = sockets.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| UpError::File {
-                op: "create",
-                path: dir.to_owned(),
-                source,
-            })?;
+        if self.features.pod_socket {
+            create_dir(layout.node_socket("x").parent())?;
         }
         let argv = components::control_argv(
             &self.settings.weft,
             &layout,
             &self.settings.config_dir,
-            underlay.ip,
+            control.ip,
         );
         let log = layout.container_log(SYSTEM_NAMESPACE, "control", "control");
-        self.control = Some(spawn(&underlay.netns, "weft control", &argv, &[], &log)?);
+        self.control =
+            Some(self.spawn(control.netns.as_ref(), "weft control", &argv, &[], &log)?);
         let control_ready = Probe {
             what: "weft control".into(),
-            netns: underlay.netns.path(),
-            addr: SocketAddr::new(IpAddr::V4(underlay.ip), components::CONTROL_ADMIN_PORT),
+            netns: probe_netns.clone(),
+            addr: SocketAddr::new(IpAddr::V4(control.ip), components::CONTROL_ADMIN_PORT),
             path: "/ready".into(),
         };
         self.wait_ready(&[control_ready], cancel)?;
 
         let mut probes = Vec::new();
-        for node in self.cluster.state().nodes.clone() {
+        for (name, site) in self.node_sites() {
             let argv = components::node_argv(
                 &self.settings.weft,
                 &layout,
-                &node.name,
-                node.underlay_ip,
-                underlay.ip,
+                &name,
+                site.ip,
+                control.ip,
                 self.features,
             );
-            let log =
-                layout.container_log(SYSTEM_NAMESPACE, &format!("node-{}", node.name), "node");
-            let label = format!("weft node {}", node.name);
-            let process = spawn(&node.netns, &label, &argv, &[], &log)?;
-            self.nodes.insert(node.name.clone(), process);
-            self.links.insert(
-                node.name.clone(),
-                NodeLink::new(&layout.node_socket(&node.name)),
-            );
+            let log = layout.container_log(SYSTEM_NAMESPACE, &format!("node-{name}"), "node");
+            let label = format!("weft node {name}");
+            let process = self.spawn(site.netns.as_ref(), &label, &argv, &[], &log)?;
+            self.nodes.insert(name.clone(), process);
+            self.links
+                .insert(name.clone(), NodeLink::new(&layout.node_socket(&name)));
             probes.push(Probe {
                 what: label,
-                netns: underlay.netns.path(),
-                addr: SocketAddr::new(IpAddr::V4(node.underlay_ip), NODE_READINESS_PORT),
+                netns: probe_netns.clone(),
+                addr: SocketAddr::new(IpAddr::V4(site.ip), NODE_READINESS_PORT),
                 path: "/healthz/ready".into(),
             });
         }
@@ -227,7 +341,7 @@ impl Mesh {
         let unknown_nodes: Vec<&str> = new
             .nodes
             .iter()
-            .filter(|n| self.cluster.node(&n.name).is_none())
+            .filter(|n| self.plan.nodes.iter().all(|running| running.name != n.name))
             .map(|n| n.name.as_str())
             .collect();
         if !unknown_nodes.is_empty() {
@@ -274,31 +388,31 @@ impl Mesh {
     }
 
     fn add_pod(&mut self, pod: &PodPlan, plan: &MeshPlan) -> Result<(), UpError> {
-        let ns = self
-            .cluster
-            .add_pod_with_ip(&pod.cluster_name(), &pod.node, Some(pod.ip))?;
-        let gateway = self.cluster.node(&pod.node).map(|n| n.gateway);
-        let search = dns_search(&pod.namespace, &self.settings.domain_suffix);
-        let search: Vec<&str> = search.iter().map(String::as_str).collect();
-        let nameservers: Vec<IpAddr> = gateway.into_iter().map(IpAddr::V4).collect();
-        ns.netns.set_resolv_conf(&nameservers, &search)?;
-        write_hosts(
-            &ns.netns,
-            &plan.hosts_file(&pod.namespace, &pod.name, pod.ip),
-        )?;
+        let (netns, extra_env) = match &mut self.network {
+            Network::Namespaces(cluster) => {
+                let netns = create_pod_netns(cluster, pod, plan, &self.settings.domain_suffix)?;
+                (Some(netns), Vec::new())
+            }
+            Network::Loopback(_) => (None, self.proxy_env(pod)),
+        };
         let mut processes = Vec::new();
         for container in &pod.containers {
-            let argv = self.resolve_program(&container.argv);
+            let mut argv = self.resolve_program(&container.argv);
+            if netns.is_none() {
+                argv = loopback::bind_echo(argv, pod.ip);
+            }
+            let mut env = container.env.clone();
+            env.extend(extra_env.iter().cloned());
             let log =
                 self.settings
                     .layout
                     .container_log(&pod.namespace, &pod.name, &container.name);
             let label = format!("{}/{}", pod.key(), container.name);
-            match spawn(&ns.netns, &label, &argv, &container.env, &log) {
+            match self.spawn(netns.as_ref(), &label, &argv, &env, &log) {
                 Ok(process) => processes.push(process),
                 Err(e) => {
-                    stop_all(&mut processes, STOP_GRACE);
-                    let _ = self.cluster.remove_pod(&pod.cluster_name());
+                    self.stop(&mut processes);
+                    self.remove_pod_netns(pod);
                     return Err(e);
                 }
             }
@@ -309,10 +423,47 @@ impl Mesh {
 
     fn remove_pod(&mut self, pod: &PodPlan) {
         if let Some(mut processes) = self.pods.remove(&pod.key()) {
-            stop_all(&mut processes, STOP_GRACE);
+            self.stop(&mut processes);
         }
-        if let Err(e) = self.cluster.remove_pod(&pod.cluster_name()) {
+        self.remove_pod_netns(pod);
+    }
+
+    fn remove_pod_netns(&mut self, pod: &PodPlan) {
+        if let Network::Namespaces(cluster) = &mut self.network
+            && let Err(e) = cluster.remove_pod(&pod.cluster_name())
+        {
             tracing::warn!(pod = %pod.key(), error = %e, "could not remove the pod's namespace");
+        }
+    }
+
+    /// Starts a process (recording its pid in explicit mode, for `weft down`).
+    fn spawn(
+        &self,
+        netns: Option<&NetNs>,
+        label: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        log: &Path,
+    ) -> Result<Process, UpError> {
+        let spec = ProcessSpec {
+            label: label.to_owned(),
+            argv,
+            env,
+            log,
+        };
+        let process = Process::spawn(netns, &spec)?;
+        if self.is_explicit() {
+            pid_records::record(&self.settings.layout, process.pid());
+        }
+        Ok(process)
+    }
+
+    /// Stops processes (and forgets their pids).
+    fn stop<'a>(&self, processes: impl IntoIterator<Item = &'a mut Process>) {
+        let mut processes: Vec<&mut Process> = processes.into_iter().collect();
+        stop_all(processes.iter_mut().map(|p| &mut **p), STOP_GRACE);
+        for process in processes {
+            pid_records::forget(&self.settings.layout, process.pid());
         }
     }
 
@@ -328,14 +479,18 @@ impl Mesh {
     /// Service DNAT in every node and the pods' hosts files; returns problems.
     fn sync_services(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        for node in &self.cluster.state().nodes {
+        let Network::Namespaces(cluster) = &self.network else {
+            // Explicit mode: the node proxies route ClusterIPs; there are no hosts files.
+            return problems;
+        };
+        for node in &cluster.state().nodes {
             if let Err(e) = weft_netns::sync_service_rules(&node.netns.path(), &self.plan.services)
             {
                 problems.push(format!("service rules in node {}: {e}", node.name));
             }
         }
         for pod in self.plan.pods.values() {
-            if let Some(running) = self.cluster.pod(&pod.cluster_name()) {
+            if let Some(running) = cluster.pod(&pod.cluster_name()) {
                 let hosts = self.plan.hosts_file(&pod.namespace, &pod.name, pod.ip);
                 if let Err(e) = write_hosts(&running.netns, &hosts) {
                     problems.push(format!("hosts file of {}: {e}", pod.key()));
@@ -349,6 +504,9 @@ impl Mesh {
     /// proxy captures those its mesh state lists as enrolled, so enrollment edits reach it
     /// through the control plane.
     fn sync_nodes(&mut self) {
+        let Network::Namespaces(cluster) = &self.network else {
+            return;
+        };
         if !self.features.pod_socket {
             return;
         }
@@ -357,7 +515,7 @@ impl Mesh {
                 .plan
                 .pods_on(node)
                 .filter_map(|p| {
-                    let running = self.cluster.pod(&p.cluster_name())?;
+                    let running = cluster.pod(&p.cluster_name())?;
                     Some(PodAnnouncement {
                         uid: p.uid.clone(),
                         name: p.name.clone(),
@@ -398,29 +556,48 @@ impl Mesh {
     /// # Errors
     /// Some namespace or file could not be removed (everything else was still tried).
     pub fn shutdown(mut self) -> Result<(), UpError> {
-        let system = self.nodes.values_mut().chain(self.control.iter_mut());
-        stop_all(system, STOP_GRACE);
-        stop_all(self.pods.values_mut().flatten(), STOP_GRACE);
+        let mut system: Vec<Process> = std::mem::take(&mut self.nodes).into_values().collect();
+        system.extend(self.control.take());
+        self.stop(&mut system);
+        let mut pods: Vec<Process> = std::mem::take(&mut self.pods)
+            .into_values()
+            .flatten()
+            .collect();
+        self.stop(&mut pods);
         let layout = self.settings.layout.clone();
-        let result = self.cluster.teardown().map_err(UpError::from);
+        let result = match self.network {
+            Network::Namespaces(cluster) => cluster.teardown().map_err(UpError::from),
+            Network::Loopback(_) => Ok(()),
+        };
         remove_instance_dir(&layout).and(result)
     }
 }
 
-fn spawn(
-    netns: &NetNs,
-    label: &str,
-    argv: &[String],
-    env: &[(String, String)],
-    log: &Path,
-) -> Result<Process, UpError> {
-    let spec = ProcessSpec {
-        label: label.to_owned(),
-        argv,
-        env,
-        log,
-    };
-    Ok(Process::spawn(netns, &spec)?)
+/// The pod's namespace on its node, with its `resolv.conf` (the node's DNS) and hosts file.
+fn create_pod_netns(
+    cluster: &mut LocalCluster,
+    pod: &PodPlan,
+    plan: &MeshPlan,
+    domain_suffix: &str,
+) -> Result<NetNs, UpError> {
+    let ns = cluster.add_pod_with_ip(&pod.cluster_name(), &pod.node, Some(pod.ip))?;
+    let netns = ns.netns.clone();
+    let gateway = cluster.node(&pod.node).map(|n| n.gateway);
+    let search = dns_search(&pod.namespace, domain_suffix);
+    let search: Vec<&str> = search.iter().map(String::as_str).collect();
+    let nameservers: Vec<IpAddr> = gateway.into_iter().map(IpAddr::V4).collect();
+    netns.set_resolv_conf(&nameservers, &search)?;
+    write_hosts(&netns, &plan.hosts_file(&pod.namespace, &pod.name, pod.ip))?;
+    Ok(netns)
+}
+
+fn create_dir(dir: Option<&Path>) -> Result<(), UpError> {
+    let Some(dir) = dir else { return Ok(()) };
+    std::fs::create_dir_all(dir).map_err(|source| UpError::File {
+        op: "create",
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 /// Writes `/etc/netns/NAME/hosts` (seen as `/etc/hosts` by the pod's processes). Written in

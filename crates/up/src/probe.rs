@@ -1,6 +1,6 @@
 //! Plain HTTP/1.1 GETs made from inside a network namespace (the control plane and node
-//! proxies listen in namespaces the root namespace cannot reach), and polling them until
-//! ready.
+//! proxies listen in namespaces the root namespace cannot reach) or, in explicit mode, from
+//! here, and polling them until ready.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -27,8 +27,8 @@ pub enum ProbeError {
 pub struct Probe {
     /// What it checks (for messages).
     pub what: String,
-    /// Namespace file to connect from.
-    pub netns: PathBuf,
+    /// Namespace file to connect from (`None`: this process's own namespace).
+    pub netns: Option<PathBuf>,
     /// Address.
     pub addr: SocketAddr,
     /// Path, e.g. `/ready`.
@@ -46,8 +46,12 @@ impl Probe {
             path: self.path.clone(),
             reason,
         };
-        let mut stream = weft_netns::connect_in(&self.netns, self.addr, Default::default())
-            .map_err(|e| fail(e.to_string()))?;
+        let mut stream = match &self.netns {
+            Some(netns) => weft_netns::connect_in(netns, self.addr, Default::default())
+                .map_err(|e| fail(e.to_string()))?,
+            None => std::net::TcpStream::connect_timeout(&self.addr, timeout)
+                .map_err(|e| fail(e.to_string()))?,
+        };
         stream
             .set_read_timeout(Some(timeout))
             .and_then(|()| stream.set_write_timeout(Some(timeout)))

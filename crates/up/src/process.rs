@@ -1,7 +1,8 @@
-//! Processes `weft up` starts inside network namespaces, each logging to its own file.
+//! Processes `weft up` starts inside network namespaces (or, in explicit mode, as plain
+//! processes), each logging to its own file.
 //!
-//! A process is started with `ip netns exec` (which also bind-mounts `/etc/netns/NAME/*`,
-//! i.e. the pod's `resolv.conf` and `hosts`), with a clean environment (only `PATH` and what
+//! In a namespace a process is started with `ip netns exec` (which also bind-mounts
+//! `/etc/netns/NAME/*`, i.e. the pod's `resolv.conf` and `hosts`), with a clean environment (only `PATH` and what
 //! the caller gives, plus `NO_COLOR=1`), stdout and stderr appended to its log file. Stopping sends SIGTERM and,
 //! after a grace period, SIGKILL. Processes left behind by a crashed `weft up` are still
 //! inside namespaces of the instance, so tearing those down stops them.
@@ -25,13 +26,13 @@ pub enum SpawnError {
         /// Why.
         source: std::io::Error,
     },
-    /// `ip netns exec` could not be started.
-    #[error("cannot start {program} in namespace {netns}: {source}")]
+    /// The program (or `ip netns exec`) could not be started.
+    #[error("cannot start {program} in {place}: {source}")]
     Spawn {
         /// What was started.
         program: String,
-        /// Where.
-        netns: String,
+        /// Where (`namespace NAME`, or `this namespace`).
+        place: String,
         /// Why.
         source: std::io::Error,
     },
@@ -67,11 +68,11 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `spec` inside `netns`.
+    /// Starts `spec` inside `netns`, or in this process's namespace when `None`.
     ///
     /// # Errors
     /// The log file cannot be opened or the process cannot be started.
-    pub fn spawn(netns: &NetNs, spec: &ProcessSpec<'_>) -> Result<Self, SpawnError> {
+    pub fn spawn(netns: Option<&NetNs>, spec: &ProcessSpec<'_>) -> Result<Self, SpawnError> {
         let (program, args) = spec.argv.split_first().ok_or_else(|| SpawnError::Empty {
             what: spec.label.clone(),
         })?;
@@ -88,7 +89,10 @@ impl Process {
             .open(spec.log)
             .map_err(log_err)?;
         let stderr = log.try_clone().map_err(log_err)?;
-        let mut command = netns.command(program);
+        let mut command = match netns {
+            Some(netns) => netns.command(program),
+            None => std::process::Command::new(program),
+        };
         command
             .args(args)
             .env_clear()
@@ -104,7 +108,10 @@ impl Process {
             .stderr(stderr);
         let child = command.spawn().map_err(|source| SpawnError::Spawn {
             program: program.clone(),
-            netns: netns.name().to_owned(),
+            place: netns.map_or_else(
+                || "this namespace".to_owned(),
+                |n| format!("namespace {}", n.name()),
+            ),
             source,
         })?;
         Ok(Self {
@@ -120,6 +127,12 @@ impl Process {
     #[must_use]
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// Its process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The last `lines` lines of its log (for error messages).

@@ -1,8 +1,10 @@
-//! `weft up`'s life cycle: check prerequisites, claim the instance, plan the config, bring
-//! the mesh up, print the table, (optionally) run the demo, follow edits of the directory,
-//! and remove everything on shutdown.
+//! `weft up`'s life cycle: pick the mode (network namespaces as root, else explicit mode on
+//! loopback), check prerequisites, claim the instance, plan the config, bring the mesh up,
+//! print the table, (optionally) run the demo, follow edits of the directory, and remove
+//! everything on shutdown.
 
 use crate::layout::Layout;
+use crate::loopback::{self, LoopbackConfig};
 use crate::mesh::{Mesh, MeshSettings, remove_instance_dir};
 use crate::plan::MeshPlan;
 use crate::{UpError, bundled, demo, table};
@@ -36,6 +38,8 @@ pub struct UpConfig {
     pub ready_timeout: Duration,
     /// Translation settings (must match what `weft control` uses: its defaults).
     pub translate: TranslateOptions,
+    /// Run in explicit mode on loopback even as root (without root it always does).
+    pub explicit: bool,
 }
 
 impl UpConfig {
@@ -51,6 +55,7 @@ impl UpConfig {
             exit_after_demo: false,
             ready_timeout: Duration::from_secs(30),
             translate: TranslateOptions::default(),
+            explicit: false,
         }
     }
 }
@@ -71,9 +76,14 @@ pub async fn run(
     config: UpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<UpOutcome, UpError> {
-    weft_netns::check_prerequisites().map_err(|e| UpError::Prerequisite(without_root_hint(&e)))?;
+    let explicit = config.explicit || !nix::unistd::geteuid().is_root();
+    if explicit {
+        println!("{}", loopback::start_message(config.explicit));
+    } else {
+        weft_netns::check_prerequisites().map_err(|e| UpError::Prerequisite(e.to_string()))?;
+    }
     let layout = Layout::new(&config.state_dir, &config.prefix);
-    claim_instance(&layout)?;
+    claim_instance(&layout, explicit)?;
     let cancel = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(tokio::sync::Notify::new());
     {
@@ -87,10 +97,11 @@ pub async fn run(
     let result = match open_config(&config, &layout) {
         Ok((store, config_dir)) => {
             let started = tokio::task::block_in_place(|| {
-                start(&config, &layout, &store, config_dir, &cancel)
+                let planner = Planner::new(explicit, &layout)?;
+                start(&config, &layout, &store, config_dir, planner, &cancel)
             });
             match started {
-                Ok(mesh) => serve(&config, mesh, &store, &stop, &cancel).await,
+                Ok((mesh, planner)) => serve(&config, mesh, planner, &store, &stop, &cancel).await,
                 Err(e) => Err(e),
             }
         }
@@ -98,27 +109,47 @@ pub async fn run(
     };
     if result.is_err() {
         // Start-up failed after the instance was claimed: leave nothing behind.
-        let _ = weft_netns::teardown(layout.root(), layout.prefix());
+        if !explicit {
+            let _ = weft_netns::teardown(layout.root(), layout.prefix());
+        }
         let _ = remove_instance_dir(&layout);
     }
     result
 }
 
-fn without_root_hint(error: &weft_netns::Error) -> String {
-    let text = error.to_string();
-    if nix::unistd::geteuid().is_root() {
-        return text;
+/// How the config becomes a plan: as written (network namespaces), or on loopback
+/// addresses with the effective config `weft control` reads (explicit mode).
+#[derive(Debug)]
+enum Planner {
+    Namespaces,
+    Loopback(Box<LoopbackConfig>),
+}
+
+impl Planner {
+    fn new(explicit: bool, layout: &Layout) -> Result<Self, UpError> {
+        Ok(if explicit {
+            Self::Loopback(Box::new(LoopbackConfig::new(layout)?))
+        } else {
+            Self::Namespaces
+        })
     }
-    format!(
-        "{text}\nweft up builds nodes and pods as network namespaces, which needs root. \
-         Run it with sudo. (The non-root fallback, explicit mode on loopback addresses \
-         through the node proxy's SOCKS5/HTTP CONNECT port, is not available in weft up yet.)"
-    )
+
+    fn plan(
+        &mut self,
+        store: &ConfigStore,
+        options: &TranslateOptions,
+    ) -> Result<MeshPlan, UpError> {
+        let snapshot = store.snapshot();
+        Ok(match self {
+            Self::Namespaces => MeshPlan::build(&snapshot, options)?,
+            Self::Loopback(config) => config.plan(&snapshot, options)?,
+        })
+    }
 }
 
 /// Makes the instance directory ours: refuses when another live `weft up` owns it, cleans
 /// up after one that crashed, then writes our pid.
-fn claim_instance(layout: &Layout) -> Result<(), UpError> {
+fn claim_instance(layout: &Layout, explicit: bool) -> Result<(), UpError> {
     if let Some(pid) = crate::down::running_pid(layout) {
         return Err(UpError::AlreadyRunning {
             prefix: layout.prefix().to_owned(),
@@ -126,9 +157,10 @@ fn claim_instance(layout: &Layout) -> Result<(), UpError> {
         });
     }
     let leftovers = layout.root().exists()
-        || weft_netns::list_netns()?
-            .iter()
-            .any(|ns| ns.name().starts_with(&format!("{}-", layout.prefix())));
+        || !explicit
+            && weft_netns::list_netns()?
+                .iter()
+                .any(|ns| ns.name().starts_with(&format!("{}-", layout.prefix())));
     if leftovers {
         println!(
             "cleaning up what a previous `weft up --prefix {}` left behind",
@@ -186,9 +218,10 @@ fn start(
     layout: &Layout,
     store: &ConfigStore,
     config_dir: PathBuf,
+    mut planner: Planner,
     cancel: &Arc<AtomicBool>,
-) -> Result<Mesh, UpError> {
-    let plan = MeshPlan::build(&store.snapshot(), &config.translate)?;
+) -> Result<(Mesh, Planner), UpError> {
+    let plan = planner.plan(store, &config.translate)?;
     for skipped in &plan.skipped {
         println!("not started: {skipped}");
     }
@@ -199,14 +232,29 @@ fn start(
         config_dir.display(),
         layout.root().display()
     );
-    let settings = MeshSettings {
+    let mut settings = MeshSettings {
         weft: config.weft.clone(),
         layout: layout.clone(),
         config_dir,
         domain_suffix: config.translate.domain_suffix.clone(),
         ready_timeout: config.ready_timeout,
     };
-    let mut mesh = Mesh::create(settings, &plan)?;
+    let mut mesh = match &planner {
+        Planner::Namespaces => Mesh::create(settings, &plan)?,
+        Planner::Loopback(loopback) => {
+            let net = loopback.net();
+            println!(
+                "explicit mode: control plane on {}, node proxies on {}.., pods on 127.{}.<1+node>.x; \
+                 weft control reads {}",
+                net.control_ip(),
+                net.node_ip(0),
+                net.octet(),
+                loopback.effective_dir().display()
+            );
+            settings.config_dir = loopback.effective_dir().to_owned();
+            Mesh::create_loopback(settings, &plan, net)
+        }
+    };
     let problems = mesh.apply(plan);
     for problem in problems.iter().filter(|p| !p.starts_with("added pod")) {
         println!("{problem}");
@@ -215,19 +263,20 @@ fn start(
         let _ = mesh.shutdown();
         return Err(e);
     }
-    Ok(mesh)
+    Ok((mesh, planner))
 }
 
 async fn serve(
     config: &UpConfig,
     mut mesh: Mesh,
+    mut planner: Planner,
     store: &Arc<ConfigStore>,
     stop: &tokio::sync::Notify,
     cancel: &AtomicBool,
 ) -> Result<UpOutcome, UpError> {
     let mut outcome = UpOutcome::default();
     print!("\n{}", table::pod_table(mesh.plan()));
-    if !mesh.captures_pods() {
+    if !mesh.captures_pods() && !mesh.is_explicit() {
         println!(
             "\nnote: this weft node has no --pod-socket: pods are not captured in-pod yet, so \
              enrolled pods' traffic is not tunnelled"
@@ -260,7 +309,7 @@ async fn serve(
             () = stop.notified() => break,
             Some(_) = events.recv() => {
                 while events.try_recv().is_ok() {}
-                tokio::task::block_in_place(|| apply_edit(config, &mut mesh, store));
+                tokio::task::block_in_place(|| apply_edit(config, &mut mesh, &mut planner, store));
             }
             _ = tick.tick() => {
                 for exited in mesh.exited() {
@@ -274,11 +323,11 @@ async fn serve(
     tokio::task::block_in_place(|| mesh.shutdown()).map(|()| outcome)
 }
 
-fn apply_edit(config: &UpConfig, mesh: &mut Mesh, store: &ConfigStore) {
+fn apply_edit(config: &UpConfig, mesh: &mut Mesh, planner: &mut Planner, store: &ConfigStore) {
     for finding in store.file_errors() {
         println!("config error (last good version kept): {finding}");
     }
-    match MeshPlan::build(&store.snapshot(), &config.translate) {
+    match planner.plan(store, &config.translate) {
         Ok(plan) => {
             for line in mesh.apply(plan) {
                 println!("{line}");

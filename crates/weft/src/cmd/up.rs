@@ -20,7 +20,8 @@ pub struct InstanceArgs {
 }
 
 /// Run a whole ambient mesh on this machine: nodes and pods as network namespaces, the
-/// control plane and one node proxy per node. Stays in the foreground; Ctrl-C removes it all.
+/// control plane and one node proxy per node (without root: explicit mode on loopback
+/// addresses). Stays in the foreground; Ctrl-C removes it all.
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
     /// Directory of manifests (watched: edits apply live). Default: the bundled example
@@ -38,6 +39,11 @@ pub struct UpArgs {
     /// Seconds to wait for the control plane and node proxies to be ready.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     ready_timeout: u64,
+    /// Run in explicit mode on loopback addresses even as root (what `weft up` does without
+    /// root): pods are plain processes that reach the mesh through their node proxy's
+    /// SOCKS5/HTTP CONNECT port (ALL_PROXY/HTTP_PROXY); nothing is captured transparently.
+    #[arg(long)]
+    explicit: bool,
 }
 
 /// Remove a mesh `weft up` left behind (after a crash), or stop a running one.
@@ -68,6 +74,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.demo = args.demo;
     config.exit_after_demo = args.exit;
     config.ready_timeout = Duration::from_secs(args.ready_timeout);
+    config.explicit = args.explicit;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,0 +1,346 @@
+//! `weft up` in explicit mode on loopback addresses: what it does without root, and with
+//! `--explicit` as root (so CI, which runs as root, tests the same path).
+//!
+//! - `--explicit --demo --exit`: the start message, the table on loopback addresses, the
+//!   demo's four outcomes (allowed with the caller's SPIFFE identity seen by the server-side
+//!   proxy, denied by policy, the non-mesh pod refused as not enrolled, passthrough), and
+//!   nothing left running or on disk afterwards.
+//! - A real non-root run: as root the test drops to uid/gid 65534 with `setpriv` (util-linux)
+//!   on a copy of the binary in a world-readable directory (the build directory may not be
+//!   reachable by that user); as non-root it runs the binary as it is. Either way `weft up`
+//!   must say it is not root and fall back, and the demo must go as expected.
+//! - Ctrl-C after start stops every process and removes the instance directory.
+//!
+//! Each run has its own `--prefix`, temporary `--state-dir` and leased loopback network, so
+//! the tests run in parallel; every wait polls with a deadline.
+
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(90);
+const NOBODY: &str = "65534";
+
+fn unique_prefix() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "e{}x{}",
+        std::process::id() % 1_000_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|uid| uid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A running `weft up` whose stdout lines arrive on a channel.
+struct Up {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    prefix: String,
+    state: tempfile::TempDir,
+    weft: PathBuf,
+}
+
+impl Up {
+    /// Runs `program args.. up extra.. --prefix P --state-dir D` (`program` is the weft
+    /// binary, or `setpriv` with its options followed by the binary).
+    fn start(mut command: Command, weft: PathBuf, extra: &[&str]) -> Up {
+        let prefix = unique_prefix();
+        let state = tempfile::tempdir().expect("temp state dir");
+        // Writable by an unprivileged user too.
+        std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod state dir");
+        let mut child = command
+            .arg("up")
+            .args(extra)
+            .args(["--prefix", &prefix, "--state-dir"])
+            .arg(state.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn weft up");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Up {
+            child,
+            lines,
+            seen: Vec::new(),
+            prefix,
+            state,
+            weft,
+        }
+    }
+
+    fn wait_line(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "no line with {text:?} in time; output:\n{}",
+                    self.seen.join("\n")
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "weft up ended before printing {text:?}; output:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait weft up") {
+                // Whatever was still buffered.
+                self.seen.extend(self.lines.try_iter());
+                return status;
+            }
+            assert!(Instant::now() < deadline, "weft up did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn output(&self) -> String {
+        self.seen.join("\n")
+    }
+
+    /// `N` of the loopback network `127.N.0.0/16` the run printed.
+    fn loopback_octet(&self) -> String {
+        let line = self
+            .seen
+            .iter()
+            .find(|l| l.contains("control plane on 127."))
+            .unwrap_or_else(|| panic!("no loopback addresses in:\n{}", self.output()));
+        let ip = line
+            .split("control plane on ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .expect("control plane address");
+        ip.split('.').nth(1).expect("second octet").to_owned()
+    }
+
+    fn instance_dir(&self) -> PathBuf {
+        self.state.path().join(&self.prefix)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new(&self.weft)
+            .args(["down", "--prefix", &self.prefix, "--state-dir"])
+            .arg(self.state.path())
+            .output();
+    }
+}
+
+/// Pids of processes whose command line mentions the loopback network `127.N.` (the
+/// control plane, node proxies and echo pods all name their addresses).
+fn processes_on(octet: &str) -> Vec<u32> {
+    let needle = format!("127.{octet}.");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let running = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| !r.trim_start().starts_with('Z'))
+            });
+            running
+                && String::from_utf8_lossy(&cmdline)
+                    .replace('\0', " ")
+                    .contains(&needle)
+        })
+        .collect()
+}
+
+fn assert_demo_went_as_expected(up: &mut Up) {
+    let summary = up.wait_line("steps as expected");
+    let status = up.wait_exit();
+    let output = up.output();
+    assert_eq!(summary, "4/4 steps as expected", "{output}");
+    assert!(status.success(), "{status}: {output}");
+    let octet = up.loopback_octet();
+    // The table: pods on loopback addresses, web enrolled with its identity, legacy not.
+    assert!(
+        up.seen.iter().any(|l| l.contains("frontend/web-0")
+            && l.contains(&format!(" 127.{octet}."))
+            && l.ends_with("spiffe://cluster.local/ns/frontend/sa/web")),
+        "{output}"
+    );
+    assert!(
+        up.seen
+            .iter()
+            .any(|l| l.contains("legacy/legacy-client-0") && l.contains(" no ")),
+        "{output}"
+    );
+    for expected in [
+        // (1) allowed through web's node proxy; the server side saw web's identity
+        "answered by catalog-v",
+        "peer identity spiffe://cluster.local/ns/frontend/sa/web",
+        // (2) denied by the AuthorizationPolicy: SOCKS5 "not allowed", reports' identity seen
+        "connection not allowed (SOCKS5 reply 2",
+        "peer identity spiffe://cluster.local/ns/frontend/sa/reports (denied",
+        // (3) the non-mesh pod: refused by its node proxy as not enrolled
+        "refuses it as not enrolled",
+        // (4) passthrough to the non-mesh httpbin
+        "answered by httpbin-0",
+    ] {
+        assert!(
+            output.contains(expected),
+            "missing {expected:?} in:\n{output}"
+        );
+    }
+    assert!(!up.instance_dir().exists(), "instance directory left");
+    assert_eq!(processes_on(&octet), Vec::<u32>::new(), "processes left");
+}
+
+#[test]
+fn explicit_flag_runs_the_demo_on_loopback_and_leaves_nothing() {
+    let weft = PathBuf::from(env!("CARGO_BIN_EXE_weft"));
+    let mut up = Up::start(
+        Command::new(&weft),
+        weft,
+        &["--explicit", "--demo", "--exit"],
+    );
+    let first = up.wait_line("explicit mode");
+    if is_root() {
+        assert!(
+            first.starts_with("--explicit: running in explicit mode on loopback"),
+            "{first}"
+        );
+    }
+    assert!(
+        first.contains("SOCKS5/HTTP CONNECT port via ALL_PROXY/HTTP_PROXY"),
+        "{first}"
+    );
+    assert!(
+        first.contains("traffic is not captured transparently"),
+        "{first}"
+    );
+    assert_demo_went_as_expected(&mut up);
+}
+
+/// A copy of the weft binary that uid 65534 can run (the build directory may be private).
+fn world_runnable_weft(dir: &Path) -> PathBuf {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let copy = dir.join("weft");
+    std::fs::copy(env!("CARGO_BIN_EXE_weft"), &copy).expect("copy weft");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod weft");
+    copy
+}
+
+#[test]
+fn without_root_weft_up_says_so_and_falls_back_to_explicit_mode() {
+    let bin_dir = tempfile::tempdir().expect("binary dir");
+    let (command, weft) = if is_root() {
+        let weft = world_runnable_weft(bin_dir.path());
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                &format!("--reuid={NOBODY}"),
+                &format!("--regid={NOBODY}"),
+                "--clear-groups",
+            ])
+            .arg(&weft);
+        (command, weft)
+    } else {
+        let weft = PathBuf::from(env!("CARGO_BIN_EXE_weft"));
+        (Command::new(&weft), weft)
+    };
+    let mut up = Up::start(command, weft, &["--demo", "--exit"]);
+    let first = up.wait_line("falling back");
+    assert_eq!(
+        first,
+        "not running as root: falling back to explicit mode on loopback (workloads reach the \
+         mesh through the node proxy's SOCKS5/HTTP CONNECT port via ALL_PROXY/HTTP_PROXY; \
+         traffic is not captured transparently)"
+    );
+    assert_demo_went_as_expected(&mut up);
+}
+
+#[test]
+fn ctrl_c_stops_every_process_and_removes_the_files() {
+    let weft = PathBuf::from(env!("CARGO_BIN_EXE_weft"));
+    let mut up = Up::start(Command::new(&weft), weft, &["--explicit"]);
+    up.wait_line("mesh is up");
+    let octet = up.loopback_octet();
+    let pids = processes_on(&octet);
+    // weft control + 2 node proxies + 8 pods
+    assert!(pids.len() >= 11, "only {} processes: {pids:?}", pids.len());
+    assert!(up.instance_dir().join("effective/mesh.yaml").exists());
+    let status = Command::new("kill")
+        .args(["-INT", &up.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let status = up.wait_exit();
+    assert!(status.success(), "{status}: {}", up.output());
+    assert_eq!(processes_on(&octet), Vec::<u32>::new(), "processes left");
+    assert!(!up.instance_dir().exists(), "instance directory left");
+}
+
+#[test]
+fn down_stops_what_a_killed_weft_up_left_running() {
+    let weft = PathBuf::from(env!("CARGO_BIN_EXE_weft"));
+    let mut up = Up::start(Command::new(&weft), weft.clone(), &["--explicit"]);
+    up.wait_line("mesh is up");
+    let octet = up.loopback_octet();
+    let status = Command::new("kill")
+        .args(["-KILL", &up.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    up.wait_exit();
+    assert!(
+        processes_on(&octet).len() >= 11,
+        "SIGKILL cannot stop the children"
+    );
+    let down = Command::new(&weft)
+        .args(["down", "--prefix", &up.prefix, "--state-dir"])
+        .arg(up.state.path())
+        .output()
+        .expect("run weft down");
+    let text = String::from_utf8_lossy(&down.stdout);
+    assert!(
+        down.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(text.contains("explicit-mode processes"), "{text}");
+    assert_eq!(processes_on(&octet), Vec::<u32>::new(), "processes left");
+    assert!(!up.instance_dir().exists(), "instance directory left");
+}
