@@ -323,14 +323,22 @@ impl Sniffer {
         .expect("AF_PACKET socket");
         let timeout = nix::sys::time::TimeVal::new(0, 50_000);
         sock::setsockopt(&fd, sock::sockopt::ReceiveTimeout, &timeout).expect("SO_RCVTIMEO");
+        // Every frame is seen on several underlay interfaces (both veth ends and the bridge);
+        // with the default buffer a sniffer thread starved by a busy machine loses frames,
+        // including the one the test looks for. Root may exceed rmem_max.
+        sock::setsockopt(&fd, sock::sockopt::RcvBufForce, &(32 << 20)).expect("SO_RCVBUFFORCE");
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let mut seen = Vec::new();
             let mut frame = vec![0u8; 65_536];
-            while !stopping.load(Ordering::Relaxed) {
-                if let Ok(len) = sock::recv(fd.as_raw_fd(), &mut frame, MsgFlags::empty()) {
-                    seen.extend_from_slice(&frame[..len]);
+            // Stop only once asked to AND a receive timed out: frames already queued when
+            // the test finishes are still read.
+            loop {
+                match sock::recv(fd.as_raw_fd(), &mut frame, MsgFlags::empty()) {
+                    Ok(len) => seen.extend_from_slice(&frame[..len]),
+                    Err(_) if stopping.load(Ordering::Relaxed) => break,
+                    Err(_) => {}
                 }
             }
             seen

@@ -77,7 +77,36 @@ struct OpenedSockets {
     dns_tcp: std::net::TcpListener,
 }
 
+/// How long opening a pod's listeners waits for the previous capture of the same pod to
+/// release its ports (its listeners close asynchronously when a pod is replaced or re-added).
+const PORT_RELEASE_WAIT: Duration = Duration::from_secs(2);
+
 impl OpenedSockets {
+    /// Opens the listeners, retrying with a short backoff while a port is still held by a
+    /// listener of this pod that is shutting down.
+    fn open_when_free(
+        worker: &NetnsWorker,
+        ip: IpAddr,
+        ports: &CaptureConfig,
+    ) -> Result<Self, CaptureError> {
+        let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match Self::open(worker, ip, ports) {
+                Err(CaptureError::Netns {
+                    source: weft_netns::Error::Socket { source, .. },
+                    ..
+                }) if source == nix::errno::Errno::EADDRINUSE
+                    && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                result => return result,
+            }
+        }
+    }
+
     fn open(worker: &NetnsWorker, ip: IpAddr, ports: &CaptureConfig) -> Result<Self, CaptureError> {
         let ports = *ports;
         let local = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -141,7 +170,7 @@ impl PodCapture {
                 netns: netns.clone(),
                 source,
             })?;
-            let sockets = OpenedSockets::open(&worker, ip, &ports)?;
+            let sockets = OpenedSockets::open_when_free(&worker, ip, &ports)?;
             Ok((Arc::new(worker), sockets))
         })
         .await?;
