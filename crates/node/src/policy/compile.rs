@@ -180,7 +180,16 @@ fn compile_rule(
                 .collect::<Result<_, _>>()?;
             Ok(Clause { matches })
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<Clause>, _>>()?;
+    // A clause with no matches matches nothing. In a DENY rule that would switch the whole
+    // rule off (deny less), so there an empty clause imposes no condition instead.
+    let clauses = match action {
+        Action::Deny => clauses
+            .into_iter()
+            .filter(|c| !c.matches.is_empty())
+            .collect(),
+        Action::Allow => clauses,
+    };
     Ok(Rule { clauses })
 }
 

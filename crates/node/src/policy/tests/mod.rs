@@ -7,6 +7,7 @@ use weft_proto::security::{self as pb, Authorization, StringMatch};
 use super::*;
 
 mod builders;
+mod empty_clauses;
 use crate::validation::Problem;
 pub(crate) use builders::*;
 
