@@ -44,5 +44,10 @@ cleanup() {
     proxies_stop 2>/dev/null
     topology_down
     jobs -p | xargs -r kill 2>/dev/null
+    if [ -n "${BENCH_KEEP:-}" ]; then
+        note "kept the work dir $RUN"
+    elif [ -n "${RUN:-}" ] && [ -d "$RUN" ]; then
+        rm -rf "$RUN"
+    fi
 }
 

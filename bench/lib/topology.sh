@@ -61,7 +61,6 @@ topology_pod() {
     ip -n "$pod" link set lo up
     ip -n "$pod" route add "$gateway" dev eth0 scope link
     ip -n "$pod" route add default via "$gateway" dev eth0
-    nsx "$pod" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
 }
 
 # Kills every process still inside our namespaces (only ones this run started), then
