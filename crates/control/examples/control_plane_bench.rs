@@ -6,7 +6,8 @@
 //! edits, the latency from the file write to the delta reaching every client. Prints a
 //! Markdown table.
 //!
-//! `control_plane_bench --weft PATH [--small] [--clients N] [--edits N]`
+//! `control_plane_bench --weft PATH [--small] [--clients N] [--edits N]`, or
+//! `control_plane_bench [--small] --generate-only DIR` to just write the mesh.
 
 #![allow(dead_code)] // shares the test support modules, not all of which it uses
 
@@ -33,6 +34,8 @@ struct Args {
     size: MeshSize,
     clients: usize,
     edits: usize,
+    /// Only write the mesh here and exit (to profile `weft control` on it by hand).
+    generate_only: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -41,6 +44,7 @@ fn parse_args() -> Args {
         size: MeshSize::LARGE,
         clients: 100,
         edits: 20,
+        generate_only: None,
     };
     let mut argv = std::env::args().skip(1);
     while let Some(flag) = argv.next() {
@@ -53,6 +57,7 @@ fn parse_args() -> Args {
             "--small" => args.size = MeshSize::SMALL,
             "--clients" => args.clients = value().parse().expect("--clients N"),
             "--edits" => args.edits = value().parse().expect("--edits N"),
+            "--generate-only" => args.generate_only = Some(PathBuf::from(value())),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -64,6 +69,11 @@ struct Row(String, String, String);
 
 fn main() {
     let args = parse_args();
+    if let Some(dir) = &args.generate_only {
+        std::fs::create_dir_all(dir).expect("output dir");
+        write_mesh(dir, &args.size).expect("write mesh");
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let config_dir = dir.path().join("config");
     std::fs::create_dir(&config_dir).expect("config dir");
