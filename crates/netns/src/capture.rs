@@ -128,6 +128,17 @@ table inet {CAPTURE_TABLE} {{
 /// # Errors
 /// `nft` or `ip` fails inside the namespace (stderr is in the error).
 pub fn install_capture(netns: &Path, config: &CaptureConfig) -> Result<()> {
+    // The proxy's ports must never be handed out as a workload's ephemeral source port:
+    // a client socket holding 15006 would keep a restarted proxy from listening there.
+    let reserved = [
+        config.outbound_port,
+        config.inbound_port,
+        config.hbone_port,
+        config.dns_port,
+    ]
+    .map(|port| port.to_string())
+    .join(",");
+    crate::netns::set_sysctl_in(netns, "net.ipv4.ip_local_reserved_ports", &reserved)?;
     tool::run_in(netns, "nft", &["-f", "-"], Some(&config.nft_script()))?;
     remove_policy_routing(netns, config)?;
     let table = config.route_table.to_string();

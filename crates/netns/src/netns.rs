@@ -83,16 +83,7 @@ impl NetNs {
     /// # Errors
     /// The key does not exist or cannot be written.
     pub fn set_sysctl(&self, key: &str, value: &str) -> Result<()> {
-        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-        let value = value.to_owned();
-        // /proc/sys/net shows the namespace of the thread that opens it.
-        crate::inns::run_in_netns(&self.path(), move || {
-            std::fs::write(&path, value).map_err(|source| Error::File {
-                op: "write sysctl",
-                path,
-                source,
-            })
-        })?
+        set_sysctl_in(&self.path(), key, value)
     }
 
     /// Writes `/etc/netns/NAME/resolv.conf`; programs started with [`NetNs::command`] see
@@ -239,4 +230,18 @@ pub(crate) fn validate_name(what: &'static str, name: &str, max: usize) -> Resul
             reason,
         })
     })
+}
+
+/// Sets a sysctl inside the namespace at `netns` (see [`NetNs::set_sysctl`]).
+pub(crate) fn set_sysctl_in(netns: &Path, key: &str, value: &str) -> Result<()> {
+    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+    let value = value.to_owned();
+    // /proc/sys/net shows the namespace of the thread that opens it.
+    crate::inns::run_in_netns(netns, move || {
+        std::fs::write(&path, value).map_err(|source| Error::File {
+            op: "write sysctl",
+            path,
+            source,
+        })
+    })?
 }

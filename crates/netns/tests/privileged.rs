@@ -292,6 +292,16 @@ fn capture_redirects_outbound_dns_and_inbound_but_not_marked_or_hbone() {
     install_capture(&app_ns, &config).expect("install");
     install_capture(&app_ns, &config).expect("install again (idempotent)");
     assert!(capture_installed(&app_ns).unwrap());
+    let reserved = weft_netns::run_in_netns(&app_ns, || {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_reserved_ports")
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        reserved.trim(),
+        "15001,15006,15008,15053",
+        "the proxy's ports are never a workload's ephemeral port"
+    );
 
     let any = |port| addr(Ipv4Addr::UNSPECIFIED, port);
     let outbound = open_listener_in(&app_ns, any(config.outbound_port)).unwrap();
