@@ -7,10 +7,10 @@
 //! findings are available from [`ConfigStore::file_errors`] for `weft status`.
 
 use crate::finding::{Finding, Severity};
-use crate::load::{collect_manifest_files, load_file};
+use crate::load::{LoadResult, collect_manifest_files, load_file};
 use crate::object::{LoadedObject, ObjectRef};
 use crate::snapshot::ConfigSnapshot;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -64,20 +64,135 @@ pub enum StoreError {
     },
 }
 
+/// What identifies one version of a file's content without reading it. Editors and tools
+/// write by rename (new inode) or in place (new mtime/ctime, nanosecond resolution).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+    inode: u64,
+}
+
+impl Fingerprint {
+    /// `None` when the metadata cannot be read (the file is then always re-read).
+    fn of(path: &Path) -> Option<Fingerprint> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Fingerprint {
+            len: meta.len(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+            inode: meta.ino(),
+        })
+    }
+}
+
 #[derive(Default)]
 struct FileState {
     /// Objects of the last clean load of the file.
-    good: Vec<LoadedObject>,
+    good: Vec<Arc<LoadedObject>>,
     /// Error findings of the latest load (empty when it loaded cleanly).
     errors: Vec<Finding>,
+    /// The file version last read (`None`: re-read on every reload).
+    fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Default)]
 struct State {
     files: BTreeMap<PathBuf, FileState>,
+    /// The winning object of each identity (first file in path order).
     merged: HashMap<ObjectRef, Arc<LoadedObject>>,
+    /// The files that define each identity, in path order.
+    definers: HashMap<ObjectRef, BTreeSet<PathBuf>>,
     subscribers: Vec<mpsc::UnboundedSender<ConfigEvent>>,
     generation: u64,
+}
+
+impl State {
+    /// Brings `definers` and `merged` up to date after the files in `touched` were loaded
+    /// again or removed; returns the events for the identities whose winner changed.
+    fn remerge(&mut self, touched: &[PathBuf]) -> Vec<ConfigEvent> {
+        let touched: BTreeSet<&PathBuf> = touched.iter().collect();
+        let mut affected: BTreeSet<ObjectRef> = BTreeSet::new();
+        for (object_ref, paths) in &mut self.definers {
+            if paths.iter().any(|p| touched.contains(p)) {
+                paths.retain(|p| !touched.contains(p));
+                affected.insert(object_ref.clone());
+            }
+        }
+        for path in &touched {
+            for object in self.files.get(*path).into_iter().flat_map(|f| &f.good) {
+                let object_ref = object.object.object_ref();
+                self.definers
+                    .entry(object_ref.clone())
+                    .or_default()
+                    .insert((*path).clone());
+                affected.insert(object_ref);
+            }
+        }
+        let mut events = Vec::new();
+        for object_ref in affected {
+            let winner = self.winner(&object_ref);
+            let event = match (self.merged.get(&object_ref), &winner) {
+                (None, Some(new)) => Some(ConfigEvent::Added(Arc::clone(new))),
+                (Some(old), None) => Some(ConfigEvent::Deleted(Arc::clone(old))),
+                (Some(old), Some(new)) if !Arc::ptr_eq(old, new) && old.object != new.object => {
+                    Some(ConfigEvent::Updated {
+                        old: Arc::clone(old),
+                        new: Arc::clone(new),
+                    })
+                }
+                _ => None,
+            };
+            events.extend(event);
+            match winner {
+                Some(object) => self.merged.insert(object_ref, object),
+                None => {
+                    self.definers.remove(&object_ref);
+                    self.merged.remove(&object_ref)
+                }
+            };
+        }
+        events
+    }
+
+    /// The object of the first file (in path order) that defines `object_ref`.
+    fn winner(&self, object_ref: &ObjectRef) -> Option<Arc<LoadedObject>> {
+        let path = self.definers.get(object_ref)?.first()?;
+        self.files
+            .get(path)?
+            .good
+            .iter()
+            .find(|o| o.object.object_ref() == *object_ref)
+            .cloned()
+    }
+}
+
+/// The state of `path` after loading it again: its new objects if it loaded cleanly, or
+/// its last good objects with the new errors.
+fn next_file_state(
+    path: &Path,
+    previous: FileState,
+    result: LoadResult,
+    fingerprint: Option<Fingerprint>,
+) -> FileState {
+    let errors: Vec<Finding> = result
+        .findings
+        .into_iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    let good = if errors.is_empty() {
+        result.objects.into_iter().map(Arc::new).collect()
+    } else {
+        tracing::warn!(file = %path.display(), errors = errors.len(), first = %errors[0], "config file has errors; keeping its last good objects");
+        previous.good
+    };
+    FileState {
+        good,
+        errors,
+        fingerprint,
+    }
 }
 
 /// The objects of one config directory. Cheap to share (`Arc`); all methods take `&self`.
@@ -132,7 +247,7 @@ impl ConfigStore {
         let objects = state
             .files
             .values()
-            .flat_map(|f| f.good.iter().cloned())
+            .flat_map(|f| f.good.iter().map(|o| LoadedObject::clone(o)))
             .collect();
         ConfigSnapshot::new(objects)
     }
@@ -153,48 +268,58 @@ impl ConfigStore {
             .collect()
     }
 
-    /// Re-reads the directory, updates the store and sends the events; returns them too.
+    /// Re-reads the files of the directory that are new or changed since the last reload
+    /// (by size, modification and change time, inode), updates the store and sends the
+    /// events; returns them too. Unchanged files keep their parsed objects, so the cost of
+    /// a reload follows the edit, not the size of the directory.
     pub fn reload(&self) -> Vec<ConfigEvent> {
         let (paths, _skipped) = collect_manifest_files(std::slice::from_ref(&self.root));
-        let loads: Vec<(PathBuf, crate::load::LoadResult)> = paths
+        let present: Vec<(PathBuf, Option<Fingerprint>)> = paths
             .into_iter()
             .map(|p| {
-                let result = load_file(&p);
-                (p, result)
+                let fingerprint = Fingerprint::of(&p);
+                (p, fingerprint)
             })
             .collect();
+        let to_load: Vec<&Path> = {
+            let state = self.lock();
+            present
+                .iter()
+                .filter(|(path, fingerprint)| {
+                    fingerprint.is_none()
+                        || state.files.get(path).map(|f| f.fingerprint) != Some(*fingerprint)
+                })
+                .map(|(path, _)| path.as_path())
+                .collect()
+        };
+        let loads: Vec<(PathBuf, LoadResult)> = to_load
+            .into_iter()
+            .map(|p| (p.to_owned(), load_file(p)))
+            .collect();
         let mut state = self.lock();
-        let mut files = BTreeMap::new();
-        for (path, result) in loads {
-            let previous = state.files.remove(&path).unwrap_or_default();
-            let errors: Vec<Finding> = result
-                .findings
-                .into_iter()
-                .filter(|f| f.severity == Severity::Error)
-                .collect();
-            if errors.is_empty() {
-                files.insert(
-                    path,
-                    FileState {
-                        good: result.objects,
-                        errors,
-                    },
-                );
-            } else {
-                tracing::warn!(file = %path.display(), errors = errors.len(), first = %errors[0], "config file has errors; keeping its last good objects");
-                files.insert(
-                    path,
-                    FileState {
-                        good: previous.good,
-                        errors,
-                    },
-                );
-            }
+        let mut touched: Vec<PathBuf> = Vec::new();
+        let kept: std::collections::HashSet<&Path> =
+            present.iter().map(|(p, _)| p.as_path()).collect();
+        let gone: Vec<PathBuf> = state
+            .files
+            .keys()
+            .filter(|p| !kept.contains(p.as_path()))
+            .cloned()
+            .collect();
+        for path in gone {
+            state.files.remove(&path);
+            touched.push(path);
         }
-        state.files = files;
-        let merged = merge(&state.files);
-        let events = diff(&state.merged, &merged);
-        state.merged = merged;
+        let fingerprints: HashMap<&Path, Option<Fingerprint>> =
+            present.iter().map(|(p, f)| (p.as_path(), *f)).collect();
+        for (path, result) in loads {
+            let fingerprint = fingerprints.get(path.as_path()).copied().flatten();
+            let previous = state.files.remove(&path).unwrap_or_default();
+            let file = next_file_state(&path, previous, result, fingerprint);
+            state.files.insert(path.clone(), file);
+            touched.push(path);
+        }
+        let events = state.remerge(&touched);
         state.generation += 1;
         state
             .subscribers
@@ -254,42 +379,4 @@ impl Drop for WatchHandle {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// Objects of all files by identity; on duplicates the first file (in path order) wins.
-fn merge(files: &BTreeMap<PathBuf, FileState>) -> HashMap<ObjectRef, Arc<LoadedObject>> {
-    let mut merged = HashMap::new();
-    for object in files.values().flat_map(|f| &f.good) {
-        merged
-            .entry(object.object.object_ref())
-            .or_insert_with(|| Arc::new(object.clone()));
-    }
-    merged
-}
-
-/// Events turning `old` into `new`, in a stable order (by identity).
-fn diff(
-    old: &HashMap<ObjectRef, Arc<LoadedObject>>,
-    new: &HashMap<ObjectRef, Arc<LoadedObject>>,
-) -> Vec<ConfigEvent> {
-    let mut events: Vec<ConfigEvent> = Vec::new();
-    for (key, object) in new {
-        match old.get(key) {
-            None => events.push(ConfigEvent::Added(Arc::clone(object))),
-            Some(previous) if previous.object != object.object => {
-                events.push(ConfigEvent::Updated {
-                    old: Arc::clone(previous),
-                    new: Arc::clone(object),
-                });
-            }
-            Some(_) => {}
-        }
-    }
-    events.extend(
-        old.iter()
-            .filter(|(key, _)| !new.contains_key(*key))
-            .map(|(_, o)| ConfigEvent::Deleted(Arc::clone(o))),
-    );
-    events.sort_by_key(ConfigEvent::object_ref);
-    events
 }

@@ -173,3 +173,41 @@ async fn wait_for(condition: impl Fn() -> bool) {
     .await
     .expect("condition not reached in time");
 }
+
+#[test]
+fn reload_follows_the_first_definer_of_a_duplicated_object_and_in_place_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", &service_account("dup", "from-a"));
+    write(dir.path(), "b.yaml", &service_account("dup", "from-b"));
+    let store = ConfigStore::open(dir.path()).unwrap();
+    assert!(store.reload().is_empty(), "a reload without edits changes nothing");
+
+    // the first file (path order) wins; removing it hands the object to the second file
+    std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    let events = store.reload();
+    assert_eq!(
+        events.iter().map(describe).collect::<Vec<_>>(),
+        ["updated ServiceAccount/demo/dup"]
+    );
+    let ConfigEvent::Updated { new, .. } = &events[0] else {
+        unreachable!()
+    };
+    assert!(format!("{:?}", new.object).contains("from-b"));
+
+    // an edit in place (same inode, same size) is still seen
+    std::fs::write(dir.path().join("b.yaml"), service_account("dup", "from-c")).unwrap();
+    let events = store.reload();
+    assert_eq!(
+        events.iter().map(describe).collect::<Vec<_>>(),
+        ["updated ServiceAccount/demo/dup"]
+    );
+
+    // the last definer gone: the object is deleted
+    std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+    let events = store.reload();
+    assert_eq!(
+        events.iter().map(describe).collect::<Vec<_>>(),
+        ["deleted ServiceAccount/demo/dup"]
+    );
+    assert!(store.snapshot().objects().is_empty());
+}

@@ -25,6 +25,11 @@ use weft_api::ConfigStore;
 use weft_identity::CertificateAuthority;
 use weft_xds::{AuthError, PeerIdentity, XdsServer};
 
+/// Default quiet time of the config-directory watch: long enough to group one editor save
+/// or a `git checkout` (their file events arrive within a few milliseconds), short enough
+/// to keep edit-to-push latency low.
+pub const DEFAULT_WATCH_DEBOUNCE: Duration = Duration::from_millis(20);
+
 /// Everything `weft control` is configured with (built from its flags).
 #[derive(Debug, Clone)]
 pub struct ControlConfig {

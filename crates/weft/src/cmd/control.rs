@@ -76,7 +76,7 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
             max_validity: Duration::from_secs(args.max_cert_hours * 3600),
             ..CaServiceConfig::default()
         },
-        watch_debounce: Duration::from_millis(100),
+        watch_debounce: weft_control::process::DEFAULT_WATCH_DEBOUNCE,
         xds: weft_xds::ServerConfig::default(),
     };
     let runtime = tokio::runtime::Runtime::new()?;
