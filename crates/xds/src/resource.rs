@@ -1,6 +1,6 @@
 //! Versioned resources and the immutable snapshots the server serves them from.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use aws_lc_rs::digest;
@@ -72,12 +72,26 @@ pub fn content_version(aliases: &[String], body: &prost_types::Any) -> String {
         })
 }
 
+/// How many of a type's latest changes are remembered by name, so a stream that was up to
+/// date a few changes ago diffs only the names those changes touched, not every resource.
+const CHANGE_LOG_LEN: usize = 32;
+
 /// All resources of one type URL at one point in time.
 #[derive(Debug, Clone, Default)]
 pub struct TypeResources {
     generation: u64,
     resources: HashMap<String, Arc<XdsResource>>,
     alias_to_name: HashMap<String, String>,
+    /// The latest changes, oldest first; each one's `from` is the previous one's `to`.
+    change_log: VecDeque<Change>,
+}
+
+/// One change of a type: from which generation to which, and the names it touched.
+#[derive(Debug, Clone)]
+struct Change {
+    from: u64,
+    to: u64,
+    names: Arc<[String]>,
 }
 
 impl TypeResources {
@@ -118,6 +132,34 @@ impl TypeResources {
     /// All resources, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<XdsResource>> {
         self.resources.values()
+    }
+
+    /// The names upserted or removed since this type was at generation `since` (possibly
+    /// with repeats), or `None` when those changes are no longer all remembered.
+    #[must_use]
+    pub fn changed_since(&self, since: u64) -> Option<impl Iterator<Item = &str>> {
+        let covered = since == self.generation
+            || (since < self.generation
+                && self.change_log.front().is_some_and(|c| c.from <= since));
+        covered.then(|| {
+            self.change_log
+                .iter()
+                .filter(move |change| change.to > since)
+                .flat_map(|change| change.names.iter().map(String::as_str))
+        })
+    }
+
+    /// Moves the type to `generation`, remembering which names the change touched.
+    fn record_change(&mut self, generation: u64, names: Vec<String>) {
+        if self.change_log.len() == CHANGE_LOG_LEN {
+            self.change_log.pop_front();
+        }
+        self.change_log.push_back(Change {
+            from: self.generation,
+            to: generation,
+            names: names.into(),
+        });
+        self.generation = generation;
     }
 
     /// Inserts or replaces; returns false when an identical version was already present.
@@ -188,18 +230,24 @@ impl Snapshot {
         let next_generation = self.generation + 1;
         let entry = self.types.entry(type_url.to_owned()).or_default();
         let resources = Arc::make_mut(entry);
-        let mut changed = false;
+        let mut changed_names = Vec::new();
         for resource in upserts {
-            changed |= resources.upsert(resource);
+            let name = resource.name.clone();
+            if resources.upsert(resource) {
+                changed_names.push(name);
+            }
         }
         for name in removals {
-            changed |= resources.remove(&name);
+            if resources.remove(&name) {
+                changed_names.push(name);
+            }
         }
-        if changed {
-            resources.generation = next_generation;
-            self.generation = next_generation;
+        if changed_names.is_empty() {
+            return false;
         }
-        changed
+        resources.record_change(next_generation, changed_names);
+        self.generation = next_generation;
+        true
     }
 
     /// Replaces the whole content of one type; returns whether anything changed.
@@ -293,6 +341,44 @@ mod tests {
         let types = snap.resources("t").expect("type present");
         assert!(types.resolve("net/10.0.0.1").is_none());
         assert!(types.resolve("net/10.0.0.2").is_some());
+    }
+
+    #[test]
+    fn change_log_names_what_changed_since_a_generation_while_it_remembers() {
+        let mut snap = Snapshot::default();
+        snap.apply("t", [XdsResource::new("a", vec![], any(b"1"))], []);
+        snap.apply("other", [XdsResource::new("o", vec![], any(b"1"))], []);
+        snap.apply("t", [], ["a".to_owned()]);
+        let types = snap.resources("t").expect("type present");
+        assert_eq!(types.generation(), 3, "generations are the snapshot's");
+        let since = |g| {
+            types
+                .changed_since(g)
+                .map(|names| names.collect::<Vec<_>>())
+        };
+        assert_eq!(since(0), Some(vec!["a", "a"]));
+        assert_eq!(since(1), Some(vec!["a"]));
+        assert_eq!(since(3), Some(vec![]));
+        assert_eq!(since(4), None, "a future generation is not trusted");
+
+        for i in 0..=CHANGE_LOG_LEN as u32 {
+            snap.apply(
+                "t",
+                [XdsResource::new("b", vec![], any(&i.to_le_bytes()))],
+                [],
+            );
+        }
+        let types = snap.resources("t").expect("type present");
+        assert_eq!(
+            types.changed_since(3).map(Iterator::count),
+            None,
+            "forgotten"
+        );
+        let latest = types.generation();
+        assert_eq!(
+            types.changed_since(latest - 1).map(Iterator::count),
+            Some(1)
+        );
     }
 
     #[test]

@@ -127,8 +127,14 @@ impl TypeSubscription {
             return self.take_initial_response(Delta::default());
         }
         let mut delta = Delta::default();
-        let complete = self.collect_upserts(resources, max_bytes, &mut delta.upserts);
-        self.collect_removals(resources, &mut delta.removed);
+        let complete = match self.changed_names(resources) {
+            Some(changed) => self.collect_changed(resources, &changed, max_bytes, &mut delta),
+            None => {
+                let complete = self.collect_upserts(resources, max_bytes, &mut delta.upserts);
+                self.collect_removals(resources, &mut delta.removed);
+                complete
+            }
+        };
         self.collect_absent(resources, &mut delta.removed);
         for resource in &delta.upserts {
             self.client_has
@@ -143,6 +149,52 @@ impl TypeSubscription {
         }
         self.owes_initial_response = false;
         Some(delta)
+    }
+
+    /// For a wildcard subscription that was complete at an earlier version of `resources`
+    /// whose changes since are remembered: the names those changes touched (so an edit
+    /// costs each stream the size of the edit, not of the whole type).
+    fn changed_names<'a>(&self, resources: &'a TypeResources) -> Option<Vec<&'a str>> {
+        if !self.wildcard {
+            // explicit subscriptions already diff only their own (few) names
+            return None;
+        }
+        let since = self.last_diffed.as_ref()?.generation();
+        let mut names: Vec<&str> = resources.changed_since(since)?.collect();
+        names.sort_unstable();
+        names.dedup();
+        Some(names)
+    }
+
+    /// The wildcard diff restricted to `changed`: upserts what the client lacks, removes what
+    /// no longer exists; returns false when `max_bytes` cut the upserts short.
+    fn collect_changed(
+        &mut self,
+        resources: &TypeResources,
+        changed: &[&str],
+        max_bytes: usize,
+        delta: &mut Delta,
+    ) -> bool {
+        let mut budget = Budget::new(max_bytes);
+        for name in changed {
+            match resources.get(name) {
+                Some(resource) => {
+                    if self.client_has.get(*name) == Some(&resource.version) {
+                        continue;
+                    }
+                    if !budget.take(resource) {
+                        return false;
+                    }
+                    delta.upserts.push(Arc::clone(resource));
+                }
+                None => {
+                    if self.client_has.remove(*name).is_some() {
+                        delta.removed.push((*name).to_owned());
+                    }
+                }
+            }
+        }
+        true
     }
 
     fn take_initial_response(&mut self, delta: Delta) -> Option<Delta> {

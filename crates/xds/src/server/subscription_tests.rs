@@ -127,3 +127,52 @@ fn responses_are_split_by_size_and_complete_eventually() {
     assert_eq!(total, 10);
     assert!(responses >= 4);
 }
+
+#[test]
+fn wildcard_stream_behind_by_a_few_changes_or_many_gets_exactly_the_difference() {
+    let mut snap = snapshot(vec![resource("a", &[], b"1"), resource("b", &[], b"2")]);
+    let mut sub = TypeSubscription::first_request(vec![], vec![], HashMap::new());
+    sub.next_delta(&types(&snap), usize::MAX).expect("initial");
+
+    // a few changes: served from the change log
+    snap.apply(T, [resource("a", &[], b"1b"), resource("c", &[], b"3")], []);
+    snap.apply(T, [], ["b".to_owned()]);
+    snap.apply(T, [resource("c", &[], b"3")], []); // no-op
+    sub.resources_changed();
+    let delta = sub.next_delta(&types(&snap), usize::MAX).expect("delta");
+    assert_eq!(names(&delta), (strings(&["a", "c"]), strings(&["b"])));
+    sub.resources_changed();
+    assert!(sub.next_delta(&types(&snap), usize::MAX).is_none());
+
+    // more changes than the log keeps: a full diff gives the same answer
+    for i in 0..100u32 {
+        snap.apply(T, [resource("d", &[], &i.to_le_bytes())], []);
+    }
+    snap.apply(T, [], ["a".to_owned()]);
+    sub.resources_changed();
+    let delta = sub.next_delta(&types(&snap), usize::MAX).expect("delta");
+    assert_eq!(names(&delta), (strings(&["d"]), strings(&["a"])));
+}
+
+#[test]
+fn change_log_diff_respects_the_response_size_cap() {
+    let mut snap = snapshot(vec![resource("a", &[], b"1")]);
+    let mut sub = TypeSubscription::first_request(vec![], vec![], HashMap::new());
+    sub.next_delta(&types(&snap), usize::MAX).expect("initial");
+    snap.apply(
+        T,
+        [resource("x", &[], &[0; 100]), resource("y", &[], &[1; 100])],
+        ["a".to_owned()],
+    );
+    sub.resources_changed();
+    let mut upserts = Vec::new();
+    let mut removed = Vec::new();
+    while let Some(delta) = sub.next_delta(&types(&snap), 1) {
+        assert!(delta.upserts.len() <= 1, "one resource per capped response");
+        let (u, r) = names(&delta);
+        upserts.extend(u);
+        removed.extend(r);
+    }
+    upserts.sort();
+    assert_eq!((upserts, removed), (strings(&["x", "y"]), strings(&["a"])));
+}
