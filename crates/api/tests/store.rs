@@ -180,7 +180,10 @@ fn reload_follows_the_first_definer_of_a_duplicated_object_and_in_place_edits() 
     write(dir.path(), "a.yaml", &service_account("dup", "from-a"));
     write(dir.path(), "b.yaml", &service_account("dup", "from-b"));
     let store = ConfigStore::open(dir.path()).unwrap();
-    assert!(store.reload().is_empty(), "a reload without edits changes nothing");
+    assert!(
+        store.reload().is_empty(),
+        "a reload without edits changes nothing"
+    );
 
     // the first file (path order) wins; removing it hands the object to the second file
     std::fs::remove_file(dir.path().join("a.yaml")).unwrap();

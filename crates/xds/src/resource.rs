@@ -351,11 +351,7 @@ mod tests {
         snap.apply("t", [], ["a".to_owned()]);
         let types = snap.resources("t").expect("type present");
         assert_eq!(types.generation(), 3, "generations are the snapshot's");
-        let since = |g| {
-            types
-                .changed_since(g)
-                .map(|names| names.collect::<Vec<_>>())
-        };
+        let since = |g| types.changed_since(g).map(Iterator::collect::<Vec<_>>);
         assert_eq!(since(0), Some(vec!["a", "a"]));
         assert_eq!(since(1), Some(vec!["a"]));
         assert_eq!(since(3), Some(vec![]));
