@@ -4,6 +4,7 @@
 use crate::expand::{ExpandedPod, expand_pods};
 use crate::object::{Kind, LoadedObject, Object, ObjectRef};
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 /// An indexed set of objects. When two objects share kind/namespace/name the first one wins
 /// (analysis reports the duplicate).
@@ -12,6 +13,8 @@ pub struct ConfigSnapshot {
     objects: Vec<LoadedObject>,
     index: HashMap<ObjectRef, usize>,
     by_kind: HashMap<Kind, Vec<usize>>,
+    /// The expansion of the workloads, computed on first use (the snapshot is immutable).
+    pods: OnceLock<Arc<[ExpandedPod]>>,
 }
 
 impl ConfigSnapshot {
@@ -34,6 +37,7 @@ impl ConfigSnapshot {
             objects,
             index,
             by_kind,
+            pods: OnceLock::new(),
         }
     }
 
@@ -75,10 +79,11 @@ impl ConfigSnapshot {
     }
 
     /// Every pod the configuration runs: bare `Pod`s plus pods expanded from `Deployment`,
-    /// `StatefulSet` and `DaemonSet` templates (see [`expand_pods`]).
+    /// `StatefulSet` and `DaemonSet` templates (see [`expand_pods`]). Expanded once per
+    /// snapshot and shared.
     #[must_use]
-    pub fn pods(&self) -> Vec<ExpandedPod> {
-        expand_pods(self)
+    pub fn pods(&self) -> Arc<[ExpandedPod]> {
+        Arc::clone(self.pods.get_or_init(|| expand_pods(self).into()))
     }
 
     /// Labels of a namespace object (empty if the namespace is not declared).

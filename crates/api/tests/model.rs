@@ -122,7 +122,7 @@ fn deployments_and_daemonsets_expand_to_named_pods_spread_over_nodes_with_ips() 
         pods[..3].iter().filter_map(|p| p.node_name()).collect();
     assert_eq!(web_nodes.len(), 2, "3 replicas on 2 nodes use both");
     assert_eq!(pods[3].node_name(), Some("node-a"));
-    for pod in &pods {
+    for pod in pods.iter() {
         let ip = pod
             .ip()
             .expect("every pod gets an IP from its node's podCIDR");

@@ -252,6 +252,20 @@ async fn follow_store(
         for finding in store.file_errors() {
             tracing::error!("{finding}");
         }
-        pusher.refresh(&store);
+        // translation is CPU work of tens of milliseconds on a big mesh: off the async
+        // workers, so xDS streams and the CA keep being served meanwhile
+        let refresh_store = Arc::clone(&store);
+        pusher = match tokio::task::spawn_blocking(move || {
+            pusher.refresh(&refresh_store);
+            pusher
+        })
+        .await
+        {
+            Ok(pusher) => pusher,
+            Err(err) => {
+                tracing::error!(%err, "config translation failed; no further config changes are applied");
+                return;
+            }
+        };
     }
 }

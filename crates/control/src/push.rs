@@ -25,7 +25,7 @@ impl ConfigNodeIdentities {
     /// Recomputes the placement from `snapshot`.
     pub fn update(&self, snapshot: &ConfigSnapshot, trust_domain: &str) {
         let mut by_node: HashMap<String, HashSet<SpiffeId>> = HashMap::new();
-        for pod in snapshot.pods() {
+        for pod in snapshot.pods().iter() {
             let Some(node) = pod.node_name() else {
                 continue;
             };

@@ -59,7 +59,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Finding> {
 /// Shared lookups for the checks.
 pub(crate) struct Context<'a> {
     snapshot: &'a ConfigSnapshot,
-    pods: Vec<ExpandedPod>,
+    pods: std::sync::Arc<[ExpandedPod]>,
 }
 
 impl<'a> Context<'a> {

@@ -71,7 +71,7 @@ pub(crate) struct SelectorPolicy {
 pub(crate) struct Context<'a> {
     pub snapshot: &'a ConfigSnapshot,
     pub options: &'a TranslateOptions,
-    pub pods: Vec<ExpandedPod>,
+    pub pods: std::sync::Arc<[ExpandedPod]>,
     pub workloads: BTreeMap<String, WorkloadInfo<'a>>,
     pub services: BTreeMap<String, Vec<ServiceSource<'a>>>,
     /// Resource keys produced directly by a WorkloadEntry, ServiceEntry, Service or policy.

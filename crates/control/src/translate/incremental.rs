@@ -9,10 +9,9 @@
 
 use super::context::{Context, Dep, Produced, Unit};
 use super::{Output, ResourceKey, TranslateOptions, authz, peer_authn};
-use k8s_openapi::api::core::v1::Pod;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use weft_api::{ConfigSnapshot, Kind, Object, ObjectRef};
+use weft_api::{ConfigSnapshot, ExpandedPod, Kind, Object, ObjectRef};
 
 /// What one translation pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,7 +39,9 @@ pub struct Translator {
     output: Output,
     dependents: HashMap<Dep, BTreeSet<ResourceKey>>,
     deps_of: HashMap<ResourceKey, Vec<Dep>>,
-    pods: HashMap<String, (Pod, Option<ObjectRef>)>,
+    /// The pods of the last pass (shared with its snapshot) and their index by workload uid.
+    pods: Arc<[ExpandedPod]>,
+    pod_index: HashMap<String, usize>,
     selections: HashMap<ObjectRef, Option<BTreeMap<String, String>>>,
     mtls_keys: BTreeSet<String>,
 }
@@ -55,14 +56,14 @@ pub fn changed_objects(old: &ConfigSnapshot, new: &ConfigSnapshot) -> Vec<Object
         .map(|loaded| loaded.object.object_ref())
         .collect();
     refs.into_iter()
-        .filter(|r| {
-            let get = |s: &ConfigSnapshot| {
-                s.get(r.kind, r.namespace.as_deref(), &r.name)
-                    .map(|l| l.object.clone())
-            };
-            get(old) != get(new)
-        })
+        .filter(|r| object_in(old, r) != object_in(new, r))
         .collect()
+}
+
+fn object_in<'s>(snapshot: &'s ConfigSnapshot, object: &ObjectRef) -> Option<&'s Object> {
+    snapshot
+        .get(object.kind, object.namespace.as_deref(), &object.name)
+        .map(|loaded| &loaded.object)
 }
 
 impl Translator {
@@ -205,22 +206,25 @@ impl Translator {
     /// Pod workloads whose expansion differs from the last pass (added, removed, edited,
     /// moved to another node or IP).
     fn changed_pods(&self, context: &Context<'_>) -> Vec<ResourceKey> {
+        if Arc::ptr_eq(&self.pods, &context.pods) {
+            return Vec::new();
+        }
         let cluster = &context.options.cluster_id;
         let mut keys = Vec::new();
         let mut seen = BTreeSet::new();
-        for pod in &context.pods {
+        for pod in context.pods.iter() {
             let uid = super::workload::pod_uid(cluster, pod.namespace(), pod.name());
-            let same = self
-                .pods
-                .get(&uid)
-                .is_some_and(|(old, owner)| *old == pod.pod && *owner == pod.owner);
+            let same = self.pod_index.get(&uid).is_some_and(|&i| {
+                let old = &self.pods[i];
+                old.pod == pod.pod && old.owner == pod.owner
+            });
             if !same {
                 keys.push(ResourceKey::Address(uid.clone()));
             }
             seen.insert(uid);
         }
         keys.extend(
-            self.pods
+            self.pod_index
                 .keys()
                 .filter(|uid| !seen.contains(*uid))
                 .map(|uid| ResourceKey::Address(uid.clone())),
@@ -231,13 +235,15 @@ impl Translator {
     /// Keeps what the next incremental pass compares against.
     fn remember(&mut self, context: &Context<'_>) {
         let cluster = &context.options.cluster_id;
-        self.pods = context
+        self.pods = Arc::clone(&context.pods);
+        self.pod_index = context
             .pods
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(i, p)| {
                 (
                     super::workload::pod_uid(cluster, p.namespace(), p.name()),
-                    (p.pod.clone(), p.owner.clone()),
+                    i,
                 )
             })
             .collect();
