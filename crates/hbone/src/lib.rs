@@ -60,7 +60,7 @@ mod tls;
 pub use client::{ConnectRequest, SocketFactory, SocketHook, TunnelTarget};
 pub use error::{HandshakeError, HboneError, ServerError};
 pub use headers::{format_forwarded_for, parse_forwarded_for};
-pub use pool::{Pool, PoolConfig, PoolStats, PoolStatsSnapshot};
+pub use pool::{Keepalive, Pool, PoolConfig, PoolStats, PoolStatsSnapshot};
 pub use relay::{Plain, RelayCause, RelayError, RelayIo, RelayOptions, RelayStats, Side, relay};
 pub use server::{
     Accepted, HboneServer, InboundDecision, InboundHandler, InboundRequest, ServerOptions,

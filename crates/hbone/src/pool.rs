@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
+use h2::{Ping, PingPong};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -37,6 +38,10 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
     /// Limit for TCP connect + TLS handshake + HTTP/2 preface (default 10 s).
     pub connect_timeout: Duration,
+    /// HTTP/2 PINGs on every pooled connection, busy or idle, so a peer that vanished
+    /// without closing (node lost, network partition) is noticed and its connection
+    /// replaced instead of hanging the streams on it (default 30 s / 10 s; `None`: off).
+    pub keepalive: Option<Keepalive>,
     /// Called on each outbound socket before connect (e.g. to set `SO_MARK`).
     pub socket_hook: Option<SocketHook>,
 }
@@ -47,7 +52,26 @@ impl Default for PoolConfig {
             max_streams_per_connection: 100,
             idle_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
+            keepalive: Some(Keepalive::default()),
             socket_hook: None,
+        }
+    }
+}
+
+/// When to PING a pooled connection and how long to wait for the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Time between one answered PING and the next.
+    pub interval: Duration,
+    /// A PING unanswered for this long closes the connection.
+    pub timeout: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
         }
     }
 }
@@ -61,6 +85,7 @@ impl fmt::Debug for PoolConfig {
             )
             .field("idle_timeout", &self.idle_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("keepalive", &self.keepalive)
             .field("socket_hook", &self.socket_hook.is_some())
             .finish()
     }
@@ -385,12 +410,17 @@ async fn drive_connection<K>(
 ) where
     K: Hash + Eq + Clone + Send + Sync + 'static,
 {
-    let Some(idle_timeout) = pool.upgrade().map(|p| p.config.idle_timeout) else {
+    let Some((idle_timeout, keepalive)) = pool
+        .upgrade()
+        .map(|p| (p.config.idle_timeout, p.config.keepalive))
+    else {
         return;
     };
     let stats = pool.upgrade().map(|p| Arc::clone(&p.stats));
+    let mut driver = driver;
+    let pings = driver.ping_pong().zip(keepalive);
     tokio::select! {
-        result = driver => {
+        result = &mut driver => {
             if let Err(error) = result {
                 tracing::debug!(%error, "pooled HBONE connection failed");
             }
@@ -398,6 +428,7 @@ async fn drive_connection<K>(
         () = expire_when_idle(&entry, &conn, idle_timeout) => {
             tracing::debug!(?idle_timeout, "closing idle HBONE connection");
         }
+        () = keep_alive(pings) => {}
     }
     entry.evict(&conn);
     drop(entry);
@@ -418,6 +449,28 @@ async fn expire_when_idle(entry: &KeyEntry, conn: &Arc<PooledConn>, timeout: Dur
                 if entry.evict_if_idle(conn, timeout) {
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// PINGs the peer every `interval`; returns when one goes unanswered for `timeout` (or the
+/// connection can no longer send PINGs). Never returns when keepalive is off.
+async fn keep_alive(pings: Option<(PingPong, Keepalive)>) {
+    let Some((mut ping_pong, keepalive)) = pings else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(keepalive.interval).await;
+        match tokio::time::timeout(keepalive.timeout, ping_pong.ping(Ping::opaque())).await {
+            Ok(Ok(_pong)) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "HBONE keepalive PING failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?keepalive.timeout, "HBONE peer did not answer a keepalive PING; closing the connection");
+                return;
             }
         }
     }
