@@ -81,6 +81,15 @@ struct NodeInfo {
     pod_cidr: Option<IpNet>,
 }
 
+/// The kinds [`expand_pods`] reads: its result depends on these objects and nothing else.
+pub const INPUT_KINDS: [Kind; 5] = [
+    Kind::Pod,
+    Kind::Deployment,
+    Kind::StatefulSet,
+    Kind::DaemonSet,
+    Kind::Node,
+];
+
 /// Every pod of the snapshot, sorted by namespace and name. See the module doc for the rules.
 #[must_use]
 pub fn expand_pods(snapshot: &ConfigSnapshot) -> Vec<ExpandedPod> {

@@ -86,6 +86,20 @@ impl ConfigSnapshot {
         Arc::clone(self.pods.get_or_init(|| expand_pods(self).into()))
     }
 
+    /// This snapshot, taking `previous`'s pod expansion when every object the expansion
+    /// reads (pods, workloads, nodes) is the same in both, so an edit elsewhere (a policy,
+    /// a Service) does not expand and compare every pod again.
+    #[must_use]
+    pub fn with_pods_of(self, previous: &ConfigSnapshot) -> Self {
+        let same_inputs = crate::expand::INPUT_KINDS
+            .iter()
+            .all(|&kind| self.of_kind(kind).eq(previous.of_kind(kind)));
+        if same_inputs {
+            let _ = self.pods.set(previous.pods());
+        }
+        self
+    }
+
     /// Labels of a namespace object (empty if the namespace is not declared).
     #[must_use]
     pub fn namespace_labels(&self, namespace: &str) -> std::collections::BTreeMap<String, String> {

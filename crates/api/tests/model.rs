@@ -214,3 +214,25 @@ fn gateway_api_versions_parse_with_the_same_model() {
     assert_eq!(result.objects.len(), 2);
     assert_eq!(result.objects[1].source.line, 14);
 }
+
+#[test]
+fn a_snapshot_reuses_the_pod_expansion_only_when_pods_workloads_and_nodes_are_unchanged() {
+    let snapshot =
+        |text: &str| ConfigSnapshot::new(parse_manifests(text, Path::new("mesh.yaml")).objects);
+    let before = snapshot(MESH);
+    let pod_count = before.pods().len();
+
+    let policy_edit = snapshot(&MESH.replace("ports: [\"8080\"]", "ports: [\"9090\"]"));
+    let policy_edit = policy_edit.with_pods_of(&before);
+    assert!(std::sync::Arc::ptr_eq(&policy_edit.pods(), &before.pods()));
+
+    let scaled = snapshot(&MESH.replace("replicas: 3", "replicas: 5")).with_pods_of(&before);
+    assert_eq!(scaled.pods().len(), pod_count + 2);
+
+    let node_edit = snapshot(&MESH.replace("10.244.2.0/24", "10.244.9.0/24")).with_pods_of(&before);
+    assert!(!std::sync::Arc::ptr_eq(&node_edit.pods(), &before.pods()));
+    assert_eq!(
+        node_edit.pods(),
+        snapshot(&MESH.replace("10.244.2.0/24", "10.244.9.0/24")).pods()
+    );
+}

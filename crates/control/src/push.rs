@@ -7,7 +7,7 @@ use crate::translate::{Change, Output, ResourceKey, TranslateOptions, Translator
 use arc_swap::ArcSwap;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use weft_api::{ConfigSnapshot, ConfigStore};
+use weft_api::{ConfigSnapshot, ConfigStore, ExpandedPod};
 use weft_identity::SpiffeId;
 use weft_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, pack_any};
 use weft_xds::{ResourcePublisher, XdsResource};
@@ -24,8 +24,10 @@ pub struct ConfigNodeIdentities {
 impl ConfigNodeIdentities {
     /// Recomputes the placement from `snapshot`.
     pub fn update(&self, snapshot: &ConfigSnapshot, trust_domain: &str) {
-        let mut by_node: HashMap<String, HashSet<SpiffeId>> = HashMap::new();
-        for pod in snapshot.pods().iter() {
+        let pods = snapshot.pods();
+        // many pods share a node, namespace and account: build each identity once
+        let mut placements: HashMap<(&str, &str, &str), &ExpandedPod> = HashMap::new();
+        for pod in pods.iter() {
             let Some(node) = pod.node_name() else {
                 continue;
             };
@@ -35,12 +37,18 @@ impl ConfigNodeIdentities {
                 .as_ref()
                 .and_then(|spec| spec.service_account_name.as_deref())
                 .unwrap_or("default");
-            match SpiffeId::new(trust_domain, pod.namespace(), account) {
+            placements
+                .entry((node, pod.namespace(), account))
+                .or_insert(pod);
+        }
+        let mut by_node: HashMap<String, HashSet<SpiffeId>> = HashMap::new();
+        for ((node, namespace, account), pod) in placements {
+            match SpiffeId::new(trust_domain, namespace, account) {
                 Ok(id) => {
                     by_node.entry(node.to_owned()).or_default().insert(id);
                 }
                 Err(err) => tracing::warn!(
-                    pod = %format!("{}/{}", pod.namespace(), pod.name()),
+                    pod = %format!("{namespace}/{}", pod.name()),
                     %err,
                     "pod has no valid identity; the CA will not issue one for it"
                 ),
@@ -87,6 +95,7 @@ impl ConfigPusher {
             nodes,
             output: Arc::new(ArcSwap::from_pointee(Output::default())),
         };
+        pusher.update_node_identities();
         pusher.after_change(&change);
         pusher
     }
@@ -98,15 +107,22 @@ impl ConfigPusher {
 
     /// Re-translates what changed between the last snapshot and `store`'s current one.
     pub fn refresh(&mut self, store: &ConfigStore) {
-        let snapshot = store.snapshot();
+        let snapshot = store.snapshot().with_pods_of(&self.snapshot);
+        let pods_changed = !Arc::ptr_eq(&snapshot.pods(), &self.snapshot.pods());
         let change = self.translator.update(&self.snapshot, &snapshot);
         self.snapshot = snapshot;
+        if pods_changed {
+            self.update_node_identities();
+        }
         self.after_change(&change);
     }
 
+    fn update_node_identities(&self) {
+        let trust_domain = &self.translator.options().trust_domain;
+        self.nodes.update(&self.snapshot, trust_domain);
+    }
+
     fn after_change(&self, change: &Change) {
-        let options = self.translator.options();
-        self.nodes.update(&self.snapshot, &options.trust_domain);
         let output = self.translator.output();
         let retranslated_warnings = change
             .retranslated

@@ -234,19 +234,21 @@ impl Translator {
 
     /// Keeps what the next incremental pass compares against.
     fn remember(&mut self, context: &Context<'_>) {
-        let cluster = &context.options.cluster_id;
-        self.pods = Arc::clone(&context.pods);
-        self.pod_index = context
-            .pods
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                (
-                    super::workload::pod_uid(cluster, p.namespace(), p.name()),
-                    i,
-                )
-            })
-            .collect();
+        if !Arc::ptr_eq(&self.pods, &context.pods) {
+            let cluster = &context.options.cluster_id;
+            self.pods = Arc::clone(&context.pods);
+            self.pod_index = self
+                .pods
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    (
+                        super::workload::pod_uid(cluster, p.namespace(), p.name()),
+                        i,
+                    )
+                })
+                .collect();
+        }
         self.selections = context
             .snapshot
             .authorization_policies()
