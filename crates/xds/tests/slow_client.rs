@@ -41,7 +41,11 @@ fn record(state: &mut HashMap<String, usize>, response: &DeltaDiscoveryResponse)
 
 #[tokio::test]
 async fn a_client_that_stops_reading_does_not_stall_another() {
-    let server = TestServer::start(fast_config());
+    // one response per push (2 MiB), so responses count pushes
+    let server = TestServer::start(weft_xds::ServerConfig {
+        max_response_bytes: 4 * 1024 * 1024,
+        ..fast_config()
+    });
     server.publisher.replace(T, round(0));
     settled(&server).await;
 
