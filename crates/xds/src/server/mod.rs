@@ -1,6 +1,7 @@
 //! The delta ADS server: a tonic service that streams the published resources to every
 //! connected proxy.
 
+mod client_view;
 mod stream;
 mod subscription;
 

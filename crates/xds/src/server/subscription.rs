@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use prost::Message as _;
 
+use super::client_view::ClientView;
 use crate::resource::{TypeResources, XdsResource};
 
 /// The subscription name meaning "everything of this type".
@@ -23,8 +24,8 @@ pub(crate) struct Delta {
 pub(crate) struct TypeSubscription {
     wildcard: bool,
     names: HashSet<String>,
-    /// Resource name -> version the client holds (sent by us, or declared on reconnect).
-    client_has: HashMap<String, String>,
+    /// What the client holds (sent by us, or declared on reconnect).
+    client_has: ClientView,
     /// Explicitly subscribed names we already reported as nonexistent.
     reported_absent: HashSet<String>,
     /// The first response for this type must be sent even when it is empty.
@@ -46,7 +47,7 @@ impl TypeSubscription {
             // Legacy wildcard: a first request naming nothing subscribes to everything.
             wildcard: subscribe.is_empty(),
             names: HashSet::new(),
-            client_has: initial_resource_versions,
+            client_has: ClientView::declared(initial_resource_versions),
             reported_absent: HashSet::new(),
             owes_initial_response: true,
             dirty: true,
@@ -137,8 +138,7 @@ impl TypeSubscription {
         };
         self.collect_absent(resources, &mut delta.removed);
         for resource in &delta.upserts {
-            self.client_has
-                .insert(resource.name.clone(), resource.version.clone());
+            self.client_has.record_sent(resource);
         }
         if complete {
             self.dirty = false;
@@ -179,7 +179,7 @@ impl TypeSubscription {
         for name in changed {
             match resources.get(name) {
                 Some(resource) => {
-                    if self.client_has.get(*name) == Some(&resource.version) {
+                    if self.client_has.is_current(resource) {
                         continue;
                     }
                     if !budget.take(resource) {
@@ -188,7 +188,7 @@ impl TypeSubscription {
                     delta.upserts.push(Arc::clone(resource));
                 }
                 None => {
-                    if self.client_has.remove(*name).is_some() {
+                    if self.client_has.remove(name) {
                         delta.removed.push((*name).to_owned());
                     }
                 }
@@ -226,7 +226,7 @@ impl TypeSubscription {
             Box::new(self.names.iter().filter_map(|name| resources.resolve(name)))
         };
         for resource in candidates {
-            let outdated = self.client_has.get(&resource.name) != Some(&resource.version);
+            let outdated = !self.client_has.is_current(resource);
             if !outdated || !seen.insert(resource.name.as_str()) {
                 continue;
             }
@@ -242,9 +242,9 @@ impl TypeSubscription {
     fn collect_removals(&mut self, resources: &TypeResources, out: &mut Vec<String>) {
         let gone: Vec<String> = self
             .client_has
-            .keys()
+            .names()
             .filter(|name| !resources.get(name).is_some_and(|r| self.is_visible(r)))
-            .cloned()
+            .map(str::to_owned)
             .collect();
         for name in gone {
             self.client_has.remove(&name);
@@ -259,7 +259,7 @@ impl TypeSubscription {
             .retain(|name| resources.resolve(name).is_none());
         for name in &self.names {
             if resources.resolve(name).is_none()
-                && !self.client_has.contains_key(name)
+                && !self.client_has.contains(name)
                 && !out.contains(name)
                 && self.reported_absent.insert(name.clone())
             {
