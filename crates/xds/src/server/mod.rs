@@ -36,9 +36,9 @@ pub struct ServerConfig {
     /// full, changes accumulate as "dirty" state and the newest state is sent once it drains.
     pub send_queue: usize,
     /// Soft cap on the resource bytes in one response; larger updates are split across
-    /// several responses (each with its own nonce). Default 256 KiB: a stream holds a
+    /// several responses (each with its own nonce). Default 128 KiB: a stream holds a
     /// response, its encoding and its queue at once, so with 100 proxies syncing a 2 MB
-    /// mesh this is the difference between ~5 and ~3 MB per stream (bench/README.md).
+    /// mesh this decides most of the control plane's memory (bench/README.md).
     pub max_response_bytes: usize,
     /// Largest request/response message tonic accepts or produces on this service.
     pub max_message_bytes: usize,
@@ -49,7 +49,7 @@ impl Default for ServerConfig {
         Self {
             debounce: DebounceConfig::default(),
             send_queue: 2,
-            max_response_bytes: 256 * 1024,
+            max_response_bytes: 128 * 1024,
             max_message_bytes: 16 * 1024 * 1024,
         }
     }

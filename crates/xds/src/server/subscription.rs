@@ -34,6 +34,9 @@ pub(crate) struct TypeSubscription {
     dirty: bool,
     /// Resources of the last complete diff while nothing else changed (skips re-diffing).
     last_diffed: Option<Arc<TypeResources>>,
+    /// Where a full diff of these exact resources stopped at the size cap: how many
+    /// candidates it had passed (so the next response continues there, not at the start).
+    resume: Option<(Arc<TypeResources>, usize)>,
 }
 
 impl TypeSubscription {
@@ -52,6 +55,7 @@ impl TypeSubscription {
             owes_initial_response: true,
             dirty: true,
             last_diffed: None,
+            resume: None,
         };
         state.change(subscribe, unsubscribe);
         state
@@ -86,6 +90,7 @@ impl TypeSubscription {
     pub(crate) fn mark_dirty(&mut self) {
         self.dirty = true;
         self.last_diffed = None;
+        self.resume = None;
     }
 
     /// Resources changed: re-diff unless this exact set was already diffed.
@@ -131,9 +136,19 @@ impl TypeSubscription {
         let complete = match self.changed_names(resources) {
             Some(changed) => self.collect_changed(resources, &changed, max_bytes, &mut delta),
             None => {
-                let complete = self.collect_upserts(resources, max_bytes, &mut delta.upserts);
-                self.collect_removals(resources, &mut delta.removed);
-                complete
+                let resume_at = self
+                    .resume
+                    .take()
+                    .filter(|(diffed, _)| Arc::ptr_eq(diffed, resources))
+                    .map(|(_, passed)| passed);
+                let stopped_at =
+                    self.collect_upserts(resources, resume_at, max_bytes, &mut delta.upserts);
+                if resume_at.is_none() {
+                    // a continued diff already sent these removals in its first response
+                    self.collect_removals(resources, &mut delta.removed);
+                }
+                self.resume = stopped_at.map(|passed| (Arc::clone(resources), passed));
+                stopped_at.is_none()
             }
         };
         self.collect_absent(resources, &mut delta.removed);
@@ -210,14 +225,17 @@ impl TypeSubscription {
                 .any(|alias| self.names.contains(alias))
     }
 
-    /// Adds resources the client lacks or holds at another version; returns false when
-    /// `max_bytes` cut the list short.
+    /// Adds resources the client lacks or holds at another version, skipping the first
+    /// `resume_at` candidates; when `max_bytes` cuts the list short, returns how many
+    /// candidates were passed.
     fn collect_upserts(
         &self,
         resources: &TypeResources,
+        resume_at: Option<usize>,
         max_bytes: usize,
         out: &mut Vec<Arc<XdsResource>>,
-    ) -> bool {
+    ) -> Option<usize> {
+        let skip = resume_at.unwrap_or(0);
         let mut budget = Budget::new(max_bytes);
         let mut seen = HashSet::new();
         let candidates: Box<dyn Iterator<Item = &Arc<XdsResource>>> = if self.wildcard {
@@ -225,17 +243,17 @@ impl TypeSubscription {
         } else {
             Box::new(self.names.iter().filter_map(|name| resources.resolve(name)))
         };
-        for resource in candidates {
+        for (passed, resource) in candidates.enumerate().skip(skip) {
             let outdated = !self.client_has.is_current(resource);
             if !outdated || !seen.insert(resource.name.as_str()) {
                 continue;
             }
             if !budget.take(resource) {
-                return false;
+                return Some(passed);
             }
             out.push(Arc::clone(resource));
         }
-        true
+        None
     }
 
     /// Names the client holds that no longer exist or are no longer subscribed.

@@ -176,3 +176,52 @@ fn change_log_diff_respects_the_response_size_cap() {
     upserts.sort();
     assert_eq!((upserts, removed), (strings(&["x", "y"]), strings(&["a"])));
 }
+
+#[test]
+fn a_split_full_diff_sends_each_resource_and_removal_once_even_if_resources_change_midway() {
+    let many = |round: u8| -> Vec<XdsResource> {
+        (0..10)
+            .map(|i| resource(&format!("r{i}"), &[], &[round; 100]))
+            .collect()
+    };
+    let mut snap = snapshot(many(0));
+    let declared = HashMap::from([("gone".to_owned(), "v1".to_owned())]);
+    let mut sub = TypeSubscription::first_request(vec![], vec![], declared);
+    let mut sent = Vec::new();
+    let mut removed = Vec::new();
+    for _ in 0..2 {
+        let delta = sub
+            .next_delta(&types(&snap), 350)
+            .expect("partial response");
+        let (upserts, gone) = names(&delta);
+        sent.extend(upserts);
+        removed.extend(gone);
+    }
+    assert_eq!(removed, strings(&["gone"]));
+    let mut unique = sent.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        sent.len(),
+        "a resource was sent twice: {sent:?}"
+    );
+
+    // the resources change before the split diff finished: the client still converges
+    snap.replace(T, many(1));
+    sub.resources_changed();
+    let mut latest = HashMap::new();
+    while let Some(delta) = sub.next_delta(&types(&snap), 350) {
+        assert!(delta.removed.is_empty());
+        for resource in delta.upserts {
+            latest.insert(resource.name.clone(), resource.version.clone());
+        }
+    }
+    let current = types(&snap);
+    assert_eq!(latest.len(), 10);
+    assert!(
+        latest
+            .iter()
+            .all(|(name, version)| current.get(name).unwrap().version == *version)
+    );
+}
