@@ -47,3 +47,9 @@ pub use server::{ServerConfig, XdsServer};
 pub use status::{NackStatus, ProxyStatus, TypeStatus, VersionNonce};
 
 pub mod client;
+
+/// Ends the `system_version_info` of a response that is one part of a larger update (the
+/// server caps response size); the last part carries the plain version. weft's client
+/// counts a type as received only once a response without it arrives, so a proxy is not
+/// ready with half a mesh. Envoy and Istio do not interpret `system_version_info`.
+pub const PARTIAL_VERSION_SUFFIX: &str = "+more";

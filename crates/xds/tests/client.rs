@@ -239,3 +239,23 @@ async fn client_subscribes_on_demand_by_alias_at_runtime() {
     .await;
     task.abort();
 }
+
+#[tokio::test]
+async fn a_client_is_ready_only_once_the_last_part_of_a_split_update_arrived() {
+    // one resource per response: the first sync takes 40 responses
+    let config = weft_xds::ServerConfig {
+        max_response_bytes: 1,
+        ..fast_config()
+    };
+    let server = TestServer::start_with(config, token_auth, "127.0.0.1:0");
+    let all: Vec<_> = (0..40)
+        .map(|i| thing(&format!("r{i:02}"), &[], "v"))
+        .collect();
+    server.publisher.replace(T, all);
+    settled(&server).await;
+    let store = Store::default();
+    let (task, handle) = start_client(&server, &store, true);
+    ready(&handle).await;
+    assert_eq!(store.items().len(), 40, "ready with part of the update");
+    task.abort();
+}

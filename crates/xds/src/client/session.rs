@@ -274,8 +274,10 @@ impl Session {
         for name in &removed_resources {
             state.known.remove(name);
         }
-        state.got_response = true;
-        self.update_readiness();
+        if !system_version_info.ends_with(crate::PARTIAL_VERSION_SUFFIX) {
+            state.got_response = true;
+            self.update_readiness();
+        }
         if !rejected.is_empty() {
             let message = describe_rejections(&rejected);
             tracing::warn!(%type_url, version = %system_version_info, %message, "NACKing xDS response");

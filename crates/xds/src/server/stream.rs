@@ -260,7 +260,11 @@ impl StreamState {
     ) -> DeltaDiscoveryResponse {
         self.nonce_counter += 1;
         let nonce = format!("{}-{}", self.stream_id, self.nonce_counter);
-        let version = generation.to_string();
+        let version = if delta.more {
+            format!("{generation}{}", crate::PARTIAL_VERSION_SUFFIX)
+        } else {
+            generation.to_string()
+        };
         tracing::debug!(
             node = %self.node_id, %type_url, %nonce, %version,
             upserts = delta.upserts.len(), removed = delta.removed.len(),

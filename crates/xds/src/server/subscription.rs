@@ -17,6 +17,8 @@ pub(crate) const WILDCARD: &str = "*";
 pub(crate) struct Delta {
     pub(crate) upserts: Vec<Arc<XdsResource>>,
     pub(crate) removed: Vec<String>,
+    /// The size cap cut this response short: more of the same update follows.
+    pub(crate) more: bool,
 }
 
 /// Subscription and client-side view of one type on one stream.
@@ -155,6 +157,7 @@ impl TypeSubscription {
         for resource in &delta.upserts {
             self.client_has.record_sent(resource);
         }
+        delta.more = !complete;
         if complete {
             self.dirty = false;
             self.last_diffed = Some(Arc::clone(resources));
