@@ -229,6 +229,22 @@ impl Snapshot {
     ) -> bool {
         let next_generation = self.generation + 1;
         let entry = self.types.entry(type_url.to_owned()).or_default();
+        // streams hold the current resources: copy them only for a real change
+        let upserts: Vec<XdsResource> = upserts
+            .into_iter()
+            .filter(|r| {
+                entry
+                    .get(&r.name)
+                    .is_none_or(|old| old.version != r.version)
+            })
+            .collect();
+        let removals: Vec<String> = removals
+            .into_iter()
+            .filter(|name| entry.get(name).is_some())
+            .collect();
+        if upserts.is_empty() && removals.is_empty() {
+            return false;
+        }
         let resources = Arc::make_mut(entry);
         let mut changed_names = Vec::new();
         for resource in upserts {

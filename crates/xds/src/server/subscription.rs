@@ -30,8 +30,9 @@ pub(crate) struct TypeSubscription {
     client_has: ClientView,
     /// Explicitly subscribed names we already reported as nonexistent.
     reported_absent: HashSet<String>,
-    /// The first response for this type must be sent even when it is empty.
-    owes_initial_response: bool,
+    /// The next response must be sent even when it is empty: the first one for this type,
+    /// or the last part of an update whose earlier parts were marked `more`.
+    owes_response: bool,
     /// Something may differ between the client and the resources.
     dirty: bool,
     /// Resources of the last complete diff while nothing else changed (skips re-diffing).
@@ -54,7 +55,7 @@ impl TypeSubscription {
             names: HashSet::new(),
             client_has: ClientView::declared(initial_resource_versions),
             reported_absent: HashSet::new(),
-            owes_initial_response: true,
+            owes_response: true,
             dirty: true,
             last_diffed: None,
             resume: None,
@@ -132,7 +133,7 @@ impl TypeSubscription {
             .is_some_and(|last| Arc::ptr_eq(last, resources))
         {
             self.dirty = false;
-            return self.take_initial_response(Delta::default());
+            return self.take_owed_response(Delta::default());
         }
         let mut delta = Delta::default();
         let complete = match self.changed_names(resources) {
@@ -162,10 +163,11 @@ impl TypeSubscription {
             self.dirty = false;
             self.last_diffed = Some(Arc::clone(resources));
         }
-        if delta.upserts.is_empty() && delta.removed.is_empty() {
-            return self.take_initial_response(delta);
+        if delta.upserts.is_empty() && delta.removed.is_empty() && !delta.more {
+            return self.take_owed_response(delta);
         }
-        self.owes_initial_response = false;
+        // after a part marked `more`, the client waits for a last part, even an empty one
+        self.owes_response = delta.more;
         Some(delta)
     }
 
@@ -215,8 +217,8 @@ impl TypeSubscription {
         true
     }
 
-    fn take_initial_response(&mut self, delta: Delta) -> Option<Delta> {
-        std::mem::take(&mut self.owes_initial_response).then_some(delta)
+    fn take_owed_response(&mut self, delta: Delta) -> Option<Delta> {
+        std::mem::take(&mut self.owes_response).then_some(delta)
     }
 
     fn is_visible(&self, resource: &XdsResource) -> bool {

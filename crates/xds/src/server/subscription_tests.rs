@@ -225,3 +225,45 @@ fn a_split_full_diff_sends_each_resource_and_removal_once_even_if_resources_chan
             .all(|(name, version)| current.get(name).unwrap().version == *version)
     );
 }
+
+/// Sends the first part of an update of `x` and `y` (one per response) and returns the
+/// name that went out.
+fn first_part_of_two(snap: &mut Snapshot, sub: &mut TypeSubscription) -> String {
+    snap.apply(
+        T,
+        [resource("x", &[], &[1; 100]), resource("y", &[], &[1; 100])],
+        [],
+    );
+    sub.resources_changed();
+    let part = sub.next_delta(&types(snap), 150).expect("first part");
+    assert!(part.more && part.upserts.len() == 1);
+    part.upserts[0].name.clone()
+}
+
+#[test]
+fn a_split_update_always_ends_with_a_last_part_even_when_the_rest_vanished() {
+    // the unsent rest is reverted to what the client holds
+    let mut snap = snapshot(vec![
+        resource("x", &[], &[0; 100]),
+        resource("y", &[], &[0; 100]),
+    ]);
+    let mut sub = TypeSubscription::first_request(vec![], vec![], HashMap::new());
+    sub.next_delta(&types(&snap), usize::MAX).expect("initial");
+    let sent = first_part_of_two(&mut snap, &mut sub);
+    let rest = if sent == "x" { "y" } else { "x" };
+    snap.apply(T, [resource(rest, &[], &[0; 100])], []);
+    sub.resources_changed();
+    let last = sub.next_delta(&types(&snap), 150).expect("a last part");
+    assert!(!last.more && last.upserts.is_empty() && last.removed.is_empty());
+    assert!(sub.next_delta(&types(&snap), 150).is_none());
+
+    // the unsent rest is deleted during the first sync
+    let mut snap = snapshot(vec![]);
+    let mut sub = TypeSubscription::first_request(vec![], vec![], HashMap::new());
+    let sent = first_part_of_two(&mut snap, &mut sub);
+    let rest = if sent == "x" { "y" } else { "x" };
+    snap.apply(T, [], [rest.to_owned()]);
+    sub.resources_changed();
+    let last = sub.next_delta(&types(&snap), 150).expect("a last part");
+    assert!(!last.more);
+}
