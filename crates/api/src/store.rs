@@ -6,7 +6,7 @@
 //! error keeps contributing its last good objects (none if it never loaded cleanly); its
 //! findings are available from [`ConfigStore::file_errors`] for `weft status`.
 
-use crate::finding::{Finding, Severity};
+use crate::finding::{Code, Finding, Severity};
 use crate::load::{LoadResult, collect_manifest_files, load_file};
 use crate::object::{LoadedObject, ObjectRef};
 use crate::snapshot::ConfigSnapshot;
@@ -75,10 +75,20 @@ struct Fingerprint {
 }
 
 impl Fingerprint {
-    /// `None` when the metadata cannot be read (the file is then always re-read).
+    /// `None` when the metadata cannot be read, or when the file changed within the last
+    /// [`SETTLE`] (a second write in the same timestamp tick would look unchanged); the
+    /// file is then read again on the next reload.
     fn of(path: &Path) -> Option<Fingerprint> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(path).ok()?;
+        let settled = |time: std::io::Result<std::time::SystemTime>| {
+            time.ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= SETTLE)
+        };
+        if !settled(meta.modified()) || !settled(Ok(changed_time(&meta))) {
+            return None;
+        }
         Some(Fingerprint {
             len: meta.len(),
             modified: (meta.mtime(), meta.mtime_nsec()),
@@ -86,6 +96,21 @@ impl Fingerprint {
             inode: meta.ino(),
         })
     }
+}
+
+/// How old a file's last change must be before its fingerprint is trusted. Local
+/// filesystems stamp times in ticks of at most 10 ms (older kernels), so a later write
+/// always shows a new time; filesystems with coarser times (some network ones) may miss a
+/// same-size rewrite within their tick.
+const SETTLE: Duration = Duration::from_millis(100);
+
+fn changed_time(meta: &std::fs::Metadata) -> std::time::SystemTime {
+    use std::os::unix::fs::MetadataExt;
+    let since_epoch = Duration::new(
+        u64::try_from(meta.ctime()).unwrap_or(0),
+        u32::try_from(meta.ctime_nsec()).unwrap_or(0),
+    );
+    std::time::UNIX_EPOCH + since_epoch
 }
 
 #[derive(Default)]
@@ -182,6 +207,8 @@ fn next_file_state(
         .into_iter()
         .filter(|f| f.severity == Severity::Error)
         .collect();
+    // a failed read (not a bad file) is retried on the next reload
+    let fingerprint = fingerprint.filter(|_| !errors.iter().any(|f| f.code == Code::ReadError));
     let good = if errors.is_empty() {
         result.objects.into_iter().map(Arc::new).collect()
     } else {
