@@ -112,4 +112,6 @@ pub enum ServerError {
     Timeout { peer: SocketAddr, after: Duration },
     #[error("HTTP/2 connection with {peer} failed: {source}")]
     Http2 { peer: SocketAddr, source: h2::Error },
+    #[error("client {peer} stopped answering keepalive PINGs; connection closed")]
+    PeerSilent { peer: SocketAddr },
 }

@@ -51,6 +51,7 @@
 mod client;
 mod error;
 mod headers;
+mod keepalive;
 mod pool;
 mod relay;
 mod server;
@@ -60,7 +61,8 @@ mod tls;
 pub use client::{ConnectRequest, SocketFactory, SocketHook, TunnelTarget};
 pub use error::{HandshakeError, HboneError, ServerError};
 pub use headers::{format_forwarded_for, parse_forwarded_for};
-pub use pool::{Keepalive, Pool, PoolConfig, PoolStats, PoolStatsSnapshot};
+pub use keepalive::Keepalive;
+pub use pool::{Pool, PoolConfig, PoolStats, PoolStatsSnapshot};
 pub use relay::{Plain, RelayCause, RelayError, RelayIo, RelayOptions, RelayStats, Side, relay};
 pub use server::{
     Accepted, HboneServer, InboundDecision, InboundHandler, InboundRequest, ServerOptions,

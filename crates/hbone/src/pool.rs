@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use h2::{Ping, PingPong};
+
+use crate::keepalive::{self, Keepalive};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -54,24 +55,6 @@ impl Default for PoolConfig {
             connect_timeout: Duration::from_secs(10),
             keepalive: Some(Keepalive::default()),
             socket_hook: None,
-        }
-    }
-}
-
-/// When to PING a pooled connection and how long to wait for the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Keepalive {
-    /// Time between one answered PING and the next.
-    pub interval: Duration,
-    /// A PING unanswered for this long closes the connection.
-    pub timeout: Duration,
-}
-
-impl Default for Keepalive {
-    fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(30),
-            timeout: Duration::from_secs(10),
         }
     }
 }
@@ -428,7 +411,7 @@ async fn drive_connection<K>(
         () = expire_when_idle(&entry, &conn, idle_timeout) => {
             tracing::debug!(?idle_timeout, "closing idle HBONE connection");
         }
-        () = keep_alive(pings) => {}
+        () = keepalive::until_peer_silent(pings) => {}
     }
     entry.evict(&conn);
     drop(entry);
@@ -449,28 +432,6 @@ async fn expire_when_idle(entry: &KeyEntry, conn: &Arc<PooledConn>, timeout: Dur
                 if entry.evict_if_idle(conn, timeout) {
                     return;
                 }
-            }
-        }
-    }
-}
-
-/// PINGs the peer every `interval`; returns when one goes unanswered for `timeout` (or the
-/// connection can no longer send PINGs). Never returns when keepalive is off.
-async fn keep_alive(pings: Option<(PingPong, Keepalive)>) {
-    let Some((mut ping_pong, keepalive)) = pings else {
-        return std::future::pending().await;
-    };
-    loop {
-        tokio::time::sleep(keepalive.interval).await;
-        match tokio::time::timeout(keepalive.timeout, ping_pong.ping(Ping::opaque())).await {
-            Ok(Ok(_pong)) => {}
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "HBONE keepalive PING failed");
-                return;
-            }
-            Err(_) => {
-                tracing::warn!(timeout = ?keepalive.timeout, "HBONE peer did not answer a keepalive PING; closing the connection");
-                return;
             }
         }
     }

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::ServerError;
 use crate::headers::{BAGGAGE, FORWARDED, TRACEPARENT, parse_authority, parse_forwarded_for};
+use crate::keepalive::{self, Keepalive};
 use crate::relay::{RelayError, RelayIo, RelayOptions, RelayStats, relay};
 use crate::stream::{HboneStream, PeerCertificates};
 use crate::tls::{SessionProblem, check_session, peer_certificates, server_with_h2};
@@ -40,6 +41,9 @@ pub struct ServerOptions {
     pub handshake_timeout: Duration,
     /// Concurrent CONNECT streams a client may open on one connection (default 1000).
     pub max_concurrent_streams: u32,
+    /// HTTP/2 PINGs to each client, so the tunnels of a client that vanished without
+    /// closing are torn down (default 30 s / 10 s; `None`: off).
+    pub keepalive: Option<Keepalive>,
 }
 
 impl Default for ServerOptions {
@@ -47,6 +51,7 @@ impl Default for ServerOptions {
         Self {
             handshake_timeout: Duration::from_secs(10),
             max_concurrent_streams: 1000,
+            keepalive: Some(Keepalive::default()),
         }
     }
 }
@@ -300,10 +305,15 @@ where
         .await
         .map_err(|_| ServerError::Timeout { peer, after })?
         .map_err(|source| ServerError::Http2 { peer, source })?;
+    let peer_silent = keepalive::until_peer_silent(conn.ping_pong().zip(options.keepalive));
+    tokio::pin!(peer_silent);
     let mut draining = false;
     loop {
         let next = tokio::select! {
             next = conn.accept() => next,
+            () = &mut peer_silent => {
+                return Err(ServerError::PeerSilent { peer });
+            }
             () = shutdown.cancelled(), if !draining => {
                 conn.graceful_shutdown();
                 draining = true;

@@ -11,11 +11,12 @@ use bytes::Bytes;
 use common::*;
 use http::{Method, Request, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 use weft_hbone::{
-    ConnectRequest, HboneError, InboundRequest, Pool, PoolConfig, ServerOptions, TunnelTarget,
+    ConnectRequest, HboneError, InboundRequest, Keepalive, Pool, PoolConfig, ServerOptions,
+    TunnelTarget,
 };
 
 struct Setup {
@@ -247,4 +248,39 @@ async fn tls12_clients_are_refused() {
         &[&rustls::version::TLS12],
     );
     assert_refused(&mut s, tls).await;
+}
+
+#[tokio::test]
+async fn tunnels_of_a_client_that_went_silent_are_closed_by_server_keepalive() {
+    let s = setup(ServerOptions {
+        keepalive: Some(Keepalive {
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_millis(200),
+        }),
+        ..ServerOptions::default()
+    })
+    .await;
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (forwarder, frozen) = freezable_forwarder(s.server.addr).await;
+    // the client itself does not PING: only the server can notice
+    let pool: Pool<u8> = Pool::new(PoolConfig {
+        keepalive: None,
+        ..PoolConfig::default()
+    });
+    let target = TunnelTarget::new(forwarder, s.mesh.client_tls());
+    let request = ConnectRequest::new(upstream.local_addr().unwrap());
+    let mut stream = within("connect", pool.connect(0, &target, &request))
+        .await
+        .unwrap();
+    let (mut workload, _) = within("upstream accept", upstream.accept()).await.unwrap();
+    stream.write_all(b"hi").await.unwrap();
+    let mut got = [0u8; 2];
+    within("tunnel data", workload.read_exact(&mut got))
+        .await
+        .unwrap();
+
+    frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut rest = Vec::new();
+    let closed = within("server closes the tunnel", workload.read_to_end(&mut rest)).await;
+    assert!(closed.is_err() || rest.is_empty());
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -252,55 +252,6 @@ async fn dead_connections_are_evicted_and_replaced() {
     echo_once(&mut stream, b"after").await;
     let stats = wait_for_stats(&pool, |s| s.connections_open == 1).await;
     assert_eq!(stats.handshakes, 2);
-}
-
-/// A TCP forwarder to `server` that can be frozen: sockets stay open, bytes stop flowing
-/// (what a lost node or a partition looks like to the client).
-async fn freezable_forwarder(server: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let frozen = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&frozen);
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let upstream = tokio::net::TcpStream::connect(server).await.unwrap();
-            let (client_rd, client_wr) = client.into_split();
-            let (upstream_rd, upstream_wr) = upstream.into_split();
-            tokio::spawn(forward_until_frozen(
-                client_rd,
-                upstream_wr,
-                Arc::clone(&flag),
-            ));
-            tokio::spawn(forward_until_frozen(
-                upstream_rd,
-                client_wr,
-                Arc::clone(&flag),
-            ));
-        }
-    });
-    (addr, frozen)
-}
-
-async fn forward_until_frozen(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: Arc<AtomicBool>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if frozen.load(Ordering::SeqCst) {
-            // swallow everything from now on, keeping both sockets open
-            let _keep = (from, to);
-            return std::future::pending().await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
 }
 
 #[tokio::test]

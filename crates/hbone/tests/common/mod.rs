@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -456,4 +457,53 @@ pub async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output 
     tokio::time::timeout(std::time::Duration::from_secs(30), future)
         .await
         .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// A TCP forwarder to `server` that can be frozen: sockets stay open, bytes stop flowing
+/// (what a lost node or a partition looks like to the client).
+pub async fn freezable_forwarder(server: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&frozen);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = TcpStream::connect(server).await.unwrap();
+            let (client_rd, client_wr) = client.into_split();
+            let (upstream_rd, upstream_wr) = upstream.into_split();
+            tokio::spawn(forward_until_frozen(
+                client_rd,
+                upstream_wr,
+                Arc::clone(&flag),
+            ));
+            tokio::spawn(forward_until_frozen(
+                upstream_rd,
+                client_wr,
+                Arc::clone(&flag),
+            ));
+        }
+    });
+    (addr, frozen)
+}
+
+async fn forward_until_frozen(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(Ordering::SeqCst) {
+            // swallow everything from now on, keeping both sockets open
+            let _keep = (from, to);
+            return std::future::pending().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
