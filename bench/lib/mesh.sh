@@ -69,9 +69,11 @@ proxy_start() {
     local -a run_as=()
     [ "$CAPTURE" = podns ] && run_as=(setpriv --reuid "$PROXY_UID" --regid "$PROXY_UID" --clear-groups)
     # `ip netns exec` and `setpriv` exec, so $! is the proxy itself (not a subshell).
+    # BENCH_NODE_FLAGS (e.g. "--worker-threads 1") is split into words on purpose.
+    # shellcheck disable=SC2086
     ip netns exec "$ns" "${run_as[@]}" "$WEFT" node --local-config "$config" --node "$node" \
         --insecure-local-ca --local-ca-dir "$RUN/ca" --idle-timeout 0 --drain-timeout 1 \
-        "$@" >>"$RUN/proxy-$node.log" 2>&1 &
+        ${BENCH_NODE_FLAGS:-} "$@" >>"$RUN/proxy-$node.log" 2>&1 &
     local pid=$!
     PROXY_PIDS+=("$pid")
     PROXY_PID[$node]=$pid
