@@ -81,12 +81,8 @@ impl Fingerprint {
     fn of(path: &Path) -> Option<Fingerprint> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(path).ok()?;
-        let settled = |time: std::io::Result<std::time::SystemTime>| {
-            time.ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age >= SETTLE)
-        };
-        if !settled(meta.modified()) || !settled(Ok(changed_time(&meta))) {
+        let settled = |time: std::time::SystemTime| time.elapsed().is_ok_and(|age| age >= SETTLE);
+        if !meta.modified().is_ok_and(settled) || !settled(changed_time(&meta)) {
             return None;
         }
         Some(Fingerprint {
@@ -308,7 +304,7 @@ impl ConfigStore {
                 (p, fingerprint)
             })
             .collect();
-        let to_load: Vec<&Path> = {
+        let to_load: Vec<&(PathBuf, Option<Fingerprint>)> = {
             let state = self.lock();
             present
                 .iter()
@@ -316,12 +312,11 @@ impl ConfigStore {
                     fingerprint.is_none()
                         || state.files.get(path).map(|f| f.fingerprint) != Some(*fingerprint)
                 })
-                .map(|(path, _)| path.as_path())
                 .collect()
         };
-        let loads: Vec<(PathBuf, LoadResult)> = to_load
+        let loads: Vec<(&PathBuf, Option<Fingerprint>, LoadResult)> = to_load
             .into_iter()
-            .map(|p| (p.to_owned(), load_file(p)))
+            .map(|(path, fingerprint)| (path, *fingerprint, load_file(path)))
             .collect();
         let mut state = self.lock();
         let mut touched: Vec<PathBuf> = Vec::new();
@@ -337,14 +332,11 @@ impl ConfigStore {
             state.files.remove(&path);
             touched.push(path);
         }
-        let fingerprints: HashMap<&Path, Option<Fingerprint>> =
-            present.iter().map(|(p, f)| (p.as_path(), *f)).collect();
-        for (path, result) in loads {
-            let fingerprint = fingerprints.get(path.as_path()).copied().flatten();
-            let previous = state.files.remove(&path).unwrap_or_default();
-            let file = next_file_state(&path, previous, result, fingerprint);
+        for (path, fingerprint, result) in loads {
+            let previous = state.files.remove(path).unwrap_or_default();
+            let file = next_file_state(path, previous, result, fingerprint);
             state.files.insert(path.clone(), file);
-            touched.push(path);
+            touched.push(path.clone());
         }
         let events = state.remerge(&touched);
         state.generation += 1;

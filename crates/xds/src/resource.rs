@@ -162,15 +162,8 @@ impl TypeResources {
         self.generation = generation;
     }
 
-    /// Inserts or replaces; returns false when an identical version was already present.
-    fn upsert(&mut self, resource: XdsResource) -> bool {
-        if self
-            .resources
-            .get(&resource.name)
-            .is_some_and(|old| old.version == resource.version)
-        {
-            return false;
-        }
+    /// Inserts or replaces (the caller has checked that the version is new).
+    fn upsert(&mut self, resource: XdsResource) {
         self.remove(&resource.name);
         for alias in &resource.aliases {
             self.alias_to_name
@@ -178,20 +171,18 @@ impl TypeResources {
         }
         self.resources
             .insert(resource.name.clone(), Arc::new(resource));
-        true
     }
 
-    /// Removes a resource and the aliases that point to it; returns whether it existed.
-    fn remove(&mut self, name: &str) -> bool {
+    /// Removes a resource, if present, and the aliases that point to it.
+    fn remove(&mut self, name: &str) {
         let Some(old) = self.resources.remove(name) else {
-            return false;
+            return;
         };
         for alias in &old.aliases {
             if self.alias_to_name.get(alias).is_some_and(|n| n == name) {
                 self.alias_to_name.remove(alias);
             }
         }
-        true
     }
 }
 
@@ -246,20 +237,14 @@ impl Snapshot {
             return false;
         }
         let resources = Arc::make_mut(entry);
-        let mut changed_names = Vec::new();
+        let mut changed_names = Vec::with_capacity(upserts.len() + removals.len());
         for resource in upserts {
-            let name = resource.name.clone();
-            if resources.upsert(resource) {
-                changed_names.push(name);
-            }
+            changed_names.push(resource.name.clone());
+            resources.upsert(resource);
         }
         for name in removals {
-            if resources.remove(&name) {
-                changed_names.push(name);
-            }
-        }
-        if changed_names.is_empty() {
-            return false;
+            resources.remove(&name);
+            changed_names.push(name);
         }
         resources.record_change(next_generation, changed_names);
         self.generation = next_generation;
