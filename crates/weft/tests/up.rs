@@ -4,148 +4,31 @@
 //! Each test runs the real binary with its own `--prefix` and a temporary `--state-dir`, so
 //! tests run in parallel; every wait polls with a deadline.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+mod up_harness;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use up_harness::{Up, is_root, unique_prefix};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn require_root() {
     assert!(
-        nix_is_root(),
+        is_root(),
         "these tests build network namespaces and must run as root (CI runs them as root)"
     );
-}
-
-fn nix_is_root() -> bool {
-    // The effective uid is the second number of the Uid line.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|uid| uid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// A prefix no other test (or test run) uses at the same time.
-fn unique_prefix() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "u{}x{}",
-        std::process::id() % 1_000_000,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 fn weft() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weft"))
 }
 
-/// A running `weft up` whose stdout lines arrive on a channel.
-struct Up {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    prefix: String,
-    state: tempfile::TempDir,
-}
-
-impl Up {
-    fn start(extra: &[&str]) -> Up {
-        let prefix = unique_prefix();
-        let state = tempfile::tempdir().expect("temp state dir");
-        let mut child = weft()
-            .arg("up")
-            .args(extra)
-            .args(["--prefix", &prefix, "--state-dir"])
-            .arg(state.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn weft up");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Up {
-            child,
-            lines,
-            seen: Vec::new(),
-            prefix,
-            state,
-        }
-    }
-
-    /// Waits for a stdout line containing `text`.
-    fn wait_line(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no line with {text:?} in time; output:\n{}",
-                        self.seen.join("\n")
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "weft up ended before printing {text:?}; output:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} failed");
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait weft up") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "weft up did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn instance_dir(&self) -> PathBuf {
-        self.state.path().join(&self.prefix)
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        // A failed test must not leave namespaces behind for the next run.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = weft()
-            .args(["down", "--prefix", &self.prefix, "--state-dir"])
-            .arg(self.state.path())
-            .output();
-    }
+/// `weft up extra..` as the current user, with its own prefix and state directory.
+fn start_up(extra: &[&str]) -> Up {
+    let state = tempfile::tempdir().expect("temp state dir");
+    let binary = env!("CARGO_BIN_EXE_weft").into();
+    Up::start(weft(), binary, state, unique_prefix('u'), extra, WAIT)
 }
 
 fn namespaces(prefix: &str) -> Vec<String> {
@@ -213,21 +96,21 @@ fn assert_nothing_left(prefix: &str, instance: &Path, pids: &[u32]) {
 #[test]
 fn demo_shows_allowed_denied_strict_and_passthrough() {
     require_root();
-    let mut up = Up::start(&["--demo", "--exit"]);
+    let mut up = start_up(&["--demo", "--exit"]);
     let summary = up.wait_line("steps as expected");
     let status = up.wait_exit();
-    let output = up.seen.join("\n");
+    let output = up.output();
     assert_eq!(summary, "4/4 steps as expected", "{output}");
     assert!(status.success(), "{status}: {output}");
     // The table: web is enrolled with its SPIFFE identity, legacy is not.
     assert!(
-        up.seen.iter().any(|l| l.contains("frontend/web-0")
+        up.lines().iter().any(|l| l.contains("frontend/web-0")
             && l.contains("yes")
             && l.ends_with("spiffe://cluster.local/ns/frontend/sa/web")),
         "{output}"
     );
     assert!(
-        up.seen
+        up.lines()
             .iter()
             .any(|l| l.contains("legacy/legacy-client-0") && l.contains(" no ")),
         "{output}"
@@ -254,7 +137,7 @@ fn demo_shows_allowed_denied_strict_and_passthrough() {
 #[test]
 fn ctrl_c_removes_every_namespace_process_and_file() {
     require_root();
-    let mut up = Up::start(&[]);
+    let mut up = start_up(&[]);
     up.wait_line("mesh is up");
     let pids = processes_in(&up.prefix);
     // control + 2 node proxies + 8 pods' containers, all inside the mesh's namespaces
@@ -267,14 +150,14 @@ fn ctrl_c_removes_every_namespace_process_and_file() {
     assert!(!etc_netns(&up.prefix).is_empty());
     up.signal("-INT");
     let status = up.wait_exit();
-    assert!(status.success(), "{status}: {}", up.seen.join("\n"));
+    assert!(status.success(), "{status}: {}", up.output());
     assert_nothing_left(&up.prefix, &up.instance_dir(), &pids);
 }
 
 #[test]
 fn down_cleans_up_after_weft_up_was_killed() {
     require_root();
-    let mut up = Up::start(&[]);
+    let mut up = start_up(&[]);
     up.wait_line("mesh is up");
     let pids = processes_in(&up.prefix);
     up.signal("-KILL");
@@ -307,7 +190,7 @@ fn edits_to_the_directory_add_and_remove_pods_live() {
         std::fs::copy(examples.join(file), config.path().join(file)).expect("copy example");
     }
     let dir = config.path().to_str().expect("utf-8 path").to_owned();
-    let mut up = Up::start(&[&dir]);
+    let mut up = start_up(&[&dir]);
     up.wait_line("mesh is up");
     let pod_ns = format!("{}-p-legacy.extra-0", up.prefix);
 

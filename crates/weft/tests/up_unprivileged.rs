@@ -14,153 +14,40 @@
 //! Each run has its own `--prefix`, temporary `--state-dir` and leased loopback network, so
 //! the tests run in parallel; every wait polls with a deadline.
 
-use std::io::{BufRead as _, BufReader};
+mod up_harness;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+use up_harness::{Up, is_root, unique_prefix};
 
 const WAIT: Duration = Duration::from_secs(90);
 const NOBODY: &str = "65534";
 
-fn unique_prefix() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "e{}x{}",
-        std::process::id() % 1_000_000,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+/// Runs `command up extra.. --prefix P --state-dir D` (`command` is the weft binary, or
+/// `setpriv` with its options followed by the binary).
+fn start_up(command: Command, weft: PathBuf, extra: &[&str]) -> Up {
+    let state = tempfile::tempdir().expect("temp state dir");
+    // Writable by an unprivileged user too.
+    std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod state dir");
+    Up::start(command, weft, state, unique_prefix('e'), extra, WAIT)
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|uid| uid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// A running `weft up` whose stdout lines arrive on a channel.
-struct Up {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    prefix: String,
-    state: tempfile::TempDir,
-    weft: PathBuf,
-}
-
-impl Up {
-    /// Runs `program args.. up extra.. --prefix P --state-dir D` (`program` is the weft
-    /// binary, or `setpriv` with its options followed by the binary).
-    fn start(mut command: Command, weft: PathBuf, extra: &[&str]) -> Up {
-        let prefix = unique_prefix();
-        let state = tempfile::tempdir().expect("temp state dir");
-        // Writable by an unprivileged user too.
-        std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o777))
-            .expect("chmod state dir");
-        let mut child = command
-            .arg("up")
-            .args(extra)
-            .args(["--prefix", &prefix, "--state-dir"])
-            .arg(state.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn weft up");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Up {
-            child,
-            lines,
-            seen: Vec::new(),
-            prefix,
-            state,
-            weft,
-        }
-    }
-
-    fn wait_line(&mut self, text: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "no line with {text:?} in time; output:\n{}",
-                    self.seen.join("\n")
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "weft up ended before printing {text:?}; output:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait weft up") {
-                // Whatever was still buffered.
-                self.seen.extend(self.lines.try_iter());
-                return status;
-            }
-            assert!(Instant::now() < deadline, "weft up did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn output(&self) -> String {
-        self.seen.join("\n")
-    }
-
-    /// `N` of the loopback network `127.N.0.0/16` the run printed.
-    fn loopback_octet(&self) -> String {
-        let line = self
-            .seen
-            .iter()
-            .find(|l| l.contains("control plane on 127."))
-            .unwrap_or_else(|| panic!("no loopback addresses in:\n{}", self.output()));
-        let ip = line
-            .split("control plane on ")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .expect("control plane address");
-        ip.split('.').nth(1).expect("second octet").to_owned()
-    }
-
-    fn instance_dir(&self) -> PathBuf {
-        self.state.path().join(&self.prefix)
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new(&self.weft)
-            .args(["down", "--prefix", &self.prefix, "--state-dir"])
-            .arg(self.state.path())
-            .output();
-    }
+/// `N` of the loopback network `127.N.0.0/16` the run printed.
+fn loopback_octet(up: &Up) -> String {
+    let line = up
+        .lines()
+        .iter()
+        .find(|l| l.contains("control plane on 127."))
+        .unwrap_or_else(|| panic!("no loopback addresses in:\n{}", up.output()));
+    let ip = line
+        .split("control plane on ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("control plane address");
+    ip.split('.').nth(1).expect("second octet").to_owned()
 }
 
 /// Pids of processes whose command line mentions the loopback network `127.N.` (the
@@ -193,16 +80,16 @@ fn assert_demo_went_as_expected(up: &mut Up) {
     let output = up.output();
     assert_eq!(summary, "4/4 steps as expected", "{output}");
     assert!(status.success(), "{status}: {output}");
-    let octet = up.loopback_octet();
+    let octet = loopback_octet(up);
     // The table: pods on loopback addresses, web enrolled with its identity, legacy not.
     assert!(
-        up.seen.iter().any(|l| l.contains("frontend/web-0")
+        up.lines().iter().any(|l| l.contains("frontend/web-0")
             && l.contains(&format!(" 127.{octet}."))
             && l.ends_with("spiffe://cluster.local/ns/frontend/sa/web")),
         "{output}"
     );
     assert!(
-        up.seen
+        up.lines()
             .iter()
             .any(|l| l.contains("legacy/legacy-client-0") && l.contains(" no ")),
         "{output}"
@@ -231,7 +118,7 @@ fn assert_demo_went_as_expected(up: &mut Up) {
 #[test]
 fn explicit_flag_runs_the_demo_on_loopback_and_leaves_nothing() {
     let weft = PathBuf::from(env!("CARGO_BIN_EXE_weft"));
-    let mut up = Up::start(
+    let mut up = start_up(
         Command::new(&weft),
         weft,
         &["--explicit", "--demo", "--exit"],
@@ -281,7 +168,7 @@ fn without_root_weft_up_says_so_and_falls_back_to_explicit_mode() {
         let weft = PathBuf::from(env!("CARGO_BIN_EXE_weft"));
         (Command::new(&weft), weft)
     };
-    let mut up = Up::start(command, weft, &["--demo", "--exit"]);
+    let mut up = start_up(command, weft, &["--demo", "--exit"]);
     let first = up.wait_line("falling back");
     assert_eq!(
         first,
@@ -295,18 +182,14 @@ fn without_root_weft_up_says_so_and_falls_back_to_explicit_mode() {
 #[test]
 fn ctrl_c_stops_every_process_and_removes_the_files() {
     let weft = PathBuf::from(env!("CARGO_BIN_EXE_weft"));
-    let mut up = Up::start(Command::new(&weft), weft, &["--explicit"]);
+    let mut up = start_up(Command::new(&weft), weft, &["--explicit"]);
     up.wait_line("mesh is up");
-    let octet = up.loopback_octet();
+    let octet = loopback_octet(&up);
     let pids = processes_on(&octet);
     // weft control + 2 node proxies + 8 pods
     assert!(pids.len() >= 11, "only {} processes: {pids:?}", pids.len());
     assert!(up.instance_dir().join("effective/mesh.yaml").exists());
-    let status = Command::new("kill")
-        .args(["-INT", &up.child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
+    up.signal("-INT");
     let status = up.wait_exit();
     assert!(status.success(), "{status}: {}", up.output());
     assert_eq!(processes_on(&octet), Vec::<u32>::new(), "processes left");
@@ -316,14 +199,10 @@ fn ctrl_c_stops_every_process_and_removes_the_files() {
 #[test]
 fn down_stops_what_a_killed_weft_up_left_running() {
     let weft = PathBuf::from(env!("CARGO_BIN_EXE_weft"));
-    let mut up = Up::start(Command::new(&weft), weft.clone(), &["--explicit"]);
+    let mut up = start_up(Command::new(&weft), weft.clone(), &["--explicit"]);
     up.wait_line("mesh is up");
-    let octet = up.loopback_octet();
-    let status = Command::new("kill")
-        .args(["-KILL", &up.child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
+    let octet = loopback_octet(&up);
+    up.signal("-KILL");
     up.wait_exit();
     assert!(
         processes_on(&octet).len() >= 11,

@@ -1,0 +1,162 @@
+//! A running `weft up` for the end-to-end tests (`up.rs` as root in network namespaces,
+//! `up_unprivileged.rs` in explicit mode): its stdout lines on a channel, waits with
+//! deadlines, signals, and `weft down` on drop so a failed test leaves nothing behind.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// Whether this process runs with effective uid 0.
+pub fn is_root() -> bool {
+    // The effective uid is the second number of the Uid line.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|uid| uid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A `--prefix` no other test (or test run) uses at the same time; `tag` tells the test
+/// files apart.
+pub fn unique_prefix(tag: char) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{tag}{}x{}",
+        std::process::id() % 1_000_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A running `weft up` whose stdout lines arrive on a channel.
+pub struct Up {
+    pub child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    pub prefix: String,
+    pub state: tempfile::TempDir,
+    /// The binary `weft down` runs with on drop.
+    weft: PathBuf,
+    /// Deadline of every wait.
+    wait: Duration,
+}
+
+impl Up {
+    /// Runs `command` (the weft binary, or a wrapper that execs it) with `up`, `extra`, a
+    /// fresh prefix and `state` as the state directory.
+    pub fn start(
+        mut command: Command,
+        weft: PathBuf,
+        state: tempfile::TempDir,
+        prefix: String,
+        extra: &[&str],
+        wait: Duration,
+    ) -> Up {
+        let mut child = command
+            .arg("up")
+            .args(extra)
+            .args(["--prefix", &prefix, "--state-dir"])
+            .arg(state.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn weft up");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Up {
+            child,
+            lines,
+            seen: Vec::new(),
+            prefix,
+            state,
+            weft,
+            wait,
+        }
+    }
+
+    /// Waits for a stdout line containing `text`.
+    pub fn wait_line(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no line with {text:?} in time; output:\n{}", self.output())
+                }
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "weft up ended before printing {text:?}; output:\n{}",
+                    self.output()
+                ),
+            }
+        }
+    }
+
+    /// Sends `signal` (as `kill` spells it, e.g. `-INT`) to `weft up`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// Waits for `weft up` to exit, keeping what it still printed.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait weft up") {
+                self.seen.extend(self.lines.try_iter());
+                return status;
+            }
+            assert!(Instant::now() < deadline, "weft up did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The lines printed so far.
+    pub fn lines(&self) -> &[String] {
+        &self.seen
+    }
+
+    /// Every line printed so far, as one text.
+    pub fn output(&self) -> String {
+        self.seen.join("\n")
+    }
+
+    /// Where this run keeps its files.
+    pub fn instance_dir(&self) -> PathBuf {
+        self.state.path().join(&self.prefix)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        // A failed test must not leave namespaces or processes behind for the next run.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new(&self.weft)
+            .args(["down", "--prefix", &self.prefix, "--state-dir"])
+            .arg(self.state.path())
+            .output();
+    }
+}
