@@ -276,15 +276,16 @@ impl TypeSubscription {
     }
 
     /// Explicit names that resolve to nothing are reported once in `removed_resources`, so an
-    /// on-demand client learns the answer instead of waiting.
+    /// on-demand client learns the answer instead of waiting. A name this response already
+    /// removes (the resource was deleted) counts as reported too.
     fn collect_absent(&mut self, resources: &TypeResources, out: &mut Vec<String>) {
         self.reported_absent
             .retain(|name| resources.resolve(name).is_none());
         for name in &self.names {
             if resources.resolve(name).is_none()
                 && !self.client_has.contains(name)
-                && !out.contains(name)
                 && self.reported_absent.insert(name.clone())
+                && !out.contains(name)
             {
                 out.push(name.clone());
             }

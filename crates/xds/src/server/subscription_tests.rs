@@ -92,6 +92,25 @@ fn unsubscribe_removes_what_the_client_holds() {
 }
 
 #[test]
+fn a_deleted_subscribed_resource_is_removed_once() {
+    let snap = snapshot(vec![resource("a", &[], b"1"), resource("b", &[], b"2")]);
+    let mut sub = TypeSubscription::first_request(strings(&["a"]), vec![], HashMap::new());
+    sub.next_delta(&types(&snap), usize::MAX).expect("response");
+    let without_a = snapshot(vec![resource("b", &[], b"2")]);
+    sub.resources_changed();
+    let delta = sub
+        .next_delta(&types(&without_a), usize::MAX)
+        .expect("response");
+    assert_eq!(names(&delta), (vec![], strings(&["a"])));
+    let unrelated_edit = snapshot(vec![resource("b", &[], b"3")]);
+    sub.resources_changed();
+    assert!(
+        sub.next_delta(&types(&unrelated_edit), usize::MAX)
+            .is_none()
+    );
+}
+
+#[test]
 fn initial_versions_send_only_changes_and_removals() {
     let snap = snapshot(vec![resource("a", &[], b"1"), resource("b", &[], b"2")]);
     let a_version = snap
