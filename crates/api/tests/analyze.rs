@@ -45,13 +45,18 @@ const BROKEN: &[(&str, Code, usize)] = &[
     ("yaml-syntax.yaml", Code::YamlSyntax, 7),
     ("wrong-type.yaml", Code::WrongType, 9),
     ("missing-field.yaml", Code::MissingField, 8),
-    ("missing-container-name.yaml", Code::MissingField, 8),
+    ("missing-container-name.yaml", Code::MissingField, 9),
     ("invalid-enum.yaml", Code::InvalidEnum, 9),
     ("port-out-of-range.yaml", Code::PortOutOfRange, 10),
     ("bad-cidr.yaml", Code::BadCidr, 12),
     ("bad-label-selector.yaml", Code::BadLabelSelector, 10),
     ("duplicate.yaml", Code::DuplicateObject, 8),
     ("unknown-field.yaml", Code::UnknownField, 8),
+    ("misspelled-spec.yaml", Code::UnknownField, 7),
+    ("out-of-range.yaml", Code::OutOfRange, 12),
+    ("bad-item-count.yaml", Code::BadItemCount, 9),
+    ("bad-length.yaml", Code::BadLength, 15),
+    ("bad-format.yaml", Code::BadFormat, 10),
     (
         "policy-selector-and-targetrefs.yaml",
         Code::PolicySelectorAndTargetRefs,
@@ -72,16 +77,17 @@ const BROKEN: &[(&str, Code, usize)] = &[
         Code::PeerAuthNamespaceConflict,
         11,
     ),
-    ("route-parent-not-found.yaml", Code::RouteParentNotFound, 2),
+    // Reference findings point at the reference (parentRefs[0], backendRefs[0]).
+    ("route-parent-not-found.yaml", Code::RouteParentNotFound, 9),
     (
         "route-backend-not-found.yaml",
         Code::RouteBackendNotFound,
-        2,
+        12,
     ),
     (
         "route-cross-namespace-no-grant.yaml",
         Code::RouteCrossNamespaceNoGrant,
-        2,
+        12,
     ),
     (
         "service-selects-no-pods.yaml",
@@ -215,5 +221,39 @@ fn typos_in_gateway_api_kinds_are_caught_with_a_hint() {
         finding.message.contains("did you mean \"backendRefs\""),
         "{}",
         finding.message
+    );
+}
+
+#[test]
+fn original_client_addresses_in_a_node_enforced_policy_are_reported_as_l7() {
+    let text = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: office-only, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  rules:
+  - from: [{source: {remoteIpBlocks: ["203.0.113.0/24"]}}]
+  - from: [{source: {ipBlocks: ["10.0.0.0/8"]}}]
+    when: [{key: remote.ip, notValues: ["10.1.0.0/16"]}]
+"#;
+    let loaded = weft_api::parse_manifests(text, std::path::Path::new("policy.yaml"));
+    assert!(loaded.findings.is_empty(), "{:#?}", loaded.findings);
+    let findings = weft_api::analyze(&weft_api::ConfigSnapshot::new(loaded.objects));
+    let l7: Vec<&str> = findings
+        .iter()
+        .filter(|f| f.code == Code::PolicyL7WithoutWaypoint)
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(l7.len(), 2, "{findings:#?}");
+    assert!(
+        l7[0].contains("rule 0 uses L7 fields (remoteIpBlocks)"),
+        "{}",
+        l7[0]
+    );
+    assert!(
+        l7[1].contains("rule 1 uses L7 fields (when: remote.ip)"),
+        "{}",
+        l7[1]
     );
 }

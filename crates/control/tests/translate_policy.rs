@@ -57,7 +57,7 @@ spec:
   action: ALLOW
   rules:
   - from:
-    - source: {ipBlocks: ["10.0.0.0/8"], remoteIpBlocks: ["192.0.2.1"], serviceAccounts: ["web", "ops/admin"]}
+    - source: {ipBlocks: ["10.0.0.0/8", "192.0.2.1"], serviceAccounts: ["web", "ops/admin"]}
     - source: {notIpBlocks: ["fd00::/64"]}
     to:
     - operation: {ports: ["80", "443"], notPorts: ["8080"]}
@@ -134,6 +134,40 @@ spec:
             })),
             warnings: &[
                 "DENY rule 0 widened to its L4 part: ignored rules[0].from[0].source.requestPrincipals (an L7 attribute), rules[0].to[0].operation.paths (an L7 attribute), rules[0].when[0] (key request.auth.claims[group]) (not an L4 attribute)",
+            ],
+        },
+        Case {
+            name: "remoteIpBlocks is the original client (L7): an ALLOW rule using it is dropped",
+            policy: r#"
+metadata: {name: p, namespace: shop}
+spec:
+  rules:
+  - from: [{source: {remoteIpBlocks: ["192.0.2.1"]}}]
+  - from: [{source: {ipBlocks: ["10.0.0.0/8"]}}]
+    when: [{key: remote.ip, values: ["192.0.2.0/24"]}]
+"#,
+            expected: Some(json!({"name": "p", "namespace": "shop", "scope": "NAMESPACE"})),
+            warnings: &[
+                "ALLOW rule 0 dropped: rules[0].from[0].source.remoteIpBlocks (an L7 attribute)",
+                "ALLOW rule 1 dropped: rules[1].when[0] (key remote.ip) (not an L4 attribute)",
+                "allows nothing",
+            ],
+        },
+        Case {
+            name: "a DENY rule loses its notRemoteIpBlocks constraint and keeps the peer ipBlocks",
+            policy: r#"
+metadata: {name: p, namespace: shop}
+spec:
+  action: DENY
+  rules:
+  - from: [{source: {ipBlocks: ["10.0.0.0/8"], notRemoteIpBlocks: ["192.0.2.1"]}}]
+"#,
+            expected: Some(json!({
+                "name": "p", "namespace": "shop", "scope": "NAMESPACE", "action": "DENY",
+                "rules": [{"clauses": [{"matches": [{"sourceIps": [{"address": "CgAAAA==", "length": 8}]}]}]}]
+            })),
+            warnings: &[
+                "DENY rule 0 widened to its L4 part: ignored rules[0].from[0].source.notRemoteIpBlocks (an L7 attribute)",
             ],
         },
         Case {

@@ -3,40 +3,25 @@
 
 use super::Context;
 use crate::finding::{Code, Finding};
-use crate::istio::{Action, AuthorizationPolicy, PolicyTargetReference, Rule};
+use crate::istio::{Action, AuthorizationPolicy, Operation, PolicyTargetReference, Rule, Source};
 use crate::object::{Kind, LoadedObject};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Names of the L7-only attributes a rule uses (empty: the rule is pure L4).
-fn l7_fields(rule: &Rule) -> BTreeSet<&'static str> {
-    let mut fields = BTreeSet::new();
-    for source in rule.from.iter().flatten().filter_map(|f| f.source.as_ref()) {
-        if source.request_principals.is_some() || source.not_request_principals.is_some() {
-            fields.insert("requestPrincipals");
-        }
-    }
-    for operation in rule
+fn l7_fields(rule: &Rule) -> BTreeSet<String> {
+    let sources = rule.from.iter().flatten().filter_map(|f| f.source.as_ref());
+    let operations = rule
         .to
         .iter()
         .flatten()
-        .filter_map(|t| t.operation.as_ref())
-    {
-        let l7 = [
-            ("hosts", &operation.hosts, &operation.not_hosts),
-            ("methods", &operation.methods, &operation.not_methods),
-            ("paths", &operation.paths, &operation.not_paths),
-        ];
-        for (name, positive, negative) in l7 {
-            if positive.is_some() || negative.is_some() {
-                fields.insert(name);
-            }
-        }
-    }
-    for condition in rule.when.iter().flatten() {
-        if condition.key.starts_with("request.") {
-            fields.insert("when: request.* (headers, auth claims)");
-        }
-    }
+        .filter_map(|t| t.operation.as_ref());
+    let mut fields: BTreeSet<String> = sources
+        .flat_map(Source::l7_fields)
+        .chain(operations.flat_map(Operation::l7_fields))
+        .map(str::to_owned)
+        .collect();
+    let conditions = rule.when.iter().flatten().filter(|c| !c.is_l4());
+    fields.extend(conditions.map(|c| format!("when: {}", c.key)));
     fields
 }
 

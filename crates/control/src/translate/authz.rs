@@ -1,5 +1,5 @@
 //! `AuthorizationPolicy` -> `istio.security.Authorization`, keeping only what a node proxy
-//! can check at L4, with the fail-safe rules of `specs/policy.md`: an ALLOW rule that needs an
+//! can check at L4, with the fail-safe rules of `docs/policy.md`: an ALLOW rule that needs an
 //! L7 attribute is dropped (it can only allow less), a DENY rule is widened to its L4 part (it
 //! can only deny more). Every such change is reported as a [`Warning`].
 
@@ -278,21 +278,9 @@ impl RuleBuilder<'_> {
         let Some(source) = source else {
             return Match::default();
         };
-        for (field, values) in [
-            ("requestPrincipals", &source.request_principals),
-            ("notRequestPrincipals", &source.not_request_principals),
-        ] {
-            if values.as_ref().is_some_and(|v| !v.is_empty()) {
-                self.drop_field(format!("{path}.{field}"), L7_ONLY);
-            }
+        for field in source.l7_fields() {
+            self.drop_field(format!("{path}.{field}"), L7_ONLY);
         }
-        let ips = |blocks: &[&Option<Vec<String>>], names: &[&str], builder: &mut Self| {
-            blocks
-                .iter()
-                .zip(names)
-                .flat_map(|(values, name)| builder.cidrs(values, &format!("{path}.{name}")))
-                .collect()
-        };
         Match {
             principals: strings(&source.principals, principal_match),
             not_principals: strings(&source.not_principals, principal_match),
@@ -300,16 +288,8 @@ impl RuleBuilder<'_> {
             not_namespaces: strings(&source.not_namespaces, wildcard_match),
             service_accounts: self.service_accounts(&source.service_accounts),
             not_service_accounts: self.service_accounts(&source.not_service_accounts),
-            source_ips: ips(
-                &[&source.ip_blocks, &source.remote_ip_blocks],
-                &["ipBlocks", "remoteIpBlocks"],
-                self,
-            ),
-            not_source_ips: ips(
-                &[&source.not_ip_blocks, &source.not_remote_ip_blocks],
-                &["notIpBlocks", "notRemoteIpBlocks"],
-                self,
-            ),
+            source_ips: self.cidrs(&source.ip_blocks, &format!("{path}.ipBlocks")),
+            not_source_ips: self.cidrs(&source.not_ip_blocks, &format!("{path}.notIpBlocks")),
             ..Match::default()
         }
     }
@@ -318,18 +298,8 @@ impl RuleBuilder<'_> {
         let Some(operation) = operation else {
             return Match::default();
         };
-        let l7 = [
-            ("hosts", &operation.hosts),
-            ("notHosts", &operation.not_hosts),
-            ("methods", &operation.methods),
-            ("notMethods", &operation.not_methods),
-            ("paths", &operation.paths),
-            ("notPaths", &operation.not_paths),
-        ];
-        for (field, values) in l7 {
-            if values.as_ref().is_some_and(|v| !v.is_empty()) {
-                self.drop_field(format!("{path}.{field}"), L7_ONLY);
-            }
+        for field in operation.l7_fields() {
+            self.drop_field(format!("{path}.{field}"), L7_ONLY);
         }
         Match {
             destination_ports: self.ports(&operation.ports, &format!("{path}.ports")),
@@ -343,7 +313,7 @@ impl RuleBuilder<'_> {
         let field = format!("{path} (key {})", condition.key);
         let (values, not_values) = (&condition.values, &condition.not_values);
         let matched = match condition.key.as_str() {
-            "source.ip" | "remote.ip" => Match {
+            "source.ip" => Match {
                 source_ips: self.cidrs(values, &field),
                 not_source_ips: self.cidrs(not_values, &field),
                 ..Match::default()
