@@ -20,13 +20,30 @@
 use crate::object::{DEFAULT_NAMESPACE, Kind, ObjectRef, Source};
 use crate::snapshot::ConfigSnapshot;
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::{Pod, PodIP, PodStatus, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Pod, PodIP, PodSpec, PodStatus, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use std::collections::HashSet;
 use std::net::IpAddr;
 
 /// Node selector label naming a node.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+/// Service account of a pod (or workload entry) that names none, as in Kubernetes.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+
+/// The service account a pod runs as, and so its identity: `spec.serviceAccountName`, else
+/// the deprecated `spec.serviceAccount` (Kubernetes still honours it when the new field is
+/// unset), else `default`. Everything that derives an identity from a pod calls this.
+#[must_use]
+pub fn pod_service_account(spec: Option<&PodSpec>) -> &str {
+    spec.and_then(|s| {
+        s.service_account_name
+            .as_deref()
+            .or(s.service_account.as_deref())
+    })
+    .filter(|account| !account.is_empty())
+    .unwrap_or(DEFAULT_SERVICE_ACCOUNT)
+}
 
 /// A pod the configuration runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +90,12 @@ impl ExpandedPod {
     #[must_use]
     pub fn node_name(&self) -> Option<&str> {
         self.pod.spec.as_ref()?.node_name.as_deref()
+    }
+
+    /// The service account it runs as (see [`pod_service_account`]).
+    #[must_use]
+    pub fn service_account(&self) -> &str {
+        pod_service_account(self.pod.spec.as_ref())
     }
 }
 

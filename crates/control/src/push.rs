@@ -31,14 +31,8 @@ impl ConfigNodeIdentities {
             let Some(node) = pod.node_name() else {
                 continue;
             };
-            let account = pod
-                .pod
-                .spec
-                .as_ref()
-                .and_then(|spec| spec.service_account_name.as_deref())
-                .unwrap_or("default");
             placements
-                .entry((node, pod.namespace(), account))
+                .entry((node, pod.namespace(), pod.service_account()))
                 .or_insert(pod);
         }
         let mut by_node: HashMap<String, HashSet<SpiffeId>> = HashMap::new();
@@ -182,4 +176,67 @@ fn publish(publisher: &ResourcePublisher, output: &Output, change: &Change) {
     }
     publisher.apply(ADDRESS_TYPE_URL, address_upserts, address_removals);
     publisher.apply(AUTHORIZATION_TYPE_URL, authz_upserts, authz_removals);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::translate;
+    use weft_proto::workload::address;
+
+    /// The identity the translator gives a pod is the one the CA lets its node obtain,
+    /// whichever service account field the pod uses.
+    #[test]
+    fn translator_and_ca_placement_agree_on_every_pod_identity() {
+        let text = r"
+apiVersion: v1
+kind: Pod
+metadata: {name: modern, namespace: shop}
+spec: {nodeName: node-a, serviceAccountName: catalog, containers: [{name: c, image: i}]}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: legacy, namespace: shop}
+spec: {nodeName: node-a, serviceAccount: reports, containers: [{name: c, image: i}]}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain, namespace: shop}
+spec: {nodeName: node-b, containers: [{name: c, image: i}]}
+status: {podIP: 10.0.0.3}
+";
+        let loaded = weft_api::parse_manifests(text, std::path::Path::new("pods.yaml"));
+        assert!(loaded.findings.is_empty(), "{:#?}", loaded.findings);
+        let snapshot = ConfigSnapshot::new(loaded.objects);
+        let options = TranslateOptions::default();
+        let placement = ConfigNodeIdentities::default();
+        placement.update(&snapshot, &options.trust_domain);
+        let output = translate(&snapshot, &options);
+        let mut checked = Vec::new();
+        for resource in output.addresses.values() {
+            let Some(address::Type::Workload(workload)) = &resource.message.r#type else {
+                continue;
+            };
+            let id = SpiffeId::new(
+                &workload.trust_domain,
+                &workload.namespace,
+                &workload.service_account,
+            )
+            .expect("valid identity");
+            assert!(
+                placement.identities_on_node(&workload.node).contains(&id),
+                "{id} of {} is not obtainable on {}",
+                workload.name,
+                workload.node
+            );
+            checked.push(format!("{}={}", workload.name, workload.service_account));
+        }
+        checked.sort();
+        assert_eq!(
+            checked,
+            ["legacy=reports", "modern=catalog", "plain=default"]
+        );
+    }
 }

@@ -323,11 +323,7 @@ fn env_value(var: &EnvVar, pod: &ExpandedPod, ip: Ipv4Addr) -> Option<String> {
         "metadata.namespace" => Some(pod.namespace().to_owned()),
         "status.podIP" => Some(ip.to_string()),
         "spec.nodeName" => pod.node_name().map(str::to_owned),
-        "spec.serviceAccountName" => pod
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.service_account_name.clone()),
+        "spec.serviceAccountName" => Some(pod.service_account().to_owned()),
         _ => None,
     }
 }

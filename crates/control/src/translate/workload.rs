@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use weft_api::expand::DEFAULT_SERVICE_ACCOUNT;
 use weft_api::istio::{ServiceEntry, WorkloadEntry, WorkloadEntrySpec};
 use weft_api::selector::labels_match;
 use weft_api::{ExpandedPod, Kind, Object, ObjectRef};
@@ -139,13 +140,7 @@ fn pod_facts<'a>(
         hostname: String::new(),
         locality: node_locality(context, &node),
         node,
-        service_account: spec
-            .and_then(|s| {
-                s.service_account_name
-                    .clone()
-                    .or_else(|| s.service_account.clone())
-            })
-            .unwrap_or_else(|| "default".to_owned()),
+        service_account: pod.service_account().to_owned(),
         workload_name,
         workload_type,
         healthy: pod_ready(&pod.pod),
@@ -279,7 +274,7 @@ fn spec_facts<'a>(
         service_account: spec
             .service_account
             .clone()
-            .unwrap_or_else(|| "default".to_owned()),
+            .unwrap_or_else(|| DEFAULT_SERVICE_ACCOUNT.to_owned()),
         workload_type: WorkloadType::Pod,
         healthy: true,
         host_network: false,
