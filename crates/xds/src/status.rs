@@ -15,7 +15,7 @@ pub struct ProxyStatus {
     pub stream_id: u64,
     /// `Node.id` from the proxy's first request (empty until it arrives).
     pub node_id: String,
-    /// `Node.cluster`.
+    /// `Node.cluster`, or the call's `clusterid` metadata header when that is empty.
     pub cluster: String,
     /// Identity established by the authenticator.
     pub identity: PeerIdentity,

@@ -330,3 +330,38 @@ async fn connected_proxies_gauge_follows_streams() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn cluster_id_comes_from_the_clusterid_header_when_the_node_has_none() {
+    let server = TestServer::start(fast_config());
+    server.publisher.replace(T, []);
+    let header_only = DeltaDiscoveryRequest {
+        node: Some(weft_proto::discovery::Node {
+            id: "header-only".into(),
+            ..Default::default()
+        }),
+        ..subscribe(T, &[])
+    };
+    let headers = [("clusterid", "Kubernetes")];
+    let mut client = RawClient::try_connect_with(server.channel(), header_only, &headers)
+        .await
+        .expect("stream opens");
+    client.recv().await;
+    let both = first_request("both", &[]);
+    let headers = [("clusterid", "ignored")];
+    let mut other = RawClient::try_connect_with(server.channel(), both, &headers)
+        .await
+        .expect("stream opens");
+    other.recv().await;
+
+    let status = server.server.sync_status();
+    let clusters: Vec<(&str, &str)> = status
+        .iter()
+        .map(|proxy| (proxy.node_id.as_str(), proxy.cluster.as_str()))
+        .collect();
+    assert_eq!(
+        clusters,
+        [("both", "Kubernetes"), ("header-only", "Kubernetes")],
+        "Node.cluster wins; the header fills in when it is empty"
+    );
+}

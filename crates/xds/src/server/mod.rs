@@ -144,10 +144,11 @@ impl XdsServer {
                 Status::unauthenticated(error.to_string())
             })?;
         let stream_id = self.shared.next_stream_id.fetch_add(1, Ordering::Relaxed);
+        let header_cluster = cluster_header(request.metadata());
         let status = self.shared.status.insert(ProxyStatus {
             stream_id,
             node_id: String::new(),
-            cluster: String::new(),
+            cluster: header_cluster.clone(),
             identity,
             remote_addr: request.remote_addr().map(|addr| addr.to_string()),
             connected_at_unix: unix_now(),
@@ -155,7 +156,8 @@ impl XdsServer {
         });
         let (responses, receiver) = mpsc::channel(self.shared.config.send_queue.max(1));
         let connected = self.shared.metrics.proxy_connected();
-        let state = stream::StreamState::new(Arc::clone(&self.shared), stream_id, status);
+        let state =
+            stream::StreamState::new(Arc::clone(&self.shared), stream_id, header_cluster, status);
         let snapshots = self.shared.snapshots.clone();
         tokio::spawn(async move {
             state.run(request.into_inner(), responses, snapshots).await;
@@ -163,6 +165,16 @@ impl XdsServer {
         });
         Ok(ReceiverStream::new(receiver))
     }
+}
+
+/// The `clusterid` gRPC metadata header: Istio's node proxy names its cluster there (and
+/// may leave `Node.cluster` empty). Empty when absent or not text.
+fn cluster_header(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get("clusterid")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;

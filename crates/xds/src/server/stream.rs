@@ -32,6 +32,8 @@ pub(crate) struct StreamState {
     shared: Arc<Shared>,
     stream_id: u64,
     node_id: String,
+    /// The `clusterid` header of the call; used when `Node.cluster` is empty.
+    header_cluster: String,
     nonce_counter: u64,
     types: BTreeMap<String, TypeSubscription>,
     in_flight: VecDeque<InFlight>,
@@ -42,11 +44,17 @@ pub(crate) struct StreamState {
 }
 
 impl StreamState {
-    pub(crate) fn new(shared: Arc<Shared>, stream_id: u64, status: StatusEntry) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        stream_id: u64,
+        header_cluster: String,
+        status: StatusEntry,
+    ) -> Self {
         Self {
             shared,
             stream_id,
             node_id: String::new(),
+            header_cluster,
             nonce_counter: 0,
             types: BTreeMap::new(),
             in_flight: VecDeque::new(),
@@ -141,10 +149,15 @@ impl StreamState {
             return;
         }
         self.node_id.clone_from(&node.id);
-        tracing::info!(stream = self.stream_id, node = %node.id, cluster = %node.cluster, "xDS proxy connected");
+        let cluster = if node.cluster.is_empty() {
+            &self.header_cluster
+        } else {
+            &node.cluster
+        };
+        tracing::info!(stream = self.stream_id, node = %node.id, %cluster, "xDS proxy connected");
         self.status.update(|status| {
             status.node_id.clone_from(&node.id);
-            status.cluster.clone_from(&node.cluster);
+            status.cluster.clone_from(cluster);
         });
     }
 

@@ -149,12 +149,26 @@ impl RawClient {
         first: DeltaDiscoveryRequest,
         token: Option<&str>,
     ) -> Result<Self, tonic::Status> {
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&'static str, &str)> = authorization
+            .iter()
+            .map(|value| ("authorization", value.as_str()))
+            .collect();
+        Self::try_connect_with(channel, first, &headers).await
+    }
+
+    /// Opens a stream whose call carries the gRPC metadata `headers`.
+    pub async fn try_connect_with(
+        channel: Channel,
+        first: DeltaDiscoveryRequest,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Self, tonic::Status> {
         let (requests, receiver) = mpsc::unbounded_channel();
         requests.send(first).expect("receiver alive");
         let mut request = tonic::Request::new(UnboundedReceiverStream::new(receiver));
-        if let Some(token) = token {
-            let value = format!("Bearer {token}").parse().expect("valid header");
-            request.metadata_mut().insert("authorization", value);
+        for (name, value) in headers {
+            let value = value.parse().expect("valid header");
+            request.metadata_mut().insert(*name, value);
         }
         let mut client = AggregatedDiscoveryServiceClient::new(channel)
             .max_decoding_message_size(64 * 1024 * 1024);
