@@ -24,13 +24,15 @@ async fn weft_status(admin: &str) -> String {
     String::from_utf8(output.stdout).expect("utf-8 table")
 }
 
-/// True when the table has a SYNCED row for `NODE_ID` for both resource types.
+/// True when the table has a SYNCED row for `NODE_ID` (cluster `Kubernetes`) for both
+/// resource types.
 fn synced(table: &str) -> bool {
     ["Address", "Authorization"].iter().all(|short_type| {
         table.lines().any(|line| {
             let cells: Vec<&str> = line.split_whitespace().collect();
             cells.first() == Some(&NODE_ID)
-                && cells.get(1) == Some(short_type)
+                && cells.get(1) == Some(&"Kubernetes")
+                && cells.get(2) == Some(short_type)
                 && cells.last() == Some(&"SYNCED")
         })
     })

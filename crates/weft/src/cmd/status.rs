@@ -35,10 +35,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One row per proxy and type: node id, type, sent/acked versions, sync state.
+/// One row per proxy and type: node id, cluster, type, sent/acked versions, sync state.
 fn render_table(proxies: &Value) -> String {
     let mut rows = vec![[
         "PROXY".to_owned(),
+        "CLUSTER".to_owned(),
         "TYPE".to_owned(),
         "SENT".to_owned(),
         "ACKED".to_owned(),
@@ -46,6 +47,10 @@ fn render_table(proxies: &Value) -> String {
     ]];
     for proxy in proxies.as_array().into_iter().flatten() {
         let node = text(&proxy["node_id"]);
+        let cluster = match &proxy["cluster"] {
+            Value::String(cluster) if cluster.is_empty() => "-".to_owned(),
+            other => text(other),
+        };
         for (type_url, state) in proxy["types"].as_object().into_iter().flatten() {
             let short_type = type_url.rsplit('.').next().unwrap_or(type_url).to_owned();
             let sent = text(&state["last_sent"]["version"]);
@@ -57,13 +62,20 @@ fn render_table(proxies: &Value) -> String {
             } else {
                 "NOT SYNCED".to_owned()
             };
-            rows.push([node.clone(), short_type, sent, acked, status]);
+            rows.push([
+                node.clone(),
+                cluster.clone(),
+                short_type,
+                sent,
+                acked,
+                status,
+            ]);
         }
     }
     if rows.len() == 1 {
         return "no proxies connected\n".to_owned();
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|row| row[i].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -95,7 +107,7 @@ mod tests {
     #[test]
     fn table_shows_sync_state_and_nack_reason() {
         let proxies = serde_json::json!([
-            {"node_id": "node-a", "types": {
+            {"node_id": "node-a", "cluster": "Kubernetes", "types": {
                 "type.googleapis.com/istio.workload.Address": {
                     "last_sent": {"version": "7", "nonce": "n1"},
                     "last_acked": {"version": "7", "nonce": "n1"},
@@ -109,7 +121,7 @@ mod tests {
         ]);
         let table = render_table(&proxies);
         assert!(table.starts_with("PROXY"), "{table}");
-        assert!(table.contains("node-a  Address"), "{table}");
+        assert!(table.contains("node-a  Kubernetes  Address"), "{table}");
         assert!(table.contains("SYNCED"), "{table}");
         assert!(table.contains("NACK: bad cidr"), "{table}");
         assert_eq!(
