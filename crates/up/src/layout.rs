@@ -14,7 +14,63 @@
 //! logs/<ns>/<pod>/<container>.log   stdout+stderr of every process (weft-system/ for ours)
 //! ```
 
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+
+/// State directory of `weft up` run as root (tmpfs: nothing survives a reboot).
+pub const ROOT_STATE_DIR: &str = "/run/weft";
+
+/// Where `weft up`, `weft down` and `weft logs` keep instances when no `--state-dir` is
+/// given: [`ROOT_STATE_DIR`] as root; otherwise `$XDG_RUNTIME_DIR/weft` when that variable
+/// names a directory this user owns (an inherited one, e.g. root's after `su` or `setpriv`,
+/// does not count); otherwise `<tmp>/weft-<uid>`, created private (0700) and refused when it
+/// is anything but a directory of this user's.
+///
+/// # Errors
+/// When the per-user directory cannot be created or belongs to someone else.
+pub fn default_state_dir() -> std::io::Result<PathBuf> {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return Ok(PathBuf::from(ROOT_STATE_DIR));
+    }
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    if let Some(runtime) = runtime.filter(|dir| owned_directory(dir, uid.as_raw())) {
+        return Ok(runtime.join("weft"));
+    }
+    let dir = std::env::temp_dir().join(format!("weft-{uid}"));
+    private_directory(&dir, uid.as_raw())?;
+    Ok(dir)
+}
+
+/// Whether `dir` is an absolute path to a directory owned by `uid` (symlinks not followed).
+fn owned_directory(dir: &Path, uid: u32) -> bool {
+    dir.is_absolute()
+        && std::fs::symlink_metadata(dir).is_ok_and(|meta| meta.is_dir() && meta.uid() == uid)
+}
+
+/// Creates `dir` mode 0700 if missing; refuses one that is not `uid`'s own directory, or
+/// that others can write (another user could have planted it in a shared temp directory).
+fn private_directory(dir: &Path, uid: u32) -> std::io::Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(error),
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !owned_directory(dir, uid) || meta.permissions().mode() & 0o022 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a private directory of user {uid} (owner {}, mode {:o}); remove it \
+                 or pass --state-dir",
+                dir.display(),
+                meta.uid(),
+                meta.permissions().mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Namespace under which `weft up`'s own processes (control plane, node proxies) log.
 pub const SYSTEM_NAMESPACE: &str = "weft-system";

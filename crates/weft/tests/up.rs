@@ -168,7 +168,7 @@ fn down_cleans_up_after_weft_up_was_killed() {
     );
     let down = weft()
         .args(["down", "--prefix", &up.prefix, "--state-dir"])
-        .arg(up.state.path())
+        .arg(&up.state_dir)
         .output()
         .expect("run weft down");
     let text = String::from_utf8_lossy(&down.stdout);

@@ -5,18 +5,21 @@
 //!   demo's four outcomes (allowed with the caller's SPIFFE identity seen by the server-side
 //!   proxy, denied by policy, the non-mesh pod refused as not enrolled, passthrough), and
 //!   nothing left running or on disk afterwards.
-//! - A real non-root run: as root the test drops to uid/gid 65534 with `setpriv` (util-linux)
-//!   on a copy of the binary in a world-readable directory (the build directory may not be
-//!   reachable by that user); as non-root it runs the binary as it is. Either way `weft up`
-//!   must say it is not root and fall back, and the demo must go as expected.
+//! - A real non-root run with no flags, as the README's first command: as root the test
+//!   drops to uid/gid 65534 with `setpriv` (util-linux) on a copy of the binary in a
+//!   world-readable directory (the build directory may not be reachable by that user); as
+//!   non-root it runs the binary as it is. Either way `weft up` must say it is not root, fall
+//!   back, keep its files in a private per-user state directory, and the demo must go as
+//!   expected.
 //! - Ctrl-C after start stops every process and removes the instance directory.
 //!
-//! Each run has its own `--prefix`, temporary `--state-dir` and leased loopback network, so
-//! the tests run in parallel; every wait polls with a deadline.
+//! Each run has its own `--prefix` and temporary `--state-dir` (the no-flags run: its own
+//! `TMPDIR`) and a leased loopback network, so the tests run in parallel; every wait polls
+//! with a deadline.
 
 mod up_harness;
 
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -150,10 +153,27 @@ fn world_runnable_weft(dir: &Path) -> PathBuf {
     copy
 }
 
+/// The effective uid of this process.
+fn euid() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read own status");
+    let uids = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("Uid line");
+    uids.split_whitespace().nth(2).expect("euid").to_owned()
+}
+
+/// The README's first command as a user without root would run it: no flags at all. The
+/// state directory must then be one that user can write: `$XDG_RUNTIME_DIR/weft` only when
+/// that directory is the user's own (here it is root's, as after `su`), else
+/// `$TMPDIR/weft-<uid>`.
 #[test]
-fn without_root_weft_up_says_so_and_falls_back_to_explicit_mode() {
+fn without_root_weft_up_with_no_flags_says_so_and_falls_back_to_explicit_mode() {
     let bin_dir = tempfile::tempdir().expect("binary dir");
-    let (command, weft) = if is_root() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o1777))
+        .expect("chmod temp dir");
+    let (mut command, weft, uid) = if is_root() {
         let weft = world_runnable_weft(bin_dir.path());
         let mut command = Command::new("setpriv");
         command
@@ -162,13 +182,20 @@ fn without_root_weft_up_says_so_and_falls_back_to_explicit_mode() {
                 &format!("--regid={NOBODY}"),
                 "--clear-groups",
             ])
-            .arg(&weft);
-        (command, weft)
+            .arg(&weft)
+            // root's own runtime directory, inherited: not the user's, so not used
+            .env("XDG_RUNTIME_DIR", bin_dir.path());
+        (command, weft, NOBODY.to_owned())
     } else {
         let weft = PathBuf::from(env!("CARGO_BIN_EXE_weft"));
-        (Command::new(&weft), weft)
+        let mut command = Command::new(&weft);
+        command.env_remove("XDG_RUNTIME_DIR");
+        (command, weft, euid())
     };
-    let mut up = start_up(command, weft, &["--demo", "--exit"]);
+    command.env("TMPDIR", temp.path());
+    let state_dir = temp.path().join(format!("weft-{uid}"));
+    let mut up =
+        Up::start_with_defaults(command, weft, temp, state_dir, &["--demo", "--exit"], WAIT);
     let first = up.wait_line("falling back");
     assert_eq!(
         first,
@@ -177,6 +204,10 @@ fn without_root_weft_up_says_so_and_falls_back_to_explicit_mode() {
          traffic is not captured transparently)"
     );
     assert_demo_went_as_expected(&mut up);
+    // the run kept its files in the per-user directory it made private
+    let meta = std::fs::metadata(&up.state_dir).expect("default state directory made");
+    assert_eq!(meta.uid().to_string(), uid);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
 }
 
 #[test]
@@ -210,7 +241,7 @@ fn down_stops_what_a_killed_weft_up_left_running() {
     );
     let down = Command::new(&weft)
         .args(["down", "--prefix", &up.prefix, "--state-dir"])
-        .arg(up.state.path())
+        .arg(&up.state_dir)
         .output()
         .expect("run weft down");
     let text = String::from_utf8_lossy(&down.stdout);

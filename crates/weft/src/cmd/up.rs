@@ -4,19 +4,28 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Default parent of instance directories (tmpfs: nothing survives a reboot).
-const DEFAULT_STATE_DIR: &str = "/run/weft";
-
 /// Instance selection shared by up, down and logs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InstanceArgs {
-    /// Parent directory of the instance's files (`<state-dir>/<prefix>/`).
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
-    state_dir: PathBuf,
+    /// Parent directory of the instance's files (`<state-dir>/<prefix>/`). Default: /run/weft
+    /// as root; otherwise $XDG_RUNTIME_DIR/weft, or <tmp>/weft-<uid> without one.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Prefix of every network namespace this mesh creates (`[a-z0-9]{1,16}`); run several
     /// meshes side by side with different prefixes.
     #[arg(long, default_value = "weft")]
     prefix: String,
+}
+
+impl InstanceArgs {
+    /// `--state-dir`, or the default for this user.
+    fn state_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.state_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => weft_up::layout::default_state_dir()
+                .map_err(|e| anyhow::anyhow!("no state directory: {e}")),
+        }
+    }
 }
 
 /// Run a whole ambient mesh on this machine: nodes and pods as network namespaces, the
@@ -69,7 +78,8 @@ pub struct LogsArgs {
 pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let weft = std::env::current_exe()
         .map_err(|e| anyhow::anyhow!("cannot find the weft binary's own path: {e}"))?;
-    let mut config = weft_up::UpConfig::new(args.instance.state_dir, &args.instance.prefix, weft);
+    let mut config =
+        weft_up::UpConfig::new(args.instance.state_dir()?, &args.instance.prefix, weft);
     config.config_dir = args.dir;
     config.demo = args.demo;
     config.exit_after_demo = args.exit;
@@ -88,14 +98,14 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn down(args: &DownArgs) -> anyhow::Result<ExitCode> {
-    let report = weft_up::down(&args.instance.state_dir, &args.instance.prefix)?;
+    let report = weft_up::down(&args.instance.state_dir()?, &args.instance.prefix)?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let text = weft_up::logs(
-        &args.instance.state_dir,
+        &args.instance.state_dir()?,
         &args.instance.prefix,
         &args.pod,
         args.container.as_deref(),

@@ -41,7 +41,10 @@ pub struct Up {
     lines: Receiver<String>,
     seen: Vec<String>,
     pub prefix: String,
-    pub state: tempfile::TempDir,
+    /// The `--state-dir` the run uses (given, or the default it must pick).
+    pub state_dir: PathBuf,
+    /// Owns the temporary directory `state_dir` is in.
+    _temp: tempfile::TempDir,
     /// The binary `weft down` runs with on drop.
     weft: PathBuf,
     /// Deadline of every wait.
@@ -59,11 +62,38 @@ impl Up {
         extra: &[&str],
         wait: Duration,
     ) -> Up {
-        let mut child = command
+        command
             .arg("up")
             .args(extra)
             .args(["--prefix", &prefix, "--state-dir"])
-            .arg(state.path())
+            .arg(state.path());
+        let state_dir = state.path().to_owned();
+        Self::spawn(command, weft, state, state_dir, prefix, wait)
+    }
+
+    /// Runs `command` with `up` and `extra` only: the default prefix (`weft`) and the
+    /// default state directory, which the caller expects to be `state_dir` (inside `temp`).
+    pub fn start_with_defaults(
+        mut command: Command,
+        weft: PathBuf,
+        temp: tempfile::TempDir,
+        state_dir: PathBuf,
+        extra: &[&str],
+        wait: Duration,
+    ) -> Up {
+        command.arg("up").args(extra);
+        Self::spawn(command, weft, temp, state_dir, "weft".to_owned(), wait)
+    }
+
+    fn spawn(
+        mut command: Command,
+        weft: PathBuf,
+        temp: tempfile::TempDir,
+        state_dir: PathBuf,
+        prefix: String,
+        wait: Duration,
+    ) -> Up {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -82,7 +112,8 @@ impl Up {
             lines,
             seen: Vec::new(),
             prefix,
-            state,
+            state_dir,
+            _temp: temp,
             weft,
             wait,
         }
@@ -145,7 +176,7 @@ impl Up {
 
     /// Where this run keeps its files.
     pub fn instance_dir(&self) -> PathBuf {
-        self.state.path().join(&self.prefix)
+        self.state_dir.join(&self.prefix)
     }
 }
 
@@ -156,7 +187,7 @@ impl Drop for Up {
         let _ = self.child.wait();
         let _ = Command::new(&self.weft)
             .args(["down", "--prefix", &self.prefix, "--state-dir"])
-            .arg(self.state.path())
+            .arg(&self.state_dir)
             .output();
     }
 }
