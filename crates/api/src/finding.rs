@@ -71,6 +71,10 @@ codes! {
     InvalidValue = "invalid-value", Error, "A field holds a value of the right type but not allowed.";
     MissingName = "missing-name", Error, "metadata.name is missing or empty.";
     PortOutOfRange = "port-out-of-range", Error, "A port number is not in 1..=65535.";
+    OutOfRange = "out-of-range", Error, "A number is outside the minimum..maximum of its upstream schema (e.g. a backendRef weight).";
+    BadItemCount = "bad-item-count", Error, "A list or map has fewer or more entries than its upstream schema allows (minItems/maxItems).";
+    BadLength = "bad-length", Error, "A string is shorter or longer than its upstream schema allows (minLength/maxLength).";
+    BadFormat = "bad-format", Error, "A string does not match the pattern of its upstream schema (hostname, name, duration...).";
     BadCidr = "bad-cidr", Error, "An IP address or CIDR does not parse.";
     BadLabelSelector = "bad-label-selector", Error, "A label selector has an invalid key, value or operator.";
     DuplicateObject = "duplicate-object", Error, "Two objects have the same kind, namespace and name.";

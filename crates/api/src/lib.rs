@@ -14,16 +14,20 @@
 //!   place that decides pod names, nodes and IPs).
 
 pub mod analyze;
+pub mod authz_fields;
 pub mod cluster_ip;
+pub mod constraints;
 pub mod expand;
 pub mod finding;
 pub mod gateway;
 pub mod istio;
 pub mod load;
+pub mod locate;
 pub mod object;
 pub mod report;
 pub mod resource;
 pub mod routes;
+pub mod schema;
 pub mod selector;
 pub mod snapshot;
 pub mod store;

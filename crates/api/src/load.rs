@@ -4,9 +4,13 @@
 //! Each document is parsed three times, cheapest question first: as untyped YAML (syntax
 //! errors, with line and column), for its `apiVersion`/`kind` (unknown kinds are skipped with
 //! an info finding), then into its typed model through `serde_ignored`, which reports every
-//! field the schema does not have. Those are errors with a "did you mean" hint.
+//! field the schema does not have. Those are errors with a "did you mean" hint, also when the
+//! parse fails (a misspelled `sepc:` is reported at its line instead of "missing field spec").
+//! A parsed object is then checked on its own ([`crate::validate`]) and against the upstream
+//! CRD bounds ([`crate::schema`]); every finding points at its field's line ([`Layout`]).
 
 use crate::finding::{Code, Finding};
+use crate::locate::Layout;
 use crate::object::{Kind, KindLookup, LoadedObject, Object, ObjectRef, Source};
 use crate::suggest::{Segment, closest, display_path, segments_of};
 use serde::Deserialize;
@@ -161,15 +165,19 @@ fn parse_document(document: &Document<'_>, file: &Path, result: &mut LoadResult)
     ) else {
         return;
     };
-    let parsed = parse_typed(known, serde_yaml::Deserializer::from_str(document.text));
-    report_parsed(
-        parsed,
-        known,
-        header.metadata.as_ref(),
-        document,
+    let target = Target {
+        kind: known,
+        api_version,
+        meta: header.metadata.as_ref(),
+        value: &value,
+        layout: Layout::new(document.text.into(), document.first_line, Vec::new()),
         file,
-        result,
-    );
+    };
+    let parsed = match optional_spec_filled(known, &value) {
+        Some(filled) => parse_typed(known, filled),
+        None => parse_typed(known, serde_yaml::Deserializer::from_str(document.text)),
+    };
+    report_parsed(parsed, &target, result);
 }
 
 /// Decides whether to parse an object of this `apiVersion`/`kind`, reporting when not.
@@ -232,7 +240,7 @@ fn parse_list(
         .and_then(serde_yaml::Value::as_sequence)
         .cloned()
         .unwrap_or_default();
-    for item in items {
+    for (index, item) in items.into_iter().enumerate() {
         let header: Option<TypeHeader> = serde_yaml::from_value(item.clone()).ok();
         let source = Source {
             file: file.to_owned(),
@@ -261,12 +269,77 @@ fn parse_list(
         ) else {
             continue;
         };
-        let parsed = parse_typed(known, item);
-        report_parsed(parsed, known, metadata.as_ref(), document, file, result);
+        let prefix = vec![Segment::Key("items".to_owned()), Segment::Index(index)];
+        let target = Target {
+            kind: known,
+            api_version: &api_version,
+            meta: metadata.as_ref(),
+            value: &item,
+            layout: Layout::new(document.text.into(), document.first_line, prefix),
+            file,
+        };
+        let filled = optional_spec_filled(known, &item).unwrap_or_else(|| item.clone());
+        report_parsed(parse_typed(known, filled), &target, result);
     }
 }
 
-type Parsed<E> = Result<(Object, Vec<Vec<Segment>>), E>;
+/// What is being parsed: one object of a known kind, as written.
+struct Target<'a> {
+    kind: Kind,
+    api_version: &'a str,
+    meta: Option<&'a HeaderMeta>,
+    /// The object as untyped YAML.
+    value: &'a serde_yaml::Value,
+    layout: Layout,
+    file: &'a Path,
+}
+
+impl Target<'_> {
+    /// The file and line of the field at `path` (the object's first line if not found).
+    fn source_at(&self, path: &[Segment]) -> Source {
+        Source {
+            file: self.file.to_owned(),
+            line: self
+                .layout
+                .line_of(path)
+                .unwrap_or_else(|| self.first_line()),
+        }
+    }
+
+    fn first_line(&self) -> usize {
+        self.layout
+            .line_of(&[])
+            .unwrap_or_else(|| self.layout.file_line(1))
+    }
+
+    fn object_ref(&self) -> ObjectRef {
+        header_ref(self.kind, self.meta)
+    }
+}
+
+/// Kinds whose `spec` may be left out, and then means `spec: {}`. An AuthorizationPolicy
+/// without a spec is valid in Istio: it denies every request to its scope.
+const OPTIONAL_SPEC: &[Kind] = &[Kind::AuthorizationPolicy];
+
+/// The object with `spec: {}` added, when its kind's spec is optional and it has none.
+fn optional_spec_filled(kind: Kind, value: &serde_yaml::Value) -> Option<serde_yaml::Value> {
+    let serde_yaml::Value::Mapping(map) = value else {
+        return None;
+    };
+    if !OPTIONAL_SPEC.contains(&kind) || map.contains_key("spec") {
+        return None;
+    }
+    let mut filled = map.clone();
+    filled.insert(
+        "spec".into(),
+        serde_yaml::Value::Mapping(serde_yaml::Mapping::new()),
+    );
+    Some(serde_yaml::Value::Mapping(filled))
+}
+
+/// The typed object (or the schema error) and the paths of unknown fields, which are
+/// known even when the parse fails (a misspelled `sepc` shows up before `spec` is missed).
+type Parsed<E> = (Result<Object, E>, Vec<Vec<Segment>>);
 
 /// Deserializes `kind` from any deserializer, collecting the paths of unknown fields.
 fn parse_typed<'de, D: serde::Deserializer<'de>>(kind: Kind, deserializer: D) -> Parsed<D::Error> {
@@ -276,61 +349,78 @@ fn parse_typed<'de, D: serde::Deserializer<'de>>(kind: Kind, deserializer: D) ->
         serde_ignored::Deserializer::new(deserializer, &mut |path| {
             unknown.push(segments_of(&path));
         }),
-    )?;
-    Ok((object, unknown))
+    );
+    (object, unknown)
 }
 
 fn report_parsed<E: std::fmt::Display + ErrorLocation>(
-    parsed: Parsed<E>,
-    kind: Kind,
-    meta: Option<&HeaderMeta>,
-    document: &Document<'_>,
-    file: &Path,
+    (parsed, unknown_paths): Parsed<E>,
+    target: &Target<'_>,
     result: &mut LoadResult,
 ) {
-    let at_doc_line = |line: usize| Source {
-        file: file.to_owned(),
-        line: document.first_line + line.max(1) - 1,
+    let object_ref = match &parsed {
+        Ok(object) => object.object_ref(),
+        Err(_) => target.object_ref(),
     };
+    let mut suggested = Vec::new();
+    for path in unknown_paths {
+        let (message, suggestion) = unknown_field_message(target.kind, &path);
+        suggested.extend(suggestion);
+        result.findings.push(Finding::new(
+            Code::UnknownField,
+            Some(object_ref.clone()),
+            target.source_at(&path),
+            message,
+        ));
+    }
     match parsed {
-        Ok((object, unknown_paths)) => {
-            let object_ref = object.object_ref();
-            for path in unknown_paths {
-                let line = find_key_line(document.text, &path).unwrap_or(1);
-                let message = unknown_field_message(kind, &path);
-                result.findings.push(Finding::new(
-                    Code::UnknownField,
-                    Some(object_ref.clone()),
-                    at_doc_line(line),
-                    message,
-                ));
-            }
-            for problem in crate::validate::check_object(&object) {
-                let line = find_key_line(document.text, &problem.path).unwrap_or(1);
+        Ok(object) => {
+            let problems = crate::validate::check_object(&object).into_iter().chain(
+                crate::schema::check_schema(target.kind, target.api_version, target.value),
+            );
+            for problem in problems {
                 result.findings.push(Finding::new(
                     problem.code,
                     Some(object_ref.clone()),
-                    at_doc_line(line),
+                    target.source_at(&problem.path),
                     problem.message,
                 ));
             }
             result.objects.push(LoadedObject {
                 object,
-                source: at_doc_line(first_content_line(document.text)),
+                source: target.source_at(&[]),
+                layout: Some(target.layout.clone()),
             });
         }
         Err(error) => {
             let message = strip_location(&error.to_string());
-            let line = error.line().unwrap_or(1);
+            if explained_by_typo(&message, &suggested) {
+                return;
+            }
+            let source = Source {
+                file: target.file.to_owned(),
+                line: error
+                    .line()
+                    .map_or_else(|| target.first_line(), |line| target.layout.file_line(line)),
+            };
             let finding = Finding::new(
                 classify_schema_error(&message),
-                Some(header_ref(kind, meta)),
-                at_doc_line(line),
+                Some(object_ref),
+                source,
                 message,
             );
             result.findings.push(finding);
         }
     }
+}
+
+/// Whether a "missing field `x`" error is the other half of an unknown field that was
+/// reported with the hint "did you mean x" (e.g. `sepc:` written for `spec:`).
+fn explained_by_typo(message: &str, suggested: &[&str]) -> bool {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+        .is_some_and(|field| suggested.contains(&field))
 }
 
 /// Line information for the two deserializer error types we use.
@@ -344,7 +434,8 @@ impl ErrorLocation for serde_yaml::Error {
     }
 }
 
-fn unknown_field_message(kind: Kind, path: &[Segment]) -> String {
+/// The message for an unknown field, and the field it probably meant.
+fn unknown_field_message(kind: Kind, path: &[Segment]) -> (String, Option<&'static str>) {
     let (field, parent) = match path.split_last() {
         Some((Segment::Key(field), parent)) => (field.as_str(), parent),
         _ => ("?", path),
@@ -354,18 +445,12 @@ fn unknown_field_message(kind: Kind, path: &[Segment]) -> String {
     } else {
         display_path(parent)
     };
-    let hint = Object::known_fields(kind, parent)
-        .and_then(|fields| closest(field, fields))
+    let suggestion = Object::known_fields(kind, parent).and_then(|fields| closest(field, fields));
+    let hint = suggestion
         .map(|suggestion| format!("; did you mean \"{suggestion}\"?"))
         .unwrap_or_default();
-    format!("unknown field \"{field}\" in {location} of {kind}{hint}")
-}
-
-/// 1-based line of the first line that is neither blank nor a comment.
-fn first_content_line(text: &str) -> usize {
-    text.lines()
-        .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .map_or(1, |i| i + 1)
+    let message = format!("unknown field \"{field}\" in {location} of {kind}{hint}");
+    (message, suggestion)
 }
 
 /// Maps serde's error wording to a finding code.
@@ -387,31 +472,6 @@ fn strip_location(message: &str) -> String {
         Some(index) if message[index..].contains(" column ") => message[..index].to_owned(),
         _ => message.to_owned(),
     }
-}
-
-/// Best-effort 1-based line (within the document) of the key at the end of `path`: follows
-/// each mapping key in order, each one found below the previous.
-fn find_key_line(text: &str, path: &[Segment]) -> Option<usize> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut from = 0;
-    let mut found = None;
-    for segment in path {
-        let Segment::Key(key) = segment else { continue };
-        let index = (from..lines.len()).find(|&i| line_has_key(lines[i], key))?;
-        found = Some(index + 1);
-        from = index + 1;
-    }
-    found
-}
-
-fn line_has_key(line: &str, key: &str) -> bool {
-    let body = line.trim_start().trim_start_matches("- ").trim_start();
-    let body = body.trim_start_matches(['"', '\'']);
-    body.strip_prefix(key).is_some_and(|rest| {
-        rest.trim_start_matches(['"', '\''])
-            .trim_start()
-            .starts_with(':')
-    })
 }
 
 /// File names read from directories.

@@ -270,4 +270,18 @@ pub struct LoadedObject {
     pub object: Object,
     /// Its file and line.
     pub source: Source,
+    /// Its text, to place findings on the line of a field (`None`: not loaded from text).
+    pub layout: Option<crate::locate::Layout>,
+}
+
+impl LoadedObject {
+    /// The file and line of the field at `path` in the object (its first line if unknown).
+    #[must_use]
+    pub fn source_at(&self, path: &[crate::suggest::Segment]) -> Source {
+        let line = self.layout.as_ref().and_then(|l| l.line_of(path));
+        Source {
+            file: self.source.file.clone(),
+            line: line.unwrap_or(self.source.line),
+        }
+    }
 }

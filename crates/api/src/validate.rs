@@ -1,9 +1,11 @@
 //! Per-object checks that the schema types cannot express: port ranges, CIDRs, label
-//! selectors, enum-like strings of `k8s-openapi` types, and field combinations. Each problem
-//! carries the path of the offending field so the loader can point at its line.
+//! selectors and enum-like strings of `k8s-openapi` types, and field combinations. Each problem
+//! carries the path of the offending field so the loader can point at its line. The plain
+//! bounds of the Istio and Gateway API CRDs (ranges, sizes, lengths, patterns) are data in
+//! [`crate::constraints`], applied by [`crate::schema`].
 
 use crate::finding::Code;
-use crate::istio::{AuthorizationPolicy, PeerAuthentication, ServiceEntry, WorkloadSelector};
+use crate::istio::{AuthorizationPolicy, ServiceEntry, WorkloadSelector};
 use crate::object::Object;
 use crate::suggest::Segment;
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Service};
@@ -226,26 +228,11 @@ pub fn check_object(object: &Object) -> Vec<Problem> {
             }
         }
         Object::AuthorizationPolicy(policy) => check_authorization_policy(policy, &mut problems),
-        Object::PeerAuthentication(peer) => check_peer_authentication(peer, &mut problems),
+        Object::PeerAuthentication(peer) => {
+            check_workload_selector(peer.spec.selector.as_ref(), &mut problems);
+        }
         Object::ServiceEntry(entry) => check_service_entry(entry, &mut problems),
-        Object::WorkloadEntry(entry) => {
-            for (name, port) in entry.spec.ports.iter().flatten() {
-                problems.port(i64::from(*port), path!("spec", "ports", name.as_str()));
-            }
-        }
-        Object::Gateway(gateway) => {
-            for (i, listener) in gateway.spec.listeners.iter().enumerate() {
-                problems.port(
-                    i64::from(listener.port),
-                    path!("spec", "listeners", i, "port"),
-                );
-            }
-        }
-        _ => {
-            for (path, port) in crate::routes::declared_ports(object) {
-                problems.port(i64::from(port), path);
-            }
-        }
+        _ => {}
     }
     problems.0
 }
@@ -407,13 +394,6 @@ fn check_authorization_policy(policy: &AuthorizationPolicy, problems: &mut Probl
     }
 }
 
-fn check_peer_authentication(peer: &PeerAuthentication, problems: &mut Problems) {
-    check_workload_selector(peer.spec.selector.as_ref(), problems);
-    for port in peer.spec.port_level_mtls.iter().flat_map(BTreeMap::keys) {
-        problems.port(i64::from(*port), path!("spec", "portLevelMtls"));
-    }
-}
-
 fn check_service_entry(entry: &ServiceEntry, problems: &mut Problems) {
     let spec = &entry.spec;
     if spec.hosts.is_empty() {
@@ -425,20 +405,6 @@ fn check_service_entry(entry: &ServiceEntry, problems: &mut Problems) {
     }
     for (i, address) in spec.addresses.iter().flatten().enumerate() {
         problems.cidr(address, path!("spec", "addresses", i));
-    }
-    for (i, port) in spec.ports.iter().flatten().enumerate() {
-        problems.port(i64::from(port.number), path!("spec", "ports", i, "number"));
-        if let Some(target) = port.target_port {
-            problems.port(i64::from(target), path!("spec", "ports", i, "targetPort"));
-        }
-    }
-    for (e, endpoint) in spec.endpoints.iter().flatten().enumerate() {
-        for (name, port) in endpoint.ports.iter().flatten() {
-            problems.port(
-                i64::from(*port),
-                path!("spec", "endpoints", e, "ports", name.as_str()),
-            );
-        }
     }
     if spec.endpoints.is_some() && spec.workload_selector.is_some() {
         let message = "endpoints and workloadSelector are mutually exclusive";

@@ -49,6 +49,7 @@ fn loaded(object: Object) -> LoadedObject {
             file: PathBuf::from("generated"),
             line: 1,
         },
+        layout: None,
     }
 }
 

@@ -219,6 +219,7 @@ impl LoopbackConfig {
             .map(|object| LoadedObject {
                 object,
                 source: source.clone(),
+                layout: None,
             })
             .collect();
         Ok(MeshPlan::build(&ConfigSnapshot::new(loaded), options)?)

@@ -6,7 +6,7 @@ use crate::finding::{Code, Finding};
 use crate::gateway::GatewayListeners;
 use crate::object::{Kind, LoadedObject, Object};
 use crate::routes::{RouteRef, RouteView, route_view};
-use crate::suggest::display_path;
+use crate::suggest::{Segment, display_path};
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 const ISTIO_NETWORKING_GROUP: &str = "networking.istio.io";
@@ -16,11 +16,11 @@ pub(super) fn check_routes(context: &Context<'_>, findings: &mut Vec<Finding>) {
         let Some(view) = route_view(&loaded.object) else {
             continue;
         };
-        let mut report = |code: Code, message: String| {
+        let mut report = |code: Code, at: &[Segment], message: String| {
             findings.push(Finding::new(
                 code,
                 Some(loaded.object.object_ref()),
-                loaded.source.clone(),
+                loaded.source_at(at),
                 message,
             ));
         };
@@ -37,7 +37,7 @@ fn check_parents(
     context: &Context<'_>,
     loaded: &LoadedObject,
     view: &RouteView<'_>,
-    report: &mut impl FnMut(Code, String),
+    report: &mut impl FnMut(Code, &[Segment], String),
 ) {
     let namespace = route_namespace(loaded);
     for parent in &view.parents {
@@ -56,6 +56,7 @@ fn check_parents(
                 ) {
                     report(
                         Code::RouteParentNotFound,
+                        &parent.path,
                         format!(
                             "{at}: ListenerSet {parent_namespace}/{} does not exist",
                             parent.name
@@ -70,6 +71,7 @@ fn check_parents(
                 {
                     report(
                         Code::RouteParentNotFound,
+                        &parent.path,
                         format!(
                             "{at}: Service {parent_namespace}/{} does not exist",
                             parent.name
@@ -85,7 +87,7 @@ fn check_parents(
                          istio.io/use-waypoint=<waypoint>",
                         parent.name
                     );
-                    report(Code::RouteNeedsWaypoint, message);
+                    report(Code::RouteNeedsWaypoint, &parent.path, message);
                 }
             }
             (ISTIO_NETWORKING_GROUP, "ServiceEntry") => {
@@ -96,6 +98,7 @@ fn check_parents(
                 ) {
                     report(
                         Code::RouteParentNotFound,
+                        &parent.path,
                         format!(
                             "{at}: ServiceEntry {parent_namespace}/{} does not exist",
                             parent.name
@@ -105,6 +108,7 @@ fn check_parents(
             }
             (group, kind) => report(
                 Code::RouteParentNotFound,
+                &parent.path,
                 format!("{at}: parent kind {kind} ({group}) is not supported"),
             ),
         }
@@ -115,7 +119,7 @@ fn check_gateway_parent(
     context: &Context<'_>,
     loaded: &LoadedObject,
     parent: &RouteRef<'_>,
-    report: &mut impl FnMut(Code, String),
+    report: &mut impl FnMut(Code, &[Segment], String),
 ) {
     let namespace = route_namespace(loaded);
     let parent_namespace = parent.namespace.unwrap_or(namespace);
@@ -127,6 +131,7 @@ fn check_gateway_parent(
     else {
         report(
             Code::RouteParentNotFound,
+            &parent.path,
             format!(
                 "{at}: Gateway {parent_namespace}/{} does not exist",
                 parent.name
@@ -150,6 +155,7 @@ fn check_gateway_parent(
         );
         report(
             Code::RouteParentNotFound,
+            &parent.path,
             format!(
                 "{at}: Gateway {parent_namespace}/{} has no {wanted}",
                 parent.name
@@ -167,7 +173,7 @@ fn check_gateway_parent(
              (listener allowedRoutes.namespaces.from defaults to Same); set it to All or a matching Selector",
             parent.name
         );
-        report(Code::RouteParentNotAllowed, message);
+        report(Code::RouteParentNotAllowed, &parent.path, message);
     }
 }
 
@@ -204,7 +210,7 @@ fn check_backends(
     context: &Context<'_>,
     loaded: &LoadedObject,
     view: &RouteView<'_>,
-    report: &mut impl FnMut(Code, String),
+    report: &mut impl FnMut(Code, &[Segment], String),
 ) {
     let namespace = route_namespace(loaded);
     for backend in &view.backends {
@@ -227,6 +233,7 @@ fn check_backends(
             _ => {
                 report(
                     Code::RouteBackendNotFound,
+                    &backend.path,
                     format!("{at}: backend kind {kind} ({group}) is not supported"),
                 );
                 continue;
@@ -235,6 +242,7 @@ fn check_backends(
         if !exists {
             report(
                 Code::RouteBackendNotFound,
+                &backend.path,
                 format!(
                     "{at}: {kind} {backend_namespace}/{} does not exist",
                     backend.name
@@ -256,7 +264,7 @@ fn check_backends(
                 backend.name,
                 loaded.object.kind()
             );
-            report(Code::RouteCrossNamespaceNoGrant, message);
+            report(Code::RouteCrossNamespaceNoGrant, &backend.path, message);
         }
     }
 }
@@ -267,7 +275,7 @@ fn service_has_port(
     namespace: &str,
     backend: &RouteRef<'_>,
     at: &str,
-    report: &mut impl FnMut(Code, String),
+    report: &mut impl FnMut(Code, &[Segment], String),
 ) -> bool {
     let Some(Object::Service(service)) = context
         .snapshot
@@ -289,7 +297,7 @@ fn service_has_port(
             backend.name,
             listed.join(", ")
         );
-        report(Code::RouteBackendNotFound, message);
+        report(Code::RouteBackendNotFound, &backend.path, message);
     }
     true
 }
