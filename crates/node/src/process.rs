@@ -308,6 +308,7 @@ async fn bind_listeners(
         let Some(addr) = addr else { continue };
         let listener = bind(what, addr).await?;
         *bound = listener.local_addr().ok();
+        node.add_own_listener(&listener);
         background.push(tokio::spawn(weft_telemetry::serve(listener, router)));
     }
     Ok(addrs)

@@ -3,6 +3,11 @@
 //! the two apart (SOCKS5 starts with version 5). The source workload is found by the
 //! connection's source IP; a domain must be a service hostname known to the state.
 //!
+//! Before routing, a request is admitted (see [`super::admission`]): it waits for the
+//! first configuration (SOCKS 1 / HTTP 503 when it does not come in time), the caller must
+//! be a workload of this node and the destination must not be the node itself (SOCKS 2 /
+//! HTTP 403).
+//!
 //! The answer is sent only once the upstream is open, so a client learns about denials
 //! (SOCKS reply 2 / HTTP 403) and unreachable destinations (SOCKS 4-5 / HTTP 502-504).
 
@@ -11,8 +16,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::Node;
 use super::outbound::{OutboundError, OutboundTarget};
+use super::{ForbiddenReason, Node};
+use crate::state::MeshState;
 
 const SOCKS_VERSION: u8 = 5;
 const NO_AUTH: u8 = 0;
@@ -48,11 +54,34 @@ pub enum ExplicitError {
     /// A domain that is not a known service hostname.
     #[error("unknown host {0:?} (only mesh service hostnames are resolved)")]
     UnknownHost(String),
+    /// The first mesh configuration did not arrive in time.
+    #[error("no mesh configuration yet")]
+    NotReady,
+    /// The caller's address is not a workload of this node.
+    #[error("source {0} is not a workload on this node")]
+    UnknownSource(IpAddr),
+    /// The destination is the node itself (see [`ForbiddenReason`]).
+    #[error("destination {destination} is {reason}")]
+    ForbiddenDestination {
+        /// The requested destination.
+        destination: SocketAddr,
+        /// Why it is refused.
+        reason: ForbiddenReason,
+    },
+}
+
+/// A destination as the client named it.
+enum Requested {
+    /// An IP address (SOCKS `ATYP` 1 or 4).
+    Addr(SocketAddr),
+    /// A host name or IP literal (SOCKS domain, HTTP authority) and a port.
+    Name(String, u16),
 }
 
 impl Node {
     /// Serves SOCKS5 and HTTP CONNECT on `listener` until shutdown.
     pub fn serve_explicit(&self, listener: TcpListener) {
+        self.add_own_listener(&listener);
         let stop = self.inner.stop_accepting.clone();
         self.serve_accept_loop(listener, stop, |node, stream, peer| async move {
             if let Err(error) = node.handle_explicit(stream, peer).await {
@@ -83,33 +112,17 @@ impl Node {
         mut stream: TcpStream,
         peer: SocketAddr,
     ) -> Result<(), ExplicitError> {
-        let mut head = [0u8; 2];
-        stream.read_exact(&mut head).await?;
-        let mut methods = vec![0u8; usize::from(head[1])];
-        stream.read_exact(&mut methods).await?;
-        if !methods.contains(&NO_AUTH) {
-            stream
-                .write_all(&[SOCKS_VERSION, NO_ACCEPTABLE_METHOD])
-                .await?;
-            return Err(ExplicitError::Malformed(
-                "client offers no 'no authentication' method".into(),
-            ));
-        }
-        stream.write_all(&[SOCKS_VERSION, NO_AUTH]).await?;
+        negotiate_socks(&mut stream).await?;
         let mut request = [0u8; 4];
         stream.read_exact(&mut request).await?;
         let [version, command, _reserved, atyp] = request;
         if version != SOCKS_VERSION {
             return Err(ExplicitError::Malformed(format!("SOCKS version {version}")));
         }
-        let destination = match self.read_socks_address(&mut stream, atyp).await {
-            Ok(destination) => destination,
+        let requested = match read_socks_address(&mut stream, atyp).await {
+            Ok(requested) => requested,
             Err(error) => {
-                let reply = match &error {
-                    ExplicitError::UnknownHost(_) => Reply::HostUnreachable,
-                    _ => Reply::AddressTypeNotSupported,
-                };
-                send_socks_reply(&mut stream, reply).await?;
+                send_socks_reply(&mut stream, Reply::AddressTypeNotSupported).await?;
                 return Err(error);
             }
         };
@@ -119,6 +132,13 @@ impl Node {
                 "SOCKS command {command} (only CONNECT)"
             )));
         }
+        let destination = match self.admit(peer, requested).await {
+            Ok(destination) => destination,
+            Err(error) => {
+                send_socks_reply(&mut stream, socks_refusal(&error)).await?;
+                return Err(error);
+            }
+        };
         let target = OutboundTarget {
             source: peer,
             destination,
@@ -135,43 +155,42 @@ impl Node {
         Ok(())
     }
 
-    async fn read_socks_address(
+    /// Admits a request from `peer` for `requested`: waits for the first configuration,
+    /// checks the caller, resolves and checks the destination.
+    async fn admit(
         &self,
-        stream: &mut TcpStream,
-        atyp: u8,
+        peer: SocketAddr,
+        requested: Requested,
     ) -> Result<SocketAddr, ExplicitError> {
-        let ip = match atyp {
-            ATYP_IPV4 => {
-                let mut octets = [0u8; 4];
-                stream.read_exact(&mut octets).await?;
-                IpAddr::V4(Ipv4Addr::from(octets))
-            }
-            ATYP_IPV6 => {
-                let mut octets = [0u8; 16];
-                stream.read_exact(&mut octets).await?;
-                IpAddr::V6(Ipv6Addr::from(octets))
-            }
-            ATYP_DOMAIN => {
-                let len = stream.read_u8().await?;
-                let mut name = vec![0u8; usize::from(len)];
-                stream.read_exact(&mut name).await?;
-                let name = String::from_utf8(name)
-                    .map_err(|_| ExplicitError::Malformed("domain is not UTF-8".into()))?;
-                let port = stream.read_u16().await?;
-                return self.resolve_host(&name, port);
-            }
-            other => {
-                return Err(ExplicitError::Malformed(format!(
-                    "SOCKS address type {other}"
-                )));
-            }
+        if !self.await_config("explicit", peer).await {
+            return Err(ExplicitError::NotReady);
+        }
+        let state = self.inner.store.snapshot();
+        if !self.is_local_caller(&state, peer.ip()) {
+            self.inner.counters.explicit_unknown_source.inc();
+            return Err(ExplicitError::UnknownSource(peer.ip()));
+        }
+        let destination = match requested {
+            Requested::Addr(addr) => addr,
+            Requested::Name(host, port) => self.resolve_host(&state, &host, port)?,
         };
-        let port = stream.read_u16().await?;
-        Ok(SocketAddr::new(ip, port))
+        if let Some(reason) = self.forbidden_destination(&state, destination) {
+            self.inner.counters.explicit_forbidden_destination.inc();
+            return Err(ExplicitError::ForbiddenDestination {
+                destination,
+                reason,
+            });
+        }
+        Ok(destination)
     }
 
     /// An IP literal, or a mesh service hostname resolved to its VIP on this network.
-    fn resolve_host(&self, host: &str, port: u16) -> Result<SocketAddr, ExplicitError> {
+    fn resolve_host(
+        &self,
+        state: &MeshState,
+        host: &str,
+        port: u16,
+    ) -> Result<SocketAddr, ExplicitError> {
         let host = host.trim_end_matches('.');
         if let Ok(ip) = host
             .trim_start_matches('[')
@@ -180,7 +199,6 @@ impl Node {
         {
             return Ok(SocketAddr::new(ip, port));
         }
-        let state = self.inner.store.snapshot();
         let network = self.inner.options.network.as_str();
         state
             .services()
@@ -209,14 +227,15 @@ impl Node {
                 return Err(error);
             }
         };
-        let destination = match self.parse_connect(&head) {
+        let admitted = match parse_connect(&head) {
+            Ok(requested) => self.admit(peer, requested).await,
+            Err(error) => Err(error),
+        };
+        let destination = match admitted {
             Ok(destination) => destination,
             Err(error) => {
-                let status = match &error {
-                    ExplicitError::UnknownHost(_) => http_status(502, "Bad Gateway"),
-                    _ => http_status(405, "Method Not Allowed"),
-                };
-                stream.write_all(status.as_bytes()).await?;
+                let (code, text) = http_refusal(&error);
+                stream.write_all(http_status(code, text).as_bytes()).await?;
                 return Err(error);
             }
         };
@@ -240,29 +259,103 @@ impl Node {
         }
         Ok(())
     }
+}
 
-    fn parse_connect(&self, head: &str) -> Result<SocketAddr, ExplicitError> {
-        let line = head.lines().next().unwrap_or_default();
-        let mut parts = line.split_ascii_whitespace();
-        let (Some("CONNECT"), Some(authority), Some(version)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
+/// Method negotiation: the client must offer "no authentication".
+async fn negotiate_socks(stream: &mut TcpStream) -> Result<(), ExplicitError> {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).await?;
+    let mut methods = vec![0u8; usize::from(head[1])];
+    stream.read_exact(&mut methods).await?;
+    if !methods.contains(&NO_AUTH) {
+        stream
+            .write_all(&[SOCKS_VERSION, NO_ACCEPTABLE_METHOD])
+            .await?;
+        return Err(ExplicitError::Malformed(
+            "client offers no 'no authentication' method".into(),
+        ));
+    }
+    stream.write_all(&[SOCKS_VERSION, NO_AUTH]).await?;
+    Ok(())
+}
+
+/// Reads the destination of a SOCKS request (address type `atyp`).
+async fn read_socks_address(stream: &mut TcpStream, atyp: u8) -> Result<Requested, ExplicitError> {
+    let ip = match atyp {
+        ATYP_IPV4 => {
+            let mut octets = [0u8; 4];
+            stream.read_exact(&mut octets).await?;
+            IpAddr::V4(Ipv4Addr::from(octets))
+        }
+        ATYP_IPV6 => {
+            let mut octets = [0u8; 16];
+            stream.read_exact(&mut octets).await?;
+            IpAddr::V6(Ipv6Addr::from(octets))
+        }
+        ATYP_DOMAIN => {
+            let len = stream.read_u8().await?;
+            let mut name = vec![0u8; usize::from(len)];
+            stream.read_exact(&mut name).await?;
+            let name = String::from_utf8(name)
+                .map_err(|_| ExplicitError::Malformed("domain is not UTF-8".into()))?;
+            let port = stream.read_u16().await?;
+            return Ok(Requested::Name(name, port));
+        }
+        other => {
             return Err(ExplicitError::Malformed(format!(
-                "not an HTTP CONNECT request: {line:?}"
-            )));
-        };
-        if !version.starts_with("HTTP/1.") {
-            return Err(ExplicitError::Malformed(format!(
-                "HTTP version {version:?}"
+                "SOCKS address type {other}"
             )));
         }
-        let (host, port) = authority.rsplit_once(':').ok_or_else(|| {
-            ExplicitError::Malformed(format!("authority {authority:?} has no port"))
-        })?;
-        let port = port
-            .parse()
-            .map_err(|_| ExplicitError::Malformed(format!("bad port in {authority:?}")))?;
-        self.resolve_host(host, port)
+    };
+    let port = stream.read_u16().await?;
+    Ok(Requested::Addr(SocketAddr::new(ip, port)))
+}
+
+/// The destination of an HTTP CONNECT request head.
+fn parse_connect(head: &str) -> Result<Requested, ExplicitError> {
+    let line = head.lines().next().unwrap_or_default();
+    let mut parts = line.split_ascii_whitespace();
+    let (Some("CONNECT"), Some(authority), Some(version)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ExplicitError::Malformed(format!(
+            "not an HTTP CONNECT request: {line:?}"
+        )));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err(ExplicitError::Malformed(format!(
+            "HTTP version {version:?}"
+        )));
+    }
+    let (host, port) = authority
+        .rsplit_once(':')
+        .ok_or_else(|| ExplicitError::Malformed(format!("authority {authority:?} has no port")))?;
+    let port = port
+        .parse()
+        .map_err(|_| ExplicitError::Malformed(format!("bad port in {authority:?}")))?;
+    Ok(Requested::Name(host.to_owned(), port))
+}
+
+/// The SOCKS reply refusing a request before routing.
+fn socks_refusal(error: &ExplicitError) -> Reply {
+    match error {
+        ExplicitError::UnknownHost(_) => Reply::HostUnreachable,
+        ExplicitError::UnknownSource(_) | ExplicitError::ForbiddenDestination { .. } => {
+            Reply::NotAllowed
+        }
+        _ => Reply::GeneralFailure,
+    }
+}
+
+/// The HTTP status refusing a request before routing.
+fn http_refusal(error: &ExplicitError) -> (u16, &'static str) {
+    match error {
+        ExplicitError::UnknownHost(_) => (502, "Bad Gateway"),
+        ExplicitError::UnknownSource(_) | ExplicitError::ForbiddenDestination { .. } => {
+            (403, "Forbidden")
+        }
+        ExplicitError::NotReady => (503, "Service Unavailable"),
+        ExplicitError::Io(_) | ExplicitError::Malformed(_) => (405, "Method Not Allowed"),
     }
 }
 

@@ -8,7 +8,8 @@
 //! - 400 when the `:authority` is not a local workload address served by this listener
 //!   (unknown, remote, or another pod's): the request is wrong, retrying cannot help;
 //! - 401 when authorization denies the connection (logged and counted);
-//! - 503 when the workload refuses or does not answer the connection.
+//! - 503 when the workload refuses or does not answer the connection, or when the first
+//!   mesh configuration has not arrived in time (nothing is decided on an empty state).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -253,6 +254,9 @@ impl Node {
         scope: Option<IpAddr>,
         request: InboundRequest,
     ) -> InboundDecision<TcpStream> {
+        if !self.await_config("inbound HBONE", request.peer_addr).await {
+            return InboundDecision::Reject(StatusCode::SERVICE_UNAVAILABLE);
+        }
         let identity = match weft_identity::peer_identity(Some(&request.peer_certificates))
             .map_err(|err| err.to_string())
         {
@@ -319,6 +323,7 @@ impl Node {
 
     /// Serves plaintext inbound connections on `listener` (15006) until shutdown.
     pub fn serve_inbound_plaintext(&self, listener: TcpListener, destination: InboundDestination) {
+        self.add_own_listener(&listener);
         let stop = self.inner.stop_accepting.clone();
         self.serve_plaintext_scoped(listener, destination, None, stop);
     }
@@ -345,6 +350,9 @@ impl Node {
         scope: Option<IpAddr>,
         own: Option<SocketAddr>,
     ) {
+        if !self.await_config("plaintext inbound", peer).await {
+            return;
+        }
         let dst = match destination {
             InboundDestination::Fixed(dst) => dst,
             InboundDestination::OriginalDst => match super::original_dst::original_dst(&stream) {

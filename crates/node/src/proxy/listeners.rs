@@ -269,6 +269,7 @@ impl Node {
     /// Serves the outbound capture listener (15001) until shutdown: each connection goes
     /// to its `SO_ORIGINAL_DST`.
     pub fn serve_outbound(&self, listener: TcpListener) {
+        self.add_own_listener(&listener);
         let stop = self.inner.stop_accepting.clone();
         self.serve_outbound_scoped(listener, stop);
     }
@@ -287,6 +288,9 @@ impl Node {
                     return;
                 }
             };
+            if !node.await_config("outbound", peer).await {
+                return;
+            }
             let target = OutboundTarget {
                 source: peer,
                 destination,

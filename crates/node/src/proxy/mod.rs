@@ -10,8 +10,13 @@
 //! [`Node::serve_inbound_plaintext`] take any bound `TcpListener`, and
 //! [`WorkloadListeners::attach`] takes the sockets a capture component opened inside a pod's
 //! network namespace.
+//!
+//! Every listener that makes a mesh decision fails closed until the first complete
+//! configuration has arrived, and the explicit port serves only local workloads and never
+//! relays to the node itself (see `admission`).
 
 mod admin;
+mod admission;
 mod certs;
 mod connections;
 mod explicit;
@@ -23,7 +28,6 @@ mod pod_network;
 mod xds;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,6 +42,7 @@ use weft_identity::SpiffeId;
 use crate::state::{MeshState, MeshWorkload, StateStore};
 use crate::telemetry::{AccessLogFormat, Metrics};
 
+pub use admission::ForbiddenReason;
 pub use certs::{Certs, CertsError};
 pub use connections::{ConnectionInfo, Direction};
 pub use explicit::ExplicitError;
@@ -75,6 +80,9 @@ pub struct ProxyOptions {
     pub idle_timeout: Option<Duration>,
     /// How long a connection waits for its workload certificate before failing.
     pub cert_wait: Duration,
+    /// How long a connection accepted before the first complete configuration waits for
+    /// it before being refused.
+    pub config_wait: Duration,
     /// Access-log line format.
     pub access_log: AccessLogFormat,
 }
@@ -89,6 +97,7 @@ impl Default for ProxyOptions {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(3600)),
             cert_wait: Duration::from_secs(10),
+            config_wait: Duration::from_secs(5),
             access_log: AccessLogFormat::Text,
         }
     }
@@ -101,6 +110,47 @@ pub(crate) struct ProxyCounters {
     pub(crate) closed_by_policy: Counter,
     /// Malformed or refused requests on the explicit proxy port.
     pub(crate) explicit_refused: Counter,
+    /// Explicit-port callers that are not workloads of this node.
+    pub(crate) explicit_unknown_source: Counter,
+    /// Explicit-port requests for the node's own services or the proxy's ports.
+    pub(crate) explicit_forbidden_destination: Counter,
+    /// Connections refused because the first configuration did not arrive in time.
+    pub(crate) refused_not_ready: Counter,
+}
+
+impl ProxyCounters {
+    fn register(&self, registry: &mut Registry) {
+        let counters = [
+            (
+                "weft_connections_closed_by_policy",
+                "Open connections closed because a policy update denies them",
+                &self.closed_by_policy,
+            ),
+            (
+                "weft_explicit_proxy_refused",
+                "Explicit-proxy (SOCKS5 / HTTP CONNECT) requests refused before routing",
+                &self.explicit_refused,
+            ),
+            (
+                "weft_explicit_proxy_unknown_source",
+                "Explicit-proxy requests refused: the caller is not a workload of this node",
+                &self.explicit_unknown_source,
+            ),
+            (
+                "weft_explicit_proxy_forbidden_destination",
+                "Explicit-proxy requests refused: a proxy port or a host-local address",
+                &self.explicit_forbidden_destination,
+            ),
+            (
+                "weft_connections_refused_not_ready",
+                "Connections refused because the first mesh configuration did not arrive in time",
+                &self.refused_not_ready,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+    }
 }
 
 /// The shared context of a running node proxy. Cheap to clone.
@@ -121,7 +171,10 @@ struct NodeInner {
     listeners: WorkloadListeners,
     /// Per-pod socket creation (in-pod capture); empty in explicit mode.
     pod_networks: PodNetworks,
-    config_loaded: AtomicBool,
+    /// Opened by the first complete configuration; connections wait on it.
+    gate: admission::ConfigGate,
+    /// Listening addresses of this proxy (never an explicit-port destination).
+    own_listeners: admission::OwnListeners,
     /// Cancelled on shutdown: listeners stop accepting.
     stop_accepting: CancellationToken,
     /// Cancelled when the drain deadline passes: open connections are cut.
@@ -150,16 +203,7 @@ impl Node {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         let counters = ProxyCounters::default();
-        registry.register(
-            "weft_connections_closed_by_policy",
-            "Open connections closed because a policy update denies them",
-            counters.closed_by_policy.clone(),
-        );
-        registry.register(
-            "weft_explicit_proxy_refused",
-            "Explicit-proxy (SOCKS5 / HTTP CONNECT) requests refused before routing",
-            counters.explicit_refused.clone(),
-        );
+        counters.register(&mut registry);
         admin::register_process_metrics(&mut registry);
         let pool = Pool::new(options.pool.clone());
         let inner = Arc::new_cyclic(|weak| NodeInner {
@@ -173,7 +217,8 @@ impl Node {
             registry: Arc::new(Mutex::new(registry)),
             connections: Arc::default(),
             pod_networks: PodNetworks::default(),
-            config_loaded: AtomicBool::new(false),
+            gate: admission::ConfigGate::new(),
+            own_listeners: admission::OwnListeners::default(),
             stop_accepting: CancellationToken::new(),
             kill: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -224,18 +269,13 @@ impl Node {
         self.inner.connections.list()
     }
 
-    /// Marks the mesh configuration as loaded (readiness needs it).
-    pub fn set_config_loaded(&self) {
-        self.inner.config_loaded.store(true, Ordering::Release);
-    }
-
     /// Whether the proxy is ready: configuration loaded and a valid certificate for every
     /// local workload. The error says what is missing.
     ///
     /// # Errors
     /// A human-readable reason when not ready.
     pub fn readiness(&self) -> Result<(), String> {
-        if !self.inner.config_loaded.load(Ordering::Acquire) {
+        if !self.config_loaded() {
             return Err("mesh configuration not loaded yet".into());
         }
         let state = self.inner.store.snapshot();

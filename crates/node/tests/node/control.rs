@@ -8,8 +8,7 @@ use std::sync::mpsc as std_mpsc;
 
 use prometheus_client::registry::Registry;
 use tokio_stream::wrappers::TcpListenerStream;
-use weft_identity::{CertManagerConfig, LocalCaProvider};
-use weft_node::process::{NodeConfig, RunningNode, StateSource, XdsSource};
+use weft_node::process::RunningNode;
 use weft_proto::security::{Action, Authorization};
 use weft_proto::workload::{Address, Service, Workload, address};
 use weft_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, pack_any};
@@ -129,20 +128,7 @@ async fn xds_node(
     name: &str,
     ip: std::net::Ipv4Addr,
 ) -> RunningNode {
-    start_with(NodeConfig {
-        options: options(name),
-        listen: listen_on(ip),
-        state: StateSource::Xds(XdsSource {
-            channel: cp.channel(),
-            token: None,
-            cluster_id: None,
-        }),
-        ca: Arc::new(LocalCaProvider::new(Arc::clone(ca))),
-        trust: trust(ca),
-        certs: CertManagerConfig::default(),
-        log_control: None,
-    })
-    .await
+    start_with(node_config(ca, name, ip, xds_source(cp.channel()))).await
 }
 
 #[tokio::test]
@@ -223,4 +209,34 @@ async fn xds_state_nacks_bad_resources_survives_control_plane_outage_and_resyncs
         matches!(read, Ok(0) | Err(_)),
         "open connection closed by the resynced policy"
     );
+}
+
+#[tokio::test]
+async fn a_request_made_before_the_first_configuration_is_served_once_it_arrives() {
+    let net = Net::next();
+    let ca = test_ca();
+    let (workloads, services) = TwoNodes::resources(net);
+    let _echo = echo_server(net.echo_addr()).await;
+    // The control plane's address, taken now; it starts listening only later.
+    let cp_addr = std::net::TcpListener::bind((net.node(1), 0))
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{cp_addr}"))
+        .unwrap()
+        .connect_lazy();
+    let mut config = node_config(&ca, "node-a", net.node(2), xds_source(channel));
+    config.options.config_wait = WAIT;
+    let a = weft_node::process::run(config)
+        .await
+        .expect("node proxy starts");
+    // Accepted and greeted before there is any control plane, then the request.
+    let mut stream = connect_from(net.workload(1), a.addrs.explicit.unwrap()).await;
+    socks_greet(&mut stream).await;
+    socks_request(&mut stream, net.vip_addr()).await;
+
+    let cp = ControlPlane::start(cp_addr, &workloads, &services, &[]);
+    let _b = xds_node(&ca, &cp, "node-b", net.node(3)).await;
+    let code = read_socks_reply(&mut stream).await;
+    assert_eq!(code, 0, "the request waited for the configuration");
+    assert_eq!(ping(&mut stream, b"late").await, b"late");
 }

@@ -1,8 +1,6 @@
 //! Bytes through SOCKS5 / HTTP CONNECT -> HBONE -> inbound -> workload and back, identity
 //! on the server side, telemetry, passthrough.
 
-use std::net::{IpAddr, SocketAddr};
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
@@ -181,7 +179,7 @@ async fn server_side_sees_client_identity_in_connections_metrics_and_access_log(
 #[tokio::test]
 async fn destination_outside_the_mesh_is_passed_through_as_plain_tcp() {
     let mesh = TwoNodes::start(&[]).await;
-    let outside = SocketAddr::new(IpAddr::V4(mesh.net.node(9)), 7000);
+    let outside = mesh.net.plain_addr(7000);
     let _echo = echo_server(outside).await;
     let (code, mut stream) = mesh.socks(outside).await;
     assert_eq!(code, 0);
@@ -192,7 +190,7 @@ async fn destination_outside_the_mesh_is_passed_through_as_plain_tcp() {
         "no tunnel for a non-mesh destination"
     );
 
-    let closed = SocketAddr::new(IpAddr::V4(mesh.net.node(9)), 7001);
+    let closed = mesh.net.plain_addr(7001);
     let (code, _) = mesh.socks(closed).await;
     assert_eq!(code, 5, "refused destination -> SOCKS connection refused");
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use weft_identity::{CertManagerConfig, CertificateAuthority, LocalCaProvider, TrustBundle};
-use weft_node::process::{ListenAddrs, NodeConfig, RunningNode, StateSource, run};
+use weft_node::process::{ListenAddrs, NodeConfig, RunningNode, StateSource, XdsSource, run};
 use weft_node::proxy::ProxyOptions;
 use weft_proto::security::{self, Authorization};
 use weft_proto::workload::{self, NetworkAddress, Port, PortList, Service, Workload};
@@ -182,6 +182,45 @@ pub fn options(node: &str) -> ProxyOptions {
     }
 }
 
+/// The settings of node proxy `node` on `ip` (every listener on a free port), its state
+/// from `state`, its certificates from `ca`.
+pub fn node_config(
+    ca: &Arc<CertificateAuthority>,
+    node: &str,
+    ip: Ipv4Addr,
+    state: StateSource,
+) -> NodeConfig {
+    NodeConfig {
+        options: options(node),
+        listen: listen_on(ip),
+        state,
+        ca: Arc::new(LocalCaProvider::new(Arc::clone(ca))),
+        trust: trust(ca),
+        certs: CertManagerConfig::default(),
+        log_control: None,
+    }
+}
+
+/// Delta xDS state over `channel`, no token, no cluster id.
+pub fn xds_source(channel: tonic::transport::Channel) -> StateSource {
+    StateSource::Xds(XdsSource {
+        channel,
+        token: None,
+        cluster_id: None,
+    })
+}
+
+/// A control plane that never answers: a socket on `ip` whose connections are never
+/// accepted. A node fed from it never gets its first configuration (while it is alive).
+pub fn silent_control_plane(ip: Ipv4Addr) -> (std::net::TcpListener, StateSource) {
+    let listener = std::net::TcpListener::bind((ip, 0)).expect("bind silent control plane");
+    let addr = listener.local_addr().unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    (listener, xds_source(channel))
+}
+
 /// Starts a node proxy from a local config file, signed by `ca`, and waits until ready.
 pub async fn start_node(
     ca: &Arc<CertificateAuthority>,
@@ -189,16 +228,7 @@ pub async fn start_node(
     ip: Ipv4Addr,
     config: PathBuf,
 ) -> RunningNode {
-    start_with(NodeConfig {
-        options: options(node),
-        listen: listen_on(ip),
-        state: StateSource::LocalFile(config),
-        ca: Arc::new(LocalCaProvider::new(Arc::clone(ca))),
-        trust: trust(ca),
-        certs: CertManagerConfig::default(),
-        log_control: None,
-    })
-    .await
+    start_with(node_config(ca, node, ip, StateSource::LocalFile(config))).await
 }
 
 pub async fn start_with(config: NodeConfig) -> RunningNode {
@@ -267,10 +297,22 @@ pub async fn socks_connect(
     dst: SocketAddr,
 ) -> (u8, TcpStream) {
     let mut stream = connect_from(source, proxy).await;
+    socks_greet(&mut stream).await;
+    socks_request(&mut stream, dst).await;
+    let code = read_socks_reply(&mut stream).await;
+    (code, stream)
+}
+
+/// SOCKS5 method negotiation ("no authentication"); returns once the proxy answered.
+pub async fn socks_greet(stream: &mut TcpStream) {
     stream.write_all(&[5, 1, 0]).await.unwrap();
     let mut method = [0u8; 2];
     stream.read_exact(&mut method).await.unwrap();
     assert_eq!(method, [5, 0]);
+}
+
+/// Sends a SOCKS5 CONNECT request for `dst` (read the answer with [`read_socks_reply`]).
+pub async fn socks_request(stream: &mut TcpStream, dst: SocketAddr) {
     let mut request = vec![5, 1, 0];
     match dst.ip() {
         IpAddr::V4(ip) => {
@@ -284,8 +326,6 @@ pub async fn socks_connect(
     }
     request.extend_from_slice(&dst.port().to_be_bytes());
     stream.write_all(&request).await.unwrap();
-    let code = read_socks_reply(&mut stream).await;
-    (code, stream)
 }
 
 /// SOCKS5 CONNECT by domain name.
@@ -296,9 +336,7 @@ pub async fn socks_connect_domain(
     port: u16,
 ) -> (u8, TcpStream) {
     let mut stream = connect_from(source, proxy).await;
-    stream.write_all(&[5, 1, 0]).await.unwrap();
-    let mut method = [0u8; 2];
-    stream.read_exact(&mut method).await.unwrap();
+    socks_greet(&mut stream).await;
     let mut request = vec![5, 1, 0, 3, u8::try_from(host.len()).unwrap()];
     request.extend_from_slice(host.as_bytes());
     request.extend_from_slice(&port.to_be_bytes());
@@ -307,7 +345,8 @@ pub async fn socks_connect_domain(
     (code, stream)
 }
 
-async fn read_socks_reply(stream: &mut TcpStream) -> u8 {
+/// The reply code of a SOCKS5 request.
+pub async fn read_socks_reply(stream: &mut TcpStream) -> u8 {
     let mut reply = [0u8; 10];
     tokio::time::timeout(WAIT, stream.read_exact(&mut reply))
         .await
@@ -445,18 +484,14 @@ impl TwoNodes {
         let (workloads, services) = Self::resources(net);
         let config = write_config(&dir, &workloads, &services, policies);
         let echo = echo_server(net.echo_addr()).await;
-        let mut a_options = options("node-a");
-        tweak(&mut a_options);
-        let a = start_with(NodeConfig {
-            options: a_options,
-            listen: listen_on(net.node(2)),
-            state: StateSource::LocalFile(config.clone()),
-            ca: Arc::new(LocalCaProvider::new(Arc::clone(&ca))),
-            trust: trust(&ca),
-            certs: CertManagerConfig::default(),
-            log_control: None,
-        })
-        .await;
+        let mut a_config = node_config(
+            &ca,
+            "node-a",
+            net.node(2),
+            StateSource::LocalFile(config.clone()),
+        );
+        tweak(&mut a_config.options);
+        let a = start_with(a_config).await;
         let b = start_node(&ca, "node-b", net.node(3), config).await;
         Self {
             net,
@@ -468,6 +503,8 @@ impl TwoNodes {
         }
     }
 
+    /// `client-1`, `echo-1` (behind service `echo`) and `plain-1`, a workload on node-b
+    /// outside the mesh (no HBONE) at `127.<n>.1.3`.
     pub fn resources(net: Net) -> (Vec<Workload>, Vec<Service>) {
         let client = workload("client-1", "default", "sleep", net.workload(1), "node-a");
         let server = with_service(
@@ -476,8 +513,12 @@ impl TwoNodes {
             80,
             8080,
         );
+        let plain = Workload {
+            tunnel_protocol: workload::TunnelProtocol::None as i32,
+            ..workload("plain-1", "legacy", "default", net.workload(3), "node-b")
+        };
         (
-            vec![client, server],
+            vec![client, server, plain],
             vec![service("echo", "default", net.vip(1), 80, 8080)],
         )
     }
@@ -499,5 +540,9 @@ impl Net {
     }
     pub fn vip_addr(self) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(self.vip(1)), 80)
+    }
+    /// `plain-1` (outside the mesh) on `port`.
+    pub fn plain_addr(self, port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.workload(3)), port)
     }
 }

@@ -4,6 +4,7 @@
 
 mod control;
 mod datapath;
+mod guard;
 mod harness;
 mod policy;
 mod tunnel;

@@ -1,0 +1,146 @@
+//! Who may use the explicit port, when, and to reach what: nothing is relayed before the
+//! first configuration, only local workloads may call, and the node's own loopback
+//! services and the proxy's ports are never a destination.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use std::net::TcpListener;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use weft_node::process::run;
+
+use crate::datapath::metric_line;
+use crate::harness::*;
+
+const SOCKS_GENERAL_FAILURE: u8 = 1;
+const SOCKS_NOT_ALLOWED: u8 = 2;
+
+/// HTTP CONNECT to `dst` through `proxy` from `source`; returns the status line.
+async fn http_connect(source: Ipv4Addr, proxy: SocketAddr, dst: SocketAddr) -> String {
+    let mut stream = connect_from(source, proxy).await;
+    let request = format!("CONNECT {dst} HTTP/1.1\r\nHost: {dst}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n") {
+        let byte = tokio::time::timeout(WAIT, stream.read_u8())
+            .await
+            .expect("HTTP answer in time")
+            .expect("HTTP answer");
+        answer.push(byte);
+    }
+    String::from_utf8_lossy(&answer).trim_end().to_owned()
+}
+
+/// A listener standing for a destination; [`was_dialled`] asks the kernel whether
+/// anything connected to it.
+fn listen_target(addr: SocketAddr) -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind(addr).expect("bind target");
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
+/// Whether a connection to `target` is waiting to be accepted. The proxy answers only
+/// once the upstream is open, so after its answer this is exact.
+fn was_dialled(target: &TcpListener) -> bool {
+    match target.accept() {
+        Ok(_) => true,
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(error) => panic!("accept: {error}"),
+    }
+}
+
+#[tokio::test]
+async fn explicit_port_relays_nothing_before_the_first_configuration() {
+    let net = Net::next();
+    let ca = test_ca();
+    let (_silent, state) = silent_control_plane(net.node(1));
+    let mut config = node_config(&ca, "node-a", net.node(2), state);
+    config.options.config_wait = Duration::from_millis(200);
+    let node = run(config).await.expect("node proxy starts");
+    let explicit = node.addrs.explicit.unwrap();
+    let (target, dst) = listen_target(net.plain_addr(0));
+
+    let (code, _) = socks_connect(net.workload(1), explicit, dst).await;
+    assert_eq!(
+        code, SOCKS_GENERAL_FAILURE,
+        "SOCKS before any configuration"
+    );
+    let status = http_connect(net.workload(1), explicit, dst).await;
+    assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+    assert!(!was_dialled(&target), "the destination must not be reached");
+
+    let (_, metrics) = page(node.addrs.metrics, "/metrics").await;
+    let refused = metric_line(&metrics, "weft_connections_refused_not_ready_total", "");
+    assert!(refused.ends_with(" 2"), "{refused}");
+}
+
+#[tokio::test]
+async fn explicit_port_serves_only_workloads_of_this_node() {
+    let mesh = TwoNodes::start(&[]).await;
+    let explicit = mesh.a.addrs.explicit.unwrap();
+    let (target, dst) = listen_target(mesh.net.plain_addr(0));
+
+    let (code, mut stream) = socks_connect(mesh.net.workload(1), explicit, dst).await;
+    assert_eq!(
+        code, 0,
+        "a local workload may reach a workload outside the mesh"
+    );
+    assert!(was_dialled(&target));
+    stream.shutdown().await.unwrap();
+
+    // 127.<n>.1.7 is no workload; echo-1 is a workload, but on node-b.
+    for stranger in [mesh.net.workload(7), mesh.net.workload(2)] {
+        let (code, _) = socks_connect(stranger, explicit, dst).await;
+        assert_eq!(code, SOCKS_NOT_ALLOWED, "SOCKS from {stranger}");
+        let status = http_connect(stranger, explicit, dst).await;
+        assert!(status.starts_with("HTTP/1.1 403"), "{stranger}: {status}");
+    }
+    assert!(
+        !was_dialled(&target),
+        "a stranger's destination is not dialled"
+    );
+
+    let (_, metrics) = page(mesh.a.addrs.metrics, "/metrics").await;
+    let refused = metric_line(&metrics, "weft_explicit_proxy_unknown_source_total", "");
+    assert!(refused.ends_with(" 4"), "{refused}");
+}
+
+#[tokio::test]
+async fn explicit_port_never_reaches_loopback_services_or_proxy_ports() {
+    let mesh = TwoNodes::start(&[]).await;
+    let explicit = mesh.a.addrs.explicit.unwrap();
+    let client = mesh.net.workload(1);
+    // A control plane's admin port on the node's loopback network.
+    let (control_admin, control_admin_addr) =
+        listen_target(SocketAddr::new(IpAddr::V4(mesh.net.node(1)), 15014));
+    let echo_hbone = SocketAddr::new(IpAddr::V4(mesh.net.workload(2)), HBONE_PORT);
+    let forbidden = [
+        control_admin_addr,
+        mesh.a.addrs.admin.unwrap(),
+        mesh.b.addrs.metrics.unwrap(),
+        echo_hbone,
+        "[::1]:15000".parse().unwrap(),
+        "[::ffff:127.0.0.1]:15000".parse().unwrap(),
+        "169.254.169.254:80".parse().unwrap(),
+    ];
+    for dst in forbidden {
+        let (code, _) = socks_connect(client, explicit, dst).await;
+        assert_eq!(code, SOCKS_NOT_ALLOWED, "SOCKS to {dst}");
+        let status = http_connect(client, explicit, dst).await;
+        assert!(status.starts_with("HTTP/1.1 403"), "{dst}: {status}");
+    }
+    assert!(!was_dialled(&control_admin), "control plane admin reached");
+
+    let (code, mut stream) = mesh.socks_vip().await;
+    assert_eq!(code, 0, "mesh addresses on loopback stay reachable");
+    assert_eq!(ping(&mut stream, b"still").await, b"still");
+    let (_, metrics) = page(mesh.a.addrs.metrics, "/metrics").await;
+    let refused = metric_line(
+        &metrics,
+        "weft_explicit_proxy_forbidden_destination_total",
+        "",
+    );
+    assert!(refused.ends_with(" 14"), "{refused}");
+}
