@@ -1,5 +1,5 @@
-//! "Done when": a client written against the wire spec alone (Istio CA API, §4 of
-//! istio-wire.md) using only the generated gRPC stubs, rcgen and rustls — no weft-identity
+//! "Done when": a client written against the wire protocol alone (Istio CA API, see
+//! docs/wire.md) using only the generated gRPC stubs, rcgen and rustls — no weft-identity
 //! code — gets a certificate for a workload on its node and is refused for any other.
 
 mod common;

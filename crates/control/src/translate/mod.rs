@@ -9,7 +9,7 @@
 //! - [`Translator`] keeps the last output plus an index from config objects to the resources
 //!   that depend on them, so [`Translator::apply_change`] re-translates only those.
 //!
-//! Naming and choices (beyond `specs/istio-wire.md`):
+//! Naming and choices (beyond `docs/wire.md`):
 //! - Workload uids: `<cluster>//Pod/<ns>/<name>`,
 //!   `<cluster>/networking.istio.io/WorkloadEntry/<ns>/<name>`, and for a ServiceEntry's
 //!   inline endpoints `<cluster>/networking.istio.io/ServiceEntry/<ns>/<entry>/<address>`

@@ -2,7 +2,7 @@
 //! is expressed as "deny connections that carry no peer principal" (`notPrincipals: [presence]`),
 //! restricted to or excepting ports where `portLevelMtls` says otherwise.
 //!
-//! Each workload's effective mode is resolved here with the precedence of `specs/policy.md`
+//! Each workload's effective mode is resolved here with the precedence of `docs/policy.md`
 //! (workload selector > namespace > root namespace; a port entry overrides its level's mode;
 //! DISABLE counts as PERMISSIVE). Distinct results become shared policies in the root
 //! namespace (`weft-mtls-strict[-except-<ports>|-only-<ports>]`, WORKLOAD_SELECTOR scope) and

@@ -330,7 +330,7 @@ fn endpoint_facts<'a>(
     facts
 }
 
-/// Canonical service and revision (`specs/telemetry.md`).
+/// Canonical service and revision (`docs/telemetry.md`).
 fn canonical(labels: &BTreeMap<String, String>, workload_name: &str) -> (String, String) {
     let first = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k)).cloned();
     let name = first(&[

@@ -1,4 +1,4 @@
-//! A delta ADS client written against the wire spec alone (istio-wire.md §1): the generated
+//! A delta ADS client written against the wire protocol alone (docs/wire.md): the generated
 //! `envoy.service.discovery.v3` stubs over a tonic channel with TLS, trusting only the mesh
 //! root and checking the control plane's DNS SAN. No weft-xds code.
 
@@ -45,7 +45,7 @@ pub async fn tls_channel(
         .await
 }
 
-/// Wraps `message` with the caller metadata of §1: bearer token (when given) and cluster id.
+/// Wraps `message` with the caller metadata of docs/wire.md: bearer token (if given), cluster id.
 ///
 /// # Panics
 /// If the token is not a valid header value (tests pass ASCII tokens).

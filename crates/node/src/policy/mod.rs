@@ -1,5 +1,5 @@
 //! L4 authorization: the facts of one connection evaluated against the policies that apply
-//! to its destination workload, with the semantics of `specs/policy.md`:
+//! to its destination workload, with the semantics of `docs/policy.md`:
 //! any matching DENY denies; else no ALLOW policy allows; else a matching ALLOW allows;
 //! else deny. An ALLOW policy with zero rules therefore denies everything (allow-nothing).
 //! Dry-run policies are evaluated into [`Decision::dry_run`] and never enforced.

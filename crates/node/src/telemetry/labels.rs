@@ -80,7 +80,7 @@ impl EncodeLabelValue for SecurityPolicy {
     }
 }
 
-/// Labels of `istio_tcp_*` metrics (names and order as in `specs/telemetry.md`).
+/// Labels of `istio_tcp_*` metrics (names and order as in `docs/telemetry.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ConnectionLabels {
     pub reporter: Reporter,
