@@ -72,12 +72,6 @@ impl HboneStream {
         &self.peer
     }
 
-    /// A cheap shared handle to the peer's certificate chain.
-    #[must_use]
-    pub fn peer_certificates_shared(&self) -> PeerCertificates {
-        Arc::clone(&self.peer)
-    }
-
     /// Receives the next chunk exactly as h2 delivered it (no copy) and returns its
     /// flow-control capacity to the peer. `None` means the peer ended its half.
     pub fn poll_recv_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {

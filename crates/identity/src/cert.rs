@@ -144,11 +144,6 @@ impl WorkloadCert {
         &self.serial
     }
 
-    /// True while `now` is inside the validity window.
-    pub fn is_valid_at(&self, now: SystemTime) -> bool {
-        self.not_before <= now && now < self.not_after
-    }
-
     /// Total lifetime (`not_after - not_before`).
     pub fn lifetime(&self) -> Duration {
         self.not_after

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::Channel;
 use weft_proto::ca::IstioCertificateRequest;
 use weft_proto::ca::istio_certificate_service_client::IstioCertificateServiceClient;
 
@@ -170,23 +170,15 @@ impl GrpcCaClient {
             endpoint: config.endpoint.clone(),
             reason,
         };
-        let provider = crate::tls::crypto_provider();
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            config.trust.root_store().clone(),
-            provider,
+        let channel = crate::tls::control_plane_endpoint(
+            &config.endpoint,
+            &config.server_name,
+            &config.trust,
         )
-        .build()
-        .map_err(|err| invalid(err.to_string()))?;
-        let channel = Endpoint::from_shared(config.endpoint.clone())
-            .map_err(|err| invalid(err.to_string()))?
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .tls_config_with_verifier(
-                ClientTlsConfig::new().domain_name(config.server_name.clone()),
-                verifier,
-            )
-            .map_err(|err| invalid(err.to_string()))?
-            .connect_lazy();
+        .map_err(invalid)?
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout)
+        .connect_lazy();
         Ok(Self {
             client: IstioCertificateServiceClient::new(channel),
             config,

@@ -321,22 +321,27 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Client config for talking to the control plane (CA, xDS): verifies the server's chain
-/// against `trust` and its DNS name (the name passed to the connector), TLS 1.3 only, ALPN h2,
-/// no client certificate (callers authenticate with a bearer token).
-pub fn control_plane_client_config(
+/// A gRPC endpoint of the control plane's secure port (CA and xDS) at `endpoint`
+/// (`https://host:port`): its serving chain must lead to a root of `trust` and carry the DNS
+/// name `server_name`. No client certificate: callers authenticate with a bearer token.
+/// Timeouts and the connection mode are the caller's (a CA call and an xDS stream differ).
+///
+/// # Errors
+/// When `endpoint` is not a URI, or `trust` has no usable root; the text says which.
+pub fn control_plane_endpoint(
+    endpoint: &str,
+    server_name: &str,
     trust: &TrustBundle,
-) -> Result<Arc<ClientConfig>, TlsConfigError> {
-    let provider = crypto_provider();
+) -> Result<tonic::transport::Endpoint, String> {
     let verifier =
-        WebPkiServerVerifier::builder_with_provider(trust.root_store().clone(), provider.clone())
+        WebPkiServerVerifier::builder_with_provider(trust.root_store().clone(), crypto_provider())
             .build()
-            .map_err(|err| TlsConfigError::Verifier(err.to_string()))?;
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(TlsConfigError::Protocol)?
-        .with_webpki_verifier(verifier)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    Ok(Arc::new(config))
+            .map_err(|err| format!("trust bundle has no usable root: {err}"))?;
+    tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|err| err.to_string())?
+        .tls_config_with_verifier(
+            tonic::transport::ClientTlsConfig::new().domain_name(server_name.to_owned()),
+            verifier,
+        )
+        .map_err(|err| err.to_string())
 }

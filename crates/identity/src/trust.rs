@@ -79,17 +79,6 @@ impl TrustBundle {
         Self::build(self.trust_domains.to_vec(), roots)
     }
 
-    /// A copy of this bundle that also accepts SPIFFE ids of `trust_domain` (an alias).
-    #[must_use]
-    pub fn with_trust_domain(&self, trust_domain: impl Into<String>) -> Self {
-        let mut domains = self.trust_domains.to_vec();
-        domains.push(trust_domain.into());
-        Self {
-            trust_domains: domains.into(),
-            ..self.clone()
-        }
-    }
-
     /// The trusted roots.
     pub fn roots(&self) -> &[CertificateDer<'static>] {
         &self.roots
