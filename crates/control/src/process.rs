@@ -8,7 +8,7 @@
 //!   `/debug/config_errors`.
 
 use crate::admin::{AdminState, admin_router};
-use crate::ca::{CaMetrics, CaService, CaServiceConfig, Caller, ReloadableTokenFile};
+use crate::ca::{CaMetrics, CaService, CaServiceConfig, ReloadableTokenFile, XdsCallerAuth};
 use crate::push::{ConfigNodeIdentities, ConfigPusher};
 use crate::secure_server::{SecureServer, SecureServerConfig};
 use crate::state_dir::StateDir;
@@ -20,10 +20,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tonic::metadata::MetadataMap;
 use weft_api::ConfigStore;
 use weft_identity::CertificateAuthority;
-use weft_xds::{AuthError, PeerIdentity, XdsServer};
+use weft_xds::XdsServer;
 
 /// Default quiet time of the config-directory watch: long enough to group one editor save
 /// or a `git checkout` (their file events arrive within a few milliseconds), short enough
@@ -81,25 +80,6 @@ pub enum ControlError {
     Plaintext(#[from] tonic::transport::Error),
 }
 
-/// Authenticates xDS streams with the same token file as the CA.
-struct TokenAuthenticator(Arc<ReloadableTokenFile>);
-
-impl weft_xds::Authenticator for TokenAuthenticator {
-    fn authenticate(&self, metadata: &MetadataMap) -> Result<PeerIdentity, AuthError> {
-        let token = weft_xds::bearer_token(metadata)
-            .ok_or_else(|| AuthError::new("missing `authorization: Bearer <token>` metadata"))?;
-        match self.0.caller(token) {
-            Some(Caller::Node(node)) => Ok(PeerIdentity {
-                principal: format!("node/{node}"),
-            }),
-            Some(Caller::Workload(id)) => Ok(PeerIdentity {
-                principal: id.to_string(),
-            }),
-            None => Err(AuthError::new("unknown bearer token")),
-        }
-    }
-}
-
 /// The addresses a running control plane actually listens on (ports may be 0 in config).
 #[derive(Debug, Clone, Copy)]
 pub struct BoundAddrs {
@@ -134,11 +114,7 @@ pub async fn run(
     }
 
     let mut registry = Registry::with_prefix("weft_control");
-    let (xds, publisher) = XdsServer::new(
-        config.xds,
-        TokenAuthenticator(Arc::clone(&tokens)),
-        &mut registry,
-    );
+    let (xds, publisher) = XdsServer::new(config.xds, XdsCallerAuth(tokens.clone()), &mut registry);
     let ca_metrics = CaMetrics::new();
     ca_metrics.register(&mut registry);
 

@@ -1,8 +1,9 @@
 //! Stream authentication: the caller decides who may open an xDS stream.
 
+pub use futures::future::BoxFuture;
 use tonic::metadata::MetadataMap;
 
-/// Who opened a stream, as established by an [`Authenticator`].
+/// Who opened a stream, as established by a [`StreamAuthenticator`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PeerIdentity {
     /// The authenticated principal (e.g. `spiffe://cluster.local/ns/istio-system/sa/ztunnel`
@@ -27,23 +28,29 @@ impl AuthError {
     }
 }
 
-/// Decides whether a new stream may proceed, from its gRPC metadata (headers such as
+/// Decides whether a new xDS stream may proceed, from its gRPC metadata (headers such as
 /// `authorization: Bearer <token>` and `clusterid`). Called once per stream, before any
-/// request is read.
-pub trait Authenticator: Send + Sync + 'static {
-    /// Returns the peer's identity or why it is refused.
-    ///
-    /// # Errors
-    /// [`AuthError`] when the stream must be refused.
-    fn authenticate(&self, metadata: &MetadataMap) -> Result<PeerIdentity, AuthError>;
+/// request is read. Asynchronous, so a check that needs I/O (a Kubernetes TokenReview)
+/// waits without holding a worker thread and other streams keep being served.
+///
+/// A plain function of the metadata is one too (see the crate example).
+pub trait StreamAuthenticator: Send + Sync + 'static {
+    /// Resolves to the peer's identity or why it is refused.
+    fn authenticate<'a>(
+        &'a self,
+        metadata: &'a MetadataMap,
+    ) -> BoxFuture<'a, Result<PeerIdentity, AuthError>>;
 }
 
-impl<F> Authenticator for F
+impl<F> StreamAuthenticator for F
 where
     F: Fn(&MetadataMap) -> Result<PeerIdentity, AuthError> + Send + Sync + 'static,
 {
-    fn authenticate(&self, metadata: &MetadataMap) -> Result<PeerIdentity, AuthError> {
-        self(metadata)
+    fn authenticate<'a>(
+        &'a self,
+        metadata: &'a MetadataMap,
+    ) -> BoxFuture<'a, Result<PeerIdentity, AuthError>> {
+        Box::pin(std::future::ready(self(metadata)))
     }
 }
 
@@ -52,11 +59,14 @@ where
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAnonymous;
 
-impl Authenticator for AllowAnonymous {
-    fn authenticate(&self, _metadata: &MetadataMap) -> Result<PeerIdentity, AuthError> {
-        Ok(PeerIdentity {
+impl StreamAuthenticator for AllowAnonymous {
+    fn authenticate<'a>(
+        &'a self,
+        _metadata: &'a MetadataMap,
+    ) -> BoxFuture<'a, Result<PeerIdentity, AuthError>> {
+        Box::pin(std::future::ready(Ok(PeerIdentity {
             principal: "anonymous".into(),
-        })
+        })))
     }
 }
 

@@ -6,7 +6,7 @@
 //! versions and `initial_resource_versions`, nonces, ACK/NACK, debouncing and per-stream
 //! coalescing on the server; handlers, NACK of invalid resources, reconnect with backoff and
 //! last-good state on the client. It must not translate configuration, open listeners, build
-//! TLS configurations or decide who is allowed in (callers supply an [`Authenticator`]).
+//! TLS configurations or decide who is allowed in (callers supply a [`StreamAuthenticator`]).
 //!
 //! Control plane side: [`XdsServer::new`] returns the server and a [`ResourcePublisher`];
 //! publish [`XdsResource`]s per type URL and mount [`XdsServer::service`] on a tonic router.
@@ -40,7 +40,9 @@ mod resource;
 mod server;
 mod status;
 
-pub use auth::{AllowAnonymous, AuthError, Authenticator, PeerIdentity, bearer_token};
+pub use auth::{
+    AllowAnonymous, AuthError, BoxFuture, PeerIdentity, StreamAuthenticator, bearer_token,
+};
 pub use publisher::{DebounceConfig, ResourcePublisher};
 pub use resource::{Snapshot, TypeResources, XdsResource, content_version};
 pub use server::{ServerConfig, XdsServer};

@@ -3,9 +3,12 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use weft_proto::discovery::DeltaDiscoveryRequest;
+use weft_xds::{AuthError, BoxFuture, PeerIdentity, StreamAuthenticator, bearer_token};
 
 #[tokio::test]
 async fn wildcard_gets_everything_and_ack_is_recorded_in_sync_status() {
@@ -364,4 +367,69 @@ async fn cluster_id_comes_from_the_clusterid_header_when_the_node_has_none() {
         [("both", "Kubernetes"), ("header-only", "Kubernetes")],
         "Node.cluster wins; the header fills in when it is empty"
     );
+}
+
+/// Accepts any bearer token as its principal; `slow` only once the test opens the gate,
+/// like a check that waits on I/O (a Kubernetes TokenReview).
+struct GatedAuth {
+    gate: Arc<tokio::sync::Semaphore>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl StreamAuthenticator for GatedAuth {
+    fn authenticate<'a>(
+        &'a self,
+        metadata: &'a tonic::metadata::MetadataMap,
+    ) -> BoxFuture<'a, Result<PeerIdentity, AuthError>> {
+        Box::pin(async move {
+            let token = bearer_token(metadata).ok_or_else(|| AuthError::new("no token"))?;
+            if token == "slow" {
+                self.waiting.fetch_add(1, Ordering::SeqCst);
+                let _permit = self.gate.acquire().await.expect("gate open");
+            }
+            Ok(PeerIdentity {
+                principal: token.to_owned(),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_pending_authentication_does_not_hold_up_other_streams() {
+    const SLOW: usize = 4; // more than the server's worker threads
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let auth = GatedAuth {
+        gate: Arc::clone(&gate),
+        waiting: Arc::clone(&waiting),
+    };
+    let server = TestServer::start_with(fast_config(), auth, "127.0.0.1:0");
+    server.publisher.replace(T, [thing("a", &[], "1")]);
+    let slow: Vec<_> = (0..SLOW)
+        .map(|i| {
+            let first = first_request(&format!("slow-{i}"), &[]);
+            tokio::spawn(RawClient::try_connect(
+                server.channel(),
+                first,
+                Some("slow"),
+            ))
+        })
+        .collect();
+    eventually("every slow check to be waiting", || {
+        waiting.load(Ordering::SeqCst) == SLOW
+    })
+    .await;
+
+    let mut fast =
+        RawClient::try_connect(server.channel(), first_request("fast", &[]), Some("fast"))
+            .await
+            .expect("accepted while the slow checks wait");
+    assert_eq!(names(&fast.recv().await), strings(&["a"]));
+
+    gate.add_permits(SLOW);
+    for stream in slow {
+        let mut client = stream.await.expect("task").expect("accepted once checked");
+        assert_eq!(names(&client.recv().await), strings(&["a"]));
+    }
+    assert_eq!(server.server.sync_status().len(), SLOW + 1);
 }

@@ -2,7 +2,7 @@
 //! credential (asking with `ImpersonatedIdentity`) only identities of workloads that the
 //! configuration places on that node.
 
-use super::tokens::Caller;
+use super::caller::Caller;
 use std::collections::{HashMap, HashSet};
 use weft_identity::SpiffeId;
 

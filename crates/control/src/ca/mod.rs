@@ -1,13 +1,15 @@
 //! The mesh CA service: `istio.v1.auth.IstioCertificateService` with bearer-token caller
-//! authentication ([`tokens`]), per-node authorization ([`authz`]) and metrics ([`metrics`]).
+//! authentication ([`caller`], [`tokens`]), per-node authorization ([`authz`]) and metrics ([`metrics`]).
 //! Signing itself is `weft_identity::CertificateAuthority`.
 
 pub mod authz;
+pub mod caller;
 pub mod metrics;
 mod service;
 pub mod tokens;
 
 pub use authz::{NodeIdentities, StaticNodeIdentities};
+pub use caller::{Caller, CallerAuthenticator, XdsCallerAuth};
 pub use metrics::CaMetrics;
 pub use service::{CaService, CaServiceConfig};
-pub use tokens::{Authenticator, Caller, ReloadableTokenFile, TokenFile, TokenFileError};
+pub use tokens::{ReloadableTokenFile, TokenFile, TokenFileError};

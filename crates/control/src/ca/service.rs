@@ -3,8 +3,8 @@
 //! key, exactly one URI SAN equal to that identity), sign, and log every decision.
 
 use super::authz::{NodeIdentities, identity_for};
+use super::caller::{Caller, CallerAuthenticator, authenticate_call};
 use super::metrics::CaMetrics;
-use super::tokens::{Authenticator, Caller};
 use prost_types::value::Kind;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +41,7 @@ impl Default for CaServiceConfig {
 /// The CA gRPC service. Turn it into a tonic service with [`CaService::into_server`].
 pub struct CaService {
     ca: Arc<CertificateAuthority>,
-    authenticator: Arc<dyn Authenticator>,
+    authenticator: Arc<dyn CallerAuthenticator>,
     nodes: Arc<dyn NodeIdentities>,
     metrics: CaMetrics,
     config: CaServiceConfig,
@@ -79,7 +79,7 @@ impl CaService {
     /// nodes with `nodes`. Sets the root-expiry metric.
     pub fn new(
         ca: Arc<CertificateAuthority>,
-        authenticator: Arc<dyn Authenticator>,
+        authenticator: Arc<dyn CallerAuthenticator>,
         nodes: Arc<dyn NodeIdentities>,
         metrics: CaMetrics,
         config: CaServiceConfig,
@@ -104,25 +104,9 @@ impl CaService {
         &self,
         request: &Request<IstioCertificateRequest>,
     ) -> Result<Caller, Rejection> {
-        let unauthenticated =
-            |message: &str| Rejection::new("unauthenticated", Code::Unauthenticated, message);
-        let header = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| unauthenticated("missing `authorization: Bearer <token>` metadata"))?;
-        let value = header
-            .to_str()
-            .map_err(|_| unauthenticated("authorization metadata is not text"))?;
-        let token = value
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| unauthenticated("authorization metadata is not `Bearer <token>`"))?;
-        self.authenticator
-            .authenticate(token)
+        authenticate_call(self.authenticator.as_ref(), request.metadata())
             .await
-            .ok_or_else(|| unauthenticated("unknown token"))
+            .map_err(|message| Rejection::new("unauthenticated", Code::Unauthenticated, message))
     }
 
     fn validity(&self, requested_secs: i64) -> Duration {

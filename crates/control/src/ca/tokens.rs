@@ -1,4 +1,4 @@
-//! Caller authentication for the CA in config-directory mode: a token file the operator
+//! Caller authentication in config-directory mode (CA and xDS): a token file the operator
 //! controls maps bearer tokens to a node name (a node proxy, which may then ask for the
 //! identities of workloads on that node) or to a single workload identity.
 //!
@@ -12,47 +12,16 @@
 //! ```
 //! Tokens are kept only as SHA-256 digests, so lookups do not compare secrets byte by byte.
 
+use super::caller::{BoxFuture, Caller, CallerAuthenticator};
 use arc_swap::ArcSwap;
 use aws_lc_rs::digest::{SHA256, digest};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::fmt;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use weft_identity::SpiffeId;
 
 /// Tokens shorter than this are accepted but logged as weak.
 const RECOMMENDED_TOKEN_LEN: usize = 16;
-
-/// Who is calling the CA, as established from its credential.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Caller {
-    /// A node proxy; may ask for identities of workloads on this node.
-    Node(String),
-    /// A single workload; may ask only for its own identity.
-    Workload(SpiffeId),
-}
-
-impl fmt::Display for Caller {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Node(node) => write!(f, "node/{node}"),
-            Self::Workload(id) => write!(f, "workload/{id}"),
-        }
-    }
-}
-
-/// A boxed, sendable future (keeps [`Authenticator`] object-safe).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Maps a bearer token to a caller. Config-directory mode uses [`TokenFile`]; the
-/// Kubernetes mode will implement this with TokenReview.
-pub trait Authenticator: Send + Sync + 'static {
-    /// `None` means the token is unknown.
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<Caller>>;
-}
 
 /// Why a token file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -201,13 +170,13 @@ impl ReloadableTokenFile {
     }
 }
 
-impl Authenticator for TokenFile {
+impl CallerAuthenticator for TokenFile {
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<Caller>> {
         Box::pin(std::future::ready(self.lookup(token).cloned()))
     }
 }
 
-impl Authenticator for ReloadableTokenFile {
+impl CallerAuthenticator for ReloadableTokenFile {
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<Caller>> {
         Box::pin(std::future::ready(
             self.current.load().lookup(token).cloned(),

@@ -21,7 +21,7 @@ use weft_proto::discovery::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 
-use crate::auth::Authenticator;
+use crate::auth::StreamAuthenticator;
 use crate::metrics::ServerMetrics;
 use crate::publisher::{DebounceConfig, Published, ResourcePublisher};
 use crate::resource::Snapshot;
@@ -58,7 +58,7 @@ impl Default for ServerConfig {
 /// State shared by the service and all its streams.
 pub(crate) struct Shared {
     config: ServerConfig,
-    authenticator: Arc<dyn Authenticator>,
+    authenticator: Arc<dyn StreamAuthenticator>,
     metrics: ServerMetrics,
     status: StatusTable,
     snapshots: watch::Receiver<Arc<Published>>,
@@ -91,7 +91,7 @@ impl XdsServer {
     /// When called outside a tokio runtime (the publisher's debounce task is spawned here).
     pub fn new(
         config: ServerConfig,
-        authenticator: impl Authenticator,
+        authenticator: impl StreamAuthenticator,
         registry: &mut Registry,
     ) -> (Self, ResourcePublisher) {
         let (publisher, snapshots) = ResourcePublisher::spawn(config.debounce);
@@ -131,7 +131,7 @@ impl XdsServer {
         self.shared.snapshots.borrow().snapshot.clone()
     }
 
-    fn open_stream(
+    async fn open_stream(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<ReceiverStream<Result<DeltaDiscoveryResponse, Status>>, Status> {
@@ -139,6 +139,7 @@ impl XdsServer {
             .shared
             .authenticator
             .authenticate(request.metadata())
+            .await
             .map_err(|error| {
                 tracing::warn!(remote = ?request.remote_addr(), %error, "refusing xDS stream");
                 Status::unauthenticated(error.to_string())
@@ -198,6 +199,6 @@ impl AggregatedDiscoveryService for XdsServer {
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        self.open_stream(request).map(Response::new)
+        self.open_stream(request).await.map(Response::new)
     }
 }

@@ -14,8 +14,8 @@ use tonic::transport::{Channel, Endpoint};
 use weft_proto::discovery::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use weft_proto::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node};
 use weft_xds::{
-    AllowAnonymous, Authenticator, DebounceConfig, ResourcePublisher, ServerConfig, XdsResource,
-    XdsServer,
+    AllowAnonymous, DebounceConfig, ResourcePublisher, ServerConfig, StreamAuthenticator,
+    XdsResource, XdsServer,
 };
 
 pub const T: &str = "type.googleapis.com/test.Thing";
@@ -59,7 +59,7 @@ impl TestServer {
         Self::start_with(config, AllowAnonymous, "127.0.0.1:0")
     }
 
-    pub fn start_with(config: ServerConfig, auth: impl Authenticator, bind: &str) -> Self {
+    pub fn start_with(config: ServerConfig, auth: impl StreamAuthenticator, bind: &str) -> Self {
         let bind: SocketAddr = bind.parse().expect("valid bind address");
         let (ready_tx, ready_rx) = std_mpsc::channel();
         let (stop_tx, stop_rx) = std_mpsc::channel::<()>();
