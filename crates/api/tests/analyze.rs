@@ -65,7 +65,7 @@ const BROKEN: &[(&str, Code, usize)] = &[
     (
         "policy-l7-without-waypoint.yaml",
         Code::PolicyL7WithoutWaypoint,
-        3,
+        14,
     ),
     (
         "peerauth-port-not-exposed.yaml",
@@ -256,4 +256,22 @@ spec:
         "{}",
         l7[1]
     );
+    let lines: Vec<usize> = findings.iter().map(|f| f.source.line).collect();
+    assert_eq!(lines, [8, 9], "each finding on the line of its rule");
+}
+
+#[test]
+fn a_policy_target_that_does_not_exist_is_reported_on_its_own_line() {
+    let text = r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  targetRefs:
+  - {kind: Service, group: "", name: missing}
+  rules: [{}]
+"#;
+    let loaded = weft_api::parse_manifests(text, std::path::Path::new("policy.yaml"));
+    let findings = weft_api::analyze(&weft_api::ConfigSnapshot::new(loaded.objects));
+    let found: Vec<(Code, usize)> = findings.iter().map(|f| (f.code, f.source.line)).collect();
+    assert_eq!(found, [(Code::PolicyTargetNotFound, 6)], "{findings:#?}");
 }

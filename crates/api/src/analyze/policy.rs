@@ -5,6 +5,7 @@ use super::Context;
 use crate::finding::{Code, Finding};
 use crate::istio::{Action, AuthorizationPolicy, Operation, PolicyTargetReference, Rule, Source};
 use crate::object::{Kind, LoadedObject};
+use crate::suggest::Segment;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Names of the L7-only attributes a rule uses (empty: the rule is pure L4).
@@ -27,21 +28,31 @@ fn l7_fields(rule: &Rule) -> BTreeSet<String> {
 
 pub(super) fn check_authorization_policies(context: &Context<'_>, findings: &mut Vec<Finding>) {
     for (policy, loaded) in context.snapshot.authorization_policies() {
-        let targets: Vec<&PolicyTargetReference> = policy
-            .spec
-            .target_refs
-            .iter()
-            .flatten()
-            .chain(policy.spec.target_ref.as_ref())
+        let listed = policy.spec.target_refs.iter().flatten().enumerate();
+        let targets: Vec<(Vec<Segment>, &PolicyTargetReference)> = listed
+            .map(|(i, target)| (spec_path(&["targetRefs"], Some(i)), target))
+            .chain(
+                (policy.spec.target_ref.as_ref())
+                    .map(|target| (spec_path(&["targetRef"], None), target)),
+            )
             .collect();
         if targets.is_empty() {
             check_l4_enforceable(policy, loaded, findings);
         } else {
-            for target in targets {
-                check_policy_target(context, loaded, target, findings);
+            for (at, target) in targets {
+                check_policy_target(context, &loaded.source_at(&at), loaded, target, findings);
             }
         }
     }
+}
+
+/// `spec.<keys...>[index]`, to place a finding on the line of that field.
+fn spec_path(keys: &[&str], index: Option<usize>) -> Vec<Segment> {
+    std::iter::once("spec")
+        .chain(keys.iter().copied())
+        .map(|key| Segment::Key(key.to_owned()))
+        .chain(index.map(Segment::Index))
+        .collect()
 }
 
 /// A selector (or namespace/mesh-wide) policy is enforced by the node proxy, at L4 only.
@@ -78,7 +89,7 @@ fn check_l4_enforceable(
         findings.push(Finding::new(
             Code::PolicyL7WithoutWaypoint,
             Some(loaded.object.object_ref()),
-            loaded.source.clone(),
+            loaded.source_at(&spec_path(&["rules"], Some(index))),
             message,
         ));
     }
@@ -88,6 +99,7 @@ fn check_l4_enforceable(
 /// the referenced Service/ServiceEntry.
 fn check_policy_target(
     context: &Context<'_>,
+    at: &crate::object::Source,
     loaded: &LoadedObject,
     target: &PolicyTargetReference,
     findings: &mut Vec<Finding>,
@@ -106,7 +118,7 @@ fn check_policy_target(
             findings.push(Finding::new(
                 Code::PolicyTargetNotFound,
                 Some(loaded.object.object_ref()),
-                loaded.source.clone(),
+                at.clone(),
                 message,
             ));
             return;
@@ -124,7 +136,7 @@ fn check_policy_target(
         findings.push(Finding::new(
             Code::PolicyTargetNotFound,
             Some(loaded.object.object_ref()),
-            loaded.source.clone(),
+            at.clone(),
             message,
         ));
         return;
@@ -142,7 +154,7 @@ fn check_policy_target(
         findings.push(Finding::new(
             Code::PolicyTargetNoWaypoint,
             Some(loaded.object.object_ref()),
-            loaded.source.clone(),
+            at.clone(),
             message,
         ));
     }
