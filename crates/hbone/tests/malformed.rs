@@ -5,7 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use common::*;
@@ -18,6 +18,8 @@ use weft_hbone::{
     ConnectRequest, HboneError, InboundRequest, Keepalive, Pool, PoolConfig, ServerOptions,
     TunnelTarget,
 };
+use weft_identity::CertificateAuthority;
+use weft_identity::tls::crypto_provider;
 
 struct Setup {
     mesh: Mesh,
@@ -179,8 +181,9 @@ async fn tls_without_h2_preface_is_closed_at_the_handshake_timeout() {
     assert_server_still_serves(&s).await;
 }
 
-/// Tries a tunnel with `tls`; it must fail in the handshake and never reach the handler.
-async fn assert_refused(s: &mut Setup, tls: Arc<rustls::ClientConfig>) {
+/// Tries a tunnel with `tls`; it must fail in the handshake, for `reason` (a TLS alert or
+/// verifier error named in the error), and never reach the handler.
+async fn assert_refused(s: &mut Setup, tls: Arc<rustls::ClientConfig>, reason: &str) {
     let pool: Pool<u8> = Pool::new(PoolConfig::default());
     let target = TunnelTarget::new(s.server.addr, tls);
     let result = within(
@@ -190,6 +193,10 @@ async fn assert_refused(s: &mut Setup, tls: Arc<rustls::ClientConfig>) {
     .await;
     let error = result.expect_err("the tunnel must be refused");
     assert!(matches!(error, HboneError::Handshake(_)), "{error}");
+    assert!(
+        format!("{error:?}").contains(reason),
+        "not {reason}: {error:?}"
+    );
     assert_eq!(pool.stats().snapshot().handshakes, 0);
     assert!(s.seen.try_recv().is_err(), "the handler must not be called");
     assert_server_still_serves(s).await;
@@ -198,56 +205,80 @@ async fn assert_refused(s: &mut Setup, tls: Arc<rustls::ClientConfig>) {
 #[tokio::test]
 async fn client_without_certificate_is_refused() {
     let mut s = setup(ServerOptions::default()).await;
-    let tls = client_config(None, s.mesh.ca.roots(), SERVER_ID);
-    assert_refused(&mut s, tls).await;
+    // The production client config, answering the server's certificate request with nothing
+    // (rustls' resolver for a config without client authentication).
+    let no_client_auth = rustls::ClientConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let mut tls = (*s.mesh.client_tls()).clone();
+    tls.client_auth_cert_resolver = no_client_auth.client_auth_cert_resolver;
+    assert_refused(&mut s, Arc::new(tls), "CertificateRequired").await;
 }
 
 #[tokio::test]
 async fn client_certificate_from_another_root_is_refused() {
     let mut s = setup(ServerOptions::default()).await;
-    let stranger = TestCa::new("other root").leaf(CLIENT_ID);
-    let tls = client_config(Some(&stranger), s.mesh.ca.roots(), SERVER_ID);
-    assert_refused(&mut s, tls).await;
+    // Another mesh's CA: its root has the same name as ours, so the server tries the chain
+    // against our root and the signature does not verify.
+    let other_ca = CertificateAuthority::generate_in_memory().unwrap();
+    let stranger = issue(&other_ca, CLIENT_ID, VALIDITY);
+    let tls = s.mesh.client_tls_for(&stranger, SERVER_ID);
+    assert_refused(&mut s, tls, "DecryptError").await;
 }
 
 #[tokio::test]
 async fn expired_client_certificate_is_refused() {
     let mut s = setup(ServerOptions::default()).await;
-    let expired = s.mesh.ca.expired_leaf(CLIENT_ID);
-    let tls = client_config(Some(&expired), s.mesh.ca.roots(), SERVER_ID);
-    assert_refused(&mut s, tls).await;
+    // From the mesh CA with a zero lifetime: valid from the CA's backdating until now.
+    let expired = issue(&s.mesh.ca, CLIENT_ID, Duration::ZERO);
+    // Certificate times have a one-second resolution: wait until it is over by more.
+    let over = expired.not_after() + Duration::from_millis(1100);
+    if let Ok(wait) = over.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
+    assert!(expired.not_after() < SystemTime::now());
+    let tls = s.mesh.client_tls_for(&expired, SERVER_ID);
+    assert_refused(&mut s, tls, "CertificateExpired").await;
 }
 
 #[tokio::test]
 async fn client_certificate_outside_the_trust_domain_is_refused() {
     let mut s = setup(ServerOptions::default()).await;
-    let foreign = s.mesh.ca.leaf("spiffe://evil.example/ns/src/sa/client");
-    let tls = client_config(Some(&foreign), s.mesh.ca.roots(), SERVER_ID);
-    assert_refused(&mut s, tls).await;
+    // Signed by the mesh CA itself: only the trust domain is wrong.
+    let foreign = issue(
+        &s.mesh.ca,
+        "spiffe://evil.example/ns/src/sa/client",
+        VALIDITY,
+    );
+    let tls = s.mesh.client_tls_for(&foreign, SERVER_ID);
+    assert_refused(&mut s, tls, "CertificateUnknown").await;
 }
 
 #[tokio::test]
 async fn server_with_an_unexpected_identity_is_refused_by_the_client() {
     let mut s = setup(ServerOptions::default()).await;
-    let tls = client_config(
-        Some(&s.mesh.client),
-        s.mesh.ca.roots(),
+    let tls = s.mesh.client_tls_for(
+        &s.mesh.client,
         "spiffe://cluster.local/ns/dest/sa/someone-else",
     );
-    assert_refused(&mut s, tls).await;
+    assert_refused(&mut s, tls, "someone-else").await;
 }
 
 #[tokio::test]
 async fn tls12_clients_are_refused() {
     let mut s = setup(ServerOptions::default()).await;
     // Same identity, but the client only speaks TLS 1.2 (the server config is 1.3-only).
-    let tls = client_config_for_versions(
-        Some(&s.mesh.client),
-        s.mesh.ca.roots(),
-        SERVER_ID,
-        &[&rustls::version::TLS12],
-    );
-    assert_refused(&mut s, tls).await;
+    // The production configs cannot speak 1.2, so this one checks the server with rustls'
+    // own webpki verifier: the server refuses the hello before it shows its certificate.
+    let mut tls = rustls::ClientConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(Arc::clone(s.mesh.trust.root_store()))
+        .with_client_cert_resolver(Arc::clone(&s.mesh.client_tls().client_auth_cert_resolver));
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    assert_refused(&mut s, Arc::new(tls), "ProtocolVersion").await;
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use weft_hbone::{
     ConnectRequest, HandshakeError, HboneError, HboneStream, InboundDecision, InboundRequest, Pool,
     PoolConfig, ServerOptions, TunnelTarget,
 };
+use weft_identity::peer_identity;
 
 fn pool() -> Pool<u32> {
     Pool::new(PoolConfig::default())
@@ -138,8 +139,8 @@ async fn server_sees_client_identity_and_headers_and_client_sees_server_identity
 
     let inbound: InboundRequest = within("handler call", seen_rx.recv()).await.unwrap();
     assert_eq!(
-        spiffe_id(&inbound.peer_certificates).as_deref(),
-        Some(CLIENT_ID)
+        peer_identity(Some(&inbound.peer_certificates)),
+        Ok(spiffe(CLIENT_ID))
     );
     assert_eq!(inbound.authority, upstream);
     assert_eq!(
@@ -151,14 +152,38 @@ async fn server_sees_client_identity_and_headers_and_client_sees_server_identity
     assert_eq!(inbound.traceparent(), request.traceparent.as_deref());
     assert_eq!(inbound.peer_addr.ip(), server.addr.ip());
     assert_eq!(
-        spiffe_id(stream.peer_certificates()).as_deref(),
-        Some(SERVER_ID)
+        peer_identity(Some(stream.peer_certificates())),
+        Ok(spiffe(SERVER_ID))
     );
 
     stream.write_all(b"ping").await.unwrap();
     let mut pong = [0u8; 4];
     stream.read_exact(&mut pong).await.unwrap();
     assert_eq!(&pong, b"ping");
+}
+
+#[tokio::test]
+async fn configs_that_do_not_offer_h2_get_it_offered() {
+    // The production configs already offer h2; callers' configs may not.
+    let mesh = Mesh::new();
+    let mut server_tls = (*mesh.server_tls()).clone();
+    server_tls.alpn_protocols.clear();
+    let mut client_tls = (*mesh.client_tls()).clone();
+    client_tls.alpn_protocols.clear();
+    let server = start_server(
+        Arc::new(server_tls),
+        forwarding_handler(None),
+        ServerOptions::default(),
+    )
+    .await;
+    let upstream = echo_upstream().await;
+    let mut stream = open(&pool(), Arc::new(client_tls), server.addr, upstream)
+        .await
+        .unwrap();
+    stream.write_all(b"h2?").await.unwrap();
+    let mut back = [0u8; 3];
+    within("echo", stream.read_exact(&mut back)).await.unwrap();
+    assert_eq!(&back, b"h2?");
 }
 
 #[tokio::test]
@@ -299,8 +324,8 @@ async fn handoff_gives_the_server_side_stream_to_the_caller() {
     })
     .await;
     assert_eq!(
-        spiffe_id(terminated.peer_certificates()).as_deref(),
-        Some(CLIENT_ID)
+        peer_identity(Some(terminated.peer_certificates())),
+        Ok(spiffe(CLIENT_ID))
     );
 
     client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
