@@ -87,20 +87,9 @@ pub fn control_channel(
         endpoint: endpoint.to_owned(),
         reason,
     };
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        trust.root_store().clone(),
-        weft_identity::tls::crypto_provider(),
-    )
-    .build()
-    .map_err(|err| invalid(err.to_string()))?;
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|err| invalid(err.to_string()))?
+    let channel = weft_identity::tls::control_plane_endpoint(endpoint, server_name, trust)
+        .map_err(invalid)?
         .connect_timeout(Duration::from_secs(10))
-        .tls_config_with_verifier(
-            tonic::transport::ClientTlsConfig::new().domain_name(server_name.to_owned()),
-            verifier,
-        )
-        .map_err(|err| invalid(err.to_string()))?
         .connect_lazy();
     Ok(channel)
 }
