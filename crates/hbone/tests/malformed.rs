@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -12,39 +11,12 @@ use common::*;
 use http::{Method, Request, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 use weft_hbone::{
-    ConnectRequest, HboneError, InboundRequest, Keepalive, Pool, PoolConfig, ServerOptions,
-    TunnelTarget,
+    ConnectRequest, HboneError, Keepalive, Pool, PoolConfig, ServerOptions, TunnelTarget,
 };
 use weft_identity::CertificateAuthority;
 use weft_identity::tls::crypto_provider;
-
-struct Setup {
-    mesh: Mesh,
-    server: TestServer,
-    upstream: SocketAddr,
-    seen: mpsc::UnboundedReceiver<InboundRequest>,
-}
-
-async fn setup(options: ServerOptions) -> Setup {
-    let mesh = Mesh::new();
-    let (seen_tx, seen) = mpsc::unbounded_channel();
-    let server = start_server(
-        mesh.server_tls(),
-        forwarding_handler(Some(seen_tx)),
-        options,
-    )
-    .await;
-    let upstream = echo_upstream().await;
-    Setup {
-        mesh,
-        server,
-        upstream,
-        seen,
-    }
-}
 
 /// A well-behaved client still gets through: echo over a fresh pool.
 async fn assert_server_still_serves(s: &Setup) {

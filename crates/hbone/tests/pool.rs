@@ -20,28 +20,6 @@ use weft_hbone::{
 /// The caller's key type: (source identity, destination identity, source ip, tunnel).
 type Key = (String, String, Option<std::net::IpAddr>, SocketAddr);
 
-struct Setup {
-    mesh: Mesh,
-    server: TestServer,
-    upstream: SocketAddr,
-}
-
-async fn setup() -> Setup {
-    let mesh = Mesh::new();
-    let server = start_server(
-        mesh.server_tls(),
-        forwarding_handler(None),
-        ServerOptions::default(),
-    )
-    .await;
-    let upstream = echo_upstream().await;
-    Setup {
-        mesh,
-        server,
-        upstream,
-    }
-}
-
 fn key_for(tunnel: SocketAddr) -> Key {
     (CLIENT_ID.to_owned(), SERVER_ID.to_owned(), None, tunnel)
 }
@@ -86,7 +64,7 @@ async fn wait_for_stats(
 
 #[tokio::test]
 async fn sequential_streams_share_one_handshake() {
-    let s = setup().await;
+    let s = setup(ServerOptions::default()).await;
     let pool = Pool::new(PoolConfig::default());
     let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
     for i in 0..200u32 {
@@ -102,7 +80,7 @@ async fn sequential_streams_share_one_handshake() {
 
 #[tokio::test]
 async fn streams_above_the_cap_open_a_second_connection() {
-    let s = setup().await;
+    let s = setup(ServerOptions::default()).await;
     let pool = Pool::new(PoolConfig::default());
     let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
     let mut streams = Vec::new();
@@ -132,7 +110,7 @@ async fn streams_above_the_cap_open_a_second_connection() {
 
 #[tokio::test]
 async fn stream_cap_is_configurable() {
-    let s = setup().await;
+    let s = setup(ServerOptions::default()).await;
     let pool = Pool::new(PoolConfig {
         max_streams_per_connection: 2,
         ..PoolConfig::default()
@@ -147,7 +125,7 @@ async fn stream_cap_is_configurable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_of_first_requests_performs_one_handshake() {
-    let s = setup().await;
+    let s = setup(ServerOptions::default()).await;
     let pool = Pool::new(PoolConfig::default());
     let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
     let barrier = Arc::new(tokio::sync::Barrier::new(50));
@@ -179,7 +157,7 @@ async fn burst_of_first_requests_performs_one_handshake() {
 
 #[tokio::test]
 async fn different_keys_never_share_a_connection() {
-    let s = setup().await;
+    let s = setup(ServerOptions::default()).await;
     let pool = Pool::new(PoolConfig::default());
     let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
     let request = ConnectRequest::new(s.upstream);
@@ -195,7 +173,7 @@ async fn different_keys_never_share_a_connection() {
 
 #[tokio::test]
 async fn idle_connections_expire_and_busy_ones_do_not() {
-    let s = setup().await;
+    let s = setup(ServerOptions::default()).await;
     let idle_timeout = Duration::from_millis(200);
     let pool = Pool::new(PoolConfig {
         idle_timeout,
@@ -256,7 +234,7 @@ async fn dead_connections_are_evicted_and_replaced() {
 
 #[tokio::test]
 async fn keepalive_keeps_healthy_connections_and_closes_ones_whose_peer_went_silent() {
-    let s = setup().await;
+    let s = setup(ServerOptions::default()).await;
     let keepalive = Keepalive {
         interval: Duration::from_millis(50),
         timeout: Duration::from_millis(200),

@@ -36,15 +36,8 @@ async fn open(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_transfer_crosses_intact_both_ways() {
     const TOTAL: usize = 64 * 1024 * 1024;
-    let mesh = Mesh::new();
-    let server = start_server(
-        mesh.server_tls(),
-        forwarding_handler(None),
-        ServerOptions::default(),
-    )
-    .await;
-    let upstream = echo_upstream().await;
-    let stream = open(&pool(), mesh.client_tls(), server.addr, upstream)
+    let s = setup(ServerOptions::default()).await;
+    let stream = open(&pool(), s.mesh.client_tls(), s.server.addr, s.upstream)
         .await
         .unwrap();
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -85,13 +78,7 @@ async fn large_transfer_crosses_intact_both_ways() {
 
 #[tokio::test]
 async fn half_close_lets_client_read_the_reply_after_shutting_down_writes() {
-    let mesh = Mesh::new();
-    let server = start_server(
-        mesh.server_tls(),
-        forwarding_handler(None),
-        ServerOptions::default(),
-    )
-    .await;
+    let Setup { mesh, server, .. } = setup(ServerOptions::default()).await;
     let upstream = digest_upstream().await;
     let mut stream = open(&pool(), mesh.client_tls(), server.addr, upstream)
         .await
@@ -117,18 +104,10 @@ async fn half_close_lets_client_read_the_reply_after_shutting_down_writes() {
 
 #[tokio::test]
 async fn server_sees_client_identity_and_headers_and_client_sees_server_identity() {
-    let mesh = Mesh::new();
-    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
-    let server = start_server(
-        mesh.server_tls(),
-        forwarding_handler(Some(seen_tx)),
-        ServerOptions::default(),
-    )
-    .await;
-    let upstream = echo_upstream().await;
-    let target = TunnelTarget::new(server.addr, mesh.client_tls());
+    let mut s = setup(ServerOptions::default()).await;
+    let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
     let request = ConnectRequest {
-        authority: upstream,
+        authority: s.upstream,
         forwarded_for: Some("2001:db8::42".parse().unwrap()),
         baggage: Some("k8s.namespace.name=src,k8s.pod.name=client-0".to_owned()),
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
@@ -137,12 +116,12 @@ async fn server_sees_client_identity_and_headers_and_client_sees_server_identity
         .await
         .unwrap();
 
-    let inbound: InboundRequest = within("handler call", seen_rx.recv()).await.unwrap();
+    let inbound: InboundRequest = within("handler call", s.seen.recv()).await.unwrap();
     assert_eq!(
         peer_identity(Some(&inbound.peer_certificates)),
         Ok(spiffe(CLIENT_ID))
     );
-    assert_eq!(inbound.authority, upstream);
+    assert_eq!(inbound.authority, s.upstream);
     assert_eq!(
         inbound.forwarded_for(),
         Some("2001:db8::42".parse().unwrap())
@@ -150,7 +129,7 @@ async fn server_sees_client_identity_and_headers_and_client_sees_server_identity
     assert_eq!(inbound.headers["forwarded"], "for=\"[2001:db8::42]\"");
     assert_eq!(inbound.baggage(), request.baggage.as_deref());
     assert_eq!(inbound.traceparent(), request.traceparent.as_deref());
-    assert_eq!(inbound.peer_addr.ip(), server.addr.ip());
+    assert_eq!(inbound.peer_addr.ip(), s.server.addr.ip());
     assert_eq!(
         peer_identity(Some(stream.peer_certificates())),
         Ok(spiffe(SERVER_ID))
@@ -215,13 +194,7 @@ async fn handler_rejections_reach_the_client_as_typed_statuses() {
 
 #[tokio::test]
 async fn unreachable_destination_gets_503() {
-    let mesh = Mesh::new();
-    let server = start_server(
-        mesh.server_tls(),
-        forwarding_handler(None),
-        ServerOptions::default(),
-    )
-    .await;
+    let Setup { mesh, server, .. } = setup(ServerOptions::default()).await;
     // A port that was just free: nothing listens there.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -236,15 +209,7 @@ async fn unreachable_destination_gets_503() {
 
 #[tokio::test]
 async fn client_binds_the_requested_local_ip_and_runs_the_socket_hook() {
-    let mesh = Mesh::new();
-    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
-    let server = start_server(
-        mesh.server_tls(),
-        forwarding_handler(Some(seen_tx)),
-        ServerOptions::default(),
-    )
-    .await;
-    let upstream = echo_upstream().await;
+    let mut s = setup(ServerOptions::default()).await;
     let hook_calls = Arc::new(Mutex::new(Vec::new()));
     let calls = Arc::clone(&hook_calls);
     let config = PoolConfig {
@@ -260,29 +225,23 @@ async fn client_binds_the_requested_local_ip_and_runs_the_socket_hook() {
     let local_ip: IpAddr = "127.0.0.5".parse().unwrap();
     let target = TunnelTarget {
         local_ip: Some(local_ip),
-        ..TunnelTarget::new(server.addr, mesh.client_tls())
+        ..TunnelTarget::new(s.server.addr, s.mesh.client_tls())
     };
     let pool = Pool::new(config);
     let _stream = within(
         "connect",
-        pool.connect(1, &target, &ConnectRequest::new(upstream)),
+        pool.connect(1, &target, &ConnectRequest::new(s.upstream)),
     )
     .await
     .unwrap();
-    let inbound = within("handler call", seen_rx.recv()).await.unwrap();
+    let inbound = within("handler call", s.seen.recv()).await.unwrap();
     assert_eq!(inbound.peer_addr.ip(), local_ip);
-    assert_eq!(*hook_calls.lock().unwrap(), vec![(local_ip, server.addr)]);
+    assert_eq!(*hook_calls.lock().unwrap(), vec![(local_ip, s.server.addr)]);
 }
 
 #[tokio::test]
 async fn failing_socket_hook_aborts_the_connection_attempt() {
-    let mesh = Mesh::new();
-    let server = start_server(
-        mesh.server_tls(),
-        forwarding_handler(None),
-        ServerOptions::default(),
-    )
-    .await;
+    let Setup { mesh, server, .. } = setup(ServerOptions::default()).await;
     let config = PoolConfig {
         socket_hook: Some(Arc::new(|_: &tokio::net::TcpSocket, _| {
             Err(std::io::Error::other("mark not permitted"))

@@ -128,6 +128,33 @@ pub fn forwarding_handler(
     }
 }
 
+/// A mesh, an HBONE server that forwards each tunnel to its authority, and an echo upstream.
+pub struct Setup {
+    pub mesh: Mesh,
+    pub server: TestServer,
+    pub upstream: SocketAddr,
+    /// Every request the server's handler was called with.
+    pub seen: tokio::sync::mpsc::UnboundedReceiver<InboundRequest>,
+}
+
+pub async fn setup(options: ServerOptions) -> Setup {
+    let mesh = Mesh::new();
+    let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
+    let server = start_server(
+        mesh.server_tls(),
+        forwarding_handler(Some(seen_tx)),
+        options,
+    )
+    .await;
+    let upstream = echo_upstream().await;
+    Setup {
+        mesh,
+        server,
+        upstream,
+        seen,
+    }
+}
+
 /// A TCP server that echoes every connection until EOF, then closes its write half.
 pub async fn echo_upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
