@@ -1,14 +1,17 @@
 //! `weft control`: the control-plane process. It loads and watches the config directory,
 //! keeps the xDS snapshot equal to its translation, and serves on
 //! - the secure port (default 15012): TLS, CA (`CreateCertificate`) and delta xDS, both
-//!   authenticated by bearer tokens from the operator's token file;
+//!   authenticated by bearer tokens from the operator's token file (watched like the config
+//!   directory: edits apply to new requests, a broken edit keeps the last good tokens);
 //! - optionally a plaintext xDS port (`--plaintext-xds-port`, local development only; the
 //!   same bearer tokens are required there);
 //! - the admin port (default 15014): `/ready`, `/metrics`, `/debug/syncz`, `/debug/configz`,
 //!   `/debug/config_errors`.
 
 use crate::admin::{AdminState, admin_router};
-use crate::ca::{CaMetrics, CaService, CaServiceConfig, ReloadableTokenFile, XdsCallerAuth};
+use crate::ca::{
+    CaMetrics, CaService, CaServiceConfig, ReloadableTokenFile, XdsCallerAuth, watch_token_file,
+};
 use crate::push::{ConfigNodeIdentities, ConfigPusher};
 use crate::secure_server::{SecureServer, SecureServerConfig};
 use crate::state_dir::StateDir;
@@ -38,7 +41,7 @@ pub struct ControlConfig {
     pub state_dir: PathBuf,
     /// Plug-in CA directory (Istio `cacerts` layout); overrides the generated root.
     pub ca_dir: Option<PathBuf>,
-    /// Token file mapping bearer tokens to nodes or identities.
+    /// Token file mapping bearer tokens to nodes or identities; watched for edits.
     pub token_file: PathBuf,
     /// TLS port for CA + xDS.
     pub secure_addr: SocketAddr,
@@ -52,7 +55,7 @@ pub struct ControlConfig {
     pub secure: SecureServerConfig,
     /// Certificate lifetimes and request limits.
     pub ca: CaServiceConfig,
-    /// Quiet time before a burst of file edits is re-read.
+    /// Quiet time before a burst of edits (config dir or token file) is re-read.
     pub watch_debounce: Duration,
     /// xDS server settings (push debounce, queue sizes).
     pub xds: weft_xds::ServerConfig,
@@ -117,6 +120,11 @@ pub async fn run(
     let (xds, publisher) = XdsServer::new(config.xds, XdsCallerAuth(tokens.clone()), &mut registry);
     let ca_metrics = CaMetrics::new();
     ca_metrics.register(&mut registry);
+    let _token_watch = watch_token_file(
+        Arc::clone(&tokens),
+        config.watch_debounce,
+        ca_metrics.clone(),
+    )?;
 
     let nodes = Arc::new(ConfigNodeIdentities::default());
     let pusher = ConfigPusher::start(

@@ -1,13 +1,14 @@
 //! Caller authentication and authorization on the control plane's one secure port, end to
 //! end through `run()` with the example mesh: the bearer token decides everything. Missing
 //! or unknown tokens get UNAUTHENTICATED from both xDS and the CA; a node token gets
-//! certificates only for identities of pods the config places on that node.
+//! certificates only for identities of pods the config places on that node. Token file
+//! edits apply to new requests; a broken edit keeps the last good tokens.
 
 mod process_support;
 
 use process_support::client::{AdsClient, authenticated, tls_channel};
 use process_support::control::{
-    NODE_A_TOKEN, NODE_B_TOKEN, RunningControl, copy_examples, start_control,
+    NODE_A_TOKEN, NODE_B_TOKEN, RunningControl, copy_examples, eventually, start_control,
 };
 use prost_types::value::Kind;
 use rcgen::{CertificateParams, KeyPair, SanType};
@@ -172,7 +173,7 @@ async fn node_placement_follows_config_edits() {
     );
     assert_ne!(pinned, frontend, "edit applies");
     std::fs::write(&path, pinned).expect("edit");
-    process_support::control::eventually("node-a may act for reports", WAIT, || async {
+    eventually("node-a may act for reports", WAIT, || async {
         create_certificate(&control, REPORTS, Some(NODE_A_TOKEN))
             .await
             .ok()
@@ -182,4 +183,74 @@ async fn node_placement_follows_config_edits() {
         .await
         .expect_err("reports left node-b");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+}
+
+/// Replaces the token file the way editors do: a new file renamed over the old one.
+fn replace_token_file(control: &RunningControl, text: &str) {
+    let path = control.token_file();
+    let temporary = path.with_extension("yaml.tmp");
+    std::fs::write(&temporary, text).expect("write new token file");
+    std::fs::rename(&temporary, &path).expect("rename over the token file");
+}
+
+/// The `weft_token_file_reloads_total{result}` counter.
+async fn token_reloads(control: &RunningControl, result: &str) -> u64 {
+    let (_, metrics) = control.admin_get("/metrics").await;
+    let prefix = format!("weft_control_weft_token_file_reloads_total{{result=\"{result}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |count| count.parse().expect("counter value"))
+}
+
+#[tokio::test]
+async fn token_file_edits_apply_to_new_requests_and_a_broken_edit_keeps_the_last_good_tokens() {
+    let control = start_control(copy_examples).await;
+    create_certificate(&control, WEB, Some(NODE_A_TOKEN))
+        .await
+        .expect("node-a's token works at start");
+
+    let only_b = format!("tokens:\n  - token: {NODE_B_TOKEN}\n    node: node-b\n");
+    replace_token_file(&control, &only_b);
+    let refused = eventually("node-a's removed token to be refused", WAIT, || async {
+        create_certificate(&control, WEB, Some(NODE_A_TOKEN))
+            .await
+            .err()
+    })
+    .await;
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert_eq!(
+        xds_refusal(&control, Some(NODE_A_TOKEN)).await,
+        Code::Unauthenticated
+    );
+
+    let good_reloads = eventually("the good edit to be counted", WAIT, || async {
+        Some(token_reloads(&control, "ok").await).filter(|count| *count > 0)
+    })
+    .await;
+    let failed_reloads = token_reloads(&control, "error").await;
+    std::fs::write(control.token_file(), "tokens: [ {token: broken").expect("bad edit");
+    eventually("the broken edit to be read and refused", WAIT, || async {
+        (token_reloads(&control, "error").await > failed_reloads).then_some(())
+    })
+    .await;
+    assert_eq!(token_reloads(&control, "ok").await, good_reloads);
+    create_certificate(&control, REPORTS, Some(NODE_B_TOKEN))
+        .await
+        .expect("node-b's token still works after the broken edit");
+    let mut ads = AdsClient::open(
+        channel(&control).await,
+        Some(NODE_B_TOKEN),
+        "ztunnel~b",
+        &[ADDRESS_TYPE_URL],
+    )
+    .await
+    .expect("xDS stream opens");
+    ads.recv(WAIT).await.expect("xDS with node-b's token");
+    assert!(
+        create_certificate(&control, WEB, Some(NODE_A_TOKEN))
+            .await
+            .is_err(),
+        "the broken edit did not bring back node-a"
+    );
 }

@@ -1,5 +1,5 @@
-//! CA metrics (prometheus-client): certificates issued, requests rejected by reason, and the
-//! root certificate's expiry time.
+//! CA metrics (prometheus-client): certificates issued, requests rejected by reason, the
+//! root certificate's expiry time, and token file reloads.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -16,12 +16,20 @@ pub struct RejectLabels {
     pub reason: &'static str,
 }
 
+/// Label set of the token file reload counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `ok`, or `error` (the last good tokens stay in force).
+    pub result: &'static str,
+}
+
 /// The CA's metrics. Cheap to clone (shared counters).
 #[derive(Debug, Clone, Default)]
 pub struct CaMetrics {
     issued: Counter,
     rejected: Family<RejectLabels, Counter>,
     root_expiry: Gauge,
+    token_reloads: Family<ReloadLabels, Counter>,
 }
 
 impl CaMetrics {
@@ -31,7 +39,8 @@ impl CaMetrics {
     }
 
     /// Registers the metrics: `weft_ca_certificates_issued_total`,
-    /// `weft_ca_certificates_rejected_total{reason}`, `weft_ca_root_expiry_timestamp_seconds`.
+    /// `weft_ca_certificates_rejected_total{reason}`, `weft_ca_root_expiry_timestamp_seconds`,
+    /// `weft_token_file_reloads_total{result}`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "weft_ca_certificates_issued",
@@ -48,6 +57,11 @@ impl CaMetrics {
             "Expiry time of the mesh root certificate (unix seconds)",
             self.root_expiry.clone(),
         );
+        registry.register(
+            "weft_token_file_reloads",
+            "Re-reads of the edited token file, by result (error keeps the last good tokens)",
+            self.token_reloads.clone(),
+        );
     }
 
     pub(crate) fn issued(&self) {
@@ -56,6 +70,13 @@ impl CaMetrics {
 
     pub(crate) fn rejected(&self, reason: &'static str) {
         self.rejected.get_or_create(&RejectLabels { reason }).inc();
+    }
+
+    pub(crate) fn token_file_reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.token_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
     }
 
     /// Records the root's expiry.

@@ -41,6 +41,11 @@ pub enum TokenFileError {
         index: usize,
         reason: String,
     },
+    #[error("cannot watch the token file {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
 }
 
 #[derive(Deserialize)]
@@ -154,6 +159,11 @@ impl ReloadableTokenFile {
             path: path.to_owned(),
             current: ArcSwap::from_pointee(TokenFile::load(path)?),
         })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The caller a token stands for, if any.

@@ -30,6 +30,11 @@ impl RunningControl {
         self.dir.path().join("config")
     }
 
+    /// The token file (node-a's and node-b's tokens at start).
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.path().join("tokens.yaml")
+    }
+
     /// The state directory (CA root under `ca/`).
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
