@@ -31,9 +31,6 @@ use crate::stream::{HboneStream, PeerCertificates};
 use crate::tls::{SessionProblem, check_session, peer_certificates, server_with_h2};
 use crate::{CONNECTION_WINDOW, STREAM_WINDOW};
 
-/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
-
 /// Server limits.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -218,27 +215,16 @@ impl<H: InboundHandler> HboneServer<H> {
     /// wrapping this future in a timeout.
     pub async fn serve(&self, listener: TcpListener, shutdown: CancellationToken) {
         let connections = TaskTracker::new();
-        loop {
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((tcp, peer)) => {
-                    let server = self.clone();
-                    let shutdown = shutdown.clone();
-                    connections.spawn(async move {
-                        if let Err(error) = server.serve_tcp(tcp, peer, shutdown).await {
-                            tracing::debug!(%error, "HBONE connection ended with an error");
-                        }
-                    });
+        weft_telemetry::accept_until(&listener, shutdown.cancelled(), "HBONE", |tcp, peer| {
+            let server = self.clone();
+            let shutdown = shutdown.clone();
+            connections.spawn(async move {
+                if let Err(error) = server.serve_tcp(tcp, peer, shutdown).await {
+                    tracing::debug!(%error, "HBONE connection ended with an error");
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "accepting an HBONE connection failed");
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                }
-            }
-        }
+            });
+        })
+        .await;
         // Release the port now so new clients are refused while open streams drain.
         drop(listener);
         connections.close();

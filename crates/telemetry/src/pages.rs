@@ -1,9 +1,6 @@
-//! Small HTTP endpoints every weft process exposes: Prometheus `/metrics`, readiness, and
-//! admin/debug pages. One tiny router over hyper, so the control plane (15014) and the node
-//! proxy (15000 admin, 15020 metrics, 15021 readiness) answer the same way.
-//!
-//! It owns only the HTTP serving of such pages; what a page says is the caller's business
-//! (a closure per route). It must not be used on the data path.
+//! Admin, metrics and readiness pages: one tiny router over hyper, so the control plane
+//! (15014) and the node proxy (15000 admin, 15020 metrics, 15021 readiness) answer the same
+//! way. What a page says is the caller's business (a closure per route).
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -13,9 +10,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// A page's answer.
 #[derive(Debug, Clone)]
@@ -188,34 +186,30 @@ fn parse_query(query: &str) -> BTreeMap<String, String> {
 /// task; HTTP/1.1 and HTTP/2 are both accepted.
 pub async fn serve(listener: TcpListener, router: Router) {
     let router = Arc::new(router);
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                tracing::warn!(%err, "admin listener accept failed");
-                continue;
-            }
-        };
+    let forever = std::future::pending();
+    crate::accept_until(&listener, forever, "admin pages", |stream, peer| {
+        tokio::spawn(serve_connection(stream, peer, Arc::clone(&router)));
+    })
+    .await;
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, router: Arc<Router>) {
+    let service = hyper::service::service_fn(move |request| {
         let router = Arc::clone(&router);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let router = Arc::clone(&router);
-                async move {
-                    let page = router.dispatch(request).await;
-                    Response::builder()
-                        .status(page.status)
-                        .header(header::CONTENT_TYPE, page.content_type)
-                        .body(Full::new(page.body))
-                }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(err) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, %err, "admin connection ended with an error");
-            }
-        });
+        async move {
+            let page = router.dispatch(request).await;
+            Response::builder()
+                .status(page.status)
+                .header(header::CONTENT_TYPE, page.content_type)
+                .body(Full::new(page.body))
+        }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if let Err(err) = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(%peer, %err, "admin connection ended with an error");
     }
 }
 

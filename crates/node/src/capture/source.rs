@@ -165,21 +165,10 @@ pub fn serve_pod_socket(path: &Path, manager: CaptureManager) -> Result<(), Capt
     }
     tracing::info!(path = %path.display(), "pod source socket listening");
     tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = stop.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(serve_client(stream, manager.clone()));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "pod socket accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
+        weft_telemetry::accept_until(&listener, stop.cancelled(), "pod socket", |stream, _| {
+            tokio::spawn(serve_client(stream, manager.clone()));
+        })
+        .await;
     });
     Ok(())
 }

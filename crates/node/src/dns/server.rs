@@ -138,27 +138,17 @@ pub fn serve_udp(socket: UdpSocket, scope: DnsScope, stop: CancellationToken) {
 /// `stop`.
 pub fn serve_tcp(listener: TcpListener, scope: DnsScope, stop: CancellationToken) {
     tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = stop.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, _)) => {
-                    let (scope, stop) = (scope.clone(), stop.clone());
-                    tokio::spawn(async move {
-                        tokio::select! {
-                            () = stop.cancelled() => {}
-                            _ = serve_tcp_client(stream, &scope) => {}
-                        }
-                    });
+        let cancelled = stop.cancelled();
+        weft_telemetry::accept_until(&listener, cancelled, "DNS over TCP", |stream, _| {
+            let (scope, stop) = (scope.clone(), stop.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    _ = serve_tcp_client(stream, &scope) => {}
                 }
-                Err(error) => {
-                    tracing::debug!(%error, "DNS TCP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
+            });
+        })
+        .await;
     });
 }
 

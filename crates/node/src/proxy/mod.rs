@@ -397,24 +397,16 @@ impl Node {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let node = self.clone();
-        let local = listener.local_addr().ok();
         self.spawn_tracked(async move {
-            loop {
-                let accepted = tokio::select! {
-                    () = stop.cancelled() => break,
-                    accepted = listener.accept() => accepted,
-                };
-                match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        node.spawn_tracked(handle(node.clone(), stream, peer));
-                    }
-                    Err(error) => {
-                        tracing::warn!(?local, %error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
+            let what = match listener.local_addr() {
+                Ok(local) => format!("proxy {local}"),
+                Err(_) => "proxy".to_owned(),
+            };
+            weft_telemetry::accept_until(&listener, stop.cancelled(), &what, |stream, peer| {
+                let _ = stream.set_nodelay(true);
+                node.spawn_tracked(handle(node.clone(), stream, peer));
+            })
+            .await;
         });
     }
 }

@@ -1,0 +1,12 @@
+//! What every weft process uses to serve connections, apart from the data path itself:
+//!
+//! - [`accept`]: the one accept loop of every listener (stop signal, back-off on accept
+//!   errors such as running out of descriptors);
+//! - [`pages`]: the small HTTP router for admin, metrics and readiness pages, and a client
+//!   to read them (`weft status`, tests). Pages must not be used on the data path.
+
+pub mod accept;
+pub mod pages;
+
+pub use accept::{ACCEPT_ERROR_BACKOFF, Listener, accept_until};
+pub use pages::{AdminRequest, MAX_BODY, Page, Router, get, serve};
