@@ -23,6 +23,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     ca_dir: Option<PathBuf>,
     /// File mapping bearer tokens to node names or identities (YAML: `tokens: [{token, node}]`).
+    /// Edits apply to new requests; an edit that does not load keeps the last good tokens.
     #[arg(long, value_name = "FILE")]
     token_file: PathBuf,
     /// TLS port serving the CA and xDS.
