@@ -190,19 +190,8 @@ async fn accept_loop(
     handshake_timeout: Duration,
     sender: mpsc::Sender<Result<TlsStream<TcpStream>, std::io::Error>>,
 ) {
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = sender.closed() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::warn!(error = %err, "secure port: accept failed");
-                    // Typically EMFILE: give the process a moment to release descriptors.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    let stop = sender.closed();
+    weft_telemetry::accept_until(&listener, stop, "secure port", |tcp, peer| {
         let acceptor = acceptor.clone();
         let sender = sender.clone();
         tokio::spawn(async move {
@@ -216,7 +205,8 @@ async fn accept_loop(
                 Err(_) => tracing::debug!(%peer, "secure port: TLS handshake timed out"),
             }
         });
-    }
+    })
+    .await;
 }
 
 /// Re-issues the serving certificate at half its lifetime; on failure retries every minute
