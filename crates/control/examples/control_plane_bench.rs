@@ -297,7 +297,7 @@ impl Drop for ControlProcess {
 async fn wait_ready(admin: SocketAddr, control: &mut ControlProcess) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let ready = weft_telemetry::get(&admin.to_string(), "/ready").await;
+        let ready = weft_serve::get(&admin.to_string(), "/ready").await;
         if ready.is_ok_and(|(status, _)| status.is_success()) {
             return;
         }

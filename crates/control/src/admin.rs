@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use weft_api::ConfigStore;
-use weft_telemetry::{Page, Router};
+use weft_serve::{Page, Router};
 use weft_xds::XdsServer;
 
 /// What the admin pages read.

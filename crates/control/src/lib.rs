@@ -1,8 +1,9 @@
 //! The weft control plane (`weft control`). It owns: [`translate`] (pure functions from the
 //! config model to the ambient workload API, with an incremental translator), [`push`]
 //! (keeping the xDS snapshot equal to the translation of the watched config store, and
-//! placing identities on nodes for the CA), [`ca`] (the Istio certificate service with
-//! bearer-token authentication and per-node authorization), [`secure_server`] (the TLS
+//! placing identities on nodes for the CA), [`callers`] (bearer tokens -> callers, for the CA
+//! and xDS, from a watched token file), [`ca_service`] (the Istio certificate service with
+//! per-node authorization), [`secure_server`] (the TLS
 //! port serving CA and xDS), [`admin`] (readiness, metrics, debug pages), [`state_dir`]
 //! and [`process`] (wiring it all into the running process).
 //!
@@ -10,7 +11,8 @@
 //! is `weft_identity::CertificateAuthority`; delta xDS mechanics are `weft_xds`.
 
 pub mod admin;
-pub mod ca;
+pub mod ca_service;
+pub mod callers;
 pub mod process;
 pub mod push;
 pub mod secure_server;

@@ -9,9 +9,8 @@
 //!   `/debug/config_errors`.
 
 use crate::admin::{AdminState, admin_router};
-use crate::ca::{
-    CaMetrics, CaService, CaServiceConfig, ReloadableTokenFile, XdsCallerAuth, watch_token_file,
-};
+use crate::ca_service::{CaMetrics, CaService, CaServiceConfig};
+use crate::callers::{ReloadableTokenFile, XdsCallerAuth, watch_token_file};
 use crate::push::{ConfigNodeIdentities, ConfigPusher};
 use crate::secure_server::{SecureServer, SecureServerConfig};
 use crate::state_dir::StateDir;
@@ -69,7 +68,7 @@ pub enum ControlError {
     #[error("certificate authority: {0}")]
     Ca(#[from] weft_identity::ca::CaError),
     #[error("token file: {0}")]
-    Tokens(#[from] crate::ca::TokenFileError),
+    Tokens(#[from] crate::callers::TokenFileError),
     #[error("config directory: {0}")]
     Store(#[from] weft_api::store::StoreError),
     #[error("secure port: {0}")]
@@ -157,10 +156,7 @@ pub async fn run(
             .map(|l| local_addr(l.local_addr(), config.secure_addr)),
     };
     tracing::info!(secure = %bound.secure, admin = %bound.admin, plaintext_xds = ?bound.plaintext_xds, "control plane listening");
-    tokio::spawn(weft_telemetry::serve(
-        admin_listener,
-        admin_router(admin_state),
-    ));
+    tokio::spawn(weft_serve::serve(admin_listener, admin_router(admin_state)));
     if let Some(listener) = plaintext {
         tracing::warn!(
             "plaintext xDS port enabled: not encrypted (tokens still required), for local development only"

@@ -12,7 +12,7 @@ use weft_identity::SpiffeId;
 use weft_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, pack_any};
 use weft_xds::{ResourcePublisher, XdsResource};
 
-use crate::ca::NodeIdentities;
+use crate::ca_service::NodeIdentities;
 
 /// Workload identities per node, as placed by the current configuration. The CA asks it
 /// whether a node proxy may obtain an identity.

@@ -191,7 +191,7 @@ async fn accept_loop(
     sender: mpsc::Sender<Result<TlsStream<TcpStream>, std::io::Error>>,
 ) {
     let stop = sender.closed();
-    weft_telemetry::accept_until(&listener, stop, "secure port", |tcp, peer| {
+    weft_serve::accept_until(&listener, stop, "secure port", |tcp, peer| {
         let acceptor = acceptor.clone();
         let sender = sender.clone();
         tokio::spawn(async move {

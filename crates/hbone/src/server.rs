@@ -215,7 +215,7 @@ impl<H: InboundHandler> HboneServer<H> {
     /// wrapping this future in a timeout.
     pub async fn serve(&self, listener: TcpListener, shutdown: CancellationToken) {
         let connections = TaskTracker::new();
-        weft_telemetry::accept_until(&listener, shutdown.cancelled(), "HBONE", |tcp, peer| {
+        weft_serve::accept_until(&listener, shutdown.cancelled(), "HBONE", |tcp, peer| {
             let server = self.clone();
             let shutdown = shutdown.clone();
             connections.spawn(async move {

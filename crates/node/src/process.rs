@@ -298,7 +298,7 @@ async fn bind_listeners(
         let listener = bind(what, addr).await?;
         *bound = listener.local_addr().ok();
         node.add_own_listener(&listener);
-        background.push(tokio::spawn(weft_telemetry::serve(listener, router)));
+        background.push(tokio::spawn(weft_serve::serve(listener, router)));
     }
     Ok(addrs)
 }

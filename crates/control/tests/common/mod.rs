@@ -6,7 +6,8 @@ use prometheus_client::registry::Registry;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use tokio::sync::oneshot;
-use weft_control::ca::{CaMetrics, CaService, CaServiceConfig, StaticNodeIdentities, TokenFile};
+use weft_control::ca_service::{CaMetrics, CaService, CaServiceConfig, StaticNodeIdentities};
+use weft_control::callers::TokenFile;
 use weft_control::secure_server::{SecureServer, SecureServerConfig};
 use weft_identity::{CertificateAuthority, SpiffeId};
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
-use weft_control::ca::CaServiceConfig;
+use weft_control::ca_service::CaServiceConfig;
 use weft_control::process::{BoundAddrs, ControlConfig, run};
 use weft_control::secure_server::SecureServerConfig;
 use weft_control::translate::TranslateOptions;
@@ -50,7 +50,7 @@ impl RunningControl {
     /// # Panics
     /// If the admin port does not answer.
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
-        let (status, body) = weft_telemetry::get(&self.addrs.admin.to_string(), path)
+        let (status, body) = weft_serve::get(&self.addrs.admin.to_string(), path)
             .await
             .unwrap_or_else(|err| panic!("admin {path}: {err}"));
         (status.as_u16(), String::from_utf8_lossy(&body).into_owned())

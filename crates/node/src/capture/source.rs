@@ -165,7 +165,7 @@ pub fn serve_pod_socket(path: &Path, manager: CaptureManager) -> Result<(), Capt
     }
     tracing::info!(path = %path.display(), "pod source socket listening");
     tokio::spawn(async move {
-        weft_telemetry::accept_until(&listener, stop.cancelled(), "pod socket", |stream, _| {
+        weft_serve::accept_until(&listener, stop.cancelled(), "pod socket", |stream, _| {
             tokio::spawn(serve_client(stream, manager.clone()));
         })
         .await;

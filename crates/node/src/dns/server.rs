@@ -139,7 +139,7 @@ pub fn serve_udp(socket: UdpSocket, scope: DnsScope, stop: CancellationToken) {
 pub fn serve_tcp(listener: TcpListener, scope: DnsScope, stop: CancellationToken) {
     tokio::spawn(async move {
         let cancelled = stop.cancelled();
-        weft_telemetry::accept_until(&listener, cancelled, "DNS over TCP", |stream, _| {
+        weft_serve::accept_until(&listener, cancelled, "DNS over TCP", |stream, _| {
             let (scope, stop) = (scope.clone(), stop.clone());
             tokio::spawn(async move {
                 tokio::select! {

@@ -1,5 +1,5 @@
 //! Admin (127.0.0.1:15000), metrics (15020) and readiness (15021) pages, served by
-//! weft-telemetry's router.
+//! weft-serve's router.
 //!
 //! Admin pages: `/config_dump` (state as JSON: workloads and services in the proto JSON
 //! mapping, policies summarized), `/certs` (managed identities and their certificates),
@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use weft_hbone::PoolStatsSnapshot;
-use weft_telemetry::{AdminRequest, Page, Router};
+use weft_serve::{AdminRequest, Page, Router};
 
 use super::Node;
 use crate::state::MeshState;

@@ -402,7 +402,7 @@ impl Node {
                 Ok(local) => format!("proxy {local}"),
                 Err(_) => "proxy".to_owned(),
             };
-            weft_telemetry::accept_until(&listener, stop.cancelled(), &what, |stream, peer| {
+            weft_serve::accept_until(&listener, stop.cancelled(), &what, |stream, peer| {
                 let _ = stream.set_nodelay(true);
                 node.spawn_tracked(handle(node.clone(), stream, peer));
             })

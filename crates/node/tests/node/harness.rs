@@ -244,7 +244,7 @@ pub async fn wait_ready(running: &RunningNode) {
         .expect("readiness bound")
         .to_string();
     eventually("node ready", || async {
-        matches!(weft_telemetry::get(&addr, "/healthz/ready").await, Ok((s, _)) if s == 200)
+        matches!(weft_serve::get(&addr, "/healthz/ready").await, Ok((s, _)) if s == 200)
     })
     .await;
 }
@@ -396,7 +396,7 @@ pub async fn ping(stream: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
 }
 
 pub async fn page(addr: Option<SocketAddr>, path: &str) -> (u16, String) {
-    let (status, body) = weft_telemetry::get(&addr.expect("page bound").to_string(), path)
+    let (status, body) = weft_serve::get(&addr.expect("page bound").to_string(), path)
         .await
         .expect("GET page");
     (status.as_u16(), String::from_utf8_lossy(&body).into_owned())

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use weft_control::ca::CaServiceConfig;
+use weft_control::ca_service::CaServiceConfig;
 use weft_control::process::{ControlConfig, run};
 use weft_control::secure_server::SecureServerConfig;
 

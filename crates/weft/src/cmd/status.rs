@@ -21,7 +21,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let (status, body) = runtime
-        .block_on(weft_telemetry::get(&args.control, "/debug/syncz"))
+        .block_on(weft_serve::get(&args.control, "/debug/syncz"))
         .map_err(|err| anyhow::anyhow!("{err} (is `weft control` running? see --control)"))?;
     if !status.is_success() {
         anyhow::bail!("{} answered {status} for /debug/syncz", args.control);

@@ -40,7 +40,7 @@ impl fmt::Display for Caller {
 
 /// Maps a bearer token to the caller it stands for. Asynchronous so a check that needs I/O
 /// does not hold a worker thread. Config-directory mode uses the token file
-/// ([`super::ReloadableTokenFile`]); the Kubernetes mode will implement this with
+/// ([`super::tokens::ReloadableTokenFile`]); the Kubernetes mode will implement this with
 /// TokenReview.
 pub trait CallerAuthenticator: Send + Sync + 'static {
     /// `None` means the token is unknown.
@@ -88,7 +88,7 @@ impl StreamAuthenticator for XdsCallerAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ca::TokenFile;
+    use crate::callers::TokenFile;
 
     fn bearer(token: &str) -> MetadataMap {
         let mut metadata = MetadataMap::new();

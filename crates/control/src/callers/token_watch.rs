@@ -7,8 +7,8 @@
 //! The file's directory is watched rather than the file, since a rename over the file
 //! would end a watch on the file itself.
 
-use super::metrics::CaMetrics;
 use super::tokens::{ReloadableTokenFile, TokenFileError};
+use crate::ca_service::CaMetrics;
 use notify::Watcher as _;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;

@@ -2,9 +2,9 @@
 //! decide the identity the caller may get, check the CSR (valid, self-signed, acceptable
 //! key, exactly one URI SAN equal to that identity), sign, and log every decision.
 
-use super::authz::{NodeIdentities, identity_for};
-use super::caller::{Caller, CallerAuthenticator, authenticate_call};
 use super::metrics::CaMetrics;
+use super::placement::{NodeIdentities, identity_for};
+use crate::callers::caller::{Caller, CallerAuthenticator, authenticate_call};
 use prost_types::value::Kind;
 use std::sync::Arc;
 use std::time::Duration;
@@ -224,7 +224,8 @@ impl CaService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ca::{CaMetrics, StaticNodeIdentities, TokenFile};
+    use crate::ca_service::{CaMetrics, StaticNodeIdentities};
+    use crate::callers::TokenFile;
     use prost_types::{ListValue, Struct, Value};
     use rcgen::{CertificateParams, KeyPair, SanType};
     use x509_parser::extensions::GeneralName;

@@ -2,7 +2,7 @@
 //! credential (asking with `ImpersonatedIdentity`) only identities of workloads that the
 //! configuration places on that node.
 
-use super::caller::Caller;
+use crate::callers::Caller;
 use std::collections::{HashMap, HashSet};
 use weft_identity::SpiffeId;
 
