@@ -158,11 +158,11 @@ async fn node_proxy_gets_certs_over_grpc_and_they_complete_mutual_tls() {
 
     let metrics = ca.metrics_text();
     assert!(
-        metrics.contains("weft_ca_certificates_issued_total 2"),
+        metrics.contains("weft_control_ca_certificates_issued_total 2"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("weft_ca_root_expiry_timestamp_seconds"),
+        metrics.contains("weft_control_ca_root_expiry_timestamp_seconds"),
         "{metrics}"
     );
 }
@@ -264,12 +264,12 @@ async fn refusals_get_the_right_status_and_no_certificate() {
     }
     let metrics = ca.metrics_text();
     for line in [
-        r#"weft_ca_certificates_rejected_total{reason="unauthenticated"} 2"#,
-        r#"weft_ca_certificates_rejected_total{reason="identity_not_allowed"} 3"#,
-        r#"weft_ca_certificates_rejected_total{reason="san_mismatch"} 3"#,
-        r#"weft_ca_certificates_rejected_total{reason="weak_key"} 2"#,
-        r#"weft_ca_certificates_rejected_total{reason="invalid_csr"} 2"#,
-        "weft_ca_certificates_issued_total 0",
+        r#"weft_control_ca_certificates_rejected_total{reason="unauthenticated"} 2"#,
+        r#"weft_control_ca_certificates_rejected_total{reason="identity_not_allowed"} 3"#,
+        r#"weft_control_ca_certificates_rejected_total{reason="san_mismatch"} 3"#,
+        r#"weft_control_ca_certificates_rejected_total{reason="weak_key"} 2"#,
+        r#"weft_control_ca_certificates_rejected_total{reason="invalid_csr"} 2"#,
+        "weft_control_ca_certificates_issued_total 0",
     ] {
         assert!(metrics.contains(line), "missing `{line}` in\n{metrics}");
     }

@@ -193,10 +193,10 @@ fn replace_token_file(control: &RunningControl, text: &str) {
     std::fs::rename(&temporary, &path).expect("rename over the token file");
 }
 
-/// The `weft_token_file_reloads_total{result}` counter.
+/// The `weft_control_token_file_reloads_total{result}` counter.
 async fn token_reloads(control: &RunningControl, result: &str) -> u64 {
     let (_, metrics) = control.admin_get("/metrics").await;
-    let prefix = format!("weft_control_weft_token_file_reloads_total{{result=\"{result}\"}} ");
+    let prefix = format!("weft_control_token_file_reloads_total{{result=\"{result}\"}} ");
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(&prefix))

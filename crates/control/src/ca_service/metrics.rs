@@ -38,27 +38,27 @@ impl CaMetrics {
         Self::default()
     }
 
-    /// Registers the metrics: `weft_ca_certificates_issued_total`,
-    /// `weft_ca_certificates_rejected_total{reason}`, `weft_ca_root_expiry_timestamp_seconds`,
-    /// `weft_token_file_reloads_total{result}`.
+    /// Registers the metrics under `registry`'s prefix (`weft_control_` in the process):
+    /// `ca_certificates_issued_total`, `ca_certificates_rejected_total{reason}`,
+    /// `ca_root_expiry_timestamp_seconds`, `token_file_reloads_total{result}`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
-            "weft_ca_certificates_issued",
+            "ca_certificates_issued",
             "Workload certificates issued by the mesh CA",
             self.issued.clone(),
         );
         registry.register(
-            "weft_ca_certificates_rejected",
+            "ca_certificates_rejected",
             "Certificate requests refused by the mesh CA, by reason",
             self.rejected.clone(),
         );
         registry.register(
-            "weft_ca_root_expiry_timestamp_seconds",
+            "ca_root_expiry_timestamp_seconds",
             "Expiry time of the mesh root certificate (unix seconds)",
             self.root_expiry.clone(),
         );
         registry.register(
-            "weft_token_file_reloads",
+            "token_file_reloads",
             "Re-reads of the edited token file, by result (error keeps the last good tokens)",
             self.token_reloads.clone(),
         );

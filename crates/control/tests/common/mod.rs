@@ -70,7 +70,7 @@ pub async fn start_ca() -> RunningCa {
         .with("node-1", id("b"))
         .with("node-2", id("c"));
     let metrics = CaMetrics::new();
-    let mut registry = Registry::default();
+    let mut registry = Registry::with_prefix("weft_control");
     metrics.register(&mut registry);
     let service = CaService::new(
         ca.clone(),
