@@ -2,16 +2,16 @@
 //! port N be allowed?" answered from a [`MeshState`] with the same [`PolicySet`]s the proxy
 //! enforces. Pure: no I/O, no clock.
 //!
-//! [`PolicySet`]: crate::policy::PolicySet
+//! [`PolicySet`]: weft_policy::PolicySet
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::policy::{ConnectionFacts, Decision, Transport};
 use crate::state::{MeshState, MeshWorkload};
 use weft_identity::SpiffeId;
+use weft_policy::{ConnectionFacts, Decision, Transport};
 
 /// The destination workload of a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,9 +180,9 @@ mod tests {
     use weft_proto::security::{Action, Match, Scope};
 
     use super::*;
-    use crate::policy::tests::{authz, cidr, deny, exact, one, presence};
     use crate::state::LocalConfig;
     use crate::state::tests::pod;
+    use weft_policy::testing::{authz, cidr, deny, exact, one, presence};
     use weft_proto::workload::{Address, address};
 
     fn state() -> MeshState {

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::policy::{self, ConnectionFacts, Decision, OpenConnection};
 use crate::state::MeshState;
+use weft_policy::{self as policy, ConnectionFacts, Decision, OpenConnection};
 
 /// Which way a connection goes through this proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -24,13 +24,13 @@ use weft_hbone::{
 
 use super::connections::{ConnectionInfo, Direction, Registration};
 use super::{Node, unix_ms};
-use crate::policy::{ConnectionFacts, Decision, Transport};
 use crate::state::{ActiveConnection, MeshWorkload};
 use crate::telemetry::{
     AccessLogEntry, AccessLogFormat, ConnectionEnds, ConnectionLabels, ConnectionMetrics,
     ConnectionResult, Reporter,
 };
 use weft_identity::SpiffeId;
+use weft_policy::{ConnectionFacts, Decision, Transport};
 
 /// How the plaintext inbound listener learns each connection's real destination.
 #[derive(Debug, Clone, Copy)]

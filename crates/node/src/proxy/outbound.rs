@@ -20,13 +20,13 @@ use weft_proto::workload::gateway_address::Destination as GatewayDestination;
 use super::connections::{ConnectionInfo, Direction, Registration};
 use super::{Node, unix_ms};
 use crate::lb::{self, LbError};
-use crate::policy::Transport;
 use crate::state::{
     ActiveConnection, Destination, MeshService, MeshState, MeshWorkload, PortMapping,
 };
 use crate::telemetry::{
     AccessLogEntry, ConnectionEnds, ConnectionLabels, ConnectionMetrics, ConnectionResult, Reporter,
 };
+use weft_policy::Transport;
 
 /// Why an outbound connection could not be opened.
 #[derive(Debug, thiserror::Error)]

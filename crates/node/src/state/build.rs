@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use super::{AddressRecord, Endpoint, MeshService, MeshState, MeshWorkload, WorkloadRecord};
-use crate::policy::{CompiledPolicy, PolicySet, Scope};
+use weft_policy::{CompiledPolicy, PolicySet, Scope};
 
 /// Policies grouped by how they are selected.
 struct PolicyScopes<'a> {

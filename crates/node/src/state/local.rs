@@ -27,8 +27,8 @@ use weft_proto::security::Authorization;
 use weft_proto::workload::{Address, Service, Workload, address};
 
 use super::{AddressRecord, MeshState};
-use crate::policy::CompiledPolicy;
 use crate::validation::{Ctx, Problem, ValidationError};
+use weft_policy::CompiledPolicy;
 
 /// A validated set of resources, ready to become a [`MeshState`].
 #[derive(Debug, Default, Clone)]

@@ -22,8 +22,8 @@ pub use local::{LocalConfig, LocalConfigError};
 pub use records::{AddressRecord, PortMapping, ServiceRecord, WorkloadRecord};
 pub use store::{StateStore, UpdateOutcome};
 
-use crate::policy::{CompiledPolicy, PolicySet};
 use weft_identity::SpiffeId;
+use weft_policy::{CompiledPolicy, PolicySet};
 
 /// One immutable snapshot of the mesh with its indexes.
 #[derive(Debug, Default)]

@@ -9,8 +9,8 @@ use tokio::sync::watch;
 use weft_proto::{security::Authorization, workload::Address};
 
 use super::{AddressRecord, LocalConfig, MeshState};
-use crate::policy::CompiledPolicy;
 use crate::validation::ValidationError;
+use weft_policy::CompiledPolicy;
 
 /// Holds the current [`MeshState`] and the resources it was built from.
 ///

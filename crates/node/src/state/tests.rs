@@ -8,9 +8,9 @@ use weft_proto::workload::{
 };
 
 use super::*;
-use crate::policy::tests::{authz, deny, mtls, one, plaintext, rule};
-use crate::policy::{OpenConnection, Verdict, recheck};
 use crate::validation::Problem;
+use weft_policy::testing::{authz, deny, mtls, one, plaintext, rule};
+use weft_policy::{OpenConnection, Verdict, recheck};
 
 pub(crate) fn ip_bytes(ip: &str) -> Vec<u8> {
     match ip.parse::<IpAddr>().unwrap() {
@@ -434,7 +434,7 @@ fn policy_scope_global_namespace_and_selector() {
     );
     assert_eq!(
         decision.outcome.reason,
-        crate::policy::Reason::PolicyNotReceived
+        weft_policy::Reason::PolicyNotReceived
     );
 }
 
@@ -472,7 +472,7 @@ fn recheck_reports_connections_a_new_policy_denies() {
     let mut strict = deny(
         "shop/strict",
         vec![one(weft_proto::security::Match {
-            not_principals: vec![crate::policy::tests::presence()],
+            not_principals: vec![weft_policy::testing::presence()],
             ..Default::default()
         })],
     );

@@ -5,9 +5,9 @@ use std::fmt;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 
-use crate::policy::Transport;
 use crate::state::{MeshService, MeshWorkload};
 use weft_identity::SpiffeId;
+use weft_policy::Transport;
 
 /// The value Istio dashboards expect for anything not known.
 pub const UNKNOWN: &str = "unknown";

@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::labels::ConnectionLabels;
-use crate::policy::{Decision, Reason};
+use weft_policy::{Decision, Reason};
 
 /// All node proxy metrics. Cheap to clone (handles share the registered metrics).
 #[derive(Debug, Clone, Default)]
@@ -149,7 +149,7 @@ impl Metrics {
 
     /// Counts `decision` if it denies, or if dry-run policies would have denied it.
     pub fn record_decision(&self, decision: &Decision, destination_namespace: &str) {
-        let labels = |outcome: &crate::policy::Outcome| DenialLabels {
+        let labels = |outcome: &weft_policy::Outcome| DenialLabels {
             policy: outcome.policy.as_deref().unwrap_or("none").to_owned(),
             reason: match outcome.reason {
                 Reason::DenyMatched => "deny_matched",

@@ -8,11 +8,11 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
 use super::*;
-use crate::policy::Transport;
-use crate::policy::tests::{allow, deny, dry, mtls, plaintext, rule};
 use crate::state::tests::{member, pod, service, svc_address, wl_address};
 use crate::state::{MeshState, StateStore};
 use weft_identity::SpiffeId;
+use weft_policy::Transport;
+use weft_policy::testing::{allow, deny, dry, mtls, plaintext, rule};
 
 const DB_KEY: &str = "shop/db.shop.svc.cluster.local";
 
@@ -154,7 +154,7 @@ fn unknown_parties_are_labelled_unknown() {
 
 #[test]
 fn denials_dry_run_denials_and_pool_metrics_are_exported() {
-    use crate::policy::{CompiledPolicy, PolicySet};
+    use weft_policy::{CompiledPolicy, PolicySet};
     let compile = |p| Arc::new(CompiledPolicy::compile(None, &p).unwrap());
     let strict = PolicySet::new([compile(allow("shop/none", vec![]))], vec![]);
     let trial = PolicySet::new(

@@ -1,5 +1,5 @@
-//! Builders for `istio.security` resources and connection facts, shared by the test
-//! modules of this crate.
+//! Builders for `istio.security` wire policies and connection facts, for tests here and in
+//! the proxies (feature `test-support`). They panic on malformed input.
 
 use std::net::IpAddr;
 
@@ -8,30 +8,30 @@ use weft_proto::security::{
     ServiceAccountMatch, StringMatch, string_match::MatchType,
 };
 
-use crate::policy::{ConnectionFacts, Transport};
+use crate::{ConnectionFacts, Transport};
 use weft_identity::SpiffeId;
 
-pub(crate) fn exact(s: &str) -> StringMatch {
+pub fn exact(s: &str) -> StringMatch {
     StringMatch {
         match_type: Some(MatchType::Exact(s.into())),
     }
 }
-pub(crate) fn prefix(s: &str) -> StringMatch {
+pub fn prefix(s: &str) -> StringMatch {
     StringMatch {
         match_type: Some(MatchType::Prefix(s.into())),
     }
 }
-pub(crate) fn suffix(s: &str) -> StringMatch {
+pub fn suffix(s: &str) -> StringMatch {
     StringMatch {
         match_type: Some(MatchType::Suffix(s.into())),
     }
 }
-pub(crate) fn presence() -> StringMatch {
+pub fn presence() -> StringMatch {
     StringMatch {
         match_type: Some(MatchType::Presence(())),
     }
 }
-pub(crate) fn cidr(text: &str) -> pb::Address {
+pub fn cidr(text: &str) -> pb::Address {
     let net: ipnet::IpNet = text.parse().unwrap();
     let address = match net.addr() {
         IpAddr::V4(v4) => v4.octets().to_vec(),
@@ -42,14 +42,14 @@ pub(crate) fn cidr(text: &str) -> pb::Address {
         length: u32::from(net.prefix_len()),
     }
 }
-pub(crate) fn sa(namespace: &str, service_account: &str) -> ServiceAccountMatch {
+pub fn sa(namespace: &str, service_account: &str) -> ServiceAccountMatch {
     ServiceAccountMatch {
         namespace: namespace.into(),
         service_account: service_account.into(),
     }
 }
 /// A rule of clauses, each clause a list of alternative matches.
-pub(crate) fn rule(clauses: Vec<Vec<pb::Match>>) -> Rule {
+pub fn rule(clauses: Vec<Vec<pb::Match>>) -> Rule {
     Rule {
         clauses: clauses
             .into_iter()
@@ -58,15 +58,10 @@ pub(crate) fn rule(clauses: Vec<Vec<pb::Match>>) -> Rule {
     }
 }
 /// A rule with a single clause holding a single match.
-pub(crate) fn one(m: pb::Match) -> Rule {
+pub fn one(m: pb::Match) -> Rule {
     rule(vec![vec![m]])
 }
-pub(crate) fn authz(
-    key: &str,
-    scope: PbScope,
-    action: PbAction,
-    rules: Vec<Rule>,
-) -> Authorization {
+pub fn authz(key: &str, scope: PbScope, action: PbAction, rules: Vec<Rule>) -> Authorization {
     let (namespace, name) = key.split_once('/').unwrap();
     Authorization {
         name: name.into(),
@@ -78,17 +73,17 @@ pub(crate) fn authz(
         extensions: vec![],
     }
 }
-pub(crate) fn allow(key: &str, rules: Vec<Rule>) -> Authorization {
+pub fn allow(key: &str, rules: Vec<Rule>) -> Authorization {
     authz(key, PbScope::Namespace, PbAction::Allow, rules)
 }
-pub(crate) fn deny(key: &str, rules: Vec<Rule>) -> Authorization {
+pub fn deny(key: &str, rules: Vec<Rule>) -> Authorization {
     authz(key, PbScope::Namespace, PbAction::Deny, rules)
 }
-pub(crate) fn dry(mut policy: Authorization) -> Authorization {
+pub fn dry(mut policy: Authorization) -> Authorization {
     policy.dry_run = true;
     policy
 }
-pub(crate) fn mtls(principal: &str, src: &str, dst: &str) -> ConnectionFacts {
+pub fn mtls(principal: &str, src: &str, dst: &str) -> ConnectionFacts {
     ConnectionFacts {
         source_identity: Some(SpiffeId::parse_uri_or_principal(principal).unwrap()),
         source_ip: src.parse().unwrap(),
@@ -96,7 +91,7 @@ pub(crate) fn mtls(principal: &str, src: &str, dst: &str) -> ConnectionFacts {
         transport: Transport::Hbone,
     }
 }
-pub(crate) fn plaintext(src: &str, dst: &str) -> ConnectionFacts {
+pub fn plaintext(src: &str, dst: &str) -> ConnectionFacts {
     ConnectionFacts {
         source_identity: None,
         source_ip: src.parse().unwrap(),

@@ -6,10 +6,8 @@ use weft_proto::security::{self as pb, Authorization, StringMatch};
 
 use super::*;
 
-mod builders;
 mod empty_clauses;
-use crate::validation::Problem;
-pub(crate) use builders::*;
+use crate::testing::*;
 
 fn set(policies: &[Authorization]) -> PolicySet {
     let compiled = policies

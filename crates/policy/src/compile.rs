@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use weft_proto::security::{self, string_match::MatchType};
 
-use super::ConnectionFacts;
+use crate::ConnectionFacts;
 use crate::validation::{Ctx, Problem, ValidationError};
 
 pub use weft_proto::security::{Action, Scope};
