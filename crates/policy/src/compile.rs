@@ -1,5 +1,6 @@
-//! Compiles `istio.security.Authorization` resources into matchers that evaluate a
-//! connection without allocating: addresses parsed to CIDRs, ports narrowed to `u16`, string
+//! The compiled policy model (rules of clauses of matches, with optional L7 conditions)
+//! and its compilation from `istio.security.Authorization` resources, into matchers that
+//! evaluate a connection without allocating: addresses parsed to CIDRs, ports narrowed to `u16`, string
 //! matches resolved to an enum. Compiling is also validating: a malformed policy is rejected
 //! with a [`ValidationError`] naming the field.
 
@@ -10,52 +11,60 @@ use ipnet::IpNet;
 use weft_proto::security::{self, string_match::MatchType};
 
 use crate::ConnectionFacts;
+use crate::l7::{L7Match, RequestFacts};
 use crate::validation::{Ctx, Problem, ValidationError};
 
 pub use weft_proto::security::{Action, Scope};
 
-/// A validated, compiled L4 authorization policy.
+/// A validated, compiled authorization policy (L4 conditions, and L7 ones when compiled
+/// from the user's policy).
 #[derive(Debug)]
 pub struct CompiledPolicy {
-    key: Arc<str>,
-    namespace: Box<str>,
-    scope: Scope,
-    action: Action,
-    dry_run: bool,
-    rules: Vec<Rule>,
+    pub(crate) key: Arc<str>,
+    pub(crate) namespace: Box<str>,
+    pub(crate) scope: Scope,
+    pub(crate) action: Action,
+    pub(crate) dry_run: bool,
+    pub(crate) rules: Vec<Rule>,
 }
 
 /// Matches if all clauses match (so a rule with no clauses matches everything).
 #[derive(Debug)]
-struct Rule {
-    clauses: Vec<Clause>,
+pub(crate) struct Rule {
+    pub clauses: Vec<Clause>,
+    /// An ALLOW rule with L7 conditions: without request facts it matches nothing (fails
+    /// safe, as translation drops it). DENY rules instead match on their L4 part.
+    pub needs_request: bool,
 }
 
 /// Matches if any of its matches matches.
 #[derive(Debug)]
-struct Clause {
-    matches: Vec<Match>,
+pub(crate) struct Clause {
+    pub matches: Vec<Match>,
 }
 
 /// Every non-empty list must hold: positive lists need one hit, `not_` lists need none.
 #[derive(Debug, Default)]
-struct Match {
-    namespaces: Vec<StrMatch>,
-    not_namespaces: Vec<StrMatch>,
-    principals: Vec<StrMatch>,
-    not_principals: Vec<StrMatch>,
-    source_ips: Vec<IpNet>,
-    not_source_ips: Vec<IpNet>,
-    destination_ips: Vec<IpNet>,
-    not_destination_ips: Vec<IpNet>,
-    destination_ports: Vec<u16>,
-    not_destination_ports: Vec<u16>,
-    service_accounts: Vec<ServiceAccount>,
-    not_service_accounts: Vec<ServiceAccount>,
+pub(crate) struct Match {
+    pub namespaces: Vec<StrMatch>,
+    pub not_namespaces: Vec<StrMatch>,
+    pub principals: Vec<StrMatch>,
+    pub not_principals: Vec<StrMatch>,
+    pub source_ips: Vec<IpNet>,
+    pub not_source_ips: Vec<IpNet>,
+    pub destination_ips: Vec<IpNet>,
+    pub not_destination_ips: Vec<IpNet>,
+    pub destination_ports: Vec<u16>,
+    pub not_destination_ports: Vec<u16>,
+    pub service_accounts: Vec<ServiceAccount>,
+    pub not_service_accounts: Vec<ServiceAccount>,
+    /// L7 conditions, if any (boxed: L4-only matches stay small).
+    pub l7: Option<Box<L7Match>>,
 }
 
+/// A string condition: Istio's exact, `prefix*`, `*suffix` and `*` (presence) forms.
 #[derive(Debug)]
-enum StrMatch {
+pub(crate) enum StrMatch {
     Exact(Box<str>),
     Prefix(Box<str>),
     Suffix(Box<str>),
@@ -64,9 +73,9 @@ enum StrMatch {
 }
 
 #[derive(Debug)]
-struct ServiceAccount {
-    namespace: Box<str>,
-    name: Box<str>,
+pub(crate) struct ServiceAccount {
+    pub namespace: Box<str>,
+    pub name: Box<str>,
 }
 
 impl CompiledPolicy {
@@ -148,10 +157,16 @@ impl CompiledPolicy {
         self.rules.len()
     }
 
-    /// Index of the first rule matching `facts`, if any.
+    /// Index of the first rule matching `facts` (and `request`, at an L7 proxy), if any.
     #[must_use]
-    pub fn matching_rule(&self, facts: &ConnectionFacts) -> Option<usize> {
-        self.rules.iter().position(|rule| rule.matches(facts))
+    pub fn matching_rule(
+        &self,
+        facts: &ConnectionFacts,
+        request: Option<&RequestFacts<'_>>,
+    ) -> Option<usize> {
+        self.rules
+            .iter()
+            .position(|rule| rule.matches(facts, request))
     }
 }
 
@@ -190,7 +205,7 @@ fn compile_rule(
             .collect(),
         Action::Allow => clauses,
     };
-    Ok(Rule { clauses })
+    Ok(Rule::new(clauses, action))
 }
 
 fn compile_match(ctx: Ctx<'_>, path: &str, m: &security::Match) -> Result<Match, ValidationError> {
@@ -241,6 +256,7 @@ fn compile_match(ctx: Ctx<'_>, path: &str, m: &security::Match) -> Result<Match,
         not_destination_ports: ports("not_destination_ports", &m.not_destination_ports)?,
         service_accounts: accounts("service_accounts", &m.service_accounts)?,
         not_service_accounts: accounts("not_service_accounts", &m.not_service_accounts)?,
+        l7: None,
     })
 }
 
@@ -281,15 +297,65 @@ fn compile_cidr(ctx: Ctx<'_>, path: &str, a: &security::Address) -> Result<IpNet
 }
 
 impl Rule {
-    fn matches(&self, facts: &ConnectionFacts) -> bool {
+    pub fn new(clauses: Vec<Clause>, action: Action) -> Self {
+        let has_l7 = clauses
+            .iter()
+            .flat_map(|c| &c.matches)
+            .any(|m| m.l7.is_some());
+        Self {
+            clauses,
+            needs_request: action == Action::Allow && has_l7,
+        }
+    }
+
+    fn matches(&self, facts: &ConnectionFacts, request: Option<&RequestFacts<'_>>) -> bool {
+        if self.needs_request && request.is_none() {
+            return false;
+        }
         self.clauses
             .iter()
-            .all(|clause| clause.matches.iter().any(|m| m.matches(facts)))
+            .all(|clause| clause.matches.iter().any(|m| m.matches(facts, request)))
     }
 }
 
 impl Match {
-    fn matches(&self, facts: &ConnectionFacts) -> bool {
+    /// Sets the L7 part (dropped when empty, so the match stays L4-only).
+    #[cfg(feature = "api")]
+    pub fn with_l7(mut self, l7: L7Match) -> Self {
+        self.l7 = (!l7.is_empty()).then(|| Box::new(l7));
+        self
+    }
+
+    /// True when no condition is set: the match holds for every connection and request.
+    #[cfg(feature = "api")]
+    pub fn is_unconstrained(&self) -> bool {
+        self.l7.is_none()
+            && self.namespaces.is_empty()
+            && self.not_namespaces.is_empty()
+            && self.principals.is_empty()
+            && self.not_principals.is_empty()
+            && self.source_ips.is_empty()
+            && self.not_source_ips.is_empty()
+            && self.destination_ips.is_empty()
+            && self.not_destination_ips.is_empty()
+            && self.destination_ports.is_empty()
+            && self.not_destination_ports.is_empty()
+            && self.service_accounts.is_empty()
+            && self.not_service_accounts.is_empty()
+    }
+
+    /// The L4 part, and the L7 part when there are request facts. Without them the L7
+    /// part holds: only DENY rules get here with one (an ALLOW rule needing it never
+    /// matches), and they deny on their L4 part.
+    fn matches(&self, facts: &ConnectionFacts, request: Option<&RequestFacts<'_>>) -> bool {
+        self.matches_l4(facts)
+            && self
+                .l7
+                .as_ref()
+                .is_none_or(|l7| request.is_none_or(|r| l7.matches(r)))
+    }
+
+    fn matches_l4(&self, facts: &ConnectionFacts) -> bool {
         let identity = facts.source_identity.as_ref();
         let namespace = identity.map(weft_identity::SpiffeId::namespace);
         let principal = identity.map(weft_identity::SpiffeId::principal);
@@ -317,30 +383,55 @@ impl Match {
 }
 
 /// An empty positive list does not constrain; otherwise one element must hit.
-fn positive<T>(list: &[T], hit: impl Fn(&T) -> bool) -> bool {
+pub(crate) fn positive<T>(list: &[T], hit: impl Fn(&T) -> bool) -> bool {
     list.is_empty() || list.iter().any(hit)
 }
 
 /// No element of a `not_` list may hit (vacuously true when empty).
-fn negative<T>(list: &[T], hit: impl Fn(&T) -> bool) -> bool {
+pub(crate) fn negative<T>(list: &[T], hit: impl Fn(&T) -> bool) -> bool {
     !list.iter().any(hit)
 }
 
 /// IPv4-mapped IPv6 sources (`::ffff:a.b.c.d`, seen on dual-stack sockets) match IPv4 CIDRs.
-fn contains(net: &IpNet, ip: IpAddr) -> bool {
+pub(crate) fn contains(net: &IpNet, ip: IpAddr) -> bool {
     net.contains(&ip) || ip.to_canonical() != ip && net.contains(&ip.to_canonical())
 }
 
 impl StrMatch {
+    /// `*` -> presence, `*x` -> suffix, `x*` -> prefix, otherwise exact.
+    #[cfg(feature = "api")]
+    pub fn wildcard(value: &str) -> Self {
+        if value == "*" {
+            Self::Presence
+        } else if let Some(suffix) = value.strip_prefix('*') {
+            Self::Suffix(suffix.into())
+        } else if let Some(prefix) = value.strip_suffix('*') {
+            Self::Prefix(prefix.into())
+        } else {
+            Self::Exact(value.into())
+        }
+    }
+
     /// A missing value (no peer identity) matches nothing, not even `presence`.
-    fn matches(&self, value: Option<&str>) -> bool {
-        let Some(value) = value else {
-            return false;
-        };
+    pub fn matches(&self, value: Option<&str>) -> bool {
+        value.is_some_and(|v| self.matches_bytes(v.as_bytes(), <[u8]>::eq))
+    }
+
+    /// As [`Self::matches`], comparing ASCII case-insensitively (hosts).
+    pub fn matches_ignore_case(&self, value: &str) -> bool {
+        self.matches_bytes(value.as_bytes(), <[u8]>::eq_ignore_ascii_case)
+    }
+
+    fn matches_bytes(&self, value: &[u8], eq: impl Fn(&[u8], &[u8]) -> bool) -> bool {
         match self {
-            Self::Exact(v) => value == &**v,
-            Self::Prefix(p) => value.starts_with(&**p),
-            Self::Suffix(s) => value.ends_with(&**s),
+            Self::Exact(v) => eq(value, v.as_bytes()),
+            Self::Prefix(p) => value
+                .get(..p.len())
+                .is_some_and(|head| eq(head, p.as_bytes())),
+            Self::Suffix(s) => value
+                .len()
+                .checked_sub(s.len())
+                .is_some_and(|start| eq(&value[start..], s.as_bytes())),
             Self::Presence => !value.is_empty(),
         }
     }

@@ -23,9 +23,12 @@
 //! It must not know where policies come from (xDS, files, a config store) nor do I/O: the
 //! proxies feed it compiled policies and facts, and look sets up through [`PolicyLookup`].
 
+#[cfg(feature = "api")]
+mod api;
 mod compile;
 mod decision;
 mod facts;
+mod l7;
 mod set;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -36,5 +39,6 @@ pub mod validation;
 pub use compile::{Action, CompiledPolicy, Scope};
 pub use decision::{Decision, Outcome, Reason, Verdict};
 pub use facts::{ConnectionFacts, Transport};
+pub use l7::RequestFacts;
 pub use set::{OpenConnection, PolicyLookup, PolicySet, recheck};
 pub use validation::{Problem, ValidationError};

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::{Action, CompiledPolicy, ConnectionFacts, Decision, Outcome, Reason, Verdict};
+use crate::{
+    Action, CompiledPolicy, ConnectionFacts, Decision, Outcome, Reason, RequestFacts, Verdict,
+};
 
 /// The policies applying to one workload, split by action and enforcement, each list sorted
 /// by policy key so that the deciding policy is deterministic.
@@ -44,9 +46,23 @@ impl PolicySet {
         set
     }
 
-    /// Evaluates `facts`. While a policy the workload names is missing, everything is denied.
+    /// Evaluates a connection at L4 (a node proxy): [`Self::evaluate_with`] without request
+    /// facts.
     #[must_use]
     pub fn evaluate(&self, facts: &ConnectionFacts) -> Decision {
+        self.evaluate_with(facts, None)
+    }
+
+    /// Evaluates a connection and, at an L7 proxy, one request on it. Without `request`,
+    /// rules with L7 conditions fail safe (an ALLOW rule matches nothing, a DENY rule
+    /// matches on its L4 part). While a policy the workload names is missing, everything is
+    /// denied.
+    #[must_use]
+    pub fn evaluate_with(
+        &self,
+        facts: &ConnectionFacts,
+        request: Option<&RequestFacts<'_>>,
+    ) -> Decision {
         let outcome = match self.missing.first() {
             Some(missing) => Outcome {
                 verdict: Verdict::Deny,
@@ -54,14 +70,14 @@ impl PolicySet {
                 policy: Some(Arc::from(missing.as_str())),
                 rule: None,
             },
-            None => decide(self.deny.iter(), self.allow.iter(), facts),
+            None => decide(self.deny.iter(), self.allow.iter(), (facts, request)),
         };
         let dry_run =
             (!self.dry_run_deny.is_empty() || !self.dry_run_allow.is_empty()).then(|| {
                 decide(
                     self.deny.iter().chain(&self.dry_run_deny),
                     self.allow.iter().chain(&self.dry_run_allow),
-                    facts,
+                    (facts, request),
                 )
             });
         Decision { outcome, dry_run }
@@ -83,10 +99,13 @@ impl PolicySet {
     }
 }
 
+/// What one evaluation is about: the connection, and the request if any.
+type Facts<'f> = (&'f ConnectionFacts, Option<&'f RequestFacts<'f>>);
+
 fn decide<'a>(
     deny: impl Iterator<Item = &'a Arc<CompiledPolicy>>,
     allow: impl Iterator<Item = &'a Arc<CompiledPolicy>>,
-    facts: &ConnectionFacts,
+    facts: Facts<'_>,
 ) -> Outcome {
     if let Some((policy, rule)) = first_match(deny, facts) {
         return matched(Verdict::Deny, Reason::DenyMatched, policy, rule);
@@ -103,9 +122,9 @@ fn decide<'a>(
 
 fn first_match<'a>(
     mut policies: impl Iterator<Item = &'a Arc<CompiledPolicy>>,
-    facts: &ConnectionFacts,
+    (facts, request): Facts<'_>,
 ) -> Option<(&'a CompiledPolicy, usize)> {
-    policies.find_map(|p| p.matching_rule(facts).map(|rule| (&**p, rule)))
+    policies.find_map(|p| p.matching_rule(facts, request).map(|rule| (&**p, rule)))
 }
 
 fn matched(verdict: Verdict, reason: Reason, policy: &CompiledPolicy, rule: usize) -> Outcome {

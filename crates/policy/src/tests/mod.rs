@@ -7,6 +7,8 @@ use weft_proto::security::{self as pb, Authorization, StringMatch};
 use super::*;
 
 mod empty_clauses;
+#[cfg(feature = "api")]
+mod l7;
 use crate::testing::*;
 
 fn set(policies: &[Authorization]) -> PolicySet {

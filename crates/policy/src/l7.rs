@@ -1,0 +1,168 @@
+//! L7 conditions of a compiled match: hosts, methods, paths, headers, request principals
+//! and the original client address, evaluated against one request ([`RequestFacts`]) as
+//! Istio does. Without request facts they are not evaluated here: the rule decides how to
+//! fail safe (see `Rule::matches` in `compile`).
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName};
+use ipnet::IpNet;
+
+use crate::compile::{StrMatch, contains, negative, positive};
+
+/// What an L7 proxy knows about one HTTP request, borrowed from it (nothing is copied).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// Method, e.g. `GET` (matched case-sensitively, as Istio does).
+    pub method: &'a str,
+    /// `:authority` / `Host`, possibly with a port (matched case-insensitively; a host
+    /// pattern without a port also matches the host with any port).
+    pub host: &'a str,
+    /// `:path`; the query string and fragment are ignored when matching paths.
+    pub path: &'a str,
+    /// Request headers (several values of one name are matched joined by `,`).
+    pub headers: &'a HeaderMap,
+    /// `<iss>/<sub>` of the request's validated JWT, if any (`None`: positive
+    /// `requestPrincipals` cannot match, and their `not` form holds).
+    pub request_principal: Option<&'a str>,
+    /// Original client address: from `X-Forwarded-For` (per the proxy's trusted hops) or
+    /// the PROXY protocol, else the connection's source.
+    pub remote_ip: IpAddr,
+}
+
+/// The L7 part of a match; every non-empty list must hold, as for the L4 part.
+#[derive(Debug, Default)]
+pub(crate) struct L7Match {
+    pub hosts: Vec<StrMatch>,
+    pub not_hosts: Vec<StrMatch>,
+    pub methods: Vec<StrMatch>,
+    pub not_methods: Vec<StrMatch>,
+    pub paths: Vec<StrMatch>,
+    pub not_paths: Vec<StrMatch>,
+    pub request_principals: Vec<StrMatch>,
+    pub not_request_principals: Vec<StrMatch>,
+    pub remote_ips: Vec<IpNet>,
+    pub not_remote_ips: Vec<IpNet>,
+    pub headers: Vec<HeaderCondition>,
+}
+
+/// `request.headers[name]`: `values` need one hit, `not_values` none; a missing header
+/// matches no value.
+#[derive(Debug)]
+pub(crate) struct HeaderCondition {
+    pub name: HeaderName,
+    pub values: Vec<StrMatch>,
+    pub not_values: Vec<StrMatch>,
+}
+
+impl L7Match {
+    /// True when no L7 condition is set (the match is L4 only).
+    #[cfg(feature = "api")]
+    pub fn is_empty(&self) -> bool {
+        let lists = [
+            &self.hosts,
+            &self.not_hosts,
+            &self.methods,
+            &self.not_methods,
+            &self.paths,
+            &self.not_paths,
+            &self.request_principals,
+            &self.not_request_principals,
+        ];
+        lists.iter().all(|l| l.is_empty())
+            && self.remote_ips.is_empty()
+            && self.not_remote_ips.is_empty()
+            && self.headers.is_empty()
+    }
+
+    pub fn matches(&self, request: &RequestFacts<'_>) -> bool {
+        let host = |m: &StrMatch| host_matches(m, request.host);
+        let method = |m: &StrMatch| m.matches(Some(request.method));
+        let path = |m: &StrMatch| m.matches(Some(path_only(request.path)));
+        let principal = |m: &StrMatch| m.matches(request.request_principal);
+        let remote = |net: &IpNet| contains(net, request.remote_ip);
+        positive(&self.hosts, host)
+            && negative(&self.not_hosts, host)
+            && positive(&self.methods, method)
+            && negative(&self.not_methods, method)
+            && positive(&self.paths, path)
+            && negative(&self.not_paths, path)
+            && positive(&self.request_principals, principal)
+            && negative(&self.not_request_principals, principal)
+            && positive(&self.remote_ips, remote)
+            && negative(&self.not_remote_ips, remote)
+            && self.headers.iter().all(|h| h.matches(request.headers))
+    }
+}
+
+impl HeaderCondition {
+    fn matches(&self, headers: &HeaderMap) -> bool {
+        let value = header_value(headers, &self.name);
+        let hit = |m: &StrMatch| m.matches(value.as_deref());
+        positive(&self.values, hit) && negative(&self.not_values, hit)
+    }
+}
+
+/// The header's value, several values joined by `,` (allocates only then); `None` when the
+/// header is absent or not text.
+fn header_value<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<Cow<'h, str>> {
+    let mut values = headers.get_all(name).iter().map(|v| v.to_str().ok());
+    let first = values.next()??;
+    let rest: Option<Vec<&str>> = values.collect();
+    let rest = rest?;
+    if rest.is_empty() {
+        return Some(Cow::Borrowed(first));
+    }
+    Some(Cow::Owned(
+        std::iter::once(first)
+            .chain(rest)
+            .collect::<Vec<_>>()
+            .join(","),
+    ))
+}
+
+/// Hosts compare case-insensitively; a pattern also matches the host without its port.
+fn host_matches(pattern: &StrMatch, host: &str) -> bool {
+    pattern.matches_ignore_case(host)
+        || strip_port(host).is_some_and(|h| pattern.matches_ignore_case(h))
+}
+
+/// `example.com:8080` -> `example.com`, `[::1]:80` -> `[::1]`; `None` without a port.
+fn strip_port(host: &str) -> Option<&str> {
+    let (name, port) = host.rsplit_once(':')?;
+    let valid_name = !name.contains(':') || name.ends_with(']');
+    (valid_name && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).then_some(name)
+}
+
+/// The path without query string or fragment.
+fn path_only(path: &str) -> &str {
+    path.find(['?', '#']).map_or(path, |end| &path[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_and_queries_are_cut_where_istio_cuts_them() {
+        assert_eq!(strip_port("Example.com:8080"), Some("Example.com"));
+        assert_eq!(strip_port("[::1]:80"), Some("[::1]"));
+        assert_eq!(strip_port("::1"), None);
+        assert_eq!(strip_port("example.com"), None);
+        assert_eq!(path_only("/a/b?x=1#f"), "/a/b");
+    }
+
+    #[test]
+    fn repeated_headers_are_joined() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-a", "1".parse().unwrap());
+        headers.append("x-a", "2".parse().unwrap());
+        let name = HeaderName::from_static("x-a");
+        assert_eq!(header_value(&headers, &name).as_deref(), Some("1,2"));
+        assert_eq!(
+            header_value(&headers, &HeaderName::from_static("x-b")),
+            None
+        );
+    }
+}
