@@ -3,13 +3,12 @@
 //! changed and removed resources are published (unchanged resources are never re-sent:
 //! their version is the hash of their content).
 
-use crate::translate::{Change, Output, ResourceKey, TranslateOptions, Translator};
+use crate::translate::{Change, Output, RESOURCE_TYPES, Resource, TranslateOptions, Translator};
 use arc_swap::ArcSwap;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use weft_api::{ConfigSnapshot, ConfigStore, ExpandedPod};
 use weft_identity::SpiffeId;
-use weft_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, pack_any};
 use weft_xds::{ResourcePublisher, XdsResource};
 
 use crate::ca_service::NodeIdentities;
@@ -138,51 +137,102 @@ impl ConfigPusher {
     }
 }
 
-/// Publishes the resources `change` names, from `output`.
+/// One type's edit: upserted resources and removed names.
+type TypeEdit = (Vec<XdsResource>, Vec<String>);
+
+/// Publishes the resources `change` names, from `output`, one `apply` per type. Every
+/// registered type is applied (even with nothing to change), so the first publish
+/// announces each of them to streams.
 fn publish(publisher: &ResourcePublisher, output: &Output, change: &Change) {
-    let mut address_upserts = Vec::new();
-    let mut authz_upserts = Vec::new();
-    let mut address_removals = BTreeSet::new();
-    let mut authz_removals = BTreeSet::new();
+    let mut edits: BTreeMap<&str, TypeEdit> = RESOURCE_TYPES
+        .iter()
+        .map(|t| (t.type_url, TypeEdit::default()))
+        .collect();
     for key in &change.updated {
-        match key {
-            ResourceKey::Address(name) => {
-                if let Some(resource) = output.addresses.get(name) {
-                    address_upserts.push(XdsResource::with_version(
-                        name.clone(),
-                        resource.version.clone(),
-                        resource.aliases.clone(),
-                        pack_any(ADDRESS_TYPE_URL, &resource.message),
-                    ));
-                }
-            }
-            ResourceKey::Authorization(name) => {
-                if let Some(resource) = output.authorizations.get(name) {
-                    authz_upserts.push(XdsResource::with_version(
-                        name.clone(),
-                        resource.version.clone(),
-                        resource.aliases.clone(),
-                        pack_any(AUTHORIZATION_TYPE_URL, &resource.message),
-                    ));
-                }
-            }
+        if let Some(resource) = output.get(key) {
+            let edit = edits.entry(key.type_url).or_default();
+            edit.0.push(xds_resource(key.type_url, resource));
         }
     }
     for key in &change.removed {
-        match key {
-            ResourceKey::Address(name) => address_removals.insert(name.clone()),
-            ResourceKey::Authorization(name) => authz_removals.insert(name.clone()),
-        };
+        edits
+            .entry(key.type_url)
+            .or_default()
+            .1
+            .push(key.name.clone());
     }
-    publisher.apply(ADDRESS_TYPE_URL, address_upserts, address_removals);
-    publisher.apply(AUTHORIZATION_TYPE_URL, authz_upserts, authz_removals);
+    for (type_url, (upserts, removals)) in edits {
+        publisher.apply(type_url, upserts, removals);
+    }
+}
+
+/// The xDS form of a translated resource (its bytes were encoded once, by translation).
+fn xds_resource(type_url: &str, resource: &Resource) -> XdsResource {
+    let body = prost_types::Any {
+        type_url: type_url.to_owned(),
+        value: resource.encoded.clone(),
+    };
+    XdsResource::with_version(
+        resource.name.clone(),
+        resource.version.clone(),
+        resource.aliases.clone(),
+        body,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translate::translate;
-    use weft_proto::workload::address;
+    use crate::translate::{ResourceKey, translate};
+    use weft_xds::{AllowAnonymous, ServerConfig, XdsServer};
+
+    /// A type no translation unit knows: the output and publish paths are generic.
+    const TEST_TYPE_URL: &str = "type.googleapis.com/weft.test.Extra";
+
+    /// A resource of a new type goes into the output under (type URL, name) and out through
+    /// `publish` with its bytes, version and aliases, and its removal too, while the
+    /// registered types are announced beside it.
+    #[tokio::test]
+    async fn a_new_resource_type_flows_through_output_and_publish() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let (_server, publisher) =
+            XdsServer::new(ServerConfig::default(), AllowAnonymous, &mut registry);
+        let key = ResourceKey::new(TEST_TYPE_URL, "ns/extra");
+        let message = prost_types::Duration {
+            seconds: 7,
+            nanos: 0,
+        };
+        let resource = Resource::encode(key.name.clone(), vec!["alias".to_owned()], &message);
+        let mut output = Output::default();
+        output.insert(&key, resource.clone());
+        let mut change = Change::default();
+        change.updated.insert(key.clone());
+
+        publish(&publisher, &output, &change);
+        let snapshot = publisher.current();
+        let published = snapshot
+            .resources(TEST_TYPE_URL)
+            .and_then(|t| t.get("ns/extra"))
+            .expect("published under its type URL");
+        assert_eq!(published.version, resource.version);
+        assert_eq!(published.aliases, ["alias"]);
+        assert_eq!(published.body.type_url, TEST_TYPE_URL);
+        assert_eq!(published.body.value, resource.encoded);
+        for registered in RESOURCE_TYPES {
+            assert!(snapshot.resources(registered.type_url).is_some());
+        }
+
+        output.remove(&key);
+        let removal = Change {
+            removed: [key].into(),
+            ..Change::default()
+        };
+        publish(&publisher, &output, &removal);
+        let snapshot = publisher.current();
+        assert!(snapshot.resources(TEST_TYPE_URL).expect("known").is_empty());
+        assert_eq!(output.resource_count(), 0);
+    }
+    use weft_proto::workload::{Address, address};
 
     /// The identity the translator gives a pod is the one the CA lets its node obtain,
     /// whichever service account field the pod uses.
@@ -215,8 +265,11 @@ status: {podIP: 10.0.0.3}
         placement.update(&snapshot, &options.trust_domain);
         let output = translate(&snapshot, &options);
         let mut checked = Vec::new();
-        for resource in output.addresses.values() {
-            let Some(address::Type::Workload(workload)) = &resource.message.r#type else {
+        let addresses: Vec<Address> = output
+            .decode_all(weft_proto::ADDRESS_TYPE_URL)
+            .expect("addresses decode");
+        for address in addresses {
+            let Some(address::Type::Workload(workload)) = &address.r#type else {
                 continue;
             };
             let id = SpiffeId::new(

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use weft_api::{ConfigSnapshot, Kind, LoadedObject, Object, ObjectRef, load_paths};
-use weft_control::translate::{ResourceKey, TranslateOptions, Translator, pod_uid, translate};
+use weft_control::translate::{
+    ADDRESS, ResourceKey, TranslateOptions, Translator, pod_uid, translate,
+};
 
 fn mesh_objects() -> Vec<LoadedObject> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/translate-mesh");
@@ -43,11 +45,11 @@ fn edited(
 }
 
 fn workload(namespace: &str, name: &str) -> ResourceKey {
-    ResourceKey::Address(pod_uid("Kubernetes", namespace, name))
+    ResourceKey::address(pod_uid("Kubernetes", namespace, name))
 }
 
 fn policy(name: &str) -> ResourceKey {
-    ResourceKey::Authorization(name.to_owned())
+    ResourceKey::authorization(name)
 }
 
 /// Runs one incremental step and checks it against a full translation of the new config.
@@ -119,7 +121,7 @@ fn editing_a_policy_selector_retranslates_the_policy_and_the_workloads_it_moved_
         true
     });
     let change = step(&mut translator, &objects, new);
-    let vm = ResourceKey::Address(
+    let vm = ResourceKey::address(
         "Kubernetes/networking.istio.io/WorkloadEntry/shop/ratings-vm-1".to_owned(),
     );
     let expected = BTreeSet::from([
@@ -134,7 +136,7 @@ fn editing_a_policy_selector_retranslates_the_policy_and_the_workloads_it_moved_
         change.updated,
         expected
             .iter()
-            .filter(|k| matches!(k, ResourceKey::Address(_)))
+            .filter(|k| k.type_url == ADDRESS.type_url)
             .cloned()
             .collect()
     );
@@ -147,7 +149,7 @@ fn unchanged_object_pushes_nothing() {
     let snapshot = ConfigSnapshot::new(objects.clone());
     let target = object_ref(Kind::Service, Some("shop"), "reviews");
     let change = translator.apply_change(&snapshot, &[target]);
-    assert!(change.retranslated.contains(&ResourceKey::Address(
+    assert!(change.retranslated.contains(&ResourceKey::address(
         "shop/reviews.shop.svc.cluster.local".to_owned()
     )));
     assert!(change.is_empty(), "same content, same versions: {change:?}");

@@ -6,9 +6,10 @@ use std::path::Path;
 use weft_api::istio::AuthorizationPolicy;
 use weft_api::{ConfigSnapshot, parse_manifests};
 use weft_control::translate::{
-    Output, TranslateOptions, pod_uid, translate, translate_authorization_policy,
+    AUTHORIZATION, Output, TranslateOptions, pod_uid, translate, translate_authorization_policy,
 };
-use weft_proto::workload::address;
+use weft_proto::ADDRESS_TYPE_URL;
+use weft_proto::workload::{Address, address};
 
 struct Case {
     name: &'static str,
@@ -333,7 +334,10 @@ fn translate_with(extra: &str) -> Output {
 
 fn policies_of(output: &Output, namespace: &str, pod: &str) -> Vec<String> {
     let uid = pod_uid("Kubernetes", namespace, pod);
-    match output.addresses[&uid].message.r#type.as_ref() {
+    let address: Address = output.of_type(ADDRESS_TYPE_URL)[&uid]
+        .decode()
+        .expect("an Address");
+    match address.r#type.as_ref() {
         Some(address::Type::Workload(workload)) => workload.authorization_policies.clone(),
         _ => panic!("{uid} is not a workload"),
     }
@@ -341,10 +345,10 @@ fn policies_of(output: &Output, namespace: &str, pod: &str) -> Vec<String> {
 
 fn authorization_json(output: &Output, name: &str) -> Value {
     let resource = output
-        .authorizations
+        .of_type(AUTHORIZATION.type_url)
         .get(name)
         .unwrap_or_else(|| panic!("{name} exists"));
-    weft_proto::to_json("istio.security.Authorization", &resource.message).expect("renders")
+    AUTHORIZATION.render(&resource.encoded).expect("renders")
 }
 
 fn peer_authn(name: &str, namespace: &str, body: &str) -> String {

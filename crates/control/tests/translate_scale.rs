@@ -21,7 +21,7 @@ use weft_api::istio::{
 };
 use weft_api::resource::Resource;
 use weft_api::{ConfigSnapshot, Kind, LoadedObject, Object, ObjectRef, Source};
-use weft_control::translate::{ResourceKey, TranslateOptions, Translator};
+use weft_control::translate::{ADDRESS, AUTHORIZATION, ResourceKey, TranslateOptions, Translator};
 
 const NAMESPACES: usize = 10;
 const SERVICES_PER_NAMESPACE: usize = 100;
@@ -188,8 +188,9 @@ fn scale_full_translation_and_one_policy_edit() {
     translator.full(&snapshot);
     let full_time = started.elapsed();
     let output = translator.output();
-    let workloads = output
-        .addresses
+    let addresses = output.of_type(ADDRESS.type_url);
+    let authorizations = output.of_type(AUTHORIZATION.type_url);
+    let workloads = addresses
         .keys()
         .filter(|k| k.starts_with("Kubernetes//Pod/"))
         .count();
@@ -197,8 +198,8 @@ fn scale_full_translation_and_one_policy_edit() {
     eprintln!(
         "scale: {workloads} workloads, {} addresses, {} authorizations; full translation {full_time:?}; \
          first push {pushed_bytes} bytes ({} KiB, {:.0} bytes/resource)",
-        output.addresses.len(),
-        output.authorizations.len(),
+        addresses.len(),
+        authorizations.len(),
         pushed_bytes / 1024,
         pushed_bytes as f64 / output.resource_count() as f64,
     );
@@ -207,11 +208,11 @@ fn scale_full_translation_and_one_policy_edit() {
         NAMESPACES * SERVICES_PER_NAMESPACE * REPLICAS as usize
     );
     assert_eq!(
-        output.addresses.len(),
+        addresses.len(),
         workloads + NAMESPACES * SERVICES_PER_NAMESPACE
     );
     assert_eq!(
-        output.authorizations.len(),
+        authorizations.len(),
         NAMESPACES + 1,
         "one policy per namespace plus mesh STRICT"
     );
@@ -245,8 +246,7 @@ fn scale_full_translation_and_one_policy_edit() {
         "scale: one policy edit re-translated {} resource(s) in {edit_time:?}",
         change.retranslated.len()
     );
-    let only =
-        std::collections::BTreeSet::from([ResourceKey::Authorization("ns-3/allow".to_owned())]);
+    let only = std::collections::BTreeSet::from([ResourceKey::authorization("ns-3/allow")]);
     assert_eq!(change.retranslated, only);
     assert_eq!(change.updated, only);
 }

@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use weft_api::{ConfigSnapshot, ExpandedPod};
 use weft_control::translate::{TranslateOptions, pod_uid, translate};
 use weft_netns::{Protocol, ServiceRule};
-use weft_proto::workload::{TunnelProtocol, Workload, WorkloadStatus, address};
+use weft_proto::workload::{Address, TunnelProtocol, Workload, WorkloadStatus, address};
 
 /// Program name in a container `command` that means "this weft binary".
 pub const WEFT_PROGRAM: &str = "weft";
@@ -134,10 +134,13 @@ impl MeshPlan {
     pub fn build(snapshot: &ConfigSnapshot, options: &TranslateOptions) -> Result<Self, PlanError> {
         let nodes = plan_nodes(snapshot)?;
         let output = translate(snapshot, options);
-        let workloads: BTreeMap<&str, &Workload> = output
-            .addresses
-            .values()
-            .filter_map(|a| match &a.message.r#type {
+        // the translator encoded these Addresses itself: they always decode
+        let addresses: Vec<Address> = output
+            .decode_all(weft_proto::ADDRESS_TYPE_URL)
+            .expect("translated Addresses decode");
+        let workloads: BTreeMap<&str, &Workload> = addresses
+            .iter()
+            .filter_map(|a| match &a.r#type {
                 Some(address::Type::Workload(w)) => Some((w.uid.as_str(), w)),
                 _ => None,
             })
@@ -157,13 +160,10 @@ impl MeshPlan {
                 }
             }
         }
-        let services = output
-            .addresses
-            .values()
-            .filter_map(|a| match &a.message.r#type {
-                Some(address::Type::Service(s)) => Some(s),
-                _ => None,
-            });
+        let services = addresses.iter().filter_map(|a| match &a.r#type {
+            Some(address::Type::Service(s)) => Some(s),
+            _ => None,
+        });
         for service in services {
             let Some(vip) = service.addresses.iter().find_map(|a| ipv4(&a.address)) else {
                 continue;

@@ -3,9 +3,8 @@
 //! L7 attribute is dropped (it can only allow less), a DENY rule is widened to its L4 part (it
 //! can only deny more). Every such change is reported as a [`Warning`].
 
-use super::context::{Context, Dep, Produced, Unit};
-use super::version::versioned_authorization;
-use super::{TranslateOptions, Warning};
+use super::context::{Context, Dep, Unit};
+use super::{Resource, TranslateOptions, Warning};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -205,9 +204,9 @@ pub(crate) fn translate_policy_unit(
     policy: &AuthorizationPolicy,
 ) -> Unit {
     let translation = translate_authorization_policy(policy, context.options);
-    let resource = translation.authorization.map(|authorization| {
-        Produced::Authorization(versioned_authorization(name.to_owned(), authorization))
-    });
+    let resource = translation
+        .authorization
+        .map(|authorization| Resource::encode(name.to_owned(), Vec::new(), &authorization));
     Unit {
         resource,
         warnings: translation.warnings,

@@ -2,14 +2,14 @@
 //! what selects what), and [`Unit`], the result of translating one resource key.
 
 use super::peer_authn::{MtlsIndex, mtls_policies};
-use super::{ResourceKey, TranslateOptions, Versioned, Warning, authz, service, workload};
+use super::resource::RESOURCE_TYPES;
+use super::{Resource, ResourceKey, TranslateOptions, Warning, authz, service, workload};
 use k8s_openapi::api::core::v1::Service;
 use std::collections::{BTreeMap, HashMap};
 use weft_api::istio::{AuthorizationPolicy, ServiceEntry, WorkloadEntry};
 use weft_api::selector::labels_match;
 use weft_api::{ConfigSnapshot, ExpandedPod, Kind, ObjectRef};
 use weft_proto::security::Authorization;
-use weft_proto::workload::Address;
 
 /// What a resource depends on. `Selection` is the part of a policy that decides which
 /// workloads list it (its selector), so editing a policy's rules does not touch workloads.
@@ -19,17 +19,11 @@ pub(crate) enum Dep {
     Selection(ObjectRef),
 }
 
-/// A translated resource.
-pub(crate) enum Produced {
-    Address(Box<Versioned<Address>>),
-    Authorization(Versioned<Authorization>),
-}
-
 /// The result of translating one resource key: the resource (none if nothing produces the
 /// key any more), warnings, and the objects it was computed from.
 #[derive(Default)]
 pub(crate) struct Unit {
-    pub resource: Option<Produced>,
+    pub resource: Option<Resource>,
     pub warnings: Vec<Warning>,
     pub deps: Vec<Dep>,
 }
@@ -160,7 +154,7 @@ impl<'a> Context<'a> {
             let labels = workload::entry_labels(entry);
             self.produced(
                 object_ref(Kind::WorkloadEntry, &entry.metadata),
-                ResourceKey::Address(uid.clone()),
+                ResourceKey::address(uid.clone()),
             );
             self.workloads.insert(
                 uid,
@@ -180,7 +174,7 @@ impl<'a> Context<'a> {
             let key = service::service_key(&namespace, &service::kube_hostname(svc, self.options));
             self.produced(
                 object_ref(Kind::Service, &svc.metadata),
-                ResourceKey::Address(key.clone()),
+                ResourceKey::address(key.clone()),
             );
             self.services
                 .entry(key)
@@ -200,7 +194,7 @@ impl<'a> Context<'a> {
             let object = object_ref(Kind::ServiceEntry, &entry.metadata);
             for host in &entry.spec.hosts {
                 let key = service::service_key(&namespace, host);
-                self.produced(object.clone(), ResourceKey::Address(key.clone()));
+                self.produced(object.clone(), ResourceKey::address(key.clone()));
                 self.services
                     .entry(key)
                     .or_default()
@@ -215,7 +209,7 @@ impl<'a> Context<'a> {
                     index,
                 );
                 let labels = endpoint.labels.clone().unwrap_or_default();
-                self.produced(object.clone(), ResourceKey::Address(uid.clone()));
+                self.produced(object.clone(), ResourceKey::address(uid.clone()));
                 let info = WorkloadInfo {
                     namespace: namespace.clone(),
                     labels,
@@ -232,7 +226,7 @@ impl<'a> Context<'a> {
         for (policy, _) in snapshot.authorization_policies() {
             let object = object_ref(Kind::AuthorizationPolicy, &policy.metadata);
             let name = authz::policy_key(policy);
-            self.produced(object.clone(), ResourceKey::Authorization(name.clone()));
+            self.produced(object.clone(), ResourceKey::authorization(name.clone()));
             self.policies.insert(name.clone(), policy);
             if let Some(labels) = authz::selection(policy) {
                 let namespace = object.namespace.clone().unwrap_or_default();
@@ -260,56 +254,65 @@ impl<'a> Context<'a> {
             .iter()
             .filter(|(_, info)| namespace.is_none_or(|ns| info.namespace == ns))
             .filter(|(_, info)| selector.is_none_or(|s| labels_match(s, &info.labels)))
-            .map(|(uid, _)| ResourceKey::Address(uid.clone()))
+            .map(|(uid, _)| ResourceKey::address(uid.clone()))
             .collect()
     }
 
     /// Every resource key this snapshot produces (or raises warnings under).
     pub fn all_keys(&self) -> Vec<ResourceKey> {
-        let workloads = self
-            .workloads
-            .keys()
-            .map(|k| ResourceKey::Address(k.clone()));
-        let services = self
-            .services
-            .keys()
-            .map(|k| ResourceKey::Address(k.clone()));
-        let policies = self
-            .policies
-            .keys()
-            .map(|k| ResourceKey::Authorization(k.clone()));
-        let mtls = self
-            .mtls_policies
-            .keys()
-            .map(|k| ResourceKey::Authorization(k.clone()));
-        workloads
-            .chain(services)
-            .chain(policies)
-            .chain(mtls)
+        RESOURCE_TYPES
+            .iter()
+            .flat_map(|t| {
+                let names = (t.names)(self);
+                names
+                    .into_iter()
+                    .map(|name| ResourceKey::new(t.type_url, name))
+            })
             .collect()
     }
 
-    /// Translates one resource key.
+    /// Translates one resource key (nothing for a type no translation unit produces).
     pub fn translate(&self, key: &ResourceKey) -> Unit {
-        match key {
-            ResourceKey::Address(name) => {
-                if let Some(info) = self.workloads.get(name) {
-                    workload::translate_workload(self, name, info)
-                } else if let Some(sources) = self.services.get(name) {
-                    service::translate_service(self, name, sources)
-                } else {
-                    Unit::default()
-                }
-            }
-            ResourceKey::Authorization(name) => {
-                if let Some(policy) = self.policies.get(name) {
-                    authz::translate_policy_unit(self, name, policy)
-                } else if let Some(policy) = self.mtls_policies.get(name) {
-                    super::peer_authn::mtls_unit(self, name, policy)
-                } else {
-                    Unit::default()
-                }
-            }
+        match RESOURCE_TYPES.iter().find(|t| t.type_url == key.type_url) {
+            Some(resource_type) => (resource_type.translate)(self, &key.name),
+            None => Unit::default(),
         }
+    }
+}
+
+/// Names of the Address resources: workload uids and service keys.
+pub(crate) fn address_names(context: &Context<'_>) -> Vec<String> {
+    let workloads = context.workloads.keys();
+    workloads.chain(context.services.keys()).cloned().collect()
+}
+
+/// Names of the Authorization resources: policies and compiled mTLS policies.
+pub(crate) fn authorization_names(context: &Context<'_>) -> Vec<String> {
+    let policies = context.policies.keys();
+    policies
+        .chain(context.mtls_policies.keys())
+        .cloned()
+        .collect()
+}
+
+/// The Address unit: a workload or a service.
+pub(crate) fn translate_address(context: &Context<'_>, name: &str) -> Unit {
+    if let Some(info) = context.workloads.get(name) {
+        workload::translate_workload(context, name, info)
+    } else if let Some(sources) = context.services.get(name) {
+        service::translate_service(context, name, sources)
+    } else {
+        Unit::default()
+    }
+}
+
+/// The Authorization unit: an AuthorizationPolicy or a compiled mTLS policy.
+pub(crate) fn translate_authorization(context: &Context<'_>, name: &str) -> Unit {
+    if let Some(policy) = context.policies.get(name) {
+        authz::translate_policy_unit(context, name, policy)
+    } else if let Some(policy) = context.mtls_policies.get(name) {
+        super::peer_authn::mtls_unit(context, name, policy)
+    } else {
+        Unit::default()
     }
 }

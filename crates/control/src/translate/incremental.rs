@@ -7,7 +7,7 @@
 //! Re-indexing the snapshot (pod expansion, lookup tables) is linear and cheap next to
 //! translating and pushing; translation itself is limited to the affected keys.
 
-use super::context::{Context, Dep, Produced, Unit};
+use super::context::{Context, Dep, Unit};
 use super::{Output, ResourceKey, TranslateOptions, authz, peer_authn};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -141,7 +141,7 @@ impl Translator {
         }
         if mtls_changed {
             let keys = self.mtls_keys.iter().chain(context.mtls_policies.keys());
-            affected.extend(keys.map(|k| ResourceKey::Authorization(k.clone())));
+            affected.extend(keys.map(|k| ResourceKey::authorization(k.clone())));
         }
         affected.extend(self.changed_pods(&context));
         let change = self.retranslate(&context, affected);
@@ -155,20 +155,8 @@ impl Translator {
     }
 
     fn current_keys(&self) -> BTreeSet<ResourceKey> {
-        let addresses = self
-            .output
-            .addresses
-            .keys()
-            .map(|k| ResourceKey::Address(k.clone()));
-        let authorizations = self
-            .output
-            .authorizations
-            .keys()
-            .map(|k| ResourceKey::Authorization(k.clone()));
-        addresses
-            .chain(authorizations)
-            .chain(self.output.warnings.keys().cloned())
-            .collect()
+        let warned = self.output.warnings.keys().cloned();
+        self.output.keys().chain(warned).collect()
     }
 
     fn dependents_of(&self, dep: &Dep) -> impl Iterator<Item = ResourceKey> + '_ {
@@ -219,7 +207,7 @@ impl Translator {
                 old.pod == pod.pod && old.owner == pod.owner
             });
             if !same {
-                keys.push(ResourceKey::Address(uid.clone()));
+                keys.push(ResourceKey::address(uid.clone()));
             }
             seen.insert(uid);
         }
@@ -227,7 +215,7 @@ impl Translator {
             self.pod_index
                 .keys()
                 .filter(|uid| !seen.contains(*uid))
-                .map(|uid| ResourceKey::Address(uid.clone())),
+                .map(|uid| ResourceKey::address(uid.clone())),
         );
         keys
     }
@@ -308,20 +296,9 @@ impl Translator {
         } else {
             self.output.warnings.insert(key.clone(), unit.warnings);
         }
-        let name = key.name().to_owned();
-        match (key, unit.resource) {
-            (ResourceKey::Address(_), Some(Produced::Address(resource))) => {
-                self.output.addresses.insert(name, Arc::new(*resource));
-            }
-            (ResourceKey::Authorization(_), Some(Produced::Authorization(resource))) => {
-                self.output.authorizations.insert(name, Arc::new(resource));
-            }
-            (ResourceKey::Address(_), _) => {
-                self.output.addresses.remove(&name);
-            }
-            (ResourceKey::Authorization(_), _) => {
-                self.output.authorizations.remove(&name);
-            }
+        match unit.resource {
+            Some(resource) => self.output.insert(key, resource),
+            None => self.output.remove(key),
         }
     }
 }

@@ -6,6 +6,8 @@
 //! output, byte for byte, with each resource versioned by a hash of its content.
 //!
 //! - [`translate`] translates a whole snapshot once.
+//! - [`Output`] holds every resource encoded once, keyed by (type URL, name)
+//!   ([`ResourceKey`]); [`RESOURCE_TYPES`] lists the types (`resource.rs` says how to add one).
 //! - [`Translator`] keeps the last output plus an index from config objects to the resources
 //!   that depend on them, so [`Translator::apply_change`] re-translates only those.
 //!
@@ -28,6 +30,7 @@ mod context;
 mod incremental;
 mod peer_authn;
 pub mod render;
+mod resource;
 mod service;
 mod version;
 mod waypoint;
@@ -38,6 +41,10 @@ pub use authz::{
 };
 pub use incremental::{Change, Translator, changed_objects};
 pub use peer_authn::MTLS_POLICY_PREFIX;
+pub use resource::{
+    ADDRESS, AUTHORIZATION, RESOURCE_TYPES, Resource, ResourceKey, ResourceType, message_name,
+    resource_type,
+};
 pub use service::{TRAFFIC_DISTRIBUTION_ANNOTATION, app_protocol, kube_hostname, service_key};
 pub use version::content_version;
 pub use waypoint::{
@@ -49,8 +56,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use weft_api::{ConfigSnapshot, ObjectRef};
-use weft_proto::security::Authorization;
-use weft_proto::workload::Address;
 
 /// Settings that shape translation (flags of `weft control`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,60 +99,17 @@ impl fmt::Display for Warning {
     }
 }
 
-/// Identity of one output resource: its type and xDS resource name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ResourceKey {
-    /// `istio.workload.Address`, named by workload uid or `<ns>/<hostname>`.
-    Address(String),
-    /// `istio.security.Authorization`, named `<ns>/<name>`.
-    Authorization(String),
-}
-
-impl ResourceKey {
-    /// The xDS resource name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        match self {
-            ResourceKey::Address(name) | ResourceKey::Authorization(name) => name,
-        }
-    }
-}
-
-impl fmt::Display for ResourceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ResourceKey::Address(name) => write!(f, "Address {name}"),
-            ResourceKey::Authorization(name) => write!(f, "Authorization {name}"),
-        }
-    }
-}
-
-/// One translated resource with its xDS name, content version and aliases.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Versioned<M> {
-    /// xDS resource name.
-    pub name: String,
-    /// Hash of the encoded content (see [`content_version`]).
-    pub version: String,
-    /// Other names the resource answers to (`<network>/<ip>` per address).
-    pub aliases: Vec<String>,
-    /// Size of the protobuf encoding, in bytes.
-    pub encoded_len: usize,
-    /// The resource.
-    pub message: M,
-}
-
-/// Everything translated from one snapshot.
+/// Everything translated from one snapshot: resources by type URL, each type's by name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Output {
-    /// Workloads and services, by resource name.
-    pub addresses: BTreeMap<String, Arc<Versioned<Address>>>,
-    /// L4 policies, by resource name.
-    pub authorizations: BTreeMap<String, Arc<Versioned<Authorization>>>,
+    resources: BTreeMap<&'static str, BTreeMap<String, Arc<Resource>>>,
     /// Warnings, grouped by the resource whose translation raised them (a skipped policy keeps
     /// its warnings under the name it would have had).
     pub warnings: BTreeMap<ResourceKey, Vec<Warning>>,
 }
+
+/// What [`Output::of_type`] gives for a type with no resources.
+static NO_RESOURCES: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
 
 impl Output {
     /// Every warning, in resource order.
@@ -155,29 +117,79 @@ impl Output {
         self.warnings.values().flatten()
     }
 
-    /// Number of resources of both types.
+    /// The resources of one type, by name.
     #[must_use]
-    pub fn resource_count(&self) -> usize {
-        self.addresses.len() + self.authorizations.len()
+    pub fn of_type(&self, type_url: &str) -> &BTreeMap<String, Arc<Resource>> {
+        self.resources.get(type_url).unwrap_or(&NO_RESOURCES)
     }
 
-    /// Sum of the encoded sizes of every resource: what a first full push carries.
+    /// The type URLs that have resources.
+    pub fn type_urls(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.resources.keys().copied()
+    }
+
+    /// Every resource's key.
+    pub fn keys(&self) -> impl Iterator<Item = ResourceKey> + '_ {
+        self.resources.iter().flat_map(|(type_url, resources)| {
+            resources
+                .keys()
+                .map(|name| ResourceKey::new(type_url, name.clone()))
+        })
+    }
+
+    /// One resource, if it exists.
     #[must_use]
-    pub fn encoded_size(&self) -> usize {
-        let addresses: usize = self.addresses.values().map(|r| r.encoded_len).sum();
-        let authorizations: usize = self.authorizations.values().map(|r| r.encoded_len).sum();
-        addresses + authorizations
+    pub fn get(&self, key: &ResourceKey) -> Option<&Arc<Resource>> {
+        self.resources.get(key.type_url)?.get(&key.name)
     }
 
     /// The version of one resource, if it exists.
     #[must_use]
     pub fn version(&self, key: &ResourceKey) -> Option<&str> {
-        match key {
-            ResourceKey::Address(name) => self.addresses.get(name).map(|r| r.version.as_str()),
-            ResourceKey::Authorization(name) => {
-                self.authorizations.get(name).map(|r| r.version.as_str())
+        self.get(key).map(|r| r.version.as_str())
+    }
+
+    /// Stores `resource` under `key`, replacing what was there.
+    pub fn insert(&mut self, key: &ResourceKey, resource: Resource) {
+        let resources = self.resources.entry(key.type_url).or_default();
+        resources.insert(key.name.clone(), Arc::new(resource));
+    }
+
+    /// Drops the resource under `key`, if any.
+    pub fn remove(&mut self, key: &ResourceKey) {
+        if let Some(resources) = self.resources.get_mut(key.type_url) {
+            resources.remove(&key.name);
+            if resources.is_empty() {
+                self.resources.remove(key.type_url);
             }
         }
+    }
+
+    /// Every resource of one type as its message `M`, in name order.
+    ///
+    /// # Errors
+    /// Fails if `M` is not the type's message.
+    pub fn decode_all<M: prost::Message + Default>(
+        &self,
+        type_url: &str,
+    ) -> Result<Vec<M>, prost::DecodeError> {
+        self.of_type(type_url)
+            .values()
+            .map(|r| r.decode())
+            .collect()
+    }
+
+    /// Number of resources of every type.
+    #[must_use]
+    pub fn resource_count(&self) -> usize {
+        self.resources.values().map(BTreeMap::len).sum()
+    }
+
+    /// Sum of the encoded sizes of every resource: what a first full push carries.
+    #[must_use]
+    pub fn encoded_size(&self) -> usize {
+        let sizes = self.resources.values().flat_map(BTreeMap::values);
+        sizes.map(|r| r.encoded_len()).sum()
     }
 }
 

@@ -9,9 +9,8 @@
 //! each workload lists the one that expresses its mode. The set of policies depends only on
 //! the PeerAuthentication objects, never on which workloads exist.
 
-use super::context::{Context, Dep, Produced, Unit};
-use super::version::versioned_authorization;
-use super::{ResourceKey, TranslateOptions};
+use super::context::{Context, Dep, Unit};
+use super::{Resource, ResourceKey, TranslateOptions};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use weft_api::istio::{MtlsMode, MutualTls, PeerAuthentication, PeerAuthenticationSpec};
 use weft_api::selector::labels_match;
@@ -266,8 +265,7 @@ pub(crate) fn workload_mtls(
 
 /// Resource unit of one compiled mTLS policy.
 pub(crate) fn mtls_unit(_context: &Context<'_>, name: &str, policy: &Authorization) -> Unit {
-    let resource =
-        Produced::Authorization(versioned_authorization(name.to_owned(), policy.clone()));
+    let resource = Resource::encode(name.to_owned(), Vec::new(), policy);
     Unit {
         resource: Some(resource),
         warnings: Vec::new(),

@@ -1,14 +1,9 @@
 //! Text form of an [`Output`] for people and golden tests: each resource in the proto JSON
 //! mapping (camelCase field names), grouped by type, with its name, version and aliases.
 
-use super::{Output, Versioned};
-use serde_json::{Value, json};
+use super::{Output, RESOURCE_TYPES, Resource, ResourceType};
+use serde_json::{Map, Value, json};
 use weft_proto::JsonError;
-
-/// Protobuf full name of the workload API resource.
-pub const ADDRESS_MESSAGE: &str = "istio.workload.Address";
-/// Protobuf full name of the L4 policy resource.
-pub const AUTHORIZATION_MESSAGE: &str = "istio.security.Authorization";
 
 /// A resource that could not be rendered (only possible if the descriptors and generated code
 /// disagree, which is a build bug).
@@ -20,12 +15,10 @@ pub struct RenderError {
     source: JsonError,
 }
 
-fn entry<M: prost::Message>(
-    full_name: &str,
-    resource: &Versioned<M>,
-) -> Result<Value, RenderError> {
-    let rendered =
-        weft_proto::to_json(full_name, &resource.message).map_err(|source| RenderError {
+fn entry(resource_type: &ResourceType, resource: &Resource) -> Result<Value, RenderError> {
+    let rendered = resource_type
+        .render(&resource.encoded)
+        .map_err(|source| RenderError {
             name: resource.name.clone(),
             source,
         })?;
@@ -37,22 +30,22 @@ fn entry<M: prost::Message>(
     Ok(value)
 }
 
-/// `{addresses: [...], authorizations: [...]}`, each list in resource-name order.
+/// Every resource of `output`, one list per registered type under its section name
+/// (`{addresses: [...], authorizations: [...]}`), each in resource-name order.
 ///
 /// # Errors
 /// Fails only if a resource does not re-decode with weft's descriptors (a build bug).
 pub fn render_resources(output: &Output) -> Result<Value, RenderError> {
-    let addresses = output
-        .addresses
-        .values()
-        .map(|r| entry(ADDRESS_MESSAGE, r))
-        .collect::<Result<Vec<_>, _>>()?;
-    let authorizations = output
-        .authorizations
-        .values()
-        .map(|r| entry(AUTHORIZATION_MESSAGE, r))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(json!({ "addresses": addresses, "authorizations": authorizations }))
+    let mut sections = Map::new();
+    for resource_type in RESOURCE_TYPES {
+        let entries = output
+            .of_type(resource_type.type_url)
+            .values()
+            .map(|r| entry(resource_type, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        sections.insert(resource_type.section.to_owned(), Value::Array(entries));
+    }
+    Ok(Value::Object(sections))
 }
 
 /// Every warning as one line (`Kind/ns/name: message`), in resource order.

@@ -1,7 +1,7 @@
 //! Kubernetes `Service`s and `ServiceEntry` hosts -> `istio.workload.Service`.
 
-use super::context::{Context, Dep, Produced, ServiceSource, Unit};
-use super::version::versioned_address;
+use super::context::{Context, Dep, ServiceSource, Unit};
+use super::version::address_resource;
 use super::waypoint::{WaypointUser, resolve_waypoint};
 use super::{TranslateOptions, Warning};
 use ipnet::IpNet;
@@ -170,11 +170,7 @@ pub(crate) fn translate_service(
         let message = Address {
             r#type: Some(address::Type::Service(service)),
         };
-        unit.resource = Some(Produced::Address(Box::new(versioned_address(
-            key.to_owned(),
-            aliases,
-            message,
-        ))));
+        unit.resource = Some(address_resource(key.to_owned(), aliases, message));
     }
     unit
 }

@@ -5,13 +5,13 @@
 //! Protobuf encoding is deterministic for everything we emit except maps: prost encodes
 //! `Workload.services` (a `HashMap`) in iteration order, which differs between runs. The
 //! canonical form therefore encodes the workload with its map emptied and then appends the
-//! map entries sorted by key.
+//! map entries sorted by key; the bytes sent encode the entries in that same order, so a
+//! resource is encoded once and equal content gives equal bytes.
 
-use super::Versioned;
+use super::Resource;
 use aws_lc_rs::digest;
 use prost::Message;
-use weft_proto::security::Authorization;
-use weft_proto::workload::{Address, address};
+use weft_proto::workload::{Address, Workload, address};
 
 /// Hex characters kept from the SHA-256 digest (64 bits: collisions are not a concern at
 /// mesh scale, and short versions keep `/debug/syncz` readable).
@@ -28,66 +28,61 @@ pub fn content_version(canonical: &[u8]) -> String {
     hex
 }
 
-/// Deterministic bytes of an `Address` (see the module doc).
-fn canonical_address(message: &Address) -> Vec<u8> {
-    let Some(address::Type::Workload(workload)) = &message.r#type else {
-        return message.encode_to_vec();
-    };
-    if workload.services.len() < 2 {
-        return message.encode_to_vec();
-    }
-    let mut without_map = workload.clone();
-    without_map.services.clear();
-    let mut bytes = Address {
-        r#type: Some(address::Type::Workload(without_map)),
-    }
-    .encode_to_vec();
-    let mut entries: Vec<_> = workload.services.iter().collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
-    for (key, ports) in entries {
-        key.encode_length_delimited(&mut bytes).unwrap_or_default();
-        ports
-            .encode_length_delimited(&mut bytes)
-            .unwrap_or_default();
-    }
+/// Field number of `Address.workload` (the oneof arm that carries a map).
+const ADDRESS_WORKLOAD_FIELD: u32 = 1;
+
+/// `Address { workload }` around an already encoded workload.
+fn wrap_workload(workload: &[u8]) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let mut bytes = Vec::with_capacity(workload.len() + 8);
+    encode_key(
+        ADDRESS_WORKLOAD_FIELD,
+        WireType::LengthDelimited,
+        &mut bytes,
+    );
+    encode_varint(workload.len() as u64, &mut bytes);
+    bytes.extend_from_slice(workload);
     bytes
 }
 
-/// Wraps an `Address` with its name, aliases and version.
-pub(crate) fn versioned_address(
+/// Encodes an `Address` once, deterministically, and versions it (see the module doc): the
+/// workload's `services` map goes out sorted by key, one entry per encoded map field (the
+/// protobuf encoding of a message may repeat a map field; decoders merge the entries).
+pub(crate) fn address_resource(
     name: String,
     aliases: Vec<String>,
-    message: Address,
-) -> Versioned<Address> {
-    let version = content_version(&canonical_address(&message));
-    Versioned {
-        name,
-        version,
-        aliases,
-        encoded_len: message.encoded_len(),
-        message,
+    mut message: Address,
+) -> Resource {
+    let Some(address::Type::Workload(workload)) = &mut message.r#type else {
+        return Resource::encode(name, aliases, &message);
+    };
+    if workload.services.len() < 2 {
+        return Resource::encode(name, aliases, &message);
     }
-}
-
-/// Wraps an `Authorization` with its name and version.
-pub(crate) fn versioned_authorization(
-    name: String,
-    message: Authorization,
-) -> Versioned<Authorization> {
-    let version = content_version(&message.encode_to_vec());
-    Versioned {
-        name,
-        version,
-        aliases: Vec::new(),
-        encoded_len: message.encoded_len(),
-        message,
+    let mut entries: Vec<_> = std::mem::take(&mut workload.services).into_iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut encoded_workload = workload.encode_to_vec();
+    let mut canonical = wrap_workload(&encoded_workload);
+    for (key, ports) in entries {
+        key.encode_length_delimited(&mut canonical)
+            .unwrap_or_default();
+        ports
+            .encode_length_delimited(&mut canonical)
+            .unwrap_or_default();
+        let entry = Workload {
+            services: std::iter::once((key, ports)).collect(),
+            ..Workload::default()
+        };
+        entry.encode(&mut encoded_workload).unwrap_or_default();
     }
+    let version = content_version(&canonical);
+    Resource::new(name, version, aliases, wrap_workload(&encoded_workload))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_proto::workload::{Port, PortList, Workload};
+    use weft_proto::workload::{Port, PortList};
 
     fn workload_with_services(keys: &[&str]) -> Address {
         let mut workload = Workload {
@@ -118,24 +113,28 @@ mod tests {
             .collect();
         let forward: Vec<&str> = keys.iter().map(String::as_str).collect();
         let backward: Vec<&str> = keys.iter().rev().map(String::as_str).collect();
-        let a = versioned_address("a".to_owned(), Vec::new(), workload_with_services(&forward));
-        let b = versioned_address(
+        let a = address_resource("a".to_owned(), Vec::new(), workload_with_services(&forward));
+        let b = address_resource(
             "a".to_owned(),
             Vec::new(),
             workload_with_services(&backward),
         );
         assert_eq!(a.version, b.version);
         assert_eq!(a.version.len(), VERSION_HEX_LEN);
+        assert_eq!(a.encoded, b.encoded, "equal content, equal bytes");
+        let decoded: Address = a.decode().expect("valid protobuf");
+        assert_eq!(decoded, workload_with_services(&forward));
+        assert_eq!(a.encoded_len(), decoded.encoded_len());
     }
 
     #[test]
     fn version_changes_with_content() {
-        let a = versioned_address(
+        let a = address_resource(
             "a".to_owned(),
             Vec::new(),
             workload_with_services(&["x/a", "x/b"]),
         );
-        let b = versioned_address(
+        let b = address_resource(
             "a".to_owned(),
             Vec::new(),
             workload_with_services(&["x/a", "x/c"]),

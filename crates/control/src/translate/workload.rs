@@ -2,9 +2,9 @@
 //! ServiceEntry endpoints -> `istio.workload.Workload`. Each source is reduced to [`Facts`];
 //! what follows (enrollment, canonical names, services map, waypoint, policies) is shared.
 
-use super::context::{Context, Dep, Produced, Unit, WorkloadInfo, WorkloadSource};
+use super::context::{Context, Dep, Unit, WorkloadInfo, WorkloadSource};
 use super::service::{app_protocol, ip_bytes, kube_hostname, service_key};
-use super::version::versioned_address;
+use super::version::address_resource;
 use super::waypoint::{WaypointUser, resolve_waypoint};
 use super::{TranslateOptions, Warning, peer_authn};
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -436,11 +436,7 @@ fn build(context: &Context<'_>, uid: &str, facts: &Facts<'_>) -> Unit {
     let message = Address {
         r#type: Some(address::Type::Workload(workload)),
     };
-    unit.resource = Some(Produced::Address(Box::new(versioned_address(
-        uid.to_owned(),
-        aliases,
-        message,
-    ))));
+    unit.resource = Some(address_resource(uid.to_owned(), aliases, message));
     unit
 }
 

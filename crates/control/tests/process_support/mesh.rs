@@ -128,10 +128,17 @@ pub fn translate_dir(dir: &Path) -> weft_control::translate::Output {
     weft_control::translate::translate(&store.snapshot(), &options)
 }
 
+fn names(
+    output: &weft_control::translate::Output,
+    type_url: &str,
+) -> std::collections::BTreeSet<String> {
+    output.of_type(type_url).keys().cloned().collect()
+}
+
 /// The resource names of a translation.
 pub fn expected_names(output: &weft_control::translate::Output) -> super::swarm::Expected {
     super::swarm::Expected {
-        addresses: output.addresses.keys().cloned().collect(),
-        authorizations: output.authorizations.keys().cloned().collect(),
+        addresses: names(output, weft_proto::ADDRESS_TYPE_URL),
+        authorizations: names(output, weft_proto::AUTHORIZATION_TYPE_URL),
     }
 }

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use weft_control::translate::{ADDRESS, AUTHORIZATION};
 use weft_identity::SpiffeId;
 use weft_node::authz_check::{AuthzQuery, Source, Target, check};
 use weft_node::state::LocalConfig;
@@ -65,11 +66,16 @@ pub fn run(args: AuthzArgs) -> anyhow::Result<ExitCode> {
         Ok(output) => output,
         Err(code) => return Ok(code),
     };
+    let invalid = |err: &dyn std::fmt::Display| {
+        anyhow::anyhow!("translated config is not valid for the node proxy: {err}")
+    };
+    let addresses = output.decode_all(ADDRESS.type_url);
+    let authorizations = output.decode_all(AUTHORIZATION.type_url);
     let config = LocalConfig::from_resources(
-        output.addresses.values().map(|r| r.message.clone()),
-        output.authorizations.values().map(|r| r.message.clone()),
+        addresses.map_err(|err| invalid(&err))?,
+        authorizations.map_err(|err| invalid(&err))?,
     )
-    .map_err(|err| anyhow::anyhow!("translated config is not valid for the node proxy: {err}"))?;
+    .map_err(|err| invalid(&err))?;
     let state = config.to_state();
     let query = AuthzQuery {
         to,
