@@ -125,6 +125,15 @@ pub fn logs(
     Ok(out)
 }
 
+/// The `(namespace, name)` of `pod` (`NAMESPACE/NAME`, or a `NAME` only one namespace has)
+/// in a running instance.
+pub(crate) fn resolve_pod(layout: &Layout, pod: &str) -> Result<(String, String), UpError> {
+    let dir = find_pod_dir(layout, pod)?;
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let namespace = dir.parent().and_then(Path::file_name).unwrap_or_default();
+    Ok((namespace.to_string_lossy().into_owned(), name.into_owned()))
+}
+
 fn find_pod_dir(layout: &Layout, pod: &str) -> Result<PathBuf, UpError> {
     let logs = layout.logs_dir();
     if !logs.exists() {

@@ -27,6 +27,7 @@ pub mod bundled;
 pub mod components;
 pub mod demo;
 pub mod down;
+pub mod exec;
 pub mod layout;
 pub mod loopback;
 pub mod mesh;
@@ -39,6 +40,7 @@ mod run;
 pub mod table;
 
 pub use down::{down, logs};
+pub use exec::pod_command;
 pub use run::{UpConfig, UpOutcome, run};
 
 use std::path::PathBuf;
@@ -104,7 +106,7 @@ pub enum UpError {
         /// Why it failed.
         source: std::io::Error,
     },
-    /// `weft logs` found no such pod.
+    /// `weft logs` / `weft exec` found no such pod.
     #[error("{0}")]
     NoSuchPod(String),
 }

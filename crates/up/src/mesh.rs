@@ -4,6 +4,7 @@
 
 use crate::UpError;
 use crate::components::{self, NODE_READINESS_PORT, NodeFeatures};
+use crate::exec::{self, ExecRecord};
 use crate::layout::{Layout, SYSTEM_NAMESPACE};
 use crate::loopback::{self, LoopbackNet};
 use crate::node_link::{NodeLink, PodAnnouncement};
@@ -418,10 +419,18 @@ impl Mesh {
             }
         }
         self.pods.insert(pod.key(), processes);
+        let mut env = loopback::pod_env(pod);
+        env.extend(extra_env);
+        let record = ExecRecord {
+            netns: netns.map(|netns| netns.name().to_owned()),
+            env,
+        };
+        exec::record(&self.settings.layout, &pod.namespace, &pod.name, &record);
         Ok(())
     }
 
     fn remove_pod(&mut self, pod: &PodPlan) {
+        exec::forget(&self.settings.layout, &pod.namespace, &pod.name);
         if let Some(mut processes) = self.pods.remove(&pod.key()) {
             self.stop(&mut processes);
         }

@@ -155,6 +155,14 @@ fn ctrl_c_removes_every_namespace_process_and_file() {
 }
 
 #[test]
+fn exec_runs_commands_as_a_pod_in_its_namespace() {
+    require_root();
+    let mut up = start_up(&[]);
+    up.wait_line("mesh is up");
+    up.assert_exec_runs_commands_as_pods();
+}
+
+#[test]
 fn down_cleans_up_after_weft_up_was_killed() {
     require_root();
     let mut up = start_up(&[]);

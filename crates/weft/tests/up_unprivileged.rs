@@ -211,6 +211,14 @@ fn without_root_weft_up_with_no_flags_says_so_and_falls_back_to_explicit_mode() 
 }
 
 #[test]
+fn exec_runs_commands_as_a_pod_through_its_node_proxy() {
+    let weft = PathBuf::from(env!("CARGO_BIN_EXE_weft"));
+    let mut up = start_up(Command::new(&weft), weft, &["--explicit"]);
+    up.wait_line("mesh is up");
+    up.assert_exec_runs_commands_as_pods();
+}
+
+#[test]
 fn ctrl_c_stops_every_process_and_removes_the_files() {
     let weft = PathBuf::from(env!("CARGO_BIN_EXE_weft"));
     let mut up = start_up(Command::new(&weft), weft, &["--explicit"]);

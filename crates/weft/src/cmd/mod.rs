@@ -39,6 +39,7 @@ enum Command {
     Up(up::UpArgs),
     Down(up::DownArgs),
     Logs(up::LogsArgs),
+    Exec(up::ExecArgs),
     /// Experimental and developer tools.
     #[command(subcommand)]
     X(XCommand),
@@ -107,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::up(args),
         Command::Down(args) => up::down(&args),
         Command::Logs(args) => up::logs(&args),
+        Command::Exec(args) => up::exec(&args),
         Command::X(XCommand::Echo(args)) => echo::run(args),
         Command::X(XCommand::Authz(args)) => authz::run(args),
         Command::X(XCommand::Call(args)) => call::run(&args),

@@ -75,6 +75,20 @@ pub struct LogsArgs {
     instance: InstanceArgs,
 }
 
+/// Run a command as a pod of a running `weft up`: in its network namespace with its
+/// environment (in explicit mode, its node proxy's variables), e.g.
+/// `weft exec frontend/web-0 -- weft x call http://catalog.shop/`.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// The pod: `NAMESPACE/NAME`, or `NAME` when only one namespace has it.
+    pod: String,
+    #[command(flatten)]
+    instance: InstanceArgs,
+    /// The command and its arguments (`weft` means this binary).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<std::ffi::OsString>,
+}
+
 pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let weft = std::env::current_exe()
         .map_err(|e| anyhow::anyhow!("cannot find the weft binary's own path: {e}"))?;
@@ -112,4 +126,23 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
     )?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn exec(args: &ExecArgs) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt as _;
+    let weft = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot find the weft binary's own path: {e}"))?;
+    let mut command = weft_up::pod_command(
+        &args.instance.state_dir()?,
+        &args.instance.prefix,
+        &args.pod,
+        &args.command,
+        &weft,
+    )?;
+    // Only returns when the command could not be started.
+    let error = command.exec();
+    Err(anyhow::anyhow!(
+        "cannot run {:?}: {error}",
+        command.get_program()
+    ))
 }

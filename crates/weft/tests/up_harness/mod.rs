@@ -174,6 +174,50 @@ impl Up {
         self.seen.join("\n")
     }
 
+    /// Runs `weft exec POD -- CMD...` against this run and returns what it printed.
+    pub fn exec(&self, pod: &str, command: &[&str]) -> std::process::Output {
+        Command::new(&self.weft)
+            .args(["exec", pod, "--prefix", &self.prefix, "--state-dir"])
+            .arg(&self.state_dir)
+            .arg("--")
+            .args(command)
+            .output()
+            .expect("run weft exec")
+    }
+
+    /// `weft exec`s `weft x call URL` from `pod`: the call's exit status and its output.
+    pub fn call_from(&self, pod: &str, url: &str) -> (bool, String) {
+        let output = self.exec(pod, &["weft", "x", "call", "--timeout", "5", url]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    }
+
+    /// `weft exec` on the bundled mesh: commands run as the pod (its identity variables and
+    /// nothing of ours), and calls made through it get the pod's treatment by the mesh (web
+    /// is allowed to catalog, reports is denied); an unknown pod is a clear error.
+    pub fn assert_exec_runs_commands_as_pods(&self) {
+        let env = self.exec("frontend/web-0", &["env"]);
+        let env = String::from_utf8_lossy(&env.stdout);
+        assert!(env.lines().any(|l| l == "POD_NAME=web-0"), "{env}");
+        assert!(env.lines().any(|l| l == "POD_NAMESPACE=frontend"), "{env}");
+        assert!(!env.lines().any(|l| l.starts_with("HOME=")), "{env}");
+
+        let (ok, text) = self.call_from("frontend/web-0", "http://catalog.shop/");
+        assert!(ok, "web -> catalog must be allowed: {text}");
+        assert!(text.contains("\"pod\":\"catalog-v"), "{text}");
+        let (ok, text) = self.call_from("reports-0", "http://catalog.shop/");
+        assert!(!ok, "reports -> catalog must be denied: {text}");
+
+        let missing = self.exec("shop/nope-0", &["true"]);
+        assert!(!missing.status.success());
+        let error = String::from_utf8_lossy(&missing.stderr);
+        assert!(error.contains("no pod shop/nope-0"), "{error}");
+    }
+
     /// Where this run keeps its files.
     pub fn instance_dir(&self) -> PathBuf {
         self.state_dir.join(&self.prefix)
