@@ -1,7 +1,8 @@
 //! weft-node: the data-plane-independent core of the node proxy (`weft node`).
 //!
 //! It owns the proxy's view of the mesh ([`state`]: workloads, services, policies as
-//! lock-free snapshots, fed by xDS or a local file), L4 authorization ([`policy`]),
+//! lock-free snapshots, fed by xDS or a local file), L4 authorization (the `weft-policy`
+//! engine; [`policy`] lets it look up the state's policies),
 //! endpoint selection ([`lb`]), Istio-compatible metrics and access logs ([`telemetry`]) and
 //! the pure `weft x authz check` evaluation ([`authz_check`]).
 //!
