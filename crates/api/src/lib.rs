@@ -33,6 +33,7 @@ pub mod snapshot;
 pub mod store;
 pub mod suggest;
 pub mod validate;
+pub mod waypoint;
 
 pub use analyze::{analyze, check_duplicates};
 pub use expand::{ExpandedPod, expand_pods};
