@@ -13,6 +13,7 @@ mod status;
 mod translate;
 mod up;
 mod validate;
+mod waypoint;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -40,6 +41,7 @@ enum Command {
     Down(up::DownArgs),
     Logs(up::LogsArgs),
     Exec(up::ExecArgs),
+    Waypoint(waypoint::Args),
     /// Experimental and developer tools.
     #[command(subcommand)]
     X(XCommand),
@@ -109,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down(args) => up::down(&args),
         Command::Logs(args) => up::logs(&args),
         Command::Exec(args) => up::exec(&args),
+        Command::Waypoint(args) => waypoint::run(args),
         Command::X(XCommand::Echo(args)) => echo::run(args),
         Command::X(XCommand::Authz(args)) => authz::run(args),
         Command::X(XCommand::Call(args)) => call::run(&args),
