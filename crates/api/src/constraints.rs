@@ -166,7 +166,8 @@ pub static BLOCKS: &[Block] = &[
         &[("filters", Count(0, 16))],
     ),
     // HTTPRoute.
-    block(&[Kind::HttpRoute], "spec", &[("rules", Count(1, 16))]),
+    // rules is optional upstream (an empty list is valid; a missing one defaults to `/`)
+    block(&[Kind::HttpRoute], "spec", &[("rules", Count(0, 16))]),
     block(
         &[Kind::HttpRoute],
         "spec.rules[]",

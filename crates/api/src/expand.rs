@@ -36,12 +36,12 @@ pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 /// unset), else `default`. Everything that derives an identity from a pod calls this.
 #[must_use]
 pub fn pod_service_account(spec: Option<&PodSpec>) -> &str {
+    fn named(field: Option<&String>) -> Option<&str> {
+        field.map(String::as_str).filter(|name| !name.is_empty())
+    }
     spec.and_then(|s| {
-        s.service_account_name
-            .as_deref()
-            .or(s.service_account.as_deref())
+        named(s.service_account_name.as_ref()).or_else(|| named(s.service_account.as_ref()))
     })
-    .filter(|account| !account.is_empty())
     .unwrap_or(DEFAULT_SERVICE_ACCOUNT)
 }
 

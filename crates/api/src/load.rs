@@ -240,6 +240,8 @@ fn parse_list(
         .and_then(serde_yaml::Value::as_sequence)
         .cloned()
         .unwrap_or_default();
+    // one copy of the document's text, shared by the layouts of all its items
+    let text: std::sync::Arc<str> = document.text.into();
     for (index, item) in items.into_iter().enumerate() {
         let header: Option<TypeHeader> = serde_yaml::from_value(item.clone()).ok();
         let source = Source {
@@ -275,7 +277,7 @@ fn parse_list(
             api_version: &api_version,
             meta: metadata.as_ref(),
             value: &item,
-            layout: Layout::new(document.text.into(), document.first_line, prefix),
+            layout: Layout::new(std::sync::Arc::clone(&text), document.first_line, prefix),
             file,
         };
         let filled = optional_spec_filled(known, &item).unwrap_or_else(|| item.clone());

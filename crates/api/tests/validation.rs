@@ -136,6 +136,9 @@ fn values_within_the_bounds_pass() {
         "kind: HTTPRoute\nspec:\n  parentRefs: [{name: gw, sectionName: web, port: 80}]\n  hostnames: ['*.example.com']\n  rules:\n  - timeouts: {request: 1s500ms}\n    matches: [{headers: [{name: X-User, value: a}]}]\n    backendRefs: [{name: a, port: 80, weight: 0}, {name: b, port: 80, weight: 1000000}]\n",
     );
     assert_eq!(findings(&text), []);
+    // rules is optional upstream: an empty list is as valid as none
+    let empty = manifest("kind: HTTPRoute\nspec:\n  parentRefs: [{name: gw}]\n  rules: []\n");
+    assert_eq!(findings(&empty), []);
 }
 
 #[test]

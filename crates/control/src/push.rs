@@ -253,6 +253,12 @@ status: {podIP: 10.0.0.2}
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: blank, namespace: shop}
+spec: {nodeName: node-b, serviceAccountName: '', serviceAccount: ops, containers: [{name: c, image: i}]}
+status: {podIP: 10.0.0.4}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: plain, namespace: shop}
 spec: {nodeName: node-b, containers: [{name: c, image: i}]}
 status: {podIP: 10.0.0.3}
@@ -289,7 +295,12 @@ status: {podIP: 10.0.0.3}
         checked.sort();
         assert_eq!(
             checked,
-            ["legacy=reports", "modern=catalog", "plain=default"]
+            [
+                "blank=ops",
+                "legacy=reports",
+                "modern=catalog",
+                "plain=default"
+            ]
         );
     }
 }
