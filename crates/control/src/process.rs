@@ -10,7 +10,7 @@
 
 use crate::admin::{AdminState, admin_router};
 use crate::ca_service::{CaMetrics, CaService, CaServiceConfig};
-use crate::callers::{ReloadableTokenFile, XdsCallerAuth, watch_token_file};
+use crate::callers::{ReloadEffects, ReloadableTokenFile, XdsCallerAuth, watch_token_file};
 use crate::push::{ConfigNodeIdentities, ConfigPusher};
 use crate::secure_server::{SecureServer, SecureServerConfig};
 use crate::state_dir::StateDir;
@@ -119,11 +119,11 @@ pub async fn run(
     let (xds, publisher) = XdsServer::new(config.xds, XdsCallerAuth(tokens.clone()), &mut registry);
     let ca_metrics = CaMetrics::new();
     ca_metrics.register(&mut registry);
-    let _token_watch = watch_token_file(
-        Arc::clone(&tokens),
-        config.watch_debounce,
-        ca_metrics.clone(),
-    )?;
+    let effects = ReloadEffects {
+        metrics: ca_metrics.clone(),
+        xds: xds.clone(),
+    };
+    let _token_watch = watch_token_file(Arc::clone(&tokens), config.watch_debounce, effects)?;
 
     let nodes = Arc::new(ConfigNodeIdentities::default());
     let pusher = ConfigPusher::start(

@@ -209,6 +209,15 @@ async fn token_file_edits_apply_to_new_requests_and_a_broken_edit_keeps_the_last
     create_certificate(&control, WEB, Some(NODE_A_TOKEN))
         .await
         .expect("node-a's token works at start");
+    let mut node_a_stream = AdsClient::open(
+        channel(&control).await,
+        Some(NODE_A_TOKEN),
+        "ztunnel~a",
+        &[ADDRESS_TYPE_URL],
+    )
+    .await
+    .expect("xDS stream opens with node-a's token");
+    node_a_stream.recv(WAIT).await.expect("node-a gets config");
 
     let only_b = format!("tokens:\n  - token: {NODE_B_TOKEN}\n    node: node-b\n");
     replace_token_file(&control, &only_b);
@@ -223,6 +232,11 @@ async fn token_file_edits_apply_to_new_requests_and_a_broken_edit_keeps_the_last
         xds_refusal(&control, Some(NODE_A_TOKEN)).await,
         Code::Unauthenticated
     );
+    let closed = node_a_stream
+        .recv(WAIT)
+        .await
+        .expect_err("the stream opened with the removed token is closed");
+    assert_eq!(closed.code(), Code::Unauthenticated, "{closed:?}");
 
     let good_reloads = eventually("the good edit to be counted", WAIT, || async {
         Some(token_reloads(&control, "ok").await).filter(|count| *count > 0)

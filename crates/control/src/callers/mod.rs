@@ -8,5 +8,5 @@ mod token_watch;
 pub mod tokens;
 
 pub use caller::{Caller, CallerAuthenticator, XdsCallerAuth};
-pub use token_watch::{TokenFileWatch, watch_token_file};
+pub use token_watch::{ReloadEffects, TokenFileWatch, watch_token_file};
 pub use tokens::{ReloadableTokenFile, TokenFile, TokenFileError};

@@ -2,7 +2,9 @@
 //! renaming a new file over it, Kubernetes swapping a mounted Secret's `..data` link) is
 //! re-read once no event has arrived for the debounce time. A file that does not load
 //! keeps the last good tokens in force and the reason is logged; a token removed from a
-//! good file is refused from the next request on (streams already open stay open).
+//! good file is refused from the next request on, and xDS streams opened with it are
+//! closed. The file is read once more as soon as the watch runs, so an edit made between
+//! the first load and the start of the watch is not missed.
 //!
 //! The file's directory is watched rather than the file, since a rename over the file
 //! would end a watch on the file itself.
@@ -15,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use weft_xds::XdsServer;
 
 /// The link Kubernetes' atomic writer swaps in a mounted Secret or ConfigMap directory.
 const KUBERNETES_DATA_LINK: &str = "..data";
@@ -31,19 +34,28 @@ impl Drop for TokenFileWatch {
     }
 }
 
-/// Starts following the file of `tokens` on the current tokio runtime, counting each
-/// reload's result in `metrics`.
+/// What a reload acts on besides the tokens themselves.
+pub struct ReloadEffects {
+    /// Counts each reload's result.
+    pub metrics: CaMetrics,
+    /// Its open streams are checked again after each good reload.
+    pub xds: XdsServer,
+}
+
+/// Starts following the file of `tokens` on the current tokio runtime.
 ///
 /// # Errors
 /// [`TokenFileError::Watch`] if the OS watcher cannot be set up.
 pub fn watch_token_file(
     tokens: Arc<ReloadableTokenFile>,
     debounce: Duration,
-    metrics: CaMetrics,
+    effects: ReloadEffects,
 ) -> Result<TokenFileWatch, TokenFileError> {
     let (signal, signals) = mpsc::unbounded_channel();
-    let watcher = watch_directory_of(tokens.path(), signal)?;
-    let task = tokio::spawn(reload_after_bursts(tokens, debounce, metrics, signals));
+    let watcher = watch_directory_of(tokens.path(), signal.clone())?;
+    // catch up with an edit made before the watch started
+    let _ = signal.send(());
+    let task = tokio::spawn(reload_after_bursts(tokens, debounce, effects, signals));
     Ok(TokenFileWatch {
         _watcher: watcher,
         task,
@@ -89,19 +101,35 @@ fn concerns(event_path: &Path, file_name: &Option<OsString>) -> bool {
 async fn reload_after_bursts(
     tokens: Arc<ReloadableTokenFile>,
     debounce: Duration,
-    metrics: CaMetrics,
+    effects: ReloadEffects,
     mut signals: mpsc::UnboundedReceiver<()>,
 ) {
     while signals.recv().await.is_some() {
         while let Ok(Some(())) = tokio::time::timeout(debounce, signals.recv()).await {}
         let reloading = Arc::clone(&tokens);
         match tokio::task::spawn_blocking(move || reloading.reload()).await {
-            Ok(result) => record_reload(tokens.path(), &metrics, result),
+            Ok(result) => {
+                let good = result.is_ok();
+                record_reload(tokens.path(), &effects.metrics, result);
+                if good {
+                    close_revoked_streams(&effects.xds).await;
+                }
+            }
             Err(error) => {
                 tracing::error!(%error, "token file reload failed; no further edits are applied");
                 return;
             }
         }
+    }
+}
+
+async fn close_revoked_streams(xds: &XdsServer) {
+    let closed = xds.reauthenticate().await;
+    if closed > 0 {
+        tracing::info!(
+            closed,
+            "closed xDS streams whose token is no longer in the token file"
+        );
     }
 }
 

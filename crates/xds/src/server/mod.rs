@@ -2,12 +2,14 @@
 //! connected proxy.
 
 mod client_view;
+mod credentials;
 mod stream;
 mod subscription;
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures::Stream;
 use prometheus_client::registry::Registry;
@@ -63,7 +65,12 @@ pub(crate) struct Shared {
     status: StatusTable,
     snapshots: watch::Receiver<Arc<Published>>,
     next_stream_id: AtomicU64,
+    open: credentials::OpenStreams,
 }
+
+/// Longest wait for the authenticator to admit or refuse a stream (it may do I/O, such as
+/// a Kubernetes TokenReview); a stream not decided by then is refused as unavailable.
+const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The delta ADS server. Cheap to clone; clones share everything.
 ///
@@ -104,6 +111,7 @@ impl XdsServer {
             status: StatusTable::default(),
             snapshots,
             next_stream_id: AtomicU64::new(1),
+            open: credentials::OpenStreams::default(),
         };
         let server = Self {
             shared: Arc::new(shared),
@@ -135,16 +143,24 @@ impl XdsServer {
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<ReceiverStream<Result<DeltaDiscoveryResponse, Status>>, Status> {
-        let identity = self
-            .shared
-            .authenticator
-            .authenticate(request.metadata())
-            .await
-            .map_err(|error| {
-                tracing::warn!(remote = ?request.remote_addr(), %error, "refusing xDS stream");
-                Status::unauthenticated(error.to_string())
-            })?;
+        let checked = tokio::time::timeout(
+            AUTHENTICATION_TIMEOUT,
+            self.shared.authenticator.authenticate(request.metadata()),
+        )
+        .await
+        .map_err(|_| {
+            tracing::warn!(remote = ?request.remote_addr(), "xDS stream authentication timed out");
+            Status::unavailable("authentication did not complete in time; retry")
+        })?;
+        let identity = checked.map_err(|error| {
+            tracing::warn!(remote = ?request.remote_addr(), %error, "refusing xDS stream");
+            Status::unauthenticated(error.to_string())
+        })?;
         let stream_id = self.shared.next_stream_id.fetch_add(1, Ordering::Relaxed);
+        let revoked = self
+            .shared
+            .open
+            .insert(stream_id, request.metadata().clone());
         let header_cluster = cluster_header(request.metadata());
         let status = self.shared.status.insert(ProxyStatus {
             stream_id,
@@ -160,11 +176,29 @@ impl XdsServer {
         let state =
             stream::StreamState::new(Arc::clone(&self.shared), stream_id, header_cluster, status);
         let snapshots = self.shared.snapshots.clone();
+        let shared = Arc::clone(&self.shared);
         tokio::spawn(async move {
-            state.run(request.into_inner(), responses, snapshots).await;
+            (state.run(request.into_inner(), responses, snapshots, revoked)).await;
+            shared.open.remove(stream_id);
             drop(connected);
         });
         Ok(ReceiverStream::new(receiver))
+    }
+
+    /// Checks every open stream's credential again (after credentials changed, e.g. a
+    /// token was removed) and closes those that no longer pass with UNAUTHENTICATED.
+    /// Returns how many were closed.
+    pub async fn reauthenticate(&self) -> usize {
+        let mut closed = 0;
+        for (id, metadata) in self.shared.open.list() {
+            let check = self.shared.authenticator.authenticate(&metadata);
+            let passes = tokio::time::timeout(AUTHENTICATION_TIMEOUT, check).await;
+            // a check that cannot complete keeps the stream: only a refusal revokes it
+            if matches!(passes, Ok(Err(_))) && self.shared.open.revoke(id) {
+                closed += 1;
+            }
+        }
+        closed
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tonic::{Status, Streaming};
 use weft_proto::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, Resource};
@@ -70,9 +70,11 @@ impl StreamState {
         mut requests: Streaming<DeltaDiscoveryRequest>,
         responses: ResponseSender,
         mut snapshots: watch::Receiver<Arc<Published>>,
+        mut revoked: oneshot::Receiver<()>,
     ) {
         let mut current = Arc::clone(&snapshots.borrow_and_update());
         let mut publisher_alive = true;
+        let mut revocable = true;
         loop {
             let has_work =
                 current.initialized && self.types.values().any(TypeSubscription::is_dirty);
@@ -98,6 +100,15 @@ impl StreamState {
                     } else {
                         publisher_alive = false;
                     }
+                },
+                signal = &mut revoked, if revocable => {
+                    if signal.is_ok() {
+                        tracing::warn!(node = %self.node_id, "closing xDS stream: its credential is no longer accepted");
+                        let status = Status::unauthenticated("credential no longer accepted");
+                        let _ = responses.send(Err(status)).await;
+                        return;
+                    }
+                    revocable = false;
                 },
                 permit = responses.reserve(), if has_work => {
                     let Ok(permit) = permit else { return };
