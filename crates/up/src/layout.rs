@@ -29,17 +29,52 @@ pub const ROOT_STATE_DIR: &str = "/run/weft";
 /// # Errors
 /// When the per-user directory cannot be created or belongs to someone else.
 pub fn default_state_dir() -> std::io::Result<PathBuf> {
+    let first = state_dir_candidates().swap_remove(0);
+    if first.in_shared_temp {
+        private_directory(&first.path, nix::unistd::geteuid().as_raw())?;
+    }
+    Ok(first.path)
+}
+
+/// The state directory holding a running instance `prefix`, for `weft down`, `weft logs`
+/// and `weft exec`: the first default candidate that has it (the environment may differ
+/// from the one `weft up` ran in, e.g. no `XDG_RUNTIME_DIR` over ssh), else the first.
+/// Creates nothing.
+#[must_use]
+pub fn existing_state_dir(prefix: &str) -> PathBuf {
+    let mut candidates = state_dir_candidates();
+    let found = candidates.iter().position(|c| c.path.join(prefix).is_dir());
+    candidates.swap_remove(found.unwrap_or(0)).path
+}
+
+/// A place this user's instances may be kept.
+struct Candidate {
+    path: PathBuf,
+    /// In the shared temp directory: made private (and checked) before use.
+    in_shared_temp: bool,
+}
+
+/// Where this user's instances may be, most preferred first (see [`default_state_dir`]).
+fn state_dir_candidates() -> Vec<Candidate> {
     let uid = nix::unistd::geteuid();
     if uid.is_root() {
-        return Ok(PathBuf::from(ROOT_STATE_DIR));
+        let path = PathBuf::from(ROOT_STATE_DIR);
+        return vec![Candidate {
+            path,
+            in_shared_temp: false,
+        }];
     }
     let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    if let Some(runtime) = runtime.filter(|dir| owned_directory(dir, uid.as_raw())) {
-        return Ok(runtime.join("weft"));
-    }
-    let dir = std::env::temp_dir().join(format!("weft-{uid}"));
-    private_directory(&dir, uid.as_raw())?;
-    Ok(dir)
+    let runtime = runtime.filter(|dir| owned_directory(dir, uid.as_raw()));
+    let runtime = runtime.map(|dir| Candidate {
+        path: dir.join("weft"),
+        in_shared_temp: false,
+    });
+    let private = Candidate {
+        path: std::env::temp_dir().join(format!("weft-{uid}")),
+        in_shared_temp: true,
+    };
+    runtime.into_iter().chain([private]).collect()
 }
 
 /// Whether `dir` is an absolute path to a directory owned by `uid` (symlinks not followed).

@@ -18,13 +18,21 @@ pub struct InstanceArgs {
 }
 
 impl InstanceArgs {
-    /// `--state-dir`, or the default for this user.
+    /// `--state-dir`, or the default for this user (for `weft up`, which creates it).
     fn state_dir(&self) -> anyhow::Result<PathBuf> {
         match &self.state_dir {
             Some(dir) => Ok(dir.clone()),
             None => weft_up::layout::default_state_dir()
                 .map_err(|e| anyhow::anyhow!("no state directory: {e}")),
         }
+    }
+
+    /// `--state-dir`, or the default directory that holds the instance (for commands
+    /// that act on a running one; nothing is created).
+    fn existing_state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| weft_up::layout::existing_state_dir(&self.prefix))
     }
 }
 
@@ -112,14 +120,14 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn down(args: &DownArgs) -> anyhow::Result<ExitCode> {
-    let report = weft_up::down(&args.instance.state_dir()?, &args.instance.prefix)?;
+    let report = weft_up::down(&args.instance.existing_state_dir(), &args.instance.prefix)?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let text = weft_up::logs(
-        &args.instance.state_dir()?,
+        &args.instance.existing_state_dir(),
         &args.instance.prefix,
         &args.pod,
         args.container.as_deref(),
@@ -133,7 +141,7 @@ pub fn exec(args: &ExecArgs) -> anyhow::Result<ExitCode> {
     let weft = std::env::current_exe()
         .map_err(|e| anyhow::anyhow!("cannot find the weft binary's own path: {e}"))?;
     let mut command = weft_up::pod_command(
-        &args.instance.state_dir()?,
+        &args.instance.existing_state_dir(),
         &args.instance.prefix,
         &args.pod,
         &args.command,
