@@ -129,7 +129,7 @@ pub fn check(state: &MeshState, query: &AuthzQuery) -> Result<CheckResult, Check
     };
     Ok(CheckResult {
         workload: workload.uid().to_owned(),
-        decision: workload.policies().evaluate(&facts),
+        decision: state.policies_of(&workload).evaluate(&facts),
     })
 }
 

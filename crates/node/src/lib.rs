@@ -2,9 +2,11 @@
 //!
 //! It owns the proxy's view of the mesh ([`state`]: workloads, services, policies as
 //! lock-free snapshots, fed by xDS or a local file), L4 authorization (the `weft-policy`
-//! engine; [`policy`] lets it look up the state's policies),
-//! endpoint selection ([`lb`]), Istio-compatible metrics and access logs ([`telemetry`]) and
-//! the pure `weft x authz check` evaluation ([`authz_check`]).
+//! engine; [`policy`] lets it look up the state's policies), Istio-compatible metrics and
+//! access logs ([`telemetry`]) and the pure `weft x authz check` evaluation
+//! ([`authz_check`]). The workload and service records, endpoint selection ([`lb`]) and
+//! connecting to the chosen endpoint are `weft-upstream`'s, shared with the waypoint and
+//! the gateway; the state implements its `Directory`.
 //!
 //! Those core modules do no I/O: no sockets, TLS, HBONE or xDS transport, and nothing in
 //! them blocks or takes a lock that a connection could contend on. The data path is wired
@@ -19,12 +21,13 @@
 pub mod authz_check;
 pub mod capture;
 pub mod dns;
-pub mod lb;
 pub mod policy;
 pub mod process;
 pub mod proxy;
 pub mod state;
 pub mod telemetry;
 mod validation;
+
+pub use weft_upstream::lb;
 
 pub use validation::{Problem, ValidationError};

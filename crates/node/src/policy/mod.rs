@@ -8,6 +8,6 @@ use crate::state::MeshState;
 
 impl PolicyLookup for MeshState {
     fn policies_for(&self, workload_uid: &str) -> Option<&PolicySet> {
-        self.workload_by_uid(workload_uid).map(|w| w.policies())
+        self.policies_by_uid(workload_uid)
     }
 }

@@ -371,10 +371,7 @@ fn socks_reply_for(error: &OutboundError) -> Reply {
         Reply::NotAllowed
     } else if error.is_unroutable() {
         Reply::HostUnreachable
-    } else if matches!(
-        error,
-        OutboundError::Connect { .. } | OutboundError::Tunnel { .. }
-    ) {
+    } else if error.is_connect_failure() {
         Reply::ConnectionRefused
     } else {
         Reply::GeneralFailure

@@ -177,7 +177,7 @@ impl Node {
             destination: attempt.dst,
             transport: attempt.transport,
         };
-        let decision = workload.policies().evaluate(&facts);
+        let decision = state.policies_of(&workload).evaluate(&facts);
         self.inner
             .metrics
             .record_decision(&decision, &workload.proto().namespace);

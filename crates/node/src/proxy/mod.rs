@@ -27,7 +27,7 @@ mod outbound;
 mod pod_network;
 mod xds;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,8 +36,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use weft_hbone::Pool;
 use weft_identity::SpiffeId;
+use weft_upstream::Upstream;
 
 use crate::state::{MeshState, MeshWorkload, StateStore};
 use crate::telemetry::{AccessLogFormat, Metrics};
@@ -48,19 +48,16 @@ pub use connections::{ConnectionInfo, Direction};
 pub use explicit::ExplicitError;
 pub use inbound::{InboundDestination, Refusal};
 pub use listeners::{AttachError, PodSockets, WorkloadListeners};
-pub(crate) use outbound::ip_from_bytes;
 pub use outbound::{OutboundError, OutboundTarget};
 pub use pod_network::{PodNetwork, PodNetworks, SocketFuture};
 pub use weft_hbone::PoolConfig;
+pub(crate) use weft_upstream::ip_from_bytes;
 pub use xds::{AddressHandler, AuthorizationHandler};
 
 /// Changes the process log filter at runtime (`/logging?level=...`); returns the new
 /// filter text or why it was refused. The binary passes one built on a
 /// `tracing_subscriber::reload` handle.
 pub type LogControl = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
-
-/// Pool key: source identity, expected destination identity, source IP, tunnel address.
-pub(crate) type PoolKey = (SpiffeId, SpiffeId, IpAddr, SocketAddr);
 
 /// Data path settings.
 #[derive(Debug, Clone)]
@@ -163,7 +160,8 @@ struct NodeInner {
     options: ProxyOptions,
     store: Arc<StateStore>,
     certs: Certs,
-    pool: Pool<PoolKey>,
+    /// Routing and connecting to endpoints (with the HBONE client pool).
+    upstream: Upstream,
     metrics: Metrics,
     counters: ProxyCounters,
     registry: Arc<Mutex<Registry>>,
@@ -205,10 +203,10 @@ impl Node {
         let counters = ProxyCounters::default();
         counters.register(&mut registry);
         admin::register_process_metrics(&mut registry);
-        let pool = Pool::new(options.pool.clone());
+        let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &options.network);
         let inner = Arc::new_cyclic(|weak| NodeInner {
             listeners: WorkloadListeners::new(weak.clone()),
-            pool,
+            upstream,
             options,
             store,
             certs,
@@ -254,7 +252,7 @@ impl Node {
     /// HBONE pool counters (handshakes, open connections, streams).
     #[must_use]
     pub fn pool_stats(&self) -> weft_hbone::PoolStatsSnapshot {
-        self.inner.pool.stats().snapshot()
+        self.inner.upstream.pool_stats()
     }
 
     /// The per-workload listener set (inbound HBONE on each local workload address).

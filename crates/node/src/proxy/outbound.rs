@@ -13,20 +13,17 @@ use std::time::{Instant, SystemTime};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use weft_hbone::{ConnectRequest, HboneError, HboneStream, RelayIo, RelayOptions, TunnelTarget};
-use weft_proto::workload::GatewayAddress;
-use weft_proto::workload::gateway_address::Destination as GatewayDestination;
+use weft_hbone::{ConnectRequest, RelayIo, RelayOptions, SocketFactory};
+use weft_identity::SpiffeId;
+use weft_policy::Transport;
+use weft_upstream::{Client, ClientError, Route, UpstreamConnection, UpstreamError};
 
 use super::connections::{ConnectionInfo, Direction, Registration};
 use super::{Node, unix_ms};
-use crate::lb::{self, LbError};
-use crate::state::{
-    ActiveConnection, Destination, MeshService, MeshState, MeshWorkload, PortMapping,
-};
+use crate::state::{ActiveConnection, MeshService, MeshWorkload};
 use crate::telemetry::{
     AccessLogEntry, ConnectionEnds, ConnectionLabels, ConnectionMetrics, ConnectionResult, Reporter,
 };
-use weft_policy::Transport;
 
 /// Why an outbound connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -39,49 +36,17 @@ pub enum OutboundError {
         /// The client's IP.
         source_ip: IpAddr,
     },
-    /// No endpoint for the service.
+    /// Routing or connecting failed (no endpoint, waypoint missing, certificate, tunnel
+    /// refused, TCP connect...).
     #[error(transparent)]
-    NoEndpoint(#[from] LbError),
-    /// A waypoint is configured but cannot be found in the state.
-    #[error("waypoint {waypoint} for {destination} is not in the mesh state")]
-    WaypointMissing {
-        /// What the waypoint was looked up as.
-        waypoint: String,
-        /// The original destination.
-        destination: SocketAddr,
-    },
-    /// The chosen workload has no address on this network.
-    #[error("workload {workload} has no address")]
-    NoAddress {
-        /// `<ns>/<name>`.
-        workload: String,
-    },
-    /// No TLS configuration (certificate missing).
-    #[error(transparent)]
-    Certs(#[from] super::CertsError),
-    /// The tunnel failed or the remote proxy refused the stream (401 denied, 503...).
-    #[error("HBONE to {tunnel} failed: {source}")]
-    Tunnel {
-        /// `<ip>:15008`.
-        tunnel: SocketAddr,
-        /// Why.
-        source: Box<HboneError>,
-    },
-    /// Plain TCP connect failed.
-    #[error("connecting to {addr} failed: {source}")]
-    Connect {
-        /// Destination.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
+    Upstream(#[from] UpstreamError),
 }
 
 impl OutboundError {
     /// True when the destination's proxy refused by policy (HBONE 401).
     #[must_use]
     pub fn is_denied(&self) -> bool {
-        matches!(self, Self::Tunnel { source, .. } if source.status() == Some(401))
+        matches!(self, Self::Upstream(error) if error.is_denied())
     }
 
     /// True when this proxy will not originate mTLS for the client: its source address is
@@ -94,10 +59,13 @@ impl OutboundError {
     /// True when the destination could not be found or routed to (vs. refused).
     #[must_use]
     pub fn is_unroutable(&self) -> bool {
-        matches!(
-            self,
-            Self::NoEndpoint(_) | Self::WaypointMissing { .. } | Self::NoAddress { .. }
-        )
+        matches!(self, Self::Upstream(error) if error.is_unroutable())
+    }
+
+    /// True when connecting (TCP or HBONE) to a routed destination failed.
+    #[must_use]
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(self, Self::Upstream(error) if error.is_connect_failure())
     }
 }
 
@@ -110,31 +78,9 @@ pub struct OutboundTarget {
     pub destination: SocketAddr,
 }
 
-/// Where a connection goes.
-enum Route {
-    Hbone {
-        tunnel: SocketAddr,
-        authority: SocketAddr,
-        /// The workload terminating the tunnel (destination or waypoint).
-        peer: Arc<MeshWorkload>,
-        destination: Option<Arc<MeshWorkload>>,
-        service: Option<Arc<MeshService>>,
-    },
-    Passthrough {
-        addr: SocketAddr,
-        destination: Option<Arc<MeshWorkload>>,
-        service: Option<Arc<MeshService>>,
-    },
-}
-
-enum Upstream {
-    Hbone(HboneStream),
-    Tcp(TcpStream),
-}
-
 /// An opened outbound connection, ready to relay.
 pub struct OutboundConnection {
-    upstream: Upstream,
+    upstream: UpstreamConnection,
     log: AccessLogEntry,
     metrics: ConnectionMetrics,
     registration: Registration,
@@ -206,7 +152,11 @@ impl Node {
             .workload_by_addr(network, target.source.ip())
             .filter(|w| self.is_local(w))
             .cloned();
-        let route = match self.route(&state, source.as_ref(), target.destination) {
+        let route = match self
+            .inner
+            .upstream
+            .route(&*state, source.as_ref(), target.destination)
+        {
             Ok(route) => route,
             Err(error) => {
                 let ends = Ends {
@@ -215,238 +165,48 @@ impl Node {
                     service: None,
                     transport: Transport::Plaintext,
                 };
-                return Err(self.outbound_failed(
-                    &ends,
-                    target,
-                    target.destination,
-                    started,
-                    error,
-                ));
+                let dst = target.destination;
+                return Err(self.outbound_failed(&ends, target, dst, started, error.into()));
             }
         };
-        match route {
-            Route::Hbone {
-                tunnel,
-                authority,
-                peer,
-                destination,
-                service,
-            } => {
-                let ends = Ends {
-                    source,
-                    destination,
-                    service,
-                    transport: Transport::Hbone,
-                };
-                let opened = self
-                    .open_tunnel(&ends, target, tunnel, authority, &peer)
-                    .await;
+        let (ends, authority) = ends_of(&route, source);
+        match self.connect_route(&route, &ends, target).await {
+            Ok(upstream) => {
                 let mut log = ends.log(target, authority);
-                log.dst_hbone_addr = Some(tunnel);
-                match opened {
-                    Ok(stream) => Ok(self.established(
-                        ends,
-                        log,
-                        Upstream::Hbone(stream),
-                        started,
-                        Some(&peer),
-                    )),
-                    Err(error) => {
-                        Err(self.outbound_failed(&ends, target, authority, started, error))
-                    }
+                if let Route::Hbone { tunnel, .. } = route {
+                    log.dst_hbone_addr = Some(tunnel);
                 }
+                Ok(self.established(ends, log, upstream, started, route.peer()))
             }
-            Route::Passthrough {
-                addr,
-                destination,
-                service,
-            } => {
-                let ends = Ends {
-                    source,
-                    destination,
-                    service,
-                    transport: Transport::Plaintext,
-                };
-                match self.connect_plain(target.source.ip(), addr).await {
-                    Ok(stream) => {
-                        let log = ends.log(target, addr);
-                        let peer = ends.destination.clone();
-                        Ok(self.established(
-                            ends,
-                            log,
-                            Upstream::Tcp(stream),
-                            started,
-                            peer.as_ref(),
-                        ))
-                    }
-                    Err(error) => Err(self.outbound_failed(&ends, target, addr, started, error)),
-                }
-            }
+            Err(error) => Err(self.outbound_failed(&ends, target, authority, started, error)),
         }
     }
 
-    fn route(
+    /// Connects `route` for the client at `target.source`: HBONE presents the source
+    /// workload's certificate, so it needs a known local source.
+    async fn connect_route(
         &self,
-        state: &MeshState,
-        source: Option<&Arc<MeshWorkload>>,
-        dst: SocketAddr,
-    ) -> Result<Route, OutboundError> {
-        let network = self.inner.options.network.as_str();
-        match state.resolve(network, dst) {
-            Destination::Service { service, port } => {
-                if let Some(waypoint) = service.proto().waypoint.as_ref() {
-                    return self.waypoint_route(state, waypoint, dst, None, Some(service.clone()));
-                }
-                let choice =
-                    lb::choose_endpoint(&service, port, source.map(|s| &**s), &mut rand::rng())?;
-                let workload = Arc::clone(&choice.endpoint.workload);
-                let ip = first_address(&workload)?;
-                Ok(self.workload_route(
-                    workload,
-                    SocketAddr::new(ip, choice.target_port),
-                    Some(service),
-                ))
-            }
-            Destination::Workload(workload) => {
-                let is_self = source.is_some_and(|s| Arc::ptr_eq(s, &workload));
-                match workload.proto().waypoint.as_ref() {
-                    Some(waypoint) if !is_self => {
-                        self.waypoint_route(state, waypoint, dst, Some(workload.clone()), None)
-                    }
-                    _ => Ok(self.workload_route(workload, dst, None)),
-                }
-            }
-            Destination::Unknown => Ok(Route::Passthrough {
-                addr: dst,
-                destination: None,
-                service: None,
-            }),
-        }
-    }
-
-    fn workload_route(
-        &self,
-        workload: Arc<MeshWorkload>,
-        addr: SocketAddr,
-        service: Option<Arc<MeshService>>,
-    ) -> Route {
-        if workload.speaks_hbone() {
-            Route::Hbone {
-                tunnel: SocketAddr::new(addr.ip(), self.inner.options.hbone_port),
-                authority: addr,
-                peer: Arc::clone(&workload),
-                destination: Some(workload),
-                service,
-            }
-        } else {
-            Route::Passthrough {
-                addr,
-                destination: Some(workload),
-                service,
-            }
-        }
-    }
-
-    fn waypoint_route(
-        &self,
-        state: &MeshState,
-        waypoint: &GatewayAddress,
-        dst: SocketAddr,
-        destination: Option<Arc<MeshWorkload>>,
-        service: Option<Arc<MeshService>>,
-    ) -> Result<Route, OutboundError> {
-        let port = u16::try_from(waypoint.hbone_mtls_port)
-            .ok()
-            .filter(|p| *p != 0)
-            .unwrap_or(self.inner.options.hbone_port);
-        let missing = |name: String| OutboundError::WaypointMissing {
-            waypoint: name,
-            destination: dst,
-        };
-        let peer = match &waypoint.destination {
-            Some(GatewayDestination::Address(addr)) => {
-                let ip = ip_from_bytes(&addr.address)
-                    .ok_or_else(|| missing(format!("{:?}", addr.address)))?;
-                match state.service_by_vip(&addr.network, ip) {
-                    Some(svc) => pick_waypoint_endpoint(svc, port)?,
-                    None => state
-                        .workload_by_addr(&addr.network, ip)
-                        .cloned()
-                        .ok_or_else(|| missing(ip.to_string()))?,
-                }
-            }
-            Some(GatewayDestination::Hostname(host)) => {
-                let key = format!("{}/{}", host.namespace, host.hostname);
-                let svc = state.service_by_key(&key).ok_or_else(|| missing(key))?;
-                pick_waypoint_endpoint(svc, port)?
-            }
-            None => return Err(missing("<empty waypoint address>".into())),
-        };
-        let ip = first_address(&peer)?;
-        Ok(Route::Hbone {
-            tunnel: SocketAddr::new(ip, port),
-            authority: dst,
-            peer,
-            destination,
-            service,
-        })
-    }
-
-    async fn open_tunnel(
-        &self,
+        route: &Route,
         ends: &Ends,
         target: OutboundTarget,
-        tunnel: SocketAddr,
-        authority: SocketAddr,
-        peer: &MeshWorkload,
-    ) -> Result<HboneStream, OutboundError> {
-        let source = ends.source.as_ref().ok_or(OutboundError::UnknownSource {
-            source_ip: target.source.ip(),
-        })?;
-        let src_id = source.identity().clone();
-        let dst_id = peer.identity().clone();
-        let tls = self
-            .inner
-            .certs
-            .client_config(&src_id, &dst_id, self.inner.options.cert_wait)
-            .await?;
-        let tunnel_target = TunnelTarget {
-            socket_factory: self.tunnel_socket_factory(target.source.ip()),
-            ..TunnelTarget::new(tunnel, tls)
+    ) -> Result<UpstreamConnection, OutboundError> {
+        let source_ip = target.source.ip();
+        if matches!(route, Route::Hbone { .. }) && ends.source.is_none() {
+            return Err(OutboundError::UnknownSource { source_ip });
+        }
+        let client = SourceClient {
+            node: self,
+            source: ends.source.as_deref(),
+            source_ip,
         };
-        let request = ConnectRequest {
-            forwarded_for: Some(target.source.ip()),
-            baggage: Some(baggage(source)),
-            ..ConnectRequest::new(authority)
-        };
-        let key = (src_id, dst_id, target.source.ip(), tunnel);
-        self.inner
-            .pool
-            .connect(key, &tunnel_target, &request)
-            .await
-            .map_err(|source| OutboundError::Tunnel {
-                tunnel,
-                source: Box::new(source),
-            })
-    }
-
-    /// Plain TCP to `addr` for the client at `source_ip` (from its pod's network when
-    /// capture registered one).
-    async fn connect_plain(
-        &self,
-        source_ip: IpAddr,
-        addr: SocketAddr,
-    ) -> Result<TcpStream, OutboundError> {
-        self.connect_for_pod(source_ip, addr, None)
-            .await
-            .map_err(|source| OutboundError::Connect { addr, source })
+        Ok(self.inner.upstream.connect(route, &client).await?)
     }
 
     fn established(
         &self,
         ends: Ends,
         log: AccessLogEntry,
-        upstream: Upstream,
+        upstream: UpstreamConnection,
         started: Instant,
         peer: Option<&Arc<MeshWorkload>>,
     ) -> OutboundConnection {
@@ -514,8 +274,12 @@ impl OutboundConnection {
         format: crate::telemetry::AccessLogFormat,
     ) {
         let result = match &mut self.upstream {
-            Upstream::Hbone(stream) => send_then_relay(client, stream, early, &self.options).await,
-            Upstream::Tcp(stream) => send_then_relay(client, stream, early, &self.options).await,
+            UpstreamConnection::Hbone(stream) => {
+                send_then_relay(client, stream, early, &self.options).await
+            }
+            UpstreamConnection::Tcp(stream) => {
+                send_then_relay(client, stream, early, &self.options).await
+            }
         };
         let (stats, error) = match result {
             Ok(stats) => (stats, None),
@@ -559,34 +323,65 @@ async fn send_then_relay<C: RelayIo, U: RelayIo + tokio::io::AsyncWrite + Unpin>
     weft_hbone::relay(client, upstream, options).await
 }
 
-fn pick_waypoint_endpoint(
-    service: &MeshService,
-    port: u16,
-) -> Result<Arc<MeshWorkload>, OutboundError> {
-    let mapping = service.port(port).unwrap_or(PortMapping {
-        service_port: port,
-        target_port: None,
-    });
-    let choice = lb::choose_endpoint(service, mapping, None, &mut rand::rng())?;
-    Ok(choice.endpoint.workload)
+/// The ends of a routed connection and the address it is logged with.
+fn ends_of(route: &Route, source: Option<Arc<MeshWorkload>>) -> (Ends, SocketAddr) {
+    let (transport, addr, service) = match route {
+        Route::Hbone {
+            authority, service, ..
+        } => (Transport::Hbone, *authority, service),
+        Route::Plain { addr, service, .. } => (Transport::Plaintext, *addr, service),
+    };
+    let ends = Ends {
+        source,
+        destination: route.destination().cloned(),
+        service: service.clone(),
+        transport,
+    };
+    (ends, addr)
 }
 
-fn first_address(workload: &MeshWorkload) -> Result<IpAddr, OutboundError> {
-    workload
-        .addresses()
-        .first()
-        .copied()
-        .ok_or_else(|| OutboundError::NoAddress {
-            workload: crate::telemetry::workload_ref(workload),
-        })
+/// The node's side of an upstream connection: the source workload's identity and
+/// certificate, its pod's sockets, and the `forwarded` and `baggage` headers.
+struct SourceClient<'a> {
+    node: &'a Node,
+    source: Option<&'a MeshWorkload>,
+    source_ip: IpAddr,
 }
 
-/// An IP address from its 4 or 16 raw bytes.
-pub(crate) fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
-    match bytes.len() {
-        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
-        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
-        _ => None,
+impl Client for SourceClient<'_> {
+    fn identity(&self) -> Option<&SpiffeId> {
+        self.source.map(MeshWorkload::identity)
+    }
+
+    fn source_ip(&self) -> IpAddr {
+        self.source_ip
+    }
+
+    async fn tls(&self, peer: &SpiffeId) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+        let source = self.identity().ok_or("no source identity")?;
+        let inner = &self.node.inner;
+        let config = inner
+            .certs
+            .client_config(source, peer, inner.options.cert_wait)
+            .await?;
+        Ok(config)
+    }
+
+    fn request(&self, authority: SocketAddr) -> ConnectRequest {
+        ConnectRequest {
+            forwarded_for: Some(self.source_ip),
+            baggage: self.source.map(baggage),
+            ..ConnectRequest::new(authority)
+        }
+    }
+
+    fn socket_factory(&self) -> Option<SocketFactory> {
+        self.node.tunnel_socket_factory(self.source_ip)
+    }
+
+    /// Plain TCP from the client's pod network when capture registered one.
+    async fn connect_plain(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        self.node.connect_for_pod(self.source_ip, addr, None).await
     }
 }
 

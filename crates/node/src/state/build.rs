@@ -82,13 +82,14 @@ impl MeshState {
             match record {
                 AddressRecord::Service(service) => services.push(service),
                 AddressRecord::Workload(record) => {
-                    let workload = Arc::new(MeshWorkload {
-                        record: record.clone(),
-                        policies: Arc::new(scopes.for_workload(record)),
-                        active: previous
-                            .workload_by_uid(&record.proto.uid)
-                            .map_or_else(|| Arc::new(AtomicUsize::new(0)), |w| w.active.clone()),
-                    });
+                    let active = previous
+                        .workload_by_uid(&record.proto.uid)
+                        .map_or_else(|| Arc::new(AtomicUsize::new(0)), |w| w.counter().clone());
+                    let workload = Arc::new(MeshWorkload::new(record.clone(), active));
+                    let policies = Arc::new(scopes.for_workload(record));
+                    state
+                        .workload_policies
+                        .insert(record.proto.uid.clone(), policies);
                     for (key, ports) in &record.service_ports {
                         endpoints.entry(key).or_default().push(Endpoint {
                             workload: workload.clone(),
@@ -102,10 +103,7 @@ impl MeshState {
         for record in services {
             let mut members = endpoints.remove(record.key.as_str()).unwrap_or_default();
             members.sort_by(|a, b| a.workload.uid().cmp(b.workload.uid()));
-            let service = Arc::new(MeshService {
-                record: record.clone(),
-                endpoints: members,
-            });
+            let service = Arc::new(MeshService::new(record.clone(), members));
             for (network, ip) in &record.vips {
                 state
                     .services_by_vip

@@ -6,23 +6,21 @@
 
 mod build;
 mod local;
-mod records;
 mod store;
 #[cfg(test)]
 pub(crate) mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use weft_proto::workload::{self, WorkloadStatus};
+use std::sync::{Arc, LazyLock};
 
 pub use local::{LocalConfig, LocalConfigError};
-pub use records::{AddressRecord, PortMapping, ServiceRecord, WorkloadRecord};
 pub use store::{StateStore, UpdateOutcome};
+pub use weft_upstream::{
+    ActiveConnection, AddressRecord, Destination, Directory, Endpoint, MeshService, MeshWorkload,
+    PortMapping, ServiceRecord, WorkloadRecord,
+};
 
-use weft_identity::SpiffeId;
 use weft_policy::{CompiledPolicy, PolicySet};
 
 /// One immutable snapshot of the mesh with its indexes.
@@ -35,60 +33,13 @@ pub struct MeshState {
     services_by_key: HashMap<String, Arc<MeshService>>,
     services_by_vip: HashMap<IpAddr, Vec<(String, Arc<MeshService>)>>,
     policies: BTreeMap<String, Arc<CompiledPolicy>>,
+    /// Per workload uid: the policies that apply to it, precompiled.
+    workload_policies: HashMap<String, Arc<PolicySet>>,
 }
 
-/// A workload with the policies that apply to it and its live connection counter.
-#[derive(Debug)]
-pub struct MeshWorkload {
-    record: Arc<WorkloadRecord>,
-    policies: Arc<PolicySet>,
-    /// Shared across snapshots for the same uid, so counts survive rebuilds.
-    active: Arc<AtomicUsize>,
-}
-
-/// A service with its endpoints.
-#[derive(Debug)]
-pub struct MeshService {
-    record: Arc<ServiceRecord>,
-    endpoints: Vec<Endpoint>,
-}
-
-/// A workload backing a service, with the ports it declares for that service.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    /// The workload.
-    pub workload: Arc<MeshWorkload>,
-    /// Its port list for the service (may be empty: then the service's ports apply).
-    pub ports: Vec<PortMapping>,
-}
-
-/// What a destination address is.
-#[derive(Debug, Clone)]
-pub enum Destination {
-    /// A service VIP on a declared port.
-    Service {
-        /// The service.
-        service: Arc<MeshService>,
-        /// The matched port.
-        port: PortMapping,
-    },
-    /// A workload address.
-    Workload(Arc<MeshWorkload>),
-    /// Not in the mesh (or a VIP on an undeclared port): pass through as plain TCP.
-    Unknown,
-}
-
-/// Decrements the workload's active connection count when dropped.
-#[derive(Debug)]
-pub struct ActiveConnection {
-    counter: Arc<AtomicUsize>,
-}
-
-impl Drop for ActiveConnection {
-    fn drop(&mut self) {
-        self.counter.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+/// What a workload that is not in the snapshot gets: no policies, nothing missing.
+static NO_POLICIES: LazyLock<PolicySet> =
+    LazyLock::new(|| PolicySet::new(std::iter::empty(), Vec::new()));
 
 impl MeshState {
     /// Increases on every published update.
@@ -162,142 +113,35 @@ impl MeshState {
         self.policies.values()
     }
 
+    /// Policies that apply to `workload` (a workload of this snapshot), precompiled.
+    #[must_use]
+    pub fn policies_of(&self, workload: &MeshWorkload) -> &PolicySet {
+        self.policies_by_uid(workload.uid()).unwrap_or(&NO_POLICIES)
+    }
+
+    /// Policies that apply to the workload `uid`, if it is in this snapshot.
+    #[must_use]
+    pub fn policies_by_uid(&self, uid: &str) -> Option<&PolicySet> {
+        self.workload_policies.get(uid).map(|set| &**set)
+    }
+
     /// Classifies an outbound destination: service VIP:port first, then workload address.
     #[must_use]
     pub fn resolve(&self, network: &str, addr: SocketAddr) -> Destination {
-        if let Some(service) = self.service_by_vip(network, addr.ip()) {
-            return match service.port(addr.port()) {
-                Some(port) => Destination::Service {
-                    service: service.clone(),
-                    port,
-                },
-                None => Destination::Unknown,
-            };
-        }
-        match self.workload_by_addr(network, addr.ip()) {
-            Some(workload) => Destination::Workload(workload.clone()),
-            None => Destination::Unknown,
-        }
+        Directory::resolve(self, network, addr)
     }
 }
 
-impl MeshWorkload {
-    /// The validated record.
-    #[must_use]
-    pub fn record(&self) -> &Arc<WorkloadRecord> {
-        &self.record
+impl Directory for MeshState {
+    fn service_by_vip(&self, network: &str, ip: IpAddr) -> Option<&Arc<MeshService>> {
+        MeshState::service_by_vip(self, network, ip)
     }
 
-    /// The resource as received.
-    #[must_use]
-    pub fn proto(&self) -> &workload::Workload {
-        &self.record.proto
+    fn service_by_key(&self, key: &str) -> Option<&Arc<MeshService>> {
+        MeshState::service_by_key(self, key)
     }
 
-    /// uid (the xDS resource name).
-    #[must_use]
-    pub fn uid(&self) -> &str {
-        &self.record.proto.uid
-    }
-
-    /// Network name (`""` = default).
-    #[must_use]
-    pub fn network(&self) -> &str {
-        &self.record.proto.network
-    }
-
-    /// Parsed addresses.
-    #[must_use]
-    pub fn addresses(&self) -> &[IpAddr] {
-        &self.record.addresses
-    }
-
-    /// SPIFFE identity.
-    #[must_use]
-    pub fn identity(&self) -> &SpiffeId {
-        &self.record.identity
-    }
-
-    /// Policies that apply to this workload, precompiled.
-    #[must_use]
-    pub fn policies(&self) -> &PolicySet {
-        &self.policies
-    }
-
-    /// True when the control plane reports it healthy.
-    #[must_use]
-    pub fn is_healthy(&self) -> bool {
-        self.record.proto.status() == WorkloadStatus::Healthy
-    }
-
-    /// True when it accepts HBONE (otherwise reach it with plain TCP).
-    #[must_use]
-    pub fn speaks_hbone(&self) -> bool {
-        self.record.proto.tunnel_protocol() == workload::TunnelProtocol::Hbone
-    }
-
-    /// Connections this proxy currently has open to it (load balancing input).
-    #[must_use]
-    pub fn active_connections(&self) -> usize {
-        self.active.load(Ordering::Relaxed)
-    }
-
-    /// Counts a new connection to this workload until the guard is dropped.
-    #[must_use]
-    pub fn track_connection(&self) -> ActiveConnection {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        ActiveConnection {
-            counter: self.active.clone(),
-        }
-    }
-}
-
-impl MeshService {
-    /// The validated record.
-    #[must_use]
-    pub fn record(&self) -> &Arc<ServiceRecord> {
-        &self.record
-    }
-
-    /// The resource as received.
-    #[must_use]
-    pub fn proto(&self) -> &workload::Service {
-        &self.record.proto
-    }
-
-    /// `<namespace>/<hostname>`.
-    #[must_use]
-    pub fn key(&self) -> &str {
-        &self.record.key
-    }
-
-    /// The declared port `service_port`, if any.
-    #[must_use]
-    pub fn port(&self, service_port: u16) -> Option<PortMapping> {
-        self.record
-            .ports
-            .iter()
-            .find(|p| p.service_port == service_port)
-            .copied()
-    }
-
-    /// Workloads backing the service (healthy or not), ordered by uid.
-    #[must_use]
-    pub fn endpoints(&self) -> &[Endpoint] {
-        &self.endpoints
-    }
-}
-
-impl Endpoint {
-    /// Where a connection to the service's `port` lands on this workload: the workload's own
-    /// mapping for that service port, else the service's target port, else the same port.
-    #[must_use]
-    pub fn target_port(&self, port: PortMapping) -> u16 {
-        self.ports
-            .iter()
-            .find(|p| p.service_port == port.service_port)
-            .and_then(|p| p.target_port)
-            .or(port.target_port)
-            .unwrap_or(port.service_port)
+    fn workload_by_addr(&self, network: &str, ip: IpAddr) -> Option<&Arc<MeshWorkload>> {
+        MeshState::workload_by_addr(self, network, ip)
     }
 }

@@ -3,90 +3,13 @@
 use std::net::IpAddr;
 
 use weft_proto::security::{Action, Scope};
-use weft_proto::workload::{
-    self as wl, Address, NetworkAddress, Port, PortList, Service, Workload, address,
-};
+use weft_proto::workload::{Address, address};
 
 use super::*;
 use crate::validation::Problem;
 use weft_policy::testing::{authz, deny, mtls, one, plaintext, rule};
 use weft_policy::{OpenConnection, Verdict, recheck};
-
-pub(crate) fn ip_bytes(ip: &str) -> Vec<u8> {
-    match ip.parse::<IpAddr>().unwrap() {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    }
-}
-
-pub(crate) fn uid(ns: &str, name: &str) -> String {
-    format!("Kubernetes//Pod/{ns}/{name}")
-}
-
-pub(crate) fn pod(ns: &str, name: &str, ip: &str) -> Workload {
-    Workload {
-        uid: uid(ns, name),
-        name: name.into(),
-        namespace: ns.into(),
-        addresses: vec![ip_bytes(ip)],
-        tunnel_protocol: wl::TunnelProtocol::Hbone.into(),
-        service_account: name.split('-').next().unwrap().into(),
-        ..Workload::default()
-    }
-}
-
-pub(crate) fn member(mut w: Workload, service_key: &str, ports: &[(u32, u32)]) -> Workload {
-    let ports = ports
-        .iter()
-        .map(|&(service_port, target_port)| Port {
-            service_port,
-            target_port,
-            app_protocol: 0,
-        })
-        .collect();
-    w.services.insert(service_key.into(), PortList { ports });
-    w
-}
-
-pub(crate) fn service(ns: &str, name: &str, vip: &str, ports: &[(u32, u32)]) -> Service {
-    Service {
-        name: name.into(),
-        namespace: ns.into(),
-        hostname: format!("{name}.{ns}.svc.cluster.local"),
-        addresses: vec![NetworkAddress {
-            network: String::new(),
-            address: ip_bytes(vip),
-            length: None,
-        }],
-        ports: ports
-            .iter()
-            .map(|&(service_port, target_port)| Port {
-                service_port,
-                target_port,
-                app_protocol: 0,
-            })
-            .collect(),
-        ..Service::default()
-    }
-}
-
-pub(crate) fn wl_address(w: Workload) -> (String, Address) {
-    (
-        w.uid.clone(),
-        Address {
-            r#type: Some(address::Type::Workload(w)),
-        },
-    )
-}
-
-pub(crate) fn svc_address(s: Service) -> (String, Address) {
-    (
-        format!("{}/{}", s.namespace, s.hostname),
-        Address {
-            r#type: Some(address::Type::Service(s)),
-        },
-    )
-}
+pub(crate) use weft_upstream::testing::{member, pod, service, svc_address, uid, wl_address};
 
 const WEB_KEY: &str = "shop/web.shop.svc.cluster.local";
 
@@ -405,7 +328,8 @@ fn policy_scope_global_namespace_and_selector() {
     let state = store.snapshot();
     let names = |ns: &str, name: &str| {
         let w = state.workload_by_name(ns, name).unwrap();
-        w.policies()
+        state
+            .policies_of(w)
             .policies()
             .map(|p| p.key().to_string())
             .collect::<Vec<_>>()
@@ -420,9 +344,9 @@ fn policy_scope_global_namespace_and_selector() {
     );
     assert_eq!(names("ops", "admin-1"), ["istio-system/mesh"]);
     let web1 = state.workload_by_name("shop", "web-1").unwrap();
-    assert_eq!(web1.policies().missing(), ["shop/not-yet-received"]);
+    assert_eq!(state.policies_of(web1).missing(), ["shop/not-yet-received"]);
     // Fail closed: the missing policy could be a DENY.
-    let decision = web1.policies().evaluate(&mtls(
+    let decision = state.policies_of(web1).evaluate(&mtls(
         "cluster.local/ns/shop/sa/web",
         "10.0.2.1",
         "10.0.1.1:8080",
@@ -522,8 +446,8 @@ policies:
         .service_by_vip("", "10.96.0.10".parse().unwrap())
         .unwrap();
     assert_eq!(svc.endpoints().len(), 1);
-    let decision = web
-        .policies()
+    let decision = state
+        .policies_of(web)
         .evaluate(&plaintext("10.0.2.1", "10.0.1.1:8080"));
     assert_eq!(decision.outcome.verdict, Verdict::Deny);
 }

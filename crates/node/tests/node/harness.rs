@@ -15,7 +15,7 @@ use weft_identity::{CertManagerConfig, CertificateAuthority, LocalCaProvider, Tr
 use weft_node::process::{ListenAddrs, NodeConfig, RunningNode, StateSource, XdsSource, run};
 use weft_node::proxy::ProxyOptions;
 use weft_proto::security::{self, Authorization};
-use weft_proto::workload::{self, NetworkAddress, Port, PortList, Service, Workload};
+use weft_proto::workload::{self, Service, Workload};
 
 pub const WAIT: Duration = Duration::from_secs(15);
 pub const HBONE_PORT: u16 = 15008;
@@ -61,37 +61,13 @@ pub fn workload(name: &str, ns: &str, sa: &str, ip: Ipv4Addr, node: &str) -> Wor
 }
 
 /// Makes `w` an endpoint of service `<ns>/<hostname>` with `service_port -> target_port`.
-pub fn with_service(mut w: Workload, key: &str, service_port: u32, target_port: u32) -> Workload {
-    w.services.insert(
-        key.into(),
-        PortList {
-            ports: vec![Port {
-                service_port,
-                target_port,
-                app_protocol: 0,
-            }],
-        },
-    );
-    w
+pub fn with_service(w: Workload, key: &str, service_port: u32, target_port: u32) -> Workload {
+    weft_upstream::testing::member(w, key, &[(service_port, target_port)])
 }
 
 pub fn service(name: &str, ns: &str, vip: Ipv4Addr, port: u32, target: u32) -> Service {
-    Service {
-        name: name.into(),
-        namespace: ns.into(),
-        hostname: format!("{name}.{ns}.svc.cluster.local"),
-        addresses: vec![NetworkAddress {
-            network: String::new(),
-            address: vip.octets().to_vec(),
-            length: None,
-        }],
-        ports: vec![Port {
-            service_port: port,
-            target_port: target,
-            app_protocol: 0,
-        }],
-        ..Default::default()
-    }
+    let vip = vip.to_string();
+    weft_upstream::testing::service(ns, name, &vip, &[(port, target)])
 }
 
 /// A policy with one rule of one clause of one match.

@@ -11,7 +11,7 @@ use rand::Rng;
 use weft_proto::workload::load_balancing::{HealthPolicy, Mode, Scope};
 use weft_proto::workload::{LoadBalancing, Workload};
 
-use crate::state::{Endpoint, MeshService, MeshWorkload, PortMapping};
+use crate::{Endpoint, MeshService, MeshWorkload, PortMapping};
 
 /// The chosen endpoint and the port to connect to on it.
 #[derive(Debug, Clone)]

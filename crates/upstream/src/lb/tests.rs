@@ -7,14 +7,13 @@ use rand::rngs::StdRng;
 use weft_proto::workload::{LoadBalancing, Locality, WorkloadStatus, load_balancing};
 
 use super::*;
-use crate::state::StateStore;
-use crate::state::tests::{member, pod, service, svc_address, wl_address};
+use crate::Directory;
+use crate::testing::{Index, member, pod, service, svc_address, wl_address};
 
 const KEY: &str = "shop/web.shop.svc.cluster.local";
 
 /// (pod name, zone, healthy)
-fn store_with(pods: &[(&str, &str, bool)], lb: Option<LoadBalancing>) -> StateStore {
-    let store = StateStore::new();
+fn store_with(pods: &[(&str, &str, bool)], lb: Option<LoadBalancing>) -> Index {
     let mut svc = service("shop", "web", "10.96.0.10", &[(80, 8080)]);
     svc.load_balancing = lb;
     let mut resources = vec![svc_address(svc)];
@@ -37,9 +36,7 @@ fn store_with(pods: &[(&str, &str, bool)], lb: Option<LoadBalancing>) -> StateSt
         subzone: String::new(),
     });
     resources.push(wl_address(client));
-    let outcome = store.update_addresses(resources, &[]);
-    assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
-    store
+    Index::new(resources)
 }
 
 fn prefer(scopes: &[load_balancing::Scope], mode: load_balancing::Mode) -> Option<LoadBalancing> {
@@ -51,8 +48,8 @@ fn prefer(scopes: &[load_balancing::Scope], mode: load_balancing::Mode) -> Optio
 }
 
 /// How often each pod is chosen over `rounds` picks with seed `seed`.
-fn tally(store: &StateStore, rounds: usize, seed: u64) -> BTreeMap<String, usize> {
-    let state = store.snapshot();
+fn tally(store: &Index, rounds: usize, seed: u64) -> BTreeMap<String, usize> {
+    let state = &store;
     let svc = state.service_by_key(KEY).unwrap();
     let client = state.workload_by_name("client", "curl-1").unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -98,7 +95,7 @@ fn allow_all_health_policy_uses_unhealthy_endpoints() {
 fn no_endpoints_and_no_healthy_endpoints_are_distinct_errors() {
     let mut rng = StdRng::seed_from_u64(3);
     let store = store_with(&[("web-1", "a", false)], None);
-    let state = store.snapshot();
+    let state = &store;
     let svc = state.service_by_key(KEY).unwrap();
     let err = choose_endpoint(svc, svc.port(80).unwrap(), None, &mut rng).unwrap_err();
     assert_eq!(
@@ -109,7 +106,7 @@ fn no_endpoints_and_no_healthy_endpoints_are_distinct_errors() {
         }
     );
     let empty = store_with(&[], None);
-    let state = empty.snapshot();
+    let state = &empty;
     let svc = state.service_by_key(KEY).unwrap();
     let err = choose_endpoint(svc, svc.port(80).unwrap(), None, &mut rng).unwrap_err();
     assert_eq!(err.to_string(), format!("service {KEY} has no endpoints"));
@@ -156,7 +153,7 @@ fn strict_mode_refuses_remote_endpoints() {
         &[("web-1", "b", true), ("web-2", "a", false)],
         prefer(&[Scope::Region, Scope::Zone], Mode::Strict),
     );
-    let state = store.snapshot();
+    let state = &store;
     let svc = state.service_by_key(KEY).unwrap();
     let client = state.workload_by_name("client", "curl-1").unwrap();
     let err = choose_endpoint(
@@ -194,7 +191,7 @@ fn power_of_two_choices_avoids_the_most_loaded_endpoint() {
         ],
         None,
     );
-    let state = store.snapshot();
+    let state = &store;
     let busy = state.workload_by_name("shop", "web-2").unwrap();
     let _guards: Vec<_> = (0..5).map(|_| busy.track_connection()).collect();
     let counts = tally(&store, 300, 8);
@@ -224,7 +221,7 @@ fn equal_load_spreads_evenly_and_seeds_are_deterministic() {
 #[test]
 fn tracked_connections_steer_new_picks() {
     let store = store_with(&[("web-1", "a", true), ("web-2", "a", true)], None);
-    let state = store.snapshot();
+    let state = &store;
     let svc = state.service_by_key(KEY).unwrap();
     let mut rng = StdRng::seed_from_u64(11);
     // Holding each chosen connection open alternates between the two endpoints.

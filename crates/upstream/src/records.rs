@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use weft_identity::{DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, SpiffeId, SpiffeIdError};
 use weft_proto::workload::{self, Address, address};
 
-use crate::validation::{Ctx, Problem, ValidationError};
+use weft_policy::validation::{Ctx, Problem, ValidationError};
 
 /// A validated workload.
 #[derive(Debug)]
