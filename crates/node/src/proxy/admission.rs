@@ -152,16 +152,45 @@ impl Node {
         dst: SocketAddr,
     ) -> Option<ForbiddenReason> {
         let port = dst.port();
-        if PROXY_PORTS.contains(&port)
-            || port == self.inner.options.hbone_port
-            || self.inner.own_listeners.has_port(port)
-        {
+        if self.is_proxy_port(port) {
             return Some(ForbiddenReason::ProxyPort);
         }
         let dst = SocketAddr::new(dst.ip().to_canonical(), port);
         let network = self.inner.options.network.as_str();
         let in_mesh = !matches!(state.resolve(network, dst), Destination::Unknown);
         (!in_mesh && is_host_local(dst.ip())).then_some(ForbiddenReason::HostLocal)
+    }
+}
+
+impl Node {
+    /// Why the proxy must not open plain TCP to `endpoint`, whatever the client asked for,
+    /// if it must not: a host-local address that is no pod (a ServiceEntry or WorkloadEntry
+    /// endpoint on `127.0.0.1` or `169.254.169.254` would otherwise lead into the node or
+    /// to its cloud metadata), or a proxy port on a host-local address. Pods themselves
+    /// may live on loopback (explicit mode), so their addresses stay reachable.
+    pub(crate) fn forbidden_endpoint(
+        &self,
+        state: &MeshState,
+        endpoint: SocketAddr,
+    ) -> Option<ForbiddenReason> {
+        let ip = endpoint.ip().to_canonical();
+        if !is_host_local(ip) {
+            return None;
+        }
+        if self.is_proxy_port(endpoint.port()) {
+            return Some(ForbiddenReason::ProxyPort);
+        }
+        let network = self.inner.options.network.as_str();
+        let pod = state
+            .workload_by_addr(network, ip)
+            .is_some_and(|w| !w.proto().node.is_empty());
+        (!pod).then_some(ForbiddenReason::HostLocal)
+    }
+
+    fn is_proxy_port(&self, port: u16) -> bool {
+        PROXY_PORTS.contains(&port)
+            || port == self.inner.options.hbone_port
+            || self.inner.own_listeners.has_port(port)
     }
 }
 

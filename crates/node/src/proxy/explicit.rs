@@ -30,6 +30,42 @@ const ATYP_IPV6: u8 = 4;
 /// Largest HTTP CONNECT request head accepted.
 const MAX_HTTP_HEAD: usize = 8 * 1024;
 
+/// Longest a client may take to send its whole request (a SOCKS greeting and CONNECT, or
+/// an HTTP CONNECT head): a connection that sends nothing must not hold a descriptor and a
+/// task for ever.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `request` (reading a client's request), failed as timed out after [`REQUEST_TIMEOUT`].
+async fn bounded<T>(
+    request: impl std::future::Future<Output = Result<T, ExplicitError>>,
+) -> Result<T, ExplicitError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, request)
+        .await
+        .unwrap_or_else(|_| {
+            let late = std::io::Error::new(std::io::ErrorKind::TimedOut, "request too slow");
+            Err(ExplicitError::Io(late))
+        })
+}
+
+/// The SOCKS greeting and request: the command and the destination it names (an address
+/// type this proxy cannot read is answered here).
+async fn read_socks_request(stream: &mut TcpStream) -> Result<(u8, Requested), ExplicitError> {
+    negotiate_socks(stream).await?;
+    let mut request = [0u8; 4];
+    stream.read_exact(&mut request).await?;
+    let [version, command, _reserved, atyp] = request;
+    if version != SOCKS_VERSION {
+        return Err(ExplicitError::Malformed(format!("SOCKS version {version}")));
+    }
+    match read_socks_address(stream, atyp).await {
+        Ok(requested) => Ok((command, requested)),
+        Err(error) => {
+            send_socks_reply(stream, Reply::AddressTypeNotSupported).await?;
+            Err(error)
+        }
+    }
+}
+
 /// SOCKS5 reply codes (RFC 1928 §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reply {
@@ -97,7 +133,7 @@ impl Node {
         peer: SocketAddr,
     ) -> Result<(), ExplicitError> {
         let mut first = [0u8; 1];
-        if stream.peek(&mut first).await? == 0 {
+        if bounded(async { Ok(stream.peek(&mut first).await?) }).await? == 0 {
             return Ok(());
         }
         if first[0] == SOCKS_VERSION {
@@ -112,20 +148,7 @@ impl Node {
         mut stream: TcpStream,
         peer: SocketAddr,
     ) -> Result<(), ExplicitError> {
-        negotiate_socks(&mut stream).await?;
-        let mut request = [0u8; 4];
-        stream.read_exact(&mut request).await?;
-        let [version, command, _reserved, atyp] = request;
-        if version != SOCKS_VERSION {
-            return Err(ExplicitError::Malformed(format!("SOCKS version {version}")));
-        }
-        let requested = match read_socks_address(&mut stream, atyp).await {
-            Ok(requested) => requested,
-            Err(error) => {
-                send_socks_reply(&mut stream, Reply::AddressTypeNotSupported).await?;
-                return Err(error);
-            }
-        };
+        let (command, requested) = bounded(read_socks_request(&mut stream)).await?;
         if command != CMD_CONNECT {
             send_socks_reply(&mut stream, Reply::CommandNotSupported).await?;
             return Err(ExplicitError::Malformed(format!(
@@ -218,7 +241,7 @@ impl Node {
         mut stream: TcpStream,
         peer: SocketAddr,
     ) -> Result<(), ExplicitError> {
-        let (head, early) = match read_http_head(&mut stream).await {
+        let (head, early) = match bounded(read_http_head(&mut stream)).await {
             Ok(read) => read,
             Err(error) => {
                 let _ = stream

@@ -40,13 +40,25 @@ pub enum OutboundError {
     /// refused, TCP connect...).
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The route leads into the node itself (see [`super::ForbiddenReason`]).
+    #[error("refusing to connect to {endpoint}: it is {reason}")]
+    ForbiddenEndpoint {
+        /// Where the route led.
+        endpoint: SocketAddr,
+        /// Why that is refused.
+        reason: super::ForbiddenReason,
+    },
 }
 
 impl OutboundError {
     /// True when the destination's proxy refused by policy (HBONE 401).
     #[must_use]
     pub fn is_denied(&self) -> bool {
-        matches!(self, Self::Upstream(error) if error.is_denied())
+        match self {
+            Self::Upstream(error) => error.is_denied(),
+            Self::ForbiddenEndpoint { .. } => true,
+            Self::UnknownSource { .. } => false,
+        }
     }
 
     /// True when this proxy will not originate mTLS for the client: its source address is
@@ -170,6 +182,15 @@ impl Node {
             }
         };
         let (ends, authority) = ends_of(&route, source);
+        if let Route::Plain { addr, .. } = &route
+            && let Some(reason) = self.forbidden_endpoint(&state, *addr)
+        {
+            let error = OutboundError::ForbiddenEndpoint {
+                endpoint: *addr,
+                reason,
+            };
+            return Err(self.outbound_failed(&ends, target, authority, started, error));
+        }
         match self.connect_route(&route, &ends, target).await {
             Ok(upstream) => {
                 let mut log = ends.log(target, authority);

@@ -121,8 +121,9 @@ async fn explicit_port_never_reaches_loopback_services_or_proxy_ports() {
         mesh.a.addrs.admin.unwrap(),
         mesh.b.addrs.metrics.unwrap(),
         echo_hbone,
-        "[::1]:15000".parse().unwrap(),
-        "[::ffff:127.0.0.1]:15000".parse().unwrap(),
+        // not proxy ports: refused for their host-local address alone
+        "[::1]:8080".parse().unwrap(),
+        SocketAddr::new(IpAddr::V6(mesh.net.node(1).to_ipv6_mapped()), 15014),
         "169.254.169.254:80".parse().unwrap(),
     ];
     for dst in forbidden {
@@ -143,4 +144,57 @@ async fn explicit_port_never_reaches_loopback_services_or_proxy_ports() {
         "",
     );
     assert!(refused.ends_with(" 14"), "{refused}");
+}
+
+/// A service whose endpoint is on a host-local address (a ServiceEntry or WorkloadEntry
+/// at `127.x` or `169.254.169.254`): the request names a mesh VIP, but the route would
+/// lead plain TCP into the node or to its metadata service, so it is refused.
+#[tokio::test]
+async fn a_route_that_leads_into_the_node_is_refused_whatever_was_asked() {
+    let net = Net::next();
+    let ca = test_ca();
+    let dir = tempfile::tempdir().unwrap();
+    let (control_admin, control_admin_addr) =
+        listen_target(SocketAddr::new(IpAddr::V4(net.node(1)), 0));
+    let port = u32::from(control_admin_addr.port());
+    let entry = |name: &str, ip: Ipv4Addr, key: &str, target: u32| {
+        let record = weft_proto::workload::Workload {
+            uid: format!("Kubernetes/networking.istio.io/WorkloadEntry/default/{name}"),
+            node: String::new(),
+            tunnel_protocol: weft_proto::workload::TunnelProtocol::None as i32,
+            ..workload(name, "default", "default", ip, "")
+        };
+        with_service(record, key, 80, target)
+    };
+    let workloads = [
+        workload("client-1", "default", "sleep", net.workload(1), "node-a"),
+        entry(
+            "admin",
+            net.node(1),
+            "default/admin.default.svc.cluster.local",
+            port,
+        ),
+        entry(
+            "metadata",
+            Ipv4Addr::new(169, 254, 169, 254),
+            "default/metadata.default.svc.cluster.local",
+            80,
+        ),
+    ];
+    let services = [
+        service("admin", "default", net.vip(1), 80, port),
+        service("metadata", "default", net.vip(2), 80, 80),
+    ];
+    let config = write_config(&dir, &workloads, &services, &[]);
+    let node = start_node(&ca, "node-a", net.node(2), config).await;
+    let explicit = node.addrs.explicit.unwrap();
+    for vip in [net.vip(1), net.vip(2)] {
+        let dst = SocketAddr::new(IpAddr::V4(vip), 80);
+        let (code, _) = socks_connect(net.workload(1), explicit, dst).await;
+        assert_eq!(code, SOCKS_NOT_ALLOWED, "SOCKS to {dst}");
+    }
+    assert!(
+        !was_dialled(&control_admin),
+        "the node's loopback service was reached"
+    );
 }
