@@ -76,6 +76,35 @@ async fn explicit_port_relays_nothing_before_the_first_configuration() {
     assert!(refused.ends_with(" 2"), "{refused}");
 }
 
+/// The capture listeners make mesh decisions too: before the first configuration the
+/// plaintext inbound listener holds a connection for `config_wait`, then closes it without
+/// serving it (counted); the outbound one serves only redirected connections, so a direct
+/// one is closed at once (its gate needs redirected traffic: see the capture tests).
+#[tokio::test]
+async fn capture_listeners_serve_nothing_before_the_first_configuration() {
+    let net = Net::next();
+    let ca = test_ca();
+    let (_silent, state) = silent_control_plane(net.node(1));
+    let mut config = node_config(&ca, "node-a", net.node(2), state);
+    config.options.config_wait = Duration::from_millis(200);
+    config.listen.outbound = Some(SocketAddr::new(IpAddr::V4(net.node(2)), 0));
+    config.listen.inbound_plaintext = Some(SocketAddr::new(IpAddr::V4(net.node(2)), 0));
+    let node = run(config).await.expect("node proxy starts");
+    for listener in [node.addrs.outbound, node.addrs.inbound_plaintext] {
+        let mut stream = connect_from(net.workload(1), listener.unwrap()).await;
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the connection is closed in time");
+        assert!(rest.is_empty(), "nothing is answered");
+    }
+    let (_, metrics) = page(node.addrs.metrics, "/metrics").await;
+    let refused = metric_line(&metrics, "weft_connections_refused_not_ready_total", "");
+    assert!(
+        refused.ends_with(" 1"),
+        "the inbound connection waited: {refused}"
+    );
+}
+
 #[tokio::test]
 async fn explicit_port_serves_only_workloads_of_this_node() {
     let mesh = TwoNodes::start(&[]).await;
