@@ -284,12 +284,6 @@ impl XdsClientHandle {
         *self.state.borrow()
     }
 
-    /// A receiver that changes whenever [`ClientState`] does.
-    #[must_use]
-    pub fn watch_state(&self) -> watch::Receiver<ClientState> {
-        self.state.clone()
-    }
-
     /// Waits until every registered type has received its first response. Returns
     /// immediately if that already happened; never returns if the client was dropped first.
     pub async fn ready(&self) {
