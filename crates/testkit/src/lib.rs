@@ -6,8 +6,10 @@
 //! not just within one: [`loopback_net`] leases one by binding a sentinel socket in it and
 //! holding that socket until the process exits. Another process trying the same network
 //! fails to bind the sentinel and moves on to the next.
+//!
+//! [`tcp_echo`] is the upstream most data-path tests relay to.
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
 /// Port of the sentinel socket that marks a `127.X.0.0/16` network as leased.
 const SENTINEL_PORT: u16 = 19_999;
@@ -36,6 +38,28 @@ pub fn loopback_net() -> u8 {
         }
     }
     panic!("every loopback network 127.{FIRST_OCTET}-{LAST_OCTET}.0.0/16 is leased");
+}
+
+/// A TCP server on `addr` (port 0: the kernel picks) that echoes every connection until
+/// EOF, then closes its write half. Returns the bound address and the accept task.
+///
+/// # Panics
+/// When `addr` cannot be bound.
+pub async fn tcp_echo(addr: SocketAddr) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .unwrap_or_else(|e| panic!("bind echo server on {addr}: {e}"));
+    let bound = listener.local_addr().expect("echo server address");
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut reader, mut writer) = stream.into_split();
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut writer).await;
+            });
+        }
+    });
+    (bound, task)
 }
 
 #[cfg(test)]

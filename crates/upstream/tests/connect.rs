@@ -69,17 +69,8 @@ impl Client for TestClient {
 
 /// An echo server on `ip`, port chosen by the kernel.
 async fn echo(ip: &str) -> SocketAddr {
-    let listener = TcpListener::bind((ip, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut rd, mut wr) = conn.split();
-                let _ = tokio::io::copy(&mut rd, &mut wr).await;
-            });
-        }
-    });
-    addr
+    let ip: std::net::IpAddr = ip.parse().expect("echo address");
+    weft_testkit::tcp_echo(SocketAddr::new(ip, 0)).await.0
 }
 
 /// An HBONE server with `identity`'s certificate that forwards each stream to its

@@ -157,18 +157,7 @@ pub async fn setup(options: ServerOptions) -> Setup {
 
 /// A TCP server that echoes every connection until EOF, then closes its write half.
 pub async fn echo_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut rd, mut wr) = conn.split();
-                let _ = tokio::io::copy(&mut rd, &mut wr).await;
-                let _ = wr.shutdown().await;
-            });
-        }
-    });
-    addr
+    weft_testkit::tcp_echo(([127, 0, 0, 1], 0).into()).await.0
 }
 
 /// A TCP server that reads until EOF and only then answers with the byte count (u64 BE)

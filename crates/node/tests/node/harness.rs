@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use weft_identity::{CertManagerConfig, CertificateAuthority, LocalCaProvider, TrustBundle};
 use weft_node::process::{ListenAddrs, NodeConfig, RunningNode, StateSource, XdsSource, run};
 use weft_node::proxy::ProxyOptions;
@@ -243,19 +243,7 @@ where
 
 /// A TCP echo workload: echoes every byte and closes its write side after the client's.
 pub async fn echo_server(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
-    let listener = TcpListener::bind(addr).await.expect("bind echo workload");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let (mut r, mut w) = stream.into_split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    })
+    weft_testkit::tcp_echo(addr).await.1
 }
 
 /// Connects from `source` (a workload address) to `proxy`.
