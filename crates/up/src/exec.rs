@@ -12,7 +12,7 @@ use crate::UpError;
 use crate::layout::Layout;
 use crate::plan::WEFT_PROGRAM;
 use serde::{Deserialize, Serialize};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -23,6 +23,26 @@ pub(crate) struct ExecRecord {
     pub netns: Option<String>,
     /// Variables set for the command (nothing else of the caller's environment but `PATH`).
     pub env: Vec<(String, String)>,
+}
+
+impl ExecRecord {
+    /// `program` run as the pod: in its network namespace (`ip netns exec`), with its
+    /// variables and `PATH` only.
+    pub(crate) fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(program);
+                command
+            }
+            None => Command::new(program),
+        };
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
 }
 
 fn record_path(layout: &Layout, namespace: &str, pod: &str) -> PathBuf {
@@ -86,19 +106,8 @@ pub fn pod_command(
     } else {
         program.clone()
     };
-    let mut command = match &record.netns {
-        Some(netns) => {
-            let mut command = Command::new("ip");
-            command.args(["netns", "exec", netns]).arg(program);
-            command
-        }
-        None => Command::new(program),
-    };
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(record.env);
+    let mut command = record.command(program);
+    command.args(args);
     Ok(command)
 }
 

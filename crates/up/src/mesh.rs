@@ -173,19 +173,24 @@ impl Mesh {
     #[must_use]
     pub fn pod_command(&self, key: &str, program: &Path) -> Option<std::process::Command> {
         let pod = self.plan.pods.get(key)?;
-        let (mut command, proxies) = match &self.network {
-            Network::Namespaces(cluster) => (
-                cluster.pod(&pod.cluster_name())?.netns.command(program),
-                Vec::new(),
-            ),
-            Network::Loopback(_) => (std::process::Command::new(program), self.proxy_env(pod)),
+        Some(self.exec_record(pod)?.command(program))
+    }
+
+    /// How to run a command as `pod` (what `weft exec` reads): its namespace, or in
+    /// explicit mode its proxy variables, and its identity variables. `None` when its
+    /// namespace does not exist.
+    fn exec_record(&self, pod: &PodPlan) -> Option<ExecRecord> {
+        let mut env = loopback::pod_env(pod);
+        let netns = match &self.network {
+            Network::Namespaces(cluster) => {
+                Some(cluster.pod(&pod.cluster_name())?.netns.name().to_owned())
+            }
+            Network::Loopback(_) => {
+                env.extend(self.proxy_env(pod));
+                None
+            }
         };
-        command
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(loopback::pod_env(pod))
-            .envs(proxies);
-        Some(command)
+        Some(ExecRecord { netns, env })
     }
 
     /// The control plane's address and namespace.
@@ -419,13 +424,9 @@ impl Mesh {
             }
         }
         self.pods.insert(pod.key(), processes);
-        let mut env = loopback::pod_env(pod);
-        env.extend(extra_env);
-        let record = ExecRecord {
-            netns: netns.map(|netns| netns.name().to_owned()),
-            env,
-        };
-        exec::record(&self.settings.layout, &pod.namespace, &pod.name, &record);
+        if let Some(record) = self.exec_record(pod) {
+            exec::record(&self.settings.layout, &pod.namespace, &pod.name, &record);
+        }
         Ok(())
     }
 
