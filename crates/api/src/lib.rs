@@ -33,6 +33,7 @@ pub mod snapshot;
 pub mod store;
 pub mod suggest;
 pub mod validate;
+pub mod watch;
 pub mod waypoint;
 
 pub use analyze::{analyze, check_duplicates};
@@ -43,4 +44,5 @@ pub use object::{Kind, LoadedObject, Object, ObjectRef, Source};
 pub use report::{Report, analyze_paths, validate_paths};
 pub use resource::Resource;
 pub use snapshot::ConfigSnapshot;
-pub use store::{ConfigEvent, ConfigStore, StoreError, WatchHandle};
+pub use store::{ConfigEvent, ConfigStore, StoreError};
+pub use watch::WatchHandle;

@@ -10,6 +10,7 @@ use crate::finding::{Code, Finding, Severity};
 use crate::load::{LoadResult, collect_manifest_files, load_file};
 use crate::object::{LoadedObject, ObjectRef};
 use crate::snapshot::ConfigSnapshot;
+use crate::watch::WatchHandle;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -352,50 +353,30 @@ impl ConfigStore {
     /// # Errors
     /// [`StoreError::Watch`] if the OS watcher cannot be set up.
     pub fn watch(self: &Arc<Self>, debounce: Duration) -> Result<WatchHandle, StoreError> {
-        use notify::Watcher;
-        let (signal, mut signals) = mpsc::unbounded_channel::<()>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok_and(|e| !e.kind.is_access()) {
-                    let _ = signal.send(());
-                }
-            })
-            .map_err(|source| StoreError::Watch {
-                path: self.root.clone(),
-                source,
-            })?;
-        watcher
-            .watch(&self.root, notify::RecursiveMode::Recursive)
-            .map_err(|source| StoreError::Watch {
-                path: self.root.clone(),
-                source,
-            })?;
         let store = Arc::clone(self);
-        let task = tokio::spawn(async move {
-            while signals.recv().await.is_some() {
-                while let Ok(Some(())) = tokio::time::timeout(debounce, signals.recv()).await {}
-                let store = Arc::clone(&store);
+        let reload = move || {
+            let store = Arc::clone(&store);
+            async move {
                 let reloaded = tokio::task::spawn_blocking(move || store.reload()).await;
                 if let Err(error) = reloaded {
                     tracing::error!(%error, "config reload failed");
                 }
+                true
             }
-        });
-        Ok(WatchHandle {
-            _watcher: watcher,
-            task,
+        };
+        let relevant = |event: &notify::Result<notify::Event>| {
+            event.as_ref().is_ok_and(|e| !e.kind.is_access())
+        };
+        WatchHandle::start(
+            &self.root,
+            notify::RecursiveMode::Recursive,
+            relevant,
+            debounce,
+            reload,
+        )
+        .map_err(|source| StoreError::Watch {
+            path: self.root.clone(),
+            source,
         })
-    }
-}
-
-/// Keeps a directory watch alive; dropping it stops watching.
-pub struct WatchHandle {
-    _watcher: notify::RecommendedWatcher,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for WatchHandle {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }

@@ -219,7 +219,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ControlError> {
 async fn follow_store(
     store: Arc<ConfigStore>,
     mut pusher: ConfigPusher,
-    watch: weft_api::store::WatchHandle,
+    watch: weft_api::WatchHandle,
 ) {
     let _watch = watch;
     let mut events = store.subscribe();

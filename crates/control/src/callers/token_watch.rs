@@ -11,28 +11,18 @@
 
 use super::tokens::{ReloadableTokenFile, TokenFileError};
 use crate::ca_service::CaMetrics;
-use notify::Watcher as _;
 use std::ffi::{OsStr, OsString};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use weft_api::WatchHandle;
 use weft_xds::XdsServer;
 
 /// The link Kubernetes' atomic writer swaps in a mounted Secret or ConfigMap directory.
 const KUBERNETES_DATA_LINK: &str = "..data";
 
 /// Keeps the token file followed; dropping it stops.
-pub struct TokenFileWatch {
-    _watcher: notify::RecommendedWatcher,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for TokenFileWatch {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+pub type TokenFileWatch = WatchHandle;
 
 /// What a reload acts on besides the tokens themselves.
 pub struct ReloadEffects {
@@ -51,76 +41,56 @@ pub fn watch_token_file(
     debounce: Duration,
     effects: ReloadEffects,
 ) -> Result<TokenFileWatch, TokenFileError> {
-    let (signal, signals) = mpsc::unbounded_channel();
-    let watcher = watch_directory_of(tokens.path(), signal.clone())?;
-    // catch up with an edit made before the watch started
-    let _ = signal.send(());
-    let task = tokio::spawn(reload_after_bursts(tokens, debounce, effects, signals));
-    Ok(TokenFileWatch {
-        _watcher: watcher,
-        task,
-    })
-}
-
-/// Watches the directory holding `path`; signals every event that may concern the file
-/// (and watcher errors, such as a lost event queue, which may hide one).
-fn watch_directory_of(
-    path: &Path,
-    signal: mpsc::UnboundedSender<()>,
-) -> Result<notify::RecommendedWatcher, TokenFileError> {
-    let failed = |source| TokenFileError::Watch {
-        path: path.to_owned(),
-        source,
-    };
+    let path = tokens.path().to_owned();
     let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
     };
     let name = path.file_name().map(OsStr::to_owned);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = event.map_or(true, |event| {
+    // a watcher error (e.g. a lost event queue) may hide an edit: treat it as one
+    let relevant = move |event: &notify::Result<notify::Event>| {
+        event.as_ref().map_or(true, |event| {
             !event.kind.is_access() && event.paths.iter().any(|p| concerns(p, &name))
-        });
-        if relevant {
-            let _ = signal.send(());
+        })
+    };
+    let effects = Arc::new(effects);
+    let reload = move || reload_once(Arc::clone(&tokens), Arc::clone(&effects));
+    let watch = WatchHandle::start(
+        &directory,
+        notify::RecursiveMode::NonRecursive,
+        relevant,
+        debounce,
+        reload,
+    )
+    .map_err(|source| TokenFileError::Watch { path, source })?;
+    // catch up with an edit made before the watch started
+    watch.poke();
+    Ok(watch)
+}
+
+/// Re-reads the file and applies the result; false stops following (the reload task died).
+async fn reload_once(tokens: Arc<ReloadableTokenFile>, effects: Arc<ReloadEffects>) -> bool {
+    let reloading = Arc::clone(&tokens);
+    match tokio::task::spawn_blocking(move || reloading.reload()).await {
+        Ok(result) => {
+            let good = result.is_ok();
+            record_reload(tokens.path(), &effects.metrics, result);
+            if good {
+                close_revoked_streams(&effects.xds).await;
+            }
+            true
         }
-    })
-    .map_err(failed)?;
-    watcher
-        .watch(directory, notify::RecursiveMode::NonRecursive)
-        .map_err(failed)?;
-    Ok(watcher)
+        Err(error) => {
+            tracing::error!(%error, "token file reload failed; no further edits are applied");
+            false
+        }
+    }
 }
 
 /// Whether an event on `event_path` may have changed the file named `file_name`.
 fn concerns(event_path: &Path, file_name: &Option<OsString>) -> bool {
     let name = event_path.file_name();
     name == file_name.as_deref() || name == Some(OsStr::new(KUBERNETES_DATA_LINK))
-}
-
-async fn reload_after_bursts(
-    tokens: Arc<ReloadableTokenFile>,
-    debounce: Duration,
-    effects: ReloadEffects,
-    mut signals: mpsc::UnboundedReceiver<()>,
-) {
-    while signals.recv().await.is_some() {
-        while let Ok(Some(())) = tokio::time::timeout(debounce, signals.recv()).await {}
-        let reloading = Arc::clone(&tokens);
-        match tokio::task::spawn_blocking(move || reloading.reload()).await {
-            Ok(result) => {
-                let good = result.is_ok();
-                record_reload(tokens.path(), &effects.metrics, result);
-                if good {
-                    close_revoked_streams(&effects.xds).await;
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "token file reload failed; no further edits are applied");
-                return;
-            }
-        }
-    }
 }
 
 async fn close_revoked_streams(xds: &XdsServer) {
