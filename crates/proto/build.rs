@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/istio/workload.proto",
         "proto/istio/authorization.proto",
         "proto/istio/ca.proto",
+        "proto/weft/l7.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;

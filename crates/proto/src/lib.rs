@@ -1,6 +1,7 @@
 //! Wire types shared by every weft process: the Envoy delta xDS transport, Istio's ambient
 //! workload API (`istio.workload`), its L4 authorization API (`istio.security`) and the
-//! Istio CA API (`istio.v1.auth`). Field numbers match the upstream protocols so that Istio
+//! Istio CA API (`istio.v1.auth`), and weft's own L7 resources (`weft.l7.v1`) for waypoints
+//! and gateways. Field numbers match the upstream protocols so that Istio
 //! components interoperate with weft; the `.proto` text is weft's own.
 //!
 //! This crate owns only generated code and tiny helpers around it (type URLs, `Any`
@@ -37,6 +38,13 @@ pub mod pb {
             }
         }
     }
+    pub mod weft {
+        pub mod l7 {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/weft.l7.v1.rs"));
+            }
+        }
+    }
 }
 
 /// Envoy's aggregated discovery service (delta and state-of-the-world).
@@ -49,6 +57,8 @@ pub use pb::istio::security;
 pub use pb::istio::v1::auth as ca;
 /// Istio's ambient workload API (`istio.workload.Address` and friends).
 pub use pb::istio::workload;
+/// weft's own L7 resources: the waypoint's routes, L7 policies and JWT rules.
+pub use pb::weft::l7::v1 as l7;
 
 mod json;
 pub use json::{JsonError, from_json, to_json};
@@ -57,6 +67,13 @@ pub use json::{JsonError, from_json, to_json};
 pub const ADDRESS_TYPE_URL: &str = "type.googleapis.com/istio.workload.Address";
 /// Type URL of `istio.security.Authorization` (L4 policies).
 pub const AUTHORIZATION_TYPE_URL: &str = "type.googleapis.com/istio.security.Authorization";
+
+/// Type URL of `weft.l7.v1.Waypoint` (one waypoint's L7 configuration).
+pub const WAYPOINT_TYPE_URL: &str = "type.googleapis.com/weft.l7.v1.Waypoint";
+/// Name of the `istio.security.Match` extension carrying a `weft.l7.v1.RequestMatch`.
+pub const REQUEST_MATCH_EXTENSION: &str = "weft.l7.request";
+/// Type URL of `weft.l7.v1.RequestMatch` inside that extension.
+pub const REQUEST_MATCH_TYPE_URL: &str = "type.googleapis.com/weft.l7.v1.RequestMatch";
 
 /// Packs a message into a `google.protobuf.Any` with the given type URL.
 pub fn pack_any<M: prost::Message>(type_url: &str, message: &M) -> prost_types::Any {
