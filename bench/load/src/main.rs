@@ -8,10 +8,16 @@
 //!   waits for the echo and closes; prints percentiles of the whole exchange.
 //! - `hold ADDR`: opens N connections, proves each end to end with a 1-byte echo, prints
 //!   `ready N`, and keeps them open and idle until stdin reaches end of file.
+//! - `http ADDR`: one keep-alive HTTP/1.1 connection; sends `GET /` at a fixed rate, reads
+//!   each answer (status 200, `Content-Length` body) and prints latency percentiles, the
+//!   L7 counterpart of `pingpong` (`bench/l7` uses it at 2,000 requests per second).
 //!
-//! Every mode talks to a TCP echo server (`weft x echo` echoes any non-HTTP bytes). Results
-//! are one JSON object on stdout; progress and errors go to stderr. It measures; it does
-//! not set up namespaces or proxies (that is `bench/run`).
+//! The first three modes talk to a TCP echo server (`weft x echo` echoes any non-HTTP
+//! bytes), `http` to any HTTP/1.1 server or proxy. Results are one JSON object on stdout;
+//! progress and errors go to stderr. It measures; it does not set up namespaces or proxies
+//! (that is `bench/run` and `bench/l7`).
+
+mod http;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -21,16 +27,17 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage:
   weft-bench pingpong ADDR [--rate PER_SEC] [--seconds S] [--size BYTES]
   weft-bench connect  ADDR [--rate PER_SEC] [--count N] [--size BYTES]
-  weft-bench hold     ADDR [--count N]";
+  weft-bench hold     ADDR [--count N]
+  weft-bench http     ADDR [--rate PER_SEC] [--seconds S]";
 
 /// Command-line options shared by the modes (each mode reads the ones it needs).
 #[derive(Debug, Clone)]
-struct Options {
-    addr: SocketAddr,
-    rate: u32,
-    seconds: f64,
-    count: usize,
-    size: usize,
+pub(crate) struct Options {
+    pub(crate) addr: SocketAddr,
+    pub(crate) rate: u32,
+    pub(crate) seconds: f64,
+    pub(crate) count: usize,
+    pub(crate) size: usize,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +57,7 @@ fn main() -> ExitCode {
         "pingpong" => pingpong(&options),
         "connect" => connect_request(&options),
         "hold" => hold(&options),
+        "http" => http::requests(&options),
         other => {
             eprintln!("weft-bench: unknown mode {other:?}\n{USAGE}");
             return ExitCode::from(2);
@@ -104,7 +112,7 @@ fn round_trip(stream: &mut TcpStream, message: &[u8], reply: &mut [u8]) -> io::R
     stream.read_exact(reply)
 }
 
-fn dial(addr: SocketAddr) -> io::Result<TcpStream> {
+pub(crate) fn dial(addr: SocketAddr) -> io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -113,7 +121,7 @@ fn dial(addr: SocketAddr) -> io::Result<TcpStream> {
 
 /// Calls `step` at `rate` per second until `until` says stop, collecting the duration of
 /// each call in microseconds. Failed steps are counted, not timed.
-fn paced(
+pub(crate) fn paced(
     rate: u32,
     mut until: impl FnMut(usize, Instant) -> bool,
     mut step: impl FnMut() -> io::Result<()>,
@@ -215,7 +223,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn summary(mut samples: Vec<f64>, errors: usize) -> String {
+pub(crate) fn summary(mut samples: Vec<f64>, errors: usize) -> String {
     samples.sort_by(f64::total_cmp);
     let mean = samples.iter().sum::<f64>() / samples.len().max(1) as f64;
     format!(
@@ -248,7 +256,7 @@ mod tests {
         addr
     }
 
-    fn options(addr: SocketAddr) -> Options {
+    pub(crate) fn options(addr: SocketAddr) -> Options {
         Options {
             addr,
             rate: 2000,
@@ -258,7 +266,7 @@ mod tests {
         }
     }
 
-    fn field(json: &str, name: &str) -> f64 {
+    pub(crate) fn field(json: &str, name: &str) -> f64 {
         let start = json.find(&format!("\"{name}\":")).expect("field present") + name.len() + 3;
         let rest = &json[start..];
         let end = rest.find([',', '}']).expect("field end");

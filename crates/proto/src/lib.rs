@@ -38,6 +38,16 @@ pub mod pb {
             }
         }
     }
+    pub mod gateway_api_conformance {
+        pub mod echo_basic {
+            pub mod grpcecho {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/gateway_api_conformance.echo_basic.grpcecho.rs"
+                ));
+            }
+        }
+    }
     pub mod weft {
         pub mod l7 {
             pub mod v1 {
@@ -59,6 +69,8 @@ pub use pb::istio::v1::auth as ca;
 pub use pb::istio::workload;
 /// weft's own L7 resources: the waypoint's routes, L7 policies and JWT rules.
 pub use pb::weft::l7::v1 as l7;
+/// The gRPC echo service of Gateway API's conformance suite (served by `weft x echo`).
+pub use pb::gateway_api_conformance::echo_basic::grpcecho;
 
 mod json;
 pub use json::{JsonError, from_json, to_json};

@@ -1,7 +1,8 @@
 //! `weft x echo`: the built-in test workload. On each port it answers HTTP/1.1 and HTTP/2
-//! (cleartext, prior knowledge) with a JSON description of the request it saw, and echoes
-//! any other bytes back (raw TCP). The first bytes decide: an HTTP method or the HTTP/2
-//! preface means HTTP.
+//! (cleartext, prior knowledge) with a JSON description of the request it saw, gRPC calls of
+//! the conformance suite's echo service ([`grpc`]), WebSocket upgrades by echoing messages
+//! ([`ws`]), and echoes any other bytes back (raw TCP). The first bytes decide: an HTTP
+//! method or the HTTP/2 preface means HTTP.
 //!
 //! The JSON has the fields of the Gateway API conformance suite's echo server, so route
 //! tests can compare answers the way that suite does: `path` (the request target, query
@@ -11,6 +12,9 @@
 //! are honoured: an `X-Echo-Set-Header: Name:value,Name2:value2` header sets those headers
 //! on the response, and a `delay=<duration>` query parameter (`500ms`, `1s`, ...) answers
 //! after that long.
+
+mod grpc;
+mod ws;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -178,14 +182,30 @@ struct Seen {
 }
 
 async fn serve_http(stream: Prefixed, seen: Arc<Seen>) -> io::Result<()> {
+    let grpc = grpc::server(&seen.me);
     let service = hyper::service::service_fn(move |req| {
-        let seen = seen.clone();
-        async move { Ok::<_, std::convert::Infallible>(describe(req, &seen).await) }
+        let (seen, grpc) = (seen.clone(), grpc.clone());
+        async move { Ok::<_, std::convert::Infallible>(answer(req, &seen, grpc).await) }
     });
     hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .await
         .map_err(io::Error::other)
+}
+
+/// One request: a gRPC call, a WebSocket upgrade, or an HTTP request to describe.
+async fn answer(
+    req: Request<Incoming>,
+    seen: &Seen,
+    grpc: grpc::Server,
+) -> Response<tonic::body::Body> {
+    if grpc::is_grpc(&req) {
+        grpc::call(grpc, req).await
+    } else if ws::is_upgrade(&req) {
+        ws::accept(req)
+    } else {
+        describe(req, seen).await.map(tonic::body::Body::new)
+    }
 }
 
 /// Largest request body read (to count its bytes); larger bodies get 413.
@@ -364,7 +384,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    async fn start(pod: &str) -> SocketAddr {
+    pub(super) async fn start(pod: &str) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let me = EchoIdentity {
@@ -416,9 +436,9 @@ mod tests {
         assert_eq!(seen["body_bytes"], 3);
     }
 
-    #[tokio::test]
-    async fn h2c_prior_knowledge_is_answered_over_http2() {
-        let addr = start("pod-b").await;
+    /// A GET over HTTP/2 with prior knowledge (header `x-caller: me`); the JSON answer, with
+    /// `client` set to the client's address.
+    pub(super) async fn h2_get(addr: SocketAddr, path: &str) -> Value {
         let stream = TcpStream::connect(addr).await.unwrap();
         let me = stream.local_addr().unwrap();
         let (mut sender, conn) =
@@ -426,17 +446,26 @@ mod tests {
                 .await
                 .expect("h2 handshake");
         tokio::spawn(conn);
-        let req = Request::get(format!("http://{addr}/grpc.Service/Method"))
+        let req = Request::get(format!("http://{addr}{path}"))
             .header("x-caller", "me")
             .body(Full::new(Bytes::new()))
             .unwrap();
         let resp = sender.send_request(req).await.expect("h2 response");
         assert_eq!(resp.version(), http::Version::HTTP_2);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
-        let seen: Value = serde_json::from_slice(&body).unwrap();
+        let mut seen: Value = serde_json::from_slice(&body).unwrap();
+        seen["client"] = me.to_string().into();
+        seen
+    }
+
+    #[tokio::test]
+    async fn h2c_prior_knowledge_is_answered_over_http2() {
+        let addr = start("pod-b").await;
+        let seen = h2_get(addr, "/grpc.Service/Method").await;
+        let me = &seen["client"];
         assert_eq!(seen["pod"], "pod-b");
         assert_eq!(seen["proto"], "HTTP/2.0");
-        assert_eq!(seen["source"], me.to_string());
+        assert_eq!(&seen["source"], me);
         assert_eq!(seen["path"], "/grpc.Service/Method");
         assert_eq!(seen["host"], addr.to_string());
         assert_eq!(seen["headers"]["X-Caller"], serde_json::json!(["me"]));
