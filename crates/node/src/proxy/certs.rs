@@ -106,7 +106,10 @@ impl Certs {
     }
 
     /// A valid certificate for `identity`, waiting up to `wait` for a first fetch.
-    pub(crate) async fn certificate(
+    ///
+    /// # Errors
+    /// The fetch failed or did not finish within `wait`.
+    pub async fn certificate(
         &self,
         identity: &SpiffeId,
         wait: Duration,
@@ -129,7 +132,10 @@ impl Certs {
 
     /// HBONE client config presenting `source`'s certificate and accepting only a server
     /// with identity `destination`.
-    pub(crate) async fn client_config(
+    ///
+    /// # Errors
+    /// No certificate for `source` (see [`Self::certificate`]) or rustls refused the config.
+    pub async fn client_config(
         &self,
         source: &SpiffeId,
         destination: &SpiffeId,
@@ -160,7 +166,10 @@ impl Certs {
     /// HBONE server config for a listener of `identity`: requires a client certificate
     /// from the trust bundle and presents `identity`'s current certificate at each
     /// handshake (so rotation needs no rebuild).
-    pub(crate) async fn server_config(
+    ///
+    /// # Errors
+    /// No certificate for `identity` (see [`Self::certificate`]) or rustls refused the config.
+    pub async fn server_config(
         &self,
         identity: &SpiffeId,
         wait: Duration,

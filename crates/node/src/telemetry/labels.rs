@@ -20,6 +20,8 @@ pub enum Reporter {
     Source,
     /// The server's node proxy (inbound).
     Destination,
+    /// A waypoint (L7 proxy between the two).
+    Waypoint,
 }
 
 /// `connection_security_policy`.
@@ -32,12 +34,13 @@ pub enum SecurityPolicy {
 }
 
 impl Reporter {
-    /// `source` or `destination`.
+    /// `source`, `destination` or `waypoint`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Source => "source",
             Self::Destination => "destination",
+            Self::Waypoint => "waypoint",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `weft waypoint apply|list|delete`: waypoint Gateways (and the labels that enroll traffic
 //! into them) in a config directory. The file logic lives in `weft_api::waypoint`.
+//! `weft waypoint run`: the waypoint process itself (`weft_waypoint`).
 
 use super::report_args::OutputFormat;
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ enum WaypointCommand {
     List(ListArgs),
     /// Remove a waypoint Gateway and the Namespace labels pointing at it.
     Delete(DeleteArgs),
+    /// Run a waypoint: the L7 proxy of one waypoint Gateway (HBONE on 15008).
+    Run(run::RunArgs),
 }
 
 /// Where the configuration is.
@@ -89,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         WaypointCommand::Apply(args) => apply(args),
         WaypointCommand::List(args) => list(&args),
+        WaypointCommand::Run(args) => run::run(args),
         WaypointCommand::Delete(args) => {
             let target = args.target;
             let outcome =
@@ -167,4 +171,183 @@ fn table(entries: &[WaypointEntry]) -> String {
             format!("{}\n", cells.join("  ").trim_end())
         })
         .collect()
+}
+
+/// `weft waypoint run`.
+mod run {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use anyhow::{Context, bail};
+    use weft_identity::{GrpcCaClient, GrpcCaClientConfig, TokenSource, TrustBundle};
+    use weft_node::process::XdsSource;
+    use weft_waypoint::{ListenAddrs, WaypointOptions, WaypointProcess};
+
+    /// Flags of `weft waypoint run` (control plane, CA trust and token as for `weft node`).
+    #[derive(Debug, clap::Args)]
+    #[command(group(clap::ArgGroup::new("credential").required(true).args(["token_file", "token"])))]
+    pub struct RunArgs {
+        /// Control plane secure address (xDS + CA), e.g. `weft-control:15012`.
+        #[arg(long)]
+        control: String,
+        /// The waypoint Gateway this process serves, `NAMESPACE/NAME`; its identity is
+        /// `spiffe://<trust domain>/ns/NAMESPACE/sa/NAME`.
+        #[arg(long, value_name = "NS/NAME")]
+        gateway: String,
+        /// Bearer token for the control plane (re-read on every request).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Bearer token for the control plane, inline.
+        #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// PEM roots that sign the control plane's certificate (the mesh root); also
+        /// trusted for peer certificates.
+        #[arg(long, visible_alias = "ca-cert", value_name = "FILE")]
+        ca_root: PathBuf,
+        /// DNS name the control plane's certificate must carry.
+        #[arg(long, default_value = "weft-control.weft-system.svc")]
+        control_san: String,
+        /// Cluster id sent to the control plane (`clusterid`).
+        #[arg(long)]
+        cluster_id: Option<String>,
+        /// Trust domain of identities.
+        #[arg(long, default_value = "cluster.local")]
+        trust_domain: String,
+        /// Network of the waypoint (empty = default network).
+        #[arg(long, default_value = "")]
+        network: String,
+        /// HBONE listener.
+        #[arg(long, default_value = "0.0.0.0:15008")]
+        hbone_addr: SocketAddr,
+        /// Prometheus metrics and `/healthz/ready`.
+        #[arg(long, default_value = "0.0.0.0:15020")]
+        metrics_addr: SocketAddr,
+        /// Admin pages (`/config_dump`).
+        #[arg(long, default_value = "127.0.0.1:15000")]
+        admin_addr: SocketAddr,
+        /// OTLP trace collector, e.g. `http://collector:4318`.
+        #[arg(long, value_name = "URL")]
+        otlp_endpoint: Option<String>,
+        /// Share of traces sampled when the caller did not decide (0..1).
+        #[arg(long, default_value_t = 0.01)]
+        trace_sampling: f64,
+        /// Seconds to let open tunnels finish after SIGTERM / ctrl-c.
+        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+        drain_timeout: u64,
+    }
+
+    /// Runs the waypoint until a shutdown signal.
+    pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        runtime.block_on(serve(args))
+    }
+
+    async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
+        let drain = Duration::from_secs(args.drain_timeout);
+        let process = process(args)?;
+        let running = weft_waypoint::run(process).await?;
+        tracing::info!(addrs = ?running.addrs, identity = %running.waypoint.identity(), "weft waypoint started");
+        stopped().await;
+        tracing::info!(?drain, "shutting down: no new tunnels, draining open ones");
+        running.shutdown(drain).await;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// SIGTERM or ctrl-c.
+    async fn stopped() {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+
+    fn process(args: RunArgs) -> anyhow::Result<WaypointProcess> {
+        let Some((namespace, name)) = args.gateway.split_once('/') else {
+            bail!("--gateway {:?}: expected NAMESPACE/NAME", args.gateway);
+        };
+        if !(0.0..=1.0).contains(&args.trace_sampling) {
+            bail!(
+                "--trace-sampling {}: expected a share between 0 and 1",
+                args.trace_sampling
+            );
+        }
+        if let Some(endpoint) = &args.otlp_endpoint {
+            tracing::warn!(%endpoint, "trace export is not available in this build; --otlp-endpoint is ignored");
+        }
+        let pem = std::fs::read_to_string(&args.ca_root)
+            .with_context(|| format!("reading --ca-root {}", args.ca_root.display()))?;
+        let trust = TrustBundle::from_pem(args.trust_domain.clone(), &pem)
+            .with_context(|| format!("--ca-root {}", args.ca_root.display()))?;
+        let (ca, xds) = control_plane(&args, &trust)?;
+        let options = WaypointOptions {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            trust_domain: args.trust_domain.clone(),
+            network: args.network.clone(),
+            ..WaypointOptions::default()
+        };
+        Ok(WaypointProcess {
+            options,
+            listen: ListenAddrs {
+                hbone: args.hbone_addr,
+                metrics: Some(args.metrics_addr),
+                admin: Some(args.admin_addr),
+            },
+            xds,
+            ca: Arc::new(ca),
+            trust,
+            certs: weft_identity::CertManagerConfig::default(),
+            tracer: None,
+        })
+    }
+
+    fn control_plane(
+        args: &RunArgs,
+        trust: &TrustBundle,
+    ) -> anyhow::Result<(GrpcCaClient, XdsSource)> {
+        let endpoint = format!("https://{}", args.control);
+        let token = match (&args.token_file, &args.token) {
+            (Some(file), _) => TokenSource::File(file.clone()),
+            (None, Some(token)) => TokenSource::Static(token.clone()),
+            (None, None) => bail!("give --token-file FILE or --token TOKEN"),
+        };
+        let ca = GrpcCaClient::new(GrpcCaClientConfig {
+            endpoint: endpoint.clone(),
+            server_name: args.control_san.clone(),
+            trust: trust.clone(),
+            token: token.clone(),
+            cluster_id: args.cluster_id.clone(),
+            impersonate: true,
+            timeout: Duration::from_secs(10),
+        })
+        .context("CA client")?;
+        let channel = weft_node::process::control_channel(&endpoint, &args.control_san, trust)?;
+        let read: weft_xds::client::TokenSource = Arc::new(move || match &token {
+            TokenSource::Static(token) => Some(token.clone()),
+            TokenSource::File(path) => std::fs::read_to_string(path)
+                .ok()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty()),
+        });
+        let xds = XdsSource {
+            channel,
+            token: Some(read),
+            cluster_id: args.cluster_id.clone(),
+        };
+        Ok((ca, xds))
+    }
 }

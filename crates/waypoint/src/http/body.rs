@@ -1,0 +1,116 @@
+//! [`Observed`]: a body wrapper that counts the bytes going through, picks the gRPC status
+//! out of trailers, and reports once when the body ends (or is dropped unfinished). Bodies
+//! stream through it chunk by chunk; nothing is buffered.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+
+use super::{Body, BoxError};
+
+/// How a body ended.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BodyEnd {
+    /// Bytes that went through.
+    pub bytes: u64,
+    /// False when it failed or was dropped before its end.
+    pub complete: bool,
+    /// `grpc-status` found in trailers.
+    pub grpc_status: Option<String>,
+}
+
+type OnEnd = Box<dyn FnOnce(BodyEnd) + Send>;
+
+/// A counted body.
+pub(crate) struct Observed {
+    inner: Body,
+    counter: Arc<AtomicU64>,
+    grpc_status: Option<String>,
+    on_end: Option<OnEnd>,
+}
+
+impl Observed {
+    /// Counts `inner`'s bytes into `counter`.
+    pub fn counting(inner: Body, counter: Arc<AtomicU64>) -> Self {
+        Self {
+            inner,
+            counter,
+            grpc_status: None,
+            on_end: None,
+        }
+    }
+
+    /// Calls `on_end` once `inner` ends.
+    pub fn on_end(inner: Body, on_end: impl FnOnce(BodyEnd) + Send + 'static) -> Self {
+        Self {
+            inner,
+            counter: Arc::default(),
+            grpc_status: None,
+            on_end: Some(Box::new(on_end)),
+        }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(BodyEnd {
+                bytes: self.counter.load(Ordering::Relaxed),
+                complete,
+                grpc_status: self.grpc_status.take(),
+            });
+        }
+    }
+
+    fn observe(&mut self, frame: &Frame<Bytes>) {
+        if let Some(data) = frame.data_ref() {
+            self.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+        } else if let Some(trailers) = frame.trailers_ref()
+            && let Some(status) = trailers.get("grpc-status").and_then(|v| v.to_str().ok())
+        {
+            self.grpc_status = Some(status.to_owned());
+        }
+    }
+}
+
+impl HttpBody for Observed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.observe(frame);
+                if this.inner.is_end_stream() {
+                    this.finish(true);
+                }
+            }
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        let complete = self.inner.is_end_stream();
+        self.finish(complete);
+    }
+}

@@ -1,0 +1,270 @@
+//! Forwarding one request to a backend: endpoint choice (the upstream's least-request
+//! power of two choices, ejected outliers skipped), a pooled HTTP connection over HBONE
+//! with the waypoint's identity, the per-attempt timeout, and retries within the rule's
+//! policy and the service's retry budget.
+//!
+//! Only requests without a body are retried (their attempts can be rebuilt from the head);
+//! a request with a body streams to its one attempt. A pooled HTTP/1.1 connection the
+//! endpoint closed while idle is replaced transparently: hyper hands the unsent request
+//! back, so that is not a retry.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use weft_proto::l7 as pb;
+use weft_upstream::{MeshService, MeshWorkload, PortMapping, Route};
+
+use super::client::{self, Sender};
+use super::local::Failure;
+use super::{Body, empty};
+use crate::Waypoint;
+
+/// Default pause between retries when the rule gives none.
+const DEFAULT_BACKOFF: Duration = Duration::from_millis(25);
+
+/// Where a request goes.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    /// A port of a service: one of its endpoints.
+    Service {
+        service: Arc<MeshService>,
+        port: PortMapping,
+    },
+    /// A workload addressed directly.
+    Workload {
+        workload: Arc<MeshWorkload>,
+        addr: SocketAddr,
+    },
+}
+
+impl Backend {
+    /// The service key or workload uid (retry budgets, logs).
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Service { service, .. } => service.key(),
+            Self::Workload { workload, .. } => workload.uid(),
+        }
+    }
+}
+
+/// The head of the request to send (each attempt gets a copy).
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    /// HTTP/2 upstream (else HTTP/1.1).
+    pub h2: bool,
+    /// An HTTP/1.1 upgrade (WebSocket): a connection of its own, never pooled.
+    pub upgrade: bool,
+}
+
+impl Head {
+    fn request(&self, body: Body) -> Request<Body> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        *request.version_mut() = if self.h2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        request
+    }
+}
+
+/// How many attempts, and how long each may take.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Attempts<'a> {
+    /// `backendRequest` timeout.
+    pub per_try: Option<Duration>,
+    /// The rule's retry policy.
+    pub retry: Option<&'a pb::Retry>,
+    /// Whether the request can be sent again (it has no body).
+    pub replayable: bool,
+}
+
+/// A response from the backend.
+#[derive(Debug)]
+pub(crate) struct Forwarded {
+    pub response: Response<Incoming>,
+    /// The endpoint's `<ip>:<port>`.
+    pub upstream: SocketAddr,
+    /// The endpoint's workload.
+    pub endpoint: Option<Arc<MeshWorkload>>,
+    /// Time to the response headers of the last attempt.
+    pub upstream_time: Duration,
+}
+
+/// What an attempt ended with (the endpoint is known even when it failed).
+type Attempt = Result<Forwarded, (Failure, Option<SocketAddr>)>;
+
+/// Sends the request, retrying as `attempts` allows.
+pub(crate) async fn forward(
+    waypoint: &Waypoint,
+    backend: &Backend,
+    head: &Head,
+    body: Body,
+    attempts: &Attempts<'_>,
+) -> Attempt {
+    let active = waypoint.inner().budgets.request(backend.key());
+    let mut body = Some(body);
+    let mut retries = 0;
+    let mut _retry_guard = None;
+    loop {
+        let request = head.request(body.take().unwrap_or_else(empty));
+        let attempt = one_attempt(waypoint, backend, head, request);
+        let result = match attempts.per_try {
+            Some(limit) => tokio::time::timeout(limit, attempt)
+                .await
+                .unwrap_or_else(|_| Err((Failure::timeout(), None))),
+            None => attempt.await,
+        };
+        if !should_retry(&result, attempts, retries) {
+            return result;
+        }
+        let Some(guard) = active.retry() else {
+            tracing::debug!(backend = backend.key(), "retry budget exhausted");
+            return result;
+        };
+        _retry_guard = Some(guard);
+        let backoff = attempts
+            .retry
+            .map_or(DEFAULT_BACKOFF, |r| Duration::from_millis(r.backoff_ms))
+            .max(Duration::from_millis(1));
+        tokio::time::sleep(backoff).await;
+        retries += 1;
+    }
+}
+
+fn should_retry(result: &Attempt, attempts: &Attempts<'_>, done: u32) -> bool {
+    let Some(retry) = attempts.retry else {
+        return false;
+    };
+    if !attempts.replayable || done >= retry.attempts {
+        return false;
+    }
+    let code = |status: http::StatusCode| retry.codes.contains(&u32::from(status.as_u16()));
+    match result {
+        Ok(forwarded) => code(forwarded.response.status()),
+        Err((failure, _)) => failure.retryable || code(failure.status),
+    }
+}
+
+async fn one_attempt(
+    waypoint: &Waypoint,
+    backend: &Backend,
+    head: &Head,
+    request: Request<Body>,
+) -> Attempt {
+    let route = choose(waypoint, backend).map_err(|f| (f, None))?;
+    let endpoint = route.destination().cloned();
+    let upstream = match &route {
+        Route::Hbone { authority, .. } => *authority,
+        Route::Plain { addr, .. } => *addr,
+    };
+    let outlier = |failed: bool| {
+        if let Some(workload) = &endpoint {
+            waypoint.inner().outlier.record(workload.uid(), failed);
+        }
+    };
+    let _active = endpoint.as_ref().map(|w| w.track_connection());
+    let started = Instant::now();
+    let (sender, response) = match send(waypoint, &route, upstream, head, request).await {
+        Ok(sent) => sent,
+        Err(failure) => {
+            outlier(true);
+            return Err((failure, Some(upstream)));
+        }
+    };
+    outlier(response.status().is_server_error());
+    if let Sender::H1(sender) = sender
+        && !head.upgrade
+    {
+        recycle(waypoint, upstream, sender);
+    }
+    Ok(Forwarded {
+        response,
+        upstream,
+        endpoint,
+        upstream_time: started.elapsed(),
+    })
+}
+
+/// Sends on a pooled connection, or a new one when none is idle or the pooled one turned
+/// out closed before the request left.
+async fn send(
+    waypoint: &Waypoint,
+    route: &Route,
+    upstream: SocketAddr,
+    head: &Head,
+    request: Request<Body>,
+) -> Result<(Sender, Response<Incoming>), Failure> {
+    let pool = &waypoint.inner().clients;
+    let pooled = if head.upgrade {
+        None
+    } else {
+        pool.checkout(upstream, head.h2)
+    };
+    let request = match pooled {
+        Some(mut sender) => match sender.try_send(request).await {
+            Ok(response) => return Ok((sender, response)),
+            Err((error, None)) => return Err(Failure::reset(&error.to_string())),
+            Err((_, Some(unsent))) => unsent,
+        },
+        None => request,
+    };
+    let mut sender = connect(waypoint, route, head).await?;
+    if let Sender::H2(shared) = &sender {
+        pool.share_h2(upstream, shared);
+    }
+    match sender.try_send(request).await {
+        Ok(response) => Ok((sender, response)),
+        Err((error, _)) => Err(Failure::reset(&error.to_string())),
+    }
+}
+
+fn choose(waypoint: &Waypoint, backend: &Backend) -> Result<Route, Failure> {
+    match backend {
+        Backend::Service { service, port } => {
+            let inner = waypoint.inner();
+            inner
+                .upstream
+                .service_route(inner.outlier.filter(service), *port, None)
+                .map_err(|e| Failure::no_healthy_upstream(&e.to_string()))
+        }
+        Backend::Workload { workload, addr } => {
+            Ok(crate::tcp::direct_route(waypoint, workload, *addr))
+        }
+    }
+}
+
+async fn connect(waypoint: &Waypoint, route: &Route, head: &Head) -> Result<Sender, Failure> {
+    let connection = waypoint
+        .inner()
+        .upstream
+        .connect(route, &waypoint.client())
+        .await
+        .map_err(|e| Failure::connect(&e.to_string()))?;
+    client::handshake(connection, head.h2, head.upgrade)
+        .await
+        .map_err(|e| Failure::connect(&e.to_string()))
+}
+
+/// Pools an HTTP/1.1 connection again once its response has been read.
+fn recycle(
+    waypoint: &Waypoint,
+    upstream: SocketAddr,
+    mut sender: hyper::client::conn::http1::SendRequest<Body>,
+) {
+    let waypoint = waypoint.clone();
+    tokio::spawn(async move {
+        if sender.ready().await.is_ok() {
+            waypoint.inner().clients.put_h1(upstream, sender);
+        }
+    });
+}

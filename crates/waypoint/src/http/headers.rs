@@ -1,0 +1,260 @@
+//! Request and response heads as the waypoint rewrites them: `x-request-id` added when
+//! absent, `x-forwarded-proto: http` added when absent (the tunnel carries plain HTTP),
+//! hop-by-hop headers dropped (except for an upgrade), the URI in the upstream's form
+//! (origin-form with `Host` for HTTP/1.1, absolute for HTTP/2), the original client address
+//! from `X-Forwarded-For` per the trusted hops, and upgraded connections spliced.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Uri, header};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::filters::Target;
+use super::forward::Head;
+use crate::telemetry::AccessEntry;
+use crate::tunnel::Tunnel;
+
+const X_REQUEST_ID: &str = "x-request-id";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Adds `x-request-id` and `x-forwarded-proto` when absent.
+pub(crate) fn prepare(headers: &mut HeaderMap) {
+    if !headers.contains_key(X_REQUEST_ID)
+        && let Ok(id) = HeaderValue::from_str(&request_id())
+    {
+        headers.insert(X_REQUEST_ID, id);
+    }
+    if !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+}
+
+/// A random version-4 UUID.
+fn request_id() -> String {
+    let bits: u128 = rand::random();
+    let bits = (bits & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// True for an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`).
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// True for gRPC (`content-type: application/grpc...`).
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// Host, port and path of the request (`:authority` or `Host`, else the destination).
+pub(crate) fn target(parts: &Parts, destination: SocketAddr) -> Target {
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            let host = parts.headers.get(header::HOST)?.to_str().ok()?;
+            Some(host.to_owned())
+        })
+        .unwrap_or_else(|| destination.to_string());
+    let (host, port) = split_authority(&authority);
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    Target { host, port, path }
+}
+
+fn split_authority(authority: &str) -> (String, Option<u16>) {
+    if let Some((host, port)) = authority.rsplit_once(':')
+        && (!host.contains(':') || host.ends_with(']'))
+        && let Ok(port) = port.parse()
+    {
+        return (host.to_owned(), Some(port));
+    }
+    (authority.to_owned(), None)
+}
+
+/// The original client: the entry `trusted_hops` from the right of `X-Forwarded-For`
+/// (the address the outermost trusted proxy saw); else the caller's own address.
+pub(crate) fn client_ip(headers: &HeaderMap, trusted_hops: u32, caller: IpAddr) -> IpAddr {
+    if trusted_hops == 0 {
+        return caller;
+    }
+    let entries: Vec<&str> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let hops = usize::try_from(trusted_hops).unwrap_or(usize::MAX);
+    entries
+        .len()
+        .checked_sub(hops)
+        .and_then(|index| entries[index].parse().ok())
+        .unwrap_or(caller)
+}
+
+/// The access-log fields known when the request arrives.
+pub(crate) fn access_entry(
+    parts: &Parts,
+    target: &Target,
+    h2: bool,
+    tunnel: &Tunnel,
+) -> AccessEntry {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    AccessEntry {
+        method: parts.method.to_string(),
+        authority: target.authority(),
+        path: target.path.clone(),
+        protocol: if h2 { "HTTP/2" } else { "HTTP/1.1" },
+        flags: "-",
+        request_id: header(X_REQUEST_ID).unwrap_or("-").to_owned(),
+        trace_id: header("traceparent").and_then(crate::telemetry::trace_id),
+        source_principal: tunnel.source_identity.to_string(),
+        remote_ip: tunnel.source_ip.to_string(),
+        ..AccessEntry::default()
+    }
+}
+
+/// The head to send upstream.
+pub(crate) fn head(parts: &Parts, target: &Target, h2: bool, upgrade: bool) -> Head {
+    let mut headers = parts.headers.clone();
+    if !upgrade {
+        strip_hop_by_hop(&mut headers);
+    }
+    let authority = target.authority();
+    let uri = if h2 {
+        headers.remove(header::HOST);
+        format!("http://{authority}{}", target.path)
+    } else {
+        if let Ok(host) = HeaderValue::from_str(&authority) {
+            headers.insert(header::HOST, host);
+        }
+        target.path.clone()
+    };
+    Head {
+        method: parts.method.clone(),
+        uri: uri.parse().unwrap_or_else(|_| Uri::from_static("/")),
+        headers,
+        h2,
+        upgrade,
+    }
+}
+
+/// Drops hop-by-hop headers (and those the `Connection` header names).
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    for name in named.iter().map(String::as_str).chain(HOP_BY_HOP) {
+        if name == "te" && headers.get("te").is_some_and(|v| v == "trailers") {
+            continue;
+        }
+        headers.remove(name);
+    }
+}
+
+/// A mirrored copy carries no body.
+pub(crate) fn for_mirror(headers: &mut HeaderMap) {
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+/// Copies bytes both ways between the client's and the backend's upgraded connections.
+pub(crate) fn splice(downstream: OnUpgrade, upstream: OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, server) = match tokio::try_join!(downstream, upstream) {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::debug!(%error, "upgrade failed");
+                return;
+            }
+        };
+        let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
+        if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut server).await {
+            tracing::debug!(%error, "upgraded connection ended");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_up_to_the_trusted_hops() {
+        let caller: IpAddr = "10.0.0.9".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("1.1.1.1, 2.2.2.2"),
+        );
+        headers.append(X_FORWARDED_FOR, HeaderValue::from_static("3.3.3.3"));
+        let ip = |hops| client_ip(&headers, hops, caller).to_string();
+        assert_eq!(ip(0), "10.0.0.9");
+        assert_eq!(ip(1), "3.3.3.3");
+        assert_eq!(ip(3), "1.1.1.1");
+        assert_eq!(ip(4), "10.0.0.9", "fewer entries than hops: the caller");
+    }
+
+    #[test]
+    fn request_ids_are_uuids() {
+        let id = request_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert("te", HeaderValue::from_static("trailers"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        let names: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["te", "x-kept"]);
+    }
+}

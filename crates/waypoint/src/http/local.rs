@@ -1,0 +1,110 @@
+//! Answers the waypoint gives itself, with the response flag that names why (the flags are
+//! Envoy's, so dashboards and log queries written for Istio keep working).
+
+use http::{Response, StatusCode, header};
+
+use super::{Body, full};
+
+/// A request the waypoint answers itself.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    /// Status sent.
+    pub status: StatusCode,
+    /// Response flag.
+    pub flags: &'static str,
+    /// Body text.
+    pub body: String,
+    /// Whether a retry policy may try again (connect failures and resets).
+    pub retryable: bool,
+}
+
+impl Failure {
+    fn new(status: StatusCode, flags: &'static str, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            flags,
+            body: body.into(),
+            retryable: false,
+        }
+    }
+
+    /// An authorization policy denied the request.
+    pub fn denied() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "RBAC", "RBAC: access denied")
+    }
+
+    /// The request's JWT did not validate.
+    #[allow(dead_code)] // answered once the JWT hook in `authz` validates tokens
+    pub fn jwt() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UAEX", "Jwt verification fails")
+    }
+
+    /// Routes exist for the service but none matched.
+    pub fn no_route() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NR", "")
+    }
+
+    /// The chosen backend cannot be used (missing service, no grant, no backends).
+    pub fn unresolved(reason: &str) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "NC",
+            format!("no usable backend: {reason}"),
+        )
+    }
+
+    /// No healthy endpoint.
+    pub fn no_healthy_upstream(detail: &str) -> Self {
+        tracing::debug!(detail, "no healthy upstream");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UH", "no healthy upstream")
+    }
+
+    /// Connecting to the endpoint failed.
+    pub fn connect(detail: &str) -> Self {
+        Self {
+            retryable: true,
+            ..Self::new(
+                StatusCode::BAD_GATEWAY,
+                "UF",
+                format!("upstream connect error: {detail}"),
+            )
+        }
+    }
+
+    /// The upstream connection broke before the response headers.
+    pub fn reset(detail: &str) -> Self {
+        Self {
+            retryable: true,
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UC",
+                format!("upstream reset before response headers: {detail}"),
+            )
+        }
+    }
+
+    /// A timeout expired before the response headers.
+    pub fn timeout() -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "UT",
+            "upstream request timeout",
+        )
+    }
+
+    /// The response.
+    pub fn response(&self) -> Response<Body> {
+        reply(self.status, self.body.clone())
+    }
+}
+
+/// A plain-text answer.
+pub(crate) fn reply(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    response
+}

@@ -1,0 +1,387 @@
+//! One request through the waypoint: request id and forwarding headers, the tracing hook,
+//! authentication and authorization (403 `RBAC: access denied`, 401 for a bad JWT), route
+//! selection (no route attached: the original destination; routes that do not match: 404),
+//! the rule's filters, a weighted backend (unresolved: 500), forwarding with the rule's
+//! timeouts and retries, response filters, and at the end of the response body the
+//! metrics and the access-log line.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http::request::Parts;
+use http::{HeaderMap, Request, Response, StatusCode};
+use hyper::body::{Body as _, Incoming};
+use hyper::upgrade::OnUpgrade;
+use weft_proto::l7 as pb;
+use weft_upstream::{MeshWorkload, PortMapping};
+
+use super::body::Observed;
+use super::filters::{self, Target};
+use super::forward::{Attempts, Backend, forward};
+use super::headers;
+use super::local::Failure;
+use super::{Body, boxed, empty};
+use crate::Waypoint;
+use crate::routing::{RequestView, RouteChoice, SelectedRule};
+use crate::telemetry::{AccessEntry, RequestLabels, RequestRecord};
+use crate::tunnel::{Target as TunnelTarget, Tunnel};
+use crate::waypoint::Span;
+
+/// What is known about the exchange when the response ends.
+struct Exchange {
+    entry: AccessEntry,
+    endpoint: Option<Arc<MeshWorkload>>,
+    grpc: bool,
+}
+
+/// The request as the pipeline carries it.
+struct Pending {
+    parts: Parts,
+    body: Body,
+    target: Target,
+    h2: bool,
+    replayable: bool,
+    upgrade: Option<OnUpgrade>,
+}
+
+/// Handles one request; never fails (failures are answered).
+pub(crate) async fn handle(
+    waypoint: Waypoint,
+    tunnel: Arc<Tunnel>,
+    h2: bool,
+    mut request: Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let upgrade =
+        (!h2 && headers::is_upgrade(request.headers())).then(|| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+    headers::prepare(&mut parts.headers);
+    let span = waypoint
+        .inner()
+        .tracer
+        .as_ref()
+        .map(|tracer| tracer.start(&mut parts));
+    let received = Arc::new(AtomicU64::new(0));
+    let replayable = body.is_end_stream();
+    let target = headers::target(&parts, tunnel.destination);
+    let mut exchange = Exchange {
+        entry: headers::access_entry(&parts, &target, h2, &tunnel),
+        endpoint: None,
+        grpc: headers::is_grpc(&parts.headers),
+    };
+    let request = Pending {
+        body: boxed(Observed::counting(boxed(body), Arc::clone(&received))),
+        parts,
+        target,
+        h2,
+        replayable,
+        upgrade,
+    };
+    let response = match process(&waypoint, &tunnel, request, &mut exchange).await {
+        Ok(response) => response,
+        Err(failure) => {
+            exchange.entry.flags = failure.flags;
+            failure.response()
+        }
+    };
+    finish(
+        &waypoint, tunnel, exchange, response, received, started, span,
+    )
+}
+
+async fn process(
+    waypoint: &Waypoint,
+    tunnel: &Tunnel,
+    mut request: Pending,
+    exchange: &mut Exchange,
+) -> Result<Response<Body>, Failure> {
+    let config = waypoint.config();
+    let service = tunnel.service();
+    let remote_ip = headers::client_ip(
+        &request.parts.headers,
+        config.trusted_hops,
+        tunnel.source_ip,
+    );
+    exchange.entry.remote_ip = remote_ip.to_string();
+    super::authz::authorize(
+        waypoint,
+        tunnel,
+        &config,
+        &request.parts,
+        &request.target,
+        remote_ip,
+    )?;
+    let view = RequestView {
+        method: &request.parts.method,
+        host: &request.target.host,
+        path: &request.target.path,
+        headers: &request.parts.headers,
+    };
+    let choice = service.map_or(RouteChoice::Default, |s| {
+        s.routes.select(tunnel.destination.port(), &view)
+    });
+    match choice {
+        RouteChoice::NoMatch => Err(Failure::no_route()),
+        RouteChoice::Default => {
+            let backend = default_backend(tunnel);
+            let attempts = Attempts {
+                replayable: request.replayable,
+                ..Attempts::default()
+            };
+            send(waypoint, &backend, request, &attempts, exchange).await
+        }
+        RouteChoice::Rule(selected) => {
+            exchange.entry.route = Some(format!(
+                "{}/{}",
+                selected.route.namespace, selected.route.name
+            ));
+            let plan = routed(waypoint, selected, &mut request)?;
+            plan.finish(waypoint, request, exchange).await
+        }
+    }
+}
+
+/// A rule's decision before sending: a local answer, or the backend and its filters.
+enum Plan<'a> {
+    Answer(Response<Body>),
+    Send {
+        backend: Backend,
+        rule: &'a pb::Rule,
+        backend_filters: &'a [pb::Filter],
+    },
+}
+
+fn routed<'a>(
+    waypoint: &Waypoint,
+    selected: SelectedRule<'a>,
+    request: &mut Pending,
+) -> Result<Plan<'a>, Failure> {
+    let rule = selected.rule;
+    let prefix = selected.matched_prefix;
+    let (headers, target) = (&mut request.parts.headers, &mut request.target);
+    if let Some(answer) = filters::apply_request(&rule.filters, headers, target, prefix) {
+        return Ok(Plan::Answer(answer));
+    }
+    let chosen = pick_backend(&rule.backends)?;
+    if let Some(answer) = filters::apply_request(&chosen.filters, headers, target, prefix) {
+        return Ok(Plan::Answer(answer));
+    }
+    let backend = resolve(waypoint, chosen)?;
+    for mirror in filters::mirrors(&rule.filters).chain(filters::mirrors(&chosen.filters)) {
+        send_mirror(waypoint, mirror, request);
+    }
+    Ok(Plan::Send {
+        backend,
+        rule,
+        backend_filters: &chosen.filters,
+    })
+}
+
+impl Plan<'_> {
+    async fn finish(
+        self,
+        waypoint: &Waypoint,
+        request: Pending,
+        exchange: &mut Exchange,
+    ) -> Result<Response<Body>, Failure> {
+        let (backend, rule, backend_filters) = match self {
+            Plan::Answer(answer) => return Ok(answer),
+            Plan::Send {
+                backend,
+                rule,
+                backend_filters,
+            } => (backend, rule, backend_filters),
+        };
+        let attempts = Attempts {
+            per_try: millis(rule.backend_request_timeout_ms),
+            retry: rule.retry.as_ref(),
+            replayable: request.replayable,
+        };
+        let sending = send(waypoint, &backend, request, &attempts, exchange);
+        let mut response = match millis(rule.request_timeout_ms) {
+            Some(limit) => tokio::time::timeout(limit, sending)
+                .await
+                .unwrap_or_else(|_| Err(Failure::timeout()))?,
+            None => sending.await?,
+        };
+        filters::apply_response(&rule.filters, response.headers_mut());
+        filters::apply_response(backend_filters, response.headers_mut());
+        Ok(response)
+    }
+}
+
+fn millis(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+/// A backend by weight (weight 0 never chosen); none with weight: 500.
+fn pick_backend(backends: &[pb::Backend]) -> Result<&pb::Backend, Failure> {
+    let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+    if total == 0 {
+        return Err(Failure::unresolved("the rule has no backend with a weight"));
+    }
+    let mut point = rand::random_range(0..total);
+    for backend in backends {
+        let weight = u64::from(backend.weight);
+        if point < weight {
+            if !backend.unresolved.is_empty() {
+                return Err(Failure::unresolved(&backend.unresolved));
+            }
+            return Ok(backend);
+        }
+        point -= weight;
+    }
+    Err(Failure::unresolved("no backend chosen"))
+}
+
+/// The service a backend names, from the mesh state.
+fn resolve(waypoint: &Waypoint, backend: &pb::Backend) -> Result<Backend, Failure> {
+    let state = waypoint.state();
+    let service = state.service_by_key(&backend.service).ok_or_else(|| {
+        Failure::unresolved(&format!("service {} is not in the mesh", backend.service))
+    })?;
+    let number = u16::try_from(backend.port).unwrap_or(0);
+    let port = service.port(number).unwrap_or(PortMapping {
+        service_port: number,
+        target_port: None,
+    });
+    Ok(Backend::Service {
+        service: Arc::clone(service),
+        port,
+    })
+}
+
+fn default_backend(tunnel: &Tunnel) -> Backend {
+    match &tunnel.target {
+        TunnelTarget::Service { mesh, port, .. } => Backend::Service {
+            service: Arc::clone(mesh),
+            port: *port,
+        },
+        TunnelTarget::Workload(workload) => Backend::Workload {
+            workload: Arc::clone(workload),
+            addr: tunnel.destination,
+        },
+    }
+}
+
+/// Forwards and records where the request went.
+async fn send(
+    waypoint: &Waypoint,
+    backend: &Backend,
+    request: Pending,
+    attempts: &Attempts<'_>,
+    exchange: &mut Exchange,
+) -> Result<Response<Body>, Failure> {
+    let head = headers::head(
+        &request.parts,
+        &request.target,
+        request.h2,
+        request.upgrade.is_some(),
+    );
+    exchange.entry.upstream_service = Some(backend.key().to_owned());
+    match forward(waypoint, backend, &head, request.body, attempts).await {
+        Ok(forwarded) => {
+            exchange.entry.upstream_host = Some(forwarded.upstream.to_string());
+            exchange.entry.upstream_ms = u64::try_from(forwarded.upstream_time.as_millis()).ok();
+            exchange.endpoint = forwarded.endpoint;
+            let mut response = forwarded.response;
+            if let Some(downstream) = request.upgrade
+                && response.status() == StatusCode::SWITCHING_PROTOCOLS
+            {
+                headers::splice(downstream, hyper::upgrade::on(&mut response));
+            } else {
+                headers::strip_hop_by_hop(response.headers_mut());
+            }
+            Ok(response.map(boxed))
+        }
+        Err((failure, upstream)) => {
+            exchange.entry.upstream_host = upstream.map(|u| u.to_string());
+            Err(failure)
+        }
+    }
+}
+
+/// Sends a bodiless copy of the request to a mirror backend and forgets it.
+fn send_mirror(waypoint: &Waypoint, mirror: &pb::Mirror, request: &Pending) {
+    let (numerator, denominator) = match (mirror.numerator, mirror.denominator) {
+        (_, 0) => (100, 100),
+        pair => pair,
+    };
+    if rand::random_range(0..denominator) >= numerator {
+        return;
+    }
+    let Some(backend) = mirror.backend.as_ref() else {
+        return;
+    };
+    let Ok(backend) = resolve(waypoint, backend) else {
+        return;
+    };
+    let mut head = headers::head(&request.parts, &request.target, request.h2, false);
+    headers::for_mirror(&mut head.headers);
+    let waypoint = waypoint.clone();
+    tokio::spawn(async move {
+        let result = forward(&waypoint, &backend, &head, empty(), &Attempts::default()).await;
+        if let Err((failure, _)) = result {
+            tracing::debug!(status = %failure.status, "mirrored request failed");
+        }
+    });
+}
+
+/// Wraps the response body so that its end records metrics, the access log and the span.
+fn finish(
+    waypoint: &Waypoint,
+    tunnel: Arc<Tunnel>,
+    exchange: Exchange,
+    response: Response<Body>,
+    received: Arc<AtomicU64>,
+    started: Instant,
+    span: Option<Box<dyn Span>>,
+) -> Response<Body> {
+    let status = response.status().as_u16();
+    let header_grpc = grpc_status(response.headers());
+    let metrics = waypoint.inner().metrics.clone();
+    let (parts, body) = response.into_parts();
+    let body = Observed::on_end(body, move |end| {
+        let Exchange {
+            mut entry,
+            endpoint,
+            grpc,
+        } = exchange;
+        let mut connection = crate::tcp::labels(&tunnel, endpoint.as_deref());
+        connection.request_protocol = if grpc { "grpc" } else { "http" };
+        if !end.complete && entry.flags == "-" {
+            // The client went away before the response was sent completely.
+            entry.flags = "DC";
+        }
+        connection.response_flags = entry.flags;
+        let labels = RequestLabels {
+            connection,
+            response_code: status,
+            grpc_response_status: end.grpc_status.or(header_grpc).unwrap_or_default(),
+        };
+        let elapsed = started.elapsed();
+        metrics.record(&RequestRecord {
+            labels,
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            request_bytes: received.load(Ordering::Relaxed),
+            response_bytes: end.bytes,
+        });
+        entry.status = status;
+        entry.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        entry.bytes_received = received.load(Ordering::Relaxed);
+        entry.bytes_sent = end.bytes;
+        entry.log();
+        if let Some(span) = span {
+            span.finish(status, entry.flags);
+        }
+    });
+    Response::from_parts(parts, boxed(body))
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}

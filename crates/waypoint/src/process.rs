@@ -1,0 +1,289 @@
+//! The `weft waypoint run` process: builds a [`Waypoint`], subscribes to its configuration
+//! over delta xDS, fetches and renews its certificate
+//! (`spiffe://<td>/ns/<namespace>/sa/<name>`), serves HBONE, metrics and admin pages until
+//! shut down. The binary parses flags into a [`WaypointProcess`]; tests call [`run`] with an
+//! in-process CA and xDS server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use weft_hbone::{HboneServer, ServerOptions};
+use weft_identity::{CertManager, CertManagerConfig, CertificateProvider, TrustBundle};
+use weft_node::process::XdsSource;
+use weft_node::proxy::{AddressHandler, Certs};
+use weft_node::state::StateStore;
+use weft_serve::{AdminRequest, Page, Router};
+use weft_xds::client::{XdsClient, XdsClientHandle};
+
+use crate::tunnel::TunnelHandler;
+use crate::xds::WaypointHandler;
+use crate::{Tracer, Waypoint, WaypointOptions};
+
+/// Addresses to listen on; port 0 picks a free port.
+#[derive(Debug, Clone)]
+pub struct ListenAddrs {
+    /// HBONE (15008).
+    pub hbone: SocketAddr,
+    /// Prometheus metrics and readiness (15020).
+    pub metrics: Option<SocketAddr>,
+    /// Admin pages (15000, localhost).
+    pub admin: Option<SocketAddr>,
+}
+
+/// Addresses actually bound.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddrs {
+    /// HBONE.
+    pub hbone: SocketAddr,
+    /// Metrics.
+    pub metrics: Option<SocketAddr>,
+    /// Admin.
+    pub admin: Option<SocketAddr>,
+}
+
+/// Everything the process needs.
+pub struct WaypointProcess {
+    /// Identity and data path settings.
+    pub options: WaypointOptions,
+    /// Listener addresses.
+    pub listen: ListenAddrs,
+    /// The control plane's xDS.
+    pub xds: XdsSource,
+    /// Where the certificate comes from.
+    pub ca: Arc<dyn CertificateProvider>,
+    /// Roots peers' certificates must chain to.
+    pub trust: TrustBundle,
+    /// Certificate lifetime and retry tuning.
+    pub certs: CertManagerConfig,
+    /// The tracing hook, if tracing is on.
+    pub tracer: Option<Arc<dyn Tracer>>,
+}
+
+/// Why the waypoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Listener role.
+        what: &'static str,
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Namespace, name and trust domain do not make a SPIFFE id.
+    #[error("waypoint identity: {0}")]
+    Identity(#[from] weft_identity::SpiffeIdError),
+}
+
+/// A running waypoint.
+#[derive(Debug)]
+pub struct RunningWaypoint {
+    /// The shared context.
+    pub waypoint: Waypoint,
+    /// Bound addresses.
+    pub addrs: BoundAddrs,
+    /// The xDS client handle.
+    pub xds: XdsClientHandle,
+    shutdown: CancellationToken,
+    hbone: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningWaypoint {
+    /// Stops accepting tunnels, lets open ones finish for up to `drain`, then stops.
+    pub async fn shutdown(self, drain: Duration) {
+        self.shutdown.cancel();
+        let mut hbone = self.hbone;
+        if tokio::time::timeout(drain, &mut hbone).await.is_err() {
+            hbone.abort();
+        }
+        for task in self.background {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the waypoint.
+///
+/// # Errors
+/// A listener that cannot be bound, or an invalid identity.
+pub async fn run(config: WaypointProcess) -> Result<RunningWaypoint, StartError> {
+    let store = Arc::new(StateStore::new());
+    let certs = Certs::new(CertManager::new(config.ca, config.certs), config.trust);
+    let waypoint = Waypoint::new(config.options, Arc::clone(&store), certs, config.tracer)?;
+    // Fetching starts now; the manager renews at half-life.
+    drop(
+        waypoint
+            .inner()
+            .certs
+            .manager()
+            .subscribe(waypoint.identity()),
+    );
+    let (client, handle) = xds_client(&waypoint, config.xds);
+    let mut background = vec![tokio::spawn(client.run())];
+    background.push(tokio::spawn(mark_loaded(waypoint.clone(), handle.clone())));
+    let listener = bind("HBONE", config.listen.hbone).await?;
+    let hbone_addr = local_addr(&listener, config.listen.hbone);
+    let shutdown = CancellationToken::new();
+    let hbone = tokio::spawn(serve_hbone(waypoint.clone(), listener, shutdown.clone()));
+    let mut addrs = BoundAddrs {
+        hbone: hbone_addr,
+        metrics: None,
+        admin: None,
+    };
+    if let Some(addr) = config.listen.metrics {
+        let listener = bind("metrics", addr).await?;
+        addrs.metrics = Some(local_addr(&listener, addr));
+        background.push(tokio::spawn(weft_serve::serve(
+            listener,
+            metrics_router(&waypoint),
+        )));
+    }
+    if let Some(addr) = config.listen.admin {
+        let listener = bind("admin", addr).await?;
+        addrs.admin = Some(local_addr(&listener, addr));
+        background.push(tokio::spawn(weft_serve::serve(
+            listener,
+            admin_router(&waypoint),
+        )));
+    }
+    Ok(RunningWaypoint {
+        waypoint,
+        addrs,
+        xds: handle,
+        shutdown,
+        hbone,
+        background,
+    })
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local_addr(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(asked)
+}
+
+async fn mark_loaded(waypoint: Waypoint, handle: XdsClientHandle) {
+    handle.ready().await;
+    waypoint.set_loaded();
+    tracing::info!(
+        waypoint = %waypoint.options().resource_name(),
+        "received the first configuration from the control plane"
+    );
+}
+
+fn xds_client(waypoint: &Waypoint, source: XdsSource) -> (XdsClient, XdsClientHandle) {
+    let options = waypoint.options();
+    let name = options.resource_name();
+    let metadata = prost_types::Struct {
+        fields: [
+            ("NAME", options.name.as_str()),
+            ("NAMESPACE", &options.namespace),
+        ]
+        .into_iter()
+        .map(|(k, v)| {
+            let value = prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue(v.to_owned())),
+            };
+            (k.to_owned(), value)
+        })
+        .collect(),
+    };
+    let node = weft_proto::discovery::Node {
+        id: format!("weft-waypoint~{}~{}", options.namespace, options.name),
+        cluster: source.cluster_id.clone().unwrap_or_default(),
+        metadata: Some(metadata),
+        ..Default::default()
+    };
+    let handler = WaypointHandler {
+        waypoint: waypoint.clone(),
+        name: name.clone(),
+    };
+    let mut builder = XdsClient::builder(node)
+        .wildcard(
+            weft_proto::ADDRESS_TYPE_URL,
+            AddressHandler(Arc::clone(waypoint.store())),
+        )
+        .explicit(weft_proto::WAYPOINT_TYPE_URL, [name], handler);
+    if let Some(token) = source.token {
+        builder = builder.bearer_token_source(token);
+    }
+    if let Some(cluster) = source.cluster_id {
+        builder = builder.metadata("clusterid", cluster);
+    }
+    builder.build(source.channel)
+}
+
+/// Waits for the certificate (retrying), then serves HBONE until `shutdown`.
+async fn serve_hbone(waypoint: Waypoint, listener: TcpListener, shutdown: CancellationToken) {
+    let inner = waypoint.inner();
+    let tls = loop {
+        match inner
+            .certs
+            .server_config(&inner.identity, inner.options.cert_wait)
+            .await
+        {
+            Ok(tls) => break tls,
+            Err(error) => {
+                tracing::warn!(%error, "no certificate for the HBONE listener yet; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+    };
+    let server = HboneServer::new(
+        tls,
+        TunnelHandler(waypoint.clone()),
+        ServerOptions::default(),
+    );
+    server.serve(listener, shutdown).await;
+}
+
+fn metrics_router(waypoint: &Waypoint) -> Router {
+    let page = {
+        let waypoint = waypoint.clone();
+        move |_: AdminRequest| Page::metrics(waypoint.registry())
+    };
+    let ready = {
+        let waypoint = waypoint.clone();
+        move |_: AdminRequest| {
+            if waypoint.is_loaded() {
+                Page::text("ready\n")
+            } else {
+                Page::with_status(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "waiting for the first configuration\n",
+                )
+            }
+        }
+    };
+    Router::new()
+        .page("/metrics", page.clone())
+        .page("/stats/prometheus", page)
+        .page("/healthz/ready", ready)
+}
+
+fn admin_router(waypoint: &Waypoint) -> Router {
+    let waypoint = waypoint.clone();
+    Router::new().page("/config_dump", move |_: AdminRequest| {
+        let config = waypoint.config();
+        match weft_proto::to_json("weft.l7.v1.Waypoint", &config.resource) {
+            Ok(json) => Page::json(&json),
+            Err(error) => Page::with_status(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot render the configuration: {error}\n"),
+            ),
+        }
+    })
+}

@@ -1,0 +1,240 @@
+//! [`Waypoint`]: the shared context of every tunnel and request — the mesh state (workloads
+//! and services from `istio.workload.Address`), the compiled waypoint configuration, the
+//! waypoint's own certificate, the upstream connector and HTTP client pool, outlier
+//! detection, retry budgets, metrics and the tracing hook.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use weft_hbone::PoolConfig;
+use weft_identity::SpiffeId;
+use weft_node::proxy::Certs;
+use weft_node::state::{MeshState, StateStore};
+use weft_upstream::{ClientError, Upstream};
+
+use crate::budget::RetryBudgets;
+use crate::config::WaypointConfig;
+use crate::http::client::ClientPool;
+use crate::outlier::{OutlierConfig, OutlierDetector};
+use crate::telemetry::Metrics;
+
+/// Settings of a waypoint.
+#[derive(Debug, Clone)]
+pub struct WaypointOptions {
+    /// Namespace of the waypoint Gateway.
+    pub namespace: String,
+    /// Name of the waypoint Gateway (also its service account).
+    pub name: String,
+    /// Trust domain of its identity.
+    pub trust_domain: String,
+    /// Network of the waypoint (`""`: the default network).
+    pub network: String,
+    /// Port of the endpoints' HBONE listeners (15008).
+    pub hbone_port: u16,
+    /// HBONE client pool limits.
+    pub pool: PoolConfig,
+    /// How long a tunnel opened before the first configuration waits for it (then 503).
+    pub config_wait: Duration,
+    /// How long a connection waits for the waypoint's certificate.
+    pub cert_wait: Duration,
+    /// Outlier detection tuning.
+    pub outlier: OutlierConfig,
+}
+
+impl Default for WaypointOptions {
+    fn default() -> Self {
+        Self {
+            namespace: "default".into(),
+            name: "waypoint".into(),
+            trust_domain: "cluster.local".into(),
+            network: String::new(),
+            hbone_port: weft_hbone::DEFAULT_HBONE_PORT,
+            pool: PoolConfig::default(),
+            config_wait: Duration::from_secs(5),
+            cert_wait: Duration::from_secs(10),
+            outlier: OutlierConfig::default(),
+        }
+    }
+}
+
+impl WaypointOptions {
+    /// `<namespace>/<name>`: the name of the Waypoint resource.
+    #[must_use]
+    pub fn resource_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A span of the tracing integration, finished when the response ends.
+pub trait Span: Send {
+    /// Ends the span with the status sent and the response flags.
+    fn finish(self: Box<Self>, status: u16, flags: &str);
+}
+
+/// The tracing hook: called for every request once `x-request-id` is set; it may read and
+/// rewrite the trace headers (W3C / B3) before the request is forwarded.
+pub trait Tracer: Send + Sync + 'static {
+    /// Starts the request's span.
+    fn start(&self, request: &mut http::request::Parts) -> Box<dyn Span>;
+}
+
+/// The shared context. Cheap to clone.
+#[derive(Clone)]
+pub struct Waypoint(Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub options: WaypointOptions,
+    pub identity: SpiffeId,
+    pub store: Arc<StateStore>,
+    pub config: ArcSwap<WaypointConfig>,
+    pub loaded: watch::Sender<bool>,
+    pub certs: Certs,
+    pub upstream: Upstream,
+    pub clients: ClientPool,
+    pub outlier: OutlierDetector,
+    pub budgets: RetryBudgets,
+    pub metrics: Metrics,
+    pub registry: Mutex<Registry>,
+    pub tracer: Option<Arc<dyn Tracer>>,
+}
+
+impl std::fmt::Debug for Waypoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waypoint")
+            .field("identity", &self.0.identity)
+            .field("config", &self.0.config.load().key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Waypoint {
+    /// A waypoint with identity `spiffe://<td>/ns/<namespace>/sa/<name>`.
+    ///
+    /// # Errors
+    /// When the namespace, name or trust domain do not form a SPIFFE id.
+    pub fn new(
+        options: WaypointOptions,
+        store: Arc<StateStore>,
+        certs: Certs,
+        tracer: Option<Arc<dyn Tracer>>,
+    ) -> Result<Self, weft_identity::SpiffeIdError> {
+        let identity = SpiffeId::new(&options.trust_domain, &options.namespace, &options.name)?;
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &*options.network);
+        Ok(Self(Arc::new(Inner {
+            outlier: OutlierDetector::new(options.outlier),
+            options,
+            identity,
+            store,
+            config: ArcSwap::from_pointee(WaypointConfig::default()),
+            loaded: watch::Sender::new(false),
+            certs,
+            upstream,
+            clients: ClientPool::default(),
+            budgets: RetryBudgets::default(),
+            metrics,
+            registry: Mutex::new(registry),
+            tracer,
+        })))
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.0
+    }
+
+    /// The waypoint's SPIFFE identity.
+    #[must_use]
+    pub fn identity(&self) -> &SpiffeId {
+        &self.0.identity
+    }
+
+    /// The mesh state store (fed by the Address handler).
+    #[must_use]
+    pub fn store(&self) -> &Arc<StateStore> {
+        &self.0.store
+    }
+
+    /// The current mesh snapshot.
+    #[must_use]
+    pub fn state(&self) -> Arc<MeshState> {
+        self.0.store.snapshot()
+    }
+
+    /// The current configuration.
+    #[must_use]
+    pub fn config(&self) -> Arc<WaypointConfig> {
+        self.0.config.load_full()
+    }
+
+    /// Installs a new configuration.
+    pub fn set_config(&self, config: WaypointConfig) {
+        self.0.config.store(Arc::new(config));
+    }
+
+    /// Marks the first complete configuration as arrived: tunnels are served from now on.
+    pub fn set_loaded(&self) {
+        self.0.loaded.send_replace(true);
+    }
+
+    /// Whether the first complete configuration arrived.
+    #[must_use]
+    pub fn is_loaded(&self) -> bool {
+        *self.0.loaded.borrow()
+    }
+
+    /// Waits up to `limit` for the first configuration; false when it did not come.
+    pub(crate) async fn wait_loaded(&self, limit: Duration) -> bool {
+        let mut loaded = self.0.loaded.subscribe();
+        tokio::time::timeout(limit, loaded.wait_for(|l| *l))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The Prometheus registry.
+    #[must_use]
+    pub fn registry(&self) -> &Mutex<Registry> {
+        &self.0.registry
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn options(&self) -> &WaypointOptions {
+        &self.0.options
+    }
+
+    /// The HBONE client as the waypoint itself.
+    pub(crate) fn client(&self) -> WaypointClient<'_> {
+        WaypointClient(self)
+    }
+}
+
+/// The waypoint as an upstream client: its own identity and certificate.
+pub(crate) struct WaypointClient<'a>(&'a Waypoint);
+
+impl weft_upstream::Client for WaypointClient<'_> {
+    fn identity(&self) -> Option<&SpiffeId> {
+        Some(&self.0.0.identity)
+    }
+
+    fn source_ip(&self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }
+
+    async fn tls(&self, peer: &SpiffeId) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+        let inner = &self.0.0;
+        inner
+            .certs
+            .client_config(&inner.identity, peer, inner.options.cert_wait)
+            .await
+            .map_err(|e| Box::new(e) as ClientError)
+    }
+
+    fn request(&self, authority: SocketAddr) -> weft_hbone::ConnectRequest {
+        weft_hbone::ConnectRequest::new(authority)
+    }
+}
