@@ -1,19 +1,26 @@
 # shellcheck shell=bash
 # Shared by bench/run and bench/profile: tools, build, cleanup.
 
-# Tools: install what is missing from Debian's packages.
+# Tools: install what is missing from Debian's packages, then fail loudly if any is still
+# missing. EXTRA_TOOLS adds command:package pairs (bench/l7: h2load).
 ensure_tools() {
-    local -a missing=()
+    local -a missing=() pairs=(iperf3:iperf3 wrk:wrk jq:jq socat:socat nft:nftables curl:curl
+        setpriv:util-linux ip:iproute2 "${EXTRA_TOOLS[@]}")
     local pair
-    for pair in iperf3:iperf3 wrk:wrk jq:jq socat:socat nft:nftables curl:curl \
-        setpriv:util-linux ip:iproute2; do
+    for pair in "${pairs[@]}"; do
         command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
     done
     [ ${#missing[@]} -eq 0 ] && return
     note "installing ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null ||
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null; }
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null; } ||
+        true
+    for pair in "${pairs[@]}"; do
+        command -v "${pair%%:*}" >/dev/null ||
+            { echo "bench: ${pair%%:*} is missing and Debian package ${pair#*:} did not install it" >&2; exit 1; }
+    done
 }
+EXTRA_TOOLS=()
 
 build() {
     if [ -n "$BUILD" ]; then

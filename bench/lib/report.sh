@@ -51,11 +51,12 @@ cell() {
     esac
 }
 
-# ratio ROW KEY KIND: the row's ratio to direct (and added µs for latencies).
+# ratio ROW KEY KIND [BASE_ROW]: the row's ratio to direct, or to BASE_ROW (and added µs
+# for latencies).
 ratio() {
     local row=$1 key=$2 kind=$3 mine base
     mine=$(value_of "$row" "$key")
-    base=$(value_of direct "$key")
+    base=$(value_of "${4:-direct}" "$key")
     if [ -z "$mine" ] || [ -z "$base" ] || [ "$kind" = cost ] || [ "$kind" = mem ] || [ "$kind" = perconn ]; then
         echo "—"
     elif [ "$kind" = less ]; then
@@ -110,18 +111,19 @@ report() {
     cp "$HERE/results/$stamp-$MODE.md" "$HERE/results/latest-$MODE.md"
     cp "$HERE/results/$stamp-$MODE.json" "$HERE/results/latest-$MODE.json"
     [ "$MODE" = full ] && [ "$SELECTED" = direct,weft-tcp,weft-hbone ] &&
-        readme_update "$HERE/results/$stamp-$MODE.md"
+        readme_update "$HERE/results/$stamp-$MODE.md" data-plane
     echo
     echo "$table"
     echo
     note "results: $HERE/results/$stamp-$MODE.{md,json}"
 }
 
-# A full run of all rows replaces the part of bench/README.md between the data-plane
-# markers with its Markdown (machine line and table); the rest of the file is kept.
+# readme_update BODY SECTION: a full run of all rows replaces the part of bench/README.md
+# between the SECTION's markers (`<!-- SECTION-figures:begin/end -->`) with its Markdown
+# (machine line and table); the rest of the file is kept.
 readme_update() {
-    local readme="$HERE/README.md" begin='<!-- data-plane-figures:begin -->'
-    local end='<!-- data-plane-figures:end -->'
+    local readme="$HERE/README.md" begin="<!-- $2-figures:begin -->"
+    local end="<!-- $2-figures:end -->"
     grep -qF "$begin" "$readme" 2>/dev/null && grep -qF "$end" "$readme" || return 0
     awk -v begin="$begin" -v end="$end" -v body="$1" '
         $0 == begin { print; while ((getline line < body) > 0) print line; skip = 1; next }

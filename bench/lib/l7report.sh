@@ -1,0 +1,69 @@
+# shellcheck shell=bash
+# bench/l7's table (stdout and results/l7-*.{md,json}); uses value_of, ratio, machine_line,
+# results_json and readme_update of report.sh.
+
+L7_ROWS=(direct envoy weft-l7 waypoint)
+
+# key|label|kind — kinds as in report.sh, plus mb (KB shown as MB, no ratio).
+L7_FIGURES=(
+    "h1_rps|HTTP/1.1 req/s (wrk, 64 connections)|more"
+    "h2_rps|HTTP/2 req/s (h2load, 16 connections x 16 streams)|more"
+    "h1_cores|proxy CPU during HTTP/1.1 (cores)|cost"
+    "h1_per_core|HTTP/1.1 req/s per proxy core|more"
+    "h2_cores|proxy CPU during HTTP/2 (cores)|cost"
+    "h2_per_core|HTTP/2 req/s per proxy core|more"
+    "lat_p50_us|latency p50 at RATE req/s (µs)|less"
+    "lat_p99_us|latency p99 at RATE req/s (µs)|less"
+    "rss_idle_kb|proxy RSS idle (MB)|mb"
+)
+
+l7_cell() { # l7_cell ROW KEY KIND
+    local value
+    value=$(value_of "$1" "$2")
+    [ -n "$value" ] && [ "$3" = mb ] && value=$(calc "$value / 1024" 1)
+    echo "${value:-—}"
+}
+
+l7_ratio() { # l7_ratio ROW KEY KIND [BASE]: like ratio, none for MB
+    if [ "$3" = mb ]; then echo "—"; else ratio "$@"; fi
+}
+
+l7_markdown_table() {
+    local figure key label kind
+    echo "| figure | direct | envoy | envoy / direct | weft-l7 | weft-l7 / direct | weft-l7 / envoy | waypoint | waypoint / direct |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for figure in "${L7_FIGURES[@]}"; do
+        IFS='|' read -r key label kind <<<"$figure"
+        label=${label//RATE/$(printf "%'d" "$L7_RATE")}
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" \
+            "$(l7_cell direct "$key" "$kind")" \
+            "$(l7_cell envoy "$key" "$kind")" "$(l7_ratio envoy "$key" "$kind")" \
+            "$(l7_cell weft-l7 "$key" "$kind")" "$(l7_ratio weft-l7 "$key" "$kind")" \
+            "$(l7_ratio weft-l7 "$key" "$kind" envoy)" \
+            "$(l7_cell waypoint "$key" "$kind")" "$(l7_ratio waypoint "$key" "$kind")"
+    done
+}
+
+l7_report() {
+    local stamp table name
+    stamp=$(date -u +%Y%m%dT%H%M%SZ)
+    name="l7-$MODE"
+    mkdir -p "$HERE/results"
+    table=$(l7_markdown_table)
+    {
+        echo "\`bench/l7$([ "$MODE" = quick ] && echo " --quick")\` at $STARTED, commit $COMMIT."
+        echo "Machine: $(machine_line); load average before the run: $LOAD_BEFORE."
+        echo "Rows run: $SELECTED. Waypoint capture mode: $CAPTURE."
+        echo
+        echo "$table"
+    } >"$HERE/results/$stamp-$name.md"
+    results_json >"$HERE/results/$stamp-$name.json"
+    cp "$HERE/results/$stamp-$name.md" "$HERE/results/latest-$name.md"
+    cp "$HERE/results/$stamp-$name.json" "$HERE/results/latest-$name.json"
+    [ "$MODE" = full ] && [ "$SELECTED" = "$(IFS=,; echo "${L7_ROWS[*]}")" ] &&
+        readme_update "$HERE/results/$stamp-$name.md" l7
+    echo
+    echo "$table"
+    echo
+    note "results: $HERE/results/$stamp-$name.{md,json}"
+}
