@@ -12,12 +12,13 @@ use weft_proto::security::{self, string_match::MatchType};
 
 use crate::ConnectionFacts;
 use crate::l7::{L7Match, RequestFacts};
+use crate::request_match::compile_extensions;
 use crate::validation::{Ctx, Problem, ValidationError};
 
 pub use weft_proto::security::{Action, Scope};
 
-/// A validated, compiled authorization policy (L4 conditions, and L7 ones when compiled
-/// from the user's policy).
+/// A validated, compiled authorization policy (L4 conditions, and the L7 ones of its
+/// `weft.l7.request` extensions).
 #[derive(Debug)]
 pub struct CompiledPolicy {
     pub(crate) key: Arc<str>,
@@ -170,9 +171,11 @@ impl CompiledPolicy {
     }
 }
 
-/// Compiles one rule. `extensions` (on a match or on the policy) are conditions this proxy
-/// cannot evaluate, so they fail safe like L7 fields do: in an ALLOW policy a match carrying
-/// them matches nothing (allows less); in a DENY policy they are ignored (denies more).
+/// Compiles one rule. A match's `weft.l7.request` extension becomes its L7 conditions.
+/// Other extensions (on a match or on the policy), and a `RequestMatch` flagged
+/// `unsupported`, are conditions this proxy cannot evaluate, so they fail safe: in an ALLOW
+/// policy a match carrying them matches nothing (allows less); in a DENY policy they are
+/// ignored (denies more).
 fn compile_rule(
     ctx: Ctx<'_>,
     path: &str,
@@ -184,16 +187,18 @@ fn compile_rule(
         .iter()
         .enumerate()
         .map(|(c, clause)| {
-            let matches = clause
-                .matches
-                .iter()
-                .enumerate()
-                .filter(|(_, one)| action == Action::Deny || one.extensions.is_empty())
-                .map(|(m, one)| {
-                    compile_match(ctx, &format!("{path}.clauses[{c}].matches[{m}]"), one)
-                })
-                .collect::<Result<_, _>>()?;
-            Ok(Clause { matches })
+            let matches = clause.matches.iter().enumerate().map(|(m, one)| {
+                compile_match(
+                    ctx,
+                    &format!("{path}.clauses[{c}].matches[{m}]"),
+                    one,
+                    action,
+                )
+            });
+            let matches: Vec<Option<Match>> = matches.collect::<Result<_, _>>()?;
+            Ok(Clause {
+                matches: matches.into_iter().flatten().collect(),
+            })
         })
         .collect::<Result<Vec<Clause>, _>>()?;
     // A clause with no matches matches nothing. In a DENY rule that would switch the whole
@@ -208,7 +213,26 @@ fn compile_rule(
     Ok(Rule::new(clauses, action))
 }
 
-fn compile_match(ctx: Ctx<'_>, path: &str, m: &security::Match) -> Result<Match, ValidationError> {
+/// The compiled match, or `None` when it can never match (an ALLOW match with a condition
+/// this proxy cannot evaluate).
+fn compile_match(
+    ctx: Ctx<'_>,
+    path: &str,
+    m: &security::Match,
+    action: Action,
+) -> Result<Option<Match>, ValidationError> {
+    let extensions = compile_extensions(ctx, path, &m.extensions)?;
+    if extensions.unevaluable && action == Action::Allow {
+        return Ok(None);
+    }
+    compile_l4_match(ctx, path, m).map(|l4| Some(l4.with_l7(extensions.l7)))
+}
+
+fn compile_l4_match(
+    ctx: Ctx<'_>,
+    path: &str,
+    m: &security::Match,
+) -> Result<Match, ValidationError> {
     let strings = |field: &str, list: &[security::StringMatch]| {
         list.iter()
             .enumerate()
@@ -260,7 +284,7 @@ fn compile_match(ctx: Ctx<'_>, path: &str, m: &security::Match) -> Result<Match,
     })
 }
 
-fn compile_string(
+pub(crate) fn compile_string(
     ctx: Ctx<'_>,
     field: impl FnOnce() -> String,
     s: &security::StringMatch,
@@ -274,7 +298,11 @@ fn compile_string(
     }
 }
 
-fn compile_cidr(ctx: Ctx<'_>, path: &str, a: &security::Address) -> Result<IpNet, ValidationError> {
+pub(crate) fn compile_cidr(
+    ctx: Ctx<'_>,
+    path: &str,
+    a: &security::Address,
+) -> Result<IpNet, ValidationError> {
     let ip = ctx.ip(|| format!("{path}.address"), &a.address)?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     // proto3 cannot tell "0" from "unset"; Istio sends the full width for single
@@ -320,28 +348,9 @@ impl Rule {
 
 impl Match {
     /// Sets the L7 part (dropped when empty, so the match stays L4-only).
-    #[cfg(feature = "api")]
     pub fn with_l7(mut self, l7: L7Match) -> Self {
         self.l7 = (!l7.is_empty()).then(|| Box::new(l7));
         self
-    }
-
-    /// True when no condition is set: the match holds for every connection and request.
-    #[cfg(feature = "api")]
-    pub fn is_unconstrained(&self) -> bool {
-        self.l7.is_none()
-            && self.namespaces.is_empty()
-            && self.not_namespaces.is_empty()
-            && self.principals.is_empty()
-            && self.not_principals.is_empty()
-            && self.source_ips.is_empty()
-            && self.not_source_ips.is_empty()
-            && self.destination_ips.is_empty()
-            && self.not_destination_ips.is_empty()
-            && self.destination_ports.is_empty()
-            && self.not_destination_ports.is_empty()
-            && self.service_accounts.is_empty()
-            && self.not_service_accounts.is_empty()
     }
 
     /// The L4 part, and the L7 part when there are request facts. Without them the L7
@@ -398,20 +407,6 @@ pub(crate) fn contains(net: &IpNet, ip: IpAddr) -> bool {
 }
 
 impl StrMatch {
-    /// `*` -> presence, `*x` -> suffix, `x*` -> prefix, otherwise exact.
-    #[cfg(feature = "api")]
-    pub fn wildcard(value: &str) -> Self {
-        if value == "*" {
-            Self::Presence
-        } else if let Some(suffix) = value.strip_prefix('*') {
-            Self::Suffix(suffix.into())
-        } else if let Some(prefix) = value.strip_suffix('*') {
-            Self::Prefix(prefix.into())
-        } else {
-            Self::Exact(value.into())
-        }
-    }
-
     /// A missing value (no peer identity) matches nothing, not even `presence`.
     pub fn matches(&self, value: Option<&str>) -> bool {
         value.is_some_and(|v| self.matches_bytes(v.as_bytes(), <[u8]>::eq))

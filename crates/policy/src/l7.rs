@@ -58,7 +58,6 @@ pub(crate) struct HeaderCondition {
 
 impl L7Match {
     /// True when no L7 condition is set (the match is L4 only).
-    #[cfg(feature = "api")]
     pub fn is_empty(&self) -> bool {
         let lists = [
             &self.hosts,

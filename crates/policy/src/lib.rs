@@ -15,26 +15,30 @@
 //! L4 part.
 //!
 //! Policies are compiled from the `istio.security.Authorization` wire message
-//! ([`CompiledPolicy::compile`]) or, with the `api` feature, from the user's
-//! `AuthorizationPolicy` ([`CompiledPolicy::from_api`]). Compiling validates: a malformed
+//! ([`CompiledPolicy::compile`]), whose matches may carry their L7 conditions as a
+//! `weft.l7.request` extension (a packed `weft.l7.v1.RequestMatch`). With the `api`
+//! feature, [`wire::from_api`] converts the user's `AuthorizationPolicy` to that wire form
+//! (what the control plane sends a waypoint) and [`CompiledPolicy::from_api`] compiles it
+//! through the same compiler. Compiling validates: a malformed
 //! policy is a [`ValidationError`] naming the field. A [`PolicySet`] is precompiled per
 //! workload, so evaluating walks a few short vectors and allocates only for the decision.
 //!
 //! It must not know where policies come from (xDS, files, a config store) nor do I/O: the
 //! proxies feed it compiled policies and facts, and look sets up through [`PolicyLookup`].
 
-#[cfg(feature = "api")]
-mod api;
 mod compile;
 mod decision;
 mod facts;
 mod l7;
+mod request_match;
 mod set;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;
 pub mod validation;
+#[cfg(feature = "api")]
+pub mod wire;
 
 pub use compile::{Action, CompiledPolicy, Scope};
 pub use decision::{Decision, Outcome, Reason, Verdict};

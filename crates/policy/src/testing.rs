@@ -99,3 +99,14 @@ pub fn plaintext(src: &str, dst: &str) -> ConnectionFacts {
         transport: Transport::Plaintext,
     }
 }
+/// `m` with `request` as its `weft.l7.request` extension (the L7 half of the match).
+pub fn with_request(mut m: pb::Match, request: &weft_proto::l7::RequestMatch) -> pb::Match {
+    m.extensions.push(pb::Extension {
+        name: weft_proto::REQUEST_MATCH_EXTENSION.into(),
+        config: Some(weft_proto::pack_any(
+            weft_proto::REQUEST_MATCH_TYPE_URL,
+            request,
+        )),
+    });
+    m
+}

@@ -17,6 +17,19 @@ fn policy(spec: &str) -> PolicySet {
     PolicySet::new([Arc::new(compiled)], vec![])
 }
 
+/// The same policy as a waypoint receives it: converted, encoded, decoded, compiled.
+fn policy_over_the_wire(spec: &str) -> PolicySet {
+    let yaml = format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+         metadata: {{name: p, namespace: shop}}\nspec: {spec}"
+    );
+    let parsed: AuthorizationPolicy = serde_yaml::from_str(&yaml).unwrap();
+    let bytes = prost::Message::encode_to_vec(&wire::from_api(&parsed, "istio-system").unwrap());
+    let decoded: Authorization = prost::Message::decode(bytes.as_slice()).unwrap();
+    let compiled = CompiledPolicy::compile(Some("shop/p"), &decoded).unwrap();
+    PolicySet::new([Arc::new(compiled)], vec![])
+}
+
 fn headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert("x-user", "alice".parse().unwrap());
@@ -297,6 +310,17 @@ fn l7_table() {
             "{case}: with request"
         );
         assert_eq!(set.evaluate(&facts).outcome.verdict, at_l4, "{case}: at L4");
+        let wire = policy_over_the_wire(&format!("{{{action}, rules: [{rule}]}}"));
+        let decision = wire.evaluate_with(&facts, Some(&request));
+        assert_eq!(
+            decision.outcome.verdict, with_request,
+            "{case}: over the wire"
+        );
+        assert_eq!(
+            wire.evaluate(&facts).outcome.verdict,
+            at_l4,
+            "{case}: wire at L4"
+        );
     }
 }
 

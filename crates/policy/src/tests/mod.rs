@@ -9,6 +9,7 @@ use super::*;
 mod empty_clauses;
 #[cfg(feature = "api")]
 mod l7;
+mod request_match;
 use crate::testing::*;
 
 fn set(policies: &[Authorization]) -> PolicySet {

@@ -1,65 +1,82 @@
-//! Compiles the user's `AuthorizationPolicy` (weft's config model) directly, L7 fields
-//! included, for the proxies that see requests (waypoint, gateway). Same shape as the
-//! control plane's translation to the wire form: `from`, `to` and each `when` condition
-//! become one clause; a `from`/`to` entry with no field makes its clause no condition.
+//! The user's `AuthorizationPolicy` (weft's config model) -> the `istio.security.Authorization`
+//! wire form, L7 fields included: each match's L7 conditions travel as a
+//! `weft.l7.request` extension (a packed `weft.l7.v1.RequestMatch`). The control plane sends
+//! this form to waypoints, and [`CompiledPolicy::from_api`] compiles it with the one wire
+//! compiler ([`CompiledPolicy::compile`]), so there is a single compiler.
 //!
-//! `when` keys this engine has no facts for (`request.auth.claims[...]`, `connection.sni`,
-//! ...) fail safe: in an ALLOW rule they match nothing, in a DENY rule they are no
-//! condition. Values that do not parse (ports, addresses, header names) are errors.
+//! Shape: `from`, `to` and each `when` condition become one clause; a `from`/`to` entry
+//! with no field makes its clause no condition. A `when` key this engine has no facts for
+//! (`request.auth.claims[...]`, `connection.sni`, ...) becomes a `RequestMatch` flagged
+//! `unsupported`, which fails safe when compiled (ALLOW: matches nothing; DENY: no
+//! condition). Values that do not parse (ports, addresses, header names) are errors naming
+//! the user's field.
 
 use std::net::IpAddr;
 
-use http::HeaderName;
 use ipnet::IpNet;
 use weft_api::istio::{self, AuthorizationPolicy, Condition, Operation, Source};
+use weft_proto::l7::{HeaderCondition, RequestMatch};
+use weft_proto::security::{
+    self, Authorization, Clause, Extension, Match, Rule, ServiceAccountMatch, StringMatch,
+    string_match::MatchType,
+};
+use weft_proto::{REQUEST_MATCH_EXTENSION, REQUEST_MATCH_TYPE_URL, pack_any};
 
-use crate::compile::{Clause, Match, Rule, ServiceAccount, StrMatch};
-use crate::l7::{HeaderCondition, L7Match};
+use crate::request_match::header_name;
 use crate::validation::{Ctx, Problem, ValidationError};
 use crate::{Action, CompiledPolicy, Scope};
 
 /// The annotation that makes a policy dry-run (`"true"`, case-insensitive).
-const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
+pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
 
 impl CompiledPolicy {
-    /// Compiles `policy` with its L7 clauses. `root_namespace` (usually `istio-system`)
-    /// makes a selector-less policy mesh-wide ([`Scope::Global`]).
+    /// Compiles `policy` with its L7 clauses: [`from_api`] then [`CompiledPolicy::compile`].
     ///
     /// # Errors
-    /// A [`ValidationError`] naming the first malformed field, or the action for AUDIT and
-    /// CUSTOM, which this engine does not decide.
+    /// As [`from_api`].
     pub fn from_api(
         policy: &AuthorizationPolicy,
         root_namespace: &str,
     ) -> Result<Self, ValidationError> {
-        let namespace = policy
-            .metadata
-            .namespace
-            .as_deref()
-            .unwrap_or(weft_api::object::DEFAULT_NAMESPACE);
-        let name = policy.metadata.name.as_deref().unwrap_or_default();
-        let key = format!("{namespace}/{name}");
-        let ctx = Ctx { resource: &key };
-        ctx.non_empty("metadata.name", name)?;
-        let action = action(ctx, policy.spec.action)?;
-        let compiler = Compiler {
-            ctx,
-            namespace,
-            action,
-        };
-        let rules = policy.spec.rules.iter().flatten().enumerate();
-        let rules = rules
-            .map(|(r, rule)| compiler.rule(&format!("spec.rules[{r}]"), rule))
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            key: key.as_str().into(),
-            namespace: namespace.into(),
-            scope: scope(policy, namespace, root_namespace),
-            action,
-            dry_run: dry_run(policy),
-            rules,
-        })
+        let wire = from_api(policy, root_namespace)?;
+        Self::compile(None, &wire)
     }
+}
+
+/// Converts `policy` to its wire form with L7 extensions. `root_namespace` (usually
+/// `istio-system`) makes a selector-less policy mesh-wide ([`Scope::Global`]).
+///
+/// # Errors
+/// A [`ValidationError`] naming the first malformed field (`spec.rules[0].to[0]...`), or
+/// the action for AUDIT and CUSTOM, which this engine does not decide.
+pub fn from_api(
+    policy: &AuthorizationPolicy,
+    root_namespace: &str,
+) -> Result<Authorization, ValidationError> {
+    let namespace = policy
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(weft_api::object::DEFAULT_NAMESPACE);
+    let name = policy.metadata.name.as_deref().unwrap_or_default();
+    let key = format!("{namespace}/{name}");
+    let ctx = Ctx { resource: &key };
+    ctx.non_empty("metadata.name", name)?;
+    let action = action(ctx, policy.spec.action)?;
+    let converter = Converter { ctx, namespace };
+    let rules = policy.spec.rules.iter().flatten().enumerate();
+    let rules = rules
+        .map(|(r, rule)| converter.rule(&format!("spec.rules[{r}]"), rule))
+        .collect::<Result<_, _>>()?;
+    Ok(Authorization {
+        name: name.to_owned(),
+        namespace: namespace.to_owned(),
+        scope: scope(policy, namespace, root_namespace).into(),
+        action: action.into(),
+        rules,
+        dry_run: dry_run(policy),
+        extensions: Vec::new(),
+    })
 }
 
 fn action(ctx: Ctx<'_>, action: Option<istio::Action>) -> Result<Action, ValidationError> {
@@ -94,13 +111,12 @@ fn dry_run(policy: &AuthorizationPolicy) -> bool {
 }
 
 #[derive(Clone, Copy)]
-struct Compiler<'a> {
+struct Converter<'a> {
     ctx: Ctx<'a>,
     namespace: &'a str,
-    action: Action,
 }
 
-impl Compiler<'_> {
+impl Converter<'_> {
     fn rule(self, path: &str, rule: &istio::Rule) -> Result<Rule, ValidationError> {
         let mut clauses = Vec::new();
         let from = rule.from.iter().flatten().enumerate();
@@ -113,21 +129,17 @@ impl Compiler<'_> {
         });
         clauses.extend(clause_of(to.collect::<Result<_, _>>()?));
         for (i, condition) in rule.when.iter().flatten().enumerate() {
-            match self.condition(&format!("{path}.when[{i}]"), condition)? {
-                Some(m) => clauses.push(Clause { matches: vec![m] }),
-                // A key without facts: ALLOW matches nothing (an empty clause), DENY ignores it.
-                None if self.action == Action::Allow => clauses.push(Clause { matches: vec![] }),
-                None => {}
-            }
+            let m = self.condition(&format!("{path}.when[{i}]"), condition)?;
+            clauses.push(Clause { matches: vec![m] });
         }
-        Ok(Rule::new(clauses, self.action))
+        Ok(Rule { clauses })
     }
 
     fn source(self, path: &str, source: Option<&Source>) -> Result<Match, ValidationError> {
         let Some(s) = source else {
             return Ok(Match::default());
         };
-        let l7 = L7Match {
+        let request = RequestMatch {
             request_principals: wildcards(s.request_principals.as_ref()),
             not_request_principals: wildcards(s.not_request_principals.as_ref()),
             remote_ips: self.cidrs(
@@ -138,7 +150,7 @@ impl Compiler<'_> {
                 &format!("{path}.notRemoteIpBlocks"),
                 s.not_remote_ip_blocks.as_ref(),
             )?,
-            ..L7Match::default()
+            ..RequestMatch::default()
         };
         let m = Match {
             principals: principals(s.principals.as_ref()),
@@ -151,7 +163,7 @@ impl Compiler<'_> {
             not_source_ips: self.cidrs(&format!("{path}.notIpBlocks"), s.not_ip_blocks.as_ref())?,
             ..Match::default()
         };
-        Ok(m.with_l7(l7))
+        Ok(with_request(m, &request))
     }
 
     fn operation(
@@ -162,25 +174,25 @@ impl Compiler<'_> {
         let Some(o) = operation else {
             return Ok(Match::default());
         };
-        let l7 = L7Match {
+        let request = RequestMatch {
             hosts: wildcards(o.hosts.as_ref()),
             not_hosts: wildcards(o.not_hosts.as_ref()),
             methods: wildcards(o.methods.as_ref()),
             not_methods: wildcards(o.not_methods.as_ref()),
             paths: wildcards(o.paths.as_ref()),
             not_paths: wildcards(o.not_paths.as_ref()),
-            ..L7Match::default()
+            ..RequestMatch::default()
         };
         let m = Match {
             destination_ports: self.ports(&format!("{path}.ports"), o.ports.as_ref())?,
             not_destination_ports: self.ports(&format!("{path}.notPorts"), o.not_ports.as_ref())?,
             ..Match::default()
         };
-        Ok(m.with_l7(l7))
+        Ok(with_request(m, &request))
     }
 
-    /// The match of one `when` condition, or `None` for a key this engine has no facts for.
-    fn condition(self, path: &str, c: &Condition) -> Result<Option<Match>, ValidationError> {
+    /// The match of one `when` condition.
+    fn condition(self, path: &str, c: &Condition) -> Result<Match, ValidationError> {
         let (values, not_values) = (c.values.as_ref(), c.not_values.as_ref());
         let field = format!("{path} (key {})", c.key);
         let m = match c.key.as_str() {
@@ -209,51 +221,56 @@ impl Compiler<'_> {
                 not_destination_ports: self.ports(&field, not_values)?,
                 ..Match::default()
             },
-            key => return self.l7_condition(&field, key, values, not_values),
+            key => {
+                let request = self.l7_condition(&field, key, values, not_values)?;
+                with_request(Match::default(), &request)
+            }
         };
-        Ok(Some(m))
+        Ok(m)
     }
 
+    /// A `when` condition on an L7 key; a key without facts is `unsupported`.
     fn l7_condition(
         self,
         field: &str,
         key: &str,
         values: Option<&Vec<String>>,
         not_values: Option<&Vec<String>>,
-    ) -> Result<Option<Match>, ValidationError> {
-        let l7 = match key {
-            "remote.ip" => L7Match {
+    ) -> Result<RequestMatch, ValidationError> {
+        let request = match key {
+            "remote.ip" => RequestMatch {
                 remote_ips: self.cidrs(field, values)?,
                 not_remote_ips: self.cidrs(field, not_values)?,
-                ..L7Match::default()
+                ..RequestMatch::default()
             },
-            "request.auth.principal" => L7Match {
+            "request.auth.principal" => RequestMatch {
                 request_principals: wildcards(values),
                 not_request_principals: wildcards(not_values),
-                ..L7Match::default()
+                ..RequestMatch::default()
             },
             _ => match header_key(key) {
-                Some(name) => L7Match {
+                Some(name) => RequestMatch {
                     headers: vec![HeaderCondition {
-                        name: HeaderName::try_from(name.to_ascii_lowercase()).map_err(|e| {
-                            self.ctx.error(field, Problem::Malformed(e.to_string()))
-                        })?,
+                        name: header_name(self.ctx, field, name)?.as_str().to_owned(),
                         values: wildcards(values),
                         not_values: wildcards(not_values),
                     }],
-                    ..L7Match::default()
+                    ..RequestMatch::default()
                 },
-                None => return Ok(None),
+                None => RequestMatch {
+                    unsupported: true,
+                    ..RequestMatch::default()
+                },
             },
         };
-        Ok(Some(Match::default().with_l7(l7)))
+        Ok(request)
     }
 
     fn cidrs(
         self,
         field: &str,
         values: Option<&Vec<String>>,
-    ) -> Result<Vec<IpNet>, ValidationError> {
+    ) -> Result<Vec<security::Address>, ValidationError> {
         values
             .into_iter()
             .flatten()
@@ -268,7 +285,7 @@ impl Compiler<'_> {
             .collect()
     }
 
-    fn ports(self, field: &str, values: Option<&Vec<String>>) -> Result<Vec<u16>, ValidationError> {
+    fn ports(self, field: &str, values: Option<&Vec<String>>) -> Result<Vec<u32>, ValidationError> {
         values
             .into_iter()
             .flatten()
@@ -279,42 +296,66 @@ impl Compiler<'_> {
                         Problem::Malformed(format!("{v:?} is not a port number")),
                     )
                 })?;
-                self.ctx.port(|| field.to_owned(), port)
+                self.ctx.port(|| field.to_owned(), port).map(u32::from)
             })
             .collect()
     }
 
     /// `ns/name`, or `name` in the policy's namespace.
-    fn accounts(self, values: Option<&Vec<String>>) -> Vec<ServiceAccount> {
+    fn accounts(self, values: Option<&Vec<String>>) -> Vec<ServiceAccountMatch> {
         let account = |v: &String| {
             let (namespace, name) = v.split_once('/').unwrap_or((self.namespace, v));
-            ServiceAccount {
-                namespace: namespace.into(),
-                name: name.into(),
+            ServiceAccountMatch {
+                namespace: namespace.to_owned(),
+                service_account: name.to_owned(),
             }
         };
         values.into_iter().flatten().map(account).collect()
     }
 }
 
+/// `m` with `request` as its `weft.l7.request` extension, unless `request` is empty.
+fn with_request(mut m: Match, request: &RequestMatch) -> Match {
+    if *request != RequestMatch::default() {
+        m.extensions.push(Extension {
+            name: REQUEST_MATCH_EXTENSION.to_owned(),
+            config: Some(pack_any(REQUEST_MATCH_TYPE_URL, request)),
+        });
+    }
+    m
+}
+
 /// A clause from the matches of a `from`/`to` list; `None` when it constrains nothing (no
 /// entries, or an entry with no field).
 fn clause_of(matches: Vec<Match>) -> Option<Clause> {
-    let unconstrained = matches.is_empty() || matches.iter().any(Match::is_unconstrained);
+    let unconstrained = matches.is_empty() || matches.iter().any(|m| *m == Match::default());
     (!unconstrained).then_some(Clause { matches })
 }
 
-fn wildcards(values: Option<&Vec<String>>) -> Vec<StrMatch> {
-    values
-        .into_iter()
-        .flatten()
-        .map(|v| StrMatch::wildcard(v))
-        .collect()
+/// `*` -> presence, `*x` -> suffix, `x*` -> prefix, otherwise exact.
+#[must_use]
+pub fn wildcard(value: &str) -> StringMatch {
+    let match_type = if value == "*" {
+        MatchType::Presence(())
+    } else if let Some(suffix) = value.strip_prefix('*') {
+        MatchType::Suffix(suffix.to_owned())
+    } else if let Some(prefix) = value.strip_suffix('*') {
+        MatchType::Prefix(prefix.to_owned())
+    } else {
+        MatchType::Exact(value.to_owned())
+    };
+    StringMatch {
+        match_type: Some(match_type),
+    }
+}
+
+fn wildcards(values: Option<&Vec<String>>) -> Vec<StringMatch> {
+    values.into_iter().flatten().map(|v| wildcard(v)).collect()
 }
 
 /// Principals as wildcards, with an optional `spiffe://` removed.
-fn principals(values: Option<&Vec<String>>) -> Vec<StrMatch> {
-    let strip = |v: &String| StrMatch::wildcard(v.strip_prefix("spiffe://").unwrap_or(v));
+fn principals(values: Option<&Vec<String>>) -> Vec<StringMatch> {
+    let strip = |v: &String| wildcard(v.strip_prefix("spiffe://").unwrap_or(v));
     values.into_iter().flatten().map(strip).collect()
 }
 
@@ -323,11 +364,20 @@ fn header_key(key: &str) -> Option<&str> {
     key.strip_prefix("request.headers[")?.strip_suffix(']')
 }
 
-/// An IP (full-length prefix) or CIDR.
-fn parse_cidr(value: &str) -> Option<IpNet> {
-    value
+/// An IP (full-length prefix) or CIDR, as a wire address.
+#[must_use]
+pub fn parse_cidr(value: &str) -> Option<security::Address> {
+    let net = value
         .parse::<IpNet>()
         .map(|net| net.trunc())
         .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
-        .ok()
+        .ok()?;
+    let address = match net.network() {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    Some(security::Address {
+        address,
+        length: u32::from(net.prefix_len()),
+    })
 }
