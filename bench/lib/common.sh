@@ -49,6 +49,7 @@ bench_setup() {
 cleanup() {
     set +e
     proxies_stop 2>/dev/null
+    declare -F up_stop >/dev/null && up_stop
     topology_down
     jobs -p | xargs -r kill 2>/dev/null
     if [ -n "${BENCH_KEEP:-}" ]; then

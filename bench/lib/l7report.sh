@@ -2,7 +2,7 @@
 # bench/l7's table (stdout and results/l7-*.{md,json}); uses value_of, ratio, machine_line,
 # results_json and readme_update of report.sh.
 
-L7_ROWS=(direct envoy weft-l7 waypoint)
+L7_ROWS=(direct envoy weft-l7 mesh waypoint)
 
 # key|label|kind — kinds as in report.sh, plus mb (KB shown as MB, no ratio).
 L7_FIGURES=(
@@ -30,17 +30,19 @@ l7_ratio() { # l7_ratio ROW KEY KIND [BASE]: like ratio, none for MB
 
 l7_markdown_table() {
     local figure key label kind
-    echo "| figure | direct | envoy | envoy / direct | weft-l7 | weft-l7 / direct | weft-l7 / envoy | waypoint | waypoint / direct |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| figure | direct | envoy | envoy / direct | weft-l7 | weft-l7 / direct | weft-l7 / envoy | mesh | waypoint | waypoint / direct | waypoint / mesh |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for figure in "${L7_FIGURES[@]}"; do
         IFS='|' read -r key label kind <<<"$figure"
         label=${label//RATE/$(printf "%'d" "$L7_RATE")}
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" \
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" \
             "$(l7_cell direct "$key" "$kind")" \
             "$(l7_cell envoy "$key" "$kind")" "$(l7_ratio envoy "$key" "$kind")" \
             "$(l7_cell weft-l7 "$key" "$kind")" "$(l7_ratio weft-l7 "$key" "$kind")" \
             "$(l7_ratio weft-l7 "$key" "$kind" envoy)" \
-            "$(l7_cell waypoint "$key" "$kind")" "$(l7_ratio waypoint "$key" "$kind")"
+            "$(l7_cell mesh "$key" "$kind")" \
+            "$(l7_cell waypoint "$key" "$kind")" "$(l7_ratio waypoint "$key" "$kind")" \
+            "$(l7_ratio waypoint "$key" "$kind" mesh)"
     done
 }
 
@@ -53,7 +55,7 @@ l7_report() {
     {
         echo "\`bench/l7$([ "$MODE" = quick ] && echo " --quick")\` at $STARTED, commit $COMMIT."
         echo "Machine: $(machine_line); load average before the run: $LOAD_BEFORE."
-        echo "Rows run: $SELECTED. Waypoint capture mode: $CAPTURE."
+        echo "Rows run: $SELECTED."
         echo
         echo "$table"
     } >"$HERE/results/$stamp-$name.md"

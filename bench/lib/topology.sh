@@ -12,9 +12,8 @@ CLIENT_IP=10.250.1.2
 SERVER_IP=10.250.2.2
 
 topology_namespaces() {
-    printf '%s\n' "$P-ul" "$P-n1" "$P-n2" "$P-c" "$P-s" "${EXTRA_NAMESPACES[@]/#/$P-}"
+    printf '%s\n' "$P-ul" "$P-n1" "$P-n2" "$P-c" "$P-s"
 }
-EXTRA_NAMESPACES=() # pods a script adds (bench/l7: the waypoint pod, "w")
 
 nsx() { # nsx NS CMD...: run CMD inside namespace NS
     local ns=$1
@@ -49,14 +48,14 @@ topology_node() {
         net.ipv4.conf.default.rp_filter=0
 }
 
-# topology_pod NODE_NS POD_NS GATEWAY POD_IP [NODE_VETH (default vp0)]
+# topology_pod NODE_NS POD_NS GATEWAY POD_IP
 topology_pod() {
-    local node=$1 pod=$2 gateway=$3 ip=$4 veth=${5:-vp0}
+    local node=$1 pod=$2 gateway=$3 ip=$4
     ip netns add "$pod"
-    ip -n "$node" link add "$veth" type veth peer name eth0 netns "$pod"
-    ip -n "$node" addr add "$gateway/32" dev "$veth"
-    ip -n "$node" link set "$veth" up
-    ip -n "$node" route add "$ip/32" dev "$veth"
+    ip -n "$node" link add vp0 type veth peer name eth0 netns "$pod"
+    ip -n "$node" addr add "$gateway/32" dev vp0
+    ip -n "$node" link set vp0 up
+    ip -n "$node" route add "$ip/32" dev vp0
     ip -n "$pod" addr add "$ip/32" dev eth0
     ip -n "$pod" link set eth0 up
     ip -n "$pod" link set lo up
