@@ -14,6 +14,8 @@
 //! - IP: `status.podIP` if set; otherwise a free host address of the node's `spec.podCIDR`
 //!   (the network and first host address are reserved for the node), picked by a stable hash
 //!   of `namespace/name` with linear probing. Without nodes or CIDR a pod has no IP.
+//! - A waypoint `Gateway` (class `istio-waypoint`) runs one pod, owned by the Gateway (see
+//!   [`waypoint`] for its name, identity and labels, and the Service added beside it).
 //! - Readiness is not decided here: expanded pods carry no phase or conditions; the runtime
 //!   that starts them reports readiness.
 
@@ -24,6 +26,8 @@ use k8s_openapi::api::core::v1::{Pod, PodIP, PodSpec, PodStatus, PodTemplateSpec
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use std::collections::HashSet;
 use std::net::IpAddr;
+
+pub mod waypoint;
 
 /// Node selector label naming a node.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
@@ -105,12 +109,13 @@ struct NodeInfo {
 }
 
 /// The kinds [`expand_pods`] reads: its result depends on these objects and nothing else.
-pub const INPUT_KINDS: [Kind; 5] = [
+pub const INPUT_KINDS: [Kind; 6] = [
     Kind::Pod,
     Kind::Deployment,
     Kind::StatefulSet,
     Kind::DaemonSet,
     Kind::Node,
+    Kind::Gateway,
 ];
 
 /// Every pod of the snapshot, sorted by namespace and name. See the module doc for the rules.
@@ -138,6 +143,7 @@ pub fn expand_pods(snapshot: &ConfigSnapshot) -> Vec<ExpandedPod> {
         })
         .collect();
     pods.extend(workload_pods(snapshot, &nodes));
+    pods.extend(waypoint::waypoint_pods(snapshot));
     for pod in &mut pods {
         if pod.pod.metadata.namespace.is_none() {
             pod.pod.metadata.namespace = Some(DEFAULT_NAMESPACE.to_owned());

@@ -18,10 +18,12 @@ pub struct ConfigSnapshot {
 }
 
 impl ConfigSnapshot {
-    /// Indexes `objects` (order is kept), after giving Services without a `clusterIP` one
-    /// (see [`crate::cluster_ip`]).
+    /// Indexes `objects` (order is kept), after adding the Service of each waypoint Gateway
+    /// (see [`crate::expand::waypoint`]) and giving Services without a `clusterIP` one (see
+    /// [`crate::cluster_ip`]).
     #[must_use]
     pub fn new(mut objects: Vec<LoadedObject>) -> Self {
+        crate::expand::waypoint::add_waypoint_services(&mut objects);
         crate::cluster_ip::allocate_cluster_ips(&mut objects);
         let mut index = HashMap::new();
         let mut by_kind: HashMap<Kind, Vec<usize>> = HashMap::new();

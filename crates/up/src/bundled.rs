@@ -15,6 +15,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../examples/frontend.yaml"),
     ),
     ("legacy.yaml", include_str!("../../../examples/legacy.yaml")),
+    (
+        "reviews.yaml",
+        include_str!("../../../examples/reviews.yaml"),
+    ),
     ("shop.yaml", include_str!("../../../examples/shop.yaml")),
 ];
 

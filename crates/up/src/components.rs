@@ -1,6 +1,7 @@
-//! The mesh's own processes: `weft control` in the underlay namespace and one `weft node`
-//! per node namespace. Their command lines are built only here, so adapting to flag changes
-//! of those subcommands touches one file.
+//! The mesh's own processes: `weft control` in the underlay namespace, one `weft node`
+//! per node namespace, and the runtime flags of each waypoint pod's `weft waypoint run`.
+//! Their command lines are built only here, so adapting to flag changes of those subcommands
+//! touches one file.
 
 use crate::layout::Layout;
 use std::io::Write as _;
@@ -18,6 +19,12 @@ pub const NODE_ADMIN_PORT: u16 = 15000;
 pub const NODE_READINESS_PORT: u16 = 15021;
 /// Node proxy explicit-mode (SOCKS5 / HTTP CONNECT) port.
 pub const NODE_EXPLICIT_PORT: u16 = 15080;
+/// A waypoint's HBONE port.
+pub const WAYPOINT_HBONE_PORT: u16 = 15008;
+/// A waypoint's metrics port.
+pub const WAYPOINT_METRICS_PORT: u16 = 15020;
+/// A waypoint's readiness port.
+pub const WAYPOINT_READINESS_PORT: u16 = 15021;
 
 /// `weft control`'s command line (program first: the weft binary).
 #[must_use]
@@ -97,6 +104,60 @@ pub fn node_argv(
     argv
 }
 
+/// Where a waypoint's pod finds the control plane: what `weft up` adds to the pod's
+/// `weft waypoint run --gateway NS/NAME` (the node proxy's control address, its node's
+/// token and the CA root, and listeners on the pod's address). Flags the binary's
+/// `weft waypoint run --help` does not list are left out, and the CA root goes by the
+/// name the help uses.
+#[must_use]
+pub fn waypoint_args(
+    layout: &Layout,
+    node: &str,
+    control_ip: Ipv4Addr,
+    pod_ip: Ipv4Addr,
+    help: &str,
+) -> Vec<String> {
+    let control = SocketAddr::new(IpAddr::V4(control_ip), CONTROL_SECURE_PORT).to_string();
+    let on_pod = |port: u16| SocketAddr::new(IpAddr::V4(pod_ip), port).to_string();
+    let ca_flag = if help.contains("--ca-root") {
+        "--ca-root"
+    } else {
+        "--ca-cert"
+    };
+    let wanted = [
+        ("--control", control),
+        ("--token-file", path_arg(&layout.node_token(node))),
+        (ca_flag, path_arg(&layout.ca_root())),
+        ("--hbone-addr", on_pod(WAYPOINT_HBONE_PORT)),
+        ("--metrics-addr", on_pod(WAYPOINT_METRICS_PORT)),
+        ("--readiness-addr", on_pod(WAYPOINT_READINESS_PORT)),
+        ("--admin-addr", on_pod(NODE_ADMIN_PORT)),
+        ("--drain-timeout", "1".to_owned()),
+        // JSON access-log lines, as the node proxies write them.
+        ("--access-log-format", "json".to_owned()),
+    ];
+    let mut argv = Vec::new();
+    for (flag, value) in wanted {
+        let listed = help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}="));
+        if listed || flag == "--control" {
+            argv.extend([flag.to_owned(), value]);
+        }
+    }
+    argv
+}
+
+/// `weft waypoint run --help` of `weft` (empty when it has no such command).
+#[must_use]
+pub fn waypoint_help(weft: &Path) -> String {
+    std::process::Command::new(weft)
+        .args(["waypoint", "run", "--help"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
+}
+
 fn path_arg(path: &Path) -> String {
     path.display().to_string()
 }
@@ -155,6 +216,28 @@ fn write_private(path: &Path, text: &str) -> Result<(), TokenError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn waypoint_args_use_the_flags_its_help_lists() {
+        let layout = Layout::new(Path::new("/s"), "t");
+        let (control, pod) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 244, 1, 5));
+        let help = "  --control <ADDR>\n  --token-file <FILE>\n  --ca-cert <FILE>\n  \
+                    --hbone-addr <ADDR>\n";
+        let args = waypoint_args(&layout, "node-a", control, pod, help);
+        let expected = [
+            "--control".to_owned(),
+            "10.0.0.1:15012".to_owned(),
+            "--token-file".to_owned(),
+            path_arg(&layout.node_token("node-a")),
+            "--ca-cert".to_owned(),
+            path_arg(&layout.ca_root()),
+            "--hbone-addr".to_owned(),
+            "10.244.1.5:15008".to_owned(),
+        ];
+        assert_eq!(args, expected);
+        let args = waypoint_args(&layout, "node-a", control, pod, "--ca-root <F>");
+        assert!(args.contains(&"--ca-root".to_owned()), "{args:?}");
+    }
 
     #[test]
     fn tokens_are_private_distinct_and_listed_for_the_control_plane() {

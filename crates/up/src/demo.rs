@@ -6,6 +6,8 @@
 //! 2. frontend/reports -> catalog.shop: denied by the AuthorizationPolicy.
 //! 3. legacy/legacy-client -> catalog.shop: plaintext from outside the mesh, refused (STRICT).
 //! 4. frontend/web -> httpbin.legacy: a destination outside the mesh, passed through.
+//! 5. and 6. through the waypoint of shop/reviews ([`crate::demo_l7`]): an L7 traffic split
+//!    and an L7 denial.
 
 use crate::layout::SYSTEM_NAMESPACE;
 use crate::mesh::Mesh;
@@ -63,9 +65,11 @@ const STEPS: [Step; 4] = [
 
 /// What one call returned.
 #[derive(Debug)]
-struct CallResult {
-    ok: bool,
-    output: String,
+pub(crate) struct CallResult {
+    /// Exit status 0: a 2xx answer.
+    pub(crate) ok: bool,
+    /// What the client printed (status line, then the body).
+    pub(crate) output: String,
 }
 
 /// What the tour showed.
@@ -114,17 +118,24 @@ pub fn run(mesh: &Mesh) -> DemoReport {
             );
         }
     }
-    let _ = writeln!(report, "{as_expected}/{} steps as expected", STEPS.len());
+    let (l7_expected, l7_steps) = crate::demo_l7::run(mesh, &mut report, STEPS.len() + 1);
+    let (as_expected, steps) = (as_expected + l7_expected, STEPS.len() + l7_steps);
+    let _ = writeln!(report, "{as_expected}/{steps} steps as expected");
     DemoReport {
         text: report,
-        all_as_expected: as_expected == STEPS.len(),
+        all_as_expected: as_expected == steps,
     }
 }
 
 fn call_from(mesh: &Mesh, step: &Step) -> Option<CallResult> {
+    call(mesh, step.from, step.url)
+}
+
+/// `weft x call URL` as pod `from` (`None` when that pod is not running).
+pub(crate) fn call(mesh: &Mesh, from: &str, url: &str) -> Option<CallResult> {
     let output = mesh
-        .pod_command(step.from, mesh.weft_binary())?
-        .args(["x", "call", step.url, "--timeout", CALL_TIMEOUT_SECS])
+        .pod_command(from, mesh.weft_binary())?
+        .args(["x", "call", url, "--timeout", CALL_TIMEOUT_SECS])
         .output();
     Some(match output {
         Ok(out) => CallResult {

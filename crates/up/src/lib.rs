@@ -26,6 +26,7 @@
 pub mod bundled;
 pub mod components;
 pub mod demo;
+mod demo_l7;
 pub mod down;
 pub mod exec;
 pub mod layout;

@@ -74,6 +74,8 @@ pub struct Mesh {
     nodes: BTreeMap<String, Process>,
     links: BTreeMap<String, NodeLink>,
     features: NodeFeatures,
+    /// `weft waypoint run --help`: which flags waypoint pods are given.
+    waypoint_help: String,
 }
 
 impl Mesh {
@@ -114,7 +116,6 @@ impl Mesh {
         features: NodeFeatures,
     ) -> Self {
         Self {
-            settings,
             network,
             plan: MeshPlan {
                 nodes: plan.nodes.clone(),
@@ -125,6 +126,8 @@ impl Mesh {
             nodes: BTreeMap::new(),
             links: BTreeMap::new(),
             features,
+            waypoint_help: components::waypoint_help(&settings.weft),
+            settings,
         }
     }
 
@@ -404,6 +407,9 @@ impl Mesh {
         let mut processes = Vec::new();
         for container in &pod.containers {
             let mut argv = self.resolve_program(&container.argv);
+            if pod.waypoint.is_some() {
+                argv.extend(self.waypoint_args(pod));
+            }
             if netns.is_none() {
                 argv = loopback::bind_echo(argv, pod.ip);
             }
@@ -475,6 +481,18 @@ impl Mesh {
         for process in processes {
             pid_records::forget(&self.settings.layout, process.pid());
         }
+    }
+
+    /// What a waypoint pod's `weft waypoint run` is told besides its Gateway.
+    fn waypoint_args(&self, pod: &PodPlan) -> Vec<String> {
+        let control = self.control_site();
+        components::waypoint_args(
+            &self.settings.layout,
+            &pod.node,
+            control.ip,
+            pod.ip,
+            &self.waypoint_help,
+        )
     }
 
     /// `weft` as a program means this binary (so manifests work without weft on PATH).

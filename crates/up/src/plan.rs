@@ -71,10 +71,13 @@ pub struct PodPlan {
     pub uid: String,
     /// Whether the node proxy captures its traffic (ambient).
     pub enrolled: bool,
-    /// SPIFFE identity, for enrolled pods.
+    /// SPIFFE identity, for enrolled pods and waypoints.
     pub identity: Option<String>,
     /// Its processes.
     pub containers: Vec<ContainerPlan>,
+    /// The waypoint Gateway (`namespace/name`) this pod runs, for a waypoint's pod: its
+    /// container is `weft waypoint run`, to which `weft up` adds where the control plane is.
+    pub waypoint: Option<String>,
 }
 
 impl PodPlan {
@@ -253,12 +256,15 @@ fn plan_pod(
     let uid = pod_uid(&options.cluster_id, pod.namespace(), pod.name());
     let workload = workloads.get(uid.as_str());
     let enrolled = workload.is_some_and(|w| w.tunnel_protocol == TunnelProtocol::Hbone as i32);
-    let identity = workload.filter(|_| enrolled).map(|w| {
-        format!(
-            "spiffe://{}/ns/{}/sa/{}",
-            w.trust_domain, w.namespace, w.service_account
-        )
-    });
+    let waypoint = weft_api::expand::waypoint::waypoint_of(pod);
+    let identity = workload
+        .filter(|_| enrolled || waypoint.is_some())
+        .map(|w| {
+            format!(
+                "spiffe://{}/ns/{}/sa/{}",
+                w.trust_domain, w.namespace, w.service_account
+            )
+        });
     let spec = pod.pod.spec.as_ref();
     let containers = spec
         .map(|s| s.containers.as_slice())
@@ -275,6 +281,7 @@ fn plan_pod(
         enrolled,
         identity,
         containers,
+        waypoint,
     })
 }
 
@@ -379,18 +386,45 @@ mod tests {
         let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["node-a", "node-b"]);
         let keys: Vec<&str> = plan.pods.keys().map(String::as_str).collect();
+        let waypoint = format!(
+            "shop/{}",
+            weft_api::expand::waypoint::waypoint_pod_name("shop", "waypoint")
+        );
+        let mut expected = vec![
+            "frontend/reports-0",
+            "frontend/web-0",
+            "frontend/web-1",
+            "legacy/httpbin-0",
+            "legacy/legacy-client-0",
+            "shop/catalog-v1-0",
+            "shop/catalog-v1-1",
+            "shop/catalog-v2-0",
+            "shop/reviews-v1-0",
+            "shop/reviews-v2-0",
+            &waypoint,
+        ];
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        // The waypoint's pod: its own identity, not captured, runs `weft waypoint run`.
+        let pod = &plan.pods[&waypoint];
+        assert_eq!(pod.waypoint.as_deref(), Some("shop/waypoint"));
+        assert!(!pod.enrolled);
         assert_eq!(
-            keys,
-            [
-                "frontend/reports-0",
-                "frontend/web-0",
-                "frontend/web-1",
-                "legacy/httpbin-0",
-                "legacy/legacy-client-0",
-                "shop/catalog-v1-0",
-                "shop/catalog-v1-1",
-                "shop/catalog-v2-0",
-            ]
+            pod.identity.as_deref(),
+            Some("spiffe://cluster.local/ns/shop/sa/waypoint")
+        );
+        assert_eq!(
+            pod.containers[0].argv,
+            ["weft", "waypoint", "run", "--gateway", "shop/waypoint"]
+        );
+        let service = plan.service_names.iter().find(|s| s.name == "waypoint");
+        let rule = plan.services.iter().find(|r| {
+            service.is_some_and(|s| s.vip == r.vip) && r.port == 15008
+        });
+        assert_eq!(
+            rule.map(|r| r.endpoints.clone()),
+            Some(vec![SocketAddrV4::new(pod.ip, 15008)]),
+            "the waypoint's Service reaches its pod on 15008"
         );
         let web = &plan.pods["frontend/web-0"];
         assert!(web.enrolled);

@@ -2,7 +2,8 @@
 
 use crate::plan::MeshPlan;
 
-/// `NODE POD IP ENROLLED IDENTITY`, one row per pod, sorted by node then pod.
+/// `NODE POD IP ENROLLED IDENTITY`, one row per pod, sorted by node then pod; a waypoint's
+/// pod says `waypoint` (it is not captured: it terminates HBONE itself).
 #[must_use]
 pub fn pod_table(plan: &MeshPlan) -> String {
     let mut rows: Vec<[String; 5]> = plan
@@ -13,7 +14,12 @@ pub fn pod_table(plan: &MeshPlan) -> String {
                 p.node.clone(),
                 p.key(),
                 p.ip.to_string(),
-                if p.enrolled { "yes" } else { "no" }.to_owned(),
+                match (&p.waypoint, p.enrolled) {
+                    (Some(_), _) => "waypoint",
+                    (None, true) => "yes",
+                    (None, false) => "no",
+                }
+                .to_owned(),
                 p.identity.clone().unwrap_or_else(|| "-".to_owned()),
             ]
         })
@@ -60,6 +66,7 @@ mod tests {
             enrolled: identity.is_some(),
             identity: identity.map(str::to_owned),
             containers: Vec::new(),
+            waypoint: None,
         };
         let mut plan = MeshPlan::default();
         for p in [
