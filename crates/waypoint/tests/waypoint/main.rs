@@ -1,0 +1,7 @@
+//! The waypoint end to end on loopback: a delta xDS server publishing the workload API and
+//! the Waypoint resource, the waypoint, backend workloads behind real HBONE listeners, and
+//! a client workload whose HBONE tunnels go to the waypoint.
+
+mod harness;
+mod http;
+mod resilience;
