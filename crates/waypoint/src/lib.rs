@@ -21,6 +21,7 @@ mod budget;
 pub mod config;
 pub mod detect;
 mod http;
+pub mod otlp;
 pub mod outlier;
 pub mod process;
 pub mod routing;

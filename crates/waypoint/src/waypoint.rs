@@ -71,8 +71,8 @@ impl WaypointOptions {
 
 /// A span of the tracing integration, finished when the response ends.
 pub trait Span: Send {
-    /// Ends the span with the status sent and the response flags.
-    fn finish(self: Box<Self>, status: u16, flags: &str);
+    /// Ends the span with the request's access-log entry (status, flags, route, upstream).
+    fn finish(self: Box<Self>, entry: &crate::telemetry::AccessEntry);
 }
 
 /// The tracing hook: called for every request once `x-request-id` is set; it may read and

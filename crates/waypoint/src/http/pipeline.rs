@@ -373,7 +373,7 @@ fn finish(
         entry.bytes_sent = end.bytes;
         entry.log();
         if let Some(span) = span {
-            span.finish(status, entry.flags);
+            span.finish(&entry);
         }
     });
     Response::from_parts(parts, boxed(body))
