@@ -255,13 +255,14 @@ fn start(
             Mesh::create_loopback(settings, &plan, net)
         }
     };
-    let problems = mesh.apply(plan);
-    for problem in problems.iter().filter(|p| !p.starts_with("added pod")) {
-        println!("{problem}");
-    }
+    // Components first: a waypoint's pod needs the control plane's CA root and address.
     if let Err(e) = mesh.start_components(cancel) {
         let _ = mesh.shutdown();
         return Err(e);
+    }
+    let problems = mesh.apply(plan);
+    for problem in problems.iter().filter(|p| !p.starts_with("added pod")) {
+        println!("{problem}");
     }
     Ok((mesh, planner))
 }
