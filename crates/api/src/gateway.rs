@@ -6,16 +6,23 @@
 //! all `v1`). We only take its `spec` types and wrap them in our own [`Resource`], so the
 //! kube derive machinery never touches parsing. Older versions (`v1beta1`, `v1alpha2`,
 //! `v1alpha3`) of these kinds carry a subset of the `v1` schema and parse with the same types.
+//! `HTTPRoute` is the exception: its spec comes from the experimental channel, a superset of
+//! the standard one, so that `rules[].retry` (attempts, codes, backoff) is accepted. The other
+//! experimental-only parts it brings (`sessionPersistence`, the `ExternalAuth` filter,
+//! `useDefaultGateways`) parse too; the L7 engine rejects what it does not implement, naming
+//! the field, rather than ignoring it.
 //! `TCPRoute` and `UDPRoute` live only in the experimental channel (`v1alpha2`); their schema
 //! is exactly TLSRoute's `parentRefs` + `rules[].backendRefs` without `hostnames`, so they are
-//! defined here from those parts instead of compiling the whole experimental channel.
+//! defined here from those parts.
 
 use crate::resource::Resource;
 pub use gateway_api::backendtlspolicies::BackendTlsPolicySpec;
 pub use gateway_api::gatewayclasses::GatewayClassSpec;
 pub use gateway_api::gateways::{GatewayListeners, GatewaySpec};
 pub use gateway_api::grpcroutes::GrpcRouteSpec;
-pub use gateway_api::httproutes::{HttpRouteParentRefs, HttpRouteRulesBackendRefs, HttpRouteSpec};
+pub use gateway_api::experimental::httproutes::{
+    HttpRouteParentRefs, HttpRouteRulesBackendRefs, HttpRouteSpec,
+};
 pub use gateway_api::listenersets::ListenerSetSpec;
 pub use gateway_api::referencegrants::ReferenceGrantSpec;
 pub use gateway_api::tlsroutes::{
@@ -60,3 +67,43 @@ pub struct L4RouteSpec {
 
 /// Gateway class name that marks a `Gateway` as an ambient waypoint.
 pub const WAYPOINT_CLASS: &str = "istio-waypoint";
+
+#[cfg(test)]
+mod tests {
+    use crate::{Object, parse_manifests, validate::check_object};
+    use std::path::Path;
+
+    const ROUTE: &str = r"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews, namespace: default}
+spec:
+  parentRefs: [{group: '', kind: Service, name: reviews}]
+  rules:
+  - backendRefs: [{name: reviews, port: 9080}]
+    retry: {attempts: 3, codes: [503, 504], backoff: 100ms}
+";
+
+    #[test]
+    fn an_http_route_retry_parses_without_findings() {
+        let loaded = parse_manifests(ROUTE, Path::new("route.yaml"));
+        assert_eq!(loaded.findings, vec![]);
+        let Object::HttpRoute(route) = &loaded.objects[0].object else {
+            panic!("not an HTTPRoute: {loaded:?}");
+        };
+        let retry = route.spec.rules.as_ref().unwrap()[0].retry.clone().unwrap();
+        assert_eq!(retry.attempts, Some(3));
+        assert_eq!(retry.codes, Some(vec![503, 504]));
+        assert_eq!(retry.backoff.as_deref(), Some("100ms"));
+        assert!(check_object(&loaded.objects[0].object).is_empty());
+    }
+
+    #[test]
+    fn an_http_route_retry_code_out_of_range_is_reported() {
+        let text = ROUTE.replace("[503, 504]", "[200]");
+        let loaded = parse_manifests(&text, Path::new("route.yaml"));
+        let messages: Vec<_> = loaded.findings.iter().map(|f| f.message.clone()).collect();
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(messages[0].contains("retry.codes[0]"), "{messages:?}");
+    }
+}

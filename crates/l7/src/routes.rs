@@ -1,31 +1,25 @@
-//! The route table of one parent (a Service with a waypoint, or a gateway listener): every
-//! `matches[]` entry of every rule of the attached `HTTPRoute`s and `GRPCRoute`s, once per
-//! route hostname, sorted by Gateway API precedence at build time. Choosing a route is then
-//! a scan for the first entry whose hostname and match accept the request (see
-//! `docs/l7.md` for the order and where each step comes from).
+//! The route table of one parent (a service bound to a waypoint, or a gateway listener):
+//! every `matches[]` entry of every rule of the attached wire routes, once per route
+//! hostname, sorted by Gateway API precedence at build time. Choosing a route is then a scan
+//! for the first entry whose hostname and match accept the request (see `docs/l7.md` for the
+//! order and where each step comes from).
 
 mod compile;
 mod matching;
-#[cfg(test)]
+#[cfg(all(test, feature = "api"))]
 mod tests;
 
+use crate::filters::FilterContext;
+use crate::rule::Rule;
 use compile::CompiledRoute;
-use gateway_api::grpcroutes::{GrpcRouteRulesBackendRefs, GrpcRouteRulesFilters};
-use gateway_api::httproutes::{HttpRouteRulesBackendRefs, HttpRouteRulesFilters};
 use http::{HeaderMap, Method};
 use matching::{HostPattern, Request};
 use std::cmp::Reverse;
 use std::fmt;
-use weft_api::gateway::{GrpcRoute, HttpRoute};
+use weft_proto::l7 as pb;
 
-/// A route attached to the table's parent.
-#[derive(Debug, Clone, Copy)]
-pub enum AttachedRoute<'a> {
-    /// An `HTTPRoute`.
-    Http(&'a HttpRoute),
-    /// A `GRPCRoute`.
-    Grpc(&'a GrpcRoute),
-}
+pub(crate) use compile::{FieldError, compile_route};
+pub(crate) use matching::strip_port;
 
 /// The kind of a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,25 +63,6 @@ pub struct RouteError {
     pub message: String,
 }
 
-/// What a selected rule does, carried through from the route untouched.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RuleAction {
-    /// An `HTTPRoute` rule's `backendRefs` and `filters`.
-    Http {
-        /// `backendRefs` (empty when unset).
-        backend_refs: Vec<HttpRouteRulesBackendRefs>,
-        /// `filters` (empty when unset).
-        filters: Vec<HttpRouteRulesFilters>,
-    },
-    /// A `GRPCRoute` rule's `backendRefs` and `filters`.
-    Grpc {
-        /// `backendRefs` (empty when unset).
-        backend_refs: Vec<GrpcRouteRulesBackendRefs>,
-        /// `filters` (empty when unset).
-        filters: Vec<GrpcRouteRulesFilters>,
-    },
-}
-
 /// The parts of a request routing looks at, borrowed from it.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
@@ -102,18 +77,30 @@ pub struct RequestView<'a> {
 }
 
 /// The rule chosen for a request.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Selected<'t> {
     /// The route.
     pub route: &'t RouteName,
-    /// Index of the rule in `spec.rules`.
-    pub rule: usize,
-    /// `spec.rules[rule].name`, if set.
-    pub rule_name: Option<&'t str>,
+    /// The rule (its index in the route's rules is [`Rule::index`]).
+    pub rule: &'t Rule,
     /// Index of the `matches[]` entry that won (0 for a rule without matches).
     pub matched: usize,
-    /// What the rule does.
-    pub action: &'t RuleAction,
+    /// The `PathPrefix` of the winning match without its trailing `/` (`""` for `/`), which
+    /// `ReplacePrefixMatch` replaces; `None` when the match is not a prefix.
+    pub matched_prefix: Option<&'t str>,
+}
+
+impl Selected<'_> {
+    /// What the filters of this rule and of its backends need besides the request: the
+    /// scheme the client used and the port it addressed (the listener or service port).
+    #[must_use]
+    pub fn context<'a>(&'a self, scheme: &'a str, port: u16) -> FilterContext<'a> {
+        FilterContext {
+            scheme,
+            port,
+            matched_prefix: self.matched_prefix,
+        }
+    }
 }
 
 /// Precedence of an entry, smallest first.
@@ -146,15 +133,32 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Compiles the routes attached to one parent; rejected routes are left out and
-    /// listed in [`RouteTable::errors`].
-    pub fn new<'a>(routes: impl IntoIterator<Item = AttachedRoute<'a>>) -> Self {
+    /// Compiles the wire routes attached to one parent, whatever their `port`; rejected
+    /// routes are left out and listed in [`RouteTable::errors`].
+    #[must_use]
+    pub fn new(routes: &[pb::Route]) -> Self {
+        Self::build(routes.iter())
+    }
+
+    /// Compiles the routes that apply to one port of the parent: those whose `port` is 0
+    /// (every port) or `port`.
+    #[must_use]
+    pub fn for_port(routes: &[pb::Route], port: u16) -> Self {
+        Self::build(
+            routes
+                .iter()
+                .filter(|r| r.port == 0 || r.port == u32::from(port)),
+        )
+    }
+
+    fn build<'a>(routes: impl Iterator<Item = &'a pb::Route>) -> Self {
         let mut errors = Vec::new();
-        let mut compiled: Vec<CompiledRoute> = (routes.into_iter().map(compile::compile))
+        let mut compiled: Vec<CompiledRoute> = routes
+            .map(compile_route)
             .filter_map(|r| r.map_err(|e| errors.push(e)).ok())
             .collect();
         compiled.sort_by(|a, b| {
-            let age = |r: &CompiledRoute| (r.created.is_none(), r.created.clone());
+            let age = |r: &CompiledRoute| (r.created.is_none(), r.created);
             let name = |r: &CompiledRoute| (r.name.namespace.clone(), r.name.name.clone());
             (age(a), name(a)).cmp(&(age(b), name(b)))
         });
@@ -180,10 +184,9 @@ impl RouteTable {
         let rule = &route.rules[entry.rule];
         Some(Selected {
             route: &route.name,
-            rule: entry.rule,
-            rule_name: rule.name.as_deref(),
+            rule: &rule.rule,
             matched: entry.matched,
-            action: &rule.action,
+            matched_prefix: rule.matches[entry.matched].prefix(),
         })
     }
 

@@ -1,64 +1,53 @@
-//! Compiling one `HTTPRoute` or `GRPCRoute` into matchers: defaults filled in (a rule
-//! without matches matches `PathPrefix /`, a path match without type is a prefix), repeated
-//! header or query names after the first ignored, regexes compiled once. Any invalid part
-//! rejects the whole route with an error naming the field.
+//! Compiling one wire route into matchers: defaults filled in (a rule without matches
+//! matches `PathPrefix /` or, for gRPC, every call; a missing path is `PathPrefix /`),
+//! repeated header or query names after the first ignored, regexes compiled once. Any
+//! invalid part rejects the whole route with an error naming the field in Gateway API
+//! terms (`spec.rules[1].matches[0].path.value`): the wire keeps the rule, match, filter
+//! and backend indices of the route it was translated from.
 
 use super::matching::{
     Condition, GrpcMatch, GrpcMethodMatch, HeaderMatch, HostPattern, HttpMatch, PathMatch,
     QueryMatch, Text,
 };
-use super::{AttachedRoute, RouteError, RouteKind, RouteName, RuleAction};
-use gateway_api::grpcroutes::{
-    GrpcRouteRules, GrpcRouteRulesMatches, GrpcRouteRulesMatchesHeadersType,
-    GrpcRouteRulesMatchesMethod, GrpcRouteRulesMatchesMethodType,
-};
-use gateway_api::httproutes::{
-    HttpRouteRules, HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType,
-    HttpRouteRulesMatchesMethod, HttpRouteRulesMatchesPathType,
-    HttpRouteRulesMatchesQueryParamsType,
-};
+use super::{RouteError, RouteKind, RouteName};
+use crate::rule::Rule;
 use http::{HeaderName, Method};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use weft_proto::l7::{self as pb, MatchType, route::Kind};
 
 /// A route ready for the table.
 #[derive(Debug)]
 pub(crate) struct CompiledRoute {
     pub(crate) name: RouteName,
-    pub(crate) created: Option<Time>,
+    pub(crate) created: Option<i64>,
     pub(crate) hosts: Vec<HostPattern>,
-    pub(crate) rules: Vec<Rule>,
+    pub(crate) rules: Vec<CompiledRule>,
 }
 
-/// One rule: its matches (at least one) and what it carries through.
+/// One rule: its matches (at least one) and what it does.
 #[derive(Debug)]
-pub(crate) struct Rule {
-    pub(crate) name: Option<String>,
+pub(crate) struct CompiledRule {
     pub(crate) matches: Vec<Condition>,
-    pub(crate) action: RuleAction,
+    pub(crate) rule: Rule,
 }
 
 /// A field path and what is wrong with it.
-type FieldError = (String, String);
+pub(crate) type FieldError = (String, String);
 
 /// Compiles one route, or says why it is rejected.
-pub(crate) fn compile(route: AttachedRoute<'_>) -> Result<CompiledRoute, RouteError> {
-    let (kind, metadata, hostnames) = match route {
-        AttachedRoute::Http(r) => (RouteKind::Http, &r.metadata, &r.spec.hostnames),
-        AttachedRoute::Grpc(r) => (RouteKind::Grpc, &r.metadata, &r.spec.hostnames),
-    };
-    let name = route_name(kind, metadata);
-    let rules = match route {
-        AttachedRoute::Http(r) => each_rule(r.spec.rules.as_deref(), http_rule),
-        AttachedRoute::Grpc(r) => each_rule(r.spec.rules.as_deref(), grpc_rule),
-    };
-    let rules = rules.map_err(|(field, message)| RouteError {
+pub(crate) fn compile_route(route: &pb::Route) -> Result<CompiledRoute, RouteError> {
+    let name = route_name(route);
+    let with_name = |(field, message): FieldError| RouteError {
         route: name.clone(),
         field,
         message,
-    })?;
-    let mut hosts: Vec<_> = hostnames
+    };
+    let rules = (route.rules.iter().enumerate())
+        .map(|(i, rule)| compile_rule(name.kind, rule, i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(with_name)?;
+    let mut hosts: Vec<_> = route
+        .hostnames
         .iter()
-        .flatten()
         .map(|h| HostPattern::new(h))
         .collect();
     if hosts.is_empty() {
@@ -66,148 +55,141 @@ pub(crate) fn compile(route: AttachedRoute<'_>) -> Result<CompiledRoute, RouteEr
     }
     Ok(CompiledRoute {
         name,
-        created: metadata.creation_timestamp.clone(),
+        created: route.created,
         hosts,
         rules,
     })
 }
 
-fn route_name(kind: RouteKind, metadata: &ObjectMeta) -> RouteName {
+fn route_name(route: &pb::Route) -> RouteName {
+    let kind = match Kind::try_from(route.kind) {
+        Ok(Kind::Grpc) => RouteKind::Grpc,
+        // An unknown kind is rejected by `compile_rule`; name it as HTTP meanwhile.
+        Ok(Kind::Http) | Err(_) => RouteKind::Http,
+    };
+    let namespace = if route.namespace.is_empty() {
+        "default".to_owned()
+    } else {
+        route.namespace.clone()
+    };
     RouteName {
         kind,
-        namespace: metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".to_owned()),
-        name: metadata.name.clone().unwrap_or_default(),
+        namespace,
+        name: route.name.clone(),
     }
 }
 
-fn each_rule<R>(
-    rules: Option<&[R]>,
-    compile: fn(&R, &str) -> Result<Rule, FieldError>,
-) -> Result<Vec<Rule>, FieldError> {
-    let rules = rules.unwrap_or_default().iter().enumerate();
-    rules
-        .map(|(i, rule)| compile(rule, &format!("spec.rules[{i}]")))
-        .collect()
+fn compile_rule(
+    kind: RouteKind,
+    rule: &pb::Rule,
+    index: usize,
+) -> Result<CompiledRule, FieldError> {
+    let at = format!("spec.rules[{index}]");
+    let matches = match (kind, rule.matches.as_slice()) {
+        (RouteKind::Http, []) => vec![Condition::Http(HttpMatch::every_path())],
+        (RouteKind::Grpc, []) => vec![Condition::Grpc(GrpcMatch::default())],
+        (kind, matches) => (matches.iter().enumerate())
+            .map(|(i, m)| compile_match(kind, m, &format!("{at}.matches[{i}]")))
+            .collect::<Result<_, _>>()?,
+    };
+    let prefix_only = matches.len() == 1 && matches[0].prefix().is_some();
+    let rule = Rule::compile(rule, index, prefix_only, &at)?;
+    Ok(CompiledRule { matches, rule })
 }
 
-/// Compiles `matches[]`, or the one implicit match of a rule without matches.
-fn each_match<M: Default>(
-    matches: Option<&[M]>,
-    at: &str,
-    compile: impl Fn(&M, &str) -> Result<Condition, FieldError>,
-) -> Result<Vec<Condition>, FieldError> {
-    match matches.unwrap_or_default() {
-        [] => Ok(vec![compile(&M::default(), at)?]),
-        matches => (matches.iter().enumerate())
-            .map(|(i, m)| compile(m, &format!("{at}.matches[{i}]")))
-            .collect(),
-    }
-}
-
-fn http_rule(rule: &HttpRouteRules, at: &str) -> Result<Rule, FieldError> {
-    Ok(Rule {
-        name: rule.name.clone(),
-        matches: each_match(rule.matches.as_deref(), at, http_match)?,
-        action: RuleAction::Http {
-            backend_refs: rule.backend_refs.clone().unwrap_or_default(),
-            filters: rule.filters.clone().unwrap_or_default(),
-        },
-    })
-}
-
-fn grpc_rule(rule: &GrpcRouteRules, at: &str) -> Result<Rule, FieldError> {
-    Ok(Rule {
-        name: rule.name.clone(),
-        matches: each_match(rule.matches.as_deref(), at, grpc_match)?,
-        action: RuleAction::Grpc {
-            backend_refs: rule.backend_refs.clone().unwrap_or_default(),
-            filters: rule.filters.clone().unwrap_or_default(),
-        },
-    })
-}
-
-fn http_match(m: &HttpRouteRulesMatches, at: &str) -> Result<Condition, FieldError> {
-    let path = m.path.as_ref();
-    let value = path.and_then(|p| p.value.as_deref()).unwrap_or("/");
-    let path = match path.and_then(|p| p.r#type.as_ref()) {
-        Some(HttpRouteRulesMatchesPathType::Exact) => PathMatch::Exact(value.into()),
-        Some(HttpRouteRulesMatchesPathType::RegularExpression) => {
-            PathMatch::regex(value).map_err(|e| (format!("{at}.path.value"), e.to_string()))?
+fn compile_match(kind: RouteKind, m: &pb::Match, at: &str) -> Result<Condition, FieldError> {
+    let headers = header_matches(&m.headers, &format!("{at}.headers"))?;
+    match kind {
+        RouteKind::Http => {
+            if m.grpc.is_some() {
+                return Err((
+                    format!("{at}.method"),
+                    "a gRPC method match in an HTTPRoute".into(),
+                ));
+            }
+            Ok(Condition::Http(HttpMatch {
+                path: path_match(m.path.as_ref(), &format!("{at}.path"))?,
+                method: http_method(&m.method, &format!("{at}.method"))?,
+                headers,
+                query: query_matches(&m.query_params, &format!("{at}.queryParams"))?,
+            }))
         }
-        Some(HttpRouteRulesMatchesPathType::PathPrefix) | None => PathMatch::prefix(value),
-    };
-    let headers = m.headers.iter().flatten().map(|h| {
-        let regex = h.r#type == Some(HttpRouteRulesMatchesHeadersType::RegularExpression);
-        (h.name.as_str(), regex, h.value.as_str())
-    });
-    let query = m.query_params.iter().flatten().map(|q| {
-        let regex = q.r#type == Some(HttpRouteRulesMatchesQueryParamsType::RegularExpression);
-        (q.name.as_str(), regex, q.value.as_str())
-    });
-    Ok(Condition::Http(HttpMatch {
-        path,
-        method: m.method.as_ref().map(http_method),
-        headers: header_matches(headers, &format!("{at}.headers"))?,
-        query: query_matches(query, &format!("{at}.queryParams"))?,
-    }))
-}
-
-fn grpc_match(m: &GrpcRouteRulesMatches, at: &str) -> Result<Condition, FieldError> {
-    let headers = m.headers.iter().flatten().map(|h| {
-        let regex = h.r#type == Some(GrpcRouteRulesMatchesHeadersType::RegularExpression);
-        (h.name.as_str(), regex, h.value.as_str())
-    });
-    let method = m.method.as_ref();
-    Ok(Condition::Grpc(GrpcMatch {
-        method: method
-            .map(|m| grpc_method(m, &format!("{at}.method")))
-            .transpose()?,
-        headers: header_matches(headers, &format!("{at}.headers"))?,
-    }))
-}
-
-fn grpc_method(m: &GrpcRouteRulesMatchesMethod, at: &str) -> Result<GrpcMethodMatch, FieldError> {
-    let regex = m.r#type == Some(GrpcRouteRulesMatchesMethodType::RegularExpression);
-    let part = |value: &Option<String>, field: &str| {
-        let value = value.as_deref().filter(|v| !v.is_empty());
-        let text = value.map(|v| Text::new(v, regex)).transpose();
-        let text = text.map_err(|e| (format!("{at}.{field}"), e.to_string()))?;
-        Ok::<_, FieldError>((text, value.map_or(0, str::len)))
-    };
-    let (service, service_len) = part(&m.service, "service")?;
-    let (method, method_len) = part(&m.method, "method")?;
-    Ok(GrpcMethodMatch {
-        service,
-        method,
-        lengths: [service_len, method_len],
-    })
-}
-
-fn http_method(method: &HttpRouteRulesMatchesMethod) -> Method {
-    use HttpRouteRulesMatchesMethod as M;
-    match method {
-        M::Get => Method::GET,
-        M::Head => Method::HEAD,
-        M::Post => Method::POST,
-        M::Put => Method::PUT,
-        M::Delete => Method::DELETE,
-        M::Connect => Method::CONNECT,
-        M::Options => Method::OPTIONS,
-        M::Trace => Method::TRACE,
-        M::Patch => Method::PATCH,
+        RouteKind::Grpc => {
+            let http_only = [
+                (m.path.is_some(), "path"),
+                (!m.method.is_empty(), "method"),
+                (!m.query_params.is_empty(), "queryParams"),
+            ];
+            if let Some((_, field)) = http_only.iter().find(|(set, _)| *set) {
+                return Err((
+                    format!("{at}.{field}"),
+                    "not part of a GRPCRoute match".into(),
+                ));
+            }
+            let method = m.grpc.as_ref();
+            let method = method.map(|g| grpc_method(g, &format!("{at}.method")));
+            Ok(Condition::Grpc(GrpcMatch {
+                method: method.transpose()?,
+                headers,
+            }))
+        }
     }
 }
 
-/// `(name, is regex, value)` of a header or query parameter match as written.
-type NameValue<'a> = (&'a str, bool, &'a str);
+fn match_type(value: i32, at: &str) -> Result<MatchType, FieldError> {
+    MatchType::try_from(value)
+        .map_err(|_| (format!("{at}.type"), format!("unknown match type {value}")))
+}
 
-fn header_matches<'a>(
-    items: impl Iterator<Item = NameValue<'a>>,
-    at: &str,
-) -> Result<Vec<HeaderMatch>, FieldError> {
+fn path_match(path: Option<&pb::PathMatch>, at: &str) -> Result<PathMatch, FieldError> {
+    let Some(path) = path else {
+        return Ok(PathMatch::prefix("/"));
+    };
+    let value = path.value.as_str();
+    let field = || format!("{at}.value");
+    match match_type(path.r#type, at)? {
+        MatchType::Regex => PathMatch::regex(value).map_err(|e| (field(), e.to_string())),
+        _ if !value.starts_with('/') => Err((field(), format!("{value:?} does not start with /"))),
+        MatchType::Exact => Ok(PathMatch::Exact(value.into())),
+        MatchType::Prefix => Ok(PathMatch::prefix(value)),
+    }
+}
+
+fn http_method(method: &str, at: &str) -> Result<Option<Method>, FieldError> {
+    if method.is_empty() {
+        return Ok(None);
+    }
+    Method::from_bytes(method.as_bytes())
+        .map(Some)
+        .map_err(|_| (at.to_owned(), format!("{method:?} is not an HTTP method")))
+}
+
+fn grpc_method(m: &pb::GrpcMethodMatch, at: &str) -> Result<GrpcMethodMatch, FieldError> {
+    let regex = match match_type(m.r#type, at)? {
+        MatchType::Exact => false,
+        MatchType::Regex => true,
+        MatchType::Prefix => {
+            return Err((
+                format!("{at}.type"),
+                "must be Exact or RegularExpression".into(),
+            ));
+        }
+    };
+    let part = |value: &str, field: &str| {
+        let text = (!value.is_empty())
+            .then(|| Text::new(value, regex))
+            .transpose();
+        let text = text.map_err(|e| (format!("{at}.{field}"), e.to_string()))?;
+        Ok::<_, FieldError>(text)
+    };
+    Ok(GrpcMethodMatch {
+        service: part(&m.service, "service")?,
+        method: part(&m.method, "method")?,
+        lengths: [m.service.len(), m.method.len()],
+    })
+}
+
+fn header_matches(items: &[pb::KeyMatch], at: &str) -> Result<Vec<HeaderMatch>, FieldError> {
     let key = |name: &str| HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string());
     let list = first_of_each_name(items, at, key)?;
     Ok(list
@@ -216,11 +198,12 @@ fn header_matches<'a>(
         .collect())
 }
 
-fn query_matches<'a>(
-    items: impl Iterator<Item = NameValue<'a>>,
-    at: &str,
-) -> Result<Vec<QueryMatch>, FieldError> {
-    let list = first_of_each_name(items, at, |name| Ok(Box::<str>::from(name)))?;
+fn query_matches(items: &[pb::KeyMatch], at: &str) -> Result<Vec<QueryMatch>, FieldError> {
+    let key = |name: &str| match name {
+        "" => Err("empty name".to_owned()),
+        name => Ok(Box::<str>::from(name)),
+    };
+    let list = first_of_each_name(items, at, key)?;
     Ok(list
         .into_iter()
         .map(|(name, value)| QueryMatch { name, value })
@@ -229,19 +212,29 @@ fn query_matches<'a>(
 
 /// Compiles name/value matches, keeping only the first entry of each (equivalent) name,
 /// as the spec asks for both headers and query parameters.
-fn first_of_each_name<'a, K: PartialEq>(
-    items: impl Iterator<Item = NameValue<'a>>,
+fn first_of_each_name<K: PartialEq>(
+    items: &[pb::KeyMatch],
     at: &str,
     key: impl Fn(&str) -> Result<K, String>,
 ) -> Result<Vec<(K, Text)>, FieldError> {
     let mut list: Vec<(K, Text)> = Vec::new();
-    for (i, (name, regex, value)) in items.enumerate() {
-        let name = key(name).map_err(|e| (format!("{at}[{i}].name"), e))?;
+    for (i, item) in items.iter().enumerate() {
+        let name = key(&item.name).map_err(|e| (format!("{at}[{i}].name"), e))?;
         if list.iter().any(|(seen, _)| *seen == name) {
             continue;
         }
-        let value =
-            Text::new(value, regex).map_err(|e| (format!("{at}[{i}].value"), e.to_string()))?;
+        let regex = match match_type(item.r#type, &format!("{at}[{i}]"))? {
+            MatchType::Exact => false,
+            MatchType::Regex => true,
+            MatchType::Prefix => {
+                return Err((
+                    format!("{at}[{i}].type"),
+                    "must be Exact or RegularExpression".into(),
+                ));
+            }
+        };
+        let value = Text::new(&item.value, regex)
+            .map_err(|e| (format!("{at}[{i}].value"), e.to_string()))?;
         list.push((name, value));
     }
     Ok(list)

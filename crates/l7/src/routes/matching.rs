@@ -193,6 +193,18 @@ pub(crate) struct HttpMatch {
     pub(crate) query: Vec<QueryMatch>,
 }
 
+impl HttpMatch {
+    /// The implicit match of a rule without matches: `PathPrefix /`.
+    pub(crate) fn every_path() -> Self {
+        HttpMatch {
+            path: PathMatch::prefix("/"),
+            method: None,
+            headers: Vec::new(),
+            query: Vec::new(),
+        }
+    }
+}
+
 /// The `method` of one `GRPCRoute` match: service and/or method name.
 #[derive(Debug, Clone)]
 pub(crate) struct GrpcMethodMatch {
@@ -202,8 +214,8 @@ pub(crate) struct GrpcMethodMatch {
     pub(crate) lengths: [usize; 2],
 }
 
-/// The match of one `GRPCRoute` rule's `matches[]` entry.
-#[derive(Debug, Clone)]
+/// The match of one `GRPCRoute` rule's `matches[]` entry (the default matches every call).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct GrpcMatch {
     pub(crate) method: Option<GrpcMethodMatch>,
     pub(crate) headers: Vec<HeaderMatch>,
@@ -231,6 +243,17 @@ impl Condition {
                 let [service, method] = m.method.as_ref().map_or([0, 0], |m| m.lengths);
                 [service, method, m.headers.len(), 0, 0]
             }
+        }
+    }
+
+    /// The path prefix of an HTTP prefix match (without trailing `/`).
+    pub(crate) fn prefix(&self) -> Option<&str> {
+        match self {
+            Self::Http(HttpMatch {
+                path: PathMatch::Prefix(prefix),
+                ..
+            }) => Some(prefix),
+            _ => None,
         }
     }
 
@@ -311,7 +334,7 @@ fn grpc_call(path: &str) -> Option<(&str, &str)> {
 
 /// The host of a `Host` / `:authority` value: without port, brackets kept for IPv6, and
 /// without a trailing dot.
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     let host = match host.rsplit_once(':') {
         Some((name, port)) if !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
             name

@@ -1,8 +1,10 @@
 //! Route matching and precedence as tables: each row is a set of routes (YAML parsed by
-//! weft-api), a request, and the rule expected to win, written `namespace/name#rule.match`
-//! (`404` when nothing matches). Rows follow the order of the spec's precedence steps.
+//! weft-api, converted to the wire form by `from_api`), a request, and the rule expected to
+//! win, written `namespace/name#rule.match` (`404` when nothing matches). Rows follow the
+//! order of the spec's precedence steps.
 
-use super::{AttachedRoute, RequestView, RouteKind, RouteTable};
+use super::{RequestView, RouteError, RouteKind, RouteTable};
+use crate::from_api::{BackendResolver, BackendTarget, grpc_route, http_route};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::path::Path;
 use weft_api::Object;
@@ -43,12 +45,33 @@ fn parse(routes: &[String], strict: bool) -> Vec<Object> {
     loaded.objects.into_iter().map(|o| o.object).collect()
 }
 
-fn table(objects: &[Object]) -> RouteTable {
-    RouteTable::new(objects.iter().filter_map(|o| match o {
-        Object::HttpRoute(r) => Some(AttachedRoute::Http(r)),
-        Object::GrpcRoute(r) => Some(AttachedRoute::Grpc(r)),
+/// Resolves every reference to `<namespace>/<name>.<namespace>.svc.cluster.local`.
+pub(crate) struct ClusterLocal;
+
+impl BackendResolver for ClusterLocal {
+    fn resolve(&self, target: &BackendTarget<'_>) -> Result<String, String> {
+        let BackendTarget {
+            namespace, name, ..
+        } = target;
+        Ok(format!("{namespace}/{name}.{namespace}.svc.cluster.local"))
+    }
+}
+
+/// The table of the routes among `objects`, and every error: the converter's (in object
+/// order), then the table's.
+fn table(objects: &[Object]) -> (RouteTable, Vec<RouteError>) {
+    let converted = objects.iter().filter_map(|o| match o {
+        Object::HttpRoute(r) => Some(http_route(r, None, &ClusterLocal)),
+        Object::GrpcRoute(r) => Some(grpc_route(r, None, &ClusterLocal)),
         _ => None,
-    }))
+    });
+    let mut errors = Vec::new();
+    let wire: Vec<_> = converted
+        .filter_map(|r| r.map_err(|e| errors.push(e)).ok())
+        .collect();
+    let table = RouteTable::new(&wire);
+    errors.extend_from_slice(table.errors());
+    (table, errors)
 }
 
 /// Selects for `request` (`METHOD host path`, plus headers) and renders the winner.
@@ -72,7 +95,10 @@ fn select(table: &RouteTable, request: &str, headers: &[(&str, &str)]) -> String
     table.select(&view).map_or("404".to_owned(), |s| {
         format!(
             "{}/{}#{}.{}",
-            s.route.namespace, s.route.name, s.rule, s.matched
+            s.route.namespace,
+            s.route.name,
+            s.rule.index(),
+            s.matched
         )
     })
 }
@@ -89,7 +115,7 @@ type Row<'a> = (
 fn check(rows: Vec<Row<'_>>) {
     let mut failures = Vec::new();
     for (what, routes, request, headers, want) in rows {
-        let got = select(&table(&parse(&routes, true)), request, headers);
+        let got = select(&table(&parse(&routes, true)).0, request, headers);
         if got != want {
             failures.push(format!("{what}: {request} -> {got}, want {want}"));
         }
@@ -120,14 +146,14 @@ fn http_and_grpc_routes_with_intersecting_hostnames_keep_the_oldest() {
             "hostnames: [\"*.test\"], rules: [{}]",
         ),
     ];
-    let table = table(&parse(&routes, true));
+    let (table, errors) = table(&parse(&routes, true));
     assert_eq!(
         select(&table, "POST a.test /x.Y/Z", GRPC),
         "default/rpc#0.0"
     );
     assert_eq!(select(&table, "GET a.test /", &[]), "404");
-    let [error] = table.errors() else {
-        panic!("{:?}", table.errors())
+    let [error] = errors.as_slice() else {
+        panic!("{errors:?}")
     };
     assert_eq!(
         (error.route.kind, error.route.name.as_str()),
@@ -149,11 +175,10 @@ fn an_invalid_regex_rejects_only_its_route_and_names_the_field() {
         ),
         http("good", &prefix("/ok")),
     ];
-    let table = table(&parse(&routes, false));
+    let (table, errors) = table(&parse(&routes, false));
     assert_eq!(select(&table, "GET svc /ok", &[]), "default/good#0.0");
     assert_eq!(select(&table, "GET svc /other", &[]), "404");
-    let fields: Vec<_> = table
-        .errors()
+    let fields: Vec<_> = errors
         .iter()
         .map(|e| format!("{} {}", e.route, e.field))
         .collect();
@@ -173,7 +198,7 @@ fn selected_carries_the_rule_through() {
         "rules: [{name: main, backendRefs: [{name: b, port: 8080, weight: 3}], filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x, value: y}]}}]}]",
     )];
     let objects = parse(&routes, true);
-    let table = table(&objects);
+    let (table, _) = table(&objects);
     let map = HeaderMap::new();
     let view = RequestView {
         method: &Method::GET,
@@ -182,18 +207,19 @@ fn selected_carries_the_rule_through() {
         headers: &map,
     };
     let selected = table.select(&view).expect("selected");
-    assert_eq!(selected.rule_name, Some("main"));
-    let super::RuleAction::Http {
-        backend_refs,
-        filters,
-    } = selected.action
-    else {
-        panic!("not an HTTP rule")
+    assert_eq!(selected.rule.name(), Some("main"));
+    let [backend] = selected.rule.backends() else {
+        panic!("{:?}", selected.rule.backends())
     };
     assert_eq!(
-        (backend_refs[0].name.as_str(), backend_refs[0].weight),
-        ("b", Some(3))
+        (backend.service(), backend.port(), backend.weight()),
+        ("default/b.default.svc.cluster.local", 8080, 3)
     );
-    assert_eq!(filters.len(), 1);
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    let verdict =
+        (selected.rule.filters()).apply_request(&mut parts, &selected.context("http", 80));
+    assert_eq!(verdict, Ok(crate::RequestVerdict::Forward));
+    assert_eq!(parts.headers["x"], "y");
     assert_eq!(selected.route.to_string(), "HTTPRoute default/r");
+    assert_eq!(selected.matched_prefix, Some(""));
 }
