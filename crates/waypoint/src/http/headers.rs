@@ -254,7 +254,7 @@ mod tests {
         headers.insert("te", HeaderValue::from_static("trailers"));
         headers.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut headers);
-        let names: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
+        let names: Vec<_> = headers.keys().map(http::HeaderName::as_str).collect();
         assert_eq!(names, ["te", "x-kept"]);
     }
 }

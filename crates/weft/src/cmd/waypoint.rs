@@ -23,7 +23,7 @@ enum WaypointCommand {
     /// Remove a waypoint Gateway and the Namespace labels pointing at it.
     Delete(DeleteArgs),
     /// Run a waypoint: the L7 proxy of one waypoint Gateway (HBONE on 15008).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
 }
 
 /// Where the configuration is.
@@ -92,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         WaypointCommand::Apply(args) => apply(args),
         WaypointCommand::List(args) => list(&args),
-        WaypointCommand::Run(args) => run::run(args),
+        WaypointCommand::Run(args) => run::run(*args),
         WaypointCommand::Delete(args) => {
             let target = args.target;
             let outcome =
