@@ -22,7 +22,12 @@ const ROUTES: &[Kind] = &[
 const HTTP_AND_GRPC: &[Kind] = &[Kind::HttpRoute, Kind::GrpcRoute];
 const L4_ROUTES: &[Kind] = &[Kind::TcpRoute, Kind::UdpRoute];
 const LISTENER_KINDS: &[Kind] = &[Kind::Gateway, Kind::ListenerSet];
-const ISTIO_SELECTED: &[Kind] = &[Kind::AuthorizationPolicy, Kind::PeerAuthentication];
+const ISTIO_SELECTED: &[Kind] = &[
+    Kind::AuthorizationPolicy,
+    Kind::PeerAuthentication,
+    Kind::RequestAuthentication,
+];
+const TARGETED: &[Kind] = &[Kind::AuthorizationPolicy, Kind::RequestAuthentication];
 const ANY_VERSION: &[&str] = &[];
 const GATEWAY_V1: &[&str] = &["gateway.networking.k8s.io/v1"];
 const GATEWAY_V1ALPHA2: &[&str] = &["gateway.networking.k8s.io/v1alpha2"];
@@ -270,20 +275,26 @@ pub static BLOCKS: &[Block] = &[
         &[("matchLabels", Count(0, 4096))],
     ),
     // AuthorizationPolicy.
+    block(TARGETED, "spec", &[("targetRefs", Count(0, 16))]),
+    block(TARGETED, "spec.targetRef", POLICY_TARGET),
+    block(TARGETED, "spec.targetRefs[]", POLICY_TARGET),
+    // RequestAuthentication.
     block(
-        &[Kind::AuthorizationPolicy],
+        &[Kind::RequestAuthentication],
         "spec",
-        &[("targetRefs", Count(0, 16))],
+        &[("jwtRules", Count(0, 4096))],
     ),
     block(
-        &[Kind::AuthorizationPolicy],
-        "spec.targetRef",
-        POLICY_TARGET,
-    ),
-    block(
-        &[Kind::AuthorizationPolicy],
-        "spec.targetRefs[]",
-        POLICY_TARGET,
+        &[Kind::RequestAuthentication],
+        "spec.jwtRules[]",
+        &[
+            ("issuer", Length(1, UNBOUNDED)),
+            ("fromHeaders[].name", Length(1, UNBOUNDED)),
+            ("fromHeaders[].name", Pattern(Format::HeaderName)),
+            ("outputPayloadToHeader", Pattern(Format::HeaderName)),
+            ("outputClaimToHeaders[].header", Pattern(Format::HeaderName)),
+            ("timeout", Pattern(Format::Duration)),
+        ],
     ),
     // PeerAuthentication.
     block(

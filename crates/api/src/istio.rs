@@ -1,4 +1,5 @@
-//! Istio resources: `security.istio.io` (`AuthorizationPolicy`, `PeerAuthentication`) and
+//! Istio resources: `security.istio.io` (`AuthorizationPolicy`, `PeerAuthentication`,
+//! `RequestAuthentication`) and
 //! `networking.istio.io` (`ServiceEntry`, `WorkloadEntry`), versions `v1` and `v1beta1`
 //! (same schema). Written from the public API reference; field names are the upstream
 //! camelCase ones. Every field is optional unless the upstream API requires it.
@@ -11,6 +12,8 @@ use std::collections::BTreeMap;
 pub type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
 /// `security.istio.io` `PeerAuthentication`.
 pub type PeerAuthentication = Resource<PeerAuthenticationSpec>;
+/// `security.istio.io` `RequestAuthentication`.
+pub type RequestAuthentication = Resource<RequestAuthenticationSpec>;
 /// `networking.istio.io` `ServiceEntry`.
 pub type ServiceEntry = Resource<ServiceEntrySpec>;
 /// `networking.istio.io` `WorkloadEntry`.
@@ -205,6 +208,70 @@ pub enum MtlsMode {
     Permissive,
     /// Only mTLS is accepted.
     Strict,
+}
+
+/// `RequestAuthentication.spec`: which JWTs a proxy accepts. A request carrying an invalid
+/// token is rejected; a request without one is not (an AuthorizationPolicy requiring
+/// `requestPrincipals` does that).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestAuthenticationSpec {
+    /// Workloads it applies to (sidecar/gateway form); exclusive with `targetRefs`.
+    pub selector: Option<WorkloadSelector>,
+    /// Deprecated single target reference.
+    pub target_ref: Option<PolicyTargetReference>,
+    /// Gateways, waypoints or services it attaches to.
+    pub target_refs: Option<Vec<PolicyTargetReference>>,
+    /// Accepted token issuers and how to verify and find their tokens.
+    pub jwt_rules: Option<Vec<JwtRule>>,
+}
+
+/// `RequestAuthentication.spec.jwtRules[]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtRule {
+    /// The `iss` a token must carry (required).
+    pub issuer: String,
+    /// Accepted `aud` values; empty accepts any audience.
+    pub audiences: Option<Vec<String>>,
+    /// URL of the issuer's JSON Web Key Set.
+    pub jwks_uri: Option<String>,
+    /// The JSON Web Key Set inline (takes precedence over `jwksUri`).
+    pub jwks: Option<String>,
+    /// Headers the token is read from; default `Authorization: Bearer <token>`.
+    pub from_headers: Option<Vec<JwtHeader>>,
+    /// Query parameters the token is read from.
+    pub from_params: Option<Vec<String>>,
+    /// Cookies the token is read from.
+    pub from_cookies: Option<Vec<String>>,
+    /// Header that receives the verified payload (base64url).
+    pub output_payload_to_header: Option<String>,
+    /// Claims copied into request headers.
+    pub output_claim_to_headers: Option<Vec<ClaimToHeader>>,
+    /// Keep the token in the request forwarded upstream.
+    pub forward_original_token: Option<bool>,
+    /// How long fetching `jwksUri` may take, e.g. `5s`.
+    pub timeout: Option<String>,
+}
+
+/// `jwtRules[].fromHeaders[]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtHeader {
+    /// Header name (required).
+    pub name: String,
+    /// Prefix before the token in the value, e.g. `Bearer `.
+    pub prefix: Option<String>,
+}
+
+/// `jwtRules[].outputClaimToHeaders[]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimToHeader {
+    /// Request header to set.
+    pub header: String,
+    /// Claim whose value it receives.
+    pub claim: String,
 }
 
 /// `ServiceEntry.spec`.

@@ -5,7 +5,9 @@ use crate::gateway::{
     BackendTlsPolicy, Gateway, GatewayClass, GrpcRoute, HttpRoute, ListenerSet, ReferenceGrant,
     TcpRoute, TlsRoute, UdpRoute,
 };
-use crate::istio::{AuthorizationPolicy, PeerAuthentication, ServiceEntry, WorkloadEntry};
+use crate::istio::{
+    AuthorizationPolicy, PeerAuthentication, RequestAuthentication, ServiceEntry, WorkloadEntry,
+};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, Node, Pod, Secret, Service, ServiceAccount,
@@ -133,6 +135,7 @@ kinds! {
     DaemonSet(DaemonSet) = "DaemonSet", APPS, namespaced: true;
     AuthorizationPolicy(AuthorizationPolicy) = "AuthorizationPolicy", SECURITY, namespaced: true;
     PeerAuthentication(PeerAuthentication) = "PeerAuthentication", SECURITY, namespaced: true;
+    RequestAuthentication(RequestAuthentication) = "RequestAuthentication", SECURITY, namespaced: true;
     ServiceEntry(ServiceEntry) = "ServiceEntry", NETWORKING, namespaced: true;
     WorkloadEntry(WorkloadEntry) = "WorkloadEntry", NETWORKING, namespaced: true;
     GatewayClass(GatewayClass) = "GatewayClass", GW_V1, namespaced: false;

@@ -1,8 +1,61 @@
 //! One read-only view over the five route kinds (`HTTPRoute`, `GRPCRoute`, `TLSRoute`,
-//! `TCPRoute`, `UDPRoute`): their parent and backend references, with the path of each.
+//! `TCPRoute`, `UDPRoute`): their parent and backend references, with the path of each;
+//! and whether a `ReferenceGrant` permits a cross-namespace reference.
 
-use crate::object::Object;
+use crate::object::{Kind, Object};
+use crate::snapshot::ConfigSnapshot;
 use crate::suggest::Segment;
+
+/// The Gateway API group (`gateway.networking.k8s.io`).
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// The referring side of a cross-namespace reference.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantFrom<'a> {
+    /// Kind of the referring object (a route, a Gateway).
+    pub kind: Kind,
+    /// Its namespace.
+    pub namespace: &'a str,
+}
+
+/// The referred-to side of a cross-namespace reference.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantTo<'a> {
+    /// Namespace of the target (where the ReferenceGrant must live).
+    pub namespace: &'a str,
+    /// API group of the target (`""` or `core` for core kinds).
+    pub group: &'a str,
+    /// Kind of the target, e.g. `Service`.
+    pub kind: &'a str,
+    /// Name of the target.
+    pub name: &'a str,
+}
+
+/// Whether a ReferenceGrant in `to.namespace` lets objects of `from` refer to `to`.
+#[must_use]
+pub fn reference_grant_allows(
+    snapshot: &ConfigSnapshot,
+    from: &GrantFrom<'_>,
+    to: &GrantTo<'_>,
+) -> bool {
+    let group = if to.group == "core" { "" } else { to.group };
+    snapshot
+        .reference_grants()
+        .filter(|(_, loaded)| loaded.object.namespace() == Some(to.namespace))
+        .any(|(grant, _)| {
+            let from_ok = grant.spec.from.iter().any(|f| {
+                f.group == GATEWAY_GROUP
+                    && f.kind == from.kind.name()
+                    && f.namespace == from.namespace
+            });
+            let to_ok = grant.spec.to.iter().any(|t| {
+                t.group == group
+                    && t.kind == to.kind
+                    && t.name.as_deref().is_none_or(|n| n == to.name)
+            });
+            from_ok && to_ok
+        })
+}
 
 /// A `parentRefs[]` or `backendRefs[]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

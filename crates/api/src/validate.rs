@@ -5,7 +5,9 @@
 //! [`crate::constraints`], applied by [`crate::schema`].
 
 use crate::finding::Code;
-use crate::istio::{AuthorizationPolicy, ServiceEntry, WorkloadSelector};
+use crate::istio::{
+    AuthorizationPolicy, JwtRule, RequestAuthentication, ServiceEntry, WorkloadSelector,
+};
 use crate::object::Object;
 use crate::suggest::Segment;
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Service};
@@ -231,6 +233,7 @@ pub fn check_object(object: &Object) -> Vec<Problem> {
         Object::PeerAuthentication(peer) => {
             check_workload_selector(peer.spec.selector.as_ref(), &mut problems);
         }
+        Object::RequestAuthentication(authn) => check_request_authentication(authn, &mut problems),
         Object::ServiceEntry(entry) => check_service_entry(entry, &mut problems),
         _ => {}
     }
@@ -391,6 +394,57 @@ fn check_authorization_policy(policy: &AuthorizationPolicy, problems: &mut Probl
                 }
             }
         }
+    }
+}
+
+fn check_request_authentication(authn: &RequestAuthentication, problems: &mut Problems) {
+    let spec = &authn.spec;
+    check_workload_selector(spec.selector.as_ref(), problems);
+    let has_targets =
+        spec.target_ref.is_some() || spec.target_refs.as_ref().is_some_and(|t| !t.is_empty());
+    if spec.selector.is_some() && has_targets {
+        let message = "selector and targetRefs are mutually exclusive: targetRefs attach the rules \
+                       to a waypoint or gateway, a selector to workloads";
+        problems.push(Code::InvalidValue, path!("spec", "targetRefs"), message);
+    }
+    for (r, rule) in spec.jwt_rules.iter().flatten().enumerate() {
+        check_jwt_rule(rule, r, problems);
+    }
+}
+
+fn check_jwt_rule(rule: &JwtRule, r: usize, problems: &mut Problems) {
+    if let Some(jwks) = &rule.jwks
+        && let Err(why) = check_jwks(jwks)
+    {
+        let message = format!("spec.jwtRules[{r}].jwks is not a JSON Web Key Set: {why}");
+        problems.push(
+            Code::InvalidValue,
+            path!("spec", "jwtRules", r, "jwks"),
+            message,
+        );
+    }
+    if let Some(uri) = rule.jwks_uri.as_deref()
+        && !(uri.starts_with("https://") || uri.starts_with("http://"))
+    {
+        let message = format!("spec.jwtRules[{r}].jwksUri \"{uri}\" is not an http(s) URL");
+        problems.push(
+            Code::InvalidValue,
+            path!("spec", "jwtRules", r, "jwksUri"),
+            message,
+        );
+    }
+}
+
+/// A JWKS is a JSON object whose `keys` is a list of objects.
+fn check_jwks(text: &str) -> Result<(), String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let keys = value
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .ok_or("it has no \"keys\" list")?;
+    match keys.iter().position(|k| !k.is_object()) {
+        Some(i) => Err(format!("keys[{i}] is not an object")),
+        None => Ok(()),
     }
 }
 

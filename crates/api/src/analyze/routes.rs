@@ -5,10 +5,11 @@ use super::Context;
 use crate::finding::{Code, Finding};
 use crate::gateway::GatewayListeners;
 use crate::object::{Kind, LoadedObject, Object};
-use crate::routes::{RouteRef, RouteView, route_view};
+use crate::routes::{
+    GATEWAY_GROUP, GrantFrom, GrantTo, RouteRef, RouteView, reference_grant_allows, route_view,
+};
 use crate::suggest::{Segment, display_path};
 
-const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 const ISTIO_NETWORKING_GROUP: &str = "networking.istio.io";
 
 pub(super) fn check_routes(context: &Context<'_>, findings: &mut Vec<Finding>) {
@@ -311,21 +312,15 @@ fn grant_allows(
     kind: &str,
     name: &str,
 ) -> bool {
-    let route_namespace = route.namespace().unwrap_or_default();
-    let group = if group == "core" { "" } else { group };
-    context
-        .snapshot
-        .reference_grants()
-        .filter(|(_, loaded)| loaded.object.namespace() == Some(target_namespace))
-        .any(|(grant, _)| {
-            let from_ok = grant.spec.from.iter().any(|f| {
-                f.group == GATEWAY_GROUP
-                    && f.kind == route.kind().name()
-                    && f.namespace == route_namespace
-            });
-            let to_ok = grant.spec.to.iter().any(|t| {
-                t.group == group && t.kind == kind && t.name.as_deref().is_none_or(|n| n == name)
-            });
-            from_ok && to_ok
-        })
+    let from = GrantFrom {
+        kind: route.kind(),
+        namespace: route.namespace().unwrap_or_default(),
+    };
+    let to = GrantTo {
+        namespace: target_namespace,
+        group,
+        kind,
+        name,
+    };
+    reference_grant_allows(context.snapshot, &from, &to)
 }
