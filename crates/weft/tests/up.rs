@@ -1,4 +1,4 @@
-//! `weft up` end to end (root: network namespaces; never skipped): the demo's four outcomes,
+//! `weft up` end to end (root: network namespaces; never skipped): the demo's six outcomes,
 //! live edits, Ctrl-C cleanup, and `weft down` after `weft up` was killed.
 //!
 //! Each test runs the real binary with its own `--prefix` and a temporary `--state-dir`, so
@@ -94,15 +94,16 @@ fn assert_nothing_left(prefix: &str, instance: &Path, pids: &[u32]) {
 }
 
 #[test]
-fn demo_shows_allowed_denied_strict_and_passthrough() {
+fn demo_shows_allowed_denied_strict_passthrough_and_the_waypoints_split_and_denial() {
     require_root();
     let mut up = start_up(&["--demo", "--exit"]);
     let summary = up.wait_line("steps as expected");
     let status = up.wait_exit();
     let output = up.output();
-    assert_eq!(summary, "4/4 steps as expected", "{output}");
+    assert_eq!(summary, "6/6 steps as expected", "{output}");
     assert!(status.success(), "{status}: {output}");
-    // The table: web is enrolled with its SPIFFE identity, legacy is not.
+    // The table: web is enrolled with its SPIFFE identity, legacy is not, the waypoint runs
+    // as its own pod with its own identity.
     assert!(
         up.lines().iter().any(|l| l.contains("frontend/web-0")
             && l.contains("yes")
@@ -115,6 +116,12 @@ fn demo_shows_allowed_denied_strict_and_passthrough() {
             .any(|l| l.contains("legacy/legacy-client-0") && l.contains(" no ")),
         "{output}"
     );
+    assert!(
+        up.lines().iter().any(|l| l.contains("shop/waypoint-")
+            && l.contains(" waypoint ")
+            && l.ends_with("spiffe://cluster.local/ns/shop/sa/waypoint")),
+        "{output}"
+    );
     for expected in [
         // (1) allowed, and the server-side proxy saw web's identity
         "peer identity spiffe://cluster.local/ns/frontend/sa/web",
@@ -125,6 +132,10 @@ fn demo_shows_allowed_denied_strict_and_passthrough() {
         "weft-mtls-strict",
         // (4) passthrough answered by httpbin
         "answered by httpbin-0",
+        // (5) the waypoint split reviews' requests between both versions
+        "reviews-v1 x",
+        // (6) and denied /admin at L7
+        "HTTP 403 Forbidden / RBAC: access denied",
     ] {
         assert!(
             output.contains(expected),
