@@ -2,8 +2,9 @@
 //! `--explicit` as root (so CI, which runs as root, tests the same path).
 //!
 //! - `--explicit --demo --exit`: the start message, the table on loopback addresses, the
-//!   demo's four outcomes (allowed with the caller's SPIFFE identity seen by the server-side
-//!   proxy, denied by policy, the non-mesh pod refused as not enrolled, passthrough), and
+//!   demo's six outcomes (allowed with the caller's SPIFFE identity seen by the server-side
+//!   proxy, denied by policy, the non-mesh pod refused as not enrolled, passthrough, the
+//!   waypoint's L7 split and L7 denial), and
 //!   nothing left running or on disk afterwards.
 //! - A real non-root run with no flags, as the README's first command: as root the test
 //!   drops to uid/gid 65534 with `setpriv` (util-linux) on a copy of the binary in a
@@ -81,7 +82,7 @@ fn assert_demo_went_as_expected(up: &mut Up) {
     let summary = up.wait_line("steps as expected");
     let status = up.wait_exit();
     let output = up.output();
-    assert_eq!(summary, "4/4 steps as expected", "{output}");
+    assert_eq!(summary, "6/6 steps as expected", "{output}");
     assert!(status.success(), "{status}: {output}");
     let octet = loopback_octet(up);
     // The table: pods on loopback addresses, web enrolled with its identity, legacy not.
@@ -108,6 +109,9 @@ fn assert_demo_went_as_expected(up: &mut Up) {
         "refuses it as not enrolled",
         // (4) passthrough to the non-mesh httpbin
         "answered by httpbin-0",
+        // (5), (6) through the waypoint pod: split, and /admin denied at L7
+        "reviews-v1 x",
+        "HTTP 403 Forbidden / RBAC: access denied",
     ] {
         assert!(
             output.contains(expected),
