@@ -1,6 +1,7 @@
 //! Request tracing exported over OTLP: the waypoint's [`Tracer`] that continues each
 //! request's trace (W3C or B3, through [`weft_l7::trace`]), makes the waypoint's span the
-//! upstream's parent, and exports one SERVER span per sampled request to `--otlp-endpoint`.
+//! upstream's parent, and exports one SERVER span per sampled request to `--otlp-endpoint`
+//! (without an endpoint it only propagates).
 //!
 //! The transport follows the endpoint URL ([`Transport::of`]): a path of `/v1/traces` or
 //! port 4318 is OTLP/HTTP (protobuf body, POST to `/v1/traces`), anything else OTLP/gRPC
@@ -40,13 +41,14 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest collector answer read over HTTP.
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// What the exporter needs.
+/// What the tracer needs.
 #[derive(Debug, Clone)]
 pub struct OtlpOptions {
-    /// Collector URL: `http://host:4317` (gRPC) or `http://host:4318[/v1/traces]` (HTTP).
-    pub endpoint: String,
-    /// Share of new traces sampled, in percent (a caller's decision is kept).
-    pub sampling_percent: f64,
+    /// Collector URL: `http://host:4317` (gRPC) or `http://host:4318[/v1/traces]` (HTTP);
+    /// None: trace context is propagated but nothing is exported.
+    pub endpoint: Option<String>,
+    /// Share of new traces sampled, 0.0 to 1.0 (a caller's decision is kept).
+    pub sampling_rate: f64,
     /// `service.name` of the exported resource (e.g. `<gateway>.<namespace>`).
     pub service_name: String,
     /// How long spans wait before a batch is sent.
@@ -54,10 +56,11 @@ pub struct OtlpOptions {
 }
 
 impl OtlpOptions {
-    pub fn new(endpoint: impl Into<String>, service_name: impl Into<String>) -> Self {
+    /// Exports to `endpoint` (None: propagation only), sampling every new trace.
+    pub fn new(endpoint: Option<String>, service_name: impl Into<String>) -> Self {
         Self {
-            endpoint: endpoint.into(),
-            sampling_percent: 100.0,
+            endpoint,
+            sampling_rate: 1.0,
             service_name: service_name.into(),
             batch_delay: Duration::from_secs(1),
         }
@@ -117,14 +120,20 @@ impl Transport {
     }
 }
 
-/// The waypoint's OTLP tracer. Build it inside the tokio runtime that serves requests;
-/// cheap to clone (clones share the batch processor).
+/// The waypoint's tracer: trace context propagation, plus OTLP export when an endpoint is
+/// configured. Build it inside the tokio runtime that serves requests; cheap to clone
+/// (clones share the batch processor).
 #[derive(Clone)]
 pub struct OtlpTracer(Arc<Shared>);
 
 struct Shared {
-    processor: BatchSpanProcessor,
     sampler: Sampler,
+    export: Option<Export>,
+}
+
+/// The exporting half.
+struct Export {
+    processor: BatchSpanProcessor,
     scope: InstrumentationScope,
     transport: Transport,
 }
@@ -132,24 +141,57 @@ struct Shared {
 impl std::fmt::Debug for OtlpTracer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OtlpTracer")
-            .field("transport", &self.0.transport)
+            .field("transport", &self.transport())
             .field("sampler", &self.0.sampler)
             .finish_non_exhaustive()
     }
 }
 
 impl OtlpTracer {
-    /// Builds the exporter and its batch processor.
+    /// Builds the tracer, with its exporter and batch processor when an endpoint is set.
     ///
     /// # Errors
     /// A bad endpoint URL, or an exporter the SDK cannot build.
     ///
     /// # Panics
-    /// Outside a tokio runtime.
+    /// With an endpoint, outside a tokio runtime.
     pub fn new(options: &OtlpOptions) -> Result<Self, OtlpError> {
-        let transport = Transport::of(&options.endpoint)?;
+        let export = match &options.endpoint {
+            Some(endpoint) => Some(Export::new(endpoint, options)?),
+            None => None,
+        };
+        Ok(Self(Arc::new(Shared {
+            sampler: Sampler::from_percent(options.sampling_rate * 100.0),
+            export,
+        })))
+    }
+
+    /// Where spans go (None: not exported).
+    #[must_use]
+    pub fn transport(&self) -> Option<&Transport> {
+        self.0.export.as_ref().map(|e| &e.transport)
+    }
+
+    /// Sends the queued spans now and waits for the export (for tests and shutdown).
+    pub fn flush(&self) {
+        if let Some(Err(e)) = self.0.export.as_ref().map(|e| e.processor.force_flush()) {
+            tracing::warn!(error = %e, "OTLP span export failed");
+        }
+    }
+
+    /// Flushes and stops the batch thread.
+    pub fn shutdown(&self) {
+        if let Some(Err(e)) = self.0.export.as_ref().map(|e| e.processor.shutdown()) {
+            tracing::debug!(error = %e, "OTLP shutdown");
+        }
+    }
+}
+
+impl Export {
+    fn new(endpoint: &str, options: &OtlpOptions) -> Result<Self, OtlpError> {
+        let transport = Transport::of(endpoint)?;
         let build = |source| OtlpError::Build {
-            endpoint: options.endpoint.clone(),
+            endpoint: endpoint.to_owned(),
             source,
         };
         let exporter = match &transport {
@@ -177,34 +219,13 @@ impl OtlpTracer {
                 .with_service_name(options.service_name.clone())
                 .build(),
         );
-        Ok(Self(Arc::new(Shared {
+        Ok(Self {
             processor,
-            sampler: Sampler::from_percent(options.sampling_percent),
             scope: InstrumentationScope::builder("weft-waypoint")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
             transport,
-        })))
-    }
-
-    /// Where spans go.
-    #[must_use]
-    pub fn transport(&self) -> &Transport {
-        &self.0.transport
-    }
-
-    /// Sends the queued spans now and waits for the export (for tests and shutdown).
-    pub fn flush(&self) {
-        if let Err(e) = self.0.processor.force_flush() {
-            tracing::warn!(error = %e, "OTLP span export failed");
-        }
-    }
-
-    /// Flushes and stops the batch thread.
-    pub fn shutdown(&self) {
-        if let Err(e) = self.0.processor.shutdown() {
-            tracing::debug!(error = %e, "OTLP shutdown");
-        }
+        })
     }
 }
 
@@ -229,10 +250,10 @@ struct RequestSpan {
 
 impl Span for RequestSpan {
     fn finish(self: Box<Self>, entry: &AccessEntry) {
-        if self.context.sampled {
+        if let Some(export) = self.tracer.export.as_ref().filter(|_| self.context.sampled) {
             let data = span_data(&self.context, entry, self.started, SystemTime::now());
-            self.tracer.processor.on_end(SpanData {
-                instrumentation_scope: self.tracer.scope.clone(),
+            export.processor.on_end(SpanData {
+                instrumentation_scope: export.scope.clone(),
                 ..data
             });
         }

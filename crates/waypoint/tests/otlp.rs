@@ -96,11 +96,11 @@ async fn http_receiver() -> (SocketAddr, Received) {
     (addr, rx)
 }
 
-fn tracer(endpoint: String, sampling_percent: f64) -> OtlpTracer {
+fn tracer(endpoint: String, sampling_rate: f64) -> OtlpTracer {
     let options = OtlpOptions {
-        sampling_percent,
+        sampling_rate,
         batch_delay: Duration::from_millis(20),
-        ..OtlpOptions::new(endpoint, "wp.ns")
+        ..OtlpOptions::new(Some(endpoint), "wp.ns")
     };
     OtlpTracer::new(&options).expect("tracer")
 }
@@ -173,7 +173,7 @@ fn assert_links(span: &ProtoSpan, upstream: &http::HeaderMap) {
 async fn grpc_export_links_caller_waypoint_and_upstream() {
     let (addr, mut rx) = grpc_receiver().await;
     let tracer = tracer(format!("http://{addr}"), 0.0);
-    assert!(matches!(tracer.transport(), Transport::Grpc(_)));
+    assert!(matches!(tracer.transport(), Some(Transport::Grpc(_))));
     let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
     let upstream = through(
         &tracer,
@@ -227,7 +227,7 @@ async fn grpc_export_links_caller_waypoint_and_upstream() {
 async fn http_export_links_b3_caller_and_rewrites_b3_for_upstream() {
     let (addr, mut rx) = http_receiver().await;
     let tracer = tracer(format!("http://{addr}/v1/traces"), 0.0);
-    assert!(matches!(tracer.transport(), Transport::Http(_)));
+    assert!(matches!(tracer.transport(), Some(Transport::Http(_))));
     let b3 = [
         ("x-b3-traceid", TRACE),
         ("x-b3-spanid", CALLER_SPAN),
@@ -252,7 +252,7 @@ async fn http_export_links_b3_caller_and_rewrites_b3_for_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsampled_requests_are_not_exported_but_still_propagated() {
     let (addr, mut rx) = grpc_receiver().await;
-    let tracer = tracer(format!("http://{addr}"), 100.0);
+    let tracer = tracer(format!("http://{addr}"), 1.0);
     let off = format!("00-{TRACE}-{CALLER_SPAN}-00");
     let upstream = through(&tracer, &[("traceparent", &off)], 200);
     assert!(upstream["traceparent"].to_str().unwrap().ends_with("-00"));
@@ -268,6 +268,17 @@ async fn unsampled_requests_are_not_exported_but_still_propagated() {
     );
     assert_eq!(fresh["x-request-id"].len(), 36);
     tracer.shutdown();
+}
+
+#[test]
+fn without_an_endpoint_context_is_propagated_only() {
+    let tracer = OtlpTracer::new(&OtlpOptions::new(None, "wp.ns")).unwrap();
+    assert!(tracer.transport().is_none());
+    let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let upstream = through(&tracer, &[("traceparent", &traceparent)], 200);
+    let forwarded = parse_traceparent(upstream["traceparent"].to_str().unwrap()).unwrap();
+    assert_eq!(forwarded.trace_id.to_string(), TRACE);
+    assert_ne!(forwarded.span_id.to_string(), CALLER_SPAN);
 }
 
 #[test]

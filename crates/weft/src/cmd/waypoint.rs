@@ -285,9 +285,13 @@ mod run {
                 args.trace_sampling
             );
         }
-        if let Some(endpoint) = &args.otlp_endpoint {
-            tracing::warn!(%endpoint, "trace export is not available in this build; --otlp-endpoint is ignored");
-        }
+        let tracer = weft_waypoint::otlp::OtlpTracer::new(&weft_waypoint::otlp::OtlpOptions {
+            sampling_rate: args.trace_sampling,
+            ..weft_waypoint::otlp::OtlpOptions::new(
+                args.otlp_endpoint.clone(),
+                format!("{name}.{namespace}"),
+            )
+        })?;
         let pem = std::fs::read_to_string(&args.ca_root)
             .with_context(|| format!("reading --ca-root {}", args.ca_root.display()))?;
         let trust = TrustBundle::from_pem(args.trust_domain.clone(), &pem)
@@ -311,7 +315,7 @@ mod run {
             ca: Arc::new(ca),
             trust,
             certs: weft_identity::CertManagerConfig::default(),
-            tracer: None,
+            tracer: Some(Arc::new(tracer)),
         })
     }
 
