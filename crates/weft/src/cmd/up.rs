@@ -37,8 +37,8 @@ impl InstanceArgs {
 }
 
 /// Run a whole ambient mesh on this machine: nodes and pods as network namespaces, the
-/// control plane and one node proxy per node (without root: explicit mode on loopback
-/// addresses). Stays in the foreground; Ctrl-C removes it all.
+/// control plane, one node proxy per node and a pod per waypoint Gateway (without root:
+/// explicit mode on loopback addresses). Stays in the foreground; Ctrl-C removes it all.
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
     /// Directory of manifests (watched: edits apply live). Default: the bundled example
@@ -46,7 +46,8 @@ pub struct UpArgs {
     dir: Option<PathBuf>,
     #[command(flatten)]
     instance: InstanceArgs,
-    /// After start, run a scripted tour (allowed, denied, STRICT-rejected, passthrough).
+    /// After start, run a scripted tour (allowed, denied, STRICT-rejected, passthrough, and
+    /// through the waypoint: an L7 traffic split and an L7 denial).
     #[arg(long)]
     demo: bool,
     /// With --demo: remove the mesh and exit after the tour (exit code 1 if a step
