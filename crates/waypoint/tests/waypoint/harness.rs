@@ -167,6 +167,16 @@ impl Mesh {
         resource: pb::Waypoint,
         outlier: OutlierConfig,
     ) -> Self {
+        Self::start_traced(specs, resource, outlier, None).await
+    }
+
+    /// [`Mesh::start_with`] with a tracing hook in the waypoint.
+    pub async fn start_traced(
+        specs: Vec<BackendSpec>,
+        resource: pb::Waypoint,
+        outlier: OutlierConfig,
+        tracer: Option<Arc<dyn weft_waypoint::Tracer>>,
+    ) -> Self {
         let net = Net::next();
         let ca = Arc::new(CertificateAuthority::generate_in_memory().expect("CA"));
         let trust = TrustBundle::new("cluster.local", [ca.root().clone()]).expect("trust");
@@ -195,7 +205,7 @@ impl Mesh {
         }
         publisher.replace(ADDRESS_TYPE_URL, addresses(net, &specs));
         publish_waypoint(&publisher, &resource);
-        let waypoint = start_waypoint(net, &ca, &trust, xds_addr, outlier).await;
+        let waypoint = start_waypoint(net, &ca, &trust, xds_addr, outlier, tracer).await;
         wait_ready(&waypoint).await;
         Self {
             net,
@@ -301,6 +311,7 @@ async fn start_waypoint(
     trust: &TrustBundle,
     xds_addr: SocketAddr,
     outlier: OutlierConfig,
+    tracer: Option<Arc<dyn weft_waypoint::Tracer>>,
 ) -> RunningWaypoint {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{xds_addr}"))
         .unwrap()
@@ -325,7 +336,7 @@ async fn start_waypoint(
         ca: Arc::new(LocalCaProvider::new(Arc::clone(ca))),
         trust: trust.clone(),
         certs: CertManagerConfig::default(),
-        tracer: None,
+        tracer,
     };
     weft_waypoint::run(process).await.expect("waypoint starts")
 }

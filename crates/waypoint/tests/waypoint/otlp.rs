@@ -1,10 +1,12 @@
-//! The waypoint's OTLP tracer against real OTLP receivers on loopback: a tonic server
-//! implementing the collector's `TraceService` (OTLP/gRPC) and a hyper server taking
-//! `POST /v1/traces` (OTLP/HTTP protobuf). Each test runs a request head through the
-//! tracer as the pipeline does (start before forwarding, finish with the access entry) and
-//! checks the exported span against the incoming and the outgoing `traceparent`.
+//! Tracing: the waypoint's OTLP tracer against real OTLP receivers on loopback, a tonic
+//! server implementing the collector's `TraceService` (OTLP/gRPC) and a hyper server taking
+//! `POST /v1/traces` (OTLP/HTTP protobuf). Request heads go through the tracer as the
+//! pipeline runs it (start before forwarding, finish with the access entry), and one request
+//! goes through a whole waypoint to an echo backend; each exported span is checked against
+//! the caller's and the upstream's `traceparent`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,13 +27,15 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::TcpListenerStream;
 use weft_l7::trace::parse_traceparent;
-use weft_waypoint::Tracer;
 use weft_waypoint::otlp::{OtlpOptions, OtlpTracer, Transport};
 use weft_waypoint::telemetry::AccessEntry;
+use weft_waypoint::{OutlierConfig, Tracer};
+
+use crate::harness::{Mesh, backend, get, send, waypoint_resource};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
-const WAIT: Duration = Duration::from_secs(20);
+const EXPORT_WAIT: Duration = Duration::from_secs(20);
 
 /// What a receiver got: one export request at a time.
 type Received = mpsc::UnboundedReceiver<ExportTraceServiceRequest>;
@@ -134,7 +138,7 @@ fn through(tracer: &OtlpTracer, headers: &[(&str, &str)], status: u16) -> http::
 
 /// The next exported span (waits on the receiver, bounded).
 async fn next_span(rx: &mut Received) -> (ProtoSpan, ExportTraceServiceRequest) {
-    let request = tokio::time::timeout(WAIT, rx.recv())
+    let request = tokio::time::timeout(EXPORT_WAIT, rx.recv())
         .await
         .expect("a span exported in time")
         .unwrap();
@@ -314,4 +318,41 @@ fn endpoints_choose_the_transport() {
             ),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_waypoint_the_upstream_parent_is_the_exported_span() {
+    let (addr, mut rx) = grpc_receiver().await;
+    let tracer = tracer(format!("http://{addr}"), 0.0);
+    let resource = waypoint_resource(&[("echo", vec![])], vec![]);
+    let hook: Arc<dyn Tracer> = Arc::new(tracer.clone());
+    let specs = vec![backend("echo-a", "echo")];
+    let mesh = Mesh::start_traced(specs, resource, OutlierConfig::default(), Some(hook)).await;
+    let client = mesh.client().await;
+    let mut h1 = client.h1(mesh.net.vip(1)).await;
+    let traceparent = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let answer = send(
+        &mut h1,
+        get("/traced?x=1", &[("traceparent", &traceparent)]),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let mut upstream = http::HeaderMap::new();
+    upstream.insert(
+        "traceparent",
+        answer.header("x-seen-traceparent").parse().unwrap(),
+    );
+    let (span, _) = next_span(&mut rx).await;
+    assert_links(&span, &upstream);
+    assert_eq!(span.name, "GET /traced");
+    assert_eq!(
+        attribute(&span, "url.path"),
+        Value::StringValue("/traced".into())
+    );
+    let Value::StringValue(endpoint) = attribute(&span, "upstream") else {
+        panic!("upstream is a string");
+    };
+    assert!(endpoint.ends_with(":8080"), "{endpoint}");
+    assert_eq!(answer.header("x-seen-x-request-id").len(), 36);
+    tracer.shutdown();
 }
