@@ -307,6 +307,46 @@ impl Mesh {
         Ok(())
     }
 
+    /// Waits until every running waypoint pod reports ready (its certificate and first
+    /// configuration arrived), up to the ready timeout; returns one line per waypoint.
+    pub fn wait_waypoints_ready(&mut self, cancel: &Arc<AtomicBool>) -> Vec<String> {
+        let probes: Vec<Probe> = (self.plan.pods.values())
+            .filter_map(|pod| {
+                let gateway = pod.waypoint.as_ref()?;
+                let netns = match &self.network {
+                    Network::Namespaces(cluster) => {
+                        Some(cluster.pod(&pod.cluster_name())?.netns.path())
+                    }
+                    Network::Loopback(_) => None,
+                };
+                Some(Probe {
+                    what: format!("waypoint {gateway} ({})", pod.key()),
+                    netns,
+                    addr: SocketAddr::new(IpAddr::V4(pod.ip), components::WAYPOINT_METRICS_PORT),
+                    path: "/healthz/ready".into(),
+                })
+            })
+            .collect();
+        if probes.is_empty() {
+            return Vec::new();
+        }
+        let waited = wait_all_ready(&probes, self.settings.ready_timeout, || {
+            if cancel.load(Ordering::Relaxed) {
+                return Err("interrupted".to_owned());
+            }
+            Ok(())
+        });
+        match waited {
+            Ok(_) => probes
+                .iter()
+                .map(|p| format!("{} is ready", p.what))
+                .collect(),
+            Err(reason) => vec![format!(
+                "waypoints: {reason} (logs: weft logs NAMESPACE/POD)"
+            )],
+        }
+    }
+
     fn wait_ready(&mut self, probes: &[Probe], cancel: &Arc<AtomicBool>) -> Result<(), UpError> {
         let timeout = self.settings.ready_timeout;
         let (control, nodes) = (&mut self.control, &mut self.nodes);

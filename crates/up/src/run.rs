@@ -264,6 +264,9 @@ fn start(
     for problem in problems.iter().filter(|p| !p.starts_with("added pod")) {
         println!("{problem}");
     }
+    for line in mesh.wait_waypoints_ready(cancel) {
+        println!("{line}");
+    }
     Ok((mesh, planner))
 }
 
