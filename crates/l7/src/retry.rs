@@ -9,6 +9,9 @@
 //! [`RetryBudget::DEFAULT_MIN`] retries in flight so that a quiet service, where 20 % of a
 //! handful of requests rounds to nothing, can still retry an occasional failure.
 
+#[cfg(test)]
+mod tests;
+
 use http::StatusCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -7,7 +7,7 @@
 mod compile;
 mod matching;
 #[cfg(all(test, feature = "api"))]
-mod tests;
+pub(crate) mod tests;
 
 use crate::filters::FilterContext;
 use crate::rule::Rule;

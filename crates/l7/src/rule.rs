@@ -2,6 +2,9 @@
 //! the rule is chosen. Its [`Filters`], its backends and the weighted choice among them
 //! ([`Rule::pick_backend`]), its [`Timeouts`] and its [`RetryPolicy`].
 
+#[cfg(test)]
+mod tests;
+
 use crate::filters::Filters;
 use crate::retry::RetryPolicy;
 use crate::routes::FieldError;

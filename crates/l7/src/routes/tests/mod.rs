@@ -11,7 +11,7 @@ use weft_api::Object;
 
 /// One route as YAML: `id` is `name` or `namespace/name`, `spec` the flow-style spec body
 /// after `parentRefs`.
-fn route(kind: &str, id: &str, created: Option<&str>, spec: &str) -> String {
+pub(crate) fn route(kind: &str, id: &str, created: Option<&str>, spec: &str) -> String {
     let (namespace, name) = id.split_once('/').unwrap_or(("default", id));
     let created = created.map_or(String::new(), |t| format!(", creationTimestamp: \"{t}\""));
     format!(
@@ -21,7 +21,7 @@ fn route(kind: &str, id: &str, created: Option<&str>, spec: &str) -> String {
     )
 }
 
-fn http(id: &str, spec: &str) -> String {
+pub(crate) fn http(id: &str, spec: &str) -> String {
     route("HTTPRoute", id, None, spec)
 }
 
@@ -29,7 +29,7 @@ fn http_at(id: &str, created: &str, spec: &str) -> String {
     route("HTTPRoute", id, Some(created), spec)
 }
 
-fn grpc(id: &str, spec: &str) -> String {
+pub(crate) fn grpc(id: &str, spec: &str) -> String {
     route("GRPCRoute", id, None, spec)
 }
 
@@ -38,7 +38,7 @@ fn grpc_at(id: &str, created: &str, spec: &str) -> String {
 }
 
 /// Parses the routes of a row; `strict` fails the test on any finding.
-fn parse(routes: &[String], strict: bool) -> Vec<Object> {
+pub(crate) fn parse(routes: &[String], strict: bool) -> Vec<Object> {
     let loaded = weft_api::parse_manifests(&routes.concat(), Path::new("row.yaml"));
     let errors: Vec<_> = loaded.findings.iter().map(ToString::to_string).collect();
     assert!(!strict || errors.is_empty(), "{errors:#?}");
