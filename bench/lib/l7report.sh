@@ -28,21 +28,51 @@ l7_ratio() { # l7_ratio ROW KEY KIND [BASE]: like ratio, none for MB
     if [ "$3" = mb ]; then echo "—"; else ratio "$@"; fi
 }
 
+l7_measured() { # l7_measured ROW: whether the row has any figure
+    local entry
+    for entry in "${!R[@]}"; do
+        [ "${entry%%.*}" = "$1" ] && return 0
+    done
+    return 1
+}
+
+# The table's columns: each measured row's value, its ratio to direct, and the two
+# comparisons the targets are about (weft-l7 / envoy, waypoint / mesh). Rows that did not
+# run have no column.
+l7_columns() {
+    local row
+    for row in "${L7_ROWS[@]}"; do
+        l7_measured "$row" || continue
+        echo "cell:$row"
+        [ "$row" != direct ] && l7_measured direct && echo "ratio:$row:direct"
+        [ "$row" = weft-l7 ] && l7_measured envoy && echo "ratio:$row:envoy"
+        [ "$row" = waypoint ] && l7_measured mesh && echo "ratio:$row:mesh"
+    done
+}
+
 l7_markdown_table() {
-    local figure key label kind
-    echo "| figure | direct | envoy | envoy / direct | weft-l7 | weft-l7 / direct | weft-l7 / envoy | mesh | waypoint | waypoint / direct | waypoint / mesh |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    local figure key label kind column what row base header="| figure" rule="|---" line
+    local -a columns
+    mapfile -t columns < <(l7_columns)
+    for column in "${columns[@]}"; do
+        IFS=: read -r what row base <<<"$column"
+        if [ "$what" = cell ]; then header+=" | $row"; else header+=" | $row / $base"; fi
+        rule+="|---:"
+    done
+    echo "$header |"
+    echo "$rule|"
     for figure in "${L7_FIGURES[@]}"; do
         IFS='|' read -r key label kind <<<"$figure"
-        label=${label//RATE/$(printf "%'d" "$L7_RATE")}
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" \
-            "$(l7_cell direct "$key" "$kind")" \
-            "$(l7_cell envoy "$key" "$kind")" "$(l7_ratio envoy "$key" "$kind")" \
-            "$(l7_cell weft-l7 "$key" "$kind")" "$(l7_ratio weft-l7 "$key" "$kind")" \
-            "$(l7_ratio weft-l7 "$key" "$kind" envoy)" \
-            "$(l7_cell mesh "$key" "$kind")" \
-            "$(l7_cell waypoint "$key" "$kind")" "$(l7_ratio waypoint "$key" "$kind")" \
-            "$(l7_ratio waypoint "$key" "$kind" mesh)"
+        line="| ${label//RATE/$(printf "%'d" "$L7_RATE")}"
+        for column in "${columns[@]}"; do
+            IFS=: read -r what row base <<<"$column"
+            if [ "$what" = cell ]; then
+                line+=" | $(l7_cell "$row" "$key" "$kind")"
+            else
+                line+=" | $(l7_ratio "$row" "$key" "$kind" "$base")"
+            fi
+        done
+        echo "$line |"
     done
 }
 
