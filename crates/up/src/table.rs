@@ -77,6 +77,16 @@ mod tests {
                 Some("spiffe://cluster.local/ns/shop/sa/catalog"),
             ),
             pod("legacy", "client-0", "node-a", None),
+            PodPlan {
+                enrolled: false,
+                waypoint: Some("shop/wp".into()),
+                ..pod(
+                    "shop",
+                    "wp-1",
+                    "node-a",
+                    Some("spiffe://cluster.local/ns/shop/sa/wp"),
+                )
+            },
         ] {
             plan.pods.insert(p.key(), p);
         }
@@ -85,6 +95,7 @@ mod tests {
             "\
 NODE    POD              IP          ENROLLED  IDENTITY
 node-a  legacy/client-0  10.244.1.7  no        -
+node-a  shop/wp-1        10.244.1.7  waypoint  spiffe://cluster.local/ns/shop/sa/wp
 node-b  shop/catalog-0   10.244.1.7  yes       spiffe://cluster.local/ns/shop/sa/catalog
 "
         );
