@@ -1,11 +1,14 @@
 //! [`Context`]: one snapshot indexed for translation (which object produces which resource,
-//! what selects what), and [`Unit`], the result of translating one resource key.
+//! what selects what, which waypoint serves what), and [`Unit`], the result of translating
+//! one resource key.
 
+use super::l7::{WaypointIndex, waypoint_gateways, waypoint_key};
 use super::peer_authn::{MtlsIndex, mtls_policies};
 use super::resource::RESOURCE_TYPES;
 use super::{Resource, ResourceKey, TranslateOptions, Warning, authz, service, workload};
 use k8s_openapi::api::core::v1::Service;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 use weft_api::istio::{AuthorizationPolicy, ServiceEntry, WorkloadEntry};
 use weft_api::selector::labels_match;
 use weft_api::{ConfigSnapshot, ExpandedPod, Kind, ObjectRef};
@@ -76,6 +79,8 @@ pub(crate) struct Context<'a> {
     pub policies: BTreeMap<String, &'a AuthorizationPolicy>,
     pub mtls: MtlsIndex<'a>,
     pub mtls_policies: BTreeMap<String, Authorization>,
+    /// Which services and workloads each waypoint serves (computed on first use).
+    waypoints: OnceLock<WaypointIndex>,
 }
 
 fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
@@ -117,13 +122,27 @@ impl<'a> Context<'a> {
             policies: BTreeMap::new(),
             mtls,
             mtls_policies,
+            waypoints: OnceLock::new(),
         };
         context.index_pods();
         context.index_workload_entries();
         context.index_services();
         context.index_service_entries();
         context.index_policies();
+        context.index_waypoints();
         context
+    }
+
+    /// Which services and workloads each waypoint serves.
+    pub fn waypoint_index(&self) -> &WaypointIndex {
+        self.waypoints.get_or_init(|| WaypointIndex::new(self))
+    }
+
+    fn index_waypoints(&mut self) {
+        let gateways: Vec<_> = waypoint_gateways(self.snapshot).collect();
+        for (object, name) in gateways {
+            self.produced(object, waypoint_key(name));
+        }
     }
 
     fn produced(&mut self, object: ObjectRef, key: ResourceKey) {

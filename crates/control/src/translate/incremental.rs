@@ -2,13 +2,14 @@
 //!
 //! Every resource records what it was computed from ([`Dep`]). When objects change, the
 //! resources to re-translate are: those that depended on a changed object, those the changed
-//! object produces now, those a changed selector selects now, and the pods whose expansion
-//! (name, node, IP, template) differs. Everything else keeps its translation and version.
+//! object produces now, those a changed selector selects now, the waypoints a changed
+//! service, route or policy attaches to now (and the workload-serving waypoints when
+//! workloads change), and the pods whose expansion (name, node, IP, template) differs. Everything else keeps its translation and version.
 //! Re-indexing the snapshot (pod expansion, lookup tables) is linear and cheap next to
 //! translating and pushing; translation itself is limited to the affected keys.
 
 use super::context::{Context, Dep, Unit};
-use super::{Output, ResourceKey, TranslateOptions, authz, peer_authn};
+use super::{Output, ResourceKey, TranslateOptions, authz, l7, peer_authn};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use weft_api::{ConfigSnapshot, ExpandedPod, Kind, Object, ObjectRef};
@@ -124,6 +125,7 @@ impl Translator {
                     .flatten()
                     .cloned(),
             );
+            affected.extend(l7::affected_waypoints(&context, object));
             match object.kind {
                 Kind::AuthorizationPolicy => {
                     affected.extend(self.policy_selection_change(&context, object));
@@ -143,7 +145,15 @@ impl Translator {
             let keys = self.mtls_keys.iter().chain(context.mtls_policies.keys());
             affected.extend(keys.map(|k| ResourceKey::authorization(k.clone())));
         }
-        affected.extend(self.changed_pods(&context));
+        let changed_pods = self.changed_pods(&context);
+        if !changed_pods.is_empty()
+            || changed
+                .iter()
+                .any(|o| matches!(o.kind, Kind::WorkloadEntry | Kind::ServiceEntry))
+        {
+            affected.extend(l7::workload_waypoints(&context));
+        }
+        affected.extend(changed_pods);
         let change = self.retranslate(&context, affected);
         self.remember(&context);
         change

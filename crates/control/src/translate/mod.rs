@@ -1,6 +1,7 @@
 //! Translation: pure functions from the configuration model ([`weft_api::ConfigSnapshot`]) to
-//! the resources an ambient node proxy consumes: `istio.workload.Address` (workloads and
-//! services) and `istio.security.Authorization` (L4 policies).
+//! the resources an ambient node proxy consumes, `istio.workload.Address` (workloads and
+//! services) and `istio.security.Authorization` (L4 policies), and the one a waypoint
+//! consumes, `weft.l7.v1.Waypoint` (its services, routes, L7 policies and JWT rules).
 //!
 //! Nothing here touches the network or the clock; the same snapshot always gives the same
 //! output, byte for byte, with each resource versioned by a hash of its content.
@@ -28,6 +29,7 @@
 mod authz;
 mod context;
 mod incremental;
+mod l7;
 mod peer_authn;
 pub mod render;
 mod resource;
@@ -40,10 +42,11 @@ pub use authz::{
     DRY_RUN_ANNOTATION, PolicyTranslation, translate_authorization_policy, wildcard_match,
 };
 pub use incremental::{Change, Translator, changed_objects};
+pub use l7::port_protocol;
 pub use peer_authn::MTLS_POLICY_PREFIX;
 pub use resource::{
-    ADDRESS, AUTHORIZATION, RESOURCE_TYPES, Resource, ResourceKey, ResourceType, message_name,
-    resource_type,
+    ADDRESS, AUTHORIZATION, RESOURCE_TYPES, Resource, ResourceKey, ResourceType, WAYPOINT,
+    message_name, resource_type,
 };
 pub use service::{TRAFFIC_DISTRIBUTION_ANNOTATION, app_protocol, kube_hostname, service_key};
 pub use version::content_version;

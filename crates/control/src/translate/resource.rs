@@ -11,9 +11,10 @@ use super::context::{self, Context, Unit};
 use prost::Message;
 use serde_json::Value;
 use std::fmt;
+use weft_proto::l7::Waypoint;
 use weft_proto::security::Authorization;
 use weft_proto::workload::Address;
-use weft_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, JsonError};
+use weft_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, JsonError, WAYPOINT_TYPE_URL};
 
 /// Renders a resource body, given the message's full protobuf name, as proto JSON.
 type RenderFn = fn(&str, &[u8]) -> Result<Value, JsonError>;
@@ -93,8 +94,16 @@ pub const AUTHORIZATION: ResourceType = ResourceType::of::<Authorization>(
     context::translate_authorization,
 );
 
+/// One waypoint's L7 configuration (`weft.l7.v1.Waypoint`).
+pub const WAYPOINT: ResourceType = ResourceType::of::<Waypoint>(
+    WAYPOINT_TYPE_URL,
+    "waypoints",
+    super::l7::waypoint_names,
+    super::l7::translate_waypoint,
+);
+
 /// Every type the translator produces and the pusher announces, in output order.
-pub const RESOURCE_TYPES: &[ResourceType] = &[ADDRESS, AUTHORIZATION];
+pub const RESOURCE_TYPES: &[ResourceType] = &[ADDRESS, AUTHORIZATION, WAYPOINT];
 
 /// The registered type with this URL.
 #[must_use]
@@ -135,6 +144,11 @@ impl ResourceKey {
     /// An `istio.security.Authorization`, named `<ns>/<name>`.
     pub fn authorization(name: impl Into<String>) -> Self {
         Self::new(AUTHORIZATION_TYPE_URL, name)
+    }
+
+    /// A `weft.l7.v1.Waypoint`, named `<ns>/<gateway>`.
+    pub fn waypoint(name: impl Into<String>) -> Self {
+        Self::new(WAYPOINT_TYPE_URL, name)
     }
 
     /// The xDS resource name.

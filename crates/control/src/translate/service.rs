@@ -263,7 +263,7 @@ fn kube_service(context: &Context<'_>, svc: &KubeService, unit: &mut Unit) -> Op
 }
 
 /// A Service port: numeric target ports are kept, named ones are resolved per workload.
-fn service_port(port: &ServicePort) -> Port {
+pub(crate) fn service_port(port: &ServicePort) -> Port {
     let service_port = u32::try_from(port.port).unwrap_or_default();
     let target_port = match &port.target_port {
         None => service_port,
@@ -275,6 +275,15 @@ fn service_port(port: &ServicePort) -> Port {
         service_port,
         target_port,
         app_protocol: protocol.into(),
+    }
+}
+
+/// A ServiceEntry port.
+pub(crate) fn entry_port(port: &weft_api::istio::ServicePort) -> Port {
+    Port {
+        service_port: port.number,
+        target_port: port.target_port.unwrap_or(port.number),
+        app_protocol: entry_protocol(port.protocol.as_deref()).into(),
     }
 }
 
@@ -304,17 +313,7 @@ fn entry_service(
             }
         }
     }
-    let ports = entry
-        .spec
-        .ports
-        .iter()
-        .flatten()
-        .map(|p| Port {
-            service_port: p.number,
-            target_port: p.target_port.unwrap_or(p.number),
-            app_protocol: entry_protocol(p.protocol.as_deref()).into(),
-        })
-        .collect();
+    let ports = entry.spec.ports.iter().flatten().map(entry_port).collect();
     let namespace = namespace_of(&entry.metadata);
     let labels = entry.metadata.labels.clone().unwrap_or_default();
     let load_balancing =

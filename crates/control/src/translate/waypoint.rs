@@ -43,6 +43,31 @@ pub(crate) fn resolve_waypoint(
     object: &ObjectRef,
     unit: &mut Unit,
 ) -> Option<GatewayAddress> {
+    let gateway = waypoint_gateway(context, namespace, labels, user, object, unit)?;
+    let gateway_namespace = gateway.namespace.unwrap_or_default();
+    let hostname = format!(
+        "{}.{gateway_namespace}.svc.{}",
+        gateway.name, context.options.domain_suffix
+    );
+    Some(GatewayAddress {
+        hbone_mtls_port: WAYPOINT_HBONE_PORT,
+        destination: Some(gateway_address::Destination::Hostname(NamespacedHostname {
+            namespace: gateway_namespace,
+            hostname,
+        })),
+    })
+}
+
+/// The waypoint Gateway serving an object with `labels` in `namespace` (see
+/// [`resolve_waypoint`]).
+pub(crate) fn waypoint_gateway(
+    context: &Context<'_>,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    user: WaypointUser,
+    object: &ObjectRef,
+    unit: &mut Unit,
+) -> Option<ObjectRef> {
     let namespace_labels;
     let (chosen, explicit) = if labels.contains_key(USE_WAYPOINT_LABEL) {
         (labels, true)
@@ -106,15 +131,5 @@ pub(crate) fn resolve_waypoint(
         }
         return None;
     }
-    let hostname = format!(
-        "{name}.{gateway_namespace}.svc.{}",
-        context.options.domain_suffix
-    );
-    Some(GatewayAddress {
-        hbone_mtls_port: WAYPOINT_HBONE_PORT,
-        destination: Some(gateway_address::Destination::Hostname(NamespacedHostname {
-            namespace: gateway_namespace.to_owned(),
-            hostname,
-        })),
-    })
+    Some(gateway_ref)
 }
