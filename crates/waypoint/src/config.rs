@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use weft_l7::jwt::JwtValidator;
 use weft_policy::{CompiledPolicy, PolicySet};
 use weft_proto::l7::{self as pb, Protocol};
 
@@ -71,6 +72,9 @@ pub struct WaypointConfig {
     waypoint_policies: Arc<PolicySet>,
     /// Trusted X-Forwarded-For hops.
     pub trusted_hops: u32,
+    /// RequestAuthentication rules, compiled (a rule that cannot be compiled rejects every
+    /// token of its issuer).
+    pub jwt: JwtValidator,
     /// The resource as received (for the admin config dump).
     pub resource: pb::Waypoint,
 }
@@ -110,12 +114,17 @@ impl WaypointConfig {
                 ));
             }
         }
+        let (jwt, jwt_errors) = JwtValidator::new_lenient(&waypoint.jwt_rules);
+        for error in &jwt_errors {
+            tracing::warn!(resource = resource_name, %error, "tokens of this issuer are rejected");
+        }
         Ok(Self {
             key,
             services,
             workloads: waypoint.workloads.iter().cloned().collect(),
             waypoint_policies: Arc::new(attached_to(None)),
             trusted_hops: waypoint.trusted_hops,
+            jwt,
             resource: waypoint.clone(),
         })
     }

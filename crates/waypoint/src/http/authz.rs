@@ -3,32 +3,48 @@
 //! waypoint's policies for the destination service evaluated with the request's facts
 //! (a denial answers 403 `RBAC: access denied`).
 //!
-//! JWT validation is `weft_l7::jwt`'s (the JwtRule set of the resource); until it is wired
-//! in, [`request_principal`] reports no principal, so `requestPrincipals` conditions behave
-//! as for a request without a token (positive ones do not match: fail closed).
+//! JWT validation is `weft_l7::jwt`'s, over the resource's compiled JwtRules: a request
+//! without a token has no principal (positive `requestPrincipals` conditions do not match);
+//! a valid token's header is removed before forwarding unless its rule forwards it.
 
 use std::net::IpAddr;
 
-use http::HeaderMap;
 use http::request::Parts;
+use weft_l7::jwt::JwtOutcome;
 use weft_policy::RequestFacts;
 
-use super::filters::Target;
+use super::headers::Target;
 use super::local::Failure;
 use crate::Waypoint;
 use crate::config::{BoundService, WaypointConfig};
 use crate::tunnel::{Target as TunnelTarget, Tunnel};
 
 /// The `<iss>/<sub>` of the request's valid JWT, `None` without one; a token the rules
-/// reject is a [`Failure::jwt`].
+/// reject is a [`Failure::jwt`]. Rules apply when their `services` are empty or list the
+/// request's service.
 pub(crate) fn request_principal(
-    _config: &WaypointConfig,
-    _service: Option<&BoundService>,
-    _headers: &HeaderMap,
+    config: &WaypointConfig,
+    service: Option<&BoundService>,
+    parts: &mut Parts,
 ) -> Result<Option<String>, Failure> {
-    // Hook for weft_l7::jwt (RequestAuthentication): validate against the JwtRules whose
-    // `services` are empty or list the service.
-    Ok(None)
+    let key = service.map_or("", |s| s.key.as_str());
+    match config.jwt.validate(key, &parts.headers, parts.uri.query()) {
+        JwtOutcome::NoToken => Ok(None),
+        JwtOutcome::Valid {
+            principal,
+            strip_header,
+            ..
+        } => {
+            if let Some(name) = strip_header {
+                parts.headers.remove(name);
+            }
+            Ok(Some(principal))
+        }
+        JwtOutcome::Invalid(reason) => {
+            tracing::debug!(%reason, service = key, "JWT rejected");
+            Err(Failure::jwt())
+        }
+    }
 }
 
 /// Allows the request or answers 401 / 403.
@@ -36,12 +52,12 @@ pub(crate) fn authorize(
     waypoint: &Waypoint,
     tunnel: &Tunnel,
     config: &WaypointConfig,
-    parts: &Parts,
+    parts: &mut Parts,
     target: &Target,
     remote_ip: IpAddr,
 ) -> Result<(), Failure> {
     let service = tunnel.service().map(|s| &**s);
-    let principal = request_principal(config, service, &parts.headers)?;
+    let principal = request_principal(config, service, parts)?;
     let host = target.authority();
     let request = RequestFacts {
         method: parts.method.as_str(),

@@ -14,16 +14,13 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use weft_proto::l7 as pb;
+use weft_l7::{Outcome, RetryPolicy};
 use weft_upstream::{MeshService, MeshWorkload, PortMapping, Route};
 
 use super::client::{self, Sender};
 use super::local::Failure;
 use super::{Body, empty};
 use crate::Waypoint;
-
-/// Default pause between retries when the rule gives none.
-const DEFAULT_BACKOFF: Duration = Duration::from_millis(25);
 
 /// Where a request goes.
 #[derive(Debug, Clone)]
@@ -83,7 +80,7 @@ pub(crate) struct Attempts<'a> {
     /// `backendRequest` timeout.
     pub per_try: Option<Duration>,
     /// The rule's retry policy.
-    pub retry: Option<&'a pb::Retry>,
+    pub retry: Option<&'a RetryPolicy>,
     /// Whether the request can be sent again (it has no body).
     pub replayable: bool,
 }
@@ -111,47 +108,37 @@ pub(crate) async fn forward(
     body: Body,
     attempts: &Attempts<'_>,
 ) -> Attempt {
-    let active = waypoint.inner().budgets.request(backend.key());
+    let budget = waypoint.inner().budgets.of(backend.key());
+    let _request = budget.start_request();
     let mut body = Some(body);
-    let mut retries = 0;
-    let mut _retry_guard = None;
+    let mut attempt = 1;
+    let mut _retry = None;
     loop {
         let request = head.request(body.take().unwrap_or_else(empty));
-        let attempt = one_attempt(waypoint, backend, head, request);
+        let sending = one_attempt(waypoint, backend, head, request);
         let result = match attempts.per_try {
-            Some(limit) => tokio::time::timeout(limit, attempt)
+            Some(limit) => tokio::time::timeout(limit, sending)
                 .await
-                .unwrap_or_else(|_| Err((Failure::timeout(), None))),
-            None => attempt.await,
+                .unwrap_or_else(|_| Err((Failure::attempt_timeout(), None))),
+            None => sending.await,
         };
-        if !should_retry(&result, attempts, retries) {
+        let Some(policy) = attempts.retry.filter(|_| attempts.replayable) else {
+            return result;
+        };
+        let outcome = match &result {
+            Ok(forwarded) => Some(Outcome::Status(forwarded.response.status())),
+            Err((failure, _)) => failure.outcome,
+        };
+        if !outcome.is_some_and(|o| policy.should_retry(attempt, o)) {
             return result;
         }
-        let Some(guard) = active.retry() else {
-            tracing::debug!(backend = backend.key(), "retry budget exhausted");
+        let Some(guard) = budget.try_retry() else {
+            tracing::debug!(backend = backend.key(), "retry budget spent");
             return result;
         };
-        _retry_guard = Some(guard);
-        let backoff = attempts
-            .retry
-            .map_or(DEFAULT_BACKOFF, |r| Duration::from_millis(r.backoff_ms))
-            .max(Duration::from_millis(1));
-        tokio::time::sleep(backoff).await;
-        retries += 1;
-    }
-}
-
-fn should_retry(result: &Attempt, attempts: &Attempts<'_>, done: u32) -> bool {
-    let Some(retry) = attempts.retry else {
-        return false;
-    };
-    if !attempts.replayable || done >= retry.attempts {
-        return false;
-    }
-    let code = |status: http::StatusCode| retry.codes.contains(&u32::from(status.as_u16()));
-    match result {
-        Ok(forwarded) => code(forwarded.response.status()),
-        Err((failure, _)) => failure.retryable || code(failure.status),
+        _retry = Some(guard);
+        tokio::time::sleep(policy.backoff(attempt)).await;
+        attempt += 1;
     }
 }
 

@@ -11,7 +11,6 @@ use http::{HeaderMap, HeaderValue, Uri, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::filters::Target;
 use super::forward::Head;
 use crate::telemetry::AccessEntry;
 use crate::tunnel::Tunnel;
@@ -31,6 +30,27 @@ const HOP_BY_HOP: [&str; 8] = [
     "transfer-encoding",
     "upgrade",
 ];
+
+/// Where a request is addressed, as the pipeline reads it.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// Host, without port.
+    pub host: String,
+    /// Port from the authority, if any.
+    pub port: Option<u16>,
+    /// Path with query.
+    pub path: String,
+}
+
+impl Target {
+    /// `host[:port]`.
+    pub fn authority(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}:{port}", self.host),
+            None => self.host.clone(),
+        }
+    }
+}
 
 /// Adds `x-request-id` and `x-forwarded-proto` when absent.
 pub(crate) fn prepare(headers: &mut HeaderMap) {

@@ -2,8 +2,9 @@
 //! Envoy's, so dashboards and log queries written for Istio keep working).
 
 use http::{Response, StatusCode, header};
+use weft_l7::{Outcome, RedirectResponse};
 
-use super::{Body, full};
+use super::{Body, empty, full};
 
 /// A request the waypoint answers itself.
 #[derive(Debug, Clone)]
@@ -14,8 +15,9 @@ pub(crate) struct Failure {
     pub flags: &'static str,
     /// Body text.
     pub body: String,
-    /// Whether a retry policy may try again (connect failures and resets).
-    pub retryable: bool,
+    /// What a retry policy sees of it, when it may be retried (connect failures, resets,
+    /// attempt timeouts).
+    pub outcome: Option<Outcome>,
 }
 
 impl Failure {
@@ -24,7 +26,7 @@ impl Failure {
             status,
             flags,
             body: body.into(),
-            retryable: false,
+            outcome: None,
         }
     }
 
@@ -62,7 +64,7 @@ impl Failure {
     /// Connecting to the endpoint failed.
     pub fn connect(detail: &str) -> Self {
         Self {
-            retryable: true,
+            outcome: Some(Outcome::ConnectFailure),
             ..Self::new(
                 StatusCode::BAD_GATEWAY,
                 "UF",
@@ -74,7 +76,7 @@ impl Failure {
     /// The upstream connection broke before the response headers.
     pub fn reset(detail: &str) -> Self {
         Self {
-            retryable: true,
+            outcome: Some(Outcome::Reset),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UC",
@@ -92,6 +94,19 @@ impl Failure {
         )
     }
 
+    /// One attempt's timeout (`backendRequest`) expired before the response headers.
+    pub fn attempt_timeout() -> Self {
+        Self {
+            outcome: Some(Outcome::Timeout),
+            ..Self::timeout()
+        }
+    }
+
+    /// A filter could not rebuild the request (an invalid rewrite).
+    pub fn filter(error: &weft_l7::FilterError) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "-", error.to_string())
+    }
+
     /// The response.
     pub fn response(&self) -> Response<Body> {
         reply(self.status, self.body.clone())
@@ -106,5 +121,14 @@ pub(crate) fn reply(status: StatusCode, body: String) -> Response<Body> {
         header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain"),
     );
+    response
+}
+
+/// The answer of a `RequestRedirect` filter.
+pub(crate) fn redirect(redirect: &RedirectResponse) -> Response<Body> {
+    let mut response = Response::new(empty());
+    *response.status_mut() = redirect.status;
+    let (name, value) = redirect.header();
+    response.headers_mut().insert(name, value);
     response
 }

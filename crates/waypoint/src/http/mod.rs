@@ -6,7 +6,6 @@
 mod authz;
 pub(crate) mod body;
 pub(crate) mod client;
-mod filters;
 mod forward;
 mod headers;
 mod local;

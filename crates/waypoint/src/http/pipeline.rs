@@ -7,23 +7,22 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::request::Parts;
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
-use weft_proto::l7 as pb;
+use weft_l7::{Filters, Mirror, RequestVerdict, RequestView, RouteBackend, Rule, Selected};
 use weft_upstream::{MeshWorkload, PortMapping};
 
 use super::body::Observed;
-use super::filters::{self, Target};
 use super::forward::{Attempts, Backend, forward};
-use super::headers;
-use super::local::Failure;
+use super::headers::{self, Target};
+use super::local::{self, Failure};
 use super::{Body, boxed, empty};
 use crate::Waypoint;
-use crate::routing::{RequestView, RouteChoice, SelectedRule};
+use crate::routing::RouteChoice;
 use crate::telemetry::{AccessEntry, RequestLabels, RequestRecord};
 use crate::tunnel::{Target as TunnelTarget, Tunnel};
 use crate::waypoint::Span;
@@ -108,7 +107,7 @@ async fn process(
         waypoint,
         tunnel,
         &config,
-        &request.parts,
+        &mut request.parts,
         &request.target,
         remote_ip,
     )?;
@@ -132,11 +131,8 @@ async fn process(
             send(waypoint, &backend, request, &attempts, exchange).await
         }
         RouteChoice::Rule(selected) => {
-            exchange.entry.route = Some(format!(
-                "{}/{}",
-                selected.route.namespace, selected.route.name
-            ));
-            let plan = routed(waypoint, selected, &mut request)?;
+            exchange.entry.route = Some(selected.route.to_string());
+            let plan = routed(waypoint, tunnel, selected, &mut request)?;
             plan.finish(waypoint, request, exchange).await
         }
     }
@@ -147,35 +143,52 @@ enum Plan<'a> {
     Answer(Response<Body>),
     Send {
         backend: Backend,
-        rule: &'a pb::Rule,
-        backend_filters: &'a [pb::Filter],
+        rule: &'a Rule,
+        backend_filters: &'a Filters,
     },
 }
 
 fn routed<'a>(
     waypoint: &Waypoint,
-    selected: SelectedRule<'a>,
+    tunnel: &Tunnel,
+    selected: Selected<'a>,
     request: &mut Pending,
 ) -> Result<Plan<'a>, Failure> {
+    let context = selected.context("http", tunnel.destination.port());
     let rule = selected.rule;
-    let prefix = selected.matched_prefix;
-    let (headers, target) = (&mut request.parts.headers, &mut request.target);
-    if let Some(answer) = filters::apply_request(&rule.filters, headers, target, prefix) {
+    if let Some(answer) = apply(rule.filters(), &mut request.parts, &context)? {
         return Ok(Plan::Answer(answer));
     }
-    let chosen = pick_backend(&rule.backends)?;
-    if let Some(answer) = filters::apply_request(&chosen.filters, headers, target, prefix) {
+    let chosen = rule
+        .pick_backend(&mut rand::rng())
+        .map_err(|e| Failure::unresolved(&e.to_string()))?;
+    if let Some(answer) = apply(chosen.filters(), &mut request.parts, &context)? {
         return Ok(Plan::Answer(answer));
     }
+    request.target = headers::target(&request.parts, tunnel.destination);
     let backend = resolve(waypoint, chosen)?;
-    for mirror in filters::mirrors(&rule.filters).chain(filters::mirrors(&chosen.filters)) {
+    let mirrors = rule.filters().mirrors().iter();
+    for mirror in mirrors.chain(chosen.filters().mirrors()) {
         send_mirror(waypoint, mirror, request);
     }
     Ok(Plan::Send {
         backend,
         rule,
-        backend_filters: &chosen.filters,
+        backend_filters: chosen.filters(),
     })
+}
+
+/// Runs request filters: `Some` answer for a redirect.
+fn apply(
+    filters: &Filters,
+    parts: &mut Parts,
+    context: &weft_l7::FilterContext<'_>,
+) -> Result<Option<Response<Body>>, Failure> {
+    match filters.apply_request(parts, context) {
+        Ok(RequestVerdict::Forward) => Ok(None),
+        Ok(RequestVerdict::Redirect(redirect)) => Ok(Some(local::redirect(&redirect))),
+        Err(error) => Err(Failure::filter(&error)),
+    }
 }
 
 impl Plan<'_> {
@@ -193,55 +206,32 @@ impl Plan<'_> {
                 backend_filters,
             } => (backend, rule, backend_filters),
         };
+        let timeouts = rule.timeouts();
         let attempts = Attempts {
-            per_try: millis(rule.backend_request_timeout_ms),
-            retry: rule.retry.as_ref(),
+            per_try: timeouts.backend_request,
+            retry: rule.retry(),
             replayable: request.replayable,
         };
         let sending = send(waypoint, &backend, request, &attempts, exchange);
-        let mut response = match millis(rule.request_timeout_ms) {
+        let mut response = match timeouts.request {
             Some(limit) => tokio::time::timeout(limit, sending)
                 .await
                 .unwrap_or_else(|_| Err(Failure::timeout()))?,
             None => sending.await?,
         };
-        filters::apply_response(&rule.filters, response.headers_mut());
-        filters::apply_response(backend_filters, response.headers_mut());
+        rule.filters().apply_response(response.headers_mut());
+        backend_filters.apply_response(response.headers_mut());
         Ok(response)
     }
 }
 
-fn millis(ms: u64) -> Option<Duration> {
-    (ms > 0).then(|| Duration::from_millis(ms))
-}
-
-/// A backend by weight (weight 0 never chosen); none with weight: 500.
-fn pick_backend(backends: &[pb::Backend]) -> Result<&pb::Backend, Failure> {
-    let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
-    if total == 0 {
-        return Err(Failure::unresolved("the rule has no backend with a weight"));
-    }
-    let mut point = rand::random_range(0..total);
-    for backend in backends {
-        let weight = u64::from(backend.weight);
-        if point < weight {
-            if !backend.unresolved.is_empty() {
-                return Err(Failure::unresolved(&backend.unresolved));
-            }
-            return Ok(backend);
-        }
-        point -= weight;
-    }
-    Err(Failure::unresolved("no backend chosen"))
-}
-
 /// The service a backend names, from the mesh state.
-fn resolve(waypoint: &Waypoint, backend: &pb::Backend) -> Result<Backend, Failure> {
+fn resolve(waypoint: &Waypoint, backend: &RouteBackend) -> Result<Backend, Failure> {
     let state = waypoint.state();
-    let service = state.service_by_key(&backend.service).ok_or_else(|| {
-        Failure::unresolved(&format!("service {} is not in the mesh", backend.service))
+    let service = state.service_by_key(backend.service()).ok_or_else(|| {
+        Failure::unresolved(&format!("service {} is not in the mesh", backend.service()))
     })?;
-    let number = u16::try_from(backend.port).unwrap_or(0);
+    let number = backend.port();
     let port = service.port(number).unwrap_or(PortMapping {
         service_port: number,
         target_port: None,
@@ -303,18 +293,11 @@ async fn send(
 }
 
 /// Sends a bodiless copy of the request to a mirror backend and forgets it.
-fn send_mirror(waypoint: &Waypoint, mirror: &pb::Mirror, request: &Pending) {
-    let (numerator, denominator) = match (mirror.numerator, mirror.denominator) {
-        (_, 0) => (100, 100),
-        pair => pair,
-    };
-    if rand::random_range(0..denominator) >= numerator {
+fn send_mirror(waypoint: &Waypoint, mirror: &Mirror, request: &Pending) {
+    if !mirror.sampled(&mut rand::rng()) {
         return;
     }
-    let Some(backend) = mirror.backend.as_ref() else {
-        return;
-    };
-    let Ok(backend) = resolve(waypoint, backend) else {
+    let Ok(backend) = resolve(waypoint, mirror.backend()) else {
         return;
     };
     let mut head = headers::head(&request.parts, &request.target, request.h2, false);
