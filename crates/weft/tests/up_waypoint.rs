@@ -1,7 +1,9 @@
 //! Waypoints end to end through `weft up` (root: network namespaces; never skipped): the
 //! waypoint Gateway runs as its own pod, pods' requests to a service that uses it are routed
 //! by path and header, split by weight and denied by an L7 policy; `weft waypoint apply` and
-//! a new HTTPRoute on a running mesh change what a pod sees.
+//! a new HTTPRoute on a running mesh change what a pod sees; filters (rewrite, header,
+//! redirect), a request timeout, h2c, an ALLOW policy by caller identity, and the
+//! waypoint's request metrics and access log.
 //!
 //! Requests are made from inside a pod with `weft exec POD -- curl ...` (curl can set
 //! headers and methods and makes many requests on one connection, so a split is measured in
@@ -315,6 +317,164 @@ fn waypoint_apply_and_a_route_on_a_running_mesh_change_what_a_pod_sees() {
         String::from_utf8_lossy(&delete.stderr)
     );
     up.wait_line("removed pod store/waypoint-");
+    up.signal("-TERM");
+    assert!(up.wait_exit().success(), "{}", up.output());
+}
+
+/// A namespace whose every service goes through its waypoint, with filters, a timeout and
+/// an ALLOW policy for frontend/web only.
+const APP: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: app
+  labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: app}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo, namespace: app}
+spec:
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      containers:
+      - {name: echo, image: weft, command: [weft, x, echo], args: [--port, '8080']}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: app}
+spec:
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo, namespace: app}
+spec:
+  parentRefs: [{group: '', kind: Service, name: echo, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /old}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}, statusCode: 301}
+  - matches: [{path: {type: PathPrefix, value: /api}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v1}}
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {add: [{name: x-via, value: waypoint}]}
+    backendRefs: [{name: echo, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /slow}}]
+    timeouts: {request: 500ms}
+    backendRefs: [{name: echo, port: 80}]
+  - backendRefs: [{name: echo, port: 80}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-web, namespace: app}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}]
+  action: ALLOW
+  rules: [{from: [{source: {principals: [cluster.local/ns/frontend/sa/web]}}]}]
+";
+
+#[test]
+fn waypoint_filters_times_out_speaks_h2c_allows_by_identity_and_reports() {
+    require_root_and_curl();
+    let config = config_with_examples(&["cluster.yaml", "frontend.yaml"]);
+    std::fs::write(config.path().join("app.yaml"), APP).expect("write app.yaml");
+    let mut up = start_up(config.path());
+    up.wait_line("mesh is up");
+    let waypoint = waypoint_ip(&up, "app", "waypoint");
+    let web = "frontend/web-0";
+    wait_through_waypoint(&up, web, "http://echo.app/", &waypoint);
+
+    // URLRewrite and RequestHeaderModifier reach the backend.
+    let (_, text) = curl(&up, web, &["http://echo.app/api/items"]);
+    assert!(text.contains("\"path\":\"/v1/items\""), "{text}");
+    assert!(text.contains("\"X-Via\":[\"waypoint\"]"), "{text}");
+    // RequestRedirect answers at the waypoint.
+    let (_, text) = curl(
+        &up,
+        web,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            "http://echo.app/old/a",
+        ],
+    );
+    assert_eq!(text, "301 http://echo.app/new/a");
+    // timeouts.request: the echo answers after 2 s, the waypoint gives up with 504.
+    let (_, text) = curl(
+        &up,
+        web,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://echo.app/slow?delay=2s",
+        ],
+    );
+    assert_eq!(text, "504");
+    // h2c from the client, HTTP/2 to the backend.
+    let (_, text) = curl(&up, web, &["--http2-prior-knowledge", "http://echo.app/h2"]);
+    assert!(text.contains("\"proto\":\"HTTP/2.0\""), "{text}");
+    // The ALLOW policy admits only web's identity.
+    let (_, text) = curl(
+        &up,
+        "frontend/reports-0",
+        &["-w", " %{http_code}", "http://echo.app/"],
+    );
+    assert_eq!(text, "RBAC: access denied 403");
+
+    // Request metrics and access log, reported as the waypoint.
+    let pod = (up.lines().iter())
+        .find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("app/waypoint-"))
+        })
+        .expect("waypoint pod in the table")
+        .to_owned();
+    let metrics = format!("http://{waypoint}:15020/metrics");
+    let (_, text) = curl(&up, &pod, &[&metrics]);
+    for expected in [
+        "response_code=\"403\"",
+        "response_code=\"504\"",
+        "response_code=\"301\"",
+        "source_principal=\"spiffe://cluster.local/ns/frontend/sa/reports\"",
+    ] {
+        let line = text.lines().find(|l| {
+            l.starts_with("istio_requests_total{reporter=\"waypoint\"") && l.contains(expected)
+        });
+        assert!(
+            line.is_some(),
+            "no istio_requests_total with {expected}:\n{text}"
+        );
+    }
+    let logs = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["logs", &pod, "--prefix", &up.prefix, "--state-dir"])
+        .arg(&up.state_dir)
+        .output()
+        .expect("run weft logs");
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.lines().any(|l| l.contains("weft::access")
+            && l.contains("path=/h2")
+            && l.contains("protocol=\"HTTP/2\"")
+            && l.contains("response_code=200")),
+        "{logs}"
+    );
     up.signal("-TERM");
     assert!(up.wait_exit().success(), "{}", up.output());
 }
