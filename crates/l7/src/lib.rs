@@ -13,6 +13,8 @@
 //!   [`RetryBudget`] that keeps retries from multiplying load.
 //! - `from_api` (feature `api`, on by default): Gateway API `HTTPRoute` / `GRPCRoute` to the
 //!   wire form, with backend references resolved through a [`from_api::BackendResolver`].
+//! - [`jwt`] and [`trace`]: `RequestAuthentication` token validation and W3C / B3 trace
+//!   context.
 //!
 //! A waypoint's request path, in short:
 //!

@@ -2,7 +2,7 @@
 //! matches, and filters and backends through the shared converters.
 
 use super::filters::{self, BackendRef, Filter, mirror_all};
-use super::{BackendResolver, FieldError, backend, checked, header, named};
+use super::{BackendResolver, FieldError, backend, checked, named, wire_route};
 use crate::routes::{RouteError, RouteKind};
 use gateway_api::grpcroutes::{
     GrpcRouteRules, GrpcRouteRulesMatches, GrpcRouteRulesMatchesHeadersType,
@@ -21,7 +21,7 @@ pub fn grpc_route(
     parent_port: Option<u16>,
     resolver: &dyn BackendResolver,
 ) -> Result<pb::Route, RouteError> {
-    let (name, mut wire) = header(RouteKind::Grpc, &route.metadata, parent_port);
+    let (name, mut wire) = wire_route(RouteKind::Grpc, &route.metadata, parent_port);
     wire.hostnames = route.spec.hostnames.clone().unwrap_or_default();
     let rules = route.spec.rules.iter().flatten().enumerate();
     wire.rules = rules

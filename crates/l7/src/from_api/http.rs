@@ -4,7 +4,9 @@
 //! milliseconds with weft's retry defaults.
 
 use super::filters::{self, BackendRef, Filter, mirror_all};
-use super::{BackendResolver, FieldError, backend, checked, defaults, duration_ms, header, named};
+use super::{
+    BackendResolver, FieldError, backend, checked, defaults, duration_ms, named, wire_route,
+};
 use crate::routes::{RouteError, RouteKind};
 use gateway_api::experimental::httproutes::{
     HttpRouteRules, HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType,
@@ -24,7 +26,7 @@ pub fn http_route(
     parent_port: Option<u16>,
     resolver: &dyn BackendResolver,
 ) -> Result<pb::Route, RouteError> {
-    let (name, mut wire) = header(RouteKind::Http, &route.metadata, parent_port);
+    let (name, mut wire) = wire_route(RouteKind::Http, &route.metadata, parent_port);
     wire.hostnames = route.spec.hostnames.clone().unwrap_or_default();
     let rules = route.spec.rules.iter().flatten().enumerate();
     wire.rules = rules

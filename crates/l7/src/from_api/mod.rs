@@ -57,7 +57,7 @@ pub mod defaults {
 }
 
 /// The route's name and the wire route's identifying fields.
-fn header(
+fn wire_route(
     kind: RouteKind,
     metadata: &ObjectMeta,
     parent_port: Option<u16>,

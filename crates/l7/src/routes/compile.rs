@@ -41,6 +41,12 @@ pub(crate) fn compile_route(route: &pb::Route) -> Result<CompiledRoute, RouteErr
         field,
         message,
     };
+    if Kind::try_from(route.kind).is_err() {
+        return Err(with_name((
+            "kind".into(),
+            format!("unknown route kind {}", route.kind),
+        )));
+    }
     let rules = (route.rules.iter().enumerate())
         .map(|(i, rule)| compile_rule(name.kind, rule, i))
         .collect::<Result<Vec<_>, _>>()
@@ -64,7 +70,7 @@ pub(crate) fn compile_route(route: &pb::Route) -> Result<CompiledRoute, RouteErr
 fn route_name(route: &pb::Route) -> RouteName {
     let kind = match Kind::try_from(route.kind) {
         Ok(Kind::Grpc) => RouteKind::Grpc,
-        // An unknown kind is rejected by `compile_rule`; name it as HTTP meanwhile.
+        // An unknown kind is rejected by `compile_route`; it is named as HTTP.
         Ok(Kind::Http) | Err(_) => RouteKind::Http,
     };
     let namespace = if route.namespace.is_empty() {
