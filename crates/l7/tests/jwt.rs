@@ -3,65 +3,22 @@
 //! errors and algorithm confusion.
 
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
-use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use aws_lc_rs::rsa::PublicKeyComponents;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use http::HeaderMap;
 use serde_json::{Value, json};
 use weft_l7::jwt::{JwtOutcome, JwtValidator};
 use weft_proto::l7::{JwtHeader, JwtRule};
+use weft_testkit::jwt::{RsaSigner, b64url as b64, token, unix_now as now};
 
 const ISS: &str = "https://issuer.example";
 
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Two RSA keys shared by the tests (generation is the slow part).
-fn rsa_keys() -> &'static [RsaKeyPair; 2] {
-    static KEYS: OnceLock<[RsaKeyPair; 2]> = OnceLock::new();
-    KEYS.get_or_init(|| [0, 1].map(|_| RsaKeyPair::generate(KeySize::Rsa2048).unwrap()))
-}
-
-fn rsa_jwk(key: &RsaKeyPair, kid: &str) -> Value {
-    let parts = PublicKeyComponents::<Vec<u8>>::from(key.public_key());
-    json!({"kty": "RSA", "kid": kid, "use": "sig", "n": b64(&parts.n), "e": b64(&parts.e)})
-}
-
-/// `header.claims` signed by `sign`.
-fn token(header: &Value, claims: &Value, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
-    let message = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(claims.to_string().as_bytes())
-    );
-    let sig = sign(message.as_bytes());
-    format!("{message}.{}", b64(&sig))
-}
-
-fn rsa_sign(key: &RsaKeyPair, alg: &'static dyn signature::RsaEncoding, msg: &[u8]) -> Vec<u8> {
-    let mut sig = vec![0; key.public_modulus_len()];
-    key.sign(alg, &SystemRandom::new(), msg, &mut sig).unwrap();
-    sig
-}
-
-fn rs256(key: &RsaKeyPair, kid: &str, claims: &Value) -> String {
-    token(
-        &json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
-        claims,
-        |m| rsa_sign(key, &signature::RSA_PKCS1_SHA256, m),
-    )
+/// Two RSA keys (`kid` k0 and k1) shared by the tests: generation is the slow part.
+fn rsa_keys() -> &'static [RsaSigner; 2] {
+    static KEYS: OnceLock<[RsaSigner; 2]> = OnceLock::new();
+    KEYS.get_or_init(|| [RsaSigner::generate("k0"), RsaSigner::generate("k1")])
 }
 
 fn claims() -> Value {
@@ -78,7 +35,7 @@ fn rule(jwks: Value) -> JwtRule {
 }
 
 fn rsa_rule() -> JwtRule {
-    rule(json!({"keys": [rsa_jwk(&rsa_keys()[0], "k0")]}))
+    rule(json!({"keys": [rsa_keys()[0].jwk()]}))
 }
 
 fn bearer(token: &str) -> HeaderMap {
@@ -113,7 +70,7 @@ fn invalid_reason(outcome: JwtOutcome) -> String {
 fn rs256_bearer_token_is_valid_with_principal_claims_and_header_to_strip() {
     let outcome = check(
         &[rsa_rule()],
-        &bearer(&rs256(&rsa_keys()[0], "k0", &claims())),
+        &bearer(&rsa_keys()[0].rs256(&claims())),
         None,
     );
     let JwtOutcome::Valid {
@@ -135,11 +92,7 @@ fn forward_original_token_keeps_the_header() {
         forward_original_token: true,
         ..rsa_rule()
     };
-    let outcome = check(
-        &[rule],
-        &bearer(&rs256(&rsa_keys()[0], "k0", &claims())),
-        None,
-    );
+    let outcome = check(&[rule], &bearer(&rsa_keys()[0].rs256(&claims())), None);
     assert!(
         matches!(
             outcome,
@@ -171,14 +124,14 @@ fn expired_token_is_invalid_but_skew_within_leeway_passes() {
     let expired = json!({"iss": ISS, "sub": "alice", "exp": now() - 3600});
     let reason = invalid_reason(check(
         &[rsa_rule()],
-        &bearer(&rs256(&rsa_keys()[0], "k0", &expired)),
+        &bearer(&rsa_keys()[0].rs256(&expired)),
         None,
     ));
     assert!(reason.contains("expired"), "{reason}");
     let just = json!({"iss": ISS, "sub": "alice", "exp": now() - 5});
     principal(&check(
         &[rsa_rule()],
-        &bearer(&rs256(&rsa_keys()[0], "k0", &just)),
+        &bearer(&rsa_keys()[0].rs256(&just)),
         None,
     ));
 }
@@ -188,7 +141,7 @@ fn token_not_yet_valid_is_invalid() {
     let early = json!({"iss": ISS, "sub": "alice", "nbf": now() + 3600});
     let reason = invalid_reason(check(
         &[rsa_rule()],
-        &bearer(&rs256(&rsa_keys()[0], "k0", &early)),
+        &bearer(&rsa_keys()[0].rs256(&early)),
         None,
     ));
     assert!(reason.contains("not yet valid"), "{reason}");
@@ -199,7 +152,7 @@ fn unknown_issuer_is_invalid() {
     let other = json!({"iss": "https://elsewhere", "sub": "alice", "exp": now() + 60});
     let reason = invalid_reason(check(
         &[rsa_rule()],
-        &bearer(&rs256(&rsa_keys()[0], "k0", &other)),
+        &bearer(&rsa_keys()[0].rs256(&other)),
         None,
     ));
     assert!(reason.contains("not configured"), "{reason}");
@@ -211,24 +164,20 @@ fn audiences_must_intersect_when_set() {
         audiences: auds.iter().map(|a| (*a).to_owned()).collect(),
         ..rsa_rule()
     };
-    let token = rs256(&rsa_keys()[0], "k0", &claims());
+    let token = rsa_keys()[0].rs256(&claims());
     principal(&check(&[rule(&["nope", "shop"])], &bearer(&token), None));
     let reason = invalid_reason(check(&[rule(&["billing"])], &bearer(&token), None));
     assert!(reason.contains("Audiences"), "{reason}");
-    let no_aud = rs256(
-        &rsa_keys()[0],
-        "k0",
-        &json!({"iss": ISS, "sub": "a", "exp": now() + 60}),
-    );
+    let no_aud = rsa_keys()[0].rs256(&json!({"iss": ISS, "sub": "a", "exp": now() + 60}));
     invalid_reason(check(&[rule(&["shop"])], &bearer(&no_aud), None));
 }
 
 #[test]
 fn signature_of_another_key_is_invalid() {
-    let forged = rs256(&rsa_keys()[1], "k0", &claims());
+    let forged = rsa_keys()[1].rs256_as("k0", &claims());
     let reason = invalid_reason(check(&[rsa_rule()], &bearer(&forged), None));
     assert!(reason.contains("verification fails"), "{reason}");
-    let mut tampered = rs256(&rsa_keys()[0], "k0", &claims());
+    let mut tampered = rsa_keys()[0].rs256(&claims());
     let payload = b64(json!({"iss": ISS, "sub": "mallory", "exp": now() + 60})
         .to_string()
         .as_bytes());
@@ -239,13 +188,13 @@ fn signature_of_another_key_is_invalid() {
 
 #[test]
 fn kid_selects_the_key_among_several() {
-    let jwks = json!({"keys": [rsa_jwk(&rsa_keys()[1], "k1"), rsa_jwk(&rsa_keys()[0], "k0")]});
+    let jwks = json!({"keys": [rsa_keys()[1].jwk(), rsa_keys()[0].jwk()]});
     principal(&check(
         &[rule(jwks.clone())],
-        &bearer(&rs256(&rsa_keys()[0], "k0", &claims())),
+        &bearer(&rsa_keys()[0].rs256(&claims())),
         None,
     ));
-    let unknown_kid = rs256(&rsa_keys()[0], "k9", &claims());
+    let unknown_kid = rsa_keys()[0].rs256_as("k9", &claims());
     let reason = invalid_reason(check(&[rule(jwks)], &bearer(&unknown_kid), None));
     assert!(reason.contains("kid"), "{reason}");
 }
@@ -253,7 +202,7 @@ fn kid_selects_the_key_among_several() {
 #[test]
 fn hs256_token_against_rsa_jwks_is_rejected() {
     // The classic confusion: the attacker MACs with the server's public key as the secret.
-    let n = PublicKeyComponents::<Vec<u8>>::from(rsa_keys()[0].public_key()).n;
+    let n = PublicKeyComponents::<Vec<u8>>::from(rsa_keys()[0].key().public_key()).n;
     let mac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &n);
     let forged = token(&json!({"alg": "HS256", "kid": "k0"}), &claims(), |m| {
         aws_lc_rs::hmac::sign(&mac_key, m).as_ref().to_vec()
@@ -272,7 +221,7 @@ fn es256_ps256_and_eddsa_tokens_verify() {
     let ed = Ed25519KeyPair::generate().unwrap();
     let ed_jwk =
         json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": b64(ed.public_key().as_ref())});
-    let jwks = json!({"keys": [ec_jwk, ed_jwk, rsa_jwk(&rsa_keys()[0], "k0")]});
+    let jwks = json!({"keys": [ec_jwk, ed_jwk, rsa_keys()[0].jwk()]});
     let es = token(&json!({"alg": "ES256", "kid": "ec"}), &claims(), |m| {
         ec.sign(&rng, m).unwrap().as_ref().to_vec()
     });
@@ -280,7 +229,7 @@ fn es256_ps256_and_eddsa_tokens_verify() {
         ed.sign(m).as_ref().to_vec()
     });
     let ps = token(&json!({"alg": "PS256", "kid": "k0"}), &claims(), |m| {
-        rsa_sign(&rsa_keys()[0], &signature::RSA_PSS_SHA256, m)
+        rsa_keys()[0].sign(&signature::RSA_PSS_SHA256, m)
     });
     for t in [es, eddsa, ps] {
         principal(&check(&[rule(jwks.clone())], &bearer(&t), None));
@@ -297,7 +246,7 @@ fn custom_header_with_prefix_and_query_param() {
         from_params: vec!["jwt".to_owned()],
         ..rsa_rule()
     };
-    let token = rs256(&rsa_keys()[0], "k0", &claims());
+    let token = rsa_keys()[0].rs256(&claims());
     let mut headers = HeaderMap::new();
     headers.insert("x-jwt-assertion", format!("Token {token}").parse().unwrap());
     let outcome = check(std::slice::from_ref(&rule), &headers, None);
@@ -323,7 +272,7 @@ fn custom_header_with_prefix_and_query_param() {
 
 #[test]
 fn default_locations_include_access_token_param() {
-    let token = rs256(&rsa_keys()[0], "k0", &claims());
+    let token = rsa_keys()[0].rs256(&claims());
     principal(&check(
         &[rsa_rule()],
         &HeaderMap::new(),
@@ -356,7 +305,7 @@ fn jwks_uri_only_rejects_tokens_of_its_issuer() {
     };
     let reason = invalid_reason(check(
         &[rule],
-        &bearer(&rs256(&rsa_keys()[0], "k0", &claims())),
+        &bearer(&rsa_keys()[0].rs256(&claims())),
         None,
     ));
     assert!(reason.contains("jwksUri"), "{reason}");
@@ -376,10 +325,7 @@ fn broken_rules_are_errors_naming_rule_and_field() {
             rule(json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})),
             "jwks.keys[0]: symmetric",
         ),
-        (
-            rule(json!({"keys": [rsa_jwk(&rsa_keys()[0], "k0")], "x": 1})),
-            "",
-        ),
+        (rule(json!({"keys": [rsa_keys()[0].jwk()], "x": 1})), ""),
         (
             JwtRule {
                 issuer: String::new(),
@@ -430,12 +376,9 @@ fn lenient_compile_keeps_good_rules_and_fails_closed_on_broken_ones() {
     let (validator, errors) = JwtValidator::new_lenient(&[broken, rsa_rule()]);
     assert_eq!(errors.len(), 1);
     let service = "shop/catalog.shop.svc.cluster.local";
-    let good = rs256(&rsa_keys()[0], "k0", &claims());
+    let good = rsa_keys()[0].rs256(&claims());
     principal(&validator.validate(service, &bearer(&good), None));
-    let to_broken = rs256(
-        &rsa_keys()[0],
-        "k0",
-        &json!({"iss": "https://broken", "sub": "x", "exp": now() + 60}),
-    );
+    let to_broken =
+        rsa_keys()[0].rs256(&json!({"iss": "https://broken", "sub": "x", "exp": now() + 60}));
     invalid_reason(validator.validate(service, &bearer(&to_broken), None));
 }

@@ -7,9 +7,12 @@
 //! holding that socket until the process exits. Another process trying the same network
 //! fails to bind the sentinel and moves on to the next.
 //!
-//! [`tcp_echo`] is the upstream most data-path tests relay to.
+//! [`tcp_echo`] is the upstream most data-path tests relay to; [`jwt`] makes keys and signed
+//! tokens for the request-authentication tests.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+
+pub mod jwt;
 
 /// Port of the sentinel socket that marks a `127.X.0.0/16` network as leased.
 const SENTINEL_PORT: u16 = 19_999;

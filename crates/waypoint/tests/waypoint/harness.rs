@@ -595,10 +595,14 @@ pub fn policy(
 
 /// A match whose `RequestMatch` extension requires one of `paths`.
 pub fn path_match(paths: &[&str]) -> security::Match {
-    let request = pb::RequestMatch {
+    request_match(pb::RequestMatch {
         paths: paths.iter().map(|p| string_match(p)).collect(),
         ..Default::default()
-    };
+    })
+}
+
+/// A match whose L7 conditions are `request` (packed as the `RequestMatch` extension).
+pub fn request_match(request: pb::RequestMatch) -> security::Match {
     security::Match {
         extensions: vec![security::Extension {
             name: weft_proto::REQUEST_MATCH_EXTENSION.into(),
@@ -611,7 +615,8 @@ pub fn path_match(paths: &[&str]) -> security::Match {
     }
 }
 
-fn string_match(pattern: &str) -> security::StringMatch {
+/// `pattern` as Istio writes it: exact, or a prefix ending in `*`.
+pub fn string_match(pattern: &str) -> security::StringMatch {
     use security::string_match::MatchType;
     let kind = match pattern.strip_suffix('*') {
         Some(prefix) => MatchType::Prefix(prefix.into()),

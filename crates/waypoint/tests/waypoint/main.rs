@@ -4,5 +4,6 @@
 
 mod harness;
 mod http;
+mod jwt;
 mod otlp;
 mod resilience;
