@@ -131,7 +131,8 @@ async fn process(
             send(waypoint, &backend, request, &attempts, exchange).await
         }
         RouteChoice::Rule(selected) => {
-            exchange.entry.route = Some(selected.route.to_string());
+            let route = selected.route;
+            exchange.entry.route = Some(format!("{}/{}", route.namespace, route.name));
             let plan = routed(waypoint, tunnel, selected, &mut request)?;
             plan.finish(waypoint, request, exchange).await
         }
