@@ -257,7 +257,11 @@ impl Redirect {
     ) -> Result<RedirectResponse, FilterError> {
         let host = request_host(parts).unwrap_or_default();
         let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let location = self.location(host, path, context);
+        let context = FilterContext {
+            scheme: parts.uri.scheme_str().unwrap_or(context.scheme),
+            ..*context
+        };
+        let location = self.location(host, path, &context);
         let location = HeaderValue::try_from(location).map_err(|e| FilterError(e.to_string()))?;
         Ok(RedirectResponse {
             status: self.status,

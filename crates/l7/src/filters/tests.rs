@@ -186,6 +186,16 @@ fn redirect_locations() {
             "http://api.test:8080/p",
         ),
         (
+            "the URI's scheme wins over the context's",
+            redirect("", "", 0, None, 0),
+            "https://api.test/p",
+            None,
+            443,
+            None,
+            302,
+            "https://api.test/p",
+        ),
+        (
             "IPv6 host keeps brackets",
             redirect("", "", 0, None, 0),
             "/",
