@@ -9,6 +9,10 @@
 //! translate config itself or configure anything in the root network namespace: everything
 //! it makes carries the instance prefix and lives under `<state-dir>/<prefix>/`.
 //!
+//! Each waypoint Gateway is a pod like the others (pod expansion decides it: see
+//! `weft_api::expand::waypoint`) whose container runs `weft waypoint run`; `weft up` adds
+//! where the control plane is (components) and reports when it is ready (`mesh::waypoints`).
+//!
 //! Without root (or with `--explicit`) it runs the same mesh in explicit mode on loopback
 //! addresses ([`loopback`]): plain processes that reach the mesh through their node proxy's
 //! SOCKS5/HTTP CONNECT port; nothing is captured transparently.

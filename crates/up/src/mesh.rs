@@ -12,13 +12,15 @@ use crate::pid_records;
 use crate::plan::{MeshPlan, PodPlan, WEFT_PROGRAM};
 use crate::probe::{Probe, wait_all_ready};
 use crate::process::{Process, ProcessSpec, stop_all};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use weft_netns::{ClusterSpec, LocalCluster, NETNS_ETC_DIR, NetNs};
+
+mod waypoints;
 
 /// How long stopped processes get before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -76,6 +78,8 @@ pub struct Mesh {
     features: NodeFeatures,
     /// `weft waypoint run --help`: which flags waypoint pods are given.
     waypoint_help: String,
+    /// Waypoint pods (`namespace/name`) that reported ready since they started.
+    ready_waypoints: BTreeSet<String>,
 }
 
 impl Mesh {
@@ -127,6 +131,7 @@ impl Mesh {
             links: BTreeMap::new(),
             features,
             waypoint_help: components::waypoint_help(&settings.weft),
+            ready_waypoints: BTreeSet::new(),
             settings,
         }
     }
@@ -307,46 +312,6 @@ impl Mesh {
         Ok(())
     }
 
-    /// Waits until every running waypoint pod reports ready (its certificate and first
-    /// configuration arrived), up to the ready timeout; returns one line per waypoint.
-    pub fn wait_waypoints_ready(&mut self, cancel: &Arc<AtomicBool>) -> Vec<String> {
-        let probes: Vec<Probe> = (self.plan.pods.values())
-            .filter_map(|pod| {
-                let gateway = pod.waypoint.as_ref()?;
-                let netns = match &self.network {
-                    Network::Namespaces(cluster) => {
-                        Some(cluster.pod(&pod.cluster_name())?.netns.path())
-                    }
-                    Network::Loopback(_) => None,
-                };
-                Some(Probe {
-                    what: format!("waypoint {gateway} ({})", pod.key()),
-                    netns,
-                    addr: SocketAddr::new(IpAddr::V4(pod.ip), components::WAYPOINT_METRICS_PORT),
-                    path: "/healthz/ready".into(),
-                })
-            })
-            .collect();
-        if probes.is_empty() {
-            return Vec::new();
-        }
-        let waited = wait_all_ready(&probes, self.settings.ready_timeout, || {
-            if cancel.load(Ordering::Relaxed) {
-                return Err("interrupted".to_owned());
-            }
-            Ok(())
-        });
-        match waited {
-            Ok(_) => probes
-                .iter()
-                .map(|p| format!("{} is ready", p.what))
-                .collect(),
-            Err(reason) => vec![format!(
-                "waypoints: {reason} (logs: weft logs NAMESPACE/POD)"
-            )],
-        }
-    }
-
     fn wait_ready(&mut self, probes: &[Probe], cancel: &Arc<AtomicBool>) -> Result<(), UpError> {
         let timeout = self.settings.ready_timeout;
         let (control, nodes) = (&mut self.control, &mut self.nodes);
@@ -478,6 +443,7 @@ impl Mesh {
 
     fn remove_pod(&mut self, pod: &PodPlan) {
         exec::forget(&self.settings.layout, &pod.namespace, &pod.name);
+        self.ready_waypoints.remove(&pod.key());
         if let Some(mut processes) = self.pods.remove(&pod.key()) {
             self.stop(&mut processes);
         }
@@ -521,18 +487,6 @@ impl Mesh {
         for process in processes {
             pid_records::forget(&self.settings.layout, process.pid());
         }
-    }
-
-    /// What a waypoint pod's `weft waypoint run` is told besides its Gateway.
-    fn waypoint_args(&self, pod: &PodPlan) -> Vec<String> {
-        let control = self.control_site();
-        components::waypoint_args(
-            &self.settings.layout,
-            &pod.node,
-            control.ip,
-            pod.ip,
-            &self.waypoint_help,
-        )
     }
 
     /// `weft` as a program means this binary (so manifests work without weft on PATH).

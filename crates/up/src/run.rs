@@ -313,7 +313,9 @@ async fn serve(
             () = stop.notified() => break,
             Some(_) = events.recv() => {
                 while events.try_recv().is_ok() {}
-                tokio::task::block_in_place(|| apply_edit(config, &mut mesh, &mut planner, store));
+                tokio::task::block_in_place(|| {
+                    apply_edit(config, &mut mesh, &mut planner, store, cancel);
+                });
             }
             _ = tick.tick() => {
                 for exited in mesh.exited() {
@@ -327,13 +329,22 @@ async fn serve(
     tokio::task::block_in_place(|| mesh.shutdown()).map(|()| outcome)
 }
 
-fn apply_edit(config: &UpConfig, mesh: &mut Mesh, planner: &mut Planner, store: &ConfigStore) {
+fn apply_edit(
+    config: &UpConfig,
+    mesh: &mut Mesh,
+    planner: &mut Planner,
+    store: &ConfigStore,
+    cancel: &AtomicBool,
+) {
     for finding in store.file_errors() {
         println!("config error (last good version kept): {finding}");
     }
     match planner.plan(store, &config.translate) {
         Ok(plan) => {
             for line in mesh.apply(plan) {
+                println!("{line}");
+            }
+            for line in mesh.wait_waypoints_ready(cancel) {
                 println!("{line}");
             }
         }

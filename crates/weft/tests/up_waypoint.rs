@@ -289,6 +289,8 @@ fn waypoint_apply_and_a_route_on_a_running_mesh_change_what_a_pod_sees() {
         .and_then(|rest| rest.split_whitespace().next())
         .expect("the added pod's address")
         .to_owned();
+    let ready = up.wait_line("waypoint store/waypoint (store/waypoint-");
+    assert!(ready.ends_with("is ready"), "{ready}");
 
     // Through the waypoint now: only version b answers, /admin is denied.
     wait_through_waypoint(&up, web, "http://cart.store/", &waypoint);

@@ -1,0 +1,71 @@
+//! Waypoint pods of a running mesh: what their `weft waypoint run` is told besides its
+//! Gateway (where the control plane is, listeners on the pod's address), and waiting for
+//! them to report ready (certificate and first configuration received).
+
+use super::{Mesh, Network};
+use crate::components;
+use crate::plan::PodPlan;
+use crate::probe::{Probe, wait_all_ready};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+impl Mesh {
+    /// The runtime flags of a waypoint pod's container.
+    pub(super) fn waypoint_args(&self, pod: &PodPlan) -> Vec<String> {
+        let control = self.control_site();
+        components::waypoint_args(
+            &self.settings.layout,
+            &pod.node,
+            control.ip,
+            pod.ip,
+            &self.waypoint_help,
+        )
+    }
+
+    /// Waits until every running waypoint pod that has not reported ready yet does
+    /// (`/healthz/ready` on its metrics port), up to the ready timeout or until `cancel` is
+    /// set; returns one line per waypoint (or what is not ready).
+    pub fn wait_waypoints_ready(&mut self, cancel: &AtomicBool) -> Vec<String> {
+        let pending: Vec<(String, Probe)> = (self.plan.pods.values())
+            .filter(|pod| !self.ready_waypoints.contains(&pod.key()))
+            .filter_map(|pod| Some((pod.key(), self.readiness_probe(pod)?)))
+            .collect();
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        let probes: Vec<Probe> = pending.iter().map(|(_, probe)| probe.clone()).collect();
+        let waited = wait_all_ready(&probes, self.settings.ready_timeout, || {
+            if cancel.load(Ordering::Relaxed) {
+                return Err("interrupted".to_owned());
+            }
+            Ok(())
+        });
+        match waited {
+            Ok(_) => pending
+                .into_iter()
+                .map(|(key, probe)| {
+                    self.ready_waypoints.insert(key);
+                    format!("{} is ready", probe.what)
+                })
+                .collect(),
+            Err(reason) => vec![format!(
+                "waypoints: {reason} (logs: weft logs NAMESPACE/POD)"
+            )],
+        }
+    }
+
+    /// A waypoint pod's readiness endpoint, asked from inside its namespace.
+    fn readiness_probe(&self, pod: &PodPlan) -> Option<Probe> {
+        let gateway = pod.waypoint.as_ref()?;
+        let netns = match &self.network {
+            Network::Namespaces(cluster) => Some(cluster.pod(&pod.cluster_name())?.netns.path()),
+            Network::Loopback(_) => None,
+        };
+        Some(Probe {
+            what: format!("waypoint {gateway} ({})", pod.key()),
+            netns,
+            addr: SocketAddr::new(IpAddr::V4(pod.ip), components::WAYPOINT_METRICS_PORT),
+            path: "/healthz/ready".into(),
+        })
+    }
+}
