@@ -418,9 +418,10 @@ mod tests {
             ["weft", "waypoint", "run", "--gateway", "shop/waypoint"]
         );
         let service = plan.service_names.iter().find(|s| s.name == "waypoint");
-        let rule = plan.services.iter().find(|r| {
-            service.is_some_and(|s| s.vip == r.vip) && r.port == 15008
-        });
+        let rule = plan
+            .services
+            .iter()
+            .find(|r| service.is_some_and(|s| s.vip == r.vip) && r.port == 15008);
         assert_eq!(
             rule.map(|r| r.endpoints.clone()),
             Some(vec![SocketAddrV4::new(pod.ip, 15008)]),
