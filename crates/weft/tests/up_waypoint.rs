@@ -174,6 +174,9 @@ fn waypoint_routes_splits_and_denies_a_pods_requests() {
     }
     let (ok, text) = curl(&up, web, &["-f", "http://reviews.shop/administrator"]);
     assert!(ok, "/administrator is not under /admin: {text}");
+    // Around the waypoint: reviews' pods accept only the waypoint's identity (L4 policy).
+    let (ok, text) = curl(&up, web, &["http://reviews-v1.shop/admin"]);
+    assert!(!ok, "a direct call must be refused at L4: {text}");
 
     up.signal("-TERM");
     assert!(up.wait_exit().success(), "{}", up.output());
