@@ -82,6 +82,7 @@ codes! {
     PolicyL7WithoutWaypoint = "policy-l7-without-waypoint", Warning, "An AuthorizationPolicy uses L7 fields but is enforced at L4 (no waypoint).";
     PolicyTargetNotFound = "policy-target-not-found", Error, "An AuthorizationPolicy targetRef names nothing that exists.";
     PolicyTargetNoWaypoint = "policy-target-without-waypoint", Warning, "An AuthorizationPolicy targets a Service that has no waypoint, so nothing enforces it.";
+    PolicyEnforcement = "policy-enforcement", Info, "Which proxy enforces an AuthorizationPolicy or RequestAuthentication (node proxies at L4, a waypoint, or none).";
     PeerAuthPortNotExposed = "peerauth-port-not-exposed", Warning, "portLevelMtls names a port no selected workload exposes.";
     PeerAuthNamespaceConflict = "peerauth-namespace-conflict", Error, "More than one namespace-wide PeerAuthentication in a namespace.";
     RouteParentNotFound = "route-parent-not-found", Error, "A route's parentRef names no Gateway, ListenerSet or Service.";

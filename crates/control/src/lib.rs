@@ -5,12 +5,14 @@
 //! and xDS, from a watched token file), [`ca_service`] (the Istio certificate service with
 //! per-node authorization), [`secure_server`] (the TLS
 //! port serving CA and xDS), [`admin`] (readiness, metrics, debug pages), [`state_dir`]
-//! and [`process`] (wiring it all into the running process).
+//! and [`process`] (wiring it all into the running process); [`authz_l7`] answers what a
+//! waypoint's L7 policies decide for one request (for `weft x authz check`).
 //!
 //! It must not contain data-plane logic, and it does not sign certificates itself: signing
 //! is `weft_identity::CertificateAuthority`; delta xDS mechanics are `weft_xds`.
 
 pub mod admin;
+pub mod authz_l7;
 pub mod ca_service;
 pub mod callers;
 pub mod process;

@@ -2,6 +2,7 @@
 //! references between routes, gateways and services, policies and the workloads they select,
 //! and waypoint labels. Single-object checks live in [`crate::validate`].
 
+mod enforcement;
 mod policy;
 mod routes;
 
@@ -50,6 +51,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Finding> {
     let mut findings = check_duplicates(snapshot.objects());
     policy::check_authorization_policies(&context, &mut findings);
     policy::check_peer_authentications(&context, &mut findings);
+    enforcement::report_enforcement(&context, &mut findings);
     routes::check_routes(&context, &mut findings);
     check_service_selectors(&context, &mut findings);
     check_waypoint_labels(&context, &mut findings);
@@ -90,23 +92,29 @@ impl<'a> Context<'a> {
 
     /// The waypoint (namespace, name) a service uses through its own or its namespace's label.
     fn service_waypoint(&self, namespace: &str, name: &str) -> Option<(String, String)> {
+        self.target_waypoint(Kind::Service, namespace, name)
+    }
+
+    /// The waypoint (namespace, name) an object of `kind` (Service, ServiceEntry) uses through
+    /// its own or its namespace's label.
+    fn target_waypoint(&self, kind: Kind, namespace: &str, name: &str) -> Option<(String, String)> {
         let service_labels = self
             .snapshot
-            .get(Kind::Service, Some(namespace), name)
+            .get(kind, Some(namespace), name)
             .map(|s| s.object.labels().clone());
         let namespace_labels = self.snapshot.namespace_labels(namespace);
-        [service_labels.unwrap_or_default(), namespace_labels]
+        // The most specific label wins, `none` included.
+        let labels = [service_labels.unwrap_or_default(), namespace_labels]
             .into_iter()
-            .find_map(|labels| {
-                let waypoint = labels.get(USE_WAYPOINT_LABEL)?;
-                (waypoint != "none").then(|| {
-                    let ns = labels
-                        .get(USE_WAYPOINT_NAMESPACE_LABEL)
-                        .cloned()
-                        .unwrap_or_else(|| namespace.to_owned());
-                    (ns, waypoint.clone())
-                })
-            })
+            .find(|labels| labels.contains_key(USE_WAYPOINT_LABEL))?;
+        let waypoint = &labels[USE_WAYPOINT_LABEL];
+        (waypoint != "none" && !waypoint.is_empty()).then(|| {
+            let ns = labels
+                .get(USE_WAYPOINT_NAMESPACE_LABEL)
+                .cloned()
+                .unwrap_or_else(|| namespace.to_owned());
+            (ns, waypoint.clone())
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! Text form of an [`Output`] for people and golden tests: each resource in the proto JSON
 //! mapping (camelCase field names), grouped by type, with its name, version and aliases.
 
-use super::{Output, RESOURCE_TYPES, Resource, ResourceType};
+use super::{Output, RESOURCE_TYPES, Resource, ResourceKey, ResourceType};
 use serde_json::{Map, Value, json};
 use weft_proto::JsonError;
 
@@ -44,6 +44,26 @@ pub fn render_resources(output: &Output) -> Result<Value, RenderError> {
             .map(|r| entry(resource_type, r))
             .collect::<Result<Vec<_>, _>>()?;
         sections.insert(resource_type.section.to_owned(), Value::Array(entries));
+    }
+    Ok(Value::Object(sections))
+}
+
+/// The resources under `keys` in the layout of [`render_resources`], with only the
+/// sections of their types (what one proxy receives, e.g. one waypoint's resource).
+///
+/// # Errors
+/// As [`render_resources`].
+pub fn render_selected(output: &Output, keys: &[ResourceKey]) -> Result<Value, RenderError> {
+    let mut sections = Map::new();
+    for resource_type in RESOURCE_TYPES {
+        let selected = keys.iter().filter(|k| k.type_url == resource_type.type_url);
+        let entries = selected
+            .filter_map(|key| output.get(key))
+            .map(|r| entry(resource_type, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !entries.is_empty() {
+            sections.insert(resource_type.section.to_owned(), Value::Array(entries));
+        }
     }
     Ok(Value::Object(sections))
 }

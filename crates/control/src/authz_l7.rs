@@ -1,0 +1,193 @@
+//! The waypoint half of `weft x authz check`: given a translation, which waypoint (if any)
+//! a request to a workload's port goes through, and what that waypoint's L7 policies
+//! decide for one request (the same `weft-policy` evaluation the waypoint runs, over the
+//! policies of its `weft.l7.v1.Waypoint` resource). Pure: no I/O.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use http::HeaderMap;
+use weft_identity::SpiffeId;
+use weft_policy::{CompiledPolicy, ConnectionFacts, Decision, PolicySet, RequestFacts, Transport};
+use weft_proto::l7::Waypoint;
+use weft_proto::workload::{Address, Workload, address};
+use weft_proto::{ADDRESS_TYPE_URL, WAYPOINT_TYPE_URL};
+
+use crate::translate::{Output, ResourceKey};
+
+/// One request to decide at the waypoint.
+#[derive(Debug, Clone)]
+pub struct L7Query<'a> {
+    /// uid of the destination workload.
+    pub workload: &'a str,
+    /// The destination (target) port on the workload.
+    pub port: u16,
+    /// The client's identity (`None`: plaintext).
+    pub source: Option<SpiffeId>,
+    /// The client's address, also the original client address of the request (`None`: the
+    /// unspecified address, which no positive address rule matches).
+    pub source_ip: Option<IpAddr>,
+    /// Method, e.g. `GET`.
+    pub method: &'a str,
+    /// Path (with query, if any).
+    pub path: &'a str,
+    /// Host / authority; `None`: the service's hostname.
+    pub host: Option<&'a str>,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// `<iss>/<sub>` of a valid JWT the request carries, if any.
+    pub request_principal: Option<&'a str>,
+}
+
+/// What the waypoint decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L7Result {
+    /// The waypoint, `<namespace>/<gateway>`.
+    pub waypoint: String,
+    /// The service key the request was addressed to (`None`: to the workload itself).
+    pub service: Option<String>,
+    /// The waypoint's own identity: what the destination's node proxy sees as the peer.
+    pub identity: SpiffeId,
+    /// The decision of the waypoint's policies for the request.
+    pub decision: Decision,
+}
+
+/// Why the question cannot be answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum L7CheckError {
+    /// A translated resource did not decode or compile (a translation bug).
+    #[error("translated resource {0} is invalid: {1}")]
+    Invalid(String, String),
+}
+
+/// The waypoint serving `query` and its decision, or `None` when no waypoint serves the
+/// workload's port (node proxies then decide at L4 alone).
+///
+/// # Errors
+/// When a translated resource is invalid.
+pub fn check_at_waypoint(
+    output: &Output,
+    trust_domain: &str,
+    query: &L7Query<'_>,
+) -> Result<Option<L7Result>, L7CheckError> {
+    let invalid = |name: &str, e: &dyn std::fmt::Display| {
+        L7CheckError::Invalid(name.to_owned(), e.to_string())
+    };
+    let Some(workload) = workload(output, query.workload)? else {
+        return Ok(None);
+    };
+    let waypoints: Vec<Waypoint> = output
+        .decode_all(WAYPOINT_TYPE_URL)
+        .map_err(|e| invalid("waypoints", &e))?;
+    let Some((waypoint, service)) = serving(&waypoints, &workload, query.port) else {
+        return Ok(None);
+    };
+    let name = format!("{}/{}", waypoint.namespace, waypoint.name);
+    let identity = SpiffeId::new(trust_domain, &waypoint.namespace, &waypoint.name)
+        .map_err(|e| invalid(&name, &e))?;
+    let set = policy_set(waypoint, service.as_deref()).map_err(|e| invalid(&name, &e))?;
+    let destination_ip = first_address(&workload);
+    let source_ip = query.source_ip.unwrap_or(match destination_ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    });
+    let host = query.host.map(str::to_owned).unwrap_or_else(|| {
+        let hostname = service.as_deref().and_then(|key| key.split_once('/'));
+        hostname.map_or_else(|| destination_ip.to_string(), |(_, h)| h.to_owned())
+    });
+    let facts = ConnectionFacts {
+        source_identity: query.source.clone(),
+        source_ip,
+        destination: SocketAddr::new(destination_ip, query.port),
+        transport: if query.source.is_some() {
+            Transport::Hbone
+        } else {
+            Transport::Plaintext
+        },
+    };
+    let request = RequestFacts {
+        method: query.method,
+        host: &host,
+        path: query.path,
+        headers: query.headers,
+        request_principal: query.request_principal,
+        remote_ip: source_ip,
+    };
+    Ok(Some(L7Result {
+        waypoint: name,
+        service,
+        identity,
+        decision: set.evaluate_with(&facts, Some(&request)),
+    }))
+}
+
+fn workload(output: &Output, uid: &str) -> Result<Option<Workload>, L7CheckError> {
+    let Some(resource) = output.get(&ResourceKey::new(ADDRESS_TYPE_URL, uid)) else {
+        return Ok(None);
+    };
+    let decoded: Address = resource
+        .decode()
+        .map_err(|e| L7CheckError::Invalid(uid.to_owned(), e.to_string()))?;
+    Ok(match decoded.r#type {
+        Some(address::Type::Workload(workload)) => Some(workload),
+        _ => None,
+    })
+}
+
+/// The workload's first address (unspecified when it has none).
+fn first_address(workload: &Workload) -> IpAddr {
+    let bytes = workload.addresses.first().map(Vec::as_slice);
+    match bytes.map(<[u8; 4]>::try_from).and_then(Result::ok) {
+        Some(v4) => IpAddr::from(v4),
+        None => bytes
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::from),
+    }
+}
+
+/// The waypoint taking traffic to `port` of `workload`: through a service of the workload
+/// bound to a waypoint (preferred: callers address services), else the workload's own.
+fn serving<'w>(
+    waypoints: &'w [Waypoint],
+    workload: &Workload,
+    port: u16,
+) -> Option<(&'w Waypoint, Option<String>)> {
+    let port = u32::from(port);
+    for (key, ports) in &workload.services {
+        let on_port = ports
+            .ports
+            .iter()
+            .any(|p| p.target_port == port || (p.target_port == 0 && p.service_port == port));
+        if !on_port {
+            continue;
+        }
+        let bound = waypoints
+            .iter()
+            .find(|w| w.services.iter().any(|s| &s.key == key));
+        if let Some(waypoint) = bound {
+            return Some((waypoint, Some(key.clone())));
+        }
+    }
+    let own = waypoints
+        .iter()
+        .find(|w| w.workloads.contains(&workload.uid));
+    own.map(|waypoint| (waypoint, None))
+}
+
+/// The waypoint's policies that apply to requests for `service`.
+fn policy_set(
+    waypoint: &Waypoint,
+    service: Option<&str>,
+) -> Result<PolicySet, weft_policy::ValidationError> {
+    let applying = waypoint.policies.iter().filter(|p| {
+        p.services.is_empty() || service.is_some_and(|s| p.services.iter().any(|k| k == s))
+    });
+    let compiled = applying
+        .filter_map(|p| p.policy.as_ref())
+        .map(|wire| {
+            let name = format!("{}/{}", wire.namespace, wire.name);
+            CompiledPolicy::compile(Some(&name), wire).map(Arc::new)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PolicySet::new(compiled, Vec::new()))
+}
