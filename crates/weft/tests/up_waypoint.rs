@@ -2,7 +2,7 @@
 //! waypoint Gateway runs as its own pod, pods' requests to a service that uses it are routed
 //! by path and header, split by weight and denied by an L7 policy; `weft waypoint apply` and
 //! a new HTTPRoute on a running mesh change what a pod sees; filters (rewrite, header,
-//! redirect), a request timeout, h2c, an ALLOW policy by caller identity, and the
+//! redirect), a request timeout, h2c, WebSocket, an ALLOW policy by caller identity, and the
 //! waypoint's request metrics and access log.
 //!
 //! Requests are made from inside a pod with `weft exec POD -- curl ...` (curl can set
@@ -391,6 +391,12 @@ spec:
   rules: [{from: [{source: {principals: [cluster.local/ns/frontend/sa/web]}}]}]
 ";
 
+/// A WebSocket client in bash: the upgrade request, a masked text frame "hi" and a masked
+/// close frame, then everything the server sends until it closes.
+const WEBSOCKET_SCRIPT: &str = r#"exec 3<>/dev/tcp/echo.app/80
+printf 'GET /ws HTTP/1.1\r\nHost: echo.app\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\x82\x00\x00\x00\x00hi\x88\x80\x00\x00\x00\x00' >&3
+timeout 5 cat <&3"#;
+
 #[test]
 fn waypoint_filters_times_out_speaks_h2c_allows_by_identity_and_reports() {
     require_root_and_curl();
@@ -435,6 +441,15 @@ fn waypoint_filters_times_out_speaks_h2c_allows_by_identity_and_reports() {
     // h2c from the client, HTTP/2 to the backend.
     let (_, text) = curl(&up, web, &["--http2-prior-knowledge", "http://echo.app/h2"]);
     assert!(text.contains("\"proto\":\"HTTP/2.0\""), "{text}");
+    // A WebSocket upgrade through the waypoint: a masked text frame "hi" comes back, then
+    // the close handshake ends the connection.
+    let ws = up.exec(web, &["bash", "-c", WEBSOCKET_SCRIPT]);
+    let answer = String::from_utf8_lossy(&ws.stdout);
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer:?}");
+    assert!(
+        ws.stdout.ends_with(b"\r\n\r\n\x81\x02hi\x88\x00"),
+        "{answer:?}"
+    );
     // The ALLOW policy admits only web's identity.
     let (_, text) = curl(
         &up,
