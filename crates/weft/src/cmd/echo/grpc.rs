@@ -106,7 +106,7 @@ impl EchoService {
                 context: Some((*self.context).clone()),
                 tls_assertions: None,
             }),
-            request: Some(request.get_ref().clone()),
+            request: Some(*request.get_ref()),
         })
     }
 }
