@@ -239,6 +239,10 @@ impl Tracer for OtlpTracer {
             context,
         })
     }
+
+    fn shutdown(&self) {
+        OtlpTracer::shutdown(self);
+    }
 }
 
 /// One request's span until the response ends.

@@ -80,6 +80,9 @@ pub trait Span: Send {
 pub trait Tracer: Send + Sync + 'static {
     /// Starts the request's span.
     fn start(&self, request: &mut http::request::Parts) -> Box<dyn Span>;
+
+    /// Sends what is still queued; called once when the process stops (blocking).
+    fn shutdown(&self) {}
 }
 
 /// The shared context. Cheap to clone.

@@ -274,6 +274,24 @@ async fn unsampled_requests_are_not_exported_but_still_propagated() {
     tracer.shutdown();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_sends_the_queued_spans() {
+    let (addr, mut rx) = grpc_receiver().await;
+    let options = OtlpOptions {
+        batch_delay: Duration::from_secs(3600),
+        ..OtlpOptions::new(Some(format!("http://{addr}")), "wp.ns")
+    };
+    let tracer = OtlpTracer::new(&options).unwrap();
+    let upstream = through(&tracer, &[], 200);
+    let hook: Arc<dyn Tracer> = Arc::new(tracer);
+    tokio::task::spawn_blocking(move || hook.shutdown())
+        .await
+        .unwrap();
+    let (span, _) = next_span(&mut rx).await;
+    let forwarded = parse_traceparent(upstream["traceparent"].to_str().unwrap()).unwrap();
+    assert_eq!(hex(&span.span_id), forwarded.span_id.to_string());
+}
+
 #[test]
 fn without_an_endpoint_context_is_propagated_only() {
     let tracer = OtlpTracer::new(&OtlpOptions::new(None, "wp.ns")).unwrap();

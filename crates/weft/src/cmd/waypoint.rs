@@ -251,11 +251,16 @@ mod run {
     async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
         let drain = Duration::from_secs(args.drain_timeout);
         let process = process(args)?;
+        let tracer = process.tracer.clone();
         let running = weft_waypoint::run(process).await?;
         tracing::info!(addrs = ?running.addrs, identity = %running.waypoint.identity(), "weft waypoint started");
         stopped().await;
         tracing::info!(?drain, "shutting down: no new tunnels, draining open ones");
         running.shutdown(drain).await;
+        if let Some(tracer) = tracer {
+            // the last batch of spans; blocking, so off the runtime's workers
+            let _ = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
+        }
         Ok(ExitCode::SUCCESS)
     }
 
