@@ -17,6 +17,8 @@ L7_FIGURES=(
     "rss_idle_kb|proxy RSS idle (MB)|mb"
 )
 
+thousands() { sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<"$1"; } # 2000 -> 2,000
+
 l7_cell() { # l7_cell ROW KEY KIND
     local value
     value=$(value_of "$1" "$2")
@@ -63,7 +65,7 @@ l7_markdown_table() {
     echo "$rule|"
     for figure in "${L7_FIGURES[@]}"; do
         IFS='|' read -r key label kind <<<"$figure"
-        line="| ${label//RATE/$(printf "%'d" "$L7_RATE")}"
+        line="| ${label//RATE/$(thousands "$L7_RATE")}"
         for column in "${columns[@]}"; do
             IFS=: read -r what row base <<<"$column"
             if [ "$what" = cell ]; then
@@ -85,7 +87,7 @@ l7_report() {
     {
         echo "\`bench/l7$([ "$MODE" = quick ] && echo " --quick")\` at $STARTED, commit $COMMIT."
         echo "Machine: $(machine_line); load average before the run: $LOAD_BEFORE."
-        echo "Rows run: $SELECTED."
+        echo "Rows asked for: $SELECTED (a row without a column was skipped; the run's notes say why)."
         echo
         echo "$table"
     } >"$HERE/results/$stamp-$name.md"
