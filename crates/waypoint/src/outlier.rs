@@ -95,10 +95,18 @@ impl OutlierDetector {
     /// `service` without its ejected endpoints, or unchanged when none is ejected or all are.
     #[must_use]
     pub fn filter(&self, service: &Arc<MeshService>) -> Arc<MeshService> {
+        self.filter_except(service, &[])
+    }
+
+    /// `service` without its ejected endpoints and without `tried` (workload uids a retry
+    /// should avoid); unchanged when that leaves nothing.
+    #[must_use]
+    pub fn filter_except(&self, service: &Arc<MeshService>, tried: &[String]) -> Arc<MeshService> {
         let endpoints = service.endpoints();
         let kept: Vec<Endpoint> = endpoints
             .iter()
             .filter(|e| !self.is_ejected(e.workload.uid()))
+            .filter(|e| !tried.iter().any(|uid| uid == e.workload.uid()))
             .cloned()
             .collect();
         if kept.is_empty() || kept.len() == endpoints.len() {

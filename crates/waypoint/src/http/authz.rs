@@ -52,11 +52,11 @@ pub(crate) fn authorize(
     waypoint: &Waypoint,
     tunnel: &Tunnel,
     config: &WaypointConfig,
+    service: Option<&BoundService>,
     parts: &mut Parts,
     target: &Target,
     remote_ip: IpAddr,
 ) -> Result<(), Failure> {
-    let service = tunnel.service().map(|s| &**s);
     let principal = request_principal(config, service, parts)?;
     let host = target.authority();
     let request = RequestFacts {

@@ -113,9 +113,10 @@ pub(crate) async fn forward(
     let mut body = Some(body);
     let mut attempt = 1;
     let mut _retry = None;
+    let mut tried = Vec::new();
     loop {
         let request = head.request(body.take().unwrap_or_else(empty));
-        let sending = one_attempt(waypoint, backend, head, request);
+        let sending = one_attempt(waypoint, backend, head, request, &mut tried);
         let result = match attempts.per_try {
             Some(limit) => tokio::time::timeout(limit, sending)
                 .await
@@ -142,14 +143,19 @@ pub(crate) async fn forward(
     }
 }
 
+/// One attempt; the endpoint it chose is added to `tried`, which later attempts avoid.
 async fn one_attempt(
     waypoint: &Waypoint,
     backend: &Backend,
     head: &Head,
     request: Request<Body>,
+    tried: &mut Vec<String>,
 ) -> Attempt {
-    let route = choose(waypoint, backend).map_err(|f| (f, None))?;
+    let route = choose(waypoint, backend, tried).map_err(|f| (f, None))?;
     let endpoint = route.destination().cloned();
+    if let Some(workload) = &endpoint {
+        tried.push(workload.uid().to_owned());
+    }
     let upstream = match &route {
         Route::Hbone { authority, .. } => *authority,
         Route::Plain { addr, .. } => *addr,
@@ -215,13 +221,16 @@ async fn send(
     }
 }
 
-fn choose(waypoint: &Waypoint, backend: &Backend) -> Result<Route, Failure> {
+/// An endpoint of the backend: not ejected, and not one an earlier attempt of this request
+/// tried (as long as others are left).
+fn choose(waypoint: &Waypoint, backend: &Backend, tried: &[String]) -> Result<Route, Failure> {
     match backend {
         Backend::Service { service, port } => {
             let inner = waypoint.inner();
+            let candidates = inner.outlier.filter_except(service, tried);
             inner
                 .upstream
-                .service_route(inner.outlier.filter(service), *port, None)
+                .service_route(candidates, *port, None)
                 .map_err(|e| Failure::no_healthy_upstream(&e.to_string()))
         }
         Backend::Workload { workload, addr } => {

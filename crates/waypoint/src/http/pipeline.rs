@@ -96,7 +96,12 @@ async fn process(
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, Failure> {
     let config = waypoint.config();
-    let service = tunnel.service();
+    // The configuration in force now, not the one the tunnel was opened under: a route or
+    // policy change applies to the next request on a kept-alive connection.
+    let service = match tunnel.service() {
+        Some(bound) => Some(config.service(&bound.key).ok_or_else(Failure::no_route)?),
+        None => None,
+    };
     let remote_ip = headers::client_ip(
         &request.parts.headers,
         config.trusted_hops,
@@ -107,6 +112,7 @@ async fn process(
         waypoint,
         tunnel,
         &config,
+        service.map(|s| &**s),
         &mut request.parts,
         &request.target,
         remote_ip,

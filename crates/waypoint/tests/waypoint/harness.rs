@@ -205,7 +205,7 @@ impl Mesh {
         }
         publisher.replace(ADDRESS_TYPE_URL, addresses(net, &specs));
         publish_waypoint(&publisher, &resource);
-        let waypoint = start_waypoint(net, &ca, &trust, xds_addr, outlier, tracer).await;
+        let waypoint = start_waypoint(net, &ca, &trust, xds_addr, options(outlier), tracer).await;
         wait_ready(&waypoint).await;
         Self {
             net,
@@ -228,6 +228,11 @@ impl Mesh {
 
     /// The client workload's HBONE connection to the waypoint.
     pub async fn client(&self) -> Client {
+        self.client_to(&self.waypoint).await
+    }
+
+    /// The client workload's HBONE connection to `waypoint`.
+    pub async fn client_to(&self, waypoint: &RunningWaypoint) -> Client {
         let id = SpiffeId::new("cluster.local", NS, "client").unwrap();
         let manager = CertManager::new(
             Arc::new(LocalCaProvider::new(Arc::clone(&self.ca))),
@@ -237,12 +242,12 @@ impl Mesh {
         let tls = weft_identity::client_config(
             &cert,
             &self.trust,
-            [self.waypoint.waypoint.identity().clone()],
+            [waypoint.waypoint.identity().clone()],
         )
         .expect("client TLS");
         let target = TunnelTarget {
             local_ip: Some(IpAddr::V4(self.net.client())),
-            ..TunnelTarget::new(self.waypoint.addrs.hbone, tls)
+            ..TunnelTarget::new(waypoint.addrs.hbone, tls)
         };
         Client {
             pool: Pool::new(PoolConfig::default()),
@@ -305,24 +310,30 @@ pub fn publish_waypoint(publisher: &ResourcePublisher, resource: &pb::Waypoint) 
     );
 }
 
-async fn start_waypoint(
+/// The test waypoint `ns/wp`'s settings.
+pub fn options(outlier: OutlierConfig) -> WaypointOptions {
+    WaypointOptions {
+        namespace: NS.into(),
+        name: "wp".into(),
+        outlier,
+        ..WaypointOptions::default()
+    }
+}
+
+/// Starts waypoint `ns/wp` on `net` fed by the xDS server at `xds_addr`.
+pub async fn start_waypoint(
     net: Net,
     ca: &Arc<CertificateAuthority>,
     trust: &TrustBundle,
     xds_addr: SocketAddr,
-    outlier: OutlierConfig,
+    options: WaypointOptions,
     tracer: Option<Arc<dyn weft_waypoint::Tracer>>,
 ) -> RunningWaypoint {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{xds_addr}"))
         .unwrap()
         .connect_lazy();
     let process = WaypointProcess {
-        options: WaypointOptions {
-            namespace: NS.into(),
-            name: "wp".into(),
-            outlier,
-            ..WaypointOptions::default()
-        },
+        options,
         listen: ListenAddrs {
             hbone: SocketAddr::new(IpAddr::V4(net.waypoint()), 15008),
             metrics: Some(SocketAddr::new(IpAddr::V4(net.waypoint()), 0)),

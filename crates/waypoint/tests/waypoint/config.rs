@@ -1,0 +1,135 @@
+//! Configuration changes and their absence: a new route applies to the next request on an
+//! open connection, a waypoint without configuration refuses tunnels (503), redirects are
+//! answered by the waypoint and mirrors copy requests without changing the answer.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use weft_proto::l7 as pb;
+use weft_waypoint::OutlierConfig;
+
+use crate::harness::*;
+
+fn route(rules: Vec<pb::Rule>) -> pb::Route {
+    pb::Route {
+        namespace: NS.into(),
+        name: "r".into(),
+        rules,
+        ..Default::default()
+    }
+}
+
+fn backend_ref(service: &str) -> pb::Backend {
+    pb::Backend {
+        service: key(service),
+        port: 80,
+        weight: 1,
+        ..Default::default()
+    }
+}
+
+fn filter(kind: pb::filter::Kind) -> pb::Filter {
+    pb::Filter { kind: Some(kind) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_route_applies_to_the_next_request_on_an_open_connection() {
+    let specs = vec![backend("echo-a", "echo"), backend("echo-v2", "echo-v2")];
+    let mesh = Mesh::start(specs, waypoint_resource(&[("echo", vec![])], vec![])).await;
+    let client = mesh.client().await;
+    let mut h1 = client.h1(mesh.net.vip(1)).await;
+    assert_eq!(
+        send(&mut h1, get("/", &[])).await.header("x-backend"),
+        "echo-a"
+    );
+    let to_v2 = route(vec![pb::Rule {
+        backends: vec![backend_ref("echo-v2")],
+        ..Default::default()
+    }]);
+    publish_waypoint(
+        &mesh.publisher,
+        &waypoint_resource(&[("echo", vec![to_v2])], vec![]),
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let answer = send(&mut h1, get("/", &[])).await;
+        if answer.header("x-backend") == "echo-v2" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new route never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_configuration_tunnels_are_refused_with_503() {
+    let mesh = Mesh::start(
+        vec![backend("echo-a", "echo")],
+        waypoint_resource(&[], vec![]),
+    )
+    .await;
+    // A second waypoint whose control plane accepts the connection and never answers.
+    let net = Net::next();
+    let silent = std::net::TcpListener::bind((net.ip(0, 3), 0)).unwrap();
+    let options = weft_waypoint::WaypointOptions {
+        config_wait: Duration::from_millis(200),
+        ..options(OutlierConfig::default())
+    };
+    let addr = silent.local_addr().unwrap();
+    let waypoint = start_waypoint(net, &mesh.ca, &mesh.trust, addr, options, None).await;
+    let client = mesh.client_to(&waypoint).await;
+    let refused = client.tunnel(mesh.net.vip(1)).await.expect_err("refused");
+    assert_eq!(refused.status(), Some(503), "{refused}");
+    assert_eq!(mesh.backend("echo-a").requests.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_answered_and_mirrors_copy_requests() {
+    let rules = vec![
+        pb::Rule {
+            matches: vec![pb::Match {
+                path: Some(pb::PathMatch {
+                    r#type: pb::MatchType::Prefix.into(),
+                    value: "/old".into(),
+                }),
+                ..Default::default()
+            }],
+            filters: vec![filter(pb::filter::Kind::RequestRedirect(pb::Redirect {
+                hostname: "new.example".into(),
+                status_code: 301,
+                ..Default::default()
+            }))],
+            ..Default::default()
+        },
+        pb::Rule {
+            filters: vec![filter(pb::filter::Kind::RequestMirror(pb::Mirror {
+                backend: Some(backend_ref("echo-v2")),
+                ..Default::default()
+            }))],
+            backends: vec![backend_ref("echo")],
+            ..Default::default()
+        },
+    ];
+    let specs = vec![backend("echo-a", "echo"), backend("echo-v2", "echo-v2")];
+    let resource = waypoint_resource(&[("echo", vec![route(rules)])], vec![]);
+    let mesh = Mesh::start(specs, resource).await;
+    let client = mesh.client().await;
+    let mut h1 = client.h1(mesh.net.vip(1)).await;
+    let moved = send(&mut h1, get("/old/page?q=1", &[])).await;
+    assert_eq!(moved.status, 301, "{moved:?}");
+    assert_eq!(moved.header("location"), "http://new.example/old/page?q=1");
+    let mirrored = send(&mut h1, get("/page", &[])).await;
+    assert_eq!(
+        mirrored.header("x-backend"),
+        "echo-a",
+        "the answer is the main backend's"
+    );
+    let v2 = mesh.backend("echo-v2");
+    eventually("the mirror gets a copy", || async {
+        v2.requests.load(Ordering::Relaxed) == 1
+    })
+    .await;
+}
