@@ -2,7 +2,7 @@
 //! waypoint Gateway runs as its own pod, pods' requests to a service that uses it are routed
 //! by path and header, split by weight and denied by an L7 policy; `weft waypoint apply` and
 //! a new HTTPRoute on a running mesh change what a pod sees; filters (rewrite, header,
-//! redirect), a request timeout, h2c, WebSocket, an ALLOW policy by caller identity, and the
+//! redirect), a request timeout, h2c, gRPC, WebSocket, an ALLOW policy by caller identity, and the
 //! waypoint's request metrics and access log.
 //!
 //! Requests are made from inside a pod with `weft exec POD -- curl ...` (curl can set
@@ -391,6 +391,11 @@ spec:
   rules: [{from: [{source: {principals: [cluster.local/ns/frontend/sa/web]}}]}]
 ";
 
+/// A unary gRPC call with curl: an empty message in gRPC framing, headers and trailers shown.
+const GRPC_SCRIPT: &str = r#"printf '\x00\x00\x00\x00\x00' | curl -sS --max-time 5 \
+  --http2-prior-knowledge -D - -H 'content-type: application/grpc' -H 'te: trailers' \
+  --data-binary @- http://echo.app/gateway_api_conformance.echo_basic.grpcecho.GrpcEcho/Echo"#;
+
 /// A WebSocket client in bash: the upgrade request, a masked text frame "hi" and a masked
 /// close frame, then everything the server sends until it closes.
 const WEBSOCKET_SCRIPT: &str = r#"exec 3<>/dev/tcp/echo.app/80
@@ -441,6 +446,14 @@ fn waypoint_filters_times_out_speaks_h2c_allows_by_identity_and_reports() {
     // h2c from the client, HTTP/2 to the backend.
     let (_, text) = curl(&up, web, &["--http2-prior-knowledge", "http://echo.app/h2"]);
     assert!(text.contains("\"proto\":\"HTTP/2.0\""), "{text}");
+    // A gRPC call (the echo's GrpcEcho/Echo, an empty request) over h2c.
+    let grpc = up.exec(web, &["bash", "-c", GRPC_SCRIPT]);
+    let answer = String::from_utf8_lossy(&grpc.stdout);
+    assert!(answer.starts_with("HTTP/2 200"), "{answer:?}");
+    assert!(
+        answer.contains("echo-0") && answer.contains("grpc-status: 0"),
+        "{answer:?}"
+    );
     // A WebSocket upgrade through the waypoint: a masked text frame "hi" comes back, then
     // the close handshake ends the connection.
     let ws = up.exec(web, &["bash", "-c", WEBSOCKET_SCRIPT]);
@@ -473,6 +486,7 @@ fn waypoint_filters_times_out_speaks_h2c_allows_by_identity_and_reports() {
         "response_code=\"504\"",
         "response_code=\"301\"",
         "source_principal=\"spiffe://cluster.local/ns/frontend/sa/reports\"",
+        "request_protocol=\"grpc\"",
     ] {
         let line = text.lines().find(|l| {
             l.starts_with("istio_requests_total{reporter=\"waypoint\"") && l.contains(expected)
