@@ -13,8 +13,10 @@
 //!   `istio.io/use-waypoint: none` keeps a namespace-wide waypoint label from sending the
 //!   waypoint's own traffic through itself;
 //! - a Service `<gw>` in `<ns>` selecting that pod by `gateway.networking.k8s.io/gateway-name`
-//!   with the ports `status-port` 15021 and `mesh` 15008, so the waypoint is reachable by the
-//!   hostname `<gw>.<ns>.svc.<domain>` that services using it are given. A Service of that name
+//!   with the ports `status-port` 15021 and `mesh` 15008 (the ports of Istio's waypoint
+//!   Service; weft's waypoint answers readiness on its metrics port 15020, so 15021 is only
+//!   there for tools that expect it), so the waypoint is reachable by the hostname
+//!   `<gw>.<ns>.svc.<domain>` that services using it are given. A Service of that name
 //!   written in the configuration is kept as written instead.
 
 use super::{ExpandedPod, stable_hash};
