@@ -22,6 +22,9 @@ pub struct L7Query<'a> {
     pub workload: &'a str,
     /// The destination (target) port on the workload.
     pub port: u16,
+    /// The service the request is addressed to, `<namespace>/<name>` or a service key
+    /// (`None`: the first, by key, of the workload's services behind a waypoint).
+    pub service: Option<&'a str>,
     /// The client's identity (`None`: plaintext).
     pub source: Option<SpiffeId>,
     /// The client's address, also the original client address of the request (`None`: the
@@ -79,7 +82,8 @@ pub fn check_at_waypoint(
     let waypoints: Vec<Waypoint> = output
         .decode_all(WAYPOINT_TYPE_URL)
         .map_err(|e| invalid("waypoints", &e))?;
-    let Some((waypoint, service)) = serving(&waypoints, &workload, query.port) else {
+    let Some((waypoint, service)) = serving(&waypoints, &workload, query.port, query.service)
+    else {
         return Ok(None);
     };
     let name = format!("{}/{}", waypoint.namespace, waypoint.name);
@@ -146,14 +150,22 @@ fn first_address(workload: &Workload) -> IpAddr {
 }
 
 /// The waypoint taking traffic to `port` of `workload`: through a service of the workload
-/// bound to a waypoint (preferred: callers address services), else the workload's own.
+/// bound to a waypoint (preferred: callers address services; the first by key when several
+/// are), else the workload's own.
 fn serving<'w>(
     waypoints: &'w [Waypoint],
     workload: &Workload,
     port: u16,
+    wanted: Option<&str>,
 ) -> Option<(&'w Waypoint, Option<String>)> {
     let port = u32::from(port);
-    for (key, ports) in &workload.services {
+    let mut services: Vec<_> = workload
+        .services
+        .iter()
+        .filter(|(key, _)| wanted.is_none_or(|w| names_service(key, w)))
+        .collect();
+    services.sort_by_key(|(key, _)| *key);
+    for (key, ports) in services {
         let on_port = ports
             .ports
             .iter()
@@ -172,6 +184,15 @@ fn serving<'w>(
         .iter()
         .find(|w| w.workloads.contains(&workload.uid));
     own.map(|waypoint| (waypoint, None))
+}
+
+/// Whether `wanted` (`<namespace>/<name>` or a full key) names the service `key`
+/// (`<namespace>/<hostname>`).
+fn names_service(key: &str, wanted: &str) -> bool {
+    key == wanted
+        || key
+            .strip_prefix(wanted)
+            .is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// The waypoint's policies that apply to requests for `service`.

@@ -1,10 +1,14 @@
-//! `weft x authz check`: would a connection be allowed? Translates the config as the control
-//! plane would and runs the node proxy's own L4 policy evaluator, without starting anything.
+//! `weft x authz check`: would a connection (and a request on it) be allowed? Translates the
+//! config as the control plane would and runs the node proxy's own L4 policy evaluator,
+//! without starting anything. When a waypoint serves the destination's port, the request
+//! is first decided by the waypoint's L7 policies (`--method`, `--path`, `--header`...), and
+//! the destination's node proxy then sees the waypoint's identity as the peer.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weft_control::translate::{ADDRESS, AUTHORIZATION};
+use weft_control::authz_l7::{L7Query, L7Result, check_at_waypoint};
+use weft_control::translate::{ADDRESS, AUTHORIZATION, Output};
 use weft_identity::SpiffeId;
 use weft_node::authz_check::{AuthzQuery, Source, Target, check};
 use weft_node::state::LocalConfig;
@@ -45,7 +49,44 @@ struct CheckArgs {
     #[arg(long, value_name = "IP")]
     source_ip: Option<IpAddr>,
     #[command(flatten)]
+    request: RequestArgs,
+    #[command(flatten)]
     mesh: super::mesh_flags::MeshFlags,
+}
+
+/// The HTTP request, decided by the waypoint's L7 policies when one serves the destination.
+#[derive(Debug, clap::Args)]
+struct RequestArgs {
+    /// Request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Request path (a query string is ignored by path rules).
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// The service the request is addressed to, `NS/NAME` (default: the first, by name, of
+    /// the destination's services that have a waypoint).
+    #[arg(long, value_name = "NS/NAME")]
+    service: Option<String>,
+    /// Host / authority (default: the service's hostname).
+    #[arg(long)]
+    host: Option<String>,
+    /// A request header, `NAME=VALUE` (repeatable).
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// `<issuer>/<subject>` of a valid JWT on the request (default: none).
+    #[arg(long, value_name = "ISS/SUB")]
+    request_principal: Option<String>,
+}
+
+fn parse_header(text: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    let name = http::HeaderName::try_from(name.trim())
+        .map_err(|e| format!("header name {name:?}: {e}"))?;
+    let value =
+        http::HeaderValue::try_from(value).map_err(|e| format!("header value {value:?}: {e}"))?;
+    Ok((name, value))
 }
 
 /// Exit 0 for either decision; 1 for config errors; 2 (via `Err`) for bad arguments.
@@ -83,7 +124,71 @@ pub fn run(args: AuthzArgs) -> anyhow::Result<ExitCode> {
         from,
         source_ip: args.source_ip,
     };
-    let result = check(&state, &query).map_err(|err| anyhow::anyhow!("{err}"))?;
-    println!("{result}");
+    let direct = check(&state, &query).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let trust_domain = &args.mesh.trust_domain;
+    let Some(at_waypoint) = waypoint_decision(&output, trust_domain, &args, &query, &direct)?
+    else {
+        println!("{direct}");
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Through the waypoint, the destination's node proxy sees the waypoint as the client.
+    let via_waypoint = AuthzQuery {
+        from: Source::Identity(at_waypoint.identity.clone()),
+        source_ip: None,
+        ..query
+    };
+    let destination = check(&state, &via_waypoint).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let first = if at_waypoint.decision.is_allowed() {
+        destination.to_string()
+    } else {
+        format!(
+            "{} (at waypoint {})",
+            at_waypoint.decision, at_waypoint.waypoint
+        )
+    };
+    println!("{first}");
+    let service = at_waypoint
+        .service
+        .as_deref()
+        .unwrap_or("the workload itself");
+    println!(
+        "  waypoint {} (for {service}): {}",
+        at_waypoint.waypoint, at_waypoint.decision
+    );
+    println!(
+        "  destination node proxy (peer {}): {destination}",
+        at_waypoint.identity
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The waypoint's decision for the request, if a waypoint serves the destination's port.
+fn waypoint_decision(
+    output: &Output,
+    trust_domain: &str,
+    args: &CheckArgs,
+    query: &AuthzQuery,
+    direct: &weft_node::authz_check::CheckResult,
+) -> anyhow::Result<Option<L7Result>> {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in &args.request.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    let source = match &query.from {
+        Source::Identity(id) => Some(id.clone()),
+        Source::Plaintext => None,
+    };
+    let l7 = L7Query {
+        workload: &direct.workload,
+        port: query.port,
+        service: args.request.service.as_deref(),
+        source,
+        source_ip: query.source_ip,
+        method: &args.request.method,
+        path: &args.request.path,
+        host: args.request.host.as_deref(),
+        headers: &headers,
+        request_principal: args.request.request_principal.as_deref(),
+    };
+    Ok(check_at_waypoint(output, trust_domain, &l7)?)
 }

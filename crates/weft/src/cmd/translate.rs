@@ -1,11 +1,12 @@
-//! `weft x translate`: prints the resources a node proxy would receive for a config directory,
-//! without starting anything.
+//! `weft x translate`: prints the resources the proxies would receive for a config directory
+//! (or, with `--for waypoint NS/NAME`, what one waypoint receives), without starting anything.
 
 use anyhow::Context as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weft_control::translate::render::{render_resources, warning_lines};
+use weft_control::translate::render::{render_resources, render_selected, warning_lines};
+use weft_control::translate::{Output, ResourceKey, WAYPOINT};
 
 /// Output format of `weft x translate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -16,8 +17,9 @@ pub enum Format {
     Json,
 }
 
-/// Translate a config directory to workload API resources (Address, Authorization) in the
-/// proto JSON mapping, grouped by type with name and version. Warnings go to stderr.
+/// Translate a config directory to the xDS resources weft serves (Address, Authorization,
+/// Waypoint) in the proto JSON mapping, grouped by type with name and version. Warnings go
+/// to stderr.
 #[derive(Debug, clap::Args)]
 pub struct TranslateArgs {
     /// Files or directories (read recursively: *.yaml, *.yml, *.json).
@@ -27,6 +29,11 @@ pub struct TranslateArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Format::Yaml)]
     output: Format,
+
+    /// Only what one proxy receives: `--for waypoint NS/NAME` prints that waypoint's
+    /// `weft.l7.v1.Waypoint` resource (and only its warnings).
+    #[arg(long = "for", num_args = 2, value_names = ["KIND", "NS/NAME"])]
+    for_proxy: Option<Vec<String>>,
 
     #[command(flatten)]
     mesh: super::mesh_flags::MeshFlags,
@@ -38,7 +45,20 @@ pub fn run(args: TranslateArgs) -> anyhow::Result<ExitCode> {
         Ok(output) => output,
         Err(code) => return Ok(code),
     };
-    let rendered = render_resources(&output)?;
+    let selected = match args.for_proxy.as_deref() {
+        Some(target) => match selection(&output, target) {
+            Ok(key) => Some(key),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        None => None,
+    };
+    let rendered = match &selected {
+        Some(key) => render_selected(&output, std::slice::from_ref(key))?,
+        None => render_resources(&output)?,
+    };
     let text = match args.output {
         Format::Json => serde_json::to_string_pretty(&rendered)? + "\n",
         Format::Yaml => serde_yaml::to_string(&rendered).context("rendering YAML")?,
@@ -47,8 +67,46 @@ pub fn run(args: TranslateArgs) -> anyhow::Result<ExitCode> {
         .lock()
         .write_all(text.as_bytes())
         .context("writing to stdout")?;
-    for line in warning_lines(&output) {
+    let warnings = match &selected {
+        Some(key) => output
+            .warnings
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(ToString::to_string)
+            .collect(),
+        None => warning_lines(&output),
+    };
+    for line in warnings {
         eprintln!("warning: {line}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The resource `--for KIND NAME` names, or why there is none.
+fn selection(output: &Output, target: &[String]) -> Result<ResourceKey, String> {
+    let [kind, name] = target else {
+        return Err("--for takes a kind and a name, e.g. --for waypoint shop/waypoint".into());
+    };
+    if kind != "waypoint" {
+        return Err(format!("--for {kind}: only `waypoint` is supported"));
+    }
+    let key = ResourceKey::waypoint(name.as_str());
+    if output.get(&key).is_some() {
+        return Ok(key);
+    }
+    let known: Vec<&str> = output
+        .of_type(WAYPOINT.type_url)
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let known = if known.is_empty() {
+        "none".to_owned()
+    } else {
+        known.join(", ")
+    };
+    Err(format!(
+        "no waypoint {name}: no Gateway of class istio-waypoint has that <namespace>/<name> \
+         (waypoints in this config: {known})"
+    ))
 }
