@@ -12,8 +12,8 @@ L7_FIGURES=(
     "h1_per_core|HTTP/1.1 req/s per proxy core|more"
     "h2_cores|proxy CPU during HTTP/2 (cores)|cost"
     "h2_per_core|HTTP/2 req/s per proxy core|more"
-    "lat_p50_us|latency p50 at RATE req/s (µs)|less"
-    "lat_p99_us|latency p99 at RATE req/s (µs)|less"
+    "lat_p50_us|HTTP/1.1 latency p50 at RATE req/s (µs)|less"
+    "lat_p99_us|HTTP/1.1 latency p99 at RATE req/s (µs)|less"
     "rss_idle_kb|proxy RSS idle (MB)|mb"
 )
 
