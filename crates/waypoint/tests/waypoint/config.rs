@@ -133,3 +133,66 @@ async fn redirects_are_answered_and_mirrors_copy_requests() {
     })
     .await;
 }
+
+fn tcp_resource(policies: Vec<pb::Policy>) -> pb::Waypoint {
+    let mut resource = waypoint_resource(&[("echo", vec![])], policies);
+    resource.services[0].ports[0].protocol = pb::Protocol::Tcp.into();
+    resource
+}
+
+/// Sends `bytes` through a tunnel to the service and reads what comes back until EOF.
+async fn raw_exchange(client: &Client, dst: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tunnel = client.tunnel(dst).await.expect("tunnel");
+    tunnel.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tunnel.read_to_end(&mut answer)).await;
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_ports_are_relayed_opaquely_and_l4_policy_applies() {
+    // The backend speaks HTTP; bytes that are not HTTP reach it untouched and it answers
+    // them with its own 400, which proves the relay.
+    let mesh = Mesh::start(vec![backend("echo-a", "echo")], tcp_resource(vec![])).await;
+    let client = mesh.client().await;
+    let answer = raw_exchange(&client, mesh.net.vip(1), b"not http\r\n\r\n").await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let metrics = mesh.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("istio_tcp_connections_opened_total{")
+                && l.contains("reporter=\"waypoint\"")),
+        "{metrics}"
+    );
+
+    let deny_client = policy(
+        "no-client",
+        weft_proto::security::Action::Deny,
+        vec![weft_proto::security::Rule {
+            clauses: vec![weft_proto::security::Clause {
+                matches: vec![weft_proto::security::Match {
+                    principals: vec![weft_proto::security::StringMatch {
+                        match_type: Some(weft_proto::security::string_match::MatchType::Exact(
+                            "cluster.local/ns/ns/sa/client".into(),
+                        )),
+                    }],
+                    ..Default::default()
+                }],
+            }],
+        }],
+        &[],
+    );
+    publish_waypoint(&mesh.publisher, &tcp_resource(vec![deny_client]));
+    eventually("the L4 deny applies", || async {
+        raw_exchange(&client, mesh.net.vip(1), b"not http\r\n\r\n")
+            .await
+            .is_empty()
+    })
+    .await;
+}

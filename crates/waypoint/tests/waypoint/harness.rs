@@ -437,11 +437,12 @@ async fn echo(
     backend: Arc<Backend>,
     peer: String,
     mut request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<EchoBody>, Infallible> {
     backend.requests.fetch_add(1, Ordering::Relaxed);
     if request.headers().contains_key(http::header::UPGRADE) {
-        return Ok(upgrade(&mut request));
+        return Ok(upgrade(&mut request).map(BodyExt::boxed));
     }
+    let grpc_status = header(&request, "x-grpc-status").map(str::to_owned);
     if let Some(ms) = header(&request, "x-delay-ms").and_then(|v| v.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -463,7 +464,7 @@ async fn echo(
         parts.method,
         parts.uri.path()
     );
-    let mut response = Response::new(Full::new(Bytes::from(text)));
+    let mut response = Response::new(answer_body(text, grpc_status));
     *response.status_mut() = StatusCode::from_u16(status).unwrap();
     let headers = response.headers_mut();
     headers.insert("x-backend", backend.name.parse().unwrap());
@@ -474,6 +475,23 @@ async fn echo(
         }
     }
     Ok(response)
+}
+
+/// The echo app's response body.
+pub type EchoBody = BoxBody<Bytes, Infallible>;
+
+/// `text`, followed by a `grpc-status` trailer when one was asked for (as gRPC answers).
+fn answer_body(text: String, grpc_status: Option<String>) -> EchoBody {
+    let Some(status) = grpc_status else {
+        return Full::new(Bytes::from(text)).boxed();
+    };
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", status.parse().unwrap());
+    let frames = [
+        Ok(hyper::body::Frame::data(Bytes::from(text))),
+        Ok(hyper::body::Frame::trailers(trailers)),
+    ];
+    http_body_util::StreamBody::new(tokio_stream::iter(frames)).boxed()
 }
 
 fn header<'r>(request: &'r Request<Incoming>, name: &str) -> Option<&'r str> {

@@ -273,3 +273,28 @@ async fn request_bodies_stream_to_the_backend_before_the_client_finishes() {
     let answer = read(response.await.unwrap().expect("response")).await;
     assert_eq!(answer.body, format!("echo-a POST /upload {}", 64 << 20));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_status_comes_from_the_trailers() {
+    let mesh = Mesh::start(vec![backend("echo-a", "echo")], one_service(vec![], vec![])).await;
+    let client = mesh.client().await;
+    let mut h2 = client.h2(mesh.net.vip(1)).await;
+    let request = Request::post("http://echo/pkg.Echo/Say")
+        .header("content-type", "application/grpc")
+        .header("x-grpc-status", "5")
+        .body(empty())
+        .unwrap();
+    let response = h2.send_request(request).await.expect("h2 response");
+    let (_, body) = response.into_parts();
+    let collected = body.collect().await.expect("body");
+    let trailers = collected.trailers().cloned().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "5");
+    eventually("the gRPC request is counted", || async {
+        mesh.metrics().await.lines().any(|l| {
+            l.starts_with("istio_requests_total{")
+                && l.contains("request_protocol=\"grpc\"")
+                && l.contains("grpc_response_status=\"5\"")
+        })
+    })
+    .await;
+}
