@@ -25,6 +25,8 @@ const NODE_ID: &str = "ztunnel~10.244.1.2~ztunnel-a.istio-system~istio-system.sv
 const POLICY_FILE: &str = "shop-policy.yaml";
 const CATALOG_POLICY: &str = "shop/catalog-allow-web";
 const STRICT_POLICY: &str = "istio-system/weft-mtls-strict";
+/// examples/reviews.yaml: only the waypoint may reach the reviews pods.
+const REVIEWS_POLICY: &str = "shop/reviews-only-via-waypoint";
 const WEB_PRINCIPAL: &str = "cluster.local/ns/frontend/sa/web";
 const REPORTS_PRINCIPAL: &str = "cluster.local/ns/frontend/sa/reports";
 const CATALOG_PODS: [&str; 3] = [
@@ -55,6 +57,12 @@ fn expected_addresses() -> BTreeSet<String> {
         "shop/catalog-v1-0",
         "shop/catalog-v1-1",
         "shop/catalog-v2-0",
+        "shop/reviews-v1-0",
+        "shop/reviews-v2-0",
+        &format!(
+            "shop/{}",
+            weft_api::expand::waypoint::waypoint_pod_name("shop", "waypoint")
+        ),
     ]
     .map(|pod| format!("Kubernetes//Pod/{pod}"));
     let services = [
@@ -63,6 +71,10 @@ fn expected_addresses() -> BTreeSet<String> {
         "shop/catalog.shop",
         "shop/catalog-v1.shop",
         "shop/catalog-v2.shop",
+        "shop/reviews.shop",
+        "shop/reviews-v1.shop",
+        "shop/reviews-v2.shop",
+        "shop/waypoint.shop",
     ]
     .map(|service| format!("{service}.svc.cluster.local"));
     pods.into_iter().chain(services).collect()
@@ -146,7 +158,11 @@ async fn spec_client_receives_the_example_mesh_and_each_policy_edit_as_one_delta
     let policies: BTreeSet<String> = ads.held(AUTHORIZATION_TYPE_URL).into_keys().collect();
     assert_eq!(
         policies,
-        BTreeSet::from([CATALOG_POLICY.to_owned(), STRICT_POLICY.to_owned()])
+        BTreeSet::from([
+            CATALOG_POLICY.to_owned(),
+            REVIEWS_POLICY.to_owned(),
+            STRICT_POLICY.to_owned()
+        ])
     );
 
     let web = workload(&initial, "Kubernetes//Pod/frontend/web-0");
