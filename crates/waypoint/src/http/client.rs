@@ -78,19 +78,23 @@ impl ClientPool {
         None
     }
 
-    /// Shares a new HTTP/2 connection to `endpoint`.
+    /// Shares a new HTTP/2 connection to `endpoint`; closed ones of any endpoint are
+    /// dropped meanwhile (endpoints come and go).
     pub fn share_h2(&self, endpoint: SocketAddr, sender: &http2::SendRequest<Body>) {
-        self.h2
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(endpoint, sender.clone());
+        let mut map = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, open| !open.is_closed());
+        map.insert(endpoint, sender.clone());
     }
 
-    /// Returns an HTTP/1.1 connection whose response was fully read.
+    /// Returns an HTTP/1.1 connection whose response was fully read; closed idle ones of
+    /// any endpoint are dropped meanwhile.
     pub fn put_h1(&self, endpoint: SocketAddr, sender: http1::SendRequest<Body>) {
         let mut map = self.h1.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, idle| {
+            idle.retain(|s| !s.is_closed());
+            !idle.is_empty()
+        });
         let idle = map.entry(endpoint).or_default();
-        idle.retain(http1::SendRequest::is_ready);
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
             idle.push(sender);
         }
