@@ -353,10 +353,15 @@ fn wildcards(values: Option<&Vec<String>>) -> Vec<StringMatch> {
     values.into_iter().flatten().map(|v| wildcard(v)).collect()
 }
 
-/// Principals as wildcards, with an optional `spiffe://` removed.
+/// A principal as a wildcard, with an optional `spiffe://` removed first (the wire form of
+/// principals has none).
+#[must_use]
+pub fn principal(value: &str) -> StringMatch {
+    wildcard(value.strip_prefix("spiffe://").unwrap_or(value))
+}
+
 fn principals(values: Option<&Vec<String>>) -> Vec<StringMatch> {
-    let strip = |v: &String| wildcard(v.strip_prefix("spiffe://").unwrap_or(v));
-    values.into_iter().flatten().map(strip).collect()
+    values.into_iter().flatten().map(|v| principal(v)).collect()
 }
 
 /// `request.headers[name]` -> `name`.

@@ -5,19 +5,16 @@
 
 use super::context::{Context, Dep, Unit};
 use super::{Resource, TranslateOptions, Warning};
-use ipnet::IpNet;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use weft_api::istio::{Action, AuthorizationPolicy, Condition, Operation, Rule, Source};
 use weft_api::{Kind, ObjectRef};
-use weft_proto::security::string_match::MatchType;
 use weft_proto::security::{
     Action as WireAction, Address, Authorization, Clause, Match, Rule as WireRule, Scope,
     ServiceAccountMatch, StringMatch,
 };
 
-/// Annotation that turns a policy into a dry run (evaluated and reported, never enforced).
-pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
+pub use weft_policy::wire::DRY_RUN_ANNOTATION;
+use weft_policy::wire::{parse_cidr, principal as principal_match, wildcard as wildcard_match};
 
 /// Result of translating one policy on its own.
 #[derive(Debug, Clone, PartialEq)]
@@ -396,45 +393,4 @@ fn clause_of(matches: Vec<Match>) -> Option<Clause> {
 
 fn strings(values: &Option<Vec<String>>, convert: fn(&str) -> StringMatch) -> Vec<StringMatch> {
     values.iter().flatten().map(|v| convert(v)).collect()
-}
-
-/// `*` -> presence, `*x` -> suffix, `x*` -> prefix, otherwise exact.
-#[must_use]
-pub fn wildcard_match(value: &str) -> StringMatch {
-    let match_type = if value == "*" {
-        MatchType::Presence(())
-    } else if let Some(suffix) = value.strip_prefix('*') {
-        MatchType::Suffix(suffix.to_owned())
-    } else if let Some(prefix) = value.strip_suffix('*') {
-        MatchType::Prefix(prefix.to_owned())
-    } else {
-        MatchType::Exact(value.to_owned())
-    };
-    StringMatch {
-        match_type: Some(match_type),
-    }
-}
-
-/// Like [`wildcard_match`], with an optional `spiffe://` scheme removed first (the wire form
-/// of principals has none).
-fn principal_match(value: &str) -> StringMatch {
-    wildcard_match(value.strip_prefix("spiffe://").unwrap_or(value))
-}
-
-/// An IP (full-length prefix) or CIDR.
-fn parse_cidr(value: &str) -> Option<Address> {
-    let (ip, length) = if let Ok(net) = value.parse::<IpNet>() {
-        (net.network(), net.prefix_len())
-    } else {
-        let ip: IpAddr = value.parse().ok()?;
-        (ip, if ip.is_ipv4() { 32 } else { 128 })
-    };
-    let address = match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    };
-    Some(Address {
-        address,
-        length: u32::from(length),
-    })
 }

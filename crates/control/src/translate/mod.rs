@@ -38,9 +38,7 @@ mod version;
 mod waypoint;
 mod workload;
 
-pub use authz::{
-    DRY_RUN_ANNOTATION, PolicyTranslation, translate_authorization_policy, wildcard_match,
-};
+pub use authz::{DRY_RUN_ANNOTATION, PolicyTranslation, translate_authorization_policy};
 pub use incremental::{Change, Translator, changed_objects};
 pub use l7::port_protocol;
 pub use peer_authn::MTLS_POLICY_PREFIX;
@@ -53,6 +51,7 @@ pub use version::content_version;
 pub use waypoint::{
     USE_WAYPOINT_LABEL, USE_WAYPOINT_NAMESPACE_LABEL, WAYPOINT_FOR_LABEL, WAYPOINT_HBONE_PORT,
 };
+pub use weft_policy::wire::wildcard as wildcard_match;
 pub use workload::{DATAPLANE_MODE_LABEL, entry_uid, pod_uid};
 
 use std::collections::BTreeMap;
