@@ -14,6 +14,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
 use weft_l7::{Filters, Mirror, RequestVerdict, RequestView, RouteBackend, Rule, Selected};
+use weft_proto::l7::Protocol;
 use weft_upstream::{MeshWorkload, PortMapping};
 
 use super::body::Observed;
@@ -270,10 +271,11 @@ async fn send(
     attempts: &Attempts<'_>,
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, Failure> {
+    let h2 = request.upgrade.is_none() && upstream_h2(waypoint, backend, request.h2);
     let head = headers::head(
         &request.parts,
         &request.target,
-        request.h2,
+        h2,
         request.upgrade.is_some(),
     );
     exchange.entry.upstream_service = Some(backend.key().to_owned());
@@ -299,6 +301,19 @@ async fn send(
     }
 }
 
+/// Whether to speak HTTP/2 to `backend`: yes when its port is declared `HTTP2` or `GRPC`
+/// (a service bound to this waypoint), else as the client spoke.
+fn upstream_h2(waypoint: &Waypoint, backend: &Backend, client_h2: bool) -> bool {
+    let Backend::Service { service, port } = backend else {
+        return client_h2;
+    };
+    let config = waypoint.config();
+    let declared = config
+        .service(service.key())
+        .map(|bound| bound.protocol(port.service_port));
+    client_h2 || matches!(declared, Some(Protocol::Http2 | Protocol::Grpc))
+}
+
 /// Sends a bodiless copy of the request to a mirror backend and forgets it.
 fn send_mirror(waypoint: &Waypoint, mirror: &Mirror, request: &Pending) {
     if !mirror.sampled(&mut rand::rng()) {
@@ -307,7 +322,8 @@ fn send_mirror(waypoint: &Waypoint, mirror: &Mirror, request: &Pending) {
     let Ok(backend) = resolve(waypoint, mirror.backend()) else {
         return;
     };
-    let mut head = headers::head(&request.parts, &request.target, request.h2, false);
+    let h2 = upstream_h2(waypoint, &backend, request.h2);
+    let mut head = headers::head(&request.parts, &request.target, h2, false);
     headers::for_mirror(&mut head.headers);
     let waypoint = waypoint.clone();
     tokio::spawn(async move {

@@ -469,6 +469,7 @@ async fn echo(
     let headers = response.headers_mut();
     headers.insert("x-backend", backend.name.parse().unwrap());
     headers.insert("x-peer", peer.parse().unwrap());
+    headers.insert("x-version", format!("{:?}", parts.version).parse().unwrap());
     for (name, value) in &parts.headers {
         if let Ok(seen) = http::HeaderName::from_bytes(format!("x-seen-{name}").as_bytes()) {
             headers.append(seen, value.clone());

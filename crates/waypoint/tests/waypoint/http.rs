@@ -298,3 +298,29 @@ async fn grpc_status_comes_from_the_trailers() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_port_declared_http2_gets_http2_from_an_http1_client() {
+    let to_v2 = route(
+        "to-v2",
+        vec![pb::Rule {
+            backends: vec![to("echo-v2", 1)],
+            ..Default::default()
+        }],
+    );
+    let mut resource = waypoint_resource(&[("echo", vec![to_v2]), ("echo-v2", vec![])], vec![]);
+    resource.services[1].ports[0].protocol = pb::Protocol::Http2.into();
+    let specs = vec![backend("echo-a", "echo"), backend("echo-v2", "echo-v2")];
+    let mesh = Mesh::start(specs, resource).await;
+    let client = mesh.client().await;
+    let mut h1 = client.h1(mesh.net.vip(1)).await;
+    let answer = send(&mut h1, get("/", &[])).await;
+    assert_eq!(answer.header("x-backend"), "echo-v2", "{answer:?}");
+    assert_eq!(answer.header("x-version"), "HTTP/2.0");
+    let mut h1 = client.h1(mesh.net.vip(2)).await;
+    let refused = h1.send_request(get("/", &[])).await;
+    assert!(
+        refused.is_err(),
+        "an HTTP2 port does not speak HTTP/1.1: {refused:?}"
+    );
+}
