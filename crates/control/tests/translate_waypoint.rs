@@ -323,3 +323,49 @@ fn a_gateway_of_another_class_is_no_waypoint() {
     let output = translate(&ConfigSnapshot::new(objects), &TranslateOptions::default());
     assert!(output.of_type(WAYPOINT_TYPE_URL).is_empty());
 }
+
+fn with_gateway_annotation(value: &str) -> Vec<LoadedObject> {
+    let mut objects = objects();
+    for loaded in &mut objects {
+        if let Object::Gateway(gateway) = &mut loaded.object {
+            let annotations = [("proxy.istio.io/config".to_owned(), value.to_owned())];
+            gateway.metadata.annotations = Some(annotations.into());
+        }
+    }
+    objects
+}
+
+#[test]
+fn trusted_proxies_come_from_the_gateway_proxy_config() {
+    let (waypoint, _) = waypoint_of(objects());
+    assert_eq!(waypoint.trusted_hops, 0);
+    let annotated = with_gateway_annotation("gatewayTopology:\n  numTrustedProxies: 2\n");
+    assert_eq!(waypoint_of(annotated).0.trusted_hops, 2);
+    let (waypoint, warnings) = waypoint_of(with_gateway_annotation("{gatewayTopology: [}"));
+    assert_eq!(waypoint.trusted_hops, 0);
+    assert!(
+        warnings.iter().any(|w| w.contains("proxy.istio.io/config")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn conditions_the_waypoint_cannot_evaluate_are_warned_about() {
+    let extra = r"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: claims, namespace: shop}
+spec:
+  targetRefs: [{kind: Service, group: '', name: reviews}]
+  rules: [{when: [{key: 'request.auth.claims[group]', values: [admin]}]}]
+";
+    let mut objects = objects();
+    objects.extend(weft_api::parse_manifests(extra, "claims.yaml".as_ref()).objects);
+    let (_, warnings) = waypoint_of(objects);
+    let warned: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains("request.auth.claims[group]"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warnings:?}");
+    assert!(warned[0].contains("matches nothing"), "{warned:?}");
+}

@@ -364,6 +364,24 @@ fn principals(values: Option<&Vec<String>>) -> Vec<StringMatch> {
     values.into_iter().flatten().map(|v| principal(v)).collect()
 }
 
+/// The `when` keys an L7 proxy has facts for (L4 keys, `remote.ip`,
+/// `request.auth.principal` and `request.headers[...]`); others become `unsupported`.
+const EVALUATED_KEYS: &[&str] = &[
+    "source.ip",
+    "destination.ip",
+    "source.namespace",
+    "source.principal",
+    "destination.port",
+    "remote.ip",
+    "request.auth.principal",
+];
+
+/// Whether weft's engine evaluates the `when` key `key` when it has the request's facts.
+#[must_use]
+pub fn is_evaluated_key(key: &str) -> bool {
+    EVALUATED_KEYS.contains(&key) || header_key(key).is_some()
+}
+
 /// `request.headers[name]` -> `name`.
 fn header_key(key: &str) -> Option<&str> {
     key.strip_prefix("request.headers[")?.strip_suffix(']')

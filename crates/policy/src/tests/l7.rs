@@ -346,3 +346,22 @@ fn unparsable_values_name_the_field() {
     let err = CompiledPolicy::from_api(&parsed, "istio-system").unwrap_err();
     assert_eq!(err.field, "spec.rules[0].to[0].operation.ports");
 }
+
+#[test]
+fn evaluated_keys_are_the_ones_with_facts() {
+    for key in [
+        "source.ip",
+        "remote.ip",
+        "request.auth.principal",
+        "request.headers[x-a]",
+    ] {
+        assert!(wire::is_evaluated_key(key), "{key}");
+    }
+    for key in [
+        "request.auth.claims[group]",
+        "connection.sni",
+        "experimental.x",
+    ] {
+        assert!(!wire::is_evaluated_key(key), "{key}");
+    }
+}

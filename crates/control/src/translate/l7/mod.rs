@@ -19,7 +19,7 @@ mod routes;
 use super::context::{Context, Dep, ServiceSource, Unit};
 use super::service::{app_protocol, entry_port, service_port};
 use super::waypoint::{WAYPOINT_FOR_LABEL, WaypointUser, waypoint_gateway};
-use super::{Resource, ResourceKey};
+use super::{Resource, ResourceKey, Warning};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use weft_api::gateway::WAYPOINT_CLASS;
 use weft_api::{Kind, Object, ObjectRef};
@@ -162,13 +162,23 @@ pub(crate) fn translate_waypoint(context: &Context<'_>, name: &str) -> Unit {
         name: gateway.to_owned(),
     };
     unit.deps.push(Dep::Object(gateway_ref.clone()));
-    let is_waypoint = matches!(
-        context.snapshot.get(Kind::Gateway, Some(namespace), gateway).map(|l| &l.object),
-        Some(Object::Gateway(g)) if g.spec.gateway_class_name == WAYPOINT_CLASS
-    );
-    if !is_waypoint {
+    let found = context
+        .snapshot
+        .get(Kind::Gateway, Some(namespace), gateway);
+    let Some(Object::Gateway(gateway_object)) = found.map(|l| &l.object) else {
+        return unit;
+    };
+    if gateway_object.spec.gateway_class_name != WAYPOINT_CLASS {
         return unit;
     }
+    let trusted_hops =
+        trusted_hops(gateway_object.metadata.annotations.as_ref()).unwrap_or_else(|message| {
+            unit.warnings.push(Warning {
+                object: gateway_ref.clone(),
+                message,
+            });
+            0
+        });
     let index = context.waypoint_index();
     let bound = index.services.get(name).cloned().unwrap_or_default();
     let mut services: Vec<Service> = bound
@@ -186,11 +196,37 @@ pub(crate) fn translate_waypoint(context: &Context<'_>, name: &str) -> Unit {
         services,
         policies: policies::authorization_policies(context, &target, &mut unit),
         jwt_rules: policies::jwt_rules(context, &target, &mut unit),
-        trusted_hops: 0,
+        trusted_hops,
         workloads: index.workloads.get(name).cloned().unwrap_or_default(),
     };
     unit.resource = Some(Resource::encode(name.to_owned(), Vec::new(), &waypoint));
     unit
+}
+
+/// Istio's per-proxy settings annotation; its `gatewayTopology.numTrustedProxies` says how
+/// many proxies in front of the mesh add `X-Forwarded-For` entries.
+pub const PROXY_CONFIG_ANNOTATION: &str = "proxy.istio.io/config";
+
+/// `numTrustedProxies` of the Gateway's proxy config (0 when unset), or why it is unusable.
+fn trusted_hops(annotations: Option<&BTreeMap<String, String>>) -> Result<u32, String> {
+    let Some(text) = annotations.and_then(|a| a.get(PROXY_CONFIG_ANNOTATION)) else {
+        return Ok(0);
+    };
+    let config: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        format!("annotation {PROXY_CONFIG_ANNOTATION} is not YAML ({e}); no proxy is trusted")
+    })?;
+    let hops = &config["gatewayTopology"]["numTrustedProxies"];
+    if hops.is_null() {
+        return Ok(0);
+    }
+    hops.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| {
+            format!(
+                "annotation {PROXY_CONFIG_ANNOTATION}: gatewayTopology.numTrustedProxies must \
+                 be a non-negative integer; no proxy is trusted"
+            )
+        })
 }
 
 /// The bound service `key` with its ports (routes are attached later).

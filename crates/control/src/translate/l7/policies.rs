@@ -190,7 +190,12 @@ fn wire_policy(
         }
         Some(Action::Allow | Action::Deny) | None => {
             match weft_policy::wire::from_api(policy, root) {
-                Ok(wire) => Some(wire),
+                Ok(wire) => {
+                    for message in unevaluated_conditions(policy) {
+                        warn(message);
+                    }
+                    Some(wire)
+                }
                 Err(error) => {
                     let deny = policy.spec.action == Some(Action::Deny);
                     warn(format!(
@@ -211,6 +216,30 @@ fn wire_policy(
             }
         }
     }
+}
+
+/// Warnings for the `when` keys the waypoint has no facts for (they fail safe).
+fn unevaluated_conditions(policy: &AuthorizationPolicy) -> Vec<String> {
+    let effect = if policy.spec.action == Some(Action::Deny) {
+        "ignored in this DENY rule (it denies more)"
+    } else {
+        "this ALLOW rule matches nothing (it allows less)"
+    };
+    let rules = policy.spec.rules.iter().flatten().enumerate();
+    rules
+        .flat_map(|(r, rule)| {
+            let conditions = rule.when.iter().flatten().enumerate();
+            conditions
+                .filter(|(_, c)| !weft_policy::wire::is_evaluated_key(&c.key))
+                .map(move |(i, c)| {
+                    format!(
+                        "spec.rules[{r}].when[{i}]: key {:?} is not evaluated by weft's \
+                         waypoint; {effect}",
+                        c.key
+                    )
+                })
+        })
+        .collect()
 }
 
 /// ALLOW with no rule (allows nothing) or DENY with one empty rule (denies everything).
