@@ -369,3 +369,31 @@ spec:
     assert_eq!(warned.len(), 1, "{warnings:?}");
     assert!(warned[0].contains("matches nothing"), "{warned:?}");
 }
+
+#[test]
+fn a_rejected_route_is_left_out_with_a_warning_naming_its_field() {
+    let bad = r"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bad-regex, namespace: shop}
+spec:
+  parentRefs: [{group: '', kind: Service, name: reviews-v2}]
+  rules:
+  - matches: [{path: {type: RegularExpression, value: '('}}]
+    backendRefs: [{name: reviews-v2, port: 9080}]
+";
+    let mut objects = objects();
+    objects.extend(weft_api::parse_manifests(bad, "bad.yaml".as_ref()).objects);
+    let (waypoint, warnings) = waypoint_of(objects);
+    let v2 = service(&waypoint, "shop/reviews-v2.shop.svc.cluster.local");
+    assert!(v2.routes.is_empty(), "{:?}", v2.routes);
+    let warned: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains("bad-regex"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warnings:?}");
+    assert!(
+        warned[0].contains("spec.rules[0].matches[0].path"),
+        "{warned:?}"
+    );
+}
