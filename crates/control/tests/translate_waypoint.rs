@@ -397,3 +397,25 @@ spec:
         "{warned:?}"
     );
 }
+
+#[test]
+fn a_root_namespace_policy_on_the_waypoint_class_applies_to_every_waypoint() {
+    let mesh_wide = r"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-trace, namespace: istio-system}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: GatewayClass, name: istio-waypoint}]
+  action: DENY
+  rules: [{to: [{operation: {methods: [TRACE]}}]}]
+";
+    let mut objects = objects();
+    objects.extend(weft_api::parse_manifests(mesh_wide, "mesh.yaml".as_ref()).objects);
+    let (waypoint, _) = waypoint_of(objects);
+    let policy = waypoint
+        .policies
+        .iter()
+        .find(|p| p.policy.as_ref().is_some_and(|a| a.name == "no-trace"))
+        .expect("the mesh-wide policy");
+    assert!(policy.services.is_empty());
+}

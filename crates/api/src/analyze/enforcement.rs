@@ -158,6 +158,10 @@ fn describe_target(
                 None => format!("not enforced: {kind} {ns}/{name} has no waypoint"),
             }
         }
-        other => format!("not enforced: targetRef kind {other:?} is not supported"),
+        "GatewayClass" if name == WAYPOINT_CLASS => format!(
+            "enforced by every waypoint if {namespace} is the root namespace (GatewayClass \
+             {WAYPOINT_CLASS}), else not enforced"
+        ),
+        other => format!("not enforced: targetRef {other} {name} is not supported"),
     }
 }

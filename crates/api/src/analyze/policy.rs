@@ -124,6 +124,10 @@ fn check_policy_target(
             return;
         }
     };
+    if kind == Kind::GatewayClass && target.name == crate::gateway::WAYPOINT_CLASS {
+        // Built in: every waypoint (from the root namespace).
+        return;
+    }
     let lookup_namespace = kind.is_namespaced().then_some(target_namespace);
     if !context
         .snapshot

@@ -1,6 +1,7 @@
 //! AuthorizationPolicies and RequestAuthentications attached to a waypoint with
-//! `targetRef`/`targetRefs`: to the waypoint Gateway itself (every request through it) or
-//! to a Service or ServiceEntry bound to it (that service's requests).
+//! `targetRef`/`targetRefs`: to the waypoint Gateway itself (every request through it), to
+//! the GatewayClass `istio-waypoint` from the root namespace (every waypoint), or to a
+//! Service or ServiceEntry bound to it (that service's requests).
 //!
 //! Policies go out in their full wire form (`weft_policy::wire::from_api`, L7 conditions as
 //! `weft.l7.request` extensions). A policy that cannot be converted fails closed: an ALLOW
@@ -9,6 +10,7 @@
 
 use std::collections::BTreeSet;
 
+use weft_api::gateway::WAYPOINT_CLASS;
 use weft_api::istio::{
     Action, AuthorizationPolicy, JwtRule as ApiJwtRule, PolicyTargetReference,
     RequestAuthentication,
@@ -56,10 +58,10 @@ impl Target<'_> {
             {
                 continue;
             }
-            if is_gateway_ref(target)
+            let this_gateway = is_gateway_ref(target)
                 && self.gateway.namespace.as_deref() == Some(namespace)
-                && target.name == self.gateway.name
-            {
+                && target.name == self.gateway.name;
+            if this_gateway || is_every_waypoint(context, namespace, target) {
                 return Attachment::Waypoint;
             }
             let keys = target_service_keys(context, namespace, target);
@@ -75,6 +77,18 @@ impl Target<'_> {
 
 fn is_gateway_ref(target: &PolicyTargetReference) -> bool {
     target.kind == "Gateway" && target.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
+}
+
+/// A reference to the GatewayClass `istio-waypoint` from the root namespace: every waypoint.
+fn is_every_waypoint(
+    context: &Context<'_>,
+    namespace: &str,
+    target: &PolicyTargetReference,
+) -> bool {
+    target.kind == "GatewayClass"
+        && target.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
+        && target.name == WAYPOINT_CLASS
+        && namespace == context.options.root_namespace
 }
 
 /// The service keys a Service or ServiceEntry targetRef names.
@@ -388,6 +402,12 @@ pub(super) fn waypoints_of_policy(context: &Context<'_>, object: &ObjectRef) -> 
     };
     let index = context.waypoint_index();
     let mut out = Vec::new();
+    if refs
+        .iter()
+        .any(|t| is_every_waypoint(context, namespace, t))
+    {
+        return super::waypoint_names(context);
+    }
     for target in &refs {
         if is_gateway_ref(target) {
             out.push(format!("{namespace}/{}", target.name));
