@@ -140,6 +140,7 @@ typed_accessors! {
     daemon_sets => DaemonSet: k8s_openapi::api::apps::v1::DaemonSet;
     authorization_policies => AuthorizationPolicy: crate::istio::AuthorizationPolicy;
     peer_authentications => PeerAuthentication: crate::istio::PeerAuthentication;
+    request_authentications => RequestAuthentication: crate::istio::RequestAuthentication;
     service_entries => ServiceEntry: crate::istio::ServiceEntry;
     workload_entries => WorkloadEntry: crate::istio::WorkloadEntry;
     gateway_classes => GatewayClass: crate::gateway::GatewayClass;

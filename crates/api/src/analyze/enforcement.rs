@@ -13,10 +13,7 @@ pub(super) fn report_enforcement(context: &Context<'_>, findings: &mut Vec<Findi
         let message = authorization_enforcement(context, policy, loaded);
         findings.push(info(loaded, message));
     }
-    for loaded in context.snapshot.of_kind(Kind::RequestAuthentication) {
-        let Object::RequestAuthentication(authn) = &loaded.object else {
-            continue;
-        };
+    for (authn, loaded) in context.snapshot.request_authentications() {
         let refs = targets(
             authn.spec.target_ref.as_ref(),
             authn.spec.target_refs.as_ref(),

@@ -278,10 +278,7 @@ pub(super) fn jwt_rules(
     unit: &mut Unit,
 ) -> Vec<JwtRule> {
     let mut out = Vec::new();
-    for loaded in context.snapshot.of_kind(Kind::RequestAuthentication) {
-        let Object::RequestAuthentication(authn) = &loaded.object else {
-            continue;
-        };
+    for (authn, loaded) in context.snapshot.request_authentications() {
         let namespace = namespace_of(&loaded.object);
         let refs = refs_of(
             authn.spec.target_ref.as_ref(),
