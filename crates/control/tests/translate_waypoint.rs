@@ -419,3 +419,32 @@ spec:
         .expect("the mesh-wide policy");
     assert!(policy.services.is_empty());
 }
+
+#[test]
+fn jwt_rules_the_waypoint_would_reject_are_warned_about() {
+    let broken = r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: broken-keys, namespace: shop}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}]
+  jwtRules:
+  - issuer: https://broken.example.com
+    jwks: '{"keys": [{"kty": "RSA", "n": "!", "e": "AQAB"}]}'
+"#;
+    let mut objects = objects();
+    objects.extend(weft_api::parse_manifests(broken, "broken.yaml".as_ref()).objects);
+    let (waypoint, warnings) = waypoint_of(objects);
+    assert!(
+        waypoint
+            .jwt_rules
+            .iter()
+            .any(|r| r.source == "shop/broken-keys" && r.services.is_empty())
+    );
+    let warned: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains("broken-keys"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warnings:?}");
+    assert!(warned[0].contains("rejected with 401"), "{warned:?}");
+}

@@ -308,7 +308,7 @@ fn rules_of(
         object.name
     );
     let rules = authn.spec.jwt_rules.iter().flatten().enumerate();
-    rules
+    let wire: Vec<JwtRule> = rules
         .map(|(i, rule)| {
             for message in unsupported(i, rule) {
                 unit.warnings.push(Warning {
@@ -336,14 +336,23 @@ fn rules_of(
                 source: source.clone(),
             }
         })
-        .collect()
+        .collect();
+    // What the waypoint's validator would reject (keys it cannot use, bad header names).
+    let (_, errors) = weft_l7::jwt::JwtValidator::new_lenient(&wire);
+    for error in errors {
+        unit.warnings.push(Warning {
+            object: object.clone(),
+            message: format!("{error}; tokens of this issuer are rejected with 401"),
+        });
+    }
+    wire
 }
 
 /// Warnings for the parts of a jwtRule the waypoint does not carry out.
 fn unsupported(index: usize, rule: &ApiJwtRule) -> Vec<String> {
     let at = format!("spec.jwtRules[{index}]");
     let mut out = Vec::new();
-    if rule.jwks.is_none() {
+    if rule.jwks.is_none() && rule.jwks_uri.is_some() {
         out.push(format!(
             "{at}: the waypoint does not fetch keys (jwksUri {:?} is recorded only); tokens of \
              issuer {:?} cannot be verified and are rejected with 401. Give the keys inline in jwks",
