@@ -1,7 +1,8 @@
 //! The waypoint half of `weft x authz check`: given a translation, which waypoint (if any)
 //! a request to a workload's port goes through, and what that waypoint's L7 policies
 //! decide for one request (the same `weft-policy` evaluation the waypoint runs, over the
-//! policies of its `weft.l7.v1.Waypoint` resource). Pure: no I/O.
+//! policies of its `weft.l7.v1.Waypoint` resource, with the destination the waypoint sees:
+//! the service's address and port for service traffic). Pure: no I/O.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -73,36 +74,32 @@ pub fn check_at_waypoint(
     trust_domain: &str,
     query: &L7Query<'_>,
 ) -> Result<Option<L7Result>, L7CheckError> {
-    let invalid = |name: &str, e: &dyn std::fmt::Display| {
-        L7CheckError::Invalid(name.to_owned(), e.to_string())
-    };
-    let Some(workload) = workload(output, query.workload)? else {
+    let Some(workload) = decode_address(output, query.workload)?.and_then(as_workload) else {
         return Ok(None);
     };
     let waypoints: Vec<Waypoint> = output
         .decode_all(WAYPOINT_TYPE_URL)
         .map_err(|e| invalid("waypoints", &e))?;
-    let Some((waypoint, service)) = serving(&waypoints, &workload, query.port, query.service)
-    else {
+    let Some(via) = serving(&waypoints, &workload, query.port, query.service) else {
         return Ok(None);
     };
-    let name = format!("{}/{}", waypoint.namespace, waypoint.name);
-    let identity = SpiffeId::new(trust_domain, &waypoint.namespace, &waypoint.name)
+    let name = format!("{}/{}", via.waypoint.namespace, via.waypoint.name);
+    let identity = SpiffeId::new(trust_domain, &via.waypoint.namespace, &via.waypoint.name)
         .map_err(|e| invalid(&name, &e))?;
-    let set = policy_set(waypoint, service.as_deref()).map_err(|e| invalid(&name, &e))?;
-    let destination_ip = first_address(&workload);
-    let source_ip = query.source_ip.unwrap_or(match destination_ip {
+    let set = policy_set(via.waypoint, via.service.as_deref()).map_err(|e| invalid(&name, &e))?;
+    let destination = original_destination(output, &workload, &via)?;
+    let source_ip = query.source_ip.unwrap_or(match destination.ip() {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     });
     let host = query.host.map(str::to_owned).unwrap_or_else(|| {
-        let hostname = service.as_deref().and_then(|key| key.split_once('/'));
-        hostname.map_or_else(|| destination_ip.to_string(), |(_, h)| h.to_owned())
+        let hostname = via.service.as_deref().and_then(|key| key.split_once('/'));
+        hostname.map_or_else(|| destination.to_string(), |(_, h)| h.to_owned())
     });
     let facts = ConnectionFacts {
         source_identity: query.source.clone(),
         source_ip,
-        destination: SocketAddr::new(destination_ip, query.port),
+        destination,
         transport: if query.source.is_some() {
             Transport::Hbone
         } else {
@@ -119,34 +116,68 @@ pub fn check_at_waypoint(
     };
     Ok(Some(L7Result {
         waypoint: name,
-        service,
+        service: via.service,
         identity,
         decision: set.evaluate_with(&facts, Some(&request)),
     }))
 }
 
-fn workload(output: &Output, uid: &str) -> Result<Option<Workload>, L7CheckError> {
-    let Some(resource) = output.get(&ResourceKey::new(ADDRESS_TYPE_URL, uid)) else {
-        return Ok(None);
-    };
-    let decoded: Address = resource
-        .decode()
-        .map_err(|e| L7CheckError::Invalid(uid.to_owned(), e.to_string()))?;
-    Ok(match decoded.r#type {
-        Some(address::Type::Workload(workload)) => Some(workload),
-        _ => None,
-    })
+fn invalid(name: &str, error: &dyn std::fmt::Display) -> L7CheckError {
+    L7CheckError::Invalid(name.to_owned(), error.to_string())
 }
 
-/// The workload's first address (unspecified when it has none).
-fn first_address(workload: &Workload) -> IpAddr {
-    let bytes = workload.addresses.first().map(Vec::as_slice);
-    match bytes.map(<[u8; 4]>::try_from).and_then(Result::ok) {
-        Some(v4) => IpAddr::from(v4),
-        None => bytes
-            .and_then(|b| <[u8; 16]>::try_from(b).ok())
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::from),
+fn decode_address(output: &Output, name: &str) -> Result<Option<Address>, L7CheckError> {
+    let Some(resource) = output.get(&ResourceKey::new(ADDRESS_TYPE_URL, name)) else {
+        return Ok(None);
+    };
+    resource.decode().map(Some).map_err(|e| invalid(name, &e))
+}
+
+fn as_workload(address: Address) -> Option<Workload> {
+    match address.r#type {
+        Some(address::Type::Workload(workload)) => Some(workload),
+        _ => None,
     }
+}
+
+/// What the waypoint sees as the destination, as in the HBONE authority it is sent: the
+/// service's address and port for service traffic, else the workload's address.
+fn original_destination(
+    output: &Output,
+    workload: &Workload,
+    via: &Via<'_>,
+) -> Result<SocketAddr, L7CheckError> {
+    let service_ip = match via.service.as_deref() {
+        Some(key) => match decode_address(output, key)?.and_then(|a| a.r#type) {
+            Some(address::Type::Service(service)) => {
+                service.addresses.first().and_then(|a| ip_of(&a.address))
+            }
+            _ => None,
+        },
+        None => None,
+    };
+    let workload_ip = workload.addresses.first().and_then(|a| ip_of(a));
+    let ip = service_ip
+        .or(workload_ip)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    Ok(SocketAddr::new(ip, via.port))
+}
+
+/// An address from its 4 or 16 raw bytes.
+fn ip_of(bytes: &[u8]) -> Option<IpAddr> {
+    if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
+        return Some(IpAddr::from(v4));
+    }
+    <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from)
+}
+
+/// How a request reaches the waypoint.
+struct Via<'w> {
+    waypoint: &'w Waypoint,
+    /// The service key, for service traffic.
+    service: Option<String>,
+    /// The destination port the waypoint sees: the service port, or the workload's port.
+    port: u16,
 }
 
 /// The waypoint taking traffic to `port` of `workload`: through a service of the workload
@@ -155,10 +186,10 @@ fn first_address(workload: &Workload) -> IpAddr {
 fn serving<'w>(
     waypoints: &'w [Waypoint],
     workload: &Workload,
-    port: u16,
+    target_port: u16,
     wanted: Option<&str>,
-) -> Option<(&'w Waypoint, Option<String>)> {
-    let port = u32::from(port);
+) -> Option<Via<'w>> {
+    let port = u32::from(target_port);
     let mut services: Vec<_> = workload
         .services
         .iter()
@@ -169,21 +200,29 @@ fn serving<'w>(
         let on_port = ports
             .ports
             .iter()
-            .any(|p| p.target_port == port || (p.target_port == 0 && p.service_port == port));
-        if !on_port {
+            .find(|p| p.target_port == port || (p.target_port == 0 && p.service_port == port));
+        let Some(service_port) = on_port.and_then(|p| u16::try_from(p.service_port).ok()) else {
             continue;
-        }
+        };
         let bound = waypoints
             .iter()
             .find(|w| w.services.iter().any(|s| &s.key == key));
         if let Some(waypoint) = bound {
-            return Some((waypoint, Some(key.clone())));
+            return Some(Via {
+                waypoint,
+                service: Some(key.clone()),
+                port: service_port,
+            });
         }
     }
     let own = waypoints
         .iter()
         .find(|w| w.workloads.contains(&workload.uid));
-    own.map(|waypoint| (waypoint, None))
+    own.map(|waypoint| Via {
+        waypoint,
+        service: None,
+        port: target_port,
+    })
 }
 
 /// Whether `wanted` (`<namespace>/<name>` or a full key) names the service `key`
