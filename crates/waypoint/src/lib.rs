@@ -2,7 +2,7 @@
 //! L7 proxy between the source's and the destination's node proxies.
 //!
 //! Data path: a source node proxy opens HBONE to the waypoint with the source workload's
-//! certificate and the original destination as CONNECT authority ([`tunnel`]); the waypoint
+//! certificate and the original destination as CONNECT authority (`tunnel`); the waypoint
 //! finds the bound service and its port's protocol, sniffing it when undeclared
 //! ([`detect`]); HTTP/1.1 and h2c requests go through the pipeline (authorization with
 //! weft-policy, routes from the `weft.l7.v1.Waypoint` resource, filters, weighted backends,
