@@ -280,7 +280,10 @@ spec:
     let found: Vec<(Code, usize)> = findings.iter().map(|f| (f.code, f.source.line)).collect();
     assert_eq!(
         found,
-        [(Code::PolicyTargetNotFound, 6), (Code::PolicyEnforcement, 1)],
+        [
+            (Code::PolicyTargetNotFound, 6),
+            (Code::PolicyEnforcement, 1)
+        ],
         "{findings:#?}"
     );
     let says = &findings[1].message;
