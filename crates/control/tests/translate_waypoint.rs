@@ -448,3 +448,29 @@ spec:
     assert_eq!(warned.len(), 1, "{warnings:?}");
     assert!(warned[0].contains("rejected with 401"), "{warned:?}");
 }
+
+#[test]
+fn a_service_entry_in_the_namespace_is_bound_with_its_ports() {
+    let entry = r"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: payments, namespace: shop}
+spec:
+  hosts: [payments.example.com]
+  addresses: [240.0.0.10]
+  ports: [{number: 443, name: https, protocol: TLS}, {number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.9.0.1}]
+";
+    let mut objects = objects();
+    objects.extend(weft_api::parse_manifests(entry, "entry.yaml".as_ref()).objects);
+    let (waypoint, _) = waypoint_of(objects);
+    let payments = service(&waypoint, "shop/payments.example.com");
+    assert_eq!(payments.name, "payments");
+    let ports: Vec<(u32, Protocol)> = payments
+        .ports
+        .iter()
+        .map(|p| (p.port, p.protocol()))
+        .collect();
+    assert_eq!(ports, [(443, Protocol::Tcp), (80, Protocol::Http)]);
+}
