@@ -42,6 +42,10 @@ impl WaypointIndex {
     /// Resolves the waypoint of every service and workload of `context`.
     pub fn new(context: &Context<'_>) -> Self {
         let mut index = WaypointIndex::default();
+        if waypoint_gateways(context.snapshot).next().is_none() {
+            // Nothing can be bound: skip resolving every service and workload.
+            return index;
+        }
         for (key, sources) in &context.services {
             let Some(first) = sources.first() else {
                 continue;
