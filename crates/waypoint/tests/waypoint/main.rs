@@ -6,5 +6,6 @@ mod config;
 mod harness;
 mod http;
 mod jwt;
+mod logs;
 mod otlp;
 mod resilience;
