@@ -18,11 +18,15 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::Waypoint;
 use crate::tunnel::Tunnel;
+
+/// How long an HTTP/1.1 client may take to send a request head (the first or the next
+/// one on a kept-alive connection) before the connection is closed.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Errors carried in bodies.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -67,6 +71,8 @@ where
             .await
     } else {
         http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(io, service)
             .with_upgrades()
             .await
