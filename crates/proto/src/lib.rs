@@ -59,6 +59,8 @@ pub mod pb {
 
 /// Envoy's aggregated discovery service (delta and state-of-the-world).
 pub use pb::envoy::service::discovery::v3 as discovery;
+/// The gRPC echo service of Gateway API's conformance suite (served by `weft x echo`).
+pub use pb::gateway_api_conformance::echo_basic::grpcecho;
 /// `google.rpc.Status`, used for NACK details.
 pub use pb::google;
 /// Istio's L4 authorization API (`istio.security.Authorization`).
@@ -69,8 +71,6 @@ pub use pb::istio::v1::auth as ca;
 pub use pb::istio::workload;
 /// weft's own L7 resources: the waypoint's routes, L7 policies and JWT rules.
 pub use pb::weft::l7::v1 as l7;
-/// The gRPC echo service of Gateway API's conformance suite (served by `weft x echo`).
-pub use pb::gateway_api_conformance::echo_basic::grpcecho;
 
 mod json;
 pub use json::{JsonError, from_json, to_json};
