@@ -64,19 +64,9 @@ pub(crate) fn prepare(headers: &mut HeaderMap) {
     }
 }
 
-/// A random version-4 UUID.
+/// A random version-4 UUID, the form `x-request-id` takes.
 fn request_id() -> String {
-    let bits: u128 = rand::random();
-    let bits = (bits & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-    let hex = format!("{bits:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    weft_l7::trace::uuid_v4(&mut rand::rng())
 }
 
 /// True for an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`).

@@ -137,6 +137,30 @@ fn namespace_of(object: &Object) -> String {
     object.namespace().unwrap_or_default().to_owned()
 }
 
+/// Whether a policy object with these `targetRef` / `targetRefs` attaches to `target`:
+/// the service keys it is limited to (empty: the whole waypoint) and the object, recorded
+/// as a dependency of the unit; `None` when it does not attach.
+fn attached(
+    context: &Context<'_>,
+    target: &Target<'_>,
+    policy: &Object,
+    (target_ref, target_refs): (
+        Option<&PolicyTargetReference>,
+        Option<&Vec<PolicyTargetReference>>,
+    ),
+    unit: &mut Unit,
+) -> Option<(Vec<String>, ObjectRef)> {
+    let namespace = namespace_of(policy);
+    let services = match target.attachment(context, &namespace, refs_of(target_ref, target_refs)) {
+        Attachment::None => return None,
+        Attachment::Waypoint => Vec::new(),
+        Attachment::Services(keys) => keys,
+    };
+    let object = policy.object_ref();
+    unit.deps.push(Dep::Object(object.clone()));
+    Some((services, object))
+}
+
 /// The AuthorizationPolicies attached to `target`, sorted by key.
 pub(super) fn authorization_policies(
     context: &Context<'_>,
@@ -145,18 +169,13 @@ pub(super) fn authorization_policies(
 ) -> Vec<Policy> {
     let mut out = Vec::new();
     for (policy, loaded) in context.snapshot.authorization_policies() {
-        let namespace = namespace_of(&loaded.object);
-        let refs = refs_of(
+        let refs = (
             policy.spec.target_ref.as_ref(),
             policy.spec.target_refs.as_ref(),
         );
-        let services = match target.attachment(context, &namespace, refs) {
-            Attachment::None => continue,
-            Attachment::Waypoint => Vec::new(),
-            Attachment::Services(keys) => keys,
+        let Some((services, object)) = attached(context, target, &loaded.object, refs, unit) else {
+            continue;
         };
-        let object = loaded.object.object_ref();
-        unit.deps.push(Dep::Object(object.clone()));
         if let Some(wire) = wire_policy(context, policy, &object, unit) {
             out.push(Policy {
                 policy: Some(wire),
@@ -279,18 +298,13 @@ pub(super) fn jwt_rules(
 ) -> Vec<JwtRule> {
     let mut out = Vec::new();
     for (authn, loaded) in context.snapshot.request_authentications() {
-        let namespace = namespace_of(&loaded.object);
-        let refs = refs_of(
+        let refs = (
             authn.spec.target_ref.as_ref(),
             authn.spec.target_refs.as_ref(),
         );
-        let services = match target.attachment(context, &namespace, refs) {
-            Attachment::None => continue,
-            Attachment::Waypoint => Vec::new(),
-            Attachment::Services(keys) => keys,
+        let Some((services, object)) = attached(context, target, &loaded.object, refs, unit) else {
+            continue;
         };
-        let object = loaded.object.object_ref();
-        unit.deps.push(Dep::Object(object.clone()));
         out.extend(rules_of(authn, &object, &services, unit));
     }
     out
