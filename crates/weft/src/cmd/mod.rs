@@ -72,8 +72,11 @@ pub(crate) fn log_filter_control() -> Option<LogFilterControl> {
     LOG_FILTER.get().cloned()
 }
 
-/// Sets up logging to stderr, with a filter that can be changed at runtime.
+/// Sets up logging to stderr, with a filter that can be changed at runtime. Colours only
+/// when stderr is a terminal: proxies started by `weft up` log to files, and escape codes
+/// there cost CPU on every access-log line and get in the way of `grep`.
 pub fn init_tracing(filter: Option<&str>) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = filter.map_or_else(
@@ -86,7 +89,11 @@ pub fn init_tracing(filter: Option<&str>) {
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr),
+        )
         .init();
     let control: LogFilterControl = std::sync::Arc::new(move |text: &str| {
         let filter = tracing_subscriber::EnvFilter::try_new(text)
