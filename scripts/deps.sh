@@ -6,6 +6,8 @@ ensure_packages() {
   command -v nft >/dev/null || need+=(nftables)
   command -v iptables >/dev/null || need+=(iptables)
   command -v tcpdump >/dev/null || need+=(tcpdump)
+  # the waypoint end-to-end tests make requests from inside pods with curl
+  command -v curl >/dev/null || need+=(curl)
   [ ${#need[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need[*]}"
