@@ -24,6 +24,7 @@ mod http;
 pub mod otlp;
 pub mod outlier;
 pub mod process;
+pub mod reverse_proxy;
 pub mod routing;
 mod tcp;
 pub mod telemetry;

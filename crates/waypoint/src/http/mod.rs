@@ -7,7 +7,7 @@ mod authz;
 pub(crate) mod body;
 pub(crate) mod client;
 mod forward;
-mod headers;
+pub(crate) mod headers;
 mod local;
 mod pipeline;
 

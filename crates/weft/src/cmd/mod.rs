@@ -6,6 +6,7 @@ mod call;
 mod cert;
 mod control;
 mod echo;
+mod l7_proxy;
 mod mesh_flags;
 mod node;
 mod report_args;
@@ -60,6 +61,10 @@ enum XCommand {
     Authz(authz::AuthzArgs),
     /// Tiny client: HTTP GET a URL or send bytes to HOST:PORT, print the answer or the error.
     Call(call::CallArgs),
+    /// The waypoint's HTTP engine as a plain reverse proxy to one upstream (benchmarks;
+    /// access log off).
+    #[command(name = "l7-proxy", hide = true)]
+    L7Proxy(l7_proxy::L7ProxyArgs),
 }
 
 /// Changes the log filter of this process at runtime (for admin pages such as
@@ -122,6 +127,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::X(XCommand::Echo(args)) => echo::run(args),
         Command::X(XCommand::Authz(args)) => authz::run(args),
         Command::X(XCommand::Call(args)) => call::run(&args),
+        Command::X(XCommand::L7Proxy(args)) => l7_proxy::run(&args),
         Command::X(XCommand::Cert(args)) => cert::run(args),
         Command::X(XCommand::Translate(args)) => translate::run(args),
     }
