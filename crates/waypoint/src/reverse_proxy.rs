@@ -18,11 +18,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use weft_upstream::UpstreamConnection;
 
+use crate::detect::H2_PREFACE;
 use crate::http::client::{self, ClientPool, Sender};
 use crate::http::{Body, BoxError, boxed, full, headers};
-
-/// The first bytes of an HTTP/2 prior-knowledge connection.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Runs `workers` threads, each with a current-thread tokio runtime accepting from
 /// `listener` with its own upstream pool, until one fails.
@@ -90,7 +88,7 @@ async fn connection(stream: TcpStream, upstream: SocketAddr, pool: Arc<ClientPoo
     } else {
         http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(std::time::Duration::from_secs(30))
+            .header_read_timeout(crate::http::HEADER_READ_TIMEOUT)
             .serve_connection(io, service)
             .await
     };

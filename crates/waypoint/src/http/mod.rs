@@ -26,7 +26,7 @@ use crate::tunnel::Tunnel;
 
 /// How long an HTTP/1.1 client may take to send a request head (the first or the next
 /// one on a kept-alive connection) before the connection is closed.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Errors carried in bodies.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
