@@ -233,18 +233,9 @@ fn compile_l4_match(
     path: &str,
     m: &security::Match,
 ) -> Result<Match, ValidationError> {
-    let strings = |field: &str, list: &[security::StringMatch]| {
-        list.iter()
-            .enumerate()
-            .map(|(i, s)| compile_string(ctx, || format!("{path}.{field}[{i}]"), s))
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let cidrs = |field: &str, list: &[security::Address]| {
-        list.iter()
-            .enumerate()
-            .map(|(i, a)| compile_cidr(ctx, &format!("{path}.{field}[{i}]"), a))
-            .collect::<Result<Vec<_>, _>>()
-    };
+    let strings =
+        |field: &str, list: &[security::StringMatch]| compile_strings(ctx, path, field, list);
+    let cidrs = |field: &str, list: &[security::Address]| compile_cidrs(ctx, path, field, list);
     let ports = |field: &str, list: &[u32]| {
         list.iter()
             .enumerate()
@@ -430,4 +421,30 @@ impl StrMatch {
             Self::Presence => !value.is_empty(),
         }
     }
+}
+
+/// Compiles `<path>.<field>[i]` for every string match of a list.
+pub(crate) fn compile_strings(
+    ctx: Ctx<'_>,
+    path: &str,
+    field: &str,
+    list: &[security::StringMatch],
+) -> Result<Vec<StrMatch>, ValidationError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| compile_string(ctx, || format!("{path}.{field}[{i}]"), s))
+        .collect()
+}
+
+/// Compiles `<path>.<field>[i]` for every address range of a list.
+pub(crate) fn compile_cidrs(
+    ctx: Ctx<'_>,
+    path: &str,
+    field: &str,
+    list: &[security::Address],
+) -> Result<Vec<IpNet>, ValidationError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, a)| compile_cidr(ctx, &format!("{path}.{field}[{i}]"), a))
+        .collect()
 }

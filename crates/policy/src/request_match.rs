@@ -11,7 +11,7 @@ use weft_proto::l7::RequestMatch;
 use weft_proto::security::{self, Extension};
 use weft_proto::{REQUEST_MATCH_EXTENSION, REQUEST_MATCH_TYPE_URL};
 
-use crate::compile::{compile_cidr, compile_string};
+use crate::compile::{compile_cidrs, compile_strings};
 use crate::l7::{HeaderCondition, L7Match};
 use crate::validation::{Ctx, Problem, ValidationError};
 
@@ -89,18 +89,9 @@ fn compile_request_match(
     path: &str,
     m: &RequestMatch,
 ) -> Result<L7Match, ValidationError> {
-    let strings = |field: &str, list: &[security::StringMatch]| {
-        list.iter()
-            .enumerate()
-            .map(|(i, s)| compile_string(ctx, || format!("{path}.{field}[{i}]"), s))
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let cidrs = |field: &str, list: &[security::Address]| {
-        list.iter()
-            .enumerate()
-            .map(|(i, a)| compile_cidr(ctx, &format!("{path}.{field}[{i}]"), a))
-            .collect::<Result<Vec<_>, _>>()
-    };
+    let strings =
+        |field: &str, list: &[security::StringMatch]| compile_strings(ctx, path, field, list);
+    let cidrs = |field: &str, list: &[security::Address]| compile_cidrs(ctx, path, field, list);
     let headers = m.headers.iter().enumerate().map(|(i, h)| {
         let field = format!("{path}.headers[{i}]");
         Ok(HeaderCondition {
