@@ -82,6 +82,8 @@ pub const AUTHORIZATION_TYPE_URL: &str = "type.googleapis.com/istio.security.Aut
 
 /// Type URL of `weft.l7.v1.Waypoint` (one waypoint's L7 configuration).
 pub const WAYPOINT_TYPE_URL: &str = "type.googleapis.com/weft.l7.v1.Waypoint";
+/// Type URL of `weft.l7.v1.Gateway` (one ingress/egress gateway's configuration).
+pub const GATEWAY_TYPE_URL: &str = "type.googleapis.com/weft.l7.v1.Gateway";
 /// Name of the `istio.security.Match` extension carrying a `weft.l7.v1.RequestMatch`.
 pub const REQUEST_MATCH_EXTENSION: &str = "weft.l7.request";
 /// Type URL of `weft.l7.v1.RequestMatch` inside that extension.

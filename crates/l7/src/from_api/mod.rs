@@ -157,6 +157,7 @@ fn backend(
             &format!("{at}.filters"),
         )?,
         unresolved,
+        via_waypoint: false,
     })
 }
 

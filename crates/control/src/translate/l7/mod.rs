@@ -202,6 +202,7 @@ pub(crate) fn translate_waypoint(context: &Context<'_>, name: &str) -> Unit {
         jwt_rules: policies::jwt_rules(context, &target, &mut unit),
         trusted_hops,
         workloads: index.workloads.get(name).cloned().unwrap_or_default(),
+        backend_tls: Vec::new(),
     };
     unit.resource = Some(Resource::encode(name.to_owned(), Vec::new(), &waypoint));
     unit
