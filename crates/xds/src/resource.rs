@@ -17,6 +17,11 @@ pub struct XdsResource {
     pub aliases: Vec<String>,
     /// The encoded resource.
     pub body: prost_types::Any,
+    /// Who may receive it: `None` for every stream; otherwise only streams whose
+    /// authenticated principal ([`crate::PeerIdentity::principal`]) is listed (a resource
+    /// carrying secrets, such as a gateway's private keys). Any other stream never sees it:
+    /// an explicit subscription to it is answered as if it did not exist.
+    pub readers: Option<Arc<[String]>>,
 }
 
 impl XdsResource {
@@ -28,6 +33,7 @@ impl XdsResource {
             version,
             aliases,
             body,
+            readers: None,
         }
     }
 
@@ -44,6 +50,24 @@ impl XdsResource {
             version: version.into(),
             aliases,
             body,
+            readers: None,
+        }
+    }
+
+    /// The resource, restricted to streams whose principal is one of `principals` (the
+    /// version must already reflect them, so that a change of readers is pushed).
+    #[must_use]
+    pub fn readable_by(mut self, principals: Vec<String>) -> Self {
+        self.readers = Some(principals.into());
+        self
+    }
+
+    /// Whether a stream authenticated as `principal` may receive this resource.
+    #[must_use]
+    pub fn is_readable_by(&self, principal: Option<&str>) -> bool {
+        match &self.readers {
+            None => true,
+            Some(readers) => principal.is_some_and(|p| readers.iter().any(|r| r == p)),
         }
     }
 }

@@ -162,6 +162,7 @@ impl XdsServer {
             .open
             .insert(stream_id, request.metadata().clone());
         let header_cluster = cluster_header(request.metadata());
+        let principal = identity.principal.clone();
         let status = self.shared.status.insert(ProxyStatus {
             stream_id,
             node_id: String::new(),
@@ -173,8 +174,13 @@ impl XdsServer {
         });
         let (responses, receiver) = mpsc::channel(self.shared.config.send_queue.max(1));
         let connected = self.shared.metrics.proxy_connected();
-        let state =
-            stream::StreamState::new(Arc::clone(&self.shared), stream_id, header_cluster, status);
+        let state = stream::StreamState::new(
+            Arc::clone(&self.shared),
+            stream_id,
+            header_cluster,
+            status,
+            principal,
+        );
         let snapshots = self.shared.snapshots.clone();
         let shared = Arc::clone(&self.shared);
         tokio::spawn(async move {

@@ -41,6 +41,8 @@ pub(crate) struct StreamState {
     pending_since: HashMap<String, Instant>,
     empty: Arc<TypeResources>,
     status: StatusEntry,
+    /// The authenticated principal: decides which restricted resources it receives.
+    principal: String,
 }
 
 impl StreamState {
@@ -49,6 +51,7 @@ impl StreamState {
         stream_id: u64,
         header_cluster: String,
         status: StatusEntry,
+        principal: String,
     ) -> Self {
         Self {
             shared,
@@ -61,6 +64,7 @@ impl StreamState {
             pending_since: HashMap::new(),
             empty: Arc::default(),
             status,
+            principal,
         }
     }
 
@@ -148,7 +152,8 @@ impl StreamState {
         } else {
             tracing::debug!(node = %self.node_id, %type_url, ?subscribe, "new xDS subscription");
             let subscription =
-                TypeSubscription::first_request(subscribe, unsubscribe, initial_resource_versions);
+                TypeSubscription::first_request(subscribe, unsubscribe, initial_resource_versions)
+                    .read_as(&self.principal);
             self.types.insert(type_url.clone(), subscription);
         }
         self.refresh_status(&type_url, current);

@@ -40,6 +40,9 @@ pub(crate) struct TypeSubscription {
     /// Where a full diff of these exact resources stopped at the size cap: how many
     /// candidates it had passed (so the next response continues there, not at the start).
     resume: Option<(Arc<TypeResources>, usize)>,
+    /// The stream's authenticated principal: resources restricted to other readers are
+    /// never sent (see [`XdsResource::readers`]); `None` reads only unrestricted ones.
+    reader: Option<Arc<str>>,
 }
 
 impl TypeSubscription {
@@ -59,9 +62,22 @@ impl TypeSubscription {
             dirty: true,
             last_diffed: None,
             resume: None,
+            reader: None,
         };
         state.change(subscribe, unsubscribe);
         state
+    }
+
+    /// The subscription of a stream authenticated as `principal`.
+    #[must_use]
+    pub(crate) fn read_as(mut self, principal: &str) -> Self {
+        self.reader = Some(principal.into());
+        self
+    }
+
+    /// `resource`, if this stream may receive it.
+    fn readable<'r>(&self, resource: Option<&'r Arc<XdsResource>>) -> Option<&'r Arc<XdsResource>> {
+        resource.filter(|r| r.is_readable_by(self.reader.as_deref()))
     }
 
     /// Applies subscribe/unsubscribe lists of a later request (subscribe first, then
@@ -197,7 +213,7 @@ impl TypeSubscription {
     ) -> bool {
         let mut budget = Budget::new(max_bytes);
         for name in changed {
-            match resources.get(name) {
+            match self.readable(resources.get(name)) {
                 Some(resource) => {
                     if self.client_has.is_current(resource) {
                         continue;
@@ -222,12 +238,13 @@ impl TypeSubscription {
     }
 
     fn is_visible(&self, resource: &XdsResource) -> bool {
-        self.wildcard
-            || self.names.contains(&resource.name)
-            || resource
-                .aliases
-                .iter()
-                .any(|alias| self.names.contains(alias))
+        resource.is_readable_by(self.reader.as_deref())
+            && (self.wildcard
+                || self.names.contains(&resource.name)
+                || resource
+                    .aliases
+                    .iter()
+                    .any(|alias| self.names.contains(alias)))
     }
 
     /// Adds resources the client lacks or holds at another version, skipping the first
@@ -244,9 +261,17 @@ impl TypeSubscription {
         let mut budget = Budget::new(max_bytes);
         let mut seen = HashSet::new();
         let candidates: Box<dyn Iterator<Item = &Arc<XdsResource>>> = if self.wildcard {
-            Box::new(resources.iter())
+            Box::new(
+                resources
+                    .iter()
+                    .filter(|r| self.readable(Some(r)).is_some()),
+            )
         } else {
-            Box::new(self.names.iter().filter_map(|name| resources.resolve(name)))
+            Box::new(
+                self.names
+                    .iter()
+                    .filter_map(|name| self.readable(resources.resolve(name))),
+            )
         };
         for (passed, resource) in candidates.enumerate().skip(skip) {
             let outdated = !self.client_has.is_current(resource);
@@ -275,18 +300,31 @@ impl TypeSubscription {
         }
     }
 
-    /// Explicit names that resolve to nothing are reported once in `removed_resources`, so an
-    /// on-demand client learns the answer instead of waiting. A name this response already
-    /// removes (the resource was deleted) counts as reported too.
+    /// Explicit names that resolve to nothing (or to a resource this stream may not read)
+    /// are reported once in `removed_resources`, so an on-demand client learns the answer
+    /// instead of waiting. A name this response already removes (the resource was deleted)
+    /// counts as reported too.
     fn collect_absent(&mut self, resources: &TypeResources, out: &mut Vec<String>) {
-        self.reported_absent
-            .retain(|name| resources.resolve(name).is_none());
+        let reader = self.reader.clone();
+        let absent = |name: &str| {
+            resources
+                .resolve(name)
+                .is_none_or(|r| !r.is_readable_by(reader.as_deref()))
+        };
+        self.reported_absent.retain(|name| absent(name));
         for name in &self.names {
-            if resources.resolve(name).is_none()
+            if absent(name)
                 && !self.client_has.contains(name)
                 && self.reported_absent.insert(name.clone())
                 && !out.contains(name)
             {
+                if resources.resolve(name).is_some() {
+                    tracing::warn!(
+                        resource = %name,
+                        principal = reader.as_deref().unwrap_or("-"),
+                        "xDS subscription to a resource this caller may not read; answered as absent"
+                    );
+                }
                 out.push(name.clone());
             }
         }

@@ -286,3 +286,59 @@ fn a_split_update_always_ends_with_a_last_part_even_when_the_rest_vanished() {
     let last = sub.next_delta(&types(&snap), 150).expect("a last part");
     assert!(!last.more);
 }
+
+fn restricted(name: &str, value: &[u8], readers: &[&str]) -> XdsResource {
+    let mut resource = resource(name, &[], value);
+    resource.version = format!("{}-{}", resource.version, readers.join(","));
+    resource.readable_by(strings(readers))
+}
+
+/// A resource restricted to some principals goes only to streams authenticated as one of
+/// them, whether they subscribe by name or by wildcard; anyone else is told it is absent,
+/// and a stream that loses the right has the resource removed.
+#[test]
+fn a_restricted_resource_reaches_only_its_readers() {
+    let mut snap = snapshot(vec![
+        resource("open", &[], b"1"),
+        restricted("gw", b"key", &["node/n1"]),
+    ]);
+    let explicit = |principal: Option<&str>| {
+        let sub = TypeSubscription::first_request(strings(&["gw"]), vec![], HashMap::new());
+        match principal {
+            Some(p) => sub.read_as(p),
+            None => sub,
+        }
+    };
+    let mut reader = explicit(Some("node/n1"));
+    let delta = reader
+        .next_delta(&types(&snap), usize::MAX)
+        .expect("response");
+    assert_eq!(names(&delta), (strings(&["gw"]), vec![]));
+    for other in [Some("node/n2"), Some("spiffe://td/ns/a/sa/gw"), None] {
+        let mut sub = explicit(other);
+        let delta = sub.next_delta(&types(&snap), usize::MAX).expect("response");
+        assert_eq!(names(&delta), (vec![], strings(&["gw"])), "{other:?}");
+    }
+
+    let wildcard =
+        |p: &str| TypeSubscription::first_request(vec![], vec![], HashMap::new()).read_as(p);
+    let (mut n1, mut n2) = (wildcard("node/n1"), wildcard("node/n2"));
+    let delta = n1.next_delta(&types(&snap), usize::MAX).expect("response");
+    assert_eq!(names(&delta).0, strings(&["gw", "open"]));
+    let delta = n2.next_delta(&types(&snap), usize::MAX).expect("response");
+    assert_eq!(names(&delta).0, strings(&["open"]));
+
+    // the gateway moved to node n2: n1 loses it (through the change log), n2 gets it
+    snap.apply(T, [restricted("gw", b"key", &["node/n2"])], []);
+    for sub in [&mut n1, &mut n2, &mut reader] {
+        sub.resources_changed();
+    }
+    let delta = n1.next_delta(&types(&snap), usize::MAX).expect("response");
+    assert_eq!(names(&delta), (vec![], strings(&["gw"])));
+    let delta = n2.next_delta(&types(&snap), usize::MAX).expect("response");
+    assert_eq!(names(&delta), (strings(&["gw"]), vec![]));
+    let delta = reader
+        .next_delta(&types(&snap), usize::MAX)
+        .expect("response");
+    assert_eq!(names(&delta), (vec![], strings(&["gw"])));
+}
