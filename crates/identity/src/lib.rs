@@ -14,7 +14,9 @@ mod trust;
 
 pub use ca::CertificateAuthority;
 pub use cert::{WorkloadCert, WorkloadCertError};
-pub use manager::{CertError, CertManager, CertManagerConfig, CertState, key_and_csr};
+pub use manager::{
+    CertError, CertManager, CertManagerConfig, CertState, key_and_csr, key_and_csr_with_dns,
+};
 pub use provider::{
     CertRequest, CertificateProvider, FetchError, GrpcCaClient, GrpcCaClientConfig,
     LocalCaProvider, TokenSource,

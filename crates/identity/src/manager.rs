@@ -26,6 +26,9 @@ pub struct CertManagerConfig {
     pub max_backoff: Duration,
     /// Renewal happens at half-life minus a random part of this fraction of the lifetime.
     pub jitter_fraction: f64,
+    /// DNS names every certificate of this manager also carries (a gateway listener's
+    /// hostname for an auto-certificate); empty for workload certificates.
+    pub dns_names: Vec<String>,
 }
 
 impl Default for CertManagerConfig {
@@ -35,6 +38,7 @@ impl Default for CertManagerConfig {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             jitter_fraction: 0.1,
+            dns_names: Vec::new(),
         }
     }
 }
@@ -204,12 +208,12 @@ async fn maintain(
 ) {
     let mut backoff = config.initial_backoff;
     loop {
-        let result = fetch(provider.as_ref(), &identity, config.validity).await;
+        let result = fetch(provider.as_ref(), &identity, &config).await;
         let delay = match result {
             Ok(cert) => {
                 backoff = config.initial_backoff;
                 let delay = renewal_delay(&cert, config.jitter_fraction);
-                tracing::info!(%identity, not_after = ?cert.not_after(), renew_in = ?delay, "workload certificate issued");
+                tracing::info!(%identity, dns_names = ?config.dns_names, not_after = ?cert.not_after(), renew_in = ?delay, "workload certificate issued");
                 state.send_modify(|s| {
                     s.cert = Some(Arc::new(cert));
                     s.last_error = None;
@@ -236,13 +240,14 @@ async fn maintain(
 async fn fetch(
     provider: &dyn CertificateProvider,
     identity: &SpiffeId,
-    validity: Duration,
+    config: &CertManagerConfig,
 ) -> Result<WorkloadCert, FetchError> {
-    let (key, csr_pem) = key_and_csr(identity)?;
+    let (key, csr_pem) = key_and_csr_with_dns(identity, &config.dns_names)?;
     let request = CertRequest {
         identity: identity.clone(),
         csr_pem,
-        validity,
+        validity: config.validity,
+        dns_names: config.dns_names.clone(),
     };
     let chain = provider.fetch(&request).await?;
     Ok(WorkloadCert::from_ca_response(
@@ -254,6 +259,15 @@ async fn fetch(
 
 /// A new ECDSA P-256 key and a PEM CSR with `identity` as its only URI SAN.
 pub fn key_and_csr(identity: &SpiffeId) -> Result<(PrivateKeyDer<'static>, String), FetchError> {
+    key_and_csr_with_dns(identity, &[])
+}
+
+/// A new ECDSA P-256 key and a PEM CSR with `identity` as its only URI SAN followed by
+/// `dns_names` as DNS SANs (`*.suffix` wildcards allowed).
+pub fn key_and_csr_with_dns(
+    identity: &SpiffeId,
+    dns_names: &[String],
+) -> Result<(PrivateKeyDer<'static>, String), FetchError> {
     let failed = |err: rcgen::Error| FetchError::KeyGeneration(err.to_string());
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(failed)?;
     let mut params = CertificateParams::default();
@@ -261,6 +275,10 @@ pub fn key_and_csr(identity: &SpiffeId) -> Result<(PrivateKeyDer<'static>, Strin
     params.subject_alt_names = vec![SanType::URI(
         identity.to_string().try_into().map_err(failed)?,
     )];
+    for name in dns_names {
+        let name = name.clone().try_into().map_err(failed)?;
+        params.subject_alt_names.push(SanType::DnsName(name));
+    }
     let csr = params.serialize_request(&key).map_err(failed)?;
     let pem = csr.pem().map_err(failed)?;
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));

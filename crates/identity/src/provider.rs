@@ -28,6 +28,9 @@ pub struct CertRequest {
     pub identity: SpiffeId,
     pub csr_pem: String,
     pub validity: Duration,
+    /// DNS names the CSR asks for besides the identity (a gateway's auto-certificate
+    /// hostnames); empty for workload certificates.
+    pub dns_names: Vec<String>,
 }
 
 /// Why a certificate could not be fetched.
@@ -59,8 +62,9 @@ pub trait CertificateProvider: Send + Sync + 'static {
 }
 
 /// Signs in-process with a local CA. Checks the CSR like the real CA does (signature, key
-/// type, exactly one URI SAN equal to the requested identity), but performs no caller
-/// authentication: for single-process development (`--insecure-local-ca`) and tests.
+/// type, exactly one URI SAN equal to the requested identity, DNS SANs exactly the requested
+/// `dns_names`), but performs no caller authentication or authorization: for single-process
+/// development (`--insecure-local-ca`) and tests.
 #[derive(Debug, Clone)]
 pub struct LocalCaProvider {
     ca: Arc<CertificateAuthority>,
@@ -86,9 +90,20 @@ impl LocalCaProvider {
                 csr.uri_sans
             )));
         }
+        if csr.dns_sans != request.dns_names {
+            return Err(FetchError::Local(format!(
+                "CSR DNS SANs {:?} are not the requested {:?}",
+                csr.dns_sans, request.dns_names
+            )));
+        }
         let signed = self
             .ca
-            .sign_workload(&csr.spki_der, &request.identity, request.validity)
+            .sign_serving(
+                &csr.spki_der,
+                &request.identity,
+                &request.dns_names,
+                request.validity,
+            )
             .map_err(|err| FetchError::Local(err.to_string()))?;
         Ok(signed.pem)
     }

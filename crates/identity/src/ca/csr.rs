@@ -1,5 +1,5 @@
 //! Verification of PKCS#10 certificate signing requests: parse, check the key type, verify
-//! the self-signature (aws-lc-rs), and collect the requested URI SANs.
+//! the self-signature (aws-lc-rs), and collect the requested URI and DNS SANs.
 
 use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use rustls_pki_types::CertificateSigningRequestDer;
@@ -41,6 +41,9 @@ pub struct VerifiedCsr {
     pub key: KeyKind,
     /// Every URI SAN the CSR asks for, in order.
     pub uri_sans: Vec<String>,
+    /// Every DNS SAN the CSR asks for, in order (a serving certificate's hostnames; the CA
+    /// signs them only for callers allowed those names).
+    pub dns_sans: Vec<String>,
 }
 
 /// Why a CSR was refused.
@@ -100,10 +103,12 @@ pub fn verify_csr_der(der: &[u8]) -> Result<VerifiedCsr, CsrError> {
     UnparsedPublicKey::new(algorithm, &*info.subject_pki.subject_public_key.data)
         .verify(info.raw, &csr.signature_value.data)
         .map_err(|_| CsrError::BadSignature)?;
+    let (uri_sans, dns_sans) = requested_sans(&csr);
     Ok(VerifiedCsr {
         spki_der: info.subject_pki.raw.to_vec(),
         key,
-        uri_sans: requested_uri_sans(&csr),
+        uri_sans,
+        dns_sans,
     })
 }
 
@@ -172,21 +177,27 @@ fn verification_algorithm(
     algorithm.ok_or(CsrError::UnsupportedSignatureAlgorithm { oid, key })
 }
 
-fn requested_uri_sans(csr: &X509CertificationRequest<'_>) -> Vec<String> {
+/// The URI and DNS SANs the CSR asks for, in order; other name types are ignored (they
+/// never reach a certificate).
+fn requested_sans(csr: &X509CertificationRequest<'_>) -> (Vec<String>, Vec<String>) {
+    let (mut uris, mut dns) = (Vec::new(), Vec::new());
     let Some(extensions) = csr.requested_extensions() else {
-        return Vec::new();
+        return (uris, dns);
     };
-    extensions
+    let names = extensions
         .filter_map(|ext| match ext {
             ParsedExtension::SubjectAlternativeName(san) => Some(&san.general_names),
             _ => None,
         })
-        .flatten()
-        .filter_map(|name| match name {
-            GeneralName::URI(uri) => Some((*uri).to_owned()),
-            _ => None,
-        })
-        .collect()
+        .flatten();
+    for name in names {
+        match name {
+            GeneralName::URI(uri) => uris.push((*uri).to_owned()),
+            GeneralName::DNSName(name) => dns.push((*name).to_owned()),
+            _ => {}
+        }
+    }
+    (uris, dns)
 }
 
 #[cfg(test)]
@@ -224,6 +235,26 @@ mod tests {
             assert_eq!(verified.key, kind);
             assert_eq!(verified.uri_sans, [uri, "spiffe://td/ns/a/sa/c"]);
         }
+    }
+
+    #[test]
+    fn lists_dns_sans_apart_from_uri_sans_and_ignores_other_names() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![
+            SanType::DnsName("*.example.com".try_into().expect("dns")),
+            SanType::URI("spiffe://td/ns/a/sa/b".try_into().expect("uri")),
+            SanType::IpAddress("10.0.0.1".parse().expect("ip")),
+            SanType::DnsName("shop.example.com".try_into().expect("dns")),
+        ];
+        let pem = params
+            .serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem");
+        let verified = verify_csr_pem(&pem).expect("valid csr");
+        assert_eq!(verified.uri_sans, ["spiffe://td/ns/a/sa/b"]);
+        assert_eq!(verified.dns_sans, ["*.example.com", "shop.example.com"]);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The mesh certificate authority's signing logic: holds the signing key and the chain up to
-//! the root, and signs workload (SPIFFE) and control-plane serving certificates. Loading the
-//! root of trust (plug-in CA directory or persisted self-signed root) lives in [`store`];
-//! CSR checks live in [`csr`]. Authentication and authorization of callers are the control
-//! plane's job, not this module's.
+//! the root, and signs workload (SPIFFE) certificates, gateway serving certificates (SPIFFE id
+//! plus DNS names) and control-plane serving certificates. Loading the root of trust (plug-in
+//! CA directory or persisted self-signed root) lives in [`store`]; CSR checks live in [`csr`].
+//! Authentication and authorization of callers are the control plane's job, not this module's.
 
 pub mod csr;
 mod store;
@@ -156,9 +156,27 @@ impl CertificateAuthority {
         identity: &SpiffeId,
         validity: Duration,
     ) -> Result<SignedChain, CaError> {
+        self.sign_serving(spki_der, identity, &[], validity)
+    }
+
+    /// Signs a certificate for `identity` that also names `dns_names` (DNS SANs, `*.suffix`
+    /// wildcards allowed): a gateway's serving certificate for its listener hostnames, which
+    /// still proves the gateway's SPIFFE identity. Whether the caller may have those names is
+    /// the control plane's decision, made before calling this. Same lifetime rule as
+    /// [`Self::sign_workload`], which is this with no DNS names.
+    pub fn sign_serving(
+        &self,
+        spki_der: &[u8],
+        identity: &SpiffeId,
+        dns_names: &[String],
+        validity: Duration,
+    ) -> Result<SignedChain, CaError> {
         let public_key = SubjectPublicKeyInfo::from_der(spki_der)?;
-        let san = SanType::URI(identity.to_string().try_into()?);
-        let (params, not_after) = self.leaf_params(vec![san], validity)?;
+        let mut sans = vec![SanType::URI(identity.to_string().try_into()?)];
+        for name in dns_names {
+            sans.push(SanType::DnsName(name.clone().try_into()?));
+        }
+        let (params, not_after) = self.leaf_params(sans, validity)?;
         let leaf = params.signed_by(&public_key, &self.issuer)?;
         let mut pem = Vec::with_capacity(1 + self.chain_above_leaf_pem.len());
         pem.push(leaf.pem());

@@ -25,6 +25,7 @@ pub async fn issue(ca: &Arc<CertificateAuthority>, identity: &SpiffeId) -> Workl
         identity: identity.clone(),
         csr_pem,
         validity: Duration::from_secs(3600),
+        dns_names: Vec::new(),
     };
     let chain = LocalCaProvider::new(ca.clone())
         .fetch(&request)
