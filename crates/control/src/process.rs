@@ -9,7 +9,7 @@
 //!   `/debug/config_errors`.
 
 use crate::admin::{AdminState, admin_router};
-use crate::ca_service::{CaMetrics, CaService, CaServiceConfig};
+use crate::ca_service::{CaMetrics, CaService, CaServiceConfig, GatewayServingNames};
 use crate::callers::{ReloadEffects, ReloadableTokenFile, XdsCallerAuth, watch_token_file};
 use crate::push::{ConfigNodeIdentities, ConfigPusher};
 use crate::secure_server::{SecureServer, SecureServerConfig};
@@ -138,10 +138,13 @@ pub async fn run(
         output: pusher.output(),
         store: Arc::clone(&store),
     };
+    let trust_domain = &config.translate.trust_domain;
+    let serving_names = GatewayServingNames::new(Arc::clone(&store), pusher.output(), trust_domain);
     let watch = store.watch(config.watch_debounce)?;
     tokio::spawn(follow_store(Arc::clone(&store), pusher, watch));
 
-    let ca_service = CaService::new(ca.clone(), tokens, nodes, ca_metrics, config.ca.clone());
+    let ca_service = CaService::new(ca.clone(), tokens, nodes, ca_metrics, config.ca.clone())
+        .with_serving_names(Arc::new(serving_names));
     let secure = SecureServer::bind(config.secure_addr, ca, config.secure.clone()).await?;
     let admin_listener = bind(config.admin_addr).await?;
     let plaintext = match config.plaintext_xds_addr {

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectLabels {
     /// One of `unauthenticated`, `invalid_request`, `invalid_csr`, `weak_key`,
-    /// `identity_not_allowed`, `san_mismatch`, `signing_failed`.
+    /// `identity_not_allowed`, `san_mismatch`, `dns_name_not_allowed`, `signing_failed`.
     pub reason: &'static str,
 }
 

@@ -1,9 +1,11 @@
 //! `istio.v1.auth.IstioCertificateService/CreateCertificate`: authenticate the bearer token,
 //! decide the identity the caller may get, check the CSR (valid, self-signed, acceptable
-//! key, exactly one URI SAN equal to that identity), sign, and log every decision.
+//! key, exactly one URI SAN equal to that identity, DNS SANs only those the identity may have:
+//! see [`super::serving_names`]), sign, and log every decision.
 
 use super::metrics::CaMetrics;
 use super::placement::{NodeIdentities, identity_for};
+use super::serving_names::{NoServingNames, ServingNames};
 use crate::callers::caller::{Caller, CallerAuthenticator, authenticate_call};
 use prost_types::value::Kind;
 use std::sync::Arc;
@@ -43,6 +45,7 @@ pub struct CaService {
     ca: Arc<CertificateAuthority>,
     authenticator: Arc<dyn CallerAuthenticator>,
     nodes: Arc<dyn NodeIdentities>,
+    names: Arc<dyn ServingNames>,
     metrics: CaMetrics,
     config: CaServiceConfig,
 }
@@ -76,7 +79,8 @@ impl Rejection {
 
 impl CaService {
     /// A service signing with `ca`, authenticating with `authenticator`, placing workloads on
-    /// nodes with `nodes`. Sets the root-expiry metric.
+    /// nodes with `nodes`. Sets the root-expiry metric. No identity may have DNS names until
+    /// [`Self::with_serving_names`] says which.
     pub fn new(
         ca: Arc<CertificateAuthority>,
         authenticator: Arc<dyn CallerAuthenticator>,
@@ -89,9 +93,18 @@ impl CaService {
             ca,
             authenticator,
             nodes,
+            names: Arc::new(NoServingNames),
             metrics,
             config,
         }
+    }
+
+    /// Lets the identities `names` lists have those DNS names in their certificates (a
+    /// gateway's auto-certificate hostnames).
+    #[must_use]
+    pub fn with_serving_names(mut self, names: Arc<dyn ServingNames>) -> Self {
+        self.names = names;
+        self
     }
 
     /// The tonic service with the request size limit applied; add it to a `Router`.
@@ -144,11 +157,48 @@ impl CaService {
                 ),
             ));
         }
+        let dns_names = self.allowed_dns_names(&granted, &csr.dns_sans)?;
         let validity = self.validity(message.validity_duration);
         self.ca
-            .sign_workload(&csr.spki_der, &granted, validity)
+            .sign_serving(&csr.spki_der, &granted, &dns_names, validity)
             .map(|signed| signed.pem)
             .map_err(|err| Rejection::new("signing_failed", Code::Internal, err.to_string()))
+    }
+}
+
+impl CaService {
+    /// The CSR's DNS names (lower case, without repeats) if `identity` may have every one of
+    /// them; a single other name refuses the whole request.
+    fn allowed_dns_names(
+        &self,
+        identity: &SpiffeId,
+        requested: &[String],
+    ) -> Result<Vec<String>, Rejection> {
+        if requested.is_empty() {
+            return Ok(Vec::new());
+        }
+        let allowed = self.names.serving_names(identity);
+        let mut names: Vec<String> = Vec::with_capacity(requested.len());
+        let mut refused = Vec::new();
+        for name in requested.iter().map(|name| name.to_ascii_lowercase()) {
+            if !allowed.contains(&name) {
+                refused.push(name);
+            } else if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        if refused.is_empty() {
+            return Ok(names);
+        }
+        Err(Rejection::new(
+            "dns_name_not_allowed",
+            Code::PermissionDenied,
+            format!(
+                "{identity} may not have DNS names {refused:?}: a certificate names only the \
+                 hostnames of weft.dev/auto-certificate listeners of the Gateways that run \
+                 under this identity (allowed: {allowed:?})"
+            ),
+        ))
     }
 }
 
@@ -224,7 +274,7 @@ impl CaService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ca_service::{CaMetrics, StaticNodeIdentities};
+    use crate::ca_service::{CaMetrics, StaticNodeIdentities, StaticServingNames};
     use crate::callers::TokenFile;
     use prost_types::{ListValue, Struct, Value};
     use rcgen::{CertificateParams, KeyPair, SanType};
@@ -232,12 +282,19 @@ mod tests {
     use x509_parser::pem::parse_x509_pem;
 
     const OWN: &str = "spiffe://cluster.local/ns/shop/sa/web";
+    /// Another identity on the same node, allowed no DNS names.
+    const PLAIN: &str = "spiffe://cluster.local/ns/shop/sa/api";
 
     fn service() -> CaService {
         let ca = CertificateAuthority::generate_in_memory().expect("ca");
         let tokens = TokenFile::parse("tokens: [{token: node-token-0123456789, node: n1}]", "test")
             .expect("tokens");
-        let nodes = StaticNodeIdentities::new().with("n1", OWN.parse().expect("id"));
+        let nodes = StaticNodeIdentities::new()
+            .with("n1", OWN.parse().expect("id"))
+            .with("n1", PLAIN.parse().expect("id"));
+        let names = StaticServingNames::new()
+            .with(OWN.parse().expect("id"), "shop.example.com")
+            .with(OWN.parse().expect("id"), "*.example.com");
         CaService::new(
             Arc::new(ca),
             Arc::new(tokens),
@@ -245,6 +302,7 @@ mod tests {
             CaMetrics::new(),
             CaServiceConfig::default(),
         )
+        .with_serving_names(Arc::new(names))
     }
 
     fn csr(sans: Vec<SanType>) -> String {
@@ -260,6 +318,27 @@ mod tests {
 
     fn uri(text: &str) -> SanType {
         SanType::URI(text.try_into().expect("ia5"))
+    }
+
+    fn dns(text: &str) -> SanType {
+        SanType::DnsName(text.try_into().expect("ia5"))
+    }
+
+    /// The URI and DNS SANs of the issued leaf, in order.
+    fn leaf_names(chain: &[String]) -> Vec<String> {
+        let (_, pem) = parse_x509_pem(chain[0].as_bytes()).expect("pem");
+        let leaf = pem.parse_x509().expect("x509");
+        let san = leaf.subject_alternative_name().expect("san extension");
+        san.expect("san present")
+            .value
+            .general_names
+            .iter()
+            .map(|name| match name {
+                GeneralName::URI(uri) => (*uri).to_owned(),
+                GeneralName::DNSName(name) => format!("dns:{name}"),
+                other => format!("unexpected {other:?}"),
+            })
+            .collect()
     }
 
     fn ask(service: &CaService, impersonated: Kind, csr: String) -> Result<Vec<String>, Rejection> {
@@ -327,26 +406,62 @@ mod tests {
     fn other_san_types_in_the_csr_never_reach_the_certificate() {
         let service = service();
         let sans = vec![
-            SanType::DnsName("evil.example".try_into().expect("dns")),
             SanType::IpAddress("10.0.0.1".parse().expect("ip")),
             SanType::Rfc822Name("a@b.example".try_into().expect("email")),
             uri(OWN),
         ];
         let chain = ask(&service, Kind::StringValue(OWN.into()), csr(sans)).expect("issued");
-        let (_, pem) = parse_x509_pem(chain[0].as_bytes()).expect("pem");
-        let leaf = pem.parse_x509().expect("x509");
-        let names: Vec<_> = leaf
-            .subject_alternative_name()
-            .expect("san extension")
-            .expect("san present")
-            .value
-            .general_names
-            .iter()
-            .map(|name| match name {
-                GeneralName::URI(uri) => (*uri).to_owned(),
-                other => format!("unexpected {other:?}"),
-            })
-            .collect();
-        assert_eq!(names, [OWN]);
+        assert_eq!(leaf_names(&chain), [OWN]);
+    }
+
+    #[test]
+    fn dns_names_the_identity_may_have_are_signed_beside_its_spiffe_id() {
+        let service = service();
+        let sans = vec![
+            uri(OWN),
+            dns("Shop.Example.com"),
+            dns("*.example.com"),
+            dns("shop.example.com"),
+        ];
+        let chain = ask(&service, Kind::StringValue(OWN.into()), csr(sans)).expect("issued");
+        let expected = [OWN, "dns:shop.example.com", "dns:*.example.com"];
+        assert_eq!(leaf_names(&chain), expected);
+    }
+
+    #[test]
+    fn a_dns_name_the_identity_may_not_have_refuses_the_whole_request() {
+        let service = service();
+        let sans = vec![uri(OWN), dns("shop.example.com"), dns("evil.example")];
+        let rejection = ask(&service, Kind::StringValue(OWN.into()), csr(sans)).unwrap_err();
+        assert_eq!(rejection.code, Code::PermissionDenied);
+        assert_eq!(rejection.reason, "dns_name_not_allowed");
+        assert!(
+            rejection.message.contains("evil.example"),
+            "{}",
+            rejection.message
+        );
+        // a wildcard listener does not cover a name under it, nor a deeper wildcard
+        for name in ["a.example.com", "*.a.example.com", "example.com"] {
+            let sans = vec![uri(OWN), dns(name)];
+            let rejection = ask(&service, Kind::StringValue(OWN.into()), csr(sans)).unwrap_err();
+            assert_eq!(rejection.reason, "dns_name_not_allowed", "{name}");
+        }
+    }
+
+    #[test]
+    fn an_identity_that_runs_no_gateway_gets_no_dns_names() {
+        let service = service();
+        let sans = vec![uri(PLAIN), dns("shop.example.com")];
+        let rejection = ask(&service, Kind::StringValue(PLAIN.into()), csr(sans)).unwrap_err();
+        assert_eq!(rejection.code, Code::PermissionDenied);
+        assert!(rejection.message.contains(PLAIN), "{}", rejection.message);
+        // without DNS names the same identity is served as before
+        let chain = ask(
+            &service,
+            Kind::StringValue(PLAIN.into()),
+            csr(vec![uri(PLAIN)]),
+        )
+        .expect("issued");
+        assert_eq!(leaf_names(&chain), [PLAIN]);
     }
 }

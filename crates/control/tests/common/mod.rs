@@ -6,7 +6,9 @@ use prometheus_client::registry::Registry;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use tokio::sync::oneshot;
-use weft_control::ca_service::{CaMetrics, CaService, CaServiceConfig, StaticNodeIdentities};
+use weft_control::ca_service::{
+    CaMetrics, CaService, CaServiceConfig, StaticNodeIdentities, StaticServingNames,
+};
 use weft_control::callers::TokenFile;
 use weft_control::secure_server::{SecureServer, SecureServerConfig};
 use weft_identity::{CertificateAuthority, SpiffeId};
@@ -56,6 +58,11 @@ impl Drop for RunningCa {
 /// Starts a CA where node-1 runs workloads `a` and `b`, the node token belongs to node-1 and
 /// the workload token to identity `batch`.
 pub async fn start_ca() -> RunningCa {
+    start_ca_with_serving_names(StaticServingNames::new()).await
+}
+
+/// [`start_ca`] where the identities of `names` may have those DNS names.
+pub async fn start_ca_with_serving_names(names: StaticServingNames) -> RunningCa {
     let ca = Arc::new(CertificateAuthority::generate_in_memory().expect("ca"));
     let tokens = TokenFile::parse(
         &format!(
@@ -78,7 +85,8 @@ pub async fn start_ca() -> RunningCa {
         Arc::new(nodes),
         metrics,
         CaServiceConfig::default(),
-    );
+    )
+    .with_serving_names(Arc::new(names));
     let server = SecureServer::bind(
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         ca.clone(),
