@@ -13,6 +13,7 @@
 //! and every backend Service it looked up; [`affected_waypoints`] names the waypoints an
 //! edited object attaches to now (the translator adds both).
 
+pub(crate) mod backend_tls;
 mod policies;
 mod routes;
 
@@ -202,7 +203,7 @@ pub(crate) fn translate_waypoint(context: &Context<'_>, name: &str) -> Unit {
         jwt_rules: policies::jwt_rules(context, &target, &mut unit),
         trusted_hops,
         workloads: index.workloads.get(name).cloned().unwrap_or_default(),
-        backend_tls: Vec::new(),
+        backend_tls: backend_tls::backend_tls_for(context, &bound, &mut unit),
     };
     unit.resource = Some(Resource::encode(name.to_owned(), Vec::new(), &waypoint));
     unit
@@ -313,6 +314,13 @@ pub(crate) fn affected_waypoints(context: &Context<'_>, object: &ObjectRef) -> V
         Kind::HttpRoute | Kind::GrpcRoute => routes::waypoints_of_route(context, object),
         Kind::AuthorizationPolicy | Kind::RequestAuthentication => {
             policies::waypoints_of_policy(context, object)
+        }
+        Kind::BackendTlsPolicy => {
+            let index = context.waypoint_index();
+            let keys = backend_tls::services_targeted(context, object);
+            keys.iter()
+                .filter_map(|key| index.waypoint_of(key).map(str::to_owned))
+                .collect()
         }
         _ => Vec::new(),
     };
