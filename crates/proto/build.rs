@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/istio/authorization.proto",
         "proto/istio/ca.proto",
         "proto/weft/l7.proto",
+        "proto/weft/mesh.proto",
         "proto/gateway_api_conformance/grpcecho.proto",
     ];
     println!("cargo:rerun-if-changed=proto");

@@ -54,6 +54,11 @@ pub mod pb {
                 include!(concat!(env!("OUT_DIR"), "/weft.l7.v1.rs"));
             }
         }
+        pub mod mesh {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/weft.mesh.v1.rs"));
+            }
+        }
     }
 }
 
@@ -71,6 +76,8 @@ pub use pb::istio::v1::auth as ca;
 pub use pb::istio::workload;
 /// weft's own L7 resources: the waypoint's routes, L7 policies and JWT rules.
 pub use pb::weft::l7::v1 as l7;
+/// weft's mesh-wide settings for node proxies (`weft.mesh.v1.MeshConfig`).
+pub use pb::weft::mesh::v1 as mesh;
 
 mod json;
 pub use json::{JsonError, from_json, to_json};
@@ -84,6 +91,11 @@ pub const AUTHORIZATION_TYPE_URL: &str = "type.googleapis.com/istio.security.Aut
 pub const WAYPOINT_TYPE_URL: &str = "type.googleapis.com/weft.l7.v1.Waypoint";
 /// Type URL of `weft.l7.v1.Gateway` (one ingress/egress gateway's configuration).
 pub const GATEWAY_TYPE_URL: &str = "type.googleapis.com/weft.l7.v1.Gateway";
+/// Type URL of `weft.mesh.v1.MeshConfig` (mesh-wide settings, one resource named
+/// [`MESH_CONFIG_NAME`]).
+pub const MESH_CONFIG_TYPE_URL: &str = "type.googleapis.com/weft.mesh.v1.MeshConfig";
+/// The name of the one `weft.mesh.v1.MeshConfig` resource.
+pub const MESH_CONFIG_NAME: &str = "mesh";
 /// Name of the `istio.security.Match` extension carrying a `weft.l7.v1.RequestMatch`.
 pub const REQUEST_MATCH_EXTENSION: &str = "weft.l7.request";
 /// Type URL of `weft.l7.v1.RequestMatch` inside that extension.
