@@ -20,6 +20,7 @@ pub mod constraints;
 pub mod expand;
 pub mod finding;
 pub mod gateway;
+pub mod gateway_status;
 pub mod istio;
 pub mod load;
 pub mod locate;
