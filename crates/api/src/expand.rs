@@ -16,6 +16,9 @@
 //!   of `namespace/name` with linear probing. Without nodes or CIDR a pod has no IP.
 //! - A waypoint `Gateway` (class `istio-waypoint`) runs one pod, owned by the Gateway (see
 //!   [`waypoint`] for its name, identity and labels, and the Service added beside it).
+//! - A `Gateway` of a class weft runs as an ingress/egress gateway runs one pod, owned by the
+//!   Gateway (see [`gateway`]: named and labelled as Istio's gateway deployment controller
+//!   does, with a Service beside it).
 //! - Readiness is not decided here: expanded pods carry no phase or conditions; the runtime
 //!   that starts them reports readiness.
 
@@ -27,7 +30,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use std::collections::HashSet;
 use std::net::IpAddr;
 
+mod deployment;
+pub mod gateway;
 pub mod waypoint;
+
+pub use deployment::{GATEWAY_CLASS_LABEL, GATEWAY_NAME_LABEL};
 
 /// Node selector label naming a node.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
@@ -109,14 +116,22 @@ struct NodeInfo {
 }
 
 /// The kinds [`expand_pods`] reads: its result depends on these objects and nothing else.
-pub const INPUT_KINDS: [Kind; 6] = [
+pub const INPUT_KINDS: [Kind; 7] = [
     Kind::Pod,
     Kind::Deployment,
     Kind::StatefulSet,
     Kind::DaemonSet,
     Kind::Node,
     Kind::Gateway,
+    Kind::GatewayClass,
 ];
+
+/// Adds the Services that Gateways deploy beside their pods (waypoints' and gateways') to
+/// `objects`, where no Service of that name is written (before ClusterIPs are allocated).
+pub fn add_gateway_services(objects: &mut Vec<crate::object::LoadedObject>) {
+    waypoint::add_waypoint_services(objects);
+    gateway::add_gateway_services(objects);
+}
 
 /// Every pod of the snapshot, sorted by namespace and name. See the module doc for the rules.
 #[must_use]
@@ -144,6 +159,7 @@ pub fn expand_pods(snapshot: &ConfigSnapshot) -> Vec<ExpandedPod> {
         .collect();
     pods.extend(workload_pods(snapshot, &nodes));
     pods.extend(waypoint::waypoint_pods(snapshot));
+    pods.extend(gateway::gateway_pods(snapshot));
     for pod in &mut pods {
         if pod.pod.metadata.namespace.is_none() {
             pod.pod.metadata.namespace = Some(DEFAULT_NAMESPACE.to_owned());

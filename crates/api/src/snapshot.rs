@@ -18,12 +18,12 @@ pub struct ConfigSnapshot {
 }
 
 impl ConfigSnapshot {
-    /// Indexes `objects` (order is kept), after adding the Service of each waypoint Gateway
-    /// (see [`crate::expand::waypoint`]) and giving Services without a `clusterIP` one (see
+    /// Indexes `objects` (order is kept), after adding the Service of each waypoint and
+    /// gateway Gateway (see [`crate::expand::add_gateway_services`]) and giving Services without a `clusterIP` one (see
     /// [`crate::cluster_ip`]).
     #[must_use]
     pub fn new(mut objects: Vec<LoadedObject>) -> Self {
-        crate::expand::waypoint::add_waypoint_services(&mut objects);
+        crate::expand::add_gateway_services(&mut objects);
         crate::cluster_ip::allocate_cluster_ips(&mut objects);
         let mut index = HashMap::new();
         let mut by_kind: HashMap<Kind, Vec<usize>> = HashMap::new();

@@ -19,19 +19,14 @@
 //!   `<gw>.<ns>.svc.<domain>` that services using it are given. A Service of that name
 //!   written in the configuration is kept as written instead.
 
+use super::deployment::{self, Deployment, GATEWAY_CLASS_LABEL, namespace_of};
 use super::{ExpandedPod, stable_hash};
 use crate::gateway::{Gateway, WAYPOINT_CLASS};
-use crate::object::{DEFAULT_NAMESPACE, Kind, LoadedObject, Object, ObjectRef};
+use crate::object::LoadedObject;
 use crate::snapshot::ConfigSnapshot;
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Pod, PodSpec, Service, ServicePort, ServiceSpec,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
-/// Label on a waypoint's pod and Service naming its Gateway.
-pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+pub use super::deployment::GATEWAY_NAME_LABEL;
 /// The label that keeps a pod out of (or puts it into) the ambient mesh's capture.
 pub const DATAPLANE_MODE_LABEL: &str = "istio.io/dataplane-mode";
 /// The label naming the waypoint an object's traffic goes through (`none`: no waypoint).
@@ -53,10 +48,6 @@ pub fn waypoint_gateways(
         .map(|(gateway, loaded)| (namespace_of(&gateway.metadata), gateway, loaded))
 }
 
-fn namespace_of(metadata: &ObjectMeta) -> &str {
-    metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
-}
-
 /// The name of the pod running waypoint `<namespace>/<gateway>`.
 #[must_use]
 pub fn waypoint_pod_name(namespace: &str, gateway: &str) -> String {
@@ -66,17 +57,14 @@ pub fn waypoint_pod_name(namespace: &str, gateway: &str) -> String {
 
 /// The waypoint Gateway (`namespace/name`) a pod runs, if it is a waypoint's pod: expanded
 /// from a Gateway, or written with a Gateway as its controlling owner (as `weft up`'s
-/// explicit mode writes the pods it expanded).
+/// explicit mode writes the pods it expanded), and not labelled with another class (an
+/// ingress gateway's pod is owned by its Gateway too).
 #[must_use]
 pub fn waypoint_of(pod: &ExpandedPod) -> Option<String> {
-    let expanded = pod.owner.as_ref().filter(|o| o.kind == Kind::Gateway);
-    let gateway = match expanded {
-        Some(owner) => owner.name.as_str(),
-        None => (pod.pod.metadata.owner_references.iter().flatten())
-            .find(|o| o.kind == Kind::Gateway.name() && o.controller == Some(true))
-            .map(|o| o.name.as_str())?,
-    };
-    Some(format!("{}/{gateway}", pod.namespace()))
+    match deployment::controlling_gateway(pod)? {
+        (gateway, None) => Some(gateway),
+        (gateway, Some(class)) => (class == WAYPOINT_CLASS).then_some(gateway),
+    }
 }
 
 /// Labels of a waypoint's pod and Service (the gateway name is also the Service's selector).
@@ -84,6 +72,7 @@ pub fn waypoint_of(pod: &ExpandedPod) -> Option<String> {
 pub fn waypoint_pod_labels(gateway: &str) -> BTreeMap<String, String> {
     [
         (GATEWAY_NAME_LABEL, gateway),
+        (GATEWAY_CLASS_LABEL, WAYPOINT_CLASS),
         (DATAPLANE_MODE_LABEL, "none"),
         // A waypoint's traffic never goes through a waypoint (its own included).
         (USE_WAYPOINT_LABEL, "none"),
@@ -99,139 +88,48 @@ pub fn waypoint_pod_labels(gateway: &str) -> BTreeMap<String, String> {
 /// Pod of that name is written in the configuration.
 pub(super) fn waypoint_pods(snapshot: &ConfigSnapshot) -> Vec<ExpandedPod> {
     waypoint_gateways(snapshot)
-        .filter_map(|(namespace, gateway, loaded)| {
-            let name = gateway.metadata.name.clone().unwrap_or_default();
-            let pod = waypoint_pod(namespace, &name);
-            let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
-            if snapshot.contains(Kind::Pod, Some(namespace), pod_name) {
-                return None;
-            }
-            Some(ExpandedPod {
-                pod,
-                owner: Some(loaded.object.object_ref()),
-                source: loaded.source.clone(),
-            })
+        .filter_map(|(_, gateway, loaded)| {
+            waypoint_deployment(gateway)?.expanded_pod(snapshot, loaded)
         })
         .collect()
 }
 
-fn waypoint_pod(namespace: &str, gateway: &str) -> Pod {
-    let ports = [
-        ("mesh", WAYPOINT_HBONE_PORT),
-        ("status-port", WAYPOINT_STATUS_PORT),
-    ]
-    .map(|(name, port)| ContainerPort {
-        name: Some(name.to_owned()),
-        container_port: i32::from(port),
-        ..ContainerPort::default()
-    });
-    let container = Container {
-        name: WAYPOINT_CONTAINER.to_owned(),
-        image: Some("weft".to_owned()),
-        command: Some(
-            ["weft", "waypoint", "run", "--gateway"]
-                .map(str::to_owned)
-                .into_iter()
-                .chain([format!("{namespace}/{gateway}")])
-                .collect(),
-        ),
-        ports: Some(ports.into()),
-        ..Container::default()
-    };
-    Pod {
-        metadata: ObjectMeta {
-            name: Some(waypoint_pod_name(namespace, gateway)),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(waypoint_pod_labels(gateway)),
-            owner_references: Some(vec![gateway_owner(gateway)]),
-            ..ObjectMeta::default()
-        },
-        spec: Some(PodSpec {
-            service_account_name: Some(gateway.to_owned()),
-            containers: vec![container],
-            ..PodSpec::default()
-        }),
-        status: None,
+/// What waypoint Gateway `gateway` runs (`None` for Gateways of other classes).
+fn waypoint_deployment(gateway: &Gateway) -> Option<Deployment> {
+    if gateway.spec.gateway_class_name != WAYPOINT_CLASS {
+        return None;
     }
-}
-
-fn gateway_owner(gateway: &str) -> OwnerReference {
-    OwnerReference {
-        api_version: "gateway.networking.k8s.io/v1".to_owned(),
-        kind: Kind::Gateway.name().to_owned(),
-        name: gateway.to_owned(),
-        controller: Some(true),
-        ..OwnerReference::default()
-    }
+    let namespace = namespace_of(&gateway.metadata);
+    let name = gateway.metadata.name.clone().unwrap_or_default();
+    let ports = |order: [(&str, u16); 2]| order.map(|(n, p)| (n.to_owned(), p)).into();
+    Some(Deployment {
+        namespace: namespace.to_owned(),
+        pod_name: waypoint_pod_name(namespace, &name),
+        service_name: name.clone(),
+        service_account: name.clone(),
+        labels: waypoint_pod_labels(&name),
+        container: WAYPOINT_CONTAINER,
+        command: ["weft", "waypoint", "run", "--gateway"]
+            .map(str::to_owned)
+            .into_iter()
+            .chain([format!("{namespace}/{name}")])
+            .collect(),
+        container_ports: ports([
+            ("mesh", WAYPOINT_HBONE_PORT),
+            ("status-port", WAYPOINT_STATUS_PORT),
+        ]),
+        service_ports: ports([
+            ("status-port", WAYPOINT_STATUS_PORT),
+            ("mesh", WAYPOINT_HBONE_PORT),
+        ]),
+        gateway: name,
+    })
 }
 
 /// Adds the Service of each waypoint Gateway in `objects` that has no Service of its name
 /// yet (before ClusterIPs are allocated, so it gets one like any other Service).
 pub fn add_waypoint_services(objects: &mut Vec<LoadedObject>) {
-    let services: HashSet<ObjectRef> = objects
-        .iter()
-        .filter(|o| o.object.kind() == Kind::Service)
-        .map(|o| o.object.object_ref())
-        .collect();
-    let mut added = Vec::new();
-    for loaded in objects.iter() {
-        let Object::Gateway(gateway) = &loaded.object else {
-            continue;
-        };
-        if gateway.spec.gateway_class_name != WAYPOINT_CLASS {
-            continue;
-        }
-        let namespace = namespace_of(&gateway.metadata);
-        let name = gateway.metadata.name.clone().unwrap_or_default();
-        let key = ObjectRef {
-            kind: Kind::Service,
-            namespace: Some(namespace.to_owned()),
-            name: name.clone(),
-        };
-        if services.contains(&key)
-            || added
-                .iter()
-                .any(|o: &LoadedObject| o.object.object_ref() == key)
-        {
-            continue;
-        }
-        added.push(LoadedObject {
-            object: Object::Service(waypoint_service(namespace, &name)),
-            source: loaded.source.clone(),
-            layout: None,
-        });
-    }
-    objects.extend(added);
-}
-
-fn waypoint_service(namespace: &str, gateway: &str) -> Service {
-    let ports = [
-        ("status-port", WAYPOINT_STATUS_PORT),
-        ("mesh", WAYPOINT_HBONE_PORT),
-    ]
-    .map(|(name, port)| ServicePort {
-        name: Some(name.to_owned()),
-        port: i32::from(port),
-        target_port: Some(IntOrString::Int(i32::from(port))),
-        protocol: Some("TCP".to_owned()),
-        ..ServicePort::default()
-    });
-    let selector = BTreeMap::from([(GATEWAY_NAME_LABEL.to_owned(), gateway.to_owned())]);
-    Service {
-        metadata: ObjectMeta {
-            name: Some(gateway.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(waypoint_pod_labels(gateway)),
-            owner_references: Some(vec![gateway_owner(gateway)]),
-            ..ObjectMeta::default()
-        },
-        spec: Some(ServiceSpec {
-            selector: Some(selector),
-            ports: Some(ports.into()),
-            ..ServiceSpec::default()
-        }),
-        status: None,
-    }
+    deployment::add_services(objects, waypoint_deployment);
 }
 
 #[cfg(test)]
