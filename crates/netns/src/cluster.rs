@@ -17,7 +17,9 @@
 //! - Each pod has a /32 address and reaches everything through its node, whose veth end
 //!   carries the pod CIDR's first address as the gateway.
 //! - Links are created directly inside the namespaces, so interface names only need to be
-//!   unique per namespace and nothing at all is configured in the root namespace.
+//!   unique per namespace, and nothing is configured in the root namespace unless a pod is
+//!   exposed to it ([`LocalCluster::expose_to_host`], see [`crate::host`]: one veth pair to
+//!   the underlay and a /32 route per exposed pod).
 //!
 //! The state file `<state_dir>/<prefix>.json` records the cluster; [`teardown`] (and the
 //! drop guard) delete every namespace recorded there or named `P-*`, which removes their
@@ -161,6 +163,9 @@ pub struct ClusterState {
     pub pods: Vec<Pod>,
     /// Counter naming the next node-side pod link (`vp<n>`).
     pub next_link: u32,
+    /// The link to the root namespace, once a pod was exposed to it.
+    #[serde(default)]
+    pub host: Option<crate::host::HostLink>,
 }
 
 /// A running local cluster. Dropping it tears it down unless [`LocalCluster::disarm`] was
@@ -404,6 +409,15 @@ impl LocalCluster {
         teardown(dir, &self.state.prefix)
     }
 
+    /// Records the host link (see [`crate::host`]).
+    pub(crate) fn update_host_link_to(
+        &mut self,
+        link: Option<crate::host::HostLink>,
+    ) -> Result<()> {
+        self.state.host = link;
+        self.save()
+    }
+
     fn save(&self) -> Result<()> {
         let text = serde_json::to_vec_pretty(&self.state).map_err(|source| Error::State {
             path: self.state_file.clone(),
@@ -549,6 +563,7 @@ fn plan(spec: &ClusterSpec) -> Result<ClusterState> {
         nodes,
         pods: Vec::new(),
         next_link: 0,
+        host: None,
     })
 }
 
@@ -582,6 +597,11 @@ pub fn teardown(state_dir: &Path, prefix: &str) -> Result<()> {
     let mut doomed: Vec<NetNs> = match std::fs::read(&file) {
         Ok(bytes) => match serde_json::from_slice::<ClusterState>(&bytes) {
             Ok(state) => {
+                if let Some(link) = &state.host
+                    && let Err(e) = crate::host::remove_host_link(link)
+                {
+                    tracing::warn!(link = %link.name, error = %e, "could not remove the host link");
+                }
                 // Pods first, then nodes, then the underlay: each step leaves a working rest.
                 let pods = state.pods.into_iter().map(|p| p.netns);
                 let nodes = state.nodes.into_iter().map(|n| n.netns);

@@ -5,8 +5,9 @@
 //! kube-proxy ([`sync_service_rules`]).
 //!
 //! It owns nothing but what it creates: every namespace carries the caller's prefix, links
-//! are created directly inside those namespaces, and nothing is configured in the root
-//! namespace. It does not proxy traffic, decide policy or know about Kubernetes objects;
+//! are created directly inside those namespaces, and the root namespace gets nothing but
+//! what [`LocalCluster::expose_to_host`] is asked for (one link and /32 routes to chosen
+//! pods). It does not proxy traffic, decide policy or know about Kubernetes objects;
 //! the node proxy and `weft up` build on it.
 //!
 //! Rules use native nftables (`nft -f`), not iptables: each concern is one table
@@ -57,6 +58,7 @@
 mod capture;
 mod cluster;
 mod error;
+mod host;
 mod inns;
 mod netns;
 mod services;
@@ -70,6 +72,7 @@ pub use cluster::{
     UNDERLAY_BRIDGE, Underlay, teardown,
 };
 pub use error::{Error, Result};
+pub use host::{HOST_LINK_UNDERLAY_END, HostLink, host_link_name};
 pub use inns::{
     NetnsWorker, SocketOptions, bind_tcp_listener, bind_udp_socket, connect_in, open_listener_in,
     open_udp_in, original_dst, run_in_netns, tcp_connect, tcp_socket,
