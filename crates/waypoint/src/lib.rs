@@ -17,9 +17,11 @@
 //!
 //! See `docs/waypoint.md` for the behaviour in detail (status codes, response flags).
 
+pub mod backend_tls;
 mod budget;
 pub mod config;
 pub mod detect;
+pub mod gateway;
 mod http;
 pub mod otlp;
 pub mod outlier;
@@ -35,4 +37,5 @@ mod xds;
 pub use config::{ConfigError, WaypointConfig};
 pub use outlier::OutlierConfig;
 pub use process::{BoundAddrs, ListenAddrs, RunningWaypoint, StartError, WaypointProcess, run};
+pub use waypoint::Role;
 pub use waypoint::{Span, Tracer, Waypoint, WaypointOptions};

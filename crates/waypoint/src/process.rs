@@ -16,7 +16,7 @@ use weft_node::process::XdsSource;
 use weft_node::proxy::{AddressHandler, Certs};
 use weft_node::state::StateStore;
 use weft_serve::{AdminRequest, Page, Router};
-use weft_xds::client::{XdsClient, XdsClientHandle};
+use weft_xds::client::{XdsClient, XdsClientBuilder, XdsClientHandle};
 
 use crate::tunnel::TunnelHandler;
 use crate::xds::WaypointHandler;
@@ -113,17 +113,13 @@ impl RunningWaypoint {
 /// # Errors
 /// A listener that cannot be bound, or an invalid identity.
 pub async fn run(config: WaypointProcess) -> Result<RunningWaypoint, StartError> {
-    let store = Arc::new(StateStore::new());
-    let certs = Certs::new(CertManager::new(config.ca, config.certs), config.trust);
-    let waypoint = Waypoint::new(config.options, Arc::clone(&store), certs, config.tracer)?;
-    // Fetching starts now; the manager renews at half-life.
-    drop(
-        waypoint
-            .inner()
-            .certs
-            .manager()
-            .subscribe(waypoint.identity()),
-    );
+    let waypoint = engine(
+        config.options,
+        config.ca,
+        config.certs,
+        config.trust,
+        config.tracer,
+    )?;
     let (client, handle) = xds_client(&waypoint, config.xds);
     let mut background = vec![tokio::spawn(client.run())];
     background.push(tokio::spawn(mark_loaded(waypoint.clone(), handle.clone())));
@@ -139,9 +135,13 @@ pub async fn run(config: WaypointProcess) -> Result<RunningWaypoint, StartError>
     if let Some(addr) = config.listen.metrics {
         let listener = bind("metrics", addr).await?;
         addrs.metrics = Some(local_addr(&listener, addr));
+        let ready = {
+            let waypoint = waypoint.clone();
+            move || waypoint.is_loaded()
+        };
         background.push(tokio::spawn(weft_serve::serve(
             listener,
-            metrics_router(&waypoint),
+            metrics_router(&waypoint, ready),
         )));
     }
     if let Some(addr) = config.listen.admin {
@@ -162,13 +162,37 @@ pub async fn run(config: WaypointProcess) -> Result<RunningWaypoint, StartError>
     })
 }
 
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+/// The shared L7 context with its certificate being fetched (renewed at half-life).
+///
+/// # Errors
+/// An invalid identity.
+pub(crate) fn engine(
+    options: WaypointOptions,
+    ca: Arc<dyn CertificateProvider>,
+    certs: CertManagerConfig,
+    trust: TrustBundle,
+    tracer: Option<Arc<dyn Tracer>>,
+) -> Result<Waypoint, StartError> {
+    let store = Arc::new(StateStore::new());
+    let certs = Certs::new(CertManager::new(ca, certs), trust);
+    let waypoint = Waypoint::new(options, store, certs, tracer)?;
+    drop(
+        waypoint
+            .inner()
+            .certs
+            .manager()
+            .subscribe(waypoint.identity()),
+    );
+    Ok(waypoint)
+}
+
+pub(crate) async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
-fn local_addr(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
+pub(crate) fn local_addr(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(asked)
 }
 
@@ -182,8 +206,20 @@ async fn mark_loaded(waypoint: Waypoint, handle: XdsClientHandle) {
 }
 
 fn xds_client(waypoint: &Waypoint, source: XdsSource) -> (XdsClient, XdsClientHandle) {
+    let name = waypoint.options().resource_name();
+    let handler = WaypointHandler {
+        waypoint: waypoint.clone(),
+        name: name.clone(),
+    };
+    xds_builder(waypoint, "weft-waypoint", &source)
+        .explicit(weft_proto::WAYPOINT_TYPE_URL, [name], handler)
+        .build(source.channel)
+}
+
+/// The xDS client of an L7 proxy (`kind`: the node id's first part): every Address into
+/// its state store, its token and cluster id; the caller adds its own resource.
+pub(crate) fn xds_builder(waypoint: &Waypoint, kind: &str, source: &XdsSource) -> XdsClientBuilder {
     let options = waypoint.options();
-    let name = options.resource_name();
     let metadata = prost_types::Struct {
         fields: [
             ("NAME", options.name.as_str()),
@@ -199,28 +235,22 @@ fn xds_client(waypoint: &Waypoint, source: XdsSource) -> (XdsClient, XdsClientHa
         .collect(),
     };
     let node = weft_proto::discovery::Node {
-        id: format!("weft-waypoint~{}~{}", options.namespace, options.name),
+        id: format!("{kind}~{}~{}", options.namespace, options.name),
         cluster: source.cluster_id.clone().unwrap_or_default(),
         metadata: Some(metadata),
         ..Default::default()
     };
-    let handler = WaypointHandler {
-        waypoint: waypoint.clone(),
-        name: name.clone(),
-    };
-    let mut builder = XdsClient::builder(node)
-        .wildcard(
-            weft_proto::ADDRESS_TYPE_URL,
-            AddressHandler(Arc::clone(waypoint.store())),
-        )
-        .explicit(weft_proto::WAYPOINT_TYPE_URL, [name], handler);
-    if let Some(token) = source.token {
+    let mut builder = XdsClient::builder(node).wildcard(
+        weft_proto::ADDRESS_TYPE_URL,
+        AddressHandler(Arc::clone(waypoint.store())),
+    );
+    if let Some(token) = source.token.clone() {
         builder = builder.bearer_token_source(token);
     }
-    if let Some(cluster) = source.cluster_id {
+    if let Some(cluster) = source.cluster_id.clone() {
         builder = builder.metadata("clusterid", cluster);
     }
-    builder.build(source.channel)
+    builder
 }
 
 /// Waits for the certificate (retrying), then serves HBONE until `shutdown`.
@@ -250,15 +280,18 @@ async fn serve_hbone(waypoint: Waypoint, listener: TcpListener, shutdown: Cancel
     server.serve(listener, shutdown).await;
 }
 
-fn metrics_router(waypoint: &Waypoint) -> Router {
+/// `/metrics` (and `/stats/prometheus`) and `/healthz/ready` (200 while `ready()`).
+pub(crate) fn metrics_router(
+    waypoint: &Waypoint,
+    ready: impl Fn() -> bool + Send + Sync + 'static,
+) -> Router {
     let page = {
         let waypoint = waypoint.clone();
         move |_: AdminRequest| Page::metrics(waypoint.registry())
     };
     let ready = {
-        let waypoint = waypoint.clone();
         move |_: AdminRequest| {
-            if waypoint.is_loaded() {
+            if ready() {
                 Page::text("ready\n")
             } else {
                 Page::with_status(

@@ -130,7 +130,7 @@ async fn proxy(
         parts.headers.insert(header::HOST, host);
     }
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::prepare(&mut parts.headers);
+    headers::prepare(&mut parts.headers, "http", false);
     parts.uri = parts
         .uri
         .path_and_query()
@@ -160,7 +160,7 @@ async fn send(
     upstream: SocketAddr,
     request: Request<Body>,
 ) -> Result<Response<Incoming>, BoxError> {
-    let request = match pool.checkout(upstream, false) {
+    let request = match pool.checkout(client::PoolKey::new(upstream, None), false) {
         Some(mut sender) => match sender.try_send(request).await {
             Ok(response) => {
                 recycle(pool, upstream, sender);
@@ -172,7 +172,7 @@ async fn send(
         None => request,
     };
     let stream = TcpStream::connect(upstream).await?;
-    let mut sender = client::handshake(UpstreamConnection::Tcp(stream), false, false).await?;
+    let mut sender = client::handshake(UpstreamConnection::Tcp(stream), false, false, None).await?;
     let response = sender.try_send(request).await.map_err(|(error, _)| error)?;
     recycle(pool, upstream, sender);
     Ok(response)
@@ -186,7 +186,7 @@ fn recycle(pool: &Arc<ClientPool>, upstream: SocketAddr, sender: Sender) {
     let pool = Arc::clone(pool);
     tokio::spawn(async move {
         if sender.ready().await.is_ok() {
-            pool.put_h1(upstream, sender);
+            pool.put_h1(client::PoolKey::new(upstream, None), sender);
         }
     });
 }

@@ -1,4 +1,5 @@
-//! The waypoint's telemetry: Istio's request metrics with `reporter="waypoint"`
+//! The waypoint's and gateway's telemetry: Istio's request metrics with
+//! `reporter="waypoint"` (a gateway: `reporter="source"`)
 //! (`istio_requests_total`, `istio_request_duration_milliseconds`, `istio_request_bytes`,
 //! `istio_response_bytes`), the node proxy's `istio_tcp_*` metrics for TCP passthrough, and
 //! one access-log event per request (target `weft::access`, structured fields, so a JSON
@@ -12,7 +13,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use weft_node::telemetry::{ConnectionLabels, Metrics as TcpMetrics};
+use weft_node::telemetry::{AccessLogFormat, ConnectionLabels, Metrics as TcpMetrics};
 
 /// Labels of the request metrics: the standard set plus the response's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -151,14 +152,54 @@ pub struct AccessEntry {
     pub remote_ip: String,
     /// The route that matched, `<kind> <ns>/<name>`.
     pub route: Option<String>,
+    /// `waypoint` or `source` (a gateway).
+    pub reporter: &'static str,
 }
 
 impl AccessEntry {
-    /// Emits the access-log event.
+    /// Emits the access-log event in `format`.
+    pub fn log_as(&self, format: AccessLogFormat) {
+        match format {
+            AccessLogFormat::Text => self.log(),
+            AccessLogFormat::Json => {
+                if tracing::enabled!(target: "weft::access", tracing::Level::INFO) {
+                    tracing::info!(target: "weft::access", "{}", self.json());
+                }
+            }
+        }
+    }
+
+    /// The entry as one JSON object (the same field names as the text form).
+    #[must_use]
+    pub fn json(&self) -> String {
+        serde_json::json!({
+            "reporter": self.reporter,
+            "method": self.method,
+            "authority": self.authority,
+            "path": self.path,
+            "protocol": self.protocol,
+            "response_code": self.status,
+            "response_flags": self.flags,
+            "upstream_host": self.upstream_host.as_deref().unwrap_or("-"),
+            "upstream_service": self.upstream_service.as_deref().unwrap_or("-"),
+            "route": self.route.as_deref().unwrap_or("-"),
+            "duration_ms": self.duration_ms,
+            "upstream_service_time_ms": self.upstream_ms,
+            "bytes_received": self.bytes_received,
+            "bytes_sent": self.bytes_sent,
+            "request_id": self.request_id,
+            "trace_id": self.trace_id.as_deref().unwrap_or("-"),
+            "source_principal": self.source_principal,
+            "downstream_remote_address": self.remote_ip,
+        })
+        .to_string()
+    }
+
+    /// Emits the access-log event (structured fields).
     pub fn log(&self) {
         tracing::info!(
             target: "weft::access",
-            reporter = "waypoint",
+            reporter = self.reporter,
             method = %self.method,
             authority = %self.authority,
             path = %self.path,

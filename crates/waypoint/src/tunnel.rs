@@ -21,6 +21,7 @@ use weft_upstream::{MeshService, MeshWorkload, PortMapping};
 use crate::Waypoint;
 use crate::config::BoundService;
 use crate::detect::{self, Detected, Rewind};
+use crate::http::conn::Conn;
 
 /// Where a tunnel's traffic is addressed.
 #[derive(Debug, Clone)]
@@ -164,9 +165,11 @@ async fn serve(waypoint: Waypoint, tunnel: Arc<Tunnel>, mut stream: HboneStream)
     };
     let io = Rewind::new(prefix, stream);
     match (declared, detected) {
-        (_, Detected::Http2) => crate::http::serve(waypoint, tunnel, io, true).await,
+        (_, Detected::Http2) => {
+            crate::http::serve(waypoint, Conn::Tunnel(tunnel), io, true, None).await
+        }
         (Protocol::Http, _) | (_, Detected::Http1) => {
-            crate::http::serve(waypoint, tunnel, io, false).await;
+            crate::http::serve(waypoint, Conn::Tunnel(tunnel), io, false, None).await;
         }
         _ => crate::tcp::relay(waypoint, &tunnel, io).await,
     }

@@ -1,7 +1,9 @@
-//! [`Waypoint`]: the shared context of every tunnel and request — the mesh state (workloads
-//! and services from `istio.workload.Address`), the compiled waypoint configuration, the
-//! waypoint's own certificate, the upstream connector and HTTP client pool, outlier
-//! detection, retry budgets, metrics and the tracing hook.
+//! [`Waypoint`]: the shared context of the L7 engine and of every connection and request —
+//! the mesh state (workloads and services from `istio.workload.Address`), the compiled
+//! configuration, the proxy's own certificate, the upstream connector and HTTP client pool,
+//! outlier detection, retry budgets, metrics and the tracing hook. The same context serves
+//! both [`Role`]s: a waypoint (HBONE in) and an ingress/egress gateway (`weft gateway`,
+//! whose listeners compile to the same configuration type, see `crate::gateway`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -22,13 +24,42 @@ use crate::http::client::ClientPool;
 use crate::outlier::{OutlierConfig, OutlierDetector};
 use crate::telemetry::Metrics;
 
-/// Settings of a waypoint.
+/// Which role the L7 engine plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// A waypoint: HBONE tunnels in, metrics with `reporter="waypoint"`.
+    #[default]
+    Waypoint,
+    /// An ingress/egress gateway: plain client connections in, metrics with
+    /// `reporter="source"` (the gateway is the mesh client of its backends).
+    Gateway,
+}
+
+impl Role {
+    /// The `reporter` label and access-log field of this role.
+    #[must_use]
+    pub fn reporter(self) -> &'static str {
+        match self {
+            Self::Waypoint => "waypoint",
+            Self::Gateway => "source",
+        }
+    }
+}
+
+/// Settings of a waypoint (or gateway).
 #[derive(Debug, Clone)]
 pub struct WaypointOptions {
-    /// Namespace of the waypoint Gateway.
+    /// Namespace of the Gateway.
     pub namespace: String,
-    /// Name of the waypoint Gateway (also its service account).
+    /// Name of the Gateway (a waypoint's is also its service account).
     pub name: String,
+    /// Service account of the identity; empty: `name` (a waypoint's). A gateway of class
+    /// `<class>` runs as `<name>-<class>`.
+    pub service_account: String,
+    /// Waypoint or gateway.
+    pub role: Role,
+    /// Access-log line format (text: structured fields; JSON: one object per line).
+    pub access_log: weft_node::telemetry::AccessLogFormat,
     /// Trust domain of its identity.
     pub trust_domain: String,
     /// Network of the waypoint (`""`: the default network).
@@ -50,6 +81,9 @@ impl Default for WaypointOptions {
         Self {
             namespace: "default".into(),
             name: "waypoint".into(),
+            service_account: String::new(),
+            role: Role::Waypoint,
+            access_log: weft_node::telemetry::AccessLogFormat::Text,
             trust_domain: "cluster.local".into(),
             network: String::new(),
             hbone_port: weft_hbone::DEFAULT_HBONE_PORT,
@@ -66,6 +100,16 @@ impl WaypointOptions {
     #[must_use]
     pub fn resource_name(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The service account of the identity (`service_account`, else `name`).
+    #[must_use]
+    pub fn service_account(&self) -> &str {
+        if self.service_account.is_empty() {
+            &self.name
+        } else {
+            &self.service_account
+        }
     }
 }
 
@@ -115,7 +159,7 @@ impl std::fmt::Debug for Waypoint {
 }
 
 impl Waypoint {
-    /// A waypoint with identity `spiffe://<td>/ns/<namespace>/sa/<name>`.
+    /// A waypoint with identity `spiffe://<td>/ns/<namespace>/sa/<service account>`.
     ///
     /// # Errors
     /// When the namespace, name or trust domain do not form a SPIFFE id.
@@ -125,7 +169,11 @@ impl Waypoint {
         certs: Certs,
         tracer: Option<Arc<dyn Tracer>>,
     ) -> Result<Self, weft_identity::SpiffeIdError> {
-        let identity = SpiffeId::new(&options.trust_domain, &options.namespace, &options.name)?;
+        let identity = SpiffeId::new(
+            &options.trust_domain,
+            &options.namespace,
+            options.service_account(),
+        )?;
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &*options.network);

@@ -13,11 +13,11 @@ use http::request::Parts;
 use weft_l7::jwt::JwtOutcome;
 use weft_policy::RequestFacts;
 
+use super::conn::Conn;
 use super::headers::Target;
 use super::local::Failure;
 use crate::Waypoint;
 use crate::config::{BoundService, WaypointConfig};
-use crate::tunnel::{Target as TunnelTarget, Tunnel};
 
 /// The `<iss>/<sub>` of the request's valid JWT, `None` without one; a token the rules
 /// reject is a [`Failure::jwt`]. Rules apply when their `services` are empty or list the
@@ -50,7 +50,7 @@ pub(crate) fn request_principal(
 /// Allows the request or answers 401 / 403.
 pub(crate) fn authorize(
     waypoint: &Waypoint,
-    tunnel: &Tunnel,
+    conn: &Conn,
     config: &WaypointConfig,
     service: Option<&BoundService>,
     parts: &mut Parts,
@@ -67,23 +67,19 @@ pub(crate) fn authorize(
         request_principal: principal.as_deref(),
         remote_ip,
     };
-    let facts = crate::tcp::connection_facts(tunnel);
+    let facts = conn.facts();
     let decision = config
         .policies(service)
         .evaluate_with(&facts, Some(&request));
-    let namespace = match &tunnel.target {
-        TunnelTarget::Service { mesh, .. } => &mesh.proto().namespace,
-        TunnelTarget::Workload(workload) => &workload.proto().namespace,
-    };
     waypoint
         .inner()
         .metrics
         .tcp
-        .record_decision(&decision, namespace);
+        .record_decision(&decision, conn.namespace());
     if decision.is_allowed() {
         Ok(())
     } else {
-        tracing::debug!(%decision, principal = %tunnel.source_identity, path = %target.path, "request denied");
+        tracing::debug!(%decision, principal = %conn.principal(), path = %target.path, "request denied");
         Err(Failure::denied())
     }
 }

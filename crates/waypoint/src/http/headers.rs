@@ -1,5 +1,7 @@
-//! Request and response heads as the waypoint rewrites them: `x-request-id` added when
-//! absent, `x-forwarded-proto: http` added when absent (the tunnel carries plain HTTP),
+//! Request and response heads as the waypoint and gateway rewrite them: `x-request-id`
+//! added when absent, `x-forwarded-proto` added when absent (a tunnel carries plain HTTP)
+//! or, at a gateway, set to the client connection's scheme, the client's address appended
+//! to `x-forwarded-for` at a gateway,
 //! hop-by-hop headers dropped (except for an upgrade), the URI in the upstream's form
 //! (origin-form with `Host` for HTTP/1.1, absolute for HTTP/2), the original client address
 //! from `X-Forwarded-For` per the trusted hops, and upgraded connections spliced.
@@ -11,9 +13,10 @@ use http::{HeaderMap, HeaderValue, Uri, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use super::conn::Conn;
 use super::forward::Head;
+use crate::Role;
 use crate::telemetry::AccessEntry;
-use crate::tunnel::Tunnel;
 
 const X_REQUEST_ID: &str = "x-request-id";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
@@ -52,15 +55,30 @@ impl Target {
     }
 }
 
-/// Adds `x-request-id` and `x-forwarded-proto` when absent.
-pub(crate) fn prepare(headers: &mut HeaderMap) {
+/// Adds `x-request-id` when absent and `x-forwarded-proto: <scheme>` when absent, or
+/// always at the `edge` (a gateway: the client's claim is replaced by what it spoke).
+pub(crate) fn prepare(headers: &mut HeaderMap, scheme: &'static str, edge: bool) {
     if !headers.contains_key(X_REQUEST_ID)
         && let Ok(id) = HeaderValue::from_str(&request_id())
     {
         headers.insert(X_REQUEST_ID, id);
     }
-    if !headers.contains_key(X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if edge || !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
+    }
+}
+
+/// Appends `client` to `x-forwarded-for` (a gateway, after reading the original client).
+pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
+    let mut value: Vec<String> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect();
+    value.push(client.to_string());
+    if let Ok(joined) = HeaderValue::from_str(&value.join(", ")) {
+        headers.insert(X_FORWARDED_FOR, joined);
     }
 }
 
@@ -144,7 +162,8 @@ pub(crate) fn access_entry(
     parts: &Parts,
     target: &Target,
     h2: bool,
-    tunnel: &Tunnel,
+    conn: &Conn,
+    role: Role,
 ) -> AccessEntry {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     AccessEntry {
@@ -155,8 +174,9 @@ pub(crate) fn access_entry(
         flags: "-",
         request_id: header(X_REQUEST_ID).unwrap_or("-").to_owned(),
         trace_id: header("traceparent").and_then(crate::telemetry::trace_id),
-        source_principal: tunnel.source_identity.to_string(),
-        remote_ip: tunnel.source_ip.to_string(),
+        source_principal: conn.principal(),
+        remote_ip: conn.source_ip().to_string(),
+        reporter: role.reporter(),
         ..AccessEntry::default()
     }
 }
@@ -244,6 +264,24 @@ mod tests {
         assert_eq!(ip(1), "3.3.3.3");
         assert_eq!(ip(3), "1.1.1.1");
         assert_eq!(ip(4), "10.0.0.9", "fewer entries than hops: the caller");
+    }
+
+    #[test]
+    fn the_edge_sets_the_scheme_and_appends_the_client() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        prepare(&mut headers, "http", true);
+        append_forwarded_for(&mut headers, "10.0.0.9".parse().unwrap());
+        assert_eq!(headers[X_FORWARDED_PROTO], "http");
+        assert_eq!(headers[X_FORWARDED_FOR], "1.1.1.1, 10.0.0.9");
+        let mut inside = HeaderMap::new();
+        inside.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        prepare(&mut inside, "http", false);
+        assert_eq!(
+            inside[X_FORWARDED_PROTO], "https",
+            "a tunnel keeps the claim"
+        );
     }
 
     #[test]

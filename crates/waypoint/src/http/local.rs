@@ -46,6 +46,11 @@ impl Failure {
         Self::new(StatusCode::NOT_FOUND, "NR", "")
     }
 
+    /// A TLS request whose Host belongs to another gateway listener than its SNI.
+    pub fn misdirected() -> Self {
+        Self::new(StatusCode::MISDIRECTED_REQUEST, "NR", "misdirected request")
+    }
+
     /// The chosen backend cannot be used (missing service, no grant, no backends).
     pub fn unresolved(reason: &str) -> Self {
         Self::new(
@@ -69,6 +74,20 @@ impl Failure {
                 StatusCode::BAD_GATEWAY,
                 "UF",
                 format!("upstream connect error: {detail}"),
+            )
+        }
+    }
+
+    /// The TLS handshake towards the backend (BackendTLSPolicy) failed: 503, logged with
+    /// the backend and the reason.
+    pub fn backend_tls(error: &crate::backend_tls::BackendTlsError) -> Self {
+        tracing::warn!(%error, "upstream TLS handshake failed");
+        Self {
+            outcome: Some(Outcome::ConnectFailure),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UF",
+                format!("upstream connect error: {error}"),
             )
         }
     }

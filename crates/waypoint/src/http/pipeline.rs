@@ -1,4 +1,5 @@
-//! One request through the waypoint: request id and forwarding headers, the tracing hook,
+//! One request through the waypoint or gateway (one pipeline for both; the connection it
+//! came on is a [`Conn`]): request id and forwarding headers, the tracing hook,
 //! authentication and authorization (403 `RBAC: access denied`, 401 for a bad JWT), route
 //! selection (no route attached: the original destination; routes that do not match: 404),
 //! the rule's filters, a weighted backend (unresolved: 500), forwarding with the rule's
@@ -15,9 +16,10 @@ use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
 use weft_l7::{Filters, Mirror, RequestVerdict, RequestView, RouteBackend, Rule, Selected};
 use weft_proto::l7::Protocol;
-use weft_upstream::{MeshWorkload, PortMapping};
+use weft_upstream::{MeshService, MeshWorkload, PortMapping};
 
 use super::body::Observed;
+use super::conn::Conn;
 use super::forward::{Attempts, Backend, forward};
 use super::headers::{self, Target};
 use super::local::{self, Failure};
@@ -25,13 +27,14 @@ use super::{Body, boxed, empty};
 use crate::Waypoint;
 use crate::routing::RouteChoice;
 use crate::telemetry::{AccessEntry, RequestLabels, RequestRecord};
-use crate::tunnel::{Target as TunnelTarget, Tunnel};
 use crate::waypoint::Span;
 
 /// What is known about the exchange when the response ends.
 struct Exchange {
     entry: AccessEntry,
     endpoint: Option<Arc<MeshWorkload>>,
+    /// The backend service the request went to.
+    service: Option<Arc<MeshService>>,
     grpc: bool,
 }
 
@@ -48,7 +51,7 @@ struct Pending {
 /// Handles one request; never fails (failures are answered).
 pub(crate) async fn handle(
     waypoint: Waypoint,
-    tunnel: Arc<Tunnel>,
+    conn: Conn,
     h2: bool,
     mut request: Request<Incoming>,
 ) -> Response<Body> {
@@ -56,7 +59,7 @@ pub(crate) async fn handle(
     let upgrade =
         (!h2 && headers::is_upgrade(request.headers())).then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
-    headers::prepare(&mut parts.headers);
+    headers::prepare(&mut parts.headers, conn.scheme(), conn.is_edge());
     let span = waypoint
         .inner()
         .tracer
@@ -64,10 +67,11 @@ pub(crate) async fn handle(
         .map(|tracer| tracer.start(&mut parts));
     let received = Arc::new(AtomicU64::new(0));
     let replayable = body.is_end_stream();
-    let target = headers::target(&parts, tunnel.destination);
+    let target = headers::target(&parts, conn.destination());
     let mut exchange = Exchange {
-        entry: headers::access_entry(&parts, &target, h2, &tunnel),
+        entry: headers::access_entry(&parts, &target, h2, &conn, waypoint.options().role),
         endpoint: None,
+        service: None,
         grpc: headers::is_grpc(&parts.headers),
     };
     let request = Pending {
@@ -78,42 +82,39 @@ pub(crate) async fn handle(
         replayable,
         upgrade,
     };
-    let response = match process(&waypoint, &tunnel, request, &mut exchange).await {
+    let response = match process(&waypoint, &conn, request, &mut exchange).await {
         Ok(response) => response,
         Err(failure) => {
             exchange.entry.flags = failure.flags;
             failure.response()
         }
     };
-    finish(
-        &waypoint, tunnel, exchange, response, received, started, span,
-    )
+    finish(&waypoint, conn, exchange, response, received, started, span)
 }
 
 async fn process(
     waypoint: &Waypoint,
-    tunnel: &Tunnel,
+    conn: &Conn,
     mut request: Pending,
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, Failure> {
     let config = waypoint.config();
-    // The configuration in force now, not the one the tunnel was opened under: a route or
-    // policy change applies to the next request on a kept-alive connection.
-    let service = match tunnel.service() {
-        Some(bound) => Some(config.service(&bound.key).ok_or_else(Failure::no_route)?),
-        None => None,
-    };
+    let scope = conn.scope(&config, &request.target)?;
+    let service = scope.service.as_deref();
     let remote_ip = headers::client_ip(
         &request.parts.headers,
         config.trusted_hops,
-        tunnel.source_ip,
+        conn.source_ip(),
     );
     exchange.entry.remote_ip = remote_ip.to_string();
+    if conn.is_edge() {
+        headers::append_forwarded_for(&mut request.parts.headers, conn.source_ip());
+    }
     super::authz::authorize(
         waypoint,
-        tunnel,
+        conn,
         &config,
-        service.map(|s| &**s),
+        service,
         &mut request.parts,
         &request.target,
         remote_ip,
@@ -124,13 +125,11 @@ async fn process(
         path: &request.target.path,
         headers: &request.parts.headers,
     };
-    let choice = service.map_or(RouteChoice::Default, |s| {
-        s.routes.select(tunnel.destination.port(), &view)
-    });
+    let choice = service.map_or(RouteChoice::Default, |s| s.routes.select(scope.port, &view));
     match choice {
         RouteChoice::NoMatch => Err(Failure::no_route()),
         RouteChoice::Default => {
-            let backend = default_backend(tunnel);
+            let backend = conn.default_backend().ok_or_else(Failure::no_route)?;
             let attempts = Attempts {
                 replayable: request.replayable,
                 ..Attempts::default()
@@ -140,7 +139,7 @@ async fn process(
         RouteChoice::Rule(selected) => {
             let route = selected.route;
             exchange.entry.route = Some(format!("{}/{}", route.namespace, route.name));
-            let plan = routed(waypoint, tunnel, selected, &mut request)?;
+            let plan = routed(waypoint, conn, scope.port, selected, &mut request)?;
             plan.finish(waypoint, request, exchange).await
         }
     }
@@ -158,11 +157,12 @@ enum Plan<'a> {
 
 fn routed<'a>(
     waypoint: &Waypoint,
-    tunnel: &Tunnel,
+    conn: &Conn,
+    port: u16,
     selected: Selected<'a>,
     request: &mut Pending,
 ) -> Result<Plan<'a>, Failure> {
-    let context = selected.context("http", tunnel.destination.port());
+    let context = selected.context(conn.scheme(), port);
     let rule = selected.rule;
     if let Some(answer) = apply(rule.filters(), &mut request.parts, &context)? {
         return Ok(Plan::Answer(answer));
@@ -173,7 +173,7 @@ fn routed<'a>(
     if let Some(answer) = apply(chosen.filters(), &mut request.parts, &context)? {
         return Ok(Plan::Answer(answer));
     }
-    request.target = headers::target(&request.parts, tunnel.destination);
+    request.target = headers::target(&request.parts, conn.destination());
     let backend = resolve(waypoint, chosen)?;
     let mirrors = rule.filters().mirrors().iter();
     for mirror in mirrors.chain(chosen.filters().mirrors()) {
@@ -250,19 +250,6 @@ fn resolve(waypoint: &Waypoint, backend: &RouteBackend) -> Result<Backend, Failu
     })
 }
 
-fn default_backend(tunnel: &Tunnel) -> Backend {
-    match &tunnel.target {
-        TunnelTarget::Service { mesh, port, .. } => Backend::Service {
-            service: Arc::clone(mesh),
-            port: *port,
-        },
-        TunnelTarget::Workload(workload) => Backend::Workload {
-            workload: Arc::clone(workload),
-            addr: tunnel.destination,
-        },
-    }
-}
-
 /// Forwards and records where the request went.
 async fn send(
     waypoint: &Waypoint,
@@ -279,6 +266,9 @@ async fn send(
         request.upgrade.is_some(),
     );
     exchange.entry.upstream_service = Some(backend.key().to_owned());
+    if let Backend::Service { service, .. } = backend {
+        exchange.service = Some(Arc::clone(service));
+    }
     match forward(waypoint, backend, &head, request.body, attempts).await {
         Ok(forwarded) => {
             exchange.entry.upstream_host = Some(forwarded.upstream.to_string());
@@ -337,7 +327,7 @@ fn send_mirror(waypoint: &Waypoint, mirror: &Mirror, request: &Pending) {
 /// Wraps the response body so that its end records metrics, the access log and the span.
 fn finish(
     waypoint: &Waypoint,
-    tunnel: Arc<Tunnel>,
+    conn: Conn,
     exchange: Exchange,
     response: Response<Body>,
     received: Arc<AtomicU64>,
@@ -347,14 +337,16 @@ fn finish(
     let status = response.status().as_u16();
     let header_grpc = grpc_status(response.headers());
     let metrics = waypoint.inner().metrics.clone();
+    let waypoint = waypoint.clone();
     let (parts, body) = response.into_parts();
     let body = Observed::on_end(body, move |end| {
         let Exchange {
             mut entry,
             endpoint,
+            service,
             grpc,
         } = exchange;
-        let mut connection = crate::tcp::labels(&tunnel, endpoint.as_deref());
+        let mut connection = conn.labels(&waypoint, endpoint.as_deref(), service.as_deref());
         connection.request_protocol = if grpc { "grpc" } else { "http" };
         if !end.complete && entry.flags == "-" {
             // The client went away before the response was sent completely.
@@ -377,7 +369,7 @@ fn finish(
         entry.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         entry.bytes_received = received.load(Ordering::Relaxed);
         entry.bytes_sent = end.bytes;
-        entry.log();
+        entry.log_as(waypoint.options().access_log);
         if let Some(span) = span {
             span.finish(&entry);
         }

@@ -1,0 +1,113 @@
+//! The gateway's listener ports: each port of the configuration is bound once on the
+//! listen address; when the configuration changes, new ports are bound, removed ports stop
+//! accepting and close, and unchanged ports keep their socket and open connections. Every
+//! accepted connection is served by the kind of its port in the configuration in force:
+//! plain HTTP here, HTTPS / TLS / TCP by the TLS layer. Connection tasks are tracked so a
+//! drain can wait for them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::config::PortKind;
+use super::{Downstream, Gateway, GatewayConfig};
+
+/// Ports bound now, with their local addresses.
+pub type BoundPorts = BTreeMap<u16, SocketAddr>;
+
+/// Keeps the bound ports in line with the configuration until `stop`, publishing them on
+/// `bound`.
+pub(crate) async fn follow(
+    gateway: Gateway,
+    ip: IpAddr,
+    bound: watch::Sender<BoundPorts>,
+    stop: CancellationToken,
+) {
+    let mut changes = gateway.watch_config();
+    let mut open: HashMap<u16, CancellationToken> = HashMap::new();
+    loop {
+        let config = changes.borrow_and_update().clone();
+        sync(&gateway, ip, &config, &mut open, &bound).await;
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { break },
+            () = stop.cancelled() => break,
+        }
+    }
+    for token in open.values() {
+        token.cancel();
+    }
+    bound.send_replace(BoundPorts::new());
+}
+
+/// Closes the ports the configuration dropped and binds the ones it added.
+async fn sync(
+    gateway: &Gateway,
+    ip: IpAddr,
+    config: &GatewayConfig,
+    open: &mut HashMap<u16, CancellationToken>,
+    bound: &watch::Sender<BoundPorts>,
+) {
+    open.retain(|port, token| {
+        let keep = config.ports.contains_key(port);
+        if !keep {
+            tracing::info!(port, "listener removed: closing its port");
+            token.cancel();
+            bound.send_modify(|ports| {
+                ports.remove(port);
+            });
+        }
+        keep
+    });
+    for &port in config.ports.keys() {
+        if open.contains_key(&port) {
+            continue;
+        }
+        let addr = SocketAddr::new(ip, port);
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                let local = listener.local_addr().unwrap_or(addr);
+                tracing::info!(%local, "listening");
+                let token = CancellationToken::new();
+                tokio::spawn(accept(gateway.clone(), port, listener, token.clone()));
+                open.insert(port, token);
+                bound.send_modify(|ports| {
+                    ports.insert(port, local);
+                });
+            }
+            Err(error) => {
+                tracing::error!(%addr, %error, "cannot listen on a gateway port; its listeners are not served");
+            }
+        }
+    }
+}
+
+/// Accepts on one port until its token is cancelled (the socket closes then).
+async fn accept(gateway: Gateway, port: u16, listener: TcpListener, stop: CancellationToken) {
+    weft_serve::accept_until(&listener, stop.cancelled(), "gateway", |stream, peer| {
+        let task = connection(gateway.clone(), port, stream, peer);
+        gateway.connections().spawn(task);
+    })
+    .await;
+}
+
+/// Serves one connection by its port's kind in the configuration in force.
+async fn connection(gateway: Gateway, port: u16, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let kind = gateway.config().port(port).map(|p| p.kind);
+    match kind {
+        Some(PortKind::Http) => {
+            let downstream = Downstream {
+                peer,
+                sni: None,
+                tls: false,
+                alpn_h2: false,
+            };
+            super::serve_http(gateway, port, stream, downstream).await;
+        }
+        Some(PortKind::Tls) => super::tls::serve_connection(gateway, port, stream, peer).await,
+        None => tracing::debug!(port, %peer, "connection to a port no longer configured"),
+    }
+}
