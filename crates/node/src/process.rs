@@ -13,7 +13,8 @@ use weft_identity::{CertManager, CertManagerConfig, CertificateProvider, TrustBu
 use weft_xds::client::{XdsClient, XdsClientHandle};
 
 use crate::proxy::{
-    AddressHandler, AuthorizationHandler, Certs, InboundDestination, LogControl, Node, ProxyOptions,
+    AddressHandler, AuthorizationHandler, Certs, InboundDestination, LogControl, MeshConfigHandler,
+    Node, ProxyOptions,
 };
 use crate::state::{LocalConfig, LocalConfigError, StateStore};
 
@@ -241,6 +242,10 @@ fn xds_client(
         .wildcard(
             weft_proto::AUTHORIZATION_TYPE_URL,
             AuthorizationHandler(Arc::clone(store)),
+        )
+        .optional_wildcard(
+            weft_proto::MESH_CONFIG_TYPE_URL,
+            MeshConfigHandler(node.clone()),
         );
     if let Some(token) = source.token {
         builder = builder.bearer_token_source(token);

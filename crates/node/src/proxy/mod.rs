@@ -19,6 +19,7 @@ mod admin;
 mod admission;
 mod certs;
 mod connections;
+mod egress;
 mod explicit;
 mod inbound;
 mod listeners;
@@ -45,6 +46,7 @@ use crate::telemetry::{AccessLogFormat, Metrics};
 pub use admission::ForbiddenReason;
 pub use certs::{Certs, CertsError};
 pub use connections::{ConnectionInfo, Direction};
+pub use egress::{MeshConfigHandler, REGISTRY_ONLY_REASON};
 pub use explicit::ExplicitError;
 pub use inbound::{InboundDestination, Refusal};
 pub use listeners::{AttachError, PodSockets, WorkloadListeners};
@@ -164,6 +166,8 @@ struct NodeInner {
     upstream: Upstream,
     metrics: Metrics,
     counters: ProxyCounters,
+    /// The outbound traffic policy (ALLOW_ANY / REGISTRY_ONLY) and its refusals.
+    egress: egress::EgressPolicy,
     registry: Arc<Mutex<Registry>>,
     connections: Arc<connections::ConnectionTable>,
     listeners: WorkloadListeners,
@@ -202,6 +206,8 @@ impl Node {
         let metrics = Metrics::register(&mut registry);
         let counters = ProxyCounters::default();
         counters.register(&mut registry);
+        let egress = egress::EgressPolicy::default();
+        egress.register(&mut registry);
         admin::register_process_metrics(&mut registry);
         let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &options.network);
         let inner = Arc::new_cyclic(|weak| NodeInner {
@@ -212,6 +218,7 @@ impl Node {
             certs,
             metrics,
             counters,
+            egress,
             registry: Arc::new(Mutex::new(registry)),
             connections: Arc::default(),
             pod_networks: PodNetworks::default(),

@@ -40,6 +40,13 @@ pub enum OutboundError {
     /// refused, TCP connect...).
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The destination is not in the mesh registry and the outbound traffic policy is
+    /// REGISTRY_ONLY.
+    #[error("{}", super::egress::registry_only_message(*destination))]
+    RegistryOnly {
+        /// The destination the client asked for.
+        destination: SocketAddr,
+    },
     /// The route leads into the node itself (see [`super::ForbiddenReason`]).
     #[error("refusing to connect to {endpoint}: it is {reason}")]
     ForbiddenEndpoint {
@@ -56,7 +63,7 @@ impl OutboundError {
     pub fn is_denied(&self) -> bool {
         match self {
             Self::Upstream(error) => error.is_denied(),
-            Self::ForbiddenEndpoint { .. } => true,
+            Self::ForbiddenEndpoint { .. } | Self::RegistryOnly { .. } => true,
             Self::UnknownSource { .. } => false,
         }
     }
@@ -182,6 +189,11 @@ impl Node {
             }
         };
         let (ends, authority) = ends_of(&route, source);
+        if self.refused_by_registry(&route) {
+            let destination = target.destination;
+            let error = OutboundError::RegistryOnly { destination };
+            return Err(self.outbound_failed(&ends, target, authority, started, error));
+        }
         if let Route::Plain { addr, .. } = &route
             && let Some(reason) = self.forbidden_endpoint(&state, *addr)
         {

@@ -105,6 +105,9 @@ pub type TokenSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 pub(crate) struct TypeRegistration {
     pub(crate) wildcard: bool,
+    /// Readiness waits for this type's first response (false: an optional type, which a
+    /// control plane may not serve at all).
+    pub(crate) required: bool,
     pub(crate) names: BTreeSet<String>,
     pub(crate) handler: Box<dyn ResourceHandler>,
 }
@@ -153,6 +156,17 @@ impl XdsClientBuilder {
         self.register(type_url, true, BTreeSet::new(), handler)
     }
 
+    /// Subscribes to every resource of `type_url` without making readiness wait for it: a
+    /// type the control plane may not serve (others ignore unknown types and never answer).
+    #[must_use]
+    pub fn optional_wildcard(mut self, type_url: &str, handler: impl ResourceHandler) -> Self {
+        self = self.register(type_url, true, BTreeSet::new(), handler);
+        if let Some(registration) = self.types.get_mut(type_url) {
+            registration.required = false;
+        }
+        self
+    }
+
     /// Subscribes to the named resources (names or aliases) of `type_url`; more can be added
     /// at runtime with [`XdsClientHandle::subscribe`]. An empty list subscribes to nothing.
     #[must_use]
@@ -174,6 +188,7 @@ impl XdsClientBuilder {
     ) -> Self {
         let registration = TypeRegistration {
             wildcard,
+            required: true,
             names,
             handler: Box::new(handler),
         };
@@ -234,8 +249,8 @@ impl XdsClient {
 pub struct ClientState {
     /// A stream to the control plane is open.
     pub connected: bool,
-    /// Every registered type has received at least one response (stays true across
-    /// outages: handlers keep their last good state).
+    /// Every registered type (but optional ones) has received at least one response (stays
+    /// true across outages: handlers keep their last good state).
     pub ready: bool,
 }
 

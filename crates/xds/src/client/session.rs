@@ -287,7 +287,8 @@ impl Session {
     }
 
     fn update_readiness(&self) {
-        let ready = self.types.values().all(|state| state.got_response);
+        let ready =
+            (self.types.values()).all(|state| state.got_response || !state.registration.required);
         if ready && !self.state.borrow().ready {
             tracing::info!(node = %self.node.id, "xDS client ready: every type received");
             self.state.send_modify(|s| s.ready = true);
