@@ -173,8 +173,9 @@ fn table(entries: &[WaypointEntry]) -> String {
         .collect()
 }
 
-/// `weft waypoint run`.
-mod run {
+/// `weft waypoint run`; its control-plane, trace and signal pieces are shared with
+/// `weft gateway`.
+pub(crate) mod run {
     use std::net::SocketAddr;
     use std::path::PathBuf;
     use std::process::ExitCode;
@@ -184,41 +185,60 @@ mod run {
     use anyhow::{Context, bail};
     use weft_identity::{GrpcCaClient, GrpcCaClientConfig, TokenSource, TrustBundle};
     use weft_node::process::XdsSource;
+    use weft_waypoint::otlp::{OtlpOptions, OtlpTracer};
     use weft_waypoint::{ListenAddrs, WaypointOptions, WaypointProcess};
 
-    /// Flags of `weft waypoint run` (control plane, CA trust and token as for `weft node`).
+    /// How an L7 proxy (waypoint or gateway) reaches the control plane and whom it serves.
     #[derive(Debug, clap::Args)]
     #[command(group(clap::ArgGroup::new("credential").required(true).args(["token_file", "token"])))]
-    pub struct RunArgs {
+    pub struct ControlArgs {
         /// Control plane secure address (xDS + CA), e.g. `weft-control:15012`.
         #[arg(long)]
-        control: String,
-        /// The waypoint Gateway this process serves, `NAMESPACE/NAME`; its identity is
-        /// `spiffe://<trust domain>/ns/NAMESPACE/sa/NAME`.
+        pub control: String,
+        /// The Gateway this process serves, `NAMESPACE/NAME` (a waypoint's identity is
+        /// `spiffe://<trust domain>/ns/NAMESPACE/sa/NAME`).
         #[arg(long, value_name = "NS/NAME")]
-        gateway: String,
+        pub gateway: String,
         /// Bearer token for the control plane (re-read on every request).
         #[arg(long, value_name = "FILE")]
-        token_file: Option<PathBuf>,
+        pub token_file: Option<PathBuf>,
         /// Bearer token for the control plane, inline.
         #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        pub token: Option<String>,
         /// PEM roots that sign the control plane's certificate (the mesh root); also
         /// trusted for peer certificates.
         #[arg(long, visible_alias = "ca-cert", value_name = "FILE")]
-        ca_root: PathBuf,
+        pub ca_root: PathBuf,
         /// DNS name the control plane's certificate must carry.
         #[arg(long, default_value = "weft-control.weft-system.svc")]
-        control_san: String,
+        pub control_san: String,
         /// Cluster id sent to the control plane (`clusterid`).
         #[arg(long)]
-        cluster_id: Option<String>,
+        pub cluster_id: Option<String>,
         /// Trust domain of identities.
         #[arg(long, default_value = "cluster.local")]
-        trust_domain: String,
-        /// Network of the waypoint (empty = default network).
+        pub trust_domain: String,
+        /// Network of the proxy (empty = default network).
         #[arg(long, default_value = "")]
-        network: String,
+        pub network: String,
+    }
+
+    /// Trace export of an L7 proxy.
+    #[derive(Debug, clap::Args)]
+    pub struct TraceArgs {
+        /// OTLP trace collector, e.g. `http://collector:4318`.
+        #[arg(long, value_name = "URL")]
+        pub otlp_endpoint: Option<String>,
+        /// Share of traces sampled when the caller did not decide (0..1).
+        #[arg(long, default_value_t = 0.01)]
+        pub trace_sampling: f64,
+    }
+
+    /// Flags of `weft waypoint run` (control plane, CA trust and token as for `weft node`).
+    #[derive(Debug, clap::Args)]
+    pub struct RunArgs {
+        #[command(flatten)]
+        control: ControlArgs,
         /// HBONE listener.
         #[arg(long, default_value = "0.0.0.0:15008")]
         hbone_addr: SocketAddr,
@@ -228,12 +248,8 @@ mod run {
         /// Admin pages (`/config_dump`).
         #[arg(long, default_value = "127.0.0.1:15000")]
         admin_addr: SocketAddr,
-        /// OTLP trace collector, e.g. `http://collector:4318`.
-        #[arg(long, value_name = "URL")]
-        otlp_endpoint: Option<String>,
-        /// Share of traces sampled when the caller did not decide (0..1).
-        #[arg(long, default_value_t = 0.01)]
-        trace_sampling: f64,
+        #[command(flatten)]
+        trace: TraceArgs,
         /// Seconds to let open tunnels finish after SIGTERM / ctrl-c.
         #[arg(long, default_value_t = 30, value_name = "SECONDS")]
         drain_timeout: u64,
@@ -241,11 +257,15 @@ mod run {
 
     /// Runs the waypoint until a shutdown signal.
     pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        runtime()?.block_on(serve(args))
+    }
+
+    /// The multi-threaded runtime every L7 proxy runs on.
+    pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .context("cannot start the async runtime")?;
-        runtime.block_on(serve(args))
+            .context("cannot start the async runtime")
     }
 
     async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -257,15 +277,19 @@ mod run {
         stopped().await;
         tracing::info!(?drain, "shutting down: no new tunnels, draining open ones");
         running.shutdown(drain).await;
-        if let Some(tracer) = tracer {
-            // the last batch of spans; blocking, so off the runtime's workers
-            let _ = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
-        }
+        flush(tracer).await;
         Ok(ExitCode::SUCCESS)
     }
 
+    /// Sends the last batch of spans; blocking, so off the runtime's workers.
+    pub async fn flush(tracer: Option<Arc<dyn weft_waypoint::Tracer>>) {
+        if let Some(tracer) = tracer {
+            let _ = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
+        }
+    }
+
     /// SIGTERM or ctrl-c.
-    async fn stopped() {
+    pub async fn stopped() {
         use tokio::signal::unix::{SignalKind, signal};
         match signal(SignalKind::terminate()) {
             Ok(mut term) => {
@@ -280,33 +304,46 @@ mod run {
         }
     }
 
-    fn process(args: RunArgs) -> anyhow::Result<WaypointProcess> {
-        let Some((namespace, name)) = args.gateway.split_once('/') else {
-            bail!("--gateway {:?}: expected NAMESPACE/NAME", args.gateway);
-        };
+    /// `NAMESPACE/NAME` of `--gateway`.
+    pub fn gateway_name(args: &ControlArgs) -> anyhow::Result<(&str, &str)> {
+        args.gateway
+            .split_once('/')
+            .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+            .with_context(|| format!("--gateway {:?}: expected NAMESPACE/NAME", args.gateway))
+    }
+
+    /// The OTLP tracer of service `service` (`<name>.<namespace>`).
+    pub fn tracer(args: &TraceArgs, service: String) -> anyhow::Result<OtlpTracer> {
         if !(0.0..=1.0).contains(&args.trace_sampling) {
             bail!(
                 "--trace-sampling {}: expected a share between 0 and 1",
                 args.trace_sampling
             );
         }
-        let tracer = weft_waypoint::otlp::OtlpTracer::new(&weft_waypoint::otlp::OtlpOptions {
+        Ok(OtlpTracer::new(&OtlpOptions {
             sampling_rate: args.trace_sampling,
-            ..weft_waypoint::otlp::OtlpOptions::new(
-                args.otlp_endpoint.clone(),
-                format!("{name}.{namespace}"),
-            )
-        })?;
+            ..OtlpOptions::new(args.otlp_endpoint.clone(), service)
+        })?)
+    }
+
+    /// The mesh roots of `--ca-root`.
+    pub fn trust(args: &ControlArgs) -> anyhow::Result<TrustBundle> {
         let pem = std::fs::read_to_string(&args.ca_root)
             .with_context(|| format!("reading --ca-root {}", args.ca_root.display()))?;
-        let trust = TrustBundle::from_pem(args.trust_domain.clone(), &pem)
-            .with_context(|| format!("--ca-root {}", args.ca_root.display()))?;
-        let (ca, xds) = control_plane(&args, &trust)?;
+        TrustBundle::from_pem(args.trust_domain.clone(), &pem)
+            .with_context(|| format!("--ca-root {}", args.ca_root.display()))
+    }
+
+    fn process(args: RunArgs) -> anyhow::Result<WaypointProcess> {
+        let (namespace, name) = gateway_name(&args.control)?;
+        let tracer = tracer(&args.trace, format!("{name}.{namespace}"))?;
+        let trust = trust(&args.control)?;
+        let (ca, xds) = control_plane(&args.control, &trust)?;
         let options = WaypointOptions {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
-            trust_domain: args.trust_domain.clone(),
-            network: args.network.clone(),
+            trust_domain: args.control.trust_domain.clone(),
+            network: args.control.network.clone(),
             ..WaypointOptions::default()
         };
         Ok(WaypointProcess {
@@ -324,8 +361,9 @@ mod run {
         })
     }
 
-    fn control_plane(
-        args: &RunArgs,
+    /// The CA client and the xDS source of `args`.
+    pub fn control_plane(
+        args: &ControlArgs,
         trust: &TrustBundle,
     ) -> anyhow::Result<(GrpcCaClient, XdsSource)> {
         let endpoint = format!("https://{}", args.control);
