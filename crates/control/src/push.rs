@@ -172,12 +172,16 @@ fn xds_resource(type_url: &str, resource: &Resource) -> XdsResource {
         type_url: type_url.to_owned(),
         value: resource.encoded.clone(),
     };
-    XdsResource::with_version(
+    let published = XdsResource::with_version(
         resource.name.clone(),
         resource.version.clone(),
         resource.aliases.clone(),
         body,
-    )
+    );
+    match &resource.readers {
+        Some(readers) => published.readable_by(readers.clone()),
+        None => published,
+    }
 }
 
 #[cfg(test)]

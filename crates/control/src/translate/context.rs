@@ -130,6 +130,7 @@ impl<'a> Context<'a> {
         context.index_service_entries();
         context.index_policies();
         context.index_waypoints();
+        context.index_gateways();
         context
     }
 
@@ -142,6 +143,21 @@ impl<'a> Context<'a> {
         let gateways: Vec<_> = waypoint_gateways(self.snapshot).collect();
         for (object, name) in gateways {
             self.produced(object, waypoint_key(name));
+        }
+    }
+
+    fn index_gateways(&mut self) {
+        let names = super::gateway::gateway_names(self);
+        for name in names {
+            let Some((namespace, gateway)) = name.split_once('/') else {
+                continue;
+            };
+            let object = ObjectRef {
+                kind: Kind::Gateway,
+                namespace: Some(namespace.to_owned()),
+                name: gateway.to_owned(),
+            };
+            self.produced(object, super::gateway::gateway_key(name));
         }
     }
 

@@ -9,7 +9,7 @@
 //! translating and pushing; translation itself is limited to the affected keys.
 
 use super::context::{Context, Dep, Unit};
-use super::{Output, ResourceKey, TranslateOptions, authz, l7, peer_authn};
+use super::{Output, ResourceKey, TranslateOptions, authz, gateway, l7, peer_authn};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use weft_api::{ConfigSnapshot, ExpandedPod, Kind, Object, ObjectRef};
@@ -126,6 +126,7 @@ impl Translator {
                     .cloned(),
             );
             affected.extend(l7::affected_waypoints(&context, object));
+            affected.extend(gateway::affected_gateways(&context, object));
             match object.kind {
                 Kind::AuthorizationPolicy => {
                     affected.extend(self.policy_selection_change(&context, object));
@@ -152,6 +153,10 @@ impl Translator {
                 .any(|o| matches!(o.kind, Kind::WorkloadEntry | Kind::ServiceEntry))
         {
             affected.extend(l7::workload_waypoints(&context));
+        }
+        if !changed_pods.is_empty() {
+            // a gateway's readers are the nodes of its pods
+            affected.extend(gateway::all_gateways(&context));
         }
         affected.extend(changed_pods);
         let change = self.retranslate(&context, affected);

@@ -1,7 +1,9 @@
 //! Translation: pure functions from the configuration model ([`weft_api::ConfigSnapshot`]) to
 //! the resources an ambient node proxy consumes, `istio.workload.Address` (workloads and
-//! services) and `istio.security.Authorization` (L4 policies), and the one a waypoint
-//! consumes, `weft.l7.v1.Waypoint` (its services, routes, L7 policies and JWT rules).
+//! services) and `istio.security.Authorization` (L4 policies), the one a waypoint
+//! consumes, `weft.l7.v1.Waypoint` (its services, routes, L7 policies and JWT rules), and
+//! the one an ingress or egress gateway consumes, `weft.l7.v1.Gateway` (its listeners with
+//! certificates and attached routes, policies; sent only to that gateway).
 //!
 //! Nothing here touches the network or the clock; the same snapshot always gives the same
 //! output, byte for byte, with each resource versioned by a hash of its content.
@@ -28,6 +30,7 @@
 
 mod authz;
 mod context;
+mod gateway;
 mod incremental;
 mod l7;
 mod peer_authn;
@@ -39,11 +42,12 @@ mod waypoint;
 mod workload;
 
 pub use authz::{DRY_RUN_ANNOTATION, PolicyTranslation, translate_authorization_policy};
+pub use gateway::{GATEWAY_NAME_LABEL, gateway_service_account};
 pub use incremental::{Change, Translator, changed_objects};
 pub use l7::port_protocol;
 pub use peer_authn::MTLS_POLICY_PREFIX;
 pub use resource::{
-    ADDRESS, AUTHORIZATION, RESOURCE_TYPES, Resource, ResourceKey, ResourceType, WAYPOINT,
+    ADDRESS, AUTHORIZATION, GATEWAY, RESOURCE_TYPES, Resource, ResourceKey, ResourceType, WAYPOINT,
     message_name, resource_type,
 };
 pub use service::{TRAFFIC_DISTRIBUTION_ANNOTATION, app_protocol, kube_hostname, service_key};

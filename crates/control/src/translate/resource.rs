@@ -14,7 +14,9 @@ use std::fmt;
 use weft_proto::l7::Waypoint;
 use weft_proto::security::Authorization;
 use weft_proto::workload::Address;
-use weft_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, JsonError, WAYPOINT_TYPE_URL};
+use weft_proto::{
+    ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, GATEWAY_TYPE_URL, JsonError, WAYPOINT_TYPE_URL,
+};
 
 /// Renders a resource body, given the message's full protobuf name, as proto JSON.
 type RenderFn = fn(&str, &[u8]) -> Result<Value, JsonError>;
@@ -102,8 +104,18 @@ pub const WAYPOINT: ResourceType = ResourceType::of::<Waypoint>(
     super::l7::translate_waypoint,
 );
 
+/// One ingress or egress gateway's configuration (`weft.l7.v1.Gateway`); rendered with
+/// its private keys redacted.
+pub const GATEWAY: ResourceType = ResourceType {
+    type_url: GATEWAY_TYPE_URL,
+    section: "gateways",
+    render: super::gateway::render_redacted,
+    names: super::gateway::gateway_names,
+    translate: super::gateway::translate_gateway,
+};
+
 /// Every type the translator produces and the pusher announces, in output order.
-pub const RESOURCE_TYPES: &[ResourceType] = &[ADDRESS, AUTHORIZATION, WAYPOINT];
+pub const RESOURCE_TYPES: &[ResourceType] = &[ADDRESS, AUTHORIZATION, WAYPOINT, GATEWAY];
 
 /// The registered type with this URL.
 #[must_use]
@@ -149,6 +161,11 @@ impl ResourceKey {
     /// A `weft.l7.v1.Waypoint`, named `<ns>/<gateway>`.
     pub fn waypoint(name: impl Into<String>) -> Self {
         Self::new(WAYPOINT_TYPE_URL, name)
+    }
+
+    /// A `weft.l7.v1.Gateway`, named `<ns>/<gateway>`.
+    pub fn gateway(name: impl Into<String>) -> Self {
+        Self::new(GATEWAY_TYPE_URL, name)
     }
 
     /// The xDS resource name.
@@ -200,6 +217,9 @@ pub struct Resource {
     pub aliases: Vec<String>,
     /// The protobuf encoding (deterministic: equal content, equal bytes).
     pub encoded: Vec<u8>,
+    /// Principals ([`crate::callers::Caller::principal`]) allowed to receive it; `None`:
+    /// every caller. Set on resources that carry secrets (a gateway's private keys).
+    pub readers: Option<Vec<String>>,
 }
 
 impl Resource {
@@ -211,7 +231,24 @@ impl Resource {
             version,
             aliases,
             encoded,
+            readers: None,
         }
+    }
+
+    /// The resource, sent only to callers authenticated as one of `readers` (sorted and
+    /// deduplicated); its version covers them, so a change of readers is pushed.
+    #[must_use]
+    pub fn restricted_to(mut self, mut readers: Vec<String>) -> Self {
+        readers.sort();
+        readers.dedup();
+        let mut canonical = self.version.clone().into_bytes();
+        for reader in &readers {
+            canonical.push(0);
+            canonical.extend_from_slice(reader.as_bytes());
+        }
+        self.version = super::content_version(&canonical);
+        self.readers = Some(readers);
+        self
     }
 
     /// Encodes `message` (which must encode deterministically: no map with two or more

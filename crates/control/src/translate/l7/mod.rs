@@ -14,8 +14,8 @@
 //! edited object attaches to now (the translator adds both).
 
 pub(crate) mod backend_tls;
-mod policies;
-mod routes;
+pub(crate) mod policies;
+pub(crate) mod routes;
 
 use super::context::{Context, Dep, ServiceSource, Unit};
 use super::service::{app_protocol, entry_port, service_port};
@@ -193,6 +193,7 @@ pub(crate) fn translate_waypoint(context: &Context<'_>, name: &str) -> Unit {
     routes::attach_routes(context, name, &mut services, &mut unit);
     let target = policies::Target {
         gateway: &gateway_ref,
+        class: WAYPOINT_CLASS,
         services: &bound,
     };
     let waypoint = Waypoint {
@@ -214,7 +215,7 @@ pub(crate) fn translate_waypoint(context: &Context<'_>, name: &str) -> Unit {
 pub const PROXY_CONFIG_ANNOTATION: &str = "proxy.istio.io/config";
 
 /// `numTrustedProxies` of the Gateway's proxy config (0 when unset), or why it is unusable.
-fn trusted_hops(annotations: Option<&BTreeMap<String, String>>) -> Result<u32, String> {
+pub(crate) fn trusted_hops(annotations: Option<&BTreeMap<String, String>>) -> Result<u32, String> {
     let Some(text) = annotations.and_then(|a| a.get(PROXY_CONFIG_ANNOTATION)) else {
         return Ok(0);
     };

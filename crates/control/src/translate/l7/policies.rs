@@ -1,7 +1,8 @@
-//! AuthorizationPolicies and RequestAuthentications attached to a waypoint with
-//! `targetRef`/`targetRefs`: to the waypoint Gateway itself (every request through it), to
-//! the GatewayClass `istio-waypoint` from the root namespace (every waypoint), or to a
-//! Service or ServiceEntry bound to it (that service's requests).
+//! AuthorizationPolicies and RequestAuthentications attached to a waypoint or gateway with
+//! `targetRef`/`targetRefs`: to the Gateway itself (every request through it), to its
+//! GatewayClass from the root namespace (every Gateway of that class, e.g. every waypoint
+//! with `istio-waypoint`), or, for a waypoint, to a Service or ServiceEntry bound to it
+//! (that service's requests).
 //!
 //! Policies go out in their full wire form (`weft_policy::wire::from_api`, L7 conditions as
 //! `weft.l7.request` extensions). A policy that cannot be converted fails closed: an ALLOW
@@ -23,9 +24,11 @@ use weft_proto::security::{Action as WireAction, Authorization, Rule};
 use super::super::context::{Context, Dep, Unit};
 use super::super::{Warning, kube_hostname, service_key};
 
-/// What policies may attach to: one waypoint Gateway and the services bound to it.
-pub(super) struct Target<'t> {
+/// What policies may attach to: one Gateway (waypoint or ingress/egress gateway), its
+/// class, and the services bound to it (none for a gateway).
+pub(crate) struct Target<'t> {
     pub gateway: &'t ObjectRef,
+    pub class: &'t str,
     pub services: &'t BTreeSet<String>,
 }
 
@@ -61,7 +64,7 @@ impl Target<'_> {
             let this_gateway = is_gateway_ref(target)
                 && self.gateway.namespace.as_deref() == Some(namespace)
                 && target.name == self.gateway.name;
-            if this_gateway || is_every_waypoint(context, namespace, target) {
+            if this_gateway || targets_class(context, namespace, target, self.class) {
                 return Attachment::Waypoint;
             }
             let keys = target_service_keys(context, namespace, target);
@@ -79,15 +82,16 @@ fn is_gateway_ref(target: &PolicyTargetReference) -> bool {
     target.kind == "Gateway" && target.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
 }
 
-/// A reference to the GatewayClass `istio-waypoint` from the root namespace: every waypoint.
-fn is_every_waypoint(
+/// A reference to the GatewayClass `class` from the root namespace: every Gateway of it.
+fn targets_class(
     context: &Context<'_>,
     namespace: &str,
     target: &PolicyTargetReference,
+    class: &str,
 ) -> bool {
     target.kind == "GatewayClass"
         && target.group.as_deref().unwrap_or(GATEWAY_GROUP) == GATEWAY_GROUP
-        && target.name == WAYPOINT_CLASS
+        && target.name == class
         && namespace == context.options.root_namespace
 }
 
@@ -162,7 +166,7 @@ fn attached(
 }
 
 /// The AuthorizationPolicies attached to `target`, sorted by key.
-pub(super) fn authorization_policies(
+pub(crate) fn authorization_policies(
     context: &Context<'_>,
     target: &Target<'_>,
     unit: &mut Unit,
@@ -291,7 +295,7 @@ fn fail_closed(object: &ObjectRef, action: WireAction) -> Authorization {
 }
 
 /// The RequestAuthentication rules attached to `target`, by source then rule order.
-pub(super) fn jwt_rules(
+pub(crate) fn jwt_rules(
     context: &Context<'_>,
     target: &Target<'_>,
     unit: &mut Unit,
@@ -400,10 +404,11 @@ fn unsupported(index: usize, rule: &ApiJwtRule) -> Vec<String> {
     out
 }
 
-/// The waypoints (names) a policy's targetRefs attach it to.
-pub(super) fn waypoints_of_policy(context: &Context<'_>, object: &ObjectRef) -> Vec<String> {
+/// The targetRefs of an AuthorizationPolicy or RequestAuthentication (none for another
+/// object, or one that no longer exists).
+fn policy_refs(context: &Context<'_>, object: &ObjectRef) -> Vec<PolicyTargetReference> {
     let namespace = object.namespace.as_deref().unwrap_or_default();
-    let refs: Vec<PolicyTargetReference> = match context
+    match context
         .snapshot
         .get(object.kind, Some(namespace), &object.name)
         .map(|l| &l.object)
@@ -418,20 +423,40 @@ pub(super) fn waypoints_of_policy(context: &Context<'_>, object: &ObjectRef) -> 
                 .cloned()
                 .collect()
         }
-        _ => return Vec::new(),
-    };
-    let index = context.waypoint_index();
-    let mut out = Vec::new();
-    if refs
+        _ => Vec::new(),
+    }
+}
+
+/// What a policy's targetRefs name at the Gateway level: Gateways (`<ns>/<name>`, in the
+/// policy's namespace) and the GatewayClasses it targets from the root namespace.
+pub(crate) fn gateways_of_policy(
+    context: &Context<'_>,
+    object: &ObjectRef,
+) -> (Vec<String>, Vec<String>) {
+    let namespace = object.namespace.as_deref().unwrap_or_default();
+    let refs = policy_refs(context, object);
+    let gateways = refs.iter().filter(|t| is_gateway_ref(t));
+    let gateways = gateways
+        .map(|t| format!("{namespace}/{}", t.name))
+        .collect();
+    let classes = refs
         .iter()
-        .any(|t| is_every_waypoint(context, namespace, t))
-    {
+        .filter(|t| targets_class(context, namespace, t, &t.name))
+        .map(|t| t.name.clone())
+        .collect();
+    (gateways, classes)
+}
+
+/// The waypoints (names) a policy's targetRefs attach it to.
+pub(super) fn waypoints_of_policy(context: &Context<'_>, object: &ObjectRef) -> Vec<String> {
+    let namespace = object.namespace.as_deref().unwrap_or_default();
+    let (gateways, classes) = gateways_of_policy(context, object);
+    if classes.iter().any(|c| c == WAYPOINT_CLASS) {
         return super::waypoint_names(context);
     }
-    for target in &refs {
-        if is_gateway_ref(target) {
-            out.push(format!("{namespace}/{}", target.name));
-        }
+    let index = context.waypoint_index();
+    let mut out = gateways;
+    for target in &policy_refs(context, object) {
         let keys = target_service_keys(context, namespace, target);
         out.extend(
             keys.iter()

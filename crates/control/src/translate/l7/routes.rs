@@ -3,6 +3,9 @@
 //! `networking.istio.io`), namespace defaulting to the route's, optional port. Each is
 //! converted by `weft_l7::from_api` with [`Resolver`] resolving its backendRefs; a route the
 //! converter rejects is left out with a warning naming the route and the field.
+//!
+//! Gateways use the same conversion ([`convert`]) and resolver for the routes attached to
+//! their listeners.
 
 use std::cell::RefCell;
 
@@ -37,7 +40,8 @@ pub(super) fn attach_routes(
             for service in services.iter_mut().filter(|s| keys.contains(&s.key)) {
                 unit.deps.push(Dep::Object(loaded.object.object_ref()));
                 let port = parent.port.and_then(|p| u16::try_from(p).ok());
-                if let Some(route) = convert(context, loaded, port, waypoint, unit) {
+                let parent = format!("waypoint {waypoint}");
+                if let Some(route) = convert(context, loaded, port, &parent, unit) {
                     service.routes.push(route);
                 }
             }
@@ -102,31 +106,28 @@ fn parent_keys(context: &Context<'_>, route: &LoadedObject, parent: &RouteRef<'_
     }
 }
 
-/// The wire route, or `None` with a warning when the converter rejects it.
-fn convert(
+/// The wire route of an HTTPRoute or GRPCRoute attached to `parent` (`waypoint ns/name`,
+/// `gateway ns/name`, for the warning), or `None` with a warning when the converter
+/// rejects it. Every Service its backends name is a dependency of `unit`.
+pub(crate) fn convert(
     context: &Context<'_>,
     loaded: &LoadedObject,
     port: Option<u16>,
-    waypoint: &str,
+    parent: &str,
     unit: &mut Unit,
 ) -> Option<Route> {
     let object = loaded.object.object_ref();
-    let resolver = Resolver {
-        context,
-        route: &object,
-        deps: RefCell::new(Vec::new()),
-    };
+    let resolver = Resolver::new(context, &object);
     let converted = match &loaded.object {
         Object::HttpRoute(route) => http_route(route, port, &resolver),
         Object::GrpcRoute(route) => grpc_route(route, port, &resolver),
         _ => return None,
     };
-    unit.deps.extend(resolver.deps.into_inner());
+    unit.deps.extend(resolver.into_deps());
     match converted {
         Ok(route) => Some(route),
         Err(error) => {
-            let message =
-                format!("not attached to waypoint {waypoint}: {error}; its requests get no route");
+            let message = format!("not attached to {parent}: {error}; its requests get no route");
             unit.warnings.push(Warning { object, message });
             None
         }
@@ -136,10 +137,26 @@ fn convert(
 /// Resolves a route's backendRefs to service keys: a Service in the route's namespace, or
 /// in another one that a ReferenceGrant opens to the route. Each Service it looks up is a
 /// dependency (so creating a missing one re-translates the waypoint).
-struct Resolver<'c, 'a> {
+pub(crate) struct Resolver<'c, 'a> {
     context: &'c Context<'a>,
     route: &'c ObjectRef,
     deps: RefCell<Vec<Dep>>,
+}
+
+impl<'c, 'a> Resolver<'c, 'a> {
+    /// A resolver for the backendRefs of `route`.
+    pub(crate) fn new(context: &'c Context<'a>, route: &'c ObjectRef) -> Self {
+        Resolver {
+            context,
+            route,
+            deps: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The Services it looked up (dependencies of the resource being translated).
+    pub(crate) fn into_deps(self) -> Vec<Dep> {
+        self.deps.into_inner()
+    }
 }
 
 impl BackendResolver for Resolver<'_, '_> {

@@ -1,0 +1,229 @@
+//! A Gateway listener in wire form: protocol, port, hostname, TLS mode and the serving
+//! certificates of a terminating listener.
+//!
+//! Certificates come from `certificateRefs` to Secrets (group `""`, kind `Secret`) of type
+//! `kubernetes.io/tls` with PEM `tls.crt` and `tls.key` (in `data`, or `stringData`), in
+//! the Gateway's namespace or in another one whose ReferenceGrant lets the Gateway's
+//! namespace use them. A reference that cannot be used is skipped with a warning; a
+//! terminating listener left with no certificate is left out (its port is not served
+//! rather than served without TLS).
+//!
+//! `weft.dev/auto-certificate: "true"` asks weft's CA for the listener's certificate
+//! instead: as a listener's `tls.options` entry (that listener), or as a Gateway
+//! annotation (every terminating listener without certificateRefs).
+
+use k8s_openapi::api::core::v1::Secret;
+use weft_api::gateway::{Gateway as ApiGateway, GatewayListeners};
+use weft_api::gateway_status::{
+    AUTO_CERTIFICATE, TLS_SECRET_TYPE, auto_certificate, secret_value, terminates_tls,
+};
+use weft_api::routes::{GrantFrom, GrantTo, reference_grant_allows};
+use weft_api::{Kind, Object, ObjectRef};
+use weft_proto::l7::{Certificate, Listener, listener};
+
+use super::super::Warning;
+use super::super::context::{Context, Dep, Unit};
+
+/// The wire listener of `spec` (routes are attached later), or `None` with a warning when
+/// it cannot be served.
+pub(super) fn listener(
+    context: &Context<'_>,
+    gateway_ref: &ObjectRef,
+    gateway: &ApiGateway,
+    spec: &GatewayListeners,
+    unit: &mut Unit,
+) -> Option<Listener> {
+    let mut warn = |message: String| {
+        let object = gateway_ref.clone();
+        unit.warnings.push(Warning { object, message });
+    };
+    let protocol = match spec.protocol.as_str() {
+        "HTTP" => listener::Protocol::Http,
+        "HTTPS" => listener::Protocol::Https,
+        "TLS" => listener::Protocol::Tls,
+        "TCP" => listener::Protocol::Tcp,
+        other => {
+            warn(format!(
+                "listener {}: protocol {other} is not served by weft's gateway; left out",
+                spec.name
+            ));
+            return None;
+        }
+    };
+    let Some(port) = u32::try_from(spec.port)
+        .ok()
+        .filter(|p| (1..=65535).contains(p))
+    else {
+        warn(format!(
+            "listener {}: port {} is not a port number; left out",
+            spec.name, spec.port
+        ));
+        return None;
+    };
+    let terminates = terminates_tls(spec);
+    let passthrough = matches!(protocol, listener::Protocol::Tls) && !terminates;
+    let mut wire = Listener {
+        name: spec.name.clone(),
+        port,
+        protocol: protocol.into(),
+        hostname: spec.hostname.clone().unwrap_or_default(),
+        tls_mode: if passthrough {
+            listener::TlsMode::Passthrough
+        } else {
+            listener::TlsMode::Terminate
+        }
+        .into(),
+        ..Listener::default()
+    };
+    if terminates {
+        serving_certificates(context, gateway_ref, gateway, spec, &mut wire, unit)?;
+    }
+    Some(wire)
+}
+
+/// Fills the certificates (or `auto_certificate`) of a terminating listener; `None` when
+/// it has neither.
+fn serving_certificates(
+    context: &Context<'_>,
+    gateway_ref: &ObjectRef,
+    gateway: &ApiGateway,
+    spec: &GatewayListeners,
+    wire: &mut Listener,
+    unit: &mut Unit,
+) -> Option<()> {
+    let tls = spec.tls.as_ref();
+    let refs: Vec<_> = tls
+        .iter()
+        .flat_map(|t| t.certificate_refs.iter().flatten())
+        .collect();
+    if auto_certificate(gateway, spec) {
+        if !refs.is_empty() {
+            unit.warnings.push(Warning {
+                object: gateway_ref.clone(),
+                message: format!(
+                    "listener {}: tls.options {AUTO_CERTIFICATE} is \"true\": its \
+                     certificateRefs are ignored, weft's CA issues the certificate",
+                    spec.name
+                ),
+            });
+        }
+        wire.auto_certificate = true;
+        return Some(());
+    }
+    for (index, reference) in refs.into_iter().enumerate() {
+        let at = format!("listener {}: tls.certificateRefs[{index}]", spec.name);
+        let namespace = reference.namespace.as_deref();
+        let target = CertificateRef {
+            group: reference.group.as_deref().unwrap_or_default(),
+            kind: reference.kind.as_deref().unwrap_or("Secret"),
+            namespace: namespace.unwrap_or(gateway_ref.namespace.as_deref().unwrap_or_default()),
+            name: &reference.name,
+        };
+        match certificate(context, gateway_ref, &target, unit) {
+            Ok(certificate) => wire.certificates.push(certificate),
+            Err(reason) => unit.warnings.push(Warning {
+                object: gateway_ref.clone(),
+                message: format!("{at}: {reason}; this certificate is not served"),
+            }),
+        }
+    }
+    if wire.certificates.is_empty() {
+        unit.warnings.push(Warning {
+            object: gateway_ref.clone(),
+            message: format!(
+                "listener {}: no usable serving certificate (certificateRefs, or tls.options \
+                 {AUTO_CERTIFICATE}: \"true\"); the listener is not served",
+                spec.name
+            ),
+        });
+        return None;
+    }
+    Some(())
+}
+
+/// A certificateRef with the spec's defaults filled in.
+struct CertificateRef<'a> {
+    group: &'a str,
+    kind: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+}
+
+/// The certificate and key of the Secret `target` names, or why it cannot be used.
+fn certificate(
+    context: &Context<'_>,
+    gateway_ref: &ObjectRef,
+    target: &CertificateRef<'_>,
+    unit: &mut Unit,
+) -> Result<Certificate, String> {
+    let what = format!("Secret {}/{}", target.namespace, target.name);
+    if !matches!(target.group, "" | "core") || target.kind != "Secret" {
+        return Err(format!(
+            "InvalidCertificateRef: {} {}/{} (group {:?}) is not a Secret",
+            target.kind, target.namespace, target.name, target.group
+        ));
+    }
+    let gateway_namespace = gateway_ref.namespace.as_deref().unwrap_or_default();
+    if target.namespace != gateway_namespace {
+        let from = GrantFrom {
+            kind: Kind::Gateway,
+            namespace: gateway_namespace,
+        };
+        let to = GrantTo {
+            namespace: target.namespace,
+            group: "",
+            kind: "Secret",
+            name: target.name,
+        };
+        if !reference_grant_allows(context.snapshot, &from, &to) {
+            return Err(format!(
+                "RefNotPermitted: {what} is in another namespace and no ReferenceGrant there \
+                 allows Gateways of {gateway_namespace} to use it"
+            ));
+        }
+    }
+    let object = ObjectRef {
+        kind: Kind::Secret,
+        namespace: Some(target.namespace.to_owned()),
+        name: target.name.to_owned(),
+    };
+    unit.deps.push(Dep::Object(object));
+    let found = context
+        .snapshot
+        .get(Kind::Secret, Some(target.namespace), target.name);
+    let Some(Object::Secret(secret)) = found.map(|l| &l.object) else {
+        return Err(format!("InvalidCertificateRef: {what} does not exist"));
+    };
+    let (cert_chain, private_key) =
+        tls_pair(secret).map_err(|reason| format!("InvalidCertificateRef: {what}: {reason}"))?;
+    Ok(Certificate {
+        source: format!("{}/{}", target.namespace, target.name),
+        cert_chain,
+        private_key,
+    })
+}
+
+/// `tls.crt` and `tls.key` of a `kubernetes.io/tls` Secret, as PEM text.
+fn tls_pair(secret: &Secret) -> Result<(String, String), String> {
+    let kind = secret.type_.as_deref().unwrap_or("Opaque");
+    if kind != TLS_SECRET_TYPE {
+        return Err(format!("type is {kind}, not {TLS_SECRET_TYPE}"));
+    }
+    let cert = pem_field(secret, "tls.crt", "CERTIFICATE")?;
+    let key = pem_field(secret, "tls.key", "PRIVATE KEY")?;
+    Ok((cert, key))
+}
+
+/// One PEM field of a Secret, checked to hold a block whose label ends with `label`.
+fn pem_field(secret: &Secret, field: &str, label: &str) -> Result<String, String> {
+    let bytes = secret_value(secret, field).ok_or_else(|| format!("{field} is missing"))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{field} is not PEM text"))?;
+    let end = format!("{label}-----");
+    let has_block = text
+        .lines()
+        .any(|line| line.starts_with("-----BEGIN ") && line.trim_end().ends_with(&end));
+    if !has_block {
+        return Err(format!("{field} holds no PEM {label} block"));
+    }
+    Ok(text)
+}
