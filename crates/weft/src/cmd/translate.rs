@@ -1,12 +1,13 @@
 //! `weft x translate`: prints the resources the proxies would receive for a config directory
-//! (or, with `--for waypoint NS/NAME`, what one waypoint receives), without starting anything.
+//! (or, with `--for waypoint NS/NAME` / `--for gateway NS/NAME`, what one waypoint or
+//! gateway receives), without starting anything. Private keys are shown as `<redacted>`.
 
 use anyhow::Context as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use weft_control::translate::render::{render_resources, render_selected, warning_lines};
-use weft_control::translate::{Output, ResourceKey, WAYPOINT};
+use weft_control::translate::{GATEWAY, Output, ResourceKey, ResourceType, WAYPOINT};
 
 /// Output format of `weft x translate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -18,8 +19,8 @@ pub enum Format {
 }
 
 /// Translate a config directory to the xDS resources weft serves (Address, Authorization,
-/// Waypoint) in the proto JSON mapping, grouped by type with name and version. Warnings go
-/// to stderr.
+/// Waypoint, Gateway, ...) in the proto JSON mapping, grouped by type with name and version.
+/// Gateway private keys are shown as `<redacted>`. Warnings go to stderr.
 #[derive(Debug, clap::Args)]
 pub struct TranslateArgs {
     /// Files or directories (read recursively: *.yaml, *.yml, *.json).
@@ -31,7 +32,8 @@ pub struct TranslateArgs {
     output: Format,
 
     /// Only what one proxy receives: `--for waypoint NS/NAME` prints that waypoint's
-    /// `weft.l7.v1.Waypoint` resource (and only its warnings).
+    /// `weft.l7.v1.Waypoint` resource, `--for gateway NS/NAME` that gateway's
+    /// `weft.l7.v1.Gateway` resource (and only its warnings).
     #[arg(long = "for", num_args = 2, value_names = ["KIND", "NS/NAME"])]
     for_proxy: Option<Vec<String>>,
 
@@ -88,15 +90,25 @@ fn selection(output: &Output, target: &[String]) -> Result<ResourceKey, String> 
     let [kind, name] = target else {
         return Err("--for takes a kind and a name, e.g. --for waypoint shop/waypoint".into());
     };
-    if kind != "waypoint" {
-        return Err(format!("--for {kind}: only `waypoint` is supported"));
-    }
-    let key = ResourceKey::waypoint(name.as_str());
+    let (resource_type, what): (&ResourceType, &str) = match kind.as_str() {
+        "waypoint" => (&WAYPOINT, "no Gateway of class istio-waypoint"),
+        "gateway" => (
+            &GATEWAY,
+            "no Gateway of a class weft runs (controller weft.dev/gateway or \
+             istio.io/gateway-controller)",
+        ),
+        other => {
+            return Err(format!(
+                "--for {other}: only `waypoint` and `gateway` are supported"
+            ));
+        }
+    };
+    let key = ResourceKey::new(resource_type.type_url, name.as_str());
     if output.get(&key).is_some() {
         return Ok(key);
     }
     let known: Vec<&str> = output
-        .of_type(WAYPOINT.type_url)
+        .of_type(resource_type.type_url)
         .keys()
         .map(String::as_str)
         .collect();
@@ -106,7 +118,6 @@ fn selection(output: &Output, target: &[String]) -> Result<ResourceKey, String> 
         known.join(", ")
     };
     Err(format!(
-        "no waypoint {name}: no Gateway of class istio-waypoint has that <namespace>/<name> \
-         (waypoints in this config: {known})"
+        "no {kind} {name}: {what} has that <namespace>/<name> ({kind}s in this config: {known})"
     ))
 }
