@@ -95,6 +95,37 @@ const BROKEN: &[(&str, Code, usize)] = &[
         2,
     ),
     ("waypoint-not-found.yaml", Code::WaypointNotFound, 2),
+    // Gateway API status reasons, on the listener or parentRef/backendRef concerned.
+    (
+        "route-parent-not-allowed.yaml",
+        Code::RouteParentNotAllowed,
+        9,
+    ),
+    (
+        "route-no-matching-hostname.yaml",
+        Code::RouteNoMatchingHostname,
+        9,
+    ),
+    (
+        "route-backend-invalid-kind.yaml",
+        Code::RouteBackendInvalidKind,
+        12,
+    ),
+    (
+        "gateway-listener-not-accepted.yaml",
+        Code::GatewayListenerNotAccepted,
+        13,
+    ),
+    (
+        "gateway-listener-conflicted.yaml",
+        Code::GatewayListenerConflicted,
+        13,
+    ),
+    (
+        "gateway-listener-refs-not-resolved.yaml",
+        Code::GatewayListenerRefsNotResolved,
+        10,
+    ),
 ];
 
 #[test]

@@ -3,6 +3,7 @@
 //! and waypoint labels. Single-object checks live in [`crate::validate`].
 
 mod enforcement;
+mod gateways;
 mod policy;
 mod routes;
 
@@ -53,6 +54,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Finding> {
     policy::check_peer_authentications(&context, &mut findings);
     enforcement::report_enforcement(&context, &mut findings);
     routes::check_routes(&context, &mut findings);
+    gateways::check_gateway_status(&context, &mut findings);
     check_service_selectors(&context, &mut findings);
     check_waypoint_labels(&context, &mut findings);
     findings

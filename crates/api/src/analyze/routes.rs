@@ -1,16 +1,18 @@
 //! Route analysis: every parentRef and backendRef must name something that exists, be
-//! allowed to attach, and cross namespaces only where a ReferenceGrant permits it.
+//! allowed to attach, and cross namespaces only where a ReferenceGrant permits it. Parents
+//! that are Gateways weft runs (or missing Gateways) are judged by the route status
+//! ([`crate::gateway_status`], reported by `super::gateways`); backendRefs by
+//! [`resolve_backend`], the rule behind the status's `ResolvedRefs`.
 
 use super::Context;
 use crate::finding::{Code, Finding};
 use crate::gateway::GatewayListeners;
+use crate::gateway_status::backends::{BackendReason, ISTIO_NETWORKING_GROUP, resolve_backend};
+use crate::gateway_status::gateway_controller;
+use crate::gateway_status::listeners::namespace_allowed;
 use crate::object::{Kind, LoadedObject, Object};
-use crate::routes::{
-    GATEWAY_GROUP, GrantFrom, GrantTo, RouteRef, RouteView, reference_grant_allows, route_view,
-};
+use crate::routes::{GATEWAY_GROUP, RouteRef, RouteView, route_view};
 use crate::suggest::{Segment, display_path};
-
-const ISTIO_NETWORKING_GROUP: &str = "networking.istio.io";
 
 pub(super) fn check_routes(context: &Context<'_>, findings: &mut Vec<Finding>) {
     for loaded in context.snapshot.objects() {
@@ -116,6 +118,9 @@ fn check_parents(
     }
 }
 
+/// A parent Gateway weft does not run as a gateway (a waypoint, another controller's
+/// class): it must have the listener named and allow the route's namespace. Gateways weft
+/// runs, and missing ones, are judged by the route status instead.
 fn check_gateway_parent(
     context: &Context<'_>,
     loaded: &LoadedObject,
@@ -130,16 +135,11 @@ fn check_gateway_parent(
         .get(Kind::Gateway, Some(parent_namespace), parent.name)
         .map(|o| &o.object)
     else {
-        report(
-            Code::RouteParentNotFound,
-            &parent.path,
-            format!(
-                "{at}: Gateway {parent_namespace}/{} does not exist",
-                parent.name
-            ),
-        );
         return;
     };
+    if gateway_controller(context.snapshot, &gateway.spec.gateway_class_name).is_some() {
+        return;
+    }
     let listeners: Vec<&GatewayListeners> = gateway
         .spec
         .listeners
@@ -164,10 +164,9 @@ fn check_gateway_parent(
         );
         return;
     }
-    let namespace_labels = context.snapshot.namespace_labels(namespace);
     if !listeners
         .iter()
-        .any(|l| listener_allows(l, parent_namespace, namespace, &namespace_labels))
+        .any(|l| namespace_allowed(context.snapshot, l, parent_namespace, namespace))
     {
         let message = format!(
             "{at}: no listener of Gateway {parent_namespace}/{} allows routes from namespace {namespace} \
@@ -178,149 +177,28 @@ fn check_gateway_parent(
     }
 }
 
-fn listener_allows(
-    listener: &GatewayListeners,
-    gateway_namespace: &str,
-    route_namespace: &str,
-    route_namespace_labels: &std::collections::BTreeMap<String, String>,
-) -> bool {
-    use gateway_api::gateways::GatewayListenersAllowedRoutesNamespacesFrom as From;
-    let namespaces = listener
-        .allowed_routes
-        .as_ref()
-        .and_then(|a| a.namespaces.as_ref());
-    match namespaces.and_then(|n| n.from.as_ref()) {
-        Some(From::All) => true,
-        Some(From::Selector) => {
-            namespaces
-                .and_then(|n| n.selector.as_ref())
-                .is_some_and(|selector| {
-                    let match_labels = selector.match_labels.clone().unwrap_or_default();
-                    selector
-                        .match_expressions
-                        .as_ref()
-                        .is_none_or(Vec::is_empty)
-                        && crate::selector::labels_match(&match_labels, route_namespace_labels)
-                })
-        }
-        Some(From::Same) | None => gateway_namespace == route_namespace,
-    }
-}
-
 fn check_backends(
     context: &Context<'_>,
     loaded: &LoadedObject,
     view: &RouteView<'_>,
     report: &mut impl FnMut(Code, &[Segment], String),
 ) {
-    let namespace = route_namespace(loaded);
+    let route = loaded.object.object_ref();
     for backend in &view.backends {
-        let backend_namespace = backend.namespace.unwrap_or(namespace);
-        let at = display_path(&backend.path);
-        let (group, kind) = (
-            backend.group.unwrap_or(""),
-            backend.kind.unwrap_or("Service"),
-        );
-        let exists = match (group, kind) {
-            ("" | "core", "Service") => {
-                service_has_port(context, backend_namespace, backend, &at, report)
-            }
-            (ISTIO_NETWORKING_GROUP, "ServiceEntry") => {
-                context
-                    .snapshot
-                    .contains(Kind::ServiceEntry, Some(backend_namespace), backend.name)
-            }
-            (ISTIO_NETWORKING_GROUP, "Hostname") => true,
-            _ => {
-                report(
-                    Code::RouteBackendNotFound,
-                    &backend.path,
-                    format!("{at}: backend kind {kind} ({group}) is not supported"),
-                );
-                continue;
-            }
+        let Err(error) = resolve_backend(context.snapshot, &route, backend) else {
+            continue;
         };
-        if !exists {
-            report(
-                Code::RouteBackendNotFound,
-                &backend.path,
-                format!(
-                    "{at}: {kind} {backend_namespace}/{} does not exist",
-                    backend.name
-                ),
-            );
-        } else if backend_namespace != namespace
-            && !grant_allows(
-                context,
-                &loaded.object,
-                backend_namespace,
-                group,
-                kind,
-                backend.name,
-            )
-        {
-            let message = format!(
-                "{at}: {kind} {backend_namespace}/{} is in another namespace and no ReferenceGrant in {backend_namespace} \
-                 allows {} from namespace {namespace} to refer to it; the reference is refused",
-                backend.name,
-                loaded.object.kind()
-            );
-            report(Code::RouteCrossNamespaceNoGrant, &backend.path, message);
-        }
-    }
-}
-
-/// Whether the Service exists; reports a missing port separately (and still returns true).
-fn service_has_port(
-    context: &Context<'_>,
-    namespace: &str,
-    backend: &RouteRef<'_>,
-    at: &str,
-    report: &mut impl FnMut(Code, &[Segment], String),
-) -> bool {
-    let Some(Object::Service(service)) = context
-        .snapshot
-        .get(Kind::Service, Some(namespace), backend.name)
-        .map(|o| &o.object)
-    else {
-        return false;
-    };
-    let ports: Vec<i32> = service
-        .spec
-        .iter()
-        .flat_map(|s| s.ports.iter().flatten())
-        .map(|p| p.port)
-        .collect();
-    if let Some(port) = backend.port.filter(|p| !ports.contains(p)) {
-        let listed: Vec<String> = ports.iter().map(ToString::to_string).collect();
+        let code = match error.reason {
+            BackendReason::InvalidKind => Code::RouteBackendInvalidKind,
+            BackendReason::RefNotPermitted => Code::RouteCrossNamespaceNoGrant,
+            BackendReason::BackendNotFound => Code::RouteBackendNotFound,
+        };
+        let at = display_path(&backend.path);
         let message = format!(
-            "{at}: Service {namespace}/{} has no port {port} (ports: {})",
-            backend.name,
-            listed.join(", ")
+            "{at}: {} (ResolvedRefs: {}); requests routed to it fail with 500",
+            error.message,
+            error.reason.as_str()
         );
-        report(Code::RouteBackendNotFound, &backend.path, message);
+        report(code, &backend.path, message);
     }
-    true
-}
-
-/// Whether a ReferenceGrant in `target_namespace` lets `route` refer to `group/kind name`.
-fn grant_allows(
-    context: &Context<'_>,
-    route: &Object,
-    target_namespace: &str,
-    group: &str,
-    kind: &str,
-    name: &str,
-) -> bool {
-    let from = GrantFrom {
-        kind: route.kind(),
-        namespace: route.namespace().unwrap_or_default(),
-    };
-    let to = GrantTo {
-        namespace: target_namespace,
-        group,
-        kind,
-        name,
-    };
-    reference_grant_allows(context.snapshot, &from, &to)
 }

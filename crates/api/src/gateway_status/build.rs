@@ -213,8 +213,6 @@ fn listener_status(
         supported_kinds,
         attached_routes: i32::try_from(attached_routes).unwrap_or(i32::MAX),
         conditions: vec![accepted, programmed, resolved, conflicted],
-        port: eval.listener.port,
-        protocol: eval.listener.protocol.clone(),
     }
 }
 

@@ -109,12 +109,6 @@ pub struct ListenerStatus {
     pub attached_routes: i32,
     /// `Accepted`, `Programmed`, `ResolvedRefs`, `Conflicted`.
     pub conditions: Vec<Condition>,
-    /// Port (not in the Kubernetes status; weft shows it in `weft status --gateways`).
-    #[serde(default, skip_serializing)]
-    pub port: i32,
-    /// Protocol (likewise weft's own).
-    #[serde(default, skip_serializing)]
-    pub protocol: String,
 }
 
 /// `status` of a Gateway.
@@ -206,7 +200,33 @@ pub struct StatusMetadata {
     pub generation: i64,
 }
 
-/// One object's computed status: `{apiVersion, kind, metadata, status}`.
+/// The part of a Gateway's spec its status is about, echoed so the status reads on its
+/// own (`weft status --gateways` shows class, ports and protocols).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpecEcho {
+    /// `spec.gatewayClassName`.
+    pub gateway_class_name: String,
+    /// Name, port, protocol and hostname of each listener.
+    pub listeners: Vec<ListenerEcho>,
+}
+
+/// A listener's name, port, protocol and hostname.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEcho {
+    /// Name.
+    pub name: String,
+    /// Port.
+    pub port: i32,
+    /// Protocol.
+    pub protocol: String,
+    /// Hostname, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+/// One object's computed status: `{apiVersion, kind, metadata, status}` (Gateways also
+/// echo part of their `spec`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectStatus {
@@ -216,6 +236,9 @@ pub struct ObjectStatus {
     pub kind: String,
     /// Name, namespace, generation.
     pub metadata: StatusMetadata,
+    /// Gateways only: class and listeners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<GatewaySpecEcho>,
     /// The computed status.
     pub status: Status,
 }
@@ -230,6 +253,7 @@ impl ObjectStatus {
                 namespace: loaded.object.namespace().map(str::to_owned),
                 generation: Stamp::of(loaded).generation,
             },
+            spec: spec_echo(&loaded.object),
             status,
         }
     }
@@ -258,4 +282,25 @@ fn api_version(object: &Object) -> String {
         _ => return String::new(),
     };
     written.clone()
+}
+
+fn spec_echo(object: &Object) -> Option<GatewaySpecEcho> {
+    let Object::Gateway(gateway) = object else {
+        return None;
+    };
+    let listeners = gateway
+        .spec
+        .listeners
+        .iter()
+        .map(|l| ListenerEcho {
+            name: l.name.clone(),
+            port: l.port,
+            protocol: l.protocol.clone(),
+            hostname: l.hostname.clone(),
+        })
+        .collect();
+    Some(GatewaySpecEcho {
+        gateway_class_name: gateway.spec.gateway_class_name.clone(),
+        listeners,
+    })
 }

@@ -16,16 +16,16 @@ mod build;
 mod certificates;
 mod conditions;
 pub mod hostnames;
-mod listeners;
+pub(crate) mod listeners;
 mod parents;
 #[cfg(test)]
 mod tests;
 
 pub use certificates::{TLS_SECRET_TYPE, secret_value};
 pub use conditions::{
-    Condition, EPOCH, GatewayClassStatus, GatewayStatus, GatewayStatusAddress, ListenerStatus,
-    ObjectStatus, ParentReference, RouteGroupKind, RouteParentStatus, RouteStatus, Status,
-    StatusMetadata,
+    Condition, EPOCH, GatewayClassStatus, GatewaySpecEcho, GatewayStatus, GatewayStatusAddress,
+    ListenerEcho, ListenerStatus, ObjectStatus, ParentReference, RouteGroupKind, RouteParentStatus,
+    RouteStatus, Status, StatusMetadata,
 };
 pub use listeners::{auto_certificate, terminates_tls};
 pub use parents::ROUTE_KINDS;
