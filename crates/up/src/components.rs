@@ -1,5 +1,6 @@
 //! The mesh's own processes: `weft control` in the underlay namespace, one `weft node`
-//! per node namespace, and the runtime flags of each waypoint pod's `weft waypoint run`.
+//! per node namespace, and the runtime flags of each waypoint pod's `weft waypoint run` and
+//! each gateway pod's `weft gateway`.
 //! Their command lines are built only here, so adapting to flag changes of those subcommands
 //! touches one file.
 
@@ -117,6 +118,37 @@ pub fn waypoint_args(
     pod_ip: Ipv4Addr,
     help: &str,
 ) -> Vec<String> {
+    let on_pod = |port: u16| SocketAddr::new(IpAddr::V4(pod_ip), port).to_string();
+    let listeners = [("--hbone-addr", on_pod(WAYPOINT_HBONE_PORT))];
+    pod_proxy_args(layout, node, control_ip, pod_ip, help, listeners)
+}
+
+/// Where a gateway's pod finds the control plane and what it listens on: what `weft up`
+/// adds to the pod's `weft gateway --gateway NS/NAME --service-account SA` (as for a
+/// waypoint, with the Gateway's listener ports bound on the pod's address).
+#[must_use]
+pub fn gateway_args(
+    layout: &Layout,
+    node: &str,
+    control_ip: Ipv4Addr,
+    pod_ip: Ipv4Addr,
+    help: &str,
+) -> Vec<String> {
+    let listeners = [("--listen-ip", pod_ip.to_string())];
+    pod_proxy_args(layout, node, control_ip, pod_ip, help, listeners)
+}
+
+/// The runtime flags of a waypoint's or gateway's container: the control plane, the node's
+/// token, the CA root, `listeners`, and metrics/readiness/admin on the pod's address; each
+/// only when `help` lists it (`--control` always).
+fn pod_proxy_args<const N: usize>(
+    layout: &Layout,
+    node: &str,
+    control_ip: Ipv4Addr,
+    pod_ip: Ipv4Addr,
+    help: &str,
+    listeners: [(&str, String); N],
+) -> Vec<String> {
     let control = SocketAddr::new(IpAddr::V4(control_ip), CONTROL_SECURE_PORT).to_string();
     let on_pod = |port: u16| SocketAddr::new(IpAddr::V4(pod_ip), port).to_string();
     let ca_flag = if help.contains("--ca-root") {
@@ -124,11 +156,12 @@ pub fn waypoint_args(
     } else {
         "--ca-cert"
     };
-    let wanted = [
+    let common = [
         ("--control", control),
         ("--token-file", path_arg(&layout.node_token(node))),
         (ca_flag, path_arg(&layout.ca_root())),
-        ("--hbone-addr", on_pod(WAYPOINT_HBONE_PORT)),
+    ];
+    let telemetry = [
         ("--metrics-addr", on_pod(WAYPOINT_METRICS_PORT)),
         ("--readiness-addr", on_pod(WAYPOINT_READINESS_PORT)),
         ("--admin-addr", on_pod(NODE_ADMIN_PORT)),
@@ -137,20 +170,36 @@ pub fn waypoint_args(
         ("--access-log-format", "json".to_owned()),
     ];
     let mut argv = Vec::new();
-    for (flag, value) in wanted {
-        let listed = help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}="));
-        if listed || flag == "--control" {
+    for (flag, value) in common.into_iter().chain(listeners).chain(telemetry) {
+        if flag == "--control" || lists_flag(help, flag) {
             argv.extend([flag.to_owned(), value]);
         }
     }
     argv
 }
 
+/// Whether a `--help` text lists `flag` (followed by its value).
+#[must_use]
+pub fn lists_flag(help: &str, flag: &str) -> bool {
+    help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}="))
+}
+
 /// `weft waypoint run --help` of `weft` (empty when it has no such command).
 #[must_use]
 pub fn waypoint_help(weft: &Path) -> String {
+    help_of(weft, &["waypoint", "run"])
+}
+
+/// `weft gateway --help` of `weft` (empty when it has no such command).
+#[must_use]
+pub fn gateway_help(weft: &Path) -> String {
+    help_of(weft, &["gateway"])
+}
+
+fn help_of(weft: &Path, command: &[&str]) -> String {
     std::process::Command::new(weft)
-        .args(["waypoint", "run", "--help"])
+        .args(command)
+        .arg("--help")
         .output()
         .ok()
         .filter(|out| out.status.success())
@@ -237,6 +286,26 @@ mod tests {
         assert_eq!(args, expected);
         let args = waypoint_args(&layout, "node-a", control, pod, "--ca-root <F>");
         assert!(args.contains(&"--ca-root".to_owned()), "{args:?}");
+    }
+
+    #[test]
+    fn gateway_args_listen_on_the_pod_address() {
+        let layout = Layout::new(Path::new("/s"), "t");
+        let (control, pod) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 244, 1, 5));
+        let help = "  --control <ADDR>\n  --ca-root <FILE>\n  --listen-ip <IP>\n  \
+                    --readiness-addr <ADDR>\n  --hbone-addr <ADDR>\n";
+        let args = gateway_args(&layout, "node-a", control, pod, help);
+        let expected = [
+            "--control",
+            "10.0.0.1:15012",
+            "--ca-root",
+            &path_arg(&layout.ca_root()),
+            "--listen-ip",
+            "10.244.1.5",
+            "--readiness-addr",
+            "10.244.1.5:15021",
+        ];
+        assert_eq!(args, expected);
     }
 
     #[test]

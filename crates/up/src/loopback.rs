@@ -472,8 +472,8 @@ mod tests {
         let plan = config
             .plan(&bundled_snapshot(), &TranslateOptions::default())
             .unwrap();
-        // 10 workload pods and the waypoint's
-        assert_eq!(plan.pods.len(), 11, "{:?}", plan.skipped);
+        // 10 workload pods, the waypoint's and the shop gateway's
+        assert_eq!(plan.pods.len(), 12, "{:?}", plan.skipped);
         for pod in plan.pods.values() {
             let index = plan.nodes.iter().position(|n| n.name == pod.node).unwrap();
             let [a, b, c, _] = pod.ip.octets();

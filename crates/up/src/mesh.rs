@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use weft_netns::{ClusterSpec, LocalCluster, NETNS_ETC_DIR, NetNs};
 
+mod gateways;
 mod waypoints;
 
 /// How long stopped processes get before SIGKILL.
@@ -78,8 +79,12 @@ pub struct Mesh {
     features: NodeFeatures,
     /// `weft waypoint run --help`: which flags waypoint pods are given.
     waypoint_help: String,
-    /// Waypoint pods (`namespace/name`) that reported ready since they started.
+    /// `weft gateway --help`: which flags gateway pods are given (empty: no such command).
+    gateway_help: String,
+    /// Waypoint and gateway pods (`namespace/name`) that reported ready since they started.
     ready_waypoints: BTreeSet<String>,
+    /// Gateway pods whose address the machine's root namespace routes to this mesh.
+    host_routed: BTreeSet<String>,
 }
 
 impl Mesh {
@@ -131,7 +136,9 @@ impl Mesh {
             links: BTreeMap::new(),
             features,
             waypoint_help: components::waypoint_help(&settings.weft),
+            gateway_help: components::gateway_help(&settings.weft),
             ready_waypoints: BTreeSet::new(),
+            host_routed: BTreeSet::new(),
             settings,
         }
     }
@@ -402,6 +409,7 @@ impl Mesh {
     }
 
     fn add_pod(&mut self, pod: &PodPlan, plan: &MeshPlan) -> Result<(), UpError> {
+        self.check_gateway(pod)?;
         let (netns, extra_env) = match &mut self.network {
             Network::Namespaces(cluster) => {
                 let netns = create_pod_netns(cluster, pod, plan, &self.settings.domain_suffix)?;
@@ -414,6 +422,9 @@ impl Mesh {
             let mut argv = self.resolve_program(&container.argv);
             if pod.waypoint.is_some() {
                 argv.extend(self.waypoint_args(pod));
+            }
+            if pod.gateway.is_some() {
+                argv.extend(self.gateway_args(pod));
             }
             if netns.is_none() {
                 argv = loopback::bind_echo(argv, pod.ip);
@@ -435,6 +446,7 @@ impl Mesh {
             }
         }
         self.pods.insert(pod.key(), processes);
+        self.expose_gateway(pod);
         if let Some(record) = self.exec_record(pod) {
             exec::record(&self.settings.layout, &pod.namespace, &pod.name, &record);
         }
@@ -444,6 +456,7 @@ impl Mesh {
     fn remove_pod(&mut self, pod: &PodPlan) {
         exec::forget(&self.settings.layout, &pod.namespace, &pod.name);
         self.ready_waypoints.remove(&pod.key());
+        self.unexpose_gateway(pod);
         if let Some(mut processes) = self.pods.remove(&pod.key()) {
             self.stop(&mut processes);
         }

@@ -78,6 +78,35 @@ pub struct PodPlan {
     /// The waypoint Gateway (`namespace/name`) this pod runs, for a waypoint's pod: its
     /// container is `weft waypoint run`, to which `weft up` adds where the control plane is.
     pub waypoint: Option<String>,
+    /// The Gateway this pod runs, for an ingress/egress gateway's pod: its container is
+    /// `weft gateway`, to which `weft up` adds where the control plane is and the address
+    /// to listen on.
+    pub gateway: Option<GatewayPlan>,
+}
+
+/// What a gateway's pod serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayPlan {
+    /// The Gateway, `namespace/name`.
+    pub name: String,
+    /// Its listeners' `(protocol, port)`, each port once, in listener order.
+    pub listeners: Vec<(String, u16)>,
+}
+
+impl GatewayPlan {
+    /// Where each listener is reached at `ip`: `http://IP:80/`, `https://IP:443/`, and
+    /// `tls://IP:PORT` or `tcp://IP:PORT` for the others.
+    #[must_use]
+    pub fn urls(&self, ip: Ipv4Addr) -> Vec<String> {
+        (self.listeners.iter())
+            .map(
+                |(protocol, port)| match protocol.to_ascii_lowercase().as_str() {
+                    scheme @ ("http" | "https") => format!("{scheme}://{ip}:{port}/"),
+                    scheme => format!("{scheme}://{ip}:{port}"),
+                },
+            )
+            .collect()
+    }
 }
 
 impl PodPlan {
@@ -153,7 +182,7 @@ impl MeshPlan {
             ..MeshPlan::default()
         };
         for pod in weft_api::expand_pods(snapshot) {
-            match plan_pod(&pod, &workloads, options) {
+            match plan_pod(snapshot, &pod, &workloads, options) {
                 Ok(planned) => {
                     plan.pods.insert(planned.key(), planned);
                 }
@@ -241,6 +270,7 @@ fn plan_nodes(snapshot: &ConfigSnapshot) -> Result<Vec<NodePlan>, PlanError> {
 }
 
 fn plan_pod(
+    snapshot: &ConfigSnapshot,
     pod: &ExpandedPod,
     workloads: &BTreeMap<&str, &Workload>,
     options: &TranslateOptions,
@@ -257,8 +287,10 @@ fn plan_pod(
     let workload = workloads.get(uid.as_str());
     let enrolled = workload.is_some_and(|w| w.tunnel_protocol == TunnelProtocol::Hbone as i32);
     let waypoint = weft_api::expand::waypoint::waypoint_of(pod);
+    let gateway =
+        weft_api::expand::gateway::gateway_of(pod).map(|name| plan_gateway(snapshot, name));
     let identity = workload
-        .filter(|_| enrolled || waypoint.is_some())
+        .filter(|_| enrolled || waypoint.is_some() || gateway.is_some())
         .map(|w| {
             format!(
                 "spiffe://{}/ns/{}/sa/{}",
@@ -282,7 +314,21 @@ fn plan_pod(
         identity,
         containers,
         waypoint,
+        gateway,
     })
+}
+
+/// The listeners of Gateway `name` (`namespace/name`) in `snapshot`.
+fn plan_gateway(snapshot: &ConfigSnapshot, name: String) -> GatewayPlan {
+    let (namespace, gateway) = name.split_once('/').unwrap_or_default();
+    let object = snapshot.get(weft_api::Kind::Gateway, Some(namespace), gateway);
+    let listeners = match object.map(|o| &o.object) {
+        Some(weft_api::Object::Gateway(gateway)) => {
+            weft_api::expand::gateway::listener_ports(gateway)
+        }
+        _ => Vec::new(),
+    };
+    GatewayPlan { name, listeners }
 }
 
 /// The container's own `command` + `args`; a container with no `command` (an image we cannot
@@ -390,7 +436,12 @@ mod tests {
             "shop/{}",
             weft_api::expand::waypoint::waypoint_pod_name("shop", "waypoint")
         );
+        let gateway = format!(
+            "shop/{}",
+            weft_api::expand::gateway::gateway_pod_name("shop", "shop-gateway", "weft")
+        );
         let mut expected = vec![
+            &gateway,
             "frontend/reports-0",
             "frontend/web-0",
             "frontend/web-1",
@@ -426,6 +477,32 @@ mod tests {
             rule.map(|r| r.endpoints.clone()),
             Some(vec![SocketAddrV4::new(pod.ip, 15008)]),
             "the waypoint's Service reaches its pod on 15008"
+        );
+        // The shop gateway's pod: not captured, its own identity, its listener.
+        let pod = &plan.pods[&gateway];
+        assert!(pod.waypoint.is_none() && !pod.enrolled);
+        let planned = pod.gateway.as_ref().expect("a gateway pod");
+        assert_eq!(planned.name, "shop/shop-gateway");
+        assert_eq!(planned.listeners, [("HTTP".to_owned(), 80)]);
+        assert_eq!(
+            planned.urls(pod.ip),
+            [format!("http://{}:80/", pod.ip)],
+            "where the shell reaches it"
+        );
+        assert_eq!(
+            pod.identity.as_deref(),
+            Some("spiffe://cluster.local/ns/shop/sa/shop-gateway-weft")
+        );
+        assert_eq!(
+            pod.containers[0].argv,
+            [
+                "weft",
+                "gateway",
+                "--gateway",
+                "shop/shop-gateway",
+                "--service-account",
+                "shop-gateway-weft"
+            ]
         );
         let web = &plan.pods["frontend/web-0"];
         assert!(web.enrolled);

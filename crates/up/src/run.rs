@@ -280,6 +280,9 @@ async fn serve(
 ) -> Result<UpOutcome, UpError> {
     let mut outcome = UpOutcome::default();
     print!("\n{}", table::pod_table(mesh.plan()));
+    for line in mesh.gateway_lines() {
+        println!("{line}");
+    }
     if !mesh.captures_pods() && !mesh.is_explicit() {
         println!(
             "\nnote: this weft node has no --pod-socket: pods are not captured in-pod yet, so \
@@ -341,11 +344,17 @@ fn apply_edit(
     }
     match planner.plan(store, &config.translate) {
         Ok(plan) => {
+            let gateways_before = mesh.gateway_lines();
             for line in mesh.apply(plan) {
                 println!("{line}");
             }
             for line in mesh.wait_waypoints_ready(cancel) {
                 println!("{line}");
+            }
+            for line in mesh.gateway_lines() {
+                if !gateways_before.contains(&line) {
+                    println!("{line}");
+                }
             }
         }
         Err(e) => println!("config edit not applied: {e}"),

@@ -3,7 +3,8 @@
 use crate::plan::MeshPlan;
 
 /// `NODE POD IP ENROLLED IDENTITY`, one row per pod, sorted by node then pod; a waypoint's
-/// pod says `waypoint` (it is not captured: it terminates HBONE itself).
+/// pod says `waypoint` (it is not captured: it terminates HBONE itself), a gateway's pod
+/// `gateway` (not captured: clients outside the mesh reach it at its address).
 #[must_use]
 pub fn pod_table(plan: &MeshPlan) -> String {
     let mut rows: Vec<[String; 5]> = plan
@@ -14,10 +15,11 @@ pub fn pod_table(plan: &MeshPlan) -> String {
                 p.node.clone(),
                 p.key(),
                 p.ip.to_string(),
-                match (&p.waypoint, p.enrolled) {
-                    (Some(_), _) => "waypoint",
-                    (None, true) => "yes",
-                    (None, false) => "no",
+                match (&p.waypoint, &p.gateway, p.enrolled) {
+                    (Some(_), _, _) => "waypoint",
+                    (None, Some(_), _) => "gateway",
+                    (None, None, true) => "yes",
+                    (None, None, false) => "no",
                 }
                 .to_owned(),
                 p.identity.clone().unwrap_or_else(|| "-".to_owned()),
@@ -67,6 +69,7 @@ mod tests {
             identity: identity.map(str::to_owned),
             containers: Vec::new(),
             waypoint: None,
+            gateway: None,
         };
         let mut plan = MeshPlan::default();
         for p in [
@@ -87,6 +90,18 @@ mod tests {
                     Some("spiffe://cluster.local/ns/shop/sa/wp"),
                 )
             },
+            PodPlan {
+                gateway: Some(crate::plan::GatewayPlan {
+                    name: "shop/gw".into(),
+                    listeners: vec![("HTTP".into(), 80)],
+                }),
+                ..pod(
+                    "shop",
+                    "gw-weft-1",
+                    "node-b",
+                    Some("spiffe://cluster.local/ns/shop/sa/gw-weft"),
+                )
+            },
         ] {
             plan.pods.insert(p.key(), p);
         }
@@ -97,6 +112,7 @@ NODE    POD              IP          ENROLLED  IDENTITY
 node-a  legacy/client-0  10.244.1.7  no        -
 node-a  shop/wp-1        10.244.1.7  waypoint  spiffe://cluster.local/ns/shop/sa/wp
 node-b  shop/catalog-0   10.244.1.7  yes       spiffe://cluster.local/ns/shop/sa/catalog
+node-b  shop/gw-weft-1   10.244.1.7  gateway   spiffe://cluster.local/ns/shop/sa/gw-weft
 "
         );
     }

@@ -1,6 +1,6 @@
 //! Waypoint pods of a running mesh: what their `weft waypoint run` is told besides its
 //! Gateway (where the control plane is, listeners on the pod's address), and waiting for
-//! them to report ready (certificate and first configuration received).
+//! them and gateway pods to report ready (certificate and first configuration received).
 
 use super::{Mesh, Network};
 use crate::components;
@@ -22,12 +22,13 @@ impl Mesh {
         )
     }
 
-    /// Waits until every running waypoint pod that has not reported ready yet does
+    /// Waits until every running waypoint or gateway pod that has not reported ready yet does
     /// (`/healthz/ready` on its metrics port), up to the ready timeout or until `cancel` is
     /// set; returns one line per waypoint (or what is not ready).
     pub fn wait_waypoints_ready(&mut self, cancel: &AtomicBool) -> Vec<String> {
         let pending: Vec<(String, Probe)> = (self.plan.pods.values())
             .filter(|pod| !self.ready_waypoints.contains(&pod.key()))
+            .filter(|pod| self.pods.contains_key(&pod.key()))
             .filter_map(|pod| Some((pod.key(), self.readiness_probe(pod)?)))
             .collect();
         if pending.is_empty() {
@@ -49,22 +50,32 @@ impl Mesh {
                 })
                 .collect(),
             Err(reason) => vec![format!(
-                "waypoints: {reason} (logs: weft logs NAMESPACE/POD)"
+                "waypoints and gateways: {reason} (logs: weft logs NAMESPACE/POD)"
             )],
         }
     }
 
-    /// A waypoint pod's readiness endpoint, asked from inside its namespace.
+    /// A waypoint's or gateway's readiness endpoint, asked from inside its namespace.
     fn readiness_probe(&self, pod: &PodPlan) -> Option<Probe> {
-        let gateway = pod.waypoint.as_ref()?;
+        let (what, port) = match (&pod.waypoint, &pod.gateway) {
+            (Some(waypoint), _) => (
+                format!("waypoint {waypoint}"),
+                components::WAYPOINT_METRICS_PORT,
+            ),
+            (None, Some(gateway)) => (
+                format!("gateway {}", gateway.name),
+                self.gateway_ready_port(),
+            ),
+            (None, None) => return None,
+        };
         let netns = match &self.network {
             Network::Namespaces(cluster) => Some(cluster.pod(&pod.cluster_name())?.netns.path()),
             Network::Loopback(_) => None,
         };
         Some(Probe {
-            what: format!("waypoint {gateway} ({})", pod.key()),
+            what: format!("{what} ({})", pod.key()),
             netns,
-            addr: SocketAddr::new(IpAddr::V4(pod.ip), components::WAYPOINT_METRICS_PORT),
+            addr: SocketAddr::new(IpAddr::V4(pod.ip), port),
             path: "/healthz/ready".into(),
         })
     }
