@@ -75,6 +75,8 @@ pub struct WaypointConfig {
     /// RequestAuthentication rules, compiled (a rule that cannot be compiled rejects every
     /// token of its issuer).
     pub jwt: JwtValidator,
+    /// TLS towards backends (BackendTLSPolicy).
+    pub backend_tls: crate::backend_tls::BackendTlsSet,
     /// The resource as received (for the admin config dump).
     pub resource: pb::Waypoint,
 }
@@ -125,6 +127,7 @@ impl WaypointConfig {
             waypoint_policies: Arc::new(attached_to(None)),
             trusted_hops: waypoint.trusted_hops,
             jwt,
+            backend_tls: crate::backend_tls::BackendTlsSet::compile(&waypoint.backend_tls),
             resource: waypoint.clone(),
         })
     }

@@ -17,10 +17,11 @@ use hyper::body::Incoming;
 use weft_l7::{Outcome, RetryPolicy};
 use weft_upstream::{MeshService, MeshWorkload, PortMapping, Route};
 
-use super::client::{self, Sender};
+use super::client::{self, HandshakeError, PoolKey, Sender};
 use super::local::Failure;
 use super::{Body, empty};
 use crate::Waypoint;
+use crate::backend_tls::BackendTls;
 
 /// Where a request goes.
 #[derive(Debug, Clone)]
@@ -38,6 +39,18 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
+    /// Its BackendTLSPolicy settings in the configuration in force, if any.
+    fn tls(&self, waypoint: &Waypoint) -> Option<Arc<BackendTls>> {
+        let Self::Service { service, port } = self else {
+            return None;
+        };
+        let config = waypoint.config();
+        config
+            .backend_tls
+            .find(service.key(), port.service_port)
+            .cloned()
+    }
+
     /// The service key or workload uid (retry budgets, logs).
     pub fn key(&self) -> &str {
         match self {
@@ -167,7 +180,10 @@ async fn one_attempt(
     };
     let _active = endpoint.as_ref().map(|w| w.track_connection());
     let started = Instant::now();
-    let (sender, response) = match send(waypoint, &route, upstream, head, request).await {
+    let tls = backend.tls(waypoint);
+    let key = PoolKey::new(upstream, tls.as_deref());
+    let (sender, response) = match send(waypoint, &route, key, tls.as_deref(), head, request).await
+    {
         Ok(sent) => sent,
         Err(failure) => {
             outlier(true);
@@ -178,7 +194,7 @@ async fn one_attempt(
     if let Sender::H1(sender) = sender
         && !head.upgrade
     {
-        recycle(waypoint, upstream, sender);
+        recycle(waypoint, key, sender);
     }
     Ok(Forwarded {
         response,
@@ -193,7 +209,8 @@ async fn one_attempt(
 async fn send(
     waypoint: &Waypoint,
     route: &Route,
-    upstream: SocketAddr,
+    upstream: PoolKey,
+    tls: Option<&BackendTls>,
     head: &Head,
     request: Request<Body>,
 ) -> Result<(Sender, Response<Incoming>), Failure> {
@@ -211,7 +228,7 @@ async fn send(
         },
         None => request,
     };
-    let mut sender = connect(waypoint, route, head).await?;
+    let mut sender = connect(waypoint, route, tls, head).await?;
     if let Sender::H2(shared) = &sender {
         pool.share_h2(upstream, shared);
     }
@@ -239,22 +256,30 @@ fn choose(waypoint: &Waypoint, backend: &Backend, tried: &[String]) -> Result<Ro
     }
 }
 
-async fn connect(waypoint: &Waypoint, route: &Route, head: &Head) -> Result<Sender, Failure> {
+async fn connect(
+    waypoint: &Waypoint,
+    route: &Route,
+    tls: Option<&BackendTls>,
+    head: &Head,
+) -> Result<Sender, Failure> {
     let connection = waypoint
         .inner()
         .upstream
         .connect(route, &waypoint.client())
         .await
         .map_err(|e| Failure::connect(&e.to_string()))?;
-    client::handshake(connection, head.h2, head.upgrade)
+    client::handshake(connection, head.h2, head.upgrade, tls)
         .await
-        .map_err(|e| Failure::connect(&e.to_string()))
+        .map_err(|error| match error {
+            HandshakeError::Tls(error) => Failure::backend_tls(&error),
+            HandshakeError::Http(error) => Failure::connect(&error.to_string()),
+        })
 }
 
 /// Pools an HTTP/1.1 connection again once its response has been read.
 fn recycle(
     waypoint: &Waypoint,
-    upstream: SocketAddr,
+    upstream: PoolKey,
     mut sender: hyper::client::conn::http1::SendRequest<Body>,
 ) {
     let waypoint = waypoint.clone();

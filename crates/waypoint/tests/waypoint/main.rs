@@ -2,6 +2,7 @@
 //! the Waypoint resource, the waypoint, backend workloads behind real HBONE listeners, and
 //! a client workload whose HBONE tunnels go to the waypoint.
 
+mod backend_tls;
 mod config;
 mod harness;
 mod http;

@@ -1,0 +1,325 @@
+//! HTTPS, TLS and TCP listener ports of the gateway: what they are compiled into
+//! ([`TlsPorts::compile`], from the `weft.l7.v1.Gateway` resource) and how one client
+//! connection is served ([`serve_connection`]).
+//!
+//! On a port with TLS listeners the ClientHello is read first without answering it
+//! ([`super::passthrough`]); its server name chooses the listener by the Gateway API
+//! hostname rules (no SNI: the listener without hostname, else the first). Then:
+//! - HTTPS: TLS is terminated with the certificate chosen by SNI among every terminating
+//!   listener of the port (ALPN `h2`, `http/1.1`) and the requests go to the HTTP layer
+//!   ([`super::serve_http`]), which answers 421 to a Host belonging to another listener;
+//! - TLS `Terminate`: TLS is terminated and the decrypted bytes are relayed to a backend of
+//!   the TLSRoute chosen by SNI;
+//! - TLS `Passthrough`: the TLSRoute chosen by SNI gets the untouched connection, the
+//!   buffered ClientHello first (the client sees the backend's certificate);
+//! - a listener whose certificate could not be loaded closes its connections.
+//!
+//! A TCP listener relays to its TCPRoute. The ClientHello must arrive, and a terminated
+//! handshake complete, within [`HANDSHAKE_TIMEOUT`]. The port tables are compiled with each
+//! configuration: new handshakes use the new certificates, open connections keep theirs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use rustls::crypto::aws_lc_rs;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use weft_proto::l7::{self as pb, listener::Protocol, listener::TlsMode};
+
+use super::auto_cert::AutoCerts;
+use super::passthrough::{Hello, read_client_hello};
+use super::sni::{CertSource, HostTable, SniResolver, certified_key};
+use super::tcp::{L4Routes, relay};
+use super::{Downstream, Gateway};
+use crate::detect::Rewind;
+
+/// How long a client has to send its ClientHello and complete a terminated handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The compiled HTTPS / TLS / TCP ports of a gateway.
+#[derive(Debug, Default)]
+pub struct TlsPorts {
+    ports: BTreeMap<u16, Arc<PortTls>>,
+    errors: Vec<String>,
+}
+
+/// One port: its TLS listeners by hostname, or its TCP routes.
+#[derive(Debug)]
+pub(crate) struct PortTls {
+    listeners: Vec<ListenerTls>,
+    by_sni: HostTable<usize>,
+    /// Terminating HTTPS (ALPN `h2`, `http/1.1`) and terminating TLS (no ALPN).
+    https: Arc<ServerConfig>,
+    tls: Arc<ServerConfig>,
+    /// The routes of a TCP listener (then the port has no TLS listener).
+    tcp: Option<L4Routes>,
+}
+
+/// What a TLS listener does with a connection.
+#[derive(Debug)]
+enum Mode {
+    Https,
+    Terminate(L4Routes),
+    Passthrough(L4Routes),
+    /// Its configuration is unusable (the reason): connections are closed.
+    Broken(String),
+}
+
+#[derive(Debug)]
+struct ListenerTls {
+    name: String,
+    mode: Mode,
+}
+
+impl TlsPorts {
+    /// Compiles every HTTPS, TLS and TCP listener of `gateway`. A listener whose
+    /// certificates or routes cannot be used is kept closing its connections (a less
+    /// specific listener never answers for its hostname) and its error is listed in
+    /// [`TlsPorts::errors`]; `auto` serves the auto-certificate listeners.
+    #[must_use]
+    pub fn compile(gateway: &pb::Gateway, auto: Option<Arc<AutoCerts>>) -> Self {
+        let mut by_port: BTreeMap<u16, Vec<(usize, &pb::Listener)>> = BTreeMap::new();
+        for (index, listener) in gateway.listeners.iter().enumerate() {
+            if listener.protocol() != Protocol::Http
+                && let Ok(port) = u16::try_from(listener.port)
+            {
+                by_port.entry(port).or_default().push((index, listener));
+            }
+        }
+        let mut errors = Vec::new();
+        let ports = by_port
+            .into_iter()
+            .map(|(port, listeners)| {
+                let compiled = compile_port(&listeners, auto.clone(), &mut errors);
+                (port, Arc::new(compiled))
+            })
+            .collect();
+        for error in &errors {
+            tracing::warn!(gateway = %format!("{}/{}", gateway.namespace, gateway.name), %error,
+                "listener not served");
+        }
+        Self { ports, errors }
+    }
+
+    /// The compiled port, if it has HTTPS, TLS or TCP listeners.
+    #[must_use]
+    pub(crate) fn port(&self, port: u16) -> Option<&Arc<PortTls>> {
+        self.ports.get(&port)
+    }
+
+    /// Listeners that cannot be served: `listeners[i] (name): reason`.
+    #[must_use]
+    pub fn errors(&self) -> &[String] {
+        &self.errors
+    }
+}
+
+fn compile_port(
+    listeners: &[(usize, &pb::Listener)],
+    auto: Option<Arc<AutoCerts>>,
+    errors: &mut Vec<String>,
+) -> PortTls {
+    let mut compiled = Vec::new();
+    let mut by_sni = HostTable::default();
+    let mut certs = HostTable::default();
+    let mut tcp = None;
+    for &(index, listener) in listeners {
+        let field = format!("listeners[{index}] ({})", listener.name);
+        if listener.protocol() == Protocol::Tcp {
+            match L4Routes::compile(&listener.l4_routes) {
+                Ok(routes) if tcp.is_none() => tcp = Some(routes),
+                Ok(_) => errors.push(format!("{field}: another TCP listener has the port")),
+                Err(reason) => errors.push(format!("{field}: {reason}")),
+            }
+            continue;
+        }
+        let mode = listener_mode(listener, &mut certs).unwrap_or_else(|reason| {
+            errors.push(format!("{field}: {reason}"));
+            Mode::Broken(reason)
+        });
+        by_sni.push(Some(&listener.hostname), compiled.len());
+        compiled.push(ListenerTls {
+            name: listener.name.clone(),
+            mode,
+        });
+    }
+    let resolver = Arc::new(SniResolver::new(certs, auto));
+    PortTls {
+        listeners: compiled,
+        by_sni,
+        https: server_config(&resolver, &[b"h2", b"http/1.1"]),
+        tls: server_config(&resolver, &[]),
+        tcp,
+    }
+}
+
+/// The listener's mode; a terminating one adds its certificate source to `certs`.
+fn listener_mode(
+    listener: &pb::Listener,
+    certs: &mut HostTable<CertSource>,
+) -> Result<Mode, String> {
+    let terminate =
+        listener.protocol() == Protocol::Https || listener.tls_mode() == TlsMode::Terminate;
+    if !terminate {
+        let routes = L4Routes::compile(&listener.l4_routes)?;
+        return Ok(Mode::Passthrough(routes));
+    }
+    let source = if listener.auto_certificate {
+        CertSource::Auto(listener.hostname.clone())
+    } else {
+        if listener.certificates.is_empty() {
+            return Err("no certificate".into());
+        }
+        let keys = listener
+            .certificates
+            .iter()
+            .map(certified_key)
+            .collect::<Result<Vec<_>, _>>()?;
+        CertSource::Static(keys)
+    };
+    let mode = if listener.protocol() == Protocol::Https {
+        Mode::Https
+    } else {
+        Mode::Terminate(L4Routes::compile(&listener.l4_routes)?)
+    };
+    certs.push(Some(&listener.hostname), source);
+    Ok(mode)
+}
+
+fn server_config(resolver: &Arc<SniResolver>, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+    let provider = Arc::new(aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default protocol versions");
+    let mut config = builder
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::clone(resolver) as Arc<_>);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+impl PortTls {
+    /// The listener for a handshake naming `sni`: by hostname, else (no SNI) the first.
+    fn listener(&self, sni: Option<&str>) -> Option<&ListenerTls> {
+        let index = match sni {
+            Some(_) => self.by_sni.select(sni).copied(),
+            None => self.by_sni.select(None).copied().or(Some(0)),
+        };
+        index.and_then(|i| self.listeners.get(i))
+    }
+}
+
+/// Serves one connection on an HTTPS, TLS or TCP port in the configuration in force.
+pub(crate) async fn serve_connection(
+    gateway: Gateway,
+    port: u16,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let Some(tls) = gateway.config().tls.port(port).cloned() else {
+        tracing::debug!(port, %peer, "no TLS or TCP listener on the port; closing");
+        return;
+    };
+    if let Some(routes) = &tls.tcp {
+        match routes.select(None) {
+            Some(route) => relay(&gateway, route, bytes::Bytes::new(), stream, peer).await,
+            None => tracing::debug!(port, %peer, "TCP listener without route; closing"),
+        }
+        return;
+    }
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let hello = match tokio::time::timeout_at(deadline, read_client_hello(&mut stream)).await {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(reason)) => {
+            tracing::debug!(port, %peer, %reason, "no ClientHello; closing");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(port, %peer, "no ClientHello in time; closing");
+            return;
+        }
+    };
+    let Some(listener) = tls.listener(hello.sni.as_deref()) else {
+        tracing::debug!(port, %peer, sni = ?hello.sni, "no listener for the server name; closing");
+        return;
+    };
+    match &listener.mode {
+        Mode::Broken(reason) => {
+            tracing::debug!(port, %peer, listener = %listener.name, %reason, "listener not served; closing");
+        }
+        Mode::Passthrough(routes) => {
+            let Some(route) = routes.select(hello.sni.as_deref()) else {
+                tracing::debug!(port, %peer, sni = ?hello.sni, "no TLSRoute for the server name; closing");
+                return;
+            };
+            relay(&gateway, route, hello.bytes, stream, peer).await;
+        }
+        Mode::Https => {
+            terminate(
+                gateway, port, &tls.https, hello, stream, peer, deadline, None,
+            )
+            .await;
+        }
+        Mode::Terminate(routes) => {
+            terminate(
+                gateway,
+                port,
+                &tls.tls,
+                hello,
+                stream,
+                peer,
+                deadline,
+                Some(routes),
+            )
+            .await;
+        }
+    }
+}
+
+/// Completes the TLS handshake (replaying the ClientHello), then serves HTTP or relays to
+/// the TLSRoute (`routes`).
+#[allow(clippy::too_many_arguments)] // one connection's facts, passed once
+async fn terminate(
+    gateway: Gateway,
+    port: u16,
+    config: &Arc<ServerConfig>,
+    hello: Hello,
+    stream: TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+    routes: Option<&L4Routes>,
+) {
+    let accepting = TlsAcceptor::from(Arc::clone(config)).accept(Rewind::new(hello.bytes, stream));
+    let io = match tokio::time::timeout_at(deadline, accepting).await {
+        Ok(Ok(io)) => io,
+        Ok(Err(error)) => {
+            tracing::debug!(port, %peer, sni = ?hello.sni, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(port, %peer, "TLS handshake not completed in time");
+            return;
+        }
+    };
+    let Some(routes) = routes else {
+        let alpn_h2 = io.get_ref().1.alpn_protocol() == Some(b"h2");
+        let downstream = Downstream {
+            peer,
+            sni: hello.sni,
+            tls: true,
+            alpn_h2,
+        };
+        super::serve_http(gateway, port, io, downstream).await;
+        return;
+    };
+    match routes.select(hello.sni.as_deref()) {
+        Some(route) => relay(&gateway, route, bytes::Bytes::new(), io, peer).await,
+        None => {
+            tracing::debug!(port, %peer, sni = ?hello.sni, "no TLSRoute for the server name; closing")
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! One test per listener behaviour.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use weft_proto::l7::{self as pb, listener::Protocol, listener::TlsMode};
+
+use crate::harness::{
+    Fixture, Net, ServiceSpec, backend, certificate, eventually, gateway_resource, l4_route, until,
+};
+use crate::pki::{self, TestCa};
+
+const HTTPS: u16 = 8443;
+
+fn https_listener(name: &str, hostname: &str, leaf: &pki::Leaf) -> pb::Listener {
+    pb::Listener {
+        name: name.into(),
+        port: u32::from(HTTPS),
+        protocol: Protocol::Https.into(),
+        hostname: hostname.into(),
+        certificates: vec![certificate(name, leaf)],
+        ..Default::default()
+    }
+}
+
+/// A TLS connection to `addr` naming `sni` (an IP address: no SNI) trusting `ca`.
+async fn connect(
+    addr: SocketAddr,
+    sni: &str,
+    ca: &TestCa,
+    alpn: &[&str],
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(sni.to_owned()).expect("server name");
+    TlsConnector::from(ca.client_config(alpn))
+        .connect(name, tcp)
+        .await
+}
+
+/// The CN of the certificate a handshake naming `sni` is shown.
+async fn served_cn(addr: SocketAddr, sni: &str, ca: &TestCa) -> String {
+    let tls = connect(addr, sni, ca, &["http/1.1"])
+        .await
+        .expect("handshake");
+    let certs = tls.get_ref().1.peer_certificates().expect("certificate");
+    pki::peer_common_name(certs)
+}
+
+fn get(host: &str) -> Request<Empty<Bytes>> {
+    Request::get("/x")
+        .header("host", host)
+        .body(Empty::new())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sni_chooses_exact_then_wildcard_then_the_default_certificate() {
+    let net = Net(weft_testkit::loopback_net());
+    let ca = TestCa::new("gateway CA");
+    let resource = gateway_resource(vec![
+        https_listener("default", "", &ca.leaf(&["default.test"])),
+        https_listener("wild", "*.example.com", &ca.leaf(&["*.example.com"])),
+        https_listener("www", "www.example.com", &ca.leaf(&["www.example.com"])),
+    ]);
+    let fixture = Fixture::start(net, &[], &resource).await;
+    let addr = net.gateway(HTTPS);
+    assert_eq!(
+        served_cn(addr, "www.example.com", &ca).await,
+        "www.example.com"
+    );
+    assert_eq!(
+        served_cn(addr, "shop.example.com", &ca).await,
+        "*.example.com"
+    );
+    assert_eq!(served_cn(addr, "default.test", &ca).await, "default.test");
+    // No SNI (an IP address is never sent as a server name): the listener without hostname.
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut config = (*ca.client_config(&[])).clone();
+    config
+        .dangerous()
+        .set_certificate_verifier(Arc::new(AnyCert));
+    let ip = ServerName::IpAddress(addr.ip().into());
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ip, tcp)
+        .await
+        .unwrap();
+    let cn = pki::peer_common_name(tls.get_ref().1.peer_certificates().unwrap());
+    assert_eq!(cn, "default.test");
+    drop(fixture);
+}
+
+#[tokio::test]
+async fn alpn_h2_serves_http2_over_tls() {
+    let net = Net(weft_testkit::loopback_net());
+    let ca = TestCa::new("gateway CA");
+    let resource = gateway_resource(vec![https_listener(
+        "web",
+        "web.example.com",
+        &ca.leaf(&["web.example.com"]),
+    )]);
+    let _fixture = Fixture::start(net, &[], &resource).await;
+    let tls = connect(
+        net.gateway(HTTPS),
+        "web.example.com",
+        &ca,
+        &["h2", "http/1.1"],
+    )
+    .await
+    .expect("handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("HTTP/2 over TLS");
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(get("web.example.com"))
+        .await
+        .expect("response");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+}
+
+#[tokio::test]
+async fn a_host_of_another_listener_than_the_sni_gets_421() {
+    let net = Net(weft_testkit::loopback_net());
+    let ca = TestCa::new("gateway CA");
+    let resource = gateway_resource(vec![
+        https_listener("a", "a.example.com", &ca.leaf(&["a.example.com"])),
+        https_listener("b", "b.example.com", &ca.leaf(&["b.example.com"])),
+    ]);
+    let _fixture = Fixture::start(net, &[], &resource).await;
+    let tls = connect(net.gateway(HTTPS), "a.example.com", &ca, &["http/1.1"])
+        .await
+        .expect("handshake");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("HTTP/1.1 over TLS");
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(get("b.example.com"))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
+}
+
+#[tokio::test]
+async fn passthrough_reaches_the_backend_chosen_by_sni() {
+    let net = Net(weft_testkit::loopback_net());
+    let backend_ca = TestCa::new("backend CA");
+    let mut stops = Vec::new();
+    for (n, name) in [(1, "a.example.com"), (2, "b.example.com")] {
+        let config = pki::server_config(&backend_ca.leaf(&[name]));
+        let label = if n == 1 { "a" } else { "b" };
+        let (_, stop) = pki::tls_echo(net.backend(n, 9443), label, config).await;
+        stops.push(stop.drop_guard());
+    }
+    let services = [
+        ServiceSpec {
+            name: "a",
+            n: 1,
+            port: 9443,
+        },
+        ServiceSpec {
+            name: "b",
+            n: 2,
+            port: 9443,
+        },
+    ];
+    let listener = pb::Listener {
+        name: "tls".into(),
+        port: u32::from(HTTPS),
+        protocol: Protocol::Tls.into(),
+        tls_mode: TlsMode::Passthrough.into(),
+        hostname: "*.example.com".into(),
+        l4_routes: vec![
+            l4_route("to-a", &["a.example.com"], vec![backend("a", 9443)]),
+            l4_route("to-b", &["b.example.com"], vec![backend("b", 9443)]),
+        ],
+        ..Default::default()
+    };
+    let _fixture = Fixture::start(net, &services, &gateway_resource(vec![listener])).await;
+    for (sni, label) in [("a.example.com", "a"), ("b.example.com", "b")] {
+        let ca = &backend_ca;
+        let answer = until("the backends reach the gateway", || async move {
+            let tls = connect(net.gateway(HTTPS), sni, ca, &["http/1.1"])
+                .await
+                .ok()?;
+            // The backend's own certificate, not one of the gateway's.
+            let cn = pki::peer_common_name(tls.get_ref().1.peer_certificates().unwrap());
+            assert_eq!(cn, sni);
+            Some(http1_get(tls, sni).await)
+        })
+        .await;
+        assert_eq!(answer, format!("{label} http/1.1 /x"));
+    }
+}
+
+#[tokio::test]
+async fn tcp_routes_relay_bytes() {
+    let net = Net(weft_testkit::loopback_net());
+    let (_, _echo) = weft_testkit::tcp_echo(net.backend(1, 7000)).await;
+    let services = [ServiceSpec {
+        name: "echo",
+        n: 1,
+        port: 7000,
+    }];
+    let listener = pb::Listener {
+        name: "tcp".into(),
+        port: 7001,
+        protocol: Protocol::Tcp.into(),
+        l4_routes: vec![l4_route("echo", &[], vec![backend("echo", 7000)])],
+        ..Default::default()
+    };
+    let _fixture = Fixture::start(net, &services, &gateway_resource(vec![listener])).await;
+    eventually("bytes come back", || async {
+        let Ok(mut stream) = TcpStream::connect(net.gateway(7001)).await else {
+            return false;
+        };
+        stream.write_all(b"ping over tcp").await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        let _ = stream.read_to_end(&mut back).await;
+        back == b"ping over tcp"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_certificate_serves_new_handshakes_and_open_connections_stay() {
+    let net = Net(weft_testkit::loopback_net());
+    let ca = TestCa::new("gateway CA");
+    let first = ca.leaf(&["web.example.com", "first.test"]);
+    let second = ca.leaf(&["web.example.com", "second.test"]);
+    let resource = gateway_resource(vec![https_listener("web", "web.example.com", &first)]);
+    let fixture = Fixture::start(net, &[], &resource).await;
+    let addr = net.gateway(HTTPS);
+    let open = connect(addr, "web.example.com", &ca, &["http/1.1"])
+        .await
+        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(open))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let before = sender.send_request(get("web.example.com")).await.unwrap();
+    let _ = before.into_body().collect().await;
+
+    fixture.update(&gateway_resource(vec![https_listener(
+        "web",
+        "web.example.com",
+        &second,
+    )]));
+    eventually("new handshakes see the new certificate", || async {
+        let tls = connect(addr, "web.example.com", &ca, &[]).await.unwrap();
+        let der = &tls.get_ref().1.peer_certificates().unwrap()[0];
+        der_names(der).contains(&"second.test".to_owned())
+    })
+    .await;
+    sender
+        .ready()
+        .await
+        .expect("the open connection is still up");
+    let after = sender.send_request(get("web.example.com")).await;
+    assert!(
+        after.is_ok(),
+        "the open connection keeps serving: {after:?}"
+    );
+}
+
+async fn http1_get(tls: TlsStream<TcpStream>, host: &str) -> String {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("HTTP/1.1");
+    tokio::spawn(connection);
+    let response = sender.send_request(get(host)).await.expect("response");
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+fn der_names(der: &[u8]) -> Vec<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).expect("X.509");
+    cert.subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Accepts any server certificate (only to observe which one is served without SNI).
+#[derive(Debug)]
+struct AnyCert;
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

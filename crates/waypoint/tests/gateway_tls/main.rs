@@ -1,0 +1,10 @@
+//! The gateway's HTTPS, TLS and TCP listeners end to end on loopback with real TLS
+//! (certificates from private CAs made with rcgen): certificate choice by SNI, ALPN h2,
+//! TLS passthrough by SNI, TCP routes, 421 for a Host of another listener, and a
+//! certificate swapped by a configuration update without dropping an open connection.
+
+#[path = "../pki/mod.rs"]
+mod pki;
+
+mod harness;
+mod listeners;
