@@ -33,6 +33,7 @@ mod context;
 mod gateway;
 mod incremental;
 mod l7;
+mod mesh;
 mod peer_authn;
 pub mod render;
 mod resource;
@@ -45,6 +46,7 @@ pub use authz::{DRY_RUN_ANNOTATION, PolicyTranslation, translate_authorization_p
 pub use gateway::{GATEWAY_NAME_LABEL, gateway_service_account};
 pub use incremental::{Change, Translator, changed_objects};
 pub use l7::port_protocol;
+pub use mesh::{MESH_CONFIG_KEY, MESH_CONFIG_MAP, outbound_traffic_policy};
 pub use peer_authn::MTLS_POLICY_PREFIX;
 pub use resource::{
     ADDRESS, AUTHORIZATION, GATEWAY, RESOURCE_TYPES, Resource, ResourceKey, ResourceType, WAYPOINT,

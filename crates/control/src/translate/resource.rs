@@ -12,10 +12,12 @@ use prost::Message;
 use serde_json::Value;
 use std::fmt;
 use weft_proto::l7::Waypoint;
+use weft_proto::mesh::MeshConfig;
 use weft_proto::security::Authorization;
 use weft_proto::workload::Address;
 use weft_proto::{
-    ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, GATEWAY_TYPE_URL, JsonError, WAYPOINT_TYPE_URL,
+    ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL, GATEWAY_TYPE_URL, JsonError, MESH_CONFIG_TYPE_URL,
+    WAYPOINT_TYPE_URL,
 };
 
 /// Renders a resource body, given the message's full protobuf name, as proto JSON.
@@ -114,8 +116,17 @@ pub const GATEWAY: ResourceType = ResourceType {
     translate: super::gateway::translate_gateway,
 };
 
+/// Mesh-wide settings for node proxies (`weft.mesh.v1.MeshConfig`, named `mesh`).
+pub const MESH_CONFIG: ResourceType = ResourceType::of::<MeshConfig>(
+    MESH_CONFIG_TYPE_URL,
+    "mesh",
+    super::mesh::mesh_names,
+    super::mesh::translate_mesh,
+);
+
 /// Every type the translator produces and the pusher announces, in output order.
-pub const RESOURCE_TYPES: &[ResourceType] = &[ADDRESS, AUTHORIZATION, WAYPOINT, GATEWAY];
+pub const RESOURCE_TYPES: &[ResourceType] =
+    &[ADDRESS, AUTHORIZATION, WAYPOINT, GATEWAY, MESH_CONFIG];
 
 /// The registered type with this URL.
 #[must_use]

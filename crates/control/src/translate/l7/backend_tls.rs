@@ -310,15 +310,14 @@ fn config_map_ca(
     unit.deps.push(Dep::Object(config_map));
     let found = context.snapshot.get(Kind::ConfigMap, Some(namespace), name);
     let Some(Object::ConfigMap(map)) = found.map(|l| &l.object) else {
-        return Err(format!("ConfigMap {namespace}/{} not found", name));
+        return Err(format!("ConfigMap {namespace}/{name} not found"));
     };
     let pem = map.data.as_ref().and_then(|d| d.get(CA_KEY));
     match pem {
         Some(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Ok(pem.clone()),
         Some(_) => Err(format!(
-            "ConfigMap {namespace}/{}: {CA_KEY} holds no PEM certificate",
-            name
+            "ConfigMap {namespace}/{name}: {CA_KEY} holds no PEM certificate"
         )),
-        None => Err(format!("ConfigMap {namespace}/{} has no {CA_KEY}", name)),
+        None => Err(format!("ConfigMap {namespace}/{name} has no {CA_KEY}")),
     }
 }
