@@ -10,6 +10,7 @@ use crate::translate::{Output, ResourceKey};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use weft_api::expand::gateway::gateway_service_account;
 use weft_api::{ConfigSnapshot, ConfigStore};
 use weft_identity::SpiffeId;
 use weft_proto::GATEWAY_TYPE_URL;
@@ -104,7 +105,7 @@ pub fn gateway_serving_names(
         .filter(|(_, loaded)| loaded.object.namespace() == Some(identity.namespace()))
         .filter(|(gateway, loaded)| {
             let class = &gateway.spec.gateway_class_name;
-            account == format!("{}-{class}", loaded.object.name())
+            account == gateway_service_account(loaded.object.name(), class)
         })
         .filter_map(|(_, loaded)| {
             let name = format!("{}/{}", identity.namespace(), loaded.object.name());
