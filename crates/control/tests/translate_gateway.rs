@@ -32,12 +32,6 @@ fn gateway_in(output: &Output) -> Gateway {
     resource.decode().expect("a Gateway")
 }
 
-fn warnings(output: &Output) -> Vec<String> {
-    let key = ResourceKey::gateway(NAME);
-    let warnings = output.warnings.get(&key).into_iter().flatten();
-    warnings.map(ToString::to_string).collect()
-}
-
 fn listener<'g>(gateway: &'g Gateway, name: &str) -> &'g Listener {
     let found = gateway.listeners.iter().find(|l| l.name == name);
     found.unwrap_or_else(|| panic!("listener {name} in {:?}", gateway.listeners))
@@ -262,6 +256,9 @@ fn rendering_redacts_private_keys() {
     assert!(text.contains("BEGIN CERTIFICATE"), "{text}");
 }
 
+/// A named edit of the test mesh's text.
+type Edit = fn(String) -> String;
+
 /// Each edit re-translates the gateway to exactly what a full translation gives.
 #[test]
 fn incremental_edits_match_a_full_translation() {
@@ -274,7 +271,7 @@ fn incremental_edits_match_a_full_translation() {
             .version(&ResourceKey::gateway(NAME))
             .map(str::to_owned)
     };
-    let edits: [(&str, fn(String) -> String); 4] = [
+    let edits: [(&str, Edit); 4] = [
         ("secret rotated", |t| {
             t.replacen(
                 "stringData:\n  tls.crt: |\n",
