@@ -27,7 +27,7 @@ pub(crate) async fn follow(
     stop: CancellationToken,
 ) {
     let mut changes = gateway.watch_config();
-    let mut open: HashMap<u16, CancellationToken> = HashMap::new();
+    let mut open: HashMap<u16, Accepting> = HashMap::new();
     loop {
         let config = changes.borrow_and_update().clone();
         sync(&gateway, ip, &config, &mut open, &bound).await;
@@ -36,8 +36,8 @@ pub(crate) async fn follow(
             () = stop.cancelled() => break,
         }
     }
-    for token in open.values() {
-        token.cancel();
+    for (_, accepting) in open.drain() {
+        accepting.close().await;
     }
     bound.send_replace(BoundPorts::new());
 }
@@ -47,20 +47,23 @@ async fn sync(
     gateway: &Gateway,
     ip: IpAddr,
     config: &GatewayConfig,
-    open: &mut HashMap<u16, CancellationToken>,
+    open: &mut HashMap<u16, Accepting>,
     bound: &watch::Sender<BoundPorts>,
 ) {
-    open.retain(|port, token| {
-        let keep = config.ports.contains_key(port);
-        if !keep {
+    let removed: Vec<u16> = open
+        .keys()
+        .filter(|port| !config.ports.contains_key(port))
+        .copied()
+        .collect();
+    for port in removed {
+        if let Some(accepting) = open.remove(&port) {
             tracing::info!(port, "listener removed: closing its port");
-            token.cancel();
+            accepting.close().await;
             bound.send_modify(|ports| {
-                ports.remove(port);
+                ports.remove(&port);
             });
         }
-        keep
-    });
+    }
     for &port in config.ports.keys() {
         if open.contains_key(&port) {
             continue;
@@ -70,9 +73,9 @@ async fn sync(
             Ok(listener) => {
                 let local = listener.local_addr().unwrap_or(addr);
                 tracing::info!(%local, "listening");
-                let token = CancellationToken::new();
-                tokio::spawn(accept(gateway.clone(), port, listener, token.clone()));
-                open.insert(port, token);
+                let stop = CancellationToken::new();
+                let task = tokio::spawn(accept(gateway.clone(), port, listener, stop.clone()));
+                open.insert(port, Accepting { stop, task });
                 bound.send_modify(|ports| {
                     ports.insert(port, local);
                 });
@@ -81,6 +84,20 @@ async fn sync(
                 tracing::error!(%addr, %error, "cannot listen on a gateway port; its listeners are not served");
             }
         }
+    }
+}
+
+/// The accept task of one bound port.
+struct Accepting {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Accepting {
+    /// Stops accepting and waits until the socket is closed.
+    async fn close(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
     }
 }
 

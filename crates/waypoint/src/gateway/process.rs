@@ -70,6 +70,7 @@ pub struct RunningGateway {
     pub xds: XdsClientHandle,
     ports: watch::Receiver<BoundPorts>,
     stop: CancellationToken,
+    listeners: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -99,6 +100,8 @@ impl RunningGateway {
     /// requests in flight for up to `drain`, then stops.
     pub async fn shutdown(self, drain: Duration) {
         self.stop.cancel();
+        // The listener ports are closed once this returns.
+        let _ = self.listeners.await;
         self.gateway.drain_token().cancel();
         let connections = self.gateway.connections();
         connections.close();
@@ -150,13 +153,13 @@ pub async fn run(config: GatewayProcess) -> Result<RunningGateway, StartError> {
     let mut background = vec![
         tokio::spawn(client.run()),
         tokio::spawn(mark_loaded(gateway.clone(), handle.clone())),
-        tokio::spawn(listeners::follow(
-            gateway.clone(),
-            config.listen.ip,
-            bound,
-            stop.clone(),
-        )),
     ];
+    let listeners = tokio::spawn(listeners::follow(
+        gateway.clone(),
+        config.listen.ip,
+        bound,
+        stop.clone(),
+    ));
     let is_ready = {
         let (gateway, ports) = (gateway.clone(), ports.clone());
         move || ready(&gateway, &ports)
@@ -196,6 +199,7 @@ pub async fn run(config: GatewayProcess) -> Result<RunningGateway, StartError> {
         xds: handle,
         ports,
         stop,
+        listeners,
         background,
     })
 }

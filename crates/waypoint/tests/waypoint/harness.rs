@@ -264,7 +264,8 @@ impl Mesh {
     }
 }
 
-fn addresses(net: Net, specs: &[BackendSpec]) -> Vec<XdsResource> {
+/// The workload API of `specs` (services numbered by first appearance) and the client.
+pub fn addresses(net: Net, specs: &[BackendSpec]) -> Vec<XdsResource> {
     let mut services: Vec<&str> = Vec::new();
     for spec in specs {
         if !services.contains(&spec.service) {
@@ -383,7 +384,7 @@ where
 }
 
 /// An HBONE listener on `<ip>:15008` (identity `sa/echo`) serving the echo app.
-async fn serve_backend(
+pub async fn serve_backend(
     ca: &Arc<CertificateAuthority>,
     trust: &TrustBundle,
     backend: Arc<Backend>,
@@ -422,7 +423,11 @@ async fn serve_backend(
     stop
 }
 
-async fn serve_echo(backend: Arc<Backend>, peer: String, stream: HboneStream) {
+/// Serves the echo app on `stream`; `peer` is what `x-peer` reports.
+pub async fn serve_echo<S>(backend: Arc<Backend>, peer: String, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |request| {
         echo(Arc::clone(&backend), peer.clone(), request)
     });

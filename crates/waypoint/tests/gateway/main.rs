@@ -1,0 +1,11 @@
+//! `weft gateway` end to end on loopback: an in-process delta xDS server publishing the
+//! workload API and the Gateway resource, the gateway (`weft_waypoint::gateway::run`)
+//! listening on its own loopback address, mesh backends behind real HBONE listeners (the
+//! waypoint tests' fixtures), a plain backend outside HBONE, and plain HTTP clients.
+
+#[path = "../waypoint/harness.rs"]
+mod harness;
+
+mod fixture;
+mod http;
+mod lifecycle;
