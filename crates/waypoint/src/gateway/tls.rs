@@ -259,40 +259,50 @@ pub(crate) async fn serve_connection(
             relay(&gateway, route, hello.bytes, stream, peer).await;
         }
         Mode::Https => {
-            terminate(
-                gateway, port, &tls.https, hello, stream, peer, deadline, None,
-            )
-            .await;
-        }
-        Mode::Terminate(routes) => {
-            terminate(
-                gateway,
-                port,
-                &tls.tls,
-                hello,
+            let client = Client {
                 stream,
                 peer,
+                hello,
                 deadline,
-                Some(routes),
-            )
-            .await;
+            };
+            terminate(gateway, port, &tls.https, client, None).await;
+        }
+        Mode::Terminate(routes) => {
+            let client = Client {
+                stream,
+                peer,
+                hello,
+                deadline,
+            };
+            terminate(gateway, port, &tls.tls, client, Some(routes)).await;
         }
     }
 }
 
+/// A client connection whose ClientHello was read.
+struct Client {
+    stream: TcpStream,
+    peer: SocketAddr,
+    hello: Hello,
+    /// When the handshake must be complete.
+    deadline: Instant,
+}
+
 /// Completes the TLS handshake (replaying the ClientHello), then serves HTTP or relays to
 /// the TLSRoute (`routes`).
-#[allow(clippy::too_many_arguments)] // one connection's facts, passed once
 async fn terminate(
     gateway: Gateway,
     port: u16,
     config: &Arc<ServerConfig>,
-    hello: Hello,
-    stream: TcpStream,
-    peer: SocketAddr,
-    deadline: Instant,
+    client: Client,
     routes: Option<&L4Routes>,
 ) {
+    let Client {
+        stream,
+        peer,
+        hello,
+        deadline,
+    } = client;
     let accepting = TlsAcceptor::from(Arc::clone(config)).accept(Rewind::new(hello.bytes, stream));
     let io = match tokio::time::timeout_at(deadline, accepting).await {
         Ok(Ok(io)) => io,
@@ -319,7 +329,7 @@ async fn terminate(
     match routes.select(hello.sni.as_deref()) {
         Some(route) => relay(&gateway, route, bytes::Bytes::new(), io, peer).await,
         None => {
-            tracing::debug!(port, %peer, sni = ?hello.sni, "no TLSRoute for the server name; closing")
+            tracing::debug!(port, %peer, sni = ?hello.sni, "no TLSRoute for the server name; closing");
         }
     }
 }
