@@ -1,5 +1,6 @@
 //! The control plane's admin port (default 15014): readiness, Prometheus metrics, and the
-//! debug pages `weft status` and users read.
+//! debug pages `weft status` and users read (`/debug/gatewayz`: the computed Gateway API
+//! status of every GatewayClass, Gateway and route, as `weft x status` prints it).
 
 use crate::translate::Output;
 use crate::translate::render::{render_resources, warning_lines};
@@ -33,6 +34,7 @@ pub fn admin_router(state: AdminState) -> Router {
     let syncz = state.xds.clone();
     let output = Arc::clone(&state.output);
     let store = Arc::clone(&state.store);
+    let gateways = Arc::clone(&state.store);
     Router::new()
         .page("/ready", |_| Page::text("ready\n"))
         .page("/metrics", move |_| Page::metrics(&metrics))
@@ -47,6 +49,9 @@ pub fn admin_router(state: AdminState) -> Router {
                 .map(ToString::to_string)
                 .collect();
             Page::json(&errors)
+        })
+        .page("/debug/gatewayz", move |_| {
+            Page::json(&weft_api::gateway_status::statuses(&gateways.snapshot()))
         })
 }
 

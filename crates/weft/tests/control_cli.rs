@@ -42,7 +42,11 @@ fn synced(table: &str) -> bool {
 async fn weft_status_shows_a_connected_proxy_as_synced() {
     let control = start_control(copy_examples).await;
     let admin = control.addrs.admin.to_string();
-    assert_eq!(weft_status(&admin).await, "no proxies connected\n");
+    assert!(
+        weft_status(&admin)
+            .await
+            .starts_with("no proxies connected\n")
+    );
 
     let channel = tls_channel(control.addrs.secure, &control.root_pem())
         .await
@@ -70,7 +74,10 @@ async fn weft_status_shows_a_connected_proxy_as_synced() {
 
     drop(ads);
     eventually("weft status shows the proxy gone", WAIT, || async {
-        (weft_status(&admin).await == "no proxies connected\n").then_some(())
+        (weft_status(&admin)
+            .await
+            .starts_with("no proxies connected\n"))
+        .then_some(())
     })
     .await;
 }

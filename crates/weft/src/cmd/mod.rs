@@ -15,6 +15,7 @@ mod translate;
 mod up;
 mod validate;
 mod waypoint;
+mod x_status;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -57,6 +58,9 @@ enum XCommand {
     Cert(cert::CertArgs),
     /// Print the workload API resources a config translates to (no servers started).
     Translate(translate::TranslateArgs),
+    /// Print the Gateway API status (conditions, listeners, route parents) weft computes
+    /// for a config, as Kubernetes-shaped YAML (no servers started).
+    Status(x_status::XStatusArgs),
     /// Policy tools (`check`: would this connection be allowed?).
     Authz(authz::AuthzArgs),
     /// Tiny client: HTTP GET a URL or send bytes to HOST:PORT, print the answer or the error.
@@ -130,5 +134,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::X(XCommand::L7Proxy(args)) => l7_proxy::run(&args),
         Command::X(XCommand::Cert(args)) => cert::run(args),
         Command::X(XCommand::Translate(args)) => translate::run(args),
+        Command::X(XCommand::Status(args)) => x_status::run(&args),
     }
 }

@@ -1,9 +1,13 @@
 //! `weft status`: which proxies are connected to the control plane and whether each has
-//! acknowledged the latest configuration.
+//! acknowledged the latest configuration, and the address of each gateway; with
+//! `--gateways`, every Gateway's listeners and the status of each route on it.
 
 use clap::Args as ClapArgs;
 use serde_json::Value;
 use std::process::ExitCode;
+use weft_api::gateway_status::ObjectStatus;
+
+mod gateways;
 
 /// Show the proxies connected to the control plane and whether each is in sync.
 #[derive(Debug, ClapArgs)]
@@ -11,28 +15,53 @@ pub struct Args {
     /// Control plane admin address.
     #[arg(long, default_value = "127.0.0.1:15014")]
     control: String,
-    /// Print the raw JSON of /debug/syncz.
+    /// Print the raw JSON of /debug/syncz (with --gateways: of /debug/gatewayz).
     #[arg(long)]
     json: bool,
+    /// Show Gateways: addresses, listeners (port, protocol, conditions, attached routes)
+    /// and each route's Accepted/ResolvedRefs per parent, from /debug/gatewayz.
+    #[arg(long)]
+    gateways: bool,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (status, body) = runtime
-        .block_on(weft_serve::get(&args.control, "/debug/syncz"))
-        .map_err(|err| anyhow::anyhow!("{err} (is `weft control` running? see --control)"))?;
-    if !status.is_success() {
-        anyhow::bail!("{} answered {status} for /debug/syncz", args.control);
-    }
-    let proxies: Value = serde_json::from_slice(&body)?;
+    let page = if args.gateways {
+        "/debug/gatewayz"
+    } else {
+        "/debug/syncz"
+    };
+    let body = runtime.block_on(fetch(&args.control, page))?;
+    let value: Value = serde_json::from_slice(&body)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&proxies)?);
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", render_table(&proxies));
+    if args.gateways {
+        let statuses: Vec<ObjectStatus> = serde_json::from_value(value)?;
+        print!("{}", gateways::render(&statuses));
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", render_table(&value));
+    // A control plane without the page (older) just shows no gateway addresses.
+    if let Ok(body) = runtime.block_on(fetch(&args.control, "/debug/gatewayz")) {
+        let statuses: Vec<ObjectStatus> = serde_json::from_slice(&body).unwrap_or_default();
+        print!("{}", gateways::render_addresses(&statuses));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The body of an admin page, or an error naming the address and page.
+async fn fetch(control: &str, page: &str) -> anyhow::Result<Vec<u8>> {
+    let (status, body) = weft_serve::get(control, page)
+        .await
+        .map_err(|err| anyhow::anyhow!("{err} (is `weft control` running? see --control)"))?;
+    if !status.is_success() {
+        anyhow::bail!("{control} answered {status} for {page}");
+    }
+    Ok(body.to_vec())
 }
 
 /// One row per proxy and type: node id, cluster, type, sent/acked versions, sync state.
@@ -75,11 +104,24 @@ fn render_table(proxies: &Value) -> String {
     if rows.len() == 1 {
         return "no proxies connected\n".to_owned();
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|row| row[i].len()).max().unwrap_or(0))
+    columns(&rows, "")
+}
+
+/// Rows as left-aligned columns two spaces apart, each line starting with `indent`.
+fn columns<R: AsRef<[String]>>(rows: &[R], indent: &str) -> String {
+    let count = rows.first().map_or(0, |r| r.as_ref().len());
+    let widths: Vec<usize> = (0..count)
+        .map(|i| {
+            rows.iter()
+                .map(|row| row.as_ref()[i].len())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in rows {
+        out.push_str(indent);
+        let row = row.as_ref();
         for (i, cell) in row.iter().enumerate() {
             if i + 1 == row.len() {
                 out.push_str(cell);
