@@ -83,8 +83,19 @@ impl GatewayServingNames {
 
 impl ServingNames for GatewayServingNames {
     fn serving_names(&self, identity: &SpiffeId) -> BTreeSet<String> {
+        let output = self.output.load();
+        // the snapshot costs a copy of the configuration: only when a gateway could match
+        let prefix = format!("{}/", identity.namespace());
+        let gateways = output.of_type(GATEWAY_TYPE_URL);
+        let mut in_namespace = gateways.range::<String, _>(&prefix..);
+        if !in_namespace
+            .next()
+            .is_some_and(|(name, _)| name.starts_with(&prefix))
+        {
+            return BTreeSet::new();
+        }
         let snapshot = self.store.snapshot();
-        gateway_serving_names(&snapshot, &self.output.load(), &self.trust_domain, identity)
+        gateway_serving_names(&snapshot, &output, &self.trust_domain, identity)
     }
 }
 

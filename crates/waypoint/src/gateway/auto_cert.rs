@@ -69,8 +69,18 @@ impl AutoCerts {
         }
     }
 
-    /// Takes the auto-certificate hostnames of a newly received Gateway resource.
+    /// Takes the auto-certificate hostnames of a newly received Gateway resource. A listener
+    /// asking for one without a hostname gets none (no name to certify): logged.
     pub fn update(&self, gateway: &Gateway) {
+        let unnamed = gateway.listeners.iter();
+        for listener in unnamed.filter(|l| l.auto_certificate && l.hostname.is_empty()) {
+            tracing::warn!(
+                gateway = %format!("{}/{}", gateway.namespace, gateway.name),
+                listener = %listener.name,
+                "listener asks for an auto-certificate but has no hostname for it to name; \
+                 its TLS handshakes fail until it gets one"
+            );
+        }
         self.set_hostnames(auto_certificate_hostnames(gateway));
     }
 
