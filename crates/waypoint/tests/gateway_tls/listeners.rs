@@ -220,7 +220,7 @@ async fn tcp_routes_relay_bytes() {
         l4_routes: vec![l4_route("echo", &[], vec![backend("echo", 7000)])],
         ..Default::default()
     };
-    let _fixture = Fixture::start(net, &services, &gateway_resource(vec![listener])).await;
+    let fixture = Fixture::start(net, &services, &gateway_resource(vec![listener])).await;
     eventually("bytes come back", || async {
         let Ok(mut stream) = TcpStream::connect(net.gateway(7001)).await else {
             return false;
@@ -232,6 +232,48 @@ async fn tcp_routes_relay_bytes() {
         back == b"ping over tcp"
     })
     .await;
+    // Counted as the mesh client of the backend.
+    let metrics = fixture.gateway.metrics.expect("metrics").to_string();
+    eventually("the closed connection is counted", || async {
+        let (_, body) = weft_serve::get(&metrics, "/metrics").await.expect("scrape");
+        String::from_utf8_lossy(&body).lines().any(|line| {
+            line.starts_with("istio_tcp_connections_closed_total{")
+                && line.contains("reporter=\"source\"")
+                && line.contains("destination_service=\"echo.ns.svc.cluster.local\"")
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_listener_with_a_broken_certificate_closes_and_the_others_serve() {
+    let net = Net(weft_testkit::loopback_net());
+    let ca = TestCa::new("gateway CA");
+    let mut broken = https_listener(
+        "broken",
+        "shop.example.com",
+        &ca.leaf(&["shop.example.com"]),
+    );
+    broken.certificates[0].private_key =
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".into();
+    let resource = gateway_resource(vec![
+        https_listener("wild", "*.example.com", &ca.leaf(&["*.example.com"])),
+        broken,
+    ]);
+    let fixture = Fixture::start(net, &[], &resource).await;
+    let errors = fixture.gateway.gateway.config().tls.errors().to_vec();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("broken") && errors[0].contains("ns/broken"),
+        "{errors:?}"
+    );
+    let addr = net.gateway(HTTPS);
+    // Never the wildcard listener's certificate for the broken listener's name.
+    assert!(connect(addr, "shop.example.com", &ca, &[]).await.is_err());
+    assert_eq!(
+        served_cn(addr, "www.example.com", &ca).await,
+        "*.example.com"
+    );
 }
 
 #[tokio::test]
