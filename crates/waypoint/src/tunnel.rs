@@ -166,7 +166,7 @@ async fn serve(waypoint: Waypoint, tunnel: Arc<Tunnel>, mut stream: HboneStream)
     let io = Rewind::new(prefix, stream);
     match (declared, detected) {
         (_, Detected::Http2) => {
-            crate::http::serve(waypoint, Conn::Tunnel(tunnel), io, true, None).await
+            crate::http::serve(waypoint, Conn::Tunnel(tunnel), io, true, None).await;
         }
         (Protocol::Http, _) | (_, Detected::Http1) => {
             crate::http::serve(waypoint, Conn::Tunnel(tunnel), io, false, None).await;

@@ -168,7 +168,10 @@ fn compile_listener(listener: &pb::Listener) -> Result<ListenerEntry, FieldError
         )
     })?;
     let hostname = listener.hostname.trim_end_matches('.').to_ascii_lowercase();
-    if hostname.contains('*') && !(hostname.starts_with("*.") && !hostname[2..].contains('*')) {
+    let wildcard_ok = hostname
+        .strip_prefix("*.")
+        .is_some_and(|suffix| !suffix.contains('*'));
+    if hostname.contains('*') && !wildcard_ok {
         return Err((
             "hostname",
             format!("{hostname:?}: a wildcard must be the whole first label (`*.example.com`)"),
