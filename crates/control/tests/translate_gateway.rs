@@ -119,10 +119,21 @@ fn routes_attach_with_intersected_hostnames_and_resolved_backends() {
     let names: Vec<&str> = http.http_routes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
-        ["web"],
+        ["partner", "web"],
         "a route of another namespace is not allowed by default"
     );
-    let web = &http.http_routes[0];
+    let partner: Vec<&str> = http.http_routes[0]
+        .rules
+        .iter()
+        .flat_map(|r| &r.backends)
+        .map(|b| b.service.as_str())
+        .collect();
+    assert_eq!(
+        partner,
+        ["shop/api.partner.example", "shop/api.partner.example"],
+        "a ServiceEntry and an Istio Hostname backend"
+    );
+    let web = &http.http_routes[1];
     assert_eq!(
         web.hostnames,
         ["shop.example.com"],

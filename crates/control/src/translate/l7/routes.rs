@@ -9,15 +9,16 @@
 
 use std::cell::RefCell;
 
-use weft_api::routes::{GrantFrom, GrantTo, RouteRef, reference_grant_allows, route_view};
+use weft_api::gateway_status::backends::{
+    ISTIO_NETWORKING_GROUP, ResolvedBackend, resolve_backend,
+};
+use weft_api::routes::{RouteRef, route_view};
 use weft_api::{Kind, LoadedObject, Object, ObjectRef};
 use weft_l7::from_api::{BackendResolver, BackendTarget, grpc_route, http_route};
 use weft_proto::l7::{Route, Service};
 
 use super::super::context::{Context, Dep, Unit};
 use super::super::{Warning, kube_hostname, service_key};
-
-const ISTIO_NETWORKING_GROUP: &str = "networking.istio.io";
 
 /// Adds to `services` (bound to the waypoint `waypoint`) the routes whose parentRefs name
 /// them.
@@ -160,67 +161,67 @@ impl<'c, 'a> Resolver<'c, 'a> {
 }
 
 impl BackendResolver for Resolver<'_, '_> {
+    /// The backendRef rule of the status computation (`gateway_status::backends`), so a
+    /// reference status calls resolved is routed and one it rejects is answered 500 with
+    /// the same reason: a Service (key of its hostname), a ServiceEntry (key of its first
+    /// host) or an Istio `Hostname` (the ServiceEntry host of that name, preferring the
+    /// route's namespace).
     fn resolve(&self, target: &BackendTarget<'_>) -> Result<String, String> {
-        let group = if target.group == "core" {
-            ""
-        } else {
-            target.group
+        let reference = RouteRef {
+            group: Some(target.group),
+            kind: Some(target.kind).filter(|k| !k.is_empty()),
+            name: target.name,
+            namespace: Some(target.namespace),
+            port: target.port.map(i32::from),
+            section_name: None,
+            path: Vec::new(),
         };
-        let kind = if target.kind.is_empty() {
-            "Service"
-        } else {
-            target.kind
+        let kind = match (target.group, target.kind) {
+            (ISTIO_NETWORKING_GROUP, "ServiceEntry") => Some(Kind::ServiceEntry),
+            ("" | "core", "" | "Service") => Some(Kind::Service),
+            _ => None,
         };
-        let what = format!("{kind} {}/{}", target.namespace, target.name);
-        if !group.is_empty() || kind != "Service" {
-            let group = if group.is_empty() { "core" } else { group };
-            return Err(format!(
-                "InvalidKind: backendRef {what} (group {group}) is not a Service"
-            ));
+        if let Some(kind) = kind {
+            // creating, editing or deleting it re-translates what uses it
+            self.deps.borrow_mut().push(Dep::Object(ObjectRef {
+                kind,
+                namespace: Some(target.namespace.to_owned()),
+                name: target.name.to_owned(),
+            }));
         }
-        let route_namespace = self.route.namespace.as_deref().unwrap_or_default();
-        if target.namespace != route_namespace && !self.granted(target) {
-            return Err(format!(
-                "RefNotPermitted: {what} is in another namespace and no ReferenceGrant there \
-                 allows {} {route_namespace}/{} to use it",
-                self.route.kind, self.route.name
-            ));
-        }
-        self.deps.borrow_mut().push(Dep::Object(ObjectRef {
-            kind: Kind::Service,
-            namespace: Some(target.namespace.to_owned()),
-            name: target.name.to_owned(),
-        }));
         let snapshot = self.context.snapshot;
-        let Some(Object::Service(service)) = snapshot
-            .get(Kind::Service, Some(target.namespace), target.name)
-            .map(|l| &l.object)
-        else {
-            return Err(format!("BackendNotFound: {what} does not exist"));
-        };
-        if let Some(port) = target.port {
-            let mut ports = service.spec.iter().flat_map(|s| s.ports.iter().flatten());
-            if !ports.any(|p| p.port == i32::from(port)) {
-                return Err(format!("BackendNotFound: {what} has no port {port}"));
+        let resolved = resolve_backend(snapshot, self.route, &reference)
+            .map_err(|e| format!("{}: {}", e.reason.as_str(), e.message))?;
+        match resolved {
+            ResolvedBackend::Service(service) => {
+                let hostname = kube_hostname(service, self.context.options);
+                Ok(service_key(target.namespace, &hostname))
             }
+            ResolvedBackend::ServiceEntry(entry) => match entry.spec.hosts.first() {
+                Some(host) => Ok(service_key(target.namespace, host)),
+                None => Err(format!(
+                    "BackendNotFound: ServiceEntry {}/{} has no host",
+                    target.namespace, target.name
+                )),
+            },
+            ResolvedBackend::Hostname(host) => self.hostname_key(&host),
         }
-        let hostname = kube_hostname(service, self.context.options);
-        Ok(service_key(target.namespace, &hostname))
     }
 }
 
 impl Resolver<'_, '_> {
-    fn granted(&self, target: &BackendTarget<'_>) -> bool {
-        let from = GrantFrom {
-            kind: self.route.kind,
-            namespace: self.route.namespace.as_deref().unwrap_or_default(),
-        };
-        let to = GrantTo {
-            namespace: target.namespace,
-            group: "",
-            kind: "Service",
-            name: target.name,
-        };
-        reference_grant_allows(self.context.snapshot, &from, &to)
+    /// The service key of an Istio `Hostname` backend: a ServiceEntry host of that name in
+    /// the route's namespace, else in any namespace.
+    fn hostname_key(&self, host: &str) -> Result<String, String> {
+        let route_namespace = self.route.namespace.as_deref().unwrap_or_default();
+        let own = service_key(route_namespace, host);
+        if self.context.services.contains_key(&own) {
+            return Ok(own);
+        }
+        let suffix = format!("/{host}");
+        let mut keys = self.context.services.keys();
+        keys.find(|key| key.ends_with(&suffix))
+            .cloned()
+            .ok_or_else(|| format!("BackendNotFound: no ServiceEntry has host {host}"))
     }
 }
