@@ -60,6 +60,7 @@ impl GatewayHandler {
         }
         let resource = pb::Gateway::decode(update.body.value.as_slice())
             .map_err(|e| format!("cannot decode {}: {e}", update.body.type_url))?;
-        GatewayConfig::compile(&update.name, &resource).map_err(|e| e.to_string())
+        GatewayConfig::compile(&update.name, &resource)
+            .map_err(|e| format!("gateway {}: {}: {}", e.resource, e.field, e.reason))
     }
 }
