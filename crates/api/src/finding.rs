@@ -94,6 +94,8 @@ codes! {
     GatewayListenerNotAccepted = "gateway-listener-not-accepted", Error, "A Gateway listener is not Accepted (UnsupportedProtocol): it is not served.";
     GatewayListenerConflicted = "gateway-listener-conflicted", Error, "A Gateway listener conflicts with an earlier one on its port (ProtocolConflict, HostnameConflict): it is not served.";
     GatewayListenerRefsNotResolved = "gateway-listener-refs-not-resolved", Error, "A Gateway listener's certificateRefs or allowedRoutes.kinds do not resolve (InvalidCertificateRef, RefNotPermitted, InvalidRouteKinds).";
+    BackendTlsTargetNotFound = "backend-tls-target-not-found", Warning, "A BackendTLSPolicy targetRef names no Service or ServiceEntry (or no port of it) in its namespace: it applies to nothing there.";
+    BackendTlsCaNotFound = "backend-tls-ca-not-found", Error, "A BackendTLSPolicy caCertificateRef is not a ConfigMap of its namespace with a PEM ca.crt: proxies refuse to connect to its targets.";
     RouteNeedsWaypoint = "route-needs-waypoint", Warning, "A route attached to a Service that has no waypoint is not enforced in ambient mode.";
     ServiceSelectsNoPods = "service-selects-no-pods", Warning, "A Service selector matches no Pod (bare or from a workload template).";
     WaypointNotFound = "waypoint-not-found", Error, "istio.io/use-waypoint names a waypoint Gateway that does not exist.";

@@ -2,6 +2,7 @@
 //! references between routes, gateways and services, policies and the workloads they select,
 //! and waypoint labels. Single-object checks live in [`crate::validate`].
 
+mod backend_tls;
 mod enforcement;
 mod gateways;
 mod policy;
@@ -55,6 +56,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Finding> {
     enforcement::report_enforcement(&context, &mut findings);
     routes::check_routes(&context, &mut findings);
     gateways::check_gateway_status(&context, &mut findings);
+    backend_tls::check_backend_tls_policies(&context, &mut findings);
     check_service_selectors(&context, &mut findings);
     check_waypoint_labels(&context, &mut findings);
     findings
@@ -100,24 +102,34 @@ impl<'a> Context<'a> {
     /// The waypoint (namespace, name) an object of `kind` (Service, ServiceEntry) uses through
     /// its own or its namespace's label.
     fn target_waypoint(&self, kind: Kind, namespace: &str, name: &str) -> Option<(String, String)> {
-        let service_labels = self
-            .snapshot
-            .get(kind, Some(namespace), name)
-            .map(|s| s.object.labels().clone());
-        let namespace_labels = self.snapshot.namespace_labels(namespace);
-        // The most specific label wins, `none` included.
-        let labels = [service_labels.unwrap_or_default(), namespace_labels]
-            .into_iter()
-            .find(|labels| labels.contains_key(USE_WAYPOINT_LABEL))?;
-        let waypoint = &labels[USE_WAYPOINT_LABEL];
-        (waypoint != "none" && !waypoint.is_empty()).then(|| {
-            let ns = labels
-                .get(USE_WAYPOINT_NAMESPACE_LABEL)
-                .cloned()
-                .unwrap_or_else(|| namespace.to_owned());
-            (ns, waypoint.clone())
-        })
+        target_waypoint(self.snapshot, kind, namespace, name)
     }
+}
+
+/// The waypoint (namespace, name) an object of `kind` (Service, ServiceEntry) uses through
+/// its own or its namespace's `istio.io/use-waypoint` label (the most specific label wins,
+/// `none` included).
+pub(crate) fn target_waypoint(
+    snapshot: &ConfigSnapshot,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+) -> Option<(String, String)> {
+    let service_labels = snapshot
+        .get(kind, Some(namespace), name)
+        .map(|s| s.object.labels().clone());
+    let namespace_labels = snapshot.namespace_labels(namespace);
+    let labels = [service_labels.unwrap_or_default(), namespace_labels]
+        .into_iter()
+        .find(|labels| labels.contains_key(USE_WAYPOINT_LABEL))?;
+    let waypoint = &labels[USE_WAYPOINT_LABEL];
+    (waypoint != "none" && !waypoint.is_empty()).then(|| {
+        let ns = labels
+            .get(USE_WAYPOINT_NAMESPACE_LABEL)
+            .cloned()
+            .unwrap_or_else(|| namespace.to_owned());
+        (ns, waypoint.clone())
+    })
 }
 
 fn check_service_selectors(context: &Context<'_>, findings: &mut Vec<Finding>) {

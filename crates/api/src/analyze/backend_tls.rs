@@ -1,0 +1,128 @@
+//! BackendTLSPolicy references: a targetRef that names no Service or ServiceEntry (or no
+//! port of it) applies to nothing; a CA reference that is not a ConfigMap with a `ca.crt`
+//! makes the policy unusable, and the proxies then refuse to connect to its targets (they
+//! never fall back to plaintext, see `docs/egress.md`).
+
+use super::Context;
+use crate::finding::{Code, Finding};
+use crate::gateway::BackendTlsPolicy;
+use crate::object::{Kind, LoadedObject, Object};
+use crate::suggest::Segment;
+
+/// Group of Istio's networking kinds (`ServiceEntry`).
+const ISTIO_NETWORKING: &str = "networking.istio.io";
+/// ConfigMap key holding the PEM CA bundle.
+const CA_KEY: &str = "ca.crt";
+
+pub(super) fn check_backend_tls_policies(context: &Context<'_>, findings: &mut Vec<Finding>) {
+    for (policy, loaded) in context.snapshot.backend_tls_policies() {
+        let namespace = loaded.object.object_ref().namespace.unwrap_or_default();
+        let mut report = |code: Code, path: Vec<Segment>, message: String| {
+            let at = crate::suggest::display_path(&path);
+            findings.push(Finding::new(
+                code,
+                Some(loaded.object.object_ref()),
+                loaded.source_at(&path),
+                format!("{at}: {message}"),
+            ));
+        };
+        for (index, target) in policy.spec.target_refs.iter().enumerate() {
+            let path = field(&["spec", "targetRefs"], index);
+            if let Err(reason) = target_exists(context, &namespace, target) {
+                report(Code::BackendTlsTargetNotFound, path, reason);
+            }
+        }
+        for (index, reason) in ca_problems(context, &namespace, policy) {
+            let path = field(&["spec", "validation", "caCertificateRefs"], index);
+            report(Code::BackendTlsCaNotFound, path, reason);
+        }
+    }
+}
+
+fn field(keys: &[&str], index: usize) -> Vec<Segment> {
+    let mut path: Vec<Segment> = keys.iter().map(|k| Segment::Key((*k).to_owned())).collect();
+    path.push(Segment::Index(index));
+    path
+}
+
+/// Whether a targetRef names an existing Service or ServiceEntry (and its port).
+fn target_exists(
+    context: &Context<'_>,
+    namespace: &str,
+    target: &gateway_api::backendtlspolicies::BackendTlsPolicyTargetRefs,
+) -> Result<(), String> {
+    let kind = match (target.group.as_str(), target.kind.as_str()) {
+        ("", "Service") => Kind::Service,
+        (ISTIO_NETWORKING, "ServiceEntry") => Kind::ServiceEntry,
+        (group, kind) => {
+            return Err(format!(
+                "kind {kind:?} of group {group:?} cannot be a target (Service or \
+                 networking.istio.io ServiceEntry); the policy applies to nothing there"
+            ));
+        }
+    };
+    let name = &target.name;
+    let found = context.snapshot.get(kind, Some(namespace), name);
+    let Some(loaded) = found else {
+        return Err(format!(
+            "{} {namespace}/{name} does not exist; the policy applies to nothing there",
+            target.kind
+        ));
+    };
+    let Some(section) = target.section_name.as_deref() else {
+        return Ok(());
+    };
+    if port_names(loaded).iter().any(|p| p == section) {
+        return Ok(());
+    }
+    Err(format!(
+        "{} {namespace}/{name} has no port named {section:?}; the policy applies to nothing \
+         there",
+        target.kind
+    ))
+}
+
+fn port_names(loaded: &LoadedObject) -> Vec<String> {
+    match &loaded.object {
+        Object::Service(svc) => (svc.spec.iter())
+            .flat_map(|s| s.ports.iter().flatten())
+            .filter_map(|p| p.name.clone())
+            .collect(),
+        Object::ServiceEntry(entry) => (entry.spec.ports.iter().flatten())
+            .filter_map(|p| p.name.clone())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Each caCertificateRef that is not a ConfigMap of the namespace with a PEM `ca.crt`.
+fn ca_problems(
+    context: &Context<'_>,
+    namespace: &str,
+    policy: &BackendTlsPolicy,
+) -> Vec<(usize, String)> {
+    let refs = policy.spec.validation.ca_certificate_refs.iter().flatten();
+    let refused = "the proxies refuse to connect to the policy's targets";
+    refs.enumerate()
+        .filter_map(|(index, reference)| {
+            if !reference.group.is_empty() || reference.kind != "ConfigMap" {
+                let (kind, group) = (&reference.kind, &reference.group);
+                return Some((
+                    index,
+                    format!("kind {kind:?} of group {group:?} is not supported (only ConfigMap); {refused}"),
+                ));
+            }
+            let name = &reference.name;
+            let found = context.snapshot.get(Kind::ConfigMap, Some(namespace), name);
+            let problem = match found.map(|l| &l.object) {
+                Some(Object::ConfigMap(map)) => match map.data.as_ref().and_then(|d| d.get(CA_KEY)) {
+                    Some(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => return None,
+                    Some(_) => format!("ConfigMap {namespace}/{name}: {CA_KEY} holds no PEM certificate"),
+                    None => format!("ConfigMap {namespace}/{name} has no {CA_KEY}"),
+                },
+                _ => format!("ConfigMap {namespace}/{name} not found"),
+            };
+            Some((index, format!("{problem}; {refused}")))
+        })
+        .collect()
+}
