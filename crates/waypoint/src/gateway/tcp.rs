@@ -2,7 +2,9 @@
 //! relay of one client connection to a weighted backend of the chosen route: endpoint
 //! choice and connection through weft-upstream as the HTTP path does (mesh endpoints over
 //! HBONE with the gateway's own identity, others directly, `via_waypoint` backends through
-//! the service's waypoint), bytes already read replayed first, then both directions copied
+//! the service's waypoint), after the Gateway's AuthorizationPolicies allowed the client
+//! (evaluated without request facts: rules with L7 conditions fail safe), bytes already
+//! read replayed first, then both directions copied
 //! until either side closes. Each connection is counted in the `istio_tcp_*` metrics with
 //! `reporter="source"` and writes one access-log line.
 
@@ -17,7 +19,7 @@ use weft_hbone::{Plain, RelayOptions, relay as relay_bytes};
 use weft_node::telemetry::{
     AccessLogEntry, ConnectionEnds, ConnectionLabels, ConnectionResult, Reporter,
 };
-use weft_policy::Transport;
+use weft_policy::{ConnectionFacts, Transport};
 use weft_proto::l7 as pb;
 use weft_upstream::{MeshService, PortMapping, Route, UpstreamConnection, ip_from_bytes};
 
@@ -198,10 +200,37 @@ fn vip(service: &MeshService) -> Option<IpAddr> {
         .find_map(|a| ip_from_bytes(&a.address))
 }
 
-/// Relays the client connection `downstream` (whose first bytes `prefix` were already
-/// read) to a backend of `route`. Failures close the connection and are logged.
+/// Whether the Gateway's AuthorizationPolicies let the client at `peer` connect to
+/// listener `port` (no request facts: an ALLOW rule with L7 conditions matches nothing, a
+/// DENY rule matches on its L4 part). The decision is counted; a denial is logged.
+fn authorized(gateway: &Gateway, port: u16, peer: SocketAddr) -> bool {
+    let engine = gateway.engine();
+    let facts = ConnectionFacts {
+        source_identity: None,
+        source_ip: peer.ip(),
+        destination: SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port),
+        transport: Transport::Plaintext,
+    };
+    let decision = engine.config().policies(None).evaluate(&facts);
+    let namespace = &engine.options().namespace;
+    engine
+        .inner()
+        .metrics
+        .tcp
+        .record_decision(&decision, namespace);
+    if !decision.is_allowed() {
+        tracing::info!(target: "weft::access", reporter = "source", %peer, port, %decision,
+            "tcp connection denied");
+    }
+    decision.is_allowed()
+}
+
+/// Relays the client connection `downstream` on listener `port` (whose first bytes
+/// `prefix` were already read) to a backend of `route`, if policy allows. Failures close
+/// the connection and are logged.
 pub(crate) async fn relay<IO>(
     gateway: &Gateway,
+    port: u16,
     route: &L4Route,
     prefix: Bytes,
     downstream: IO,
@@ -209,6 +238,9 @@ pub(crate) async fn relay<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
+    if !authorized(gateway, port, peer) {
+        return;
+    }
     let started = Instant::now();
     let backend = match route.pick(&mut rand::rng()) {
         Ok(backend) => backend,

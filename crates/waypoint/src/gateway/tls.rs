@@ -226,7 +226,7 @@ pub(crate) async fn serve_connection(
     };
     if let Some(routes) = &tls.tcp {
         match routes.select(None) {
-            Some(route) => relay(&gateway, route, bytes::Bytes::new(), stream, peer).await,
+            Some(route) => relay(&gateway, port, route, bytes::Bytes::new(), stream, peer).await,
             None => tracing::debug!(port, %peer, "TCP listener without route; closing"),
         }
         return;
@@ -256,7 +256,7 @@ pub(crate) async fn serve_connection(
                 tracing::debug!(port, %peer, sni = ?hello.sni, "no TLSRoute for the server name; closing");
                 return;
             };
-            relay(&gateway, route, hello.bytes, stream, peer).await;
+            relay(&gateway, port, route, hello.bytes, stream, peer).await;
         }
         Mode::Https => {
             let client = Client {
@@ -327,7 +327,7 @@ async fn terminate(
         return;
     };
     match routes.select(hello.sni.as_deref()) {
-        Some(route) => relay(&gateway, route, bytes::Bytes::new(), io, peer).await,
+        Some(route) => relay(&gateway, port, route, bytes::Bytes::new(), io, peer).await,
         None => {
             tracing::debug!(port, %peer, sni = ?hello.sni, "no TLSRoute for the server name; closing");
         }

@@ -387,3 +387,48 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
             .supported_schemes()
     }
 }
+
+#[tokio::test]
+async fn a_deny_policy_closes_tcp_connections_before_relaying() {
+    use weft_proto::security;
+    let net = Net(weft_testkit::loopback_net());
+    let (_, _echo) = weft_testkit::tcp_echo(net.backend(1, 7000)).await;
+    let services = [ServiceSpec {
+        name: "echo",
+        n: 1,
+        port: 7000,
+    }];
+    let listener = pb::Listener {
+        name: "tcp".into(),
+        port: 7001,
+        protocol: Protocol::Tcp.into(),
+        l4_routes: vec![l4_route("echo", &[], vec![backend("echo", 7000)])],
+        ..Default::default()
+    };
+    let deny_port = security::Match {
+        destination_ports: vec![7001],
+        ..Default::default()
+    };
+    let mut resource = gateway_resource(vec![listener]);
+    resource.policies = vec![pb::Policy {
+        policy: Some(security::Authorization {
+            name: "no-tcp".into(),
+            namespace: "ns".into(),
+            scope: security::Scope::WorkloadSelector.into(),
+            action: security::Action::Deny.into(),
+            rules: vec![security::Rule {
+                clauses: vec![security::Clause {
+                    matches: vec![deny_port],
+                }],
+            }],
+            ..Default::default()
+        }),
+        services: vec![],
+    }];
+    let _fixture = Fixture::start(net, &services, &resource).await;
+    let mut stream = TcpStream::connect(net.gateway(7001)).await.unwrap();
+    let _ = stream.write_all(b"ping").await;
+    let mut back = Vec::new();
+    let _ = stream.read_to_end(&mut back).await;
+    assert!(back.is_empty(), "denied connection relayed: {back:?}");
+}
