@@ -1,6 +1,6 @@
 //! Builds [`ObjectStatus`] documents from the evaluated Gateways and routes.
 
-use super::backends::resolve_backend;
+use super::backends::{ISTIO_NETWORKING_GROUP, resolve_backend};
 use super::conditions::{
     Condition, GatewayClassStatus, GatewayStatus, GatewayStatusAddress, ListenerStatus,
     ObjectStatus, ParentReference, RouteGroupKind, RouteParentStatus, RouteStatus, Stamp, Status,
@@ -285,16 +285,17 @@ fn parent_accepted(stamp: &Stamp, outcome: &Outcome) -> Condition {
 }
 
 /// Status for a parentRef that names no Gateway weft runs: a missing Gateway
-/// (`NoMatchingParent`) or a waypoint (accepted by the mesh); `None` for parents weft does
-/// not report on.
+/// (`NoMatchingParent`), or a waypoint, or a Service/ServiceEntry bound to an existing
+/// waypoint (accepted by the mesh); `None` for parents weft does not report on.
 fn other_parent(
     snapshot: &ConfigSnapshot,
     stamp: &Stamp,
     parent: &RouteRef<'_>,
     route_namespace: &str,
 ) -> Option<(Condition, &'static str)> {
-    let ParentTarget::Gateway(namespace, name) = parent_target(parent, route_namespace) else {
-        return None;
+    let (namespace, name) = match parent_target(parent, route_namespace) {
+        ParentTarget::Gateway(namespace, name) => (namespace, name),
+        ParentTarget::Other => return mesh_parent(snapshot, stamp, parent, route_namespace),
     };
     match snapshot
         .get(Kind::Gateway, Some(namespace), name)
@@ -320,6 +321,37 @@ fn other_parent(
         )),
         Some(_) => None,
     }
+}
+
+/// A Service or ServiceEntry parent whose waypoint exists: the waypoint applies the route.
+fn mesh_parent(
+    snapshot: &ConfigSnapshot,
+    stamp: &Stamp,
+    parent: &RouteRef<'_>,
+    route_namespace: &str,
+) -> Option<(Condition, &'static str)> {
+    let kind = match (parent.group.unwrap_or(""), parent.kind?) {
+        ("" | "core", "Service") => Kind::Service,
+        (ISTIO_NETWORKING_GROUP, "ServiceEntry") => Kind::ServiceEntry,
+        _ => return None,
+    };
+    let namespace = parent.namespace.unwrap_or(route_namespace);
+    let (waypoint_namespace, waypoint) =
+        crate::analyze::target_waypoint(snapshot, kind, namespace, parent.name)?;
+    let is_waypoint = matches!(
+        snapshot.get(Kind::Gateway, Some(&waypoint_namespace), &waypoint).map(|l| &l.object),
+        Some(Object::Gateway(g)) if g.spec.gateway_class_name == WAYPOINT_CLASS
+    );
+    let message = format!(
+        "{kind} {namespace}/{} is served by waypoint {waypoint_namespace}/{waypoint}, which applies the route",
+        parent.name
+    );
+    is_waypoint.then(|| {
+        (
+            stamp.condition("Accepted", true, "Accepted", message),
+            MESH_CONTROLLER,
+        )
+    })
 }
 
 fn parent_reference(parent: &RouteRef<'_>) -> ParentReference {

@@ -258,3 +258,37 @@ spec:
     // Waypoints are not gateways: no Gateway status.
     assert!(!all.iter().any(|s| s.kind == "Gateway"));
 }
+
+#[test]
+fn a_route_on_a_service_with_a_waypoint_is_accepted_by_the_mesh() {
+    let yaml = r"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: apps}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: apps, labels: {istio.io/use-waypoint: waypoint}}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: apps}
+spec:
+  parentRefs: [{group: '', kind: Service, name: api}, {group: '', kind: Service, name: web}]
+  rules: [{backendRefs: [{name: api, port: 80}]}]
+";
+    assert_eq!(
+        route_condition(yaml, "r", 0, "Accepted"),
+        is("True", "Accepted")
+    );
+    let all = statuses(&snapshot(yaml));
+    let Status::Route(route) = status_of(&all, "HTTPRoute", "r") else {
+        panic!("not a route status");
+    };
+    assert_eq!(route.parents.len(), 1, "web has no waypoint: not reported");
+    assert_eq!(route.parents[0].controller_name, MESH_CONTROLLER);
+}
