@@ -282,7 +282,7 @@ fn incremental_edits_match_a_full_translation() {
             .version(&ResourceKey::gateway(NAME))
             .map(str::to_owned)
     };
-    let edits: [(&str, Edit); 4] = [
+    let edits: [(&str, Edit); 5] = [
         ("secret rotated", |t| {
             t.replacen(
                 "stringData:\n  tls.crt: |\n",
@@ -298,6 +298,12 @@ fn incremental_edits_match_a_full_translation() {
                 "nodeName: node-a\n  serviceAccountName: ingress-istio",
                 "nodeName: node-b\n  serviceAccountName: ingress-istio",
             )
+        }),
+        ("backend TLS policy added", |t| {
+            t + "---\napiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\n\
+                 metadata: {name: productpage-tls, namespace: shop}\nspec:\n  \
+                 targetRefs: [{group: '', kind: Service, name: productpage}]\n  \
+                 validation: {hostname: productpage.shop, wellKnownCACertificates: System}\n"
         }),
         ("backend leaves the waypoint", |t| {
             t.replace(", istio.io/ingress-use-waypoint: \"true\"", "")

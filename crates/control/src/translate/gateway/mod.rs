@@ -27,7 +27,7 @@ mod routes;
 
 use std::collections::BTreeSet;
 
-use weft_api::gateway::Gateway as ApiGateway;
+use weft_api::gateway::{Gateway as ApiGateway, WAYPOINT_CLASS};
 pub use weft_api::gateway_status::GATEWAY_NAME_LABEL;
 use weft_api::gateway_status::{self, GatewayAttachment};
 use weft_api::{Kind, Object, ObjectRef};
@@ -183,6 +183,10 @@ pub(crate) fn affected_gateways(context: &Context<'_>, object: &ObjectRef) -> Ve
     let names: Vec<String> = match object.kind {
         // attachment (allowedRoutes selectors, grants) or waypoint use may change anywhere
         Kind::Namespace | Kind::ReferenceGrant | Kind::GatewayClass => gateway_names(context),
+        // a new policy or a ServiceEntry behind a Hostname backend is no recorded dependency
+        Kind::BackendTlsPolicy | Kind::ServiceEntry => gateway_names(context),
+        // a waypoint appearing or going changes which backends go through one
+        Kind::Gateway if is_waypoint(context, object) => gateway_names(context),
         Kind::Gateway => vec![resource_name(object)],
         Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute => {
             routes::gateways_of_route(snapshot, object)
@@ -199,6 +203,17 @@ pub(crate) fn affected_gateways(context: &Context<'_>, object: &ObjectRef) -> Ve
         .filter(|n| weft.contains(n))
         .map(gateway_key)
         .collect()
+}
+
+/// Whether `object` is (or was, when it is gone) a waypoint Gateway: unknown counts as one.
+fn is_waypoint(context: &Context<'_>, object: &ObjectRef) -> bool {
+    let found = context
+        .snapshot
+        .get(Kind::Gateway, object.namespace.as_deref(), &object.name);
+    match found.map(|l| &l.object) {
+        Some(Object::Gateway(g)) => g.spec.gateway_class_name == WAYPOINT_CLASS,
+        _ => true,
+    }
 }
 
 /// Every gateway's key: re-translated when pods change (readers follow the pods).
