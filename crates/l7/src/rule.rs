@@ -33,6 +33,7 @@ pub struct RouteBackend {
     weight: u32,
     filters: Filters,
     unresolved: Option<String>,
+    via_waypoint: bool,
 }
 
 /// The two timeouts of a rule (`None`: no limit).
@@ -188,6 +189,7 @@ impl RouteBackend {
             weight: backend.weight,
             filters: Filters::compile(&backend.filters, prefix_only, &format!("{at}.filters"))?,
             unresolved,
+            via_waypoint: backend.via_waypoint,
         })
     }
 
@@ -201,6 +203,12 @@ impl RouteBackend {
     #[must_use]
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether a gateway reaches this backend through the service's waypoint.
+    #[must_use]
+    pub fn via_waypoint(&self) -> bool {
+        self.via_waypoint
     }
 
     /// The weight (0: never chosen).

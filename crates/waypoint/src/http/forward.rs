@@ -36,6 +36,13 @@ pub(crate) enum Backend {
         workload: Arc<MeshWorkload>,
         addr: SocketAddr,
     },
+    /// A service reached through its waypoint (a gateway backend marked `via_waypoint`):
+    /// HBONE to the waypoint with the service `vip` (VIP:port) as authority, as a node
+    /// proxy does.
+    ViaWaypoint {
+        service: Arc<MeshService>,
+        vip: SocketAddr,
+    },
 }
 
 impl Backend {
@@ -54,7 +61,7 @@ impl Backend {
     /// The service key or workload uid (retry budgets, logs).
     pub fn key(&self) -> &str {
         match self {
-            Self::Service { service, .. } => service.key(),
+            Self::Service { service, .. } | Self::ViaWaypoint { service, .. } => service.key(),
             Self::Workload { workload, .. } => workload.uid(),
         }
     }
@@ -253,6 +260,11 @@ fn choose(waypoint: &Waypoint, backend: &Backend, tried: &[String]) -> Result<Ro
         Backend::Workload { workload, addr } => {
             Ok(crate::tcp::direct_route(waypoint, workload, *addr))
         }
+        Backend::ViaWaypoint { vip, .. } => waypoint
+            .inner()
+            .upstream
+            .route(&*waypoint.state(), None, *vip)
+            .map_err(|e| Failure::no_healthy_upstream(&e.to_string())),
     }
 }
 

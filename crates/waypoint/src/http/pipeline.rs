@@ -244,10 +244,26 @@ fn resolve(waypoint: &Waypoint, backend: &RouteBackend) -> Result<Backend, Failu
         service_port: number,
         target_port: None,
     });
-    Ok(Backend::Service {
-        service: Arc::clone(service),
-        port,
-    })
+    let service = Arc::clone(service);
+    if backend.via_waypoint()
+        && service.proto().waypoint.is_some()
+        && let Some(vip) = vip(waypoint, &service)
+    {
+        let vip = std::net::SocketAddr::new(vip, number);
+        return Ok(Backend::ViaWaypoint { service, vip });
+    }
+    Ok(Backend::Service { service, port })
+}
+
+/// The service's VIP in this proxy's network.
+fn vip(waypoint: &Waypoint, service: &weft_upstream::MeshService) -> Option<std::net::IpAddr> {
+    let network = &waypoint.options().network;
+    service
+        .record()
+        .vips
+        .iter()
+        .find(|(net, _)| net == network)
+        .map(|(_, ip)| *ip)
 }
 
 /// Forwards and records where the request went.
@@ -266,7 +282,7 @@ async fn send(
         request.upgrade.is_some(),
     );
     exchange.entry.upstream_service = Some(backend.key().to_owned());
-    if let Backend::Service { service, .. } = backend {
+    if let Backend::Service { service, .. } | Backend::ViaWaypoint { service, .. } = backend {
         exchange.service = Some(Arc::clone(service));
     }
     match forward(waypoint, backend, &head, request.body, attempts).await {

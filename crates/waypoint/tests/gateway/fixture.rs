@@ -1,6 +1,7 @@
 //! The gateway test fixture: the waypoint harness's control plane pieces and backends, a
-//! plain (non-HBONE) backend, and the gateway `ns/gw` of class `weft` running as
-//! `gw-weft`, its listener ports bound on `<net>.0.1`.
+//! plain (non-HBONE) backend, optionally a real waypoint `ns/wp` (on `<net>.0.1`) for
+//! service `echo`, and the gateway `ns/gw` of class `weft` running as `gw-weft`, its
+//! listener ports bound on `<net>.0.4`.
 
 #![allow(dead_code)] // each test uses a subset
 
@@ -25,8 +26,10 @@ use weft_xds::{AllowAnonymous, ResourcePublisher, ServerConfig, XdsResource, Xds
 
 use crate::harness::{
     Answer, Backend, BackendSpec, Behaviour, ClientBody, NS, Net, addresses, empty, eventually,
-    key, read, serve_backend, serve_echo,
+    key, options, publish_waypoint, read, serve_backend, serve_echo, start_waypoint,
+    waypoint_resource,
 };
+use weft_waypoint::OutlierConfig;
 
 /// The port of the test's HTTP listeners.
 pub const PORT: u16 = 8000;
@@ -42,6 +45,8 @@ pub struct Fixture {
     /// The xDS server's metrics (NACK counts).
     pub xds_metrics: Registry,
     servers: Servers,
+    /// The waypoint of service `echo`, when started.
+    pub waypoints: Vec<weft_waypoint::RunningWaypoint>,
 }
 
 /// The backends' servers, stopped when the fixture goes.
@@ -60,6 +65,16 @@ impl Fixture {
     /// of first appearance), a plain backend `plain-a` of service `plain`, and the gateway;
     /// publishes `resource` when given.
     pub async fn start(specs: Vec<BackendSpec>, resource: Option<pb::Gateway>) -> Self {
+        Self::start_with(specs, resource, false).await
+    }
+
+    /// [`Fixture::start`]; with `waypoint`, service `echo` (the first) gets the waypoint
+    /// `ns/wp`, started for real.
+    pub async fn start_with(
+        specs: Vec<BackendSpec>,
+        resource: Option<pb::Gateway>,
+        waypoint: bool,
+    ) -> Self {
         let net = Net::next();
         let ca = Arc::new(CertificateAuthority::generate_in_memory().expect("CA"));
         let trust = TrustBundle::new("cluster.local", [ca.root().clone()]).expect("trust");
@@ -85,6 +100,16 @@ impl Fixture {
         let mut resources = addresses(net, &specs);
         resources.extend(plain_addresses(net));
         resources.push(own_workload(net));
+        let mut waypoints = Vec::new();
+        if waypoint {
+            let replaced = waypoint_addresses(net);
+            resources.retain(|r| replaced.iter().all(|n| n.name != r.name));
+            resources.extend(replaced);
+            let bound = waypoint_resource(&[("echo", vec![])], vec![]);
+            publish_waypoint(&publisher, &bound);
+            let options = options(OutlierConfig::default());
+            waypoints.push(start_waypoint(net, &ca, &trust, xds_addr, options, None).await);
+        }
         publisher.replace(ADDRESS_TYPE_URL, resources);
         if let Some(resource) = &resource {
             publish(&publisher, resource);
@@ -97,6 +122,7 @@ impl Fixture {
             gateway,
             xds_metrics: registry,
             servers: Servers(servers),
+            waypoints,
         };
         if resource.is_some() {
             fixture.wait_ready().await;
@@ -106,7 +132,7 @@ impl Fixture {
 
     /// The listener address of `port`.
     pub fn addr(&self, port: u16) -> SocketAddr {
-        SocketAddr::new(IpAddr::V4(self.net.ip(0, 1)), port)
+        SocketAddr::new(IpAddr::V4(gateway_ip(self.net)), port)
     }
 
     pub fn backend(&self, name: &str) -> &Arc<Backend> {
@@ -166,6 +192,33 @@ impl Fixture {
     }
 }
 
+/// Where the gateway listens (`.0.1` is the waypoint's, `.0.2` the client's).
+fn gateway_ip(net: Net) -> std::net::Ipv4Addr {
+    net.ip(0, 4)
+}
+
+/// Service `echo` (VIP `.2.1`) with the waypoint `ns/wp` at `.0.1`, and the waypoint's
+/// workload; replaces the harness's record of `echo` (same resource name).
+fn waypoint_addresses(net: Net) -> Vec<XdsResource> {
+    use weft_proto::workload::{GatewayAddress, NetworkAddress, gateway_address};
+    let waypoint_ip = net.ip(0, 1);
+    let mut service = wl::service(NS, "echo", &net.vip(1).ip().to_string(), &[(80, 8080)]);
+    service.waypoint = Some(GatewayAddress {
+        destination: Some(gateway_address::Destination::Address(NetworkAddress {
+            network: String::new(),
+            address: wl::ip_bytes(&waypoint_ip.to_string()),
+            ..Default::default()
+        })),
+        hbone_mtls_port: 15008,
+    });
+    let mut pod = wl::pod(NS, "wp-0", &waypoint_ip.to_string());
+    pod.service_account = "wp".into();
+    [wl::svc_address(service), wl::wl_address(pod)]
+        .into_iter()
+        .map(|(name, address)| XdsResource::new(name, vec![], pack_any(ADDRESS_TYPE_URL, &address)))
+        .collect()
+}
+
 fn new_backend(name: &str, ip: std::net::Ipv4Addr) -> Arc<Backend> {
     Arc::new(Backend {
         name: name.into(),
@@ -206,7 +259,7 @@ fn plain_addresses(net: Net) -> Vec<XdsResource> {
 
 /// The gateway pod's own workload (service account `gw-weft`), for the source labels.
 fn own_workload(net: Net) -> XdsResource {
-    let mut pod = wl::pod(NS, "gw-weft-0", &net.ip(0, 1).to_string());
+    let mut pod = wl::pod(NS, "gw-weft-0", &gateway_ip(net).to_string());
     pod.service_account = "gw-weft".into();
     pod.workload_name = "gw-weft".into();
     let (name, address) = wl::wl_address(pod);
@@ -243,10 +296,10 @@ async fn start_gateway(
             ..WaypointOptions::default()
         },
         listen: GatewayListen {
-            ip: IpAddr::V4(net.ip(0, 1)),
-            metrics: Some(SocketAddr::new(IpAddr::V4(net.ip(0, 1)), 0)),
+            ip: IpAddr::V4(gateway_ip(net)),
+            metrics: Some(SocketAddr::new(IpAddr::V4(gateway_ip(net)), 0)),
             readiness: None,
-            admin: Some(SocketAddr::new(IpAddr::V4(net.ip(0, 1)), 0)),
+            admin: Some(SocketAddr::new(IpAddr::V4(gateway_ip(net)), 0)),
         },
         xds: XdsSource {
             channel,

@@ -207,3 +207,39 @@ async fn h2c_clients_are_served_and_requests_are_counted_as_source() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_via_waypoint_backend_goes_through_the_service_waypoint() {
+    let mut through = to("echo", 1);
+    through.via_waypoint = true;
+    let direct = to("echo", 1);
+    let resource = gateway(vec![
+        listener(
+            "via",
+            PORT,
+            "via.test",
+            vec![route("via", vec![to_all(vec![through])])],
+        ),
+        listener(
+            "direct",
+            PORT,
+            "direct.test",
+            vec![route("direct", vec![to_all(vec![direct])])],
+        ),
+    ]);
+    let fixture = Fixture::start_with(vec![backend("echo-a", "echo")], Some(resource), true).await;
+    let mut client = fixture.h1(PORT).await;
+    let via = send(&mut client, get("via.test", "/w", &[])).await;
+    assert_eq!(
+        (via.status, via.header("x-backend")),
+        (200, "echo-a"),
+        "{via:?}"
+    );
+    assert_eq!(
+        via.header("x-peer"),
+        "spiffe://cluster.local/ns/ns/sa/wp",
+        "the backend is called by the waypoint"
+    );
+    let direct = send(&mut client, get("direct.test", "/d", &[])).await;
+    assert_eq!(direct.header("x-peer"), GATEWAY_ID, "{direct:?}");
+}
