@@ -6,6 +6,7 @@ mod call;
 mod cert;
 mod control;
 mod echo;
+mod gateway;
 mod l7_proxy;
 mod mesh_flags;
 mod node;
@@ -44,6 +45,7 @@ enum Command {
     Logs(up::LogsArgs),
     Exec(up::ExecArgs),
     Waypoint(waypoint::Args),
+    Gateway(gateway::Args),
     /// Experimental and developer tools.
     #[command(subcommand)]
     X(XCommand),
@@ -128,6 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => up::logs(&args),
         Command::Exec(args) => up::exec(&args),
         Command::Waypoint(args) => waypoint::run(args),
+        Command::Gateway(args) => gateway::run(args),
         Command::X(XCommand::Echo(args)) => echo::run(args),
         Command::X(XCommand::Authz(args)) => authz::run(args),
         Command::X(XCommand::Call(args)) => call::run(&args),
