@@ -432,3 +432,67 @@ async fn a_deny_policy_closes_tcp_connections_before_relaying() {
     let _ = stream.read_to_end(&mut back).await;
     assert!(back.is_empty(), "denied connection relayed: {back:?}");
 }
+
+#[tokio::test]
+async fn https_in_tls_out_with_the_backend_policy_ca_and_alpn() {
+    let net = Net(weft_testkit::loopback_net());
+    let gateway_ca = TestCa::new("gateway CA");
+    let backend_ca = TestCa::new("backend CA");
+    let config = pki::server_config(&backend_ca.leaf(&["api.internal"]));
+    let (_, stop) = pki::tls_echo(net.backend(1, 9443), "api", config).await;
+    let _stop = stop.drop_guard();
+    let services = [ServiceSpec {
+        name: "api",
+        n: 1,
+        port: 9443,
+    }];
+    let mut listener = https_listener(
+        "web",
+        "web.example.com",
+        &gateway_ca.leaf(&["web.example.com"]),
+    );
+    listener.http_routes = vec![pb::Route {
+        namespace: "ns".into(),
+        name: "to-api".into(),
+        rules: vec![pb::Rule {
+            backends: vec![backend("api", 9443)],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }];
+    let mut resource = gateway_resource(vec![listener]);
+    resource.backend_tls = vec![pb::BackendTls {
+        service: crate::harness::key("api"),
+        port: 9443,
+        hostname: "api.internal".into(),
+        ca_bundle: backend_ca.pem.clone(),
+        source: "ns/api-tls".into(),
+        ..Default::default()
+    }];
+    let _fixture = Fixture::start(net, &services, &resource).await;
+    let addr = net.gateway(HTTPS);
+    let (h1, h2) = until("the backend answers through the gateway", || async {
+        let tls = connect(addr, "web.example.com", &gateway_ca, &["http/1.1"])
+            .await
+            .ok()?;
+        let h1 = http1_get(tls, "web.example.com").await;
+        if !h1.starts_with("api") {
+            return None;
+        }
+        let tls = connect(addr, "web.example.com", &gateway_ca, &["h2"])
+            .await
+            .ok()?;
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .ok()?;
+        tokio::spawn(connection);
+        let response = sender.send_request(get("web.example.com")).await.ok()?;
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((h1, String::from_utf8_lossy(&body).into_owned()))
+    })
+    .await;
+    // TLS with ALPN as the client spoke, verified against the policy's CA.
+    assert_eq!(h1, "api http/1.1 /x");
+    assert_eq!(h2, "api h2 /x");
+}
