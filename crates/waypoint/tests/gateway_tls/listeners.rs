@@ -202,6 +202,12 @@ async fn passthrough_reaches_the_backend_chosen_by_sni() {
         .await;
         assert_eq!(answer, format!("{label} http/1.1 /x"));
     }
+    // A name the listener takes but no TLSRoute does: closed, never another backend.
+    let unrouted = connect(net.gateway(HTTPS), "c.example.com", &backend_ca, &[]).await;
+    assert!(
+        unrouted.is_err(),
+        "a connection without TLSRoute was relayed"
+    );
 }
 
 #[tokio::test]
