@@ -69,7 +69,8 @@ fn class_statuses(snapshot: &ConfigSnapshot) -> Vec<ObjectStatus> {
         .gateway_classes()
         .filter_map(|(class, loaded)| {
             gateway_controller(snapshot, loaded.object.name())?;
-            let condition = Stamp::of(loaded).condition(
+            let stamp = Stamp::of(loaded);
+            let accepted = stamp.condition(
                 "Accepted",
                 true,
                 "Accepted",
@@ -78,10 +79,16 @@ fn class_statuses(snapshot: &ConfigSnapshot) -> Vec<ObjectStatus> {
                     class.spec.controller_name
                 ),
             );
+            let version = stamp.condition(
+                "SupportedVersion",
+                true,
+                "SupportedVersion",
+                "weft reads the standard-channel Gateway API v1 kinds",
+            );
             Some(ObjectStatus::new(
                 loaded,
                 Status::GatewayClass(GatewayClassStatus {
-                    conditions: vec![condition],
+                    conditions: vec![accepted, version],
                 }),
             ))
         })
@@ -263,7 +270,7 @@ fn route_status(
             continue;
         };
         parents.push(RouteParentStatus {
-            parent_ref: parent_reference(parent),
+            parent_ref: parent_reference(parent, namespace),
             controller_name: controller.to_owned(),
             conditions: vec![accepted, resolved.clone()],
             parent_index: index,
@@ -354,11 +361,13 @@ fn mesh_parent(
     })
 }
 
-fn parent_reference(parent: &RouteRef<'_>) -> ParentReference {
+/// The parentRef as status echoes it: group, kind and namespace with their defaults filled
+/// in (a Gateway of the route's namespace), section name and port as written.
+fn parent_reference(parent: &RouteRef<'_>, route_namespace: &str) -> ParentReference {
     ParentReference {
-        group: parent.group.map(str::to_owned),
-        kind: parent.kind.map(str::to_owned),
-        namespace: parent.namespace.map(str::to_owned),
+        group: Some(parent.group.unwrap_or(GATEWAY_GROUP).to_owned()),
+        kind: Some(parent.kind.unwrap_or("Gateway").to_owned()),
+        namespace: Some(parent.namespace.unwrap_or(route_namespace).to_owned()),
         name: parent.name.to_owned(),
         section_name: parent.section_name.map(str::to_owned),
         port: parent.port,

@@ -255,6 +255,12 @@ spec:
         panic!("not a route status");
     };
     assert_eq!(route.parents[0].controller_name, MESH_CONTROLLER);
+    // The parentRef is echoed with its defaults filled in.
+    let echoed = &route.parents[0].parent_ref;
+    assert_eq!(echoed.group.as_deref(), Some("gateway.networking.k8s.io"));
+    assert_eq!(echoed.kind.as_deref(), Some("Gateway"));
+    assert_eq!(echoed.namespace.as_deref(), Some("apps"));
+    assert_eq!(echoed.section_name, None);
     // Waypoints are not gateways: no Gateway status.
     assert!(!all.iter().any(|s| s.kind == "Gateway"));
 }
