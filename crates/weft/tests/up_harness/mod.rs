@@ -224,6 +224,18 @@ impl Up {
     }
 }
 
+/// Polls `check` until it returns `Ok`, failing with its last error after `limit`.
+pub fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => panic!("not in time; last: {last}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 impl Drop for Up {
     fn drop(&mut self) {
         // A failed test must not leave namespaces or processes behind for the next run.
