@@ -33,7 +33,7 @@ where
         }
     };
     let engine = gateway.engine().clone();
-    let own_workload = own_workload(&gateway);
+    let own_workload = gateway.own_workload();
     let drain = gateway.drain_token().clone();
     let conn = Conn::Gateway(Arc::new(GatewayConn {
         gateway,
@@ -44,15 +44,9 @@ where
     crate::http::serve(engine, conn, Rewind::new(prefix, io), h2, Some(drain)).await;
 }
 
-/// The gateway's own workload record (for the `source_*` metric labels): a workload with
-/// the gateway's identity.
+/// The gateway's own workload record (for the `source_*` labels of L4 connections too).
 pub(super) fn own_workload(gateway: &Gateway) -> Option<Arc<weft_upstream::MeshWorkload>> {
-    let engine = gateway.engine();
-    let state = engine.state();
-    state
-        .workloads()
-        .find(|w| w.identity() == engine.identity())
-        .cloned()
+    gateway.own_workload()
 }
 
 impl Gateway {

@@ -26,11 +26,14 @@ pub mod tls;
 mod xds;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use weft_node::state::MeshState;
+use weft_upstream::MeshWorkload;
 
 use crate::Waypoint;
 pub use config::GatewayConfig;
@@ -61,7 +64,12 @@ struct Inner {
     drain: CancellationToken,
     /// Every connection task (waited for while draining).
     connections: TaskTracker,
+    /// The gateway's own workload, looked up once per mesh snapshot.
+    own: Mutex<Option<OwnWorkload>>,
 }
+
+/// The gateway's own workload record in one mesh snapshot.
+type OwnWorkload = (Arc<MeshState>, Option<Arc<MeshWorkload>>);
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,6 +89,7 @@ impl Gateway {
             config: watch::Sender::new(Arc::new(GatewayConfig::default())),
             drain: CancellationToken::new(),
             connections: TaskTracker::new(),
+            own: Mutex::new(None),
         }))
     }
 
@@ -110,6 +119,25 @@ impl Gateway {
     /// Cancelled when the gateway drains.
     pub(crate) fn drain_token(&self) -> &CancellationToken {
         &self.0.drain
+    }
+
+    /// The gateway's own workload (a workload with its identity), for the `source_*`
+    /// labels of its metrics; looked up again only when the mesh state changed.
+    pub(crate) fn own_workload(&self) -> Option<Arc<MeshWorkload>> {
+        let state = self.0.engine.state();
+        let mut own = self.0.own.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((seen, workload)) = own.as_ref()
+            && Arc::ptr_eq(seen, &state)
+        {
+            return workload.clone();
+        }
+        let identity = self.0.engine.identity();
+        let workload = state
+            .workloads()
+            .find(|w| w.identity() == identity)
+            .cloned();
+        *own = Some((state, workload.clone()));
+        workload
     }
 
     /// Tracks connection tasks so that a drain can wait for them.
