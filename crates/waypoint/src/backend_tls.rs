@@ -337,6 +337,68 @@ mod tests {
         assert!(reason.contains("no CA"), "{reason}");
     }
 
+    /// A CA (PEM) and a server configuration for a leaf naming `names`.
+    fn server(names: &[&str]) -> (String, Arc<rustls::ServerConfig>) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        (ca_pem, Arc::new(config))
+    }
+
+    async fn handshake(entry: &pb::BackendTls, server: Arc<rustls::ServerConfig>) -> bool {
+        let (client_io, server_io) = tokio::io::duplex(16 * 1024);
+        let accept = tokio::spawn(async move {
+            tokio_rustls::TlsAcceptor::from(server)
+                .accept(server_io)
+                .await
+                .is_ok()
+        });
+        let set = BackendTlsSet::compile(std::slice::from_ref(entry));
+        let tls = set.find(&entry.service, 443).expect("entry");
+        let connected = tls.connect(client_io, false).await.is_ok();
+        let _ = accept.await;
+        connected
+    }
+
+    #[tokio::test]
+    async fn subject_alt_names_replace_the_hostname_check() {
+        let (ca, config) = server(&["backend.internal"]);
+        let mut policy = entry("ns/a", 443, &ca);
+        assert!(
+            !handshake(&policy, Arc::clone(&config)).await,
+            "hostname must match"
+        );
+        policy.subject_alt_names = vec!["backend.internal".into()];
+        assert!(
+            handshake(&policy, Arc::clone(&config)).await,
+            "a listed SAN is accepted"
+        );
+        let (_, other_ca_config) = server(&["backend.internal"]);
+        assert!(
+            !handshake(&policy, other_ca_config).await,
+            "another CA is refused"
+        );
+    }
+
     #[test]
     fn uri_only_names_are_refused() {
         let mut only_uri = entry("ns/a", 0, "");
