@@ -233,6 +233,23 @@ pub fn trace_id(traceparent: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn json_entries_are_one_object_with_the_text_field_names() {
+        let entry = super::AccessEntry {
+            method: "GET".into(),
+            path: "/a \"quoted\"".into(),
+            status: 200,
+            flags: "-",
+            reporter: "source",
+            ..super::AccessEntry::default()
+        };
+        let json: serde_json::Value = serde_json::from_str(&entry.json()).expect("JSON");
+        assert_eq!(json["reporter"], "source");
+        assert_eq!(json["response_code"], 200);
+        assert_eq!(json["path"], "/a \"quoted\"");
+        assert_eq!(json["upstream_host"], "-");
+    }
+
+    #[test]
     fn trace_ids_come_from_traceparent() {
         let id = "4bf92f3577b34da6a3ce929d0e0e4736";
         assert_eq!(

@@ -243,3 +243,49 @@ async fn a_via_waypoint_backend_goes_through_the_service_waypoint() {
     let direct = send(&mut client, get("direct.test", "/d", &[])).await;
     assert_eq!(direct.header("x-peer"), GATEWAY_ID, "{direct:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_policies_see_the_original_client_behind_trusted_proxies() {
+    use weft_proto::security::{self, Action, Clause, Rule};
+    let blocked = pb::RequestMatch {
+        remote_ips: vec![security::Address {
+            address: vec![203, 0, 113, 0],
+            length: 24,
+        }],
+        ..Default::default()
+    };
+    let deny = crate::harness::policy(
+        "no-blocked-clients",
+        Action::Deny,
+        vec![Rule {
+            clauses: vec![Clause {
+                matches: vec![crate::harness::request_match(blocked)],
+            }],
+        }],
+        &[],
+    );
+    let mut resource = gateway(vec![listener(
+        "any",
+        PORT,
+        "",
+        vec![route("r", vec![to_all(vec![to("echo", 1)])])],
+    )]);
+    resource.policies = vec![deny];
+    resource.trusted_hops = 1;
+    let fixture = Fixture::start(vec![backend("echo-a", "echo")], Some(resource)).await;
+    let mut client = fixture.h1(PORT).await;
+    let from_blocked = [("x-forwarded-for", "198.51.100.1, 203.0.113.7")];
+    let denied = send(&mut client, get("shop.test", "/", &from_blocked)).await;
+    assert_eq!(
+        (denied.status, denied.body.as_str()),
+        (403, "RBAC: access denied")
+    );
+    let spoofed = [("x-forwarded-for", "203.0.113.7, 198.51.100.1")];
+    let allowed = send(&mut client, get("shop.test", "/", &spoofed)).await;
+    assert_eq!(
+        allowed.status, 200,
+        "only the last trusted hop counts: {allowed:?}"
+    );
+    let direct = send(&mut client, get("shop.test", "/", &[])).await;
+    assert_eq!(direct.status, 200, "{direct:?}");
+}
