@@ -8,6 +8,8 @@
 //! 4. frontend/web -> httpbin.legacy: a destination outside the mesh, passed through.
 //! 5. and 6. through the waypoint of shop/reviews ([`crate::demo_l7`]): an L7 traffic split
 //!    and an L7 denial.
+//! 7. (network namespaces only) this machine's shell -> the shop gateway's address
+//!    ([`crate::demo_gateway`]): ingress routed 90/10 to catalog's versions.
 
 use crate::layout::SYSTEM_NAMESPACE;
 use crate::mesh::Mesh;
@@ -119,7 +121,10 @@ pub fn run(mesh: &Mesh) -> DemoReport {
         }
     }
     let (l7_expected, l7_steps) = crate::demo_l7::run(mesh, &mut report, STEPS.len() + 1);
-    let (as_expected, steps) = (as_expected + l7_expected, STEPS.len() + l7_steps);
+    let next = STEPS.len() + l7_steps + 1;
+    let (gateway_expected, gateway_steps) = crate::demo_gateway::run(mesh, &mut report, next);
+    let as_expected = as_expected + l7_expected + gateway_expected;
+    let steps = STEPS.len() + l7_steps + gateway_steps;
     let _ = writeln!(report, "{as_expected}/{steps} steps as expected");
     DemoReport {
         text: report,

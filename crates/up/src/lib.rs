@@ -30,6 +30,7 @@
 pub mod bundled;
 pub mod components;
 pub mod demo;
+mod demo_gateway;
 mod demo_l7;
 pub mod down;
 pub mod exec;

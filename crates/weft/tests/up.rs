@@ -1,4 +1,4 @@
-//! `weft up` end to end (root: network namespaces; never skipped): the demo's six outcomes,
+//! `weft up` end to end (root: network namespaces; never skipped): the demo's seven outcomes,
 //! live edits, Ctrl-C cleanup, and `weft down` after `weft up` was killed.
 //!
 //! Each test runs the real binary with its own `--prefix` and a temporary `--state-dir`, so
@@ -100,7 +100,8 @@ fn demo_shows_allowed_denied_strict_passthrough_and_the_waypoints_split_and_deni
     let summary = up.wait_line("steps as expected");
     let status = up.wait_exit();
     let output = up.output();
-    assert_eq!(summary, "6/6 steps as expected", "{output}");
+    // six steps inside the mesh, and (7) ingress through the shop gateway
+    assert_eq!(summary, "7/7 steps as expected", "{output}");
     assert!(status.success(), "{status}: {output}");
     // The table: web is enrolled with its SPIFFE identity, legacy is not, the waypoint runs
     // as its own pod with its own identity.
