@@ -78,8 +78,8 @@ pub fn gateway_pod_labels(gateway: &str, class: &str) -> BTreeMap<String, String
     .collect()
 }
 
-/// The listener ports of `gateway`, each once, in listener order, with their Service port
-/// name (`<protocol>-<port>`, lower case).
+/// The listener ports of `gateway`, each once, in listener order, with the protocol of the
+/// first listener on it (as written).
 #[must_use]
 pub fn listener_ports(gateway: &Gateway) -> Vec<(String, u16)> {
     let mut ports: Vec<(String, u16)> = Vec::new();
@@ -87,9 +87,8 @@ pub fn listener_ports(gateway: &Gateway) -> Vec<(String, u16)> {
         let Ok(port) = u16::try_from(listener.port) else {
             continue;
         };
-        if ports.iter().all(|(_, known)| *known != port) {
-            let name = format!("{}-{port}", listener.protocol.to_ascii_lowercase());
-            ports.push((name, port));
+        if port != 0 && ports.iter().all(|(_, known)| *known != port) {
+            ports.push((listener.protocol.clone(), port));
         }
     }
     ports
@@ -116,7 +115,9 @@ fn gateway_deployment(gateway: &Gateway) -> Deployment {
     let name = gateway.metadata.name.clone().unwrap_or_default();
     let class = gateway.spec.gateway_class_name.as_str();
     let account = gateway_service_account(&name, class);
-    let listeners = listener_ports(gateway);
+    let listeners: Vec<(String, u16)> = (listener_ports(gateway).into_iter())
+        .map(|(protocol, port)| (format!("{}-{port}", protocol.to_ascii_lowercase()), port))
+        .collect();
     let status = ("status-port".to_owned(), GATEWAY_STATUS_PORT);
     let metrics = ("metrics".to_owned(), GATEWAY_METRICS_PORT);
     let command = ["weft", "gateway", "--gateway"]
