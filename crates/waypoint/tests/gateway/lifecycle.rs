@@ -116,3 +116,26 @@ async fn shutdown_finishes_requests_in_flight_and_refuses_new_connections() {
         "no new connections"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_dump_shows_the_resource_without_private_keys() {
+    let mut resource = one_listener(PORT);
+    let mut https = listener("secure", PORT + 1, "", vec![]);
+    https.protocol = weft_proto::l7::listener::Protocol::Https.into();
+    https.certificates.push(weft_proto::l7::Certificate {
+        source: "ns/cert".into(),
+        cert_chain: "not a certificate".into(),
+        private_key: "the-private-key".into(),
+    });
+    resource.listeners.push(https);
+    let fixture = Fixture::start(vec![backend("echo-a", "echo")], Some(resource)).await;
+    let admin = fixture.gateway.admin.expect("admin").to_string();
+    let (status, body) = weft_serve::get(&admin, "/config_dump").await.unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("secure") && body.contains("<redacted>"),
+        "{body}"
+    );
+    assert!(!body.contains("the-private-key"), "{body}");
+}
