@@ -1,7 +1,8 @@
 //! The control-plane process serves `weft.l7.v1.Gateway` (which carries private keys) over
 //! delta ADS only to whom it belongs: the node proxy of the node running the gateway's pod
 //! and the gateway's own workload identity receive it; another node's proxy and another
-//! workload subscribing to the same type receive nothing of it.
+//! workload subscribing to the same type receive nothing of it. Editing a certificate's
+//! Secret reaches the gateway's node as a new version (rotation).
 
 mod process_support;
 
@@ -14,6 +15,7 @@ use process_support::control::{
 };
 use prost::Message;
 use weft_proto::GATEWAY_TYPE_URL;
+use weft_proto::discovery::DeltaDiscoveryResponse;
 use weft_proto::l7::Gateway;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -59,7 +61,11 @@ async fn open(control: &RunningControl, token: &str) -> Result<AdsClient, tonic:
 /// The Gateway resources a wildcard subscriber with `token` holds after its first response.
 async fn received(control: &RunningControl, token: &str) -> Vec<Gateway> {
     let mut ads = open(control, token).await.expect("stream opens");
-    let response = ads.recv_ack(WAIT).await.expect("first response");
+    gateways(&ads.recv_ack(WAIT).await.expect("first response"))
+}
+
+/// The Gateway resources of one response.
+fn gateways(response: &DeltaDiscoveryResponse) -> Vec<Gateway> {
     assert_eq!(response.type_url, GATEWAY_TYPE_URL);
     let bodies = response
         .resources
@@ -70,10 +76,30 @@ async fn received(control: &RunningControl, token: &str) -> Vec<Gateway> {
         .collect()
 }
 
+/// Editing the Secret of the HTTPS listener (a rotation) sends the gateway's node the new
+/// certificate.
+async fn rotate_certificate(control: &RunningControl, stream: &mut AdsClient) {
+    let path = control.config_dir().join("mesh.yaml");
+    let text = std::fs::read_to_string(&path).expect("mesh.yaml");
+    let marker = "metadata: {name: shop-cert, namespace: shop}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n";
+    assert!(text.contains(marker), "the shop-cert Secret");
+    let rotated = text.replace(marker, &format!("{marker}      # rotated\n"));
+    std::fs::write(&path, rotated).expect("rotate");
+    let update = gateways(&stream.recv_ack(WAIT).await.expect("the rotation arrives"));
+    let https = update[0]
+        .listeners
+        .iter()
+        .find(|l| l.name == "https")
+        .expect("https");
+    let chain = &https.certificates[0].cert_chain;
+    assert!(chain.starts_with("# rotated"), "{chain}");
+}
+
 #[tokio::test]
 async fn a_gateway_resource_reaches_only_its_node_and_its_identity() {
     let control = start_control(gateway_mesh).await;
-    let node_a = received(&control, NODE_A_TOKEN).await;
+    let mut node_a_stream = open(&control, NODE_A_TOKEN).await.expect("stream opens");
+    let node_a = gateways(&node_a_stream.recv_ack(WAIT).await.expect("first response"));
     let names: Vec<String> = node_a
         .iter()
         .map(|g| format!("{}/{}", g.namespace, g.name))
@@ -90,6 +116,8 @@ async fn a_gateway_resource_reaches_only_its_node_and_its_identity() {
         received(&control, NODE_B_TOKEN).await.is_empty(),
         "another node"
     );
+
+    rotate_certificate(&control, &mut node_a_stream).await;
 
     add_workload_tokens(&control).await;
     let own = received(&control, GATEWAY_TOKEN).await;
