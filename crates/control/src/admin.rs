@@ -8,7 +8,9 @@ use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
-use weft_api::ConfigStore;
+use weft_api::gateway_status;
+use weft_api::{ConfigStore, LoadedObject, Object};
+use weft_l7::from_api::{BackendResolver, BackendTarget, grpc_route, http_route};
 use weft_serve::{Page, Router};
 use weft_xds::XdsServer;
 
@@ -51,8 +53,31 @@ pub fn admin_router(state: AdminState) -> Router {
             Page::json(&errors)
         })
         .page("/debug/gatewayz", move |_| {
-            Page::json(&weft_api::gateway_status::statuses(&gateways.snapshot()))
+            let snapshot = gateways.snapshot();
+            Page::json(&gateway_status::statuses_with(&snapshot, &route_check))
         })
+}
+
+/// Whether the data plane can apply a route: HTTPRoutes and GRPCRoutes go through the L7
+/// converter the translation uses (backends are not resolved here: the status's
+/// `ResolvedRefs` says which are missing). Passed to
+/// [`gateway_status::statuses_with`] so the status says why a route is left out.
+///
+/// # Errors
+/// The converter's error, naming the field.
+pub fn route_check(route: &LoadedObject) -> Result<(), String> {
+    struct AnyBackend;
+    impl BackendResolver for AnyBackend {
+        fn resolve(&self, _: &BackendTarget<'_>) -> Result<String, String> {
+            Ok(String::new())
+        }
+    }
+    let converted = match &route.object {
+        Object::HttpRoute(r) => http_route(r, None, &AnyBackend).map(drop),
+        Object::GrpcRoute(r) => grpc_route(r, None, &AnyBackend).map(drop),
+        _ => Ok(()),
+    };
+    converted.map_err(|err| err.to_string())
 }
 
 /// The translated resources (proto JSON mapping, with names and versions) and warnings:

@@ -103,6 +103,29 @@ fn x_status_prints_kubernetes_shaped_documents_with_reasons() {
 }
 
 #[test]
+fn x_status_says_why_the_data_plane_leaves_a_route_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = CONFIG.replace("shop.example.org", "shop.example.com").replace(
+        "rules: [{backendRefs: [{name: shop, port: 80}]}]",
+        "rules: [{filters: [{type: ExtensionRef, extensionRef: {group: example.com, kind: Magic, name: m}}]}]",
+    );
+    std::fs::write(dir.path().join("gw.yaml"), config).expect("write config");
+    let (code, stdout, stderr) = weft(&["x", "status", "-o", "json", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let parsed: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let accepted = &parsed[2]["status"]["parents"][0]["conditions"][0];
+    assert_eq!(accepted["reason"], "UnsupportedValue", "{stdout}");
+    assert!(
+        accepted["message"]
+            .as_str()
+            .unwrap()
+            .contains("ExtensionRef"),
+        "{stdout}"
+    );
+    assert_eq!(parsed[1]["status"]["listeners"][0]["attachedRoutes"], 0);
+}
+
+#[test]
 fn x_status_of_a_config_with_errors_exits_one() {
     let (code, stdout, stderr) = weft(&[
         "x",

@@ -20,7 +20,10 @@ use std::collections::{BTreeSet, HashMap};
 /// Routes attached per (gateway namespace, gateway name, listener index).
 type Attached = HashMap<(String, String, usize), BTreeSet<ObjectRef>>;
 
-pub(super) fn statuses(snapshot: &ConfigSnapshot) -> Vec<ObjectStatus> {
+pub(super) fn statuses(
+    snapshot: &ConfigSnapshot,
+    check: super::RouteCheck<'_>,
+) -> Vec<ObjectStatus> {
     let mut out = class_statuses(snapshot);
     let views: Vec<GatewayView<'_>> = snapshot
         .gateways()
@@ -29,7 +32,16 @@ pub(super) fn statuses(snapshot: &ConfigSnapshot) -> Vec<ObjectStatus> {
             GatewayView::new(snapshot, loaded, controller)
         })
         .collect();
-    let routes = evaluate_routes(snapshot, &views);
+    let mut routes = evaluate_routes(snapshot, &views);
+    for (route, parents) in &mut routes {
+        let Err(why) = check(route) else {
+            continue;
+        };
+        for parent in parents.iter_mut().filter(|p| p.outcome.is_ok()) {
+            let message = format!("the route cannot be applied: {why}");
+            parent.outcome = Err(("UnsupportedValue", message));
+        }
+    }
     let mut attached = Attached::new();
     let mut outcomes: HashMap<(ObjectRef, usize), (&Outcome, &'static str)> = HashMap::new();
     for (route, parents) in &routes {

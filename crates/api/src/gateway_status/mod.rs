@@ -30,7 +30,7 @@ pub use conditions::{
 pub use listeners::{auto_certificate, terminates_tls};
 pub use parents::ROUTE_KINDS;
 
-use crate::object::{Kind, Object, ObjectRef};
+use crate::object::{Kind, LoadedObject, Object, ObjectRef};
 use crate::snapshot::ConfigSnapshot;
 use parents::{GatewayView, evaluate_routes};
 use std::net::IpAddr;
@@ -190,5 +190,18 @@ pub fn attach(snapshot: &ConfigSnapshot, gateway: &ObjectRef) -> Option<GatewayA
 /// order, each in load order.
 #[must_use]
 pub fn statuses(snapshot: &ConfigSnapshot) -> Vec<ObjectStatus> {
-    build::statuses(snapshot)
+    build::statuses(snapshot, &|_| Ok(()))
+}
+
+/// Checks a route's rules beyond its references: `Err(why)` when the data plane cannot
+/// apply the route (the control plane's L7 converter rejects it and leaves it out).
+pub type RouteCheck<'a> = &'a dyn Fn(&LoadedObject) -> Result<(), String>;
+
+/// [`statuses`], with `check` deciding which routes the data plane can apply: a rejected
+/// route is `Accepted=False` with reason `UnsupportedValue` on every Gateway parent that
+/// would otherwise accept it, and is not counted in `attachedRoutes`. The control plane and
+/// `weft x status` pass the L7 converter, so status matches what is served.
+#[must_use]
+pub fn statuses_with(snapshot: &ConfigSnapshot, check: RouteCheck<'_>) -> Vec<ObjectStatus> {
+    build::statuses(snapshot, check)
 }

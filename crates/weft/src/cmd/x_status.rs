@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weft_api::gateway_status::{ObjectStatus, statuses};
+use weft_api::gateway_status::{ObjectStatus, statuses_with};
 
 /// Output format of `weft x status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,7 +46,8 @@ pub fn run(args: &XStatusArgs) -> anyhow::Result<ExitCode> {
         eprintln!("no status computed: fix the errors above (see `weft validate`)");
         return Ok(ExitCode::from(1));
     }
-    let computed = statuses(&weft_api::ConfigSnapshot::new(loaded.objects));
+    let snapshot = weft_api::ConfigSnapshot::new(loaded.objects);
+    let computed = statuses_with(&snapshot, &weft_control::admin::route_check);
     let text = match args.output {
         Format::Json => serde_json::to_string_pretty(&computed)? + "\n",
         Format::Yaml => yaml_stream(&computed)?,

@@ -298,3 +298,24 @@ spec:
     assert_eq!(route.parents.len(), 1, "web has no waypoint: not reported");
     assert_eq!(route.parents[0].controller_name, MESH_CONTROLLER);
 }
+
+#[test]
+fn a_route_the_data_plane_rejects_is_unsupported_value_and_not_attached() {
+    let yaml = route("infra", TO_HTTP, HOSTS, WEB);
+    let snapshot = snapshot(&yaml);
+    let rejected = |_: &crate::LoadedObject| Err("rules[0]: no such filter".to_owned());
+    let all = super::super::statuses_with(&snapshot, &rejected);
+    let Status::Route(route) = status_of(&all, "HTTPRoute", "r") else {
+        panic!("not a route status");
+    };
+    let accepted = &route.parents[0].conditions[0];
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("False", "UnsupportedValue")
+    );
+    assert!(accepted.message.contains("no such filter"), "{accepted:?}");
+    let Status::Gateway(gateway) = status_of(&all, "Gateway", "gw") else {
+        panic!("not a gateway status");
+    };
+    assert_eq!(gateway.listeners[0].attached_routes, 0);
+}
