@@ -54,7 +54,7 @@ pub struct MeshSettings {
 #[derive(Debug)]
 enum Network {
     /// Nodes and pods as network namespaces (needs root).
-    Namespaces(LocalCluster),
+    Namespaces(Box<LocalCluster>),
     /// Explicit mode: plain processes on a loopback network.
     Loopback(LoopbackNet),
 }
@@ -102,7 +102,7 @@ impl Mesh {
         Ok(Self::new(
             settings,
             plan,
-            Network::Namespaces(cluster),
+            Network::Namespaces(Box::new(cluster)),
             features,
         ))
     }

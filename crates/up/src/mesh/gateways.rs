@@ -75,14 +75,16 @@ impl Mesh {
             Ok(true) => {
                 self.host_routed.insert(pod.key());
             }
-            Ok(false) => tracing::warn!(
-                pod = %pod.key(),
-                "the machine already routes {} elsewhere (another weft up?): the gateway is \
-                 reachable from pods only",
-                pod.ip
-            ),
+            Ok(false) => {
+                tracing::warn!(
+                    pod = %pod.key(),
+                    "the machine already routes {} elsewhere (another weft up?): the gateway \
+                     is reachable from pods only",
+                    pod.ip
+                );
+            }
             Err(e) => {
-                tracing::warn!(pod = %pod.key(), error = %e, "gateway not routed from the host")
+                tracing::warn!(pod = %pod.key(), error = %e, "gateway not routed from the host");
             }
         }
     }
