@@ -195,8 +195,9 @@ pub(crate) mod run {
         /// Control plane secure address (xDS + CA), e.g. `weft-control:15012`.
         #[arg(long)]
         pub control: String,
-        /// The Gateway this process serves, `NAMESPACE/NAME` (a waypoint's identity is
-        /// `spiffe://<trust domain>/ns/NAMESPACE/sa/NAME`).
+        /// The Gateway this process serves, `NAMESPACE/NAME` (its identity is
+        /// `spiffe://<trust domain>/ns/NAMESPACE/sa/NAME`, a gateway's service account can
+        /// be set apart).
         #[arg(long, value_name = "NS/NAME")]
         pub gateway: String,
         /// Bearer token for the control plane (re-read on every request).
