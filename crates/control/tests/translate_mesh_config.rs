@@ -1,6 +1,7 @@
 //! `weft.mesh.v1.MeshConfig` from Istio's mesh config ConfigMap (`istio` in the root
-//! namespace, key `mesh`): no ConfigMap, no resource; the mode is read; an unusable value
-//! fails closed (REGISTRY_ONLY) with a warning; creating, editing and deleting the ConfigMap
+//! namespace, key `mesh`): no ConfigMap, no resource; the mode is read, the
+//! `--outbound-traffic-policy` option is the default; an unusable value fails closed
+//! (REGISTRY_ONLY) with a warning; creating, editing and deleting the ConfigMap
 //! update the resource incrementally as a full translation would.
 
 use weft_api::{ConfigSnapshot, LoadedObject, parse_manifests};
@@ -48,7 +49,11 @@ fn the_mode_comes_from_the_istio_config_map() {
     let (policy, _) = policy_of(objects(Some(registry)));
     assert_eq!(policy, Some(OutboundTrafficPolicy::RegistryOnly));
     let (policy, _) = policy_of(objects(Some("defaultConfig: {}")));
-    assert_eq!(policy, Some(OutboundTrafficPolicy::AllowAny));
+    assert_eq!(
+        policy,
+        Some(OutboundTrafficPolicy::AllowAny),
+        "unset: the default"
+    );
 }
 
 #[test]
@@ -91,4 +96,25 @@ fn config_map_edits_update_the_resource_incrementally() {
         );
     }
     assert!(translator.output().get(&key()).is_none());
+}
+
+#[test]
+fn the_flag_is_the_default_and_the_config_map_wins() {
+    let options = TranslateOptions {
+        outbound_traffic_policy: OutboundTrafficPolicy::RegistryOnly,
+        ..TranslateOptions::default()
+    };
+    let policy = |objects: Vec<LoadedObject>| {
+        let output = translate(&ConfigSnapshot::new(objects), &options);
+        let resource = output.get(&key()).expect("the mesh resource");
+        resource
+            .decode::<MeshConfig>()
+            .unwrap()
+            .outbound_traffic_policy()
+    };
+    assert_eq!(policy(objects(None)), OutboundTrafficPolicy::RegistryOnly);
+    let unset = objects(Some("defaultConfig: {}"));
+    assert_eq!(policy(unset), OutboundTrafficPolicy::RegistryOnly);
+    let allow = objects(Some("outboundTrafficPolicy: {mode: ALLOW_ANY}"));
+    assert_eq!(policy(allow), OutboundTrafficPolicy::AllowAny);
 }

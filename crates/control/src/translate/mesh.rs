@@ -3,8 +3,10 @@
 //! namespace, key `mesh`, a YAML document of which weft uses `outboundTrafficPolicy.mode`
 //! (`ALLOW_ANY`, the default, or `REGISTRY_ONLY`).
 //!
-//! Without that ConfigMap (or without a `mesh` key) there is no resource, and node proxies
-//! apply the defaults, as they do under a control plane that does not serve the type.
+//! When the mesh config sets no mode, `weft control --outbound-traffic-policy` (default
+//! `ALLOW_ANY`) decides. When neither says anything but the default, there is no resource,
+//! and node proxies apply the defaults, as under a control plane that does not serve the
+//! type.
 //! **Fails closed**: a `mesh` value that is not YAML, or a mode weft does not know, gives
 //! `REGISTRY_ONLY` with a warning naming the ConfigMap and field, so a typo never opens
 //! egress that the operator meant to restrict.
@@ -57,19 +59,24 @@ pub(crate) fn translate_mesh(context: &Context<'_>, name: &str) -> Unit {
     }
     let object = config_map_ref(context);
     unit.deps.push(Dep::Object(object.clone()));
-    let Some(text) = mesh_text(context) else {
+    let default = context.options.outbound_traffic_policy;
+    let text = mesh_text(context);
+    if text.is_none() && default == OutboundTrafficPolicy::AllowAny {
         return unit;
-    };
-    let policy = outbound_traffic_policy(text).unwrap_or_else(|reason| {
-        unit.warnings.push(Warning {
-            object,
-            message: format!(
-                "data.{MESH_CONFIG_KEY}: {reason}; node proxies apply REGISTRY_ONLY until it \
+    }
+    let configured = text.map_or(Ok(None), outbound_traffic_policy);
+    let policy = configured
+        .map(|p| p.unwrap_or(default))
+        .unwrap_or_else(|reason| {
+            unit.warnings.push(Warning {
+                object,
+                message: format!(
+                    "data.{MESH_CONFIG_KEY}: {reason}; node proxies apply REGISTRY_ONLY until it \
                  is fixed"
-            ),
+                ),
+            });
+            OutboundTrafficPolicy::RegistryOnly
         });
-        OutboundTrafficPolicy::RegistryOnly
-    });
     let message = MeshConfig {
         outbound_traffic_policy: policy.into(),
     };
@@ -77,18 +84,18 @@ pub(crate) fn translate_mesh(context: &Context<'_>, name: &str) -> Unit {
     unit
 }
 
-/// `outboundTrafficPolicy.mode` of a mesh config document (`ALLOW_ANY` when unset), or why
-/// it cannot be read.
-pub fn outbound_traffic_policy(text: &str) -> Result<OutboundTrafficPolicy, String> {
+/// `outboundTrafficPolicy.mode` of a mesh config document (`None` when unset), or why it
+/// cannot be read.
+pub fn outbound_traffic_policy(text: &str) -> Result<Option<OutboundTrafficPolicy>, String> {
     let config: serde_yaml::Value =
         serde_yaml::from_str(text).map_err(|e| format!("not YAML ({e})"))?;
     let mode = &config["outboundTrafficPolicy"]["mode"];
     if mode.is_null() {
-        return Ok(OutboundTrafficPolicy::AllowAny);
+        return Ok(None);
     }
     match mode.as_str() {
-        Some("ALLOW_ANY") => Ok(OutboundTrafficPolicy::AllowAny),
-        Some("REGISTRY_ONLY") => Ok(OutboundTrafficPolicy::RegistryOnly),
+        Some("ALLOW_ANY") => Ok(Some(OutboundTrafficPolicy::AllowAny)),
+        Some("REGISTRY_ONLY") => Ok(Some(OutboundTrafficPolicy::RegistryOnly)),
         _ => Err(format!(
             "outboundTrafficPolicy.mode: {} is not ALLOW_ANY or REGISTRY_ONLY",
             serde_yaml::to_string(mode).unwrap_or_default().trim()
@@ -102,13 +109,11 @@ mod tests {
 
     #[test]
     fn the_mode_is_read_and_unknown_values_are_errors() {
-        let allow = OutboundTrafficPolicy::AllowAny;
-        let registry = OutboundTrafficPolicy::RegistryOnly;
-        assert_eq!(outbound_traffic_policy(""), Ok(allow));
-        assert_eq!(
-            outbound_traffic_policy("accessLogFile: /dev/stdout"),
-            Ok(allow)
-        );
+        let allow = Some(OutboundTrafficPolicy::AllowAny);
+        let registry = Some(OutboundTrafficPolicy::RegistryOnly);
+        assert_eq!(outbound_traffic_policy(""), Ok(None));
+        let unset = outbound_traffic_policy("accessLogFile: /dev/stdout");
+        assert_eq!(unset, Ok(None));
         let text = "outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n";
         assert_eq!(outbound_traffic_policy(text), Ok(registry));
         let text = "outboundTrafficPolicy: {mode: ALLOW_ANY}";

@@ -78,6 +78,8 @@ pub struct TranslateOptions {
     pub cluster_id: String,
     /// Network of every address (empty = the default network).
     pub network: String,
+    /// Outbound traffic policy when the mesh config (ConfigMap `istio`) sets none.
+    pub outbound_traffic_policy: weft_proto::mesh::mesh_config::OutboundTrafficPolicy,
 }
 
 impl Default for TranslateOptions {
@@ -88,6 +90,7 @@ impl Default for TranslateOptions {
             root_namespace: "istio-system".to_owned(),
             cluster_id: "Kubernetes".to_owned(),
             network: String::new(),
+            outbound_traffic_policy: weft_proto::mesh::mesh_config::OutboundTrafficPolicy::AllowAny,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! control plane does (`weft control`, `weft x translate`, `weft x authz check`).
 
 use weft_control::translate::TranslateOptions;
+use weft_proto::mesh::mesh_config::OutboundTrafficPolicy;
 
 /// How config is translated (must match the control plane's flags to predict its output).
 #[derive(Debug, Clone, clap::Args)]
@@ -25,6 +26,11 @@ pub struct MeshFlags {
     /// Network of every address (empty: the default network).
     #[arg(long, default_value = "")]
     pub network: String,
+
+    /// Outbound traffic policy when the mesh config (ConfigMap `istio` in the root
+    /// namespace, `outboundTrafficPolicy.mode`) sets none.
+    #[arg(long, default_value = "ALLOW_ANY", value_parser = ["ALLOW_ANY", "REGISTRY_ONLY"])]
+    pub outbound_traffic_policy: String,
 }
 
 impl MeshFlags {
@@ -36,6 +42,10 @@ impl MeshFlags {
             root_namespace: self.root_namespace.clone(),
             cluster_id: self.cluster_id.clone(),
             network: self.network.clone(),
+            outbound_traffic_policy: OutboundTrafficPolicy::from_str_name(
+                &self.outbound_traffic_policy,
+            )
+            .unwrap_or_default(),
         }
     }
 }
