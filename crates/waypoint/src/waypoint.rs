@@ -238,6 +238,12 @@ impl Waypoint {
         *self.0.loaded.borrow()
     }
 
+    /// Waits for the first complete configuration (forever if it never comes).
+    pub(crate) async fn loaded(&self) {
+        let mut loaded = self.0.loaded.subscribe();
+        let _ = loaded.wait_for(|l| *l).await;
+    }
+
     /// Waits up to `limit` for the first configuration; false when it did not come.
     pub(crate) async fn wait_loaded(&self, limit: Duration) -> bool {
         let mut loaded = self.0.loaded.subscribe();

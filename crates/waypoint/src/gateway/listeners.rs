@@ -1,5 +1,5 @@
-//! The gateway's listener ports: each port of the configuration is bound once on the
-//! listen address; when the configuration changes, new ports are bound, removed ports stop
+//! The gateway's listener ports: once the first complete configuration is in, each port of
+//! the configuration is bound once on the listen address; when the configuration changes, new ports are bound, removed ports stop
 //! accepting and close, and unchanged ports keep their socket and open connections. Every
 //! accepted connection is served by the kind of its port in the configuration in force:
 //! plain HTTP here, HTTPS / TLS / TCP by the TLS layer. Connection tasks are tracked so a
@@ -26,6 +26,12 @@ pub(crate) async fn follow(
     bound: watch::Sender<BoundPorts>,
     stop: CancellationToken,
 ) {
+    // Fail closed: no port opens before both the mesh state and the Gateway resource are
+    // in (a port served on an empty mesh state would answer every request 500).
+    tokio::select! {
+        () = gateway.engine().loaded() => {}
+        () = stop.cancelled() => return,
+    }
     let mut changes = gateway.watch_config();
     let mut open: HashMap<u16, Accepting> = HashMap::new();
     loop {
