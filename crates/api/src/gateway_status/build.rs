@@ -131,7 +131,10 @@ fn gateway_status(
         .filter(|l| !l.attachable())
         .map(|l| l.listener.name.as_str())
         .collect();
-    let accepted = if invalid.is_empty() {
+    let requested = address_problem(view, &addresses);
+    let accepted = if let Some(AddressProblem::Unsupported(message)) = &requested {
+        stamp.condition("Accepted", false, "UnsupportedAddress", message.clone())
+    } else if invalid.is_empty() {
         stamp.condition("Accepted", true, "Accepted", "all listeners are valid")
     } else {
         let all = invalid.len() == view.listeners.len();
@@ -146,6 +149,15 @@ fn gateway_status(
             view.namespace
         );
         stamp.condition("Programmed", false, "AddressNotAssigned", message)
+    } else if let Some(AddressProblem::NotUsable(message)) = requested {
+        stamp.condition("Programmed", false, "AddressNotUsable", message)
+    } else if !accepted.is_true() {
+        stamp.condition(
+            "Programmed",
+            false,
+            "Invalid",
+            "the gateway is not accepted",
+        )
     } else if view.listeners.iter().any(ListenerEval::programmed) {
         stamp.condition(
             "Programmed",
@@ -169,6 +181,37 @@ fn gateway_status(
         listeners,
     };
     ObjectStatus::new(view.loaded, Status::Gateway(status))
+}
+
+/// What the Gateway's `spec.addresses` ask for that weft cannot give.
+enum AddressProblem {
+    /// A type other than `IPAddress` (Accepted=False, `UnsupportedAddress`).
+    Unsupported(String),
+    /// An IP address that is not one of the gateway's pods' (Programmed=False,
+    /// `AddressNotUsable`).
+    NotUsable(String),
+}
+
+/// The first requested address weft cannot give: the gateway's addresses are its pods'
+/// (an entry without a value asks for any address, which they are).
+fn address_problem(view: &GatewayView<'_>, pods: &[std::net::IpAddr]) -> Option<AddressProblem> {
+    let mut requested = view.gateway.spec.addresses.iter().flatten().enumerate();
+    requested.find_map(|(index, address)| {
+        let kind = address.r#type.as_deref().unwrap_or("IPAddress");
+        let value = address.value.as_deref().filter(|v| !v.is_empty());
+        if kind != "IPAddress" {
+            return Some(AddressProblem::Unsupported(format!(
+                "spec.addresses[{index}]: address type {kind} is not supported (IPAddress is)"
+            )));
+        }
+        let value = value?;
+        let usable = value.parse::<std::net::IpAddr>().is_ok_and(|ip| pods.contains(&ip));
+        (!usable).then(|| {
+            AddressProblem::NotUsable(format!(
+                "spec.addresses[{index}]: {value} is not an address of the gateway's pods; weft gives a gateway the addresses of the pods that run it"
+            ))
+        })
+    })
 }
 
 fn listener_status(

@@ -4,6 +4,7 @@
 
 use super::hostnames::route_on_listener;
 use super::listeners::{ListenerEval, Problem, evaluate, namespace_allowed};
+use crate::gateway::Gateway;
 use crate::object::{Kind, LoadedObject, Object};
 use crate::routes::{GATEWAY_GROUP, RouteRef, route_view};
 use crate::snapshot::ConfigSnapshot;
@@ -20,6 +21,7 @@ pub const ROUTE_KINDS: [Kind; 5] = [
 /// A Gateway weft runs, with its listeners evaluated.
 pub(crate) struct GatewayView<'s> {
     pub loaded: &'s LoadedObject,
+    pub gateway: &'s Gateway,
     pub namespace: &'s str,
     pub controller: &'static str,
     pub listeners: Vec<ListenerEval<'s>>,
@@ -37,6 +39,7 @@ impl<'s> GatewayView<'s> {
         let namespace = loaded.object.namespace().unwrap_or_default();
         Some(GatewayView {
             loaded,
+            gateway,
             namespace,
             controller,
             listeners: evaluate(snapshot, gateway, namespace),

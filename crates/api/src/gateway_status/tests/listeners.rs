@@ -233,3 +233,47 @@ status: {{podIP: 10.1.2.3}}
         is("True", "Programmed")
     );
 }
+
+#[test]
+fn requested_addresses_weft_cannot_give_are_reported() {
+    let pod = r"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: gw-pod, namespace: infra, labels: {gateway.networking.k8s.io/gateway-name: gw}}
+spec: {containers: [{name: gw, image: weft}]}
+status: {podIP: 10.1.2.3}
+";
+    let with = |addresses: &str| {
+        let yaml = gateway("  - {name: http, port: 80, protocol: HTTP}").replace(
+            "  gatewayClassName: istio\n",
+            &format!("  gatewayClassName: istio\n  addresses: {addresses}\n"),
+        ) + pod;
+        let all = statuses(&snapshot(&yaml));
+        let Status::Gateway(status) = status_of(&all, "Gateway", "gw") else {
+            panic!("not a gateway status");
+        };
+        let reasons: Vec<(String, String)> = status
+            .conditions
+            .iter()
+            .map(|c| (c.status.clone(), c.reason.clone()))
+            .collect();
+        reasons
+    };
+    assert_eq!(
+        with("[{value: 10.1.2.3}]"),
+        [is("True", "Accepted"), is("True", "Programmed")]
+    );
+    assert_eq!(
+        with("[{type: IPAddress}]"),
+        [is("True", "Accepted"), is("True", "Programmed")]
+    );
+    assert_eq!(
+        with("[{value: 10.9.9.9}]"),
+        [is("True", "Accepted"), is("False", "AddressNotUsable")]
+    );
+    assert_eq!(
+        with("[{type: Hostname, value: gw.example.com}]"),
+        [is("False", "UnsupportedAddress"), is("False", "Invalid")]
+    );
+}
