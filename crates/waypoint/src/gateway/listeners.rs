@@ -34,11 +34,25 @@ pub(crate) async fn follow(
     }
     let mut changes = gateway.watch_config();
     let mut open: HashMap<u16, Accepting> = HashMap::new();
+    let mut config = changes.borrow_and_update().clone();
     loop {
-        let config = changes.borrow_and_update().clone();
-        sync(&gateway, ip, &config, &mut open, &bound).await;
+        let complete = sync(&gateway, ip, &config, &mut open, &bound).await;
+        // A port that could not be bound (still held by a previous process, say) is tried
+        // again until it binds or leaves the configuration.
+        let retry = async {
+            if complete {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(BIND_RETRY).await;
+        };
         tokio::select! {
-            changed = changes.changed() => if changed.is_err() { break },
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                config = changes.borrow_and_update().clone();
+            }
+            () = retry => {}
             () = stop.cancelled() => break,
         }
     }
@@ -48,14 +62,19 @@ pub(crate) async fn follow(
     bound.send_replace(BoundPorts::new());
 }
 
-/// Closes the ports the configuration dropped and binds the ones it added.
+/// How long to wait before binding a port that failed again.
+const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Closes the ports the configuration dropped and binds the ones it added; false when a
+/// port could not be bound.
 async fn sync(
     gateway: &Gateway,
     ip: IpAddr,
     config: &GatewayConfig,
     open: &mut HashMap<u16, Accepting>,
     bound: &watch::Sender<BoundPorts>,
-) {
+) -> bool {
+    let mut complete = true;
     let removed: Vec<u16> = open
         .keys()
         .filter(|port| !config.ports.contains_key(port))
@@ -87,10 +106,12 @@ async fn sync(
                 });
             }
             Err(error) => {
-                tracing::error!(%addr, %error, "cannot listen on a gateway port; its listeners are not served");
+                tracing::warn!(%addr, %error, "cannot listen on a gateway port; its listeners are not served (retrying)");
+                complete = false;
             }
         }
     }
+    complete
 }
 
 /// The accept task of one bound port.

@@ -139,3 +139,25 @@ async fn the_config_dump_shows_the_resource_without_private_keys() {
     );
     assert!(!body.contains("the-private-key"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_held_by_another_socket_is_bound_once_it_is_free() {
+    let fixture = Fixture::start(vec![backend("echo-a", "echo")], None).await;
+    let blocker = std::net::TcpListener::bind(fixture.addr(PORT)).expect("hold the port");
+    fixture.publish(&one_listener(PORT));
+    let addr = fixture.gateway.metrics.unwrap().to_string();
+    crate::harness::eventually("configured", || async {
+        fixture.gateway.gateway.engine().is_loaded()
+    })
+    .await;
+    let (status, _) = weft_serve::get(&addr, "/healthz/ready").await.unwrap();
+    assert_eq!(status, 503, "not ready while a listener port is not bound");
+    drop(blocker);
+    fixture
+        .gateway
+        .wait_ports(|ports| ports.contains_key(&PORT))
+        .await;
+    fixture.wait_ready().await;
+    let mut client = fixture.h1(PORT).await;
+    assert_eq!(send(&mut client, get("a.test", "/", &[])).await.status, 200);
+}
