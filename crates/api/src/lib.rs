@@ -12,6 +12,9 @@
 //!   fields become [`Finding`]s with a "did you mean" hint ([`suggest`]).
 //! - [`ConfigSnapshot`] indexes objects; [`expand_pods`] turns workloads into pods (the one
 //!   place that decides pod names, nodes and IPs).
+//! - [`gateway_status`]: the Gateway API attachment model (which Gateways weft runs, which
+//!   routes attach to which listeners) and every object's status conditions, shared by the
+//!   control plane's translation, `weft x status`, `weft status --gateways` and analysis.
 
 pub mod analyze;
 pub mod authz_fields;
