@@ -319,3 +319,64 @@ fn a_route_the_data_plane_rejects_is_unsupported_value_and_not_attached() {
     };
     assert_eq!(gateway.listeners[0].attached_routes, 0);
 }
+
+#[test]
+fn tls_and_tcp_routes_attach_to_listeners_of_their_protocol() {
+    let yaml = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: l4, namespace: infra}
+spec:
+  gatewayClassName: weft
+  listeners:
+  - {name: tls, port: 443, protocol: TLS, hostname: "*.example.com", tls: {mode: Passthrough}}
+  - {name: tcp, port: 5432, protocol: TCP}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: secure, namespace: infra}
+spec:
+  parentRefs: [{name: l4}]
+  hostnames: [db.example.com]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: raw, namespace: infra}
+spec:
+  parentRefs: [{name: l4, sectionName: tcp}]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: misplaced, namespace: infra}
+spec:
+  parentRefs: [{name: l4, sectionName: tcp}]
+  hostnames: [db.example.com]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+"#;
+    assert_eq!(
+        route_condition(yaml, "secure", 0, "Accepted"),
+        is("True", "Accepted")
+    );
+    assert_eq!(
+        route_condition(yaml, "raw", 0, "Accepted"),
+        is("True", "Accepted")
+    );
+    assert_eq!(
+        route_condition(yaml, "misplaced", 0, "Accepted"),
+        is("False", "NotAllowedByListeners")
+    );
+    let gateway = ObjectRef {
+        kind: Kind::Gateway,
+        namespace: Some("infra".to_owned()),
+        name: "l4".to_owned(),
+    };
+    let attachment = attach(&snapshot(yaml), &gateway).expect("weft runs l4");
+    assert_eq!(attachment.listeners[0].kinds, [Kind::TlsRoute]);
+    assert_eq!(
+        attachment.listeners[0].routes[0].hostnames,
+        ["db.example.com"]
+    );
+    assert_eq!(attachment.listeners[1].routes[0].route.name, "raw");
+}
