@@ -8,9 +8,11 @@
 //! stays in force.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use weft_proto::l7::{self as pb, listener::Protocol as ListenerProtocol};
 
+use super::auto_cert::AutoCerts;
 use super::sni::HostTable;
 use crate::config::{ConfigError, WaypointConfig};
 
@@ -77,13 +79,14 @@ pub fn listener_key(name: &str) -> String {
 
 impl GatewayConfig {
     /// Validates and compiles `gateway`, received under `resource_name`, into the listener
-    /// table and the engine configuration.
+    /// table and the engine configuration; `auto` serves the `auto_certificate` listeners.
     ///
     /// # Errors
     /// A [`ConfigError`] naming the first malformed field.
     pub fn compile(
         resource_name: &str,
         gateway: &pb::Gateway,
+        auto: Option<Arc<AutoCerts>>,
     ) -> Result<(Self, WaypointConfig), ConfigError> {
         let err = |field: String, reason: String| ConfigError {
             resource: resource_name.to_owned(),
@@ -125,7 +128,7 @@ impl GatewayConfig {
             key: resource_name.to_owned(),
             ports,
             resource: gateway.clone(),
-            tls: super::tls::TlsPorts::compile(gateway, None),
+            tls: super::tls::TlsPorts::compile(gateway, auto),
         };
         Ok((config, engine))
     }
@@ -308,7 +311,7 @@ mod tests {
             ),
         ];
         for (resource, name, field) in cases {
-            let error = GatewayConfig::compile(name, &resource).expect_err(field);
+            let error = GatewayConfig::compile(name, &resource, None).expect_err(field);
             assert_eq!(error.field, field, "{error}");
         }
     }
@@ -320,7 +323,7 @@ mod tests {
             listener("b", 80, ListenerProtocol::Http, ""),
             listener("s", 443, ListenerProtocol::Https, "*.example.com"),
         ]);
-        let (config, engine) = GatewayConfig::compile("ns/gw", &resource).expect("valid");
+        let (config, engine) = GatewayConfig::compile("ns/gw", &resource, None).expect("valid");
         let http = config.port(80).expect("port 80");
         assert_eq!(http.kind, PortKind::Http);
         assert_eq!(http.listeners[0].hostname, "a.example.com");
@@ -336,7 +339,7 @@ mod tests {
             cert_chain: "chain".into(),
             private_key: "secret".into(),
         });
-        let (config, _) = GatewayConfig::compile("ns/gw", &gateway(vec![with_key])).unwrap();
+        let (config, _) = GatewayConfig::compile("ns/gw", &gateway(vec![with_key]), None).unwrap();
         let dumped = config.redacted();
         assert_eq!(
             dumped.listeners[0].certificates[0].private_key,

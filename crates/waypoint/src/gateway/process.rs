@@ -18,6 +18,7 @@ use weft_serve::{AdminRequest, Page, Router};
 use weft_xds::client::XdsClientHandle;
 
 use super::Gateway;
+use super::auto_cert::AutoCerts;
 use super::listeners::{self, BoundPorts};
 use super::xds::GatewayHandler;
 use crate::process::{StartError, bind, engine, local_addr, metrics_router, xds_builder};
@@ -132,6 +133,7 @@ pub async fn run(config: GatewayProcess) -> Result<RunningGateway, StartError> {
         role: Role::Gateway,
         ..config.options
     };
+    let (ca, certs) = (Arc::clone(&config.ca), config.certs.clone());
     let engine = engine(
         options,
         config.ca,
@@ -144,6 +146,7 @@ pub async fn run(config: GatewayProcess) -> Result<RunningGateway, StartError> {
     let handler = GatewayHandler {
         gateway: gateway.clone(),
         name: name.clone(),
+        auto: Arc::new(AutoCerts::new(ca, engine.identity().clone(), certs)),
     };
     let (client, handle) = xds_builder(&engine, "weft-gateway", &config.xds)
         .explicit(weft_proto::GATEWAY_TYPE_URL, [name], handler)

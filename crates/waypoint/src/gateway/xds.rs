@@ -3,10 +3,13 @@
 //! previous configuration stays in force; a removed one leaves the gateway without
 //! listeners (every port closes).
 
+use std::sync::Arc;
+
 use prost::Message;
 use weft_proto::l7 as pb;
 use weft_xds::client::{RejectedResource, ResourceHandler, ResourceUpdate};
 
+use super::auto_cert::AutoCerts;
 use super::{Gateway, GatewayConfig};
 use crate::WaypointConfig;
 
@@ -15,6 +18,8 @@ pub(crate) struct GatewayHandler {
     pub gateway: Gateway,
     /// `<ns>/<name>`.
     pub name: String,
+    /// The CA-issued certificates of the `auto_certificate` listeners.
+    pub auto: Arc<AutoCerts>,
 }
 
 impl ResourceHandler for GatewayHandler {
@@ -33,6 +38,7 @@ impl ResourceHandler for GatewayHandler {
                         ports = ?config.ports.keys().collect::<Vec<_>>(),
                         "applied gateway configuration"
                     );
+                    self.auto.update(&config.resource);
                     self.gateway.set_config(config, engine);
                 }
                 Err(reason) => {
@@ -45,6 +51,7 @@ impl ResourceHandler for GatewayHandler {
             tracing::warn!(resource = %self.name, "gateway configuration removed: no listener is served");
             self.gateway
                 .set_config(GatewayConfig::default(), WaypointConfig::default());
+            self.auto.set_hostnames(Vec::new());
         }
         rejected
     }
@@ -60,7 +67,7 @@ impl GatewayHandler {
         }
         let resource = pb::Gateway::decode(update.body.value.as_slice())
             .map_err(|e| format!("cannot decode {}: {e}", update.body.type_url))?;
-        GatewayConfig::compile(&update.name, &resource)
+        GatewayConfig::compile(&update.name, &resource, Some(Arc::clone(&self.auto)))
             .map_err(|e| format!("gateway {}: {}: {}", e.resource, e.field, e.reason))
     }
 }
