@@ -289,3 +289,31 @@ async fn gateway_policies_see_the_original_client_behind_trusted_proxies() {
     let direct = send(&mut client, get("shop.test", "/", &[])).await;
     assert_eq!(direct.status, 200, "{direct:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrades_are_spliced_to_the_mesh_backend() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let resource = gateway(vec![listener(
+        "any",
+        PORT,
+        "",
+        vec![route("r", vec![to_all(vec![to("echo", 1)])])],
+    )]);
+    let fixture = Fixture::start(vec![backend("echo-a", "echo")], Some(resource)).await;
+    let mut client = fixture.h1(PORT).await;
+    let request = Request::get("/ws")
+        .header("host", "shop.test")
+        .header("connection", "upgrade")
+        .header("upgrade", "echo")
+        .body(empty())
+        .unwrap();
+    client.ready().await.unwrap();
+    let response = client.send_request(request).await.expect("101");
+    assert_eq!(response.status(), 101);
+    let upgraded = hyper::upgrade::on(response).await.expect("upgraded");
+    let mut io = TokioIo::new(upgraded);
+    io.write_all(b"through the gateway").await.unwrap();
+    let mut buf = [0_u8; 19];
+    io.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"through the gateway");
+}
