@@ -2,9 +2,11 @@
 //! never skipped), requests made from this machine's shell with curl: two HTTPS listeners on
 //! one port, each with its own hostname and certificate (a Secret of type
 //! `kubernetes.io/tls` made here with rcgen), chosen by the client's SNI and verified against
-//! the test CA; a Host that belongs to the other listener answered 421; a TCP listener
-//! relaying bytes to its TCPRoute's backend; and a cross-namespace backend refused until a
-//! ReferenceGrant allows it.
+//! the test CA; a Host that belongs to the other listener answered 421; a TLS passthrough
+//! listener relaying a ClientHello untouched to the backend of the TLSRoute its SNI names
+//! (and closing one whose name has no route); a TCP listener relaying bytes to its
+//! TCPRoute's backend; and a cross-namespace backend refused until a ReferenceGrant allows
+//! it.
 //!
 //! Each test has its own `--prefix`, state, config directory and pod CIDRs (`10.21x.*`), so
 //! tests run in parallel with each other and with `up_gateway.rs`.
@@ -94,6 +96,47 @@ fn answering_pod(text: &str) -> Option<String> {
     Some(rest.split_once('"')?.0.to_owned())
 }
 
+/// Sends `bytes` to `ip:port` and reads as many back (`Err("closed")` when the connection
+/// ends first).
+fn exchange(ip: &str, port: u16, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut stream =
+        std::net::TcpStream::connect((ip, port)).map_err(|e| format!("connect: {e}"))?;
+    let timeout = Some(Duration::from_secs(5));
+    stream
+        .set_read_timeout(timeout)
+        .map_err(|e| e.to_string())?;
+    stream.write_all(bytes).map_err(|e| format!("write: {e}"))?;
+    let mut back = vec![0u8; bytes.len()];
+    let mut read = 0;
+    while read < back.len() {
+        match stream.read(&mut back[read..]) {
+            Ok(0) => return Err("closed".to_owned()),
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Err("closed".to_owned());
+            }
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    Ok(back)
+}
+
+/// The first flight of a real TLS client (rustls) for server name `name`.
+fn client_hello(name: &str) -> Vec<u8> {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).expect("server name");
+    let mut client =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("TLS client");
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).expect("ClientHello");
+    hello
+}
+
 /// A private CA issuing serving certificates; its certificate is written to `ca.pem`.
 struct TestCa {
     issuer: Issuer<'static, KeyPair>,
@@ -180,7 +223,8 @@ spec:
   ports: [{name: http, port: 80, targetPort: 8080}]
 ";
 
-/// Two HTTPS listeners on 443 (one certificate each) and a TCP listener on 9000.
+/// Two HTTPS listeners on 443 (one certificate each), a TCP listener on 9000 and a TLS
+/// passthrough listener on 8443 (to blue's raw port, which echoes what it receives).
 const EDGE_GATEWAY: &str = "\
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
@@ -199,6 +243,15 @@ spec:
     hostname: b.example.com
     tls: {mode: Terminate, certificateRefs: [{name: b-cert}]}
   - {name: raw, port: 9000, protocol: TCP}
+  - {name: pass, port: 8443, protocol: TLS, tls: {mode: Passthrough}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {name: pass, namespace: edge}
+spec:
+  parentRefs: [{name: edge, sectionName: pass}]
+  hostnames: [pass.example.com]
+  rules: [{backendRefs: [{name: blue, port: 9000}]}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -223,7 +276,7 @@ spec:
 ";
 
 #[test]
-fn https_listeners_choose_their_certificate_by_sni_and_tcp_is_relayed() {
+fn https_picks_certificates_by_sni_tls_passes_through_and_tcp_is_relayed() {
     require_root_and_curl();
     let ca = TestCa::new();
     let manifests = format!(
@@ -261,25 +314,24 @@ fn https_listeners_choose_their_certificate_by_sni_and_tcp_is_relayed() {
     assert_eq!(status, "421", "{body}");
 
     // The TCP listener relays bytes to blue's raw port, which echoes them.
-    let echoed = eventually(CONVERGE, || {
-        let mut stream = std::net::TcpStream::connect((ip.as_str(), 9000))
-            .map_err(|e| format!("connect: {e}"))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .map_err(|e| e.to_string())?;
-        stream
-            .write_all(b"ping over tcp\n")
-            .map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 64];
-        let n = stream.read(&mut buf).map_err(|e| format!("read: {e}"))?;
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        if text.contains("ping over tcp") {
-            Ok(text)
-        } else {
-            Err(format!("got {text:?}"))
-        }
-    });
-    assert!(echoed.starts_with("ping over tcp"), "{echoed:?}");
+    let ping = b"ping over tcp\n".to_vec();
+    let echoed = eventually(CONVERGE, || exchange(&ip, 9000, &ping));
+    assert_eq!(echoed, ping);
+
+    // Passthrough: the ClientHello reaches the backend unchanged (it echoes it back: no
+    // ServerHello from the gateway), chosen by its SNI; a name without a route is closed.
+    let hello = client_hello("pass.example.com");
+    let echoed = eventually(CONVERGE, || exchange(&ip, 8443, &hello));
+    assert_eq!(
+        echoed, hello,
+        "the gateway passed the ClientHello through untouched"
+    );
+    let other = exchange(&ip, 8443, &client_hello("other.example.com"));
+    assert_eq!(
+        other,
+        Err("closed".to_owned()),
+        "no TLSRoute for other.example.com"
+    );
 
     up.signal("-TERM");
     assert!(up.wait_exit().success(), "{}", up.output());
