@@ -81,7 +81,8 @@ pub struct RouteRef<'a> {
 pub struct RouteView<'a> {
     /// `spec.parentRefs`.
     pub parents: Vec<RouteRef<'a>>,
-    /// Every `spec.rules[].backendRefs[]`.
+    /// Every `spec.rules[].backendRefs[]`, then the `backendRef` of every `RequestMirror`
+    /// filter (of a rule or of a backendRef).
     pub backends: Vec<RouteRef<'a>>,
 }
 
@@ -148,6 +149,30 @@ pub fn route_view(object: &Object) -> Option<RouteView<'_>> {
                 .collect()
         };
     }
+    // The `requestMirror.backendRef` of each filter of `$filters` (an iterator of
+    // (path prefix, filter list)).
+    macro_rules! mirrors {
+        ($filters:expr) => {
+            $filters
+                .flat_map(|(prefix, list)| {
+                    list.into_iter()
+                        .flatten()
+                        .enumerate()
+                        .filter_map(move |(f, filter)| {
+                            let mirror = filter.request_mirror.as_ref()?;
+                            let mut path: Vec<Segment> = prefix.clone();
+                            path.extend([
+                                key("filters"),
+                                Segment::Index(f),
+                                key("requestMirror"),
+                                key("backendRef"),
+                            ]);
+                            Some(route_ref!(mirror.backend_ref, None, path))
+                        })
+                })
+                .collect::<Vec<_>>()
+        };
+    }
     let view = match object {
         Object::HttpRoute(route) => RouteView {
             parents: parents!(route.spec.parent_refs),
@@ -181,5 +206,41 @@ pub fn route_view(object: &Object) -> Option<RouteView<'_>> {
         },
         _ => return None,
     };
+    let mut view = view;
+    let rule_path = |r: usize| vec![key("spec"), key("rules"), Segment::Index(r)];
+    let backend_path = |r: usize, b: usize| {
+        let mut path = rule_path(r);
+        path.extend([key("backendRefs"), Segment::Index(b)]);
+        path
+    };
+    match object {
+        Object::HttpRoute(route) => {
+            let rules = || route.spec.rules.iter().flatten().enumerate();
+            view.backends.extend(mirrors!(
+                rules().map(|(r, rule)| (rule_path(r), rule.filters.as_ref()))
+            ));
+            view.backends.extend(mirrors!(rules().flat_map(|(r, rule)| {
+                rule.backend_refs
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(move |(b, backend)| (backend_path(r, b), backend.filters.as_ref()))
+            })));
+        }
+        Object::GrpcRoute(route) => {
+            let rules = || route.spec.rules.iter().flatten().enumerate();
+            view.backends.extend(mirrors!(
+                rules().map(|(r, rule)| (rule_path(r), rule.filters.as_ref()))
+            ));
+            view.backends.extend(mirrors!(rules().flat_map(|(r, rule)| {
+                rule.backend_refs
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(move |(b, backend)| (backend_path(r, b), backend.filters.as_ref()))
+            })));
+        }
+        _ => {}
+    }
     Some(view)
 }

@@ -380,3 +380,30 @@ spec:
     );
     assert_eq!(attachment.listeners[1].routes[0].route.name, "raw");
 }
+
+#[test]
+fn a_request_mirror_to_a_missing_service_is_backend_not_found() {
+    let mirror = |target: &str| {
+        route("infra", TO_HTTP, HOSTS, WEB).replace(
+            "  rules: [{backendRefs: [{name: web, port: 8080}]}]",
+            &format!(
+                "  rules:\n  - backendRefs: [{{name: web, port: 8080}}]\n    filters: [{{type: RequestMirror, requestMirror: {{backendRef: {{name: {target}, port: 8080}}}}}}]"
+            ),
+        )
+    };
+    assert_eq!(
+        route_condition(&mirror("web"), "r", 0, "ResolvedRefs"),
+        is("True", "ResolvedRefs")
+    );
+    assert_eq!(
+        route_condition(&mirror("shadow"), "r", 0, "ResolvedRefs"),
+        is("False", "BackendNotFound")
+    );
+    let findings = crate::analyze(&snapshot(&mirror("shadow")));
+    assert!(
+        findings.iter().any(|f| f.message.starts_with(
+            "spec.rules[0].filters[0].requestMirror.backendRef: Service infra/shadow does not exist"
+        )),
+        "{findings:#?}"
+    );
+}
