@@ -95,6 +95,8 @@ pub fn gateway_resource(listeners: Vec<pb::Listener>) -> pb::Gateway {
 
 pub struct Fixture {
     pub net: Net,
+    /// The mesh CA (the gateway's certificates, auto-certificates included, chain to it).
+    pub ca: Arc<CertificateAuthority>,
     pub publisher: ResourcePublisher,
     pub gateway: RunningGateway,
 }
@@ -148,6 +150,7 @@ impl Fixture {
             .expect("gateway starts");
         let fixture = Self {
             net,
+            ca,
             publisher,
             gateway,
         };

@@ -6,5 +6,6 @@
 #[path = "../pki/mod.rs"]
 mod pki;
 
+mod auto_cert;
 mod harness;
 mod listeners;
