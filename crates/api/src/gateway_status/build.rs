@@ -2,14 +2,13 @@
 
 use super::backends::{ISTIO_NETWORKING_GROUP, resolve_backend};
 use super::conditions::{
-    Condition, GatewayClassStatus, GatewayStatus, GatewayStatusAddress, ListenerStatus,
-    ObjectStatus, ParentReference, RouteGroupKind, RouteParentStatus, RouteStatus, Stamp, Status,
+    Condition, GatewayClassStatus, ObjectStatus, ParentReference, RouteParentStatus, RouteStatus,
+    Stamp, Status,
 };
-use super::listeners::ListenerEval;
 use super::parents::{
-    GatewayView, Outcome, ParentTarget, ROUTE_KINDS, evaluate_routes, parent_target,
+    GatewayView, Outcome, ParentEval, ParentTarget, ROUTE_KINDS, evaluate_routes, parent_target,
 };
-use super::{MESH_CONTROLLER, WEFT_CONTROLLER, gateway_addresses, gateway_controller};
+use super::{MESH_CONTROLLER, WEFT_CONTROLLER, gateway_controller};
 use crate::gateway::WAYPOINT_CLASS;
 use crate::object::{Kind, LoadedObject, Object, ObjectRef};
 use crate::routes::{GATEWAY_GROUP, RouteRef, route_view};
@@ -18,7 +17,10 @@ use crate::suggest::display_path;
 use std::collections::{BTreeSet, HashMap};
 
 /// Routes attached per (gateway namespace, gateway name, listener index).
-type Attached = HashMap<(String, String, usize), BTreeSet<ObjectRef>>;
+pub(super) type Attached = HashMap<(String, String, usize), BTreeSet<ObjectRef>>;
+
+/// The route-parent outcomes by (route, parentRef index), with the Gateway's controller.
+type Outcomes<'r> = HashMap<(ObjectRef, usize), (&'r Outcome, &'static str)>;
 
 pub(super) fn statuses(
     snapshot: &ConfigSnapshot,
@@ -33,7 +35,27 @@ pub(super) fn statuses(
         })
         .collect();
     let mut routes = evaluate_routes(snapshot, &views);
-    for (route, parents) in &mut routes {
+    reject_unsupported(&mut routes, check);
+    let (attached, outcomes) = index_outcomes(&routes);
+    out.extend(
+        views
+            .iter()
+            .map(|v| super::gateway::gateway_status(snapshot, v, &attached)),
+    );
+    for loaded in ROUTE_KINDS.iter().flat_map(|&k| snapshot.of_kind(k)) {
+        if let Some(status) = route_status(snapshot, loaded, &outcomes) {
+            out.push(status);
+        }
+    }
+    out
+}
+
+/// Routes `check` rejects are `UnsupportedValue` where they would have attached.
+fn reject_unsupported(
+    routes: &mut [(&LoadedObject, Vec<ParentEval>)],
+    check: super::RouteCheck<'_>,
+) {
+    for (route, parents) in routes {
         let Err(why) = check(route) else {
             continue;
         };
@@ -42,38 +64,29 @@ pub(super) fn statuses(
             parent.outcome = Err(("UnsupportedValue", message));
         }
     }
+}
+
+/// The routes attached to each listener, and each route parent's outcome.
+fn index_outcomes<'r>(routes: &'r [(&LoadedObject, Vec<ParentEval>)]) -> (Attached, Outcomes<'r>) {
     let mut attached = Attached::new();
-    let mut outcomes: HashMap<(ObjectRef, usize), (&Outcome, &'static str)> = HashMap::new();
-    for (route, parents) in &routes {
+    let mut outcomes = Outcomes::new();
+    for (route, parents) in routes {
+        let object = route.object.object_ref();
         for parent in parents {
-            let view = views.iter().find(|v| {
-                (v.namespace, v.name()) == (&parent.gateway.0[..], &parent.gateway.1[..])
-            });
-            let controller = view.map_or(WEFT_CONTROLLER, |v| v.controller);
             outcomes.insert(
-                (route.object.object_ref(), parent.index),
-                (&parent.outcome, controller),
+                (object.clone(), parent.index),
+                (&parent.outcome, parent.controller),
             );
             for (listener, _) in parent.outcome.iter().flatten() {
-                let key = (
-                    parent.gateway.0.clone(),
-                    parent.gateway.1.clone(),
-                    *listener,
-                );
+                let (namespace, name) = parent.gateway.clone();
                 attached
-                    .entry(key)
+                    .entry((namespace, name, *listener))
                     .or_default()
-                    .insert(route.object.object_ref());
+                    .insert(object.clone());
             }
         }
     }
-    out.extend(views.iter().map(|v| gateway_status(snapshot, v, &attached)));
-    for loaded in ROUTE_KINDS.iter().flat_map(|&k| snapshot.of_kind(k)) {
-        if let Some(status) = route_status(snapshot, loaded, &outcomes) {
-            out.push(status);
-        }
-    }
-    out
+    (attached, outcomes)
 }
 
 fn class_statuses(snapshot: &ConfigSnapshot) -> Vec<ObjectStatus> {
@@ -107,208 +120,10 @@ fn class_statuses(snapshot: &ConfigSnapshot) -> Vec<ObjectStatus> {
         .collect()
 }
 
-fn gateway_status(
-    snapshot: &ConfigSnapshot,
-    view: &GatewayView<'_>,
-    attached: &Attached,
-) -> ObjectStatus {
-    let stamp = Stamp::of(view.loaded);
-    let addresses = gateway_addresses(snapshot, view.namespace, view.name());
-    let has_address = !addresses.is_empty();
-    let listeners: Vec<ListenerStatus> = view
-        .listeners
-        .iter()
-        .enumerate()
-        .map(|(index, eval)| {
-            let key = (view.namespace.to_owned(), view.name().to_owned(), index);
-            let count = attached.get(&key).map_or(0, BTreeSet::len);
-            listener_status(&stamp, eval, count, has_address)
-        })
-        .collect();
-    let invalid: Vec<&str> = view
-        .listeners
-        .iter()
-        .filter(|l| !l.attachable())
-        .map(|l| l.listener.name.as_str())
-        .collect();
-    let requested = address_problem(view, &addresses);
-    let accepted = if let Some(AddressProblem::Unsupported(message)) = &requested {
-        stamp.condition("Accepted", false, "UnsupportedAddress", message.clone())
-    } else if invalid.is_empty() {
-        stamp.condition("Accepted", true, "Accepted", "all listeners are valid")
-    } else {
-        let all = invalid.len() == view.listeners.len();
-        let message = format!("listeners not valid: {}", invalid.join(", "));
-        stamp.condition("Accepted", !all, "ListenersNotValid", message)
-    };
-    let programmed = if !has_address {
-        let message = format!(
-            "no pod labelled {}={} runs in namespace {}",
-            super::GATEWAY_NAME_LABEL,
-            view.name(),
-            view.namespace
-        );
-        stamp.condition("Programmed", false, "AddressNotAssigned", message)
-    } else if let Some(AddressProblem::NotUsable(message)) = requested {
-        stamp.condition("Programmed", false, "AddressNotUsable", message)
-    } else if !accepted.is_true() {
-        stamp.condition(
-            "Programmed",
-            false,
-            "Invalid",
-            "the gateway is not accepted",
-        )
-    } else if view.listeners.iter().any(ListenerEval::programmed) {
-        stamp.condition(
-            "Programmed",
-            true,
-            "Programmed",
-            "the gateway serves its valid listeners",
-        )
-    } else {
-        stamp.condition("Programmed", false, "Invalid", "no listener can be served")
-    };
-    let addresses = addresses
-        .iter()
-        .map(|ip| GatewayStatusAddress {
-            type_: "IPAddress".to_owned(),
-            value: ip.to_string(),
-        })
-        .collect();
-    let status = GatewayStatus {
-        addresses,
-        conditions: vec![accepted, programmed],
-        listeners,
-    };
-    ObjectStatus::new(view.loaded, Status::Gateway(status))
-}
-
-/// What the Gateway's `spec.addresses` ask for that weft cannot give.
-enum AddressProblem {
-    /// A type other than `IPAddress` (Accepted=False, `UnsupportedAddress`).
-    Unsupported(String),
-    /// An IP address that is not one of the gateway's pods' (Programmed=False,
-    /// `AddressNotUsable`).
-    NotUsable(String),
-}
-
-/// The first requested address weft cannot give: the gateway's addresses are its pods'
-/// (an entry without a value asks for any address, which they are).
-fn address_problem(view: &GatewayView<'_>, pods: &[std::net::IpAddr]) -> Option<AddressProblem> {
-    let mut requested = view.gateway.spec.addresses.iter().flatten().enumerate();
-    requested.find_map(|(index, address)| {
-        let kind = address.r#type.as_deref().unwrap_or("IPAddress");
-        let value = address.value.as_deref().filter(|v| !v.is_empty());
-        if kind != "IPAddress" {
-            return Some(AddressProblem::Unsupported(format!(
-                "spec.addresses[{index}]: address type {kind} is not supported (IPAddress is)"
-            )));
-        }
-        let value = value?;
-        let usable = value.parse::<std::net::IpAddr>().is_ok_and(|ip| pods.contains(&ip));
-        (!usable).then(|| {
-            AddressProblem::NotUsable(format!(
-                "spec.addresses[{index}]: {value} is not an address of the gateway's pods; weft gives a gateway the addresses of the pods that run it"
-            ))
-        })
-    })
-}
-
-fn listener_status(
-    stamp: &Stamp,
-    eval: &ListenerEval<'_>,
-    attached_routes: usize,
-    has_address: bool,
-) -> ListenerStatus {
-    let name = &eval.listener.name;
-    let accepted = match &eval.protocol {
-        Ok(()) => stamp.condition(
-            "Accepted",
-            true,
-            "Accepted",
-            format!("listener {name} is valid"),
-        ),
-        Err((reason, message)) => stamp.condition("Accepted", false, reason, message.clone()),
-    };
-    let conflicted = match &eval.conflict {
-        Some((reason, message)) => stamp.condition("Conflicted", true, reason, message.clone()),
-        None => stamp.condition(
-            "Conflicted",
-            false,
-            "NoConflicts",
-            "no conflicting listener",
-        ),
-    };
-    let resolved = resolved_refs(stamp, eval);
-    let programmed = if !eval.programmed() {
-        stamp.condition(
-            "Programmed",
-            false,
-            "Invalid",
-            format!("listener {name} cannot be served"),
-        )
-    } else if has_address {
-        stamp.condition(
-            "Programmed",
-            true,
-            "Programmed",
-            format!("listener {name} is served"),
-        )
-    } else {
-        stamp.condition(
-            "Programmed",
-            false,
-            "Pending",
-            "the gateway has no address yet",
-        )
-    };
-    let supported_kinds = eval
-        .kinds
-        .iter()
-        .map(|k| RouteGroupKind {
-            group: GATEWAY_GROUP.to_owned(),
-            kind: k.name().to_owned(),
-        })
-        .collect();
-    ListenerStatus {
-        name: name.clone(),
-        supported_kinds,
-        attached_routes: i32::try_from(attached_routes).unwrap_or(i32::MAX),
-        conditions: vec![accepted, programmed, resolved, conflicted],
-    }
-}
-
-fn resolved_refs(stamp: &Stamp, eval: &ListenerEval<'_>) -> Condition {
-    if !eval.invalid_kinds.is_empty() {
-        let message = format!(
-            "allowedRoutes.kinds: {} cannot attach to a {} listener",
-            eval.invalid_kinds.join(", "),
-            eval.listener.protocol
-        );
-        return stamp.condition("ResolvedRefs", false, "InvalidRouteKinds", message);
-    }
-    match eval.certificate_problems.first() {
-        None => stamp.condition(
-            "ResolvedRefs",
-            true,
-            "ResolvedRefs",
-            "all references resolved",
-        ),
-        Some((reason, _)) => {
-            let messages: Vec<&str> = eval
-                .certificate_problems
-                .iter()
-                .map(|(_, m)| m.as_str())
-                .collect();
-            stamp.condition("ResolvedRefs", false, reason, messages.join("; "))
-        }
-    }
-}
-
 fn route_status(
     snapshot: &ConfigSnapshot,
     loaded: &LoadedObject,
-    outcomes: &HashMap<(ObjectRef, usize), (&Outcome, &'static str)>,
+    outcomes: &Outcomes<'_>,
 ) -> Option<ObjectStatus> {
     let view = route_view(&loaded.object)?;
     let stamp = Stamp::of(loaded);

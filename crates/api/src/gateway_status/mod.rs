@@ -15,6 +15,7 @@ pub mod backends;
 mod build;
 mod certificates;
 mod conditions;
+mod gateway;
 pub mod hostnames;
 pub(crate) mod listeners;
 mod parents;

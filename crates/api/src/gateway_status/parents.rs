@@ -185,6 +185,8 @@ pub(crate) struct ParentEval {
     pub index: usize,
     /// `namespace/name` of the Gateway.
     pub gateway: (String, String),
+    /// The Gateway's controller.
+    pub controller: &'static str,
     pub outcome: Outcome,
 }
 
@@ -210,6 +212,7 @@ pub(crate) fn evaluate_routes<'s>(
             parents.push(ParentEval {
                 index,
                 gateway: (ns.to_owned(), name.to_owned()),
+                controller: view.controller,
                 outcome: attach_parent(snapshot, view, loaded, parent),
             });
         }
