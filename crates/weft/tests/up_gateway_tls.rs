@@ -5,8 +5,8 @@
 //! the test CA; a Host that belongs to the other listener answered 421; a TLS passthrough
 //! listener relaying a ClientHello untouched to the backend of the TLSRoute its SNI names
 //! (and closing one whose name has no route); a TCP listener relaying bytes to its
-//! TCPRoute's backend; and a cross-namespace backend refused until a ReferenceGrant allows
-//! it.
+//! TCPRoute's backend; a cross-namespace backend refused until a ReferenceGrant allows it;
+//! and an auto-certificate listener verified against the mesh root `weft up` prints.
 //!
 //! Each test has its own `--prefix`, state, config directory and pod CIDRs (`10.21x.*`), so
 //! tests run in parallel with each other and with `up_gateway.rs`.
@@ -419,6 +419,79 @@ fn a_cross_namespace_backend_needs_a_reference_grant() {
         (status, body) => Err(format!("{status} {body}")),
     });
     assert_eq!(answering_pod(&body).as_deref(), Some("api-0"), "{body}");
+
+    up.signal("-TERM");
+    assert!(up.wait_exit().success(), "{}", up.output());
+}
+
+/// An HTTPS listener without certificateRefs, asking weft's CA for its certificate.
+const AUTO_CERTIFICATE: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata: {name: dev, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, namespace: dev}
+spec:
+  selector: {matchLabels: {app: app}}
+  template:
+    metadata: {labels: {app: app}}
+    spec:
+      containers:
+      - {name: app, image: example/app, ports: [{containerPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: app, namespace: dev}
+spec:
+  selector: {app: app}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: dev, namespace: dev}
+spec:
+  gatewayClassName: weft
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: app.dev.example
+    tls:
+      mode: Terminate
+      options: {weft.dev/auto-certificate: 'true'}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: app, namespace: dev}
+spec:
+  parentRefs: [{name: dev}]
+  rules: [{backendRefs: [{name: app, port: 80}]}]
+";
+
+#[test]
+fn an_auto_certificate_listener_is_trusted_through_the_mesh_root_weft_up_prints() {
+    require_root_and_curl();
+    let config = config(213, AUTO_CERTIFICATE);
+    let mut up = start_up(config.path());
+    let ip = gateway_ip(&mut up, "dev/dev");
+    let root = up.wait_line("mesh root CA (curl --cacert): ");
+    let (_, root) = root.split_once(": ").expect("root line");
+    up.wait_line("mesh is up");
+    let resolve = format!("app.dev.example:443:{ip}");
+    let args = [
+        "--cacert",
+        root,
+        "--resolve",
+        &resolve,
+        "https://app.dev.example/",
+    ];
+    let body = eventually(CONVERGE, || match curl(&args) {
+        (status, body) if status == "200" => Ok(body),
+        (status, body) => Err(format!("{status} {body}")),
+    });
+    assert_eq!(answering_pod(&body).as_deref(), Some("app-0"), "{body}");
 
     up.signal("-TERM");
     assert!(up.wait_exit().success(), "{}", up.output());

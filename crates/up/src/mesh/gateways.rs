@@ -109,10 +109,11 @@ impl Mesh {
     }
 
     /// One line per running gateway pod: `gateway NS/NAME: http://IP:80/, ...`, saying
-    /// when its address is not reachable from this machine's shell.
+    /// when its address is not reachable from this machine's shell; then, when there are
+    /// gateways, where the mesh root is (clients of auto-certificate listeners trust it).
     #[must_use]
     pub fn gateway_lines(&self) -> Vec<String> {
-        (self.plan.pods.values())
+        let mut lines: Vec<String> = (self.plan.pods.values())
             .filter(|pod| self.pods.contains_key(&pod.key()))
             .filter_map(|pod| {
                 let gateway = pod.gateway.as_ref()?;
@@ -125,7 +126,12 @@ impl Mesh {
                 }
                 Some(line)
             })
-            .collect()
+            .collect();
+        if !lines.is_empty() {
+            let root = self.settings.layout.ca_root();
+            lines.push(format!("mesh root CA (curl --cacert): {}", root.display()));
+        }
+        lines
     }
 }
 
