@@ -1,4 +1,5 @@
-//! Builds [`ObjectStatus`] documents from the evaluated Gateways and routes.
+//! Builds the [`ObjectStatus`] documents: GatewayClasses and routes here, Gateways in
+//! `gateway.rs`, from the evaluated Gateways and route parents.
 
 use super::backends::{ISTIO_NETWORKING_GROUP, resolve_backend};
 use super::conditions::{
