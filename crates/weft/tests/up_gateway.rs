@@ -2,7 +2,8 @@
 //! of a class weft runs becomes a pod whose address `weft up` prints and routes from this
 //! machine's root namespace, and requests made from here (the test process, as a user's
 //! shell would) are served by it: Istio's bookinfo sample unchanged (`/productpage`), routing
-//! by hostname and path, a weighted split, and a Gateway added and removed on a running mesh.
+//! by hostname and path, a weighted split, a Gateway added and removed on a running mesh,
+//! and, in explicit mode, a gateway listening on its loopback pod address.
 //!
 //! Each test has its own `--prefix`, state, config directory and pod CIDRs (second octet
 //! per test), so tests run in parallel without two meshes claiming the same address on this
@@ -62,15 +63,22 @@ fn config(octet: u8, examples: &[&str], extra: &[(&str, &str)]) -> tempfile::Tem
 
 /// `weft up DIR` with its own prefix and state directory.
 fn start_up(dir: &Path) -> Up {
+    start_up_with(dir, &[])
+}
+
+/// `weft up FLAGS.. DIR` with its own prefix and state directory.
+fn start_up_with(dir: &Path, flags: &[&str]) -> Up {
     let state = tempfile::tempdir().expect("temp state dir");
     let binary = env!("CARGO_BIN_EXE_weft").into();
     let dir = dir.to_str().expect("utf-8 path");
+    let mut args = flags.to_vec();
+    args.push(dir);
     Up::start(
         Command::new(env!("CARGO_BIN_EXE_weft")),
         binary,
         state,
         unique_prefix('g'),
-        &[dir],
+        &args,
         WAIT,
     )
 }
@@ -308,6 +316,26 @@ fn a_gateway_routes_by_hostname_and_path_splits_and_follows_edits() {
     assert!(!host_routes(&side), "the removed gateway's route is gone");
     let (status, _) = curl(&["-H", &host("blue"), &base]);
     assert_eq!(status, "200", "the other gateway is untouched");
+
+    up.signal("-TERM");
+    assert!(up.wait_exit().success(), "{}", up.output());
+}
+
+#[test]
+fn in_explicit_mode_a_gateway_listens_on_its_loopback_pod_address() {
+    require_root_and_curl();
+    let config = config(203, &[], &[("store.yaml", STORE)]);
+    let mut up = start_up_with(config.path(), &["--explicit"]);
+    let base = gateway_url(&mut up, "store/front");
+    up.wait_line("mesh is up");
+    assert!(
+        base.starts_with("http://127."),
+        "a loopback address: {base}"
+    );
+    let body = wait_status(&base, &["-H", "Host: blue.example.com"], "200");
+    assert_eq!(answering_pods(&body), ["blue-0"], "{body}");
+    let (status, _) = curl(&["-H", "Host: nobody.example.com", &base]);
+    assert_eq!(status, "404");
 
     up.signal("-TERM");
     assert!(up.wait_exit().success(), "{}", up.output());
