@@ -176,11 +176,27 @@ fn bookinfo_serves_the_productpage_from_the_machines_shell() {
         assert_eq!(status, "404", "/{path} matches no route: {body}");
     }
 
-    up.signal("-TERM");
-    assert!(up.wait_exit().success(), "{}", up.output());
+    // Killed, weft up cannot clean up: the route stays until `weft down` removes the link.
+    up.signal("-KILL");
+    up.wait_exit();
+    assert!(host_routes(&base), "a killed weft up leaves its route");
+    let down = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["down", "--prefix", &up.prefix, "--state-dir"])
+        .arg(&up.state_dir)
+        .output()
+        .expect("run weft down");
+    assert!(down.status.success(), "{down:?}");
+    assert!(!host_routes(&base), "weft down removed the route");
+    // The link's name for prefixes as short as the tests' (`<prefix>-host`).
+    let link = format!("{}-host", up.prefix);
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link");
+    let links = String::from_utf8_lossy(&links.stdout);
     assert!(
-        !host_routes(&base),
-        "the route from this machine is gone with the mesh"
+        !links.contains(&format!(" {link}@")),
+        "link {link} left:\n{links}"
     );
 }
 
