@@ -29,6 +29,8 @@ const STRICT_POLICY: &str = "istio-system/weft-mtls-strict";
 const REVIEWS_POLICY: &str = "shop/reviews-only-via-waypoint";
 const WEB_PRINCIPAL: &str = "cluster.local/ns/frontend/sa/web";
 const REPORTS_PRINCIPAL: &str = "cluster.local/ns/frontend/sa/reports";
+/// The shop gateway's identity, which catalog's policy also admits.
+const GATEWAY_PRINCIPAL: &str = "cluster.local/ns/shop/sa/shop-gateway-weft";
 const CATALOG_PODS: [&str; 3] = [
     "Kubernetes//Pod/shop/catalog-v1-0",
     "Kubernetes//Pod/shop/catalog-v1-1",
@@ -63,6 +65,10 @@ fn expected_addresses() -> BTreeSet<String> {
             "shop/{}",
             weft_api::expand::waypoint::waypoint_pod_name("shop", "waypoint")
         ),
+        &format!(
+            "shop/{}",
+            weft_api::expand::gateway::gateway_pod_name("shop", "shop-gateway", "weft")
+        ),
     ]
     .map(|pod| format!("Kubernetes//Pod/{pod}"));
     let services = [
@@ -75,6 +81,7 @@ fn expected_addresses() -> BTreeSet<String> {
         "shop/reviews-v1.shop",
         "shop/reviews-v2.shop",
         "shop/waypoint.shop",
+        "shop/shop-gateway-weft.shop",
     ]
     .map(|service| format!("{service}.svc.cluster.local"));
     pods.into_iter().chain(services).collect()
@@ -193,7 +200,7 @@ async fn spec_client_receives_the_example_mesh_and_each_policy_edit_as_one_delta
     );
     assert_eq!(
         exact_principals(&decode(authz, CATALOG_POLICY)),
-        [WEB_PRINCIPAL]
+        [WEB_PRINCIPAL, GATEWAY_PRINCIPAL]
     );
 
     assert_admin_pages(&control).await;
@@ -217,7 +224,7 @@ async fn spec_client_receives_the_example_mesh_and_each_policy_edit_as_one_delta
     );
     assert_eq!(
         exact_principals(&decode(&edit, CATALOG_POLICY)),
-        [REPORTS_PRINCIPAL]
+        [REPORTS_PRINCIPAL, GATEWAY_PRINCIPAL]
     );
 
     broken_file_keeps_last_good_policy(&control, &mut ads, &policy_path).await;
