@@ -66,7 +66,7 @@ pub use pool::{Pool, PoolConfig, PoolStats, PoolStatsSnapshot};
 pub use relay::{Plain, RelayCause, RelayError, RelayIo, RelayOptions, RelayStats, Side, relay};
 pub use server::{
     Accepted, HboneServer, InboundDecision, InboundHandler, InboundRequest, ServerOptions,
-    serve_connection,
+    serve_connection, serve_http2,
 };
 pub use stream::{HboneStream, PeerCertificates};
 

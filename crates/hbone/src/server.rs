@@ -281,12 +281,35 @@ where
         SessionProblem::Alpn(negotiated) => ServerError::Alpn { peer, negotiated },
     })?;
     let peer_certs = peer_certificates(state);
+    serve_http2(tls, peer, peer_certs, handler, options, shutdown).await
+}
+
+/// The HTTP/2 half of [`serve_connection`]: serves CONNECT streams on `io`, a transport
+/// whose peer has already been authenticated as `peer_certs` (mutual TLS). Every request
+/// byte a client controls after the TLS handshake is decoded here, which is why it is
+/// public: the fuzz target `hbone_connect` drives it over an in-memory pipe. Never serve
+/// a transport that was not authenticated with it.
+///
+/// # Errors
+/// When HTTP/2 fails or times out.
+pub async fn serve_http2<IO, H>(
+    io: IO,
+    peer: SocketAddr,
+    peer_certs: PeerCertificates,
+    handler: Arc<H>,
+    options: &ServerOptions,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: InboundHandler,
+{
     let after = options.handshake_timeout;
     let handshake = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_concurrent_streams(options.max_concurrent_streams)
-        .handshake::<_, Bytes>(tls);
+        .handshake::<_, Bytes>(io);
     let mut conn = tokio::time::timeout(after, handshake)
         .await
         .map_err(|_| ServerError::Timeout { peer, after })?

@@ -13,7 +13,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::outbound::{OutboundError, OutboundTarget};
@@ -49,7 +50,9 @@ async fn bounded<T>(
 
 /// The SOCKS greeting and request: the command and the destination it names (an address
 /// type this proxy cannot read is answered here).
-async fn read_socks_request(stream: &mut TcpStream) -> Result<(u8, Requested), ExplicitError> {
+async fn read_socks_request<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+) -> Result<(u8, Requested), ExplicitError> {
     negotiate_socks(stream).await?;
     let mut request = [0u8; 4];
     stream.read_exact(&mut request).await?;
@@ -285,7 +288,9 @@ impl Node {
 }
 
 /// Method negotiation: the client must offer "no authentication".
-async fn negotiate_socks(stream: &mut TcpStream) -> Result<(), ExplicitError> {
+async fn negotiate_socks<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+) -> Result<(), ExplicitError> {
     let mut head = [0u8; 2];
     stream.read_exact(&mut head).await?;
     let mut methods = vec![0u8; usize::from(head[1])];
@@ -303,7 +308,10 @@ async fn negotiate_socks(stream: &mut TcpStream) -> Result<(), ExplicitError> {
 }
 
 /// Reads the destination of a SOCKS request (address type `atyp`).
-async fn read_socks_address(stream: &mut TcpStream, atyp: u8) -> Result<Requested, ExplicitError> {
+async fn read_socks_address<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    atyp: u8,
+) -> Result<Requested, ExplicitError> {
     let ip = match atyp {
         ATYP_IPV4 => {
             let mut octets = [0u8; 4];
@@ -332,6 +340,37 @@ async fn read_socks_address(stream: &mut TcpStream, atyp: u8) -> Result<Requeste
     };
     let port = stream.read_u16().await?;
     Ok(Requested::Addr(SocketAddr::new(ip, port)))
+}
+
+/// Reads a whole explicit-mode request from `bytes` the way the proxy reads it from a
+/// client (SOCKS5 when the first byte is 5, else an HTTP CONNECT head) and returns the
+/// destination it names as `host:port`, before any admission or routing. The proxy's own
+/// answers are discarded; bytes that end inside the request are an I/O error. The fuzz
+/// target `explicit_request` drives the request decoders through this.
+///
+/// # Errors
+/// What the proxy would refuse the request for.
+pub fn decode_explicit_request(bytes: &[u8]) -> Result<String, ExplicitError> {
+    let mut client = tokio::io::join(bytes, tokio::io::sink());
+    let requested = async {
+        if bytes.first() == Some(&SOCKS_VERSION) {
+            match read_socks_request(&mut client).await? {
+                (CMD_CONNECT, requested) => Ok(requested),
+                (command, _) => Err(ExplicitError::Malformed(format!(
+                    "SOCKS command {command} (only CONNECT)"
+                ))),
+            }
+        } else {
+            parse_connect(&read_http_head(&mut client).await?.0)
+        }
+    }
+    // An in-memory request never waits: the future is ready on its first poll.
+    .now_or_never()
+    .expect("in-memory reads complete at once")?;
+    Ok(match requested {
+        Requested::Addr(addr) => addr.to_string(),
+        Requested::Name(host, port) => format!("{host}:{port}"),
+    })
 }
 
 /// The destination of an HTTP CONNECT request head.
@@ -382,7 +421,10 @@ fn http_refusal(error: &ExplicitError) -> (u16, &'static str) {
     }
 }
 
-async fn send_socks_reply(stream: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
+async fn send_socks_reply<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    reply: Reply,
+) -> std::io::Result<()> {
     // Bound address 0.0.0.0:0: clients do not need it for CONNECT.
     stream
         .write_all(&[SOCKS_VERSION, reply as u8, 0, ATYP_IPV4, 0, 0, 0, 0, 0, 0])
@@ -416,7 +458,9 @@ fn http_status(code: u16, text: &str) -> String {
 }
 
 /// Reads up to the end of the request head; returns it and any bytes after it.
-async fn read_http_head(stream: &mut TcpStream) -> Result<(String, Vec<u8>), ExplicitError> {
+async fn read_http_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<(String, Vec<u8>), ExplicitError> {
     let mut buffer = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     loop {

@@ -47,7 +47,7 @@ pub use admission::ForbiddenReason;
 pub use certs::{Certs, CertsError};
 pub use connections::{ConnectionInfo, Direction};
 pub use egress::{MeshConfigHandler, REGISTRY_ONLY_REASON};
-pub use explicit::ExplicitError;
+pub use explicit::{ExplicitError, decode_explicit_request};
 pub use inbound::{InboundDestination, Refusal};
 pub use listeners::{AttachError, PodSockets, WorkloadListeners};
 pub use outbound::{OutboundError, OutboundTarget};
