@@ -2,10 +2,13 @@
 //!
 //! - [`accept`]: the one accept loop of every listener (stop signal, back-off on accept
 //!   errors such as running out of descriptors);
+//! - [`handoff`]: passing listening sockets from a running process to its replacement, so
+//!   a restart loses no connection waiting to be accepted;
 //! - [`pages`]: the small HTTP router for admin, metrics and readiness pages, and a client
 //!   to read them (`weft status`, tests). Pages must not be used on the data path.
 
 pub mod accept;
+pub mod handoff;
 pub mod pages;
 
 pub use accept::{ACCEPT_ERROR_BACKOFF, Listener, accept_until};
