@@ -205,8 +205,8 @@ fn compile_service(service: &pb::Service, policies: PolicySet) -> Result<BoundSe
             compile_port(port).map_err(|(f, r)| (format!("ports[{index}].{f}"), r))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let routes =
-        Routes::compile(&service.routes, &ports).map_err(|(f, r)| (format!("routes{f}"), r))?;
+    let routes = Routes::compile(&service.routes, &service.namespace, &ports)
+        .map_err(|(f, r)| (format!("routes{f}"), r))?;
     Ok(BoundService {
         key: service.key.clone(),
         hostname: service.hostname.clone(),

@@ -140,6 +140,15 @@ impl Conn {
         }
     }
 
+    /// The namespace of the caller's mesh identity, which chooses its consumer routes
+    /// (none for a gateway client).
+    pub fn caller_namespace(&self) -> Option<&str> {
+        match self {
+            Self::Tunnel(tunnel) => Some(tunnel.source_identity.namespace()),
+            Self::Gateway(_) => None,
+        }
+    }
+
     /// The caller's principal for logs (`-` for a gateway client).
     pub fn principal(&self) -> String {
         match self {

@@ -125,7 +125,9 @@ async fn process(
         path: &request.target.path,
         headers: &request.parts.headers,
     };
-    let choice = service.map_or(RouteChoice::Default, |s| s.routes.select(scope.port, &view));
+    let choice = service.map_or(RouteChoice::Default, |s| {
+        s.routes.select(conn.caller_namespace(), scope.port, &view)
+    });
     match choice {
         RouteChoice::NoMatch => Err(Failure::no_route()),
         RouteChoice::Default => {

@@ -233,7 +233,17 @@ impl Mesh {
 
     /// The client workload's HBONE connection to `waypoint`.
     pub async fn client_to(&self, waypoint: &RunningWaypoint) -> Client {
-        let id = SpiffeId::new("cluster.local", NS, "client").unwrap();
+        self.client_as(waypoint, NS).await
+    }
+
+    /// An HBONE connection to the waypoint from a caller whose identity is service account
+    /// `client` of `namespace` (from the client's address).
+    pub async fn client_in(&self, namespace: &str) -> Client {
+        self.client_as(&self.waypoint, namespace).await
+    }
+
+    async fn client_as(&self, waypoint: &RunningWaypoint, namespace: &str) -> Client {
+        let id = SpiffeId::new("cluster.local", namespace, "client").unwrap();
         let manager = CertManager::new(
             Arc::new(LocalCaProvider::new(Arc::clone(&self.ca))),
             CertManagerConfig::default(),

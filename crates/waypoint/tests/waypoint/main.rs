@@ -4,6 +4,7 @@
 
 mod backend_tls;
 mod config;
+mod conformance_mesh;
 mod harness;
 mod http;
 mod jwt;
