@@ -31,13 +31,14 @@ pub mod source;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 pub use weft_netns::CaptureConfig;
 
 use crate::dns::DnsResolver;
+use crate::dns::server::ForwardLimits;
 use crate::proxy::{AttachError, Node};
 use crate::state::MeshState;
 use pod::{PodCapture, PodSetup};
@@ -138,6 +139,11 @@ pub enum CaptureError {
     Task(String),
 }
 
+/// Default of [`CaptureOptions::dns_inflight_per_pod`].
+pub const DEFAULT_DNS_INFLIGHT_PER_POD: usize = 256;
+/// Default of [`CaptureOptions::dns_inflight_total`].
+pub const DEFAULT_DNS_INFLIGHT_TOTAL: usize = 4096;
+
 /// Settings of in-pod capture.
 #[derive(Debug, Clone)]
 pub struct CaptureOptions {
@@ -146,6 +152,10 @@ pub struct CaptureOptions {
     pub rules: CaptureConfig,
     /// Resolver for names outside the mesh (`None`: answer them with an error at once).
     pub dns_upstream: Option<SocketAddr>,
+    /// Forwarded DNS queries one pod may have waiting for the upstream at a time.
+    pub dns_inflight_per_pod: usize,
+    /// Forwarded DNS queries the whole node may have waiting for the upstream at a time.
+    pub dns_inflight_total: usize,
     /// Kubernetes cluster domain (`cluster.local`).
     pub cluster_domain: String,
     /// Where the pod list is kept across restarts (`None`: not kept).
@@ -157,6 +167,8 @@ impl Default for CaptureOptions {
         Self {
             rules: CaptureConfig::default(),
             dns_upstream: None,
+            dns_inflight_per_pod: DEFAULT_DNS_INFLIGHT_PER_POD,
+            dns_inflight_total: DEFAULT_DNS_INFLIGHT_TOTAL,
             cluster_domain: "cluster.local".into(),
             state_file: None,
         }
@@ -189,6 +201,8 @@ struct ManagerInner {
     node: Node,
     options: CaptureOptions,
     dns: DnsResolver,
+    /// Caps on forwarded DNS queries, shared by every pod.
+    dns_limits: Arc<ForwardLimits>,
     /// Changes are rare and each may do namespace work: one at a time.
     pods: tokio::sync::Mutex<BTreeMap<String, PodEntry>>,
     stop: CancellationToken,
@@ -219,6 +233,14 @@ impl CaptureManager {
             &options.cluster_domain,
             options.dns_upstream.is_some(),
         );
+        let dns_limits =
+            ForwardLimits::new(options.dns_inflight_per_pod, options.dns_inflight_total);
+        dns_limits.register(
+            &mut node
+                .registry()
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         let pods = saved
             .into_iter()
             .map(|pod| {
@@ -235,6 +257,7 @@ impl CaptureManager {
                 node,
                 options,
                 dns,
+                dns_limits: Arc::new(dns_limits),
                 pods: tokio::sync::Mutex::new(pods),
                 stop: CancellationToken::new(),
             }),
@@ -383,6 +406,7 @@ impl CaptureManager {
             rules: &inner.options.rules,
             dns: inner.dns.clone(),
             dns_upstream: inner.options.dns_upstream,
+            dns_limits: Arc::clone(&inner.dns_limits),
         };
         match PodCapture::start(setup, &entry.pod, ip).await {
             Ok(active) => {

@@ -13,7 +13,7 @@ use weft_netns::{CaptureConfig, NetnsWorker, SocketOptions};
 
 use super::{CaptureError, PodInfo};
 use crate::dns::DnsResolver;
-use crate::dns::server::{self, DnsScope, UdpFactory, Upstream};
+use crate::dns::server::{self, DnsScope, ForwardLimits, Forwarder, UdpFactory, Upstream};
 use crate::proxy::{Node, PodNetwork, PodSockets, SocketFuture};
 
 /// How long a forwarded DNS query waits for the upstream.
@@ -143,6 +143,7 @@ pub(super) struct PodSetup<'a> {
     pub(super) rules: &'a CaptureConfig,
     pub(super) dns: DnsResolver,
     pub(super) dns_upstream: Option<SocketAddr>,
+    pub(super) dns_limits: Arc<ForwardLimits>,
 }
 
 /// A pod whose traffic is captured: dropping it does not undo anything, [`PodCapture::stop`] does.
@@ -236,11 +237,16 @@ impl PodCapture {
         let scope = DnsScope {
             resolver: setup.dns.clone(),
             namespace: pod.namespace.as_str().into(),
-            upstream: setup.dns_upstream.map(|addr| Upstream {
-                addr,
-                socket: udp_factory(worker, setup.rules.bypass_mark),
-                timeout: UPSTREAM_TIMEOUT,
+            forwarder: setup.dns_upstream.map(|addr| {
+                let upstream = Upstream {
+                    addr,
+                    socket: udp_factory(worker, setup.rules.bypass_mark),
+                    timeout: UPSTREAM_TIMEOUT,
+                };
+                let limits = Arc::clone(&setup.dns_limits);
+                Arc::new(Forwarder::new(upstream, limits, self.stop.clone()))
             }),
+            tcp_timeout: server::TCP_TIMEOUT,
         };
         server::serve_udp(dns_udp, scope.clone(), self.stop.clone());
         server::serve_tcp(dns_tcp, scope, self.stop.clone());

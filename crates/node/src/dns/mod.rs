@@ -6,8 +6,9 @@
 //! namespace, as a Kubernetes search path would make them: `<svc>.<ns>` means
 //! `<svc>.<ns>.svc.<domain>` and `<svc>` means `<svc>.<pod ns>.svc.<domain>`.
 //!
-//! Any other name is forwarded unchanged to the upstream resolver when one is configured
-//! (over UDP, from the pod's network, with the capture bypass mark); without one the
+//! Any other name is forwarded to the upstream resolver when one is configured (over UDP,
+//! from the pod's network, with the capture bypass mark; one shared socket per pod and a
+//! bounded number of queries in flight per pod and per node, see [`forward`]); without one the
 //! answer is immediate: NXDOMAIN for names under the cluster domain (this proxy is
 //! authoritative there) and REFUSED for the rest. Message parsing and encoding use
 //! `hickory-proto`; this module never touches wire bytes itself.
@@ -15,6 +16,7 @@
 //! [`DnsResolver`] is the pure part (query bytes in, answer out); [`server`] serves it on
 //! UDP and TCP sockets.
 
+mod forward;
 pub mod server;
 
 use std::collections::HashMap;

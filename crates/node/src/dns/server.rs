@@ -1,51 +1,28 @@
 //! Serving the DNS proxy on a UDP socket and a TCP listener (RFC 1035 §4.2: UDP datagrams
 //! of up to 512 bytes without EDNS, TCP messages prefixed by a two-byte length).
 //!
-//! Forwarded queries go to the upstream over UDP from a socket made by the pod's
-//! [`UdpFactory`] (inside the pod's network, with the bypass mark); a silent or failing
-//! upstream turns into SERVFAIL after [`Upstream::timeout`].
+//! Forwarded queries go through the pod's [`Forwarder`] (one shared upstream socket,
+//! bounded queries in flight); a full forwarder or a failing upstream turns into SERVFAIL.
+//! A TCP client must deliver each whole message (length prefix and body) within
+//! [`DnsScope::tcp_timeout`] of the previous answer, or it is dropped.
 
-use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::forward::ReplyTo;
+pub use super::forward::{ForwardLimits, Forwarder, UdpFactory, Upstream};
 use super::{Answer, DnsResolver};
 
 /// Largest message read or written (TCP length prefix limit; UDP reads use it too).
 const MAX_MESSAGE: usize = 65_535;
-/// A TCP client that sends nothing for this long is dropped.
-const TCP_IDLE: Duration = Duration::from_secs(10);
-
-/// Makes an unconnected UDP socket for talking to the upstream resolver.
-pub type UdpFactory =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = io::Result<UdpSocket>> + Send>> + Send + Sync>;
-
-/// The upstream resolver for names outside the mesh.
-#[derive(Clone)]
-pub struct Upstream {
-    /// Resolver address.
-    pub addr: SocketAddr,
-    /// Where the sockets come from.
-    pub socket: UdpFactory,
-    /// How long to wait for its answer.
-    pub timeout: Duration,
-}
-
-impl std::fmt::Debug for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream")
-            .field("addr", &self.addr)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
+/// Default for [`DnsScope::tcp_timeout`].
+pub const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything one pod's DNS listeners need.
 #[derive(Debug, Clone)]
@@ -55,49 +32,48 @@ pub struct DnsScope {
     /// The pod's namespace (for short names).
     pub namespace: Arc<str>,
     /// Where other names go.
-    pub upstream: Option<Upstream>,
+    pub forwarder: Option<Arc<Forwarder>>,
+    /// How long a TCP client may take to send a whole query (and read its answer).
+    pub tcp_timeout: Duration,
 }
 
 impl DnsScope {
-    /// The bytes to send back for `query`, or `None` to stay silent (garbage in).
+    /// The bytes to send back for `query` on a TCP connection, or `None` to stay silent
+    /// (garbage in).
     async fn respond(&self, query: &[u8]) -> Option<Vec<u8>> {
         match self.resolver.answer(query, &self.namespace) {
             Ok(Answer::Reply(bytes)) => Some(bytes),
-            Ok(Answer::Forward) => match &self.upstream {
-                Some(upstream) => match forward(upstream, query).await {
-                    Ok(bytes) => Some(bytes),
-                    Err(error) => {
-                        tracing::debug!(upstream = %upstream.addr, %error, "DNS upstream failed");
-                        DnsResolver::server_failure(query)
-                    }
-                },
-                None => DnsResolver::server_failure(query),
-            },
+            Ok(Answer::Forward) => {
+                let (sender, receiver) = oneshot::channel();
+                self.forward(query, ReplyTo::Waiter(sender)).await;
+                // A dropped waiter (refused, or the pod is going away) means SERVFAIL.
+                receiver
+                    .await
+                    .ok()
+                    .or_else(|| DnsResolver::server_failure(query))
+            }
             Err(error) => {
                 tracing::debug!(%error, "dropping DNS query");
                 None
             }
         }
     }
+
+    /// Forwards `query`; its answer (possibly SERVFAIL) goes to `reply`.
+    async fn forward(&self, query: &[u8], reply: ReplyTo) {
+        match &self.forwarder {
+            Some(forwarder) => {
+                if let Err(error) = forwarder.forward(query, reply).await {
+                    tracing::debug!(upstream = %forwarder.upstream(), %error, "DNS query answered SERVFAIL");
+                }
+            }
+            None => reply.fail(query),
+        }
+    }
 }
 
-async fn forward(upstream: &Upstream, query: &[u8]) -> io::Result<Vec<u8>> {
-    let exchange = async {
-        let socket = (upstream.socket)().await?;
-        socket.connect(upstream.addr).await?;
-        socket.send(query).await?;
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        let len = socket.recv(&mut buf).await?;
-        buf.truncate(len);
-        Ok(buf)
-    };
-    tokio::time::timeout(upstream.timeout, exchange)
-        .await
-        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
-}
-
-/// Answers datagrams on `socket` until `stop`. Forwarded queries are answered from their
-/// own task so a slow upstream does not hold up mesh names.
+/// Answers datagrams on `socket` until `stop`. Forwarded queries are answered by the
+/// forwarder's reading task, so a slow upstream does not hold up mesh names.
 pub fn serve_udp(socket: UdpSocket, scope: DnsScope, stop: CancellationToken) {
     let socket = Arc::new(socket);
     tokio::spawn(async move {
@@ -120,13 +96,10 @@ pub fn serve_udp(socket: UdpSocket, scope: DnsScope, stop: CancellationToken) {
                     let _ = socket.send_to(&bytes, client).await;
                 }
                 Ok(Answer::Forward) => {
-                    let (scope, socket, query) =
-                        (scope.clone(), Arc::clone(&socket), query.to_vec());
-                    tokio::spawn(async move {
-                        if let Some(bytes) = scope.respond(&query).await {
-                            let _ = socket.send_to(&bytes, client).await;
-                        }
-                    });
+                    let socket = Arc::clone(&socket);
+                    scope
+                        .forward(query, ReplyTo::Datagram { socket, client })
+                        .await;
                 }
                 Err(error) => tracing::debug!(%client, %error, "dropping DNS query"),
             }
@@ -155,19 +128,34 @@ pub fn serve_tcp(listener: TcpListener, scope: DnsScope, stop: CancellationToken
 async fn serve_tcp_client(mut stream: TcpStream, scope: &DnsScope) -> io::Result<()> {
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
-        let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
-            Ok(Ok(len)) => usize::from(len),
-            // Idle, closed, or broken: done with this client.
+        let read = async {
+            let len = usize::from(stream.read_u16().await?);
+            stream.read_exact(&mut buf[..len]).await
+        };
+        let len = match tokio::time::timeout(scope.tcp_timeout, read).await {
+            Ok(Ok(len)) => len,
+            // Idle, slow, closed, or broken: done with this client.
             Ok(Err(_)) | Err(_) => return Ok(()),
         };
-        stream.read_exact(&mut buf[..len]).await?;
         let Some(answer) = scope.respond(&buf[..len]).await else {
             return Ok(());
         };
         let Ok(answer_len) = u16::try_from(answer.len()) else {
             return Ok(());
         };
-        stream.write_u16(answer_len).await?;
-        stream.write_all(&answer).await?;
+        let write = async {
+            stream.write_u16(answer_len).await?;
+            stream.write_all(&answer).await
+        };
+        if tokio::time::timeout(scope.tcp_timeout, write)
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
     }
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

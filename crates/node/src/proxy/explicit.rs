@@ -16,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 use super::outbound::{OutboundError, OutboundTarget};
 use super::{ForbiddenReason, Node};
@@ -31,19 +32,18 @@ const ATYP_IPV6: u8 = 4;
 /// Largest HTTP CONNECT request head accepted.
 const MAX_HTTP_HEAD: usize = 8 * 1024;
 
-/// Longest a client may take to send its whole request (a SOCKS greeting and CONNECT, or
-/// an HTTP CONNECT head): a connection that sends nothing must not hold a descriptor and a
-/// task for ever.
-const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// `request` (reading a client's request), failed as timed out after [`REQUEST_TIMEOUT`].
+/// `request` (reading a client's request head), failed as timed out at `deadline`
+/// ([`ProxyOptions::head_timeout`](super::ProxyOptions::head_timeout) after connecting): a
+/// connection that sends nothing or half a head must not hold a descriptor and a task for
+/// ever.
 async fn bounded<T>(
+    deadline: Instant,
     request: impl std::future::Future<Output = Result<T, ExplicitError>>,
 ) -> Result<T, ExplicitError> {
-    tokio::time::timeout(REQUEST_TIMEOUT, request)
+    tokio::time::timeout_at(deadline, request)
         .await
         .unwrap_or_else(|_| {
-            let late = std::io::Error::new(std::io::ErrorKind::TimedOut, "request too slow");
+            let late = std::io::Error::new(std::io::ErrorKind::TimedOut, "request head too slow");
             Err(ExplicitError::Io(late))
         })
 }
@@ -136,13 +136,14 @@ impl Node {
         peer: SocketAddr,
     ) -> Result<(), ExplicitError> {
         let mut first = [0u8; 1];
-        if bounded(async { Ok(stream.peek(&mut first).await?) }).await? == 0 {
+        let deadline = Instant::now() + self.inner.options.head_timeout;
+        if bounded(deadline, async { Ok(stream.peek(&mut first).await?) }).await? == 0 {
             return Ok(());
         }
         if first[0] == SOCKS_VERSION {
-            self.handle_socks(stream, peer).await
+            self.handle_socks(stream, peer, deadline).await
         } else {
-            self.handle_http_connect(stream, peer).await
+            self.handle_http_connect(stream, peer, deadline).await
         }
     }
 
@@ -150,8 +151,9 @@ impl Node {
         &self,
         mut stream: TcpStream,
         peer: SocketAddr,
+        deadline: Instant,
     ) -> Result<(), ExplicitError> {
-        let (command, requested) = bounded(read_socks_request(&mut stream)).await?;
+        let (command, requested) = bounded(deadline, read_socks_request(&mut stream)).await?;
         if command != CMD_CONNECT {
             send_socks_reply(&mut stream, Reply::CommandNotSupported).await?;
             return Err(ExplicitError::Malformed(format!(
@@ -243,8 +245,9 @@ impl Node {
         &self,
         mut stream: TcpStream,
         peer: SocketAddr,
+        deadline: Instant,
     ) -> Result<(), ExplicitError> {
-        let (head, early) = match bounded(read_http_head(&mut stream)).await {
+        let (head, early) = match bounded(deadline, read_http_head(&mut stream)).await {
             Ok(read) => read,
             Err(error) => {
                 let _ = stream
@@ -457,6 +460,20 @@ fn http_status(code: u16, text: &str) -> String {
     format!("HTTP/1.1 {code} {text}\r\n\r\n")
 }
 
+/// Where a request head ends (just after its empty line), if it does in `bytes`. Lines end
+/// in CRLF or, as RFC 9112 §2.2 lets a recipient accept, in a bare LF.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &byte)| byte == b'\n')
+        .find_map(|(at, _)| match &bytes[at + 1..] {
+            [b'\n', ..] => Some(at + 2),
+            [b'\r', b'\n', ..] => Some(at + 3),
+            _ => None,
+        })
+}
+
 /// Reads up to the end of the request head; returns it and any bytes after it.
 async fn read_http_head<S: AsyncRead + Unpin>(
     stream: &mut S,
@@ -471,8 +488,8 @@ async fn read_http_head<S: AsyncRead + Unpin>(
             ));
         }
         buffer.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let early = buffer.split_off(end + 4);
+        if let Some(end) = head_end(&buffer) {
+            let early = buffer.split_off(end);
             let head = String::from_utf8(buffer)
                 .map_err(|_| ExplicitError::Malformed("request head is not UTF-8".into()))?;
             return Ok((head, early));

@@ -82,6 +82,9 @@ pub struct ProxyOptions {
     /// How long a connection accepted before the first complete configuration waits for
     /// it before being refused.
     pub config_wait: Duration,
+    /// How long an explicit-port client may take to send its whole request head (SOCKS5
+    /// greeting and CONNECT, or HTTP CONNECT head) before it is closed.
+    pub head_timeout: Duration,
     /// Access-log line format.
     pub access_log: AccessLogFormat,
 }
@@ -97,6 +100,7 @@ impl Default for ProxyOptions {
             idle_timeout: Some(Duration::from_secs(3600)),
             cert_wait: Duration::from_secs(10),
             config_wait: Duration::from_secs(5),
+            head_timeout: Duration::from_secs(10),
             access_log: AccessLogFormat::Text,
         }
     }

@@ -2,6 +2,7 @@
 //! real TLS and HTTP/2, echo workloads on `127.<n>.1.x`, explicit mode via SOCKS5 and HTTP
 //! CONNECT.
 
+mod bounds;
 mod control;
 mod datapath;
 mod guard;
