@@ -1,18 +1,27 @@
-//! `weft-bench http ADDR`: fixed-rate HTTP/1.1 requests on one keep-alive connection, for
-//! the added latency of an L7 proxy. Each request is `GET /` with `Host: ADDR`; an answer
-//! counts when its status is 200 and its `Content-Length` body has arrived (a chunked or
-//! length-less answer is an error: the echo server and the proxies under test send a
-//! length). The connection is reused, so the figure is the request's way through the
-//! proxy, not connection setup.
+//! The HTTP/1.1 modes: fixed-rate requests on one keep-alive connection (`http`, for the
+//! added latency of an L7 proxy), and a new connection per request at full speed
+//! (`newconn`, for connections and, over TLS, handshakes per second). Each request is
+//! `GET /` with `Host: ADDR`; an answer counts when its status is 200 and its
+//! `Content-Length` body has arrived (a chunked or length-less answer is an error: the echo
+//! server and the proxies under test send a length). With `--tls-ca` both speak HTTPS.
 
+use crate::tls::TlsTarget;
 use crate::{Options, dial, paced, summary};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Runs the paced requests for `options.seconds` at `options.rate`, after a warm-up.
+/// Runs the paced requests for `options.seconds` at `options.rate` on one connection
+/// (over TLS with `--tls-ca`), after a warm-up.
 pub(crate) fn requests(options: &Options) -> io::Result<String> {
-    let mut conn = Conn::open(options.addr)?;
+    match &options.tls {
+        None => paced_requests(Conn::new(dial(options.addr)?), options),
+        Some(tls) => paced_requests(Conn::new(tls.connect(options.addr)?), options),
+    }
+}
+
+fn paced_requests<S: Read + Write>(mut conn: Conn<S>, options: &Options) -> io::Result<String> {
     let request = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", options.addr);
     for _ in 0..100 {
         conn.exchange(request.as_bytes())?;
@@ -29,18 +38,104 @@ pub(crate) fn requests(options: &Options) -> io::Result<String> {
     Ok(summary(samples, errors))
 }
 
+/// `--connections` threads, each opening a new connection (a full TLS handshake with
+/// `--tls-ca`) for every request (`Connection: close`) for `options.seconds`, as fast as
+/// the server answers. Prints the completed requests per second and the percentiles of
+/// connect + handshake + request + answer.
+pub(crate) fn new_connections(options: &Options) -> io::Result<String> {
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        options.addr
+    );
+    // Warm up (and fail early on a server that does not answer).
+    for _ in 0..5 {
+        one_request(options.addr, options.tls.as_ref(), request.as_bytes())?;
+    }
+    let results = Arc::new(Mutex::new((Vec::new(), 0usize)));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(options.seconds);
+    let threads: Vec<_> = (0..options.connections)
+        .map(|_| {
+            let (results, request, tls) = (results.clone(), request.clone(), options.tls.clone());
+            let addr = options.addr;
+            std::thread::spawn(move || {
+                let (mut samples, mut errors) = (Vec::new(), 0);
+                while Instant::now() < deadline {
+                    let began = Instant::now();
+                    match one_request(addr, tls.as_ref(), request.as_bytes()) {
+                        Ok(()) => samples.push(began.elapsed().as_secs_f64() * 1e6),
+                        Err(error) => {
+                            errors += 1;
+                            if errors <= 3 {
+                                eprintln!("weft-bench: {error}");
+                            }
+                        }
+                    }
+                }
+                let mut all = results
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                all.0.extend(samples);
+                all.1 += errors;
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| io::Error::other("a load thread panicked"))?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (samples, errors) = std::mem::take(
+        &mut *results
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let per_second = samples.len() as f64 / elapsed;
+    let summary = summary(samples, errors);
+    Ok(format!(
+        "{{\"per_second\":{per_second:.1},{}",
+        summary.trim_start_matches('{')
+    ))
+}
+
+/// One new connection (TLS when `tls` is given), one request, its answer, then the
+/// server's close: reading to the end lets the server close first, so the client's ports
+/// do not pile up in TIME_WAIT.
+fn one_request(addr: SocketAddr, tls: Option<&TlsTarget>, request: &[u8]) -> io::Result<()> {
+    match tls {
+        None => Conn::new(dial(addr)?).exchange_and_close(request),
+        Some(tls) => Conn::new(tls.connect(addr)?).exchange_and_close(request),
+    }
+}
+
 /// One keep-alive connection and the bytes read past the last answer.
-struct Conn {
-    stream: TcpStream,
+struct Conn<S> {
+    stream: S,
     buf: Vec<u8>,
 }
 
-impl Conn {
-    fn open(addr: SocketAddr) -> io::Result<Self> {
-        Ok(Self {
-            stream: dial(addr)?,
+impl<S: Read + Write> Conn<S> {
+    fn new(stream: S) -> Self {
+        Self {
+            stream,
             buf: Vec::with_capacity(4096),
-        })
+        }
+    }
+
+    /// Sends a `Connection: close` request, consumes its answer and waits for the server
+    /// to close (a TLS server may end with close_notify or just the TCP close).
+    fn exchange_and_close(mut self, request: &[u8]) -> io::Result<()> {
+        self.exchange(request)?;
+        let mut rest = [0u8; 512];
+        loop {
+            match self.stream.read(&mut rest) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Sends one request and consumes its whole answer.
@@ -100,8 +195,11 @@ fn answer_length(head: &[u8]) -> io::Result<usize> {
 mod tests {
     use super::*;
     use crate::tests::{field, options};
-    use std::io::BufRead as _;
+    use crate::tls::tests::{ca_and_server, tls_server};
     use std::net::TcpListener;
+    use std::sync::atomic::Ordering;
+
+    const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 
     /// A keep-alive HTTP/1.1 server answering every request with `answer`.
     fn http_server(answer: &'static str) -> SocketAddr {
@@ -116,21 +214,48 @@ mod tests {
         addr
     }
 
-    fn serve(stream: TcpStream, answer: &str) {
-        let mut writer = stream.try_clone().expect("clone");
-        let mut reader = io::BufReader::new(stream);
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-            if line == "\r\n" && writer.write_all(answer.as_bytes()).is_err() {
+    /// Answers each request head on `stream` with `answer`; closes after answering a
+    /// `Connection: close` request.
+    fn serve<S: Read + Write>(mut stream: S, answer: &str) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while let Ok(n) = stream.read(&mut chunk) {
+            if n == 0 {
                 return;
             }
-            line.clear();
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some(end) = find(&buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                buf.drain(..end + 4);
+                if stream.write_all(answer.as_bytes()).is_err() {
+                    return;
+                }
+                if head.contains("connection: close") {
+                    return;
+                }
+            }
         }
+    }
+
+    /// A TLS server for `name` answering `OK`; its CA written to a temp file: (address,
+    /// resumed-handshake counter, the client's target).
+    fn https_server(name: &str) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>, TlsTarget) {
+        let (ca, config) = ca_and_server(name);
+        let (addr, resumed) = tls_server(config, |stream| serve(stream, OK));
+        let ca_file = std::env::temp_dir().join(format!(
+            "weft-bench-http-ca-{}-{}.pem",
+            std::process::id(),
+            addr.port()
+        ));
+        std::fs::write(&ca_file, ca).expect("write CA");
+        let target = TlsTarget::new(&ca_file, name).expect("target");
+        std::fs::remove_file(&ca_file).ok();
+        (addr, resumed, target)
     }
 
     #[test]
     fn paced_requests_are_timed_on_one_connection() {
-        let addr = http_server("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+        let addr = http_server(OK);
         let json = requests(&options(addr)).expect("requests");
         let samples = field(&json, "samples");
         assert!((300.0..=401.0).contains(&samples), "{json}");
@@ -145,5 +270,52 @@ mod tests {
         let chunked = http_server("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
         let err = requests(&options(chunked)).expect_err("no length must fail");
         assert!(err.to_string().contains("Content-Length"), "{err}");
+    }
+
+    #[test]
+    fn paced_requests_over_tls_keep_one_connection() {
+        let (addr, _, target) = https_server("gw.bench.test");
+        let mut options = options(addr);
+        options.tls = Some(target);
+        let json = requests(&options).expect("requests over TLS");
+        assert!((300.0..=401.0).contains(&field(&json, "samples")), "{json}");
+    }
+
+    #[test]
+    fn each_new_connection_sends_one_request_and_waits_for_the_close() {
+        let addr = http_server(OK);
+        let json = new_connections(&options(addr)).expect("newconn");
+        assert!(field(&json, "samples") > 10.0, "{json}");
+        assert!(field(&json, "errors").abs() < f64::EPSILON, "{json}");
+        assert!(field(&json, "per_second") > 0.0, "{json}");
+    }
+
+    #[test]
+    fn new_tls_connections_are_full_handshakes() {
+        let (addr, resumed, target) = https_server("gw.bench.test");
+        let mut options = options(addr);
+        options.tls = Some(target);
+        let json = new_connections(&options).expect("newconn over TLS");
+        assert!(field(&json, "samples") > 10.0, "{json}");
+        assert!(field(&json, "errors").abs() < f64::EPSILON, "{json}");
+        assert_eq!(resumed.load(Ordering::Relaxed), 0, "no session was resumed");
+    }
+
+    #[test]
+    fn a_server_that_never_closes_fails_new_connections() {
+        // Keeps the connection open after a `Connection: close` answer: the client's read
+        // times out instead of counting a request it did not see finish.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                let mut stream = stream;
+                let _ = stream.write_all(OK.as_bytes());
+                held.push(stream);
+            }
+        });
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        assert!(one_request(addr, None, request).is_err());
     }
 }

@@ -11,16 +11,25 @@
 //! - `http ADDR`: one keep-alive HTTP/1.1 connection; sends `GET /` at a fixed rate, reads
 //!   each answer (status 200, `Content-Length` body) and prints latency percentiles, the
 //!   L7 counterpart of `pingpong` (`bench/l7` uses it at 2,000 requests per second).
+//! - `newconn ADDR`: `--connections` threads, each opening a new connection for every
+//!   `GET /` (`Connection: close`) as fast as the server answers; prints requests per
+//!   second and latency percentiles.
+//!
+//! With `--tls-ca FILE --server-name NAME`, `http` and `newconn` speak HTTPS (the server's
+//! certificate verified, no session resumption: every `newconn` connection is a full
+//! handshake, so its rate is TLS handshakes per second).
 //!
 //! The first three modes talk to a TCP echo server (`weft x echo` echoes any non-HTTP
-//! bytes), `http` to any HTTP/1.1 server or proxy. Results are one JSON object on stdout;
+//! bytes), `http` and `newconn` to any HTTP/1.1 server or proxy. Results are one JSON object on stdout;
 //! progress and errors go to stderr. It measures; it does not set up namespaces or proxies
 //! (that is `bench/run` and `bench/l7`).
 
 mod http;
+mod tls;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -28,7 +37,9 @@ const USAGE: &str = "usage:
   weft-bench pingpong ADDR [--rate PER_SEC] [--seconds S] [--size BYTES]
   weft-bench connect  ADDR [--rate PER_SEC] [--count N] [--size BYTES]
   weft-bench hold     ADDR [--count N]
-  weft-bench http     ADDR [--rate PER_SEC] [--seconds S]";
+  weft-bench http     ADDR [--rate PER_SEC] [--seconds S] [TLS]
+  weft-bench newconn  ADDR [--connections N] [--seconds S] [TLS]
+TLS: --tls-ca CA_PEM_FILE --server-name NAME (HTTPS, certificate verified for NAME)";
 
 /// Command-line options shared by the modes (each mode reads the ones it needs).
 #[derive(Debug, Clone)]
@@ -38,6 +49,10 @@ pub(crate) struct Options {
     pub(crate) seconds: f64,
     pub(crate) count: usize,
     pub(crate) size: usize,
+    /// Concurrent connections (`newconn`: one thread each).
+    pub(crate) connections: usize,
+    /// HTTPS instead of HTTP (`http`, `newconn`).
+    pub(crate) tls: Option<tls::TlsTarget>,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +73,7 @@ fn main() -> ExitCode {
         "connect" => connect_request(&options),
         "hold" => hold(&options),
         "http" => http::requests(&options),
+        "newconn" => http::new_connections(&options),
         other => {
             eprintln!("weft-bench: unknown mode {other:?}\n{USAGE}");
             return ExitCode::from(2);
@@ -85,7 +101,10 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         seconds: 5.0,
         count: 1000,
         size: 64,
+        connections: 64,
+        tls: None,
     };
+    let (mut tls_ca, mut server_name) = (None, None);
     let mut flags = flags.iter();
     while let Some(flag) = flags.next() {
         let value = flags
@@ -97,12 +116,25 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--seconds" => options.seconds = value.parse().map_err(|e| bad(&e))?,
             "--count" => options.count = value.parse().map_err(|e| bad(&e))?,
             "--size" => options.size = value.parse().map_err(|e| bad(&e))?,
+            "--connections" => options.connections = value.parse().map_err(|e| bad(&e))?,
+            "--tls-ca" => tls_ca = Some(value),
+            "--server-name" => server_name = Some(value),
             other => return Err(format!("unknown flag {other}")),
         }
     }
-    if options.rate == 0 || options.size == 0 || options.count == 0 || options.seconds <= 0.0 {
-        return Err("--rate, --size, --count and --seconds must be positive".into());
+    if options.rate == 0
+        || options.size == 0
+        || options.count == 0
+        || options.connections == 0
+        || options.seconds <= 0.0
+    {
+        return Err("--rate, --size, --count, --connections and --seconds must be positive".into());
     }
+    options.tls = match (tls_ca, server_name) {
+        (Some(ca), Some(name)) => Some(tls::TlsTarget::new(Path::new(ca), name)?),
+        (None, None) => None,
+        _ => return Err("--tls-ca and --server-name go together".into()),
+    };
     Ok(options)
 }
 
@@ -263,6 +295,8 @@ mod tests {
             seconds: 0.2,
             count: 50,
             size: 16,
+            connections: 4,
+            tls: None,
         }
     }
 
@@ -318,5 +352,6 @@ mod tests {
         assert!(parse_options(&args("127.0.0.1:1 --rate 0")).is_err());
         assert!(parse_options(&args("127.0.0.1:1 --bogus 1")).is_err());
         assert!(parse_options(&args("127.0.0.1:1 --rate")).is_err());
+        assert!(parse_options(&args("127.0.0.1:1 --server-name a.test")).is_err());
     }
 }
