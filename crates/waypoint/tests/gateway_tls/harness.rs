@@ -105,6 +105,17 @@ impl Fixture {
     /// Starts the xDS server and the gateway with `resource`, and waits until every
     /// listener port is bound.
     pub async fn start(net: Net, services: &[ServiceSpec], resource: &pb::Gateway) -> Self {
+        Self::start_with_certs(net, services, resource, CertManagerConfig::default()).await
+    }
+
+    /// [`Fixture::start`] with the gateway's certificate settings (lifetime asked of the CA,
+    /// for its own and its auto-certificates).
+    pub async fn start_with_certs(
+        net: Net,
+        services: &[ServiceSpec],
+        resource: &pb::Gateway,
+        certs: CertManagerConfig,
+    ) -> Self {
         let ca = Arc::new(CertificateAuthority::generate_in_memory().expect("CA"));
         let trust = TrustBundle::new("cluster.local", [ca.root().clone()]).expect("trust");
         let mut registry = Registry::default();
@@ -142,7 +153,7 @@ impl Fixture {
             },
             ca: Arc::new(LocalCaProvider::new(Arc::clone(&ca))),
             trust,
-            certs: CertManagerConfig::default(),
+            certs,
             tracer: None,
         };
         let gateway = weft_waypoint::gateway::run(process)

@@ -7,5 +7,6 @@
 mod pki;
 
 mod auto_cert;
+mod conformance_tls;
 mod harness;
 mod listeners;
