@@ -114,4 +114,9 @@ pub enum ServerError {
     Http2 { peer: SocketAddr, source: h2::Error },
     #[error("client {peer} stopped answering keepalive PINGs; connection closed")]
     PeerSilent { peer: SocketAddr },
+    #[error("connection from {peer} refused: the {limit} limit of inbound connections is reached")]
+    Limit {
+        peer: SocketAddr,
+        limit: &'static str,
+    },
 }

@@ -3,7 +3,8 @@
 //! This crate owns the wire side of the tunnel: the client with its connection [`Pool`]
 //! (one TLS + HTTP/2 connection carries many CONNECT streams), the server
 //! ([`HboneServer`], [`serve_connection`]) that validates CONNECT requests and hands them to
-//! an [`InboundHandler`], the [`HboneStream`] byte stream, and the zero-copy [`relay`].
+//! an [`InboundHandler`] (within optional [`limits`] on connections and tunnels per peer
+//! identity and in total), the [`HboneStream`] byte stream, and the zero-copy [`relay`].
 //!
 //! It must not know about workloads, policy or certificates issuance: callers pass ready
 //! `rustls` client/server configs (whose verifiers check SPIFFE identities), decide what a
@@ -52,6 +53,7 @@ mod client;
 mod error;
 mod headers;
 mod keepalive;
+pub mod limits;
 mod pool;
 mod relay;
 mod server;
@@ -62,6 +64,7 @@ pub use client::{ConnectRequest, SocketFactory, SocketHook, TunnelTarget};
 pub use error::{HandshakeError, HboneError, ServerError};
 pub use headers::{format_forwarded_for, parse_forwarded_for};
 pub use keepalive::Keepalive;
+pub use limits::{InboundLimits, LimitConfig};
 pub use pool::{Pool, PoolConfig, PoolStats, PoolStatsSnapshot};
 pub use relay::{Plain, RelayCause, RelayError, RelayIo, RelayOptions, RelayStats, Side, relay};
 pub use server::{

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::ServerError;
 use crate::headers::{BAGGAGE, FORWARDED, TRACEPARENT, parse_authority, parse_forwarded_for};
 use crate::keepalive::{self, Keepalive};
+use crate::limits::{Held, InboundLimits, Slot};
 use crate::relay::{RelayError, RelayIo, RelayOptions, RelayStats, relay};
 use crate::stream::{HboneStream, PeerCertificates};
 use crate::tls::{SessionProblem, check_session, peer_certificates, server_with_h2};
@@ -41,6 +42,9 @@ pub struct ServerOptions {
     /// HTTP/2 PINGs to each client, so the tunnels of a client that vanished without
     /// closing are torn down (default 30 s / 10 s; `None`: off).
     pub keepalive: Option<Keepalive>,
+    /// Limits on connections and tunnels per peer identity and in total, usually shared
+    /// by every server of the process (default `None`: unlimited).
+    pub limits: Option<Arc<InboundLimits>>,
 }
 
 impl Default for ServerOptions {
@@ -49,6 +53,7 @@ impl Default for ServerOptions {
             handshake_timeout: Duration::from_secs(10),
             max_concurrent_streams: 1000,
             keepalive: Some(Keepalive::default()),
+            limits: None,
         }
     }
 }
@@ -304,6 +309,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: InboundHandler,
 {
+    let (counted, _connection) = count_connection(options, &peer_certs, peer)?;
     let after = options.handshake_timeout;
     let handshake = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
@@ -337,6 +343,7 @@ where
                     peer_addr: peer,
                     peer_certs: Arc::clone(&peer_certs),
                     handler: Arc::clone(&handler),
+                    counted: counted.clone(),
                 };
                 tokio::spawn(stream.serve(request, respond));
             }
@@ -347,11 +354,38 @@ where
         .map_err(|source| ServerError::Http2 { peer, source })
 }
 
+/// The limits a connection counts against, and its peer's identity there.
+type Counted = Option<(Arc<InboundLimits>, Arc<str>)>;
+
+/// Counts a new connection against [`ServerOptions::limits`]: its identity and its slot
+/// (held while it is open).
+///
+/// # Errors
+/// A limit is reached: the connection is refused.
+fn count_connection(
+    options: &ServerOptions,
+    peer_certs: &PeerCertificates,
+    peer: SocketAddr,
+) -> Result<(Counted, Option<Slot>), ServerError> {
+    let Some(limits) = &options.limits else {
+        return Ok((None, None));
+    };
+    let identity = limits.identity_of(peer_certs);
+    let slot = limits
+        .admit(Held::Connection, &identity)
+        .map_err(|limit| ServerError::Limit {
+            peer,
+            limit: limit.as_str(),
+        })?;
+    Ok((Some((Arc::clone(limits), identity)), Some(slot)))
+}
+
 /// What a stream task needs from its connection.
 struct StreamContext<H> {
     peer_addr: SocketAddr,
     peer_certs: PeerCertificates,
     handler: Arc<H>,
+    counted: Counted,
 }
 
 impl<H: InboundHandler> StreamContext<H> {
@@ -365,6 +399,14 @@ impl<H: InboundHandler> StreamContext<H> {
                 reply_status(&mut respond, StatusCode::BAD_REQUEST);
                 return;
             }
+        };
+        // Held until the tunnel ends (for a handoff: until it is handed over).
+        let _tunnel = match &self.counted {
+            Some((limits, identity)) => match limits.admit(Held::Tunnel, identity) {
+                Ok(slot) => Some(slot),
+                Err(_) => return reply_status(&mut respond, StatusCode::SERVICE_UNAVAILABLE),
+            },
+            None => None,
         };
         let inbound = InboundRequest {
             peer_certificates: Arc::clone(&self.peer_certs),

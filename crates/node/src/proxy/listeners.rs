@@ -235,7 +235,11 @@ impl Node {
             };
             tracing::info!(addr = ?listener.local_addr().ok(), %identity, "serving inbound HBONE");
             let handler = node.hbone_handler(Some(scope));
-            let server = HboneServer::new(config, handler, ServerOptions::default());
+            let options = ServerOptions {
+                limits: Some(std::sync::Arc::clone(&node.inner.inbound_limits)),
+                ..ServerOptions::default()
+            };
+            let server = HboneServer::new(config, handler, options);
             server.serve(listener, stop).await;
         });
     }

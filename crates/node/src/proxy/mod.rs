@@ -52,7 +52,7 @@ pub use inbound::{InboundDestination, Refusal};
 pub use listeners::{AttachError, PodSockets, WorkloadListeners};
 pub use outbound::{OutboundError, OutboundTarget};
 pub use pod_network::{PodNetwork, PodNetworks, SocketFuture};
-pub use weft_hbone::PoolConfig;
+pub use weft_hbone::{LimitConfig, PoolConfig};
 pub(crate) use weft_upstream::ip_from_bytes;
 pub use xds::{AddressHandler, AuthorizationHandler};
 
@@ -85,6 +85,9 @@ pub struct ProxyOptions {
     /// How long an explicit-port client may take to send its whole request head (SOCKS5
     /// greeting and CONNECT, or HTTP CONNECT head) before it is closed.
     pub head_timeout: Duration,
+    /// Limits on inbound HBONE connections and tunnels, per peer identity and in total
+    /// (across every local workload's listener).
+    pub inbound_limits: LimitConfig,
     /// Access-log line format.
     pub access_log: AccessLogFormat,
 }
@@ -101,6 +104,7 @@ impl Default for ProxyOptions {
             cert_wait: Duration::from_secs(10),
             config_wait: Duration::from_secs(5),
             head_timeout: Duration::from_secs(10),
+            inbound_limits: LimitConfig::default(),
             access_log: AccessLogFormat::Text,
         }
     }
@@ -173,6 +177,8 @@ struct NodeInner {
     /// The outbound traffic policy (ALLOW_ANY / REGISTRY_ONLY) and its refusals.
     egress: egress::EgressPolicy,
     registry: Arc<Mutex<Registry>>,
+    /// Inbound HBONE connections and tunnels held open, checked against their limits.
+    inbound_limits: Arc<weft_hbone::InboundLimits>,
     connections: Arc<connections::ConnectionTable>,
     listeners: WorkloadListeners,
     /// Per-pod socket creation (in-pod capture); empty in explicit mode.
@@ -214,6 +220,7 @@ impl Node {
         egress.register(&mut registry);
         admin::register_process_metrics(&mut registry);
         let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &options.network);
+        let inbound_limits = inbound::limits(options.inbound_limits, &mut registry);
         let inner = Arc::new_cyclic(|weak| NodeInner {
             listeners: WorkloadListeners::new(weak.clone()),
             upstream,
@@ -224,6 +231,7 @@ impl Node {
             counters,
             egress,
             registry: Arc::new(Mutex::new(registry)),
+            inbound_limits,
             connections: Arc::default(),
             pod_networks: PodNetworks::default(),
             gate: admission::ConfigGate::new(),

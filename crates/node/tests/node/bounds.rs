@@ -1,12 +1,17 @@
-//! Bounded resources on the node proxy's explicit port: a client that stops inside its
-//! request head is closed at the head deadline, and a head ended by bare LFs is served at
-//! once (RFC 9112 §2.2) instead of waiting for a CRLF that never comes.
+//! Bounded resources: on the explicit port, a client that stops inside its request head is
+//! closed at the head deadline, and a head ended by bare LFs is served at once (RFC 9112
+//! §2.2) instead of waiting for a CRLF that never comes; on inbound HBONE, tunnels over the
+//! per-identity limit are refused (and counted) while open ones keep working.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use weft_node::process::{RunningNode, StateSource};
+use weft_node::proxy::LimitConfig;
+
+use crate::datapath::metric_line;
 use crate::harness::*;
 
 /// The head deadline of these tests' node-a.
@@ -74,4 +79,64 @@ async fn explicit_port_serves_a_head_ended_by_bare_lf() {
         String::from_utf8_lossy(expected),
         "the tunnel opens and the bytes after the head reach the echo workload"
     );
+}
+
+/// The usual two nodes, node-b allowing each client identity `tunnels` open tunnels.
+async fn mesh_limiting_b(tunnels: usize) -> (TwoNodesParts, RunningNode, RunningNode) {
+    let net = Net::next();
+    let ca = test_ca();
+    let dir = tempfile::tempdir().unwrap();
+    let (workloads, services) = TwoNodes::resources(net);
+    let config = write_config(&dir, &workloads, &services, &[]);
+    let echo = echo_server(net.echo_addr()).await;
+    let source = || StateSource::LocalFile(config.clone());
+    let a = start_with(node_config(&ca, "node-a", net.node(2), source())).await;
+    let mut b_config = node_config(&ca, "node-b", net.node(3), source());
+    b_config.options.inbound_limits = LimitConfig {
+        tunnels_per_identity: tunnels,
+        ..LimitConfig::default()
+    };
+    let b = start_with(b_config).await;
+    (
+        TwoNodesParts {
+            net,
+            _dir: dir,
+            _echo: echo,
+        },
+        a,
+        b,
+    )
+}
+
+/// What must outlive a test's nodes.
+struct TwoNodesParts {
+    net: Net,
+    _dir: tempfile::TempDir,
+    _echo: tokio::task::JoinHandle<()>,
+}
+
+#[tokio::test]
+async fn inbound_tunnels_over_the_identity_limit_are_refused_and_open_ones_kept() {
+    let (parts, a, b) = mesh_limiting_b(2).await;
+    let explicit = a.addrs.explicit.unwrap();
+    let client = parts.net.workload(1);
+    let vip = parts.net.vip_addr();
+    let (first_code, mut first) = socks_connect(client, explicit, vip).await;
+    let (second_code, _second) = socks_connect(client, explicit, vip).await;
+    assert_eq!(
+        (first_code, second_code),
+        (0, 0),
+        "two tunnels fit the limit"
+    );
+    let (third, _) = socks_connect(client, explicit, vip).await;
+    assert_ne!(third, 0, "a third tunnel of the same identity is refused");
+    assert_eq!(ping(&mut first, b"still here").await, b"still here");
+
+    let (_, metrics) = page(b.addrs.metrics, "/metrics").await;
+    let refused = metric_line(
+        &metrics,
+        "weft_hbone_inbound_refused_total",
+        "kind=\"tunnel\",limit=\"identity\"",
+    );
+    assert!(refused.ends_with(" 1"), "{refused}");
 }
