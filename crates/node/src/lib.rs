@@ -16,11 +16,13 @@
 //! In-pod capture ([`capture`]: the pod source, listeners opened inside each pod's network
 //! namespace with weft-netns, redirect rules) hands sockets to
 //! [`proxy::WorkloadListeners::attach`] and registers a [`proxy::PodNetwork`]; [`dns`]
-//! is the DNS proxy it serves in each pod.
+//! is the DNS proxy it serves in each pod. [`handoff`] names the sockets a restarted
+//! proxy takes over from the running one.
 
 pub mod authz_check;
 pub mod capture;
 pub mod dns;
+pub mod handoff;
 pub mod policy;
 pub mod process;
 pub mod proxy;

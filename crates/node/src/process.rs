@@ -1,17 +1,24 @@
 //! The `weft node` process: builds a [`Node`], binds its listeners, feeds its state (a
 //! local file or delta xDS) and serves until shut down. The binary parses flags into a
 //! [`NodeConfig`]; tests call [`run`] directly with an in-process CA and xDS server.
+//!
+//! A process taking over from a running one ([`run_with_handoff`] with inherited sockets,
+//! see [`crate::handoff`]) syncs its configuration and certificates first and only then
+//! accepts on the sockets it received, so a connection never meets a proxy that is not
+//! ready.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use weft_identity::{CertManager, CertManagerConfig, CertificateProvider, TrustBundle};
+use weft_serve::handoff::OfferGuard;
 use weft_xds::client::{XdsClient, XdsClientHandle};
 
+use crate::handoff::{Handoff, NodeSocket};
 use crate::proxy::{
     AddressHandler, AuthorizationHandler, Certs, InboundDestination, LogControl, MeshConfigHandler,
     Node, ProxyOptions,
@@ -119,7 +126,29 @@ pub enum StartError {
     /// The local configuration file is invalid.
     #[error(transparent)]
     LocalConfig(#[from] LocalConfigError),
+    /// Taking over from a running proxy: this one did not become ready in time (the
+    /// running proxy keeps serving).
+    #[error("not ready to take over after {waited:?}: {reason}")]
+    NotReady {
+        /// How long it waited.
+        waited: Duration,
+        /// What was missing.
+        reason: String,
+    },
+    /// An inherited socket is not what its name says.
+    #[error("inherited socket {name}: {source}")]
+    Inherited {
+        /// Its hand-off name.
+        name: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
 }
+
+/// How long a proxy taking over waits for its configuration and certificates.
+pub const TAKEOVER_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause between readiness checks while taking over.
+const READY_POLL: Duration = Duration::from_millis(20);
 
 /// Addresses the running proxy actually listens on.
 #[derive(Debug, Clone, Default)]
@@ -147,15 +176,30 @@ pub struct RunningNode {
     pub addrs: BoundAddrs,
     /// The xDS client handle (xDS mode only).
     pub xds: Option<XdsClientHandle>,
+    /// Sockets inherited from a predecessor and offered to a successor.
+    pub handoff: Handoff,
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Admin, metrics and readiness pages.
+    pages: Vec<tokio::task::JoinHandle<()>>,
+    /// Keeps the node-level listeners offered while they are open.
+    _offers: Vec<OfferGuard>,
 }
 
 impl RunningNode {
+    /// A successor took the listeners over: stops serving the admin, metrics and
+    /// readiness pages here (the successor answers them now). Open connections keep
+    /// flowing until [`RunningNode::shutdown`].
+    pub fn step_down(&mut self) {
+        for task in self.pages.drain(..) {
+            task.abort();
+        }
+    }
+
     /// Stops accepting, drains open connections up to `deadline`, cuts the rest, and
     /// stops the background tasks (xDS client, admin pages). Returns connections cut.
     pub async fn shutdown(self, deadline: Duration) -> usize {
         let cut = self.node.shutdown(deadline).await;
-        for task in &self.background {
+        for task in self.background.iter().chain(&self.pages) {
             task.abort();
         }
         cut
@@ -167,6 +211,20 @@ impl RunningNode {
 /// # Errors
 /// A listener that cannot be bound or an invalid local configuration file.
 pub async fn run(config: NodeConfig) -> Result<RunningNode, StartError> {
+    run_with_handoff(config, Handoff::fresh()).await
+}
+
+/// Starts the node proxy with `handoff`: node-level sockets inherited from a predecessor
+/// are used instead of binding (after waiting until this proxy is ready, up to
+/// [`TAKEOVER_READY_TIMEOUT`]), and every node-level listener is offered to a successor.
+///
+/// # Errors
+/// As [`run`]; also when taking over and not ready in time, or an inherited socket is
+/// unusable.
+pub async fn run_with_handoff(
+    config: NodeConfig,
+    handoff: Handoff,
+) -> Result<RunningNode, StartError> {
     let store = Arc::new(StateStore::new());
     let manager = CertManager::new(config.ca, config.certs);
     let certs = Certs::new(manager, config.trust);
@@ -199,13 +257,43 @@ pub async fn run(config: NodeConfig) -> Result<RunningNode, StartError> {
         }
     }
     node.start_state_follower(config.listen.workload_hbone_listeners);
-    let addrs = bind_listeners(&node, &config.listen, &mut background).await?;
+    if handoff.is_taking_over() {
+        wait_ready(&node, TAKEOVER_READY_TIMEOUT).await?;
+    }
+    let mut listeners = Listeners {
+        node: &node,
+        handoff: &handoff,
+        offers: Vec::new(),
+        pages: Vec::new(),
+    };
+    let addrs = listeners.bind_all(&config.listen).await?;
+    let (offers, pages) = (listeners.offers, listeners.pages);
     Ok(RunningNode {
         node,
         addrs,
         xds: xds_handle,
+        handoff,
         background,
+        pages,
+        _offers: offers,
     })
+}
+
+/// Waits until `node` is ready (configuration and every local workload's certificate).
+async fn wait_ready(node: &Node, timeout: Duration) -> Result<(), StartError> {
+    let started = Instant::now();
+    loop {
+        match node.readiness() {
+            Ok(()) => return Ok(()),
+            Err(reason) if started.elapsed() >= timeout => {
+                return Err(StartError::NotReady {
+                    waited: timeout,
+                    reason,
+                });
+            }
+            Err(_) => tokio::time::sleep(READY_POLL).await,
+        }
+    }
 }
 
 fn xds_client(
@@ -256,54 +344,93 @@ fn xds_client(
     builder.build(source.channel)
 }
 
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { what, addr, source })
+/// Binds (or takes over) the node-level listeners.
+struct Listeners<'a> {
+    node: &'a Node,
+    handoff: &'a Handoff,
+    offers: Vec<OfferGuard>,
+    pages: Vec<tokio::task::JoinHandle<()>>,
 }
 
-async fn bind_listeners(
-    node: &Node,
-    listen: &ListenAddrs,
-    background: &mut Vec<tokio::task::JoinHandle<()>>,
-) -> Result<BoundAddrs, StartError> {
-    let mut addrs = BoundAddrs::default();
-    if let Some(addr) = listen.explicit {
-        let listener = bind("explicit proxy", addr).await?;
-        addrs.explicit = listener.local_addr().ok();
-        node.serve_explicit(listener);
+impl Listeners<'_> {
+    /// The inherited listener `socket` if bound to `addr`, else a new one; offered to a
+    /// successor either way.
+    async fn open(
+        &mut self,
+        what: &'static str,
+        socket: NodeSocket,
+        addr: SocketAddr,
+    ) -> Result<TcpListener, StartError> {
+        let name = socket.name();
+        let inherited = self
+            .handoff
+            .take_tcp(name, addr)
+            .map_err(|source| StartError::Inherited { name, source })?;
+        let listener = match inherited {
+            Some(listener) => listener,
+            None => TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { what, addr, source })?,
+        };
+        self.offers.extend(self.handoff.offer(name, &listener));
+        Ok(listener)
     }
-    if let Some(addr) = listen.outbound {
-        let listener = bind("outbound capture", addr).await?;
-        addrs.outbound = listener.local_addr().ok();
-        node.serve_outbound(listener);
+
+    async fn bind_all(&mut self, listen: &ListenAddrs) -> Result<BoundAddrs, StartError> {
+        let node = self.node;
+        let mut addrs = BoundAddrs::default();
+        if let Some(addr) = listen.explicit {
+            let listener = self
+                .open("explicit proxy", NodeSocket::Explicit, addr)
+                .await?;
+            addrs.explicit = listener.local_addr().ok();
+            node.serve_explicit(listener);
+        }
+        if let Some(addr) = listen.outbound {
+            let listener = self
+                .open("outbound capture", NodeSocket::Outbound, addr)
+                .await?;
+            addrs.outbound = listener.local_addr().ok();
+            node.serve_outbound(listener);
+        }
+        if let Some(addr) = listen.inbound_plaintext {
+            let listener = self
+                .open("plaintext inbound", NodeSocket::InboundPlaintext, addr)
+                .await?;
+            addrs.inbound_plaintext = listener.local_addr().ok();
+            node.serve_inbound_plaintext(listener, InboundDestination::OriginalDst);
+        }
+        let pages = [
+            (
+                "admin",
+                NodeSocket::Admin,
+                listen.admin,
+                node.admin_router(),
+                &mut addrs.admin,
+            ),
+            (
+                "metrics",
+                NodeSocket::Metrics,
+                listen.metrics,
+                node.metrics_router(),
+                &mut addrs.metrics,
+            ),
+            (
+                "readiness",
+                NodeSocket::Readiness,
+                listen.readiness,
+                node.readiness_router(),
+                &mut addrs.readiness,
+            ),
+        ];
+        for (what, socket, addr, router, bound) in pages {
+            let Some(addr) = addr else { continue };
+            let listener = self.open(what, socket, addr).await?;
+            *bound = listener.local_addr().ok();
+            node.add_own_listener(&listener);
+            self.pages
+                .push(tokio::spawn(weft_serve::serve(listener, router)));
+        }
+        Ok(addrs)
     }
-    if let Some(addr) = listen.inbound_plaintext {
-        let listener = bind("plaintext inbound", addr).await?;
-        addrs.inbound_plaintext = listener.local_addr().ok();
-        node.serve_inbound_plaintext(listener, InboundDestination::OriginalDst);
-    }
-    let pages = [
-        ("admin", listen.admin, node.admin_router(), &mut addrs.admin),
-        (
-            "metrics",
-            listen.metrics,
-            node.metrics_router(),
-            &mut addrs.metrics,
-        ),
-        (
-            "readiness",
-            listen.readiness,
-            node.readiness_router(),
-            &mut addrs.readiness,
-        ),
-    ];
-    for (what, addr, router, bound) in pages {
-        let Some(addr) = addr else { continue };
-        let listener = bind(what, addr).await?;
-        *bound = listener.local_addr().ok();
-        node.add_own_listener(&listener);
-        background.push(tokio::spawn(weft_serve::serve(listener, router)));
-    }
-    Ok(addrs)
 }

@@ -26,6 +26,7 @@
 //! decides nothing about routing or policy (that is [`crate::proxy`]).
 
 mod pod;
+mod sockets;
 pub mod source;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ pub use weft_netns::CaptureConfig;
 
 use crate::dns::DnsResolver;
 use crate::dns::server::ForwardLimits;
+use crate::handoff::Handoff;
 use crate::proxy::{AttachError, Node};
 use crate::state::MeshState;
 use pod::{PodCapture, PodSetup};
@@ -203,6 +205,8 @@ struct ManagerInner {
     dns: DnsResolver,
     /// Caps on forwarded DNS queries, shared by every pod.
     dns_limits: Arc<ForwardLimits>,
+    /// Pod listeners inherited from the previous proxy and offered to the next.
+    handoff: Handoff,
     /// Changes are rare and each may do namespace work: one at a time.
     pods: tokio::sync::Mutex<BTreeMap<String, PodEntry>>,
     stop: CancellationToken,
@@ -224,6 +228,19 @@ impl CaptureManager {
     /// # Errors
     /// The state file exists but cannot be read or parsed.
     pub async fn start(node: Node, options: CaptureOptions) -> Result<Self, CaptureError> {
+        Self::start_with_handoff(node, options, Handoff::fresh()).await
+    }
+
+    /// [`CaptureManager::start`] taking the pods' listeners from `handoff` when it holds
+    /// them (a restarted proxy), and offering every pod's listeners on it.
+    ///
+    /// # Errors
+    /// The state file exists but cannot be read or parsed.
+    pub async fn start_with_handoff(
+        node: Node,
+        options: CaptureOptions,
+        handoff: Handoff,
+    ) -> Result<Self, CaptureError> {
         let saved = match &options.state_file {
             Some(path) => source::load_pods(path)?,
             None => Vec::new(),
@@ -258,6 +275,7 @@ impl CaptureManager {
                 options,
                 dns,
                 dns_limits: Arc::new(dns_limits),
+                handoff,
                 pods: tokio::sync::Mutex::new(pods),
                 stop: CancellationToken::new(),
             }),
@@ -275,6 +293,14 @@ impl CaptureManager {
     pub async fn add(&self, pod: PodInfo) -> Result<PodStatus, CaptureError> {
         validate(&pod)?;
         let mut pods = self.inner.pods.lock().await;
+        if let Some(known) = pods.get(&pod.uid)
+            && known.pod == pod
+            && known.active.is_some()
+        {
+            // Announced again (a pod source reconnecting after a restart): the listeners
+            // stay open, so no connection waiting to be accepted is lost.
+            return Ok(known.status());
+        }
         if let Some(previous) = pods.remove(&pod.uid)
             && let Some(active) = previous.active
         {
@@ -346,6 +372,52 @@ impl CaptureManager {
         }
     }
 
+    /// A successor proxy took the pods' listeners over: stops following the state and
+    /// serving the pod socket (its clients are disconnected, so they reconnect to the
+    /// successor) and each pod's DNS. Listeners stop with the node's shutdown; redirect
+    /// rules, pod networks and the pod list stay.
+    pub async fn release(&self) {
+        self.inner.stop.cancel();
+        for entry in self.inner.pods.lock().await.values() {
+            if let Some(active) = &entry.active {
+                active.release();
+            }
+        }
+    }
+
+    /// Makes the pod list the saved one again (after taking over from a proxy that may
+    /// have changed it while this one was starting): adds or replaces pods that differ,
+    /// forgets pods that are no longer listed.
+    ///
+    /// # Errors
+    /// The state file cannot be read.
+    pub async fn reload_saved(&self) -> Result<(), CaptureError> {
+        let Some(path) = &self.inner.options.state_file else {
+            return Ok(());
+        };
+        let saved = source::load_pods(path)?;
+        let known: Vec<String> = self.inner.pods.lock().await.keys().cloned().collect();
+        for uid in known
+            .iter()
+            .filter(|uid| saved.iter().all(|p| p.uid != **uid))
+        {
+            self.remove(uid).await?;
+        }
+        for pod in saved {
+            let key = pod.key();
+            if let Err(error) = self.add(pod).await {
+                tracing::warn!(pod = %key, %error, "cannot capture a saved pod");
+            }
+        }
+        Ok(())
+    }
+
+    /// The pods' listeners offered to a successor (and inherited from a predecessor).
+    #[must_use]
+    pub fn handoff(&self) -> &Handoff {
+        &self.inner.handoff
+    }
+
     /// Cancelled by [`CaptureManager::shutdown`].
     pub(crate) fn stopped(&self) -> CancellationToken {
         self.inner.stop.clone()
@@ -404,6 +476,7 @@ impl CaptureManager {
         let setup = PodSetup {
             node: &inner.node,
             rules: &inner.options.rules,
+            handoff: &inner.handoff,
             dns: inner.dns.clone(),
             dns_upstream: inner.options.dns_upstream,
             dns_limits: Arc::clone(&inner.dns_limits),

@@ -10,10 +10,13 @@ use std::time::Duration;
 use nix::sys::socket::{setsockopt, sockopt};
 use tokio_util::sync::CancellationToken;
 use weft_netns::{CaptureConfig, NetnsWorker, SocketOptions};
+use weft_serve::handoff::OfferGuard;
 
+use super::sockets::{OpenedSockets, PodListeners};
 use super::{CaptureError, PodInfo};
 use crate::dns::DnsResolver;
 use crate::dns::server::{self, DnsScope, ForwardLimits, Forwarder, UdpFactory, Upstream};
+use crate::handoff::Handoff;
 use crate::proxy::{Node, PodNetwork, PodSockets, SocketFuture};
 
 /// How long a forwarded DNS query waits for the upstream.
@@ -68,79 +71,11 @@ fn udp_factory(worker: Arc<NetnsWorker>, mark: u32) -> UdpFactory {
     })
 }
 
-/// Listeners opened inside the pod, still blocking std sockets.
-struct OpenedSockets {
-    outbound: std::net::TcpListener,
-    inbound: std::net::TcpListener,
-    hbone: std::net::TcpListener,
-    dns_udp: std::net::UdpSocket,
-    dns_tcp: std::net::TcpListener,
-}
-
-/// How long opening a pod's listeners waits for the previous capture of the same pod to
-/// release its ports (its listeners close asynchronously when a pod is replaced or re-added).
-const PORT_RELEASE_WAIT: Duration = Duration::from_secs(2);
-
-impl OpenedSockets {
-    /// Opens the listeners, retrying with a short backoff while a port is still held by a
-    /// listener of this pod that is shutting down.
-    fn open_when_free(
-        worker: &NetnsWorker,
-        ip: IpAddr,
-        ports: &CaptureConfig,
-    ) -> Result<Self, CaptureError> {
-        let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
-        let mut pause = Duration::from_millis(5);
-        loop {
-            match Self::open(worker, ip, ports) {
-                Err(CaptureError::Netns {
-                    source: weft_netns::Error::Socket { source, .. },
-                    ..
-                }) if source == nix::errno::Errno::EADDRINUSE
-                    && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(100));
-                }
-                result => return result,
-            }
-        }
-    }
-
-    fn open(worker: &NetnsWorker, ip: IpAddr, ports: &CaptureConfig) -> Result<Self, CaptureError> {
-        let ports = *ports;
-        let local = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let opened = worker.run(move || -> weft_netns::Result<Self> {
-            Ok(Self {
-                outbound: weft_netns::bind_tcp_listener(local(ports.outbound_port))?,
-                inbound: weft_netns::bind_tcp_listener(SocketAddr::from((
-                    Ipv4Addr::UNSPECIFIED,
-                    ports.inbound_port,
-                )))?,
-                hbone: weft_netns::bind_tcp_listener(SocketAddr::new(ip, ports.hbone_port))?,
-                dns_udp: weft_netns::bind_udp_socket(local(ports.dns_port))?,
-                dns_tcp: weft_netns::bind_tcp_listener(local(ports.dns_port))?,
-            })
-        });
-        let netns = worker.netns_path().to_owned();
-        let failed = move |source| CaptureError::Netns {
-            what: "open the pod's listeners",
-            netns: netns.clone(),
-            source,
-        };
-        opened.map_err(&failed)?.map_err(failed)
-    }
-}
-
-fn tokio_listener(listener: std::net::TcpListener) -> io::Result<tokio::net::TcpListener> {
-    listener.set_nonblocking(true)?;
-    tokio::net::TcpListener::from_std(listener)
-}
-
 /// What the data path needs to serve one pod.
 pub(super) struct PodSetup<'a> {
     pub(super) node: &'a Node,
     pub(super) rules: &'a CaptureConfig,
+    pub(super) handoff: &'a Handoff,
     pub(super) dns: DnsResolver,
     pub(super) dns_upstream: Option<SocketAddr>,
     pub(super) dns_limits: Arc<ForwardLimits>,
@@ -153,6 +88,8 @@ pub(super) struct PodCapture {
     ips: Vec<IpAddr>,
     netns: PathBuf,
     stop: CancellationToken,
+    /// Keeps the pod's listeners offered to a successor while they are open.
+    _offers: Vec<OfferGuard>,
 }
 
 impl PodCapture {
@@ -165,21 +102,32 @@ impl PodCapture {
     ) -> Result<Self, CaptureError> {
         let netns = pod.netns.clone();
         let ports = *setup.rules;
-        let (worker, sockets) = blocking(move || {
+        let inherited = PodListeners::inherited(setup.handoff, &pod.uid, ip, &ports);
+        let open_sockets = inherited.is_none();
+        let (worker, opened) = blocking(move || {
             let worker = NetnsWorker::spawn(&netns).map_err(|source| CaptureError::Netns {
                 what: "enter the pod's network namespace",
                 netns: netns.clone(),
                 source,
             })?;
-            let sockets = OpenedSockets::open_when_free(&worker, ip, &ports)?;
-            Ok((Arc::new(worker), sockets))
+            let opened = open_sockets
+                .then(|| OpenedSockets::open_when_free(&worker, ip, &ports))
+                .transpose()?;
+            Ok((Arc::new(worker), opened))
         })
         .await?;
+        let sockets = PodListeners::inherited_or_opened(inherited, opened).map_err(|source| {
+            CaptureError::Socket {
+                pod: pod.key(),
+                source,
+            }
+        })?;
         let capture = Self {
             ip,
             ips: pod.ips.clone(),
             netns: pod.netns.clone(),
             stop: CancellationToken::new(),
+            _offers: sockets.offer(setup.handoff, &pod.uid, ip, &ports),
         };
         let network: Arc<dyn PodNetwork> = Arc::new(NetnsNetwork {
             worker: Arc::clone(&worker),
@@ -211,21 +159,15 @@ impl PodCapture {
         &self,
         setup: &PodSetup<'_>,
         pod: &PodInfo,
-        sockets: OpenedSockets,
+        sockets: PodListeners,
         worker: Arc<NetnsWorker>,
     ) -> Result<(), CaptureError> {
-        let convert = |source| CaptureError::Socket {
-            pod: pod.key(),
-            source,
-        };
         let pod_sockets = PodSockets {
-            hbone: tokio_listener(sockets.hbone).map_err(convert)?,
-            outbound: Some(tokio_listener(sockets.outbound).map_err(convert)?),
-            inbound_plaintext: Some(tokio_listener(sockets.inbound).map_err(convert)?),
+            hbone: sockets.hbone,
+            outbound: Some(sockets.outbound),
+            inbound_plaintext: Some(sockets.inbound),
         };
-        let dns_tcp = tokio_listener(sockets.dns_tcp).map_err(convert)?;
-        sockets.dns_udp.set_nonblocking(true).map_err(convert)?;
-        let dns_udp = tokio::net::UdpSocket::from_std(sockets.dns_udp).map_err(convert)?;
+        let (dns_tcp, dns_udp) = (sockets.dns_tcp, sockets.dns_udp);
         setup
             .node
             .workload_listeners()
@@ -281,6 +223,13 @@ impl PodCapture {
             }
         }
         self.undo(node);
+    }
+
+    /// A successor proxy took the pod's listeners over: stops serving its DNS here. The
+    /// data-path listeners stop with the node's shutdown; the pod's network stays
+    /// registered for the connections still draining, and the redirect rules stay.
+    pub(super) fn release(&self) {
+        self.stop.cancel();
     }
 
     /// The namespace this capture lives in.

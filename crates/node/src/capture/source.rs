@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::codec::{Framed, LinesCodec};
 
-use super::{CaptureError, CaptureManager, PodInfo, PodStatus};
+use super::{CaptureError, CaptureManager, CaptureOptions, PodInfo, PodStatus};
+use crate::handoff::{Handoff, NodeSocket};
+use crate::proxy::Node;
 
 /// Longest request line accepted.
 const MAX_LINE: usize = 64 * 1024;
@@ -143,7 +145,52 @@ pub fn save_pods(path: &Path, pods: &[&PodInfo]) -> Result<(), CaptureError> {
 /// # Errors
 /// The socket cannot be created.
 pub fn serve_pod_socket(path: &Path, manager: CaptureManager) -> Result<(), CaptureError> {
-    let stop = manager.stopped();
+    let listener = bind_pod_socket(path)?;
+    serve_pod_listener(listener, path, manager);
+    Ok(())
+}
+
+/// Starts capture and serves the pod socket at `path`: the saved pods are recaptured
+/// ([`CaptureManager::start_with_handoff`]). A proxy taking over (its `handoff` holds the
+/// predecessor's sockets) takes the pods' listeners and the pod socket, completes the
+/// hand-off (the predecessor stops answering the pod socket) and reloads the pod list the
+/// predecessor saved last before answering pod requests itself.
+///
+/// # Errors
+/// The state file is unreadable, or the socket cannot be created or taken over.
+pub async fn start_with_pod_socket(
+    node: Node,
+    path: &Path,
+    options: CaptureOptions,
+    handoff: Handoff,
+) -> Result<CaptureManager, CaptureError> {
+    let manager = CaptureManager::start_with_handoff(node, options, handoff.clone()).await?;
+    let inherited = handoff
+        .take_unix(NodeSocket::PodSource.name())
+        .map_err(|source| CaptureError::Io {
+            what: "take over pod socket",
+            path: path.to_owned(),
+            source,
+        })?;
+    let listener = match inherited {
+        Some(listener) => {
+            if let Err(error) = handoff.complete().await {
+                tracing::warn!(%error, "the previous proxy did not confirm the hand-off");
+            }
+            manager.reload_saved().await?;
+            listener
+        }
+        None => bind_pod_socket(path)?,
+    };
+    serve_pod_listener(listener, path, manager.clone());
+    Ok(manager)
+}
+
+/// Listens on the Unix socket at `path` (mode 0600), replacing a stale socket file.
+///
+/// # Errors
+/// The socket cannot be created.
+pub fn bind_pod_socket(path: &Path) -> Result<UnixListener, CaptureError> {
     let io = |what| {
         move |source| CaptureError::Io {
             what,
@@ -163,19 +210,36 @@ pub fn serve_pod_socket(path: &Path, manager: CaptureManager) -> Result<(), Capt
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(io("restrict pod socket"))?;
     }
+    Ok(listener)
+}
+
+/// Serves pod requests on `listener` (bound at `path`, or inherited from the previous
+/// proxy) to `manager` until it shuts down or is released, offering the socket to a
+/// successor meanwhile.
+pub fn serve_pod_listener(listener: UnixListener, path: &Path, manager: CaptureManager) {
+    let stop = manager.stopped();
+    let offer = manager
+        .handoff()
+        .offer(NodeSocket::PodSource.name(), &listener);
     tracing::info!(path = %path.display(), "pod source socket listening");
     tokio::spawn(async move {
         weft_serve::accept_until(&listener, stop.cancelled(), "pod socket", |stream, _| {
             tokio::spawn(serve_client(stream, manager.clone()));
         })
         .await;
+        drop(offer);
     });
-    Ok(())
 }
 
 async fn serve_client(stream: UnixStream, manager: CaptureManager) {
     let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE));
-    while let Some(line) = lines.next().await {
+    let stop = manager.stopped();
+    // A request in progress finishes; the connection closes before the next one, so a
+    // client of a released proxy reconnects to its successor.
+    while let Some(line) = tokio::select! {
+        () = stop.cancelled() => None,
+        line = lines.next() => line,
+    } {
         let Ok(line) = line else {
             // Too long or not UTF-8: this client is not speaking the protocol.
             return;

@@ -1,5 +1,8 @@
 //! `weft node`: the per-node proxy. Flags become a `weft_node::process::NodeConfig`; the
 //! proxy runs until SIGTERM or ctrl-c, then drains open connections up to a deadline.
+//! With `--handoff-socket PATH` it takes the listeners over from a proxy offering them
+//! there (a restart: see `weft_node::handoff`), offers its own on PATH, and when a
+//! successor takes them it stops accepting, drains and exits.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -13,10 +16,12 @@ use weft_identity::{
     CertManagerConfig, CertificateAuthority, CertificateProvider, GrpcCaClient, GrpcCaClientConfig,
     LocalCaProvider, TokenSource, TrustBundle,
 };
-use weft_node::capture::{CaptureConfig, CaptureManager, CaptureOptions, source};
+use weft_node::capture::{CaptureConfig, CaptureOptions, source};
+use weft_node::handoff::Handoff;
 use weft_node::process::{ListenAddrs, NodeConfig, StateSource, XdsSource};
 use weft_node::proxy::ProxyOptions;
 use weft_node::telemetry::AccessLogFormat;
+use weft_serve::handoff::Takeover;
 
 /// Run the node proxy (HBONE mTLS tunnels, L4 policy, telemetry) for one node.
 #[derive(Debug, clap::Args)]
@@ -108,6 +113,18 @@ pub struct Args {
     /// Seconds to let open connections finish after SIGTERM / ctrl-c.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     drain_timeout: u64,
+    /// Restart without dropping traffic: take over the listening sockets (node ports, the
+    /// pod socket and every captured pod's listeners) from the proxy offering them on this
+    /// Unix socket, once configuration and certificates are ready; then offer this
+    /// proxy's own there for the next one. Start a second `weft node` with the same flags
+    /// to restart.
+    #[arg(long, value_name = "PATH")]
+    handoff_socket: Option<PathBuf>,
+    /// Seconds a proxy replaced through --handoff-socket keeps its open connections and
+    /// HBONE tunnels flowing before it cuts them and exits (a SIGTERM shortens it to
+    /// --drain-timeout).
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    handoff_drain_timeout: u64,
     /// Threads running the proxy (default: one per CPU). Fewer threads mean fewer
     /// cross-thread wake-ups per packet (lower latency) and less CPU for throughput.
     #[arg(long, env = "WEFT_WORKER_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -144,28 +161,97 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let drain = Duration::from_secs(args.drain_timeout);
+    let handoff_drain = Duration::from_secs(args.handoff_drain_timeout);
+    let handoff_socket = args.handoff_socket.clone();
+    let handoff = take_over(handoff_socket.as_deref()).await?;
     let capture = capture_options(&args);
     let config = node_config(args)?;
-    let running = weft_node::process::run(config).await?;
+    let mut running = weft_node::process::run_with_handoff(config, handoff.clone()).await?;
     let capture = match capture {
-        Some((socket, options)) => Some(start_capture(&running.node, &socket, options).await?),
+        Some((socket, options)) => {
+            let node = running.node.clone();
+            Some(source::start_with_pod_socket(node, &socket, options, handoff.clone()).await?)
+        }
         None => None,
     };
+    complete_takeover(&handoff).await;
     tracing::info!(addrs = ?running.addrs, "weft node started");
-    shutdown_signal().await;
-    if let Some(capture) = capture {
-        // Listeners close; the pods' redirect rules stay for the next proxy.
-        capture.shutdown().await;
-    }
-    tracing::info!(
-        ?drain,
-        "shutting down: no new connections, draining open ones"
-    );
-    let cut = running.shutdown(drain).await;
+    let replaced = async {
+        let Some(path) = &handoff_socket else {
+            return std::future::pending().await;
+        };
+        match weft_node::handoff::offer_until_replaced(path, &handoff).await {
+            Ok(successor) => successor,
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cannot offer the listeners: a restart will not take them over");
+                std::future::pending().await
+            }
+        }
+    };
+    let successor = tokio::select! {
+        () = shutdown_signal() => None,
+        successor = replaced => Some(successor),
+    };
+    let cut = match successor {
+        None => {
+            if let Some(capture) = capture {
+                // Listeners close; the pods' redirect rules stay for the next proxy.
+                capture.shutdown().await;
+            }
+            tracing::info!(
+                ?drain,
+                "shutting down: no new connections, draining open ones"
+            );
+            running.shutdown(drain).await
+        }
+        Some(successor) => {
+            if let Some(capture) = capture {
+                capture.release().await;
+            }
+            running.step_down();
+            tracing::info!(
+                successor = successor.pid,
+                ?handoff_drain,
+                "replaced: the successor accepts now; draining open connections"
+            );
+            let node = running.node.clone();
+            tokio::select! {
+                cut = running.shutdown(handoff_drain) => cut,
+                cut = async { shutdown_signal().await; node.shutdown(drain).await } => cut,
+            }
+        }
+    };
     if cut > 0 {
         tracing::warn!(cut, "closed connections still open at the drain deadline");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sockets of the proxy offering on `path`, if one does.
+async fn take_over(path: Option<&std::path::Path>) -> anyhow::Result<Handoff> {
+    let Some(path) = path else {
+        return Ok(Handoff::fresh());
+    };
+    let takeover = Takeover::connect(path)
+        .await
+        .with_context(|| format!("taking over from the proxy at {}", path.display()))?;
+    Ok(match takeover {
+        Some(takeover) => {
+            tracing::info!(path = %path.display(), sockets = takeover.names().len(), "taking over from the running proxy once ready");
+            Handoff::taking_over(takeover)
+        }
+        None => Handoff::fresh(),
+    })
+}
+
+/// Tells the predecessor (if any) that this proxy serves now.
+async fn complete_takeover(handoff: &Handoff) {
+    let taking_over = handoff.is_taking_over();
+    match handoff.complete().await {
+        Ok(()) if taking_over => tracing::info!("took over: the previous proxy stopped accepting"),
+        Ok(()) => {}
+        Err(error) => tracing::warn!(%error, "the previous proxy did not confirm the hand-off"),
+    }
 }
 
 async fn shutdown_signal() {
@@ -313,17 +399,7 @@ fn capture_options(args: &Args) -> Option<(PathBuf, CaptureOptions)> {
         dns_upstream: args.dns_upstream,
         cluster_domain: args.cluster_domain.clone(),
         state_file: Some(source::state_file_for(&socket)),
+        ..CaptureOptions::default()
     };
     Some((socket, options))
-}
-
-/// Recaptures the saved pods and serves the pod socket.
-async fn start_capture(
-    node: &weft_node::proxy::Node,
-    socket: &std::path::Path,
-    options: CaptureOptions,
-) -> anyhow::Result<CaptureManager> {
-    let capture = CaptureManager::start(node.clone(), options).await?;
-    source::serve_pod_socket(socket, capture.clone())?;
-    Ok(capture)
 }
