@@ -4,7 +4,7 @@
 //! placing identities on nodes for the CA), [`callers`] (bearer tokens -> callers, for the CA
 //! and xDS, from a watched token file), [`ca_service`] (the Istio certificate service with
 //! per-node authorization), [`secure_server`] (the TLS
-//! port serving CA and xDS), [`admin`] (readiness, metrics, debug pages), [`state_dir`]
+//! port serving CA and xDS, with [`connection_guard`]'s deadline and per-source limit), [`admin`] (readiness, metrics, debug pages), [`state_dir`]
 //! and [`process`] (wiring it all into the running process); [`authz_l7`] answers what a
 //! waypoint's L7 policies decide for one request (for `weft x authz check`).
 //!
@@ -15,6 +15,7 @@ pub mod admin;
 pub mod authz_l7;
 pub mod ca_service;
 pub mod callers;
+pub mod connection_guard;
 pub mod process;
 pub mod push;
 pub mod secure_server;

@@ -146,6 +146,7 @@ pub async fn run(
     let ca_service = CaService::new(ca.clone(), tokens, nodes, ca_metrics, config.ca.clone())
         .with_serving_names(Arc::new(serving_names));
     let secure = SecureServer::bind(config.secure_addr, ca, config.secure.clone()).await?;
+    secure.register_metrics(&mut lock_registry(&admin_state.registry));
     let admin_listener = bind(config.admin_addr).await?;
     let plaintext = match config.plaintext_xds_addr {
         Some(addr) => Some(bind(addr).await?),
@@ -173,15 +174,13 @@ pub async fn run(
     }
     on_bound(bound);
 
-    let router = tonic::transport::Server::builder()
-        .add_service(ca_service.into_server())
-        .add_service(xds.service());
+    let routes = tonic::service::Routes::new(ca_service.into_server()).add_service(xds.service());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
     });
-    let graceful = secure.serve(router, stop_requested(stopped.clone()));
+    let graceful = secure.serve(routes, stop_requested(stopped.clone()));
     tokio::select! {
         result = graceful => result?,
         () = async {
@@ -202,6 +201,12 @@ pub async fn run(
 /// After shutdown is requested, how long in-flight calls (CA requests) may finish before
 /// the remaining connections (long-lived xDS streams) are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+fn lock_registry(registry: &Mutex<Registry>) -> std::sync::MutexGuard<'_, Registry> {
+    registry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Completes once `stopped` turns true (or its sender is gone).
 async fn stop_requested(mut stopped: tokio::sync::watch::Receiver<bool>) {

@@ -1,7 +1,11 @@
 //! The control plane's secure port (default 15012): a TLS listener whose serving certificate
 //! is issued by the mesh CA (DNS SAN `weft-control.<namespace>.svc` plus extra names) and
-//! renewed at half-life, serving any tonic `Router` (the CA today, xDS later on the same port).
-//! TLS handshakes run concurrently and time out, so a slow client cannot stall the listener.
+//! renewed at half-life, serving tonic `Routes` (the CA and xDS).
+//! TLS handshakes run concurrently, and one deadline from accepting a connection covers its
+//! TLS handshake, HTTP/2 preface and first request, so a slow or silent client cannot stall
+//! the listener or hold a connection unauthenticated; open connections are limited per
+//! source address and PINGed (HTTP/2 keepalive) to find peers that vanished (see
+//! [`crate::connection_guard`]).
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
@@ -13,14 +17,26 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::Router;
+use tonic::body::Body;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tower::util::MapRequestLayer;
 use weft_identity::CertificateAuthority;
+
+use crate::connection_guard::{Guarded, SourceLimits, mark_first_request};
+use prometheus_client::registry::Registry;
 
 /// Istio's secure control-plane port (TLS xDS + CA).
 pub const DEFAULT_SECURE_PORT: u16 = 15012;
+
+/// Default of [`SecureServerConfig::max_connections_per_source`]: a node proxy needs one
+/// or two (xDS and CA share a connection); a few hundred leaves room for many processes
+/// behind one address (NAT, `weft up` on one machine).
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 256;
 
 /// Settings of the secure port.
 #[derive(Debug, Clone)]
@@ -31,8 +47,14 @@ pub struct SecureServerConfig {
     pub extra_sans: Vec<String>,
     /// Lifetime of the serving certificate; it is renewed at half-life.
     pub cert_validity: Duration,
-    /// A TLS handshake taking longer than this is dropped.
+    /// A connection whose TLS handshake, HTTP/2 preface and first request are not done
+    /// this long after it was accepted is closed.
     pub handshake_timeout: Duration,
+    /// Open connections allowed from one source address (new ones are closed at once).
+    pub max_connections_per_source: usize,
+    /// HTTP/2 PING interval on open connections, and how long an answer may take before
+    /// the connection is closed.
+    pub keepalive: (Duration, Duration),
 }
 
 impl Default for SecureServerConfig {
@@ -42,6 +64,8 @@ impl Default for SecureServerConfig {
             extra_sans: Vec::new(),
             cert_validity: Duration::from_secs(30 * 24 * 3600),
             handshake_timeout: Duration::from_secs(10),
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+            keepalive: (Duration::from_secs(30), Duration::from_secs(10)),
         }
     }
 }
@@ -114,6 +138,7 @@ pub struct SecureServer {
     listener: TcpListener,
     acceptor: TlsAcceptor,
     config: SecureServerConfig,
+    sources: Arc<SourceLimits>,
     renewal: tokio::task::JoinHandle<()>,
 }
 
@@ -147,6 +172,7 @@ impl SecureServer {
         Ok(Self {
             listener,
             acceptor: TlsAcceptor::from(Arc::new(tls)),
+            sources: Arc::new(SourceLimits::new(config.max_connections_per_source)),
             config,
             renewal,
         })
@@ -162,20 +188,32 @@ impl SecureServer {
         self.config.dns_names()
     }
 
-    /// Serves `router` until `shutdown` completes.
+    /// Registers the port's refusal counter (`connections_refused_total{reason}` under
+    /// the registry's prefix).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.sources.register(registry);
+    }
+
+    /// Serves `routes` until `shutdown` completes.
     pub async fn serve(
         self,
-        router: Router,
+        routes: Routes,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), SecureServerError> {
-        let (sender, receiver) = mpsc::channel::<Result<TlsStream<TcpStream>, std::io::Error>>(64);
+        let (sender, receiver) = mpsc::channel::<Result<Connection, std::io::Error>>(64);
         let accept = tokio::spawn(accept_loop(
             self.listener,
             self.acceptor,
             self.config.handshake_timeout,
+            self.sources,
             sender,
         ));
-        let result = router
+        let (interval, timeout) = self.config.keepalive;
+        let result = Server::builder()
+            .http2_keepalive_interval(Some(interval))
+            .http2_keepalive_timeout(Some(timeout))
+            .layer(MapRequestLayer::new(mark_first_request::<Body>))
+            .add_routes(routes)
             .serve_with_incoming_shutdown(ReceiverStream::new(receiver), shutdown)
             .await;
         accept.abort();
@@ -184,25 +222,37 @@ impl SecureServer {
     }
 }
 
+/// An accepted connection as the gRPC server gets it.
+type Connection = Guarded<TlsStream<TcpStream>>;
+
 async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
-    sender: mpsc::Sender<Result<TlsStream<TcpStream>, std::io::Error>>,
+    sources: Arc<SourceLimits>,
+    sender: mpsc::Sender<Result<Connection, std::io::Error>>,
 ) {
     let stop = sender.closed();
     weft_serve::accept_until(&listener, stop, "secure port", |tcp, peer| {
+        let Some(slot) = sources.admit(peer) else {
+            return;
+        };
+        let deadline = Instant::now() + handshake_timeout;
+        let sources = Arc::clone(&sources);
         let acceptor = acceptor.clone();
         let sender = sender.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+            match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => {
-                    let _ = sender.send(Ok(tls)).await;
+                    let _ = sender.send(Ok(Guarded::new(tls, deadline, slot))).await;
                 }
                 Ok(Err(err)) => {
                     tracing::debug!(%peer, error = %err, "secure port: TLS handshake failed");
                 }
-                Err(_) => tracing::debug!(%peer, "secure port: TLS handshake timed out"),
+                Err(_) => {
+                    sources.count_deadline();
+                    tracing::debug!(%peer, "secure port: TLS handshake timed out");
+                }
             }
         });
     })

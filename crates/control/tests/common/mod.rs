@@ -63,6 +63,12 @@ pub async fn start_ca() -> RunningCa {
 
 /// [`start_ca`] where the identities of `names` may have those DNS names.
 pub async fn start_ca_with_serving_names(names: StaticServingNames) -> RunningCa {
+    start_ca_with(names, SecureServerConfig::default()).await
+}
+
+/// [`start_ca_with_serving_names`] with the secure port's limits and deadlines of `secure`
+/// (its names are the test's).
+pub async fn start_ca_with(names: StaticServingNames, secure: SecureServerConfig) -> RunningCa {
     let ca = Arc::new(CertificateAuthority::generate_in_memory().expect("ca"));
     let tokens = TokenFile::parse(
         &format!(
@@ -93,13 +99,14 @@ pub async fn start_ca_with_serving_names(names: StaticServingNames) -> RunningCa
         SecureServerConfig {
             namespace: NAMESPACE.into(),
             extra_sans: vec![EXTRA_SAN.into()],
-            ..SecureServerConfig::default()
+            ..secure
         },
     )
     .await
     .expect("secure port");
+    server.register_metrics(&mut registry);
     let addr = server.local_addr().expect("addr");
-    let router = tonic::transport::Server::builder().add_service(service.into_server());
+    let router = tonic::service::Routes::new(service.into_server());
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
         server
