@@ -67,36 +67,9 @@ apiVersion: v1
 kind: Namespace
 metadata: { name: edge }
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: edge-server, namespace: edge }
-spec:
-  selector: { matchLabels: { app: edge-server } }
-  template:
-    metadata: { labels: { app: edge-server } }
-    spec:
-      nodeName: node-b
-      containers:
-      - name: echo
-        image: weft
-        command: ["weft", "x", "echo"]
-        args: ["--port", "$ECHO_PORT", "--name", "edge-server-0"]
-        ports: [{ containerPort: $ECHO_PORT }]
+$(echo_deployment edge edge-server node-b "$ECHO_PORT")
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: edge-client, namespace: edge }
-spec:
-  selector: { matchLabels: { app: edge-client } }
-  template:
-    metadata: { labels: { app: edge-client } }
-    spec:
-      nodeName: node-a
-      containers:
-      - name: idle
-        image: weft
-        command: ["weft", "x", "echo"]
-        args: ["--port", "9000", "--name", "edge-client-0"]
+$(echo_deployment edge edge-client node-a 9000)
 ---
 apiVersion: v1
 kind: Service

@@ -15,6 +15,28 @@ UP_PID=
 WAYPOINT_VIP=10.96.200.10 # Service echo: through the waypoint
 MESH_VIP=10.96.200.11     # Service echo-mesh: node proxies only
 
+# echo_deployment NAMESPACE NAME NODE PORT: a Deployment of one pod NAME-0 on NODE running
+# `weft x echo` on PORT.
+echo_deployment() {
+    cat <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: $2, namespace: $1 }
+spec:
+  selector: { matchLabels: { app: $2 } }
+  template:
+    metadata: { labels: { app: $2 } }
+    spec:
+      nodeName: $3
+      containers:
+      - name: echo
+        image: weft
+        command: ["weft", "x", "echo"]
+        args: ["--port", "$4", "--name", "$2-0"]
+        ports: [{ containerPort: $4 }]
+EOF
+}
+
 # The mesh: two nodes, client on node-a, server on node-b (the waypoint pod goes where the
 # expansion puts it).
 l7_mesh_yaml() {
@@ -47,36 +69,9 @@ spec:
   listeners:
   - { name: mesh, port: 15008, protocol: HBONE }
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: server, namespace: bench }
-spec:
-  selector: { matchLabels: { app: server } }
-  template:
-    metadata: { labels: { app: server } }
-    spec:
-      nodeName: node-b
-      containers:
-      - name: echo
-        image: weft
-        command: ["weft", "x", "echo"]
-        args: ["--port", "$ECHO_PORT", "--name", "server-0"]
-        ports: [{ containerPort: $ECHO_PORT }]
+$(echo_deployment bench server node-b "$ECHO_PORT")
 ---
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: client, namespace: bench }
-spec:
-  selector: { matchLabels: { app: client } }
-  template:
-    metadata: { labels: { app: client } }
-    spec:
-      nodeName: node-a
-      containers:
-      - name: idle
-        image: weft
-        command: ["weft", "x", "echo"]
-        args: ["--port", "9000", "--name", "client-0"]
+$(echo_deployment bench client node-a 9000)
 ---
 apiVersion: v1
 kind: Service

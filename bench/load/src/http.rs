@@ -237,9 +237,9 @@ mod tests {
         }
     }
 
-    /// A TLS server for `name` answering `OK`; its CA written to a temp file: (address,
-    /// resumed-handshake counter, the client's target).
-    fn https_server(name: &str) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>, TlsTarget) {
+    /// A TLS server for `name` answering `OK`, and the test options that reach it over TLS
+    /// (its CA trusted, `name` expected); the counter says how many handshakes it resumed.
+    fn https_server(name: &str) -> (Options, Arc<std::sync::atomic::AtomicUsize>) {
         let (ca, config) = ca_and_server(name);
         let (addr, resumed) = tls_server(config, |stream| serve(stream, OK));
         let ca_file = std::env::temp_dir().join(format!(
@@ -248,9 +248,10 @@ mod tests {
             addr.port()
         ));
         std::fs::write(&ca_file, ca).expect("write CA");
-        let target = TlsTarget::new(&ca_file, name).expect("target");
+        let mut options = options(addr);
+        options.tls = Some(TlsTarget::new(&ca_file, name).expect("target"));
         std::fs::remove_file(&ca_file).ok();
-        (addr, resumed, target)
+        (options, resumed)
     }
 
     #[test]
@@ -274,9 +275,7 @@ mod tests {
 
     #[test]
     fn paced_requests_over_tls_keep_one_connection() {
-        let (addr, _, target) = https_server("gw.bench.test");
-        let mut options = options(addr);
-        options.tls = Some(target);
+        let (options, _) = https_server("gw.bench.test");
         let json = requests(&options).expect("requests over TLS");
         assert!((300.0..=401.0).contains(&field(&json, "samples")), "{json}");
     }
@@ -292,9 +291,7 @@ mod tests {
 
     #[test]
     fn new_tls_connections_are_full_handshakes() {
-        let (addr, resumed, target) = https_server("gw.bench.test");
-        let mut options = options(addr);
-        options.tls = Some(target);
+        let (options, resumed) = https_server("gw.bench.test");
         let json = new_connections(&options).expect("newconn over TLS");
         assert!(field(&json, "samples") > 10.0, "{json}");
         assert!(field(&json, "errors").abs() < f64::EPSILON, "{json}");
