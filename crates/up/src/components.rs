@@ -105,6 +105,17 @@ pub fn node_argv(
     argv
 }
 
+/// `--handoff-socket PATH` for a process whose `help` lists it (restarts without closing a
+/// port: `weft restart`), else nothing.
+#[must_use]
+pub fn handoff_args(handoff: &Path, help: &str) -> Vec<String> {
+    if lists_flag(help, "--handoff-socket") {
+        vec!["--handoff-socket".into(), path_arg(handoff)]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Where a waypoint's pod finds the control plane: what `weft up` adds to the pod's
 /// `weft waypoint run --gateway NS/NAME` (the node proxy's control address, its node's
 /// token and the CA root, and listeners on the pod's address). Flags the binary's

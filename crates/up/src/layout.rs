@@ -11,6 +11,9 @@
 //! tokens.yaml            node bearer tokens for weft control (0600)
 //! tokens/<node>.token    each node proxy's token (0600)
 //! sockets/<node>.sock    each node proxy's pod socket
+//! up.sock                requests of `weft restart` to the running `weft up`
+//! handoff/<component>.sock  where a waypoint's or gateway's process offers its listeners
+//!                        to the process replacing it (`weft restart`)
 //! logs/<ns>/<pod>/<container>.log   stdout+stderr of every process (weft-system/ for ours)
 //! ```
 
@@ -191,6 +194,26 @@ impl Layout {
     #[must_use]
     pub fn node_socket(&self, node: &str) -> PathBuf {
         self.root.join("sockets").join(format!("{node}.sock"))
+    }
+
+    /// Where the running `weft up` takes `weft restart` requests.
+    #[must_use]
+    pub fn up_socket(&self) -> PathBuf {
+        self.root.join("up.sock")
+    }
+
+    /// Directory of the hand-off sockets.
+    #[must_use]
+    pub fn handoff_dir(&self) -> PathBuf {
+        self.root.join("handoff")
+    }
+
+    /// Where `component` (a pod `namespace/name`, or `node-<node>`) offers its listening
+    /// sockets to the process replacing it.
+    #[must_use]
+    pub fn handoff_socket(&self, component: &str) -> PathBuf {
+        self.handoff_dir()
+            .join(format!("{}.sock", component.replace('/', "_")))
     }
 
     /// Directory of a pod's logs.

@@ -17,6 +17,10 @@
 //! addresses ([`loopback`]): plain processes that reach the mesh through their node proxy's
 //! SOCKS5/HTTP CONNECT port; nothing is captured transparently.
 //!
+//! A running `weft up` takes requests from other processes on a Unix socket ([`requests`]):
+//! `weft restart` replaces a waypoint's or gateway's process without dropping its traffic
+//! (`mesh::RestartTarget`; the new process takes the old one's listening sockets).
+//!
 //! The bundled example mesh is compiled in ([`bundled`]); `weft up` without a directory
 //! writes it to the instance directory and runs it, so the binary works from anywhere.
 //!
@@ -42,6 +46,7 @@ mod pid_records;
 pub mod plan;
 pub mod probe;
 pub mod process;
+pub mod requests;
 mod run;
 pub mod table;
 
@@ -115,4 +120,7 @@ pub enum UpError {
     /// `weft logs` / `weft exec` found no such pod.
     #[error("{0}")]
     NoSuchPod(String),
+    /// `weft restart` was refused or failed (nothing changed unless it says so).
+    #[error("{0}")]
+    Restart(String),
 }

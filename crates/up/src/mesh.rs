@@ -21,7 +21,10 @@ use std::time::Duration;
 use weft_netns::{ClusterSpec, LocalCluster, NETNS_ETC_DIR, NetNs};
 
 mod gateways;
+mod restart;
 mod waypoints;
+
+pub use restart::RestartTarget;
 
 /// How long stopped processes get before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -85,6 +88,8 @@ pub struct Mesh {
     ready_waypoints: BTreeSet<String>,
     /// Gateway pods whose address the machine's root namespace routes to this mesh.
     host_routed: BTreeSet<String>,
+    /// Processes replaced by `weft restart`, draining: reaped when they exit, not reported.
+    retiring: Vec<Process>,
 }
 
 impl Mesh {
@@ -139,6 +144,7 @@ impl Mesh {
             gateway_help: components::gateway_help(&settings.weft),
             ready_waypoints: BTreeSet::new(),
             host_routed: BTreeSet::new(),
+            retiring: Vec::new(),
             settings,
         }
     }
@@ -274,6 +280,7 @@ impl Mesh {
         if self.features.pod_socket {
             create_dir(layout.node_socket("x").parent())?;
         }
+        create_dir(Some(&layout.handoff_dir()))?;
         let argv = components::control_argv(
             &self.settings.weft,
             &layout,
@@ -419,16 +426,7 @@ impl Mesh {
         };
         let mut processes = Vec::new();
         for container in &pod.containers {
-            let mut argv = self.resolve_program(&container.argv);
-            if pod.waypoint.is_some() {
-                argv.extend(self.waypoint_args(pod));
-            }
-            if pod.gateway.is_some() {
-                argv.extend(self.gateway_args(pod));
-            }
-            if netns.is_none() {
-                argv = loopback::bind_echo(argv, pod.ip);
-            }
+            let argv = self.container_argv(pod, container);
             let mut env = container.env.clone();
             env.extend(extra_env.iter().cloned());
             let log =
@@ -451,6 +449,22 @@ impl Mesh {
             exec::record(&self.settings.layout, &pod.namespace, &pod.name, &record);
         }
         Ok(())
+    }
+
+    /// The command line of `container` of `pod`: its own, plus where the control plane is
+    /// for a waypoint or gateway, plus (explicit mode) the pod's address for `weft x echo`.
+    fn container_argv(&self, pod: &PodPlan, container: &crate::plan::ContainerPlan) -> Vec<String> {
+        let mut argv = self.resolve_program(&container.argv);
+        if pod.waypoint.is_some() {
+            argv.extend(self.waypoint_args(pod));
+        }
+        if pod.gateway.is_some() {
+            argv.extend(self.gateway_args(pod));
+        }
+        if self.is_explicit() {
+            argv = loopback::bind_echo(argv, pod.ip);
+        }
+        argv
     }
 
     fn remove_pod(&mut self, pod: &PodPlan) {
@@ -566,8 +580,10 @@ impl Mesh {
         }
     }
 
-    /// Processes that exited since the last call, with their status.
+    /// Processes that exited since the last call, with their status (processes replaced
+    /// by `weft restart` are reaped silently: their exit is the end of their drain).
     pub fn exited(&mut self) -> Vec<String> {
+        self.reap_retired();
         let mut out = Vec::new();
         let all = self
             .control
@@ -593,6 +609,7 @@ impl Mesh {
     pub fn shutdown(mut self) -> Result<(), UpError> {
         let mut system: Vec<Process> = std::mem::take(&mut self.nodes).into_values().collect();
         system.extend(self.control.take());
+        system.append(&mut self.retiring);
         self.stop(&mut system);
         let mut pods: Vec<Process> = std::mem::take(&mut self.pods)
             .into_values()

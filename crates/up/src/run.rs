@@ -302,6 +302,8 @@ async fn serve(
         None => None,
     };
     let mut events = store.subscribe();
+    let (requests, mut restarts) = tokio::sync::mpsc::channel(4);
+    crate::requests::listen(mesh.layout(), requests)?;
     println!(
         "\nmesh is up{}; logs: weft logs POD; Ctrl-C removes everything",
         if watch.is_some() {
@@ -319,6 +321,14 @@ async fn serve(
                 tokio::task::block_in_place(|| {
                     apply_edit(config, &mut mesh, &mut planner, store, cancel);
                 });
+            }
+            Some((target, reply)) = restarts.recv() => {
+                let result = tokio::task::block_in_place(|| mesh.restart(&target));
+                match &result {
+                    Ok(done) => println!("{done}"),
+                    Err(why) => println!("restart {}: {why}", target.words().join(" ")),
+                }
+                let _ = reply.send(result);
             }
             _ = tick.tick() => {
                 for exited in mesh.exited() {

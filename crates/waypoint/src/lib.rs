@@ -15,6 +15,9 @@
 //! into the node proxy's state store) and this waypoint's `weft.l7.v1.Waypoint` by name,
 //! compiled by [`config`]. The waypoint fails closed until both have arrived.
 //!
+//! Restarts lose no connection: a new process takes the listening sockets of the running
+//! one over a Unix socket (`restart`, `--handoff-socket`), and the old one drains.
+//!
 //! See `docs/waypoint.md` for the behaviour in detail (status codes, response flags).
 
 pub mod backend_tls;
@@ -26,6 +29,7 @@ mod http;
 pub mod otlp;
 pub mod outlier;
 pub mod process;
+mod restart;
 pub mod reverse_proxy;
 pub mod routing;
 mod tcp;

@@ -2,9 +2,11 @@
 //! over delta xDS, fetches and renews its certificate
 //! (`spiffe://<td>/ns/<namespace>/sa/<name>`), serves HBONE, metrics and admin pages until
 //! shut down. The binary parses flags into a [`WaypointProcess`]; tests call [`run`] with an
-//! in-process CA and xDS server.
+//! in-process CA and xDS server. [`take_over`] starts with the listeners of the process
+//! offering them on a hand-off socket (`crate::restart`).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +17,11 @@ use weft_identity::{CertManager, CertManagerConfig, CertificateProvider, TrustBu
 use weft_node::process::XdsSource;
 use weft_node::proxy::{AddressHandler, Certs};
 use weft_node::state::StateStore;
+use weft_serve::handoff::OfferGuard;
 use weft_serve::{AdminRequest, Page, Router};
 use weft_xds::client::{XdsClient, XdsClientBuilder, XdsClientHandle};
 
+use crate::restart::Sockets;
 use crate::tunnel::TunnelHandler;
 use crate::xds::WaypointHandler;
 use crate::{Tracer, Waypoint, WaypointOptions};
@@ -75,6 +79,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The listeners of the running process could not be taken over.
+    #[error("listener hand-off: {0}")]
+    Handoff(std::io::Error),
     /// Namespace, name and trust domain do not make a SPIFFE id.
     #[error("waypoint identity: {0}")]
     Identity(#[from] weft_identity::SpiffeIdError),
@@ -92,9 +99,19 @@ pub struct RunningWaypoint {
     shutdown: CancellationToken,
     hbone: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Cancelled when a new process took the listeners over.
+    handed_off: CancellationToken,
+    /// The listeners stay offered while running.
+    _offers: Vec<OfferGuard>,
 }
 
 impl RunningWaypoint {
+    /// Completes when a new process has taken the listeners over and is ready (never
+    /// without a hand-off socket): time to [`shutdown`](Self::shutdown).
+    pub async fn handed_off(&self) {
+        self.handed_off.cancelled().await;
+    }
+
     /// Stops accepting tunnels, lets open ones finish for up to `drain`, then stops.
     pub async fn shutdown(self, drain: Duration) {
         self.shutdown.cancel();
@@ -113,6 +130,38 @@ impl RunningWaypoint {
 /// # Errors
 /// A listener that cannot be bound, or an invalid identity.
 pub async fn run(config: WaypointProcess) -> Result<RunningWaypoint, StartError> {
+    start(config, None).await
+}
+
+/// Starts the waypoint with the listeners of the one offering them on `handoff` (binding
+/// anew when none does), and offers its own there once ready.
+///
+/// # Errors
+/// As [`run`], and a hand-off that failed half-way.
+pub async fn take_over(
+    config: WaypointProcess,
+    handoff: &Path,
+) -> Result<RunningWaypoint, StartError> {
+    start(config, Some(handoff)).await
+}
+
+async fn start(
+    config: WaypointProcess,
+    handoff: Option<&Path>,
+) -> Result<RunningWaypoint, StartError> {
+    let sockets = Sockets::take_over(handoff)
+        .await
+        .map_err(StartError::Handoff)?;
+    let listen = |what: &'static str, addr: SocketAddr| {
+        let sockets = sockets.clone();
+        async move {
+            sockets
+                .listen(what, addr)
+                .await
+                .map_err(|source| StartError::Bind { what, addr, source })
+        }
+    };
+    let mut offers = Vec::new();
     let waypoint = engine(
         config.options,
         config.ca,
@@ -123,7 +172,8 @@ pub async fn run(config: WaypointProcess) -> Result<RunningWaypoint, StartError>
     let (client, handle) = xds_client(&waypoint, config.xds);
     let mut background = vec![tokio::spawn(client.run())];
     background.push(tokio::spawn(mark_loaded(waypoint.clone(), handle.clone())));
-    let listener = bind("HBONE", config.listen.hbone).await?;
+    let (listener, offer) = listen("hbone", config.listen.hbone).await?;
+    offers.push(offer);
     let hbone_addr = local_addr(&listener, config.listen.hbone);
     let shutdown = CancellationToken::new();
     let hbone = tokio::spawn(serve_hbone(waypoint.clone(), listener, shutdown.clone()));
@@ -133,7 +183,8 @@ pub async fn run(config: WaypointProcess) -> Result<RunningWaypoint, StartError>
         admin: None,
     };
     if let Some(addr) = config.listen.metrics {
-        let listener = bind("metrics", addr).await?;
+        let (listener, offer) = listen("metrics", addr).await?;
+        offers.push(offer);
         addrs.metrics = Some(local_addr(&listener, addr));
         let ready = {
             let waypoint = waypoint.clone();
@@ -145,12 +196,22 @@ pub async fn run(config: WaypointProcess) -> Result<RunningWaypoint, StartError>
         )));
     }
     if let Some(addr) = config.listen.admin {
-        let listener = bind("admin", addr).await?;
+        let (listener, offer) = listen("admin", addr).await?;
+        offers.push(offer);
         addrs.admin = Some(local_addr(&listener, addr));
         background.push(tokio::spawn(weft_serve::serve(
             listener,
             admin_router(&waypoint),
         )));
+    }
+    let handed_off = CancellationToken::new();
+    if let Some(path) = handoff {
+        let ready = {
+            let waypoint = waypoint.clone();
+            async move { waypoint.loaded().await }
+        };
+        let offering = sockets.offer_when_ready(path.to_owned(), ready, handed_off.clone());
+        background.push(tokio::spawn(offering));
     }
     Ok(RunningWaypoint {
         waypoint,
@@ -159,6 +220,8 @@ pub async fn run(config: WaypointProcess) -> Result<RunningWaypoint, StartError>
         shutdown,
         hbone,
         background,
+        handed_off,
+        _offers: offers,
     })
 }
 
@@ -184,12 +247,6 @@ pub(crate) fn engine(
             .subscribe(waypoint.identity()),
     );
     Ok(waypoint)
-}
-
-pub(crate) async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { what, addr, source })
 }
 
 pub(crate) fn local_addr(listener: &TcpListener, asked: SocketAddr) -> SocketAddr {

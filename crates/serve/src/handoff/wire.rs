@@ -18,6 +18,8 @@ use tokio::net::UnixStream;
 
 /// Largest frame accepted (names of a few thousand listeners).
 const MAX_FRAME: usize = 256 * 1024;
+/// Bytes asked for per read.
+const READ_CHUNK: usize = 16 * 1024;
 /// Most descriptors sent with one frame (the kernel's limit per message is 253).
 pub(super) const MAX_FDS_PER_FRAME: usize = 200;
 
@@ -28,6 +30,8 @@ pub(super) struct Channel {
     pending: Vec<u8>,
     /// Descriptors received, in order, not yet claimed by a frame.
     fds: VecDeque<OwnedFd>,
+    /// Where reads land (on the heap: futures holding it stay small).
+    buf: Box<[u8]>,
 }
 
 impl Channel {
@@ -36,6 +40,7 @@ impl Channel {
             stream,
             pending: Vec::new(),
             fds: VecDeque::new(),
+            buf: vec![0; READ_CHUNK].into_boxed_slice(),
         }
     }
 
@@ -119,14 +124,14 @@ impl Channel {
 
     /// Reads what is there, queueing the descriptors that came with it; 0 at end of stream.
     async fn read_some(&mut self) -> io::Result<usize> {
-        let mut buf = [0u8; 16 * 1024];
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_FRAME))];
+        let mut space =
+            vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_FRAME))];
         loop {
             self.stream.readable().await?;
-            let (stream, fds) = (&self.stream, &mut self.fds);
+            let (stream, fds, buf) = (&self.stream, &mut self.fds, &mut self.buf);
             let attempt = stream.try_io(Interest::READABLE, || {
                 let mut control = RecvAncillaryBuffer::new(&mut space);
-                let mut iov = [IoSliceMut::new(&mut buf)];
+                let mut iov = [IoSliceMut::new(buf)];
                 let message = recvmsg(stream, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
                 for cmsg in control.drain() {
                     if let RecvAncillaryMessage::ScmRights(received) = cmsg {
@@ -137,7 +142,7 @@ impl Channel {
             });
             match attempt {
                 Ok(bytes) => {
-                    self.pending.extend_from_slice(&buf[..bytes]);
+                    self.pending.extend_from_slice(&self.buf[..bytes]);
                     return Ok(bytes);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}

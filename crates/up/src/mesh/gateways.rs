@@ -44,13 +44,12 @@ impl Mesh {
     /// The runtime flags of a gateway pod's container.
     pub(super) fn gateway_args(&self, pod: &PodPlan) -> Vec<String> {
         let control = self.control_site();
-        components::gateway_args(
-            &self.settings.layout,
-            &pod.node,
-            control.ip,
-            pod.ip,
-            &self.gateway_help,
-        )
+        let layout = &self.settings.layout;
+        let mut args =
+            components::gateway_args(layout, &pod.node, control.ip, pod.ip, &self.gateway_help);
+        let handoff = layout.handoff_socket(&pod.key());
+        args.extend(components::handoff_args(&handoff, &self.gateway_help));
+        args
     }
 
     /// The port a gateway pod answers `/healthz/ready` on: its readiness port when its

@@ -13,13 +13,12 @@ impl Mesh {
     /// The runtime flags of a waypoint pod's container.
     pub(super) fn waypoint_args(&self, pod: &PodPlan) -> Vec<String> {
         let control = self.control_site();
-        components::waypoint_args(
-            &self.settings.layout,
-            &pod.node,
-            control.ip,
-            pod.ip,
-            &self.waypoint_help,
-        )
+        let layout = &self.settings.layout;
+        let mut args =
+            components::waypoint_args(layout, &pod.node, control.ip, pod.ip, &self.waypoint_help);
+        let handoff = layout.handoff_socket(&pod.key());
+        args.extend(components::handoff_args(&handoff, &self.waypoint_help));
+        args
     }
 
     /// Waits until every running waypoint or gateway pod that has not reported ready yet does

@@ -12,17 +12,22 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use weft_serve::handoff::OfferGuard;
+
 use super::config::PortKind;
 use super::{Downstream, Gateway, GatewayConfig};
+use crate::restart::Sockets;
 
 /// Ports bound now, with their local addresses.
 pub type BoundPorts = BTreeMap<u16, SocketAddr>;
 
 /// Keeps the bound ports in line with the configuration until `stop`, publishing them on
-/// `bound`.
+/// `bound`. A port is taken from `sockets` (a previous process's) when it has it, and
+/// offered for the next process while open.
 pub(crate) async fn follow(
     gateway: Gateway,
     ip: IpAddr,
+    sockets: Sockets,
     bound: watch::Sender<BoundPorts>,
     stop: CancellationToken,
 ) {
@@ -36,7 +41,7 @@ pub(crate) async fn follow(
     let mut open: HashMap<u16, Accepting> = HashMap::new();
     let mut config = changes.borrow_and_update().clone();
     loop {
-        let complete = sync(&gateway, ip, &config, &mut open, &bound).await;
+        let complete = sync(&gateway, ip, &sockets, &config, &mut open, &bound).await;
         // A port that could not be bound (still held by a previous process, say) is tried
         // again until it binds or leaves the configuration.
         let retry = async {
@@ -70,6 +75,7 @@ const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 async fn sync(
     gateway: &Gateway,
     ip: IpAddr,
+    sockets: &Sockets,
     config: &GatewayConfig,
     open: &mut HashMap<u16, Accepting>,
     bound: &watch::Sender<BoundPorts>,
@@ -94,13 +100,20 @@ async fn sync(
             continue;
         }
         let addr = SocketAddr::new(ip, port);
-        match TcpListener::bind(addr).await {
-            Ok(listener) => {
+        match sockets.listen(&format!("gateway:{port}"), addr).await {
+            Ok((listener, offer)) => {
                 let local = listener.local_addr().unwrap_or(addr);
                 tracing::info!(%local, "listening");
                 let stop = CancellationToken::new();
                 let task = tokio::spawn(accept(gateway.clone(), port, listener, stop.clone()));
-                open.insert(port, Accepting { stop, task });
+                open.insert(
+                    port,
+                    Accepting {
+                        stop,
+                        task,
+                        _offer: offer,
+                    },
+                );
                 bound.send_modify(|ports| {
                     ports.insert(port, local);
                 });
@@ -118,6 +131,8 @@ async fn sync(
 struct Accepting {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    /// Offered to a successor while the port is open.
+    _offer: OfferGuard,
 }
 
 impl Accepting {

@@ -38,7 +38,7 @@ use weft_upstream::MeshWorkload;
 use crate::Waypoint;
 pub use config::GatewayConfig;
 pub(crate) use http::serve_http;
-pub use process::{GatewayListen, GatewayProcess, RunningGateway, run};
+pub use process::{GatewayListen, GatewayProcess, RunningGateway, run, take_over};
 
 /// What the listener layer knows about a client connection.
 #[derive(Debug, Clone)]

@@ -4,9 +4,13 @@
 //! configured listener ports on the listen address, and serves metrics, readiness (ready
 //! once the first complete configuration is in and every listener port is bound) and the
 //! admin config dump (private keys redacted). Shutdown stops accepting, lets connections
-//! finish their requests in flight up to the drain timeout, then stops.
+//! finish their requests in flight up to the drain timeout, then stops. Started with
+//! [`take_over`], it takes the listeners of the gateway process offering them on a Unix
+//! socket, tells it to drain once this one is ready, and offers its own there for the next
+//! restart (`crate::restart`).
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use weft_identity::{CertManagerConfig, CertificateProvider, TrustBundle};
 use weft_node::process::XdsSource;
+use weft_serve::handoff::OfferGuard;
 use weft_serve::{AdminRequest, Page, Router};
 use weft_xds::client::XdsClientHandle;
 
@@ -21,7 +26,8 @@ use super::Gateway;
 use super::auto_cert::AutoCerts;
 use super::listeners::{self, BoundPorts};
 use super::xds::GatewayHandler;
-use crate::process::{StartError, bind, engine, local_addr, metrics_router, xds_builder};
+use crate::process::{StartError, engine, local_addr, metrics_router, xds_builder};
+use crate::restart::Sockets;
 use crate::{Role, Tracer, WaypointOptions};
 
 /// Where the gateway listens.
@@ -73,6 +79,10 @@ pub struct RunningGateway {
     stop: CancellationToken,
     listeners: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Cancelled when a new process took the listeners over.
+    handed_off: CancellationToken,
+    /// The metrics, readiness and admin listeners stay offered while running.
+    _offers: Vec<OfferGuard>,
 }
 
 impl RunningGateway {
@@ -97,8 +107,14 @@ impl RunningGateway {
         ready(&self.gateway, &self.ports)
     }
 
-    /// Stops accepting (the listener ports close), lets open connections finish their
-    /// requests in flight for up to `drain`, then stops.
+    /// Completes when a new process has taken the listeners over and is ready (never
+    /// without a hand-off socket): time to [`shutdown`](Self::shutdown).
+    pub async fn handed_off(&self) {
+        self.handed_off.cancelled().await;
+    }
+
+    /// Stops accepting (the listener ports close, unless a successor holds them), lets open
+    /// connections finish their requests in flight for up to `drain`, then stops.
     pub async fn shutdown(self, drain: Duration) {
         self.stop.cancel();
         // The listener ports are closed once this returns.
@@ -129,6 +145,28 @@ fn ready(gateway: &Gateway, ports: &watch::Receiver<BoundPorts>) -> bool {
 /// # Errors
 /// A metrics/admin address that cannot be bound, or an invalid identity.
 pub async fn run(config: GatewayProcess) -> Result<RunningGateway, StartError> {
+    start(config, None).await
+}
+
+/// Starts the gateway with the listeners of the one offering them on `handoff` (binding
+/// anew when none does), and offers its own there once ready.
+///
+/// # Errors
+/// As [`run`], and a hand-off that failed half-way.
+pub async fn take_over(
+    config: GatewayProcess,
+    handoff: &Path,
+) -> Result<RunningGateway, StartError> {
+    start(config, Some(handoff)).await
+}
+
+async fn start(
+    config: GatewayProcess,
+    handoff: Option<&Path>,
+) -> Result<RunningGateway, StartError> {
+    let sockets = Sockets::take_over(handoff)
+        .await
+        .map_err(StartError::Handoff)?;
     let options = WaypointOptions {
         role: Role::Gateway,
         ..config.options
@@ -160,6 +198,7 @@ pub async fn run(config: GatewayProcess) -> Result<RunningGateway, StartError> {
     let listeners = tokio::spawn(listeners::follow(
         gateway.clone(),
         config.listen.ip,
+        sockets.clone(),
         bound,
         stop.clone(),
     ));
@@ -167,16 +206,21 @@ pub async fn run(config: GatewayProcess) -> Result<RunningGateway, StartError> {
         let (gateway, ports) = (gateway.clone(), ports.clone());
         move || ready(&gateway, &ports)
     };
-    let serve = |what, addr: Option<SocketAddr>, router: Router| async move {
-        let Some(addr) = addr else {
-            return Ok::<_, StartError>((None, None));
-        };
-        let listener = bind(what, addr).await?;
-        let local = local_addr(&listener, addr);
-        Ok((
-            Some(local),
-            Some(tokio::spawn(weft_serve::serve(listener, router))),
-        ))
+    let mut offers = Vec::new();
+    let serve = |what, addr: Option<SocketAddr>, router: Router| {
+        let sockets = sockets.clone();
+        async move {
+            let Some(addr) = addr else {
+                return Ok::<_, StartError>((None, None));
+            };
+            let (listener, offer) = sockets
+                .listen(what, addr)
+                .await
+                .map_err(|source| StartError::Bind { what, addr, source })?;
+            let local = local_addr(&listener, addr);
+            let task = tokio::spawn(weft_serve::serve(listener, router));
+            Ok((Some(local), Some((task, offer))))
+        }
     };
     let (metrics, task) = serve(
         "metrics",
@@ -184,16 +228,28 @@ pub async fn run(config: GatewayProcess) -> Result<RunningGateway, StartError> {
         metrics_router(&engine, is_ready.clone()),
     )
     .await?;
+    let (task, offer): (Vec<_>, Vec<_>) = task.into_iter().unzip();
     background.extend(task);
+    offers.extend(offer);
     let (readiness, task) = serve(
         "readiness",
         config.listen.readiness,
         metrics_router(&engine, is_ready),
     )
     .await?;
+    let (task, offer): (Vec<_>, Vec<_>) = task.into_iter().unzip();
     background.extend(task);
+    offers.extend(offer);
     let (admin, task) = serve("admin", config.listen.admin, admin_router(&gateway)).await?;
+    let (task, offer): (Vec<_>, Vec<_>) = task.into_iter().unzip();
     background.extend(task);
+    offers.extend(offer);
+    let handed_off = CancellationToken::new();
+    if let Some(path) = handoff {
+        let ready = until_ready(gateway.clone(), ports.clone());
+        let offering = sockets.offer_when_ready(path.to_owned(), ready, handed_off.clone());
+        background.push(tokio::spawn(offering));
+    }
     Ok(RunningGateway {
         gateway,
         metrics,
@@ -204,7 +260,21 @@ pub async fn run(config: GatewayProcess) -> Result<RunningGateway, StartError> {
         stop,
         listeners,
         background,
+        handed_off,
+        _offers: offers,
     })
+}
+
+/// Completes once the gateway is ready (configured, every listener port bound).
+async fn until_ready(gateway: Gateway, mut ports: watch::Receiver<BoundPorts>) {
+    gateway.engine().loaded().await;
+    let mut config = gateway.watch_config();
+    while !ready(&gateway, &ports) {
+        tokio::select! {
+            changed = ports.changed() => if changed.is_err() { return std::future::pending().await },
+            changed = config.changed() => if changed.is_err() { return std::future::pending().await },
+        }
+    }
 }
 
 async fn mark_loaded(gateway: Gateway, handle: XdsClientHandle) {

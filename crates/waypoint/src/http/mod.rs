@@ -15,6 +15,9 @@ mod pipeline;
 
 use std::convert::Infallible;
 use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -30,6 +33,10 @@ use conn::Conn;
 /// How long an HTTP/1.1 client may take to send a request head (the first or the next
 /// one on a kept-alive connection) before the connection is closed.
 pub(crate) const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// While draining, how long an HTTP/1.1 connection must have had no request before it is
+/// closed.
+pub(crate) const DRAIN_IDLE_CLOSE: Duration = Duration::from_millis(500);
 
 /// Errors carried in bodies.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -55,9 +62,11 @@ pub(crate) fn full(text: impl Into<Bytes>) -> Body {
     boxed(http_body_util::Full::new(text.into()))
 }
 
-/// Serves the HTTP requests of one connection until the client closes it; once `drain` is
-/// cancelled, the connection finishes the requests in flight and closes (HTTP/1.1: after
-/// the current response; HTTP/2: GOAWAY).
+/// Serves the HTTP requests of one connection until the client closes it. Once `drain` is
+/// cancelled, HTTP/2 sends GOAWAY and finishes the streams in flight; HTTP/1.1 answers each
+/// further response with `Connection: close` (so a busy keep-alive client moves to a new
+/// connection without losing a request) and closes the connection once it has been idle
+/// for [`DRAIN_IDLE_CLOSE`] (a client is least likely to be sending on a quiet one).
 pub(crate) async fn serve<IO>(
     waypoint: Waypoint,
     conn: Conn,
@@ -67,13 +76,23 @@ pub(crate) async fn serve<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request| {
-        let (waypoint, conn) = (waypoint.clone(), conn.clone());
-        async move {
-            let response = pipeline::handle(waypoint, conn, h2, request).await;
-            Ok::<_, Infallible>(response)
-        }
-    });
+    let activity = Arc::new(Activity::default());
+    let service = {
+        let (activity, drain) = (Arc::clone(&activity), drain.clone());
+        service_fn(move |request| {
+            let (waypoint, conn) = (waypoint.clone(), conn.clone());
+            let (activity, drain) = (Arc::clone(&activity), drain.clone());
+            async move {
+                activity.started();
+                let mut response = pipeline::handle(waypoint, conn, h2, request).await;
+                activity.finished();
+                if !h2 && drain.as_ref().is_some_and(CancellationToken::is_cancelled) {
+                    close_after(&mut response);
+                }
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
     let io = TokioIo::new(io);
     let drained = async move {
         match drain {
@@ -104,12 +123,76 @@ pub(crate) async fn serve<IO>(
         tokio::select! {
             result = connection.as_mut() => result,
             () = drained.as_mut() => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
+                tokio::select! {
+                    result = connection.as_mut() => result,
+                    () = activity.quiet_for(DRAIN_IDLE_CLOSE) => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                }
             }
         }
     };
     if let Err(error) = result {
         tracing::debug!(%error, "HTTP connection ended with an error");
+    }
+}
+
+/// Marks a response as the connection's last (HTTP/1.1 while draining); an upgrade keeps
+/// its connection.
+fn close_after(response: &mut hyper::Response<Body>) {
+    if response.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
+}
+
+/// Requests in flight on one connection and when the last one started or finished.
+struct Activity {
+    since: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `since` of the last start or finish.
+    last: AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            since: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Activity {
+    fn started(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+    }
+
+    fn finished(&self) {
+        self.touch();
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Release);
+    }
+
+    /// Completes once no request has been in flight for `quiet`.
+    async fn quiet_for(&self, quiet: Duration) {
+        loop {
+            let last = self.since + Duration::from_millis(self.last.load(Ordering::Acquire));
+            let due = last + quiet;
+            if self.in_flight.load(Ordering::Acquire) == 0 && Instant::now() >= due {
+                return;
+            }
+            let next = due.max(Instant::now() + Duration::from_millis(50));
+            tokio::time::sleep_until(next.into()).await;
+        }
     }
 }

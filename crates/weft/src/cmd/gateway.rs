@@ -11,7 +11,7 @@ use weft_node::telemetry::AccessLogFormat;
 use weft_waypoint::gateway::{GatewayListen, GatewayProcess};
 use weft_waypoint::{Role, WaypointOptions};
 
-use super::waypoint::run::{self as proxy, ControlArgs, TraceArgs};
+use super::waypoint::run::{self as proxy, ControlArgs, HandoffArgs, TraceArgs};
 
 /// Run a gateway: the ingress/egress proxy of one Gateway (listener ports from its
 /// configuration).
@@ -40,6 +40,8 @@ pub struct Args {
     access_log_format: LogFormat,
     #[command(flatten)]
     trace: TraceArgs,
+    #[command(flatten)]
+    handoff: HandoffArgs,
     /// Seconds to let requests in flight finish after SIGTERM / ctrl-c.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     drain_timeout: u64,
@@ -58,16 +60,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let drain = Duration::from_secs(args.drain_timeout);
+    let handoff = args.handoff.handoff_socket.clone();
     let process = process(args)?;
     let tracer = process.tracer.clone();
-    let running = weft_waypoint::gateway::run(process).await?;
+    let running = match &handoff {
+        Some(path) => weft_waypoint::gateway::take_over(process, path).await?,
+        None => weft_waypoint::gateway::run(process).await?,
+    };
     tracing::info!(
         gateway = %running.gateway.engine().options().resource_name(),
         identity = %running.gateway.engine().identity(),
         metrics = ?running.metrics,
         "weft gateway started"
     );
-    proxy::stopped().await;
+    proxy::stopped_or_handed_off(running.handed_off()).await;
     tracing::info!(
         ?drain,
         "shutting down: listeners closed, draining requests in flight"

@@ -1,4 +1,5 @@
-//! `weft up`, `weft down`, `weft logs`: a whole mesh on this machine (logic in weft-up).
+//! `weft up`, `weft down`, `weft logs`, `weft restart`: a whole mesh on this machine (logic
+//! in weft-up).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +72,18 @@ pub struct DownArgs {
     instance: InstanceArgs,
 }
 
+/// Restart a component of a running `weft up` without dropping its traffic: `gateway NS/NAME`
+/// or `waypoint NS/NAME` (the new process takes the old one's listening sockets, the old one
+/// drains), or a node (`node-a`, as `weft up` prints it).
+#[derive(Debug, clap::Args)]
+pub struct RestartArgs {
+    /// `gateway NS/NAME`, `waypoint NS/NAME`, or a node name.
+    #[arg(required = true, num_args = 1..=2, value_name = "TARGET")]
+    target: Vec<String>,
+    #[command(flatten)]
+    instance: InstanceArgs,
+}
+
 /// Print the logs of a pod of a running `weft up` (`NAME`, `NAMESPACE/NAME`, `control`,
 /// or `node-NODE`).
 #[derive(Debug, clap::Args)]
@@ -123,6 +136,14 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 pub fn down(args: &DownArgs) -> anyhow::Result<ExitCode> {
     let report = weft_up::down(&args.instance.existing_state_dir(), &args.instance.prefix)?;
     print!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restart(args: &RestartArgs) -> anyhow::Result<ExitCode> {
+    let target = weft_up::mesh::RestartTarget::parse(&args.target).map_err(anyhow::Error::msg)?;
+    let layout =
+        weft_up::layout::Layout::new(&args.instance.existing_state_dir(), &args.instance.prefix);
+    println!("{}", weft_up::requests::restart(&layout, &target)?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -224,6 +224,24 @@ pub(crate) mod run {
         pub network: String,
     }
 
+    /// Restarts of an L7 proxy without closing its ports.
+    #[derive(Debug, clap::Args)]
+    pub struct HandoffArgs {
+        /// Unix socket for restarts that drop no connection: take the listening sockets of
+        /// the process offering them on PATH (when one does), tell it to drain once this
+        /// one is ready, then offer ours on PATH for the next restart.
+        #[arg(long, value_name = "PATH")]
+        pub handoff_socket: Option<PathBuf>,
+    }
+
+    /// Waits for SIGTERM / ctrl-c or for a successor that took the listeners over.
+    pub async fn stopped_or_handed_off(handed_off: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            () = stopped() => {}
+            () = handed_off => tracing::info!("a new process took over the listeners"),
+        }
+    }
+
     /// Trace export of an L7 proxy.
     #[derive(Debug, clap::Args)]
     pub struct TraceArgs {
@@ -251,6 +269,8 @@ pub(crate) mod run {
         admin_addr: SocketAddr,
         #[command(flatten)]
         trace: TraceArgs,
+        #[command(flatten)]
+        handoff: HandoffArgs,
         /// Seconds to let open tunnels finish after SIGTERM / ctrl-c.
         #[arg(long, default_value_t = 30, value_name = "SECONDS")]
         drain_timeout: u64,
@@ -271,11 +291,15 @@ pub(crate) mod run {
 
     async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
         let drain = Duration::from_secs(args.drain_timeout);
+        let handoff = args.handoff.handoff_socket.clone();
         let process = process(args)?;
         let tracer = process.tracer.clone();
-        let running = weft_waypoint::run(process).await?;
+        let running = match &handoff {
+            Some(path) => weft_waypoint::process::take_over(process, path).await?,
+            None => weft_waypoint::run(process).await?,
+        };
         tracing::info!(addrs = ?running.addrs, identity = %running.waypoint.identity(), "weft waypoint started");
-        stopped().await;
+        stopped_or_handed_off(running.handed_off()).await;
         tracing::info!(?drain, "shutting down: no new tunnels, draining open ones");
         running.shutdown(drain).await;
         flush(tracer).await;

@@ -1,0 +1,285 @@
+//! `weft restart` end to end through `weft up` (root: network namespaces; never skipped):
+//! a gateway restarted under steady HTTP traffic from this machine's shell (keep-alive
+//! clients and clients opening a connection per request) drops no request and resets no
+//! connection; the new process (a new pid) serves afterwards and the old one drains and
+//! exits. Requests `weft up` cannot honour are refused with a reason.
+//!
+//! The test has its own `--prefix`, state, config directory and pod CIDRs (second octet
+//! 221), so it runs in parallel with the other `weft up` tests. Every wait polls a
+//! condition with a deadline.
+
+mod up_harness;
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+use up_harness::{Up, eventually, is_root, unique_prefix};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// One app behind a Gateway of class `weft` listening on port 80.
+const SHOP: &str = "\
+apiVersion: v1
+kind: Node
+metadata: {name: node-a}
+spec: {podCIDR: 10.221.1.0/24}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-b}
+spec: {podCIDR: 10.221.2.0/24}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: app, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: app}}
+  template:
+    metadata: {labels: {app: app}}
+    spec:
+      containers:
+      - {name: app, image: example/app, ports: [{containerPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: app, namespace: shop}
+spec:
+  selector: {app: app}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: front, namespace: shop}
+spec:
+  gatewayClassName: weft
+  listeners: [{name: web, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: app, namespace: shop}
+spec:
+  parentRefs: [{name: front}]
+  rules: [{backendRefs: [{name: app, port: 80}]}]
+";
+
+fn require_root_and_curl() {
+    assert!(
+        is_root(),
+        "this test builds network namespaces and must run as root (CI runs it as root)"
+    );
+    let curl = Command::new("curl").arg("--version").output();
+    assert!(
+        curl.is_ok_and(|out| out.status.success()),
+        "this test makes requests with curl: install curl"
+    );
+}
+
+/// Requests made by the clients, and every one that did not end in a 200.
+#[derive(Default)]
+struct Tally {
+    requests: AtomicUsize,
+    reused: AtomicUsize,
+    failures: std::sync::Mutex<Vec<String>>,
+}
+
+impl Tally {
+    /// Counts the `-w` lines (`CODE CONNECTS`) and the errors of one curl run.
+    fn record(&self, output: &Output) {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let mut failures = self.failures.lock().unwrap();
+        if !output.status.success() || !stderr.trim().is_empty() {
+            failures.push(format!("curl {}: {}", output.status, stderr.trim()));
+        }
+        for line in stdout.lines() {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            match line.split_once(' ') {
+                Some(("200", connects)) => {
+                    if connects == "0" {
+                        self.reused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                _ => failures.push(format!("response {line:?}")),
+            }
+        }
+    }
+}
+
+/// One curl run of `requests` requests to `url` over one kept-alive connection (curl opens
+/// a new one only when the server closes it).
+fn curl_run(url: &str, requests: usize) -> Output {
+    let mut command = Command::new("curl");
+    command.args([
+        "-sS",
+        "--max-time",
+        "10",
+        "-w",
+        "%{http_code} %{num_connects}\n",
+    ]);
+    for _ in 0..requests {
+        command.args(["-o", "/dev/null", url]);
+    }
+    command.output().expect("run curl")
+}
+
+/// Clients until `stop`: `keep_alive` of them sending 20 requests per connection, `fresh`
+/// of them one request per connection.
+fn start_clients(
+    url: &str,
+    keep_alive: usize,
+    fresh: usize,
+    stop: &Arc<AtomicBool>,
+    tally: &Arc<Tally>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let per_run = std::iter::repeat_n(20, keep_alive).chain(std::iter::repeat_n(1, fresh));
+    per_run
+        .map(|requests| {
+            let (url, stop, tally) = (url.to_owned(), Arc::clone(stop), Arc::clone(tally));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    tally.record(&curl_run(&url, requests));
+                }
+            })
+        })
+        .collect()
+}
+
+/// `weft restart WORDS..` against `up`.
+fn restart(up: &Up, words: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+        .arg("restart")
+        .args(words)
+        .args(["--prefix", &up.prefix, "--state-dir"])
+        .arg(&up.state_dir)
+        .output()
+        .expect("run weft restart")
+}
+
+/// The two pids of `restarted ...: pid NEW took over the listeners, pid OLD drains`.
+fn pids(text: &str) -> (u32, u32) {
+    let numbers: Vec<u32> = text
+        .split_whitespace()
+        .zip(text.split_whitespace().skip(1))
+        .filter(|(word, _)| *word == "pid")
+        .map(|(_, pid)| pid.parse().expect("a pid"))
+        .collect();
+    assert_eq!(numbers.len(), 2, "{text}");
+    (numbers[0], numbers[1])
+}
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
+#[test]
+fn a_gateway_restart_under_steady_traffic_drops_nothing() {
+    require_root_and_curl();
+    let config = tempfile::tempdir().expect("config dir");
+    std::fs::write(config.path().join("shop.yaml"), SHOP).expect("write config");
+    let state = tempfile::tempdir().expect("state dir");
+    let mut up = Up::start(
+        Command::new(env!("CARGO_BIN_EXE_weft")),
+        env!("CARGO_BIN_EXE_weft").into(),
+        state,
+        unique_prefix('r'),
+        &[config.path().to_str().expect("utf-8 path")],
+        WAIT,
+    );
+    let line = up.wait_line("gateway shop/front: ");
+    let url = line.split_once(": ").expect("gateway line").1;
+    let url = url.split(", ").next().expect("a URL").to_owned();
+    up.wait_line("mesh is up");
+    eventually(WAIT, || {
+        let output = curl_run(&url, 1);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.starts_with("200 ").then_some(()).ok_or(text)
+    });
+
+    // What cannot be restarted is refused with a reason, and changes nothing.
+    let refused = restart(&up, &["gateway", "shop/nope"]);
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("no gateway shop/nope"), "{error}");
+    let refused = restart(&up, &["gateway", "nope"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("NAMESPACE/NAME"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let clients = start_clients(&url, 3, 3, &stop, &tally);
+    let at_least = |n: usize| {
+        eventually(WAIT, || {
+            let done = tally.requests.load(Ordering::Relaxed);
+            (done >= n)
+                .then_some(done)
+                .ok_or(format!("{done} requests"))
+        })
+    };
+    let before = at_least(100);
+
+    let restarted = restart(&up, &["gateway", "shop/front"]);
+    let text = String::from_utf8_lossy(&restarted.stdout).into_owned();
+    assert!(
+        restarted.status.success(),
+        "{text}{}\nweft up:\n{}",
+        String::from_utf8_lossy(&restarted.stderr),
+        up.output()
+    );
+    let (new, old) = pids(&text);
+    assert_ne!(new, old);
+    // The old process drains and exits; the new one keeps serving.
+    eventually(WAIT, || {
+        (!running(old))
+            .then_some(())
+            .ok_or(format!("pid {old} still runs"))
+    });
+    let after_drain = tally.requests.load(Ordering::Relaxed);
+    at_least(after_drain + 100);
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    assert!(running(new), "the new gateway process runs: pid {new}");
+
+    let failures = tally.failures.lock().unwrap();
+    let requests = tally.requests.load(Ordering::Relaxed);
+    eprintln!(
+        "{requests} requests ({} before the restart, {} on reused connections); {}",
+        before,
+        tally.reused.load(Ordering::Relaxed),
+        text.trim()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} requests failed or were reset:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(requests > before + 200, "{requests} requests");
+    assert!(
+        tally.reused.load(Ordering::Relaxed) > 0,
+        "keep-alive clients reused connections"
+    );
+    let output = up.wait_line("restarted shop/front");
+    assert!(output.contains(&format!("pid {new}")), "{output}");
+    assert!(
+        !up.output().contains("exited"),
+        "weft up reported no crash:\n{}",
+        up.output()
+    );
+
+    // A node proxy cannot hand its listeners over yet: refused, not restarted.
+    let refused = restart(&up, &["node-a"]);
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("node node-a"), "{error}");
+}
