@@ -22,6 +22,7 @@ pub(crate) struct ServerMetrics {
     nacks: Family<TypeLabel, Counter>,
     push_latency: Histogram,
     connected: Gauge,
+    streams_refused: Counter,
 }
 
 impl Default for ServerMetrics {
@@ -32,6 +33,7 @@ impl Default for ServerMetrics {
             // 1 ms .. ~33 s
             push_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             connected: Gauge::default(),
+            streams_refused: Counter::default(),
         }
     }
 }
@@ -61,6 +63,15 @@ impl ServerMetrics {
             "Proxies with an open xDS stream",
             self.connected.clone(),
         );
+        registry.register(
+            "streams_refused",
+            "New xDS streams refused because their caller holds its limit of open streams",
+            self.streams_refused.clone(),
+        );
+    }
+
+    pub(crate) fn record_stream_refused(&self) {
+        self.streams_refused.inc();
     }
 
     pub(crate) fn record_push(&self, type_url: &str, latency: Option<Duration>) {

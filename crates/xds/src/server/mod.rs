@@ -1,6 +1,7 @@
 //! The delta ADS server: a tonic service that streams the published resources to every
 //! connected proxy.
 
+mod caller_limit;
 mod client_view;
 mod credentials;
 mod stream;
@@ -44,6 +45,9 @@ pub struct ServerConfig {
     pub max_response_bytes: usize,
     /// Largest request/response message tonic accepts or produces on this service.
     pub max_message_bytes: usize,
+    /// Streams one caller (authenticated principal) may hold open at once; a new one
+    /// over the limit is refused with `RESOURCE_EXHAUSTED`.
+    pub max_streams_per_caller: usize,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +57,7 @@ impl Default for ServerConfig {
             send_queue: 2,
             max_response_bytes: 128 * 1024,
             max_message_bytes: 16 * 1024 * 1024,
+            max_streams_per_caller: 64,
         }
     }
 }
@@ -66,6 +71,7 @@ pub(crate) struct Shared {
     snapshots: watch::Receiver<Arc<Published>>,
     next_stream_id: AtomicU64,
     open: credentials::OpenStreams,
+    callers: Arc<caller_limit::CallerStreams>,
 }
 
 /// Longest wait for the authenticator to admit or refuse a stream (it may do I/O, such as
@@ -112,6 +118,9 @@ impl XdsServer {
             snapshots,
             next_stream_id: AtomicU64::new(1),
             open: credentials::OpenStreams::default(),
+            callers: Arc::new(caller_limit::CallerStreams::new(
+                config.max_streams_per_caller,
+            )),
         };
         let server = Self {
             shared: Arc::new(shared),
@@ -156,6 +165,14 @@ impl XdsServer {
             tracing::warn!(remote = ?request.remote_addr(), %error, "refusing xDS stream");
             Status::unauthenticated(error.to_string())
         })?;
+        let Some(caller_slot) = self.shared.callers.admit(&identity.principal) else {
+            self.shared.metrics.record_stream_refused();
+            let limit = self.shared.callers.limit();
+            tracing::warn!(principal = %identity.principal, limit, remote = ?request.remote_addr(), "refusing xDS stream: the caller holds its limit of open streams");
+            return Err(Status::resource_exhausted(format!(
+                "too many open xDS streams for this caller (limit {limit})"
+            )));
+        };
         let stream_id = self.shared.next_stream_id.fetch_add(1, Ordering::Relaxed);
         let revoked = self
             .shared
@@ -186,7 +203,7 @@ impl XdsServer {
         tokio::spawn(async move {
             (state.run(request.into_inner(), responses, snapshots, revoked)).await;
             shared.open.remove(stream_id);
-            drop(connected);
+            drop((connected, caller_slot));
         });
         Ok(ReceiverStream::new(receiver))
     }
