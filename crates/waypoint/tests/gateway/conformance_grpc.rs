@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 
 use http::Request;
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::conformance::{Conformance, GATEWAY};
-use crate::harness::{Answer, ClientBody, empty, eventually, read};
+use crate::harness::{Answer, ClientBody, empty, eventually, h2c_over, read};
 
 const ECHO: &str = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho";
 
@@ -31,12 +30,7 @@ async fn h2c(case: &Conformance, port: u16) -> SendRequest<ClientBody> {
     let stream = tokio::net::TcpStream::connect(case.fixture.addr(port))
         .await
         .expect("connect to the gateway");
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2c handshake");
-    tokio::spawn(connection);
-    sender
+    h2c_over(stream).await
 }
 
 /// Calls `method` of the echo service at `authority` with `metadata`.
@@ -127,18 +121,15 @@ async fn grpc_route_header_matching() {
 /// hostnames) decides which GRPCRoute applies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_route_listener_hostname_matching() {
-    let gateway = "\
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: ns}
-spec:
-  gatewayClassName: weft
-  listeners:
-  - {name: listener-1, port: 80, protocol: HTTP, hostname: bar.com}
+    let listeners = "  - {name: listener-1, port: 80, protocol: HTTP, hostname: bar.com}
   - {name: listener-2, port: 80, protocol: HTTP, hostname: foo.bar.com}
   - {name: listener-3, port: 80, protocol: HTTP, hostname: '*.bar.com'}
   - {name: listener-4, port: 80, protocol: HTTP, hostname: '*.foo.com'}
 ";
+    let usual =
+        "  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}\n";
+    assert!(GATEWAY.ends_with(usual), "the usual Gateway's listener");
+    let gateway = GATEWAY.replace(usual, listeners);
     let all = "  - backendRefs: [{name: BACKEND, port: 8080}]\n";
     let routes = [
         (
@@ -157,7 +148,7 @@ spec:
             "infra-backend-v3",
         ),
     ];
-    let mut manifests = gateway.to_owned();
+    let mut manifests = gateway;
     for (name, parents, backend) in routes {
         manifests += &grpc_route(name, parents, &all.replace("BACKEND", backend));
     }
@@ -244,7 +235,7 @@ spec:
   from: [{group: gateway.networking.k8s.io, kind: GRPCRoute, namespace: ns}]
   to: [{group: '', kind: Service}]
 ";
-    case.apply(&format!("{GATEWAY}{route}{grant}"));
+    case.apply(&format!("{GATEWAY}{route}{grant}")).await;
     eventually("the granted backend to answer", || async {
         let mut client = h2c(&case, 80).await;
         let got = answered_by(&mut client, "example.com", "Echo", &[]).await;

@@ -575,14 +575,21 @@ impl Client {
 
     /// An h2c connection to `dst`.
     pub async fn h2(&self, dst: SocketAddr) -> hyper::client::conn::http2::SendRequest<ClientBody> {
-        let stream = self.tunnel(dst).await.expect("tunnel");
-        let (sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .expect("h2c handshake");
-        tokio::spawn(connection);
-        sender
+        h2c_over(self.tunnel(dst).await.expect("tunnel")).await
     }
+}
+
+/// An HTTP/2 connection with prior knowledge (h2c) over `stream`.
+pub async fn h2c_over<S>(stream: S) -> hyper::client::conn::http2::SendRequest<ClientBody>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2c handshake");
+    tokio::spawn(connection);
+    sender
 }
 
 /// A bodiless GET of `path` with `headers`.
