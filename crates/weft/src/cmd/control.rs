@@ -46,6 +46,8 @@ pub struct Args {
     /// Longest certificate lifetime granted, in hours.
     #[arg(long, default_value_t = 24 * 7)]
     max_cert_hours: u64,
+    #[command(flatten)]
+    limits: super::limit_flags::ControlLimits,
 }
 
 pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
@@ -59,7 +61,7 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     let plaintext_xds_addr = args
         .plaintext_xds_port
         .map(|port| SocketAddr::new(args.secure_addr.ip(), port));
-    let config = ControlConfig {
+    let mut config = ControlConfig {
         config_dir: args.config_dir,
         state_dir,
         ca_dir: args.ca_dir,
@@ -80,6 +82,7 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         watch_debounce: weft_control::process::DEFAULT_WATCH_DEBOUNCE,
         xds: weft_xds::ServerConfig::default(),
     };
+    args.limits.apply(&mut config.secure, &mut config.xds);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         run(config, |_| {}, shutdown_signal()).await?;

@@ -8,6 +8,7 @@ mod control;
 mod echo;
 mod gateway;
 mod l7_proxy;
+mod limit_flags;
 mod mesh_flags;
 mod node;
 mod report_args;

@@ -138,6 +138,8 @@ pub struct Args {
     /// Access-log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     access_log_format: LogFormat,
+    #[command(flatten)]
+    limits: super::limit_flags::NodeLimits,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -275,7 +277,7 @@ fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
         (None, Some(path)) => local_source(&args, path.clone())?,
         (None, None) => bail!("give --control ADDR or --local-config FILE"),
     };
-    let options = ProxyOptions {
+    let mut options = ProxyOptions {
         node_name: args.node.clone(),
         network: args.network.clone(),
         hbone_port: args.hbone_port,
@@ -287,6 +289,7 @@ fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
         },
         ..ProxyOptions::default()
     };
+    args.limits.apply(&mut options);
     Ok(NodeConfig {
         options,
         listen: listen_addrs(&args),
@@ -394,12 +397,13 @@ fn capture_options(args: &Args) -> Option<(PathBuf, CaptureOptions)> {
         hbone_port: args.hbone_port,
         ..CaptureConfig::default()
     };
-    let options = CaptureOptions {
+    let mut options = CaptureOptions {
         rules,
         dns_upstream: args.dns_upstream,
         cluster_domain: args.cluster_domain.clone(),
         state_file: Some(source::state_file_for(&socket)),
         ..CaptureOptions::default()
     };
+    args.limits.apply_capture(&mut options);
     Some((socket, options))
 }
