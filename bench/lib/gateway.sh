@@ -197,6 +197,7 @@ newconn() {
     out=$("${CLIENT[@]}" "$LOAD" newconn "$addr" --seconds "$HTTP_SECONDS" \
         --connections "$NEWCONN_CONNECTIONS" "$@") || return 0
     echo "$out" >"$RUN/newconn-$ROW-$addr.json"
+    [ "$(json_field "$out" tls)" = null ] || R[$ROW.tls_negotiated]=$(json_field "$out" tls)
     [ "$(json_field "$out" errors)" = 0 ] || note "$ROW: $(json_field "$out" errors) new-connection requests to $addr failed"
     json_field "$out" per_second
 }
@@ -232,6 +233,6 @@ measure_ingress_row() {
         # shellcheck disable=SC2046
         latency_at_rate tls_lat "$TARGET_TLS" $(tls_flags)
     fi
-    note "$ROW: keep-alive ${R[$ROW.ka_rps]:-?} req/s, new connections ${R[$ROW.new_rps]:-?}/s, TLS keep-alive ${R[$ROW.tls_ka_rps]:-—} req/s, TLS handshakes ${R[$ROW.tls_new_rps]:-—}/s, p99 at $L7_RATE/s ${R[$ROW.lat_p99_us]:-?} µs (TLS ${R[$ROW.tls_lat_p99_us]:-—} µs)"
+    note "$ROW: keep-alive ${R[$ROW.ka_rps]:-?} req/s, new connections ${R[$ROW.new_rps]:-?}/s, TLS keep-alive ${R[$ROW.tls_ka_rps]:-—} req/s, TLS handshakes ${R[$ROW.tls_new_rps]:-—}/s (${R[$ROW.tls_negotiated]:-—}), p99 at $L7_RATE/s ${R[$ROW.lat_p99_us]:-?} µs (TLS ${R[$ROW.tls_lat_p99_us]:-—} µs)"
     l7_row_down "$ROW"
 }

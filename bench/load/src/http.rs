@@ -41,7 +41,7 @@ fn paced_requests<S: Read + Write>(mut conn: Conn<S>, options: &Options) -> io::
 /// `--connections` threads, each opening a new connection (a full TLS handshake with
 /// `--tls-ca`) for every request (`Connection: close`) for `options.seconds`, as fast as
 /// the server answers. Prints the completed requests per second and the percentiles of
-/// connect + handshake + request + answer.
+/// connect + handshake + request + answer; over TLS also what the handshake negotiated.
 pub(crate) fn new_connections(options: &Options) -> io::Result<String> {
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
@@ -93,8 +93,12 @@ pub(crate) fn new_connections(options: &Options) -> io::Result<String> {
     );
     let per_second = samples.len() as f64 / elapsed;
     let summary = summary(samples, errors);
+    let tls = match &options.tls {
+        Some(tls) => format!("\"tls\":\"{}\",", tls.negotiated(options.addr)?),
+        None => String::new(),
+    };
     Ok(format!(
-        "{{\"per_second\":{per_second:.1},{}",
+        "{{\"per_second\":{per_second:.1},{tls}{}",
         summary.trim_start_matches('{')
     ))
 }
@@ -296,6 +300,7 @@ mod tests {
         assert!(field(&json, "samples") > 10.0, "{json}");
         assert!(field(&json, "errors").abs() < f64::EPSILON, "{json}");
         assert_eq!(resumed.load(Ordering::Relaxed), 0, "no session was resumed");
+        assert!(json.contains("\"tls\":\"TLSv1_3 "), "{json}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! TLS for the HTTP modes (`--tls-ca FILE --server-name NAME`): a rustls client that
-//! verifies the server's certificate against the CA in `FILE` for `NAME` (sent as SNI) and
-//! never resumes a session, so every new connection is a full handshake: what a TLS
+//! verifies the server's certificate against the CA in `FILE` for `NAME` (sent as SNI),
+//! offers only the X25519 key exchange and never resumes a session, so every new
+//! connection is the same full handshake whatever the server prefers: what a TLS
 //! handshakes-per-second figure must count. The crypto provider is aws-lc-rs, as in weft.
 
 use rustls::client::Resumption;
@@ -41,7 +42,13 @@ impl TlsTarget {
                 ca_file.display()
             ));
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        // One key exchange group, so every server under test does the same work per
+        // handshake (rustls and BoringSSL would otherwise pick X25519MLKEM768 or X25519
+        // by their own preferences).
+        let provider = Arc::new(rustls::crypto::CryptoProvider {
+            kx_groups: vec![rustls::crypto::aws_lc_rs::kx_group::X25519],
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        });
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS versions: {e}"))?
@@ -65,6 +72,26 @@ impl TlsTarget {
             conn.complete_io(&mut tcp)?;
         }
         Ok(StreamOwned::new(conn, tcp))
+    }
+
+    /// What a handshake with `addr` negotiates: version, cipher suite and key exchange
+    /// group (`TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519`), so results say what was measured.
+    pub(crate) fn negotiated(&self, addr: SocketAddr) -> io::Result<String> {
+        let stream = self.connect(addr)?;
+        let conn = &stream.conn;
+        let name = |v: Option<String>| v.unwrap_or_else(|| "?".to_owned());
+        Ok(format!(
+            "{} {} {}",
+            name(conn.protocol_version().map(|v| format!("{v:?}"))),
+            name(
+                conn.negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite()))
+            ),
+            name(
+                conn.negotiated_key_exchange_group()
+                    .map(|g| format!("{:?}", g.name()))
+            )
+        ))
     }
 }
 
@@ -142,7 +169,9 @@ pub(crate) mod tests {
         let ca_file = dir.join("ca.pem");
         std::fs::write(&ca_file, ca).expect("write CA");
         let right = TlsTarget::new(&ca_file, "right.bench.test").expect("target");
-        assert!(right.connect(addr).is_ok());
+        let negotiated = right.negotiated(addr).expect("handshake");
+        assert!(negotiated.starts_with("TLSv1_3 TLS13_"), "{negotiated}");
+        assert!(negotiated.ends_with(" X25519"), "{negotiated}");
         let wrong = TlsTarget::new(&ca_file, "wrong.bench.test").expect("target");
         let err = wrong.connect(addr).expect_err("name mismatch must fail");
         assert!(err.to_string().contains("certificate"), "{err}");
