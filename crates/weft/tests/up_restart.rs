@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-use up_harness::{Up, eventually, is_root, unique_prefix};
+use up_harness::{Up, eventually, require_root_and_curl, unique_prefix};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -67,18 +67,6 @@ spec:
   parentRefs: [{name: front}]
   rules: [{backendRefs: [{name: app, port: 80}]}]
 ";
-
-fn require_root_and_curl() {
-    assert!(
-        is_root(),
-        "this test builds network namespaces and must run as root (CI runs it as root)"
-    );
-    let curl = Command::new("curl").arg("--version").output();
-    assert!(
-        curl.is_ok_and(|out| out.status.success()),
-        "this test makes requests with curl: install curl"
-    );
-}
 
 /// Requests made by the clients, and every one that did not end in a 200.
 #[derive(Default)]

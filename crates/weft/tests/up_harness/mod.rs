@@ -24,6 +24,20 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Fails (never skips) unless this process is root and `curl` runs: the tests that make
+/// requests from the machine's shell need both.
+pub fn require_root_and_curl() {
+    assert!(
+        is_root(),
+        "this test builds network namespaces and must run as root (CI runs it as root)"
+    );
+    let curl = Command::new("curl").arg("--version").output();
+    assert!(
+        curl.is_ok_and(|out| out.status.success()),
+        "this test makes requests with curl: install curl"
+    );
+}
+
 /// A `--prefix` no other test (or test run) uses at the same time; `tag` tells the test
 /// files apart.
 pub fn unique_prefix(tag: char) -> String {
