@@ -310,7 +310,8 @@ async fn send(
 }
 
 /// Whether to speak HTTP/2 to `backend`: yes when its port is declared `HTTP2` or `GRPC`
-/// (a service bound to this waypoint), else as the client spoke.
+/// (a service bound to this waypoint, or the service's own port in the workload API, e.g.
+/// `appProtocol: kubernetes.io/h2c`), else as the client spoke.
 fn upstream_h2(waypoint: &Waypoint, backend: &Backend, client_h2: bool) -> bool {
     let Backend::Service { service, port } = backend else {
         return client_h2;
@@ -319,7 +320,21 @@ fn upstream_h2(waypoint: &Waypoint, backend: &Backend, client_h2: bool) -> bool 
     let declared = config
         .service(service.key())
         .map(|bound| bound.protocol(port.service_port));
-    client_h2 || matches!(declared, Some(Protocol::Http2 | Protocol::Grpc))
+    client_h2
+        || matches!(declared, Some(Protocol::Http2 | Protocol::Grpc))
+        || declares_h2(service, port.service_port)
+}
+
+/// Whether the workload API record of `service` declares `port` HTTP/2 or gRPC.
+fn declares_h2(service: &weft_upstream::MeshService, port: u16) -> bool {
+    use weft_proto::workload::AppProtocol;
+    service.proto().ports.iter().any(|declared| {
+        declared.service_port == u32::from(port)
+            && matches!(
+                AppProtocol::try_from(declared.app_protocol),
+                Ok(AppProtocol::Http2 | AppProtocol::Grpc)
+            )
+    })
 }
 
 /// Sends a bodiless copy of the request to a mirror backend and forgets it.

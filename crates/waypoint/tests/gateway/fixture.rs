@@ -39,6 +39,9 @@ pub const GATEWAY_ID: &str = "spiffe://cluster.local/ns/ns/sa/gw-weft";
 /// What a gateway test holds.
 pub struct Fixture {
     pub net: Net,
+    /// The mesh CA and trust bundle (for more backends).
+    pub ca: Arc<CertificateAuthority>,
+    pub trust: TrustBundle,
     pub publisher: ResourcePublisher,
     pub backends: Vec<Arc<Backend>>,
     pub gateway: RunningGateway,
@@ -49,8 +52,8 @@ pub struct Fixture {
     pub waypoints: Vec<weft_waypoint::RunningWaypoint>,
 }
 
-/// The backends' servers, stopped when the fixture goes.
-struct Servers(Vec<CancellationToken>);
+/// Backend servers, stopped when dropped.
+pub struct Servers(pub Vec<CancellationToken>);
 
 impl Drop for Servers {
     fn drop(&mut self) {
@@ -117,6 +120,8 @@ impl Fixture {
         let gateway = start_gateway(net, &ca, &trust, xds_addr).await;
         let fixture = Self {
             net,
+            ca,
+            trust,
             publisher,
             backends,
             gateway,
@@ -193,7 +198,7 @@ impl Fixture {
 }
 
 /// Where the gateway listens (`.0.1` is the waypoint's, `.0.2` the client's).
-fn gateway_ip(net: Net) -> std::net::Ipv4Addr {
+pub fn gateway_ip(net: Net) -> std::net::Ipv4Addr {
     net.ip(0, 4)
 }
 
@@ -219,7 +224,7 @@ fn waypoint_addresses(net: Net) -> Vec<XdsResource> {
         .collect()
 }
 
-fn new_backend(name: &str, ip: std::net::Ipv4Addr) -> Arc<Backend> {
+pub fn new_backend(name: &str, ip: std::net::Ipv4Addr) -> Arc<Backend> {
     Arc::new(Backend {
         name: name.into(),
         ip,
@@ -230,7 +235,7 @@ fn new_backend(name: &str, ip: std::net::Ipv4Addr) -> Arc<Backend> {
 }
 
 /// The echo app on plain TCP `<ip>:8080` (no HBONE): `x-peer` says `none`.
-async fn serve_plain(backend: Arc<Backend>) -> CancellationToken {
+pub async fn serve_plain(backend: Arc<Backend>) -> CancellationToken {
     let listener = tokio::net::TcpListener::bind((backend.ip, 8080))
         .await
         .unwrap();

@@ -6,6 +6,10 @@
 #[path = "../waypoint/harness.rs"]
 mod harness;
 
+mod conformance;
+mod conformance_filters;
+mod conformance_grpc;
+mod conformance_http;
 mod fixture;
 mod http;
 mod lifecycle;
