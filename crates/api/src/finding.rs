@@ -100,6 +100,9 @@ codes! {
     ServiceSelectsNoPods = "service-selects-no-pods", Warning, "A Service selector matches no Pod (bare or from a workload template).";
     WaypointNotFound = "waypoint-not-found", Error, "istio.io/use-waypoint names a waypoint Gateway that does not exist.";
     IgnoredPath = "ignored-path", Info, "A path was skipped because a .weftignore file lists it.";
+    NotARegularFile = "not-a-regular-file", Error, "A manifest path is a FIFO, socket or device (directly or through a symlink); it is not read.";
+    OverLimit = "over-limit", Error, "A file or YAML document is over weft's size or nesting-depth limit; it is not read.";
+    DirectoryLoop = "directory-loop", Warning, "A directory is reached a second time (a symlink loop or a second link to it); it is read once.";
 }
 
 impl fmt::Display for Code {

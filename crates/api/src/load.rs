@@ -9,6 +9,8 @@
 //! A parsed object is then checked on its own ([`crate::validate`]) and against the upstream
 //! CRD bounds ([`crate::schema`]); every finding points at its field's line ([`Layout`]).
 
+use crate::files::read_manifest;
+pub use crate::files::{IGNORE_FILE, collect_manifest_files};
 use crate::finding::{Code, Finding};
 use crate::locate::Layout;
 use crate::object::{Kind, KindLookup, LoadedObject, Object, ObjectRef, Source};
@@ -33,22 +35,14 @@ impl LoadResult {
     }
 }
 
-/// Reads and parses one file.
+/// Reads and parses one file (a regular file within the size limit, see [`read_manifest`]).
 #[must_use]
 pub fn load_file(path: &Path) -> LoadResult {
-    match std::fs::read_to_string(path) {
+    match read_manifest(path) {
         Ok(text) => parse_manifests(&text, path),
-        Err(error) => LoadResult {
+        Err(finding) => LoadResult {
             objects: Vec::new(),
-            findings: vec![Finding::new(
-                Code::ReadError,
-                None,
-                Source {
-                    file: path.to_owned(),
-                    line: 0,
-                },
-                format!("cannot read file: {error}"),
-            )],
+            findings: vec![finding],
         },
     }
 }
@@ -115,6 +109,10 @@ fn parse_document(document: &Document<'_>, file: &Path, result: &mut LoadResult)
         file: file.to_owned(),
         line: document.first_line + line_in_doc.max(1) - 1,
     };
+    if let Some(finding) = over_limit(document, file) {
+        result.findings.push(finding);
+        return;
+    }
     let value: serde_yaml::Value = match serde_yaml::from_str(document.text) {
         Ok(value) => value,
         Err(error) => {
@@ -180,6 +178,34 @@ fn parse_document(document: &Document<'_>, file: &Path, result: &mut LoadResult)
     report_parsed(parsed, &target, result);
 }
 
+/// The largest YAML document read: 3 MiB, what the Kubernetes API server accepts in one
+/// request (an object in etcd is limited to 1.5 MiB).
+pub const MAX_DOCUMENT_BYTES: usize = 3 * 1024 * 1024;
+
+/// Refuses a document over [`MAX_DOCUMENT_BYTES`] or nested deeper than
+/// [`crate::nesting::MAX_NESTING`], before the YAML parser spends time on it.
+fn over_limit(document: &Document<'_>, file: &Path) -> Option<Finding> {
+    let (line, message) = if document.text.len() > MAX_DOCUMENT_BYTES {
+        let message = format!(
+            "YAML document is {} bytes, over the limit of {MAX_DOCUMENT_BYTES} bytes for one object; not read",
+            document.text.len()
+        );
+        (document.first_line, message)
+    } else {
+        let (line, column) = crate::nesting::too_deep_at(document.text)?;
+        let message = format!(
+            "YAML nested deeper than {} levels (column {column}); document not read",
+            crate::nesting::MAX_NESTING
+        );
+        (document.first_line + line - 1, message)
+    };
+    let source = Source {
+        file: file.to_owned(),
+        line,
+    };
+    Some(Finding::new(Code::OverLimit, None, source, message))
+}
+
 /// Decides whether to parse an object of this `apiVersion`/`kind`, reporting when not.
 fn accept_kind(
     lookup: KindLookup,
@@ -240,8 +266,14 @@ fn parse_list(
         .and_then(serde_yaml::Value::as_sequence)
         .cloned()
         .unwrap_or_default();
-    // one copy of the document's text, shared by the layouts of all its items
-    let text: std::sync::Arc<str> = document.text.into();
+    // each item's own lines when the list is in block style; otherwise one copy of the
+    // document's text, shared by the layouts of all its items
+    let own_layouts = crate::locate::item_layouts(document.text, document.first_line, "items")
+        .filter(|layouts| layouts.len() == items.len());
+    let shared_text: std::sync::Arc<str> = match own_layouts {
+        Some(_) => "".into(),
+        None => document.text.into(),
+    };
     for (index, item) in items.into_iter().enumerate() {
         let header: Option<TypeHeader> = serde_yaml::from_value(item.clone()).ok();
         let source = Source {
@@ -271,13 +303,23 @@ fn parse_list(
         ) else {
             continue;
         };
-        let prefix = vec![Segment::Key("items".to_owned()), Segment::Index(index)];
+        let layout = match &own_layouts {
+            Some(layouts) => layouts[index].clone(),
+            None => {
+                let prefix = vec![Segment::Key("items".to_owned()), Segment::Index(index)];
+                Layout::new(
+                    std::sync::Arc::clone(&shared_text),
+                    document.first_line,
+                    prefix,
+                )
+            }
+        };
         let target = Target {
             kind: known,
             api_version: &api_version,
             meta: metadata.as_ref(),
             value: &item,
-            layout: Layout::new(std::sync::Arc::clone(&text), document.first_line, prefix),
+            layout,
             file,
         };
         let filled = optional_spec_filled(known, &item).unwrap_or_else(|| item.clone());
@@ -474,100 +516,6 @@ fn strip_location(message: &str) -> String {
         Some(index) if message[index..].contains(" column ") => message[..index].to_owned(),
         _ => message.to_owned(),
     }
-}
-
-/// File names read from directories.
-fn is_manifest(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-}
-
-/// Name of the per-directory file listing entries (relative to that directory) to skip.
-pub const IGNORE_FILE: &str = ".weftignore";
-
-/// Expands files and directories into the manifest files to read. Directories are walked
-/// recursively in name order, taking `*.yaml`, `*.yml` and `*.json`, skipping hidden entries
-/// and anything listed in a `.weftignore` file of the directory (one relative path per line,
-/// `#` comments). Files given explicitly are always read. Problems become findings.
-#[must_use]
-pub fn collect_manifest_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Finding>) {
-    let mut files = Vec::new();
-    let mut findings = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            walk_dir(path, &mut files, &mut findings);
-        } else {
-            files.push(path.clone());
-        }
-    }
-    (files, findings)
-}
-
-fn walk_dir(dir: &Path, files: &mut Vec<PathBuf>, findings: &mut Vec<Finding>) {
-    let ignored = read_ignore_file(dir, findings);
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) => {
-            let source = Source {
-                file: dir.to_owned(),
-                line: 0,
-            };
-            findings.push(Finding::new(
-                Code::ReadError,
-                None,
-                source,
-                format!("cannot read directory: {error}"),
-            ));
-            return;
-        }
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-    paths.sort();
-    for path in paths {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if name.starts_with('.') || ignored.iter().any(|i| i == name) {
-            continue;
-        }
-        if path.is_dir() {
-            walk_dir(&path, files, findings);
-        } else if is_manifest(&path) {
-            files.push(path);
-        }
-    }
-}
-
-fn read_ignore_file(dir: &Path, findings: &mut Vec<Finding>) -> Vec<String> {
-    let path = dir.join(IGNORE_FILE);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Vec::new();
-    };
-    let mut entries = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let entry = line
-            .split('#')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .trim_end_matches('/');
-        if entry.is_empty() {
-            continue;
-        }
-        let source = Source {
-            file: path.clone(),
-            line: index + 1,
-        };
-        let message = format!(
-            "skipping {} (listed in {IGNORE_FILE})",
-            dir.join(entry).display()
-        );
-        findings.push(Finding::new(Code::IgnoredPath, None, source, message));
-        entries.push(entry.to_owned());
-    }
-    entries
 }
 
 /// Collects and parses every manifest under `paths`.

@@ -50,6 +50,46 @@ impl Layout {
     }
 }
 
+/// One layout per item of the block sequence under the top-level `key` of `text` (a
+/// `kind: List`'s `items`), each over its own lines, so that placing a field of one item
+/// reads only that item and a list of many items costs time in proportion to its size.
+/// `None` when the items are not a block sequence (flow style, JSON).
+#[must_use]
+pub fn item_layouts(text: &str, first_line: usize, key: &str) -> Option<Vec<Layout>> {
+    let lines: Vec<Line<'_>> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(number, raw)| Line::parse(number + 1, raw))
+        .collect();
+    let (_, value) = find_key(&lines, 0..lines.len(), key)?;
+    let column = lines.get(value.start).filter(|l| l.is_item)?.indent;
+    let mut starts: Vec<usize> = value
+        .clone()
+        .filter(|&i| lines[i].is_item && lines[i].indent == column)
+        .map(|i| lines[i].number)
+        .collect();
+    // byte offset of the start of each 1-based line, and of the end of the text
+    let mut offsets = vec![0];
+    offsets.extend(text.split_inclusive('\n').scan(0, |end, line| {
+        *end += line.len();
+        Some(*end)
+    }));
+    let end_line = lines.get(value.end).map_or(offsets.len(), |l| l.number);
+    starts.push(end_line);
+    let layouts = starts
+        .windows(2)
+        .map(|pair| {
+            let item = &text[offsets[pair[0] - 1]..offsets[pair[1] - 1]];
+            Layout::new(
+                item.into(),
+                first_line + pair[0] - 1,
+                vec![Segment::Index(0)],
+            )
+        })
+        .collect();
+    Some(layouts)
+}
+
 /// 1-based line (within `text`) of the node at `path`.
 #[must_use]
 pub fn line_in_document(text: &str, path: &[Segment]) -> Option<usize> {
@@ -287,5 +327,16 @@ spec:
         let text = "kind: List\nitems:\n- kind: Service\n  spec:\n    type: Bad\n";
         let layout = Layout::new(text.into(), 10, vec![key("items"), Segment::Index(0)]);
         assert_eq!(layout.line_of(&[key("spec"), key("type")]), Some(14));
+    }
+
+    #[test]
+    fn list_items_get_layouts_over_their_own_lines() {
+        let text = "kind: List\nitems:\n- kind: A\n  spec:\n    x: 1\n# note\n\n- kind: B\n  spec:\n    y: 2\nmetadata: {}\n";
+        let layouts = item_layouts(text, 10, "items").unwrap();
+        assert_eq!(layouts.len(), 2);
+        let at = |i: usize, field: &str| layouts[i].line_of(&[key("spec"), key(field)]);
+        assert_eq!((at(0, "x"), at(1, "y")), (Some(14), Some(19)));
+        assert_eq!(layouts[1].line_of(&[]), Some(17));
+        assert!(item_layouts("kind: List\nitems: [{kind: A}]\n", 1, "items").is_none());
     }
 }

@@ -6,12 +6,13 @@
 //! error keeps contributing its last good objects (none if it never loaded cleanly); its
 //! findings are available from [`ConfigStore::file_errors`] for `weft status`.
 
+use crate::files::find_manifests;
 use crate::finding::{Code, Finding, Severity};
-use crate::load::{LoadResult, collect_manifest_files, load_file};
+use crate::load::{LoadResult, load_file};
 use crate::object::{LoadedObject, ObjectRef};
 use crate::snapshot::ConfigSnapshot;
 use crate::watch::WatchHandle;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -114,10 +115,37 @@ fn changed_time(meta: &std::fs::Metadata) -> std::time::SystemTime {
 struct FileState {
     /// Objects of the last clean load of the file.
     good: Vec<Arc<LoadedObject>>,
+    /// Position in `good` of each identity the file defines (its first definition).
+    by_ref: HashMap<ObjectRef, usize>,
     /// Error findings of the latest load (empty when it loaded cleanly).
     errors: Vec<Finding>,
     /// The file version last read (`None`: re-read on every reload).
     fingerprint: Option<Fingerprint>,
+}
+
+impl FileState {
+    fn new(
+        good: Vec<Arc<LoadedObject>>,
+        errors: Vec<Finding>,
+        fingerprint: Option<Fingerprint>,
+    ) -> Self {
+        let mut by_ref = HashMap::with_capacity(good.len());
+        for (position, object) in good.iter().enumerate() {
+            by_ref.entry(object.object.object_ref()).or_insert(position);
+        }
+        FileState {
+            good,
+            by_ref,
+            errors,
+            fingerprint,
+        }
+    }
+}
+
+/// A file whose objects may have changed, with the identities it defined before.
+struct Touched {
+    path: PathBuf,
+    previous: Vec<ObjectRef>,
 }
 
 #[derive(Default)]
@@ -127,30 +155,51 @@ struct State {
     merged: HashMap<ObjectRef, Arc<LoadedObject>>,
     /// The files that define each identity, in path order.
     definers: HashMap<ObjectRef, BTreeSet<PathBuf>>,
+    /// Error findings of the latest directory walk (unreadable directories or entries), or
+    /// why the whole directory could not be read.
+    walk_errors: Vec<Finding>,
     subscribers: Vec<mpsc::UnboundedSender<ConfigEvent>>,
     generation: u64,
 }
 
 impl State {
+    /// Removes the state of `path`: its last good objects, and the note for [`Self::remerge`]
+    /// of what it defined.
+    fn take_file(&mut self, path: &Path) -> (Vec<Arc<LoadedObject>>, Touched) {
+        let (good, previous) = match self.files.remove(path) {
+            Some(file) => (file.good, file.by_ref.into_keys().collect()),
+            None => Default::default(),
+        };
+        let note = Touched {
+            path: path.to_owned(),
+            previous,
+        };
+        (good, note)
+    }
+
     /// Brings `definers` and `merged` up to date after the files in `touched` were loaded
-    /// again or removed; returns the events for the identities whose winner changed.
-    fn remerge(&mut self, touched: &[PathBuf]) -> Vec<ConfigEvent> {
-        let touched: BTreeSet<&PathBuf> = touched.iter().collect();
+    /// again or removed; returns the events for the identities whose winner changed. The
+    /// cost follows the objects of the touched files, not the size of the store.
+    fn remerge(&mut self, touched: &[Touched]) -> Vec<ConfigEvent> {
         let mut affected: BTreeSet<ObjectRef> = BTreeSet::new();
-        for (object_ref, paths) in &mut self.definers {
-            if paths.iter().any(|p| touched.contains(p)) {
-                paths.retain(|p| !touched.contains(p));
+        for Touched { path, previous } in touched {
+            for object_ref in previous {
+                if let Some(paths) = self.definers.get_mut(object_ref) {
+                    paths.remove(path);
+                }
                 affected.insert(object_ref.clone());
             }
-        }
-        for path in &touched {
-            for object in self.files.get(*path).into_iter().flat_map(|f| &f.good) {
-                let object_ref = object.object.object_ref();
+            for object_ref in self
+                .files
+                .get(path)
+                .into_iter()
+                .flat_map(|f| f.by_ref.keys())
+            {
                 self.definers
                     .entry(object_ref.clone())
                     .or_default()
-                    .insert((*path).clone());
-                affected.insert(object_ref);
+                    .insert(path.clone());
+                affected.insert(object_ref.clone());
             }
         }
         let mut events = Vec::new();
@@ -182,20 +231,45 @@ impl State {
     /// The object of the first file (in path order) that defines `object_ref`.
     fn winner(&self, object_ref: &ObjectRef) -> Option<Arc<LoadedObject>> {
         let path = self.definers.get(object_ref)?.first()?;
-        self.files
-            .get(path)?
-            .good
-            .iter()
-            .find(|o| o.object.object_ref() == *object_ref)
-            .cloned()
+        let file = self.files.get(path)?;
+        file.good.get(*file.by_ref.get(object_ref)?).cloned()
     }
+}
+
+/// Whether `dir` can be listed; the finding says why not.
+fn readable_dir(dir: &Path) -> Result<(), Finding> {
+    let Err(error) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let source = crate::object::Source {
+        file: dir.to_owned(),
+        line: 0,
+    };
+    let message = format!(
+        "cannot read the config directory: {error}; the objects last read from it stay in force"
+    );
+    Err(Finding::new(Code::ReadError, None, source, message))
+}
+
+/// The walk findings worth keeping until the next reload: errors (unreadable directories),
+/// with warnings (directory loops) logged.
+fn walk_errors(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut errors = Vec::new();
+    for finding in findings {
+        match finding.severity {
+            Severity::Error => errors.push(finding),
+            Severity::Warning => tracing::warn!(%finding, "config directory"),
+            Severity::Info => {}
+        }
+    }
+    errors
 }
 
 /// The state of `path` after loading it again: its new objects if it loaded cleanly, or
 /// its last good objects with the new errors.
 fn next_file_state(
     path: &Path,
-    previous: FileState,
+    previous_good: Vec<Arc<LoadedObject>>,
     result: LoadResult,
     fingerprint: Option<Fingerprint>,
 ) -> FileState {
@@ -210,13 +284,9 @@ fn next_file_state(
         result.objects.into_iter().map(Arc::new).collect()
     } else {
         tracing::warn!(file = %path.display(), errors = errors.len(), first = %errors[0], "config file has errors; keeping its last good objects");
-        previous.good
+        previous_good
     };
-    FileState {
-        good,
-        errors,
-        fingerprint,
-    }
+    FileState::new(good, errors, fingerprint)
 }
 
 /// The objects of one config directory. Cheap to share (`Arc`); all methods take `&self`.
@@ -282,13 +352,16 @@ impl ConfigStore {
         self.lock().generation
     }
 
-    /// Error findings of files whose latest version could not be used (for `weft status`).
+    /// Error findings of files whose latest version could not be used, and of directories
+    /// that could not be read (for `weft status`); their last good objects stay.
     #[must_use]
     pub fn file_errors(&self) -> Vec<Finding> {
-        self.lock()
-            .files
-            .values()
-            .flat_map(|f| f.errors.iter().cloned())
+        let state = self.lock();
+        state
+            .walk_errors
+            .iter()
+            .chain(state.files.values().flat_map(|f| &f.errors))
+            .cloned()
             .collect()
     }
 
@@ -297,8 +370,12 @@ impl ConfigStore {
     /// events; returns them too. Unchanged files keep their parsed objects, so the cost of
     /// a reload follows the edit, not the size of the directory.
     pub fn reload(&self) -> Vec<ConfigEvent> {
-        let (paths, _skipped) = collect_manifest_files(std::slice::from_ref(&self.root));
-        let present: Vec<(PathBuf, Option<Fingerprint>)> = paths
+        if let Err(finding) = readable_dir(&self.root) {
+            return self.keep_everything(finding);
+        }
+        let found = find_manifests(std::slice::from_ref(&self.root));
+        let present: Vec<(PathBuf, Option<Fingerprint>)> = found
+            .files
             .into_iter()
             .map(|p| {
                 let fingerprint = Fingerprint::of(&p);
@@ -320,24 +397,25 @@ impl ConfigStore {
             .map(|(path, fingerprint)| (path, *fingerprint, load_file(path)))
             .collect();
         let mut state = self.lock();
-        let mut touched: Vec<PathBuf> = Vec::new();
-        let kept: std::collections::HashSet<&Path> =
-            present.iter().map(|(p, _)| p.as_path()).collect();
+        state.walk_errors = walk_errors(found.findings);
+        let mut touched = Vec::new();
+        let kept: HashSet<&Path> = present.iter().map(|(p, _)| p.as_path()).collect();
+        // a file below a directory that could not be read is unknown, not gone
         let gone: Vec<PathBuf> = state
             .files
             .keys()
             .filter(|p| !kept.contains(p.as_path()))
+            .filter(|p| !found.unreadable.iter().any(|dir| p.starts_with(dir)))
             .cloned()
             .collect();
         for path in gone {
-            state.files.remove(&path);
-            touched.push(path);
+            touched.push(state.take_file(&path).1);
         }
         for (path, fingerprint, result) in loads {
-            let previous = state.files.remove(path).unwrap_or_default();
-            let file = next_file_state(path, previous, result, fingerprint);
+            let (good, note) = state.take_file(path);
+            let file = next_file_state(path, good, result, fingerprint);
             state.files.insert(path.clone(), file);
-            touched.push(path.clone());
+            touched.push(note);
         }
         let events = state.remerge(&touched);
         state.generation += 1;
@@ -345,6 +423,17 @@ impl ConfigStore {
             .subscribers
             .retain(|s| events.iter().all(|e| s.send(e.clone()).is_ok()));
         events
+    }
+
+    /// A reload that found the directory itself unreadable (moved away, deleted, no
+    /// permission): every object stays as last read, and the reason is reported.
+    fn keep_everything(&self, finding: Finding) -> Vec<ConfigEvent> {
+        let mut state = self.lock();
+        let objects: usize = state.files.values().map(|f| f.good.len()).sum();
+        tracing::error!(%finding, objects, "config directory unreadable; keeping the objects last read from it");
+        state.walk_errors = vec![finding];
+        state.generation += 1;
+        Vec::new()
     }
 
     /// Watches the directory and reloads after each burst of changes, once no change has
