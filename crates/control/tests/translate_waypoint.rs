@@ -131,6 +131,45 @@ spec:
     assert_eq!(backend.unresolved, "");
 }
 
+#[test]
+fn a_consumer_route_without_backend_refs_sends_to_its_parent_service_on_each_port() {
+    let route = r"
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: add-header, namespace: front}
+spec:
+  parentRefs: [{kind: Service, group: '', name: reviews, namespace: shop}]
+  rules:
+  - filters:
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {set: [{name: X-Header-Set, value: set}]}
+";
+    let mut objects = objects();
+    objects.extend(weft_api::parse_manifests(route, "consumer.yaml".as_ref()).objects);
+    let (waypoint, warnings) = waypoint_of(objects);
+    assert!(
+        !warnings.iter().any(|w| w.contains("add-header")),
+        "{warnings:?}"
+    );
+    let copies: Vec<(u32, Vec<(String, u32)>)> = service(&waypoint, REVIEWS)
+        .routes
+        .iter()
+        .filter(|r| r.namespace == "front")
+        .map(|r| {
+            let backends = r.rules[0].backends.iter();
+            (
+                r.port,
+                backends.map(|b| (b.service.clone(), b.port)).collect(),
+            )
+        })
+        .collect();
+    let to_reviews = |port: u32| (port, vec![(REVIEWS.to_owned(), port)]);
+    assert_eq!(
+        copies,
+        [to_reviews(8080), to_reviews(9080), to_reviews(9090)]
+    );
+}
+
 fn facts() -> ConnectionFacts {
     ConnectionFacts {
         source_identity: weft_identity::SpiffeId::parse_uri_or_principal(

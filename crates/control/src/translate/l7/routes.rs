@@ -15,7 +15,7 @@ use weft_api::gateway_status::backends::{
 use weft_api::routes::{RouteRef, route_view};
 use weft_api::{Kind, LoadedObject, Object, ObjectRef};
 use weft_l7::from_api::{BackendResolver, BackendTarget, grpc_route, http_route};
-use weft_proto::l7::{Route, Service};
+use weft_proto::l7::{Backend, Route, Service};
 
 use super::super::context::{Context, Dep, Unit};
 use super::super::{Warning, kube_hostname, service_key};
@@ -43,7 +43,8 @@ pub(super) fn attach_routes(
                 let port = parent.port.and_then(|p| u16::try_from(p).ok());
                 let parent = format!("waypoint {waypoint}");
                 if let Some(route) = convert(context, loaded, port, &parent, unit) {
-                    service.routes.push(route);
+                    let routes = to_parent_by_default(route, service);
+                    service.routes.extend(routes);
                 }
             }
         }
@@ -54,6 +55,34 @@ pub(super) fn attach_routes(
             key(a).cmp(&key(b))
         });
     }
+}
+
+/// GAMMA: a rule of a route attached to a Service that has no backendRefs sends to that
+/// Service, on the port the request was addressed to. Such a route is given one copy per
+/// service port (only its parentRef's port when it names one) whose backendless rules name
+/// the Service and that port.
+fn to_parent_by_default(route: Route, service: &Service) -> Vec<Route> {
+    if route.rules.iter().all(|rule| !rule.backends.is_empty()) {
+        return vec![route];
+    }
+    let ports: Vec<u32> = match route.port {
+        0 => service.ports.iter().map(|p| p.port).collect(),
+        port => vec![port],
+    };
+    let copy_for = |port: u32| {
+        let mut copy = route.clone();
+        copy.port = port;
+        for rule in copy.rules.iter_mut().filter(|r| r.backends.is_empty()) {
+            rule.backends.push(Backend {
+                service: service.key.clone(),
+                port,
+                weight: 1,
+                ..Backend::default()
+            });
+        }
+        copy
+    };
+    ports.into_iter().map(copy_for).collect()
 }
 
 /// The waypoints (names) whose services a route's parentRefs name.
