@@ -112,9 +112,11 @@ impl RunningWaypoint {
         self.handed_off.cancelled().await;
     }
 
-    /// Stops accepting tunnels, lets open ones finish for up to `drain`, then stops.
+    /// Stops accepting tunnels, lets open ones finish for up to `drain` (HTTP inside them
+    /// closes after its requests in flight), then stops.
     pub async fn shutdown(self, drain: Duration) {
         self.shutdown.cancel();
+        self.waypoint.inner().drain.cancel();
         let mut hbone = self.hbone;
         if tokio::time::timeout(drain, &mut hbone).await.is_err() {
             hbone.abort();

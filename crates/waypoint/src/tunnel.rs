@@ -164,12 +164,13 @@ async fn serve(waypoint: Waypoint, tunnel: Arc<Tunnel>, mut stream: HboneStream)
         },
     };
     let io = Rewind::new(prefix, stream);
+    let drain = Some(waypoint.inner().drain.clone());
     match (declared, detected) {
         (_, Detected::Http2) => {
-            crate::http::serve(waypoint, Conn::Tunnel(tunnel), io, true, None).await;
+            crate::http::serve(waypoint, Conn::Tunnel(tunnel), io, true, drain).await;
         }
         (Protocol::Http, _) | (_, Detected::Http1) => {
-            crate::http::serve(waypoint, Conn::Tunnel(tunnel), io, false, None).await;
+            crate::http::serve(waypoint, Conn::Tunnel(tunnel), io, false, drain).await;
         }
         _ => crate::tcp::relay(waypoint, &tunnel, io).await,
     }

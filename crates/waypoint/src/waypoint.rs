@@ -147,6 +147,9 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     pub registry: Mutex<Registry>,
     pub tracer: Option<Arc<dyn Tracer>>,
+    /// Cancelled when the waypoint drains: HTTP served inside tunnels finishes its requests
+    /// in flight and closes (`crate::http::serve`).
+    pub drain: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Waypoint {
@@ -191,6 +194,7 @@ impl Waypoint {
             metrics,
             registry: Mutex::new(registry),
             tracer,
+            drain: tokio_util::sync::CancellationToken::new(),
         })))
     }
 

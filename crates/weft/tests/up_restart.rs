@@ -2,10 +2,11 @@
 //! a gateway restarted under steady HTTP traffic from this machine's shell (keep-alive
 //! clients and clients opening a connection per request) drops no request and resets no
 //! connection; the new process (a new pid) serves afterwards and the old one drains and
-//! exits. Requests `weft up` cannot honour are refused with a reason.
+//! exits; the same for a waypoint restarted under requests a pod sends through it (`weft
+//! exec POD -- curl`). Requests `weft up` cannot honour are refused with a reason.
 //!
-//! The test has its own `--prefix`, state, config directory and pod CIDRs (second octet
-//! 221), so it runs in parallel with the other `weft up` tests. Every wait polls a
+//! Each test has its own `--prefix`, state and config directory (the gateway test its own
+//! pod CIDRs, second octet 221), so they run in parallel with the other `weft up` tests. Every wait polls a
 //! condition with a deadline.
 
 mod up_harness;
@@ -100,9 +101,17 @@ impl Tally {
 }
 
 /// One curl run of `requests` requests to `url` over one kept-alive connection (curl opens
-/// a new one only when the server closes it).
-fn curl_run(url: &str, requests: usize) -> Output {
-    let mut command = Command::new("curl");
+/// a new one only when the server closes it), run by the command `via` (e.g. `weft exec
+/// POD --`) or from this machine's shell when `via` is empty.
+fn curl_run(via: &[String], url: &str, requests: usize) -> Output {
+    let mut command = match via.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg("curl");
+            command
+        }
+        None => Command::new("curl"),
+    };
     command.args([
         "-sS",
         "--max-time",
@@ -119,6 +128,7 @@ fn curl_run(url: &str, requests: usize) -> Output {
 /// Clients until `stop`: `keep_alive` of them sending 20 requests per connection, `fresh`
 /// of them one request per connection.
 fn start_clients(
+    via: &[String],
     url: &str,
     keep_alive: usize,
     fresh: usize,
@@ -128,10 +138,11 @@ fn start_clients(
     let per_run = std::iter::repeat_n(20, keep_alive).chain(std::iter::repeat_n(1, fresh));
     per_run
         .map(|requests| {
-            let (url, stop, tally) = (url.to_owned(), Arc::clone(stop), Arc::clone(tally));
+            let (via, url) = (via.to_vec(), url.to_owned());
+            let (stop, tally) = (Arc::clone(stop), Arc::clone(tally));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    tally.record(&curl_run(&url, requests));
+                    tally.record(&curl_run(&via, &url, requests));
                 }
             })
         })
@@ -168,42 +179,13 @@ fn running(pid: u32) -> bool {
     })
 }
 
-#[test]
-fn a_gateway_restart_under_steady_traffic_drops_nothing() {
-    require_root_and_curl();
-    let config = tempfile::tempdir().expect("config dir");
-    std::fs::write(config.path().join("shop.yaml"), SHOP).expect("write config");
-    let state = tempfile::tempdir().expect("state dir");
-    let mut up = Up::start(
-        Command::new(env!("CARGO_BIN_EXE_weft")),
-        env!("CARGO_BIN_EXE_weft").into(),
-        state,
-        unique_prefix('r'),
-        &[config.path().to_str().expect("utf-8 path")],
-        WAIT,
-    );
-    let line = up.wait_line("gateway shop/front: ");
-    let url = line.split_once(": ").expect("gateway line").1;
-    let url = url.split(", ").next().expect("a URL").to_owned();
-    up.wait_line("mesh is up");
-    eventually(WAIT, || {
-        let output = curl_run(&url, 1);
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.starts_with("200 ").then_some(()).ok_or(text)
-    });
-
-    // What cannot be restarted is refused with a reason, and changes nothing.
-    let refused = restart(&up, &["gateway", "shop/nope"]);
-    assert!(!refused.status.success());
-    let error = String::from_utf8_lossy(&refused.stderr);
-    assert!(error.contains("no gateway shop/nope"), "{error}");
-    let refused = restart(&up, &["gateway", "nope"]);
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("NAMESPACE/NAME"));
-
+/// Restarts `words` (`gateway NS/NAME`...) while clients run by `via` send requests to
+/// `url`, and checks that none failed, that the old process drained and exited, that the
+/// new one serves, and that `weft up` printed `printed` and no crash.
+fn restart_under_traffic(up: &mut Up, via: &[String], url: &str, words: &[&str], printed: &str) {
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
-    let clients = start_clients(&url, 3, 3, &stop, &tally);
+    let clients = start_clients(via, url, 3, 3, &stop, &tally);
     let at_least = |n: usize| {
         eventually(WAIT, || {
             let done = tally.requests.load(Ordering::Relaxed);
@@ -214,7 +196,7 @@ fn a_gateway_restart_under_steady_traffic_drops_nothing() {
     };
     let before = at_least(100);
 
-    let restarted = restart(&up, &["gateway", "shop/front"]);
+    let restarted = restart(up, words);
     let text = String::from_utf8_lossy(&restarted.stdout).into_owned();
     assert!(
         restarted.status.success(),
@@ -236,7 +218,7 @@ fn a_gateway_restart_under_steady_traffic_drops_nothing() {
     for client in clients {
         client.join().expect("client thread");
     }
-    assert!(running(new), "the new gateway process runs: pid {new}");
+    assert!(running(new), "the new process runs: pid {new}");
 
     let failures = tally.failures.lock().unwrap();
     let requests = tally.requests.load(Ordering::Relaxed);
@@ -257,12 +239,54 @@ fn a_gateway_restart_under_steady_traffic_drops_nothing() {
         tally.reused.load(Ordering::Relaxed) > 0,
         "keep-alive clients reused connections"
     );
-    let output = up.wait_line("restarted shop/front");
+    let output = up.wait_line(printed);
     assert!(output.contains(&format!("pid {new}")), "{output}");
     assert!(
         !up.output().contains("exited"),
         "weft up reported no crash:\n{}",
         up.output()
+    );
+}
+
+#[test]
+fn a_gateway_restart_under_steady_traffic_drops_nothing() {
+    require_root_and_curl();
+    let config = tempfile::tempdir().expect("config dir");
+    std::fs::write(config.path().join("shop.yaml"), SHOP).expect("write config");
+    let state = tempfile::tempdir().expect("state dir");
+    let mut up = Up::start(
+        Command::new(env!("CARGO_BIN_EXE_weft")),
+        env!("CARGO_BIN_EXE_weft").into(),
+        state,
+        unique_prefix('r'),
+        &[config.path().to_str().expect("utf-8 path")],
+        WAIT,
+    );
+    let line = up.wait_line("gateway shop/front: ");
+    let url = line.split_once(": ").expect("gateway line").1;
+    let url = url.split(", ").next().expect("a URL").to_owned();
+    up.wait_line("mesh is up");
+    eventually(WAIT, || {
+        let output = curl_run(&[], &url, 1);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.starts_with("200 ").then_some(()).ok_or(text)
+    });
+
+    // What cannot be restarted is refused with a reason, and changes nothing.
+    let refused = restart(&up, &["gateway", "shop/nope"]);
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("no gateway shop/nope"), "{error}");
+    let refused = restart(&up, &["gateway", "nope"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("NAMESPACE/NAME"));
+
+    restart_under_traffic(
+        &mut up,
+        &[],
+        &url,
+        &["gateway", "shop/front"],
+        "restarted shop/front",
     );
 
     // A node proxy cannot hand its listeners over yet: refused, not restarted.
@@ -270,4 +294,47 @@ fn a_gateway_restart_under_steady_traffic_drops_nothing() {
     assert!(!refused.status.success());
     let error = String::from_utf8_lossy(&refused.stderr);
     assert!(error.contains("node node-a"), "{error}");
+}
+
+#[test]
+fn a_waypoint_restart_under_steady_traffic_from_a_pod_drops_nothing() {
+    require_root_and_curl();
+    let config = tempfile::tempdir().expect("config dir");
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    for file in ["cluster.yaml", "frontend.yaml", "shop.yaml", "reviews.yaml"] {
+        std::fs::copy(examples.join(file), config.path().join(file)).expect("copy example");
+    }
+    let state = tempfile::tempdir().expect("state dir");
+    let mut up = Up::start(
+        Command::new(env!("CARGO_BIN_EXE_weft")),
+        env!("CARGO_BIN_EXE_weft").into(),
+        state,
+        unique_prefix('r'),
+        &[config.path().to_str().expect("utf-8 path")],
+        WAIT,
+    );
+    up.wait_line("mesh is up");
+    let via: Vec<String> = [env!("CARGO_BIN_EXE_weft"), "exec", "frontend/web-0"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([
+            "--prefix".to_owned(),
+            up.prefix.clone(),
+            "--state-dir".to_owned(),
+        ])
+        .chain([up.state_dir.display().to_string(), "--".to_owned()])
+        .collect();
+    let url = "http://reviews.shop/";
+    eventually(WAIT, || {
+        let output = curl_run(&via, url, 1);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.starts_with("200 ").then_some(()).ok_or(text)
+    });
+    restart_under_traffic(
+        &mut up,
+        &via,
+        url,
+        &["waypoint", "shop/waypoint"],
+        "restarted shop/waypoint",
+    );
 }
