@@ -257,7 +257,7 @@ impl Forwarder {
         };
         let socket = match self.socket().await {
             Ok(socket) => socket,
-            Err(error) => return Err((error.into(), reply)),
+            Err(error) => return Err((error, reply)),
         };
         let id = {
             let mut table = self.shared.lock();

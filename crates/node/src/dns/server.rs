@@ -132,10 +132,9 @@ async fn serve_tcp_client(mut stream: TcpStream, scope: &DnsScope) -> io::Result
             let len = usize::from(stream.read_u16().await?);
             stream.read_exact(&mut buf[..len]).await
         };
-        let len = match tokio::time::timeout(scope.tcp_timeout, read).await {
-            Ok(Ok(len)) => len,
-            // Idle, slow, closed, or broken: done with this client.
-            Ok(Err(_)) | Err(_) => return Ok(()),
+        // Idle, slow, closed, or broken: done with this client.
+        let Ok(Ok(len)) = tokio::time::timeout(scope.tcp_timeout, read).await else {
+            return Ok(());
         };
         let Some(answer) = scope.respond(&buf[..len]).await else {
             return Ok(());
