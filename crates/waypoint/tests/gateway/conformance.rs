@@ -25,17 +25,30 @@ use weft_xds::XdsResource;
 use crate::fixture::{Fixture, Servers, gateway_ip, new_backend, serve_plain};
 use crate::harness::{Backend, ClientBody, Net, empty, eventually, serve_backend};
 
-/// The suite's usual Gateway: one HTTP listener on port 80 accepting routes from every
-/// namespace.
-pub const GATEWAY: &str = "\
-apiVersion: gateway.networking.k8s.io/v1
+/// The Gateway `ns/gw` of class `weft` up to its `listeners:` key.
+macro_rules! gateway_head {
+    () => {
+        "apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: ns}
 spec:
   gatewayClassName: weft
   listeners:
-  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
-";
+"
+    };
+}
+
+/// The suite's usual Gateway: one HTTP listener on port 80 accepting routes from every
+/// namespace.
+pub const GATEWAY: &str = concat!(
+    gateway_head!(),
+    "  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}\n"
+);
+
+/// The Gateway `ns/gw` with `listeners` (YAML list items, indented by two spaces).
+pub fn gateway_with(listeners: &str) -> String {
+    format!("{}{listeners}", gateway_head!())
+}
 
 /// The echo pods: (namespace, pod, app label) with their address's last two octets.
 const PODS: [(&str, &str, &str, (u8, u8)); 4] = [

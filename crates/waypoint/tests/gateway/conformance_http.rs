@@ -7,7 +7,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::conformance::{Conformance, GATEWAY, request, route, route_conditions};
+use crate::conformance::{Conformance, GATEWAY, gateway_with, request, route, route_conditions};
 use crate::fixture::{get, send};
 
 /// Feature HTTPRouteQueryParamMatching: query parameters choose the rule, exactly and
@@ -101,15 +101,8 @@ async fn backend_timeout() {
     assert_eq!(quick.status, 200, "{quick:?}");
 }
 
-/// A Gateway `ns/gw` with HTTP listeners `http` on 80 and `http-8080` on 8080.
-const TWO_PORTS: &str = "\
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: ns}
-spec:
-  gatewayClassName: weft
-  listeners:
-  - {name: http, port: 80, protocol: HTTP}
+/// HTTP listeners `http` on 80 and `http-8080` on 8080.
+const TWO_PORTS: &str = "  - {name: http, port: 80, protocol: HTTP}
   - {name: http-8080, port: 8080, protocol: HTTP}
 ";
 
@@ -135,7 +128,7 @@ async fn answer_on(case: &Conformance, port: u16, host: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parent_ref_port() {
     let manifests = [
-        TWO_PORTS.to_owned(),
+        gateway_with(TWO_PORTS),
         route_with_parent("port-80", "{name: gw, port: 80}", "infra-backend-v1"),
         route_with_parent("port-8080", "{name: gw, port: 8080}", "infra-backend-v2"),
         route_with_parent(
@@ -178,7 +171,7 @@ async fn parent_ref_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destination_port_matching() {
     let manifests = [
-        TWO_PORTS.to_owned(),
+        gateway_with(TWO_PORTS),
         route_with_parent("no-port", "{name: gw, port: 81}", "infra-backend-v1"),
         route_with_parent(
             "mismatch",
@@ -295,14 +288,7 @@ async fn gateway_port_8080() {
 
 /// Four HTTP listeners on port 80 from least to most specific hostname, each with a route
 /// (attached by sectionName) for the path prefix named after it.
-const ISOLATED: &str = "\
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: ns}
-spec:
-  gatewayClassName: weft
-  listeners:
-  - {name: empty-hostname, port: 80, protocol: HTTP}
+const ISOLATED: &str = "  - {name: empty-hostname, port: 80, protocol: HTTP}
   - {name: wildcard-example-com, port: 80, protocol: HTTP, hostname: '*.example.com'}
   - {name: wildcard-foo-example-com, port: 80, protocol: HTTP, hostname: '*.foo.example.com'}
   - {name: abc-foo-example-com, port: 80, protocol: HTTP, hostname: abc.foo.example.com}
@@ -319,7 +305,7 @@ async fn http_listener_isolation() {
         "wildcard-foo-example-com",
         "abc-foo-example-com",
     ];
-    let mut manifests = ISOLATED.to_owned();
+    let mut manifests = gateway_with(ISOLATED);
     for listener in listeners {
         manifests += &format!(
             "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
