@@ -10,6 +10,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
 
 use harness::{
     WAIT, eventually, listen_on, options, policy, service, test_ca, trust, with_service, workload,
@@ -22,12 +23,14 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use weft_identity::{CertManagerConfig, CertificateAuthority, LocalCaProvider};
 use weft_netns::{ClusterSpec, LocalCluster, NetnsWorker, SocketOptions};
-use weft_node::capture::source::{PodRequest, PodSourceClient, serve_pod_socket};
+use weft_node::capture::source::{PodRequest, PodSourceClient, start_with_pod_socket};
 use weft_node::capture::{CaptureManager, CaptureOptions, PodInfo};
+use weft_node::handoff::{Handoff, offer_until_replaced};
 use weft_node::process::{NodeConfig, RunningNode, StateSource};
 use weft_node::proxy::Direction;
 use weft_proto::security::{Action, Match, StringMatch, string_match::MatchType};
 use weft_proto::workload::{TunnelProtocol, Workload};
+use weft_serve::handoff::{Takeover, offerer_pid};
 
 const APP_PORT: u16 = 8080;
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -52,9 +55,20 @@ struct NodeProxy {
 
 impl NodeProxy {
     async fn start(ca: &Arc<CertificateAuthority>, name: &str, config: &Path, dir: &Path) -> Self {
+        Self::start_with(ca, name, config, dir, Handoff::fresh()).await
+    }
+
+    /// A node proxy with `handoff` (taking over from the proxy whose sockets it holds).
+    async fn start_with(
+        ca: &Arc<CertificateAuthority>,
+        name: &str,
+        config: &Path,
+        dir: &Path,
+        handoff: Handoff,
+    ) -> Self {
         let mut listen = listen_on(Ipv4Addr::LOCALHOST);
         listen.workload_hbone_listeners = false;
-        let running = weft_node::process::run(NodeConfig {
+        let config = NodeConfig {
             options: options(name),
             listen,
             state: StateSource::LocalFile(config.to_owned()),
@@ -62,20 +76,19 @@ impl NodeProxy {
             trust: trust(ca),
             certs: CertManagerConfig::default(),
             log_control: None,
-        })
-        .await
-        .expect("node proxy starts");
+        };
+        let running = weft_node::process::run_with_handoff(config, handoff)
+            .await
+            .expect("node proxy starts");
         let socket = dir.join(format!("{name}.sock"));
-        let capture = CaptureManager::start(
-            running.node.clone(),
-            CaptureOptions {
-                state_file: Some(weft_node::capture::source::state_file_for(&socket)),
-                ..CaptureOptions::default()
-            },
-        )
-        .await
-        .expect("capture starts");
-        serve_pod_socket(&socket, capture.clone()).expect("pod socket");
+        let options = CaptureOptions {
+            state_file: Some(weft_node::capture::source::state_file_for(&socket)),
+            ..CaptureOptions::default()
+        };
+        let node = running.node.clone();
+        let capture = start_with_pod_socket(node, &socket, options, running.handoff.clone())
+            .await
+            .expect("capture and pod socket start");
         Self {
             running,
             capture,
@@ -94,9 +107,7 @@ impl NodeProxy {
 
     async fn stop(self) {
         self.capture.shutdown().await;
-        self.running
-            .shutdown(std::time::Duration::from_secs(1))
-            .await;
+        self.running.shutdown(Duration::from_secs(1)).await;
     }
 }
 
@@ -537,4 +548,128 @@ async fn enrolling_unenrolling_and_restarting_change_capture_of_the_next_connect
         .expect("works after restart");
     assert_eq!(call.seen_peer, mesh.ip("client").to_string());
     expect_server_sees(&mesh, Direction::InboundHbone, Some(CLIENT_ID)).await;
+}
+
+/// One short call from `worker` to `server`: connect, greeting, one echo, close.
+async fn one_call(worker: &NetnsWorker, server: SocketAddr) -> std::io::Result<()> {
+    let mut call = Call::open(worker, server).await?;
+    call.stream.get_mut().write_all(b"ping").await?;
+    let mut back = [0u8; 4];
+    tokio::time::timeout(WAIT, call.stream.read_exact(&mut back))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    if &back != b"ping" {
+        return Err(std::io::Error::other(format!("echo {back:?}")));
+    }
+    Ok(())
+}
+
+/// Calls in a loop until `stop`; counts successes, keeps every failure.
+fn steady_caller(
+    worker: Arc<NetnsWorker>,
+    server: SocketAddr,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU32>,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut failures = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            match one_call(&worker, server).await {
+                Ok(()) => {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => failures.push(error.to_string()),
+            }
+        }
+        failures
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_a_node_proxy_under_traffic_drops_no_connection() {
+    let mut mesh = Mesh::start(&[]).await;
+    let server = SocketAddr::from((mesh.ip("server"), APP_PORT));
+    let worker = Arc::new(mesh.worker("client"));
+    let handoff_path = mesh.dir.path().join("b.handoff");
+    let offering = {
+        let (path, handoff) = (handoff_path.clone(), mesh.b.running.handoff.clone());
+        tokio::spawn(async move { offer_until_replaced(&path, &handoff).await })
+    };
+    eventually("node b offers its listeners", || async {
+        offerer_pid(&handoff_path).ok().flatten().is_some()
+    })
+    .await;
+
+    // Long-lived calls through node b, and steady new calls, across the restart.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut call = Call::open(&worker, server).await.expect("call before");
+        assert_eq!(call.echo(b"before").await, b"before");
+        held.push(call);
+    }
+    let (stop, done) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU32::new(0)),
+    );
+    let callers: Vec<_> = (0..3)
+        .map(|_| {
+            steady_caller(
+                Arc::clone(&worker),
+                server,
+                Arc::clone(&stop),
+                Arc::clone(&done),
+            )
+        })
+        .collect();
+    eventually("steady calls flow", || async {
+        done.load(Ordering::Relaxed) >= 10
+    })
+    .await;
+
+    // The successor takes node b's sockets; the old proxy steps down and drains.
+    let takeover = Takeover::connect(&handoff_path)
+        .await
+        .expect("hand-off exchange")
+        .expect("node b offers");
+    let handoff = Handoff::taking_over(takeover);
+    let new_b = NodeProxy::start_with(&mesh.ca, "b", &mesh.config, mesh.dir.path(), handoff).await;
+    offering
+        .await
+        .expect("offer task")
+        .expect("successor ready");
+    let old_b = std::mem::replace(&mut mesh.b, new_b);
+    old_b.capture.release().await;
+    let mut old_running = old_b.running;
+    old_running.step_down();
+    let draining = tokio::spawn(old_running.shutdown(Duration::from_secs(60)));
+
+    // New calls reach the server through the new proxy.
+    let after = done.load(Ordering::Relaxed);
+    eventually("steady calls flow after the restart", || async {
+        done.load(Ordering::Relaxed) >= after + 20
+    })
+    .await;
+    let mut new_call = Call::open(&worker, server).await.expect("call after");
+    assert_eq!(new_call.echo(b"new").await, b"new");
+    expect_server_sees(&mesh, Direction::InboundHbone, Some(CLIENT_ID)).await;
+    // Calls opened before the restart still work through the old proxy.
+    for call in &mut held {
+        assert_eq!(call.echo(b"after").await, b"after");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        let failures = caller.await.expect("caller");
+        assert!(
+            failures.is_empty(),
+            "calls failed across the restart: {failures:?}"
+        );
+    }
+    drop(held);
+    let cut = draining.await.expect("old proxy drains");
+    assert_eq!(cut, 0, "the old proxy cut open connections");
+    drop(new_call);
+    mesh.b.stop().await;
+    if let Some(a) = mesh.a.take() {
+        a.stop().await;
+    }
 }

@@ -138,6 +138,12 @@ impl PodCapture {
             capture.undo(setup.node);
             return Err(error);
         }
+        if !open_sockets {
+            // Taken over from the previous proxy, whose rules are in place: installing
+            // them again would briefly remove the policy route that returns replies to
+            // transparent sockets, resetting connections that are still draining there.
+            return Ok(capture);
+        }
         let (netns, rules) = (pod.netns.clone(), ports);
         let installed = blocking(move || {
             weft_netns::install_capture(&netns, &rules).map_err(|source| CaptureError::Netns {
