@@ -53,6 +53,8 @@ pub fn control_argv(weft: &Path, layout: &Layout, config_dir: &Path, ip: Ipv4Add
 pub struct NodeFeatures {
     /// `--pod-socket PATH`: pods announced over a Unix socket, captured in-pod.
     pub pod_socket: bool,
+    /// `--handoff-socket PATH`: a second `weft node` takes the listeners over (`weft restart`).
+    pub handoff_socket: bool,
 }
 
 impl NodeFeatures {
@@ -66,6 +68,7 @@ impl NodeFeatures {
             .unwrap_or_default();
         Self {
             pod_socket: help.contains("--pod-socket"),
+            handoff_socket: lists_flag(&help, "--handoff-socket"),
         }
     }
 }
@@ -102,7 +105,19 @@ pub fn node_argv(
     if features.pod_socket {
         argv.extend(["--pod-socket".into(), path_arg(&layout.node_socket(node))]);
     }
+    if features.handoff_socket {
+        argv.extend([
+            "--handoff-socket".into(),
+            path_arg(&node_handoff_socket(layout, node)),
+        ]);
+    }
     argv
+}
+
+/// The hand-off socket of `node`'s proxy (`weft restart NODE`).
+#[must_use]
+pub fn node_handoff_socket(layout: &Layout, node: &str) -> PathBuf {
+    layout.handoff_socket(&format!("node-{node}"))
 }
 
 /// `--handoff-socket PATH` for a process whose `help` lists it (restarts without closing a

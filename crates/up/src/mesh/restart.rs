@@ -55,6 +55,16 @@ fn namespaced(name: &str) -> Result<String, String> {
     }
 }
 
+/// A process to start in place of a running one.
+struct Successor {
+    netns: Option<weft_netns::NetNs>,
+    label: String,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    log: std::path::PathBuf,
+    handoff: std::path::PathBuf,
+}
+
 /// How often the hand-off socket is asked who offers on it.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -73,18 +83,71 @@ impl Mesh {
         }
     }
 
-    /// The node proxy hook: node proxies cannot hand their listeners over yet. When `weft
-    /// node` takes `--handoff-socket`, pass `layout.handoff_socket("node-<node>")` in
-    /// `components::node_argv` and do here what `restart_pod_proxy` does with the node's
-    /// process slot (`self.nodes`).
-    fn restart_node(&self, node: &str) -> Result<String, String> {
-        if !self.nodes.contains_key(node) {
-            return Err(format!("no node {node:?} in this mesh"));
-        }
-        Err(format!(
-            "node {node}: the node proxy cannot hand its listeners to a new process yet, so a \
-             restart would drop its traffic; not restarted"
+    /// Restarts `node`'s proxy: a second `weft node` with the same command line takes its
+    /// listeners (node ports, pod socket, every captured pod's) over.
+    fn restart_node(&mut self, node: &str) -> Result<String, String> {
+        let (_, site) = (self.node_sites().into_iter())
+            .find(|(name, _)| name == node)
+            .ok_or_else(|| format!("no node {node:?} in this mesh"))?;
+        let layout = self.settings.layout.clone();
+        let argv = crate::components::node_argv(
+            &self.settings.weft,
+            &layout,
+            node,
+            site.ip,
+            self.control_site().ip,
+            self.features,
+        );
+        let successor = Successor {
+            netns: site.netns,
+            label: format!("weft node {node}"),
+            argv,
+            env: Vec::new(),
+            log: layout.container_log(
+                crate::layout::SYSTEM_NAMESPACE,
+                &format!("node-{node}"),
+                "node",
+            ),
+            handoff: crate::components::node_handoff_socket(&layout, node),
+        };
+        let old_pid = (self.nodes.get(node))
+            .ok_or_else(|| format!("node {node} is not running"))?
+            .pid();
+        let new = self.spawn_successor(&successor, old_pid)?;
+        let new_pid = new.pid();
+        let Some(running) = self.nodes.get_mut(node) else {
+            return Err(format!("node {node} was removed meanwhile"));
+        };
+        let old = std::mem::replace(running, new);
+        self.retiring.push(old);
+        Ok(format!(
+            "restarted {}: pid {new_pid} took over the listeners, pid {old_pid} drains",
+            successor.label
         ))
+    }
+
+    /// Starts `successor` once the process `old_pid` offers its listeners, and waits until
+    /// the successor took them over.
+    fn spawn_successor(&self, successor: &Successor, old_pid: u32) -> Result<Process, String> {
+        let Successor {
+            netns,
+            label,
+            argv,
+            env,
+            log,
+            handoff,
+        } = successor;
+        if weft_serve::handoff::offerer_pid(handoff).ok().flatten() != Some(old_pid) {
+            return Err(format!(
+                "{label} (pid {old_pid}) does not offer its listeners on {} (not ready yet, or \
+                 a weft without --handoff-socket): not restarted",
+                handoff.display()
+            ));
+        }
+        let new = self
+            .spawn(netns.as_ref(), label, argv, env, log)
+            .map_err(|e| e.to_string())?;
+        self.wait_takeover(new, handoff)
     }
 
     fn restart_pod_proxy(&mut self, target: &RestartTarget, name: &str) -> Result<String, String> {
@@ -123,18 +186,16 @@ impl Mesh {
         let key = pod.key();
         let old = slot(self, &key).ok_or_else(|| format!("pod {key} is not running"))?;
         let old_pid = old.pid();
-        if weft_serve::handoff::offerer_pid(&handoff).ok().flatten() != Some(old_pid) {
-            return Err(format!(
-                "{label} (pid {old_pid}) does not offer its listeners on {} (not ready yet, or \
-                 a weft without --handoff-socket): not restarted",
-                handoff.display()
-            ));
-        }
-        let new = self
-            .spawn(netns.as_ref(), &label, &argv, &env, &log)
-            .map_err(|e| e.to_string())?;
-        let new_pid = new.pid();
-        let new = self.wait_takeover(new, &handoff)?;
+        let successor = Successor {
+            netns,
+            label,
+            argv,
+            env,
+            log,
+            handoff,
+        };
+        let new = self.spawn_successor(&successor, old_pid)?;
+        let (new_pid, label) = (new.pid(), successor.label);
         let Some(running) = slot(self, &key) else {
             return Err(format!("pod {key} was removed meanwhile"));
         };
