@@ -134,10 +134,15 @@ impl RunningGateway {
     }
 }
 
+/// Ready once the xDS client is synced, this gateway's own Gateway resource has been applied
+/// (an xDS response for another type, or none yet for ours, is not enough: a gateway without
+/// its resource serves nothing), and every listener port is bound.
 fn ready(gateway: &Gateway, ports: &watch::Receiver<BoundPorts>) -> bool {
     let config = gateway.config();
     let bound = ports.borrow();
-    gateway.engine().is_loaded() && config.ports.keys().all(|port| bound.contains_key(port))
+    gateway.engine().is_loaded()
+        && !config.key.is_empty()
+        && config.ports.keys().all(|port| bound.contains_key(port))
 }
 
 /// Starts the gateway.
