@@ -129,14 +129,7 @@ impl Mesh {
     /// Starts `successor` once the process `old_pid` offers its listeners, and waits until
     /// the successor took them over.
     fn spawn_successor(&self, successor: &Successor, old_pid: u32) -> Result<Process, String> {
-        let Successor {
-            netns,
-            label,
-            argv,
-            env,
-            log,
-            handoff,
-        } = successor;
+        let (label, handoff) = (&successor.label, &successor.handoff);
         if weft_serve::handoff::offerer_pid(handoff).ok().flatten() != Some(old_pid) {
             return Err(format!(
                 "{label} (pid {old_pid}) does not offer its listeners on {} (not ready yet, or \
@@ -145,7 +138,13 @@ impl Mesh {
             ));
         }
         let new = self
-            .spawn(netns.as_ref(), label, argv, env, log)
+            .spawn(
+                successor.netns.as_ref(),
+                label,
+                &successor.argv,
+                &successor.env,
+                &successor.log,
+            )
             .map_err(|e| e.to_string())?;
         self.wait_takeover(new, handoff)
     }
