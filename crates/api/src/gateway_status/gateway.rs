@@ -72,8 +72,8 @@ fn gateway_accepted(
     stamp.condition("Accepted", !all, "ListenersNotValid", message)
 }
 
-/// `Programmed`: an address (the gateway's pods'), a usable requested address, accepted,
-/// and at least one listener served.
+/// `Programmed`: accepted (else `Invalid`, whatever the address), an address (the gateway's
+/// pods'), a usable requested address, and at least one listener served.
 fn gateway_programmed(
     stamp: &Stamp,
     view: &GatewayView<'_>,
@@ -81,7 +81,9 @@ fn gateway_programmed(
     requested: Option<AddressProblem>,
     has_address: bool,
 ) -> Condition {
-    let (ok, reason, message) = if !has_address {
+    let (ok, reason, message) = if !accepted.is_true() {
+        (false, "Invalid", "the gateway is not accepted".to_owned())
+    } else if !has_address {
         let message = format!(
             "no pod labelled {}={} runs in namespace {}",
             super::GATEWAY_NAME_LABEL,
@@ -91,8 +93,6 @@ fn gateway_programmed(
         (false, "AddressNotAssigned", message)
     } else if let Some(AddressProblem::NotUsable(message)) = requested {
         (false, "AddressNotUsable", message)
-    } else if !accepted.is_true() {
-        (false, "Invalid", "the gateway is not accepted".to_owned())
     } else if view.listeners.iter().any(ListenerEval::programmed) {
         (
             true,
