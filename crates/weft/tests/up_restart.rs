@@ -3,7 +3,9 @@
 //! clients and clients opening a connection per request) drops no request and resets no
 //! connection; the new process (a new pid) serves afterwards and the old one drains and
 //! exits; the same for a waypoint restarted under requests a pod sends through it (`weft
-//! exec POD -- curl`). Requests `weft up` cannot honour are refused with a reason.
+//! exec POD -- curl`); the same for both node proxies, restarted one after the other under
+//! requests a pod sends to a Service with pods on both nodes. Requests `weft up` cannot
+//! honour are refused with a reason.
 //!
 //! Each test has its own `--prefix`, state and config directory (the gateway test its own
 //! pod CIDRs, second octet 221), so they run in parallel with the other `weft up` tests. Every wait polls a
@@ -298,6 +300,21 @@ fn a_gateway_restart_under_steady_traffic_drops_nothing() {
 #[test]
 fn a_waypoint_restart_under_steady_traffic_from_a_pod_drops_nothing() {
     require_root_and_curl();
+    let (_config, mut up, via) = bundled_mesh_with_client_pod();
+    let url = "http://reviews.shop/";
+    wait_served(&via, url);
+    restart_under_traffic(
+        &mut up,
+        &via,
+        url,
+        &["waypoint", "shop/waypoint"],
+        "restarted shop/waypoint",
+    );
+}
+
+/// The bundled example mesh running, and the command prefix that runs a command as the
+/// pod `frontend/web-0` (on node-a). Keep the config directory while `weft up` runs.
+fn bundled_mesh_with_client_pod() -> (tempfile::TempDir, Up, Vec<String>) {
     let config = tempfile::tempdir().expect("config dir");
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     for file in ["cluster.yaml", "frontend.yaml", "shop.yaml", "reviews.yaml"] {
@@ -315,17 +332,28 @@ fn a_waypoint_restart_under_steady_traffic_from_a_pod_drops_nothing() {
         ])
         .chain([up.state_dir.display().to_string(), "--".to_owned()])
         .collect();
-    let url = "http://reviews.shop/";
+    (config, up, via)
+}
+
+/// Waits until a request run by `via` to `url` answers 200.
+fn wait_served(via: &[String], url: &str) {
     eventually(WAIT, || {
-        let output = curl_run(&via, url, 1);
+        let output = curl_run(via, url, 1);
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         text.starts_with("200 ").then_some(()).ok_or(text)
     });
-    restart_under_traffic(
-        &mut up,
-        &via,
-        url,
-        &["waypoint", "shop/waypoint"],
-        "restarted shop/waypoint",
-    );
+}
+
+/// Both node proxies restarted, one after the other, while `frontend/web-0` (node-a) calls
+/// `catalog.shop` (pods on both nodes): the client's proxy, then the servers' one.
+#[test]
+fn node_proxy_restarts_under_steady_traffic_from_a_pod_drop_nothing() {
+    require_root_and_curl();
+    let (_config, mut up, via) = bundled_mesh_with_client_pod();
+    let url = "http://catalog.shop/";
+    wait_served(&via, url);
+    for node in ["node-a", "node-b"] {
+        let printed = format!("restarted weft node {node}");
+        restart_under_traffic(&mut up, &via, url, &[node], &printed);
+    }
 }
