@@ -300,7 +300,7 @@ fn a_gateway_restart_under_steady_traffic_drops_nothing() {
 #[test]
 fn a_waypoint_restart_under_steady_traffic_from_a_pod_drops_nothing() {
     require_root_and_curl();
-    let (_config, mut up, via) = bundled_mesh_with_client_pod();
+    let (_config, mut up, via) = bundled_mesh_with_client_pod(244);
     let url = "http://reviews.shop/";
     wait_served(&via, url);
     restart_under_traffic(
@@ -312,13 +312,16 @@ fn a_waypoint_restart_under_steady_traffic_from_a_pod_drops_nothing() {
     );
 }
 
-/// The bundled example mesh running, and the command prefix that runs a command as the
+/// The bundled example mesh running with pod addresses `10.<octet>.<node>.x` (distinct per
+/// test: gateway pods get host routes), and the command prefix that runs a command as the
 /// pod `frontend/web-0` (on node-a). Keep the config directory while `weft up` runs.
-fn bundled_mesh_with_client_pod() -> (tempfile::TempDir, Up, Vec<String>) {
+fn bundled_mesh_with_client_pod(octet: u8) -> (tempfile::TempDir, Up, Vec<String>) {
     let config = tempfile::tempdir().expect("config dir");
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     for file in ["cluster.yaml", "frontend.yaml", "shop.yaml", "reviews.yaml"] {
-        std::fs::copy(examples.join(file), config.path().join(file)).expect("copy example");
+        let text = std::fs::read_to_string(examples.join(file)).expect("read example");
+        let text = text.replace("10.244.", &format!("10.{octet}."));
+        std::fs::write(config.path().join(file), text).expect("write example");
     }
     let mut up = start_up(config.path());
     up.wait_line("mesh is up");
@@ -349,7 +352,7 @@ fn wait_served(via: &[String], url: &str) {
 #[test]
 fn node_proxy_restarts_under_steady_traffic_from_a_pod_drop_nothing() {
     require_root_and_curl();
-    let (_config, mut up, via) = bundled_mesh_with_client_pod();
+    let (_config, mut up, via) = bundled_mesh_with_client_pod(223);
     let url = "http://catalog.shop/";
     wait_served(&via, url);
     for node in ["node-a", "node-b"] {
