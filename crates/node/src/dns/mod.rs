@@ -136,10 +136,12 @@ impl DnsResolver {
             .set_op_code(request.op_code())
             .set_recursion_desired(request.recursion_desired())
             .set_recursion_available(self.forward);
-        response.add_queries(request.queries().iter().cloned());
+        // Only a single question is echoed: a query with many would make encoding the
+        // answer cost quadratic time in hickory-proto < 0.26.1 (RUSTSEC-2026-0119).
         let [question] = request.queries() else {
             return encode(response.set_response_code(ResponseCode::FormErr), "<none>");
         };
+        response.add_query(question.clone());
         let name = question.name().to_ascii();
         if request.message_type() != MessageType::Query || request.op_code() != OpCode::Query {
             return encode(response.set_response_code(ResponseCode::NotImp), &name);
@@ -179,7 +181,10 @@ impl DnsResolver {
         let request = Message::from_vec(query).ok()?;
         let mut response =
             Message::error_msg(request.id(), request.op_code(), ResponseCode::ServFail);
-        response.add_queries(request.queries().iter().cloned());
+        // The question is echoed only when there is exactly one (see `answer`).
+        if let [question] = request.queries() {
+            response.add_query(question.clone());
+        }
         response.to_vec().ok()
     }
 

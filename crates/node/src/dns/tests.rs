@@ -174,3 +174,34 @@ fn state_changes_are_seen_by_the_next_query() {
         ips(&["10.96.0.2"])
     );
 }
+
+#[test]
+fn a_query_of_many_questions_is_refused_without_echoing_them() {
+    let dns = resolver(true);
+    let mut message = Message::new();
+    message
+        .set_id(7)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query);
+    for i in 0..300 {
+        let name = Name::from_ascii(format!("n{i}.shop.svc.cluster.local")).unwrap();
+        message.add_query(Query::query(name, RecordType::A));
+    }
+    let many = message.to_vec().unwrap();
+    let Answer::Reply(bytes) = dns.answer(&many, "shop").unwrap() else {
+        panic!("a query of many questions was forwarded");
+    };
+    let reply = Message::from_vec(&bytes).unwrap();
+    assert_eq!(reply.response_code(), ResponseCode::FormErr);
+    assert_eq!((reply.id(), reply.queries().len()), (7, 0));
+    let failure = Message::from_vec(&DnsResolver::server_failure(&many).unwrap()).unwrap();
+    assert_eq!(failure.response_code(), ResponseCode::ServFail);
+    assert!(failure.queries().is_empty());
+    let one = query("elsewhere.example.org", RecordType::A);
+    let failure = Message::from_vec(&DnsResolver::server_failure(&one).unwrap()).unwrap();
+    assert_eq!(
+        failure.queries().len(),
+        1,
+        "a single question is still echoed"
+    );
+}
