@@ -8,27 +8,15 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use weft_serve::handoff::{HandoffServer, OfferGuard, Offered, Takeover};
+use weft_serve::handoff::{Handoff, OfferGuard, Takeover, offer_until_replaced};
 
 /// The sockets inherited from a previous process (until ready) and those offered to the
 /// next one. Cheap to clone.
-#[derive(Clone, Default)]
-pub(crate) struct Sockets {
-    inherited: Arc<Mutex<Option<Takeover>>>,
-    offered: Offered,
-}
-
-impl std::fmt::Debug for Sockets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sockets")
-            .field("offered", &self.offered)
-            .finish_non_exhaustive()
-    }
-}
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Sockets(Handoff);
 
 impl Sockets {
     /// Takes the sockets of the process offering on `path` (none without a path, or when
@@ -41,13 +29,11 @@ impl Sockets {
             Some(path) => Takeover::connect(path).await?,
             None => None,
         };
-        if let Some(takeover) = &inherited {
-            tracing::info!(path = ?path, sockets = ?takeover.names(), "took over the listeners of the running process");
-        }
-        Ok(Self {
-            inherited: Arc::new(Mutex::new(inherited)),
-            offered: Offered::new(),
-        })
+        let Some(takeover) = inherited else {
+            return Ok(Self(Handoff::fresh()));
+        };
+        tracing::info!(path = ?path, sockets = ?takeover.names(), "took over the listeners of the running process");
+        Ok(Self(Handoff::taking_over(takeover)))
     }
 
     /// The TCP listener `name` on `addr`: the inherited one when it listens there, else a
@@ -60,32 +46,12 @@ impl Sockets {
         name: &str,
         addr: SocketAddr,
     ) -> io::Result<(TcpListener, OfferGuard)> {
-        let listener = match self.inherited(name, addr)? {
+        let listener = match self.0.take_tcp(name, addr)? {
             Some(listener) => listener,
             None => TcpListener::bind(addr).await?,
         };
-        let guard = self.offered.offer(name, &listener)?;
+        let guard = self.0.offered().offer(name, &listener)?;
         Ok((listener, guard))
-    }
-
-    fn inherited(&self, name: &str, addr: SocketAddr) -> io::Result<Option<TcpListener>> {
-        let mut inherited = self
-            .inherited
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let Some(takeover) = inherited.as_mut() else {
-            return Ok(None);
-        };
-        let Some(listener) = takeover.take_tcp(name)? else {
-            return Ok(None);
-        };
-        let local = listener.local_addr()?;
-        let same = local == addr || (addr.port() == 0 && local.ip() == addr.ip());
-        if !same {
-            tracing::info!(name, %local, %addr, "inherited listener is on another address: binding anew");
-            return Ok(None);
-        }
-        Ok(Some(listener))
     }
 
     /// Once `ready` completes: tells the previous process (if any) to stop accepting, then
@@ -98,27 +64,15 @@ impl Sockets {
         handed_off: CancellationToken,
     ) {
         ready.await;
-        let previous = self
-            .inherited
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(takeover) = previous {
-            match takeover.ready().await {
-                Ok(_) => tracing::info!("the previous process stopped accepting: serving alone"),
+        if self.0.is_taking_over() {
+            match self.0.complete().await {
+                Ok(()) => tracing::info!("the previous process stopped accepting: serving alone"),
                 Err(error) => {
                     tracing::warn!(%error, "the previous process did not confirm the hand-off");
                 }
             }
         }
-        let server = match HandoffServer::bind(&path) {
-            Ok(server) => server,
-            Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "cannot offer the listeners for a restart");
-                return;
-            }
-        };
-        match server.serve(&self.offered).await {
+        match offer_until_replaced(&path, &self.0).await {
             Ok(successor) => {
                 tracing::info!(
                     pid = successor.pid,

@@ -25,7 +25,10 @@
 //! created mode 0600. A connection that closes before asking (a probe of who offers, see
 //! [`offerer_pid`]) changes nothing.
 
+mod sockets;
 mod wire;
+
+pub use sockets::{Handoff, offer_until_replaced};
 
 use std::collections::BTreeMap;
 use std::io;
