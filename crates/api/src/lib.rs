@@ -19,6 +19,7 @@
 pub mod analyze;
 pub mod authz_fields;
 pub mod cluster_ip;
+pub mod cluster_kinds;
 pub mod constraints;
 pub mod expand;
 pub mod files;
