@@ -119,16 +119,10 @@ impl ResourceType {
     }
 }
 
-/// The plural resource name the API uses for `kind`: lower case, `-y` → `-ies`,
-/// `-s` → `-ses`, otherwise `-s` (true of every kind weft reads or writes).
+/// The plural resource name the API uses for `kind` (kube's pluralisation: lower case,
+/// `-y` → `-ies`, `-s` → `-ses`, otherwise `-s`; right for every kind weft reads or writes).
 #[must_use]
 pub fn plural_of(kind: &str) -> String {
-    let lower = kind.to_ascii_lowercase();
-    if let Some(stem) = lower.strip_suffix('y') {
-        format!("{stem}ies")
-    } else if lower.ends_with('s') {
-        format!("{lower}es")
-    } else {
-        format!("{lower}s")
-    }
+    let gvk = kube::core::GroupVersionKind::gvk("", "v1", kind);
+    kube::core::ApiResource::from_gvk(&gvk).plural
 }
