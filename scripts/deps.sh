@@ -8,6 +8,8 @@ ensure_packages() {
   command -v tcpdump >/dev/null || need+=(tcpdump)
   # the waypoint end-to-end tests make requests from inside pods with curl
   command -v curl >/dev/null || need+=(curl)
+  # the CNI tests chain weft-cni after the reference bridge and host-local plugins
+  [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
   [ ${#need[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need[*]}"

@@ -22,16 +22,24 @@
 //! the rules stay: a pod's traffic fails while its proxy is down instead of leaving the
 //! mesh in plaintext.
 //!
+//! A pod whose network namespace is gone is forgotten (its CNI DEL may have come while the
+//! proxy was down). With [`CaptureOptions::discover`] (`weft node --cni-socket`), enrolled
+//! workloads of this node that no known pod holds are looked for in the node's network
+//! namespaces ([`discover`]): pods that started before the node proxy or its CNI plugin.
+//! [`CaptureManager::release_all`] takes the whole node out of the mesh (uninstall).
+//!
 //! This module does not create namespaces or links (that is `weft up` / the CNI), and it
 //! decides nothing about routing or policy (that is [`crate::proxy`]).
 
+mod discover;
 mod pod;
 mod sockets;
 pub mod source;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -76,6 +84,10 @@ pub struct PodStatus {
     pub pod: PodInfo,
     /// Listeners and redirect rules are in place.
     pub captured: bool,
+    /// The mesh lists one of its addresses as an enrolled workload of this node (so it
+    /// should be captured: `enrolled && !captured` means capture failed).
+    #[serde(default)]
+    pub enrolled: bool,
     /// Why it is not captured (not enrolled in the mesh, or what failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -162,6 +174,9 @@ pub struct CaptureOptions {
     pub cluster_domain: String,
     /// Where the pod list is kept across restarts (`None`: not kept).
     pub state_file: Option<PathBuf>,
+    /// Look for enrolled workloads' pods in the node's network namespaces when no known
+    /// pod holds their address ([`discover`]).
+    pub discover: bool,
 }
 
 impl Default for CaptureOptions {
@@ -173,6 +188,7 @@ impl Default for CaptureOptions {
             dns_inflight_total: DEFAULT_DNS_INFLIGHT_TOTAL,
             cluster_domain: "cluster.local".into(),
             state_file: None,
+            discover: false,
         }
     }
 }
@@ -180,18 +196,34 @@ impl Default for CaptureOptions {
 struct PodEntry {
     pod: PodInfo,
     active: Option<PodCapture>,
+    enrolled: bool,
     reason: Option<String>,
 }
 
 impl PodEntry {
+    fn new(pod: PodInfo) -> Self {
+        Self {
+            pod,
+            active: None,
+            enrolled: false,
+            reason: None,
+        }
+    }
+
     fn status(&self) -> PodStatus {
         PodStatus {
             pod: self.pod.clone(),
             captured: self.active.is_some(),
+            enrolled: self.enrolled,
             reason: self.reason.clone(),
         }
     }
 }
+
+/// Why a known pod is not captured when the mesh does not enroll it.
+const NOT_ENROLLED: &str = "not a mesh-enrolled workload on this node";
+/// Why no pod is captured after [`CaptureManager::release_all`].
+const RELEASED: &str = "released: the mesh is being removed from this node";
 
 /// The pods of this node and their capture. Cheap to clone.
 #[derive(Clone)]
@@ -209,6 +241,10 @@ struct ManagerInner {
     handoff: Handoff,
     /// Changes are rare and each may do namespace work: one at a time.
     pods: tokio::sync::Mutex<BTreeMap<String, PodEntry>>,
+    /// Enrolled addresses already looked for in the node's namespaces.
+    searched: std::sync::Mutex<discover::Searched>,
+    /// Set by [`CaptureManager::release_all`]: nothing is captured any more.
+    released: std::sync::atomic::AtomicBool,
     stop: CancellationToken,
 }
 
@@ -260,14 +296,7 @@ impl CaptureManager {
         );
         let pods = saved
             .into_iter()
-            .map(|pod| {
-                let entry = PodEntry {
-                    pod: pod.clone(),
-                    active: None,
-                    reason: None,
-                };
-                (pod.uid, entry)
-            })
+            .map(|pod| (pod.uid.clone(), PodEntry::new(pod)))
             .collect();
         let manager = Self {
             inner: Arc::new(ManagerInner {
@@ -277,6 +306,8 @@ impl CaptureManager {
                 dns_limits: Arc::new(dns_limits),
                 handoff,
                 pods: tokio::sync::Mutex::new(pods),
+                searched: std::sync::Mutex::default(),
+                released: std::sync::atomic::AtomicBool::new(false),
                 stop: CancellationToken::new(),
             }),
         };
@@ -310,14 +341,7 @@ impl CaptureManager {
                 .await;
         }
         let uid = pod.uid.clone();
-        pods.insert(
-            uid.clone(),
-            PodEntry {
-                pod,
-                active: None,
-                reason: None,
-            },
-        );
+        pods.insert(uid.clone(), PodEntry::new(pod));
         self.save(&pods)?;
         let state = self.inner.node.store().snapshot();
         let entry = pods
@@ -423,20 +447,170 @@ impl CaptureManager {
         self.inner.stop.clone()
     }
 
+    /// Takes the whole node out of the mesh (uninstall): removes every pod's redirect
+    /// rules, closes its listeners and empties the saved pod list. From then on until the
+    /// proxy restarts nothing is captured: pods are still recorded and listed, with the
+    /// reason. Returns how many pods were captured before.
+    ///
+    /// # Errors
+    /// The pod list cannot be saved.
+    pub async fn release_all(&self) -> Result<usize, CaptureError> {
+        self.inner.released.store(true, Ordering::SeqCst);
+        let mut pods = self.inner.pods.lock().await;
+        let mut released = 0;
+        for entry in pods.values_mut() {
+            if let Some(active) = entry.active.take() {
+                active
+                    .stop(&self.inner.node, &self.inner.options.rules, true)
+                    .await;
+                released += 1;
+            }
+            entry.reason = Some(RELEASED.into());
+        }
+        self.save(&pods)?;
+        tracing::info!(released, "released every pod: nothing is captured any more");
+        Ok(released)
+    }
+
+    fn is_released(&self) -> bool {
+        self.inner.released.load(Ordering::SeqCst)
+    }
+
+    /// Saves the pod list (an empty one once released, so a restart captures nothing).
     fn save(&self, pods: &BTreeMap<String, PodEntry>) -> Result<(), CaptureError> {
         let Some(path) = &self.inner.options.state_file else {
             return Ok(());
         };
-        let list: Vec<&PodInfo> = pods.values().map(|e| &e.pod).collect();
+        let list: Vec<&PodInfo> = if self.is_released() {
+            Vec::new()
+        } else {
+            pods.values().map(|e| &e.pod).collect()
+        };
         source::save_pods(path, &list)
     }
 
-    /// Re-evaluates every pod against the current mesh state.
+    /// Re-evaluates every pod against the current mesh state: forgets pods whose network
+    /// namespace is gone, then (with [`CaptureOptions::discover`]) looks for the pods of
+    /// enrolled workloads no known pod holds.
     async fn reconcile(&self) {
         let state = self.inner.node.store().snapshot();
-        let mut pods = self.inner.pods.lock().await;
-        for entry in pods.values_mut() {
-            self.reconcile_pod(entry, &state).await;
+        let unclaimed = {
+            let mut pods = self.inner.pods.lock().await;
+            self.forget_vanished(&mut pods).await;
+            for entry in pods.values_mut() {
+                self.reconcile_pod(entry, &state).await;
+            }
+            self.unclaimed(&pods, &state)
+        };
+        if !unclaimed.is_empty() {
+            self.discover(unclaimed).await;
+        }
+    }
+
+    /// Forgets pods whose network namespace no longer exists (deleted while the proxy was
+    /// down, or without a CNI DEL reaching it).
+    async fn forget_vanished(&self, pods: &mut BTreeMap<String, PodEntry>) {
+        let gone: Vec<String> = pods
+            .iter()
+            .filter(|(_, entry)| !entry.pod.netns.exists())
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for uid in gone {
+            let Some(entry) = pods.remove(&uid) else {
+                continue;
+            };
+            if let Some(active) = entry.active {
+                // The namespace took its rules with it.
+                active
+                    .stop(&self.inner.node, &self.inner.options.rules, false)
+                    .await;
+            }
+            tracing::info!(pod = %entry.pod.key(), netns = %entry.pod.netns.display(), "the pod's network namespace is gone: forgotten");
+        }
+        if let Err(error) = self.save(pods) {
+            tracing::warn!(%error, "cannot save the pod list");
+        }
+    }
+
+    /// Enrolled addresses of this node's workloads that no known pod holds and that were
+    /// not looked for yet, with their workload (empty unless discovering).
+    fn unclaimed(
+        &self,
+        pods: &BTreeMap<String, PodEntry>,
+        state: &MeshState,
+    ) -> BTreeMap<IpAddr, PodInfo> {
+        if !self.inner.options.discover || self.is_released() {
+            return BTreeMap::new();
+        }
+        let claimed: HashSet<IpAddr> = pods
+            .values()
+            .flat_map(|e| e.pod.ips.iter().copied())
+            .collect();
+        let mut owners = BTreeMap::new();
+        for workload in self.inner.node.local_workloads(state) {
+            let proto = workload.proto();
+            for ip in workload
+                .addresses()
+                .iter()
+                .filter(|ip| !claimed.contains(ip))
+            {
+                let pod = PodInfo {
+                    uid: workload.uid().to_owned(),
+                    name: proto.name.clone(),
+                    namespace: proto.namespace.clone(),
+                    netns: PathBuf::new(),
+                    ips: Vec::new(),
+                };
+                owners.insert(*ip, pod);
+            }
+        }
+        let all: HashSet<IpAddr> = owners.keys().copied().collect();
+        let fresh = self
+            .inner
+            .searched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next(&all);
+        owners.retain(|ip, _| fresh.contains(ip));
+        owners
+    }
+
+    /// Looks for the network namespaces holding `owners`' addresses and adds each pod
+    /// found (unless a pod with its addresses was announced meanwhile).
+    async fn discover(&self, owners: BTreeMap<IpAddr, PodInfo>) {
+        let wanted: HashSet<IpAddr> = owners.keys().copied().collect();
+        let found = match tokio::task::spawn_blocking(move || discover::namespaces_holding(&wanted))
+            .await
+        {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "looking for pods in network namespaces failed");
+                return;
+            }
+        };
+        for netns in found {
+            let Some(owner) = netns.ips.iter().find_map(|ip| owners.get(ip)) else {
+                continue;
+            };
+            let pod = PodInfo {
+                netns: netns.path,
+                ips: netns.ips,
+                ..owner.clone()
+            };
+            let announced =
+                self.inner.pods.lock().await.values().any(|e| {
+                    e.pod.uid == pod.uid || e.pod.ips.iter().any(|ip| pod.ips.contains(ip))
+                });
+            if announced {
+                continue;
+            }
+            tracing::info!(pod = %pod.key(), netns = %pod.netns.display(), "found a pod that started before the node proxy");
+            if let Err(error) = self.add(pod).await {
+                tracing::warn!(%error, "cannot add a pod found in a network namespace");
+            }
         }
     }
 
@@ -457,12 +631,18 @@ impl CaptureManager {
 
     /// Starts or stops one pod's capture so it matches the state.
     async fn reconcile_pod(&self, entry: &mut PodEntry, state: &MeshState) {
-        let wanted = self.enrolled_ip(&entry.pod, state);
+        let enrolled = self.enrolled_ip(&entry.pod, state);
+        entry.enrolled = enrolled.is_some();
+        let (wanted, why_not) = if self.is_released() {
+            (None, RELEASED)
+        } else {
+            (enrolled, NOT_ENROLLED)
+        };
         let inner = &self.inner;
         match (&entry.active, wanted) {
             (Some(active), Some(ip)) if active.ip == ip => return,
             (None, None) => {
-                entry.reason = Some("not a mesh-enrolled workload on this node".into());
+                entry.reason = Some(why_not.into());
                 return;
             }
             _ => {}
@@ -471,7 +651,7 @@ impl CaptureManager {
             tracing::info!(pod = %entry.pod.key(), netns = %active.netns().display(), "stopping capture");
             active.stop(&inner.node, &inner.options.rules, true).await;
         }
-        entry.reason = Some("not a mesh-enrolled workload on this node".into());
+        entry.reason = Some(why_not.into());
         let Some(ip) = wanted else { return };
         let setup = PodSetup {
             node: &inner.node,

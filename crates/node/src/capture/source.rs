@@ -10,12 +10,15 @@
 //! -> {"op":"remove","uid":"u1"}
 //! <- {"ok":true,"removed":true}
 //! -> {"op":"list"}
-//! <- {"ok":true,"pods":[{"uid":"u1",...,"captured":false,"reason":"not a mesh-enrolled workload on this node"}]}
+//! <- {"ok":true,"pods":[{"uid":"u1",...,"captured":false,"enrolled":false,"reason":"not a mesh-enrolled workload on this node"}]}
+//! -> {"op":"release_all"}
+//! <- {"ok":true,"released":3}
 //! -> not json
 //! <- {"ok":false,"error":"..."}
 //! ```
 //!
-//! `add` replaces a pod with the same uid. A pod is captured only while the mesh state
+//! `add` replaces a pod with the same uid. `release_all` takes the node out of the mesh
+//! (uninstall, [`CaptureManager::release_all`]). A pod is captured only while the mesh state
 //! also lists a mesh-enrolled (HBONE) workload on this node with one of its IPs, so the
 //! source says where pods are and the mesh configuration says which are in the mesh.
 //! Lines longer than 64 KiB close the connection.
@@ -39,7 +42,7 @@ const MAX_LINE: usize = 64 * 1024;
 
 /// One request line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum PodRequest {
     /// Add or replace a pod.
     Add(PodInfo),
@@ -50,6 +53,8 @@ pub enum PodRequest {
     },
     /// List the known pods.
     List,
+    /// Release every pod and capture nothing more (uninstall).
+    ReleaseAll,
 }
 
 /// One response line.
@@ -69,6 +74,9 @@ pub struct PodResponse {
     /// `list`: every pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pods: Option<Vec<PodStatus>>,
+    /// `release_all`: how many pods were captured before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<usize>,
 }
 
 impl PodResponse {
@@ -198,6 +206,9 @@ pub fn bind_pod_socket(path: &Path) -> Result<UnixListener, CaptureError> {
             source,
         }
     };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io("create the pod socket's directory"))?;
+    }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(io("remove stale pod socket")(e));
@@ -282,6 +293,14 @@ async fn handle(manager: &CaptureManager, request: PodRequest) -> PodResponse {
             ok: true,
             pods: Some(manager.list().await),
             ..PodResponse::default()
+        },
+        PodRequest::ReleaseAll => match manager.release_all().await {
+            Ok(released) => PodResponse {
+                ok: true,
+                released: Some(released),
+                ..PodResponse::default()
+            },
+            Err(error) => PodResponse::failed(error),
         },
     }
 }
