@@ -376,16 +376,12 @@ async fn resolve_a(worker: &NetnsWorker, name: &str) -> Vec<Ipv4Addr> {
         .expect("udp socket");
     socket.set_nonblocking(true).expect("nonblocking");
     let socket = tokio::net::UdpSocket::from_std(socket).expect("tokio udp");
-    let mut query = Message::new();
-    query
-        .set_id(7)
-        .set_message_type(MessageType::Query)
-        .set_op_code(OpCode::Query)
-        .set_recursion_desired(true)
-        .add_query(Query::query(
-            Name::from_ascii(name).expect("name"),
-            RecordType::A,
-        ));
+    let mut query = Message::new(7, MessageType::Query, OpCode::Query);
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(
+        Name::from_ascii(name).expect("name"),
+        RecordType::A,
+    ));
     let bytes = query.to_vec().expect("encode");
     socket
         .send_to(&bytes, "10.0.0.53:53")
@@ -398,9 +394,9 @@ async fn resolve_a(worker: &NetnsWorker, name: &str) -> Vec<Ipv4Addr> {
         .expect("recv");
     let answer = Message::from_vec(&buf[..len]).expect("DNS answer parses");
     answer
-        .answers()
+        .answers
         .iter()
-        .filter_map(|r| match r.data() {
+        .filter_map(|r| match &r.data {
             RData::A(a) => Some(a.0),
             _ => None,
         })

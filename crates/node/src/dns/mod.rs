@@ -10,8 +10,10 @@
 //! from the pod's network, with the capture bypass mark; one shared socket per pod and a
 //! bounded number of queries in flight per pod and per node, see [`forward`]); without one the
 //! answer is immediate: NXDOMAIN for names under the cluster domain (this proxy is
-//! authoritative there) and REFUSED for the rest. Message parsing and encoding use
-//! `hickory-proto`; this module never touches wire bytes itself.
+//! authoritative there) and REFUSED for the rest. A query must carry exactly one question
+//! (RFC 9619 allows a QUERY at most one; none is only for DNS cookies, not implemented
+//! here): others get FORMERR without their questions echoed. Message parsing and encoding
+//! use `hickory-proto`; this module never touches wire bytes itself.
 //!
 //! [`DnsResolver`] is the pure part (query bytes in, answer out); [`server`] serves it on
 //! UDP and TCP sockets.
@@ -129,36 +131,35 @@ impl DnsResolver {
             len: query.len(),
             reason: e.to_string(),
         })?;
-        let mut response = Message::new();
-        response
-            .set_id(request.id())
-            .set_message_type(MessageType::Response)
-            .set_op_code(request.op_code())
-            .set_recursion_desired(request.recursion_desired())
-            .set_recursion_available(self.forward);
-        // Only a single question is echoed: a query with many would make encoding the
-        // answer cost quadratic time in hickory-proto < 0.26.1 (RUSTSEC-2026-0119).
-        let [question] = request.queries() else {
-            return encode(response.set_response_code(ResponseCode::FormErr), "<none>");
+        let mut response = Message::response(request.id, request.op_code);
+        response.metadata.recursion_desired = request.recursion_desired;
+        response.metadata.recursion_available = self.forward;
+        // Only a single question is echoed. RFC 9619: a QUERY carries exactly one; a
+        // QUERY with none or several is malformed and gets FORMERR.
+        let single = match request.queries.as_slice() {
+            [question] => Some(question),
+            _ => None,
         };
-        response.add_query(question.clone());
-        let name = question.name().to_ascii();
-        if request.message_type() != MessageType::Query || request.op_code() != OpCode::Query {
-            return encode(response.set_response_code(ResponseCode::NotImp), &name);
+        response.add_queries(single.cloned());
+        let name = single.map_or_else(|| "<no question>".to_owned(), |q| q.name.to_ascii());
+        if request.message_type != MessageType::Query || request.op_code != OpCode::Query {
+            return encode(&with_code(response, ResponseCode::NotImp), &name);
         }
+        let Some(question) = single else {
+            return encode(&with_code(response, ResponseCode::FormErr), &name);
+        };
         let index = self.index();
         match self.lookup(&index, &name, namespace) {
             Some(ips) => {
-                response.set_authoritative(true);
-                let wanted = question.query_type();
+                response.metadata.authoritative = true;
                 for ip in ips {
-                    let rdata = match (ip, wanted) {
+                    let rdata = match (ip, question.query_type) {
                         (IpAddr::V4(v4), RecordType::A) => RData::A(A(*v4)),
                         (IpAddr::V6(v6), RecordType::AAAA) => RData::AAAA(AAAA(*v6)),
                         _ => continue,
                     };
                     response.add_answer(Record::from_rdata(
-                        question.name().clone(),
+                        question.name.clone(),
                         ANSWER_TTL,
                         rdata,
                     ));
@@ -167,10 +168,10 @@ impl DnsResolver {
             }
             None if self.forward => Ok(Answer::Forward),
             None if self.in_cluster_domain(&name) => {
-                response.set_authoritative(true);
-                encode(response.set_response_code(ResponseCode::NXDomain), &name)
+                response.metadata.authoritative = true;
+                encode(&with_code(response, ResponseCode::NXDomain), &name)
             }
-            None => encode(response.set_response_code(ResponseCode::Refused), &name),
+            None => encode(&with_code(response, ResponseCode::Refused), &name),
         }
     }
 
@@ -179,10 +180,9 @@ impl DnsResolver {
     #[must_use]
     pub fn server_failure(query: &[u8]) -> Option<Vec<u8>> {
         let request = Message::from_vec(query).ok()?;
-        let mut response =
-            Message::error_msg(request.id(), request.op_code(), ResponseCode::ServFail);
+        let mut response = Message::error_msg(request.id, request.op_code, ResponseCode::ServFail);
         // The question is echoed only when there is exactly one (see `answer`).
-        if let [question] = request.queries() {
+        if let [question] = request.queries.as_slice() {
             response.add_query(question.clone());
         }
         response.to_vec().ok()
@@ -227,6 +227,12 @@ impl DnsResolver {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         name == *self.cluster_domain || name.ends_with(&format!(".{}", self.cluster_domain))
     }
+}
+
+/// `response` with its response code set to `code`.
+fn with_code(mut response: Message, code: ResponseCode) -> Message {
+    response.metadata.response_code = code;
+    response
 }
 
 fn encode(response: &Message, name: &str) -> Result<Answer, DnsError> {

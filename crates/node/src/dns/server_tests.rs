@@ -34,13 +34,9 @@ fn resolver() -> DnsResolver {
 }
 
 fn query(id: u16, name: &str) -> Vec<u8> {
-    let mut message = Message::new();
-    message
-        .set_id(id)
-        .set_message_type(MessageType::Query)
-        .set_op_code(OpCode::Query)
-        .set_recursion_desired(true)
-        .add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
     message.to_vec().unwrap()
 }
 
@@ -69,12 +65,9 @@ async fn answering_upstream(stop: CancellationToken) -> SocketAddr {
                 got = socket.recv_from(&mut buf) => got.unwrap(),
             };
             let request = Message::from_vec(&buf[..len]).unwrap();
-            let mut response = Message::new();
-            response
-                .set_id(request.id())
-                .set_message_type(MessageType::Response)
-                .add_queries(request.queries().iter().cloned());
-            let name = request.queries()[0].name().clone();
+            let mut response = Message::response(request.id, request.op_code);
+            response.add_queries(request.queries.iter().cloned());
+            let name = request.queries[0].name.clone();
             response.add_answer(Record::from_rdata(name, 60, RData::A(A(UPSTREAM_IP))));
             socket
                 .send_to(&response.to_vec().unwrap(), from)
@@ -154,8 +147,8 @@ async fn a_flooding_pod_gets_servfail_at_once_and_other_pods_keep_resolving() {
     let mut refused = BTreeSet::new();
     for _ in 0..32 {
         let answer = receive(&flood).await;
-        assert_eq!(answer.response_code(), ResponseCode::ServFail);
-        refused.insert(answer.id());
+        assert_eq!(answer.response_code, ResponseCode::ServFail);
+        refused.insert(answer.id);
     }
     assert_eq!(refused, (9..=40).collect::<BTreeSet<u16>>());
     assert_eq!(
@@ -168,9 +161,9 @@ async fn a_flooding_pod_gets_servfail_at_once_and_other_pods_keep_resolving() {
     let neighbour = client(quiet.0).await;
     neighbour.send(&query(777, "example.net")).await.unwrap();
     let answer = receive(&neighbour).await;
-    assert_eq!(answer.id(), 777);
-    assert_eq!(answer.response_code(), ResponseCode::NoError);
-    assert_eq!(answer.answers()[0].data(), &RData::A(A(UPSTREAM_IP)));
+    assert_eq!(answer.id, 777);
+    assert_eq!(answer.response_code, ResponseCode::NoError);
+    assert_eq!(&answer.answers[0].data, &RData::A(A(UPSTREAM_IP)));
     assert_eq!(quiet_made.load(Ordering::SeqCst), 1);
 
     let text = metrics(&limits);
@@ -198,7 +191,7 @@ async fn the_node_limit_caps_all_pods_together() {
     for id in 1..=4 {
         b.send(&query(id, "example.org")).await.unwrap();
     }
-    let refused: BTreeSet<u16> = [receive(&b).await.id(), receive(&b).await.id()].into();
+    let refused: BTreeSet<u16> = [receive(&b).await.id, receive(&b).await.id].into();
     assert_eq!(refused, [3, 4].into());
     let text = metrics(&limits);
     assert!(
@@ -221,7 +214,7 @@ async fn a_silent_upstream_turns_into_servfail_and_frees_the_slot() {
         socket.send(&query(id, "example.org")).await.unwrap();
         let answer = receive(&socket).await;
         assert_eq!(
-            (answer.id(), answer.response_code()),
+            (answer.id, answer.response_code),
             (id, ResponseCode::ServFail)
         );
     }
@@ -257,7 +250,7 @@ async fn a_tcp_client_stalling_inside_a_message_is_dropped() {
     let len = good.read_u16().await.unwrap();
     let mut answer = vec![0u8; usize::from(len)];
     good.read_exact(&mut answer).await.unwrap();
-    assert_eq!(Message::from_vec(&answer).unwrap().id(), 5);
+    assert_eq!(Message::from_vec(&answer).unwrap().id, 5);
 
     // A length prefix and then part of the message: closed after the deadline (300 ms).
     let mut staller = TcpStream::connect(dns).await.unwrap();
