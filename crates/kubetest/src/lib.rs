@@ -15,13 +15,14 @@
 //! defaulting, no authorization, no garbage collection.
 
 pub mod kinds;
+pub mod managed_fields;
 pub mod path;
 pub mod routes;
 pub mod select;
 pub mod store;
 
 pub use kinds::ResourceType;
-pub use store::{ObjectKey, Store, StoreError};
+pub use store::{ObjectKey, Read, Store, StoreError};
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -57,6 +58,7 @@ impl Default for ServerOptions {
 pub struct TestApiServer {
     addr: SocketAddr,
     store: Arc<Store>,
+    tokens: Arc<routes::tokenreview::TokenRegistry>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -79,12 +81,19 @@ impl TestApiServer {
             .expect("bind a loopback port for the test API server");
         let addr = listener.local_addr().expect("listener address");
         let store = Arc::new(Store::new(options.history_window));
+        let tokens = Arc::default();
         let ctx = routes::Ctx {
             store: Arc::clone(&store),
             options,
+            tokens: Arc::clone(&tokens),
         };
         let task = tokio::spawn(accept_loop(listener, ctx));
-        TestApiServer { addr, store, task }
+        TestApiServer {
+            addr,
+            store,
+            tokens,
+            task,
+        }
     }
 
     /// The server's base URL, `http://127.0.0.1:PORT`.

@@ -2,13 +2,18 @@
 //!
 //! - [`read`]: `GET` of one object, of a collection (list), and watches
 //!   ([`watch`]: resumption by resourceVersion, bookmarks, timeouts, 410 Gone).
+//! - [`write`]: create, update (resourceVersion conflicts), server-side apply (field
+//!   managers, conflicts) and delete, on objects and their `status`; Leases are objects.
+//! - [`tokenreview`]: `TokenReview` answered from the tokens a test registered.
 //!
 //! To add a concern (writes, server-side apply, TokenReview, Leases), add a module here
 //! and an arm to [`route`]; [`Ctx`] gives it the store and options, [`json_response`] and
 //! [`status`] build responses the way the API server does.
 
 pub mod read;
+pub mod tokenreview;
 pub mod watch;
+pub mod write;
 
 use crate::ServerOptions;
 use crate::path::ResourcePath;
@@ -32,6 +37,8 @@ pub struct Ctx {
     pub store: Arc<Store>,
     /// The server's settings.
     pub options: ServerOptions,
+    /// The tokens `TokenReview` knows.
+    pub tokens: Arc<tokenreview::TokenRegistry>,
 }
 
 /// The decoded query parameters of a request.
@@ -60,7 +67,11 @@ impl Query {
 }
 
 /// Answers one request.
-pub async fn route<B>(ctx: Ctx, request: Request<B>) -> Response<Body> {
+pub async fn route<B>(ctx: Ctx, request: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body,
+    B::Error: std::fmt::Display,
+{
     let Some(path) = ResourcePath::parse(request.uri().path()) else {
         let message = format!(
             "the server could not find the requested resource ({})",
@@ -71,6 +82,27 @@ pub async fn route<B>(ctx: Ctx, request: Request<B>) -> Response<Body> {
     let query = Query::of(request.uri());
     match *request.method() {
         Method::GET => read::get(&ctx, &path, &query),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE => {
+            let (parts, body) = request.into_parts();
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(error) => {
+                    let message = format!("reading the request body: {error}");
+                    return status(StatusCode::BAD_REQUEST, "BadRequest", &message);
+                }
+            };
+            if parts.method == Method::POST
+                && path.group == "authentication.k8s.io"
+                && path.plural == "tokenreviews"
+            {
+                return tokenreview::review(&ctx, &body);
+            }
+            let content_type = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            write::handle(&ctx, &parts.method, &path, &query, content_type, &body)
+        }
         _ => status(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
