@@ -1,7 +1,9 @@
 //! The control plane's admin port (default 15014): readiness, Prometheus metrics, and the
 //! debug pages `weft status` and users read (`/debug/gatewayz`: the computed Gateway API
-//! status of every GatewayClass, Gateway and route, as `weft x status` prints it).
+//! status of every GatewayClass, Gateway and route, as `weft x status` prints it; `/debug/caz`:
+//! where a root rotation stands).
 
+use crate::ca_service::RotationDriver;
 use crate::translate::Output;
 use crate::translate::render::{render_resources, warning_lines};
 use arc_swap::ArcSwap;
@@ -9,7 +11,7 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use weft_api::gateway_status;
-use weft_api::{ConfigStore, LoadedObject, Object};
+use weft_api::{LoadedObject, Object, ObjectSource};
 use weft_l7::from_api::{BackendResolver, BackendTarget, grpc_route, http_route};
 use weft_serve::{Page, Router};
 use weft_xds::XdsServer;
@@ -23,8 +25,10 @@ pub struct AdminState {
     pub xds: XdsServer,
     /// The latest translation.
     pub output: Arc<ArcSwap<Output>>,
-    /// The config store, for file errors.
-    pub store: Arc<ConfigStore>,
+    /// The object source, for its errors (files or API objects that could not be used).
+    pub store: Arc<dyn ObjectSource>,
+    /// The CA's root rotation.
+    pub rotation: Arc<RotationDriver>,
 }
 
 /// Default admin port.
@@ -37,21 +41,20 @@ pub fn admin_router(state: AdminState) -> Router {
     let output = Arc::clone(&state.output);
     let store = Arc::clone(&state.store);
     let gateways = Arc::clone(&state.store);
+    let rotation = Arc::clone(&state.rotation);
     Router::new()
         .page("/ready", |_| Page::text("ready\n"))
+        .page("/healthz/live", |_| Page::text("live\n"))
         .page("/metrics", move |_| Page::metrics(&metrics))
         .page("/debug/syncz", move |_| Page::json(&syncz.sync_status()))
         .page("/debug/configz", move |_| {
             Page::json(&configz(&output.load()))
         })
         .page("/debug/config_errors", move |_| {
-            let errors: Vec<String> = store
-                .file_errors()
-                .iter()
-                .map(ToString::to_string)
-                .collect();
+            let errors: Vec<String> = store.errors().iter().map(ToString::to_string).collect();
             Page::json(&errors)
         })
+        .page("/debug/caz", move |_| Page::json(&rotation.status_json()))
         .page("/debug/gatewayz", move |_| {
             let snapshot = gateways.snapshot();
             Page::json(&gateway_status::statuses_with(&snapshot, &route_check))

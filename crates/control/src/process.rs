@@ -1,5 +1,6 @@
-//! `weft control`: the control-plane process. It loads and watches the config directory,
-//! keeps the xDS snapshot equal to its translation, and serves on
+//! `weft control`: the control-plane process. It follows its objects (a watched config
+//! directory, or the Kubernetes API through [`Objects::Source`]), keeps the xDS snapshot
+//! equal to their translation, and serves on
 //! - the secure port (default 15012): TLS, CA (`CreateCertificate`) and delta xDS, both
 //!   authenticated by bearer tokens from the operator's token file (watched like the config
 //!   directory: edits apply to new requests, a broken edit keeps the last good tokens);
@@ -9,7 +10,9 @@
 //!   `/debug/config_errors`.
 
 use crate::admin::{AdminState, admin_router};
-use crate::ca_service::{CaMetrics, CaService, CaServiceConfig, GatewayServingNames};
+use crate::ca_service::{
+    CaMetrics, CaService, CaServiceConfig, GatewayServingNames, RotationDriver,
+};
 use crate::callers::{ReloadEffects, ReloadableTokenFile, XdsCallerAuth, watch_token_file};
 use crate::push::{ConfigNodeIdentities, ConfigPusher};
 use crate::secure_server::{SecureServer, SecureServerConfig};
@@ -22,8 +25,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use weft_api::ConfigStore;
-use weft_identity::CertificateAuthority;
+use weft_api::{ConfigStore, ObjectSource};
+use weft_identity::ca::{DirRootStore, RootRotation, RootStore};
 use weft_xds::XdsServer;
 
 /// Default quiet time of the config-directory watch: long enough to group one editor save
@@ -31,11 +34,30 @@ use weft_xds::XdsServer;
 /// to keep edit-to-push latency low.
 pub const DEFAULT_WATCH_DEBOUNCE: Duration = Duration::from_millis(20);
 
+/// Where the control plane's objects come from.
+#[derive(Clone)]
+pub enum Objects {
+    /// A directory of YAML manifests, watched for edits.
+    Directory(PathBuf),
+    /// Objects kept current by someone else: the Kubernetes API's watchers
+    /// (`weft_kube::ApiSource`), in `weft control --kubernetes`.
+    Source(Arc<dyn ObjectSource>),
+}
+
+impl std::fmt::Debug for Objects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Objects::Directory(dir) => f.debug_tuple("Directory").field(dir).finish(),
+            Objects::Source(_) => f.write_str("Source"),
+        }
+    }
+}
+
 /// Everything `weft control` is configured with (built from its flags).
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
-    /// Directory of YAML manifests, watched for edits.
-    pub config_dir: PathBuf,
+    /// Where the objects come from.
+    pub objects: Objects,
     /// Private state (the generated CA root lives here).
     pub state_dir: PathBuf,
     /// Plug-in CA directory (Istio `cacerts` layout); overrides the generated root.
@@ -104,14 +126,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControlError> {
     let state_dir = StateDir::open(&config.state_dir)?;
-    let ca = Arc::new(CertificateAuthority::load_or_create(
-        config.ca_dir.as_deref(),
-        &state_dir.ca_dir(),
-    )?);
-    tracing::info!(root = %ca.description(), "certificate authority ready");
+    let root_store = DirRootStore::new(&state_dir.ca_dir(), config.ca_dir.as_deref());
+    let ca = Arc::new(load_rotation(&root_store, config.ca.max_validity)?);
+    tracing::info!(root = %ca.signer().description(), phase = ca.phase().name(), "certificate authority ready");
+    let rotation = Arc::new(RotationDriver::new(Arc::clone(&ca), Arc::new(root_store)));
+    tokio::spawn(Arc::clone(&rotation).run());
     let tokens = Arc::new(ReloadableTokenFile::load(&config.token_file)?);
-    let store = ConfigStore::open(&config.config_dir)?;
-    for finding in store.file_errors() {
+    let (store, watch) = open_objects(&config.objects, config.watch_debounce)?;
+    for finding in store.errors() {
         tracing::error!("{finding}");
     }
 
@@ -127,7 +149,7 @@ pub async fn run(
 
     let nodes = Arc::new(ConfigNodeIdentities::default());
     let pusher = ConfigPusher::start(
-        &store,
+        &*store,
         config.translate.clone(),
         publisher,
         Arc::clone(&nodes),
@@ -137,10 +159,10 @@ pub async fn run(
         xds: xds.clone(),
         output: pusher.output(),
         store: Arc::clone(&store),
+        rotation,
     };
     let trust_domain = &config.translate.trust_domain;
     let serving_names = GatewayServingNames::new(Arc::clone(&store), pusher.output(), trust_domain);
-    let watch = store.watch(config.watch_debounce)?;
     tokio::spawn(follow_store(Arc::clone(&store), pusher, watch));
 
     let ca_service = CaService::new(ca.clone(), tokens, nodes, ca_metrics, config.ca.clone())
@@ -198,6 +220,25 @@ pub async fn run(
     Ok(())
 }
 
+/// The CA from the store, resuming a rotation found in progress (no phase ends before the
+/// longest certificate issued before the restart, `longest_certificate`, has expired).
+fn load_rotation(
+    store: &DirRootStore,
+    longest_certificate: Duration,
+) -> Result<RootRotation, ControlError> {
+    let loaded = store.load()?;
+    Ok(match loaded.next {
+        None => RootRotation::new(Arc::new(loaded.current)),
+        Some(next) => {
+            tracing::warn!(
+                wait = ?longest_certificate,
+                "resuming a root rotation: both roots are published again, and no phase ends before certificates issued before the restart have expired"
+            );
+            RootRotation::resume(loaded.current, next, longest_certificate)
+        }
+    })
+}
+
 /// After shutdown is requested, how long in-flight calls (CA requests) may finish before
 /// the remaining connections (long-lived xDS streams) are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -223,11 +264,27 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ControlError> {
         .map_err(|source| ControlError::Bind { addr, source })
 }
 
+/// The object source, and for a directory the watch that keeps it current (it stops when
+/// dropped).
+fn open_objects(
+    objects: &Objects,
+    debounce: Duration,
+) -> Result<(Arc<dyn ObjectSource>, Option<weft_api::WatchHandle>), ControlError> {
+    match objects {
+        Objects::Directory(dir) => {
+            let store = ConfigStore::open(dir)?;
+            let watch = store.watch(debounce)?;
+            Ok((store, Some(watch)))
+        }
+        Objects::Source(source) => Ok((Arc::clone(source), None)),
+    }
+}
+
 /// Applies every burst of config edits to the translation (and hence to the xDS snapshot).
 async fn follow_store(
-    store: Arc<ConfigStore>,
+    store: Arc<dyn ObjectSource>,
     mut pusher: ConfigPusher,
-    watch: weft_api::WatchHandle,
+    watch: Option<weft_api::WatchHandle>,
 ) {
     let _watch = watch;
     let mut events = store.subscribe();
@@ -237,14 +294,14 @@ async fn follow_store(
             count += 1;
         }
         tracing::debug!(events = count, trigger = %first.object_ref(), "config changed");
-        for finding in store.file_errors() {
+        for finding in store.errors() {
             tracing::error!("{finding}");
         }
         // translation is CPU work of tens of milliseconds on a big mesh: off the async
         // workers, so xDS streams and the CA keep being served meanwhile
         let refresh_store = Arc::clone(&store);
         pusher = match tokio::task::spawn_blocking(move || {
-            pusher.refresh(&refresh_store);
+            pusher.refresh(&*refresh_store);
             pusher
         })
         .await

@@ -25,7 +25,7 @@ use tonic::body::Body;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tower::util::MapRequestLayer;
-use weft_identity::CertificateAuthority;
+use weft_identity::ca::RootRotation;
 
 use crate::connection_guard::{Guarded, SourceLimits, mark_first_request};
 use prometheus_client::registry::Registry;
@@ -111,9 +111,13 @@ impl ResolvesServerCert for ServingCert {
     }
 }
 
-/// Issues a serving certificate: leaf + intermediates (the root is left out; clients have it).
+/// The holder name the CA's ledger records the serving certificate under.
+const SERVING_CERT_HOLDER: &str = "weft-control";
+
+/// Issues a serving certificate from the CA that signs now: leaf + intermediates (the root
+/// is left out; clients have it).
 fn issue(
-    ca: &CertificateAuthority,
+    ca: &RootRotation,
     names: &[String],
     validity: Duration,
 ) -> Result<(CertifiedKey, SystemTime), SecureServerError> {
@@ -122,7 +126,7 @@ fn issue(
         reason,
     };
     let mut issued = ca
-        .issue_server_cert(names, validity)
+        .issue_server_cert(SERVING_CERT_HOLDER, names, validity)
         .map_err(|err| failed(err.to_string()))?;
     if issued.chain.len() > 1 {
         issued.chain.pop();
@@ -143,10 +147,11 @@ pub struct SecureServer {
 }
 
 impl SecureServer {
-    /// Binds `addr`, issues the serving certificate from `ca` and starts its renewal.
+    /// Binds `addr`, issues the serving certificate from `ca` and starts its renewal (at
+    /// half-life, and at once when a root rotation changes the signing root).
     pub async fn bind(
         addr: SocketAddr,
-        ca: Arc<CertificateAuthority>,
+        ca: Arc<RootRotation>,
         config: SecureServerConfig,
     ) -> Result<Self, SecureServerError> {
         let names = config.dns_names();
@@ -259,20 +264,29 @@ async fn accept_loop(
     .await;
 }
 
-/// Re-issues the serving certificate at half its lifetime; on failure retries every minute
-/// while the old one stays in use.
+/// Re-issues the serving certificate at half its lifetime and whenever the root rotation
+/// changes the signing root or the bundle; on failure retries every minute while the old
+/// one stays in use.
 async fn renew_serving_cert(
-    ca: Arc<CertificateAuthority>,
+    ca: Arc<RootRotation>,
     names: Vec<String>,
     validity: Duration,
     cert: Arc<ServingCert>,
     mut not_after: SystemTime,
 ) {
+    let mut rotation = ca.subscribe();
     loop {
         let remaining = not_after
             .duration_since(SystemTime::now())
             .unwrap_or_default();
-        tokio::time::sleep((remaining / 2).max(Duration::from_secs(1))).await;
+        tokio::select! {
+            () = tokio::time::sleep((remaining / 2).max(Duration::from_secs(1))) => {}
+            changed = rotation.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
         match issue(&ca, &names, validity) {
             Ok((key, expiry)) => {
                 cert.current.store(Arc::new(key));

@@ -48,7 +48,7 @@ async fn tls_from(ca: &RunningCa, source: Ipv4Addr) -> TlsStream<TcpStream> {
         rustls::ClientConfig::builder_with_provider(weft_identity::tls::crypto_provider())
             .with_safe_default_protocol_versions()
             .unwrap()
-            .with_root_certificates(Arc::clone(trust.root_store()))
+            .with_root_certificates(trust.root_store())
             .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let tcp = tcp_from(ca, source).await;

@@ -247,7 +247,7 @@ async fn tls12_clients_are_refused() {
     let mut tls = rustls::ClientConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS12])
         .unwrap()
-        .with_root_certificates(Arc::clone(s.mesh.trust.root_store()))
+        .with_root_certificates(s.mesh.trust.root_store())
         .with_client_cert_resolver(Arc::clone(&s.mesh.client_tls().client_auth_cert_resolver));
     tls.alpn_protocols = vec![b"h2".to_vec()];
     assert_refused(&mut s, Arc::new(tls), "ProtocolVersion").await;

@@ -47,33 +47,15 @@ impl std::fmt::Debug for WorkloadCert {
 impl WorkloadCert {
     /// Assembles a certificate from a CA response (`chain_pem`: leaf first, root last) and
     /// the key the CSR was made with. The leaf must carry `identity` as its URI SAN.
-    /// The last element is taken as the root when the chain has more than one certificate.
+    /// When the chain has more than one element, the last is the trust bundle: one or more
+    /// roots in one PEM string (several while the mesh rotates its root, as Istio sends them).
     pub fn from_ca_response(
         identity: SpiffeId,
         key: PrivateKeyDer<'static>,
         chain_pem: &[String],
     ) -> Result<Self, WorkloadCertError> {
-        let mut chain = chain_pem
-            .iter()
-            .enumerate()
-            .map(|(index, pem)| {
-                CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|err| {
-                    WorkloadCertError::Pem {
-                        index,
-                        reason: err.to_string(),
-                    }
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if chain.is_empty() {
-            return Err(WorkloadCertError::EmptyChain);
-        }
-        let roots = if chain.len() > 1 {
-            chain.pop().into_iter().collect()
-        } else {
-            Vec::new()
-        };
-        Self::new(identity, key, chain, roots)
+        let (leaf_and_intermediates, roots) = split_ca_response(chain_pem)?;
+        Self::new(identity, key, leaf_and_intermediates, roots)
     }
 
     /// Assembles a certificate from DER parts: `chain` is leaf + intermediates.
@@ -150,4 +132,38 @@ impl WorkloadCert {
             .duration_since(self.not_before)
             .unwrap_or_default()
     }
+}
+
+/// A CA response's chain as (leaf + intermediates, roots): the last element is the trust
+/// bundle (possibly several roots in one PEM string) when there is more than one element.
+///
+/// # Errors
+/// An element that is not PEM, or an empty chain.
+#[allow(clippy::type_complexity)]
+pub fn split_ca_response(
+    chain_pem: &[String],
+) -> Result<(Vec<CertificateDer<'static>>, Vec<CertificateDer<'static>>), WorkloadCertError> {
+    let parse = |index: usize, pem: &String| {
+        CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| WorkloadCertError::Pem {
+                index,
+                reason: err.to_string(),
+            })
+    };
+    let Some((last, above_leaf)) = chain_pem.split_last() else {
+        return Err(WorkloadCertError::EmptyChain);
+    };
+    if above_leaf.is_empty() {
+        return Ok((parse(0, last)?, Vec::new()));
+    }
+    let mut chain = Vec::with_capacity(above_leaf.len());
+    for (index, pem) in above_leaf.iter().enumerate() {
+        chain.extend(parse(index, pem)?);
+    }
+    let roots = parse(above_leaf.len(), last)?;
+    if chain.is_empty() {
+        return Err(WorkloadCertError::EmptyChain);
+    }
+    Ok((chain, roots))
 }

@@ -13,7 +13,7 @@ pub mod tls;
 mod trust;
 
 pub use ca::CertificateAuthority;
-pub use cert::{WorkloadCert, WorkloadCertError};
+pub use cert::{WorkloadCert, WorkloadCertError, split_ca_response};
 pub use manager::{
     CertError, CertManager, CertManagerConfig, CertState, key_and_csr, key_and_csr_with_dns,
 };
@@ -23,4 +23,4 @@ pub use provider::{
 };
 pub use spiffe::{DEFAULT_SERVICE_ACCOUNT, DEFAULT_TRUST_DOMAIN, SpiffeId, SpiffeIdError};
 pub use tls::{PeerIdentityError, client_config, peer_identity, server_config};
-pub use trust::{TrustBundle, TrustBundleError};
+pub use trust::{TrustBundle, TrustBundleError, roots_from_pem};

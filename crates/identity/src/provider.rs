@@ -239,7 +239,30 @@ impl GrpcCaClient {
                 code: status.code(),
                 message: status.message().to_owned(),
             })?;
-        Ok(response.into_inner().cert_chain)
+        let chain = response.into_inner().cert_chain;
+        self.follow_trust_bundle(&chain);
+        Ok(chain)
+    }
+
+    /// Makes the roots the CA sent with a certificate (the last element of its chain) this
+    /// client's trust bundle, and so that of every clone of it the proxy verifies peers and
+    /// the control plane with: how a root rotation reaches the proxy. The answer came over a
+    /// connection verified against that bundle, so it is as trustworthy as the roots were.
+    fn follow_trust_bundle(&self, chain: &[String]) {
+        let Ok((_, roots)) = crate::cert::split_ca_response(chain) else {
+            return; // the certificate itself is refused by its caller, with the reason
+        };
+        if roots.is_empty() {
+            return;
+        }
+        let count = roots.len();
+        match self.config.trust.replace_roots(roots) {
+            Ok(true) => tracing::info!(roots = count, "trust bundle updated from the CA"),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "CA sent an unusable trust bundle; keeping the current roots")
+            }
+        }
     }
 }
 

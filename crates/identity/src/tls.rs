@@ -4,11 +4,11 @@
 //! (server side, which then records the client identity with [`peer_identity`]).
 
 use crate::{SpiffeId, TrustBundle, WorkloadCert};
+use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError,
@@ -154,7 +154,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &parsed,
-            self.trust.root_store(),
+            &self.trust.current().store,
             intermediates,
             now,
             self.algorithms.all,
@@ -193,11 +193,10 @@ impl ServerCertVerifier for SpiffeServerVerifier {
     }
 }
 
-/// Checks a client's chain with webpki, then that it carries one SPIFFE id from an accepted
-/// trust domain.
+/// Checks a client's chain with webpki against the bundle's current roots, then that it
+/// carries one SPIFFE id from an accepted trust domain.
 #[derive(Debug)]
 struct SpiffeClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
     trust: TrustBundle,
 }
 
@@ -213,7 +212,9 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
+        self.trust
+            .current()
+            .client_verifier
             .verify_client_cert(end_entity, intermediates, now)?;
         let actual = identity_of(end_entity).map_err(identity_error)?;
         if self.trust.accepts_trust_domain(actual.trust_domain()) {
@@ -231,7 +232,10 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.trust
+            .current()
+            .client_verifier
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -240,11 +244,17 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.trust
+            .current()
+            .client_verifier
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.trust
+            .current()
+            .client_verifier
+            .supported_verify_schemes()
     }
 }
 
@@ -304,12 +314,7 @@ pub fn server_config(
     trust: &TrustBundle,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let provider = crypto_provider();
-    let inner =
-        WebPkiClientVerifier::builder_with_provider(trust.root_store().clone(), provider.clone())
-            .build()
-            .map_err(|err| TlsConfigError::Verifier(err.to_string()))?;
     let verifier = SpiffeClientVerifier {
-        inner,
         trust: trust.clone(),
     };
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -333,15 +338,70 @@ pub fn control_plane_endpoint(
     server_name: &str,
     trust: &TrustBundle,
 ) -> Result<tonic::transport::Endpoint, String> {
-    let verifier =
-        WebPkiServerVerifier::builder_with_provider(trust.root_store().clone(), crypto_provider())
-            .build()
-            .map_err(|err| format!("trust bundle has no usable root: {err}"))?;
     tonic::transport::Endpoint::from_shared(endpoint.to_owned())
         .map_err(|err| err.to_string())?
         .tls_config_with_verifier(
             tonic::transport::ClientTlsConfig::new().domain_name(server_name.to_owned()),
-            verifier,
+            Arc::new(ControlPlaneVerifier {
+                trust: trust.clone(),
+            }),
         )
         .map_err(|err| err.to_string())
+}
+
+/// Checks the control plane's serving certificate (WebPKI, DNS name) against the bundle's
+/// current roots, so a root rotation reaches reconnecting CA and xDS clients.
+#[derive(Debug)]
+struct ControlPlaneVerifier {
+    trust: TrustBundle,
+}
+
+impl ServerCertVerifier for ControlPlaneVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.trust.current().server_verifier.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.trust
+            .current()
+            .server_verifier
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.trust
+            .current()
+            .server_verifier
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.trust
+            .current()
+            .server_verifier
+            .supported_verify_schemes()
+    }
 }

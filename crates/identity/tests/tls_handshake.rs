@@ -122,3 +122,44 @@ async fn root_rotation_accepts_peers_of_both_roots_while_both_are_trusted() {
         "old-root client refused after rotation"
     );
 }
+
+#[tokio::test]
+async fn configs_built_before_a_bundle_change_follow_it_both_ways() {
+    let old_ca = Arc::new(CertificateAuthority::generate_in_memory().expect("old ca"));
+    let new_ca = Arc::new(CertificateAuthority::generate_in_memory().expect("new ca"));
+    let (old_id, new_id) = (id("default", "old"), id("default", "new"));
+    let old_cert = issue(&old_ca, &old_id).await;
+    let new_cert = issue(&new_ca, &new_id).await;
+    // One live bundle, as a proxy holds it: every config below is built before the change.
+    let trust = bundle(&[&old_ca]);
+    let old_server = server_config(&old_cert, &trust).expect("server");
+    let old_client = client_config(&old_cert, &trust, [new_id.clone()]).expect("client");
+    let new_server = server_config(&new_cert, &trust).expect("server");
+    let new_client = client_config(&new_cert, &trust, [old_id.clone()]).expect("client");
+    let refused = handshake(new_client.clone(), old_server.clone()).await;
+    assert!(refused.server_saw.is_err(), "new root not trusted yet");
+
+    let both = vec![old_ca.root().clone(), new_ca.root().clone()];
+    assert!(trust.replace_roots(both.clone()).expect("replace"));
+    assert!(!trust.replace_roots(both).expect("same set"), "no change");
+    let new_to_old = handshake(new_client, old_server.clone()).await;
+    assert_eq!(new_to_old.server_saw, Ok(new_id.clone()));
+    assert_eq!(new_to_old.client_saw, Ok(old_id.clone()));
+    let old_to_new = handshake(old_client.clone(), new_server.clone()).await;
+    assert_eq!(old_to_new.server_saw, Ok(old_id));
+    assert_eq!(old_to_new.client_saw, Ok(new_id.clone()));
+
+    trust
+        .replace_roots(vec![new_ca.root().clone()])
+        .expect("drop old root");
+    // A fresh client config: one that already talked to this server would resume its TLS
+    // session, which skips certificate checks by design.
+    let old_client = client_config(&old_cert, &trust, [new_id]).expect("client");
+    let after = handshake(old_client, new_server).await;
+    assert!(after.server_saw.is_err(), "old root dropped");
+    assert!(
+        trust.replace_roots(Vec::new()).is_err(),
+        "an empty bundle is refused"
+    );
+    assert_eq!(trust.roots().len(), 1, "and the roots stay");
+}

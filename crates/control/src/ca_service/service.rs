@@ -11,9 +11,10 @@ use prost_types::value::Kind;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Code, Request, Response, Status};
+use weft_identity::SpiffeId;
+use weft_identity::ca::RootRotation;
 use weft_identity::ca::csr::{CsrError, verify_csr_pem};
 use weft_identity::provider::IMPERSONATED_IDENTITY_KEY;
-use weft_identity::{CertificateAuthority, SpiffeId};
 use weft_proto::ca::istio_certificate_service_server::{
     IstioCertificateService, IstioCertificateServiceServer,
 };
@@ -42,7 +43,7 @@ impl Default for CaServiceConfig {
 
 /// The CA gRPC service. Turn it into a tonic service with [`CaService::into_server`].
 pub struct CaService {
-    ca: Arc<CertificateAuthority>,
+    ca: Arc<RootRotation>,
     authenticator: Arc<dyn CallerAuthenticator>,
     nodes: Arc<dyn NodeIdentities>,
     names: Arc<dyn ServingNames>,
@@ -78,17 +79,18 @@ impl Rejection {
 }
 
 impl CaService {
-    /// A service signing with `ca`, authenticating with `authenticator`, placing workloads on
-    /// nodes with `nodes`. Sets the root-expiry metric. No identity may have DNS names until
+    /// A service signing with `ca` (whose root rotation decides which root signs and which
+    /// roots end the chain), authenticating with `authenticator`, placing workloads on nodes
+    /// with `nodes`. Sets the root-expiry metric. No identity may have DNS names until
     /// [`Self::with_serving_names`] says which.
     pub fn new(
-        ca: Arc<CertificateAuthority>,
+        ca: Arc<RootRotation>,
         authenticator: Arc<dyn CallerAuthenticator>,
         nodes: Arc<dyn NodeIdentities>,
         metrics: CaMetrics,
         config: CaServiceConfig,
     ) -> Self {
-        metrics.set_root_expiry(ca.root_not_after());
+        metrics.set_root_expiry(ca.signer().root_not_after());
         Self {
             ca,
             authenticator,
@@ -160,7 +162,13 @@ impl CaService {
         let dns_names = self.allowed_dns_names(&granted, &csr.dns_sans)?;
         let validity = self.validity(message.validity_duration);
         self.ca
-            .sign_serving(&csr.spki_der, &granted, &dns_names, validity)
+            .sign(
+                &caller.to_string(),
+                &csr.spki_der,
+                &granted,
+                &dns_names,
+                validity,
+            )
             .map(|signed| signed.pem)
             .map_err(|err| Rejection::new("signing_failed", Code::Internal, err.to_string()))
     }
@@ -286,7 +294,7 @@ mod tests {
     const PLAIN: &str = "spiffe://cluster.local/ns/shop/sa/api";
 
     fn service() -> CaService {
-        let ca = CertificateAuthority::generate_in_memory().expect("ca");
+        let ca = weft_identity::CertificateAuthority::generate_in_memory().expect("ca");
         let tokens = TokenFile::parse("tokens: [{token: node-token-0123456789, node: n1}]", "test")
             .expect("tokens");
         let nodes = StaticNodeIdentities::new()
@@ -296,7 +304,7 @@ mod tests {
             .with(OWN.parse().expect("id"), "shop.example.com")
             .with(OWN.parse().expect("id"), "*.example.com");
         CaService::new(
-            Arc::new(ca),
+            Arc::new(RootRotation::new(Arc::new(ca))),
             Arc::new(tokens),
             Arc::new(nodes),
             CaMetrics::new(),

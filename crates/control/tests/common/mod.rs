@@ -11,6 +11,7 @@ use weft_control::ca_service::{
 };
 use weft_control::callers::TokenFile;
 use weft_control::secure_server::{SecureServer, SecureServerConfig};
+use weft_identity::ca::RootRotation;
 use weft_identity::{CertificateAuthority, SpiffeId};
 
 pub const NODE_TOKEN: &str = "node-1-token-0123456789abcdef";
@@ -26,6 +27,8 @@ pub fn id(sa: &str) -> SpiffeId {
 pub struct RunningCa {
     pub addr: SocketAddr,
     pub ca: Arc<CertificateAuthority>,
+    /// The CA service's root rotation (signing `ca` until a rotation begins).
+    pub rotation: Arc<RootRotation>,
     pub registry: Registry,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -70,6 +73,7 @@ pub async fn start_ca_with_serving_names(names: StaticServingNames) -> RunningCa
 /// (its names are the test's).
 pub async fn start_ca_with(names: StaticServingNames, secure: SecureServerConfig) -> RunningCa {
     let ca = Arc::new(CertificateAuthority::generate_in_memory().expect("ca"));
+    let rotation = Arc::new(RootRotation::new(Arc::clone(&ca)));
     let tokens = TokenFile::parse(
         &format!(
             "tokens:\n  - token: {NODE_TOKEN}\n    node: node-1\n  - token: {WORKLOAD_TOKEN}\n    identity: {}\n",
@@ -86,7 +90,7 @@ pub async fn start_ca_with(names: StaticServingNames, secure: SecureServerConfig
     let mut registry = Registry::with_prefix("weft_control");
     metrics.register(&mut registry);
     let service = CaService::new(
-        ca.clone(),
+        Arc::clone(&rotation),
         Arc::new(tokens),
         Arc::new(nodes),
         metrics,
@@ -95,7 +99,7 @@ pub async fn start_ca_with(names: StaticServingNames, secure: SecureServerConfig
     .with_serving_names(Arc::new(names));
     let server = SecureServer::bind(
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        ca.clone(),
+        Arc::clone(&rotation),
         SecureServerConfig {
             namespace: NAMESPACE.into(),
             extra_sans: vec![EXTRA_SAN.into()],
@@ -119,6 +123,7 @@ pub async fn start_ca_with(names: StaticServingNames, secure: SecureServerConfig
     RunningCa {
         addr,
         ca,
+        rotation,
         registry,
         stop: Some(stop),
     }

@@ -1,12 +1,18 @@
 //! The mesh certificate authority's signing logic: holds the signing key and the chain up to
 //! the root, and signs workload (SPIFFE) certificates, gateway serving certificates (SPIFFE id
 //! plus DNS names) and control-plane serving certificates. Loading the root of trust (plug-in
-//! CA directory or persisted self-signed root) lives in [`store`]; CSR checks live in [`csr`].
+//! CA directory or persisted self-signed root) lives in [`store`], keeping roots between runs
+//! behind an interface in [`root_store`], moving the mesh to a new root in [`rotation`]; CSR
+//! checks live in [`csr`].
 //! Authentication and authorization of callers are the control plane's job, not this module's.
 
 pub mod csr;
+pub mod root_store;
+pub mod rotation;
 mod store;
 
+pub use root_store::{DirRootStore, LoadedRoots, NextRoot, RootStore};
+pub use rotation::{Phase, RootRotation, RotationStatus};
 pub use store::{CA_CERT_FILE, CA_KEY_FILE, CERT_CHAIN_FILE, ROOT_CERT_FILE, ROOT_KEY_FILE};
 
 use crate::SpiffeId;
@@ -55,6 +61,14 @@ pub enum CaError {
         "CA in {dir} is inconsistent: a test certificate did not verify to the root ({reason}); check that ca-key.pem matches ca-cert.pem and cert-chain.pem leads to root-cert.pem"
     )]
     ChainDoesNotVerify { dir: PathBuf, reason: String },
+    #[error(
+        "{marker} says a root rotation made `{current}` the mesh CA, but --ca-dir is {flag}; pass the rotated CA's directory (or remove the marker to go back)"
+    )]
+    RotatedElsewhere {
+        marker: PathBuf,
+        current: String,
+        flag: PathBuf,
+    },
     #[error("the CA signing certificate expired at {not_after:?}")]
     Expired { not_after: SystemTime },
     #[error("could not build certificate: {0}")]

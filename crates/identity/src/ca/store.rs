@@ -254,7 +254,7 @@ fn tighten_key_permissions(path: &Path) -> Result<(), CaError> {
 }
 
 /// Writes a file atomically (temporary file + rename) with the given mode.
-fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
+pub(crate) fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
     let tmp: PathBuf = path.with_extension("tmp");
     let io_err = |source, path: &Path| CaError::Io {
         path: path.to_owned(),
