@@ -171,6 +171,31 @@ pub fn expand_pods(snapshot: &ConfigSnapshot) -> Vec<ExpandedPod> {
     pods
 }
 
+/// The pods of a snapshot observed in a cluster (Kubernetes mode): every `Pod` object as
+/// the cluster placed (`spec.nodeName`) and addressed it (`status.podIPs`, whose first
+/// entry is the pod's `status.podIP`), sorted by namespace and name. Nothing is expanded
+/// or assigned: a pod without an address yet has none.
+#[must_use]
+pub fn observed_pods(snapshot: &ConfigSnapshot) -> Vec<ExpandedPod> {
+    let mut pods: Vec<ExpandedPod> = snapshot
+        .bare_pods()
+        .map(|(pod, loaded)| {
+            let mut pod = pod.clone();
+            if let Some(status) = pod.status.as_mut().filter(|s| s.pod_ip.is_none()) {
+                let first = status.pod_ips.as_ref().and_then(|ips| ips.first());
+                status.pod_ip = first.map(|ip| ip.ip.clone());
+            }
+            ExpandedPod {
+                pod,
+                owner: None,
+                source: loaded.source.clone(),
+            }
+        })
+        .collect();
+    pods.sort_by(|a, b| (a.namespace(), a.name()).cmp(&(b.namespace(), b.name())));
+    pods
+}
+
 /// Replica names of one workload, with a fixed node for DaemonSet pods.
 fn workload_pods(snapshot: &ConfigSnapshot, nodes: &[NodeInfo]) -> Vec<ExpandedPod> {
     let mut out = Vec::new();

@@ -15,6 +15,8 @@ pub struct ConfigSnapshot {
     by_kind: HashMap<Kind, Vec<usize>>,
     /// The expansion of the workloads, computed on first use (the snapshot is immutable).
     pods: OnceLock<Arc<[ExpandedPod]>>,
+    /// Pods are taken as observed (Kubernetes mode), not expanded from workloads.
+    observed: bool,
 }
 
 impl ConfigSnapshot {
@@ -40,6 +42,18 @@ impl ConfigSnapshot {
             index,
             by_kind,
             pods: OnceLock::new(),
+            observed: false,
+        }
+    }
+
+    /// Indexes objects observed in a cluster: its pods are the `Pod` objects as the
+    /// cluster placed and addressed them (see [`crate::expand::observed_pods`]); workloads
+    /// are not expanded.
+    #[must_use]
+    pub fn observed(objects: Vec<LoadedObject>) -> Self {
+        ConfigSnapshot {
+            observed: true,
+            ..ConfigSnapshot::new(objects)
         }
     }
 
@@ -85,7 +99,13 @@ impl ConfigSnapshot {
     /// snapshot and shared.
     #[must_use]
     pub fn pods(&self) -> Arc<[ExpandedPod]> {
-        Arc::clone(self.pods.get_or_init(|| expand_pods(self).into()))
+        Arc::clone(self.pods.get_or_init(|| {
+            if self.observed {
+                crate::expand::observed_pods(self).into()
+            } else {
+                expand_pods(self).into()
+            }
+        }))
     }
 
     /// This snapshot, taking `previous`'s pod expansion when every object the expansion

@@ -7,7 +7,7 @@ use crate::translate::{Change, Output, RESOURCE_TYPES, Resource, TranslateOption
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use weft_api::{ConfigSnapshot, ConfigStore, ExpandedPod};
+use weft_api::{ConfigSnapshot, ExpandedPod, ObjectSource};
 use weft_identity::SpiffeId;
 use weft_xds::{ResourcePublisher, XdsResource};
 
@@ -73,7 +73,7 @@ pub struct ConfigPusher {
 impl ConfigPusher {
     /// Translates `store`'s current content and publishes all of it.
     pub fn start(
-        store: &ConfigStore,
+        store: &dyn ObjectSource,
         options: TranslateOptions,
         publisher: ResourcePublisher,
         nodes: Arc<ConfigNodeIdentities>,
@@ -99,7 +99,7 @@ impl ConfigPusher {
     }
 
     /// Re-translates what changed between the last snapshot and `store`'s current one.
-    pub fn refresh(&mut self, store: &ConfigStore) {
+    pub fn refresh(&mut self, store: &dyn ObjectSource) {
         let snapshot = store.snapshot().with_pods_of(&self.snapshot);
         let pods_changed = !Arc::ptr_eq(&snapshot.pods(), &self.snapshot.pods());
         let change = self.translator.update(&self.snapshot, &snapshot);

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use weft_api::expand::gateway::gateway_service_account;
-use weft_api::{ConfigSnapshot, ConfigStore};
+use weft_api::{ConfigSnapshot, ObjectSource};
 use weft_identity::SpiffeId;
 use weft_proto::GATEWAY_TYPE_URL;
 use weft_proto::l7::Gateway;
@@ -65,14 +65,18 @@ impl ServingNames for StaticServingNames {
 /// The live answer of `weft control`: the config store's current Gateways and the latest
 /// translation. Computed per request (only CSRs with DNS names ask), so it is never stale.
 pub struct GatewayServingNames {
-    store: Arc<ConfigStore>,
+    store: Arc<dyn ObjectSource>,
     output: Arc<ArcSwap<Output>>,
     trust_domain: String,
 }
 
 impl GatewayServingNames {
     /// Reads Gateways from `store` and their translation from `output` (the pusher's).
-    pub fn new(store: Arc<ConfigStore>, output: Arc<ArcSwap<Output>>, trust_domain: &str) -> Self {
+    pub fn new(
+        store: Arc<dyn ObjectSource>,
+        output: Arc<ArcSwap<Output>>,
+        trust_domain: &str,
+    ) -> Self {
         Self {
             store,
             output,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use weft_control::ca_service::CaServiceConfig;
-use weft_control::process::{BoundAddrs, ControlConfig, run};
+use weft_control::process::{BoundAddrs, ControlConfig, Objects, run};
 use weft_control::secure_server::SecureServerConfig;
 use weft_control::translate::TranslateOptions;
 
@@ -95,7 +95,7 @@ pub async fn start_control(populate: impl FnOnce(&Path)) -> RunningControl {
     .expect("token file");
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let config = ControlConfig {
-        config_dir,
+        objects: Objects::Directory(config_dir),
         state_dir: dir.path().join("state"),
         ca_dir: None,
         token_file,

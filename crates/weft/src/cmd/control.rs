@@ -1,4 +1,5 @@
-//! `weft control`: run the control plane (config store, CA, delta xDS, admin).
+//! `weft control`: run the control plane (config directory or Kubernetes API, CA, delta xDS,
+//! admin).
 
 use clap::Args as ClapArgs;
 use std::net::SocketAddr;
@@ -6,15 +7,28 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use weft_control::ca_service::CaServiceConfig;
-use weft_control::process::{ControlConfig, run};
+use weft_control::process::{ControlConfig, Objects, run};
 use weft_control::secure_server::SecureServerConfig;
 
-/// Run the control plane: reads DIR, runs the CA, serves delta xDS to node proxies.
+/// Run the control plane: reads DIR (or the Kubernetes API), runs the CA, serves delta xDS
+/// to node proxies.
 #[derive(Debug, ClapArgs)]
 pub struct Args {
     /// Directory of YAML manifests (watched: edits are pushed live).
-    #[arg(long, value_name = "DIR")]
-    config_dir: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "kubernetes",
+        conflicts_with = "kubernetes"
+    )]
+    config_dir: Option<PathBuf>,
+    /// Follow the Kubernetes API instead of a directory: Namespaces, Pods, Services, Nodes,
+    /// the Istio and Gateway API kinds (in-cluster configuration unless --kubeconfig).
+    #[arg(long)]
+    kubernetes: bool,
+    /// Kubeconfig file for --kubernetes (its current context).
+    #[arg(long, value_name = "FILE", requires = "kubernetes")]
+    kubeconfig: Option<PathBuf>,
     /// Private state directory (the CA root is generated and kept here).
     /// Default: a per-user data directory.
     #[arg(long, value_name = "DIR")]
@@ -51,6 +65,9 @@ pub struct Args {
 }
 
 pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    // the watches run as long as the control plane: `_api` is dropped when it stops
+    let (objects, _api) = runtime.block_on(objects_from(&args))?;
     let state_dir = match args.state_dir {
         Some(dir) => dir,
         None => dirs::data_local_dir()
@@ -62,7 +79,7 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         .plaintext_xds_port
         .map(|port| SocketAddr::new(args.secure_addr.ip(), port));
     let mut config = ControlConfig {
-        config_dir: args.config_dir,
+        objects,
         state_dir,
         ca_dir: args.ca_dir,
         token_file: args.token_file,
@@ -83,13 +100,24 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         xds: weft_xds::ServerConfig::default(),
     };
     args.limits.apply(&mut config.secure, &mut config.xds);
-    let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         run(config, |_| {}, shutdown_signal()).await?;
         tracing::info!("control plane stopped");
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The directory, or the Kubernetes API listed once and followed by watches that run
+/// while the returned source lives.
+async fn objects_from(args: &Args) -> anyhow::Result<(Objects, Option<weft_kube::ApiSource>)> {
+    if let Some(dir) = &args.config_dir {
+        return Ok((Objects::Directory(dir.clone()), None));
+    }
+    let client = weft_kube::connect(args.kubeconfig.as_deref()).await?;
+    tracing::info!("listing the Kubernetes API");
+    let api = weft_kube::ApiSource::start(client, &weft_kube::WatchOptions::default()).await;
+    Ok((Objects::Source(api.objects()), Some(api)))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

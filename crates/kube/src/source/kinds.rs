@@ -1,0 +1,59 @@
+//! The kinds the control plane watches, and the API resource each is served as.
+//!
+//! Every kind weft translates, at the first `apiVersion` weft reads it at: Namespaces,
+//! Pods, Services, Nodes, the Istio kinds and the Gateway API kinds. Deployments,
+//! StatefulSets and DaemonSets are not watched: in a cluster, pods are observed as the
+//! cluster placed and addressed them, never expanded from their workloads.
+
+use kube::core::{ApiResource, GroupVersionKind};
+use weft_api::Kind;
+
+/// The kinds followed, in the order their watches start.
+pub const WATCHED: &[Kind] = &[
+    Kind::Namespace,
+    Kind::Node,
+    Kind::Pod,
+    Kind::Service,
+    Kind::ServiceAccount,
+    Kind::AuthorizationPolicy,
+    Kind::PeerAuthentication,
+    Kind::RequestAuthentication,
+    Kind::ServiceEntry,
+    Kind::WorkloadEntry,
+    Kind::GatewayClass,
+    Kind::Gateway,
+    Kind::HttpRoute,
+    Kind::GrpcRoute,
+    Kind::TlsRoute,
+    Kind::TcpRoute,
+    Kind::UdpRoute,
+    Kind::ReferenceGrant,
+    Kind::BackendTlsPolicy,
+    Kind::ListenerSet,
+];
+
+/// The API resource `kind` is watched as: its first accepted `apiVersion`, the plural the
+/// API serves it under (kube's pluralisation, right for every kind weft reads).
+#[must_use]
+pub fn api_resource(kind: Kind) -> ApiResource {
+    let api_version = kind.api_versions()[0];
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{WATCHED, api_resource};
+    use weft_api::Kind;
+
+    #[test]
+    fn kinds_map_to_the_resources_the_api_serves() {
+        let policy = api_resource(Kind::AuthorizationPolicy);
+        assert_eq!(policy.api_version, "security.istio.io/v1");
+        assert_eq!(policy.plural, "authorizationpolicies");
+        assert_eq!(api_resource(Kind::Pod).group, "");
+        assert_eq!(api_resource(Kind::GatewayClass).plural, "gatewayclasses");
+        assert_eq!(api_resource(Kind::TcpRoute).version, "v1alpha2");
+        assert!(!WATCHED.contains(&Kind::Deployment));
+    }
+}
