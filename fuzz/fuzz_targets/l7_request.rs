@@ -1,8 +1,8 @@
 //! An HTTP/1.1 request head as it lands at a waypoint or gateway: parsed with the parser
 //! hyper uses, then taken through the L7 engine's request path over the routes of
 //! `fuzz/routes.yaml` (every match kind and filter): route selection, request filters
-//! (rewrites, redirects, header changes), the weighted backend and its filters, and the
-//! response header filters.
+//! (rewrites, redirects, header changes, CORS preflights), the weighted backend and its
+//! filters, and the response header filters (CORS ones included).
 
 #![no_main]
 
@@ -107,13 +107,15 @@ fn route(parts: &mut Parts, roll: u64) {
             let _ = redirect.header();
             return;
         }
-        Err(_) => return,
+        Ok(RequestVerdict::Preflight(_)) | Err(_) => return,
     }
     if let Ok(backend) = rule.pick_backend_at(roll) {
         let _ = backend.filters().apply_request(parts, &context);
         let mut response = HeaderMap::new();
         backend.filters().apply_response(&mut response);
         rule.filters().apply_response(&mut response);
+        let origin = rule.filters().cors_origin(&parts.headers);
+        rule.filters().apply_cors(origin.as_ref(), &mut response);
     }
     let _ = (rule.timeouts(), rule.retry());
 }

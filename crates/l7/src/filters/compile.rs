@@ -1,10 +1,10 @@
 //! Filters from the wire form, validated as Gateway API defines them: each filter has a
-//! kind; header modifiers, redirect and rewrite appear at most once, redirect and rewrite
+//! kind; header modifiers, redirect, rewrite and CORS appear at most once, redirect and rewrite
 //! never together; `ReplacePrefixMatch` needs a rule whose one match is a `PathPrefix`;
 //! header names and values, hostnames, paths, ports, redirect codes and mirror fractions
 //! are valid. Errors name the field in Gateway API terms.
 
-use super::{Filters, HeaderModifier, Mirror, PathModifier, Redirect, RequestStep, Rewrite};
+use super::{Cors, Filters, HeaderModifier, Mirror, PathModifier, Redirect, RequestStep, Rewrite};
 use crate::routes::FieldError;
 use crate::rule::RouteBackend;
 use http::uri::{Authority, PathAndQuery};
@@ -83,6 +83,7 @@ impl Filters {
                 self.mirrors
                     .push(Mirror::compile(m, &format!("{at}.requestMirror"))?);
             }
+            Kind::Cors(c) => self.cors = Some(Cors::compile(c, &format!("{at}.cors"))?),
         }
         Ok(())
     }
@@ -95,6 +96,7 @@ fn kind_name(kind: &Kind) -> &'static str {
         Kind::RequestRedirect(_) => "RequestRedirect",
         Kind::UrlRewrite(_) => "URLRewrite",
         Kind::RequestMirror(_) => "RequestMirror",
+        Kind::Cors(_) => "CORS",
     }
 }
 

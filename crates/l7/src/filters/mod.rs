@@ -1,16 +1,20 @@
 //! Route filters applied to a request head or a response's headers: header modifiers,
 //! `RequestRedirect` (answered by the proxy), `URLRewrite` (host and path before
-//! forwarding) and `RequestMirror` (which backend, and whether this request is sampled).
+//! forwarding), `RequestMirror` (which backend, and whether this request is sampled) and
+//! `CORS` (preflights answered by the proxy, response headers for allowed origins).
 //! Filters are compiled and validated from the wire form once (see `compile`), so applying
 //! them cannot fail except on a request target that cannot be rebuilt.
 
 mod compile;
+mod cors;
 #[cfg(test)]
 mod tests;
 
+pub use cors::Cors;
+
 use crate::routes::strip_port;
 use crate::rule::RouteBackend;
-use http::header::{HOST, LOCATION};
+use http::header::{HOST, LOCATION, ORIGIN};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
@@ -23,6 +27,7 @@ pub struct Filters {
     request: Vec<RequestStep>,
     response: Vec<HeaderModifier>,
     mirrors: Vec<Mirror>,
+    cors: Option<Cors>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +99,8 @@ pub enum RequestVerdict {
     Forward,
     /// Answer it with this redirect.
     Redirect(RedirectResponse),
+    /// A CORS preflight: answer it `200` with these headers.
+    Preflight(HeaderMap),
 }
 
 /// A redirect answer.
@@ -121,7 +128,7 @@ pub struct FilterError(String);
 impl Filters {
     /// Applies the request filters in order: header modifiers and rewrites change `parts`
     /// (the `Host` header, and the URI's authority when it has one); a redirect stops there
-    /// and is returned.
+    /// and is returned. A CORS preflight is answered before any of them.
     ///
     /// # Errors
     /// [`FilterError`] when the rewritten URI is invalid.
@@ -130,6 +137,11 @@ impl Filters {
         parts: &mut Parts,
         context: &FilterContext<'_>,
     ) -> Result<RequestVerdict, FilterError> {
+        if let Some(cors) = &self.cors
+            && cors::is_preflight(parts)
+        {
+            return Ok(RequestVerdict::Preflight(cors.preflight(&parts.headers)));
+        }
         for step in &self.request {
             match step {
                 RequestStep::Headers(modifier) => modifier.apply(&mut parts.headers),
@@ -151,6 +163,22 @@ impl Filters {
         }
     }
 
+    /// The request's `Origin` to keep for [`Filters::apply_cors`], when there is a CORS
+    /// filter (else `None`: nothing to keep).
+    #[must_use]
+    pub fn cors_origin(&self, request: &HeaderMap) -> Option<HeaderValue> {
+        self.cors.as_ref()?;
+        request.get(ORIGIN).cloned()
+    }
+
+    /// Adds the CORS response headers for a request whose `Origin` was `origin`, when
+    /// there is a CORS filter and the origin is allowed.
+    pub fn apply_cors(&self, origin: Option<&HeaderValue>, response: &mut HeaderMap) {
+        if let Some(cors) = &self.cors {
+            cors.apply_response(origin, response);
+        }
+    }
+
     /// The mirrors, in the order written.
     #[must_use]
     pub fn mirrors(&self) -> &[Mirror] {
@@ -169,7 +197,10 @@ impl Filters {
     /// Whether there is nothing to apply.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.request.is_empty() && self.response.is_empty() && self.mirrors.is_empty()
+        self.request.is_empty()
+            && self.response.is_empty()
+            && self.mirrors.is_empty()
+            && self.cors.is_none()
     }
 }
 

@@ -19,7 +19,7 @@ pub(super) struct Filter {
     url_rewrite: Option<Rewrite>,
     request_mirror: Option<Mirror>,
     extension_ref: Option<serde_json::Value>,
-    cors: Option<serde_json::Value>,
+    cors: Option<Cors>,
     external_auth: Option<serde_json::Value>,
 }
 
@@ -84,6 +84,25 @@ struct Mirror {
     percent: Option<i64>,
     fraction: Option<Fraction>,
 }
+
+/// `CORS` (GEP-1767): lists as written; `maxAge` in seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Cors {
+    #[serde(default)]
+    allow_origins: Vec<String>,
+    allow_credentials: Option<bool>,
+    #[serde(default)]
+    allow_methods: Vec<String>,
+    #[serde(default)]
+    allow_headers: Vec<String>,
+    #[serde(default)]
+    expose_headers: Vec<String>,
+    max_age: Option<i64>,
+}
+
+/// `Access-Control-Max-Age` when `maxAge` is unset, as the spec defines it.
+const CORS_MAX_AGE_SECONDS: u32 = 5;
 
 #[derive(Debug, Default, Deserialize)]
 struct Fraction {
@@ -197,10 +216,34 @@ fn filter_kind(
             resolver,
             &at,
         )?),
+        "CORS" => Kind::Cors(cors(f.cors.as_ref().ok_or_else(missing)?, &at)?),
         other => {
             let message = format!("{other} filters are not supported by weft");
             return Err((format!("{base}.type"), message));
         }
+    })
+}
+
+fn cors(c: &Cors, at: &str) -> Result<pb::Cors, FieldError> {
+    let max_age_seconds = match c.max_age {
+        None => CORS_MAX_AGE_SECONDS,
+        Some(seconds) => u32::try_from(seconds)
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| {
+                (
+                    format!("{at}.maxAge"),
+                    format!("{seconds} is not a positive number of seconds"),
+                )
+            })?,
+    };
+    Ok(pb::Cors {
+        allow_origins: c.allow_origins.clone(),
+        allow_credentials: c.allow_credentials.unwrap_or(false),
+        allow_methods: c.allow_methods.clone(),
+        allow_headers: c.allow_headers.clone(),
+        expose_headers: c.expose_headers.clone(),
+        max_age_seconds,
     })
 }
 

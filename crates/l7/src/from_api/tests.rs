@@ -171,8 +171,16 @@ fn invalid_or_unsupported_routes_are_errors_naming_the_field() {
             "spec.rules[0].filters[0].requestHeaderModifier",
         ),
         (
-            rule("{filters: [{type: CORS, cors: {}}]}"),
-            "spec.rules[0].filters[0].type",
+            rule("{filters: [{type: CORS, cors: {maxAge: 0}}]}"),
+            "spec.rules[0].filters[0].cors.maxAge",
+        ),
+        (
+            rule("{filters: [{type: CORS, cors: {allowOrigins: ['ftp://a.example']}}]}"),
+            "spec.rules[0].filters[0].cors.allowOrigins[0]",
+        ),
+        (
+            rule("{filters: [{type: CORS, cors: {}}, {type: CORS, cors: {}}]}"),
+            "spec.rules[0].filters[1]",
         ),
         (
             rule(

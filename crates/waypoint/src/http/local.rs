@@ -143,6 +143,13 @@ pub(crate) fn reply(status: StatusCode, body: String) -> Response<Body> {
     response
 }
 
+/// The answer to a CORS preflight: `200`, no body, the CORS filter's `headers`.
+pub(crate) fn preflight(headers: http::HeaderMap) -> Response<Body> {
+    let mut response = Response::new(empty());
+    *response.headers_mut() = headers;
+    response
+}
+
 /// The answer of a `RequestRedirect` filter.
 pub(crate) fn redirect(redirect: &RedirectResponse) -> Response<Body> {
     let mut response = Response::new(empty());

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use http::request::Parts;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
 use weft_l7::{Filters, Mirror, RequestVerdict, RequestView, RouteBackend, Rule, Selected};
@@ -154,6 +154,8 @@ enum Plan<'a> {
         backend: Backend,
         rule: &'a Rule,
         backend_filters: &'a Filters,
+        /// The request's `Origin`, kept when a CORS filter needs it for the answer.
+        origin: Option<HeaderValue>,
     },
 }
 
@@ -181,14 +183,18 @@ fn routed<'a>(
     for mirror in mirrors.chain(chosen.filters().mirrors()) {
         send_mirror(waypoint, mirror, request);
     }
+    let headers = &request.parts.headers;
+    let origin =
+        (rule.filters().cors_origin(headers)).or_else(|| chosen.filters().cors_origin(headers));
     Ok(Plan::Send {
         backend,
         rule,
         backend_filters: chosen.filters(),
+        origin,
     })
 }
 
-/// Runs request filters: `Some` answer for a redirect.
+/// Runs request filters: `Some` answer for a redirect or a CORS preflight.
 fn apply(
     filters: &Filters,
     parts: &mut Parts,
@@ -197,6 +203,7 @@ fn apply(
     match filters.apply_request(parts, context) {
         Ok(RequestVerdict::Forward) => Ok(None),
         Ok(RequestVerdict::Redirect(redirect)) => Ok(Some(local::redirect(&redirect))),
+        Ok(RequestVerdict::Preflight(headers)) => Ok(Some(local::preflight(headers))),
         Err(error) => Err(Failure::filter(&error)),
     }
 }
@@ -208,13 +215,14 @@ impl Plan<'_> {
         request: Pending,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, Failure> {
-        let (backend, rule, backend_filters) = match self {
+        let (backend, rule, backend_filters, origin) = match self {
             Plan::Answer(answer) => return Ok(answer),
             Plan::Send {
                 backend,
                 rule,
                 backend_filters,
-            } => (backend, rule, backend_filters),
+                origin,
+            } => (backend, rule, backend_filters, origin),
         };
         let timeouts = rule.timeouts();
         let attempts = Attempts {
@@ -229,8 +237,10 @@ impl Plan<'_> {
                 .unwrap_or_else(|_| Err(Failure::timeout()))?,
             None => sending.await?,
         };
-        rule.filters().apply_response(response.headers_mut());
-        backend_filters.apply_response(response.headers_mut());
+        for filters in [rule.filters(), backend_filters] {
+            filters.apply_response(response.headers_mut());
+            filters.apply_cors(origin.as_ref(), response.headers_mut());
+        }
         Ok(response)
     }
 }

@@ -7,6 +7,7 @@
 mod harness;
 
 mod conformance;
+mod conformance_cors;
 mod conformance_filters;
 mod conformance_grpc;
 mod conformance_http;
