@@ -1,7 +1,9 @@
 //! What a Gateway deploys, shared by waypoints ([`super::waypoint`]) and ingress/egress
 //! gateways ([`super::gateway`]): one pod owned by the Gateway running one weft container,
 //! and a Service selecting it by [`GATEWAY_NAME_LABEL`]. Each kind decides the names, labels,
-//! command and ports; the objects are built here.
+//! command and ports; the objects are built here. The Gateway's `spec.infrastructure`
+//! labels and annotations are copied to both objects ([`Deployment::with_infrastructure`]),
+//! weft's own labels winning where a key is in both.
 
 use super::ExpandedPod;
 use crate::gateway::Gateway;
@@ -34,6 +36,8 @@ pub(super) struct Deployment {
     pub service_account: String,
     /// Labels of the pod and the Service.
     pub labels: BTreeMap<String, String>,
+    /// Annotations of the pod and the Service (the Gateway's `spec.infrastructure`).
+    pub annotations: BTreeMap<String, String>,
     /// The container's name.
     pub container: &'static str,
     /// The container's command (the runtime adds where the control plane is).
@@ -45,6 +49,36 @@ pub(super) struct Deployment {
 }
 
 impl Deployment {
+    /// Adds the `spec.infrastructure` labels and annotations of `gateway` (GEP-1762,
+    /// feature GatewayInfrastructurePropagation). A label weft sets itself keeps weft's
+    /// value: the Service selects the pod by one, and others say what the pod is.
+    #[must_use]
+    pub fn with_infrastructure(mut self, gateway: &Gateway) -> Self {
+        let Some(infrastructure) = &gateway.spec.infrastructure else {
+            return self;
+        };
+        for (key, value) in infrastructure.labels.iter().flatten() {
+            (self.labels.entry(key.clone())).or_insert_with(|| value.clone());
+        }
+        let annotations = infrastructure.annotations.iter().flatten();
+        self.annotations
+            .extend(annotations.map(|(k, v)| (k.clone(), v.clone())));
+        self
+    }
+
+    /// The metadata of the pod and the Service: `name`, the namespace, labels,
+    /// annotations, owned by the Gateway.
+    fn metadata(&self, name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(self.labels.clone()),
+            annotations: (!self.annotations.is_empty()).then(|| self.annotations.clone()),
+            owner_references: Some(vec![gateway_owner(&self.gateway)]),
+            ..ObjectMeta::default()
+        }
+    }
+
     /// The pod (no node or address yet), owned by the Gateway.
     pub fn pod(&self) -> Pod {
         let ports = (self.container_ports.iter())
@@ -62,13 +96,7 @@ impl Deployment {
             ..Container::default()
         };
         Pod {
-            metadata: ObjectMeta {
-                name: Some(self.pod_name.clone()),
-                namespace: Some(self.namespace.clone()),
-                labels: Some(self.labels.clone()),
-                owner_references: Some(vec![gateway_owner(&self.gateway)]),
-                ..ObjectMeta::default()
-            },
+            metadata: self.metadata(&self.pod_name),
             spec: Some(PodSpec {
                 service_account_name: Some(self.service_account.clone()),
                 containers: vec![container],
@@ -108,13 +136,7 @@ impl Deployment {
             .collect();
         let selector = BTreeMap::from([(GATEWAY_NAME_LABEL.to_owned(), self.gateway.clone())]);
         Service {
-            metadata: ObjectMeta {
-                name: Some(self.service_name.clone()),
-                namespace: Some(self.namespace.clone()),
-                labels: Some(self.labels.clone()),
-                owner_references: Some(vec![gateway_owner(&self.gateway)]),
-                ..ObjectMeta::default()
-            },
+            metadata: self.metadata(&self.service_name),
             spec: Some(ServiceSpec {
                 selector: Some(selector),
                 ports: Some(ports),

@@ -18,6 +18,9 @@
 //!   port per distinct listener port, named `<protocol>-<port>` (`http-80`). A Service of
 //!   that name written in the configuration is kept as written instead.
 //!
+//! Both carry the Gateway's `spec.infrastructure` labels and annotations (weft's own labels
+//! win where a key is in both).
+//!
 //! A Pod written in the configuration under the pod's name replaces the expanded one.
 
 use super::deployment::{self, Deployment, GATEWAY_CLASS_LABEL, GATEWAY_NAME_LABEL, namespace_of};
@@ -135,6 +138,7 @@ fn gateway_deployment(gateway: &Gateway) -> Deployment {
         service_name: account.clone(),
         service_account: account,
         labels: gateway_pod_labels(&name, class),
+        annotations: BTreeMap::new(),
         container: GATEWAY_CONTAINER,
         command,
         container_ports: (listeners.iter().cloned())
@@ -143,6 +147,7 @@ fn gateway_deployment(gateway: &Gateway) -> Deployment {
         service_ports: std::iter::once(status).chain(listeners).collect(),
         gateway: name,
     }
+    .with_infrastructure(gateway)
 }
 
 /// Adds the Service of each Gateway in `objects` that weft runs as a gateway and that has
@@ -286,6 +291,45 @@ spec:
         let service = find_service(&snapshot, "web-istio").unwrap();
         let ports = service.spec.as_ref().unwrap().ports.as_ref().unwrap();
         assert_eq!(ports.len(), 1, "the written Service is kept");
+    }
+
+    /// Feature GatewayInfrastructurePropagation: `spec.infrastructure` labels and
+    /// annotations reach the gateway's pod and Service (and a waypoint's), weft's own
+    /// labels keeping their values.
+    #[test]
+    fn infrastructure_labels_and_annotations_reach_the_pod_and_the_service() {
+        let infrastructure = "  infrastructure:
+    labels: {team: payments, gateway.networking.k8s.io/gateway-name: spoofed}
+    annotations: {example.com/owner: alice}
+";
+        let text = MESH.replace(
+            "  gatewayClassName: istio\n",
+            &format!("  gatewayClassName: istio\n{infrastructure}"),
+        );
+        let text = text.replace(
+            "  gatewayClassName: istio-waypoint\n",
+            &format!("  gatewayClassName: istio-waypoint\n{infrastructure}"),
+        );
+        let loaded = crate::parse_manifests(&text, std::path::Path::new("mesh.yaml"));
+        assert!(loaded.findings.is_empty(), "{:?}", loaded.findings);
+        let snapshot = ConfigSnapshot::new(loaded.objects);
+        let pods = snapshot.pods();
+        for (name, gateway) in [("web-istio", "web"), ("wp", "wp")] {
+            let pod = (pods.iter()).find(|p| p.service_account() == name);
+            let metadata = &pod.expect("the pod").pod.metadata;
+            let service = &find_service(&snapshot, name).expect("the Service").metadata;
+            for metadata in [metadata, service] {
+                let labels = metadata.labels.as_ref().unwrap();
+                assert_eq!(labels["team"], "payments", "{metadata:?}");
+                assert_eq!(labels[GATEWAY_NAME_LABEL], gateway, "weft's label wins");
+                let annotations = metadata.annotations.as_ref().unwrap();
+                assert_eq!(annotations["example.com/owner"], "alice", "{metadata:?}");
+            }
+        }
+        // Without infrastructure, no annotations at all.
+        let plain = self::snapshot("");
+        let pods = plain.pods();
+        assert!(pods.iter().all(|p| p.pod.metadata.annotations.is_none()));
     }
 
     #[test]

@@ -102,28 +102,32 @@ fn waypoint_deployment(gateway: &Gateway) -> Option<Deployment> {
     let namespace = namespace_of(&gateway.metadata);
     let name = gateway.metadata.name.clone().unwrap_or_default();
     let ports = |order: [(&str, u16); 2]| order.map(|(n, p)| (n.to_owned(), p)).into();
-    Some(Deployment {
-        namespace: namespace.to_owned(),
-        pod_name: waypoint_pod_name(namespace, &name),
-        service_name: name.clone(),
-        service_account: name.clone(),
-        labels: waypoint_pod_labels(&name),
-        container: WAYPOINT_CONTAINER,
-        command: ["weft", "waypoint", "run", "--gateway"]
-            .map(str::to_owned)
-            .into_iter()
-            .chain([format!("{namespace}/{name}")])
-            .collect(),
-        container_ports: ports([
-            ("mesh", WAYPOINT_HBONE_PORT),
-            ("status-port", WAYPOINT_STATUS_PORT),
-        ]),
-        service_ports: ports([
-            ("status-port", WAYPOINT_STATUS_PORT),
-            ("mesh", WAYPOINT_HBONE_PORT),
-        ]),
-        gateway: name,
-    })
+    Some(
+        Deployment {
+            namespace: namespace.to_owned(),
+            pod_name: waypoint_pod_name(namespace, &name),
+            service_name: name.clone(),
+            service_account: name.clone(),
+            labels: waypoint_pod_labels(&name),
+            annotations: BTreeMap::new(),
+            container: WAYPOINT_CONTAINER,
+            command: ["weft", "waypoint", "run", "--gateway"]
+                .map(str::to_owned)
+                .into_iter()
+                .chain([format!("{namespace}/{name}")])
+                .collect(),
+            container_ports: ports([
+                ("mesh", WAYPOINT_HBONE_PORT),
+                ("status-port", WAYPOINT_STATUS_PORT),
+            ]),
+            service_ports: ports([
+                ("status-port", WAYPOINT_STATUS_PORT),
+                ("mesh", WAYPOINT_HBONE_PORT),
+            ]),
+            gateway: name,
+        }
+        .with_infrastructure(gateway),
+    )
 }
 
 /// Adds the Service of each waypoint Gateway in `objects` that has no Service of its name
