@@ -151,7 +151,8 @@ fn validity_word(now: i64, cert: &LeafInfo) -> &'static str {
     }
 }
 
-fn rfc3339(unix: i64) -> String {
+/// Unix seconds as an RFC 3339 UTC time (`@SECONDS` when out of range).
+pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {

@@ -31,7 +31,7 @@ pub const WAYPOINT_READINESS_PORT: u16 = 15021;
 #[must_use]
 pub fn control_argv(weft: &Path, layout: &Layout, config_dir: &Path, ip: Ipv4Addr) -> Vec<String> {
     let ip = IpAddr::V4(ip);
-    vec![
+    let mut argv = vec![
         path_arg(weft),
         "control".into(),
         "--config-dir".into(),
@@ -44,8 +44,17 @@ pub fn control_argv(weft: &Path, layout: &Layout, config_dir: &Path, ip: Ipv4Add
         SocketAddr::new(ip, CONTROL_SECURE_PORT).to_string(),
         "--admin-addr".into(),
         SocketAddr::new(ip, CONTROL_ADMIN_PORT).to_string(),
-    ]
+    ];
+    // Short-lived certificates for root rotation drills and tests (`weft up` clears the
+    // environment of the processes it starts, so it passes this one on as a flag).
+    if let Ok(seconds) = std::env::var(MAX_CERT_SECONDS_ENV) {
+        argv.extend(["--max-cert-seconds".into(), seconds]);
+    }
+    argv
 }
+
+/// Environment variable `weft up` turns into `weft control --max-cert-seconds`.
+pub const MAX_CERT_SECONDS_ENV: &str = "WEFT_MAX_CERT_SECONDS";
 
 /// What a `weft node` binary supports (probed from its `--help`, so `weft up` keeps working
 /// while the node proxy's capture flags are still being added).

@@ -7,7 +7,7 @@
 //! config/                the bundled example manifests (when no DIR is given)
 //! effective/             explicit mode: the config as weft control sees it (loopback addresses)
 //! pids/<pid>             explicit mode: each process started, for `weft down` after a crash
-//! control/               weft control's private state (its CA root: control/ca/root-cert.pem)
+//! control/               weft control's private state (its trusted roots: control/ca/trust-bundle.pem)
 //! tokens.yaml            node bearer tokens for weft control (0600)
 //! tokens/<node>.token    each node proxy's token (0600)
 //! sockets/<node>.sock    each node proxy's pod socket
@@ -172,10 +172,11 @@ impl Layout {
         self.root.join("control")
     }
 
-    /// The mesh root certificate written by weft control.
+    /// The mesh's trusted roots, written by weft control (both roots while it rotates the
+    /// root, so processes started meanwhile trust either).
     #[must_use]
     pub fn ca_root(&self) -> PathBuf {
-        self.control_state_dir().join("ca").join("root-cert.pem")
+        self.control_state_dir().join("ca").join("trust-bundle.pem")
     }
 
     /// weft control's token file.

@@ -98,7 +98,7 @@ impl RotationDriver {
             .map(|root| {
                 json!({
                     "fingerprint_sha256": root.fingerprint,
-                    "not_after": unix_seconds(root.not_after),
+                    "not_after": rfc3339_utc(root.not_after),
                     "signing": root.signing,
                     "live_certificates": root.live_certificates,
                 })
@@ -106,10 +106,10 @@ impl RotationDriver {
             .collect();
         json!({
             "phase": status.phase.name(),
-            "since": unix_seconds(status.since),
+            "since": rfc3339_utc(status.since),
             "roots": roots,
             "holders_without_bundle": status.holders_without_bundle,
-            "unknown_until": status.unknown_until.map(unix_seconds),
+            "unknown_until": status.unknown_until.map(rfc3339_utc),
             "last_error": self.lock_error().clone(),
         })
     }
@@ -132,7 +132,7 @@ impl RotationDriver {
     }
 }
 
-fn unix_seconds(time: SystemTime) -> u64 {
+fn rfc3339_utc(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs()

@@ -60,6 +60,10 @@ pub struct Args {
     /// Longest certificate lifetime granted, in hours.
     #[arg(long, default_value_t = 24 * 7)]
     max_cert_hours: u64,
+    /// Longest certificate lifetime granted, in seconds; overrides --max-cert-hours (root
+    /// rotation drills and tests, where certificates must renew within seconds).
+    #[arg(long, value_name = "SECONDS")]
+    max_cert_seconds: Option<u64>,
     #[command(flatten)]
     limits: super::limit_flags::ControlLimits,
 }
@@ -70,10 +74,7 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     let (objects, _api) = runtime.block_on(objects_from(&args))?;
     let state_dir = match args.state_dir {
         Some(dir) => dir,
-        None => dirs::data_local_dir()
-            .ok_or_else(|| anyhow::anyhow!("no per-user data directory; pass --state-dir"))?
-            .join("weft")
-            .join("control"),
+        None => default_state_dir()?,
     };
     let plaintext_xds_addr = args
         .plaintext_xds_port
@@ -93,7 +94,9 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
             ..SecureServerConfig::default()
         },
         ca: CaServiceConfig {
-            max_validity: Duration::from_secs(args.max_cert_hours * 3600),
+            max_validity: Duration::from_secs(
+                args.max_cert_seconds.unwrap_or(args.max_cert_hours * 3600),
+            ),
             ..CaServiceConfig::default()
         },
         watch_debounce: weft_control::process::DEFAULT_WATCH_DEBOUNCE,
@@ -118,6 +121,14 @@ async fn objects_from(args: &Args) -> anyhow::Result<(Objects, Option<weft_kube:
     tracing::info!("listing the Kubernetes API");
     let api = weft_kube::ApiSource::start(client, &weft_kube::WatchOptions::default()).await;
     Ok((Objects::Source(api.objects()), Some(api)))
+}
+
+/// The control plane's state directory when --state-dir is not given (also `weft ca`'s).
+pub(crate) fn default_state_dir() -> anyhow::Result<PathBuf> {
+    Ok(dirs::data_local_dir()
+        .ok_or_else(|| anyhow::anyhow!("no per-user data directory; pass --state-dir"))?
+        .join("weft")
+        .join("control"))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

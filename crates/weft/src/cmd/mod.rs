@@ -2,6 +2,7 @@
 
 mod analyze;
 mod authz;
+mod ca;
 mod call;
 mod cert;
 mod control;
@@ -39,6 +40,9 @@ enum Command {
     Validate(validate::Args),
     Analyze(analyze::Args),
     Control(control::Args),
+    /// The mesh certificate authority (`rotate`: move the mesh to a new root).
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
     Node(node::Args),
     Status(status::Args),
     Up(up::UpArgs),
@@ -125,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => Ok(validate::run(&args)),
         Command::Analyze(args) => Ok(analyze::run(&args)),
         Command::Control(args) => control::run_command(args),
+        Command::Ca(command) => ca::run(&command),
         Command::Node(args) => node::run(args),
         Command::Status(args) => status::run(&args),
         Command::Up(args) => up::up(args),

@@ -1,5 +1,6 @@
 //! `weft status`: which proxies are connected to the control plane and whether each has
-//! acknowledged the latest configuration, and the address of each gateway; with
+//! acknowledged the latest configuration, the address of each gateway and where a CA root
+//! rotation stands; with
 //! `--gateways`, every Gateway's listeners and the status of each route on it.
 
 use clap::Args as ClapArgs;
@@ -8,6 +9,7 @@ use std::process::ExitCode;
 use weft_api::gateway_status::ObjectStatus;
 
 mod gateways;
+mod rotation;
 
 /// Show the proxies connected to the control plane and whether each is in sync.
 #[derive(Debug, ClapArgs)]
@@ -49,6 +51,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if let Ok(body) = runtime.block_on(fetch(&args.control, "/debug/gatewayz")) {
         let statuses: Vec<ObjectStatus> = serde_json::from_slice(&body).unwrap_or_default();
         print!("{}", gateways::render_addresses(&statuses));
+    }
+    if let Ok(body) = runtime.block_on(fetch(&args.control, "/debug/caz")) {
+        let caz: Value = serde_json::from_slice(&body).unwrap_or_default();
+        print!("{}", rotation::render(&caz));
     }
     Ok(ExitCode::SUCCESS)
 }
