@@ -61,6 +61,7 @@ macro_rules! codes {
 codes! {
     ReadError = "read-error", Error, "A file or directory could not be read.";
     YamlSyntax = "yaml-syntax", Error, "The file is not valid YAML (line and column given).";
+    DuplicateKey = "duplicate-key", Error, "A mapping has the same key twice (Kubernetes' strict decoding refuses it too); both lines are named.";
     NotAnObject = "not-an-object", Error, "A YAML document is not a mapping with apiVersion and kind.";
     UnknownKind = "unknown-kind", Info, "A kind weft does not read; the object is skipped.";
     UnsupportedVersion = "unsupported-api-version", Warning, "A known kind at an apiVersion weft does not read; skipped.";

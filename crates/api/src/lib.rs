@@ -29,7 +29,6 @@ pub mod gateway_status;
 pub mod istio;
 pub mod load;
 pub mod locate;
-pub mod nesting;
 pub mod object;
 pub mod report;
 pub mod resource;
@@ -43,6 +42,7 @@ pub mod suggest;
 pub mod validate;
 pub mod watch;
 pub mod waypoint;
+pub mod yaml;
 
 pub use analyze::{analyze, check_duplicates};
 pub use expand::{ExpandedPod, expand_pods};

@@ -1,13 +1,16 @@
 //! Parsing manifests: multi-document YAML files (and `kind: List`) into typed [`Object`]s,
 //! with a [`Finding`] for every document that cannot be read as written.
 //!
-//! Each document is parsed three times, cheapest question first: as untyped YAML (syntax
-//! errors, with line and column), for its `apiVersion`/`kind` (unknown kinds are skipped with
-//! an info finding), then into its typed model through `serde_ignored`, which reports every
-//! field the schema does not have. Those are errors with a "did you mean" hint, also when the
+//! Each document is parsed once into the spanned tree of [`crate::yaml`] (syntax errors,
+//! repeated keys and broken bounds, with line and column), then read twice from that tree:
+//! for its `apiVersion`/`kind` (unknown kinds are skipped with an info finding), then into its
+//! typed model through `serde_ignored`, which reports every field the schema does not have. Those are errors with a "did you mean" hint, also when the
 //! parse fails (a misspelled `sepc:` is reported at its line instead of "missing field spec").
 //! A parsed object is then checked on its own ([`crate::validate`]) and against the upstream
 //! CRD bounds ([`crate::schema`]); every finding points at its field's line ([`Layout`]).
+//!
+//! Files are split into documents at `---` lines before parsing, so a syntax error in one
+//! document leaves the file's other documents readable.
 
 use crate::files::read_manifest;
 pub use crate::files::{IGNORE_FILE, collect_manifest_files};
@@ -15,8 +18,10 @@ use crate::finding::{Code, Finding};
 use crate::locate::Layout;
 use crate::object::{Kind, KindLookup, LoadedObject, Object, ObjectRef, Source};
 use crate::suggest::{Segment, closest, display_path, segments_of};
+use crate::yaml::{ErrorKind, Node, NodeDeserializer};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Objects and findings from loading some files.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -113,27 +118,21 @@ fn parse_document(document: &Document<'_>, file: &Path, result: &mut LoadResult)
         result.findings.push(finding);
         return;
     }
-    let value: serde_yaml::Value = match serde_yaml::from_str(document.text) {
-        Ok(value) => value,
+    let value = match crate::yaml::parse(document.text) {
+        Ok(Some(value)) => Arc::new(value),
+        Ok(None) => return,
         Err(error) => {
-            let (line, column) = error.location().map_or((1, 0), |l| (l.line(), l.column()));
-            let message = format!("{} (column {column})", strip_location(&error.to_string()));
-            result
-                .findings
-                .push(Finding::new(Code::YamlSyntax, None, source(line), message));
+            result.findings.push(yaml_finding(&error, document, file));
             return;
         }
     };
     if value.is_null() {
         return;
     }
-    let header = match serde_yaml::from_value::<TypeHeader>(value.clone()) {
+    let header = match crate::yaml::from_node::<TypeHeader>(&value) {
         Ok(header) => header,
         Err(error) => {
-            let message = format!(
-                "not a Kubernetes object: {}",
-                strip_location(&error.to_string())
-            );
+            let message = format!("not a Kubernetes object: {}", error.message());
             result
                 .findings
                 .push(Finding::new(Code::NotAnObject, None, source(1), message));
@@ -153,6 +152,9 @@ fn parse_document(document: &Document<'_>, file: &Path, result: &mut LoadResult)
         return;
     }
     let lookup = Kind::lookup(api_version, kind);
+    if lookup == KindLookup::Unknown {
+        check_cluster_kind(api_version, kind, &value, document, file, result);
+    }
     let Some(known) = accept_kind(
         lookup,
         api_version,
@@ -168,40 +170,45 @@ fn parse_document(document: &Document<'_>, file: &Path, result: &mut LoadResult)
         api_version,
         meta: header.metadata.as_ref(),
         value: &value,
-        layout: Layout::new(document.text.into(), document.first_line, Vec::new()),
+        layout: Layout::new(Arc::clone(&value), document.first_line, Vec::new()),
         file,
     };
-    let parsed = match optional_spec_filled(known, &value) {
-        Some(filled) => parse_typed(known, filled),
-        None => parse_typed(known, serde_yaml::Deserializer::from_str(document.text)),
+    report_parsed(parse_object(known, &value), &target, result);
+}
+
+/// The finding for a document the YAML parser refused.
+fn yaml_finding(error: &crate::yaml::Error, document: &Document<'_>, file: &Path) -> Finding {
+    let mark = error.mark().unwrap_or_default();
+    let code = match error.kind() {
+        ErrorKind::DuplicateKey => Code::DuplicateKey,
+        ErrorKind::OverLimit => Code::OverLimit,
+        ErrorKind::Syntax | ErrorKind::Data => Code::YamlSyntax,
     };
-    report_parsed(parsed, &target, result);
+    let source = Source {
+        file: file.to_owned(),
+        line: document.first_line + mark.line.max(1) - 1,
+    };
+    let message = format!("{} (column {})", error.message(), mark.column);
+    Finding::new(code, None, source, message)
 }
 
 /// The largest YAML document read: 3 MiB, what the Kubernetes API server accepts in one
 /// request (an object in etcd is limited to 1.5 MiB).
 pub const MAX_DOCUMENT_BYTES: usize = 3 * 1024 * 1024;
 
-/// Refuses a document over [`MAX_DOCUMENT_BYTES`] or nested deeper than
-/// [`crate::nesting::MAX_NESTING`], before the YAML parser spends time on it.
+/// Refuses a document over [`MAX_DOCUMENT_BYTES`] before the YAML parser spends time on it
+/// (the nesting and alias bounds are kept by the parser itself, see [`crate::yaml::parse`]).
 fn over_limit(document: &Document<'_>, file: &Path) -> Option<Finding> {
-    let (line, message) = if document.text.len() > MAX_DOCUMENT_BYTES {
-        let message = format!(
-            "YAML document is {} bytes, over the limit of {MAX_DOCUMENT_BYTES} bytes for one object; not read",
-            document.text.len()
-        );
-        (document.first_line, message)
-    } else {
-        let (line, column) = crate::nesting::too_deep_at(document.text)?;
-        let message = format!(
-            "YAML nested deeper than {} levels (column {column}); document not read",
-            crate::nesting::MAX_NESTING
-        );
-        (document.first_line + line - 1, message)
-    };
+    if document.text.len() <= MAX_DOCUMENT_BYTES {
+        return None;
+    }
+    let message = format!(
+        "YAML document is {} bytes, over the limit of {MAX_DOCUMENT_BYTES} bytes for one object; not read",
+        document.text.len()
+    );
     let source = Source {
         file: file.to_owned(),
-        line,
+        line: document.first_line,
     };
     Some(Finding::new(Code::OverLimit, None, source, message))
 }
@@ -243,6 +250,34 @@ fn accept_kind(
     }
 }
 
+/// Reports the schema problems of an install object weft does not read (RBAC,
+/// PodDisruptionBudget, Lease: [`crate::cluster_kinds`]), each at its field's line.
+fn check_cluster_kind(
+    api_version: &str,
+    kind: &str,
+    value: &Arc<Node>,
+    document: &Document<'_>,
+    file: &Path,
+    result: &mut LoadResult,
+) {
+    let Ok(json) = crate::yaml::from_node::<serde_json::Value>(value) else {
+        return;
+    };
+    let Some(problems) = crate::cluster_kinds::check(api_version, kind, &json) else {
+        return;
+    };
+    let layout = Layout::new(Arc::clone(value), document.first_line, Vec::new());
+    for problem in problems {
+        let line = layout.line_of(&problem.path).unwrap_or(document.first_line);
+        let source = Source {
+            file: file.to_owned(),
+            line,
+        };
+        let finding = Finding::new(problem.code, None, source, problem.message);
+        result.findings.push(finding);
+    }
+}
+
 fn header_ref(kind: Kind, meta: Option<&HeaderMeta>) -> ObjectRef {
     let namespace = meta
         .and_then(|m| m.namespace.clone())
@@ -254,31 +289,18 @@ fn header_ref(kind: Kind, meta: Option<&HeaderMeta>) -> ObjectRef {
     }
 }
 
-/// `kind: List`: each item is parsed as its own object; sources point at the list document.
-fn parse_list(
-    value: &serde_yaml::Value,
-    document: &Document<'_>,
-    file: &Path,
-    result: &mut LoadResult,
-) {
+/// `kind: List`: each item is parsed as its own object; an item's findings point at its own
+/// lines, problems with the item as a whole at the list document.
+fn parse_list(value: &Arc<Node>, document: &Document<'_>, file: &Path, result: &mut LoadResult) {
     let items = value
         .get("items")
-        .and_then(serde_yaml::Value::as_sequence)
-        .cloned()
+        .and_then(Node::as_seq)
         .unwrap_or_default();
-    // each item's own lines when the list is in block style; otherwise one copy of the
-    // document's text, shared by the layouts of all its items
-    let own_layouts = crate::locate::item_layouts(document.text, document.first_line, "items")
-        .filter(|layouts| layouts.len() == items.len());
-    let shared_text: std::sync::Arc<str> = match own_layouts {
-        Some(_) => "".into(),
-        None => document.text.into(),
-    };
-    for (index, item) in items.into_iter().enumerate() {
-        let header: Option<TypeHeader> = serde_yaml::from_value(item.clone()).ok();
+    for (index, item) in items.iter().enumerate() {
+        let header: Option<TypeHeader> = crate::yaml::from_node(item).ok();
         let source = Source {
             file: file.to_owned(),
-            line: document.first_line,
+            line: document.first_line + item.mark.line.max(1) - 1,
         };
         let Some(TypeHeader {
             api_version: Some(api_version),
@@ -303,27 +325,16 @@ fn parse_list(
         ) else {
             continue;
         };
-        let layout = match &own_layouts {
-            Some(layouts) => layouts[index].clone(),
-            None => {
-                let prefix = vec![Segment::Key("items".to_owned()), Segment::Index(index)];
-                Layout::new(
-                    std::sync::Arc::clone(&shared_text),
-                    document.first_line,
-                    prefix,
-                )
-            }
-        };
+        let prefix = vec![Segment::Key("items".to_owned()), Segment::Index(index)];
         let target = Target {
             kind: known,
             api_version: &api_version,
             meta: metadata.as_ref(),
-            value: &item,
-            layout,
+            value: item,
+            layout: Layout::new(Arc::clone(value), document.first_line, prefix),
             file,
         };
-        let filled = optional_spec_filled(known, &item).unwrap_or_else(|| item.clone());
-        report_parsed(parse_typed(known, filled), &target, result);
+        report_parsed(parse_object(known, item), &target, result);
     }
 }
 
@@ -332,28 +343,20 @@ struct Target<'a> {
     kind: Kind,
     api_version: &'a str,
     meta: Option<&'a HeaderMeta>,
-    /// The object as untyped YAML.
-    value: &'a serde_yaml::Value,
+    /// The object as parsed.
+    value: &'a Node,
     layout: Layout,
     file: &'a Path,
 }
 
 impl Target<'_> {
-    /// The file and line of the field at `path` (the object's first line if not found).
+    /// The file and line of the field at `path` (of its deepest parent written, if the
+    /// field is not).
     fn source_at(&self, path: &[Segment]) -> Source {
         Source {
             file: self.file.to_owned(),
-            line: self
-                .layout
-                .line_of(path)
-                .unwrap_or_else(|| self.first_line()),
+            line: self.layout.nearest(path).line,
         }
-    }
-
-    fn first_line(&self) -> usize {
-        self.layout
-            .line_of(&[])
-            .unwrap_or_else(|| self.layout.file_line(1))
     }
 
     fn object_ref(&self) -> ObjectRef {
@@ -366,42 +369,47 @@ impl Target<'_> {
 const OPTIONAL_SPEC: &[Kind] = &[Kind::AuthorizationPolicy];
 
 /// The object with `spec: {}` added, when its kind's spec is optional and it has none.
-fn optional_spec_filled(kind: Kind, value: &serde_yaml::Value) -> Option<serde_yaml::Value> {
-    let serde_yaml::Value::Mapping(map) = value else {
+fn optional_spec_filled(kind: Kind, value: &Node) -> Option<Node> {
+    let crate::yaml::Value::Map(entries) = &value.value else {
         return None;
     };
-    if !OPTIONAL_SPEC.contains(&kind) || map.contains_key("spec") {
+    if !OPTIONAL_SPEC.contains(&kind) || value.get("spec").is_some() {
         return None;
     }
-    let mut filled = map.clone();
-    filled.insert(
-        "spec".into(),
-        serde_yaml::Value::Mapping(serde_yaml::Mapping::new()),
-    );
-    Some(serde_yaml::Value::Mapping(filled))
+    let mut entries = entries.clone();
+    entries.push(crate::yaml::Entry {
+        key: "spec".into(),
+        key_mark: value.mark,
+        value: Node {
+            value: crate::yaml::Value::Map(Vec::new()),
+            mark: value.mark,
+        },
+    });
+    Some(Node {
+        value: crate::yaml::Value::Map(entries),
+        mark: value.mark,
+    })
 }
 
 /// The typed object (or the schema error) and the paths of unknown fields, which are
 /// known even when the parse fails (a misspelled `sepc` shows up before `spec` is missed).
-type Parsed<E> = (Result<Object, E>, Vec<Vec<Segment>>);
+type Parsed = (Result<Object, crate::yaml::Error>, Vec<Vec<Segment>>);
 
-/// Deserializes `kind` from any deserializer, collecting the paths of unknown fields.
-fn parse_typed<'de, D: serde::Deserializer<'de>>(kind: Kind, deserializer: D) -> Parsed<D::Error> {
+/// Deserializes `kind` from its node, collecting the paths of unknown fields.
+fn parse_object(kind: Kind, value: &Node) -> Parsed {
+    let filled = optional_spec_filled(kind, value);
+    let value = filled.as_ref().unwrap_or(value);
     let mut unknown = Vec::new();
     let object = Object::deserialize_as(
         kind,
-        serde_ignored::Deserializer::new(deserializer, &mut |path| {
+        serde_ignored::Deserializer::new(NodeDeserializer::new(value), &mut |path| {
             unknown.push(segments_of(&path));
         }),
     );
     (object, unknown)
 }
 
-fn report_parsed<E: std::fmt::Display + ErrorLocation>(
-    (parsed, unknown_paths): Parsed<E>,
-    target: &Target<'_>,
-    result: &mut LoadResult,
-) {
+fn report_parsed((parsed, unknown_paths): Parsed, target: &Target<'_>, result: &mut LoadResult) {
     let object_ref = match &parsed {
         Ok(object) => object.object_ref(),
         Err(_) => target.object_ref(),
@@ -437,15 +445,16 @@ fn report_parsed<E: std::fmt::Display + ErrorLocation>(
             });
         }
         Err(error) => {
-            let message = strip_location(&error.to_string());
+            let message = error.message().to_owned();
             if explained_by_typo(&message, &suggested) {
                 return;
             }
             let source = Source {
                 file: target.file.to_owned(),
-                line: error
-                    .line()
-                    .map_or_else(|| target.first_line(), |line| target.layout.file_line(line)),
+                line: error.mark().map_or_else(
+                    || target.source_at(&[]).line,
+                    |mark| target.layout.file_line(mark.line),
+                ),
             };
             let finding = Finding::new(
                 classify_schema_error(&message),
@@ -465,17 +474,6 @@ fn explained_by_typo(message: &str, suggested: &[&str]) -> bool {
         .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next())
         .is_some_and(|field| suggested.contains(&field))
-}
-
-/// Line information for the two deserializer error types we use.
-trait ErrorLocation {
-    fn line(&self) -> Option<usize>;
-}
-
-impl ErrorLocation for serde_yaml::Error {
-    fn line(&self) -> Option<usize> {
-        self.location().map(|l| l.line())
-    }
 }
 
 /// The message for an unknown field, and the field it probably meant.
@@ -507,14 +505,6 @@ fn classify_schema_error(message: &str) -> Code {
         Code::WrongType
     } else {
         Code::InvalidValue
-    }
-}
-
-/// Drops serde_yaml's trailing " at line L column C" (we print the location ourselves).
-fn strip_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(index) if message[index..].contains(" column ") => message[..index].to_owned(),
-        _ => message.to_owned(),
     }
 }
 

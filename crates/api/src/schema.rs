@@ -15,8 +15,9 @@ use crate::finding::Code;
 use crate::object::Kind;
 use crate::suggest::{Segment, display_path};
 use crate::validate::Problem;
+use crate::yaml::scalar::{Typed, resolve_plain};
+use crate::yaml::{Node, Value};
 use regex::Regex;
-use serde_yaml::Value;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -170,7 +171,7 @@ impl Block {
 
 /// Every schema problem of one object (`value` is the object as written).
 #[must_use]
-pub fn check_schema(kind: Kind, api_version: &str, value: &Value) -> Vec<Problem> {
+pub fn check_schema(kind: Kind, api_version: &str, value: &Node) -> Vec<Problem> {
     let mut problems = Vec::new();
     for block in BLOCKS.iter().filter(|b| b.applies_to(kind, api_version)) {
         for (field, check) in block.fields {
@@ -222,82 +223,113 @@ fn steps(pattern: &str) -> Vec<Step<'_>> {
 }
 
 /// Every node the pattern names, with its concrete path.
-fn select<'v>(value: &'v Value, pattern: &str) -> Vec<(Vec<Segment>, &'v Value)> {
+fn select<'v>(value: &'v Node, pattern: &str) -> Vec<(Vec<Segment>, Subject<'v>)> {
     let mut out = Vec::new();
     collect(value, &steps(pattern), &mut Vec::new(), &mut out);
     out
 }
 
 fn collect<'v>(
-    value: &'v Value,
+    value: &'v Node,
     steps: &[Step<'_>],
     path: &mut Vec<Segment>,
-    out: &mut Vec<(Vec<Segment>, &'v Value)>,
+    out: &mut Vec<(Vec<Segment>, Subject<'v>)>,
 ) {
     let Some((step, rest)) = steps.split_first() else {
-        out.push((path.clone(), value));
+        out.push((path.clone(), Subject::Node(value)));
         return;
     };
-    let mut visit = |segment: Segment, child: &'v Value| {
+    let mut visit = |segment: Segment, child: &'v Node| {
         path.push(segment);
         collect(child, rest, path, out);
         path.pop();
     };
-    match (step, value) {
-        (Step::Key(key), Value::Mapping(map)) => {
-            if let Some(child) = map.get(*key) {
+    match (step, &value.value) {
+        (Step::Key(key), Value::Map(_)) => {
+            if let Some(child) = value.get(key) {
                 visit(Segment::Key((*key).to_owned()), child);
             }
         }
-        (Step::Elements, Value::Sequence(items)) => {
+        (Step::Elements, Value::Seq(items)) => {
             for (index, item) in items.iter().enumerate() {
                 visit(Segment::Index(index), item);
             }
         }
-        (Step::Values, Value::Mapping(map)) => {
-            for (key, child) in map {
-                visit(Segment::Key(key_text(key)), child);
+        (Step::Values, Value::Map(entries)) => {
+            for entry in entries {
+                visit(Segment::Key(entry.key.to_string()), &entry.value);
             }
         }
-        (Step::Keys, Value::Mapping(map)) => {
-            for key in map.keys() {
-                visit(Segment::Key(key_text(key)), key);
+        // a key is checked as a value itself; nothing is below it
+        (Step::Keys, Value::Map(entries)) if rest.is_empty() => {
+            for entry in entries {
+                path.push(Segment::Key(entry.key.to_string()));
+                out.push((path.clone(), Subject::Key(&entry.key)));
+                path.pop();
             }
         }
         _ => {}
     }
 }
 
-fn key_text(key: &Value) -> String {
-    match key {
-        Value::String(text) => text.clone(),
-        other => serde_yaml::to_string(other)
-            .map(|text| text.trim_end().to_owned())
-            .unwrap_or_default(),
+/// What a check looks at: a node, or a mapping key.
+#[derive(Debug, Clone, Copy)]
+enum Subject<'v> {
+    Node(&'v Node),
+    Key(&'v str),
+}
+
+impl Subject<'_> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Subject::Node(node) => node.as_str(),
+            Subject::Key(key) => match resolve_plain(key) {
+                Typed::Str(text) => Some(text),
+                _ => None,
+            },
+        }
+    }
+
+    fn integer(&self) -> Option<i128> {
+        match self {
+            Subject::Node(node) => node.as_int(),
+            Subject::Key(key) => match resolve_plain(key) {
+                Typed::Int(n) => Some(n),
+                _ => None,
+            },
+        }
+    }
+
+    /// The entries of a sequence or mapping.
+    fn count(&self) -> Option<usize> {
+        match self {
+            Subject::Node(node) => match &node.value {
+                Value::Seq(items) => Some(items.len()),
+                Value::Map(entries) => Some(entries.len()),
+                Value::Scalar(_) => None,
+            },
+            Subject::Key(_) => None,
+        }
     }
 }
 
 /// The problem with one value, if any: its code and what is wrong (without the path).
-fn judge(check: Check, value: &Value) -> Option<(Code, String)> {
+fn judge(check: Check, value: Subject<'_>) -> Option<(Code, String)> {
     match check {
         Check::Range(min, max) => {
-            let n = integer(value)?;
+            let n = value.integer()?;
             (n < i128::from(min) || n > i128::from(max))
                 .then(|| (Code::OutOfRange, format!("is {n}; allowed: {min} to {max}")))
         }
         Check::Port => {
-            let n = integer(value)?;
+            let n = value.integer()?;
             (!(1..=65535).contains(&n)).then(|| {
                 let message = format!("port {n} is out of range 1-65535");
                 (Code::PortOutOfRange, message)
             })
         }
         Check::Count(min, max) => {
-            let count = match value {
-                Value::Sequence(items) => items.len(),
-                Value::Mapping(map) => map.len(),
-                _ => return None,
-            };
+            let count = value.count()?;
             outside(count, min, max).map(|bound| {
                 let message = format!("has {count} entries; {bound}");
                 (Code::BadItemCount, message)
@@ -325,16 +357,6 @@ fn judge(check: Check, value: &Value) -> Option<(Code, String)> {
             })
         }
     }
-}
-
-fn integer(value: &Value) -> Option<i128> {
-    let Value::Number(number) = value else {
-        return None;
-    };
-    number
-        .as_i64()
-        .map(i128::from)
-        .or_else(|| number.as_u64().map(i128::from))
 }
 
 /// The bound `n` breaks, worded for a message.
@@ -380,9 +402,10 @@ mod tests {
 
     #[test]
     fn patterns_select_elements_values_and_keys() {
-        let value: Value = serde_yaml::from_str(
+        let value = crate::yaml::parse(
             "spec:\n  rules:\n  - refs: [{w: 1}, {w: 2}]\n  - {}\n  ports: {a: 1, b: 2}\n",
         )
+        .unwrap()
         .unwrap();
         let weights: Vec<String> = select(&value, "spec.rules[].refs[].w")
             .into_iter()

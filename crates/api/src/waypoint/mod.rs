@@ -474,9 +474,10 @@ fn remove_gateway(
         .unwrap_or_else(|| gateway.clone());
     let text = edits.text(file)?.unwrap_or_default();
     let document = text::document_at(&text, current.source.line).unwrap_or_default();
-    let is_whole_document = serde_yaml::from_str::<serde_yaml::Value>(&document)
+    let is_whole_document = crate::yaml::parse(&document)
         .ok()
-        .is_some_and(|v| v.get("kind").and_then(serde_yaml::Value::as_str) == Some("Gateway"));
+        .flatten()
+        .is_some_and(|v| v.get("kind").and_then(crate::yaml::Node::as_str) == Some("Gateway"));
     if !is_whole_document || file.extension().is_some_and(|e| e == "json") {
         return Err(WaypointError::Refused(format!(
             "Gateway {}/{name} ({}) is not a YAML document of its own (a List item or JSON); remove it by hand",

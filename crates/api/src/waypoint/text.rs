@@ -145,7 +145,7 @@ pub struct LabelSite {
 
 /// A label value as a YAML scalar (quoted when it would otherwise read as a number etc.).
 fn scalar(value: &str) -> String {
-    serde_yaml::to_string(value)
+    crate::yaml::to_string(&value)
         .map(|s| s.trim_end().to_owned())
         .unwrap_or_else(|_| format!("{value:?}"))
 }
@@ -275,7 +275,7 @@ metadata: {name: flow}
         let edited = set_label(text, site, "k", "123").unwrap();
         assert_eq!(
             edited,
-            "kind: Namespace\nmetadata:\n    labels:\n      k: '123'\n    name: a\n"
+            "kind: Namespace\nmetadata:\n    labels:\n      k: \"123\"\n    name: a\n"
         );
     }
 
