@@ -10,7 +10,7 @@ use crate::kinds::ResourceType;
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// Where an object lives: its resource type (group + plural; versions share objects, as
 /// in the real API), namespace (`None` for cluster-scoped kinds) and name.
@@ -87,12 +87,38 @@ struct State {
     compacted_before: u64,
     window: usize,
     types: BTreeMap<(String, String), ResourceType>,
+    /// Open watches: each receives every change from the moment it started.
+    watchers: Vec<mpsc::UnboundedSender<Event>>,
+}
+
+/// Where a new watch starts: what it sends first, and the changes after that.
+pub struct WatchStart {
+    /// The resourceVersion the first part is current at.
+    pub resource_version: u64,
+    /// Every change after that, of every kind, in order.
+    pub changes: mpsc::UnboundedReceiver<Event>,
 }
 
 /// The objects, the resourceVersion counter and the event history.
 pub struct Store {
     state: Mutex<State>,
     changed: watch::Sender<u64>,
+    /// Lists and watches served, in order (see [`Store::reads`]).
+    reads: Mutex<Vec<Read>>,
+}
+
+/// A list or watch request the server answered, for tests to check how a client follows
+/// the API (resumed from a version, or listed again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    /// API group of the collection.
+    pub group: String,
+    /// Plural resource name.
+    pub plural: String,
+    /// Whether it was a watch (else a list).
+    pub watch: bool,
+    /// The `resourceVersion` asked for, if any.
+    pub resource_version: Option<String>,
 }
 
 impl Store {
@@ -107,9 +133,28 @@ impl Store {
                 compacted_before: 1,
                 window: window.max(1),
                 types: BTreeMap::new(),
+                watchers: Vec::new(),
             }),
             changed: watch::channel(1).0,
+            reads: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Notes a list or watch request served.
+    pub fn note_read(&self, read: Read) {
+        self.reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(read);
+    }
+
+    /// The lists and watches served so far, in order.
+    #[must_use]
+    pub fn reads(&self) -> Vec<Read> {
+        self.reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -227,14 +272,10 @@ impl Store {
     #[must_use]
     pub fn list(&self, group: &str, plural: &str, namespace: Option<&str>) -> (Vec<Value>, u64) {
         let state = self.lock();
-        let objects = state
-            .objects
-            .iter()
-            .filter(|(key, _)| key.group == group && key.plural == plural)
-            .filter(|(key, _)| namespace.is_none() || key.namespace.as_deref() == namespace)
-            .map(|(_, object)| object.clone())
-            .collect();
-        (objects, state.resource_version)
+        (
+            objects_of(&state, group, plural, namespace),
+            state.resource_version,
+        )
     }
 
     /// The kind of a resource type, once an object of it was stored.
@@ -247,11 +288,17 @@ impl Store {
             .cloned()
     }
 
-    /// The events after `since` (of one resource type), and the resourceVersion they
-    /// bring a watcher to; `None` when events after `since` were compacted (410 Gone).
+    /// Starts a watch from `since`: the events of one resource type after it, and every
+    /// later change, taken under one lock so none is missed or repeated. `None` when
+    /// events after `since` were compacted (410 Gone).
     #[must_use]
-    pub fn events_since(&self, since: u64, group: &str, plural: &str) -> Option<(Vec<Event>, u64)> {
-        let state = self.lock();
+    pub fn watch_from(
+        &self,
+        since: u64,
+        group: &str,
+        plural: &str,
+    ) -> Option<(Vec<Event>, WatchStart)> {
+        let mut state = self.lock();
         if since < state.compacted_before {
             return None;
         }
@@ -262,7 +309,21 @@ impl Store {
             .filter(|e| e.key.group == group && e.key.plural == plural)
             .cloned()
             .collect();
-        Some((events, state.resource_version))
+        Some((events, subscribe(&mut state)))
+    }
+
+    /// Starts a watch from now: the current objects of one resource type (in one
+    /// namespace, or all) and every later change, taken under one lock.
+    #[must_use]
+    pub fn watch_current(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+    ) -> (Vec<Value>, WatchStart) {
+        let mut state = self.lock();
+        let objects = objects_of(&state, group, plural, namespace);
+        (objects, subscribe(&mut state))
     }
 
     /// Forgets every event so far: a watch from any earlier resourceVersion gets 410 Gone.
@@ -273,15 +334,35 @@ impl Store {
     }
 }
 
+fn objects_of(state: &State, group: &str, plural: &str, namespace: Option<&str>) -> Vec<Value> {
+    state
+        .objects
+        .iter()
+        .filter(|(key, _)| key.group == group && key.plural == plural)
+        .filter(|(key, _)| namespace.is_none() || key.namespace.as_deref() == namespace)
+        .map(|(_, object)| object.clone())
+        .collect()
+}
+
+fn subscribe(state: &mut State) -> WatchStart {
+    let (sender, changes) = mpsc::unbounded_channel();
+    state.watchers.push(sender);
+    WatchStart {
+        resource_version: state.resource_version,
+        changes,
+    }
+}
+
 fn record(state: &mut State, key: ObjectKey, kind: EventType, old: Option<Value>, object: Value) {
-    let resource_version = state.resource_version;
-    state.history.push_back(Event {
-        resource_version,
+    let event = Event {
+        resource_version: state.resource_version,
         key,
         kind,
         old,
         object,
-    });
+    };
+    state.watchers.retain(|w| w.send(event.clone()).is_ok());
+    state.history.push_back(event);
     while state.history.len() > state.window {
         if let Some(dropped) = state.history.pop_front() {
             state.compacted_before = dropped.resource_version;

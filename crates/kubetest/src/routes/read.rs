@@ -3,6 +3,7 @@
 use super::{Body, Ctx, Query, json_response, status};
 use crate::path::ResourcePath;
 use crate::select::Selector;
+use crate::store::Read;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -15,6 +16,12 @@ pub fn get(ctx: &Ctx, path: &ResourcePath, query: &Query) -> Response<Body> {
         Ok(selector) => selector,
         Err(error) => return status(StatusCode::BAD_REQUEST, "BadRequest", &error.to_string()),
     };
+    ctx.store.note_read(Read {
+        group: path.group.clone(),
+        plural: path.plural.clone(),
+        watch: query.flag("watch"),
+        resource_version: query.get("resourceVersion").map(str::to_owned),
+    });
     if query.flag("watch") {
         return super::watch::start(ctx, path, query, selector);
     }

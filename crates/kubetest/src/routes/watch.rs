@@ -17,7 +17,7 @@
 use super::{Body, Ctx, Query, status, status_object};
 use crate::path::ResourcePath;
 use crate::select::Selector;
-use crate::store::{Event, EventType};
+use crate::store::{Event, EventType, WatchStart};
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
@@ -68,8 +68,21 @@ pub fn start(ctx: &Ctx, path: &ResourcePath, query: &Query, selector: Selector) 
         bookmarks: query.flag("allowWatchBookmarks"),
         out,
     };
-    tokio::spawn(watch.run(since));
-    let frames = ReceiverStream::new(events).map(|bytes| Ok(Frame::data(bytes)));
+    // the watch is registered before the response: a change right after it is seen
+    let Some((first, start)) = watch.begin(since) else {
+        let gone = watch.gone_line(since.unwrap_or_default());
+        return stream_response(futures::stream::iter([Ok(Frame::data(gone))]));
+    };
+    tokio::spawn(watch.run(first, start));
+    stream_response(ReceiverStream::new(events).map(|bytes| Ok(Frame::data(bytes))))
+}
+
+fn stream_response(
+    frames: impl futures::Stream<Item = Result<Frame<Bytes>, std::convert::Infallible>>
+    + Send
+    + Sync
+    + 'static,
+) -> Response<Body> {
     let mut response = Response::new(StreamBody::new(frames).boxed());
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -79,55 +92,58 @@ pub fn start(ctx: &Ctx, path: &ResourcePath, query: &Query, selector: Selector) 
 }
 
 impl Watch {
-    async fn run(self, since: Option<u64>) {
-        let mut changes = self.ctx.store.changes();
-        let mut last = match since {
-            Some(version) => version,
-            None => match self.send_current().await {
-                Some(version) => version,
-                None => return,
-            },
-        };
-        let period = self.ctx.options.bookmark_interval;
-        let mut bookmark = tokio::time::interval_at(Instant::now() + period, period);
-        loop {
-            let group = &self.path.group;
-            let Some((events, now)) = self.ctx.store.events_since(last, group, &self.path.plural)
-            else {
-                self.send_gone(last).await;
-                return;
-            };
-            for event in &events {
-                if let Some(line) = self.event_line(event) {
-                    if self.out.send(line).await.is_err() {
-                        return;
-                    }
-                }
+    /// Registers the watch: the lines it sends first and the changes after them; `None`
+    /// when the changes after `since` were compacted.
+    fn begin(&self, since: Option<u64>) -> Option<(Vec<Bytes>, WatchStart)> {
+        let (group, plural) = (&self.path.group, &self.path.plural);
+        match since {
+            Some(version) => {
+                let (events, start) = self.ctx.store.watch_from(version, group, plural)?;
+                let lines = events.iter().filter_map(|e| self.event_line(e)).collect();
+                Some((lines, start))
             }
-            last = now;
-            tokio::select! {
-                _ = changes.changed() => {}
-                () = tokio::time::sleep_until(self.deadline) => return,
-                _ = bookmark.tick(), if self.bookmarks => {
-                    if self.out.send(self.bookmark_line(last)).await.is_err() {
-                        return;
-                    }
-                }
+            None => {
+                let namespace = self.path.namespace.as_deref();
+                let (objects, start) = self.ctx.store.watch_current(group, plural, namespace);
+                let selected = objects.iter().filter(|o| self.selector.matches(o));
+                Some((selected.map(|o| line("ADDED", o)).collect(), start))
             }
         }
     }
 
-    /// ADDED for every current object; the resourceVersion they are current at.
-    async fn send_current(&self) -> Option<u64> {
-        let namespace = self.path.namespace.as_deref();
-        let (objects, version) =
-            self.ctx
-                .store
-                .list(&self.path.group, &self.path.plural, namespace);
-        for object in objects.iter().filter(|o| self.selector.matches(o)) {
-            self.out.send(line("ADDED", object)).await.ok()?;
+    async fn run(self, first: Vec<Bytes>, start: WatchStart) {
+        let (group, plural) = (&self.path.group, &self.path.plural);
+        let WatchStart {
+            resource_version: mut last,
+            mut changes,
+        } = start;
+        for line in first {
+            if self.out.send(line).await.is_err() {
+                return;
+            }
         }
-        Some(version)
+        let period = self.ctx.options.bookmark_interval;
+        let mut bookmark = tokio::time::interval_at(Instant::now() + period, period);
+        loop {
+            let line = tokio::select! {
+                change = changes.recv() => {
+                    let Some(event) = change else { return };
+                    last = event.resource_version;
+                    if event.key.group != *group || event.key.plural != *plural {
+                        continue;
+                    }
+                    match self.event_line(&event) {
+                        Some(line) => line,
+                        None => continue,
+                    }
+                }
+                () = tokio::time::sleep_until(self.deadline) => return,
+                _ = bookmark.tick(), if self.bookmarks => self.bookmark_line(last),
+            };
+            if self.out.send(line).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// The line of `event` as this watch sees it (`None`: not of its namespace, or
@@ -164,13 +180,14 @@ impl Watch {
         line("BOOKMARK", &object)
     }
 
-    async fn send_gone(&self, since: u64) {
+    /// The ERROR event of a watch from a compacted resourceVersion.
+    fn gone_line(&self, since: u64) -> Bytes {
         let message = format!(
             "too old resource version: {since} ({})",
             self.ctx.store.resource_version()
         );
         let object = status_object(StatusCode::GONE, "Expired", &message);
-        let _ = self.out.send(line("ERROR", &object)).await;
+        line("ERROR", &object)
     }
 }
 
