@@ -7,6 +7,11 @@ mod cmd;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Installed as `weft-cni` in the CNI bin dir, the binary is the CNI plugin: a container
+    // runtime runs it per pod sandbox, so it starts nothing else.
+    if invoked_as_cni_plugin() {
+        return weft_cni::plugin::main();
+    }
     // One crypto provider for the whole process, chosen before any TLS config is built.
     if rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
@@ -23,4 +28,11 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+fn invoked_as_cni_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .is_some_and(|argv0| argv0.file_name() == Some(weft_cni::PLUGIN_TYPE.as_ref()))
 }

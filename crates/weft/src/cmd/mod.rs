@@ -5,6 +5,7 @@ mod authz;
 mod ca;
 mod call;
 mod cert;
+mod cni;
 mod control;
 mod echo;
 mod gateway;
@@ -44,6 +45,7 @@ enum Command {
     #[command(subcommand)]
     Ca(ca::CaCommand),
     Node(node::Args),
+    Cni(cni::Args),
     Status(status::Args),
     Up(up::UpArgs),
     Down(up::DownArgs),
@@ -131,6 +133,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Control(args) => control::run_command(args),
         Command::Ca(command) => ca::run(&command),
         Command::Node(args) => node::run(args),
+        Command::Cni(args) => cni::run(args),
         Command::Status(args) => status::run(&args),
         Command::Up(args) => up::up(args),
         Command::Down(args) => up::down(&args),

@@ -103,9 +103,15 @@ pub struct Args {
     /// --no-workload-listeners.
     #[arg(long, value_name = "PATH")]
     pod_socket: Option<PathBuf>,
-    /// With --pod-socket: resolver (IP:PORT) for names the DNS proxy does not know
-    /// (without one they fail at once).
-    #[arg(long, value_name = "ADDR", requires = "pod_socket")]
+    /// Kubernetes in-pod capture: the pod socket at PATH (as --pod-socket) that the
+    /// `weft-cni` plugin hands each new pod to; on start (and when the mesh enrolls a
+    /// workload no known pod holds) the node's network namespaces are searched for the
+    /// pods of enrolled workloads that started before the proxy or its plugin.
+    #[arg(long, value_name = "PATH", conflicts_with = "pod_socket")]
+    cni_socket: Option<PathBuf>,
+    /// With --pod-socket or --cni-socket: resolver (IP:PORT) for names the DNS proxy does
+    /// not know (without one they fail at once).
+    #[arg(long, value_name = "ADDR")]
     dns_upstream: Option<SocketAddr>,
     /// Kubernetes cluster domain for the DNS proxy.
     #[arg(long, default_value = "cluster.local")]
@@ -319,7 +325,7 @@ fn listen_addrs(args: &Args) -> ListenAddrs {
         admin: Some(SocketAddr::new(local, args.admin_port)),
         metrics: Some(SocketAddr::new(any, args.metrics_port)),
         readiness: Some(SocketAddr::new(any, args.readiness_port)),
-        workload_hbone_listeners: !args.no_workload_listeners && args.pod_socket.is_none(),
+        workload_hbone_listeners: !args.no_workload_listeners && pod_socket(args).is_none(),
     }
 }
 
@@ -388,9 +394,14 @@ fn control_source(args: &Args, control: &str) -> anyhow::Result<Sources> {
     Ok((StateSource::Xds(source), Arc::new(ca), trust))
 }
 
-/// The pod socket and capture settings, when `--pod-socket` is given.
+/// The pod socket: `--pod-socket` or `--cni-socket`.
+fn pod_socket(args: &Args) -> Option<&PathBuf> {
+    args.pod_socket.as_ref().or(args.cni_socket.as_ref())
+}
+
+/// The pod socket and capture settings, when `--pod-socket` or `--cni-socket` is given.
 fn capture_options(args: &Args) -> Option<(PathBuf, CaptureOptions)> {
-    let socket = args.pod_socket.clone()?;
+    let socket = pod_socket(args)?.clone();
     let rules = CaptureConfig {
         outbound_port: args.outbound_port,
         inbound_port: args.inbound_plaintext_port,
@@ -402,6 +413,7 @@ fn capture_options(args: &Args) -> Option<(PathBuf, CaptureOptions)> {
         dns_upstream: args.dns_upstream,
         cluster_domain: args.cluster_domain.clone(),
         state_file: Some(source::state_file_for(&socket)),
+        discover: args.cni_socket.is_some(),
         ..CaptureOptions::default()
     };
     args.limits.apply_capture(&mut options);
