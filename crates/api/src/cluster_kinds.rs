@@ -90,7 +90,10 @@ mod tests {
             "metadata": {"name": "r"},
             "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
         });
-        assert_eq!(check("rbac.authorization.k8s.io/v1", "ClusterRole", &role), Some(vec![]));
+        assert_eq!(
+            check("rbac.authorization.k8s.io/v1", "ClusterRole", &role),
+            Some(vec![])
+        );
         let typo = json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": "r"},
@@ -99,7 +102,11 @@ mod tests {
         let problems = check("rbac.authorization.k8s.io/v1", "ClusterRole", &typo).unwrap();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].code, Code::UnknownField);
-        assert!(problems[0].message.contains("\"resource\" in rules[0]"), "{}", problems[0].message);
+        assert!(
+            problems[0].message.contains("\"resource\" in rules[0]"),
+            "{}",
+            problems[0].message
+        );
         let no_verbs = json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": "r"}, "rules": [{"apiGroups": [""]}],

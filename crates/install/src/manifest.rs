@@ -96,7 +96,7 @@ impl Manifest {
         let documents: Vec<String> = self
             .objects
             .iter()
-            .map(|object| serde_yaml::to_string(&object.body).expect("JSON values are YAML"))
+            .map(|object| weft_api::yaml::to_string(&object.body).expect("JSON values are YAML"))
             .collect();
         documents.join("---\n")
     }

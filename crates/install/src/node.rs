@@ -67,6 +67,9 @@ fn daemon_set(settings: &Settings) -> DaemonSet {
     let drain = settings.number("node.drainSeconds");
     let pod = PodSpec {
         service_account_name: Some(NAME.to_owned()),
+        // the network namespaces of pods that started before the proxy are found
+        // through /proc/PID/ns/net
+        host_pid: Some(true),
         init_containers: Some(vec![cni_install(settings)]),
         containers: vec![node_proxy(settings)],
         volumes: Some(volumes(settings)),

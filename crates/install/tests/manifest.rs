@@ -12,16 +12,16 @@ use weft_install::rbac::{self, Scope};
 use weft_install::{Manifest, Settings};
 
 /// The YAML documents of the install, parsed.
-fn documents(settings: &Settings) -> Vec<serde_yaml::Value> {
+fn documents(settings: &Settings) -> Vec<serde_json::Value> {
     let yaml = Manifest::generate(settings).to_yaml();
     yaml.split("\n---\n")
-        .map(|doc| serde_yaml::from_str(doc).expect("each document is YAML"))
+        .map(|doc| weft_api::yaml::from_str(doc).expect("each document is YAML"))
         .collect()
 }
 
 /// The one object of kind `K` named `name` in the documents.
-fn find<K: DeserializeOwned + k8s_openapi::Resource>(docs: &[serde_yaml::Value], name: &str) -> K {
-    let matching: Vec<&serde_yaml::Value> = docs
+fn find<K: DeserializeOwned + k8s_openapi::Resource>(docs: &[serde_json::Value], name: &str) -> K {
+    let matching: Vec<&serde_json::Value> = docs
         .iter()
         .filter(|doc| {
             doc["kind"].as_str() == Some(K::KIND) && doc["metadata"]["name"].as_str() == Some(name)
@@ -34,7 +34,7 @@ fn find<K: DeserializeOwned + k8s_openapi::Resource>(docs: &[serde_yaml::Value],
         K::KIND,
         matching.len()
     );
-    serde_yaml::from_value(matching[0].clone()).expect("parses as its k8s-openapi type")
+    serde_json::from_value(matching[0].clone()).expect("parses as its k8s-openapi type")
 }
 
 fn container<'a>(containers: &'a [Container], name: &str) -> &'a Container {

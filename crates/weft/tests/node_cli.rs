@@ -1,6 +1,7 @@
 //! `weft node` as a real process: refuses a local config without a CA choice; two node
 //! processes sharing a persisted local CA carry SOCKS5 traffic over HBONE between loopback
-//! workloads; `/logging` changes the filter; SIGTERM drains and exits cleanly.
+//! workloads; `/logging` changes the filter; SIGTERM drains and exits cleanly: new
+//! connections refused, open ones kept until the drain deadline.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
@@ -72,12 +73,24 @@ fn start(
     ca_dir: &std::path::Path,
     extra: &[&str],
 ) -> Proc {
+    start_draining(node, ip, config, ca_dir, 5, extra)
+}
+
+fn start_draining(
+    node: &str,
+    ip: Ipv4Addr,
+    config: &std::path::Path,
+    ca_dir: &std::path::Path,
+    drain_seconds: u64,
+    extra: &[&str],
+) -> Proc {
     let child = weft()
         .args(["node", "--local-config"])
         .arg(config)
         .args(["--node", node, "--insecure-local-ca", "--local-ca-dir"])
         .arg(ca_dir)
-        .args(["--bind-ip", &ip.to_string(), "--drain-timeout", "5"])
+        .args(["--bind-ip", &ip.to_string()])
+        .args(["--drain-timeout", &drain_seconds.to_string()])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -227,6 +240,85 @@ fn two_node_processes_carry_socks_traffic_over_hbone_and_drain_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "{exit:?}");
+}
+
+/// The kubelet's view: `/healthz/live` answers while the process runs; on SIGTERM the
+/// proxy stops accepting, keeps an open connection flowing, and exits once the drain
+/// deadline (`--drain-timeout 3`) cuts what is still open.
+#[test]
+fn sigterm_stops_accepting_keeps_open_connections_until_the_drain_deadline() {
+    let n = net();
+    let dir = tempfile_dir();
+    let path = dir.join("mesh.json");
+    std::fs::write(&path, config(n)).unwrap();
+    let ca_dir = dir.join("ca");
+    let node_a = Ipv4Addr::new(127, n, 0, 2);
+    let node_b = Ipv4Addr::new(127, n, 0, 3);
+    echo_server(SocketAddr::from((Ipv4Addr::new(127, n, 1, 2), 8080)));
+    let mut a = start_draining("node-a", node_a, &path, &ca_dir, 3, &[]);
+    wait_ready(node_a);
+    let _b = start("node-b", node_b, &path, &ca_dir, &[]);
+    wait_ready(node_b);
+    let live = http_get(SocketAddr::from((node_a, 15021)), "/healthz/live").unwrap();
+    assert!(
+        live.starts_with("HTTP/1.1 200") && live.ends_with("live\n"),
+        "{live}"
+    );
+
+    let explicit = SocketAddr::from((node_a, 15080));
+    let vip = SocketAddr::from((Ipv4Addr::new(127, n, 2, 1), 80));
+    let (code, mut held) = socks(Ipv4Addr::new(127, n, 1, 1), explicit, vip);
+    assert_eq!(code, 0, "SOCKS reply");
+    let echo = |stream: &mut TcpStream, text: &[u8]| {
+        stream.write_all(text).unwrap();
+        let mut back = vec![0; text.len()];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(back, text);
+    };
+    echo(&mut held, b"before");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &a.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + WAIT;
+    while served(explicit) {
+        assert!(
+            Instant::now() < deadline,
+            "node-a still serves new connections after SIGTERM"
+        );
+    }
+    echo(&mut held, b"while draining");
+    let exit = loop {
+        if let Some(exit) = a.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node-a did not exit at its drain deadline"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let mut rest = Vec::new();
+    let cut = held
+        .read_to_end(&mut rest)
+        .map_or(true, |_| rest.is_empty());
+    assert!(cut, "the held connection ends with the proxy");
+}
+
+/// Whether a new connection to the explicit port gets a SOCKS answer (a closed listener
+/// may still complete the TCP handshake from its backlog, so the answer is what counts).
+fn served(explicit: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&explicit, Duration::from_secs(1)) else {
+        return false;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut reply = [0u8; 2];
+    stream.write_all(&[5, 1, 0]).is_ok() && stream.read_exact(&mut reply).is_ok()
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

@@ -59,15 +59,19 @@ impl Node {
 
     /// `/healthz/ready` for the readiness port: 200 once configuration and local workload
     /// certificates are loaded, 503 with the reason before.
+    /// `/healthz/live` answers 200 while the process serves at all (the liveness probe:
+    /// a proxy waiting for its configuration is alive, only not ready).
     #[must_use]
     pub fn readiness_router(&self) -> Router {
         let node = self.clone();
-        Router::new().page("/healthz/ready", move |_| match node.readiness() {
-            Ok(()) => Page::text("ready\n"),
-            Err(reason) => {
-                Page::with_status(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"))
-            }
-        })
+        Router::new()
+            .page("/healthz/live", |_| Page::text("live\n"))
+            .page("/healthz/ready", move |_| match node.readiness() {
+                Ok(()) => Page::text("ready\n"),
+                Err(reason) => {
+                    Page::with_status(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"))
+                }
+            })
     }
 
     /// Copies the pool's atomic counters into the registered pool metrics.

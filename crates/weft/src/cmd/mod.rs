@@ -2,13 +2,12 @@
 
 mod analyze;
 mod authz;
-mod ca;
 mod call;
 mod cert;
-mod cni;
 mod control;
 mod echo;
 mod gateway;
+mod install;
 mod l7_proxy;
 mod limit_flags;
 mod mesh_flags;
@@ -41,11 +40,7 @@ enum Command {
     Validate(validate::Args),
     Analyze(analyze::Args),
     Control(control::Args),
-    /// The mesh certificate authority (`rotate`: move the mesh to a new root).
-    #[command(subcommand)]
-    Ca(ca::CaCommand),
     Node(node::Args),
-    Cni(cni::Args),
     Status(status::Args),
     Up(up::UpArgs),
     Down(up::DownArgs),
@@ -54,6 +49,11 @@ enum Command {
     Exec(up::ExecArgs),
     Waypoint(waypoint::Args),
     Gateway(gateway::Args),
+    Install(install::InstallArgs),
+    Uninstall(install::UninstallArgs),
+    /// Kubernetes manifests of the install (`generate`).
+    #[command(subcommand)]
+    Manifest(install::ManifestCommand),
     /// Experimental and developer tools.
     #[command(subcommand)]
     X(XCommand),
@@ -131,9 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => Ok(validate::run(&args)),
         Command::Analyze(args) => Ok(analyze::run(&args)),
         Command::Control(args) => control::run_command(args),
-        Command::Ca(command) => ca::run(&command),
         Command::Node(args) => node::run(args),
-        Command::Cni(args) => cni::run(args),
         Command::Status(args) => status::run(&args),
         Command::Up(args) => up::up(args),
         Command::Down(args) => up::down(&args),
@@ -142,6 +140,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec(args) => up::exec(&args),
         Command::Waypoint(args) => waypoint::run(args),
         Command::Gateway(args) => gateway::run(args),
+        Command::Install(args) => install::install(&args),
+        Command::Uninstall(args) => install::uninstall(&args),
+        Command::Manifest(command) => install::manifest(&command),
         Command::X(XCommand::Echo(args)) => echo::run(args),
         Command::X(XCommand::Authz(args)) => authz::run(args),
         Command::X(XCommand::Call(args)) => call::run(&args),
