@@ -2,8 +2,10 @@
 
 mod analyze;
 mod authz;
+mod ca;
 mod call;
 mod cert;
+mod cni;
 mod control;
 mod echo;
 mod gateway;
@@ -40,7 +42,11 @@ enum Command {
     Validate(validate::Args),
     Analyze(analyze::Args),
     Control(control::Args),
+    /// The mesh certificate authority (`rotate`: move the mesh to a new root).
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
     Node(node::Args),
+    Cni(cni::Args),
     Status(status::Args),
     Up(up::UpArgs),
     Down(up::DownArgs),
@@ -131,7 +137,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => Ok(validate::run(&args)),
         Command::Analyze(args) => Ok(analyze::run(&args)),
         Command::Control(args) => control::run_command(args),
+        Command::Ca(command) => ca::run(&command),
         Command::Node(args) => node::run(args),
+        Command::Cni(args) => cni::run(args),
         Command::Status(args) => status::run(&args),
         Command::Up(args) => up::up(args),
         Command::Down(args) => up::down(&args),
