@@ -18,6 +18,12 @@ fn pod(name: &str, app: &str) -> serde_json::Value {
     })
 }
 
+/// The resourceVersion of a list of the pods.
+async fn list_version(pods: &Api<Pod>) -> String {
+    let list = pods.list(&ListParams::default()).await.unwrap();
+    list.metadata.resource_version.unwrap()
+}
+
 /// The events of a watch, as `(type, pod name)`, until `count` arrived.
 async fn next_events(
     stream: impl futures::Stream<Item = kube::Result<WatchEvent<Pod>>>,
@@ -66,13 +72,7 @@ async fn a_watch_from_a_compacted_version_gets_410_gone() {
     let server = TestApiServer::start().await;
     let pods: Api<Pod> = Api::namespaced(server.client(), "shop");
     server.put(pod("web-0", "web"));
-    let version = pods
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let version = list_version(&pods).await;
     server.put(pod("web-1", "web"));
     server.compact();
     let stream = pods.watch(&WatchParams::default(), &version).await.unwrap();
@@ -91,13 +91,7 @@ async fn bookmarks_arrive_and_the_server_ends_the_watch_at_its_timeout() {
     let server = TestApiServer::start_with(options).await;
     server.put(pod("web-0", "web"));
     let pods: Api<Pod> = Api::namespaced(server.client(), "shop");
-    let version = pods
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let version = list_version(&pods).await;
     let params = WatchParams::default().timeout(1);
     let stream = pods.watch(&params, &version).await.unwrap();
     let started = tokio::time::Instant::now();
