@@ -166,6 +166,7 @@ impl AccessEntry {
                     tracing::info!(target: "weft::access", "{}", self.json());
                 }
             }
+            AccessLogFormat::Off => {}
         }
     }
 

@@ -82,6 +82,9 @@ pub enum AccessLogFormat {
     Text,
     /// One JSON object.
     Json,
+    /// No access log: nothing is rendered or written (ingress operators turn it off for
+    /// cost; metrics are still recorded).
+    Off,
 }
 
 /// `<namespace>/<name>` of a workload, for log fields.
@@ -159,12 +162,15 @@ impl AccessLogEntry {
             AccessLogFormat::Text => self.to_string(),
             // Serializing this struct (strings, numbers, addresses) cannot fail.
             AccessLogFormat::Json => serde_json::to_string(self).unwrap_or_default(),
+            AccessLogFormat::Off => String::new(),
         }
     }
 
     /// Emits the line on [`ACCESS_LOG_TARGET`].
     pub fn emit(&self, format: AccessLogFormat) {
-        if tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO) {
+        if format != AccessLogFormat::Off
+            && tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO)
+        {
             tracing::info!(target: ACCESS_LOG_TARGET, "{}", self.render(format));
         }
     }

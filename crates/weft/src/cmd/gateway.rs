@@ -7,11 +7,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weft_node::telemetry::AccessLogFormat;
 use weft_waypoint::gateway::{GatewayListen, GatewayProcess};
 use weft_waypoint::{Role, WaypointOptions};
 
-use super::waypoint::run::{self as proxy, ControlArgs, HandoffArgs, TraceArgs};
+use super::waypoint::run::{self as proxy, AccessLogArgs, ControlArgs, HandoffArgs, TraceArgs};
 
 /// Run a gateway: the ingress/egress proxy of one Gateway (listener ports from its
 /// configuration).
@@ -35,9 +34,8 @@ pub struct Args {
     /// Admin pages (`/config_dump`, private keys redacted).
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin_addr: SocketAddr,
-    /// Access-log line format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    access_log_format: LogFormat,
+    #[command(flatten)]
+    access_log: AccessLogArgs,
     #[command(flatten)]
     trace: TraceArgs,
     #[command(flatten)]
@@ -45,12 +43,6 @@ pub struct Args {
     /// Seconds to let requests in flight finish after SIGTERM / ctrl-c.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     drain_timeout: u64,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 /// Runs the gateway until a shutdown signal.
@@ -95,10 +87,7 @@ fn process(args: Args) -> anyhow::Result<GatewayProcess> {
         role: Role::Gateway,
         trust_domain: args.control.trust_domain.clone(),
         network: args.control.network.clone(),
-        access_log: match args.access_log_format {
-            LogFormat::Text => AccessLogFormat::Text,
-            LogFormat::Json => AccessLogFormat::Json,
-        },
+        access_log: args.access_log.format(),
         ..WaypointOptions::default()
     };
     Ok(GatewayProcess {

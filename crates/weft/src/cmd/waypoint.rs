@@ -253,6 +253,34 @@ pub(crate) mod run {
         pub trace_sampling: f64,
     }
 
+    /// The access log of an L7 proxy.
+    #[derive(Debug, clap::Args)]
+    pub struct AccessLogArgs {
+        /// Access-log line format; `off` writes no access log (metrics are still
+        /// recorded), as operators often choose at an ingress for cost.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        access_log_format: LogFormat,
+    }
+
+    #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+    enum LogFormat {
+        Text,
+        Json,
+        Off,
+    }
+
+    impl AccessLogArgs {
+        /// The chosen format.
+        pub fn format(&self) -> weft_node::telemetry::AccessLogFormat {
+            use weft_node::telemetry::AccessLogFormat;
+            match self.access_log_format {
+                LogFormat::Text => AccessLogFormat::Text,
+                LogFormat::Json => AccessLogFormat::Json,
+                LogFormat::Off => AccessLogFormat::Off,
+            }
+        }
+    }
+
     /// Flags of `weft waypoint run` (control plane, CA trust and token as for `weft node`).
     #[derive(Debug, clap::Args)]
     pub struct RunArgs {
@@ -269,6 +297,8 @@ pub(crate) mod run {
         admin_addr: SocketAddr,
         #[command(flatten)]
         trace: TraceArgs,
+        #[command(flatten)]
+        access_log: AccessLogArgs,
         #[command(flatten)]
         handoff: HandoffArgs,
         /// Seconds to let open tunnels finish after SIGTERM / ctrl-c.
@@ -369,6 +399,7 @@ pub(crate) mod run {
             name: name.to_owned(),
             trust_domain: args.control.trust_domain.clone(),
             network: args.control.network.clone(),
+            access_log: args.access_log.format(),
             ..WaypointOptions::default()
         };
         Ok(WaypointProcess {

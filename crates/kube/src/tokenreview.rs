@@ -1,0 +1,286 @@
+//! Callers authenticated by their projected service account token (Kubernetes mode): the
+//! control plane asks the API with a `TokenReview` whether the token is valid for its
+//! audience (`istio-ca`), then decides who the caller is:
+//! - a node proxy's service account (`--node-service-account`, by default `weft-node` in
+//!   the control plane's namespace) stands for the node its token's bound pod runs on: the
+//!   review's `authentication.kubernetes.io/pod-name` and `pod-uid` extras name the pod, the
+//!   pod's `spec.nodeName` the node (a token of a pod that was replaced, or that is not bound
+//!   to a pod at all, is refused); the CA then signs only identities placed on that node;
+//! - any other service account is one workload and gets only its own identity.
+//!
+//! Accepted tokens are remembered for a short time (SHA-256 digests only, like the token
+//! file), so a node proxy's CA and xDS calls cost one review between them. Anything that
+//! goes wrong (API unreachable, timeout, an answer without the fields above) refuses the
+//! token: authentication fails closed.
+
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, UserInfo};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use weft_control::callers::{Caller, CallerAuthenticator};
+use weft_identity::SpiffeId;
+use weft_xds::BoxFuture;
+
+/// The audience node proxies' projected tokens are issued for (as Istio's CA expects).
+pub const DEFAULT_AUDIENCE: &str = "istio-ca";
+/// The review extra naming the pod a bound token belongs to.
+pub const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
+/// The review extra with that pod's uid.
+pub const POD_UID_EXTRA: &str = "authentication.kubernetes.io/pod-uid";
+/// How long an accepted token is believed without asking again.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Longest wait for the API's answer before the token is refused.
+pub const DEFAULT_REVIEW_TIMEOUT: Duration = Duration::from_secs(5);
+/// Accepted tokens remembered at most (expired ones are dropped first).
+const CACHE_CAPACITY: usize = 16 * 1024;
+
+/// A service account: namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceAccount {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl std::str::FromStr for ServiceAccount {
+    type Err = String;
+
+    /// Parses `NAMESPACE/NAME`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.split_once('/') {
+            Some((namespace, name))
+                if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
+            {
+                Ok(Self {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+            _ => Err(format!("service account `{text}`: expected NAMESPACE/NAME")),
+        }
+    }
+}
+
+/// Settings of [`TokenReviewAuthenticator`].
+#[derive(Debug, Clone)]
+pub struct TokenReviewConfig {
+    /// The audience tokens must be issued for.
+    pub audience: String,
+    /// Trust domain of workload identities.
+    pub trust_domain: String,
+    /// Service accounts of node proxies.
+    pub node_accounts: Vec<ServiceAccount>,
+    /// How long an accepted token is believed.
+    pub cache_ttl: Duration,
+    /// Longest wait for the review and the pod lookup.
+    pub timeout: Duration,
+}
+
+impl TokenReviewConfig {
+    /// Defaults for a control plane in `namespace`: audience `istio-ca`, node proxies
+    /// running as `NAMESPACE/weft-node`.
+    #[must_use]
+    pub fn new(namespace: &str, trust_domain: &str) -> Self {
+        Self {
+            audience: DEFAULT_AUDIENCE.to_owned(),
+            trust_domain: trust_domain.to_owned(),
+            node_accounts: vec![ServiceAccount {
+                namespace: namespace.to_owned(),
+                name: "weft-node".to_owned(),
+            }],
+            cache_ttl: DEFAULT_CACHE_TTL,
+            timeout: DEFAULT_REVIEW_TIMEOUT,
+        }
+    }
+}
+
+/// [`CallerAuthenticator`] by `TokenReview` (see the module docs).
+pub struct TokenReviewAuthenticator {
+    client: kube::Client,
+    config: TokenReviewConfig,
+    accepted: Mutex<HashMap<[u8; 32], (Instant, Caller)>>,
+}
+
+impl TokenReviewAuthenticator {
+    /// Reviews tokens through `client`.
+    #[must_use]
+    pub fn new(client: kube::Client, config: TokenReviewConfig) -> Self {
+        Self {
+            client,
+            config,
+            accepted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The caller `token` stands for, or why it is refused.
+    ///
+    /// # Errors
+    /// The reason the token is refused (logged by [`CallerAuthenticator::authenticate`]).
+    pub async fn review(&self, token: &str) -> Result<Caller, String> {
+        let user = self.reviewed_user(token).await?;
+        let account = service_account(&user)?;
+        if self.config.node_accounts.contains(&account) {
+            let node = self.bound_node(&account, &user).await?;
+            return Ok(Caller::Node(node));
+        }
+        SpiffeId::new(&self.config.trust_domain, &account.namespace, &account.name)
+            .map(Caller::Workload)
+            .map_err(|err| format!("service account {account:?}: {err}"))
+    }
+
+    async fn reviewed_user(&self, token: &str) -> Result<UserInfo, String> {
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: token.to_owned(),
+                audiences: Some(vec![self.config.audience.clone()]),
+            },
+            ..TokenReview::default()
+        };
+        let reviews: Api<TokenReview> = Api::all(self.client.clone());
+        let answer = tokio::time::timeout(
+            self.config.timeout,
+            reviews.create(&PostParams::default(), &review),
+        )
+        .await
+        .map_err(|_| "the TokenReview got no answer in time".to_owned())?
+        .map_err(|err| format!("TokenReview failed: {err}"))?;
+        let status = answer.status.unwrap_or_default();
+        if status.authenticated != Some(true) {
+            let why = status.error.unwrap_or_else(|| "no reason given".into());
+            return Err(format!("token not authenticated: {why}"));
+        }
+        let audiences = status.audiences.unwrap_or_default();
+        if !audiences.contains(&self.config.audience) {
+            return Err(format!(
+                "token not valid for audience {} (valid for {audiences:?})",
+                self.config.audience
+            ));
+        }
+        status
+            .user
+            .ok_or_else(|| "TokenReview answer names no user".to_owned())
+    }
+
+    /// The node the token's bound pod runs on.
+    async fn bound_node(
+        &self,
+        account: &ServiceAccount,
+        user: &UserInfo,
+    ) -> Result<String, String> {
+        let pod_name = extra(user, POD_NAME_EXTRA)
+            .ok_or("node proxy token is not bound to a pod (no pod-name in the review)")?;
+        let pod_uid = extra(user, POD_UID_EXTRA)
+            .ok_or("node proxy token is not bound to a pod (no pod-uid in the review)")?;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &account.namespace);
+        let pod = tokio::time::timeout(self.config.timeout, pods.get_opt(pod_name))
+            .await
+            .map_err(|_| format!("reading pod {pod_name} got no answer in time"))?
+            .map_err(|err| format!("reading pod {pod_name}: {err}"))?
+            .ok_or_else(|| format!("the token's pod {pod_name} does not exist"))?;
+        if pod.metadata.uid.as_deref() != Some(pod_uid) {
+            return Err(format!(
+                "the token's pod {pod_name} was replaced (uid {pod_uid} is gone)"
+            ));
+        }
+        pod.spec
+            .and_then(|spec| spec.node_name)
+            .filter(|node| !node.is_empty())
+            .ok_or_else(|| format!("the token's pod {pod_name} is not scheduled on a node"))
+    }
+
+    fn cached(&self, digest: &[u8; 32]) -> Option<Caller> {
+        let accepted = self.accepted.lock().unwrap_or_else(PoisonError::into_inner);
+        accepted
+            .get(digest)
+            .filter(|(until, _)| Instant::now() < *until)
+            .map(|(_, caller)| caller.clone())
+    }
+
+    fn remember(&self, digest: [u8; 32], caller: Caller) {
+        let now = Instant::now();
+        let mut accepted = self.accepted.lock().unwrap_or_else(PoisonError::into_inner);
+        if accepted.len() >= CACHE_CAPACITY {
+            accepted.retain(|_, (until, _)| now < *until);
+        }
+        if accepted.len() < CACHE_CAPACITY {
+            accepted.insert(digest, (now + self.config.cache_ttl, caller));
+        }
+    }
+}
+
+impl CallerAuthenticator for TokenReviewAuthenticator {
+    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<Caller>> {
+        Box::pin(async move {
+            let digest = token_digest(token);
+            if let Some(caller) = self.cached(&digest) {
+                return Some(caller);
+            }
+            match self.review(token).await {
+                Ok(caller) => {
+                    self.remember(digest, caller.clone());
+                    Some(caller)
+                }
+                Err(reason) => {
+                    tracing::warn!(%reason, "bearer token refused");
+                    None
+                }
+            }
+        })
+    }
+}
+
+/// `system:serviceaccount:NS:NAME` → the service account.
+fn service_account(user: &UserInfo) -> Result<ServiceAccount, String> {
+    let username = user.username.as_deref().unwrap_or_default();
+    let account = username
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+        .filter(|(namespace, name)| !namespace.is_empty() && !name.is_empty());
+    match account {
+        Some((namespace, name)) => Ok(ServiceAccount {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }),
+        None => Err(format!("user `{username}` is not a service account")),
+    }
+}
+
+/// The single value of a review extra.
+fn extra<'u>(user: &'u UserInfo, key: &str) -> Option<&'u str> {
+    match user.extra.as_ref()?.get(key)?.as_slice() {
+        [value] if !value.is_empty() => Some(value),
+        _ => None,
+    }
+}
+
+fn token_digest(token: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_accounts_parse_from_usernames_and_flags() {
+        let user = |name: &str| UserInfo {
+            username: Some(name.into()),
+            ..UserInfo::default()
+        };
+        assert_eq!(
+            service_account(&user("system:serviceaccount:shop:web")),
+            Ok("shop/web".parse().expect("account"))
+        );
+        assert!(service_account(&user("alice")).is_err());
+        assert!(service_account(&user("system:serviceaccount:shop")).is_err());
+        assert!("shop".parse::<ServiceAccount>().is_err());
+        assert!("a/b/c".parse::<ServiceAccount>().is_err());
+    }
+}
