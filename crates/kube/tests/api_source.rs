@@ -246,3 +246,26 @@ async fn an_object_that_does_not_validate_is_reported_by_name_and_field_while_th
             .contains(Kind::AuthorizationPolicy, Some("shop"), "good")
     );
 }
+
+#[tokio::test]
+async fn a_kubeconfig_file_names_the_api_server_to_follow() {
+    let server = TestApiServer::start().await;
+    server.put(pod("web-0", "10.1.0.5", "node-a"));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
+         clusters: [{{name: test, cluster: {{server: \"{}\"}}}}]\n\
+         users: [{{name: test, user: {{token: test-token}}}}]\n\
+         contexts: [{{name: test, context: {{cluster: test, user: test}}}}]\n",
+        server.url()
+    );
+    std::fs::write(&kubeconfig, text).unwrap();
+    let client = weft_kube::connect(Some(&kubeconfig)).await.unwrap();
+    let source = ApiSource::start(client, &WatchOptions::default()).await;
+    assert_eq!(pods(&source), ["shop/web-0: 10.1.0.5@node-a"]);
+
+    let missing = weft_kube::connect(Some(&dir.path().join("absent"))).await;
+    let error = missing.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("absent"), "{error}");
+}
