@@ -10,11 +10,19 @@
 //! The crate does not read certificates: the owner says how a peer's certificate chain
 //! maps to an identity (for the mesh, its SPIFFE id); a chain without one is counted under
 //! an empty identity.
+//!
+//! [`InboundLimits::counted`] is what the mesh's HBONE servers (node proxy, waypoint) use:
+//! refusals counted in `weft_hbone_inbound_refused_total{kind, limit}` of the process's
+//! metrics registry.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
 use crate::stream::PeerCertificates;
 
@@ -92,6 +100,8 @@ impl Limit {
 pub type Identify = Box<dyn Fn(&PeerCertificates) -> Option<String> + Send + Sync>;
 /// Told of every refusal.
 pub type OnRefused = Box<dyn Fn(Held, Limit) + Send + Sync>;
+/// Label set of the refusal counter of [`InboundLimits::counted`].
+type RefusalLabels = [(&'static str, &'static str); 2];
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
@@ -148,6 +158,25 @@ impl InboundLimits {
             on_refused,
             table: Mutex::default(),
         }
+    }
+
+    /// Limits `config` whose refusals are counted in
+    /// `weft_hbone_inbound_refused_total{kind="connection"|"tunnel", limit="identity"|"total"}`,
+    /// registered in `registry`.
+    #[must_use]
+    pub fn counted(config: LimitConfig, identify: Identify, registry: &mut Registry) -> Arc<Self> {
+        let refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "weft_hbone_inbound_refused",
+            "New inbound HBONE connections (closed after TLS) and tunnels (answered 503) \
+             refused because a limit was reached (limit: identity, the client identity's; total)",
+            refused.clone(),
+        );
+        let on_refused = move |held: Held, limit: Limit| {
+            let labels = [("kind", held.as_str()), ("limit", limit.as_str())];
+            refused.get_or_create(&labels).inc();
+        };
+        Arc::new(Self::new(config, identify, Box::new(on_refused)))
     }
 
     /// The peer identity limits are counted under.

@@ -400,8 +400,9 @@ impl<H: InboundHandler> StreamContext<H> {
                 return;
             }
         };
-        // Held until the tunnel ends (for a handoff: until it is handed over).
-        let _tunnel = match &self.counted {
+        // Held by the tunnel's stream: until the relay ends, or (handed over) until the
+        // handler drops the stream.
+        let tunnel = match &self.counted {
             Some((limits, identity)) => match limits.admit(Held::Tunnel, identity) {
                 Ok(slot) => Some(slot),
                 Err(_) => return reply_status(&mut respond, StatusCode::SERVICE_UNAVAILABLE),
@@ -417,12 +418,12 @@ impl<H: InboundHandler> StreamContext<H> {
         match self.handler.handle(inbound).await {
             InboundDecision::Reject(status) => reply_status(&mut respond, status),
             InboundDecision::Accept(accepted) => {
-                if let Some(stream) = self.open_tunnel(respond, body) {
+                if let Some(stream) = self.open_tunnel(respond, body, tunnel) {
                     relay_accepted(stream, accepted, authority).await;
                 }
             }
             InboundDecision::Handoff(taker) => {
-                if let Some(stream) = self.open_tunnel(respond, body) {
+                if let Some(stream) = self.open_tunnel(respond, body, tunnel) {
                     // The taker may have given up; dropping the stream resets it.
                     let _ = taker.send(stream);
                 }
@@ -434,14 +435,13 @@ impl<H: InboundHandler> StreamContext<H> {
         &self,
         mut respond: SendResponse<Bytes>,
         body: RecvStream,
+        counted: Option<Slot>,
     ) -> Option<HboneStream> {
         match respond.send_response(Response::new(()), false) {
-            Ok(send) => Some(HboneStream::new(
-                send,
-                body,
-                Arc::clone(&self.peer_certs),
-                None,
-            )),
+            Ok(send) => Some(
+                HboneStream::new(send, body, Arc::clone(&self.peer_certs), None)
+                    .counted_in(counted),
+            ),
             Err(error) => {
                 tracing::debug!(%error, peer = %self.peer_addr, "HBONE stream closed before the 200 answer");
                 None

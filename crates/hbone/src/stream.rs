@@ -15,6 +15,7 @@ use h2::{RecvStream, SendStream};
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::limits::Slot;
 use crate::pool::StreamSlot;
 
 /// The peer's certificate chain as presented in the TLS handshake, leaf first.
@@ -35,6 +36,9 @@ pub struct HboneStream {
     peer: PeerCertificates,
     /// Keeps the pool's per-connection stream count until the stream is dropped.
     _slot: Option<StreamSlot>,
+    /// Keeps the server's tunnel counted against its inbound limits until the stream is
+    /// dropped, by whoever holds it then (a handler taking the stream over included).
+    _counted: Option<Slot>,
 }
 
 impl fmt::Debug for HboneStream {
@@ -62,7 +66,14 @@ impl HboneStream {
             write_closed: false,
             peer,
             _slot: slot,
+            _counted: None,
         }
+    }
+
+    /// The stream, counted in `counted` (the inbound limits) for as long as it lives.
+    pub(crate) fn counted_in(mut self, counted: Option<Slot>) -> Self {
+        self._counted = counted;
+        self
     }
 
     /// The peer's TLS certificate chain (leaf first); the SPIFFE identity is a URI SAN of

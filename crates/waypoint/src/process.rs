@@ -1,13 +1,14 @@
 //! The `weft waypoint run` process: builds a [`Waypoint`], subscribes to its configuration
 //! over delta xDS, fetches and renews its certificate
-//! (`spiffe://<td>/ns/<namespace>/sa/<name>`), serves HBONE, metrics and admin pages until
-//! shut down. The binary parses flags into a [`WaypointProcess`]; tests call [`run`] with an
-//! in-process CA and xDS server. [`take_over`] starts with the listeners of the process
+//! (`spiffe://<td>/ns/<namespace>/sa/<name>`), serves HBONE (within the inbound limits of
+//! its options, as a node proxy's listener), metrics and admin pages until shut down. The
+//! binary parses flags into a [`WaypointProcess`]; tests call [`run`] with an in-process
+//! CA and xDS server. [`take_over`] starts with the listeners of the process
 //! offering them on a hand-off socket (`crate::restart`).
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use weft_hbone::{HboneServer, ServerOptions};
 use weft_identity::{CertManager, CertManagerConfig, CertificateProvider, TrustBundle};
 use weft_node::process::XdsSource;
-use weft_node::proxy::{AddressHandler, Certs};
+use weft_node::proxy::{AddressHandler, Certs, inbound_limits};
 use weft_node::state::StateStore;
 use weft_serve::handoff::OfferGuard;
 use weft_serve::{AdminRequest, Page, Router};
@@ -178,7 +179,13 @@ async fn start(
     offers.push(offer);
     let hbone_addr = local_addr(&listener, config.listen.hbone);
     let shutdown = CancellationToken::new();
-    let hbone = tokio::spawn(serve_hbone(waypoint.clone(), listener, shutdown.clone()));
+    let hbone_options = hbone_server_options(&waypoint);
+    let hbone = tokio::spawn(serve_hbone(
+        waypoint.clone(),
+        listener,
+        hbone_options,
+        shutdown.clone(),
+    ));
     let mut addrs = BoundAddrs {
         hbone: hbone_addr,
         metrics: None,
@@ -312,8 +319,27 @@ pub(crate) fn xds_builder(waypoint: &Waypoint, kind: &str, source: &XdsSource) -
     builder
 }
 
+/// The HBONE listener's settings: the inbound limits of the waypoint's options, their
+/// refusals counted on its metrics page (`weft_hbone_inbound_refused_total`).
+fn hbone_server_options(waypoint: &Waypoint) -> ServerOptions {
+    let mut registry = waypoint
+        .registry()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let limits = inbound_limits(waypoint.options().inbound_limits, &mut registry);
+    ServerOptions {
+        limits: Some(limits),
+        ..ServerOptions::default()
+    }
+}
+
 /// Waits for the certificate (retrying), then serves HBONE until `shutdown`.
-async fn serve_hbone(waypoint: Waypoint, listener: TcpListener, shutdown: CancellationToken) {
+async fn serve_hbone(
+    waypoint: Waypoint,
+    listener: TcpListener,
+    options: ServerOptions,
+    shutdown: CancellationToken,
+) {
     let inner = waypoint.inner();
     let tls = loop {
         match inner
@@ -331,11 +357,7 @@ async fn serve_hbone(waypoint: Waypoint, listener: TcpListener, shutdown: Cancel
             }
         }
     };
-    let server = HboneServer::new(
-        tls,
-        TunnelHandler(waypoint.clone()),
-        ServerOptions::default(),
-    );
+    let server = HboneServer::new(tls, TunnelHandler(waypoint.clone()), options);
     server.serve(listener, shutdown).await;
 }
 

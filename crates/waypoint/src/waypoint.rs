@@ -12,7 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
-use weft_hbone::PoolConfig;
+use weft_hbone::{LimitConfig, PoolConfig};
 use weft_identity::SpiffeId;
 use weft_node::proxy::Certs;
 use weft_node::state::{MeshState, StateStore};
@@ -68,6 +68,9 @@ pub struct WaypointOptions {
     pub hbone_port: u16,
     /// HBONE client pool limits.
     pub pool: PoolConfig,
+    /// Limits on the connections and tunnels the HBONE listener holds, per caller identity
+    /// and in total (a waypoint's; a gateway has no HBONE listener).
+    pub inbound_limits: LimitConfig,
     /// How long a tunnel opened before the first configuration waits for it (then 503).
     pub config_wait: Duration,
     /// How long a connection waits for the waypoint's certificate.
@@ -88,6 +91,7 @@ impl Default for WaypointOptions {
             network: String::new(),
             hbone_port: weft_hbone::DEFAULT_HBONE_PORT,
             pool: PoolConfig::default(),
+            inbound_limits: LimitConfig::default(),
             config_wait: Duration::from_secs(5),
             cert_wait: Duration::from_secs(10),
             outlier: OutlierConfig::default(),

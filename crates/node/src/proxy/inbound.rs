@@ -386,37 +386,17 @@ fn track(workload: &Arc<MeshWorkload>) -> ActiveConnection {
     workload.track_connection()
 }
 
-/// Label set of the inbound refusal counter.
-type LimitLabels = [(&'static str, &'static str); 2];
-
-/// The node's inbound HBONE limits (identities are SPIFFE ids from the client
-/// certificate), counting refusals in `weft_hbone_inbound_refused_total{kind, limit}`.
-pub(super) fn limits(
+/// The mesh's inbound HBONE limits (of the node proxy and of waypoints): peers are counted
+/// under the SPIFFE id of their certificate, refusals in
+/// `weft_hbone_inbound_refused_total{kind, limit}` of `registry`.
+pub fn inbound_limits(
     config: weft_hbone::LimitConfig,
     registry: &mut prometheus_client::registry::Registry,
 ) -> Arc<weft_hbone::InboundLimits> {
-    let refused = prometheus_client::metrics::family::Family::<
-        LimitLabels,
-        prometheus_client::metrics::counter::Counter,
-    >::default();
-    registry.register(
-        "weft_hbone_inbound_refused",
-        "New inbound HBONE connections (closed after TLS) and tunnels (answered 503) refused \
-         because a limit was reached (limit: identity, the client identity's; total)",
-        refused.clone(),
-    );
     let identify = |certs: &weft_hbone::PeerCertificates| {
         weft_identity::peer_identity(Some(certs))
             .ok()
             .map(|id| id.to_string())
     };
-    let on_refused = move |held: weft_hbone::limits::Held, limit: weft_hbone::limits::Limit| {
-        let labels = [("kind", held.as_str()), ("limit", limit.as_str())];
-        refused.get_or_create(&labels).inc();
-    };
-    Arc::new(weft_hbone::InboundLimits::new(
-        config,
-        Box::new(identify),
-        Box::new(on_refused),
-    ))
+    weft_hbone::InboundLimits::counted(config, Box::new(identify), registry)
 }

@@ -48,7 +48,7 @@ pub use certs::{Certs, CertsError};
 pub use connections::{ConnectionInfo, Direction};
 pub use egress::{MeshConfigHandler, REGISTRY_ONLY_REASON};
 pub use explicit::{ExplicitError, decode_explicit_request};
-pub use inbound::{InboundDestination, Refusal};
+pub use inbound::{InboundDestination, Refusal, inbound_limits};
 pub use listeners::{AttachError, PodSockets, WorkloadListeners};
 pub use outbound::{OutboundError, OutboundTarget};
 pub use pod_network::{PodNetwork, PodNetworks, SocketFuture};
@@ -220,7 +220,7 @@ impl Node {
         egress.register(&mut registry);
         admin::register_process_metrics(&mut registry);
         let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &options.network);
-        let inbound_limits = inbound::limits(options.inbound_limits, &mut registry);
+        let inbound_limits = inbound_limits(options.inbound_limits, &mut registry);
         let inner = Arc::new_cyclic(|weak| NodeInner {
             listeners: WorkloadListeners::new(weak.clone()),
             upstream,

@@ -177,6 +177,16 @@ impl Mesh {
         outlier: OutlierConfig,
         tracer: Option<Arc<dyn weft_waypoint::Tracer>>,
     ) -> Self {
+        Self::start_with_options(specs, resource, options(outlier), tracer).await
+    }
+
+    /// [`Mesh::start_traced`] with the waypoint's settings given whole (see [`options`]).
+    pub async fn start_with_options(
+        specs: Vec<BackendSpec>,
+        resource: pb::Waypoint,
+        options: WaypointOptions,
+        tracer: Option<Arc<dyn weft_waypoint::Tracer>>,
+    ) -> Self {
         let net = Net::next();
         let ca = Arc::new(CertificateAuthority::generate_in_memory().expect("CA"));
         let trust = TrustBundle::new("cluster.local", [ca.root().clone()]).expect("trust");
@@ -205,7 +215,7 @@ impl Mesh {
         }
         publisher.replace(ADDRESS_TYPE_URL, addresses(net, &specs));
         publish_waypoint(&publisher, &resource);
-        let waypoint = start_waypoint(net, &ca, &trust, xds_addr, options(outlier), tracer).await;
+        let waypoint = start_waypoint(net, &ca, &trust, xds_addr, options, tracer).await;
         wait_ready(&waypoint).await;
         Self {
             net,

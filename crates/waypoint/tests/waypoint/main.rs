@@ -8,6 +8,7 @@ mod conformance_mesh;
 mod harness;
 mod http;
 mod jwt;
+mod limits;
 mod logs;
 mod otlp;
 mod resilience;
