@@ -22,7 +22,7 @@ struct Case {
 
 fn policy(yaml: &str) -> AuthorizationPolicy {
     let header = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n";
-    serde_yaml::from_str(&format!("{header}{yaml}")).expect("test policy parses")
+    weft_api::yaml::from_str(&format!("{header}{yaml}")).expect("test policy parses")
 }
 
 fn cases() -> Vec<Case> {

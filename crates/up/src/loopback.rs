@@ -67,7 +67,7 @@ pub enum LoopbackError {
     },
     /// The effective config could not be rendered.
     #[error("cannot render the effective config: {0}")]
-    Render(#[from] serde_yaml::Error),
+    Render(#[from] weft_api::yaml::WriteError),
     /// The effective config could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -392,7 +392,7 @@ fn write_effective(dir: &Path, objects: &[Object]) -> Result<(), LoopbackError> 
     );
     for object in objects {
         text.push_str("---\n");
-        text.push_str(&serde_yaml::to_string(object)?);
+        text.push_str(&weft_api::yaml::to_string(object)?);
     }
     let fail = |path: &Path| {
         let path = path.to_owned();

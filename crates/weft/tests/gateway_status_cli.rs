@@ -57,10 +57,10 @@ fn x_status_prints_kubernetes_shaped_documents_with_reasons() {
     std::fs::write(dir.path().join("gw.yaml"), CONFIG).expect("write config");
     let (code, stdout, stderr) = weft(&["x", "status", dir.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
-    let documents: Vec<serde_yaml::Value> = stdout
+    let documents: Vec<serde_json::Value> = stdout
         .split("---\n")
         .filter(|d| !d.trim().is_empty())
-        .map(|d| serde_yaml::from_str(d).expect("YAML document"))
+        .map(|d| weft_api::yaml::from_str(d).expect("YAML document"))
         .collect();
     let kinds: Vec<&str> = documents
         .iter()

@@ -83,7 +83,7 @@ impl TokenFile {
     /// Parses token file text; `source_name` names it in errors.
     pub fn parse(text: &str, source_name: &str) -> Result<Self, TokenFileError> {
         let doc: TokenFileDoc =
-            serde_yaml::from_str(text).map_err(|err| TokenFileError::Syntax {
+            weft_api::yaml::from_str(text).map_err(|err| TokenFileError::Syntax {
                 source_name: source_name.to_owned(),
                 reason: err.to_string(),
             })?;

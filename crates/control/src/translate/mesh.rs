@@ -87,9 +87,13 @@ pub(crate) fn translate_mesh(context: &Context<'_>, name: &str) -> Unit {
 /// `outboundTrafficPolicy.mode` of a mesh config document (`None` when unset), or why it
 /// cannot be read.
 pub fn outbound_traffic_policy(text: &str) -> Result<Option<OutboundTrafficPolicy>, String> {
-    let config: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| format!("not YAML ({e})"))?;
-    let mode = &config["outboundTrafficPolicy"]["mode"];
+    let config = weft_api::yaml::parse(text).map_err(|e| format!("not YAML ({e})"))?;
+    let Some(mode) = config
+        .as_ref()
+        .and_then(|c| c.get("outboundTrafficPolicy")?.get("mode"))
+    else {
+        return Ok(None);
+    };
     if mode.is_null() {
         return Ok(None);
     }
@@ -98,7 +102,7 @@ pub fn outbound_traffic_policy(text: &str) -> Result<Option<OutboundTrafficPolic
         Some("REGISTRY_ONLY") => Ok(Some(OutboundTrafficPolicy::RegistryOnly)),
         _ => Err(format!(
             "outboundTrafficPolicy.mode: {} is not ALLOW_ANY or REGISTRY_ONLY",
-            serde_yaml::to_string(mode).unwrap_or_default().trim()
+            mode.scalar_text().unwrap_or("a mapping or sequence")
         )),
     }
 }

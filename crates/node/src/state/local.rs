@@ -57,7 +57,7 @@ pub enum LocalConfigError {
         /// The file.
         path: PathBuf,
         /// The parser error (with line and column).
-        source: serde_yaml::Error,
+        source: weft_api::yaml::Error,
     },
     /// One list item does not follow the proto JSON mapping of its message.
     #[error("local config {path}: {list}[{index}]: {source}")]
@@ -111,7 +111,7 @@ impl LocalConfig {
     /// See [`LocalConfigError`].
     pub fn parse(path: &Path, text: &str) -> Result<Self, LocalConfigError> {
         let shape: FileShape =
-            serde_yaml::from_str(text).map_err(|source| LocalConfigError::Syntax {
+            weft_api::yaml::from_str(text).map_err(|source| LocalConfigError::Syntax {
                 path: path.to_owned(),
                 source,
             })?;

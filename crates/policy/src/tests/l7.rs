@@ -12,7 +12,7 @@ fn policy(spec: &str) -> PolicySet {
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
          metadata: {{name: p, namespace: shop}}\nspec: {spec}"
     );
-    let parsed: AuthorizationPolicy = serde_yaml::from_str(&yaml).unwrap();
+    let parsed: AuthorizationPolicy = weft_api::yaml::from_str(&yaml).unwrap();
     let compiled = CompiledPolicy::from_api(&parsed, "istio-system").unwrap();
     PolicySet::new([Arc::new(compiled)], vec![])
 }
@@ -23,7 +23,7 @@ fn policy_over_the_wire(spec: &str) -> PolicySet {
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
          metadata: {{name: p, namespace: shop}}\nspec: {spec}"
     );
-    let parsed: AuthorizationPolicy = serde_yaml::from_str(&yaml).unwrap();
+    let parsed: AuthorizationPolicy = weft_api::yaml::from_str(&yaml).unwrap();
     let bytes = prost::Message::encode_to_vec(&wire::from_api(&parsed, "istio-system").unwrap());
     let decoded: Authorization = prost::Message::decode(bytes.as_slice()).unwrap();
     let compiled = CompiledPolicy::compile(Some("shop/p"), &decoded).unwrap();
@@ -342,7 +342,7 @@ fn unparsable_values_name_the_field() {
     let yaml = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
         metadata: {name: p, namespace: shop}\n\
         spec: {rules: [{to: [{operation: {ports: [http]}}]}]}";
-    let parsed: AuthorizationPolicy = serde_yaml::from_str(yaml).unwrap();
+    let parsed: AuthorizationPolicy = weft_api::yaml::from_str(yaml).unwrap();
     let err = CompiledPolicy::from_api(&parsed, "istio-system").unwrap_err();
     assert_eq!(err.field, "spec.rules[0].to[0].operation.ports");
 }

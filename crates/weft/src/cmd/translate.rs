@@ -63,7 +63,7 @@ pub fn run(args: TranslateArgs) -> anyhow::Result<ExitCode> {
     };
     let text = match args.output {
         Format::Json => serde_json::to_string_pretty(&rendered)? + "\n",
-        Format::Yaml => serde_yaml::to_string(&rendered).context("rendering YAML")?,
+        Format::Yaml => weft_api::yaml::to_string(&rendered).context("rendering YAML")?,
     };
     std::io::stdout()
         .lock()

@@ -63,7 +63,7 @@ pub fn run(args: &XStatusArgs) -> anyhow::Result<ExitCode> {
 fn yaml_stream(computed: &[ObjectStatus]) -> anyhow::Result<String> {
     let documents: Vec<String> = computed
         .iter()
-        .map(serde_yaml::to_string)
+        .map(weft_api::yaml::to_string)
         .collect::<Result<_, _>>()
         .context("rendering YAML")?;
     Ok(documents

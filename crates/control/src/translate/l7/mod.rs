@@ -219,10 +219,15 @@ pub(crate) fn trusted_hops(annotations: Option<&BTreeMap<String, String>>) -> Re
     let Some(text) = annotations.and_then(|a| a.get(PROXY_CONFIG_ANNOTATION)) else {
         return Ok(0);
     };
-    let config: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+    let config = weft_api::yaml::parse(text).map_err(|e| {
         format!("annotation {PROXY_CONFIG_ANNOTATION} is not YAML ({e}); no proxy is trusted")
     })?;
-    let hops = &config["gatewayTopology"]["numTrustedProxies"];
+    let Some(hops) = config
+        .as_ref()
+        .and_then(|c| c.get("gatewayTopology")?.get("numTrustedProxies"))
+    else {
+        return Ok(0);
+    };
     if hops.is_null() {
         return Ok(0);
     }
