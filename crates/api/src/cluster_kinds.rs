@@ -5,7 +5,7 @@
 //! install manifest is an error `weft validate` reports (the API server would refuse it).
 
 use crate::finding::Code;
-use crate::suggest::{Segment, display_path, segments_of};
+use crate::suggest::{Segment, segments_of, unknown_field_location};
 use crate::validate::Problem;
 use serde::de::DeserializeOwned;
 
@@ -66,15 +66,7 @@ fn problems<T: DeserializeOwned>(kind: &str, object: &serde_json::Value) -> Vec<
 }
 
 fn unknown_field_message(kind: &str, path: &[Segment]) -> String {
-    let (field, parent) = match path.split_last() {
-        Some((Segment::Key(field), parent)) => (field.as_str(), parent),
-        _ => ("?", path),
-    };
-    let location = if parent.is_empty() {
-        "top level".to_owned()
-    } else {
-        display_path(parent)
-    };
+    let (field, _, location) = unknown_field_location(path);
     format!("unknown field \"{field}\" in {location} of {kind}")
 }
 

@@ -17,7 +17,7 @@ pub use crate::files::{IGNORE_FILE, collect_manifest_files};
 use crate::finding::{Code, Finding};
 use crate::locate::Layout;
 use crate::object::{Kind, KindLookup, LoadedObject, Object, ObjectRef, Source};
-use crate::suggest::{Segment, closest, display_path, segments_of};
+use crate::suggest::{Segment, closest, segments_of};
 use crate::yaml::{ErrorKind, Node, NodeDeserializer};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -478,15 +478,7 @@ fn explained_by_typo(message: &str, suggested: &[&str]) -> bool {
 
 /// The message for an unknown field, and the field it probably meant.
 fn unknown_field_message(kind: Kind, path: &[Segment]) -> (String, Option<&'static str>) {
-    let (field, parent) = match path.split_last() {
-        Some((Segment::Key(field), parent)) => (field.as_str(), parent),
-        _ => ("?", path),
-    };
-    let location = if parent.is_empty() {
-        "top level".to_owned()
-    } else {
-        display_path(parent)
-    };
+    let (field, parent, location) = crate::suggest::unknown_field_location(path);
     let suggestion = Object::known_fields(kind, parent).and_then(|fields| closest(field, fields));
     let hint = suggestion
         .map(|suggestion| format!("; did you mean \"{suggestion}\"?"))

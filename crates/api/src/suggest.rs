@@ -46,6 +46,22 @@ pub fn segments_of(path: &serde_ignored::Path<'_>) -> Vec<Segment> {
     out
 }
 
+/// The last key of an unknown field's path, the path of its parent, and where that parent
+/// is in words (`top level` or `spec.rules[0]`).
+#[must_use]
+pub fn unknown_field_location(path: &[Segment]) -> (&str, &[Segment], String) {
+    let (field, parent) = match path.split_last() {
+        Some((Segment::Key(field), parent)) => (field.as_str(), parent),
+        _ => ("?", path),
+    };
+    let location = if parent.is_empty() {
+        "top level".to_owned()
+    } else {
+        display_path(parent)
+    };
+    (field, parent, location)
+}
+
 /// Renders segments as `spec.rules[0].to`.
 pub fn display_path(segments: &[Segment]) -> String {
     let mut out = String::new();

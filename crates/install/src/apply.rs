@@ -198,7 +198,9 @@ async fn delete(client: &kube::Client, object: &ManifestObject) -> Result<Outcom
     Ok(outcome(object, what))
 }
 
-fn api_for(client: &kube::Client, object: &ManifestObject) -> Api<DynamicObject> {
+/// The API of `object`'s kind, in its namespace if it has one.
+#[must_use]
+pub fn api_for(client: &kube::Client, object: &ManifestObject) -> Api<DynamicObject> {
     let (group, version) = object
         .api_version
         .rsplit_once('/')

@@ -4,13 +4,13 @@
 //! and the Service node proxies and waypoints reach it on (15012 CA + xDS, 15014 monitoring).
 
 use crate::manifest::{ManifestObject, label_map, meta, service_account, template_meta};
-use crate::pod::{http_probe, resources, weft_container};
+use crate::pod::{container_port, http_probe, resources, weft_container};
 use crate::rbac::{self, Scope};
 use crate::settings::Settings;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ContainerPort, EmptyDirVolumeSource, PodSpec, PodTemplateSpec, SecurityContext,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, EmptyDirVolumeSource, PodSpec, PodTemplateSpec, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{
@@ -148,15 +148,6 @@ fn deployment(settings: &Settings) -> Deployment {
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
-    }
-}
-
-fn container_port(name: &str, port: u16) -> ContainerPort {
-    ContainerPort {
-        name: Some(name.to_owned()),
-        container_port: i32::from(port),
-        protocol: Some("TCP".to_owned()),
-        ..ContainerPort::default()
     }
 }
 

@@ -9,16 +9,16 @@
 
 use crate::control_plane;
 use crate::manifest::{ManifestObject, label_map, meta, service_account, template_meta};
-use crate::pod::{http_probe, resources, weft_container};
+use crate::pod::{container_port, http_probe, resources, weft_container};
 use crate::rbac;
 use crate::settings::Settings;
 use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HostPathVolumeSource, PodSpec,
-    PodTemplateSpec, ProjectedVolumeSource, SecurityContext, ServiceAccountTokenProjection,
-    Toleration, Volume, VolumeMount, VolumeProjection,
+    Capabilities, ConfigMapVolumeSource, Container, HostPathVolumeSource, PodSpec, PodTemplateSpec,
+    ProjectedVolumeSource, SecurityContext, ServiceAccountTokenProjection, Toleration, Volume,
+    VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -167,8 +167,8 @@ fn node_proxy(settings: &Settings) -> Container {
     ];
     let mut container = weft_container(settings, "node", &args);
     container.ports = Some(vec![
-        port("http-metrics", METRICS_PORT),
-        port("http-ready", READINESS_PORT),
+        container_port("http-metrics", METRICS_PORT),
+        container_port("http-ready", READINESS_PORT),
     ]);
     container.readiness_probe = Some(http_probe("/healthz/ready", READINESS_PORT, 2, 3));
     container.liveness_probe = Some(http_probe("/healthz/live", READINESS_PORT, 10, 3));
@@ -181,15 +181,6 @@ fn node_proxy(settings: &Settings) -> Container {
         mount("netns", NETNS_DIR, Some("HostToContainer")),
     ]);
     container
-}
-
-fn port(name: &str, port: u16) -> ContainerPort {
-    ContainerPort {
-        name: Some(name.to_owned()),
-        container_port: i32::from(port),
-        protocol: Some("TCP".to_owned()),
-        ..ContainerPort::default()
-    }
 }
 
 /// Root (to write host paths and own its sockets) with only the capabilities `add`, not

@@ -4,7 +4,7 @@
 
 use crate::settings::Settings;
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Probe,
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, Probe,
     ResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -87,5 +87,16 @@ pub fn resources(settings: &Settings, prefix: &str) -> ResourceRequirements {
             quantity("limits.memory"),
         )])),
         ..ResourceRequirements::default()
+    }
+}
+
+/// A named TCP port of a container.
+#[must_use]
+pub fn container_port(name: &str, port: u16) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: i32::from(port),
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
     }
 }

@@ -125,9 +125,9 @@ pub const CONTROL_PLANE: &[Permission] = &[
     Permission {
         group: "",
         resources: &["configmaps"],
-        verbs: &["get", "list", "watch", "create", "update"],
+        verbs: &["get", "list", "watch", "patch"],
         scope: Scope::Cluster,
-        why: "CA bundles gateways reference; publishes istio-ca-root-cert in every namespace",
+        why: "CA bundles gateways reference; applies istio-ca-root-cert in every namespace",
     },
     Permission {
         group: "authentication.k8s.io",
@@ -139,9 +139,9 @@ pub const CONTROL_PLANE: &[Permission] = &[
     Permission {
         group: "",
         resources: &["secrets"],
-        verbs: &["create", "update"],
+        verbs: &["create"],
         scope: Scope::OwnNamespace,
-        why: "keeps the self-signed root in istio-ca-secret (reads cacerts / istio-ca-secret)",
+        why: "creates istio-ca-secret, the self-signed root, when neither it nor cacerts exists",
     },
     Permission {
         group: "coordination.k8s.io",

@@ -3,26 +3,12 @@
 //! nothing, and uninstall runs a release Job on each node, reports how each went, then
 //! deletes every object (the test plays the Job controller: it marks the Jobs done).
 
-use kube::api::{Api, ApiResource, DynamicObject};
-use kube::core::GroupVersionKind;
+use kube::api::Api;
 use serde_json::{Value, json};
 use std::time::Duration;
 use weft_install::teardown::NODE_ANNOTATION;
-use weft_install::{Manifest, ManifestObject, Settings, apply};
+use weft_install::{Manifest, Settings, apply};
 use weft_kubetest::TestApiServer;
-
-fn api(client: &kube::Client, object: &ManifestObject) -> Api<DynamicObject> {
-    let (group, version) = object
-        .api_version
-        .rsplit_once('/')
-        .unwrap_or(("", object.api_version));
-    let gvk = GroupVersionKind::gvk(group, version, object.kind);
-    let resource = ApiResource::from_gvk_with_plural(&gvk, object.plural);
-    match &object.namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    }
-}
 
 fn node(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
@@ -84,7 +70,10 @@ async fn install_applies_every_object_and_uninstall_releases_the_nodes_then_dele
     assert_eq!(outcomes.len(), manifest.objects.len());
     let mut versions = Vec::new();
     for object in &manifest.objects {
-        let stored = api(&client, object).get(&object.name).await.unwrap();
+        let stored = apply::api_for(&client, object)
+            .get(&object.name)
+            .await
+            .unwrap();
         let managers: Vec<String> = stored
             .metadata
             .managed_fields
@@ -110,7 +99,10 @@ async fn install_applies_every_object_and_uninstall_releases_the_nodes_then_dele
         Some("release FAILED (see the Job's logs)")
     );
     for object in &manifest.objects {
-        let gone = api(&client, object).get_opt(&object.name).await.unwrap();
+        let gone = apply::api_for(&client, object)
+            .get_opt(&object.name)
+            .await
+            .unwrap();
         assert!(
             gone.is_none(),
             "{} {} still there",

@@ -232,7 +232,7 @@ fn roles_grant_exactly_the_listed_permissions() {
         "httproutes/status",
         "patch"
     ));
-    assert!(grants(&cluster, "", "configmaps", "create"));
+    assert!(grants(&cluster, "", "configmaps", "patch"));
     assert!(grants(&own, "coordination.k8s.io", "leases", "update"));
     assert!(grants(&own, "", "secrets", "create"));
     assert!(

@@ -223,23 +223,8 @@ fn two_node_processes_carry_socks_traffic_over_hbone_and_drain_on_sigterm() {
         "{metrics}"
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &a.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + WAIT;
-    let exit = loop {
-        if let Some(exit) = a.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node-a did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(exit.success(), "{exit:?}");
+    let deadline = sigterm(&a);
+    exits_cleanly(&mut a, deadline, "node-a did not exit after SIGTERM");
 }
 
 /// The kubelet's view: `/healthz/live` answers while the process runs; on SIGTERM the
@@ -277,12 +262,7 @@ fn sigterm_stops_accepting_keeps_open_connections_until_the_drain_deadline() {
     };
     echo(&mut held, b"before");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &a.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + WAIT;
+    let deadline = sigterm(&a);
     while served(explicit) {
         assert!(
             Instant::now() < deadline,
@@ -290,22 +270,38 @@ fn sigterm_stops_accepting_keeps_open_connections_until_the_drain_deadline() {
         );
     }
     echo(&mut held, b"while draining");
-    let exit = loop {
-        if let Some(exit) = a.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node-a did not exit at its drain deadline"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(exit.success(), "{exit:?}");
+    exits_cleanly(
+        &mut a,
+        deadline,
+        "node-a did not exit at its drain deadline",
+    );
     let mut rest = Vec::new();
     let cut = held
         .read_to_end(&mut rest)
         .map_or(true, |_| rest.is_empty());
     assert!(cut, "the held connection ends with the proxy");
+}
+
+/// Sends SIGTERM to `proc`; returns the deadline for what follows.
+fn sigterm(proc: &Proc) -> Instant {
+    let status = Command::new("kill")
+        .args(["-TERM", &proc.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    Instant::now() + WAIT
+}
+
+/// Waits until `proc` exits (failing with `what` at `deadline`) and checks it exited 0.
+fn exits_cleanly(proc: &mut Proc, deadline: Instant, what: &str) {
+    let exit = loop {
+        if let Some(exit) = proc.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
 }
 
 /// Whether a new connection to the explicit port gets a SOCKS answer (a closed listener
