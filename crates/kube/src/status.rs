@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use weft_api::ConfigSnapshot;
 use weft_api::analyze::analyze;
 use weft_api::finding::{Code, Finding, Severity};
-use weft_api::gateway_status::{Condition, EPOCH, ObjectStatus, statuses_with};
+use weft_api::gateway_status::{ObjectStatus, Stamp, statuses_with};
 use weft_api::object::{Kind, LoadedObject};
 
 /// The field manager of every status weft writes.
@@ -112,22 +112,7 @@ fn authorization_policy_status(loaded: &LoadedObject, findings: &[Finding]) -> S
     } else {
         format!("{enforcement}; {}", warnings.join("; "))
     };
-    let metadata = loaded.object.metadata();
-    let generation = metadata.generation.unwrap_or(1);
-    let time = metadata
-        .creation_timestamp
-        .as_ref()
-        .and_then(|t| serde_json::to_value(t).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| EPOCH.to_owned());
-    let condition = Condition {
-        type_: ENFORCED_CONDITION.to_owned(),
-        status: if enforced { "True" } else { "False" }.to_owned(),
-        reason: reason.to_owned(),
-        message,
-        observed_generation: generation,
-        last_transition_time: time,
-    };
+    let condition = Stamp::of(loaded).condition(ENFORCED_CONDITION, enforced, reason, message);
     StatusApply {
         api_version: AUTHORIZATION_POLICY_API_VERSION.to_owned(),
         kind: Kind::AuthorizationPolicy.name().to_owned(),

@@ -39,13 +39,17 @@ impl Condition {
 
 /// Stamps conditions of one object with its generation and time.
 #[derive(Debug, Clone)]
-pub(crate) struct Stamp {
+pub struct Stamp {
+    /// `metadata.generation` (1 when the manifest does not say).
     pub generation: i64,
+    /// The creation time (RFC 3339), or [`EPOCH`].
     pub time: String,
 }
 
 impl Stamp {
-    pub(crate) fn of(loaded: &LoadedObject) -> Self {
+    /// The generation and creation time of `loaded`.
+    #[must_use]
+    pub fn of(loaded: &LoadedObject) -> Self {
         let metadata = loaded.object.metadata();
         let time = metadata
             .creation_timestamp
@@ -60,7 +64,8 @@ impl Stamp {
     }
 
     /// A condition of `type_` with `status` True when `ok`.
-    pub(crate) fn condition(
+    #[must_use]
+    pub fn condition(
         &self,
         type_: &str,
         ok: bool,

@@ -26,7 +26,7 @@ pub use certificates::{TLS_SECRET_TYPE, secret_value};
 pub use conditions::{
     Condition, EPOCH, GatewayClassStatus, GatewaySpecEcho, GatewayStatus, GatewayStatusAddress,
     ListenerEcho, ListenerStatus, ObjectStatus, ParentReference, RouteGroupKind, RouteParentStatus,
-    RouteStatus, Status, StatusMetadata,
+    RouteStatus, Stamp, Status, StatusMetadata,
 };
 pub use listeners::{auto_certificate, terminates_tls};
 pub use parents::ROUTE_KINDS;
