@@ -1,4 +1,5 @@
-//! Resource limits of the long-running processes, as flags (`weft node`, `weft control`);
+//! Resource limits of the long-running processes, as flags (`weft node`, `weft control`,
+//! `weft waypoint run`);
 //! the defaults are the libraries' production defaults (see docs/limits.md). A count
 //! limit of 0 is taken as 1 (0 would refuse everything).
 
@@ -17,6 +18,19 @@ pub struct NodeLimits {
     /// request head.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub explicit_head_timeout: u64,
+    #[command(flatten)]
+    pub hbone: HboneLimits,
+    /// Forwarded DNS queries one pod may have waiting for the upstream.
+    #[arg(long, default_value_t = DEFAULT_DNS_INFLIGHT_PER_POD, value_name = "N")]
+    pub dns_max_inflight_per_pod: usize,
+    /// Forwarded DNS queries the node may have waiting for the upstream.
+    #[arg(long, default_value_t = DEFAULT_DNS_INFLIGHT_TOTAL, value_name = "N")]
+    pub dns_max_inflight: usize,
+}
+
+/// Limits of an inbound HBONE listener (`weft node`, `weft waypoint run`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HboneLimits {
     /// Open inbound HBONE connections allowed per client identity.
     #[arg(long, default_value_t = LimitConfig::default().connections_per_identity, value_name = "N")]
     pub hbone_max_connections_per_identity: usize,
@@ -29,24 +43,25 @@ pub struct NodeLimits {
     /// Open inbound HBONE tunnels allowed in all.
     #[arg(long, default_value_t = LimitConfig::default().tunnels_total, value_name = "N")]
     pub hbone_max_tunnels: usize,
-    /// Forwarded DNS queries one pod may have waiting for the upstream.
-    #[arg(long, default_value_t = DEFAULT_DNS_INFLIGHT_PER_POD, value_name = "N")]
-    pub dns_max_inflight_per_pod: usize,
-    /// Forwarded DNS queries the node may have waiting for the upstream.
-    #[arg(long, default_value_t = DEFAULT_DNS_INFLIGHT_TOTAL, value_name = "N")]
-    pub dns_max_inflight: usize,
+}
+
+impl HboneLimits {
+    /// The limits as the `hbone` crate takes them.
+    pub fn config(&self) -> LimitConfig {
+        LimitConfig {
+            connections_per_identity: self.hbone_max_connections_per_identity.max(1),
+            connections_total: self.hbone_max_connections.max(1),
+            tunnels_per_identity: self.hbone_max_tunnels_per_identity.max(1),
+            tunnels_total: self.hbone_max_tunnels.max(1),
+        }
+    }
 }
 
 impl NodeLimits {
     /// Sets the data path's limits.
     pub fn apply(&self, options: &mut ProxyOptions) {
         options.head_timeout = Duration::from_secs(self.explicit_head_timeout);
-        options.inbound_limits = LimitConfig {
-            connections_per_identity: self.hbone_max_connections_per_identity.max(1),
-            connections_total: self.hbone_max_connections.max(1),
-            tunnels_per_identity: self.hbone_max_tunnels_per_identity.max(1),
-            tunnels_total: self.hbone_max_tunnels.max(1),
-        };
+        options.inbound_limits = self.hbone.config();
     }
 
     /// Sets the DNS proxy's limits.

@@ -301,6 +301,8 @@ pub(crate) mod run {
         access_log: AccessLogArgs,
         #[command(flatten)]
         handoff: HandoffArgs,
+        #[command(flatten)]
+        limits: crate::cmd::limit_flags::HboneLimits,
         /// Seconds to let open tunnels finish after SIGTERM / ctrl-c.
         #[arg(long, default_value_t = 30, value_name = "SECONDS")]
         drain_timeout: u64,
@@ -400,6 +402,7 @@ pub(crate) mod run {
             trust_domain: args.control.trust_domain.clone(),
             network: args.control.network.clone(),
             access_log: args.access_log.format(),
+            inbound_limits: args.limits.config(),
             ..WaypointOptions::default()
         };
         Ok(WaypointProcess {
