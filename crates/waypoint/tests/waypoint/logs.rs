@@ -42,25 +42,29 @@ fn access_event(id: &str) -> Option<serde_json::Value> {
         .map(|event| event["fields"].clone())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_request_writes_one_access_log_event() {
-    capture_logs();
-    let rule = pb::Rule {
-        backends: vec![pb::Backend {
-            service: key("echo"),
-            port: 80,
-            weight: 1,
+/// A waypoint resource whose route `ns/<name>` sends everything to the `echo` service.
+fn to_echo(name: &str) -> pb::Waypoint {
+    let route = pb::Route {
+        namespace: NS.into(),
+        name: name.into(),
+        rules: vec![pb::Rule {
+            backends: vec![pb::Backend {
+                service: key("echo"),
+                port: 80,
+                weight: 1,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
         ..Default::default()
     };
-    let route = pb::Route {
-        namespace: NS.into(),
-        name: "logged".into(),
-        rules: vec![rule],
-        ..Default::default()
-    };
-    let resource = waypoint_resource(&[("echo", vec![route])], vec![]);
+    waypoint_resource(&[("echo", vec![route])], vec![])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_writes_one_access_log_event() {
+    capture_logs();
+    let resource = to_echo("logged");
     let mesh = Mesh::start(vec![backend("echo-a", "echo")], resource).await;
     let client = mesh.client().await;
     let mut h1 = client.h1(mesh.net.vip(1)).await;
@@ -87,4 +91,34 @@ async fn every_request_writes_one_access_log_event() {
         "spiffe://cluster.local/ns/ns/sa/client"
     );
     assert_eq!(event["bytes_sent"], answer.body.len());
+}
+
+/// `--access-log-format off`: requests are served and counted in the metrics, and no
+/// access-log event is written for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_off_writes_no_event_but_keeps_the_metrics() {
+    capture_logs();
+    let resource = to_echo("unlogged");
+    let options = weft_waypoint::WaypointOptions {
+        access_log: weft_node::telemetry::AccessLogFormat::Off,
+        ..options(weft_waypoint::OutlierConfig::default())
+    };
+    let backends = vec![backend("echo-a", "echo")];
+    let mesh = Mesh::start_with_options(backends, resource, options, None).await;
+    let client = mesh.client().await;
+    let mut h1 = client.h1(mesh.net.vip(1)).await;
+    let id = "8a7f5c1e-0000-4000-8000-0000000000ff";
+    let answer = send(&mut h1, get("/unlogged", &[("x-request-id", id)])).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    eventually("the request in the metrics", || async {
+        mesh.metrics().await.contains("istio_requests_total{")
+    })
+    .await;
+    // The metrics are recorded in the same step that writes the access log, just before
+    // it: once they show the request, a line would have been written.
+    assert_eq!(
+        access_event(id),
+        None,
+        "no access-log event with the log off"
+    );
 }
