@@ -150,7 +150,7 @@ fn an_alias_bomb_is_refused_by_its_bound_at_once() {
     text.push_str("  l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
     for level in 1..=9 {
         let previous = format!("*l{}", level - 1);
-        let items = vec![previous.as_str(); 10].join(", ");
+        let items = [previous.as_str(); 10].join(", ");
         text.push_str(&format!("  l{level}: &l{level} [{items}]\n"));
     }
     let started = Instant::now();

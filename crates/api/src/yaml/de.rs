@@ -13,6 +13,20 @@ use crate::yaml::node::{Entry, Mark, Node, Value};
 use crate::yaml::scalar::{Typed, resolve, resolve_plain};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Unexpected, Visitor};
 
+/// `deserialize_string` and `deserialize_identifier` read as `deserialize_str` (a field name
+/// or a string is the scalar's text).
+macro_rules! read_as_str {
+    () => {
+        fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            self.deserialize_str(visitor)
+        }
+
+        fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            self.deserialize_str(visitor)
+        }
+    };
+}
+
 /// Deserializes `T` from a node.
 ///
 /// # Errors
@@ -97,13 +111,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
         })
     }
 
-    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_str(visitor)
-    }
-
-    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_str(visitor)
-    }
+    read_as_str!();
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         if self.node.is_null() {
@@ -226,13 +234,7 @@ impl<'de> de::Deserializer<'de> for Key<'de> {
             .map_err(|e: Error| e.or_at(self.mark))
     }
 
-    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_str(visitor)
-    }
-
-    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.deserialize_str(visitor)
-    }
+    read_as_str!();
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
