@@ -99,12 +99,12 @@ mod tests {
             "{}",
             problems[0].message
         );
-        let no_verbs = json!({
+        let wrong_type = json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "r"}, "rules": [{"apiGroups": [""]}],
+            "metadata": {"name": "r"}, "rules": "all",
         });
-        let problems = check("rbac.authorization.k8s.io/v1", "Role", &no_verbs).unwrap();
-        assert_eq!(problems[0].code, Code::MissingField, "{problems:?}");
+        let problems = check("rbac.authorization.k8s.io/v1", "Role", &wrong_type).unwrap();
+        assert_eq!(problems[0].code, Code::WrongType, "{problems:?}");
         let pdb = json!({
             "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": {"name": "p"}, "spec": {"minAvailable": "many"},
