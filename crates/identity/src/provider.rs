@@ -260,7 +260,7 @@ impl GrpcCaClient {
             Ok(true) => tracing::info!(roots = count, "trust bundle updated from the CA"),
             Ok(false) => {}
             Err(err) => {
-                tracing::warn!(error = %err, "CA sent an unusable trust bundle; keeping the current roots")
+                tracing::warn!(error = %err, "CA sent an unusable trust bundle; keeping the current roots");
             }
         }
     }

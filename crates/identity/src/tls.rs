@@ -134,12 +134,23 @@ fn identity_error(err: PeerIdentityError) -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(err))))
 }
 
-/// Checks a server's chain against the bundle and its SPIFFE id against the expected set.
+/// Checks a server's chain against the bundle's current roots, then its name: a SPIFFE id of
+/// the expected set (HBONE), or, when none is expected, the DNS name the client asked for
+/// (the control plane's serving certificate).
 #[derive(Debug)]
 struct SpiffeServerVerifier {
     trust: TrustBundle,
-    expected: Vec<SpiffeId>,
+    expected: ServerIdentity,
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+/// What names a server's certificate must carry.
+#[derive(Debug)]
+enum ServerIdentity {
+    /// One of these SPIFFE ids (an HBONE peer).
+    Spiffe(Vec<SpiffeId>),
+    /// The DNS name the client connects to (the control plane).
+    DnsName,
 }
 
 impl ServerCertVerifier for SpiffeServerVerifier {
@@ -147,7 +158,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
@@ -159,13 +170,20 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             now,
             self.algorithms.all,
         )?;
+        let expected = match &self.expected {
+            ServerIdentity::Spiffe(expected) => expected,
+            ServerIdentity::DnsName => {
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                return Ok(ServerCertVerified::assertion());
+            }
+        };
         let actual = identity_of(end_entity).map_err(identity_error)?;
-        if self.expected.contains(&actual) {
+        if expected.contains(&actual) {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(identity_error(PeerIdentityError::Unexpected {
                 actual: actual.to_string(),
-                expected: self.expected.iter().map(ToString::to_string).collect(),
+                expected: expected.iter().map(ToString::to_string).collect(),
             }))
         }
     }
@@ -293,7 +311,7 @@ pub fn client_config(
     let provider = crypto_provider();
     let verifier = SpiffeServerVerifier {
         trust: trust.clone(),
-        expected: expected.into_iter().collect(),
+        expected: ServerIdentity::Spiffe(expected.into_iter().collect()),
         algorithms: provider.signature_verification_algorithms,
     };
     let mut config = ClientConfig::builder_with_provider(provider)
@@ -342,66 +360,11 @@ pub fn control_plane_endpoint(
         .map_err(|err| err.to_string())?
         .tls_config_with_verifier(
             tonic::transport::ClientTlsConfig::new().domain_name(server_name.to_owned()),
-            Arc::new(ControlPlaneVerifier {
+            Arc::new(SpiffeServerVerifier {
                 trust: trust.clone(),
+                expected: ServerIdentity::DnsName,
+                algorithms: crypto_provider().signature_verification_algorithms,
             }),
         )
         .map_err(|err| err.to_string())
-}
-
-/// Checks the control plane's serving certificate (WebPKI, DNS name) against the bundle's
-/// current roots, so a root rotation reaches reconnecting CA and xDS clients.
-#[derive(Debug)]
-struct ControlPlaneVerifier {
-    trust: TrustBundle,
-}
-
-impl ServerCertVerifier for ControlPlaneVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.trust.current().server_verifier.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.trust
-            .current()
-            .server_verifier
-            .verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.trust
-            .current()
-            .server_verifier
-            .verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.trust
-            .current()
-            .server_verifier
-            .supported_verify_schemes()
-    }
 }

@@ -9,7 +9,6 @@
 
 use arc_swap::ArcSwap;
 use rustls::RootCertStore;
-use rustls::client::WebPkiServerVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::CertificateDer;
@@ -35,14 +34,13 @@ pub struct TrustBundle {
     current: Arc<ArcSwap<Roots>>,
 }
 
-/// One version of the roots with the webpki verifiers built from them (built once per
+/// One version of the roots with the webpki client verifier built from them (built once per
 /// change, not per handshake).
 #[derive(Debug)]
 pub(crate) struct Roots {
     pub(crate) certs: Arc<[CertificateDer<'static>]>,
     pub(crate) store: Arc<RootCertStore>,
     pub(crate) client_verifier: Arc<dyn ClientCertVerifier>,
-    pub(crate) server_verifier: Arc<WebPkiServerVerifier>,
 }
 
 impl Roots {
@@ -61,18 +59,13 @@ impl Roots {
         let bad =
             |err: rustls::server::VerifierBuilderError| TrustBundleError::BadRoot(err.to_string());
         let client_verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::clone(&store), Arc::clone(&provider))
-                .build()
-                .map_err(bad)?;
-        let server_verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::clone(&store), provider)
+            WebPkiClientVerifier::builder_with_provider(Arc::clone(&store), provider)
                 .build()
                 .map_err(bad)?;
         Ok(Self {
             certs: certs.into(),
             store,
             client_verifier,
-            server_verifier,
         })
     }
 }

@@ -4,7 +4,8 @@
 //! connection; the new process (a new pid) serves afterwards and the old one drains and
 //! exits; the same for a waypoint restarted under requests a pod sends through it (`weft
 //! exec POD -- curl`); the same for both node proxies, restarted one after the other under
-//! requests a pod sends to a Service with pods on both nodes. Requests `weft up` cannot
+//! requests a pod sends to a Service with pods on both nodes; and the mesh root rotated
+//! (`weft ca rotate`) under the same traffic. Requests `weft up` cannot
 //! honour are refused with a reason.
 //!
 //! Each test has its own `--prefix`, state and config directory (the gateway test its own
@@ -151,11 +152,51 @@ fn start_clients(
         .collect()
 }
 
+/// Waits until the clients made at least `n` requests; returns how many they made.
+fn wait_requests(tally: &Tally, n: usize) -> usize {
+    eventually(WAIT, || {
+        let done = tally.requests.load(Ordering::Relaxed);
+        (done >= n)
+            .then_some(done)
+            .ok_or(format!("{done} requests"))
+    })
+}
+
+/// Stops the clients, waits for them, and asserts that no request failed; returns how many
+/// requests they made.
+fn stop_clients(
+    stop: &AtomicBool,
+    clients: Vec<std::thread::JoinHandle<()>>,
+    tally: &Tally,
+    during: &str,
+) -> usize {
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    let failures = tally.failures.lock().unwrap();
+    let requests = tally.requests.load(Ordering::Relaxed);
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} requests failed or were reset {during}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    requests
+}
+
 /// `weft up DIR` with its own prefix and state directory.
 fn start_up(config: &std::path::Path) -> Up {
+    start_up_with(config, &[])
+}
+
+/// [`start_up`] with `env` set for `weft up`.
+fn start_up_with(config: &std::path::Path, env: &[(&str, &str)]) -> Up {
     let state = tempfile::tempdir().expect("state dir");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weft"));
+    command.envs(env.iter().copied());
     Up::start(
-        Command::new(env!("CARGO_BIN_EXE_weft")),
+        command,
         env!("CARGO_BIN_EXE_weft").into(),
         state,
         unique_prefix('r'),
@@ -201,15 +242,7 @@ fn restart_under_traffic(up: &mut Up, via: &[String], url: &str, words: &[&str],
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
     let clients = start_clients(via, url, 3, 3, &stop, &tally);
-    let at_least = |n: usize| {
-        eventually(WAIT, || {
-            let done = tally.requests.load(Ordering::Relaxed);
-            (done >= n)
-                .then_some(done)
-                .ok_or(format!("{done} requests"))
-        })
-    };
-    let before = at_least(100);
+    let before = wait_requests(&tally, 100);
 
     let restarted = restart(up, words);
     let text = String::from_utf8_lossy(&restarted.stdout).into_owned();
@@ -228,26 +261,14 @@ fn restart_under_traffic(up: &mut Up, via: &[String], url: &str, words: &[&str],
             .ok_or(format!("pid {old} still runs"))
     });
     let after_drain = tally.requests.load(Ordering::Relaxed);
-    at_least(after_drain + 100);
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().expect("client thread");
-    }
+    wait_requests(&tally, after_drain + 100);
+    let requests = stop_clients(&stop, clients, &tally, "across the restart");
     assert!(running(new), "the new process runs: pid {new}");
-
-    let failures = tally.failures.lock().unwrap();
-    let requests = tally.requests.load(Ordering::Relaxed);
     eprintln!(
         "{requests} requests ({} before the restart, {} on reused connections); {}",
         before,
         tally.reused.load(Ordering::Relaxed),
         text.trim()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {requests} requests failed or were reset:\n{}",
-        failures.len(),
-        failures.join("\n")
     );
     assert!(requests > before + 200, "{requests} requests");
     assert!(
@@ -316,6 +337,14 @@ fn a_waypoint_restart_under_steady_traffic_from_a_pod_drops_nothing() {
 /// test: gateway pods get host routes), and the command prefix that runs a command as the
 /// pod `frontend/web-0` (on node-a). Keep the config directory while `weft up` runs.
 fn bundled_mesh_with_client_pod(octet: u8) -> (tempfile::TempDir, Up, Vec<String>) {
+    bundled_mesh_with_client_pod_env(octet, &[])
+}
+
+/// [`bundled_mesh_with_client_pod`] with `env` set for `weft up`.
+fn bundled_mesh_with_client_pod_env(
+    octet: u8,
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, Up, Vec<String>) {
     let config = tempfile::tempdir().expect("config dir");
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     for file in ["cluster.yaml", "frontend.yaml", "shop.yaml", "reviews.yaml"] {
@@ -323,7 +352,7 @@ fn bundled_mesh_with_client_pod(octet: u8) -> (tempfile::TempDir, Up, Vec<String
         let text = text.replace("10.244.", &format!("10.{octet}."));
         std::fs::write(config.path().join(file), text).expect("write example");
     }
-    let mut up = start_up(config.path());
+    let mut up = start_up_with(config.path(), env);
     up.wait_line("mesh is up");
     let via: Vec<String> = [env!("CARGO_BIN_EXE_weft"), "exec", "frontend/web-0"]
         .into_iter()
@@ -359,4 +388,66 @@ fn node_proxy_restarts_under_steady_traffic_from_a_pod_drop_nothing() {
         let printed = format!("restarted weft node {node}");
         restart_under_traffic(&mut up, &via, url, &[node], &printed);
     }
+}
+
+/// The roots `weft control` publishes (`<instance>/control/ca/trust-bundle.pem`), as PEM
+/// blocks.
+fn published_roots(up: &Up) -> Vec<String> {
+    let path = up.instance_dir().join("control/ca/trust-bundle.pem");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.split_inclusive("-----END CERTIFICATE-----\n")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `weft ca rotate` while `frontend/web-0` (node-a) calls `catalog.shop` (pods on both
+/// nodes, so node proxies verify each other's workload certificates): with 8-second
+/// certificates the control plane publishes both roots, signs with the new one once every
+/// holder has both, drops the old one once no live certificate chains to it, and no request
+/// fails on the way.
+#[test]
+fn a_root_rotation_under_steady_traffic_from_a_pod_drops_nothing() {
+    require_root_and_curl();
+    let (_config, up, via) =
+        bundled_mesh_with_client_pod_env(225, &[("WEFT_MAX_CERT_SECONDS", "8")]);
+    let url = "http://catalog.shop/";
+    wait_served(&via, url);
+    let old = published_roots(&up);
+    assert_eq!(old.len(), 1, "one root before the rotation: {old:?}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let clients = start_clients(&via, url, 2, 2, &stop, &tally);
+    let before = wait_requests(&tally, 50);
+    let rotate = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["ca", "rotate", "--state-dir"])
+        .arg(up.instance_dir().join("control"))
+        .output()
+        .expect("run weft ca rotate");
+    assert!(
+        rotate.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&rotate.stdout),
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+    eventually(WAIT, || {
+        let roots = published_roots(&up);
+        (roots.len() == 2 && roots[0] == old[0])
+            .then_some(())
+            .ok_or(format!("{} roots published", roots.len()))
+    });
+    let new = eventually(WAIT, || {
+        let roots = published_roots(&up);
+        let count = roots.len();
+        (count == 1 && roots[0] != old[0])
+            .then_some(roots)
+            .ok_or(format!("{count} roots published"))
+    });
+    // Certificates from the new root only: the next renewals carry the bundle without the
+    // old root to every proxy; traffic keeps flowing through and after that.
+    let rotated = tally.requests.load(Ordering::Relaxed);
+    wait_requests(&tally, rotated + 100);
+    let requests = stop_clients(&stop, clients, &tally, "during the rotation");
+    eprintln!("{requests} requests ({before} before the rotation, {rotated} when it completed)");
+    assert_ne!(new, old);
 }

@@ -414,7 +414,7 @@ mod tests {
             .expect("sign");
         let (_, roots) = split_ca_response(&signed.pem).expect("chain");
         let signer = fingerprint(rotation.signer().root());
-        (signer, roots.iter().map(|r| fingerprint(r)).collect())
+        (signer, roots.iter().map(fingerprint).collect())
     }
 
     #[test]
@@ -425,7 +425,7 @@ mod tests {
         let rotation = RootRotation::new(Arc::clone(&old));
         let now = SystemTime::now();
         let (_, roots) = fetch(&rotation, "node/a", "web");
-        assert_eq!(roots, [old_print.clone()]);
+        assert_eq!(roots, std::slice::from_ref(&old_print));
         fetch(&rotation, "node/b", "api");
 
         rotation.begin(new).expect("begin");
