@@ -13,7 +13,10 @@ use crate::admin::{AdminState, admin_router};
 use crate::ca_service::{
     CaMetrics, CaService, CaServiceConfig, GatewayServingNames, RotationDriver,
 };
-use crate::callers::{ReloadEffects, ReloadableTokenFile, XdsCallerAuth, watch_token_file};
+use crate::callers::{
+    CallerAuthenticator, ReloadEffects, ReloadableTokenFile, TokenFileWatch, XdsCallerAuth,
+    watch_token_file,
+};
 use crate::push::{ConfigNodeIdentities, ConfigPusher};
 use crate::secure_server::{SecureServer, SecureServerConfig};
 use crate::state_dir::StateDir;
@@ -82,6 +85,18 @@ pub struct ControlConfig {
     pub xds: weft_xds::ServerConfig,
 }
 
+/// Parts supplied by the embedding process instead of the defaults made from
+/// [`ControlConfig`] (`weft control --kubernetes` supplies both).
+#[derive(Clone, Default)]
+pub struct Overrides {
+    /// Authenticates callers instead of [`ControlConfig::token_file`] (which is then not
+    /// read).
+    pub callers: Option<Arc<dyn CallerAuthenticator>>,
+    /// Keeps the CA's roots instead of [`ControlConfig::state_dir`] /
+    /// [`ControlConfig::ca_dir`] (which are then not used).
+    pub roots: Option<Arc<dyn RootStore>>,
+}
+
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -125,13 +140,43 @@ pub async fn run(
     on_bound: impl FnOnce(BoundAddrs) + Send,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControlError> {
-    let state_dir = StateDir::open(&config.state_dir)?;
-    let root_store = DirRootStore::new(&state_dir.ca_dir(), config.ca_dir.as_deref());
-    let ca = Arc::new(load_rotation(&root_store, config.ca.max_validity)?);
+    run_with(config, Overrides::default(), on_bound, shutdown).await
+}
+
+/// [`run`] with some parts supplied by the caller ([`Overrides`]).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
+    config: ControlConfig,
+    overrides: Overrides,
+    on_bound: impl FnOnce(BoundAddrs) + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControlError> {
+    let root_store = match overrides.roots {
+        Some(store) => store,
+        None => {
+            let state_dir = StateDir::open(&config.state_dir)?;
+            Arc::new(DirRootStore::new(
+                &state_dir.ca_dir(),
+                config.ca_dir.as_deref(),
+            ))
+        }
+    };
+    let ca = Arc::new(load_rotation(&*root_store, config.ca.max_validity)?);
     tracing::info!(root = %ca.signer().description(), phase = ca.phase().name(), "certificate authority ready");
-    let rotation = Arc::new(RotationDriver::new(Arc::clone(&ca), Arc::new(root_store)));
+    let rotation = Arc::new(RotationDriver::new(Arc::clone(&ca), root_store));
     tokio::spawn(Arc::clone(&rotation).run());
-    let tokens = Arc::new(ReloadableTokenFile::load(&config.token_file)?);
+    let (tokens, token_file) = match overrides.callers {
+        Some(callers) => (callers, None),
+        None => {
+            let file = Arc::new(ReloadableTokenFile::load(&config.token_file)?);
+            (
+                Arc::clone(&file) as Arc<dyn CallerAuthenticator>,
+                Some(file),
+            )
+        }
+    };
     let (store, watch) = open_objects(&config.objects, config.watch_debounce)?;
     for finding in store.errors() {
         tracing::error!("{finding}");
@@ -145,7 +190,7 @@ pub async fn run(
         metrics: ca_metrics.clone(),
         xds: xds.clone(),
     };
-    let _token_watch = watch_token_file(Arc::clone(&tokens), config.watch_debounce, effects)?;
+    let _token_watch = follow_token_file(token_file, config.watch_debounce, effects)?;
 
     let nodes = Arc::new(ConfigNodeIdentities::default());
     let pusher = ConfigPusher::start(
@@ -223,7 +268,7 @@ pub async fn run(
 /// The CA from the store, resuming a rotation found in progress (no phase ends before the
 /// longest certificate issued before the restart, `longest_certificate`, has expired).
 fn load_rotation(
-    store: &DirRootStore,
+    store: &dyn RootStore,
     longest_certificate: Duration,
 ) -> Result<RootRotation, ControlError> {
     let loaded = store.load()?;
@@ -237,6 +282,17 @@ fn load_rotation(
             RootRotation::resume(loaded.current, next, longest_certificate)
         }
     })
+}
+
+/// Watches the token file, when callers are authenticated by one.
+fn follow_token_file(
+    file: Option<Arc<ReloadableTokenFile>>,
+    debounce: Duration,
+    effects: ReloadEffects,
+) -> Result<Option<TokenFileWatch>, ControlError> {
+    file.map(|file| watch_token_file(file, debounce, effects))
+        .transpose()
+        .map_err(ControlError::from)
 }
 
 /// After shutdown is requested, how long in-flight calls (CA requests) may finish before

@@ -10,10 +10,12 @@
 //! - [`cluster_ca`]: the CA root from Secret `cacerts` or `istio-ca-secret`;
 //!   [`root_configmap`]: the trust bundle as ConfigMap `istio-ca-root-cert` everywhere;
 //! - [`status`]: conditions written back with server-side apply; [`leader`]: the Lease
-//!   that decides which replica writes.
+//!   that decides which replica writes;
+//! - [`control`]: all of the above around the control process (`weft control --kubernetes`).
 
 pub mod client;
 pub mod cluster_ca;
+pub mod control;
 pub mod convert;
 pub mod leader;
 pub mod root_configmap;

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use weft_control::ca_service::CaServiceConfig;
-use weft_control::process::{ControlConfig, Objects, run};
+use weft_control::process::{ControlConfig, Objects, Overrides, run_with};
 use weft_control::secure_server::SecureServerConfig;
+use weft_kube::control::{ClusterControl, ClusterSettings};
+use weft_kube::tokenreview::ServiceAccount;
 
 /// Run the control plane: reads DIR (or the Kubernetes API), runs the CA, serves delta xDS
 /// to node proxies.
@@ -29,17 +31,28 @@ pub struct Args {
     /// Kubeconfig file for --kubernetes (its current context).
     #[arg(long, value_name = "FILE", requires = "kubernetes")]
     kubeconfig: Option<PathBuf>,
-    /// Private state directory (the CA root is generated and kept here).
+    /// Node proxies' service account for --kubernetes: its tokens stand for the node of the
+    /// pod they are bound to. Default: `weft-node` in --namespace.
+    #[arg(long, value_name = "NS/NAME", requires = "kubernetes")]
+    node_service_account: Option<ServiceAccount>,
+    /// Private state directory (the CA root is generated and kept here; not used with
+    /// --kubernetes, whose root is in Secret `cacerts` or `istio-ca-secret`).
     /// Default: a per-user data directory.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Plug-in CA directory (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "kubernetes")]
     ca_dir: Option<PathBuf>,
     /// File mapping bearer tokens to node names or identities (YAML: `tokens: [{token, node}]`).
     /// Edits apply to new requests; an edit that does not load keeps the last good tokens.
-    #[arg(long, value_name = "FILE")]
-    token_file: PathBuf,
+    /// With --kubernetes, callers are authenticated by TokenReview instead.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "kubernetes",
+        conflicts_with = "kubernetes"
+    )]
+    token_file: Option<PathBuf>,
     /// TLS port serving the CA and xDS.
     #[arg(long, default_value = "0.0.0.0:15012")]
     secure_addr: SocketAddr,
@@ -71,9 +84,14 @@ pub struct Args {
 pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     // the watches run as long as the control plane: `_api` is dropped when it stops
-    let (objects, _api) = runtime.block_on(objects_from(&args))?;
+    let (objects, cluster) = runtime.block_on(objects_from(&args))?;
+    let overrides = cluster
+        .as_ref()
+        .map_or_else(Overrides::default, ClusterControl::overrides);
     let state_dir = match args.state_dir {
         Some(dir) => dir,
+        // not used: the CA root is kept in the cluster
+        None if cluster.is_some() => PathBuf::new(),
         None => default_state_dir()?,
     };
     let plaintext_xds_addr = args
@@ -83,7 +101,7 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
         objects,
         state_dir,
         ca_dir: args.ca_dir,
-        token_file: args.token_file,
+        token_file: args.token_file.unwrap_or_default(),
         secure_addr: args.secure_addr,
         plaintext_xds_addr,
         admin_addr: args.admin_addr,
@@ -104,23 +122,42 @@ pub fn run_command(args: Args) -> anyhow::Result<ExitCode> {
     };
     args.limits.apply(&mut config.secure, &mut config.xds);
     runtime.block_on(async {
-        run(config, |_| {}, shutdown_signal()).await?;
+        let result = run_with(config, overrides, |_| {}, shutdown_signal()).await;
+        if let Some(cluster) = cluster {
+            cluster.stop().await;
+        }
+        result?;
         tracing::info!("control plane stopped");
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The directory, or the Kubernetes API listed once and followed by watches that run
-/// while the returned source lives.
-async fn objects_from(args: &Args) -> anyhow::Result<(Objects, Option<weft_kube::ApiSource>)> {
+/// The directory, or the Kubernetes API listed once and followed by watches, with the
+/// cluster's CA root, TokenReview callers and the leader election (all running while the
+/// returned [`ClusterControl`] lives).
+async fn objects_from(args: &Args) -> anyhow::Result<(Objects, Option<ClusterControl>)> {
     if let Some(dir) = &args.config_dir {
         return Ok((Objects::Directory(dir.clone()), None));
     }
     let client = weft_kube::connect(args.kubeconfig.as_deref()).await?;
-    tracing::info!("listing the Kubernetes API");
-    let api = weft_kube::ApiSource::start(client, &weft_kube::WatchOptions::default()).await;
-    Ok((Objects::Source(api.objects()), Some(api)))
+    let trust_domain = args.mesh.options().trust_domain;
+    let mut settings = ClusterSettings::new(&args.namespace, &trust_domain, &replica_name());
+    if let Some(account) = &args.node_service_account {
+        settings.node_accounts = vec![account.clone()];
+    }
+    let cluster =
+        ClusterControl::start(client, settings, &weft_kube::WatchOptions::default()).await?;
+    Ok((Objects::Source(cluster.objects()), Some(cluster)))
+}
+
+/// This replica's name in the leader Lease: `$POD_NAME`, else `$HOSTNAME` (a pod's name),
+/// else one made from the process id.
+fn replica_name() -> String {
+    ["POD_NAME", "HOSTNAME"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        .unwrap_or_else(|| format!("weft-control-{}", std::process::id()))
 }
 
 /// The control plane's state directory when --state-dir is not given (also `weft ca`'s).
