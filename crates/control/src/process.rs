@@ -3,7 +3,9 @@
 //! equal to their translation, and serves on
 //! - the secure port (default 15012): TLS, CA (`CreateCertificate`) and delta xDS, both
 //!   authenticated by bearer tokens from the operator's token file (watched like the config
-//!   directory: edits apply to new requests, a broken edit keeps the last good tokens);
+//!   directory: edits apply to new requests, a broken edit keeps the last good tokens), or
+//!   by the authenticator given in [`Overrides`] (TokenReview with `--kubernetes`, whose
+//!   CA root also comes from [`Overrides`]);
 //! - optionally a plaintext xDS port (`--plaintext-xds-port`, local development only; the
 //!   same bearer tokens are required there);
 //! - the admin port (default 15014): `/ready`, `/metrics`, `/debug/syncz`, `/debug/configz`,

@@ -7,8 +7,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weft_control::callers::{Caller, CallerAuthenticator};
 use weft_kube::cluster_ca::{CaOrigin, SELF_SIGNED_SECRET, load_cluster_ca};
 use weft_kube::leader::{Leadership, LeaseConfig};
@@ -18,23 +17,11 @@ use weft_kube::tokenreview::{TokenReviewAuthenticator, TokenReviewConfig};
 use weft_kubetest::TestApiServer;
 use weft_kubetest::routes::tokenreview::TokenInfo;
 
-const NAMESPACE: &str = "weft-system";
+mod support;
 
-/// Polls `check` until it returns `Some`, for at most 10 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::eventually;
+
+const NAMESPACE: &str = "weft-system";
 
 fn pod(namespace: &str, name: &str, node: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",

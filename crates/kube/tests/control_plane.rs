@@ -3,12 +3,13 @@
 //! push is read back from its admin page `/debug/configz`.
 
 use serde_json::{Value, json};
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use tokio::sync::oneshot;
-use weft_control::process::{BoundAddrs, ControlConfig, Objects, run};
+use weft_control::process::{BoundAddrs, Objects, run};
 use weft_kube::{ApiSource, WatchOptions};
 use weft_kubetest::TestApiServer;
+
+mod support;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -33,21 +34,7 @@ async fn start_control(
         "tokens:\n  - token: node-a-token-0123456789\n    node: node-a\n",
     )
     .unwrap();
-    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let config = ControlConfig {
-        objects,
-        state_dir: dir.join("state"),
-        ca_dir: None,
-        token_file,
-        secure_addr: loopback,
-        plaintext_xds_addr: None,
-        admin_addr: loopback,
-        translate: weft_control::translate::TranslateOptions::default(),
-        secure: weft_control::secure_server::SecureServerConfig::default(),
-        ca: weft_control::ca_service::CaServiceConfig::default(),
-        watch_debounce: Duration::from_millis(20),
-        xds: weft_xds::ServerConfig::default(),
-    };
+    let config = support::loopback_config(objects, dir.join("state"), token_file);
     let (bound, addrs) = oneshot::channel();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(run(

@@ -1,18 +1,18 @@
 //! The control plane in `--kubernetes` mode end to end, in-process on loopback ports
 //! against the test API server: its CA root comes from the Secret it creates, callers are
 //! authenticated by TokenReview (a node proxy's token gets certificates for the pods on its
-//! own node only, over real gRPC and TLS), and the leader publishes the root ConfigMap and
-//! writes a Gateway's status.
+//! own node only, over real gRPC and TLS), the leader publishes the root ConfigMap and
+//! writes a Gateway's status, and a second replica serves the CA from the same root
+//! without leading.
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
-use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
-use weft_control::process::{BoundAddrs, ControlConfig, Objects, run_with};
+use weft_control::process::{BoundAddrs, Objects, run_with};
 use weft_identity::{
     CertManager, CertManagerConfig, GrpcCaClient, GrpcCaClientConfig, SpiffeId, TokenSource,
     TrustBundle,
@@ -23,24 +23,12 @@ use weft_kube::root_configmap::{ROOT_CONFIGMAP, ROOT_CONFIGMAP_KEY};
 use weft_kubetest::TestApiServer;
 use weft_kubetest::routes::tokenreview::TokenInfo;
 
+mod support;
+
+use support::eventually;
+
 const NAMESPACE: &str = "weft-system";
 const NODE_TOKEN: &str = "node-1-projected-token";
-
-/// Polls `check` until it returns `Some`, for at most 20 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn pod(namespace: &str, name: &str, node: &str, account: &str, ip: &str) -> Value {
     json!({
@@ -83,21 +71,11 @@ fn seed(server: &TestApiServer) {
 
 /// Runs the control process with the cluster's parts; stops when the sender is dropped.
 async fn start_control(cluster: &ClusterControl) -> (BoundAddrs, oneshot::Sender<()>) {
-    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let config = ControlConfig {
-        objects: Objects::Source(cluster.objects()),
-        state_dir: std::path::PathBuf::new(),
-        ca_dir: None,
-        token_file: std::path::PathBuf::new(),
-        secure_addr: loopback,
-        plaintext_xds_addr: None,
-        admin_addr: loopback,
-        translate: weft_control::translate::TranslateOptions::default(),
-        secure: weft_control::secure_server::SecureServerConfig::default(),
-        ca: weft_control::ca_service::CaServiceConfig::default(),
-        watch_debounce: Duration::from_millis(20),
-        xds: weft_xds::ServerConfig::default(),
-    };
+    let config = support::loopback_config(
+        Objects::Source(cluster.objects()),
+        PathBuf::new(),
+        PathBuf::new(),
+    );
     let (bound, addrs) = oneshot::channel();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(run_with(
@@ -201,6 +179,21 @@ async fn a_kubernetes_mode_control_plane_signs_for_its_nodes_pods_and_publishes_
     .await;
     assert!(conditions.to_string().contains("Accepted"), "{conditions}");
 
-    drop(stop);
+    // a second replica reads the same root from the Secret and serves the CA without leading
+    let settings = ClusterSettings::new(NAMESPACE, "cluster.local", "control-1");
+    let follower = ClusterControl::start(server.client(), settings, &WatchOptions::default())
+        .await
+        .expect("cluster CA");
+    let (follower_addrs, stop_follower) = start_control(&follower).await;
+    let manager = node_proxy(&follower_addrs, &root_pem);
+    eventually("web's certificate from the second replica", || {
+        let manager = &manager;
+        async move { manager.get(&identity("web")).await.ok() }
+    })
+    .await;
+    assert!(!follower.is_leader() && cluster.is_leader());
+
+    drop((stop, stop_follower));
+    follower.stop().await;
     cluster.stop().await;
 }
