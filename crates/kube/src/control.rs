@@ -9,7 +9,9 @@
 //!   ([`crate::status`]) after each change of the objects. Every replica serves xDS and the
 //!   CA.
 
-use crate::cluster_ca::{ClusterCaError, SELF_SIGNED_SECRET, load_cluster_ca};
+use crate::cluster_ca::{
+    CaOrigin, ClusterCaError, PLUGIN_SECRET, SELF_SIGNED_SECRET, load_cluster_ca,
+};
 use crate::leader::{Leadership, LeaseConfig};
 use crate::root_configmap::publish_trust_bundle;
 use crate::status::StatusWriter;
@@ -75,7 +77,7 @@ impl ClusterControl {
     ) -> Result<Self, ClusterCaError> {
         let (ca, origin) = load_cluster_ca(client.clone(), &settings.namespace).await?;
         tracing::info!(?origin, namespace = %settings.namespace, "CA root loaded from the cluster");
-        let roots = ClusterRootStore::new(ca, &settings.namespace);
+        let roots = ClusterRootStore::new(ca, &settings.namespace, origin);
         let bundle = roots.bundle();
         let review = TokenReviewConfig {
             node_accounts: settings.node_accounts.clone(),
@@ -184,13 +186,17 @@ pub struct ClusterRootStore {
 }
 
 impl ClusterRootStore {
-    /// Keeps `ca`, loaded from a Secret of `namespace`.
+    /// Keeps `ca`, loaded from `namespace`'s Secret named by `origin`.
     #[must_use]
-    pub fn new(ca: CertificateAuthority, namespace: &str) -> Self {
+    pub fn new(ca: CertificateAuthority, namespace: &str, origin: CaOrigin) -> Self {
         let (bundle, _) = watch::channel(ca.root_pem().to_owned());
+        let secret = match origin {
+            CaOrigin::Plugin => PLUGIN_SECRET,
+            CaOrigin::SelfSigned | CaOrigin::Created => SELF_SIGNED_SECRET,
+        };
         Self {
             ca: Mutex::new(Some(ca)),
-            secret: PathBuf::from(format!("Secret {namespace}/{SELF_SIGNED_SECRET}")),
+            secret: PathBuf::from(format!("Secret {namespace}/{secret}")),
             bundle,
         }
     }
@@ -241,5 +247,41 @@ impl RootStore for ClusterRootStore {
 
     fn take_request(&self) -> Option<NextRoot> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_root_is_loaded_once_published_and_never_rotated() {
+        let ca = CertificateAuthority::generate_in_memory().expect("ca");
+        let root = ca.root_pem().to_owned();
+        let store = ClusterRootStore::new(ca, "weft-system", CaOrigin::Created);
+        let bundle = store.bundle();
+        assert_eq!(
+            *bundle.borrow(),
+            root,
+            "the root is the bundle from the start"
+        );
+
+        let loaded = store.load().expect("loaded");
+        assert_eq!(loaded.current.root_pem(), root);
+        assert!(loaded.next.is_none());
+        assert!(store.take_request().is_none());
+
+        let refused = store
+            .prepare_next(&NextRoot::Generate)
+            .expect_err("no rotation");
+        let message = refused.to_string();
+        assert!(
+            message.contains("Secret weft-system/istio-ca-secret")
+                && message.contains("root rotation is not supported with --kubernetes"),
+            "{message}"
+        );
+
+        store.publish_bundle("BOTH ROOTS").expect("published");
+        assert_eq!(*bundle.borrow(), "BOTH ROOTS");
     }
 }
