@@ -504,9 +504,9 @@ fn waypoint_filters_times_out_speaks_h2c_allows_by_identity_and_reports() {
     let logs = String::from_utf8_lossy(&logs.stdout);
     assert!(
         logs.lines().any(|l| l.contains("weft::access")
-            && l.contains("path=/h2")
-            && l.contains("protocol=\"HTTP/2\"")
-            && l.contains("response_code=200")),
+            && l.contains(r#""path":"/h2""#)
+            && l.contains(r#""protocol":"HTTP/2""#)
+            && l.contains(r#""response_code":200"#)),
         "{logs}"
     );
     up.signal("-TERM");
