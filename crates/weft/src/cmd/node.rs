@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{ArgGroup, ValueEnum};
+use clap::ArgGroup;
 use weft_identity::{
     CertManagerConfig, CertificateAuthority, CertificateProvider, GrpcCaClient, GrpcCaClientConfig,
     LocalCaProvider, TokenSource, TrustBundle,
@@ -20,7 +20,6 @@ use weft_node::capture::{CaptureConfig, CaptureOptions, source};
 use weft_node::handoff::Handoff;
 use weft_node::process::{ListenAddrs, NodeConfig, StateSource, XdsSource};
 use weft_node::proxy::ProxyOptions;
-use weft_node::telemetry::AccessLogFormat;
 use weft_serve::handoff::Takeover;
 
 /// Run the node proxy (HBONE mTLS tunnels, L4 policy, telemetry) for one node.
@@ -141,17 +140,10 @@ pub struct Args {
     /// Streams per pooled HBONE connection before another is opened.
     #[arg(long, default_value_t = 100)]
     max_streams_per_connection: usize,
-    /// Access-log line format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    access_log_format: LogFormat,
+    #[command(flatten)]
+    access_log: super::waypoint::run::AccessLogArgs,
     #[command(flatten)]
     limits: super::limit_flags::NodeLimits,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 /// Runs `weft node` until a shutdown signal.
@@ -289,10 +281,7 @@ fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
         hbone_port: args.hbone_port,
         pool: weft_hbone_pool(args.max_streams_per_connection),
         idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
-        access_log: match args.access_log_format {
-            LogFormat::Text => AccessLogFormat::Text,
-            LogFormat::Json => AccessLogFormat::Json,
-        },
+        access_log: args.access_log.format(),
         ..ProxyOptions::default()
     };
     args.limits.apply(&mut options);

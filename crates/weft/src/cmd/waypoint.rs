@@ -253,7 +253,7 @@ pub(crate) mod run {
         pub trace_sampling: f64,
     }
 
-    /// The access log of an L7 proxy.
+    /// The access log of a proxy (`weft node`, `weft waypoint run`, `weft gateway`).
     #[derive(Debug, clap::Args)]
     pub struct AccessLogArgs {
         /// Access-log line format; `off` writes no access log (metrics are still
