@@ -17,6 +17,7 @@ use weft_control::ca_service::{
 };
 use weft_control::callers::TokenFile;
 use weft_identity::CertificateAuthority;
+use weft_identity::ca::RootRotation;
 use weft_identity::provider::IMPERSONATED_IDENTITY_KEY;
 use weft_proto::ca::IstioCertificateRequest;
 use weft_proto::ca::istio_certificate_service_server::IstioCertificateService;
@@ -35,7 +36,9 @@ static SERVICE: LazyLock<(tokio::runtime::Runtime, CaService)> = LazyLock::new(|
     .expect("tokens");
     let identity = IDENTITY.parse().expect("identity");
     let service = CaService::new(
-        Arc::new(CertificateAuthority::generate_in_memory().expect("ca")),
+        Arc::new(RootRotation::new(Arc::new(
+            CertificateAuthority::generate_in_memory().expect("ca"),
+        ))),
         Arc::new(tokens),
         Arc::new(StaticNodeIdentities::new().with("n1", IDENTITY.parse().expect("identity"))),
         CaMetrics::new(),
