@@ -184,14 +184,13 @@ fn local_config_without_a_ca_choice_is_refused_with_a_clear_message() {
 
 #[test]
 fn two_node_processes_carry_socks_traffic_over_hbone_and_drain_on_sigterm() {
-    let n = net();
-    let dir = tempfile_dir();
-    let path = dir.join("mesh.json");
-    std::fs::write(&path, config(n)).unwrap();
-    let ca_dir = dir.join("ca");
-    let node_a = Ipv4Addr::new(127, n, 0, 2);
-    let node_b = Ipv4Addr::new(127, n, 0, 3);
-    echo_server(SocketAddr::from((Ipv4Addr::new(127, n, 1, 2), 8080)));
+    let TwoNodes {
+        n,
+        path,
+        ca_dir,
+        node_a,
+        node_b,
+    } = two_nodes();
     // The first process creates the shared CA directory; start the second after it.
     let mut a = start("node-a", node_a, &path, &ca_dir, &[]);
     wait_ready(node_a);
@@ -232,14 +231,13 @@ fn two_node_processes_carry_socks_traffic_over_hbone_and_drain_on_sigterm() {
 /// deadline (`--drain-timeout 3`) cuts what is still open.
 #[test]
 fn sigterm_stops_accepting_keeps_open_connections_until_the_drain_deadline() {
-    let n = net();
-    let dir = tempfile_dir();
-    let path = dir.join("mesh.json");
-    std::fs::write(&path, config(n)).unwrap();
-    let ca_dir = dir.join("ca");
-    let node_a = Ipv4Addr::new(127, n, 0, 2);
-    let node_b = Ipv4Addr::new(127, n, 0, 3);
-    echo_server(SocketAddr::from((Ipv4Addr::new(127, n, 1, 2), 8080)));
+    let TwoNodes {
+        n,
+        path,
+        ca_dir,
+        node_a,
+        node_b,
+    } = two_nodes();
     let mut a = start_draining("node-a", node_a, &path, &ca_dir, 3, &[]);
     wait_ready(node_a);
     let _b = start("node-b", node_b, &path, &ca_dir, &[]);
@@ -280,6 +278,31 @@ fn sigterm_stops_accepting_keeps_open_connections_until_the_drain_deadline() {
         .read_to_end(&mut rest)
         .map_or(true, |_| rest.is_empty());
     assert!(cut, "the held connection ends with the proxy");
+}
+
+/// A mesh of two node proxies' worth of loopback addresses (`127.n.0.2`, `127.n.0.3`), its
+/// config file, a CA directory, and the echo workload behind the mesh's service.
+struct TwoNodes {
+    n: u8,
+    path: std::path::PathBuf,
+    ca_dir: std::path::PathBuf,
+    node_a: Ipv4Addr,
+    node_b: Ipv4Addr,
+}
+
+fn two_nodes() -> TwoNodes {
+    let n = net();
+    let dir = tempfile_dir();
+    let path = dir.join("mesh.json");
+    std::fs::write(&path, config(n)).unwrap();
+    echo_server(SocketAddr::from((Ipv4Addr::new(127, n, 1, 2), 8080)));
+    TwoNodes {
+        n,
+        path,
+        ca_dir: dir.join("ca"),
+        node_a: Ipv4Addr::new(127, n, 0, 2),
+        node_b: Ipv4Addr::new(127, n, 0, 3),
+    }
 }
 
 /// Sends SIGTERM to `proc`; returns the deadline for what follows.
