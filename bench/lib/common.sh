@@ -22,13 +22,17 @@ ensure_tools() {
 }
 EXTRA_TOOLS=()
 
+# Release binaries go to $CARGO_TARGET_DIR when set (a target dir of its own keeps release
+# builds off the debug builds' lock); BENCH_WEFT=PATH measures that weft binary instead
+# (e.g. a copy of an earlier build, for an A/B comparison with --no-build).
 build() {
+    local target=${CARGO_TARGET_DIR:-$ROOT/target}
     if [ -n "$BUILD" ]; then
         note "building (release): weft, weft-bench"
         (cd "$ROOT" && cargo build --release -q -p weft -p weft-bench)
     fi
-    WEFT="$ROOT/target/release/weft"
-    LOAD="$ROOT/target/release/weft-bench"
+    WEFT=${BENCH_WEFT:-$target/release/weft}
+    LOAD="$target/release/weft-bench"
     [ -x "$WEFT" ] && [ -x "$LOAD" ] || { echo "missing $WEFT or $LOAD (drop --no-build)" >&2; exit 1; }
 }
 

@@ -55,6 +55,7 @@ mod headers;
 mod keepalive;
 pub mod limits;
 mod pool;
+mod read_buffer;
 mod relay;
 mod server;
 mod stream;
@@ -66,6 +67,7 @@ pub use headers::{format_forwarded_for, parse_forwarded_for};
 pub use keepalive::Keepalive;
 pub use limits::{InboundLimits, LimitConfig};
 pub use pool::{Pool, PoolConfig, PoolStats, PoolStatsSnapshot};
+pub use read_buffer::ReadBuffer;
 pub use relay::{Plain, RelayCause, RelayError, RelayIo, RelayOptions, RelayStats, Side, relay};
 pub use server::{
     Accepted, HboneServer, InboundDecision, InboundHandler, InboundRequest, ServerOptions,

@@ -1,10 +1,17 @@
 //! Connection pool: many CONNECT streams share one TLS + HTTP/2 connection per key.
 //!
 //! Per key there is a list of live connections and one handshake lock. A stream takes a
-//! slot on the first connection below the stream cap; when none has room, the caller takes
-//! the handshake lock, so a burst of first requests performs one handshake and the others
-//! reuse its connection (or share its failure). Each connection has a driver task that
-//! polls HTTP/2, evicts the connection when it dies, and closes it after the idle timeout.
+//! slot on the least loaded connection below the stream cap; when none has room, the
+//! caller takes the handshake lock, so a burst of first requests performs one handshake
+//! and the others reuse its connection (or share its failure). Each connection has a
+//! driver task that polls HTTP/2, evicts the connection when it dies, and closes it after
+//! the idle timeout.
+//!
+//! Spreading: all streams of one connection are framed, encrypted and decrypted by its one
+//! driver task, so they share one core. With [`PoolConfig::spread_connections`] above 1, a
+//! busy key opens more connections (up to that many) while each existing one carries at
+//! least [`PoolConfig::spread_at_streams`] streams, so its streams run on several cores; a
+//! failed spreading handshake falls back to the existing connections.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,6 +42,11 @@ const OPEN_ATTEMPTS: usize = 3;
 pub struct PoolConfig {
     /// Streams per connection before another connection is opened (default 100).
     pub max_streams_per_connection: usize,
+    /// Connections per key a busy key is spread over (default 1: no spreading; more
+    /// connections are then opened only when every one is at the stream cap).
+    pub spread_connections: usize,
+    /// A connection this many streams busy counts as busy for spreading (default 1).
+    pub spread_at_streams: usize,
     /// A connection with no stream for this long is closed (default 5 minutes).
     pub idle_timeout: Duration,
     /// Limit for TCP connect + TLS handshake + HTTP/2 preface (default 10 s).
@@ -51,6 +63,8 @@ impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             max_streams_per_connection: 100,
+            spread_connections: 1,
+            spread_at_streams: 1,
             idle_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
             keepalive: Some(Keepalive::default()),
@@ -66,6 +80,8 @@ impl fmt::Debug for PoolConfig {
                 "max_streams_per_connection",
                 &self.max_streams_per_connection,
             )
+            .field("spread_connections", &self.spread_connections)
+            .field("spread_at_streams", &self.spread_at_streams)
             .field("idle_timeout", &self.idle_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("keepalive", &self.keepalive)
@@ -254,21 +270,22 @@ where
         target: &TunnelTarget,
     ) -> Result<StreamSlot, HboneError> {
         let inner = &self.inner;
-        let cap = inner.config.max_streams_per_connection;
-        if let Some(slot) = entry.try_reserve(cap, &inner.stats) {
+        let caps = Caps::of(&inner.config);
+        if let Reserved::Slot(slot) = entry.try_reserve(caps, &inner.stats) {
             return Ok(slot);
         }
         let finished_before = entry.handshakes_finished.load(Ordering::Acquire);
         let mut last_failure = entry.handshake.lock().await;
-        if let Some(slot) = entry.try_reserve(cap, &inner.stats) {
+        if let Reserved::Slot(slot) = entry.try_reserve(caps, &inner.stats) {
             return Ok(slot);
         }
         if entry.handshakes_finished.load(Ordering::Acquire) != finished_before
             && let Some(failure) = last_failure.as_ref()
         {
             // The handshake we waited for failed: share its error instead of retrying
-            // serially once per waiter.
-            return Err(HboneError::Handshake(Arc::clone(failure)));
+            // serially once per waiter (or use a connection with room when spreading).
+            let failure = HboneError::Handshake(Arc::clone(failure));
+            return entry.reserve_unspread(caps, &inner.stats).ok_or(failure);
         }
         let config = &inner.config;
         let result = establish(target, config.socket_hook.as_ref(), config.connect_timeout).await;
@@ -285,6 +302,10 @@ where
                     .fetch_add(1, Ordering::Relaxed);
                 let error = Arc::new(error);
                 *last_failure = Some(Arc::clone(&error));
+                if let Some(slot) = entry.reserve_unspread(caps, &inner.stats) {
+                    tracing::debug!(%error, "could not spread over another HBONE connection");
+                    return Ok(slot);
+                }
                 Err(HboneError::Handshake(error))
             }
         }
@@ -342,18 +363,66 @@ impl<K: Hash + Eq + Clone> PoolInner<K> {
     }
 }
 
+/// The pool's limits as [`KeyEntry::try_reserve`] applies them.
+#[derive(Clone, Copy)]
+struct Caps {
+    streams: usize,
+    spread_connections: usize,
+    spread_at_streams: usize,
+}
+
+impl Caps {
+    fn of(config: &PoolConfig) -> Self {
+        Self {
+            streams: config.max_streams_per_connection.max(1),
+            spread_connections: config.spread_connections.max(1),
+            spread_at_streams: config.spread_at_streams.max(1),
+        }
+    }
+}
+
+/// What [`KeyEntry::try_reserve`] found.
+enum Reserved {
+    Slot(StreamSlot),
+    /// Every connection is at the stream cap (or there is none): open one.
+    Full,
+    /// Every connection is busy and the key may have more: open one to spread over.
+    Spread,
+}
+
 impl KeyEntry {
-    fn try_reserve(&self, cap: usize, stats: &Arc<PoolStats>) -> Option<StreamSlot> {
+    /// Takes a slot on the least loaded usable connection, unless a new connection is due.
+    fn try_reserve(&self, caps: Caps, stats: &Arc<PoolStats>) -> Reserved {
         let conns = lock(&self.conns);
-        let conn = conns.iter().find(|conn| {
-            conn.usable.load(Ordering::Acquire) && conn.active.load(Ordering::Acquire) < cap
-        })?;
-        conn.active.fetch_add(1, Ordering::AcqRel);
-        stats.streams_open.fetch_add(1, Ordering::Relaxed);
-        Some(StreamSlot {
-            conn: Arc::clone(conn),
-            stats: Arc::clone(stats),
-        })
+        let usable = conns
+            .iter()
+            .filter(|conn| conn.usable.load(Ordering::Acquire));
+        let Some(least) = usable
+            .clone()
+            .min_by_key(|conn| conn.active.load(Ordering::Acquire))
+        else {
+            return Reserved::Full;
+        };
+        let active = least.active.load(Ordering::Acquire);
+        if active >= caps.streams {
+            return Reserved::Full;
+        }
+        if active >= caps.spread_at_streams && usable.count() < caps.spread_connections {
+            return Reserved::Spread;
+        }
+        Reserved::Slot(take_slot(least, stats))
+    }
+
+    /// A slot on any connection with room, spreading or not.
+    fn reserve_unspread(&self, caps: Caps, stats: &Arc<PoolStats>) -> Option<StreamSlot> {
+        let unspread = Caps {
+            spread_connections: 1,
+            ..caps
+        };
+        match self.try_reserve(unspread, stats) {
+            Reserved::Slot(slot) => Some(slot),
+            Reserved::Full | Reserved::Spread => None,
+        }
     }
 
     fn evict(&self, conn: &Arc<PooledConn>) {
@@ -372,6 +441,15 @@ impl KeyEntry {
         conn.usable.store(false, Ordering::Release);
         conns.retain(|c| !Arc::ptr_eq(c, conn));
         true
+    }
+}
+
+fn take_slot(conn: &Arc<PooledConn>, stats: &Arc<PoolStats>) -> StreamSlot {
+    conn.active.fetch_add(1, Ordering::AcqRel);
+    stats.streams_open.fetch_add(1, Ordering::Relaxed);
+    StreamSlot {
+        conn: Arc::clone(conn),
+        stats: Arc::clone(stats),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Bidirectional relay between two byte streams, in one task, with half-close.
 //!
-//! Data moves as `Bytes` chunks: a plain socket is read into a large reused buffer whose
-//! filled part is frozen into a chunk, while an [`HboneStream`] hands out the chunks h2
+//! Data moves as `Bytes` chunks: a plain socket is read into a [`ReadBuffer`] (allocated
+//! while data flows, sized by it) whose filled part is frozen into a chunk, while an [`HboneStream`] hands out the chunks h2
 //! received and accepts chunks to send without copying. When one side reaches end of
 //! stream, the other side's write half is shut down and the opposite direction goes on.
 
@@ -12,29 +12,26 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
+use crate::read_buffer::ReadBuffer;
 use crate::stream::HboneStream;
 
-/// Size of the reusable read buffer of each direction.
-const READ_BUFFER: usize = 256 * 1024;
-/// Refill the read buffer when less than this much free space is left in it.
-const MIN_READ_SPACE: usize = 16 * 1024;
 /// Chunks moved by one direction before yielding to the scheduler (fairness).
 const CHUNKS_PER_POLL: usize = 32;
 
 /// A stream the [`relay`] can move chunks through.
 pub trait RelayIo: Unpin {
-    /// Reads the next chunk, using `scratch` as the reusable buffer if a copy is needed.
-    /// `Ok(None)` means end of stream.
+    /// Reads the next chunk, into `buffer` (the direction's read buffer) if a copy is
+    /// needed. `Ok(None)` means end of stream.
     fn poll_read_chunk(
         &mut self,
         cx: &mut Context<'_>,
-        scratch: &mut BytesMut,
+        buffer: &mut ReadBuffer,
     ) -> Poll<io::Result<Option<Bytes>>>;
 
     /// Writes a non-empty prefix of `chunk` and advances it past what was written.
@@ -52,7 +49,7 @@ impl RelayIo for HboneStream {
     fn poll_read_chunk(
         &mut self,
         cx: &mut Context<'_>,
-        _scratch: &mut BytesMut,
+        _buffer: &mut ReadBuffer,
     ) -> Poll<io::Result<Option<Bytes>>> {
         self.poll_recv_chunk(cx)
     }
@@ -84,9 +81,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> RelayIo for Plain<T> {
     fn poll_read_chunk(
         &mut self,
         cx: &mut Context<'_>,
-        scratch: &mut BytesMut,
+        buffer: &mut ReadBuffer,
     ) -> Poll<io::Result<Option<Bytes>>> {
-        poll_read_into(&mut self.0, cx, scratch)
+        buffer.poll_read_from(&mut self.0, cx)
     }
 
     fn poll_write_chunk(
@@ -110,9 +107,9 @@ impl RelayIo for TcpStream {
     fn poll_read_chunk(
         &mut self,
         cx: &mut Context<'_>,
-        scratch: &mut BytesMut,
+        buffer: &mut ReadBuffer,
     ) -> Poll<io::Result<Option<Bytes>>> {
-        poll_read_into(self, cx, scratch)
+        buffer.poll_read_tcp(self, cx)
     }
 
     fn poll_write_chunk(
@@ -130,23 +127,6 @@ impl RelayIo for TcpStream {
     fn poll_shutdown_writes(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(self).poll_shutdown(cx)
     }
-}
-
-fn poll_read_into<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    cx: &mut Context<'_>,
-    scratch: &mut BytesMut,
-) -> Poll<io::Result<Option<Bytes>>> {
-    if scratch.capacity() - scratch.len() < MIN_READ_SPACE {
-        // Reclaims the original allocation once earlier chunks have been written and
-        // dropped, so steady-state relaying does not allocate per chunk.
-        scratch.reserve(READ_BUFFER);
-    }
-    let n = ready!(tokio_util::io::poll_read_buf(Pin::new(reader), cx, scratch))?;
-    if n == 0 {
-        return Poll::Ready(Ok(None));
-    }
-    Poll::Ready(Ok(Some(scratch.split().freeze())))
 }
 
 fn poll_write_from<W: AsyncWrite + Unpin>(
@@ -293,7 +273,7 @@ impl IdleTimer {
 struct Pump {
     from: Side,
     to: Side,
-    scratch: BytesMut,
+    buffer: ReadBuffer,
     pending: Bytes,
     needs_flush: bool,
     read_done: bool,
@@ -306,7 +286,7 @@ impl Pump {
         Self {
             from,
             to,
-            scratch: BytesMut::new(),
+            buffer: ReadBuffer::new(),
             pending: Bytes::new(),
             needs_flush: false,
             read_done: false,
@@ -329,6 +309,11 @@ impl Pump {
                     .map_err(|e| self.write_err(e))?;
                 self.bytes += (before - self.pending.len()) as u64;
                 self.needs_flush = true;
+                if self.pending.is_empty() {
+                    // Drop the written chunk's hold on the read buffer, so the next read
+                    // reuses that allocation instead of making a new one.
+                    self.pending = Bytes::new();
+                }
                 continue;
             }
             if self.read_done {
@@ -340,7 +325,7 @@ impl Pump {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            match src.poll_read_chunk(cx, &mut self.scratch) {
+            match src.poll_read_chunk(cx, &mut self.buffer) {
                 Poll::Ready(Ok(Some(chunk))) => {
                     self.pending = chunk;
                     chunks += 1;

@@ -265,3 +265,78 @@ async fn keepalive_keeps_healthy_connections_and_closes_ones_whose_peer_went_sil
         "stream still delivering data"
     );
 }
+
+/// Opens `n` streams on `pool` one after another and proves each with an echo.
+async fn open_echoing(
+    pool: &Pool<Key>,
+    target: &TunnelTarget,
+    upstream: SocketAddr,
+    n: usize,
+) -> Vec<HboneStream> {
+    let mut streams = Vec::new();
+    for i in 0..n {
+        let mut stream = open(pool, target, upstream).await;
+        echo_once(&mut stream, format!("stream {i}").as_bytes()).await;
+        streams.push(stream);
+    }
+    streams
+}
+
+#[tokio::test]
+async fn a_busy_key_spreads_its_streams_over_more_connections_up_to_the_limit() {
+    let s = setup(ServerOptions::default()).await;
+    let pool = Pool::new(PoolConfig {
+        spread_connections: 3,
+        spread_at_streams: 2,
+        ..PoolConfig::default()
+    });
+    let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
+    let mut streams = open_echoing(&pool, &target, s.upstream, 2).await;
+    assert_eq!(
+        pool.stats().snapshot().handshakes,
+        1,
+        "below the spreading threshold streams share the connection"
+    );
+    streams.extend(open_echoing(&pool, &target, s.upstream, 4).await);
+    let stats = pool.stats().snapshot();
+    assert_eq!((stats.handshakes, stats.connections_open), (3, 3));
+    // At the limit, more streams join the least loaded connections.
+    streams.extend(open_echoing(&pool, &target, s.upstream, 10).await);
+    let stats = pool.stats().snapshot();
+    assert_eq!((stats.handshakes, stats.connections_open), (3, 3));
+    assert_eq!(stats.streams_open, 16);
+    for (i, stream) in streams.iter_mut().enumerate() {
+        echo_once(stream, format!("again {i}").as_bytes()).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_spreading_handshake_falls_back_to_the_open_connection() {
+    let limits = Arc::new(weft_hbone::InboundLimits::new(
+        weft_hbone::LimitConfig {
+            connections_total: 1,
+            ..weft_hbone::LimitConfig::default()
+        },
+        Box::new(|_| None),
+        Box::new(|_, _| {}),
+    ));
+    let s = setup(ServerOptions {
+        limits: Some(limits),
+        ..ServerOptions::default()
+    })
+    .await;
+    let pool = Pool::new(PoolConfig {
+        spread_connections: 2,
+        ..PoolConfig::default()
+    });
+    let target = TunnelTarget::new(s.server.addr, s.mesh.client_tls());
+    let mut streams = open_echoing(&pool, &target, s.upstream, 3).await;
+    let stats = pool.stats().snapshot();
+    assert_eq!(
+        stats.connections_open, 1,
+        "the server admits one connection"
+    );
+    assert!(stats.handshake_failures >= 1, "{stats:?}");
+    assert_eq!(stats.streams_open, 3);
+    echo_once(&mut streams[0], b"still served").await;
+}
