@@ -1,19 +1,22 @@
-//! The control plane's admin port (default 15014): readiness, Prometheus metrics, and the
+//! The control plane's admin port (default 15014): readiness ([`crate::readiness`]),
+//! liveness, Prometheus metrics, and the
 //! debug pages `weft status` and users read (`/debug/gatewayz`: the computed Gateway API
 //! status of every GatewayClass, Gateway and route, as `weft x status` prints it; `/debug/caz`:
-//! where a root rotation stands).
+//! where a root rotation stands; `/debug/analyzez`: `weft analyze`'s findings on the live
+//! configuration).
 
 use crate::ca_service::RotationDriver;
+use crate::readiness::Readiness;
 use crate::translate::Output;
 use crate::translate::render::{render_resources, warning_lines};
 use arc_swap::ArcSwap;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use weft_api::gateway_status;
 use weft_api::{LoadedObject, Object, ObjectSource};
 use weft_l7::from_api::{BackendResolver, BackendTarget, grpc_route, http_route};
-use weft_serve::{Page, Router};
+use weft_serve::{AdminRequest, Page, Router};
 use weft_xds::XdsServer;
 
 /// What the admin pages read.
@@ -34,31 +37,64 @@ pub struct AdminState {
 /// Default admin port.
 pub const DEFAULT_ADMIN_PORT: u16 = 15014;
 
-/// The admin pages.
-pub fn admin_router(state: AdminState) -> Router {
-    let metrics = Arc::clone(&state.registry);
-    let syncz = state.xds.clone();
-    let output = Arc::clone(&state.output);
-    let store = Arc::clone(&state.store);
-    let gateways = Arc::clone(&state.store);
-    let rotation = Arc::clone(&state.rotation);
+/// The admin pages. `/ready` and `/healthz/live` answer from the start; the others once
+/// `state` is set (503 before: the control plane is still starting).
+pub fn admin_router(readiness: Readiness, state: Arc<OnceLock<AdminState>>) -> Router {
     Router::new()
-        .page("/ready", |_| Page::text("ready\n"))
+        .page("/ready", move |_| readiness.page())
         .page("/healthz/live", |_| Page::text("live\n"))
-        .page("/metrics", move |_| Page::metrics(&metrics))
-        .page("/debug/syncz", move |_| Page::json(&syncz.sync_status()))
-        .page("/debug/configz", move |_| {
-            Page::json(&configz(&output.load()))
-        })
-        .page("/debug/config_errors", move |_| {
-            let errors: Vec<String> = store.errors().iter().map(ToString::to_string).collect();
-            Page::json(&errors)
-        })
-        .page("/debug/caz", move |_| Page::json(&rotation.status_json()))
-        .page("/debug/gatewayz", move |_| {
-            let snapshot = gateways.snapshot();
-            Page::json(&gateway_status::statuses_with(&snapshot, &route_check))
-        })
+        .page(
+            "/metrics",
+            with_state(&state, |s| Page::metrics(&s.registry)),
+        )
+        .page(
+            "/debug/syncz",
+            with_state(&state, |s| Page::json(&s.xds.sync_status())),
+        )
+        .page(
+            "/debug/configz",
+            with_state(&state, |s| Page::json(&configz(&s.output.load()))),
+        )
+        .page(
+            "/debug/config_errors",
+            with_state(&state, |s| {
+                let errors: Vec<String> =
+                    s.store.errors().iter().map(ToString::to_string).collect();
+                Page::json(&errors)
+            }),
+        )
+        .page(
+            "/debug/caz",
+            with_state(&state, |s| Page::json(&s.rotation.status_json())),
+        )
+        .page(
+            "/debug/analyzez",
+            with_state(&state, |s| {
+                Page::json(&weft_api::analyze(&s.store.snapshot()))
+            }),
+        )
+        .page(
+            "/debug/gatewayz",
+            with_state(&state, |s| {
+                let snapshot = s.store.snapshot();
+                Page::json(&gateway_status::statuses_with(&snapshot, &route_check))
+            }),
+        )
+}
+
+/// A page of the started control plane: 503 while `state` is not set yet.
+fn with_state(
+    state: &Arc<OnceLock<AdminState>>,
+    page: impl Fn(&AdminState) -> Page + Send + Sync + 'static,
+) -> impl Fn(AdminRequest) -> Page + Send + Sync + 'static {
+    let state = Arc::clone(state);
+    move |_| match state.get() {
+        Some(state) => page(state),
+        None => Page::with_status(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "starting: see /ready\n",
+        ),
+    }
 }
 
 /// Whether the data plane can apply a route: HTTPRoutes and GRPCRoutes go through the L7

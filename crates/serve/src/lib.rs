@@ -12,4 +12,4 @@ pub mod handoff;
 pub mod pages;
 
 pub use accept::{ACCEPT_ERROR_BACKOFF, Listener, accept_until};
-pub use pages::{AdminRequest, MAX_BODY, Page, Router, get, serve};
+pub use pages::{AdminRequest, MAX_BODY, Page, Router, get, get_on, serve};

@@ -222,6 +222,19 @@ pub async fn get(addr: &str, path: &str) -> Result<(StatusCode, Bytes), String> 
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|err| format!("cannot connect to {addr}: {err}"))?;
+    get_on(stream, addr, path).await
+}
+
+/// [`get`] over a connection the caller opened (e.g. from another network namespace);
+/// `addr` is the `Host` header and names the peer in errors.
+///
+/// # Errors
+/// Protocol errors, as a readable string.
+pub async fn get_on(
+    stream: TcpStream,
+    addr: &str,
+    path: &str,
+) -> Result<(StatusCode, Bytes), String> {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|err| format!("HTTP handshake with {addr} failed: {err}"))?;
@@ -235,14 +248,17 @@ pub async fn get(addr: &str, path: &str) -> Result<(StatusCode, Bytes), String> 
         .await
         .map_err(|err| format!("GET {path} on {addr} failed: {err}"))?;
     let status = response.status();
-    let body = response
-        .into_body()
+    let body = Limited::new(response.into_body(), MAX_GET_BODY)
         .collect()
         .await
         .map_err(|err| format!("reading {path} from {addr} failed: {err}"))?
         .to_bytes();
     Ok((status, body))
 }
+
+/// The most [`get`] and [`get_on`] read of a page: a peer cannot make the caller buffer
+/// more (a metrics page or a config dump of a large mesh is well under this).
+pub const MAX_GET_BODY: usize = 64 * 1024 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -288,6 +304,18 @@ mod tests {
         let (status, body) = get(&addr, "/nope").await.unwrap();
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(String::from_utf8_lossy(&body).contains("/ready"));
+    }
+
+    #[tokio::test]
+    async fn a_page_over_the_limit_is_an_error_not_a_buffer() {
+        let router = Router::new()
+            .page("/huge", |_| Page::text("x".repeat(MAX_GET_BODY + 1)))
+            .page("/fits", |_| Page::text("x".repeat(MAX_GET_BODY)));
+        let addr = start(router).await;
+        let err = get(&addr, "/huge").await.unwrap_err();
+        assert!(err.contains("/huge"), "{err}");
+        let (_, body) = get(&addr, "/fits").await.unwrap();
+        assert_eq!(body.len(), MAX_GET_BODY);
     }
 
     #[tokio::test]

@@ -21,6 +21,9 @@
 //! `weft restart` replaces a waypoint's or gateway's process without dropping its traffic
 //! (`mesh::RestartTarget`; the new process takes the old one's listening sockets).
 //!
+//! `weft up` also serves the dashboard ([`dashboard`]: `weft dashboard`'s page, reading the
+//! mesh from inside its namespaces) and prints its URL.
+//!
 //! The bundled example mesh is compiled in ([`bundled`]); `weft up` without a directory
 //! writes it to the instance directory and runs it, so the binary works from anywhere.
 //!
@@ -33,6 +36,7 @@
 
 pub mod bundled;
 pub mod components;
+pub mod dashboard;
 pub mod demo;
 mod demo_gateway;
 mod demo_l7;

@@ -215,6 +215,15 @@ impl Mesh {
     }
 
     /// The control plane's address and namespace.
+    /// The control plane's admin address, and the network namespace to reach it from
+    /// (`None`: this process's own, in explicit mode).
+    #[must_use]
+    pub fn control_admin(&self) -> (SocketAddr, Option<PathBuf>) {
+        let control = self.control_site();
+        let addr = SocketAddr::new(IpAddr::V4(control.ip), components::CONTROL_ADMIN_PORT);
+        (addr, control.netns.as_ref().map(NetNs::path))
+    }
+
     fn control_site(&self) -> Site {
         match &self.network {
             Network::Namespaces(cluster) => Site {

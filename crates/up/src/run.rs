@@ -40,6 +40,8 @@ pub struct UpConfig {
     pub translate: TranslateOptions,
     /// Run in explicit mode on loopback even as root (without root it always does).
     pub explicit: bool,
+    /// Where to serve the dashboard (`None`: no dashboard).
+    pub dashboard: Option<std::net::SocketAddr>,
 }
 
 impl UpConfig {
@@ -56,6 +58,7 @@ impl UpConfig {
             ready_timeout: Duration::from_secs(30),
             translate: TranslateOptions::default(),
             explicit: false,
+            dashboard: weft_dashboard::DEFAULT_LISTEN.parse().ok(),
         }
     }
 }
@@ -282,6 +285,13 @@ async fn serve(
     print!("\n{}", table::pod_table(mesh.plan()));
     for line in mesh.gateway_lines() {
         println!("{line}");
+    }
+    // Started before the demo, so its calls are on the graph; stops with this function.
+    let mut _dashboard = None;
+    if let Some(listen) = config.dashboard {
+        let (running, line) = crate::dashboard::start(&mesh, listen).await;
+        println!("{line}");
+        _dashboard = running;
     }
     if !mesh.captures_pods() && !mesh.is_explicit() {
         println!(

@@ -46,7 +46,9 @@ pub use auth::{
 pub use publisher::{DebounceConfig, ResourcePublisher};
 pub use resource::{Snapshot, TypeResources, XdsResource, content_version};
 pub use server::{ServerConfig, XdsServer};
-pub use status::{NackStatus, ProxyStatus, TypeStatus, VersionNonce};
+pub use status::{
+    METRICS_ADDR_METADATA, NackStatus, ProxyStatus, TypeStatus, VersionNonce, string_metadata,
+};
 
 pub mod client;
 

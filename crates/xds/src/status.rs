@@ -23,8 +23,30 @@ pub struct ProxyStatus {
     pub remote_addr: Option<String>,
     /// Seconds since the Unix epoch when the stream opened.
     pub connected_at_unix: u64,
+    /// The string values of `Node.metadata` from the proxy's first request (other kinds
+    /// of value are left out), e.g. [`METRICS_ADDR_METADATA`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
     /// Per type URL.
     pub types: BTreeMap<String, TypeStatus>,
+}
+
+/// `Node.metadata` key under which weft's proxies announce where their Prometheus metrics
+/// page is (`IP:PORT`; an unspecified IP means every address of the proxy). `weft
+/// dashboard` reads it from `/debug/syncz` to find the pages it scrapes.
+pub const METRICS_ADDR_METADATA: &str = "WEFT_METRICS_ADDR";
+
+/// The string values of a `Node.metadata` struct.
+#[must_use]
+pub fn string_metadata(metadata: Option<&prost_types::Struct>) -> BTreeMap<String, String> {
+    metadata
+        .into_iter()
+        .flat_map(|s| &s.fields)
+        .filter_map(|(key, value)| match &value.kind {
+            Some(prost_types::value::Kind::StringValue(text)) => Some((key.clone(), text.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The state of one type URL on one stream.

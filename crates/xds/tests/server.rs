@@ -369,6 +369,55 @@ async fn cluster_id_comes_from_the_clusterid_header_when_the_node_has_none() {
     );
 }
 
+#[tokio::test]
+async fn string_node_metadata_is_shown_in_sync_status() {
+    let server = TestServer::start(fast_config());
+    server.publisher.replace(T, []);
+    let text = |v: &str| prost_types::Value {
+        kind: Some(prost_types::value::Kind::StringValue(v.into())),
+    };
+    let metadata = prost_types::Struct {
+        fields: [
+            (
+                weft_xds::METRICS_ADDR_METADATA.to_owned(),
+                text("10.0.0.2:15020"),
+            ),
+            ("NAME".to_owned(), text("weft-node")),
+            (
+                "FLAG".to_owned(),
+                prost_types::Value {
+                    kind: Some(prost_types::value::Kind::BoolValue(true)),
+                },
+            ),
+        ]
+        .into(),
+    };
+    let request = DeltaDiscoveryRequest {
+        node: Some(weft_proto::discovery::Node {
+            id: "with-metadata".into(),
+            metadata: Some(metadata),
+            ..Default::default()
+        }),
+        ..subscribe(T, &[])
+    };
+    let mut client = RawClient::try_connect_with(server.channel(), request, &[])
+        .await
+        .expect("stream opens");
+    client.recv().await;
+    let status = server.server.sync_status();
+    let expected: std::collections::BTreeMap<String, String> = [
+        ("NAME".to_owned(), "weft-node".to_owned()),
+        (
+            weft_xds::METRICS_ADDR_METADATA.to_owned(),
+            "10.0.0.2:15020".to_owned(),
+        ),
+    ]
+    .into();
+    assert_eq!(status[0].metadata, expected, "string values only");
+    let json = serde_json::to_value(&status[0]).expect("serializes");
+    assert_eq!(json["metadata"]["WEFT_METRICS_ADDR"], "10.0.0.2:15020");
+}
+
 /// Accepts any bearer token as its principal; `slow` only once the test opens the gate,
 /// like a check that waits on I/O (a Kubernetes TokenReview).
 struct GatedAuth {

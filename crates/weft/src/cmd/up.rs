@@ -63,6 +63,13 @@ pub struct UpArgs {
     /// SOCKS5/HTTP CONNECT port (ALL_PROXY/HTTP_PROXY); nothing is captured transparently.
     #[arg(long)]
     explicit: bool,
+    /// Where to serve the dashboard (`weft dashboard`'s page, fed by this mesh); port 0
+    /// picks a free one. Its URL is printed once the mesh is up.
+    #[arg(long, value_name = "ADDR", default_value = weft_dashboard::DEFAULT_LISTEN)]
+    dashboard: std::net::SocketAddr,
+    /// Do not serve the dashboard.
+    #[arg(long, conflicts_with = "dashboard")]
+    no_dashboard: bool,
 }
 
 /// Remove a mesh `weft up` left behind (after a crash), or stop a running one.
@@ -121,6 +128,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.exit_after_demo = args.exit;
     config.ready_timeout = Duration::from_secs(args.ready_timeout);
     config.explicit = args.explicit;
+    config.dashboard = (!args.no_dashboard).then_some(args.dashboard);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

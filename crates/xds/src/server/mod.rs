@@ -187,6 +187,7 @@ impl XdsServer {
             identity,
             remote_addr: request.remote_addr().map(|addr| addr.to_string()),
             connected_at_unix: unix_now(),
+            metadata: std::collections::BTreeMap::new(),
             types: std::collections::BTreeMap::new(),
         });
         let (responses, receiver) = mpsc::channel(self.shared.config.send_queue.max(1));

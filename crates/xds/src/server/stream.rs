@@ -14,7 +14,7 @@ use super::Shared;
 use super::subscription::{Delta, TypeSubscription};
 use crate::publisher::Published;
 use crate::resource::TypeResources;
-use crate::status::{NackStatus, StatusEntry, TypeStatus, VersionNonce};
+use crate::status::{NackStatus, StatusEntry, TypeStatus, VersionNonce, string_metadata};
 
 /// Responses awaiting ACK/NACK that are remembered (older ones are forgotten).
 const MAX_IN_FLIGHT: usize = 64;
@@ -174,6 +174,7 @@ impl StreamState {
         self.status.update(|status| {
             status.node_id.clone_from(&node.id);
             status.cluster.clone_from(cluster);
+            status.metadata = string_metadata(node.metadata.as_ref());
         });
     }
 

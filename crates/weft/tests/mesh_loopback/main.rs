@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod dashboard;
+
 const WAIT: Duration = Duration::from_secs(20);
 const WEB: u8 = 1;
 const REPORTS: u8 = 2;
