@@ -99,6 +99,8 @@ fn selector() -> LabelSelector {
 
 fn deployment(settings: &Settings) -> Deployment {
     let namespace = settings.namespace();
+    let image = settings.image();
+    // the gateways and waypoints it deploys run the install's image
     let args: Vec<String> = [
         "control",
         "--kubernetes",
@@ -108,6 +110,10 @@ fn deployment(settings: &Settings) -> Deployment {
         settings.get("trustDomain"),
         "--state-dir",
         STATE_DIR,
+        "--proxy-image",
+        &image,
+        "--proxy-image-pull-policy",
+        settings.get("imagePullPolicy"),
     ]
     .map(str::to_owned)
     .to_vec();

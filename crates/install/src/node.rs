@@ -10,7 +10,6 @@
 use crate::control_plane;
 use crate::manifest::{ManifestObject, label_map, meta, service_account, template_meta};
 use crate::pod::{container_port, http_probe, resources, weft_container};
-use crate::rbac;
 use crate::settings::Settings;
 use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
@@ -49,14 +48,12 @@ const NETNS_DIR: &str = "/var/run/netns";
 /// The node proxy's objects, in apply order.
 #[must_use]
 pub fn objects(settings: &Settings) -> Vec<ManifestObject> {
-    let mut objects = vec![ManifestObject::typed(&service_account(settings, NAME))];
-    objects.extend(control_plane::role_objects(
-        settings,
-        NAME,
-        rbac::NODE_PROXY,
-    ));
-    objects.push(ManifestObject::typed(&daemon_set(settings)));
-    objects
+    // no role: the node proxy calls no Kubernetes API (its token is only its credential
+    // towards the control plane; pods are handed over by the CNI plugin or found in /proc)
+    vec![
+        ManifestObject::typed(&service_account(settings, NAME)),
+        ManifestObject::typed(&daemon_set(settings)),
+    ]
 }
 
 fn app_labels() -> [(&'static str, &'static str); 1] {
@@ -144,10 +141,52 @@ pub fn weft_tool(settings: &Settings, name: &str, args: &[&str]) -> Container {
 
 /// `weft node`: in-pod capture of the pods the CNI plugin hands over.
 fn node_proxy(settings: &Settings) -> Container {
+    let mut args = vec!["node".to_owned()];
+    args.extend(control_args(settings));
+    args.extend([
+        "--cni-socket".to_owned(),
+        CNI_SOCKET.to_owned(),
+        "--handoff-socket".to_owned(),
+        format!("{RUN_DIR}/handoff.sock"),
+        "--drain-timeout".to_owned(),
+        settings.get("node.drainSeconds").to_owned(),
+    ]);
+    let mut container = weft_container(settings, "node", &args);
+    container.ports = Some(vec![
+        container_port("http-metrics", METRICS_PORT),
+        container_port("http-ready", READINESS_PORT),
+    ]);
+    container.readiness_probe = Some(http_probe("/healthz/ready", READINESS_PORT, 2, 3));
+    container.liveness_probe = Some(http_probe("/healthz/live", READINESS_PORT, 10, 3));
+    container.resources = Some(resources(settings, "node"));
+    container.security_context = Some(root_with(&["NET_ADMIN", "NET_RAW", "SYS_ADMIN"]));
+    let mut mounts = credential_mounts();
+    mounts.extend([
+        mount("weft-run", RUN_DIR, None),
+        mount("netns", NETNS_DIR, Some("HostToContainer")),
+    ]);
+    container.volume_mounts = Some(mounts);
+    container
+}
+
+/// Where a proxy container mounts its credentials towards the control plane (see
+/// [`credential_volumes`]): the token directory and the root's.
+#[must_use]
+pub fn credential_mounts() -> Vec<VolumeMount> {
+    vec![
+        mount("istio-token", "/var/run/secrets/tokens", None),
+        mount("istio-root", "/var/run/secrets/istio", None),
+    ]
+}
+
+/// How a proxy (node proxy, gateway, waypoint) reaches and trusts the control plane:
+/// `--control weft-control.NS.svc:15012 --control-san weft-control.NS.svc`, its token
+/// ([`TOKEN_PATH`]), the mesh root ([`ROOT_CERT_PATH`]) and the trust domain.
+#[must_use]
+pub fn control_args(settings: &Settings) -> Vec<String> {
     let namespace = settings.namespace();
     let control_host = format!("{}.{namespace}.svc", control_plane::NAME);
-    let args = [
-        "node".to_owned(),
+    vec![
         "--control".to_owned(),
         format!("{control_host}:{}", control_plane::SECURE_PORT),
         "--control-san".to_owned(),
@@ -158,29 +197,7 @@ fn node_proxy(settings: &Settings) -> Container {
         ROOT_CERT_PATH.to_owned(),
         "--trust-domain".to_owned(),
         settings.get("trustDomain").to_owned(),
-        "--cni-socket".to_owned(),
-        CNI_SOCKET.to_owned(),
-        "--handoff-socket".to_owned(),
-        format!("{RUN_DIR}/handoff.sock"),
-        "--drain-timeout".to_owned(),
-        settings.get("node.drainSeconds").to_owned(),
-    ];
-    let mut container = weft_container(settings, "node", &args);
-    container.ports = Some(vec![
-        container_port("http-metrics", METRICS_PORT),
-        container_port("http-ready", READINESS_PORT),
-    ]);
-    container.readiness_probe = Some(http_probe("/healthz/ready", READINESS_PORT, 2, 3));
-    container.liveness_probe = Some(http_probe("/healthz/live", READINESS_PORT, 10, 3));
-    container.resources = Some(resources(settings, "node"));
-    container.security_context = Some(root_with(&["NET_ADMIN", "NET_RAW", "SYS_ADMIN"]));
-    container.volume_mounts = Some(vec![
-        mount("istio-token", "/var/run/secrets/tokens", None),
-        mount("istio-root", "/var/run/secrets/istio", None),
-        mount("weft-run", RUN_DIR, None),
-        mount("netns", NETNS_DIR, Some("HostToContainer")),
-    ]);
-    container
+    ]
 }
 
 /// Root (to write host paths and own its sockets) with only the capabilities `add`, not
@@ -230,7 +247,17 @@ pub fn host_volumes(settings: &Settings) -> Vec<Volume> {
 
 fn volumes(settings: &Settings) -> Vec<Volume> {
     let mut volumes = host_volumes(settings);
-    volumes.extend([
+    volumes.extend(credential_volumes());
+    volumes
+}
+
+/// A proxy's credentials towards the control plane, as the node proxy, gateways and
+/// waypoints mount them ([`credential_mounts`]): its projected service account token of
+/// audience [`TOKEN_AUDIENCE`] ([`TOKEN_PATH`]) and the mesh root from ConfigMap
+/// `istio-ca-root-cert` ([`ROOT_CERT_PATH`]).
+#[must_use]
+pub fn credential_volumes() -> Vec<Volume> {
+    vec![
         Volume {
             name: "istio-token".to_owned(),
             projected: Some(ProjectedVolumeSource {
@@ -255,6 +282,5 @@ fn volumes(settings: &Settings) -> Vec<Volume> {
             }),
             ..Volume::default()
         },
-    ]);
-    volumes
+    ]
 }

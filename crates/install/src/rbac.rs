@@ -1,5 +1,6 @@
 //! Every Kubernetes API permission weft's processes use, in one place: the install's
-//! ClusterRoles and Roles are written from [`CONTROL_PLANE`] and [`NODE_PROXY`], and
+//! ClusterRoles and Roles are written from [`CONTROL_PLANE`] (the node proxy calls no
+//! Kubernetes API: it has no role at all), and
 //! `docs/kubernetes.md` explains each row. A permission nobody calls is a hole; one that is
 //! missing is an outage: keep this list in step with what the code calls.
 
@@ -29,7 +30,8 @@ pub struct Permission {
     pub why: &'static str,
 }
 
-const READ: &[&str] = &["get", "list", "watch"];
+/// What a watcher does: list, then watch from the list's version.
+const WATCH: &[&str] = &["list", "watch"];
 /// Server-side apply of a status is a `patch` of the status subresource.
 const APPLY_STATUS: &[&str] = &["patch"];
 
@@ -56,7 +58,6 @@ const GATEWAY_API_STATUS: &[&str] = &[
     "tlsroutes/status",
     "tcproutes/status",
     "udproutes/status",
-    "backendtlspolicies/status",
     "listenersets/status",
 ];
 
@@ -64,17 +65,17 @@ const GATEWAY_API_STATUS: &[&str] = &[
 pub const CONTROL_PLANE: &[Permission] = &[
     Permission {
         group: "",
-        resources: &["namespaces", "pods", "services", "nodes"],
-        verbs: READ,
+        resources: &["namespaces", "pods", "services", "nodes", "serviceaccounts"],
+        verbs: WATCH,
         scope: Scope::Cluster,
-        why: "watched: enrollment labels, pod addresses and placement, services, node locality",
+        why: "watched: enrollment labels, pod addresses and placement, services, node locality, service accounts",
     },
     Permission {
         group: "discovery.k8s.io",
         resources: &["endpointslices"],
-        verbs: READ,
+        verbs: WATCH,
         scope: Scope::Cluster,
-        why: "watched: service endpoints",
+        why: "watched: the endpoints of Services without a selector",
     },
     Permission {
         group: "security.istio.io",
@@ -83,7 +84,7 @@ pub const CONTROL_PLANE: &[Permission] = &[
             "peerauthentications",
             "requestauthentications",
         ],
-        verbs: READ,
+        verbs: WATCH,
         scope: Scope::Cluster,
         why: "watched: policy",
     },
@@ -97,14 +98,14 @@ pub const CONTROL_PLANE: &[Permission] = &[
     Permission {
         group: "networking.istio.io",
         resources: &["serviceentries", "workloadentries"],
-        verbs: READ,
+        verbs: WATCH,
         scope: Scope::Cluster,
         why: "watched: services and workloads outside the cluster",
     },
     Permission {
         group: "gateway.networking.k8s.io",
         resources: GATEWAY_API_RESOURCES,
-        verbs: READ,
+        verbs: WATCH,
         scope: Scope::Cluster,
         why: "watched: waypoints, gateways and routes",
     },
@@ -118,16 +119,39 @@ pub const CONTROL_PLANE: &[Permission] = &[
     Permission {
         group: "",
         resources: &["secrets"],
-        verbs: READ,
+        verbs: WATCH,
         scope: Scope::Cluster,
-        why: "watched by name: the certificates gateways reference",
+        why: "watched by name (fieldSelector metadata.name): the certificates gateways reference",
     },
     Permission {
         group: "",
         resources: &["configmaps"],
-        verbs: &["get", "list", "watch", "patch"],
+        verbs: &["list", "watch", "patch"],
         scope: Scope::Cluster,
-        why: "CA bundles gateways reference; applies istio-ca-root-cert in every namespace",
+        why: "watched by name: CA bundles gateways reference, the mesh config; applies \
+              istio-ca-root-cert in every namespace",
+    },
+    Permission {
+        group: "certificates.k8s.io",
+        resources: &["clustertrustbundles"],
+        verbs: WATCH,
+        scope: Scope::Cluster,
+        why: "watched by name: trust bundles that gateway client validation and \
+              BackendTLSPolicies reference",
+    },
+    Permission {
+        group: "",
+        resources: &["serviceaccounts", "services"],
+        verbs: &["patch"],
+        scope: Scope::Cluster,
+        why: "the leader applies each Gateway's ServiceAccount and Service (server-side apply)",
+    },
+    Permission {
+        group: "apps",
+        resources: &["deployments"],
+        verbs: &["patch"],
+        scope: Scope::Cluster,
+        why: "the leader applies each Gateway's Deployment (server-side apply)",
     },
     Permission {
         group: "authentication.k8s.io",
@@ -139,9 +163,17 @@ pub const CONTROL_PLANE: &[Permission] = &[
     Permission {
         group: "",
         resources: &["secrets"],
-        verbs: &["create"],
+        verbs: &["get", "create"],
         scope: Scope::OwnNamespace,
-        why: "creates istio-ca-secret, the self-signed root, when neither it nor cacerts exists",
+        why: "reads cacerts or istio-ca-secret; creates istio-ca-secret, the self-signed root, \
+              when neither exists",
+    },
+    Permission {
+        group: "",
+        resources: &["pods"],
+        verbs: &["get"],
+        scope: Scope::OwnNamespace,
+        why: "reads the node proxy pod a reviewed token is bound to (its node)",
     },
     Permission {
         group: "coordination.k8s.io",
@@ -151,15 +183,6 @@ pub const CONTROL_PLANE: &[Permission] = &[
         why: "leader election: one replica writes status",
     },
 ];
-
-/// The node proxy's permissions (`weft node` in the DaemonSet).
-pub const NODE_PROXY: &[Permission] = &[Permission {
-    group: "",
-    resources: &["pods", "namespaces"],
-    verbs: READ,
-    scope: Scope::Cluster,
-    why: "finds the pods of its node that started before it, follows enrollment labels",
-}];
 
 /// The rules of `permissions` that hold in `scope`.
 #[must_use]
@@ -228,8 +251,22 @@ mod tests {
             "create",
             Scope::Cluster
         ));
-        assert!(!allows(NODE_PROXY, "", "secrets", "get", Scope::Cluster));
-        for permission in CONTROL_PLANE.iter().chain(NODE_PROXY) {
+        // gateways are deployed by apply alone: no read, no delete (the Gateway owns them)
+        assert!(allows(
+            CONTROL_PLANE,
+            "apps",
+            "deployments",
+            "patch",
+            Scope::Cluster
+        ));
+        assert!(!allows(
+            CONTROL_PLANE,
+            "apps",
+            "deployments",
+            "get",
+            Scope::Cluster
+        ));
+        for permission in CONTROL_PLANE {
             assert!(!permission.verbs.contains(&"*") && !permission.resources.contains(&"*"));
             assert!(
                 !permission.verbs.contains(&"delete"),

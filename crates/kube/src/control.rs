@@ -5,18 +5,20 @@
 //! - the CA's root comes from the control plane namespace's Secrets ([`crate::cluster_ca`]),
 //!   kept by a [`ClusterRootStore`];
 //! - every replica takes part in the Lease election ([`crate::leader`]); the leader alone
-//!   publishes the trust bundle ConfigMap ([`crate::root_configmap`]) and writes status
-//!   ([`crate::status`]) after each change of the objects. Every replica serves xDS and the
-//!   CA.
+//!   publishes the trust bundle ConfigMap ([`crate::root_configmap`]), deploys the
+//!   Gateways weft runs ([`crate::deploy`]) and writes status ([`crate::status`]) after
+//!   each change of the objects. Every replica serves xDS and the CA.
 
 use crate::cluster_ca::{
     CaOrigin, ClusterCaError, PLUGIN_SECRET, SELF_SIGNED_SECRET, load_cluster_ca,
 };
+use crate::deploy::GatewayDeployer;
 use crate::leader::{Leadership, LeaseConfig};
 use crate::root_configmap::publish_trust_bundle;
 use crate::status::StatusWriter;
 use crate::tokenreview::{ServiceAccount, TokenReviewAuthenticator, TokenReviewConfig};
 use crate::{ApiSource, WatchOptions};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{mpsc, watch};
@@ -38,6 +40,9 @@ pub struct ClusterSettings {
     pub identity: String,
     /// The election's timing.
     pub lease: LeaseConfig,
+    /// What the gateways and waypoints the leader deploys run with: the control plane's
+    /// namespace (their control address), image, pull policy, log level, trust domain.
+    pub proxies: weft_install::Settings,
 }
 
 impl ClusterSettings {
@@ -51,8 +56,24 @@ impl ClusterSettings {
             node_accounts: TokenReviewConfig::new(namespace, trust_domain).node_accounts,
             identity: identity.to_owned(),
             lease: LeaseConfig::new(namespace, identity),
+            proxies: proxy_settings(namespace, trust_domain),
         }
     }
+}
+
+/// The install's default proxy settings in `namespace` with `trust_domain` (a value the
+/// settings refuse keeps its default and is logged).
+fn proxy_settings(namespace: &str, trust_domain: &str) -> weft_install::Settings {
+    let mut settings = weft_install::Settings::default();
+    for set in [
+        format!("namespace={namespace}"),
+        format!("trustDomain={trust_domain}"),
+    ] {
+        if let Err(error) = settings.set(&set) {
+            tracing::warn!(%error, "proxy setting not applied");
+        }
+    }
+    settings
 }
 
 /// The Kubernetes side of a running control plane: the API's objects, the parts handed to
@@ -65,12 +86,29 @@ pub struct ClusterControl {
 }
 
 impl ClusterControl {
-    /// Lists the API, loads (or creates) the CA root from the Secrets, and starts the
-    /// election.
+    /// [`ClusterControl::spawn`], returning once the API's first sync is done (every kind
+    /// listed, then the objects referenced at that point).
     ///
     /// # Errors
     /// The CA's Secret could not be read, created or used.
     pub async fn start(
+        client: kube::Client,
+        settings: ClusterSettings,
+        watch: &WatchOptions,
+    ) -> Result<Self, ClusterCaError> {
+        let cluster = Self::spawn(client, settings, watch).await?;
+        cluster.api.synced().await;
+        Ok(cluster)
+    }
+
+    /// Loads (or creates) the CA root from the Secrets, starts the API's watches and the
+    /// election, and returns without waiting for the first lists: the control process
+    /// waits for them ([`Overrides::first_sync`]) with its admin port already answering.
+    /// The leader's work starts only after the first sync.
+    ///
+    /// # Errors
+    /// The CA's Secret could not be read, created or used.
+    pub async fn spawn(
         client: kube::Client,
         settings: ClusterSettings,
         watch: &WatchOptions,
@@ -85,21 +123,24 @@ impl ClusterControl {
         };
         let callers = TokenReviewAuthenticator::new(client.clone(), review);
         tracing::info!("listing the Kubernetes API");
-        let api = ApiSource::start(client.clone(), watch).await;
+        let api = ApiSource::spawn(client.clone(), watch);
         let leadership = Leadership::start(client.clone(), settings.lease.clone());
         let objects: Arc<dyn ObjectSource> = api.objects();
+        let deployer = GatewayDeployer::new(client.clone(), settings.proxies.clone());
         let leader_work = tokio::spawn(lead_while_elected(
             client,
             leadership.subscribe(),
-            objects,
+            (objects, api.pending()),
             bundle,
+            deployer,
         ));
         Ok(Self {
-            api,
             overrides: Overrides {
                 callers: Some(Arc::new(callers)),
                 roots: Some(Arc::new(roots)),
+                first_sync: Some(api.pending()),
             },
+            api,
             leadership,
             leader_work,
         })
@@ -130,14 +171,18 @@ impl ClusterControl {
     }
 }
 
-/// Whenever `leading` is true: publishes `bundle` in every namespace and writes the status
-/// of `objects` after each change; stops both when leadership is lost.
+/// Once `objects` are complete (their first sync: nothing pending), whenever `leading` is
+/// true: publishes `bundle` in every namespace and writes the status of `objects` after
+/// each change; stops both when leadership is lost.
 async fn lead_while_elected(
     client: kube::Client,
     mut leading: watch::Receiver<bool>,
-    objects: Arc<dyn ObjectSource>,
+    (objects, mut pending): (Arc<dyn ObjectSource>, watch::Receiver<BTreeSet<String>>),
     bundle: watch::Receiver<String>,
+    mut deployer: GatewayDeployer,
 ) {
+    // status written from incomplete lists would be wrong (a missing route, a Secret)
+    let _ = pending.wait_for(BTreeSet::is_empty).await;
     let mut writer = StatusWriter::new(client.clone());
     loop {
         if leading.wait_for(|leads| *leads).await.is_err() {
@@ -145,10 +190,11 @@ async fn lead_while_elected(
         }
         tracing::info!("leading: publishing the trust bundle and writing status");
         writer.forget();
+        deployer.forget();
         let changes = objects.subscribe();
         tokio::select! {
             () = publish_trust_bundle(client.clone(), bundle.clone()) => {}
-            () = write_statuses(&mut writer, &*objects, changes) => {}
+            () = follow_changes(&mut writer, &mut deployer, &*objects, changes) => {}
             lost = leading.wait_for(|leads| !*leads) => {
                 if lost.is_err() {
                     return;
@@ -159,16 +205,20 @@ async fn lead_while_elected(
     }
 }
 
-/// Writes the status of `objects` now and after each burst of changes (until the source
-/// ends, then waits forever: the caller stops it).
-async fn write_statuses(
+/// Deploys the Gateways of `objects` ([`crate::deploy`]) and writes their status now and
+/// after each burst of changes (until the source ends, then waits forever: the caller
+/// stops it).
+async fn follow_changes(
     writer: &mut StatusWriter,
+    deployer: &mut GatewayDeployer,
     objects: &dyn ObjectSource,
     mut changes: mpsc::UnboundedReceiver<ConfigEvent>,
 ) {
     loop {
-        let applied = writer.write(&objects.snapshot()).await;
-        tracing::debug!(applied, "status written");
+        let snapshot = objects.snapshot();
+        let deployed = deployer.deploy(&snapshot).await;
+        let applied = writer.write(&snapshot).await;
+        tracing::debug!(deployed, applied, "gateways deployed, status written");
         if changes.recv().await.is_none() {
             return std::future::pending().await;
         }

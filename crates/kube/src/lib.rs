@@ -9,6 +9,8 @@
 //!   (TokenReview; a node proxy's token stands for its pod's node);
 //! - [`cluster_ca`]: the CA root from Secret `cacerts` or `istio-ca-secret`;
 //!   [`root_configmap`]: the trust bundle as ConfigMap `istio-ca-root-cert` everywhere;
+//! - [`deploy`]: the ServiceAccount, Deployment and Service of each Gateway weft runs,
+//!   applied by the leader;
 //! - [`status`]: conditions written back with server-side apply; [`leader`]: the Lease
 //!   that decides which replica writes;
 //! - [`control`]: all of the above around the control process (`weft control --kubernetes`).
@@ -17,6 +19,7 @@ pub mod client;
 pub mod cluster_ca;
 pub mod control;
 pub mod convert;
+pub mod deploy;
 pub mod leader;
 pub mod root_configmap;
 pub mod source;

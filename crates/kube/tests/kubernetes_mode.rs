@@ -7,12 +7,9 @@
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use serde_json::{Value, json};
-use std::path::PathBuf;
+use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::oneshot;
-use weft_control::process::{BoundAddrs, Objects, run_with};
+use weft_control::process::BoundAddrs;
 use weft_identity::{
     CertManager, CertManagerConfig, GrpcCaClient, GrpcCaClientConfig, SpiffeId, TokenSource,
     TrustBundle,
@@ -21,87 +18,28 @@ use weft_kube::WatchOptions;
 use weft_kube::control::{ClusterControl, ClusterSettings};
 use weft_kube::root_configmap::{ROOT_CONFIGMAP, ROOT_CONFIGMAP_KEY};
 use weft_kubetest::TestApiServer;
-use weft_kubetest::routes::tokenreview::TokenInfo;
+use weft_kubetest::fixtures::seed_two_nodes;
 
 mod support;
 
-use support::eventually;
+use support::{eventually, start_control};
 
 const NAMESPACE: &str = "weft-system";
 const NODE_TOKEN: &str = "node-1-projected-token";
 
-fn pod(namespace: &str, name: &str, node: &str, account: &str, ip: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
-        "spec": {"nodeName": node, "serviceAccountName": account,
-                 "containers": [{"name": "main", "image": name}]},
-        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]},
-    })
-}
-
-/// The cluster: namespaces, a node proxy pod on node-1 with its registered token, `web`
-/// on node-1, `api` on node-2, and a Gateway.
+/// The two-node cluster of [`seed_two_nodes`] with weft in `NAMESPACE`.
 fn seed(server: &TestApiServer) {
-    for namespace in [NAMESPACE, "shop"] {
-        server.put(json!({"apiVersion": "v1", "kind": "Namespace",
-                          "metadata": {"name": namespace}}));
-    }
-    let node_proxy = server.put(pod(
-        NAMESPACE,
-        "weft-node-a1",
-        "node-1",
-        "weft-node",
-        "10.0.0.2",
-    ));
-    let uid = node_proxy["metadata"]["uid"].as_str().expect("uid");
-    server.register_token(
-        NODE_TOKEN,
-        TokenInfo::new(NAMESPACE, "weft-node", "istio-ca").bound_to("weft-node-a1", uid),
-    );
-    server.put(pod("shop", "web", "node-1", "web", "10.0.1.1"));
-    server.put(pod("shop", "api", "node-2", "api", "10.0.2.1"));
-    server.put(
-        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
-                      "metadata": {"name": "ingress", "namespace": "shop"},
-                      "spec": {"gatewayClassName": "weft",
-                               "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
-    );
-}
-
-/// Runs the control process with the cluster's parts; stops when the sender is dropped.
-async fn start_control(cluster: &ClusterControl) -> (BoundAddrs, oneshot::Sender<()>) {
-    let config = support::loopback_config(
-        Objects::Source(cluster.objects()),
-        PathBuf::new(),
-        PathBuf::new(),
-    );
-    let (bound, addrs) = oneshot::channel();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(run_with(
-        config,
-        cluster.overrides(),
-        move |a| {
-            let _ = bound.send(a);
-        },
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    (addrs.await.expect("control plane started"), stop)
+    seed_two_nodes(server, NAMESPACE, NODE_TOKEN);
 }
 
 /// A node proxy's certificate manager: the node token, asking for others' identities.
 fn node_proxy(addrs: &BoundAddrs, root_pem: &str) -> CertManager {
-    let client = GrpcCaClient::new(GrpcCaClientConfig {
-        endpoint: format!("https://{}", addrs.secure),
-        server_name: format!("weft-control.{NAMESPACE}.svc"),
-        trust: TrustBundle::from_pem("cluster.local", root_pem).expect("bundle"),
-        token: TokenSource::Static(NODE_TOKEN.into()),
-        cluster_id: None,
-        impersonate: true,
-        timeout: Duration::from_secs(10),
-    })
+    let client = GrpcCaClient::new(GrpcCaClientConfig::node_proxy(
+        format!("https://{}", addrs.secure),
+        format!("weft-control.{NAMESPACE}.svc"),
+        TrustBundle::from_pem("cluster.local", root_pem).expect("bundle"),
+        TokenSource::Static(NODE_TOKEN.into()),
+    ))
     .expect("client");
     CertManager::new(Arc::new(client), CertManagerConfig::default())
 }

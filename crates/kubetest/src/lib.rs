@@ -9,19 +9,25 @@
 //!   apply, TokenReview, Leases are added beside them);
 //! - [`TestApiServer`]: starts it, gives its URL and a [`kube::Client`], and seeds or
 //!   changes objects from the test ([`TestApiServer::put`], [`TestApiServer::delete`],
-//!   [`TestApiServer::compact`]).
+//!   [`TestApiServer::compact`]);
+//! - [`requests`]: every request in RBAC's terms ([`TestApiServer::requests`]), and lists
+//!   held back on demand ([`TestApiServer::hold_lists`]);
+//! - [`fixtures`]: small clusters tests seed it with.
 //!
 //! It is a test double of the API's protocol, not of its semantics: no admission, no
 //! defaulting, no authorization, no garbage collection.
 
+pub mod fixtures;
 pub mod kinds;
 pub mod managed_fields;
 pub mod path;
+pub mod requests;
 pub mod routes;
 pub mod select;
 pub mod store;
 
 pub use kinds::ResourceType;
+pub use requests::ApiRequest;
 pub use store::{ObjectKey, Read, Store, StoreError};
 
 use hyper::service::service_fn;
@@ -59,6 +65,7 @@ pub struct TestApiServer {
     addr: SocketAddr,
     store: Arc<Store>,
     tokens: Arc<routes::tokenreview::TokenRegistry>,
+    requests: Arc<requests::RequestLog>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -82,16 +89,19 @@ impl TestApiServer {
         let addr = listener.local_addr().expect("listener address");
         let store = Arc::new(Store::new(options.history_window));
         let tokens = Arc::default();
+        let requests = Arc::default();
         let ctx = routes::Ctx {
             store: Arc::clone(&store),
             options,
             tokens: Arc::clone(&tokens),
+            requests: Arc::clone(&requests),
         };
         let task = tokio::spawn(accept_loop(listener, ctx));
         TestApiServer {
             addr,
             store,
             tokens,
+            requests,
             task,
         }
     }
@@ -139,6 +149,25 @@ impl TestApiServer {
     ) -> Result<Value, StoreError> {
         let key = ResourceType::new(api_version, kind).key(namespace, name);
         self.store.remove(&key)
+    }
+
+    /// Every resource request answered so far, in RBAC's terms (verb, group, resource,
+    /// namespace), in order.
+    #[must_use]
+    pub fn requests(&self) -> Vec<ApiRequest> {
+        self.requests.requests()
+    }
+
+    /// Holds every list of `plural` in `group` (`""`: core) until
+    /// [`TestApiServer::release_lists`]: a slow API server, for clients that must wait for
+    /// their first list.
+    pub fn hold_lists(&self, group: &str, plural: &str) {
+        self.requests.hold(group, plural);
+    }
+
+    /// Answers the held lists of `plural` in `group`, and later ones at once.
+    pub fn release_lists(&self, group: &str, plural: &str) {
+        self.requests.release(group, plural);
     }
 
     /// Forgets the history: watches from any resourceVersion so far get 410 Gone.

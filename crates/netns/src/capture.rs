@@ -20,6 +20,14 @@
 //!   transparent socket inside the pod instead of leaving through the default route toward
 //!   the caller's real IP.
 //!
+//! [`install_hold`] puts a table of the same name in place *before* a pod can be captured
+//! (the node proxy knows where the pod is, not yet whether the mesh enrolls it): new TCP
+//! connections into and out of the pod and its DNS queries are dropped, so the pod's
+//! kernel sends them again (SYN and DNS retries) instead of failing or leaving the mesh
+//! uncaptured. [`install_capture`] replaces that table atomically once the pod is
+//! enrolled (the next retry is redirected to the proxy), [`remove_capture`] deletes it
+//! once the mesh says the pod is not enrolled.
+//!
 //! Listeners the proxy opens in the pod (with [`crate::open_listener_in`] /
 //! [`crate::open_udp_in`]): outbound `127.0.0.1:15001` (or `0.0.0.0`), inbound
 //! `0.0.0.0:15006` (prerouting redirects to the pod's own address), HBONE `<pod IP>:15008`,
@@ -112,6 +120,35 @@ table inet {CAPTURE_TABLE} {{
         )
     }
 
+    /// The nftables script that (re)creates the capture table as a hold: new TCP
+    /// connections in either direction (a SYN without ACK, counted) and DNS queries are
+    /// dropped; loopback, the proxy's own (bypass-marked) packets and established
+    /// connections pass.
+    #[must_use]
+    pub fn hold_script(&self) -> String {
+        let bypass_mark = self.bypass_mark;
+        format!(
+            "table inet {CAPTURE_TABLE} {{}}
+delete table inet {CAPTURE_TABLE}
+table inet {CAPTURE_TABLE} {{
+  chain hold_input {{
+    type filter hook input priority filter; policy accept;
+    iifname \"lo\" accept
+    meta mark {bypass_mark:#x} accept
+    tcp flags & (syn | ack) == syn counter drop
+  }}
+  chain hold_output {{
+    type filter hook output priority filter; policy accept;
+    oifname \"lo\" accept
+    meta mark {bypass_mark:#x} accept
+    tcp flags & (syn | ack) == syn counter drop
+    meta l4proto {{ tcp, udp }} th dport 53 drop
+  }}
+}}
+"
+        )
+    }
+
     /// `ip rule` arguments selecting the reply-mark rule.
     fn rule_selector(&self) -> [String; 4] {
         [
@@ -162,6 +199,16 @@ pub fn install_capture(netns: &Path, config: &CaptureConfig) -> Result<()> {
     add.extend(selector.iter().map(String::as_str));
     add.extend(["pref", "100"]);
     tool::run_in(netns, "ip", &add, None)?;
+    Ok(())
+}
+
+/// Holds the pod's new connections (see [`CaptureConfig::hold_script`]) until
+/// [`install_capture`] or [`remove_capture`] replaces or removes the table. Idempotent.
+///
+/// # Errors
+/// `nft` fails inside the namespace (stderr is in the error).
+pub fn install_hold(netns: &Path, config: &CaptureConfig) -> Result<()> {
+    tool::run_in(netns, "nft", &["-f", "-"], Some(&config.hold_script()))?;
     Ok(())
 }
 

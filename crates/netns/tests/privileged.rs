@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use weft_netns::{
     CaptureConfig, ClusterSpec, LocalCluster, NetnsWorker, Pod, Protocol, ServiceRule,
-    SocketOptions, capture_installed, connect_in, install_capture, list_netns, open_listener_in,
-    open_udp_in, original_dst, remove_capture, sync_service_rules, teardown,
+    SocketOptions, capture_installed, connect_in, install_capture, install_hold, list_netns,
+    open_listener_in, open_udp_in, original_dst, remove_capture, sync_service_rules, teardown,
 };
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -568,4 +568,82 @@ async fn worker_sockets_connect_on_the_async_runtime() {
         assert!(reply.starts_with(&format!("s {}:", c.ip)), "{reply}");
     }
     assert_eq!(greeter.stop().len(), 3);
+}
+
+/// The SYNs the hold rules in `netns` dropped on the way out.
+fn held_syns(netns: &std::path::Path) -> u64 {
+    let listing = weft_netns::run_in_netns(netns, || {
+        std::process::Command::new("nft")
+            .args(["list", "chain", "inet", "weft_capture", "hold_output"])
+            .output()
+    })
+    .unwrap()
+    .expect("nft runs");
+    let text = String::from_utf8_lossy(&listing.stdout).into_owned();
+    text.split_whitespace()
+        .skip_while(|word| *word != "packets")
+        .nth(1)
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_hold_keeps_a_new_connection_waiting_until_the_capture_takes_it() {
+    let (cluster, _dir) = cluster(
+        ClusterSpec::new(&unique_prefix())
+            .node("a")
+            .pod("app", "a")
+            .pod("peer", "a"),
+    );
+    let (app, peer) = (pod(&cluster, "app"), pod(&cluster, "peer"));
+    let (app_ns, peer_ns) = (app.netns.path(), peer.netns.path());
+    let config = CaptureConfig::default();
+    let any = |port| addr(Ipv4Addr::UNSPECIFIED, port);
+    let peer_server = Greeter::start(open_listener_in(&peer_ns, any(7000)).unwrap(), "peer");
+    install_hold(&app_ns, &config).expect("hold");
+    install_hold(&app_ns, &config).expect("hold again (idempotent)");
+
+    // The proxy's own (marked) connections pass the hold.
+    let marked = SocketOptions {
+        mark: Some(config.bypass_mark),
+        transparent_source: None,
+    };
+    let reply = read_all(connect_in(&app_ns, addr(peer.ip, 7000), marked).expect("bypass"));
+    assert!(reply.starts_with("peer "), "{reply}");
+
+    // The app's connection waits: its SYN is dropped (and counted), the kernel retries.
+    let target = addr(peer.ip, 7000);
+    let (done, finished) = std::sync::mpsc::channel();
+    let waiting_ns = app_ns.clone();
+    std::thread::spawn(move || {
+        let connected = connect_in(&waiting_ns, target, SocketOptions::default());
+        let _ = done.send(connected.map(drop).map_err(|e| e.to_string()));
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while held_syns(&app_ns) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no SYN was held");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(finished.try_recv().is_err(), "the connection must wait");
+
+    // The capture replaces the hold: the retried SYN reaches the outbound listener.
+    let outbound = open_listener_in(&app_ns, any(config.outbound_port)).unwrap();
+    install_capture(&app_ns, &config).expect("capture replaces the hold");
+    let (accepted, caught) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = accepted.send(outbound.accept().map(|(conn, _)| conn));
+    });
+    let conn = caught
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the retried connection is captured")
+        .expect("accept");
+    assert_eq!(
+        original_dst(&conn).unwrap(),
+        SocketAddrV4::new(peer.ip, 7000)
+    );
+    remove_capture(&app_ns, &config).expect("remove");
+    assert!(!capture_installed(&app_ns).unwrap());
+    drop(conn);
+    let _ = finished.recv_timeout(Duration::from_secs(5));
+    peer_server.stop();
 }

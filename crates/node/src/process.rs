@@ -244,7 +244,7 @@ pub async fn run_with_handoff(
             tracing::info!(path = %path.display(), "loaded local mesh configuration");
         }
         StateSource::Xds(source) => {
-            let (client, handle) = xds_client(&node, &store, source);
+            let (client, handle) = xds_client(&node, &store, source, config.listen.metrics);
             background.push(tokio::spawn(client.run()));
             let ready = node.clone();
             let waiter = handle.clone();
@@ -300,14 +300,21 @@ fn xds_client(
     node: &Node,
     store: &Arc<StateStore>,
     source: XdsSource,
+    metrics: Option<SocketAddr>,
 ) -> (XdsClient, XdsClientHandle) {
     let options = node.options();
+    let metrics = metrics.map(|addr| addr.to_string());
     let metadata = prost_types::Struct {
         fields: [
             ("NODE_NAME", options.node_name.as_str()),
             ("NAME", "weft-node"),
         ]
         .into_iter()
+        .chain(
+            metrics
+                .as_deref()
+                .map(|addr| (weft_xds::METRICS_ADDR_METADATA, addr)),
+        )
         .map(|(k, v)| {
             let value = prost_types::Value {
                 kind: Some(prost_types::value::Kind::StringValue(v.to_owned())),

@@ -4,7 +4,10 @@
 //! after them, and the plugins are run as a container runtime runs them. A real
 //! `weft control` (file mode: pods with explicit `status.podIPs`, as the kubelet would
 //! report them) and a real `weft node --cni-socket` capture the pods in-pod; one pod calls
-//! the other over HBONE and the server side sees the caller's SPIFFE identity.
+//! the other over HBONE and the server side sees the caller's SPIFFE identity. A pod added
+//! before the mesh knows its workload is held: a call it starts in that window waits
+//! (its SYN dropped and retried) and, once the workload arrives, goes through the capture
+//! with the pod's identity instead of leaving the mesh in plaintext.
 
 mod cni_support;
 
@@ -192,6 +195,38 @@ fn call(client: &Sandbox, server_ip: &str) -> std::process::Output {
         .expect("run weft x call in the client pod")
 }
 
+/// `weft x call` from `client`, running while the test goes on.
+fn call_in_background(client: &Sandbox, server_ip: &str) -> std::process::Child {
+    client
+        .exec(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "x",
+            "call",
+            &format!("http://{server_ip}:8080/"),
+            "--timeout",
+            "20",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start weft x call in the client pod")
+}
+
+/// Outgoing SYNs the hold rules of `pod` dropped so far (0 without hold rules).
+fn held_syns(pod: &Sandbox) -> u64 {
+    let out = pod
+        .exec("nft")
+        .args(["list", "chain", "inet", "weft_capture", "hold_output"])
+        .output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let text = text.unwrap_or_default();
+    text.split_whitespace()
+        .skip_while(|word| *word != "packets")
+        .nth(1)
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0)
+}
+
 #[test]
 fn pods_added_through_the_real_cni_chain_are_captured_talk_mtls_and_are_released() {
     require_root_and_cni_plugins();
@@ -283,6 +318,17 @@ fn pods_added_through_the_real_cni_chain_are_captured_talk_mtls_and_are_released
     assert_eq!(listed["netns"], client.path().display().to_string());
     runtime.check(&client, &result).expect("CHECK");
 
+    // No workload has its address yet: the pod is held, and a call it starts waits.
+    assert_eq!(listed["held"], true, "{listed}");
+    assert_eq!(listed["captured"], false, "{listed}");
+    let before = inbound_connections_from(&net, CLIENT_ID);
+    let mut early_call = call_in_background(&client, &server_ip);
+    wait_for("the early call's SYN to be held", || held_syns(&client) > 0);
+    assert!(
+        matches!(early_call.try_wait(), Ok(None)),
+        "the early call must wait while the pod is held"
+    );
+
     // The kubelet reports its address: the mesh enrolls it and the node captures it.
     let client_file = config.join("client.yaml");
     write_atomic(
@@ -293,6 +339,12 @@ fn pods_added_through_the_real_cni_chain_are_captured_talk_mtls_and_are_released
         is_captured(&socket, "client-0")
     });
     assert!(client.captured());
+    let answer = early_call.wait_with_output().expect("the early call ends");
+    assert!(answer.status.success(), "early call failed: {answer:?}");
+    wait_for("the server side to see the early call's identity", || {
+        inbound_connections_from(&net, CLIENT_ID) > before
+    });
+    assert_eq!(known_pod(&socket, "client-0").unwrap()["held"], false);
 
     let before = inbound_connections_from(&net, CLIENT_ID);
     let answer = call(&client, &server_ip);

@@ -1,57 +1,114 @@
-//! Following one kind: a `kube` watcher (list, then watch from the list's resourceVersion;
-//! resumption from the last version seen when a watch ends; a fresh list after 410 Gone;
-//! bookmarks; backoff on errors) whose events update the observed objects. A relist
-//! replaces the kind's objects as a whole, so objects deleted while no watch was open
-//! are removed and none is added twice.
+//! Following one kind, or one object by name: a `kube` watcher (list, then watch from the
+//! list's resourceVersion; resumption from the last version seen when a watch ends; a fresh
+//! list after 410 Gone; bookmarks; backoff on errors) whose events update the observed
+//! objects. A relist replaces what it covers as a whole (the kind's objects, or the one
+//! object), so objects deleted while no watch was open are removed and none is added twice.
+//!
+//! One object is watched in its namespace with the field selector `metadata.name=NAME`:
+//! the API sends that object and nothing else of its kind.
 
+use super::sync::FirstSync;
 use crate::convert::{object_ref, parse};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use std::sync::Arc;
-use tokio::sync::mpsc;
-use weft_api::{Kind, ObservedObjects};
+use weft_api::{Kind, LoadResult, ObjectRef, ObservedObjects};
 
-/// One kind's watch: where it reports.
+/// What one watch covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Watched {
+    /// Every object of a kind, cluster-wide.
+    Kind(Kind),
+    /// One object, by name.
+    Object(ObjectRef),
+}
+
+impl Watched {
+    fn kind(&self) -> Kind {
+        match self {
+            Watched::Kind(kind) => *kind,
+            Watched::Object(object) => object.kind,
+        }
+    }
+
+    /// How the first sync names it.
+    pub(super) fn label(&self) -> String {
+        match self {
+            Watched::Kind(kind) => kind.name().to_owned(),
+            Watched::Object(object) => object.to_string(),
+        }
+    }
+}
+
+/// One watch: what it covers and where it reports.
 pub(super) struct Follow {
-    pub kind: Kind,
+    pub watched: Watched,
     pub objects: Arc<ObservedObjects>,
     pub config: watcher::Config,
-    /// Told the kind once it was listed for the first time (or is not served).
-    pub listed: mpsc::UnboundedSender<Kind>,
+    /// Told once the watch listed for the first time (or found its kind not served).
+    pub sync: Arc<FirstSync>,
 }
 
 impl Follow {
-    /// Runs until the client is gone (never, in a running control plane).
+    /// Runs until the client is gone or the task is aborted.
     pub(super) async fn run(self, client: kube::Client) {
-        let resource = super::kinds::api_resource(self.kind);
-        let api: Api<DynamicObject> = Api::all_with(client, &resource);
-        let mut events = watcher::watcher(api, self.config.clone())
-            .default_backoff()
-            .boxed();
+        let kind = self.watched.kind();
+        let resource = super::kinds::api_resource(kind);
+        let (api, config): (Api<DynamicObject>, _) = match &self.watched {
+            Watched::Kind(_) => (Api::all_with(client, &resource), self.config.clone()),
+            Watched::Object(object) => {
+                let api = match object.namespace.as_deref() {
+                    Some(namespace) => Api::namespaced_with(client, namespace, &resource),
+                    None => Api::all_with(client, &resource),
+                };
+                let by_name = format!("metadata.name={}", object.name);
+                (api, self.config.clone().fields(&by_name))
+            }
+        };
+        let mut events = watcher::watcher(api, config).default_backoff().boxed();
         let mut listing = Vec::new();
         while let Some(event) = events.next().await {
             match event {
                 Ok(Event::Init) => listing.clear(),
-                Ok(Event::InitApply(object)) => listing.push(parse(self.kind, &resource, &object)),
-                Ok(Event::InitDone) => {
-                    let listed = std::mem::take(&mut listing);
-                    let count = listed.len();
-                    let changes = self.objects.replace_kind(self.kind, listed).len();
-                    tracing::info!(kind = %self.kind, objects = count, changes, "listed");
-                    let _ = self.listed.send(self.kind);
-                }
+                Ok(Event::InitApply(object)) => listing.push(parse(kind, &resource, &object)),
+                Ok(Event::InitDone) => self.listed(std::mem::take(&mut listing)),
                 Ok(Event::Apply(object)) => {
-                    let (object_ref, result) = parse(self.kind, &resource, &object);
+                    let (object_ref, result) = parse(kind, &resource, &object);
                     self.objects.apply(&object_ref, result);
                 }
                 Ok(Event::Delete(object)) => {
-                    self.objects.remove(&object_ref(self.kind, &object));
+                    self.objects.remove(&object_ref(kind, &object));
                 }
                 Err(error) => self.report(&error),
             }
         }
+    }
+
+    /// A complete list: it replaces what this watch covers.
+    fn listed(&self, listed: Vec<(ObjectRef, LoadResult)>) {
+        let count = listed.len();
+        match &self.watched {
+            Watched::Kind(kind) => {
+                let changes = self.objects.replace_kind(*kind, listed).len();
+                tracing::info!(kind = %kind, objects = count, changes, "listed");
+            }
+            Watched::Object(wanted) => {
+                let mut found = false;
+                for (object_ref, result) in listed {
+                    if object_ref == *wanted {
+                        found = true;
+                        self.objects.apply(&object_ref, result);
+                    }
+                }
+                if !found {
+                    self.objects.remove(wanted);
+                }
+                tracing::debug!(object = %wanted, found, "listed by name");
+            }
+        }
+        self.sync.listed(&self.watched.label());
     }
 
     /// Logs a watch error (the watcher retries with backoff). A kind the cluster does
@@ -61,11 +118,12 @@ impl Follow {
             error,
             watcher::Error::InitialListFailed(kube::Error::Api(status)) if status.is_not_found()
         );
+        let watched = self.watched.label();
         if not_served {
-            tracing::warn!(kind = %self.kind, "not served by this cluster (CRD not installed?); retrying");
-            let _ = self.listed.send(self.kind);
+            tracing::warn!(%watched, "not served by this cluster (CRD not installed?); retrying");
+            self.sync.listed(&watched);
         } else {
-            tracing::warn!(kind = %self.kind, %error, "watch failed; retrying");
+            tracing::warn!(%watched, %error, "watch failed; retrying");
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The kinds the control plane watches, and the API resource each is served as.
 //!
 //! Every kind weft translates, at the first `apiVersion` weft reads it at: Namespaces,
-//! Pods, Services, Nodes, the Istio kinds and the Gateway API kinds. Deployments,
+//! Pods, Services (and their EndpointSlices), Nodes, the Istio kinds and the Gateway API
+//! kinds. Deployments,
 //! StatefulSets and DaemonSets are not watched: in a cluster, pods are observed as the
 //! cluster placed and addressed them, never expanded from their workloads.
 
@@ -14,6 +15,7 @@ pub const WATCHED: &[Kind] = &[
     Kind::Node,
     Kind::Pod,
     Kind::Service,
+    Kind::EndpointSlice,
     Kind::ServiceAccount,
     Kind::AuthorizationPolicy,
     Kind::PeerAuthentication,
@@ -54,6 +56,11 @@ mod tests {
         assert_eq!(api_resource(Kind::Pod).group, "");
         assert_eq!(api_resource(Kind::GatewayClass).plural, "gatewayclasses");
         assert_eq!(api_resource(Kind::TcpRoute).version, "v1alpha2");
+        let slices = api_resource(Kind::EndpointSlice);
+        assert_eq!(
+            (slices.group.as_str(), slices.plural.as_str()),
+            ("discovery.k8s.io", "endpointslices")
+        );
         assert!(!WATCHED.contains(&Kind::Deployment));
     }
 }

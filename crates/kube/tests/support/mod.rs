@@ -5,7 +5,9 @@ use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use weft_control::process::{ControlConfig, Objects};
+use tokio::sync::oneshot;
+use weft_control::process::{BoundAddrs, ControlConfig, Objects, run_with};
+use weft_kube::control::ClusterControl;
 
 /// A control process on `objects` listening on ephemeral loopback ports, with default
 /// translation, CA and xDS settings.
@@ -41,4 +43,27 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Runs the control process with the cluster's parts on loopback; it stops when the
+/// returned sender is dropped.
+pub async fn start_control(cluster: &ClusterControl) -> (BoundAddrs, oneshot::Sender<()>) {
+    let config = loopback_config(
+        Objects::Source(cluster.objects()),
+        PathBuf::new(),
+        PathBuf::new(),
+    );
+    let (bound, addrs) = oneshot::channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(run_with(
+        config,
+        cluster.overrides(),
+        move |a| {
+            let _ = bound.send(a);
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (addrs.await.expect("control plane started"), stop)
 }

@@ -17,6 +17,7 @@ pub mod write;
 
 use crate::ServerOptions;
 use crate::path::ResourcePath;
+use crate::requests::{ApiRequest, RequestLog};
 use crate::store::Store;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -39,6 +40,8 @@ pub struct Ctx {
     pub options: ServerOptions,
     /// The tokens `TokenReview` knows.
     pub tokens: Arc<tokenreview::TokenRegistry>,
+    /// Every request answered; lists held back.
+    pub requests: Arc<RequestLog>,
 }
 
 /// The decoded query parameters of a request.
@@ -80,6 +83,12 @@ where
         return status(StatusCode::NOT_FOUND, "NotFound", &message);
     };
     let query = Query::of(request.uri());
+    let logged = ApiRequest::of(request.method(), &path, &query);
+    let list = logged.verb == "list";
+    ctx.requests.record(logged);
+    if list {
+        ctx.requests.wait_released(&path.group, &path.plural).await;
+    }
     match *request.method() {
         Method::GET => read::get(&ctx, &path, &query),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE => {

@@ -22,6 +22,14 @@
 //! the rules stay: a pod's traffic fails while its proxy is down instead of leaving the
 //! mesh in plaintext.
 //!
+//! With [`CaptureOptions::hold_unknown`] (`weft node --cni-socket`), a pod added before
+//! any workload with its address is known (the CNI plugin announces a pod before the
+//! kubelet reports its address to the API, so before the control plane can place it) is
+//! held at once: [`weft_netns::install_hold`] drops its new connections, which its kernel
+//! retries, until the mesh state names a workload with one of its addresses; then it is
+//! captured (enrolled) or let go (not enrolled). Its traffic never leaves uncaptured while
+//! the mesh may still enroll it: fail closed, at the cost of a retry (about a second).
+//!
 //! A pod whose network namespace is gone is forgotten (its CNI DEL may have come while the
 //! proxy was down). With [`CaptureOptions::discover`] (`weft node --cni-socket`), enrolled
 //! workloads of this node that no known pod holds are looked for in the node's network
@@ -32,6 +40,7 @@
 //! decides nothing about routing or policy (that is [`crate::proxy`]).
 
 mod discover;
+mod hold;
 mod pod;
 mod sockets;
 pub mod source;
@@ -88,6 +97,10 @@ pub struct PodStatus {
     /// should be captured: `enrolled && !captured` means capture failed).
     #[serde(default)]
     pub enrolled: bool,
+    /// Its new connections are held until the mesh knows its workload (see
+    /// [`CaptureOptions::hold_unknown`]).
+    #[serde(default)]
+    pub held: bool,
     /// Why it is not captured (not enrolled in the mesh, or what failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -121,6 +134,14 @@ pub enum CaptureError {
         pod: String,
         /// Why.
         source: AttachError,
+    },
+    /// A pod whose workload is not known yet could not be held.
+    #[error("pod {pod}: no workload known yet and its connections cannot be held: {reason}")]
+    NotHeld {
+        /// `<ns>/<name>`.
+        pod: String,
+        /// Why.
+        reason: String,
     },
     /// A pod description is unusable.
     #[error("invalid pod {uid:?}: {reason}")]
@@ -177,6 +198,9 @@ pub struct CaptureOptions {
     /// Look for enrolled workloads' pods in the node's network namespaces when no known
     /// pod holds their address ([`discover`]).
     pub discover: bool,
+    /// Hold the new connections of a pod added while no workload with its address is
+    /// known, until one is (see the module documentation).
+    pub hold_unknown: bool,
 }
 
 impl Default for CaptureOptions {
@@ -189,6 +213,7 @@ impl Default for CaptureOptions {
             cluster_domain: "cluster.local".into(),
             state_file: None,
             discover: false,
+            hold_unknown: false,
         }
     }
 }
@@ -198,6 +223,10 @@ struct PodEntry {
     active: Option<PodCapture>,
     enrolled: bool,
     reason: Option<String>,
+    /// Added while no workload with its address was known, and none is yet.
+    awaiting: bool,
+    /// The hold rules are in place.
+    held: bool,
 }
 
 impl PodEntry {
@@ -207,6 +236,8 @@ impl PodEntry {
             active: None,
             enrolled: false,
             reason: None,
+            awaiting: false,
+            held: false,
         }
     }
 
@@ -215,6 +246,7 @@ impl PodEntry {
             pod: self.pod.clone(),
             captured: self.active.is_some(),
             enrolled: self.enrolled,
+            held: self.held,
             reason: self.reason.clone(),
         }
     }
@@ -296,7 +328,14 @@ impl CaptureManager {
         );
         let pods = saved
             .into_iter()
-            .map(|pod| (pod.uid.clone(), PodEntry::new(pod)))
+            .map(|pod| {
+                // Whatever rules the last process left in the pod (hold or capture) are
+                // unknown here: counted as held, so a pod the mesh does not capture has
+                // them removed instead of keeping a table that drops its connections.
+                let mut entry = PodEntry::new(pod);
+                entry.held = true;
+                (entry.pod.uid.clone(), entry)
+            })
             .collect();
         let manager = Self {
             inner: Arc::new(ManagerInner {
@@ -341,13 +380,23 @@ impl CaptureManager {
                 .await;
         }
         let uid = pod.uid.clone();
-        pods.insert(uid.clone(), PodEntry::new(pod));
+        let mut entry = PodEntry::new(pod);
+        entry.awaiting = self.inner.options.hold_unknown;
+        pods.insert(uid.clone(), entry);
         self.save(&pods)?;
         let state = self.inner.node.store().snapshot();
         let entry = pods
             .get_mut(&uid)
             .ok_or_else(|| CaptureError::Task("pod vanished".into()))?;
         self.reconcile_pod(entry, &state).await;
+        if entry.awaiting && !entry.held {
+            // Fail closed: the runtime retries the ADD rather than start a pod whose
+            // traffic would leave uncaptured until its workload is known.
+            return Err(CaptureError::NotHeld {
+                pod: entry.pod.key(),
+                reason: entry.reason.clone().unwrap_or_default(),
+            });
+        }
         Ok(entry.status())
     }
 
@@ -358,14 +407,15 @@ impl CaptureManager {
     /// The pod list cannot be saved.
     pub async fn remove(&self, uid: &str) -> Result<bool, CaptureError> {
         let mut pods = self.inner.pods.lock().await;
-        let Some(entry) = pods.remove(uid) else {
+        let Some(mut entry) = pods.remove(uid) else {
             return Ok(false);
         };
-        if let Some(active) = entry.active {
+        if let Some(active) = entry.active.take() {
             active
                 .stop(&self.inner.node, &self.inner.options.rules, true)
                 .await;
         }
+        hold::let_go(&mut entry, self.inner.options.rules).await;
         self.save(&pods)?;
         tracing::info!(pod = %entry.pod.key(), "pod removed from capture");
         Ok(true)
@@ -629,10 +679,18 @@ impl CaptureManager {
         });
     }
 
-    /// Starts or stops one pod's capture so it matches the state.
+    /// Starts or stops one pod's capture so it matches the state (holding a pod whose
+    /// workload is not known yet).
     async fn reconcile_pod(&self, entry: &mut PodEntry, state: &MeshState) {
         let enrolled = self.enrolled_ip(&entry.pod, state);
         entry.enrolled = enrolled.is_some();
+        if self.is_released() || enrolled.is_some() || hold::workload_known(&entry.pod, state) {
+            entry.awaiting = false;
+        }
+        if entry.awaiting {
+            hold::hold(entry, self.inner.options.rules).await;
+            return;
+        }
         let (wanted, why_not) = if self.is_released() {
             (None, RELEASED)
         } else {
@@ -643,6 +701,7 @@ impl CaptureManager {
             (Some(active), Some(ip)) if active.ip == ip => return,
             (None, None) => {
                 entry.reason = Some(why_not.into());
+                hold::let_go(entry, self.inner.options.rules).await;
                 return;
             }
             _ => {}
@@ -652,7 +711,10 @@ impl CaptureManager {
             active.stop(&inner.node, &inner.options.rules, true).await;
         }
         entry.reason = Some(why_not.into());
-        let Some(ip) = wanted else { return };
+        let Some(ip) = wanted else {
+            hold::let_go(entry, self.inner.options.rules).await;
+            return;
+        };
         let setup = PodSetup {
             node: &inner.node,
             rules: &inner.options.rules,
@@ -666,6 +728,8 @@ impl CaptureManager {
                 tracing::info!(pod = %entry.pod.key(), %ip, netns = %entry.pod.netns.display(), "capturing pod traffic");
                 entry.active = Some(active);
                 entry.reason = None;
+                // the capture table replaced the hold table
+                entry.held = false;
             }
             Err(error) => {
                 tracing::warn!(pod = %entry.pod.key(), %error, "cannot capture pod; retrying on the next state change");

@@ -245,7 +245,7 @@ impl PodCapture {
 }
 
 /// Runs blocking namespace work off the async runtime.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, CaptureError> + Send + 'static,
 ) -> Result<T, CaptureError> {
     tokio::task::spawn_blocking(work)
