@@ -34,7 +34,7 @@ mod deployment;
 pub mod gateway;
 pub mod waypoint;
 
-pub use deployment::{GATEWAY_CLASS_LABEL, GATEWAY_NAME_LABEL};
+pub use deployment::{Deployment as GatewayDeployment, GATEWAY_CLASS_LABEL, GATEWAY_NAME_LABEL};
 
 /// Node selector label naming a node.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
@@ -125,6 +125,18 @@ pub const INPUT_KINDS: [Kind; 7] = [
     Kind::Gateway,
     Kind::GatewayClass,
 ];
+
+/// What `gateway` deploys when weft runs it (a waypoint, or a gateway of a class weft
+/// handles per `snapshot`'s GatewayClasses): the names, labels, annotations, command and
+/// ports of its pod and Service. File mode expands them into a pod and a Service; in
+/// Kubernetes mode the leader deploys them (`weft_kube::deploy`).
+#[must_use]
+pub fn gateway_deployment(
+    snapshot: &ConfigSnapshot,
+    gateway: &crate::gateway::Gateway,
+) -> Option<GatewayDeployment> {
+    waypoint::waypoint_deployment(gateway).or_else(|| gateway::deployment_of(snapshot, gateway))
+}
 
 /// Adds the Services that Gateways deploy beside their pods (waypoints' and gateways') to
 /// `objects`, where no Service of that name is written (before ClusterIPs are allocated).

@@ -92,11 +92,12 @@ codes! {
     RouteBackendNotFound = "route-backend-not-found", Error, "A route's backendRef names no Service (or no such port) or ServiceEntry (status BackendNotFound).";
     RouteBackendInvalidKind = "route-backend-invalid-kind", Error, "A route's backendRef is of a kind weft does not route to (status InvalidKind).";
     RouteCrossNamespaceNoGrant = "route-cross-namespace-no-grant", Error, "A route refers to another namespace without a ReferenceGrant there (status RefNotPermitted).";
-    GatewayListenerNotAccepted = "gateway-listener-not-accepted", Error, "A Gateway listener is not Accepted (UnsupportedProtocol): it is not served.";
+    GatewayListenerNotAccepted = "gateway-listener-not-accepted", Error, "A Gateway listener is not Accepted (UnsupportedProtocol, NoValidCACertificate): it is not served.";
     GatewayListenerConflicted = "gateway-listener-conflicted", Error, "A Gateway listener conflicts with an earlier one on its port (ProtocolConflict, HostnameConflict): it is not served.";
-    GatewayListenerRefsNotResolved = "gateway-listener-refs-not-resolved", Error, "A Gateway listener's certificateRefs or allowedRoutes.kinds do not resolve (InvalidCertificateRef, RefNotPermitted, InvalidRouteKinds).";
+    GatewayListenerRefsNotResolved = "gateway-listener-refs-not-resolved", Error, "A Gateway listener's certificateRefs, frontend CA references or allowedRoutes.kinds do not resolve (InvalidCertificateRef, InvalidCACertificateRef, InvalidCACertificateKind, RefNotPermitted, InvalidRouteKinds).";
+    GatewayRefsNotResolved = "gateway-refs-not-resolved", Error, "A Gateway's spec.tls.backend.clientCertificateRef does not resolve (InvalidClientCertificateRef, RefNotPermitted): no client certificate is presented to backends.";
     BackendTlsTargetNotFound = "backend-tls-target-not-found", Warning, "A BackendTLSPolicy targetRef names no Service or ServiceEntry (or no port of it) in its namespace: it applies to nothing there.";
-    BackendTlsCaNotFound = "backend-tls-ca-not-found", Error, "A BackendTLSPolicy caCertificateRef is not a ConfigMap of its namespace with a PEM ca.crt: proxies refuse to connect to its targets.";
+    BackendTlsCaNotFound = "backend-tls-ca-not-found", Error, "A BackendTLSPolicy caCertificateRef is not a ConfigMap of its namespace with a PEM ca.crt, nor a ClusterTrustBundle: proxies refuse to connect to its targets.";
     RouteNeedsWaypoint = "route-needs-waypoint", Warning, "A route attached to a Service that has no waypoint is not enforced in ambient mode.";
     ServiceSelectsNoPods = "service-selects-no-pods", Warning, "A Service selector matches no Pod (bare or from a workload template).";
     WaypointNotFound = "waypoint-not-found", Error, "istio.io/use-waypoint names a waypoint Gateway that does not exist.";

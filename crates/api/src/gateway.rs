@@ -23,7 +23,7 @@ pub use gateway_api::experimental::httproutes::{
 pub use gateway_api::gatewayclasses::GatewayClassSpec;
 pub use gateway_api::gateways::{GatewayListeners, GatewaySpec};
 pub use gateway_api::grpcroutes::GrpcRouteSpec;
-pub use gateway_api::listenersets::ListenerSetSpec;
+pub use gateway_api::listenersets::ListenerSetParentRef;
 pub use gateway_api::referencegrants::ReferenceGrantSpec;
 pub use gateway_api::tlsroutes::{
     TlsRouteParentRefs, TlsRouteRules, TlsRouteRulesBackendRefs, TlsRouteSpec,
@@ -50,6 +50,19 @@ pub type ReferenceGrant = Resource<ReferenceGrantSpec>;
 pub type BackendTlsPolicy = Resource<BackendTlsPolicySpec>;
 /// `ListenerSet`.
 pub type ListenerSet = Resource<ListenerSetSpec>;
+
+/// Spec of `ListenerSet`: the Gateway it adds listeners to, and the listeners. A
+/// ListenerSet's `ListenerEntry` has exactly the fields of a Gateway's `Listener`, so the
+/// listeners are read as Gateway listeners: the status and the gateway treat both alike.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetSpec {
+    /// The Gateway (group `gateway.networking.k8s.io`, kind `Gateway`; namespace defaults
+    /// to the ListenerSet's).
+    pub parent_ref: ListenerSetParentRef,
+    /// The listeners (at least one).
+    pub listeners: Vec<GatewayListeners>,
+}
 
 /// Spec of `TCPRoute` and `UDPRoute`: parents plus rules that only forward to backends.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@
 
 pub mod analyze;
 pub mod authz_fields;
+pub mod ca_refs;
 pub mod cluster_ip;
 pub mod cluster_kinds;
 pub mod constraints;

@@ -9,9 +9,11 @@ use crate::istio::{
     AuthorizationPolicy, PeerAuthentication, RequestAuthentication, ServiceEntry, WorkloadEntry,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::certificates::v1beta1::ClusterTrustBundle;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, Node, Pod, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -23,6 +25,7 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 
 const CORE: &[&str] = &["v1"];
 const APPS: &[&str] = &["apps/v1"];
+const DISCOVERY: &[&str] = &["discovery.k8s.io/v1"];
 const SECURITY: &[&str] = &["security.istio.io/v1", "security.istio.io/v1beta1"];
 const NETWORKING: &[&str] = &[
     "networking.istio.io/v1",
@@ -48,6 +51,10 @@ const GW_BACKEND_TLS: &[&str] = &[
     "gateway.networking.k8s.io/v1alpha3",
 ];
 const GW_ONLY_V1: &[&str] = &["gateway.networking.k8s.io/v1"];
+const CERTIFICATES: &[&str] = &[
+    "certificates.k8s.io/v1beta1",
+    "certificates.k8s.io/v1alpha1",
+];
 
 macro_rules! kinds {
     ($( $variant:ident($ty:ty) = $kind:literal, $versions:expr, namespaced: $namespaced:literal; )*) => {
@@ -125,11 +132,13 @@ macro_rules! kinds {
 kinds! {
     Namespace(Namespace) = "Namespace", CORE, namespaced: false;
     Service(Service) = "Service", CORE, namespaced: true;
+    EndpointSlice(EndpointSlice) = "EndpointSlice", DISCOVERY, namespaced: true;
     Pod(Pod) = "Pod", CORE, namespaced: true;
     ServiceAccount(ServiceAccount) = "ServiceAccount", CORE, namespaced: true;
     Node(Node) = "Node", CORE, namespaced: false;
     ConfigMap(ConfigMap) = "ConfigMap", CORE, namespaced: true;
     Secret(Secret) = "Secret", CORE, namespaced: true;
+    ClusterTrustBundle(ClusterTrustBundle) = "ClusterTrustBundle", CERTIFICATES, namespaced: false;
     Deployment(Deployment) = "Deployment", APPS, namespaced: true;
     StatefulSet(StatefulSet) = "StatefulSet", APPS, namespaced: true;
     DaemonSet(DaemonSet) = "DaemonSet", APPS, namespaced: true;

@@ -27,6 +27,21 @@ impl ConfigSnapshot {
     pub fn new(mut objects: Vec<LoadedObject>) -> Self {
         crate::expand::add_gateway_services(&mut objects);
         crate::cluster_ip::allocate_cluster_ips(&mut objects);
+        Self::index(objects, false)
+    }
+
+    /// Indexes objects observed in a cluster: its pods are the `Pod` objects as the
+    /// cluster placed and addressed them (see [`crate::expand::observed_pods`]); workloads
+    /// are not expanded, and Gateways' Services are the cluster's own (the leader deploys
+    /// them, [`crate::expand::gateway_deployment`]), never made up here with an address
+    /// the cluster does not route.
+    #[must_use]
+    pub fn observed(mut objects: Vec<LoadedObject>) -> Self {
+        crate::cluster_ip::allocate_cluster_ips(&mut objects);
+        Self::index(objects, true)
+    }
+
+    fn index(objects: Vec<LoadedObject>, observed: bool) -> Self {
         let mut index = HashMap::new();
         let mut by_kind: HashMap<Kind, Vec<usize>> = HashMap::new();
         for (position, loaded) in objects.iter().enumerate() {
@@ -42,19 +57,14 @@ impl ConfigSnapshot {
             index,
             by_kind,
             pods: OnceLock::new(),
-            observed: false,
+            observed,
         }
     }
 
-    /// Indexes objects observed in a cluster: its pods are the `Pod` objects as the
-    /// cluster placed and addressed them (see [`crate::expand::observed_pods`]); workloads
-    /// are not expanded.
+    /// Whether the objects were observed in a cluster (see [`ConfigSnapshot::observed`]).
     #[must_use]
-    pub fn observed(objects: Vec<LoadedObject>) -> Self {
-        ConfigSnapshot {
-            observed: true,
-            ..ConfigSnapshot::new(objects)
-        }
+    pub fn is_observed(&self) -> bool {
+        self.observed
     }
 
     /// Every object, in load order (duplicates included).
@@ -150,6 +160,7 @@ macro_rules! typed_accessors {
 typed_accessors! {
     namespaces => Namespace: k8s_openapi::api::core::v1::Namespace;
     services => Service: k8s_openapi::api::core::v1::Service;
+    endpoint_slices => EndpointSlice: k8s_openapi::api::discovery::v1::EndpointSlice;
     bare_pods => Pod: k8s_openapi::api::core::v1::Pod;
     service_accounts => ServiceAccount: k8s_openapi::api::core::v1::ServiceAccount;
     nodes => Node: k8s_openapi::api::core::v1::Node;

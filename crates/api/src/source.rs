@@ -154,6 +154,20 @@ impl ObservedObjects {
         events
     }
 
+    /// A snapshot of only the objects of `kinds` (cheaper than a full
+    /// [`ObjectSource::snapshot`] for a reader that needs a few kinds).
+    #[must_use]
+    pub fn snapshot_of(&self, kinds: &[Kind]) -> ConfigSnapshot {
+        let objects = self
+            .lock()
+            .objects
+            .iter()
+            .filter(|(object_ref, _)| kinds.contains(&object_ref.kind))
+            .map(|(_, o)| LoadedObject::clone(o))
+            .collect();
+        ConfigSnapshot::observed(objects)
+    }
+
     /// Whether an object is in force.
     #[must_use]
     pub fn contains(&self, object_ref: &ObjectRef) -> bool {

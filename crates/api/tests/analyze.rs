@@ -126,6 +126,11 @@ const BROKEN: &[(&str, Code, usize)] = &[
         Code::GatewayListenerRefsNotResolved,
         10,
     ),
+    (
+        "gateway-refs-not-resolved.yaml",
+        Code::GatewayRefsNotResolved,
+        11,
+    ),
 ];
 
 #[test]

@@ -89,7 +89,7 @@ fn missing_targets_and_unusable_ca_references_are_reported_on_their_field() {
         ),
         (
             Code::BackendTlsCaNotFound,
-            "spec.validation.caCertificateRefs[0]: ConfigMap shop/missing not found; the proxies refuse",
+            "spec.validation.caCertificateRefs[0]: ConfigMap shop/missing does not exist; the proxies refuse",
         ),
         (
             Code::BackendTlsCaNotFound,

@@ -8,7 +8,8 @@
 //!   CA root also comes from [`Overrides`]);
 //! - optionally a plaintext xDS port (`--plaintext-xds-port`, local development only; the
 //!   same bearer tokens are required there);
-//! - the admin port (default 15014): `/ready`, `/metrics`, `/debug/syncz`, `/debug/configz`,
+//! - the admin port (default 15014): `/ready` (503 until the CA and the configuration are
+//!   there, see [`crate::readiness`]), `/metrics`, `/debug/syncz`, `/debug/configz`,
 //!   `/debug/config_errors`.
 
 use crate::admin::{AdminState, admin_router};
@@ -20,14 +21,16 @@ use crate::callers::{
     watch_token_file,
 };
 use crate::push::{ConfigNodeIdentities, ConfigPusher};
+use crate::readiness::{self, Readiness};
 use crate::secure_server::{SecureServer, SecureServerConfig};
 use crate::state_dir::StateDir;
 use crate::translate::TranslateOptions;
 use prometheus_client::registry::Registry;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use weft_api::{ConfigStore, ObjectSource};
@@ -97,6 +100,9 @@ pub struct Overrides {
     /// Keeps the CA's roots instead of [`ControlConfig::state_dir`] /
     /// [`ControlConfig::ca_dir`] (which are then not used).
     pub roots: Option<Arc<dyn RootStore>>,
+    /// What an [`Objects::Source`] still lists before its objects are complete (empty once
+    /// they are, for good): the control plane serves, and `/ready` answers 200, only then.
+    pub first_sync: Option<tokio::sync::watch::Receiver<BTreeSet<String>>>,
 }
 
 /// Why the control plane could not start.
@@ -147,6 +153,12 @@ pub async fn run(
 
 /// [`run`] with some parts supplied by the caller ([`Overrides`]).
 ///
+/// Start-up: the admin port first (`/ready` answers 503 naming what is awaited, liveness
+/// holds), then the CA and the secure port (bound, answering once configured); then the
+/// configuration (with [`Overrides::first_sync`], until the source's first full list), and
+/// only then translation, xDS and the CA service. `on_bound` is told the ports before the
+/// configuration with [`Overrides::first_sync`], after it otherwise.
+///
 /// # Errors
 /// As [`run`].
 pub async fn run_with(
@@ -155,6 +167,13 @@ pub async fn run_with(
     on_bound: impl FnOnce(BoundAddrs) + Send,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControlError> {
+    let readiness = Readiness::new();
+    let admin_state = Arc::new(OnceLock::new());
+    let admin_listener = bind(config.admin_addr).await?;
+    let admin = admin_router(readiness.clone(), Arc::clone(&admin_state));
+    let admin_addr = local_addr(admin_listener.local_addr(), config.admin_addr);
+    tokio::spawn(weft_serve::serve(admin_listener, admin));
+
     let root_store = match overrides.roots {
         Some(store) => store,
         None => {
@@ -167,6 +186,7 @@ pub async fn run_with(
     };
     let ca = Arc::new(load_rotation(&*root_store, config.ca.max_validity)?);
     tracing::info!(root = %ca.signer().description(), phase = ca.phase().name(), "certificate authority ready");
+    readiness.done(readiness::CA);
     let rotation = Arc::new(RotationDriver::new(Arc::clone(&ca), root_store));
     tokio::spawn(Arc::clone(&rotation).run());
     let (tokens, token_file) = match overrides.callers {
@@ -179,15 +199,44 @@ pub async fn run_with(
             )
         }
     };
-    let (store, watch) = open_objects(&config.objects, config.watch_debounce)?;
-    for finding in store.errors() {
-        tracing::error!("{finding}");
-    }
 
     let mut registry = Registry::with_prefix("weft_control");
     let (xds, publisher) = XdsServer::new(config.xds, XdsCallerAuth(tokens.clone()), &mut registry);
     let ca_metrics = CaMetrics::new();
     ca_metrics.register(&mut registry);
+    let secure = SecureServer::bind(config.secure_addr, ca.clone(), config.secure.clone()).await?;
+    secure.register_metrics(&mut registry);
+    let plaintext = match config.plaintext_xds_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let bound = BoundAddrs {
+        secure: local_addr(secure.local_addr(), config.secure_addr),
+        admin: admin_addr,
+        plaintext_xds: plaintext
+            .as_ref()
+            .map(|l| local_addr(l.local_addr(), config.secure_addr)),
+    };
+    tracing::info!(secure = %bound.secure, admin = %bound.admin, plaintext_xds = ?bound.plaintext_xds, "control plane listening");
+    // following a source that lists first, the caller learns the ports before it is
+    // complete (to watch `/ready`); a directory is read at once, so there it learns them
+    // once every page serves
+    let mut on_bound = Some(on_bound);
+    if overrides.first_sync.is_some()
+        && let Some(tell) = on_bound.take()
+    {
+        tell(bound);
+    }
+
+    let (store, watch) = open_objects(&config.objects, config.watch_debounce)?;
+    match overrides.first_sync {
+        Some(first_sync) => readiness.follow_config(first_sync).await,
+        None => readiness.done(readiness::CONFIG),
+    }
+    tracing::info!("configuration complete: serving");
+    for finding in store.errors() {
+        tracing::error!("{finding}");
+    }
     let effects = ReloadEffects {
         metrics: ca_metrics.clone(),
         xds: xds.clone(),
@@ -201,35 +250,23 @@ pub async fn run_with(
         publisher,
         Arc::clone(&nodes),
     );
-    let admin_state = AdminState {
-        registry: Arc::new(Mutex::new(registry)),
-        xds: xds.clone(),
-        output: pusher.output(),
-        store: Arc::clone(&store),
-        rotation,
-    };
+    let output = pusher.output();
     let trust_domain = &config.translate.trust_domain;
     let serving_names = GatewayServingNames::new(Arc::clone(&store), pusher.output(), trust_domain);
+    let _ = admin_state.set(AdminState {
+        registry: Arc::new(Mutex::new(registry)),
+        xds: xds.clone(),
+        output,
+        store: Arc::clone(&store),
+        rotation,
+    });
     tokio::spawn(follow_store(Arc::clone(&store), pusher, watch));
+    if let Some(tell) = on_bound {
+        tell(bound);
+    }
 
     let ca_service = CaService::new(ca.clone(), tokens, nodes, ca_metrics, config.ca.clone())
         .with_serving_names(Arc::new(serving_names));
-    let secure = SecureServer::bind(config.secure_addr, ca, config.secure.clone()).await?;
-    secure.register_metrics(&mut lock_registry(&admin_state.registry));
-    let admin_listener = bind(config.admin_addr).await?;
-    let plaintext = match config.plaintext_xds_addr {
-        Some(addr) => Some(bind(addr).await?),
-        None => None,
-    };
-    let bound = BoundAddrs {
-        secure: local_addr(secure.local_addr(), config.secure_addr),
-        admin: local_addr(admin_listener.local_addr(), config.admin_addr),
-        plaintext_xds: plaintext
-            .as_ref()
-            .map(|l| local_addr(l.local_addr(), config.secure_addr)),
-    };
-    tracing::info!(secure = %bound.secure, admin = %bound.admin, plaintext_xds = ?bound.plaintext_xds, "control plane listening");
-    tokio::spawn(weft_serve::serve(admin_listener, admin_router(admin_state)));
     if let Some(listener) = plaintext {
         tracing::warn!(
             "plaintext xDS port enabled: not encrypted (tokens still required), for local development only"
@@ -241,8 +278,17 @@ pub async fn run_with(
                 .serve_with_incoming(incoming),
         );
     }
-    on_bound(bound);
+    serve_secure(secure, ca_service, &xds, shutdown).await
+}
 
+/// Serves the CA and xDS on the secure port until `shutdown`, then lets calls finish for
+/// [`SHUTDOWN_GRACE`] and closes the streams still open.
+async fn serve_secure(
+    secure: SecureServer,
+    ca_service: CaService,
+    xds: &XdsServer,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControlError> {
     let routes = tonic::service::Routes::new(ca_service.into_server()).add_service(xds.service());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -300,12 +346,6 @@ fn follow_token_file(
 /// After shutdown is requested, how long in-flight calls (CA requests) may finish before
 /// the remaining connections (long-lived xDS streams) are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-
-fn lock_registry(registry: &Mutex<Registry>) -> std::sync::MutexGuard<'_, Registry> {
-    registry
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// Completes once `stopped` turns true (or its sender is gone).
 async fn stop_requested(mut stopped: tokio::sync::watch::Receiver<bool>) {

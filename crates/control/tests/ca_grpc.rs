@@ -83,13 +83,13 @@ fn request(
 
 fn grpc_manager(ca: &RunningCa, token: &str, server_name: &str) -> CertManager {
     let client = GrpcCaClient::new(GrpcCaClientConfig {
-        endpoint: ca.endpoint(),
-        server_name: server_name.into(),
-        trust: TrustBundle::from_pem("cluster.local", ca.root_pem()).expect("bundle"),
-        token: TokenSource::Static(token.into()),
         cluster_id: Some("Kubernetes".into()),
-        impersonate: true,
-        timeout: Duration::from_secs(10),
+        ..GrpcCaClientConfig::node_proxy(
+            ca.endpoint(),
+            server_name,
+            TrustBundle::from_pem("cluster.local", ca.root_pem()).expect("bundle"),
+            TokenSource::Static(token.into()),
+        )
     })
     .expect("client");
     CertManager::new(Arc::new(client), CertManagerConfig::default())

@@ -18,15 +18,12 @@ use weft_identity::{
 
 /// A node-1 certificate manager whose CA client keeps `trust` (a new connection each).
 fn node_manager(ca: &RunningCa, trust: &TrustBundle) -> CertManager {
-    let client = GrpcCaClient::new(GrpcCaClientConfig {
-        endpoint: ca.endpoint(),
-        server_name: SERVER_NAME.into(),
-        trust: trust.clone(),
-        token: TokenSource::Static(NODE_TOKEN.into()),
-        cluster_id: None,
-        impersonate: true,
-        timeout: Duration::from_secs(10),
-    })
+    let client = GrpcCaClient::new(GrpcCaClientConfig::node_proxy(
+        ca.endpoint(),
+        SERVER_NAME,
+        trust.clone(),
+        TokenSource::Static(NODE_TOKEN.into()),
+    ))
     .expect("client");
     CertManager::new(Arc::new(client), CertManagerConfig::default())
 }

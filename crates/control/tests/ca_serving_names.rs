@@ -6,7 +6,6 @@ mod common;
 
 use common::{NODE_TOKEN, RunningCa, SERVER_NAME, id, start_ca_with_serving_names};
 use std::sync::Arc;
-use std::time::Duration;
 use tonic::Code;
 use weft_control::ca_service::StaticServingNames;
 use weft_identity::tls::leaf_info;
@@ -17,15 +16,12 @@ use weft_identity::{
 
 /// A node proxy's cert manager (node token, impersonating) asking for `dns_names` too.
 fn manager(ca: &RunningCa, dns_names: &[&str]) -> CertManager {
-    let client = GrpcCaClient::new(GrpcCaClientConfig {
-        endpoint: ca.endpoint(),
-        server_name: SERVER_NAME.into(),
-        trust: TrustBundle::from_pem("cluster.local", ca.root_pem()).expect("bundle"),
-        token: TokenSource::Static(NODE_TOKEN.into()),
-        cluster_id: None,
-        impersonate: true,
-        timeout: Duration::from_secs(10),
-    })
+    let client = GrpcCaClient::new(GrpcCaClientConfig::node_proxy(
+        ca.endpoint(),
+        SERVER_NAME,
+        TrustBundle::from_pem("cluster.local", ca.root_pem()).expect("bundle"),
+        TokenSource::Static(NODE_TOKEN.into()),
+    ))
     .expect("client");
     let config = CertManagerConfig {
         dns_names: dns_names.iter().map(|name| (*name).to_owned()).collect(),

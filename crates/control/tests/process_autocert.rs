@@ -60,13 +60,13 @@ async fn ask(
     dns_names: &[&str],
 ) -> Result<Arc<WorkloadCert>, FetchError> {
     let client = GrpcCaClient::new(GrpcCaClientConfig {
-        endpoint: format!("https://{secure}"),
-        server_name: "weft-control.weft-system.svc".into(),
-        trust: TrustBundle::from_pem("cluster.local", root_pem).expect("bundle"),
-        token: TokenSource::Static(NODE_A_TOKEN.into()),
-        cluster_id: None,
-        impersonate: true,
         timeout: WAIT,
+        ..GrpcCaClientConfig::node_proxy(
+            format!("https://{secure}"),
+            "weft-control.weft-system.svc",
+            TrustBundle::from_pem("cluster.local", root_pem).expect("bundle"),
+            TokenSource::Static(NODE_A_TOKEN.into()),
+        )
     })
     .expect("client");
     let config = CertManagerConfig {

@@ -91,6 +91,7 @@ fn a_service_entry_gets_the_ca_of_its_config_map() {
             system_roots: false,
             subject_alt_names: vec![],
             source: "shop/payments-tls".into(),
+            client_certificate: None,
         }]
     );
 }
@@ -120,7 +121,7 @@ fn unusable_policies_refuse_instead_of_falling_back_to_plaintext() {
     let cases = [
         (
             "{hostname: h, caCertificateRefs: [{group: '', kind: ConfigMap, name: gone}]}",
-            "ConfigMap shop/gone not found",
+            "ConfigMap shop/gone does not exist",
         ),
         (
             "{hostname: h, caCertificateRefs: [{group: '', kind: ConfigMap, name: empty}]}",

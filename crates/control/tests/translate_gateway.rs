@@ -328,3 +328,175 @@ fn incremental_edits_match_a_full_translation() {
         previous = next;
     }
 }
+
+/// A CA certificate of the test mesh (`shop-cert`'s, self-signed) as an indented PEM block.
+fn ca_pem(indent: &str) -> String {
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/gateway-mesh/mesh.yaml"),
+    )
+    .expect("mesh.yaml");
+    let start = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("a certificate");
+    let end = text[start..]
+        .find("-----END CERTIFICATE-----")
+        .expect("its end")
+        + start;
+    let block = &text[start..end + "-----END CERTIFICATE-----".len()];
+    block
+        .lines()
+        .map(|l| format!("{indent}{}\n", l.trim()))
+        .collect()
+}
+
+/// The test mesh with the ingress Gateway's `spec.tls` set to frontend validation from the
+/// ConfigMap `client-ca` and the ClusterTrustBundle `corp-roots` (mode `mode`), the backend
+/// client certificate `shop-cert`, and a BackendTLSPolicy for productpage trusting
+/// `corp-roots`; `with_config_map` adds the ConfigMap.
+fn with_gateway_tls(text: String, mode: &str, with_config_map: bool) -> String {
+    let tls = format!(
+        "  gatewayClassName: istio\n  tls:\n    frontend:\n      default:\n        validation:\n          \
+         mode: {mode}\n          caCertificateRefs:\n          - {{group: '', kind: ConfigMap, name: client-ca}}\n          \
+         - {{group: certificates.k8s.io, kind: ClusterTrustBundle, name: corp-roots}}\n    backend:\n      \
+         clientCertificateRef: {{name: shop-cert}}\n"
+    );
+    let mut text = text.replacen("  gatewayClassName: istio\n", &tls, 1);
+    text += &format!(
+        "---\napiVersion: certificates.k8s.io/v1beta1\nkind: ClusterTrustBundle\nmetadata: {{name: corp-roots}}\n\
+         spec:\n  trustBundle: |\n{}---\napiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\n\
+         metadata: {{name: productpage-tls, namespace: shop}}\nspec:\n  targetRefs: [{{group: '', kind: Service, name: productpage}}]\n  \
+         validation:\n    hostname: productpage.shop\n    caCertificateRefs: [{{group: certificates.k8s.io, kind: ClusterTrustBundle, name: corp-roots}}]\n",
+        ca_pem("    ")
+    );
+    if with_config_map {
+        text += &format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: client-ca, namespace: shop}}\ndata:\n  ca.crt: |\n{}",
+            ca_pem("    ")
+        );
+    }
+    text
+}
+
+#[test]
+fn frontend_validation_and_the_backend_client_certificate_reach_the_resource() {
+    let objects = edited(|t| with_gateway_tls(t, "AllowInsecureFallback", true));
+    let output = translate(&ConfigSnapshot::new(objects), &TranslateOptions::default());
+    let gateway = gateway_in(&output);
+    let validation = listener(&gateway, "https")
+        .client_validation
+        .clone()
+        .expect("the HTTPS listener validates clients");
+    assert_eq!(
+        validation.ca_bundle.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "the ConfigMap's and the ClusterTrustBundle's CA: {}",
+        validation.ca_bundle
+    );
+    assert!(validation.allow_insecure_fallback);
+    assert_eq!(validation.source, "spec.tls.frontend.default.validation");
+    for other in ["http", "passthrough", "tcp"] {
+        assert_eq!(listener(&gateway, other).client_validation, None, "{other}");
+    }
+    let [entry] = gateway.backend_tls.as_slice() else {
+        panic!("one backend TLS entry: {:?}", gateway.backend_tls);
+    };
+    assert_eq!(entry.service, PRODUCTPAGE);
+    assert!(
+        entry.ca_bundle.contains("BEGIN CERTIFICATE"),
+        "trust from the ClusterTrustBundle"
+    );
+    let client = entry
+        .client_certificate
+        .as_ref()
+        .expect("the gateway's client certificate");
+    assert_eq!(client.source, "shop/shop-cert");
+    assert!(client.private_key.contains("BEGIN PRIVATE KEY"));
+    let resource = output.get(&ResourceKey::gateway(NAME)).expect("resource");
+    let rendered = GATEWAY
+        .render(&resource.encoded)
+        .expect("renders")
+        .to_string();
+    assert!(!rendered.contains("BEGIN PRIVATE KEY"), "{rendered}");
+}
+
+/// Without a usable CA the HTTPS listener is not served; creating the ConfigMap brings it
+/// back through an incremental update equal to a full translation.
+#[test]
+fn an_https_listener_without_a_usable_client_ca_is_left_out_until_its_config_map_exists() {
+    let options = TranslateOptions::default();
+    let without = edited(|t| {
+        with_gateway_tls(t, "AllowValidOnly", false)
+            .replace("name: corp-roots}\n    backend", "name: gone}\n    backend")
+    });
+    let before = ConfigSnapshot::new(without);
+    let mut translator = Translator::new(options.clone());
+    translator.full(&before);
+    let gateway: Gateway = translator
+        .output()
+        .get(&ResourceKey::gateway(NAME))
+        .expect("resource")
+        .decode()
+        .expect("a Gateway");
+    assert!(
+        gateway.listeners.iter().all(|l| l.name != "https"),
+        "{:?}",
+        gateway.listeners
+    );
+    let after = ConfigSnapshot::new(edited(|t| {
+        with_gateway_tls(t, "AllowValidOnly", true)
+            .replace("name: corp-roots}\n    backend", "name: gone}\n    backend")
+    }));
+    let change = translator.update(&before, &after);
+    assert!(
+        change.updated.contains(&ResourceKey::gateway(NAME)),
+        "{change:?}"
+    );
+    let full = translate(&after, &options);
+    assert_eq!(
+        translator.output().get(&ResourceKey::gateway(NAME)),
+        full.get(&ResourceKey::gateway(NAME))
+    );
+    let validation = listener(&gateway_in(&full), "https")
+        .client_validation
+        .clone();
+    let validation = validation.expect("served with the ConfigMap's CA");
+    assert!(!validation.allow_insecure_fallback);
+    assert_eq!(validation.ca_bundle.matches("BEGIN CERTIFICATE").count(), 1);
+}
+
+/// A ListenerSet's HTTPS listener is checked against the Gateway's client CAs, resolved in
+/// the Gateway's namespace: a ListenerSet in another namespace cannot pick the CA by
+/// creating a ConfigMap of the referenced name in its own.
+#[test]
+fn a_listener_set_listener_gets_the_gateways_client_validation_from_the_gateways_namespace() {
+    let objects = edited(|t| {
+        let secret = t
+            .split("\n---\n")
+            .find(|doc| doc.contains("name: shop-cert, namespace: shop"))
+            .expect("the shop-cert Secret")
+            .replace("namespace: shop", "namespace: team");
+        let mut text = with_gateway_tls(t, "AllowValidOnly", true).replacen(
+            "  gatewayClassName: istio\n",
+            "  gatewayClassName: istio\n  allowedListeners: {namespaces: {from: All}}\n",
+            1,
+        );
+        text += &format!(
+            "\n---\n{secret}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: ListenerSet\n\
+             metadata: {{name: extra, namespace: team}}\nspec:\n  parentRef: {{name: ingress, namespace: shop}}\n  \
+             listeners:\n  - {{name: https, port: 9443, protocol: HTTPS, tls: {{certificateRefs: [{{name: shop-cert}}]}}}}\n"
+        );
+        text
+    });
+    let output = translate(&ConfigSnapshot::new(objects), &TranslateOptions::default());
+    let gateway = gateway_in(&output);
+    let validation = listener(&gateway, "team/extra/https")
+        .client_validation
+        .clone()
+        .expect("the ListenerSet's HTTPS listener validates clients");
+    assert_eq!(
+        validation.ca_bundle.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "shop's client-ca ConfigMap and the ClusterTrustBundle: {}",
+        validation.ca_bundle
+    );
+}

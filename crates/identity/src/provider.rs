@@ -171,6 +171,32 @@ pub struct GrpcCaClientConfig {
     pub timeout: Duration,
 }
 
+impl GrpcCaClientConfig {
+    /// Per-request timeout of [`GrpcCaClientConfig::node_proxy`].
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A node proxy's (or waypoint's) client: it asks for the identities of the workloads it
+    /// serves (`impersonate`), sends no cluster ID and waits [`Self::DEFAULT_TIMEOUT`] for
+    /// each request. Change a field with struct update syntax for anything else.
+    #[must_use]
+    pub fn node_proxy(
+        endpoint: impl Into<String>,
+        server_name: impl Into<String>,
+        trust: TrustBundle,
+        token: TokenSource,
+    ) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            server_name: server_name.into(),
+            trust,
+            token,
+            cluster_id: None,
+            impersonate: true,
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
 /// Client of `istio.v1.auth.IstioCertificateService` over TLS with a bearer token.
 #[derive(Debug, Clone)]
 pub struct GrpcCaClient {

@@ -7,6 +7,8 @@
 //!   [`RouteTable::select`] picks the rule for a request by Gateway API precedence.
 //! - [`rule`]: the compiled [`Rule`] a selection carries: its [`Filters`], its backends
 //!   ([`Rule::pick_backend`], weighted), its [`Timeouts`] and its [`RetryPolicy`].
+//! - [`session`]: session persistence: the token a response hands out and the endpoint a
+//!   request's token names.
 //! - [`filters`]: header modifiers, redirects, URL rewrites and mirrors applied to an
 //!   `http` request head or response header map.
 //! - [`retry`]: which outcomes are retried and after how long, and the per-service
@@ -38,6 +40,7 @@ pub mod jwt;
 pub mod retry;
 pub mod routes;
 pub mod rule;
+pub mod session;
 pub mod trace;
 
 pub use filters::{
@@ -47,3 +50,4 @@ pub use filters::{
 pub use retry::{Outcome, RequestGuard, RetryBudget, RetryGuard, RetryPolicy};
 pub use routes::{RequestView, RouteError, RouteKind, RouteName, RouteTable, Selected};
 pub use rule::{BackendError, RouteBackend, Rule, Timeouts};
+pub use session::{SessionPersistence, SessionToken};

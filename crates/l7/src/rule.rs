@@ -8,6 +8,7 @@ mod tests;
 use crate::filters::Filters;
 use crate::retry::RetryPolicy;
 use crate::routes::FieldError;
+use crate::session::SessionPersistence;
 use rand::Rng;
 use std::time::Duration;
 use weft_proto::l7 as pb;
@@ -23,6 +24,7 @@ pub struct Rule {
     total_weight: u64,
     timeouts: Timeouts,
     retry: Option<RetryPolicy>,
+    session: Option<SessionPersistence>,
 }
 
 /// A backend of a rule: a service port of the workload API, or the reason it is unusable.
@@ -85,6 +87,9 @@ impl Rule {
             total_weight,
             timeouts: Timeouts::compile(rule, at)?,
             retry: rule.retry.as_ref().map(RetryPolicy::from_wire),
+            session: (rule.session.as_ref())
+                .map(|s| SessionPersistence::compile(s, &format!("{at}.sessionPersistence")))
+                .transpose()?,
         })
     }
 
@@ -122,6 +127,34 @@ impl Rule {
     #[must_use]
     pub fn retry(&self) -> Option<&RetryPolicy> {
         self.retry.as_ref()
+    }
+
+    /// The rule's session persistence, if it has one.
+    #[must_use]
+    pub fn session(&self) -> Option<&SessionPersistence> {
+        self.session.as_ref()
+    }
+
+    /// The backend at `index` when it can take requests (resolved, weight above 0): where
+    /// a session token sends a request.
+    #[must_use]
+    pub fn usable_backend(&self, index: usize) -> Option<&RouteBackend> {
+        self.backends
+            .get(index)
+            .filter(|b| b.weight > 0 && b.unresolved.is_none())
+    }
+
+    /// Chooses a backend by weight with `rng`, with its index in the rule.
+    ///
+    /// # Errors
+    /// As [`Rule::pick_backend`].
+    pub fn pick_indexed<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+    ) -> Result<(usize, &RouteBackend), BackendError> {
+        let backend = self.pick_backend(rng)?;
+        let index = self.backends.iter().position(|b| std::ptr::eq(b, backend));
+        Ok((index.unwrap_or_default(), backend))
     }
 
     /// Chooses a backend by weight with `rng`.

@@ -6,7 +6,9 @@
 //! The server certificate must chain to the entry's CA bundle (or, with `system_roots`, to
 //! the platform's roots read from `SSL_CERT_FILE` or the distribution's bundle file) and
 //! carry one of the entry's `subject_alt_names` (DNS names or IP addresses), or its
-//! `hostname` when none are listed. The SNI sent is always `hostname`. An entry that cannot
+//! `hostname` when none are listed. The SNI sent is always `hostname`. A gateway's entries
+//! may carry its client certificate (`spec.tls.backend.clientCertificateRef`), presented
+//! when the backend asks for one. An entry that cannot
 //! be compiled (no usable CA, a malformed hostname) is kept as broken: requests to that
 //! backend fail (503 `UF`) rather than go out in plain text.
 
@@ -119,6 +121,7 @@ impl BackendTls {
             &entry.ca_bundle,
             entry.system_roots,
             &entry.subject_alt_names,
+            entry.client_certificate.as_ref().map(|c| &c.cert_chain),
         )
             .hash(&mut hasher);
         Self {
@@ -164,13 +167,22 @@ fn compile(entry: &pb::BackendTls) -> Result<Compiled, String> {
             .map_err(|e| format!("CA bundle: {e}"))?;
     let names = accepted_names(entry)?;
     let verifier = Arc::new(NamesVerifier { webpki, names });
+    let client = (entry.client_certificate.as_ref())
+        .map(crate::gateway::sni::chain_and_key)
+        .transpose()
+        .map_err(|e| format!("client certificate: {e}"))?;
     let config = |alpn: &[u8]| -> Result<Arc<ClientConfig>, String> {
-        let mut config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier.clone());
+        let mut config = match &client {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain.clone(), key.clone_key())
+                .map_err(|e| format!("client certificate: {e}"))?,
+            None => builder.with_no_client_auth(),
+        };
         config.alpn_protocols = vec![alpn.to_vec()];
         Ok(Arc::new(config))
     };

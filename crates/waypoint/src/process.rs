@@ -172,7 +172,7 @@ async fn start(
         config.trust,
         config.tracer,
     )?;
-    let (client, handle) = xds_client(&waypoint, config.xds);
+    let (client, handle) = xds_client(&waypoint, config.xds, config.listen.metrics);
     let mut background = vec![tokio::spawn(client.run())];
     background.push(tokio::spawn(mark_loaded(waypoint.clone(), handle.clone())));
     let (listener, offer) = listen("hbone", config.listen.hbone).await?;
@@ -271,27 +271,43 @@ async fn mark_loaded(waypoint: Waypoint, handle: XdsClientHandle) {
     );
 }
 
-fn xds_client(waypoint: &Waypoint, source: XdsSource) -> (XdsClient, XdsClientHandle) {
+fn xds_client(
+    waypoint: &Waypoint,
+    source: XdsSource,
+    metrics: Option<SocketAddr>,
+) -> (XdsClient, XdsClientHandle) {
     let name = waypoint.options().resource_name();
     let handler = WaypointHandler {
         waypoint: waypoint.clone(),
         name: name.clone(),
     };
-    xds_builder(waypoint, "weft-waypoint", &source)
+    xds_builder(waypoint, "weft-waypoint", &source, metrics)
         .explicit(weft_proto::WAYPOINT_TYPE_URL, [name], handler)
         .build(source.channel)
 }
 
 /// The xDS client of an L7 proxy (`kind`: the node id's first part): every Address into
-/// its state store, its token and cluster id; the caller adds its own resource.
-pub(crate) fn xds_builder(waypoint: &Waypoint, kind: &str, source: &XdsSource) -> XdsClientBuilder {
+/// its state store, its token and cluster id, and where its `metrics` page is (node
+/// metadata, read by `weft dashboard`); the caller adds its own resource.
+pub(crate) fn xds_builder(
+    waypoint: &Waypoint,
+    kind: &str,
+    source: &XdsSource,
+    metrics: Option<SocketAddr>,
+) -> XdsClientBuilder {
     let options = waypoint.options();
+    let metrics = metrics.map(|addr| addr.to_string());
     let metadata = prost_types::Struct {
         fields: [
             ("NAME", options.name.as_str()),
             ("NAMESPACE", &options.namespace),
         ]
         .into_iter()
+        .chain(
+            metrics
+                .as_deref()
+                .map(|addr| (weft_xds::METRICS_ADDR_METADATA, addr)),
+        )
         .map(|(k, v)| {
             let value = prost_types::Value {
                 kind: Some(prost_types::value::Kind::StringValue(v.to_owned())),

@@ -1,18 +1,18 @@
 //! BackendTLSPolicy references: a targetRef that names no Service or ServiceEntry (or no
 //! port of it) applies to nothing; a CA reference that is not a ConfigMap with a `ca.crt`
-//! makes the policy unusable, and the proxies then refuse to connect to its targets (they
+//! or a ClusterTrustBundle ([`crate::ca_refs`]) makes the policy unusable, and the proxies then refuse to connect to its targets (they
 //! never fall back to plaintext, see `docs/egress.md`).
 
 use super::Context;
+use crate::ca_refs::{CaRef, resolve_ca_ref};
 use crate::finding::{Code, Finding};
 use crate::gateway::BackendTlsPolicy;
 use crate::object::{Kind, LoadedObject, Object};
+use crate::routes::GrantFrom;
 use crate::suggest::Segment;
 
 /// Group of Istio's networking kinds (`ServiceEntry`).
 const ISTIO_NETWORKING: &str = "networking.istio.io";
-/// ConfigMap key holding the PEM CA bundle.
-const CA_KEY: &str = "ca.crt";
 
 pub(super) fn check_backend_tls_policies(context: &Context<'_>, findings: &mut Vec<Finding>) {
     for (policy, loaded) in context.snapshot.backend_tls_policies() {
@@ -95,34 +95,29 @@ fn port_names(loaded: &LoadedObject) -> Vec<String> {
     }
 }
 
-/// Each caCertificateRef that is not a ConfigMap of the namespace with a PEM `ca.crt`.
+/// Each caCertificateRef that is neither a ConfigMap of the namespace with a PEM `ca.crt`
+/// nor a ClusterTrustBundle with a PEM `spec.trustBundle`.
 fn ca_problems(
     context: &Context<'_>,
     namespace: &str,
     policy: &BackendTlsPolicy,
 ) -> Vec<(usize, String)> {
     let refs = policy.spec.validation.ca_certificate_refs.iter().flatten();
+    let from = GrantFrom {
+        kind: Kind::BackendTlsPolicy,
+        namespace,
+    };
     let refused = "the proxies refuse to connect to the policy's targets";
     refs.enumerate()
         .filter_map(|(index, reference)| {
-            if !reference.group.is_empty() || reference.kind != "ConfigMap" {
-                let (kind, group) = (&reference.kind, &reference.group);
-                return Some((
-                    index,
-                    format!("kind {kind:?} of group {group:?} is not supported (only ConfigMap); {refused}"),
-                ));
-            }
-            let name = &reference.name;
-            let found = context.snapshot.get(Kind::ConfigMap, Some(namespace), name);
-            let problem = match found.map(|l| &l.object) {
-                Some(Object::ConfigMap(map)) => match map.data.as_ref().and_then(|d| d.get(CA_KEY)) {
-                    Some(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => return None,
-                    Some(_) => format!("ConfigMap {namespace}/{name}: {CA_KEY} holds no PEM certificate"),
-                    None => format!("ConfigMap {namespace}/{name} has no {CA_KEY}"),
-                },
-                _ => format!("ConfigMap {namespace}/{name} not found"),
+            let reference = CaRef {
+                group: &reference.group,
+                kind: &reference.kind,
+                name: &reference.name,
+                namespace: None,
             };
-            Some((index, format!("{problem}; {refused}")))
+            let error = resolve_ca_ref(context.snapshot, &from, &reference).err()?;
+            Some((index, format!("{error}; {refused}")))
         })
         .collect()
 }

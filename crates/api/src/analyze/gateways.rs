@@ -1,7 +1,9 @@
 //! Gateway API status as findings: every condition of the computed status
 //! ([`crate::gateway_status::statuses`]) that is not as it should be becomes one finding on
 //! the field it is about. Listener `Accepted`/`ResolvedRefs` False and `Conflicted` True
-//! (`spec.listeners[i]`), route `Accepted` False per parent (`spec.parentRefs[i]`). Not
+//! (`spec.listeners[i]`), the Gateway's `ResolvedRefs` False
+//! (`spec.tls.backend.clientCertificateRef`), route `Accepted` False per parent
+//! (`spec.parentRefs[i]`). Not
 //! repeated: a route's `ResolvedRefs` (reported per backendRef by `super::routes`), a
 //! Gateway's own `Accepted`/`Programmed` and a listener's `Programmed` (they follow from
 //! the listener findings or from the gateway's pod, which is not configuration).
@@ -39,6 +41,11 @@ pub(super) fn check_gateway_status(context: &Context<'_>, findings: &mut Vec<Fin
         };
         match &status.status {
             Status::Gateway(gateway) => {
+                let unresolved = gateway.conditions.iter();
+                let unresolved = unresolved.filter(|c| c.type_ == "ResolvedRefs" && !c.is_true());
+                for condition in unresolved {
+                    report(Code::GatewayRefsNotResolved, backend_field(), condition);
+                }
                 for (index, listener) in gateway.listeners.iter().enumerate() {
                     let path = field("listeners", listener_index(loaded, &listener.name, index));
                     for condition in &listener.conditions {
@@ -69,6 +76,14 @@ fn field(list: &str, index: usize) -> Vec<Segment> {
         Segment::Key(list.to_owned()),
         Segment::Index(index),
     ]
+}
+
+/// `spec.tls.backend.clientCertificateRef`, the one reference of a Gateway itself.
+fn backend_field() -> Vec<Segment> {
+    ["spec", "tls", "backend", "clientCertificateRef"]
+        .into_iter()
+        .map(|k| Segment::Key(k.to_owned()))
+        .collect()
 }
 
 /// The index of the listener named `name` (names are unique; `fallback` otherwise).

@@ -23,7 +23,7 @@ pub const GATEWAY_CLASS_LABEL: &str = "gateway.networking.k8s.io/gateway-class-n
 
 /// The pod and Service one Gateway runs.
 #[derive(Debug, Clone)]
-pub(super) struct Deployment {
+pub struct Deployment {
     /// The Gateway's namespace.
     pub namespace: String,
     /// The Gateway's name.
@@ -53,7 +53,7 @@ impl Deployment {
     /// feature GatewayInfrastructurePropagation). A label weft sets itself keeps weft's
     /// value: the Service selects the pod by one, and others say what the pod is.
     #[must_use]
-    pub fn with_infrastructure(mut self, gateway: &Gateway) -> Self {
+    pub(super) fn with_infrastructure(mut self, gateway: &Gateway) -> Self {
         let Some(infrastructure) = &gateway.spec.infrastructure else {
             return self;
         };
@@ -80,7 +80,7 @@ impl Deployment {
     }
 
     /// The pod (no node or address yet), owned by the Gateway.
-    pub fn pod(&self) -> Pod {
+    pub(super) fn pod(&self) -> Pod {
         let ports = (self.container_ports.iter())
             .map(|(name, port)| ContainerPort {
                 name: Some(name.clone()),
@@ -108,7 +108,7 @@ impl Deployment {
 
     /// The pod as an expanded pod of `loaded` (the Gateway), unless the configuration
     /// already has a Pod of that name.
-    pub fn expanded_pod(
+    pub(super) fn expanded_pod(
         &self,
         snapshot: &ConfigSnapshot,
         loaded: &LoadedObject,

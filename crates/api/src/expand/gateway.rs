@@ -112,6 +112,12 @@ fn runs_as_gateway(snapshot: &ConfigSnapshot, gateway: &Gateway) -> bool {
     class != WAYPOINT_CLASS && gateway_controller(snapshot, class).is_some()
 }
 
+/// What `gateway` runs when weft runs it as an ingress/egress gateway (its class is one of
+/// weft's, per `snapshot`'s GatewayClasses).
+pub(super) fn deployment_of(snapshot: &ConfigSnapshot, gateway: &Gateway) -> Option<Deployment> {
+    runs_as_gateway(snapshot, gateway).then(|| gateway_deployment(gateway))
+}
+
 /// What gateway `gateway` runs.
 fn gateway_deployment(gateway: &Gateway) -> Deployment {
     let namespace = namespace_of(&gateway.metadata);

@@ -95,7 +95,7 @@ pub(super) fn waypoint_pods(snapshot: &ConfigSnapshot) -> Vec<ExpandedPod> {
 }
 
 /// What waypoint Gateway `gateway` runs (`None` for Gateways of other classes).
-fn waypoint_deployment(gateway: &Gateway) -> Option<Deployment> {
+pub(super) fn waypoint_deployment(gateway: &Gateway) -> Option<Deployment> {
     if gateway.spec.gateway_class_name != WAYPOINT_CLASS {
         return None;
     }

@@ -6,6 +6,7 @@ use super::conditions::{
     Condition, GatewayClassStatus, ObjectStatus, ParentReference, RouteParentStatus, RouteStatus,
     Stamp, Status,
 };
+use super::listener_sets::parent_gateway;
 use super::parents::{
     GatewayView, Outcome, ParentEval, ParentTarget, ROUTE_KINDS, evaluate_routes, parent_target,
 };
@@ -43,12 +44,30 @@ pub(super) fn statuses(
             .iter()
             .map(|v| super::gateway::gateway_status(snapshot, v, &attached)),
     );
+    for view in &views {
+        out.extend(listener_set_statuses(snapshot, view, &attached));
+    }
     for loaded in ROUTE_KINDS.iter().flat_map(|&k| snapshot.of_kind(k)) {
         if let Some(status) = route_status(snapshot, loaded, &outcomes) {
             out.push(status);
         }
     }
     out
+}
+
+/// The status of the ListenerSets naming `view`'s Gateway.
+fn listener_set_statuses(
+    snapshot: &ConfigSnapshot,
+    view: &GatewayView<'_>,
+    attached: &Attached,
+) -> Vec<ObjectStatus> {
+    let has_address = !super::gateway_addresses(snapshot, view.namespace, view.name()).is_empty();
+    let listener = |stamp: &Stamp, index: usize| {
+        let key = (view.namespace.to_owned(), view.name().to_owned(), index);
+        let count = attached.get(&key).map_or(0, BTreeSet::len);
+        super::gateway::listener_status(stamp, &view.listeners[index], count, has_address)
+    };
+    super::listener_sets::set_statuses(view, has_address, &listener)
 }
 
 /// Routes `check` rejects are `UnsupportedValue` where they would have attached.
@@ -173,6 +192,9 @@ fn other_parent(
 ) -> Option<(Condition, &'static str)> {
     let (namespace, name) = match parent_target(parent, route_namespace) {
         ParentTarget::Gateway(namespace, name) => (namespace, name),
+        ParentTarget::ListenerSet(namespace, name) => {
+            return missing_listener_set(snapshot, stamp, namespace, name);
+        }
         ParentTarget::Other => return mesh_parent(snapshot, stamp, parent, route_namespace),
     };
     match snapshot
@@ -199,6 +221,35 @@ fn other_parent(
         )),
         Some(_) => None,
     }
+}
+
+/// A ListenerSet parent no Gateway weft runs took: `NoMatchingParent` when it does not
+/// exist or names a Gateway that does not exist; `None` when its Gateway is another
+/// controller's.
+fn missing_listener_set(
+    snapshot: &ConfigSnapshot,
+    stamp: &Stamp,
+    namespace: &str,
+    name: &str,
+) -> Option<(Condition, &'static str)> {
+    let found = snapshot.get(Kind::ListenerSet, Some(namespace), name);
+    let message = match found.map(|l| &l.object) {
+        Some(Object::ListenerSet(set)) => {
+            let (gateway_namespace, gateway) = parent_gateway(set, namespace)?;
+            if snapshot
+                .get(Kind::Gateway, Some(gateway_namespace), gateway)
+                .is_some()
+            {
+                return None;
+            }
+            format!(
+                "the Gateway {gateway_namespace}/{gateway} of ListenerSet {namespace}/{name} does not exist"
+            )
+        }
+        _ => format!("ListenerSet {namespace}/{name} does not exist"),
+    };
+    let condition = stamp.condition("Accepted", false, "NoMatchingParent", message);
+    Some((condition, WEFT_CONTROLLER))
 }
 
 /// A Service or ServiceEntry parent whose waypoint exists: the waypoint applies the route.

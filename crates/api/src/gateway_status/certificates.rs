@@ -56,14 +56,17 @@ pub(crate) fn check_certificates(
     (problems, usable)
 }
 
-struct CertificateTarget<'a> {
-    group: &'a str,
-    kind: &'a str,
-    namespace: &'a str,
-    name: &'a str,
+/// A Secret reference with the spec's defaults filled in.
+pub(super) struct CertificateTarget<'a> {
+    pub group: &'a str,
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
 }
 
-fn check_reference(
+/// Whether a Gateway of `gateway_namespace` may use the Secret `target` names as a
+/// certificate: kind, ReferenceGrant, type and PEM content.
+pub(super) fn check_reference(
     snapshot: &ConfigSnapshot,
     gateway_namespace: &str,
     target: &CertificateTarget<'_>,

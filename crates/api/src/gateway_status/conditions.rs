@@ -120,10 +120,15 @@ pub struct ListenerStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayStatus {
-    /// Addresses the gateway is reachable at (its pods' IPs).
-    #[serde(default)]
+    /// Addresses the gateway is reachable at (its pods' IPs; none for a ListenerSet, whose
+    /// status has this shape otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<GatewayStatusAddress>,
-    /// `Accepted`, `Programmed`.
+    /// ListenerSets attached to the Gateway, when any names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_listener_sets: Option<i32>,
+    /// `Accepted`, `Programmed` (and `AttachedListenerSets` when a ListenerSet names the
+    /// Gateway).
     pub conditions: Vec<Condition>,
     /// One entry per listener, in spec order.
     pub listeners: Vec<ListenerStatus>,
@@ -284,6 +289,7 @@ fn api_version(object: &Object) -> String {
         Object::GrpcRoute(o) => &o.api_version,
         Object::TlsRoute(o) => &o.api_version,
         Object::TcpRoute(o) | Object::UdpRoute(o) => &o.api_version,
+        Object::ListenerSet(o) => &o.api_version,
         _ => return String::new(),
     };
     written.clone()

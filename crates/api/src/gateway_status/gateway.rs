@@ -7,6 +7,7 @@ use super::conditions::{
     Stamp, Status,
 };
 use super::gateway_addresses;
+use super::gateway_tls::check_backend_client_certificate;
 use super::listeners::ListenerEval;
 use super::parents::GatewayView;
 use crate::routes::GATEWAY_GROUP;
@@ -22,7 +23,7 @@ pub(super) fn gateway_status(
     let addresses = gateway_addresses(snapshot, view.namespace, view.name());
     let has_address = !addresses.is_empty();
     let listeners: Vec<ListenerStatus> = view
-        .listeners
+        .own_listeners()
         .iter()
         .enumerate()
         .map(|(index, eval)| {
@@ -33,7 +34,14 @@ pub(super) fn gateway_status(
         .collect();
     let requested = address_problem(view, &addresses);
     let accepted = gateway_accepted(&stamp, view, requested.as_ref());
-    let programmed = gateway_programmed(&stamp, view, &accepted, requested, has_address);
+    let programmed = gateway_programmed(
+        &stamp,
+        view,
+        &accepted,
+        requested,
+        has_address,
+        snapshot.is_observed(),
+    );
     let addresses = addresses
         .iter()
         .map(|ip| GatewayStatusAddress {
@@ -41,12 +49,38 @@ pub(super) fn gateway_status(
             value: ip.to_string(),
         })
         .collect();
+    let mut conditions = vec![accepted, programmed];
+    let sets = super::listener_sets::attached_condition(view, &stamp);
+    let attached_listener_sets = sets.as_ref().map(|(_, count)| *count);
+    conditions.extend(sets.map(|(condition, _)| condition));
+    conditions.extend(backend_refs(snapshot, view, &stamp));
     let status = GatewayStatus {
         addresses,
-        conditions: vec![accepted, programmed],
+        attached_listener_sets,
+        conditions,
         listeners,
     };
     ObjectStatus::new(view.loaded, Status::Gateway(status))
+}
+
+/// The Gateway's `ResolvedRefs`, reported when it sets `spec.tls.backend.clientCertificateRef`
+/// (the only reference of the Gateway itself): False with `InvalidClientCertificateRef` or
+/// `RefNotPermitted` when the Secret cannot be used.
+fn backend_refs(
+    snapshot: &ConfigSnapshot,
+    view: &GatewayView<'_>,
+    stamp: &Stamp,
+) -> Option<Condition> {
+    let checked = check_backend_client_certificate(snapshot, view.gateway, view.namespace)?;
+    Some(match checked {
+        Ok(()) => stamp.condition(
+            "ResolvedRefs",
+            true,
+            "ResolvedRefs",
+            "spec.tls.backend.clientCertificateRef resolved",
+        ),
+        Err((reason, message)) => stamp.condition("ResolvedRefs", false, reason, message),
+    })
 }
 
 /// `Accepted`: the requested addresses' type, then the listeners' validity.
@@ -59,7 +93,7 @@ fn gateway_accepted(
         return stamp.condition("Accepted", false, "UnsupportedAddress", message.clone());
     }
     let invalid: Vec<&str> = view
-        .listeners
+        .own_listeners()
         .iter()
         .filter(|l| !l.attachable())
         .map(|l| l.listener.name.as_str())
@@ -67,7 +101,7 @@ fn gateway_accepted(
     if invalid.is_empty() {
         return stamp.condition("Accepted", true, "Accepted", "all listeners are valid");
     }
-    let all = invalid.len() == view.listeners.len();
+    let all = invalid.len() == view.own_listeners().len();
     let message = format!("listeners not valid: {}", invalid.join(", "));
     stamp.condition("Accepted", !all, "ListenersNotValid", message)
 }
@@ -80,20 +114,15 @@ fn gateway_programmed(
     accepted: &Condition,
     requested: Option<AddressProblem>,
     has_address: bool,
+    observed: bool,
 ) -> Condition {
     let (ok, reason, message) = if !accepted.is_true() {
         (false, "Invalid", "the gateway is not accepted".to_owned())
     } else if !has_address {
-        let message = format!(
-            "no pod labelled {}={} runs in namespace {}",
-            super::GATEWAY_NAME_LABEL,
-            view.name(),
-            view.namespace
-        );
-        (false, "AddressNotAssigned", message)
+        (false, "AddressNotAssigned", no_address(view, observed))
     } else if let Some(AddressProblem::NotUsable(message)) = requested {
         (false, "AddressNotUsable", message)
-    } else if view.listeners.iter().any(ListenerEval::programmed) {
+    } else if view.own_listeners().iter().any(ListenerEval::programmed) {
         (
             true,
             "Programmed",
@@ -103,6 +132,23 @@ fn gateway_programmed(
         (false, "Invalid", "no listener can be served".to_owned())
     };
     stamp.condition("Programmed", ok, reason, message)
+}
+
+/// Why a Gateway has no address: no pod of it runs (file mode), or its Service has none
+/// yet (in a cluster).
+fn no_address(view: &GatewayView<'_>, observed: bool) -> String {
+    if observed {
+        return format!(
+            "the Service weft deploys for the gateway in namespace {} has no address yet",
+            view.namespace
+        );
+    }
+    format!(
+        "no pod labelled {}={} runs in namespace {}",
+        super::GATEWAY_NAME_LABEL,
+        view.name(),
+        view.namespace
+    )
 }
 
 /// What the Gateway's `spec.addresses` ask for that weft cannot give.
@@ -136,21 +182,23 @@ fn address_problem(view: &GatewayView<'_>, pods: &[std::net::IpAddr]) -> Option<
     })
 }
 
-fn listener_status(
+pub(super) fn listener_status(
     stamp: &Stamp,
     eval: &ListenerEval<'_>,
     attached_routes: usize,
     has_address: bool,
 ) -> ListenerStatus {
     let name = &eval.listener.name;
-    let accepted = match &eval.protocol {
-        Ok(()) => stamp.condition(
+    let accepted = match (&eval.protocol, &eval.no_valid_ca) {
+        (Err((reason, message)), _) | (Ok(()), Some((reason, message))) => {
+            stamp.condition("Accepted", false, reason, message.clone())
+        }
+        (Ok(()), None) => stamp.condition(
             "Accepted",
             true,
             "Accepted",
             format!("listener {name} is valid"),
         ),
-        Err((reason, message)) => stamp.condition("Accepted", false, reason, message.clone()),
     };
     let conflicted = match &eval.conflict {
         Some((reason, message)) => stamp.condition("Conflicted", true, reason, message.clone()),

@@ -1,10 +1,13 @@
 //! One Gateway's listeners as the status sees them: protocol and route kinds (`Accepted`,
 //! `ResolvedRefs`/`InvalidRouteKinds`), conflicts on a shared port (`Conflicted`), TLS
-//! certificate references (`ResolvedRefs`/`InvalidCertificateRef`/`RefNotPermitted`), and
-//! which namespaces may attach routes.
+//! certificate references (`ResolvedRefs`/`InvalidCertificateRef`/`RefNotPermitted`), the
+//! Gateway's frontend client validation of HTTPS listeners (`ResolvedRefs` with the CA
+//! reference reasons, `Accepted`/`NoValidCACertificate`), and which namespaces may attach
+//! routes.
 
 use super::AUTO_CERTIFICATE;
 use super::certificates::check_certificates;
+use super::gateway_tls::check_frontend;
 use crate::gateway::{Gateway, GatewayListeners};
 use crate::object::Kind;
 use crate::routes::GATEWAY_GROUP;
@@ -33,12 +36,14 @@ pub(crate) struct ListenerEval<'g> {
     pub certificate_problems: Vec<Problem>,
     /// Whether the listener has a certificate to serve with (or needs none).
     pub has_certificate: bool,
+    /// Set when the frontend validation it must apply has no usable CA (not Accepted).
+    pub no_valid_ca: Option<Problem>,
 }
 
 impl ListenerEval<'_> {
     /// Accepted and not conflicted: routes may attach.
     pub(crate) fn attachable(&self) -> bool {
-        self.protocol.is_ok() && self.conflict.is_none()
+        self.protocol.is_ok() && self.no_valid_ca.is_none() && self.conflict.is_none()
     }
 
     /// Attachable and able to serve (a terminating listener has a certificate).
@@ -109,14 +114,17 @@ fn port_family(protocol: &str) -> &str {
     }
 }
 
-/// Evaluates every listener of `gateway` (namespace `namespace`).
-pub(crate) fn evaluate<'g>(
+/// Evaluates the listeners of `gateway` (namespace `namespace`) in merge order:
+/// `listeners` are the Gateway's own (in `namespace`) followed by those of the ListenerSets
+/// it takes, each with the namespace of its ListenerSet (where its certificates resolve).
+pub(crate) fn evaluate<'g, 'n>(
     snapshot: &ConfigSnapshot,
-    gateway: &'g Gateway,
+    gateway: &Gateway,
     namespace: &str,
+    listeners: impl Iterator<Item = (&'g GatewayListeners, &'n str)>,
 ) -> Vec<ListenerEval<'g>> {
     let mut evals: Vec<ListenerEval<'g>> = Vec::new();
-    for listener in &gateway.spec.listeners {
+    for (listener, listener_namespace) in listeners {
         let protocol = protocol_kinds(listener);
         let (kinds, invalid_kinds) = match &protocol {
             Ok(allowed) => allowed_kinds(listener, allowed),
@@ -126,11 +134,13 @@ pub(crate) fn evaluate<'g>(
             .is_ok()
             .then(|| conflict_with(&evals, listener))
             .flatten();
-        let (certificate_problems, has_certificate) = if terminates_tls(listener) {
-            check_certificates(snapshot, gateway, namespace, listener)
+        let (mut certificate_problems, has_certificate) = if terminates_tls(listener) {
+            check_certificates(snapshot, gateway, listener_namespace, listener)
         } else {
             (Vec::new(), true)
         };
+        let frontend = check_frontend(snapshot, gateway, namespace, listener);
+        certificate_problems.extend(frontend.problems);
         evals.push(ListenerEval {
             listener,
             protocol: protocol.map(|_| ()),
@@ -139,6 +149,7 @@ pub(crate) fn evaluate<'g>(
             conflict,
             certificate_problems,
             has_certificate,
+            no_valid_ca: frontend.no_valid_ca,
         });
     }
     evals

@@ -16,7 +16,9 @@ mod build;
 mod certificates;
 mod conditions;
 mod gateway;
+pub mod gateway_tls;
 pub mod hostnames;
+mod listener_sets;
 pub(crate) mod listeners;
 mod parents;
 #[cfg(test)]
@@ -27,6 +29,10 @@ pub use conditions::{
     Condition, EPOCH, GatewayClassStatus, GatewaySpecEcho, GatewayStatus, GatewayStatusAddress,
     ListenerEcho, ListenerStatus, ObjectStatus, ParentReference, RouteGroupKind, RouteParentStatus,
     RouteStatus, Stamp, Status, StatusMetadata,
+};
+pub use gateway_tls::{
+    FrontendValidation, backend_client_certificate_ref, frontend_validation, resolve_frontend_cas,
+    tls_references,
 };
 pub use listeners::{auto_certificate, terminates_tls};
 pub use parents::ROUTE_KINDS;
@@ -83,11 +89,60 @@ pub fn weft_gateways(snapshot: &ConfigSnapshot) -> Vec<ObjectRef> {
         .collect()
 }
 
-/// The IP addresses of a Gateway: those of the pods in its namespace labelled
-/// [`GATEWAY_NAME_LABEL`]`: <name>`, sorted.
+/// The IP addresses of a Gateway, sorted. In a cluster ([`ConfigSnapshot::is_observed`]):
+/// those of the Service weft deploys for it (see [`service_addresses`]); elsewhere those
+/// of the pods in its namespace labelled [`GATEWAY_NAME_LABEL`]`: <name>`.
 #[must_use]
 pub fn gateway_addresses(snapshot: &ConfigSnapshot, namespace: &str, name: &str) -> Vec<IpAddr> {
-    let mut addresses: Vec<IpAddr> = snapshot
+    let mut addresses = if snapshot.is_observed() {
+        service_addresses(snapshot, namespace, name)
+    } else {
+        pod_addresses(snapshot, namespace, name)
+    };
+    addresses.sort_unstable();
+    addresses.dedup();
+    addresses
+}
+
+/// The addresses clients reach Gateway `namespace/name` at in a cluster: the load
+/// balancer's ingress IPs of the Service weft deploys for it when it has any, else the
+/// Service's cluster IPs. Empty while the Service does not exist or has no address.
+#[must_use]
+pub fn service_addresses(snapshot: &ConfigSnapshot, namespace: &str, name: &str) -> Vec<IpAddr> {
+    let Some(Object::Gateway(gateway)) = snapshot
+        .get(Kind::Gateway, Some(namespace), name)
+        .map(|l| &l.object)
+    else {
+        return Vec::new();
+    };
+    let Some(deployed) = crate::expand::gateway_deployment(snapshot, gateway) else {
+        return Vec::new();
+    };
+    let Some(Object::Service(service)) = snapshot
+        .get(Kind::Service, Some(namespace), &deployed.service_name)
+        .map(|l| &l.object)
+    else {
+        return Vec::new();
+    };
+    let ingress = (service.status.as_ref())
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    let balanced: Vec<IpAddr> = (ingress.into_iter().flatten())
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
+        .collect();
+    if !balanced.is_empty() {
+        return balanced;
+    }
+    let spec = service.spec.as_ref();
+    let cluster_ips = spec.and_then(|s| s.cluster_ips.clone()).unwrap_or_default();
+    let single = spec.and_then(|s| s.cluster_ip.clone());
+    (cluster_ips.iter().chain(single.iter()))
+        .filter_map(|ip| ip.parse().ok())
+        .collect()
+}
+
+fn pod_addresses(snapshot: &ConfigSnapshot, namespace: &str, name: &str) -> Vec<IpAddr> {
+    snapshot
         .pods()
         .iter()
         .filter(|p| {
@@ -100,10 +155,7 @@ pub fn gateway_addresses(snapshot: &ConfigSnapshot, namespace: &str, name: &str)
                     .is_some_and(|n| n == name)
         })
         .filter_map(crate::ExpandedPod::ip)
-        .collect();
-    addresses.sort_unstable();
-    addresses.dedup();
-    addresses
+        .collect()
 }
 
 /// How the routes attach to one Gateway's listeners.
@@ -118,8 +170,11 @@ pub struct GatewayAttachment {
 /// One listener and the routes attached to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerAttachment {
-    /// Index into `spec.listeners`.
+    /// Index into `spec.listeners` of the object declaring the listener: the Gateway, or
+    /// [`ListenerAttachment::listener_set`].
     pub index: usize,
+    /// The ListenerSet declaring the listener (merged into the Gateway), if not the Gateway.
+    pub listener_set: Option<ObjectRef>,
     /// The listener's name.
     pub name: String,
     /// Whether the listener is served: Accepted, not Conflicted, and (when it terminates
@@ -153,12 +208,21 @@ pub fn attach(snapshot: &ConfigSnapshot, gateway: &ObjectRef) -> Option<GatewayA
     };
     let controller = gateway_controller(snapshot, &spec.spec.gateway_class_name)?;
     let view = GatewayView::new(snapshot, loaded, controller)?;
-    let mut listeners: Vec<ListenerAttachment> = view
-        .listeners
-        .iter()
-        .enumerate()
-        .map(|(index, l)| ListenerAttachment {
+    let mut declared = std::collections::HashMap::new();
+    let mut listeners: Vec<ListenerAttachment> = (view.listeners.iter().zip(&view.sources))
+        .map(|(l, source)| {
+            let index = declared.entry(*source).or_insert(0);
+            *index += 1;
+            (l, source, *index - 1)
+        })
+        .map(|(l, source, index)| ListenerAttachment {
             index,
+            listener_set: match source {
+                parents::ListenerSource::Gateway => None,
+                parents::ListenerSource::Set(set) => {
+                    Some(view.sets[*set].loaded.object.object_ref())
+                }
+            },
             name: l.listener.name.clone(),
             accepted: l.programmed(),
             kinds: l.kinds.clone(),

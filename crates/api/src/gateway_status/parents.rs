@@ -3,11 +3,16 @@
 //! does not (`NoMatchingParent`, `NotAllowedByListeners`, `NoMatchingListenerHostname`).
 
 use super::hostnames::route_on_listener;
+use super::listener_sets::{SetEval, sets_of};
 use super::listeners::{ListenerEval, Problem, evaluate, namespace_allowed};
 use crate::gateway::Gateway;
 use crate::object::{Kind, LoadedObject, Object};
 use crate::routes::{GATEWAY_GROUP, RouteRef, route_view};
 use crate::snapshot::ConfigSnapshot;
+
+/// The group of ListenerSet in the experimental channel (`XListenerSet` there); the
+/// standard channel's is the Gateway API group.
+pub const LISTENER_SET_GROUP: &str = "gateway.networking.x-k8s.io";
 
 /// The route kinds that attach to Gateways, in the order status lists them.
 pub const ROUTE_KINDS: [Kind; 5] = [
@@ -24,7 +29,21 @@ pub(crate) struct GatewayView<'s> {
     pub gateway: &'s Gateway,
     pub namespace: &'s str,
     pub controller: &'static str,
+    /// The Gateway's own listeners, then those of the ListenerSets it admits, in merge order.
     pub listeners: Vec<ListenerEval<'s>>,
+    /// Who declares each of `listeners`.
+    pub sources: Vec<ListenerSource>,
+    /// The ListenerSets naming this Gateway, in merge order, admitted or not.
+    pub sets: Vec<SetEval<'s>>,
+}
+
+/// Who declares a listener of a [`GatewayView`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ListenerSource {
+    /// The Gateway itself.
+    Gateway,
+    /// The ListenerSet at this index of [`GatewayView::sets`].
+    Set(usize),
 }
 
 impl<'s> GatewayView<'s> {
@@ -37,17 +56,62 @@ impl<'s> GatewayView<'s> {
             return None;
         };
         let namespace = loaded.object.namespace().unwrap_or_default();
+        let sets = sets_of(snapshot, gateway, namespace, loaded.object.name());
+        let own = gateway
+            .spec
+            .listeners
+            .iter()
+            .map(|l| (l, namespace, ListenerSource::Gateway));
+        let merged = sets.iter().enumerate().filter(|(_, s)| s.admitted.is_ok());
+        let merged = merged.flat_map(|(index, set)| {
+            let listeners = set.set.spec.listeners.iter();
+            listeners.map(move |l| (l, set.namespace, ListenerSource::Set(index)))
+        });
+        let entries: Vec<_> = own.chain(merged).collect();
+        let listeners = evaluate(
+            snapshot,
+            gateway,
+            namespace,
+            entries.iter().map(|(l, ns, _)| (*l, *ns)),
+        );
         Some(GatewayView {
             loaded,
             gateway,
             namespace,
             controller,
-            listeners: evaluate(snapshot, gateway, namespace),
+            listeners,
+            sources: entries.iter().map(|(_, _, source)| *source).collect(),
+            sets,
         })
     }
 
     pub(crate) fn name(&self) -> &str {
         self.loaded.object.name()
+    }
+
+    /// The Gateway's own listeners (the first of [`GatewayView::listeners`]).
+    pub(crate) fn own_listeners(&self) -> &[ListenerEval<'s>] {
+        let own = self
+            .sources
+            .iter()
+            .filter(|s| **s == ListenerSource::Gateway)
+            .count();
+        &self.listeners[..own]
+    }
+
+    /// The namespace of the object declaring listener `index` (routes' `Same`, certificates).
+    pub(crate) fn listener_namespace(&self, index: usize) -> &'s str {
+        match self.sources.get(index) {
+            Some(ListenerSource::Set(set)) => self.sets[*set].namespace,
+            _ => self.namespace,
+        }
+    }
+
+    /// The admitted ListenerSet `namespace/name`, by index.
+    fn admitted_set(&self, namespace: &str, name: &str) -> Option<Result<usize, &Problem>> {
+        let (index, set) = (self.sets.iter().enumerate())
+            .find(|(_, s)| s.namespace == namespace && s.name() == name)?;
+        Some(set.admitted.as_ref().map(|()| index))
     }
 }
 
@@ -58,7 +122,9 @@ pub(crate) type Outcome = Result<Vec<(usize, Vec<String>)>, Problem>;
 pub(crate) enum ParentTarget<'s> {
     /// A Gateway API Gateway `namespace/name`.
     Gateway(&'s str, &'s str),
-    /// Something else (a Service, a ServiceEntry, a ListenerSet).
+    /// A ListenerSet `namespace/name`.
+    ListenerSet(&'s str, &'s str),
+    /// Something else (a Service, a ServiceEntry).
     Other,
 }
 
@@ -69,10 +135,13 @@ pub(crate) fn parent_target<'s>(
 ) -> ParentTarget<'s> {
     let group = parent.group.unwrap_or(GATEWAY_GROUP);
     let kind = parent.kind.unwrap_or("Gateway");
-    if group == GATEWAY_GROUP && kind == "Gateway" {
-        ParentTarget::Gateway(parent.namespace.unwrap_or(route_namespace), parent.name)
-    } else {
-        ParentTarget::Other
+    let namespace = parent.namespace.unwrap_or(route_namespace);
+    match (group, kind) {
+        (GATEWAY_GROUP, "Gateway") => ParentTarget::Gateway(namespace, parent.name),
+        (GATEWAY_GROUP | LISTENER_SET_GROUP, "ListenerSet") => {
+            ParentTarget::ListenerSet(namespace, parent.name)
+        }
+        _ => ParentTarget::Other,
     }
 }
 
@@ -86,20 +155,29 @@ fn route_hostnames(object: &Object) -> &[String] {
     }
 }
 
-/// Where one parentRef of `route` attaches on `view`'s listeners.
+/// Where one parentRef of `route` attaches on the listeners of `view` that `source`
+/// declares (the Gateway's own for a Gateway parent, a ListenerSet's for that ListenerSet).
 pub(crate) fn attach_parent(
     snapshot: &ConfigSnapshot,
     view: &GatewayView<'_>,
+    source: ListenerSource,
     route: &LoadedObject,
     parent: &RouteRef<'_>,
 ) -> Outcome {
-    let gateway = format!("Gateway {}/{}", view.namespace, view.name());
+    let gateway = match source {
+        ListenerSource::Gateway => format!("Gateway {}/{}", view.namespace, view.name()),
+        ListenerSource::Set(set) => {
+            let set = &view.sets[set];
+            format!("ListenerSet {}/{}", set.namespace, set.name())
+        }
+    };
     let candidates: Vec<(usize, &ListenerEval<'_>)> = view
         .listeners
         .iter()
         .enumerate()
-        .filter(|(_, l)| {
-            parent.section_name.is_none_or(|s| s == l.listener.name)
+        .filter(|(i, l)| {
+            view.sources[*i] == source
+                && parent.section_name.is_none_or(|s| s == l.listener.name)
                 && parent.port.is_none_or(|p| p == l.listener.port)
         })
         .collect();
@@ -117,8 +195,8 @@ pub(crate) fn attach_parent(
     let mut refusals = Vec::new();
     let allowed: Vec<(usize, &ListenerEval<'_>)> = candidates
         .into_iter()
-        .filter(|(_, l)| {
-            let why = refusal(snapshot, view, l, kind, namespace);
+        .filter(|(i, l)| {
+            let why = refusal(snapshot, view.listener_namespace(*i), l, kind, namespace);
             refusals.extend(why.clone());
             why.is_none()
         })
@@ -159,7 +237,7 @@ pub(crate) fn attach_parent(
 /// Why a listener refuses a route of `kind` from `namespace`, if it does.
 fn refusal(
     snapshot: &ConfigSnapshot,
-    view: &GatewayView<'_>,
+    listener_namespace: &str,
     listener: &ListenerEval<'_>,
     kind: Kind,
     namespace: &str,
@@ -171,7 +249,7 @@ fn refusal(
     if !listener.kinds.contains(&kind) {
         return Some(format!("listener {name} does not allow {kind}"));
     }
-    if !namespace_allowed(snapshot, listener.listener, view.namespace, namespace) {
+    if !namespace_allowed(snapshot, listener.listener, listener_namespace, namespace) {
         return Some(format!(
             "listener {name} does not allow routes from namespace {namespace} (allowedRoutes.namespaces)"
         ));
@@ -203,17 +281,15 @@ pub(crate) fn evaluate_routes<'s>(
         let namespace = loaded.object.namespace().unwrap_or_default();
         let mut parents = Vec::new();
         for (index, parent) in route.parents.iter().enumerate() {
-            let ParentTarget::Gateway(ns, name) = parent_target(parent, namespace) else {
-                continue;
-            };
-            let Some(view) = views.iter().find(|v| v.namespace == ns && v.name() == name) else {
+            let Some((view, outcome)) = parent_outcome(snapshot, views, loaded, parent, namespace)
+            else {
                 continue;
             };
             parents.push(ParentEval {
                 index,
-                gateway: (ns.to_owned(), name.to_owned()),
+                gateway: (view.namespace.to_owned(), view.name().to_owned()),
                 controller: view.controller,
-                outcome: attach_parent(snapshot, view, loaded, parent),
+                outcome,
             });
         }
         if !parents.is_empty() {
@@ -221,4 +297,35 @@ pub(crate) fn evaluate_routes<'s>(
         }
     }
     evaluated
+}
+
+/// The Gateway of `views` a parentRef reaches (directly, or through a ListenerSet it
+/// took), with where it attaches; `None` when it names none of them.
+fn parent_outcome<'v, 's>(
+    snapshot: &ConfigSnapshot,
+    views: &'v [GatewayView<'s>],
+    route: &LoadedObject,
+    parent: &RouteRef<'_>,
+    route_namespace: &str,
+) -> Option<(&'v GatewayView<'s>, Outcome)> {
+    match parent_target(parent, route_namespace) {
+        ParentTarget::Gateway(ns, name) => {
+            let view = views
+                .iter()
+                .find(|v| v.namespace == ns && v.name() == name)?;
+            let outcome = attach_parent(snapshot, view, ListenerSource::Gateway, route, parent);
+            Some((view, outcome))
+        }
+        ParentTarget::ListenerSet(ns, name) => views.iter().find_map(|view| {
+            let outcome = match view.admitted_set(ns, name)? {
+                Ok(set) => attach_parent(snapshot, view, ListenerSource::Set(set), route, parent),
+                Err((_, why)) => Err((
+                    "NoMatchingParent",
+                    format!("ListenerSet {ns}/{name} is not attached to its Gateway: {why}"),
+                )),
+            };
+            Some((view, outcome))
+        }),
+        ParentTarget::Other => None,
+    }
 }

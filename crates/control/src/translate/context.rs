@@ -5,9 +5,13 @@
 use super::l7::{WaypointIndex, waypoint_gateways, waypoint_key};
 use super::peer_authn::{MtlsIndex, mtls_policies};
 use super::resource::RESOURCE_TYPES;
-use super::{Resource, ResourceKey, TranslateOptions, Warning, authz, service, workload};
+use super::{
+    Resource, ResourceKey, TranslateOptions, Warning, authz, endpoint_slice, service, workload,
+};
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::OnceLock;
 use weft_api::istio::{AuthorizationPolicy, ServiceEntry, WorkloadEntry};
 use weft_api::selector::labels_match;
@@ -38,6 +42,13 @@ pub(crate) enum WorkloadSource<'a> {
     EntryEndpoint {
         entry: &'a ServiceEntry,
         index: usize,
+    },
+    /// One address of `slice.endpoints[endpoint]`, an endpoint of the selector-less `service`.
+    SliceEndpoint {
+        slice: &'a EndpointSlice,
+        service: &'a Service,
+        endpoint: usize,
+        address: IpAddr,
     },
 }
 
@@ -128,6 +139,7 @@ impl<'a> Context<'a> {
         context.index_workload_entries();
         context.index_services();
         context.index_service_entries();
+        context.index_endpoint_slices();
         context.index_policies();
         context.index_waypoints();
         context.index_gateways();
@@ -253,6 +265,17 @@ impl<'a> Context<'a> {
                 self.workloads.insert(uid, info);
             }
             self.entries_by_ns.entry(namespace).or_default().push(entry);
+        }
+    }
+
+    /// Workloads of selector-less Services' EndpointSlices (after pods and Services).
+    fn index_endpoint_slices(&mut self) {
+        for slice_workload in endpoint_slice::slice_workloads(self) {
+            for producer in slice_workload.producers {
+                self.produced(producer, ResourceKey::address(slice_workload.uid.clone()));
+            }
+            self.workloads
+                .insert(slice_workload.uid, slice_workload.info);
         }
     }
 

@@ -147,11 +147,7 @@ impl Translator {
             affected.extend(keys.map(|k| ResourceKey::authorization(k.clone())));
         }
         let changed_pods = self.changed_pods(&context);
-        if !changed_pods.is_empty()
-            || changed
-                .iter()
-                .any(|o| matches!(o.kind, Kind::WorkloadEntry | Kind::ServiceEntry))
-        {
+        if !changed_pods.is_empty() || changed.iter().any(|o| moves_workloads(snapshot, o)) {
             affected.extend(l7::workload_waypoints(&context));
         }
         if !changed_pods.is_empty() {
@@ -319,6 +315,18 @@ impl Translator {
 }
 
 /// Workloads a Service's or ServiceEntry's selector picks in the new snapshot.
+/// Whether a change of `object` can add or remove workloads other than pods (the waypoints
+/// serving workloads then list them again): WorkloadEntries, ServiceEntries, EndpointSlices,
+/// and Services while EndpointSlices exist (a selector added or removed moves its slices'
+/// addresses in or out).
+fn moves_workloads(snapshot: &ConfigSnapshot, object: &ObjectRef) -> bool {
+    match object.kind {
+        Kind::WorkloadEntry | Kind::ServiceEntry | Kind::EndpointSlice => true,
+        Kind::Service => snapshot.endpoint_slices().next().is_some(),
+        _ => false,
+    }
+}
+
 fn selected_by_service(context: &Context<'_>, object: &ObjectRef) -> Vec<ResourceKey> {
     let namespace = object.namespace.as_deref();
     let selector = match context

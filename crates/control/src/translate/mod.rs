@@ -18,7 +18,8 @@
 //! - Workload uids: `<cluster>//Pod/<ns>/<name>`,
 //!   `<cluster>/networking.istio.io/WorkloadEntry/<ns>/<name>`, and for a ServiceEntry's
 //!   inline endpoints `<cluster>/networking.istio.io/ServiceEntry/<ns>/<entry>/<address>`
-//!   (the endpoint's index when it has no address).
+//!   (the endpoint's index when it has no address), and for the addresses of a selector-less
+//!   Service's EndpointSlices `<cluster>/discovery.k8s.io/EndpointSlice/<ns>/<slice>/<ip>`.
 //! - STRICT peer authentication becomes DENY policies in the root namespace named
 //!   `weft-mtls-strict`, `weft-mtls-strict-except-<ports>` or `weft-mtls-strict-only-<ports>`,
 //!   scoped WORKLOAD_SELECTOR and listed on exactly the workloads whose effective mode they
@@ -30,6 +31,7 @@
 
 mod authz;
 mod context;
+mod endpoint_slice;
 mod gateway;
 mod incremental;
 mod l7;
@@ -43,6 +45,7 @@ mod waypoint;
 mod workload;
 
 pub use authz::{DRY_RUN_ANNOTATION, PolicyTranslation, translate_authorization_policy};
+pub use endpoint_slice::{SERVICE_NAME_LABEL, slice_endpoint_uid};
 pub use gateway::{GATEWAY_NAME_LABEL, gateway_service_account};
 pub use incremental::{Change, Translator, changed_objects};
 pub use l7::port_protocol;

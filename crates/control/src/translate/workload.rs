@@ -1,5 +1,6 @@
-//! Pods (bare or expanded from Deployments, StatefulSets, DaemonSets), WorkloadEntries and
-//! ServiceEntry endpoints -> `istio.workload.Workload`. Each source is reduced to [`Facts`];
+//! Pods (bare or expanded from Deployments, StatefulSets, DaemonSets), WorkloadEntries,
+//! ServiceEntry endpoints and selector-less Services' EndpointSlice addresses
+//! -> `istio.workload.Workload`. Each source is reduced to [`Facts`];
 //! what follows (enrollment, canonical names, services map, waypoint, policies) is shared.
 
 use super::context::{Context, Dep, Unit, WorkloadInfo, WorkloadSource};
@@ -7,7 +8,8 @@ use super::service::{app_protocol, ip_bytes, kube_hostname, service_key};
 use super::version::address_resource;
 use super::waypoint::{WaypointUser, resolve_waypoint};
 use super::{TranslateOptions, Warning, peer_authn};
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, Service};
+use k8s_openapi::api::discovery::v1::{EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -65,6 +67,8 @@ pub(crate) fn entry_labels(entry: &WorkloadEntry) -> BTreeMap<String, String> {
 enum NamedPorts<'a> {
     Containers(&'a [Container]),
     Entry(Option<&'a BTreeMap<String, u32>>),
+    /// An EndpointSlice's ports, matched by the Service port's name (not its `targetPort`).
+    Slice(&'a [EndpointPort]),
 }
 
 impl NamedPorts<'_> {
@@ -76,6 +80,10 @@ impl NamedPorts<'_> {
                 .find(|p| p.name.as_deref() == Some(name))
                 .and_then(|p| u32::try_from(p.container_port).ok()),
             NamedPorts::Entry(ports) => ports.and_then(|p| p.get(name).copied()),
+            NamedPorts::Slice(ports) => ports
+                .iter()
+                .find(|p| p.name.as_deref().unwrap_or_default() == name)
+                .and_then(|p| u32::try_from(p.port?).ok()),
         }
     }
 }
@@ -94,12 +102,15 @@ struct Facts<'a> {
     workload_type: WorkloadType,
     healthy: bool,
     host_network: bool,
-    /// A ServiceEntry endpoint outside the mesh: never reached over HBONE.
+    /// Outside the mesh (a MESH_EXTERNAL ServiceEntry's endpoint, an EndpointSlice
+    /// address): never reached over HBONE.
     mesh_external: bool,
     network: String,
     ports: NamedPorts<'a>,
     locality: Option<Locality>,
     own_entry: Option<&'a ServiceEntry>,
+    /// The selector-less Service whose EndpointSlice lists this workload.
+    own_service: Option<&'a Service>,
 }
 
 /// Translates the workload `uid`.
@@ -114,8 +125,30 @@ pub(crate) fn translate_workload(
         WorkloadSource::EntryEndpoint { entry, index } => {
             endpoint_facts(context.options, entry, *index, &info.labels)
         }
+        WorkloadSource::SliceEndpoint {
+            slice,
+            service,
+            address,
+            ..
+        } => slice_facts(context.options, slice, service, *address, &info.labels),
     };
-    build(context, uid, &facts)
+    let mut unit = build(context, uid, &facts);
+    if let WorkloadSource::SliceEndpoint {
+        slice, endpoint, ..
+    } = &info.source
+    {
+        // the workload disappears once the pod its endpoint names becomes known
+        let endpoints = slice.endpoints.as_deref().unwrap_or_default();
+        let target = endpoints.get(*endpoint).and_then(|e| e.target_ref.as_ref());
+        if let Some(pod) = target.filter(|t| t.kind.as_deref() == Some("Pod")) {
+            unit.deps.push(Dep::Object(ObjectRef {
+                kind: Kind::Pod,
+                namespace: Some(pod.namespace.clone().unwrap_or(facts.namespace.to_owned())),
+                name: pod.name.clone().unwrap_or_default(),
+            }));
+        }
+    }
+    unit
 }
 
 fn pod_facts<'a>(
@@ -149,6 +182,7 @@ fn pod_facts<'a>(
         network: context.options.network.clone(),
         ports: NamedPorts::Containers(spec.map(|s| s.containers.as_slice()).unwrap_or_default()),
         own_entry: None,
+        own_service: None,
     }
 }
 
@@ -286,6 +320,7 @@ fn spec_facts<'a>(
         ports: NamedPorts::Entry(spec.ports.as_ref()),
         locality: parse_locality(spec.locality.as_deref()),
         own_entry: None,
+        own_service: None,
     }
 }
 
@@ -328,6 +363,45 @@ fn endpoint_facts<'a>(
     facts.own_entry = Some(entry);
     facts.mesh_external = entry.spec.location == Some(weft_api::istio::Location::MeshExternal);
     facts
+}
+
+fn slice_facts<'a>(
+    options: &TranslateOptions,
+    slice: &'a EndpointSlice,
+    service: &'a Service,
+    address: IpAddr,
+    labels: &'a BTreeMap<String, String>,
+) -> Facts<'a> {
+    let namespace = slice
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(weft_api::object::DEFAULT_NAMESPACE);
+    let name = slice.metadata.name.clone().unwrap_or_default();
+    Facts {
+        object: ObjectRef {
+            kind: Kind::EndpointSlice,
+            namespace: Some(namespace.to_owned()),
+            name: name.clone(),
+        },
+        name,
+        namespace,
+        labels,
+        addresses: vec![address],
+        hostname: String::new(),
+        node: String::new(),
+        service_account: String::new(),
+        workload_name: service.metadata.name.clone().unwrap_or_default(),
+        workload_type: WorkloadType::Pod,
+        healthy: true,
+        host_network: false,
+        mesh_external: true,
+        network: options.network.clone(),
+        ports: NamedPorts::Slice(slice.ports.as_deref().unwrap_or_default()),
+        locality: None,
+        own_entry: None,
+        own_service: Some(service),
+    }
 }
 
 /// Canonical service and revision (`docs/telemetry.md`).
@@ -453,15 +527,7 @@ fn services_map(
         .into_iter()
         .flatten()
     {
-        let Some(selector) = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.selector.as_ref())
-            .filter(|s| !s.is_empty())
-        else {
-            continue;
-        };
-        if !labels_match(selector, facts.labels) {
+        if !service_selects(svc, facts) {
             continue;
         }
         let name = svc.metadata.name.clone().unwrap_or_default();
@@ -536,6 +602,20 @@ fn services_map(
     map
 }
 
+/// Whether the Service's selector matches the workload, or the workload is an endpoint of
+/// the Service's own EndpointSlice.
+fn service_selects(svc: &Service, facts: &Facts<'_>) -> bool {
+    let selector = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .filter(|s| !s.is_empty());
+    match selector {
+        Some(selector) => labels_match(selector, facts.labels),
+        None => facts.own_service.is_some_and(|own| std::ptr::eq(own, svc)),
+    }
+}
+
 /// One Service port on this workload; `None` (with a warning) when a named target port is
 /// not declared by the workload.
 fn kube_port(
@@ -545,6 +625,9 @@ fn kube_port(
     unit: &mut Unit,
 ) -> Option<Port> {
     let service_port = u32::try_from(port.port).ok()?;
+    if let NamedPorts::Slice(_) = facts.ports {
+        return slice_port(port, service_port, facts, hostname, unit);
+    }
     let target_port = match &port.target_port {
         None => service_port,
         Some(IntOrString::Int(number)) => u32::try_from(*number).ok()?,
@@ -566,12 +649,47 @@ fn kube_port(
             }
         }
     };
+    Some(wire_port(port, service_port, target_port))
+}
+
+/// The wire port for Service `port` (`service_port`) reaching `target_port`, its protocol
+/// from `appProtocol` or the port's name.
+fn wire_port(
+    port: &k8s_openapi::api::core::v1::ServicePort,
+    service_port: u32,
+    target_port: u32,
+) -> Port {
     let protocol = app_protocol(port.app_protocol.as_deref(), port.name.as_deref());
-    Some(Port {
+    Port {
         service_port,
         target_port,
         app_protocol: protocol.into(),
-    })
+    }
+}
+
+/// A Service port on an EndpointSlice address: the slice port of the same name (both unnamed
+/// for a single-port Service); `None` (with a warning) when the slice lists no such port.
+fn slice_port(
+    port: &k8s_openapi::api::core::v1::ServicePort,
+    service_port: u32,
+    facts: &Facts<'_>,
+    hostname: &str,
+    unit: &mut Unit,
+) -> Option<Port> {
+    let name = port.name.as_deref().unwrap_or_default();
+    let Some(target_port) = facts.ports.lookup(name) else {
+        let message = format!(
+            "service {hostname} port {service_port} (name {name:?}) has no port of that name in \
+             EndpointSlice {}; that port is left out for its endpoints",
+            facts.name
+        );
+        unit.warnings.push(Warning {
+            object: facts.object.clone(),
+            message,
+        });
+        return None;
+    };
+    Some(wire_port(port, service_port, target_port))
 }
 
 /// Selector-scoped policies (own namespace and root namespace) that select the workload, and

@@ -11,7 +11,8 @@ use crate::routes::{RouteError, RouteKind};
 use gateway_api::experimental::httproutes::{
     HttpRouteRules, HttpRouteRulesMatches, HttpRouteRulesMatchesHeadersType,
     HttpRouteRulesMatchesMethod, HttpRouteRulesMatchesPathType,
-    HttpRouteRulesMatchesQueryParamsType, HttpRouteRulesRetry,
+    HttpRouteRulesMatchesQueryParamsType, HttpRouteRulesRetry, HttpRouteRulesSessionPersistence,
+    HttpRouteRulesSessionPersistenceCookieConfigLifetimeType, HttpRouteRulesSessionPersistenceType,
 };
 use weft_api::gateway::HttpRoute;
 use weft_proto::l7::{self as pb, MatchType};
@@ -42,10 +43,6 @@ fn http_rule(
     resolver: &dyn BackendResolver,
     at: &str,
 ) -> Result<pb::Rule, FieldError> {
-    if rule.session_persistence.is_some() {
-        let field = format!("{at}.sessionPersistence");
-        return Err((field, "session persistence is not supported by weft".into()));
-    }
     let filters: Vec<Filter> = mirror_all(rule.filters.as_ref(), &format!("{at}.filters"))?;
     let backends: Vec<BackendRef> =
         mirror_all(rule.backend_refs.as_ref(), &format!("{at}.backendRefs"))?;
@@ -70,6 +67,48 @@ fn http_rule(
             .as_ref()
             .map(|r| retry(r, &format!("{at}.retry")))
             .transpose()?,
+        session: (rule.session_persistence.as_ref())
+            .map(|s| session(s, &format!("{at}.sessionPersistence")))
+            .transpose()?,
+    })
+}
+
+/// `sessionPersistence`: a cookie (Session lifetime, or Permanent with `absoluteTimeout`
+/// as its Max-Age) or a header. Timeouts the gateway would have to track itself (an idle
+/// timeout, a Session cookie's absolute timeout) are refused, naming the field.
+fn session(
+    s: &HttpRouteRulesSessionPersistence,
+    at: &str,
+) -> Result<pb::SessionPersistence, FieldError> {
+    use pb::session_persistence::Type;
+    let permanent = (s.cookie_config.as_ref()).and_then(|c| c.lifetime_type.as_ref())
+        == Some(&HttpRouteRulesSessionPersistenceCookieConfigLifetimeType::Permanent);
+    let header = s.r#type == Some(HttpRouteRulesSessionPersistenceType::Header);
+    if s.idle_timeout.is_some() {
+        let why = "an idle timeout is not supported by weft (sessions last until the cookie or header is dropped, or their endpoint is unhealthy)";
+        return Err((format!("{at}.idleTimeout"), why.into()));
+    }
+    let absolute = s.absolute_timeout.as_deref();
+    let max_age_ms = duration_ms(absolute, &format!("{at}.absoluteTimeout"))?;
+    if permanent && (header || absolute.is_none()) {
+        let (field, why) = if header {
+            ("cookieConfig", "a Permanent lifetime needs type Cookie")
+        } else {
+            (
+                "absoluteTimeout",
+                "a Permanent cookie needs absoluteTimeout (its Max-Age)",
+            )
+        };
+        return Err((format!("{at}.{field}"), why.into()));
+    }
+    if absolute.is_some() && !permanent {
+        let why = "weft sets an absolute timeout as a Permanent cookie's Max-Age; set cookieConfig.lifetimeType: Permanent";
+        return Err((format!("{at}.absoluteTimeout"), why.into()));
+    }
+    Ok(pb::SessionPersistence {
+        r#type: if header { Type::Header } else { Type::Cookie }.into(),
+        name: s.session_name.clone().unwrap_or_default(),
+        max_age_seconds: max_age_ms.div_ceil(1000),
     })
 }
 

@@ -153,8 +153,20 @@ fn invalid_or_unsupported_routes_are_errors_naming_the_field() {
             "spec.rules[0].backendRefs[0].port",
         ),
         (
-            rule("{sessionPersistence: {sessionName: s}}"),
-            "spec.rules[0].sessionPersistence",
+            rule("{sessionPersistence: {sessionName: s, idleTimeout: 1m}}"),
+            "spec.rules[0].sessionPersistence.idleTimeout",
+        ),
+        (
+            rule("{sessionPersistence: {cookieConfig: {lifetimeType: Permanent}}}"),
+            "spec.rules[0].sessionPersistence.absoluteTimeout",
+        ),
+        (
+            rule("{sessionPersistence: {absoluteTimeout: 1h}}"),
+            "spec.rules[0].sessionPersistence.absoluteTimeout",
+        ),
+        (
+            rule("{sessionPersistence: {sessionName: 'a b'}}"),
+            "spec.rules[0].sessionPersistence.sessionName",
         ),
         (
             rule(

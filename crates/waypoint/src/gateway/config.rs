@@ -143,11 +143,13 @@ impl GatewayConfig {
     #[must_use]
     pub fn redacted(&self) -> pb::Gateway {
         let mut resource = self.resource.clone();
-        for listener in &mut resource.listeners {
-            for certificate in &mut listener.certificates {
-                if !certificate.private_key.is_empty() {
-                    certificate.private_key = "<redacted>".into();
-                }
+        let listeners = resource.listeners.iter_mut();
+        let served = listeners.flat_map(|l| l.certificates.iter_mut());
+        let presented =
+            (resource.backend_tls.iter_mut()).filter_map(|b| b.client_certificate.as_mut());
+        for certificate in served.chain(presented) {
+            if !certificate.private_key.is_empty() {
+                certificate.private_key = "<redacted>".into();
             }
         }
         resource

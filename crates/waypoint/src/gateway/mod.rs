@@ -15,6 +15,7 @@
 //!   drain.
 
 pub mod auto_cert;
+mod client_auth;
 pub mod config;
 mod http;
 pub mod listeners;

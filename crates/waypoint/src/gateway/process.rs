@@ -191,7 +191,7 @@ async fn start(
         name: name.clone(),
         auto: Arc::new(AutoCerts::new(ca, engine.identity().clone(), certs)),
     };
-    let (client, handle) = xds_builder(&engine, "weft-gateway", &config.xds)
+    let (client, handle) = xds_builder(&engine, "weft-gateway", &config.xds, config.listen.metrics)
         .explicit(weft_proto::GATEWAY_TYPE_URL, [name], handler)
         .build(config.xds.channel);
     let stop = CancellationToken::new();

@@ -128,6 +128,21 @@ impl<T> HostTable<T> {
 /// What is wrong, naming the certificate's source.
 pub(crate) fn certified_key(certificate: &pb::Certificate) -> Result<Arc<CertifiedKey>, String> {
     let source = &certificate.source;
+    let (chain, key) = chain_and_key(certificate)?;
+    let provider = aws_lc_rs::default_provider();
+    let certified = CertifiedKey::from_der(chain, key, &provider)
+        .map_err(|e| format!("certificate {source}: {e}"))?;
+    Ok(Arc::new(certified))
+}
+
+/// The PEM chain (leaf first) and private key of a certificate, parsed.
+///
+/// # Errors
+/// What is wrong, naming the certificate's source.
+pub(crate) fn chain_and_key(
+    certificate: &pb::Certificate,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let source = &certificate.source;
     let chain = CertificateDer::pem_slice_iter(certificate.cert_chain.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("certificate {source}: tls.crt: {e}"))?;
@@ -136,10 +151,7 @@ pub(crate) fn certified_key(certificate: &pb::Certificate) -> Result<Arc<Certifi
     }
     let key = PrivateKeyDer::from_pem_slice(certificate.private_key.as_bytes())
         .map_err(|e| format!("certificate {source}: tls.key: {e}"))?;
-    let provider = aws_lc_rs::default_provider();
-    let certified = CertifiedKey::from_der(chain, key, &provider)
-        .map_err(|e| format!("certificate {source}: {e}"))?;
-    Ok(Arc::new(certified))
+    Ok((chain, key))
 }
 
 /// Where a terminating listener's certificate comes from.

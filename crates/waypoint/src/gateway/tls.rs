@@ -6,8 +6,10 @@
 //! ([`super::passthrough`]); its server name chooses the listener by the Gateway API
 //! hostname rules (no SNI: the listener without hostname, else the first). Then:
 //! - HTTPS: TLS is terminated with the certificate chosen by SNI among every terminating
-//!   listener of the port (ALPN `h2`, `http/1.1`) and the requests go to the HTTP layer
-//!   ([`super::serve_http`]), which answers 421 to a Host belonging to another listener;
+//!   listener of the port (ALPN `h2`, `http/1.1`), asking for and checking a client
+//!   certificate when the port has frontend validation ([`super::client_auth`]), and the
+//!   requests go to the HTTP layer ([`super::serve_http`]), which answers 421 to a Host
+//!   belonging to another listener;
 //! - TLS `Terminate`: TLS is terminated and the decrypted bytes are relayed to a backend of
 //!   the TLSRoute chosen by SNI;
 //! - TLS `Passthrough`: the TLSRoute chosen by SNI gets the untouched connection, the
@@ -25,12 +27,14 @@ use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls::crypto::aws_lc_rs;
+use rustls::server::danger::ClientCertVerifier;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use weft_proto::l7::{self as pb, listener::Protocol, listener::TlsMode};
 
 use super::auto_cert::AutoCerts;
+use super::client_auth::client_verifier;
 use super::passthrough::{Hello, read_client_hello};
 use super::sni::{CertSource, HostTable, SniResolver, certified_key};
 use super::tcp::{L4Routes, relay};
@@ -148,13 +152,35 @@ fn compile_port(
         });
     }
     let resolver = Arc::new(SniResolver::new(certs, auto));
+    let client_auth = port_client_auth(listeners).unwrap_or_else(|reason| {
+        let https = compiled
+            .iter_mut()
+            .filter(|l| matches!(l.mode, Mode::Https));
+        for listener in https {
+            errors.push(format!("listener {}: {reason}", listener.name));
+            listener.mode = Mode::Broken(reason.clone());
+        }
+        None
+    });
     PortTls {
         listeners: compiled,
         by_sni,
-        https: server_config(&resolver, &[b"h2", b"http/1.1"]),
-        tls: server_config(&resolver, &[]),
+        https: server_config(&resolver, client_auth, &[b"h2", b"http/1.1"]),
+        tls: server_config(&resolver, None, &[]),
         tcp,
     }
+}
+
+/// The client verifier of a port's HTTPS listeners (the first one's validation: the
+/// control plane gives every HTTPS listener of a port the same), `None` without one.
+fn port_client_auth(
+    listeners: &[(usize, &pb::Listener)],
+) -> Result<Option<Arc<dyn ClientCertVerifier>>, String> {
+    let validation = listeners
+        .iter()
+        .filter(|(_, l)| l.protocol() == Protocol::Https)
+        .find_map(|(_, l)| l.client_validation.as_ref());
+    validation.map(client_verifier).transpose()
 }
 
 /// The listener's mode; a terminating one adds its certificate source to `certs`.
@@ -190,14 +216,20 @@ fn listener_mode(
     Ok(mode)
 }
 
-fn server_config(resolver: &Arc<SniResolver>, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+fn server_config(
+    resolver: &Arc<SniResolver>,
+    client_auth: Option<Arc<dyn ClientCertVerifier>>,
+    alpn: &[&[u8]],
+) -> Arc<ServerConfig> {
     let provider = Arc::new(aws_lc_rs::default_provider());
     let builder = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("aws-lc-rs supports the default protocol versions");
-    let mut config = builder
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::clone(resolver) as Arc<_>);
+    let builder = match client_auth {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::clone(resolver) as Arc<_>);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
 }

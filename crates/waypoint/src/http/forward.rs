@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use weft_l7::{Outcome, RetryPolicy};
+use weft_l7::{Outcome, RetryPolicy, SessionPersistence, SessionToken};
 use weft_upstream::{MeshService, MeshWorkload, PortMapping, Route};
 
 use super::client::{self, HandshakeError, PoolKey, Sender};
@@ -103,6 +103,8 @@ pub(crate) struct Attempts<'a> {
     pub retry: Option<&'a RetryPolicy>,
     /// Whether the request can be sent again (it has no body).
     pub replayable: bool,
+    /// A session token: its endpoint is chosen while it is a healthy candidate.
+    pub sticky: Option<(&'a SessionPersistence, SessionToken)>,
 }
 
 /// A response from the backend.
@@ -136,7 +138,14 @@ pub(crate) async fn forward(
     let mut tried = Vec::new();
     loop {
         let request = head.request(body.take().unwrap_or_else(empty));
-        let sending = one_attempt(waypoint, backend, head, request, &mut tried);
+        let sending = one_attempt(
+            waypoint,
+            backend,
+            head,
+            request,
+            &mut tried,
+            attempts.sticky,
+        );
         let result = match attempts.per_try {
             Some(limit) => tokio::time::timeout(limit, sending)
                 .await
@@ -170,8 +179,9 @@ async fn one_attempt(
     head: &Head,
     request: Request<Body>,
     tried: &mut Vec<String>,
+    sticky: Option<(&SessionPersistence, SessionToken)>,
 ) -> Attempt {
-    let route = choose(waypoint, backend, tried).map_err(|f| (f, None))?;
+    let route = choose(waypoint, backend, tried, sticky).map_err(|f| (f, None))?;
     let endpoint = route.destination().cloned();
     if let Some(workload) = &endpoint {
         tried.push(workload.uid().to_owned());
@@ -246,12 +256,21 @@ async fn send(
 }
 
 /// An endpoint of the backend: not ejected, and not one an earlier attempt of this request
-/// tried (as long as others are left).
-fn choose(waypoint: &Waypoint, backend: &Backend, tried: &[String]) -> Result<Route, Failure> {
+/// tried (as long as others are left); the one a session token names when it is among them
+/// and healthy.
+fn choose(
+    waypoint: &Waypoint,
+    backend: &Backend,
+    tried: &[String],
+    sticky: Option<(&SessionPersistence, SessionToken)>,
+) -> Result<Route, Failure> {
     match backend {
         Backend::Service { service, port } => {
             let inner = waypoint.inner();
             let candidates = inner.outlier.filter_except(service, tried);
+            let candidates = sticky
+                .and_then(|(session, token)| pinned(&candidates, session, &token))
+                .unwrap_or(candidates);
             inner
                 .upstream
                 .service_route(candidates, *port, None)
@@ -266,6 +285,19 @@ fn choose(waypoint: &Waypoint, backend: &Backend, tried: &[String]) -> Result<Ro
             .route(&*waypoint.state(), None, *vip)
             .map_err(|e| Failure::no_healthy_upstream(&e.to_string())),
     }
+}
+
+/// `service` narrowed to the healthy endpoint `token` names, if it has one.
+fn pinned(
+    service: &Arc<MeshService>,
+    session: &SessionPersistence,
+    token: &SessionToken,
+) -> Option<Arc<MeshService>> {
+    let endpoint = service.endpoints().iter().find(|e| {
+        e.workload.is_healthy() && session.names(token, service.key(), e.workload.uid())
+    })?;
+    let record = Arc::clone(service.record());
+    Some(Arc::new(MeshService::new(record, vec![endpoint.clone()])))
 }
 
 async fn connect(

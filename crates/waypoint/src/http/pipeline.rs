@@ -2,7 +2,8 @@
 //! came on is a [`Conn`]): request id and forwarding headers, the tracing hook,
 //! authentication and authorization (403 `RBAC: access denied`, 401 for a bad JWT), route
 //! selection (no route attached: the original destination; routes that do not match: 404),
-//! the rule's filters, a weighted backend (unresolved: 500), forwarding with the rule's
+//! the rule's filters, a weighted backend (unresolved: 500) or the one a session token
+//! names (and a token handed out with the answer), forwarding with the rule's
 //! timeouts and retries, response filters, and at the end of the response body the
 //! metrics and the access-log line.
 
@@ -14,7 +15,10 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
-use weft_l7::{Filters, Mirror, RequestVerdict, RequestView, RouteBackend, Rule, Selected};
+use weft_l7::{
+    Filters, Mirror, RequestVerdict, RequestView, RouteBackend, Rule, Selected, SessionPersistence,
+    SessionToken,
+};
 use weft_proto::l7::Protocol;
 use weft_upstream::{MeshService, MeshWorkload, PortMapping};
 
@@ -156,7 +160,67 @@ enum Plan<'a> {
         backend_filters: &'a Filters,
         /// The request's `Origin`, kept when a CORS filter needs it for the answer.
         origin: Option<HeaderValue>,
+        session: Option<Session<'a>>,
     },
+}
+
+/// A request of a rule with session persistence.
+#[derive(Debug, Clone, Copy)]
+struct Session<'a> {
+    persistence: &'a SessionPersistence,
+    /// Index of the chosen backend in the rule.
+    backend: usize,
+    /// The request's token, when it named that backend.
+    token: Option<SessionToken>,
+}
+
+impl Session<'_> {
+    /// Hands the client a token for the endpoint that answered, unless its own named it.
+    fn hand_out(
+        &self,
+        service: &str,
+        endpoint: Option<&MeshWorkload>,
+        response: &mut Response<Body>,
+    ) {
+        let Some(endpoint) = endpoint else {
+            return;
+        };
+        let uid = endpoint.uid();
+        if (self.token.as_ref()).is_some_and(|t| self.persistence.names(t, service, uid)) {
+            return;
+        }
+        let (name, value) = self.persistence.response_header(self.backend, service, uid);
+        response.headers_mut().append(name, value);
+    }
+}
+
+/// The rule's backend for a request: the one its session token names when that backend
+/// can take it, else one by weight.
+fn pick<'a>(
+    rule: &'a Rule,
+    headers: &HeaderMap,
+) -> Result<(&'a RouteBackend, Option<Session<'a>>), Failure> {
+    let persistence = rule.session();
+    let token = persistence.and_then(|p| p.token(headers));
+    if let (Some(persistence), Some(token)) = (persistence, token)
+        && let Some(backend) = rule.usable_backend(token.backend)
+    {
+        let session = Session {
+            persistence,
+            backend: token.backend,
+            token: Some(token),
+        };
+        return Ok((backend, Some(session)));
+    }
+    let (index, backend) = rule
+        .pick_indexed(&mut rand::rng())
+        .map_err(|e| Failure::unresolved(&e.to_string()))?;
+    let session = persistence.map(|persistence| Session {
+        persistence,
+        backend: index,
+        token: None,
+    });
+    Ok((backend, session))
 }
 
 fn routed<'a>(
@@ -171,9 +235,7 @@ fn routed<'a>(
     if let Some(answer) = apply(rule.filters(), &mut request.parts, &context)? {
         return Ok(Plan::Answer(answer));
     }
-    let chosen = rule
-        .pick_backend(&mut rand::rng())
-        .map_err(|e| Failure::unresolved(&e.to_string()))?;
+    let (chosen, session) = pick(rule, &request.parts.headers)?;
     if let Some(answer) = apply(chosen.filters(), &mut request.parts, &context)? {
         return Ok(Plan::Answer(answer));
     }
@@ -191,6 +253,7 @@ fn routed<'a>(
         rule,
         backend_filters: chosen.filters(),
         origin,
+        session,
     })
 }
 
@@ -215,20 +278,22 @@ impl Plan<'_> {
         request: Pending,
         exchange: &mut Exchange,
     ) -> Result<Response<Body>, Failure> {
-        let (backend, rule, backend_filters, origin) = match self {
+        let (backend, rule, backend_filters, origin, session) = match self {
             Plan::Answer(answer) => return Ok(answer),
             Plan::Send {
                 backend,
                 rule,
                 backend_filters,
                 origin,
-            } => (backend, rule, backend_filters, origin),
+                session,
+            } => (backend, rule, backend_filters, origin, session),
         };
         let timeouts = rule.timeouts();
         let attempts = Attempts {
             per_try: timeouts.backend_request,
             retry: rule.retry(),
             replayable: request.replayable,
+            sticky: session.and_then(|s| Some((s.persistence, s.token?))),
         };
         let sending = send(waypoint, &backend, request, &attempts, exchange);
         let mut response = match timeouts.request {
@@ -237,6 +302,10 @@ impl Plan<'_> {
                 .unwrap_or_else(|_| Err(Failure::timeout()))?,
             None => sending.await?,
         };
+        if let Some(session) = session {
+            let endpoint = exchange.endpoint.as_deref();
+            session.hand_out(backend.key(), endpoint, &mut response);
+        }
         for filters in [rule.filters(), backend_filters] {
             filters.apply_response(response.headers_mut());
             filters.apply_cors(origin.as_ref(), response.headers_mut());

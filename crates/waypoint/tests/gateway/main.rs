@@ -11,6 +11,8 @@ mod conformance_cors;
 mod conformance_filters;
 mod conformance_grpc;
 mod conformance_http;
+mod conformance_listener_set;
+mod conformance_session;
 mod fixture;
 mod http;
 mod lifecycle;

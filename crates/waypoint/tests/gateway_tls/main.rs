@@ -1,12 +1,14 @@
 //! The gateway's HTTPS, TLS and TCP listeners end to end on loopback with real TLS
 //! (certificates from private CAs made with rcgen): certificate choice by SNI, ALPN h2,
 //! TLS passthrough by SNI, TCP routes, 421 for a Host of another listener, and a
-//! certificate swapped by a configuration update without dropping an open connection.
+//! certificate swapped by a configuration update without dropping an open connection,
+//! client certificates checked at HTTPS ports and presented to backends.
 
 #[path = "../pki/mod.rs"]
 mod pki;
 
 mod auto_cert;
+mod client_certs;
 mod conformance_tls;
 mod harness;
 mod listeners;

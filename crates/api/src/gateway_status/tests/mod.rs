@@ -1,5 +1,7 @@
 //! Status and attachment tests: one small manifest per condition reason.
 
+mod gateway_tls;
+mod listener_sets;
 mod listeners;
 mod routes;
 

@@ -11,6 +11,9 @@
 //! `weft.dev/auto-certificate: "true"` asks weft's CA for the listener's certificate
 //! instead: as a listener's `tls.options` entry (that listener), or as a Gateway
 //! annotation (every terminating listener without certificateRefs).
+//!
+//! An HTTPS listener also carries the client certificate validation of its port
+//! ([`super::client_tls`]).
 
 use k8s_openapi::api::core::v1::Secret;
 use weft_api::gateway::{Gateway as ApiGateway, GatewayListeners};
@@ -24,15 +27,25 @@ use weft_proto::l7::{Certificate, Listener, listener};
 use super::super::Warning;
 use super::super::context::{Context, Dep, Unit};
 
+/// Who a listener belongs to: `owner` (the Gateway, or the ListenerSet that declares it)
+/// resolves its certificates and is named in warnings; the client certificate validation
+/// is the Gateway's `spec.tls`, resolved in the Gateway's namespace whoever declares the
+/// listener (a ListenerSet cannot choose the CA its port is checked against).
+pub(super) struct ListenerOwner<'a> {
+    pub owner: &'a ObjectRef,
+    pub gateway_ref: &'a ObjectRef,
+}
+
 /// The wire listener of `spec` (routes are attached later), or `None` with a warning when
 /// it cannot be served.
 pub(super) fn listener(
     context: &Context<'_>,
-    gateway_ref: &ObjectRef,
+    owners: &ListenerOwner<'_>,
     gateway: &ApiGateway,
     spec: &GatewayListeners,
     unit: &mut Unit,
 ) -> Option<Listener> {
+    let gateway_ref = owners.owner;
     let mut warn = |message: String| {
         let object = gateway_ref.clone();
         unit.warnings.push(Warning { object, message });
@@ -78,6 +91,34 @@ pub(super) fn listener(
     if terminates {
         serving_certificates(context, gateway_ref, gateway, spec, &mut wire, unit)?;
     }
+    wire.client_validation =
+        super::client_tls::client_validation(context, owners.gateway_ref, gateway, spec, unit)
+            .ok()?;
+    Some(wire)
+}
+
+/// Listener `index` of the ListenerSet `set`, merged into `gateway`: certificates resolve
+/// in the ListenerSet's namespace, warnings name it, and the wire name
+/// `<namespace>/<listener set>/<listener>` keeps it apart from the Gateway's own listeners.
+pub(super) fn from_listener_set(
+    context: &Context<'_>,
+    owners: &ListenerOwner<'_>,
+    index: usize,
+    gateway: &ApiGateway,
+    unit: &mut Unit,
+) -> Option<Listener> {
+    let set = owners.owner;
+    unit.deps.push(Dep::Object(set.clone()));
+    let found = context
+        .snapshot
+        .get(Kind::ListenerSet, set.namespace.as_deref(), &set.name);
+    let Some(Object::ListenerSet(listener_set)) = found.map(|l| &l.object) else {
+        return None;
+    };
+    let spec = listener_set.spec.listeners.get(index)?;
+    let mut wire = listener(context, owners, gateway, spec, unit)?;
+    let namespace = set.namespace.as_deref().unwrap_or_default();
+    wire.name = format!("{namespace}/{}/{}", set.name, spec.name);
     Some(wire)
 }
 
@@ -142,15 +183,15 @@ fn serving_certificates(
 }
 
 /// A certificateRef with the spec's defaults filled in.
-struct CertificateRef<'a> {
-    group: &'a str,
-    kind: &'a str,
-    namespace: &'a str,
-    name: &'a str,
+pub(super) struct CertificateRef<'a> {
+    pub group: &'a str,
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
 }
 
 /// The certificate and key of the Secret `target` names, or why it cannot be used.
-fn certificate(
+pub(super) fn certificate(
     context: &Context<'_>,
     gateway_ref: &ObjectRef,
     target: &CertificateRef<'_>,

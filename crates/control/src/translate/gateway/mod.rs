@@ -2,7 +2,8 @@
 //! egress gateway (controller `weft.dev/gateway` or `istio.io/gateway-controller`, see
 //! `weft_api::gateway_status::gateway_controller`), named `<namespace>/<gateway name>`.
 //!
-//! - `listeners`: only the listeners the status computation Accepts, each with its
+//! - `listeners`: only the listeners the status computation Accepts (the Gateway's own and
+//!   those of the ListenerSets it takes, named `<namespace>/<listener set>/<listener>`), each with its
 //!   serving certificates ([`listeners`]) and the routes attached to it exactly as
 //!   `weft_api::gateway_status::attach` decides, so the resource and the status users read
 //!   never disagree ([`routes`]);
@@ -17,11 +18,13 @@
 //! namespace) and to the gateway's own identity, `spiffe://<td>/ns/<ns>/sa/<gw>-<class>`
 //! (the service account Istio's deployment controller gives the gateway's deployment).
 //!
-//! Dependencies: the Gateway, its GatewayClass, the Secrets and routes it uses, every
+//! Dependencies: the Gateway, its GatewayClass, the Secrets, CA ConfigMaps and
+//! ClusterTrustBundles its TLS settings name (`gateway_status::tls_references`), the routes it uses, every
 //! backend Service looked up and the attached policies; [`affected_gateways`] names the
 //! gateways an edited object concerns now, and every gateway is re-translated when pods
 //! change (its readers follow its pods).
 
+mod client_tls;
 mod listeners;
 mod routes;
 
@@ -113,8 +116,23 @@ fn build(
     let accepted = attachment.listeners.iter().filter(|l| l.accepted);
     let listeners = accepted
         .filter_map(|attached| {
-            let spec = gateway.spec.listeners.get(attached.index)?;
-            let mut listener = listeners::listener(context, gateway_ref, gateway, spec, unit)?;
+            let mut listener = match &attached.listener_set {
+                None => {
+                    let spec = gateway.spec.listeners.get(attached.index)?;
+                    let owners = listeners::ListenerOwner {
+                        owner: gateway_ref,
+                        gateway_ref,
+                    };
+                    listeners::listener(context, &owners, gateway, spec, unit)?
+                }
+                Some(set) => {
+                    let owners = listeners::ListenerOwner {
+                        owner: set,
+                        gateway_ref,
+                    };
+                    listeners::from_listener_set(context, &owners, attached.index, gateway, unit)?
+                }
+            };
             routes::attach(context, &parent, attached, &mut listener, unit);
             backends.extend(routes::backend_services(&listener));
             Some(listener)
@@ -126,6 +144,14 @@ fn build(
         unit.warnings.push(Warning { object, message });
         0
     });
+    let mut backend_tls = super::l7::backend_tls::backend_tls_for(context, &backends, unit);
+    client_tls::add_backend_client_certificate(
+        context,
+        gateway_ref,
+        gateway,
+        &mut backend_tls,
+        unit,
+    );
     let no_services = BTreeSet::new();
     let target = Target {
         gateway: gateway_ref,
@@ -139,7 +165,7 @@ fn build(
         policies: policies::authorization_policies(context, &target, unit),
         jwt_rules: policies::jwt_rules(context, &target, unit),
         trusted_hops,
-        backend_tls: super::l7::backend_tls::backend_tls_for(context, &backends, unit),
+        backend_tls,
         generation: gateway.metadata.generation.unwrap_or(1),
     }
 }
@@ -183,6 +209,8 @@ pub(crate) fn affected_gateways(context: &Context<'_>, object: &ObjectRef) -> Ve
     let names: Vec<String> = match object.kind {
         // attachment (allowedRoutes selectors, grants) or waypoint use may change anywhere
         Kind::Namespace | Kind::ReferenceGrant | Kind::GatewayClass => gateway_names(context),
+        // a ListenerSet adds listeners to the Gateway it names, which may change
+        Kind::ListenerSet => gateway_names(context),
         // a new policy or a ServiceEntry behind a Hostname backend is no recorded dependency
         Kind::BackendTlsPolicy | Kind::ServiceEntry => gateway_names(context),
         // a waypoint appearing or going changes which backends go through one
@@ -191,7 +219,9 @@ pub(crate) fn affected_gateways(context: &Context<'_>, object: &ObjectRef) -> Ve
         Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute => {
             routes::gateways_of_route(snapshot, object)
         }
-        Kind::Secret => gateways_using_secret(context, object),
+        Kind::Secret | Kind::ConfigMap | Kind::ClusterTrustBundle => {
+            gateways_referencing(context, object)
+        }
         Kind::AuthorizationPolicy | Kind::RequestAuthentication => {
             gateways_of_policy(context, object)
         }
@@ -224,27 +254,20 @@ pub(crate) fn all_gateways(context: &Context<'_>) -> Vec<ResourceKey> {
         .collect()
 }
 
-/// Gateways (names) with a listener whose certificateRefs name the Secret `object`.
-fn gateways_using_secret(context: &Context<'_>, object: &ObjectRef) -> Vec<String> {
-    let secret_namespace = object.namespace.as_deref().unwrap_or_default();
-    let mut out = Vec::new();
-    for (gateway, loaded) in context.snapshot.gateways() {
-        let gateway_ref = loaded.object.object_ref();
-        let namespace = gateway_ref.namespace.as_deref().unwrap_or_default();
-        let refs = gateway.spec.listeners.iter();
-        let refs = refs.flat_map(|l| {
-            l.tls
-                .iter()
-                .flat_map(|t| t.certificate_refs.iter().flatten())
-        });
-        let names_it = refs.into_iter().any(|r| {
-            r.name == object.name && r.namespace.as_deref().unwrap_or(namespace) == secret_namespace
-        });
-        if names_it {
-            out.push(resource_name(&gateway_ref));
-        }
-    }
-    out
+/// Gateways (names) whose TLS settings name `object` (a Secret, ConfigMap or
+/// ClusterTrustBundle): certificateRefs, frontend CA references, backend client certificate.
+fn gateways_referencing(context: &Context<'_>, object: &ObjectRef) -> Vec<String> {
+    let gateways = context.snapshot.gateways();
+    gateways
+        .filter_map(|(gateway, loaded)| {
+            let gateway_ref = loaded.object.object_ref();
+            let namespace = gateway_ref.namespace.as_deref().unwrap_or_default();
+            let references = gateway_status::tls_references(gateway, namespace);
+            references
+                .contains(object)
+                .then(|| resource_name(&gateway_ref))
+        })
+        .collect()
 }
 
 /// Gateways (names) a policy targets directly or through their GatewayClass.
@@ -275,10 +298,7 @@ pub(crate) fn render_redacted(
         .listeners
         .iter_mut()
         .flat_map(|l| &mut l.certificates);
-    for certificate in certificates {
-        if !certificate.private_key.is_empty() {
-            certificate.private_key = "<redacted>".to_owned();
-        }
-    }
+    certificates.for_each(client_tls::redact);
+    client_tls::redact_backend_client_certificates(&mut message.backend_tls);
     weft_proto::to_json(full_name, &message)
 }

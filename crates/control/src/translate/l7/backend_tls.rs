@@ -5,8 +5,9 @@
 //! `ServiceEntry` (group `networking.istio.io`, every host of the entry), optionally one
 //! port of it (`sectionName`, the port's name). Its validation gives the SNI and expected
 //! name (`hostname`), the accepted `subjectAltNames`, and the trust anchors: the `ca.crt`
-//! of the ConfigMaps in `caCertificateRefs` (policy's namespace), or the platform's roots
-//! (`wellKnownCACertificates: System`).
+//! of the ConfigMaps (policy's namespace) and the `spec.trustBundle` of the
+//! ClusterTrustBundles (`certificates.k8s.io`) in `caCertificateRefs`, or the platform's
+//! roots (`wellKnownCACertificates: System`).
 //!
 //! **Fails closed.** A policy that cannot be used (a missing ConfigMap, no `ca.crt`, both
 //! or neither CA source, a reference of another kind) still yields an entry, with an empty
@@ -17,19 +18,20 @@
 //! are reported.
 //!
 //! Dependencies: the unit records every policy that targets one of the services and every
-//! ConfigMap it references (present or not), so editing them re-translates the resource;
+//! ConfigMap or ClusterTrustBundle it references (present or not), so editing them
+//! re-translates the resource;
 //! a newly created policy is found through [`services_targeted`].
 
 use super::super::Warning;
 use super::super::context::{Context, Dep, Unit};
 use super::super::service::{kube_hostname, service_key};
 use std::collections::{BTreeMap, BTreeSet};
+use weft_api::ca_refs::{CaRef, ca_ref_object, resolve_ca_ref};
 use weft_api::gateway::BackendTlsPolicy;
+use weft_api::routes::GrantFrom;
 use weft_api::{Kind, Object, ObjectRef};
 use weft_proto::l7::BackendTls;
 
-/// ConfigMap key holding the PEM CA bundle.
-pub const CA_KEY: &str = "ca.crt";
 /// Group of Istio's networking kinds (`ServiceEntry`).
 const ISTIO_NETWORKING: &str = "networking.istio.io";
 
@@ -280,7 +282,7 @@ fn trust(
                     reference.kind.as_str(),
                     reference.name.as_str(),
                 );
-                let pem = config_map_ca(context, namespace, reference, unit)
+                let pem = referenced_ca(context, namespace, reference, unit)
                     .map_err(|reason| format!("{field}: {reason}"))?;
                 bundle.push_str(pem.trim_end());
                 bundle.push('\n');
@@ -290,34 +292,26 @@ fn trust(
     }
 }
 
-/// The `ca.crt` of a referenced ConfigMap (a dependency is recorded even when it is missing).
-fn config_map_ca(
+/// The PEM bundle of a referenced ConfigMap (`ca.crt`) or ClusterTrustBundle (a dependency
+/// is recorded even when it is missing).
+fn referenced_ca(
     context: &Context<'_>,
     namespace: &str,
     (group, kind, name): (&str, &str, &str),
     unit: &mut Unit,
 ) -> Result<String, String> {
-    if !group.is_empty() || kind != "ConfigMap" {
-        return Err(format!(
-            "kind {kind:?} of group {group:?} is not supported (only ConfigMap)"
-        ));
-    }
-    let config_map = ObjectRef {
-        kind: Kind::ConfigMap,
-        namespace: Some(namespace.to_owned()),
-        name: name.to_owned(),
+    let reference = CaRef {
+        group,
+        kind,
+        name,
+        namespace: None,
     };
-    unit.deps.push(Dep::Object(config_map));
-    let found = context.snapshot.get(Kind::ConfigMap, Some(namespace), name);
-    let Some(Object::ConfigMap(map)) = found.map(|l| &l.object) else {
-        return Err(format!("ConfigMap {namespace}/{name} not found"));
-    };
-    let pem = map.data.as_ref().and_then(|d| d.get(CA_KEY));
-    match pem {
-        Some(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Ok(pem.clone()),
-        Some(_) => Err(format!(
-            "ConfigMap {namespace}/{name}: {CA_KEY} holds no PEM certificate"
-        )),
-        None => Err(format!("ConfigMap {namespace}/{name} has no {CA_KEY}")),
+    if let Some(object) = ca_ref_object(namespace, &reference) {
+        unit.deps.push(Dep::Object(object));
     }
+    let from = GrantFrom {
+        kind: Kind::BackendTlsPolicy,
+        namespace,
+    };
+    resolve_ca_ref(context.snapshot, &from, &reference).map_err(|e| e.to_string())
 }

@@ -1,0 +1,276 @@
+//! Client certificates at the gateway, both ways, over real TLS: an HTTPS port with
+//! frontend validation (`spec.tls.frontend`) asks clients for a certificate and checks it
+//! against the CA bundle (refusing, or admitting in `AllowInsecureFallback`), and the
+//! gateway presents its own client certificate (`spec.tls.backend.clientCertificateRef`)
+//! to a BackendTLSPolicy backend that requires one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use weft_proto::l7::{self as pb, listener::Protocol};
+
+use crate::harness::{Fixture, Net, ServiceSpec, backend, certificate, gateway_resource, until};
+use crate::pki::{self, Leaf, TestCa};
+
+const HTTPS: u16 = 8443;
+const HOST: &str = "web.example.com";
+
+/// An HTTPS listener on [`HTTPS`] for [`HOST`] routing everything to `api:9443`.
+fn listener(serving: &Leaf, validation: Option<pb::ClientValidation>) -> pb::Listener {
+    pb::Listener {
+        name: "web".into(),
+        port: u32::from(HTTPS),
+        protocol: Protocol::Https.into(),
+        hostname: HOST.into(),
+        certificates: vec![certificate("web", serving)],
+        client_validation: validation,
+        http_routes: vec![pb::Route {
+            namespace: "ns".into(),
+            name: "to-api".into(),
+            rules: vec![pb::Rule {
+                backends: vec![backend("api", 9443)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn validation(ca: &TestCa, insecure_fallback: bool) -> pb::ClientValidation {
+    pb::ClientValidation {
+        ca_bundle: ca.pem.clone(),
+        allow_insecure_fallback: insecure_fallback,
+        source: "spec.tls.frontend.default.validation".into(),
+    }
+}
+
+fn chain_and_key(leaf: &Leaf) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+    let chain = CertificateDer::pem_slice_iter(leaf.chain.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    (
+        chain,
+        PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap(),
+    )
+}
+
+/// A client trusting `server_ca`, presenting `client` when asked (if any).
+fn client_config(server_ca: &TestCa, client: Option<&Leaf>) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(server_ca.roots());
+    let mut config = match client {
+        Some(leaf) => {
+            let (chain, key) = chain_and_key(leaf);
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// One HTTPS request to [`HOST`] through the gateway: the status and body, or the error
+/// that ended it (handshake or request).
+async fn request(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<(StatusCode, String), String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(HOST).unwrap();
+    let tls = TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| format!("HTTP/1.1: {e}"))?;
+    tokio::spawn(connection);
+    let request = Request::get("/x")
+        .header("host", HOST)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    ))
+}
+
+/// A plain-TLS echo backend `api` on `.1.1:9443` (the gateway reaches it with a
+/// BackendTLSPolicy trusting `backend_ca`), requiring a client certificate from
+/// `client_ca` when given one.
+async fn api_backend(
+    net: Net,
+    backend_ca: &TestCa,
+    client_ca: Option<&TestCa>,
+) -> tokio_util::sync::DropGuard {
+    let leaf = backend_ca.leaf(&["api.internal"]);
+    let mut config = (*pki::server_config(&leaf)).clone();
+    if let Some(client_ca) = client_ca {
+        let (chain, key) = chain_and_key(&leaf);
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(client_ca.roots()),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
+    let (_, stop) = pki::tls_echo(net.backend(1, 9443), "api", Arc::new(config)).await;
+    stop.drop_guard()
+}
+
+fn api_service() -> [ServiceSpec; 1] {
+    [ServiceSpec {
+        name: "api",
+        n: 1,
+        port: 9443,
+    }]
+}
+
+fn backend_tls(backend_ca: &TestCa, client: Option<&Leaf>) -> pb::BackendTls {
+    pb::BackendTls {
+        service: crate::harness::key("api"),
+        port: 9443,
+        hostname: "api.internal".into(),
+        ca_bundle: backend_ca.pem.clone(),
+        source: "ns/api-tls".into(),
+        client_certificate: client.map(|leaf| certificate("gateway-client", leaf)),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn frontend_validation_admits_only_certificates_from_the_ca() {
+    let net = Net(weft_testkit::loopback_net());
+    let server_ca = TestCa::new("gateway CA");
+    let client_ca = TestCa::new("client CA");
+    let other_ca = TestCa::new("another CA");
+    let backend_ca = TestCa::new("backend CA");
+    let _api = api_backend(net, &backend_ca, None).await;
+    let serving = server_ca.leaf(&[HOST]);
+    let mut resource = gateway_resource(vec![listener(
+        &serving,
+        Some(validation(&client_ca, false)),
+    )]);
+    resource.backend_tls = vec![backend_tls(&backend_ca, None)];
+    let _fixture = Fixture::start(net, &api_service(), &resource).await;
+    let addr = net.gateway(HTTPS);
+    let trusted = client_config(&server_ca, Some(&client_ca.leaf(&["client.example.com"])));
+    let (status, body) = until(
+        "a client with a certificate from the CA is served",
+        || async { request(addr, trusted.clone()).await.ok() },
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "api http/1.1 /x"));
+    let without = request(addr, client_config(&server_ca, None)).await;
+    assert!(
+        without.is_err(),
+        "a client without a certificate is refused: {without:?}"
+    );
+    let foreign = client_config(&server_ca, Some(&other_ca.leaf(&["client.example.com"])));
+    let refused = request(addr, foreign).await;
+    assert!(
+        refused.is_err(),
+        "a certificate from another CA is refused: {refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn insecure_fallback_admits_clients_without_or_with_a_foreign_certificate() {
+    let net = Net(weft_testkit::loopback_net());
+    let server_ca = TestCa::new("gateway CA");
+    let client_ca = TestCa::new("client CA");
+    let other_ca = TestCa::new("another CA");
+    let backend_ca = TestCa::new("backend CA");
+    let _api = api_backend(net, &backend_ca, None).await;
+    let serving = server_ca.leaf(&[HOST]);
+    let mut resource =
+        gateway_resource(vec![listener(&serving, Some(validation(&client_ca, true)))]);
+    resource.backend_tls = vec![backend_tls(&backend_ca, None)];
+    let _fixture = Fixture::start(net, &api_service(), &resource).await;
+    let addr = net.gateway(HTTPS);
+    let clients = [
+        ("no certificate", client_config(&server_ca, None)),
+        (
+            "a certificate from the CA",
+            client_config(&server_ca, Some(&client_ca.leaf(&["client.example.com"]))),
+        ),
+        (
+            "a certificate from another CA",
+            client_config(&server_ca, Some(&other_ca.leaf(&["client.example.com"]))),
+        ),
+    ];
+    for (what, config) in clients {
+        let (status, body) =
+            until(what, || async { request(addr, config.clone()).await.ok() }).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "api http/1.1 /x"),
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_presents_its_client_certificate_to_a_backend_that_requires_one() {
+    let net = Net(weft_testkit::loopback_net());
+    let server_ca = TestCa::new("gateway CA");
+    let backend_ca = TestCa::new("backend CA");
+    let client_ca = TestCa::new("gateway client CA");
+    let _api = api_backend(net, &backend_ca, Some(&client_ca)).await;
+    let serving = server_ca.leaf(&[HOST]);
+    // Without a client certificate the backend refuses the gateway: 503.
+    let mut resource = gateway_resource(vec![listener(&serving, None)]);
+    resource.backend_tls = vec![backend_tls(&backend_ca, None)];
+    let fixture = Fixture::start(net, &api_service(), &resource).await;
+    let addr = net.gateway(HTTPS);
+    let client = client_config(&server_ca, None);
+    let (status, _) = until("the gateway answers", || async {
+        request(addr, client.clone()).await.ok()
+    })
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // With `spec.tls.backend.clientCertificateRef`, the backend accepts it.
+    let gateway_client = client_ca.leaf(&["gw.ns.example.com"]);
+    resource.backend_tls = vec![backend_tls(&backend_ca, Some(&gateway_client))];
+    fixture.update(&resource);
+    let body = until(
+        "the backend accepts the gateway's client certificate",
+        || async {
+            let (status, body) = request(addr, client.clone()).await.ok()?;
+            (status == StatusCode::OK).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(body, "api http/1.1 /x");
+}
