@@ -8,6 +8,8 @@ ensure_packages() {
   command -v tcpdump >/dev/null || need+=(tcpdump)
   # the waypoint end-to-end tests make requests from inside pods with curl
   command -v curl >/dev/null || need+=(curl)
+  # the dashboard's browser test renders the page in headless Chromium
+  command -v chromium >/dev/null || need+=(chromium)
   # the CNI tests chain weft-cni after the reference bridge and host-local plugins
   [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
   [ ${#need[@]} -eq 0 ] && return 0

@@ -25,7 +25,8 @@ pub struct Args {
     )]
     config_dir: Option<PathBuf>,
     /// Follow the Kubernetes API instead of a directory: Namespaces, Pods, Services, Nodes,
-    /// the Istio and Gateway API kinds (in-cluster configuration unless --kubeconfig).
+    /// the Istio and Gateway API kinds, and the Secrets and ConfigMaps they reference
+    /// (in-cluster configuration unless --kubeconfig).
     #[arg(long)]
     kubernetes: bool,
     /// Kubeconfig file for --kubernetes (its current context).
@@ -35,6 +36,14 @@ pub struct Args {
     /// pod they are bound to. Default: `weft-node` in --namespace.
     #[arg(long, value_name = "NS/NAME", requires = "kubernetes")]
     node_service_account: Option<ServiceAccount>,
+    /// Image of the gateways and waypoints the leader deploys for Gateways with
+    /// --kubernetes (`weft install` sets the install's image). Default: the install's
+    /// default image of this version.
+    #[arg(long, value_name = "IMAGE", requires = "kubernetes")]
+    proxy_image: Option<String>,
+    /// Pull policy of that image: Always, IfNotPresent (default) or Never.
+    #[arg(long, value_name = "POLICY", requires = "kubernetes")]
+    proxy_image_pull_policy: Option<String>,
     /// Private state directory (the CA root is generated and kept here; not used with
     /// --kubernetes, whose root is in Secret `cacerts` or `istio-ca-secret`).
     /// Default: a per-user data directory.
@@ -146,9 +155,33 @@ async fn objects_from(args: &Args) -> anyhow::Result<(Objects, Option<ClusterCon
     if let Some(account) = &args.node_service_account {
         settings.node_accounts = vec![account.clone()];
     }
-    let cluster =
-        ClusterControl::start(client, settings, &weft_kube::WatchOptions::default()).await?;
+    proxy_settings(args, &mut settings.proxies)?;
+    let watch = weft_kube::WatchOptions::for_root_namespace(&args.mesh.options().root_namespace);
+    // the control process waits for the first lists, its admin port answering meanwhile
+    let cluster = ClusterControl::spawn(client, settings, &watch).await?;
     Ok((Objects::Source(cluster.objects()), Some(cluster)))
+}
+
+/// The image, pull policy and log filter (this process's `WEFT_LOG`) of the gateways and
+/// waypoints the leader deploys; a bad value stops the start, naming the flag.
+fn proxy_settings(args: &Args, proxies: &mut weft_install::Settings) -> anyhow::Result<()> {
+    let sets = [
+        ("--proxy-image", "image", args.proxy_image.clone()),
+        (
+            "--proxy-image-pull-policy",
+            "imagePullPolicy",
+            args.proxy_image_pull_policy.clone(),
+        ),
+        ("WEFT_LOG", "logLevel", std::env::var("WEFT_LOG").ok()),
+    ];
+    for (flag, key, value) in sets {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            proxies
+                .set(&format!("{key}={value}"))
+                .map_err(|error| anyhow::anyhow!("{flag}: {error}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// This replica's name in the leader Lease: `$POD_NAME`, else `$HOSTNAME` (a pod's name),

@@ -7,6 +7,7 @@ mod call;
 mod cert;
 mod cni;
 mod control;
+mod dashboard;
 mod echo;
 mod gateway;
 mod install;
@@ -48,6 +49,7 @@ enum Command {
     Node(node::Args),
     Cni(cni::Args),
     Status(status::Args),
+    Dashboard(dashboard::Args),
     Up(up::UpArgs),
     Down(up::DownArgs),
     Restart(up::RestartArgs),
@@ -141,6 +143,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node(args) => node::run(args),
         Command::Cni(args) => cni::run(args),
         Command::Status(args) => status::run(&args),
+        Command::Dashboard(args) => dashboard::run(&args),
         Command::Up(args) => up::up(args),
         Command::Down(args) => up::down(&args),
         Command::Restart(args) => up::restart(&args),

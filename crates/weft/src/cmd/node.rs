@@ -140,6 +140,12 @@ pub struct Args {
     /// Streams per pooled HBONE connection before another is opened.
     #[arg(long, default_value_t = 100)]
     max_streams_per_connection: usize,
+    /// Pooled HBONE connections to one peer that its streams are spread over: while each
+    /// open connection carries a stream, a new stream opens another one (and waits for its
+    /// handshake), so the streams run on several cores. Default 1: a second connection
+    /// only at --max-streams-per-connection (spreading showed no gain on 2 cores).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    hbone_spread_connections: u16,
     #[command(flatten)]
     access_log: super::waypoint::run::AccessLogArgs,
     #[command(flatten)]
@@ -279,7 +285,7 @@ fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
         node_name: args.node.clone(),
         network: args.network.clone(),
         hbone_port: args.hbone_port,
-        pool: weft_hbone_pool(args.max_streams_per_connection),
+        pool: weft_hbone_pool(&args),
         idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
         access_log: args.access_log.format(),
         ..ProxyOptions::default()
@@ -296,9 +302,10 @@ fn node_config(args: Args) -> anyhow::Result<NodeConfig> {
     })
 }
 
-fn weft_hbone_pool(max_streams: usize) -> weft_node::proxy::PoolConfig {
+fn weft_hbone_pool(args: &Args) -> weft_node::proxy::PoolConfig {
     weft_node::proxy::PoolConfig {
-        max_streams_per_connection: max_streams.max(1),
+        max_streams_per_connection: args.max_streams_per_connection.max(1),
+        spread_connections: usize::from(args.hbone_spread_connections),
         ..weft_node::proxy::PoolConfig::default()
     }
 }
@@ -359,13 +366,13 @@ fn control_source(args: &Args, control: &str) -> anyhow::Result<Sources> {
         .context("--control needs --token-file FILE")?;
     let endpoint = format!("https://{control}");
     let ca = GrpcCaClient::new(GrpcCaClientConfig {
-        endpoint: endpoint.clone(),
-        server_name: args.control_san.clone(),
-        trust: trust.clone(),
-        token: TokenSource::File(token_file.clone()),
         cluster_id: args.cluster_id.clone(),
-        impersonate: true,
-        timeout: Duration::from_secs(10),
+        ..GrpcCaClientConfig::node_proxy(
+            endpoint.clone(),
+            args.control_san.clone(),
+            trust.clone(),
+            TokenSource::File(token_file.clone()),
+        )
     })
     .context("CA client")?;
     let channel = weft_node::process::control_channel(&endpoint, &args.control_san, &trust)?;
@@ -403,6 +410,7 @@ fn capture_options(args: &Args) -> Option<(PathBuf, CaptureOptions)> {
         cluster_domain: args.cluster_domain.clone(),
         state_file: Some(source::state_file_for(&socket)),
         discover: args.cni_socket.is_some(),
+        hold_unknown: args.cni_socket.is_some(),
         ..CaptureOptions::default()
     };
     args.limits.apply_capture(&mut options);

@@ -432,13 +432,13 @@ pub(crate) mod run {
             (None, None) => bail!("give --token-file FILE or --token TOKEN"),
         };
         let ca = GrpcCaClient::new(GrpcCaClientConfig {
-            endpoint: endpoint.clone(),
-            server_name: args.control_san.clone(),
-            trust: trust.clone(),
-            token: token.clone(),
             cluster_id: args.cluster_id.clone(),
-            impersonate: true,
-            timeout: Duration::from_secs(10),
+            ..GrpcCaClientConfig::node_proxy(
+                endpoint.clone(),
+                args.control_san.clone(),
+                trust.clone(),
+                token.clone(),
+            )
         })
         .context("CA client")?;
         let channel = weft_node::process::control_channel(&endpoint, &args.control_san, trust)?;

@@ -24,7 +24,7 @@ pub(super) fn render(statuses: &[ObjectStatus]) -> String {
 /// `GATEWAY ADDRESSES PROGRAMMED` lines for plain `weft status` (empty without gateways).
 pub(super) fn render_addresses(statuses: &[ObjectStatus]) -> String {
     let mut rows = vec![header(&["GATEWAY", "CLASS", "ADDRESSES", "PROGRAMMED"])];
-    for status in statuses {
+    for status in statuses.iter().filter(|s| s.kind == "Gateway") {
         if let Status::Gateway(gateway) = &status.status {
             rows.push(vec![
                 name(status),
@@ -44,8 +44,10 @@ fn render_gateway(status: &ObjectStatus) -> String {
     let Status::Gateway(gateway) = &status.status else {
         return String::new();
     };
+    // a ListenerSet's status has a Gateway's shape: shown the same way, under its kind
+    let kind = status.kind.to_uppercase();
     let top = [
-        header(&["GATEWAY", "CLASS", "ADDRESSES", "ACCEPTED", "PROGRAMMED"]),
+        header(&[&kind, "CLASS", "ADDRESSES", "ACCEPTED", "PROGRAMMED"]),
         vec![
             name(status),
             class(status),
