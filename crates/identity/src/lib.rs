@@ -11,6 +11,7 @@ pub mod provider;
 mod spiffe;
 pub mod tls;
 mod trust;
+pub mod verify;
 
 pub use ca::CertificateAuthority;
 pub use cert::{WorkloadCert, WorkloadCertError, split_ca_response};

@@ -3,17 +3,15 @@
 //! against the identities the caller expects (client side) or the accepted trust domains
 //! (server side, which then records the client identity with [`peer_identity`]).
 
+use crate::verify::{CheckClientCert, CheckServerCert, client_verifier, server_verifier};
 use crate::{SpiffeId, TrustBundle, WorkloadCert};
 use rustls::client::ResolvesClientCert;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::client::danger::ServerCertVerified;
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerified;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError,
-    ServerConfig, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, OtherError, ServerConfig, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use std::sync::{Arc, OnceLock};
 
@@ -141,7 +139,6 @@ fn identity_error(err: PeerIdentityError) -> rustls::Error {
 struct SpiffeServerVerifier {
     trust: TrustBundle,
     expected: ServerIdentity,
-    algorithms: WebPkiSupportedAlgorithms,
 }
 
 /// What names a server's certificate must carry.
@@ -153,8 +150,8 @@ enum ServerIdentity {
     DnsName,
 }
 
-impl ServerCertVerifier for SpiffeServerVerifier {
-    fn verify_server_cert(
+impl CheckServerCert for SpiffeServerVerifier {
+    fn check_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -168,7 +165,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             &self.trust.current().store,
             intermediates,
             now,
-            self.algorithms.all,
+            crypto_provider().signature_verification_algorithms.all,
         )?;
         let expected = match &self.expected {
             ServerIdentity::Spiffe(expected) => expected,
@@ -187,28 +184,6 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             }))
         }
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 /// Checks a client's chain with webpki against the bundle's current roots, then that it
@@ -218,13 +193,10 @@ struct SpiffeClientVerifier {
     trust: TrustBundle,
 }
 
-impl ClientCertVerifier for SpiffeClientVerifier {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        // No hints: peers have exactly one certificate, and hints only leak the root names.
-        &[]
-    }
-
-    fn verify_client_cert(
+// No root hints (the default): peers have exactly one certificate, and hints only leak
+// the root names.
+impl CheckClientCert for SpiffeClientVerifier {
+    fn check_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -242,37 +214,6 @@ impl ClientCertVerifier for SpiffeClientVerifier {
                 actual: actual.to_string(),
             }))
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.trust
-            .current()
-            .client_verifier
-            .verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.trust
-            .current()
-            .client_verifier
-            .verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.trust
-            .current()
-            .client_verifier
-            .supported_verify_schemes()
     }
 }
 
@@ -309,16 +250,15 @@ pub fn client_config(
     expected: impl IntoIterator<Item = SpiffeId>,
 ) -> Result<Arc<ClientConfig>, TlsConfigError> {
     let provider = crypto_provider();
-    let verifier = SpiffeServerVerifier {
+    let verifier = server_verifier(SpiffeServerVerifier {
         trust: trust.clone(),
         expected: ServerIdentity::Spiffe(expected.into_iter().collect()),
-        algorithms: provider.signature_verification_algorithms,
-    };
+    });
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(TlsConfigError::Protocol)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(verifier)
         .with_client_cert_resolver(Arc::new(FixedCert(cert.certified_key().clone())));
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(Arc::new(config))
@@ -332,13 +272,13 @@ pub fn server_config(
     trust: &TrustBundle,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let provider = crypto_provider();
-    let verifier = SpiffeClientVerifier {
+    let verifier = client_verifier(SpiffeClientVerifier {
         trust: trust.clone(),
-    };
+    });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(TlsConfigError::Protocol)?
-        .with_client_cert_verifier(Arc::new(verifier))
+        .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(FixedCert(cert.certified_key().clone())));
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(Arc::new(config))
@@ -360,10 +300,9 @@ pub fn control_plane_endpoint(
         .map_err(|err| err.to_string())?
         .tls_config_with_verifier(
             tonic::transport::ClientTlsConfig::new().domain_name(server_name.to_owned()),
-            Arc::new(SpiffeServerVerifier {
+            server_verifier(SpiffeServerVerifier {
                 trust: trust.clone(),
                 expected: ServerIdentity::DnsName,
-                algorithms: crypto_provider().signature_verification_algorithms,
             }),
         )
         .map_err(|err| err.to_string())
