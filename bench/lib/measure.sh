@@ -115,11 +115,15 @@ measure_http() {
 }
 
 # Node proxy memory: RSS right after start (certificates loaded, one warm-up connection),
-# then with HOLD_CONNECTIONS idle connections open through it.
+# split into anonymous memory (heap, stacks) and file pages (the binary's code and data
+# that were touched), then with HOLD_CONNECTIONS idle connections open through it.
 measure_memory_idle() {
     local node
     for node in "${!PROXY_PID[@]}"; do
         R[$ROW.rss_idle_kb_$node]=$(proxy_rss_kb "$node")
+        R[$ROW.rss_anon_kb_$node]=$(proxy_rollup_kb "$node" Anonymous)
+        R[$ROW.rss_file_kb_$node]=$(calc "${R[$ROW.rss_idle_kb_$node]} - ${R[$ROW.rss_anon_kb_$node]}" 0)
+        R[$ROW.threads_$node]=$(awk '/^Threads:/ { print $2 }' "/proc/${PROXY_PID[$node]}/status")
     done
 }
 
@@ -149,6 +153,12 @@ measure_memory_held() {
         R[$ROW.rss_held_kb_$node]=$(proxy_rss_kb "$node")
         R[$ROW.per_conn_kb_$node]=$(calc "(${R[$ROW.rss_held_kb_$node]} - ${R[$ROW.rss_idle_kb_$node]}) / $count" 1)
     done
+    # A look inside while the connections are held (gdb, smaps, a heap profiler's dump):
+    # BENCH_HELD_HOOK runs with the proxies' "node=pid" pairs in BENCH_PROXIES.
+    if [ -n "${BENCH_HELD_HOOK:-}" ]; then
+        BENCH_PROXIES="n1=${PROXY_PID[n1]:-} n2=${PROXY_PID[n2]:-}" bash -c "$BENCH_HELD_HOOK" ||
+            note "$ROW: BENCH_HELD_HOOK failed"
+    fi
     local to_holder=${HOLD[1]} holder=$HOLD_PID
     exec {to_holder}>&-
     wait "$holder" 2>/dev/null || true
@@ -164,9 +174,11 @@ measure_row() {
         mesh_up "$ROW"
         measure_memory_idle
     fi
-    measure_throughput
-    measure_latency
-    measure_http
+    if [ "$MODE" != memory ]; then
+        measure_throughput
+        measure_latency
+        measure_http
+    fi
     if [ -n "$MESH" ]; then
         measure_memory_held || true
         proxies_stop

@@ -66,14 +66,17 @@ EOF
 proxy_start() {
     local node=$1 ns=$2 config=$3
     shift 3
-    local -a run_as=()
+    local -a run_as=() limits=()
     [ "$CAPTURE" = podns ] && run_as=(setpriv --reuid "$PROXY_UID" --regid "$PROXY_UID" --clear-groups)
+    # One client identity holds all HOLD_CONNECTIONS tunnels, more than the default limit.
+    "$WEFT" node --help 2>/dev/null | grep -q -- '--hbone-max-tunnels-per-identity' &&
+        limits=(--hbone-max-tunnels-per-identity 65536)
     # `ip netns exec` and `setpriv` exec, so $! is the proxy itself (not a subshell).
     # BENCH_NODE_FLAGS (e.g. "--worker-threads 1") is split into words on purpose.
     # shellcheck disable=SC2086
     ip netns exec "$ns" "${run_as[@]}" "$WEFT" node --local-config "$config" --node "$node" \
         --insecure-local-ca --local-ca-dir "$RUN/ca" --idle-timeout 0 --drain-timeout 1 \
-        ${BENCH_NODE_FLAGS:-} "$@" >>"$RUN/proxy-$node.log" 2>&1 &
+        "${limits[@]}" ${BENCH_NODE_FLAGS:-} "$@" >>"$RUN/proxy-$node.log" 2>&1 &
     local pid=$!
     PROXY_PIDS+=("$pid")
     PROXY_PID[$node]=$pid
@@ -145,4 +148,8 @@ proxy_cpu_ticks() {
 
 proxy_rss_kb() { # proxy_rss_kb NODE
     awk '/^VmRSS:/ { print $2 }' "/proc/${PROXY_PID[$1]}/status"
+}
+
+proxy_rollup_kb() { # proxy_rollup_kb NODE FIELD: one field of smaps_rollup (KB)
+    awk -v field="$2:" '$1 == field { print $2 }' "/proc/${PROXY_PID[$1]}/smaps_rollup"
 }

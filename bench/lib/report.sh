@@ -5,7 +5,8 @@
 ROWS=(direct weft-tcp weft-hbone)
 
 # key|label|kind — kind: more (bigger is better: ratio), less (latency: ratio and added
-# microseconds), cost (proxy-only figure: no direct value, no ratio).
+# microseconds), cost (proxy-only figure: no direct value, no ratio); mem (KB shown as MB),
+# perconn and count are per node proxy (n1 / n2), no ratio.
 FIGURES=(
     "tput1_gbps|throughput, 1 stream (Gbit/s)|more"
     "tput4_gbps|throughput, 4 streams (Gbit/s)|more"
@@ -19,6 +20,9 @@ FIGURES=(
     "cpu_per_gbps|node proxy CPU, cores per Gbit/s (1 stream)|cost"
     "cpu_per_krps|node proxy CPU, cores per 1,000 req/s|cost"
     "rss_idle_kb|node proxy RSS idle (MB; n1 / n2)|mem"
+    "rss_anon_kb|of which anonymous: heap, stacks (MB; n1 / n2)|mem"
+    "rss_file_kb|of which file pages: the binary (MB; n1 / n2)|mem"
+    "threads|node proxy threads, idle (n1 / n2)|count"
     "rss_held_kb|node proxy RSS, HOLD open connections (MB; n1 / n2)|mem"
     "per_conn_kb|node proxy memory per open connection (KB; n1 / n2)|perconn"
 )
@@ -34,7 +38,7 @@ value_of() { echo "${R[$1.$2]:-}"; }
 cell() {
     local row=$1 key=$2 kind=$3 a b
     case "$kind" in
-    mem | perconn)
+    mem | perconn | count)
         a=$(value_of "$row" "${key}_n1")
         b=$(value_of "$row" "${key}_n2")
         [ "$kind" = mem ] && { [ -n "$a" ] && a=$(calc "$a / 1024" 1); [ -n "$b" ] && b=$(calc "$b / 1024" 1); }
@@ -57,7 +61,7 @@ ratio() {
     local row=$1 key=$2 kind=$3 mine base
     mine=$(value_of "$row" "$key")
     base=$(value_of "${4:-direct}" "${5:-$key}")
-    if [ -z "$mine" ] || [ -z "$base" ] || [ "$kind" = cost ] || [ "$kind" = mem ] || [ "$kind" = perconn ]; then
+    if [ -z "$mine" ] || [ -z "$base" ] || [ "$kind" = cost ] || [ "$kind" = mem ] || [ "$kind" = perconn ] || [ "$kind" = count ]; then
         echo "—"
     elif [ "$kind" = less ]; then
         local added
@@ -74,6 +78,7 @@ markdown_table() {
     echo "|---|---:|---:|---:|---:|---:|"
     for figure in "${FIGURES[@]}"; do
         IFS='|' read -r key label kind <<<"$figure"
+        [ "$MODE" = memory ] && [[ " mem perconn count " != *" $kind "* ]] && continue
         label=${label//HOLD/$(printf "%'d" "$HOLD_CONNECTIONS")}
         printf '| %s | %s | %s | %s | %s | %s |\n' "$label" \
             "$(cell direct "$key" "$kind")" \
@@ -103,7 +108,7 @@ report() {
     mkdir -p "$HERE/results"
     table=$(markdown_table)
     {
-        echo "\`bench/run$([ "$MODE" = quick ] && echo " --quick")\` at $STARTED, commit $COMMIT."
+        echo "\`bench/run$([ "$MODE" != full ] && echo " --$MODE")\` at $STARTED, commit $COMMIT."
         echo "Machine: $(machine_line); load average before the run: $LOAD_BEFORE."
         echo "Capture mode: $CAPTURE. Held connections: $HOLD_CONNECTIONS."
         echo
