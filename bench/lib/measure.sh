@@ -142,6 +142,8 @@ measure_memory_held() {
     local node line count
     count=$(hold_count)
     R[$ROW.held]=$count
+    # The previous row's held connections wait in TIME_WAIT on their ports for a minute.
+    nsx "$P-c" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
     coproc HOLD { nsx "$P-c" "$LOAD" hold "$SERVER_IP:$ECHO_PORT" --count "$count"; }
     if ! read -r -t 120 line <&"${HOLD[0]}" || [ "$line" != "ready $count" ]; then
         note "$ROW: could not hold $count connections (got: ${line:-nothing})"

@@ -40,8 +40,16 @@ mesh_config() {
 EOF
 }
 
+# `weft node --help` is read whole first: `grep -q` quitting early would end weft with
+# SIGPIPE, which pipefail turns into "no such flag".
+node_has_flag() { # node_has_flag FLAG
+    local help
+    help=$("$WEFT" node --help 2>/dev/null) || true
+    grep -q -- "$1" <<<"$help"
+}
+
 capture_mode() {
-    if "$WEFT" node --help 2>/dev/null | grep -q -- '--pod-socket'; then
+    if node_has_flag --pod-socket; then
         echo inpod
     else
         echo podns
@@ -69,7 +77,7 @@ proxy_start() {
     local -a run_as=() limits=()
     [ "$CAPTURE" = podns ] && run_as=(setpriv --reuid "$PROXY_UID" --regid "$PROXY_UID" --clear-groups)
     # One client identity holds all HOLD_CONNECTIONS tunnels, more than the default limit.
-    "$WEFT" node --help 2>/dev/null | grep -q -- '--hbone-max-tunnels-per-identity' &&
+    node_has_flag --hbone-max-tunnels-per-identity &&
         limits=(--hbone-max-tunnels-per-identity 65536)
     # `ip netns exec` and `setpriv` exec, so $! is the proxy itself (not a subshell).
     # BENCH_NODE_FLAGS (e.g. "--worker-threads 1") is split into words on purpose.
