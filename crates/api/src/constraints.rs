@@ -21,7 +21,8 @@ const ROUTES: &[Kind] = &[
 ];
 const HTTP_AND_GRPC: &[Kind] = &[Kind::HttpRoute, Kind::GrpcRoute];
 const L4_ROUTES: &[Kind] = &[Kind::TcpRoute, Kind::UdpRoute];
-const LISTENER_KINDS: &[Kind] = &[Kind::Gateway, Kind::ListenerSet];
+const LISTENER_KINDS: &[Kind] = &[Kind::Gateway, Kind::ListenerSet, Kind::XListenerSet];
+const LISTENER_SET_KINDS: &[Kind] = &[Kind::ListenerSet, Kind::XListenerSet];
 const ISTIO_SELECTED: &[Kind] = &[
     Kind::AuthorizationPolicy,
     Kind::PeerAuthentication,
@@ -242,7 +243,7 @@ pub static BLOCKS: &[Block] = &[
     // Gateway and ListenerSet.
     block(LISTENER_KINDS, "spec", &[("listeners", Count(1, 64))]),
     block(LISTENER_KINDS, "spec.listeners[]", LISTENER),
-    block(&[Kind::ListenerSet], "spec.parentRef", OBJECT_REF),
+    block(LISTENER_SET_KINDS, "spec.parentRef", OBJECT_REF),
     block(
         &[Kind::Gateway],
         "spec",

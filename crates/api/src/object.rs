@@ -51,6 +51,7 @@ const GW_BACKEND_TLS: &[&str] = &[
     "gateway.networking.k8s.io/v1alpha3",
 ];
 const GW_ONLY_V1: &[&str] = &["gateway.networking.k8s.io/v1"];
+const GW_EXPERIMENTAL: &[&str] = &["gateway.networking.x-k8s.io/v1alpha1"];
 const CERTIFICATES: &[&str] = &[
     "certificates.k8s.io/v1beta1",
     "certificates.k8s.io/v1alpha1",
@@ -157,6 +158,7 @@ kinds! {
     ReferenceGrant(ReferenceGrant) = "ReferenceGrant", GW_GRANT, namespaced: true;
     BackendTlsPolicy(BackendTlsPolicy) = "BackendTLSPolicy", GW_BACKEND_TLS, namespaced: true;
     ListenerSet(ListenerSet) = "ListenerSet", GW_ONLY_V1, namespaced: true;
+    XListenerSet(ListenerSet) = "XListenerSet", GW_EXPERIMENTAL, namespaced: true;
 }
 
 /// How an `apiVersion`/`kind` pair resolves.
@@ -171,6 +173,13 @@ pub enum KindLookup {
 }
 
 impl Kind {
+    /// The API group (`""` for core kinds), of its first accepted `apiVersion`.
+    #[must_use]
+    pub fn group(self) -> &'static str {
+        let api_version = self.api_versions()[0];
+        api_version.rsplit_once('/').map_or("", |(group, _)| group)
+    }
+
     /// Resolves `apiVersion` + `kind` as written in a manifest.
     #[must_use]
     pub fn lookup(api_version: &str, kind: &str) -> KindLookup {

@@ -44,7 +44,7 @@ pub fn reference_grant_allows(
         .filter(|(_, loaded)| loaded.object.namespace() == Some(to.namespace))
         .any(|(grant, _)| {
             let from_ok = grant.spec.from.iter().any(|f| {
-                f.group == GATEWAY_GROUP
+                f.group == from.kind.group()
                     && f.kind == from.kind.name()
                     && f.namespace == from.namespace
             });

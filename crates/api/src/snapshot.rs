@@ -183,7 +183,22 @@ typed_accessors! {
     udp_routes => UdpRoute: crate::gateway::UdpRoute;
     reference_grants => ReferenceGrant: crate::gateway::ReferenceGrant;
     backend_tls_policies => BackendTlsPolicy: crate::gateway::BackendTlsPolicy;
-    listener_sets => ListenerSet: crate::gateway::ListenerSet;
+}
+
+impl ConfigSnapshot {
+    /// Every `ListenerSet` and experimental-channel `XListenerSet` (same spec) with where it
+    /// came from; `loaded.object.kind()` tells them apart.
+    pub fn listener_sets(
+        &self,
+    ) -> impl Iterator<Item = (&crate::gateway::ListenerSet, &LoadedObject)> {
+        let kinds = [Kind::ListenerSet, Kind::XListenerSet].into_iter();
+        kinds
+            .flat_map(|kind| self.of_kind(kind))
+            .filter_map(|loaded| match &loaded.object {
+                Object::ListenerSet(set) | Object::XListenerSet(set) => Some((set, loaded)),
+                _ => None,
+            })
+    }
 }
 
 /// `HashMap::try_insert` is unstable; this is the stable equivalent.

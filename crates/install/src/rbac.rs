@@ -117,6 +117,20 @@ pub const CONTROL_PLANE: &[Permission] = &[
         why: "the leader applies gateway, listener and route conditions",
     },
     Permission {
+        group: "gateway.networking.x-k8s.io",
+        resources: &["xlistenersets"],
+        verbs: WATCH,
+        scope: Scope::Cluster,
+        why: "watched: ListenerSets of the experimental channel",
+    },
+    Permission {
+        group: "gateway.networking.x-k8s.io",
+        resources: &["xlistenersets/status"],
+        verbs: APPLY_STATUS,
+        scope: Scope::Cluster,
+        why: "the leader applies the conditions of experimental-channel ListenerSets",
+    },
+    Permission {
         group: "",
         resources: &["secrets"],
         verbs: WATCH,

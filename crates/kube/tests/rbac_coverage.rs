@@ -124,6 +124,15 @@ fn seed(server: &TestApiServer) {
         "listeners": [{"name": "extra", "port": 8080, "protocol": "HTTP"}]}),
     ));
     server.put(object(
+        "gateway.networking.x-k8s.io/v1alpha1",
+        "XListenerSet",
+        "shop",
+        "extra-x",
+        json!({
+        "parentRef": {"name": "ingress"},
+        "listeners": [{"name": "extra-x", "port": 8081, "protocol": "HTTP"}]}),
+    ));
+    server.put(object(
         GATEWAY_API,
         "BackendTLSPolicy",
         "shop",

@@ -8,8 +8,8 @@ use super::Context;
 use crate::finding::{Code, Finding};
 use crate::gateway::GatewayListeners;
 use crate::gateway_status::backends::{BackendReason, ISTIO_NETWORKING_GROUP, resolve_backend};
-use crate::gateway_status::gateway_controller;
 use crate::gateway_status::listeners::namespace_allowed;
+use crate::gateway_status::{LISTENER_SET_GROUP, gateway_controller};
 use crate::object::{Kind, LoadedObject, Object};
 use crate::routes::{GATEWAY_GROUP, RouteRef, RouteView, route_view};
 use crate::suggest::{Segment, display_path};
@@ -51,17 +51,20 @@ fn check_parents(
             parent.kind.unwrap_or("Gateway"),
         ) {
             (GATEWAY_GROUP, "Gateway") => check_gateway_parent(context, loaded, parent, report),
-            (GATEWAY_GROUP, "ListenerSet") => {
-                if !context.snapshot.contains(
-                    Kind::ListenerSet,
-                    Some(parent_namespace),
-                    parent.name,
-                ) {
+            (GATEWAY_GROUP, "ListenerSet") | (LISTENER_SET_GROUP, "XListenerSet") => {
+                let kind = match parent.kind {
+                    Some("XListenerSet") => Kind::XListenerSet,
+                    _ => Kind::ListenerSet,
+                };
+                if !context
+                    .snapshot
+                    .contains(kind, Some(parent_namespace), parent.name)
+                {
                     report(
                         Code::RouteParentNotFound,
                         &parent.path,
                         format!(
-                            "{at}: ListenerSet {parent_namespace}/{} does not exist",
+                            "{at}: {kind} {parent_namespace}/{} does not exist",
                             parent.name
                         ),
                     );

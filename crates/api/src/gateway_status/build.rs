@@ -192,8 +192,8 @@ fn other_parent(
 ) -> Option<(Condition, &'static str)> {
     let (namespace, name) = match parent_target(parent, route_namespace) {
         ParentTarget::Gateway(namespace, name) => (namespace, name),
-        ParentTarget::ListenerSet(namespace, name) => {
-            return missing_listener_set(snapshot, stamp, namespace, name);
+        ParentTarget::ListenerSet(kind, namespace, name) => {
+            return missing_listener_set(snapshot, stamp, (kind, namespace, name));
         }
         ParentTarget::Other => return mesh_parent(snapshot, stamp, parent, route_namespace),
     };
@@ -229,12 +229,11 @@ fn other_parent(
 fn missing_listener_set(
     snapshot: &ConfigSnapshot,
     stamp: &Stamp,
-    namespace: &str,
-    name: &str,
+    (kind, namespace, name): (Kind, &str, &str),
 ) -> Option<(Condition, &'static str)> {
-    let found = snapshot.get(Kind::ListenerSet, Some(namespace), name);
+    let found = snapshot.get(kind, Some(namespace), name);
     let message = match found.map(|l| &l.object) {
-        Some(Object::ListenerSet(set)) => {
+        Some(Object::ListenerSet(set) | Object::XListenerSet(set)) => {
             let (gateway_namespace, gateway) = parent_gateway(set, namespace)?;
             if snapshot
                 .get(Kind::Gateway, Some(gateway_namespace), gateway)
@@ -243,10 +242,10 @@ fn missing_listener_set(
                 return None;
             }
             format!(
-                "the Gateway {gateway_namespace}/{gateway} of ListenerSet {namespace}/{name} does not exist"
+                "the Gateway {gateway_namespace}/{gateway} of {kind} {namespace}/{name} does not exist"
             )
         }
-        _ => format!("ListenerSet {namespace}/{name} does not exist"),
+        _ => format!("{kind} {namespace}/{name} does not exist"),
     };
     let condition = stamp.condition("Accepted", false, "NoMatchingParent", message);
     Some((condition, WEFT_CONTROLLER))

@@ -1,7 +1,8 @@
 //! A terminating listener's `tls.certificateRefs`: each must be a core `Secret` of type
 //! `kubernetes.io/tls` whose `tls.crt` holds a PEM certificate chain and `tls.key` a PEM
 //! private key (`data`, base64, or `stringData`); a Secret in another namespace needs a
-//! `ReferenceGrant` there from Gateways of the listener's namespace.
+//! `ReferenceGrant` there from the kind declaring the listener (`Gateway`, `ListenerSet` or
+//! `XListenerSet`, GEP-1713: a grant to one does not reach the other) in its namespace.
 
 use super::listeners::{Problem, auto_certificate};
 use crate::gateway::{Gateway, GatewayListeners};
@@ -16,13 +17,15 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
 /// The problems of a listener's certificate references, and whether at least one usable
-/// certificate (or an auto-certificate) remains.
+/// certificate (or an auto-certificate) remains; `owner` is the kind and namespace of the
+/// object declaring the listener.
 pub(crate) fn check_certificates(
     snapshot: &ConfigSnapshot,
     gateway: &Gateway,
-    namespace: &str,
+    owner: (Kind, &str),
     listener: &GatewayListeners,
 ) -> (Vec<Problem>, bool) {
+    let namespace = owner.1;
     let refs = listener
         .tls
         .as_ref()
@@ -46,7 +49,7 @@ pub(crate) fn check_certificates(
             namespace: reference.namespace.as_deref().unwrap_or(namespace),
             name: &reference.name,
         };
-        match check_reference(snapshot, namespace, &target) {
+        match check_reference(snapshot, owner, &target) {
             Ok(()) => usable = true,
             Err((reason, message)) => {
                 problems.push((reason, format!("tls.certificateRefs[{index}]: {message}")));
@@ -64,11 +67,11 @@ pub(super) struct CertificateTarget<'a> {
     pub name: &'a str,
 }
 
-/// Whether a Gateway of `gateway_namespace` may use the Secret `target` names as a
-/// certificate: kind, ReferenceGrant, type and PEM content.
+/// Whether the object `owner` (kind, namespace: a Gateway or a ListenerSet) may use the
+/// Secret `target` names as a certificate: kind, ReferenceGrant, type and PEM content.
 pub(super) fn check_reference(
     snapshot: &ConfigSnapshot,
-    gateway_namespace: &str,
+    (owner, owner_namespace): (Kind, &str),
     target: &CertificateTarget<'_>,
 ) -> Result<(), Problem> {
     let what = format!("{} {}/{}", target.kind, target.namespace, target.name);
@@ -78,10 +81,10 @@ pub(super) fn check_reference(
             format!("{what} (group {:?}) is not a core Secret", target.group),
         ));
     }
-    if target.namespace != gateway_namespace {
+    if target.namespace != owner_namespace {
         let from = GrantFrom {
-            kind: Kind::Gateway,
-            namespace: gateway_namespace,
+            kind: owner,
+            namespace: owner_namespace,
         };
         let to = GrantTo {
             namespace: target.namespace,
@@ -91,8 +94,9 @@ pub(super) fn check_reference(
         };
         if !reference_grant_allows(snapshot, &from, &to) {
             let message = format!(
-                "{what} is in another namespace and no ReferenceGrant in {} allows Gateways from namespace {gateway_namespace} to use it",
-                target.namespace
+                "{what} is in another namespace and no ReferenceGrant in {} allows {owner}s ({}) from namespace {owner_namespace} to use it",
+                target.namespace,
+                owner.group()
             );
             return Err(("RefNotPermitted", message));
         }

@@ -289,7 +289,7 @@ fn api_version(object: &Object) -> String {
         Object::GrpcRoute(o) => &o.api_version,
         Object::TlsRoute(o) => &o.api_version,
         Object::TcpRoute(o) | Object::UdpRoute(o) => &o.api_version,
-        Object::ListenerSet(o) => &o.api_version,
+        Object::ListenerSet(o) | Object::XListenerSet(o) => &o.api_version,
         _ => return String::new(),
     };
     written.clone()

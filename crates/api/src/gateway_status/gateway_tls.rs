@@ -165,7 +165,7 @@ pub(crate) fn check_backend_client_certificate(
         name: &reference.name,
     };
     Some(
-        check_reference(snapshot, namespace, &target).map_err(|(reason, message)| {
+        check_reference(snapshot, (Kind::Gateway, namespace), &target).map_err(|(reason, message)| {
             let reason = match reason {
                 "RefNotPermitted" => reason,
                 _ => "InvalidClientCertificateRef",

@@ -116,15 +116,16 @@ fn port_family(protocol: &str) -> &str {
 
 /// Evaluates the listeners of `gateway` (namespace `namespace`) in merge order:
 /// `listeners` are the Gateway's own (in `namespace`) followed by those of the ListenerSets
-/// it takes, each with the namespace of its ListenerSet (where its certificates resolve).
+/// it takes, each with the kind and namespace of the object declaring it (certificates
+/// resolve in that namespace, and a ReferenceGrant across namespaces must name that kind).
 pub(crate) fn evaluate<'g, 'n>(
     snapshot: &ConfigSnapshot,
     gateway: &Gateway,
     namespace: &str,
-    listeners: impl Iterator<Item = (&'g GatewayListeners, &'n str)>,
+    listeners: impl Iterator<Item = (&'g GatewayListeners, (Kind, &'n str))>,
 ) -> Vec<ListenerEval<'g>> {
     let mut evals: Vec<ListenerEval<'g>> = Vec::new();
-    for (listener, listener_namespace) in listeners {
+    for (listener, owner) in listeners {
         let protocol = protocol_kinds(listener);
         let (kinds, invalid_kinds) = match &protocol {
             Ok(allowed) => allowed_kinds(listener, allowed),
@@ -135,7 +136,7 @@ pub(crate) fn evaluate<'g, 'n>(
             .then(|| conflict_with(&evals, listener))
             .flatten();
         let (mut certificate_problems, has_certificate) = if terminates_tls(listener) {
-            check_certificates(snapshot, gateway, listener_namespace, listener)
+            check_certificates(snapshot, gateway, owner, listener)
         } else {
             (Vec::new(), true)
         };

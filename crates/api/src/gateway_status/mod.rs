@@ -35,7 +35,7 @@ pub use gateway_tls::{
     tls_references,
 };
 pub use listeners::{auto_certificate, terminates_tls};
-pub use parents::ROUTE_KINDS;
+pub use parents::{LISTENER_SET_GROUP, ROUTE_KINDS};
 
 use crate::object::{Kind, LoadedObject, Object, ObjectRef};
 use crate::snapshot::ConfigSnapshot;

@@ -10,8 +10,8 @@ use crate::object::{Kind, LoadedObject, Object};
 use crate::routes::{GATEWAY_GROUP, RouteRef, route_view};
 use crate::snapshot::ConfigSnapshot;
 
-/// The group of ListenerSet in the experimental channel (`XListenerSet` there); the
-/// standard channel's is the Gateway API group.
+/// The group of the experimental channel, where ListenerSet is `XListenerSet`; the
+/// standard channel's `ListenerSet` is in the Gateway API group.
 pub const LISTENER_SET_GROUP: &str = "gateway.networking.x-k8s.io";
 
 /// The route kinds that attach to Gateways, in the order status lists them.
@@ -61,11 +61,12 @@ impl<'s> GatewayView<'s> {
             .spec
             .listeners
             .iter()
-            .map(|l| (l, namespace, ListenerSource::Gateway));
+            .map(|l| (l, (Kind::Gateway, namespace), ListenerSource::Gateway));
         let merged = sets.iter().enumerate().filter(|(_, s)| s.admitted.is_ok());
         let merged = merged.flat_map(|(index, set)| {
             let listeners = set.set.spec.listeners.iter();
-            listeners.map(move |l| (l, set.namespace, ListenerSource::Set(index)))
+            let owner = (set.loaded.object.kind(), set.namespace);
+            listeners.map(move |l| (l, owner, ListenerSource::Set(index)))
         });
         let entries: Vec<_> = own.chain(merged).collect();
         let listeners = evaluate(
@@ -107,10 +108,16 @@ impl<'s> GatewayView<'s> {
         }
     }
 
-    /// The admitted ListenerSet `namespace/name`, by index.
-    fn admitted_set(&self, namespace: &str, name: &str) -> Option<Result<usize, &Problem>> {
-        let (index, set) = (self.sets.iter().enumerate())
-            .find(|(_, s)| s.namespace == namespace && s.name() == name)?;
+    /// The admitted ListenerSet (or XListenerSet, by `kind`) `namespace/name`, by index.
+    fn admitted_set(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Result<usize, &Problem>> {
+        let (index, set) = (self.sets.iter().enumerate()).find(|(_, s)| {
+            s.loaded.object.kind() == kind && s.namespace == namespace && s.name() == name
+        })?;
         Some(set.admitted.as_ref().map(|()| index))
     }
 }
@@ -122,8 +129,8 @@ pub(crate) type Outcome = Result<Vec<(usize, Vec<String>)>, Problem>;
 pub(crate) enum ParentTarget<'s> {
     /// A Gateway API Gateway `namespace/name`.
     Gateway(&'s str, &'s str),
-    /// A ListenerSet `namespace/name`.
-    ListenerSet(&'s str, &'s str),
+    /// A ListenerSet or XListenerSet (the kind) `namespace/name`.
+    ListenerSet(Kind, &'s str, &'s str),
     /// Something else (a Service, a ServiceEntry).
     Other,
 }
@@ -138,8 +145,11 @@ pub(crate) fn parent_target<'s>(
     let namespace = parent.namespace.unwrap_or(route_namespace);
     match (group, kind) {
         (GATEWAY_GROUP, "Gateway") => ParentTarget::Gateway(namespace, parent.name),
-        (GATEWAY_GROUP | LISTENER_SET_GROUP, "ListenerSet") => {
-            ParentTarget::ListenerSet(namespace, parent.name)
+        (GATEWAY_GROUP, "ListenerSet") => {
+            ParentTarget::ListenerSet(Kind::ListenerSet, namespace, parent.name)
+        }
+        (LISTENER_SET_GROUP, "XListenerSet") => {
+            ParentTarget::ListenerSet(Kind::XListenerSet, namespace, parent.name)
         }
         _ => ParentTarget::Other,
     }
@@ -316,12 +326,12 @@ fn parent_outcome<'v, 's>(
             let outcome = attach_parent(snapshot, view, ListenerSource::Gateway, route, parent);
             Some((view, outcome))
         }
-        ParentTarget::ListenerSet(ns, name) => views.iter().find_map(|view| {
-            let outcome = match view.admitted_set(ns, name)? {
+        ParentTarget::ListenerSet(kind, ns, name) => views.iter().find_map(|view| {
+            let outcome = match view.admitted_set(kind, ns, name)? {
                 Ok(set) => attach_parent(snapshot, view, ListenerSource::Set(set), route, parent),
                 Err((_, why)) => Err((
                     "NoMatchingParent",
-                    format!("ListenerSet {ns}/{name} is not attached to its Gateway: {why}"),
+                    format!("{kind} {ns}/{name} is not attached to its Gateway: {why}"),
                 )),
             };
             Some((view, outcome))

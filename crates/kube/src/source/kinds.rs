@@ -32,6 +32,7 @@ pub const WATCHED: &[Kind] = &[
     Kind::ReferenceGrant,
     Kind::BackendTlsPolicy,
     Kind::ListenerSet,
+    Kind::XListenerSet,
 ];
 
 /// The API resource `kind` is watched as: its first accepted `apiVersion`, the plural the
@@ -56,6 +57,11 @@ mod tests {
         assert_eq!(api_resource(Kind::Pod).group, "");
         assert_eq!(api_resource(Kind::GatewayClass).plural, "gatewayclasses");
         assert_eq!(api_resource(Kind::TcpRoute).version, "v1alpha2");
+        let experimental = api_resource(Kind::XListenerSet);
+        assert_eq!(
+            (experimental.api_version.as_str(), experimental.plural.as_str()),
+            ("gateway.networking.x-k8s.io/v1alpha1", "xlistenersets")
+        );
         let slices = api_resource(Kind::EndpointSlice);
         assert_eq!(
             (slices.group.as_str(), slices.plural.as_str()),

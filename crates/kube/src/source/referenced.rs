@@ -29,6 +29,7 @@ use weft_api::{ConfigSnapshot, Kind, ObjectRef};
 pub(super) const REFERRING: &[Kind] = &[
     Kind::Gateway,
     Kind::ListenerSet,
+    Kind::XListenerSet,
     Kind::BackendTlsPolicy,
     Kind::ReferenceGrant,
 ];
@@ -38,7 +39,11 @@ pub(super) fn referenced(snapshot: &ConfigSnapshot) -> BTreeSet<ObjectRef> {
     let mut out = BTreeSet::new();
     for (gateway, loaded) in snapshot.gateways() {
         let namespace = loaded.object.namespace().unwrap_or_default();
-        listener_certificates(snapshot, namespace, &gateway.spec.listeners, &mut out);
+        let from = GrantFrom {
+            kind: Kind::Gateway,
+            namespace,
+        };
+        listener_certificates(snapshot, &from, &gateway.spec.listeners, &mut out);
         if let Some(reference) = backend_client_certificate_ref(gateway) {
             let certificate = Reference {
                 group: reference.group.as_deref().unwrap_or_default(),
@@ -46,12 +51,8 @@ pub(super) fn referenced(snapshot: &ConfigSnapshot) -> BTreeSet<ObjectRef> {
                 namespace: reference.namespace.as_deref().unwrap_or(namespace),
                 name: &reference.name,
             };
-            out.extend(certificate_secret(snapshot, namespace, &certificate));
+            out.extend(certificate_secret(snapshot, &from, &certificate));
         }
-        let from = GrantFrom {
-            kind: Kind::Gateway,
-            namespace,
-        };
         for listener in &gateway.spec.listeners {
             let Some(validation) = frontend_validation(gateway, listener) else {
                 continue;
@@ -61,10 +62,14 @@ pub(super) fn referenced(snapshot: &ConfigSnapshot) -> BTreeSet<ObjectRef> {
         }
     }
     for (set, loaded) in snapshot.listener_sets() {
-        // a ListenerSet's listeners resolve certificates in its own namespace, as the
-        // Gateway's translation does (whether the Gateway admits it is decided there)
-        let namespace = loaded.object.namespace().unwrap_or_default();
-        listener_certificates(snapshot, namespace, &set.spec.listeners, &mut out);
+        // a ListenerSet's listeners resolve certificates in its own namespace, with grants
+        // to its own kind, as the Gateway's translation does (whether the Gateway admits it
+        // is decided there)
+        let from = GrantFrom {
+            kind: loaded.object.kind(),
+            namespace: loaded.object.namespace().unwrap_or_default(),
+        };
+        listener_certificates(snapshot, &from, &set.spec.listeners, &mut out);
     }
     for (policy, loaded) in snapshot.backend_tls_policies() {
         let from = GrantFrom {
@@ -87,7 +92,7 @@ pub(super) fn referenced(snapshot: &ConfigSnapshot) -> BTreeSet<ObjectRef> {
 /// The Secrets the `certificateRefs` of `listeners`, declared in `namespace`, may use.
 fn listener_certificates(
     snapshot: &ConfigSnapshot,
-    namespace: &str,
+    from: &GrantFrom<'_>,
     listeners: &[GatewayListeners],
     out: &mut BTreeSet<ObjectRef>,
 ) {
@@ -96,10 +101,10 @@ fn listener_certificates(
         let certificate = Reference {
             group: reference.group.as_deref().unwrap_or_default(),
             kind: reference.kind.as_deref().unwrap_or("Secret"),
-            namespace: reference.namespace.as_deref().unwrap_or(namespace),
+            namespace: reference.namespace.as_deref().unwrap_or(from.namespace),
             name: &reference.name,
         };
-        out.extend(certificate_secret(snapshot, namespace, &certificate));
+        out.extend(certificate_secret(snapshot, from, &certificate));
     }
 }
 
@@ -135,28 +140,24 @@ struct Reference<'a> {
     name: &'a str,
 }
 
-/// The Secret a listener of a Gateway in `gateway_namespace` may use, if `reference`
-/// names one it is allowed to read.
+/// The Secret the object `from` (a Gateway, or a ListenerSet for its listeners) may use,
+/// if `reference` names one it is allowed to read.
 fn certificate_secret(
     snapshot: &ConfigSnapshot,
-    gateway_namespace: &str,
+    from: &GrantFrom<'_>,
     reference: &Reference<'_>,
 ) -> Option<ObjectRef> {
     if !matches!(reference.group, "" | "core") || reference.kind != "Secret" {
         return None;
     }
-    let crosses = reference.namespace != gateway_namespace;
-    let from = GrantFrom {
-        kind: Kind::Gateway,
-        namespace: gateway_namespace,
-    };
+    let crosses = reference.namespace != from.namespace;
     let to = GrantTo {
         namespace: reference.namespace,
         group: "",
         kind: "Secret",
         name: reference.name,
     };
-    if crosses && !reference_grant_allows(snapshot, &from, &to) {
+    if crosses && !reference_grant_allows(snapshot, from, &to) {
         return None;
     }
     Some(namespaced(

@@ -1,6 +1,7 @@
 //! Feature GatewayListenerSet (GEP-1713) through the gateway's real listeners: a ListenerSet
 //! adds a listener (its own port) to the Gateway that admits it, routes attach to it with a
 //! parentRef of kind ListenerSet, and a ListenerSet the Gateway does not admit opens nothing.
+//! The experimental channel's `XListenerSet` (`gateway.networking.x-k8s.io/v1alpha1`) the same.
 
 use crate::conformance::{Conformance, gateway_with, request};
 use crate::fixture::send;
@@ -11,6 +12,24 @@ use crate::harness::eventually;
 /// 8090 for routes from every namespace, a route on it to `infra-backend-v2` and one on
 /// the Gateway to `infra-backend-v1`.
 fn manifests(allowed: &str) -> String {
+    manifests_of(allowed, STANDARD)
+}
+
+/// How a ListenerSet is written: apiVersion, kind, and the group a parentRef names it with.
+type SetKind = (&'static str, &'static str, &'static str);
+
+const STANDARD: SetKind = (
+    "gateway.networking.k8s.io/v1",
+    "ListenerSet",
+    "gateway.networking.k8s.io",
+);
+const EXPERIMENTAL: SetKind = (
+    "gateway.networking.x-k8s.io/v1alpha1",
+    "XListenerSet",
+    "gateway.networking.x-k8s.io",
+);
+
+fn manifests_of(allowed: &str, (api_version, kind, group): SetKind) -> String {
     let gateway = gateway_with(
         "  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}\n",
     )
@@ -20,8 +39,8 @@ fn manifests(allowed: &str) -> String {
     );
     format!(
         "{gateway}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: ListenerSet
+apiVersion: {api_version}
+kind: {kind}
 metadata: {{name: extra, namespace: web}}
 spec:
   parentRef: {{name: gw, namespace: ns}}
@@ -32,7 +51,7 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: on-set, namespace: ns}}
 spec:
-  parentRefs: [{{kind: ListenerSet, name: extra, namespace: web, sectionName: extra}}]
+  parentRefs: [{{group: {group}, kind: {kind}, name: extra, namespace: web, sectionName: extra}}]
   rules: [{{backendRefs: [{{name: infra-backend-v2, port: 8080}}]}}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
@@ -84,4 +103,25 @@ async fn listener_set_listeners_serve_their_routes() {
     let mut on_gateway = case.fixture.h1(80).await;
     let answer = send(&mut on_gateway, request("GET", "/", &[])).await;
     assert_eq!(answer.status, 200, "{answer:?}");
+}
+
+/// Feature GatewayListenerSet with the experimental channel's kind: an `XListenerSet`'s
+/// listener is served with the routes whose parentRef names it (group
+/// `gateway.networking.x-k8s.io`, kind `XListenerSet`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_listener_set_listeners_serve_their_routes() {
+    let manifests = manifests_of("{namespaces: {from: All}}", EXPERIMENTAL);
+    let case = Conformance::start(&manifests).await;
+    let mut on_set = case.fixture.h1(8090).await;
+    let answer = send(&mut on_set, request("GET", "/", &[])).await;
+    assert_eq!(
+        (answer.status, answer.header("x-backend")),
+        (200, "infra-backend-v2-0"),
+        "{answer:?}"
+    );
+    let config = case.fixture.gateway.gateway.config();
+    let names: Vec<&str> = (config.resource.listeners.iter())
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(names, ["http", "web/extra/extra"]);
 }

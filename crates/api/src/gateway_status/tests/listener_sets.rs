@@ -211,3 +211,101 @@ fn a_route_to_a_missing_listener_set_has_no_matching_parent() {
         is("False", "NoMatchingParent")
     );
 }
+
+/// `listener_set` written as the experimental channel's `XListenerSet`.
+fn x_listener_set(namespace: &str, name: &str, listeners: &str) -> String {
+    listener_set(namespace, name, listeners).replace(
+        "gateway.networking.k8s.io/v1\nkind: ListenerSet",
+        "gateway.networking.x-k8s.io/v1alpha1\nkind: XListenerSet",
+    )
+}
+
+#[test]
+fn an_experimental_x_listener_set_is_read_like_a_listener_set() {
+    let yaml = gateway("{namespaces: {from: All}}")
+        + &x_listener_set(
+            "apps",
+            "team-x",
+            "{name: extra, port: 8080, protocol: HTTP}",
+        )
+        + &route(
+            "apps",
+            "through-x",
+            "{group: gateway.networking.x-k8s.io, kind: XListenerSet, name: team-x, sectionName: extra}",
+        )
+        + &route("apps", "wrong-kind", "{kind: ListenerSet, name: team-x}");
+    let all = statuses(&snapshot(&yaml));
+    let set = object_status(&all, "XListenerSet", "team-x");
+    assert_eq!(
+        condition(&set.conditions, "Accepted"),
+        is("True", "Accepted")
+    );
+    assert_eq!(set.listeners[0].attached_routes, 1, "{set:#?}");
+    let document = all.iter().find(|s| s.kind == "XListenerSet").unwrap();
+    assert_eq!(document.api_version, "gateway.networking.x-k8s.io/v1alpha1");
+    let gateway = object_status(&all, "Gateway", "gw");
+    assert_eq!(gateway.attached_listener_sets, Some(1));
+    assert_eq!(
+        route_condition(&yaml, "through-x", 0, "Accepted"),
+        is("True", "Accepted")
+    );
+    assert_eq!(
+        route_condition(&yaml, "wrong-kind", 0, "Accepted"),
+        is("False", "NoMatchingParent"),
+        "a ListenerSet parent does not name an XListenerSet"
+    );
+}
+
+/// A ReferenceGrant in `certs` for Secrets, from `kind` (group `group`) of namespace `apps`.
+fn grant(group: &str, kind: &str) -> String {
+    format!(
+        r"
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: from-{kind}, namespace: certs}}
+spec:
+  from: [{{group: {group}, kind: {kind}, namespace: apps}}]
+  to: [{{group: '', kind: Secret}}]
+"
+    )
+}
+
+/// GEP-1713: a listener of a ListenerSet uses a Secret of another namespace only when a
+/// ReferenceGrant there names the ListenerSet's own kind (a grant to Gateways does not
+/// reach ListenerSets, one to ListenerSets not XListenerSets).
+#[test]
+fn a_listener_set_certificate_across_namespaces_needs_a_grant_to_its_kind() {
+    let listeners = "{name: tls, port: 443, protocol: HTTPS, hostname: a.example.com, \
+        tls: {certificateRefs: [{name: cert, namespace: certs}]}}";
+    let base = gateway("{namespaces: {from: All}}")
+        + "---\n"
+        + &super::listeners::secret("certs", "kubernetes.io/tls")
+        + &listener_set("apps", "team-a", listeners)
+        + &x_listener_set("apps", "team-x", listeners.replace("443", "8443").as_str());
+    let gateway_api = "gateway.networking.k8s.io";
+    for (grants, standard, experimental) in [
+        (grant(gateway_api, "Gateway"), "False", "False"),
+        (grant(gateway_api, "ListenerSet"), "True", "False"),
+        (
+            grant("gateway.networking.x-k8s.io", "XListenerSet"),
+            "False",
+            "True",
+        ),
+    ] {
+        let all = statuses(&snapshot(&(base.clone() + &grants)));
+        for (kind, name, expected) in [
+            ("ListenerSet", "team-a", standard),
+            ("XListenerSet", "team-x", experimental),
+        ] {
+            let set = object_status(&all, kind, name);
+            let resolved = condition(&set.listeners[0].conditions, "ResolvedRefs");
+            let reason = if expected == "True" {
+                "ResolvedRefs"
+            } else {
+                "RefNotPermitted"
+            };
+            assert_eq!(resolved, is(expected, reason), "{kind} with {grants}");
+        }
+    }
+}

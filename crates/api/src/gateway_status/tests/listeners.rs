@@ -34,7 +34,7 @@ stringData:
     -----END PRIVATE KEY-----
 ";
 
-fn secret(namespace: &str, type_: &str) -> String {
+pub(super) fn secret(namespace: &str, type_: &str) -> String {
     SECRET
         .replace("NAMESPACE", namespace)
         .replace("TYPE", type_)

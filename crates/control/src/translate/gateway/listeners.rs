@@ -111,8 +111,10 @@ pub(super) fn from_listener_set(
     unit.deps.push(Dep::Object(set.clone()));
     let found = context
         .snapshot
-        .get(Kind::ListenerSet, set.namespace.as_deref(), &set.name);
-    let Some(Object::ListenerSet(listener_set)) = found.map(|l| &l.object) else {
+        .get(set.kind, set.namespace.as_deref(), &set.name);
+    let Some(Object::ListenerSet(listener_set) | Object::XListenerSet(listener_set)) =
+        found.map(|l| &l.object)
+    else {
         return None;
     };
     let spec = listener_set.spec.listeners.get(index)?;
@@ -206,8 +208,9 @@ pub(super) fn certificate(
     }
     let gateway_namespace = gateway_ref.namespace.as_deref().unwrap_or_default();
     if target.namespace != gateway_namespace {
+        // the kind declaring the listener: a ListenerSet needs a grant of its own
         let from = GrantFrom {
-            kind: Kind::Gateway,
+            kind: gateway_ref.kind,
             namespace: gateway_namespace,
         };
         let to = GrantTo {
@@ -219,7 +222,8 @@ pub(super) fn certificate(
         if !reference_grant_allows(context.snapshot, &from, &to) {
             return Err(format!(
                 "RefNotPermitted: {what} is in another namespace and no ReferenceGrant there \
-                 allows Gateways of {gateway_namespace} to use it"
+                 allows {}s of {gateway_namespace} to use it",
+                gateway_ref.kind
             ));
         }
     }

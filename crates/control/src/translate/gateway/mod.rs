@@ -210,7 +210,7 @@ pub(crate) fn affected_gateways(context: &Context<'_>, object: &ObjectRef) -> Ve
         // attachment (allowedRoutes selectors, grants) or waypoint use may change anywhere
         Kind::Namespace | Kind::ReferenceGrant | Kind::GatewayClass => gateway_names(context),
         // a ListenerSet adds listeners to the Gateway it names, which may change
-        Kind::ListenerSet => gateway_names(context),
+        Kind::ListenerSet | Kind::XListenerSet => gateway_names(context),
         // a new policy or a ServiceEntry behind a Hostname backend is no recorded dependency
         Kind::BackendTlsPolicy | Kind::ServiceEntry => gateway_names(context),
         // a waypoint appearing or going changes which backends go through one
