@@ -10,7 +10,8 @@
 //! the standard one, so that `rules[].retry` (attempts, codes, backoff) is accepted. The other
 //! experimental-only parts it brings (`sessionPersistence`, the `ExternalAuth` filter,
 //! `useDefaultGateways`) parse too; the L7 engine rejects what it does not implement, naming
-//! the field, rather than ignoring it.
+//! the field, rather than ignoring it. `GRPCRoute` too comes from the experimental channel,
+//! for its rules' `sessionPersistence`.
 //! `TCPRoute` and `UDPRoute` live only in the experimental channel (`v1alpha2`); their schema
 //! is exactly TLSRoute's `parentRefs` + `rules[].backendRefs` without `hostnames`, so they are
 //! defined here from those parts.
@@ -22,7 +23,7 @@ pub use gateway_api::experimental::httproutes::{
 };
 pub use gateway_api::gatewayclasses::GatewayClassSpec;
 pub use gateway_api::gateways::{GatewayListeners, GatewaySpec};
-pub use gateway_api::grpcroutes::GrpcRouteSpec;
+pub use gateway_api::experimental::grpcroutes::GrpcRouteSpec;
 pub use gateway_api::listenersets::ListenerSetParentRef;
 pub use gateway_api::referencegrants::ReferenceGrantSpec;
 pub use gateway_api::tlsroutes::{

@@ -6,7 +6,8 @@
 //! - the records of workloads and services the workload xDS API (`istio.workload.Address`)
 //!   describes, validated ([`records`]), and the shared forms a state snapshot indexes
 //!   ([`MeshWorkload`] with its live connection counter, [`MeshService`] with its
-//!   [`Endpoint`]s);
+//!   [`Endpoint`]s, and each endpoint's [`EndpointKey`], computed once per endpoint set,
+//!   by which session persistence finds it);
 //! - endpoint choice ([`lb`]: health, locality preference, power of two choices);
 //! - routing a destination ([`Upstream::route`]: load-balanced endpoint, direct workload,
 //!   waypoint, or passthrough) and connecting to it ([`Upstream::connect`]): HBONE to
@@ -20,6 +21,7 @@
 //! the snapshot without locks or allocation beyond the route itself.
 
 mod connect;
+mod endpoint_keys;
 pub mod lb;
 mod mesh;
 pub mod records;
@@ -29,5 +31,6 @@ pub mod testing;
 pub use connect::{
     Client, ClientError, PoolKey, Route, Upstream, UpstreamConnection, UpstreamError, ip_from_bytes,
 };
+pub use endpoint_keys::{EndpointKey, KeyFn};
 pub use mesh::{ActiveConnection, Destination, Directory, Endpoint, MeshService, MeshWorkload};
 pub use records::{AddressRecord, PortMapping, ServiceRecord, WorkloadRecord};

@@ -2,12 +2,13 @@
 //! [`Directory`], the lookups routing needs from whichever state the caller keeps.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use weft_identity::SpiffeId;
 use weft_proto::workload::{self, WorkloadStatus};
 
+use crate::endpoint_keys::{EndpointKey, EndpointKeys, KeyFn};
 use crate::{PortMapping, ServiceRecord, WorkloadRecord};
 
 /// A workload and its live connection counter.
@@ -23,6 +24,8 @@ pub struct MeshWorkload {
 pub struct MeshService {
     record: Arc<ServiceRecord>,
     endpoints: Vec<Endpoint>,
+    /// The endpoints' keys, computed on first use (only session persistence needs them).
+    keys: OnceLock<EndpointKeys>,
 }
 
 /// A workload backing a service, with the ports it declares for that service.
@@ -175,7 +178,11 @@ impl MeshService {
     /// returns them; the node proxy orders them by uid).
     #[must_use]
     pub fn new(record: Arc<ServiceRecord>, endpoints: Vec<Endpoint>) -> Self {
-        Self { record, endpoints }
+        Self {
+            record,
+            endpoints,
+            keys: OnceLock::new(),
+        }
     }
 
     /// The validated record.
@@ -210,6 +217,29 @@ impl MeshService {
     #[must_use]
     pub fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints
+    }
+
+    /// The endpoint whose [`EndpointKey`] is `key`: one map lookup (the keys of the
+    /// endpoint set are computed with `derive` on the first call).
+    #[must_use]
+    pub fn endpoint_by_key(&self, key: &EndpointKey, derive: KeyFn) -> Option<&Endpoint> {
+        self.endpoints.get(self.keys(derive).position(key)?)
+    }
+
+    /// The [`EndpointKey`] of `workload` as an endpoint of this service (its stored key
+    /// when it is one of the endpoints, derived otherwise).
+    #[must_use]
+    pub fn endpoint_key(&self, workload: &MeshWorkload, derive: KeyFn) -> EndpointKey {
+        let position = (self.endpoints.iter()).position(|e| {
+            std::ptr::eq(&*e.workload, workload) || e.workload.uid() == workload.uid()
+        });
+        position
+            .and_then(|p| self.keys(derive).key(p))
+            .unwrap_or_else(|| derive(self.key(), workload.uid()))
+    }
+
+    fn keys(&self, derive: KeyFn) -> &EndpointKeys {
+        (self.keys).get_or_init(|| EndpointKeys::of(self.key(), &self.endpoints, derive))
     }
 }
 

@@ -1,10 +1,11 @@
 //! `GRPCRoute` to a wire route: service/method matches (type `Exact` when unset), header
-//! matches, and filters and backends through the shared converters.
+//! matches, filters and backends through the shared converters, and `sessionPersistence`
+//! as on an HTTPRoute (the experimental channel's GRPCRoute has it).
 
-use super::filters::{self, BackendRef, Filter, mirror_all};
+use super::filters::{self, BackendRef, Filter, mirror, mirror_all};
 use super::{BackendResolver, FieldError, backend, checked, named, wire_route};
 use crate::routes::{RouteError, RouteKind};
-use gateway_api::grpcroutes::{
+use gateway_api::experimental::grpcroutes::{
     GrpcRouteRules, GrpcRouteRulesMatches, GrpcRouteRulesMatchesHeadersType,
     GrpcRouteRulesMatchesMethodType,
 };
@@ -49,6 +50,12 @@ fn grpc_rule(
         backends: (backends.iter().enumerate())
             .map(|(i, b)| backend(b, namespace, resolver, &format!("{at}.backendRefs[{i}]")))
             .collect::<Result<_, _>>()?,
+        session: (rule.session_persistence.as_ref())
+            .map(|s| {
+                let at = format!("{at}.sessionPersistence");
+                super::http::session(&mirror(s, &at)?, &at)
+            })
+            .transpose()?,
         ..pb::Rule::default()
     })
 }

@@ -73,10 +73,11 @@ fn http_rule(
     })
 }
 
-/// `sessionPersistence`: a cookie (Session lifetime, or Permanent with `absoluteTimeout`
-/// as its Max-Age) or a header. Timeouts the gateway would have to track itself (an idle
-/// timeout, a Session cookie's absolute timeout) are refused, naming the field.
-fn session(
+/// `sessionPersistence` (of an HTTPRoute rule, or a GRPCRoute rule read through this type):
+/// a cookie (Session lifetime, or Permanent with `absoluteTimeout` as its Max-Age) or a
+/// header; `absoluteTimeout` and `idleTimeout` end the session as the spec says (the
+/// gateway keeps the times in the token, see `crate::session`).
+pub(super) fn session(
     s: &HttpRouteRulesSessionPersistence,
     at: &str,
 ) -> Result<pb::SessionPersistence, FieldError> {
@@ -84,12 +85,9 @@ fn session(
     let permanent = (s.cookie_config.as_ref()).and_then(|c| c.lifetime_type.as_ref())
         == Some(&HttpRouteRulesSessionPersistenceCookieConfigLifetimeType::Permanent);
     let header = s.r#type == Some(HttpRouteRulesSessionPersistenceType::Header);
-    if s.idle_timeout.is_some() {
-        let why = "an idle timeout is not supported by weft (sessions last until the cookie or header is dropped, or their endpoint is unhealthy)";
-        return Err((format!("{at}.idleTimeout"), why.into()));
-    }
     let absolute = s.absolute_timeout.as_deref();
-    let max_age_ms = duration_ms(absolute, &format!("{at}.absoluteTimeout"))?;
+    let absolute_ms = duration_ms(absolute, &format!("{at}.absoluteTimeout"))?;
+    let idle_ms = duration_ms(s.idle_timeout.as_deref(), &format!("{at}.idleTimeout"))?;
     if permanent && (header || absolute.is_none()) {
         let (field, why) = if header {
             ("cookieConfig", "a Permanent lifetime needs type Cookie")
@@ -101,14 +99,24 @@ fn session(
         };
         return Err((format!("{at}.{field}"), why.into()));
     }
-    if absolute.is_some() && !permanent {
-        let why = "weft sets an absolute timeout as a Permanent cookie's Max-Age; set cookieConfig.lifetimeType: Permanent";
-        return Err((format!("{at}.absoluteTimeout"), why.into()));
+    for (field, ms, value) in [
+        ("absoluteTimeout", absolute_ms, absolute),
+        ("idleTimeout", idle_ms, s.idle_timeout.as_deref()),
+    ] {
+        if ms == 0 && value.is_some() {
+            return Err((format!("{at}.{field}"), "must be longer than 0".into()));
+        }
     }
     Ok(pb::SessionPersistence {
         r#type: if header { Type::Header } else { Type::Cookie }.into(),
         name: s.session_name.clone().unwrap_or_default(),
-        max_age_seconds: max_age_ms.div_ceil(1000),
+        max_age_seconds: if permanent {
+            absolute_ms.div_ceil(1000)
+        } else {
+            0
+        },
+        absolute_timeout_ms: absolute_ms,
+        idle_timeout_ms: idle_ms,
     })
 }
 

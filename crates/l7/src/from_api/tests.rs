@@ -153,7 +153,7 @@ fn invalid_or_unsupported_routes_are_errors_naming_the_field() {
             "spec.rules[0].backendRefs[0].port",
         ),
         (
-            rule("{sessionPersistence: {sessionName: s, idleTimeout: 1m}}"),
+            rule("{sessionPersistence: {sessionName: s, idleTimeout: 0s}}"),
             "spec.rules[0].sessionPersistence.idleTimeout",
         ),
         (
@@ -161,8 +161,10 @@ fn invalid_or_unsupported_routes_are_errors_naming_the_field() {
             "spec.rules[0].sessionPersistence.absoluteTimeout",
         ),
         (
-            rule("{sessionPersistence: {absoluteTimeout: 1h}}"),
-            "spec.rules[0].sessionPersistence.absoluteTimeout",
+            rule(
+                "{sessionPersistence: {type: Header, absoluteTimeout: 1h, cookieConfig: {lifetimeType: Permanent}}}",
+            ),
+            "spec.rules[0].sessionPersistence.cookieConfig",
         ),
         (
             rule("{sessionPersistence: {sessionName: 'a b'}}"),

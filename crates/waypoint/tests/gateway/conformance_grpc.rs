@@ -17,7 +17,7 @@ const ECHO: &str = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho";
 
 /// A GRPCRoute `name` of namespace `ns` with `parents` (YAML flow list) and `rules` (YAML,
 /// indented by two spaces).
-fn grpc_route(name: &str, parents: &str, rules: &str) -> String {
+pub(crate) fn grpc_route(name: &str, parents: &str, rules: &str) -> String {
     format!(
         "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\n\
          metadata: {{name: {name}, namespace: ns}}\n\
@@ -26,7 +26,7 @@ fn grpc_route(name: &str, parents: &str, rules: &str) -> String {
 }
 
 /// An h2c connection to the gateway's listener on `port`.
-async fn h2c(case: &Conformance, port: u16) -> SendRequest<ClientBody> {
+pub(crate) async fn h2c(case: &Conformance, port: u16) -> SendRequest<ClientBody> {
     let stream = tokio::net::TcpStream::connect(case.fixture.addr(port))
         .await
         .expect("connect to the gateway");
@@ -34,7 +34,7 @@ async fn h2c(case: &Conformance, port: u16) -> SendRequest<ClientBody> {
 }
 
 /// Calls `method` of the echo service at `authority` with `metadata`.
-async fn call(
+pub(crate) async fn call(
     sender: &mut SendRequest<ClientBody>,
     authority: &str,
     method: &str,

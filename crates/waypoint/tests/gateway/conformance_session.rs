@@ -1,10 +1,13 @@
 //! Session persistence (GEP-1619) through the gateway's real listener: HTTPRoute rules with
 //! `sessionPersistence` over two echo backends, the suite's `CookieSessionPersistence` and
-//! `CookieSessionPersistencePermanentLifetime` features, and header-based sessions.
+//! `CookieSessionPersistencePermanentLifetime` features, header-based sessions, the
+//! session timeouts (`absoluteTimeout`, `idleTimeout`) and a GRPCRoute rule's session.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use crate::conformance::{Conformance, GATEWAY, request, route, route_conditions};
+use crate::conformance_grpc::{call, grpc_route, h2c};
 use crate::fixture::send;
 
 /// A rule splitting 50/50 between `infra-backend-v1` and `v2` with `session` (YAML flow
@@ -118,4 +121,126 @@ async fn header_session_persistence() {
     assert!(!token.is_empty(), "no x-session header in the answer");
     let (answered, _) = spread(&case, 10, &[("x-session", token)], "x-session").await;
     assert_eq!(answered, BTreeMap::from([(pod.clone(), 10)]));
+}
+
+/// The session start a timed token (`<backend>.<key>.<start>.<seen>`) carries.
+fn started(token: &str) -> &str {
+    token.split('.').nth(2).unwrap_or_default()
+}
+
+/// Sends `token` in the `x-session` header every 100 ms until an answer starts a new
+/// session (a token with another start); how long that took from the first send, and the
+/// pods that answered before.
+async fn until_a_new_session(case: &Conformance, token: &str) -> (Duration, Vec<String>) {
+    let begun = Instant::now();
+    let mut pods = Vec::new();
+    loop {
+        let (_, tokens) = spread(case, 1, &[("x-session", token)], "x-session").await;
+        let (pod, answer) = &tokens[0];
+        if !answer.is_empty() && started(answer) != started(token) {
+            return (begun.elapsed(), pods);
+        }
+        pods.push(pod.clone());
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "the session never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `absoluteTimeout` on a Session-lifetime session: the token sticks until the timeout,
+/// counted from the session's start, has passed; then the request starts a new session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_timeout_ends_the_session_after_it() {
+    let case = Conformance::start(&sticky_route(
+        "{sessionName: x-session, type: Header, absoluteTimeout: 1s}",
+    ))
+    .await;
+    let sent = Instant::now();
+    let (_, tokens) = spread(&case, 1, &[], "x-session").await;
+    let (pod, token) = tokens[0].clone();
+    let (waited, pods) = until_a_new_session(&case, &token).await;
+    assert!(
+        sent.elapsed() >= Duration::from_secs(1) && waited <= sent.elapsed(),
+        "ended after {waited:?}"
+    );
+    assert!(!pods.is_empty(), "the session ended at once");
+    assert!(pods.iter().all(|p| *p == pod), "{pods:?} left {pod}");
+}
+
+/// `idleTimeout`: a session carried by requests more often than the timeout outlives it
+/// (answers hand out refreshed tokens); left idle longer, it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_ends_an_unused_session_and_use_keeps_it() {
+    let case = Conformance::start(&sticky_route(
+        "{sessionName: x-session, type: Header, idleTimeout: 1s}",
+    ))
+    .await;
+    let (_, tokens) = spread(&case, 1, &[], "x-session").await;
+    let (pod, mut token) = tokens[0].clone();
+    let first = token.clone();
+    let begun = Instant::now();
+    while begun.elapsed() < Duration::from_millis(2_500) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (_, tokens) = spread(&case, 1, &[("x-session", &token)], "x-session").await;
+        let (answered, refreshed) = &tokens[0];
+        assert_eq!(answered, &pod, "the session moved while in use");
+        if !refreshed.is_empty() {
+            assert_eq!(
+                started(refreshed),
+                started(&first),
+                "a new session: {refreshed}"
+            );
+            token = refreshed.clone();
+        }
+    }
+    assert_ne!(token, first, "no refreshed token in 2.5 s");
+    let idle = Instant::now();
+    let (waited, _) = until_a_new_session(&case, &token).await;
+    assert!(
+        waited <= idle.elapsed() && idle.elapsed() >= Duration::from_millis(900),
+        "{waited:?}"
+    );
+}
+
+/// Session persistence on a GRPCRoute rule: the first call's answer sets the cookie, calls
+/// carrying it reach the same backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_route_cookie_session_persistence() {
+    let rules = "  - backendRefs: [{name: infra-backend-v1, port: 8080}, {name: infra-backend-v2, port: 8080}]
+    sessionPersistence: {sessionName: grpc-session, type: Cookie}
+";
+    let manifests = format!(
+        "{GATEWAY}{}",
+        grpc_route("sticky-grpc", "[{name: gw}]", rules)
+    );
+    let accepted = route_conditions(&manifests, "sticky-grpc");
+    assert!(
+        accepted.iter().all(|(_, status, _)| status == "True"),
+        "{accepted:?}"
+    );
+    let case = Conformance::start(&manifests).await;
+    let mut client = h2c(&case, 80).await;
+    let mut cookies = BTreeMap::new();
+    for _ in 0..40 {
+        let answer = call(&mut client, "grpc.example", "Echo", &[]).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let set_cookie = answer.header("set-cookie");
+        assert!(set_cookie.starts_with("grpc-session="), "{answer:?}");
+        let pair = cookie_pair(set_cookie).to_owned();
+        cookies.insert(answer.header("x-backend").to_owned(), pair);
+    }
+    assert_eq!(
+        cookies.len(),
+        2,
+        "without a cookie both backends answer: {cookies:?}"
+    );
+    for (pod, cookie) in &cookies {
+        for _ in 0..10 {
+            let answer = call(&mut client, "grpc.example", "Echo", &[("cookie", cookie)]).await;
+            assert_eq!(answer.header("x-backend"), pod, "{cookie}");
+            assert_eq!(answer.header("set-cookie"), "", "{answer:?}");
+        }
+    }
 }
