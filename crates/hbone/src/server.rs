@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -388,18 +388,49 @@ struct StreamContext<H> {
     counted: Counted,
 }
 
+/// A CONNECT request's `:authority`, headers and body; the rest of the request is not
+/// kept. `None` (logged) for anything else.
+fn connect_parts(
+    request: Request<RecvStream>,
+    peer: SocketAddr,
+) -> Option<(SocketAddr, HeaderMap, RecvStream)> {
+    let authority = parse_authority(request.uri().authority());
+    let (parts, body) = request.into_parts();
+    match (parts.method, authority) {
+        (Method::CONNECT, Some(authority)) => Some((authority, parts.headers, body)),
+        (method, _) => {
+            tracing::debug!(%method, uri = %parts.uri, %peer, "rejecting malformed HBONE request");
+            None
+        }
+    }
+}
+
 impl<H: InboundHandler> StreamContext<H> {
-    async fn serve(self, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
-        let authority = parse_authority(request.uri().authority());
-        let (parts, body) = request.into_parts();
-        let authority = match (parts.method, authority) {
-            (Method::CONNECT, Some(authority)) => authority,
-            (method, _) => {
-                tracing::debug!(%method, uri = %parts.uri, peer = %self.peer_addr, "rejecting malformed HBONE request");
-                reply_status(&mut respond, StatusCode::BAD_REQUEST);
-                return;
+    /// Serves one stream. The request is taken apart before the task's state is built,
+    /// so that state (kept for the tunnel's whole life) holds only what the tunnel needs.
+    fn serve(
+        self,
+        request: Request<RecvStream>,
+        mut respond: SendResponse<Bytes>,
+    ) -> impl Future<Output = ()> + Send {
+        let connect = connect_parts(request, self.peer_addr);
+        async move {
+            match connect {
+                Some((authority, headers, body)) => {
+                    self.serve_connect(authority, headers, body, respond).await;
+                }
+                None => reply_status(&mut respond, StatusCode::BAD_REQUEST),
             }
-        };
+        }
+    }
+
+    async fn serve_connect(
+        self,
+        authority: SocketAddr,
+        headers: HeaderMap,
+        body: RecvStream,
+        mut respond: SendResponse<Bytes>,
+    ) {
         // Held by the tunnel's stream: until the relay ends, or (handed over) until the
         // handler drops the stream.
         let tunnel = match &self.counted {
@@ -413,9 +444,12 @@ impl<H: InboundHandler> StreamContext<H> {
             peer_certificates: Arc::clone(&self.peer_certs),
             peer_addr: self.peer_addr,
             authority,
-            headers: parts.headers,
+            headers,
         };
-        match self.handler.handle(inbound).await {
+        // Boxed: the handler's state (policy, dialling the workload) is freed before the
+        // relay instead of staying in this stream's task for its whole life.
+        let decision = Box::pin(self.handler.handle(inbound)).await;
+        match decision {
             InboundDecision::Reject(status) => reply_status(&mut respond, status),
             InboundDecision::Accept(accepted) => {
                 if let Some(stream) = self.open_tunnel(respond, body, tunnel) {

@@ -128,8 +128,16 @@ impl InboundFinish {
 }
 
 impl Node {
-    /// Checks, authorizes and dials one inbound connection.
+    /// Checks, authorizes and dials one inbound connection. Boxed: the dial's future
+    /// state is freed once the connection is open instead of staying in its task.
     async fn inbound_connect(
+        &self,
+        attempt: Attempt,
+    ) -> Result<(TcpStream, InboundFinish), Refusal> {
+        Box::pin(self.authorize_and_dial(attempt)).await
+    }
+
+    async fn authorize_and_dial(
         &self,
         attempt: Attempt,
     ) -> Result<(TcpStream, InboundFinish), Refusal> {

@@ -164,6 +164,16 @@ impl Node {
         &self,
         target: OutboundTarget,
     ) -> Result<OutboundConnection, OutboundError> {
+        // Routing and connecting (an HBONE handshake included) need kilobytes of future
+        // state; boxed, it is freed once the connection is open instead of staying in
+        // the connection's task for as long as it relays.
+        Box::pin(self.route_and_connect(target)).await
+    }
+
+    async fn route_and_connect(
+        &self,
+        target: OutboundTarget,
+    ) -> Result<OutboundConnection, OutboundError> {
         let started = Instant::now();
         let state = self.inner.store.snapshot();
         let network = self.inner.options.network.as_str();
