@@ -17,13 +17,14 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use weft_identity::verify::CheckServerCert;
 use weft_proto::l7 as pb;
 
 /// Files where Linux distributions keep the system's trusted roots (PEM), tried in order
@@ -160,13 +161,13 @@ fn compile(entry: &pb::BackendTls) -> Result<Compiled, String> {
     let server_name = ServerName::try_from(entry.hostname.clone())
         .map_err(|e| format!("hostname {:?}: {e}", entry.hostname))?;
     let roots = roots(entry)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = weft_identity::tls::crypto_provider();
     let webpki =
         WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
             .build()
             .map_err(|e| format!("CA bundle: {e}"))?;
     let names = accepted_names(entry)?;
-    let verifier = Arc::new(NamesVerifier { webpki, names });
+    let verifier = weft_identity::verify::server_verifier(NamesVerifier { webpki, names });
     let client = (entry.client_certificate.as_ref())
         .map(crate::gateway::sni::chain_and_key)
         .transpose()
@@ -269,8 +270,8 @@ struct NamesVerifier {
     names: Vec<ServerName<'static>>,
 }
 
-impl ServerCertVerifier for NamesVerifier {
-    fn verify_server_cert(
+impl CheckServerCert for NamesVerifier {
+    fn check_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -292,28 +293,6 @@ impl ServerCertVerifier for NamesVerifier {
             }
         }
         Err(last)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
     }
 }
 

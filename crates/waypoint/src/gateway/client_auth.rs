@@ -11,13 +11,12 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::aws_lc_rs;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use rustls::{DistinguishedName, RootCertStore};
+use weft_identity::verify::CheckClientCert;
 use weft_proto::l7 as pb;
 
 /// The client verifier for `validation`.
@@ -38,7 +37,7 @@ pub(crate) fn client_verifier(
     if roots.is_empty() {
         return Err(format!("{source}: CA bundle holds no certificate"));
     }
-    let provider = Arc::new(aws_lc_rs::default_provider());
+    let provider = weft_identity::tls::crypto_provider();
     let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
     if !validation.allow_insecure_fallback {
         return builder
@@ -49,7 +48,9 @@ pub(crate) fn client_verifier(
         .allow_unauthenticated()
         .build()
         .map_err(|e| format!("{source}: CA bundle: {e}"))?;
-    Ok(Arc::new(InsecureFallback { checked }))
+    Ok(weft_identity::verify::client_verifier(InsecureFallback {
+        checked,
+    }))
 }
 
 /// `AllowInsecureFallback`: asks for and checks a certificate, admits the client whatever
@@ -59,20 +60,16 @@ struct InsecureFallback {
     checked: Arc<dyn ClientCertVerifier>,
 }
 
-impl ClientCertVerifier for InsecureFallback {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
+impl CheckClientCert for InsecureFallback {
+    fn mandatory(&self) -> bool {
         false
     }
 
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+    fn root_hints(&self) -> &[DistinguishedName] {
         self.checked.root_hint_subjects()
     }
 
-    fn verify_client_cert(
+    fn check_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -85,27 +82,5 @@ impl ClientCertVerifier for InsecureFallback {
             tracing::debug!(%error, "client certificate does not verify; admitted (AllowInsecureFallback)");
         }
         Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.checked.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.checked.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.checked.supported_verify_schemes()
     }
 }
