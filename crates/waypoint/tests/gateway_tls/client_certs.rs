@@ -169,36 +169,68 @@ fn backend_tls(backend_ca: &TestCa, client: Option<&Leaf>) -> pb::BackendTls {
     }
 }
 
+/// A gateway on a loopback net of its own with the HTTPS listener for [`HOST`] (serving
+/// certificate from `server_ca`) in front of the TLS backend `api` (trusting
+/// `backend_ca`).
+struct Gateway {
+    server_ca: TestCa,
+    backend_ca: TestCa,
+    resource: pb::Gateway,
+    fixture: Fixture,
+    addr: SocketAddr,
+    _api: tokio_util::sync::DropGuard,
+}
+
+impl Gateway {
+    /// With `validation` on the listener; the backend requires a client certificate from
+    /// `backend_client_ca` when given one.
+    async fn start(
+        validation: Option<pb::ClientValidation>,
+        backend_client_ca: Option<&TestCa>,
+    ) -> Self {
+        let net = Net(weft_testkit::loopback_net());
+        let server_ca = TestCa::new("gateway CA");
+        let backend_ca = TestCa::new("backend CA");
+        let _api = api_backend(net, &backend_ca, backend_client_ca).await;
+        let serving = server_ca.leaf(&[HOST]);
+        let mut resource = gateway_resource(vec![listener(&serving, validation)]);
+        resource.backend_tls = vec![backend_tls(&backend_ca, None)];
+        let fixture = Fixture::start(net, &api_service(), &resource).await;
+        Self {
+            server_ca,
+            backend_ca,
+            resource,
+            fixture,
+            addr: net.gateway(HTTPS),
+            _api,
+        }
+    }
+
+    /// A client trusting the gateway, presenting a certificate from `ca` (if any).
+    fn client(&self, ca: Option<&TestCa>) -> Arc<rustls::ClientConfig> {
+        let leaf = ca.map(|ca| ca.leaf(&["client.example.com"]));
+        client_config(&self.server_ca, leaf.as_ref())
+    }
+}
+
 #[tokio::test]
 async fn frontend_validation_admits_only_certificates_from_the_ca() {
-    let net = Net(weft_testkit::loopback_net());
-    let server_ca = TestCa::new("gateway CA");
     let client_ca = TestCa::new("client CA");
     let other_ca = TestCa::new("another CA");
-    let backend_ca = TestCa::new("backend CA");
-    let _api = api_backend(net, &backend_ca, None).await;
-    let serving = server_ca.leaf(&[HOST]);
-    let mut resource = gateway_resource(vec![listener(
-        &serving,
-        Some(validation(&client_ca, false)),
-    )]);
-    resource.backend_tls = vec![backend_tls(&backend_ca, None)];
-    let _fixture = Fixture::start(net, &api_service(), &resource).await;
-    let addr = net.gateway(HTTPS);
-    let trusted = client_config(&server_ca, Some(&client_ca.leaf(&["client.example.com"])));
+    let gateway = Gateway::start(Some(validation(&client_ca, false)), None).await;
+    let trusted = gateway.client(Some(&client_ca));
     let (status, body) = until(
         "a client with a certificate from the CA is served",
-        || async { request(addr, trusted.clone()).await.ok() },
+        || async { request(gateway.addr, trusted.clone()).await.ok() },
     )
     .await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "api http/1.1 /x"));
-    let without = request(addr, client_config(&server_ca, None)).await;
+    let without = request(gateway.addr, gateway.client(None)).await;
     assert!(
         without.is_err(),
         "a client without a certificate is refused: {without:?}"
     );
-    let foreign = client_config(&server_ca, Some(&other_ca.leaf(&["client.example.com"])));
-    let refused = request(addr, foreign).await;
+    let refused = request(gateway.addr, gateway.client(Some(&other_ca))).await;
     assert!(
         refused.is_err(),
         "a certificate from another CA is refused: {refused:?}"
@@ -207,32 +239,25 @@ async fn frontend_validation_admits_only_certificates_from_the_ca() {
 
 #[tokio::test]
 async fn insecure_fallback_admits_clients_without_or_with_a_foreign_certificate() {
-    let net = Net(weft_testkit::loopback_net());
-    let server_ca = TestCa::new("gateway CA");
     let client_ca = TestCa::new("client CA");
     let other_ca = TestCa::new("another CA");
-    let backend_ca = TestCa::new("backend CA");
-    let _api = api_backend(net, &backend_ca, None).await;
-    let serving = server_ca.leaf(&[HOST]);
-    let mut resource =
-        gateway_resource(vec![listener(&serving, Some(validation(&client_ca, true)))]);
-    resource.backend_tls = vec![backend_tls(&backend_ca, None)];
-    let _fixture = Fixture::start(net, &api_service(), &resource).await;
-    let addr = net.gateway(HTTPS);
+    let gateway = Gateway::start(Some(validation(&client_ca, true)), None).await;
     let clients = [
-        ("no certificate", client_config(&server_ca, None)),
+        ("no certificate", gateway.client(None)),
         (
             "a certificate from the CA",
-            client_config(&server_ca, Some(&client_ca.leaf(&["client.example.com"]))),
+            gateway.client(Some(&client_ca)),
         ),
         (
             "a certificate from another CA",
-            client_config(&server_ca, Some(&other_ca.leaf(&["client.example.com"]))),
+            gateway.client(Some(&other_ca)),
         ),
     ];
     for (what, config) in clients {
-        let (status, body) =
-            until(what, || async { request(addr, config.clone()).await.ok() }).await;
+        let (status, body) = until(what, || async {
+            request(gateway.addr, config.clone()).await.ok()
+        })
+        .await;
         assert_eq!(
             (status, body.as_str()),
             (StatusCode::OK, "api http/1.1 /x"),
@@ -243,18 +268,10 @@ async fn insecure_fallback_admits_clients_without_or_with_a_foreign_certificate(
 
 #[tokio::test]
 async fn the_gateway_presents_its_client_certificate_to_a_backend_that_requires_one() {
-    let net = Net(weft_testkit::loopback_net());
-    let server_ca = TestCa::new("gateway CA");
-    let backend_ca = TestCa::new("backend CA");
     let client_ca = TestCa::new("gateway client CA");
-    let _api = api_backend(net, &backend_ca, Some(&client_ca)).await;
-    let serving = server_ca.leaf(&[HOST]);
     // Without a client certificate the backend refuses the gateway: 503.
-    let mut resource = gateway_resource(vec![listener(&serving, None)]);
-    resource.backend_tls = vec![backend_tls(&backend_ca, None)];
-    let fixture = Fixture::start(net, &api_service(), &resource).await;
-    let addr = net.gateway(HTTPS);
-    let client = client_config(&server_ca, None);
+    let mut gateway = Gateway::start(None, Some(&client_ca)).await;
+    let (addr, client) = (gateway.addr, gateway.client(None));
     let (status, _) = until("the gateway answers", || async {
         request(addr, client.clone()).await.ok()
     })
@@ -262,8 +279,8 @@ async fn the_gateway_presents_its_client_certificate_to_a_backend_that_requires_
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     // With `spec.tls.backend.clientCertificateRef`, the backend accepts it.
     let gateway_client = client_ca.leaf(&["gw.ns.example.com"]);
-    resource.backend_tls = vec![backend_tls(&backend_ca, Some(&gateway_client))];
-    fixture.update(&resource);
+    gateway.resource.backend_tls = vec![backend_tls(&gateway.backend_ca, Some(&gateway_client))];
+    gateway.fixture.update(&gateway.resource);
     let body = until(
         "the backend accepts the gateway's client certificate",
         || async {
