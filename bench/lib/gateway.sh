@@ -12,7 +12,8 @@
 # (INGRESS_ROWS of lib/l7report.sh.) Both proxies run one worker thread (the gateway's pod
 # is written out with TOKIO_WORKER_THREADS=1, Envoy runs with --concurrency 1) and serve
 # the same certificate for gateway.bench.test, issued by a CA this script makes with
-# openssl.
+# openssl. The gateway writes a JSON access-log line per request (weft up starts every
+# gateway with --access-log-format json), Envoy none.
 
 GATEWAY_HOST=gateway.bench.test
 ENVOY_HTTP_PORT=10080
@@ -135,6 +136,9 @@ edge_client() { up_exec_as edge/edge-client-0 "$@"; }
 
 # pod_ip NAMESPACE/POD: the pod's address from the table weft up printed.
 pod_ip() { awk -v pod="$1" '$2 == pod { print $3; exit }' "$RUN/weft-up.log"; }
+# pod_listed NAMESPACE/POD: whether weft up's table has the pod yet (weft up prints the
+# table once its waypoints and gateways are ready).
+pod_listed() { [ -n "$(pod_ip "$1")" ]; }
 
 # The gateway process of the mesh (read only: weft up owns it).
 gateway_pid() { pgrep -f -- "gateway --gateway edge/edge" | head -n1; }
@@ -150,7 +154,8 @@ ingress_row_up() {
     local server gateway
     up_start || return 1
     CLIENT=(edge_client)
-    wait_until 30 "the edge pods in weft up's table" pod_ip edge/edge-server-0
+    wait_until 180 "the edge pods in weft up's table (printed once its waypoints and gateways are ready)" \
+        pod_listed edge/edge-server-0
     server=$(pod_ip edge/edge-server-0)
     gateway=$(pod_ip "edge/$(gateway_pod_name edge edge weft)")
     [ -n "$gateway" ] || { note "$1: no gateway pod in weft up's table ($RUN/weft-up.log)"; return 1; }
