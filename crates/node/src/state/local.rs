@@ -26,6 +26,7 @@ use std::sync::Arc;
 use weft_proto::security::Authorization;
 use weft_proto::workload::{Address, Service, Workload, address};
 
+use super::index::Index;
 use super::{AddressRecord, MeshState};
 use crate::validation::{Ctx, Problem, ValidationError};
 use weft_policy::CompiledPolicy;
@@ -170,12 +171,9 @@ impl LocalConfig {
     /// Builds a standalone snapshot (no store), e.g. for `weft x authz check`.
     #[must_use]
     pub fn to_state(&self) -> MeshState {
-        MeshState::build(
-            1,
-            self.addresses.values(),
-            &self.policies,
-            &MeshState::default(),
-        )
+        let mut index = Index::default();
+        index.replace(&self.addresses, &self.policies);
+        index.publish(1)
     }
 }
 

@@ -1,16 +1,24 @@
 //! The proxy's view of the mesh: workloads, services and L4 policies, as immutable
 //! snapshots ([`MeshState`]) published through [`StateStore`] with `arc-swap`, so that the
-//! connection path reads without locks. Every update rebuilds all indexes from the stored
-//! resources (O(workloads + services + policies)); that is fine at node-proxy scale
-//! (thousands of resources) and keeps the indexes trivially consistent.
+//! connection path reads without locks.
+//!
+//! Resources are validated and converted once, on arrival, into typed records (parsed
+//! addresses, ports, identity; each workload's compiled [`PolicySet`]). The snapshot's
+//! indexes are [`sharded::ShardedMap`]s: a delta updates only the entries of the changed
+//! resources (the services they are members of, the policy sets a changed policy can
+//! select) and publishing shares every untouched shard with the previous snapshot, so a
+//! delta costs time in proportion to what it changes, not to the size of the mesh.
 
-mod build;
+#[cfg(test)]
+mod delta_tests;
+mod index;
 mod local;
+mod scopes;
+mod sharded;
 mod store;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 
@@ -21,20 +29,24 @@ pub use weft_upstream::{
     PortMapping, ServiceRecord, WorkloadRecord,
 };
 
+use sharded::ShardedMap;
 use weft_policy::{CompiledPolicy, PolicySet};
 
-/// One immutable snapshot of the mesh with its indexes.
-#[derive(Debug, Default)]
+/// One immutable snapshot of the mesh with its indexes. Lists under one key are kept in
+/// workload uid (service key) order, so the first match wins deterministically.
+#[derive(Debug, Default, Clone)]
 pub struct MeshState {
     generation: u64,
-    workloads_by_uid: HashMap<String, Arc<MeshWorkload>>,
-    workloads_by_ip: HashMap<IpAddr, Vec<Arc<MeshWorkload>>>,
-    workloads_by_name: HashMap<String, Arc<MeshWorkload>>,
-    services_by_key: HashMap<String, Arc<MeshService>>,
-    services_by_vip: HashMap<IpAddr, Vec<(String, Arc<MeshService>)>>,
-    policies: BTreeMap<String, Arc<CompiledPolicy>>,
+    workloads_by_uid: ShardedMap<String, Arc<MeshWorkload>>,
+    workloads_by_ip: ShardedMap<IpAddr, Vec<Arc<MeshWorkload>>>,
+    /// By `<namespace>/<name>`; the last (highest uid) wins a duplicate name.
+    workloads_by_name: ShardedMap<String, Vec<Arc<MeshWorkload>>>,
+    services_by_key: ShardedMap<String, Arc<MeshService>>,
+    services_by_vip: ShardedMap<IpAddr, Vec<(String, Arc<MeshService>)>>,
+    /// By xDS resource name.
+    policies: ShardedMap<String, Arc<CompiledPolicy>>,
     /// Per workload uid: the policies that apply to it, precompiled.
-    workload_policies: HashMap<String, Arc<PolicySet>>,
+    workload_policies: ShardedMap<String, Arc<PolicySet>>,
 }
 
 /// What a workload that is not in the snapshot gets: no policies, nothing missing.
@@ -74,7 +86,9 @@ impl MeshState {
     /// Workload by `namespace` and `name` (the pod name for Kubernetes pods).
     #[must_use]
     pub fn workload_by_name(&self, namespace: &str, name: &str) -> Option<&Arc<MeshWorkload>> {
-        self.workloads_by_name.get(&format!("{namespace}/{name}"))
+        self.workloads_by_name
+            .get(format!("{namespace}/{name}").as_str())?
+            .last()
     }
 
     /// All workloads (unordered).
@@ -108,9 +122,12 @@ impl MeshState {
         self.policies.get(key)
     }
 
-    /// All policies, ordered by key.
+    /// All policies, ordered by key (sorted on each call: for admin pages, not the data
+    /// path).
     pub fn policies(&self) -> impl Iterator<Item = &Arc<CompiledPolicy>> {
-        self.policies.values()
+        let mut all: Vec<_> = self.policies.iter().collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all.into_iter().map(|(_, policy)| policy)
     }
 
     /// Policies that apply to `workload` (a workload of this snapshot), precompiled.

@@ -1,22 +1,23 @@
 //! [`StateStore`]: the single writer side (xDS client or local config) and the lock-free
 //! reader side (`snapshot()`) of the mesh state.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use weft_proto::{security::Authorization, workload::Address};
 
+use super::index::Index;
 use super::{AddressRecord, LocalConfig, MeshState};
 use crate::validation::ValidationError;
 use weft_policy::CompiledPolicy;
 
-/// Holds the current [`MeshState`] and the resources it was built from.
+/// Holds the current [`MeshState`] and the writer's indexes.
 ///
 /// Readers call [`StateStore::snapshot`] (one atomic load, no lock). Writers apply updates;
 /// each update validates every resource on its own, keeps the previous version of any
-/// rejected resource, rebuilds the indexes and publishes a new snapshot.
+/// rejected resource, updates the indexes of the changed resources only and publishes a
+/// new snapshot.
 #[derive(Debug)]
 pub struct StateStore {
     current: ArcSwap<MeshState>,
@@ -26,8 +27,7 @@ pub struct StateStore {
 
 #[derive(Debug, Default)]
 struct Resources {
-    addresses: BTreeMap<String, AddressRecord>,
-    policies: BTreeMap<String, Arc<CompiledPolicy>>,
+    index: Index,
     generation: u64,
 }
 
@@ -82,14 +82,12 @@ impl StateStore {
         let mut rejected = Vec::new();
         for (name, address) in upserts {
             match AddressRecord::validate(Some(&name), address) {
-                Ok(record) => {
-                    resources.addresses.insert(name, record);
-                }
+                Ok(record) => resources.index.put_address(record),
                 Err(error) => rejected.push(error),
             }
         }
         for name in removed {
-            resources.addresses.remove(name);
+            resources.index.remove_address(name);
         }
         let generation = self.publish(&mut resources);
         UpdateOutcome {
@@ -108,14 +106,12 @@ impl StateStore {
         let mut rejected = Vec::new();
         for (name, policy) in upserts {
             match CompiledPolicy::compile(Some(&name), &policy) {
-                Ok(compiled) => {
-                    resources.policies.insert(name, Arc::new(compiled));
-                }
+                Ok(compiled) => resources.index.put_policy(name, Arc::new(compiled)),
                 Err(error) => rejected.push(error),
             }
         }
         for name in removed {
-            resources.policies.remove(name);
+            resources.index.remove_policy(name);
         }
         let generation = self.publish(&mut resources);
         UpdateOutcome {
@@ -127,27 +123,20 @@ impl StateStore {
     /// Replaces everything with an already validated local configuration.
     pub fn replace_all(&self, config: LocalConfig) -> u64 {
         let mut resources = self.lock();
-        resources.addresses = config.addresses;
-        resources.policies = config.policies;
+        resources.index.replace(&config.addresses, &config.policies);
         self.publish(&mut resources)
     }
 
     fn publish(&self, resources: &mut Resources) -> u64 {
         resources.generation += 1;
-        let previous = self.current.load();
-        let state = MeshState::build(
-            resources.generation,
-            resources.addresses.values(),
-            &resources.policies,
-            &previous,
-        );
+        let state = resources.index.publish(resources.generation);
         self.current.store(Arc::new(state));
         self.generation.send_replace(resources.generation);
         resources.generation
     }
 
-    /// A panic while holding the lock cannot leave `Resources` half-written (every update
-    /// mutates maps entry by entry), so a poisoned lock is still usable.
+    /// Index updates do not panic short of a bug; if one did, the published snapshot stays
+    /// whole and the writer keeps going rather than stopping every later update.
     fn lock(&self) -> MutexGuard<'_, Resources> {
         self.resources
             .lock()
