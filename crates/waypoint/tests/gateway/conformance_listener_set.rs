@@ -86,12 +86,8 @@ async fn listener_set_listeners_serve_their_routes() {
     );
 
     case.apply(&manifests("{namespaces: {from: Same}}")).await;
-    let config = case.fixture.gateway.gateway.config();
-    let names: Vec<&str> = (config.resource.listeners.iter())
-        .map(|l| l.name.as_str())
-        .collect();
     assert_eq!(
-        names,
+        published(&case),
         ["http"],
         "the refused ListenerSet's listener is not published"
     );
@@ -119,9 +115,13 @@ async fn x_listener_set_listeners_serve_their_routes() {
         (200, "infra-backend-v2-0"),
         "{answer:?}"
     );
+    assert_eq!(published(&case), ["http", "web/extra/extra"]);
+}
+
+/// The names of the listeners the gateway was given.
+fn published(case: &Conformance) -> Vec<String> {
     let config = case.fixture.gateway.gateway.config();
-    let names: Vec<&str> = (config.resource.listeners.iter())
-        .map(|l| l.name.as_str())
-        .collect();
-    assert_eq!(names, ["http", "web/extra/extra"]);
+    (config.resource.listeners.iter())
+        .map(|l| l.name.clone())
+        .collect()
 }

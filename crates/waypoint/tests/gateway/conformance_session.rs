@@ -215,11 +215,6 @@ async fn grpc_route_cookie_session_persistence() {
         "{GATEWAY}{}",
         grpc_route("sticky-grpc", "[{name: gw}]", rules)
     );
-    let accepted = route_conditions(&manifests, "sticky-grpc");
-    assert!(
-        accepted.iter().all(|(_, status, _)| status == "True"),
-        "{accepted:?}"
-    );
     let case = Conformance::start(&manifests).await;
     let mut client = h2c(&case, 80).await;
     let mut cookies = BTreeMap::new();
