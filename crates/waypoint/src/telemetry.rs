@@ -99,18 +99,46 @@ impl Metrics {
 
     /// Records one finished request.
     pub fn record(&self, record: &RequestRecord) {
-        self.requests.get_or_create(&record.labels).inc();
-        self.duration
-            .get_or_create(&record.labels)
-            .observe(record.duration_ms);
+        self.series(&record.labels).observe(
+            record.duration_ms,
+            record.request_bytes,
+            record.response_bytes,
+        );
+    }
+
+    /// The series of `labels` in every request metric (created when new). A caller that
+    /// keeps it records later requests with the same labels without building or hashing
+    /// the labels again.
+    #[must_use]
+    pub fn series(&self, labels: &RequestLabels) -> RequestSeries {
+        RequestSeries {
+            requests: self.requests.get_or_create(labels).clone(),
+            duration: self.duration.get_or_create(labels).clone(),
+            request_bytes: self.request_bytes.get_or_create(labels).clone(),
+            response_bytes: self.response_bytes.get_or_create(labels).clone(),
+        }
+    }
+}
+
+/// One label set's series of the request metrics (shared with the registry: updates are
+/// what the metrics endpoint reports).
+#[derive(Debug, Clone)]
+pub struct RequestSeries {
+    requests: Counter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+impl RequestSeries {
+    /// Counts one finished request of `duration_ms` with its body sizes.
+    pub fn observe(&self, duration_ms: f64, request_bytes: u64, response_bytes: u64) {
+        self.requests.inc();
+        self.duration.observe(duration_ms);
         #[allow(clippy::cast_precision_loss)] // sizes far below 2^52
         {
-            self.request_bytes
-                .get_or_create(&record.labels)
-                .observe(record.request_bytes as f64);
-            self.response_bytes
-                .get_or_create(&record.labels)
-                .observe(record.response_bytes as f64);
+            self.request_bytes.observe(request_bytes as f64);
+            self.response_bytes.observe(response_bytes as f64);
         }
     }
 }

@@ -80,11 +80,16 @@ pub(crate) struct Head {
 }
 
 impl Head {
-    fn request(&self, body: Body) -> Request<Body> {
+    /// A request with this head; its headers are `taken` (the last attempt) or copied.
+    fn request(&mut self, body: Body, take: bool) -> Request<Body> {
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = self.headers.clone();
+        *request.headers_mut() = if take {
+            std::mem::take(&mut self.headers)
+        } else {
+            self.headers.clone()
+        };
         *request.version_mut() = if self.h2 {
             Version::HTTP_2
         } else {
@@ -122,11 +127,11 @@ pub(crate) struct Forwarded {
 /// What an attempt ended with (the endpoint is known even when it failed).
 type Attempt = Result<Forwarded, (Failure, Option<SocketAddr>)>;
 
-/// Sends the request, retrying as `attempts` allows.
+/// Sends the request with `head`, retrying as `attempts` allows.
 pub(crate) async fn forward(
     waypoint: &Waypoint,
     backend: &Backend,
-    head: &Head,
+    mut head: Head,
     body: Body,
     attempts: &Attempts<'_>,
 ) -> Attempt {
@@ -136,12 +141,14 @@ pub(crate) async fn forward(
     let mut attempt = 1;
     let mut _retry = None;
     let mut tried = Vec::new();
+    // Without retries the one attempt takes the headers instead of a copy.
+    let retries = attempts.retry.is_some() && attempts.replayable;
     loop {
-        let request = head.request(body.take().unwrap_or_else(empty));
+        let request = head.request(body.take().unwrap_or_else(empty), !retries);
         let sending = one_attempt(
             waypoint,
             backend,
-            head,
+            &head,
             request,
             &mut tried,
             attempts.sticky,
@@ -269,7 +276,7 @@ fn choose(
             let inner = waypoint.inner();
             let candidates = inner.outlier.filter_except(service, tried);
             let candidates = sticky
-                .and_then(|(session, token)| pinned(&candidates, session, &token))
+                .and_then(|(_, token)| pinned(service, &candidates, &token))
                 .unwrap_or(candidates);
             inner
                 .upstream
@@ -287,15 +294,20 @@ fn choose(
     }
 }
 
-/// `service` narrowed to the healthy endpoint `token` names, if it has one.
+/// `service` narrowed to the endpoint `token` names (one lookup by its key) while it is
+/// healthy and among the `candidates` (not ejected, not tried).
 fn pinned(
     service: &Arc<MeshService>,
-    session: &SessionPersistence,
+    candidates: &Arc<MeshService>,
     token: &SessionToken,
 ) -> Option<Arc<MeshService>> {
-    let endpoint = service.endpoints().iter().find(|e| {
-        e.workload.is_healthy() && session.names(token, service.key(), e.workload.uid())
-    })?;
+    let endpoint = service.endpoint_by_key(token.endpoint_key(), weft_l7::session::endpoint_key)?;
+    let workload = &endpoint.workload;
+    let candidate = Arc::ptr_eq(service, candidates)
+        || (candidates.endpoints().iter()).any(|e| Arc::ptr_eq(&e.workload, workload));
+    if !workload.is_healthy() || !candidate {
+        return None;
+    }
     let record = Arc::clone(service.record());
     Some(Arc::new(MeshService::new(record, vec![endpoint.clone()])))
 }

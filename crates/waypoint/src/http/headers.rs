@@ -9,7 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Uri, header};
+use http::{HeaderMap, HeaderValue, Method, Uri, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -68,16 +68,18 @@ pub(crate) fn prepare(headers: &mut HeaderMap, scheme: &'static str, edge: bool)
     }
 }
 
-/// Appends `client` to `x-forwarded-for` (a gateway, after reading the original client).
+/// Appends `client` to `x-forwarded-for` (a gateway, after reading the original client):
+/// one value, the earlier ones joined with `, `.
 pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
-    let mut value: Vec<String> = headers
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .collect();
-    value.push(client.to_string());
-    if let Ok(joined) = HeaderValue::from_str(&value.join(", ")) {
+    use std::fmt::Write as _;
+    let mut value = String::new();
+    let earlier = headers.get_all(X_FORWARDED_FOR).iter();
+    for earlier in earlier.filter_map(|v| v.to_str().ok()) {
+        value.push_str(earlier);
+        value.push_str(", ");
+    }
+    let _ = write!(value, "{client}");
+    if let Ok(joined) = HeaderValue::try_from(value) {
         headers.insert(X_FORWARDED_FOR, joined);
     }
 }
@@ -181,9 +183,14 @@ pub(crate) fn access_entry(
     }
 }
 
-/// The head to send upstream.
-pub(crate) fn head(parts: &Parts, target: &Target, h2: bool, upgrade: bool) -> Head {
-    let mut headers = parts.headers.clone();
+/// The head to send upstream: `method` and the request's `headers` (taken, not copied).
+pub(crate) fn head(
+    method: &Method,
+    mut headers: HeaderMap,
+    target: &Target,
+    h2: bool,
+    upgrade: bool,
+) -> Head {
     if !upgrade {
         strip_hop_by_hop(&mut headers);
     }
@@ -198,7 +205,7 @@ pub(crate) fn head(parts: &Parts, target: &Target, h2: bool, upgrade: bool) -> H
         target.path.clone()
     };
     Head {
-        method: parts.method.clone(),
+        method: method.clone(),
         uri: uri.parse().unwrap_or_else(|_| Uri::from_static("/")),
         headers,
         h2,

@@ -12,6 +12,7 @@ mod forward;
 pub(crate) mod headers;
 pub(crate) mod local;
 mod pipeline;
+mod series;
 
 use std::convert::Infallible;
 use std::pin::pin;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Waypoint;
 use conn::Conn;
+use series::SeriesCache;
 
 /// How long an HTTP/1.1 client may take to send a request head (the first or the next
 /// one on a kept-alive connection) before the connection is closed.
@@ -77,14 +79,15 @@ pub(crate) async fn serve<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::default());
+    let series = Arc::new(SeriesCache::default());
     let service = {
         let (activity, drain) = (Arc::clone(&activity), drain.clone());
         service_fn(move |request| {
-            let (waypoint, conn) = (waypoint.clone(), conn.clone());
+            let (waypoint, conn, series) = (waypoint.clone(), conn.clone(), Arc::clone(&series));
             let (activity, drain) = (Arc::clone(&activity), drain.clone());
             async move {
                 activity.started();
-                let mut response = pipeline::handle(waypoint, conn, h2, request).await;
+                let mut response = pipeline::handle(waypoint, conn, series, h2, request).await;
                 activity.finished();
                 if !h2 && drain.as_ref().is_some_and(CancellationToken::is_cancelled) {
                     close_after(&mut response);

@@ -27,10 +27,11 @@ use super::conn::Conn;
 use super::forward::{Attempts, Backend, forward};
 use super::headers::{self, Target};
 use super::local::{self, Failure};
+use super::series::{Outcome, SeriesCache};
 use super::{Body, boxed, empty};
 use crate::Waypoint;
 use crate::routing::RouteChoice;
-use crate::telemetry::{AccessEntry, RequestLabels, RequestRecord};
+use crate::telemetry::{AccessEntry, RequestLabels};
 use crate::waypoint::Span;
 
 /// What is known about the exchange when the response ends.
@@ -52,10 +53,12 @@ struct Pending {
     upgrade: Option<OnUpgrade>,
 }
 
-/// Handles one request; never fails (failures are answered).
+/// Handles one request; never fails (failures are answered). Its metrics go to the
+/// connection's `series`.
 pub(crate) async fn handle(
     waypoint: Waypoint,
     conn: Conn,
+    series: Arc<SeriesCache>,
     h2: bool,
     mut request: Request<Incoming>,
 ) -> Response<Body> {
@@ -93,7 +96,14 @@ pub(crate) async fn handle(
             failure.response()
         }
     };
-    finish(&waypoint, conn, exchange, response, received, started, span)
+    let ends = Ends {
+        conn,
+        series,
+        received,
+        started,
+        span,
+    };
+    finish(&waypoint, ends, exchange, response)
 }
 
 async fn process(
@@ -178,19 +188,23 @@ impl Session<'_> {
     /// Hands the client a token for the endpoint that answered, unless its own named it.
     fn hand_out(
         &self,
-        service: &str,
+        backend: &Backend,
         endpoint: Option<&MeshWorkload>,
         response: &mut Response<Body>,
     ) {
         let Some(endpoint) = endpoint else {
             return;
         };
-        let uid = endpoint.uid();
-        if (self.token.as_ref()).is_some_and(|t| self.persistence.names(t, service, uid)) {
-            return;
+        let key = match backend {
+            Backend::Service { service, .. } => {
+                service.endpoint_key(endpoint, weft_l7::session::endpoint_key)
+            }
+            _ => weft_l7::session::endpoint_key(backend.key(), endpoint.uid()),
+        };
+        let held = self.token.as_ref();
+        if let Some((name, value)) = self.persistence.hand_out(self.backend, &key, held) {
+            response.headers_mut().append(name, value);
         }
-        let (name, value) = self.persistence.response_header(self.backend, service, uid);
-        response.headers_mut().append(name, value);
     }
 }
 
@@ -304,7 +318,7 @@ impl Plan<'_> {
         };
         if let Some(session) = session {
             let endpoint = exchange.endpoint.as_deref();
-            session.hand_out(backend.key(), endpoint, &mut response);
+            session.hand_out(&backend, endpoint, &mut response);
         }
         for filters in [rule.filters(), backend_filters] {
             filters.apply_response(response.headers_mut());
@@ -356,17 +370,15 @@ async fn send(
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, Failure> {
     let h2 = request.upgrade.is_none() && upstream_h2(waypoint, backend, request.h2);
-    let head = headers::head(
-        &request.parts,
-        &request.target,
-        h2,
-        request.upgrade.is_some(),
-    );
+    let mut parts = request.parts;
+    let headers = std::mem::take(&mut parts.headers);
+    let upgrade = request.upgrade.is_some();
+    let head = headers::head(&parts.method, headers, &request.target, h2, upgrade);
     exchange.entry.upstream_service = Some(backend.key().to_owned());
     if let Backend::Service { service, .. } | Backend::ViaWaypoint { service, .. } = backend {
         exchange.service = Some(Arc::clone(service));
     }
-    match forward(waypoint, backend, &head, request.body, attempts).await {
+    match forward(waypoint, backend, head, request.body, attempts).await {
         Ok(forwarded) => {
             exchange.entry.upstream_host = Some(forwarded.upstream.to_string());
             exchange.entry.upstream_ms = u64::try_from(forwarded.upstream_time.as_millis()).ok();
@@ -425,30 +437,38 @@ fn send_mirror(waypoint: &Waypoint, mirror: &Mirror, request: &Pending) {
         return;
     };
     let h2 = upstream_h2(waypoint, &backend, request.h2);
-    let mut head = headers::head(&request.parts, &request.target, h2, false);
+    let parts = &request.parts;
+    let headers = parts.headers.clone();
+    let mut head = headers::head(&parts.method, headers, &request.target, h2, false);
     headers::for_mirror(&mut head.headers);
     let waypoint = waypoint.clone();
     tokio::spawn(async move {
-        let result = forward(&waypoint, &backend, &head, empty(), &Attempts::default()).await;
+        let result = forward(&waypoint, &backend, head, empty(), &Attempts::default()).await;
         if let Err((failure, _)) = result {
             tracing::debug!(status = %failure.status, "mirrored request failed");
         }
     });
 }
 
-/// Wraps the response body so that its end records metrics, the access log and the span.
-fn finish(
-    waypoint: &Waypoint,
+/// What the end of the response needs besides the exchange.
+struct Ends {
     conn: Conn,
-    exchange: Exchange,
-    response: Response<Body>,
+    series: Arc<SeriesCache>,
+    /// Request body bytes received.
     received: Arc<AtomicU64>,
     started: Instant,
     span: Option<Box<dyn Span>>,
+}
+
+/// Wraps the response body so that its end records metrics, the access log and the span.
+fn finish(
+    waypoint: &Waypoint,
+    ends: Ends,
+    exchange: Exchange,
+    response: Response<Body>,
 ) -> Response<Body> {
     let status = response.status().as_u16();
     let header_grpc = grpc_status(response.headers());
-    let metrics = waypoint.inner().metrics.clone();
     let waypoint = waypoint.clone();
     let (parts, body) = response.into_parts();
     let body = Observed::on_end(body, move |end| {
@@ -458,35 +478,48 @@ fn finish(
             service,
             grpc,
         } = exchange;
-        let mut connection = conn.labels(&waypoint, endpoint.as_deref(), service.as_deref());
-        connection.request_protocol = if grpc { "grpc" } else { "http" };
         if !end.complete && entry.flags == "-" {
             // The client went away before the response was sent completely.
             entry.flags = "DC";
         }
-        connection.response_flags = entry.flags;
-        let labels = RequestLabels {
-            connection,
-            response_code: status,
-            grpc_response_status: end.grpc_status.or(header_grpc).unwrap_or_default(),
+        let outcome = Outcome {
+            endpoint,
+            service,
+            grpc,
+            flags: entry.flags,
+            status,
+            grpc_status: end.grpc_status.or(header_grpc).unwrap_or_default(),
         };
-        let elapsed = started.elapsed();
-        metrics.record(&RequestRecord {
-            labels,
-            duration_ms: elapsed.as_secs_f64() * 1000.0,
-            request_bytes: received.load(Ordering::Relaxed),
-            response_bytes: end.bytes,
+        let metrics = &waypoint.inner().metrics;
+        let series = ends.series.series(metrics, outcome, |outcome| {
+            request_labels(&waypoint, &ends.conn, outcome)
         });
+        let elapsed = ends.started.elapsed();
+        let received = ends.received.load(Ordering::Relaxed);
+        series.observe(elapsed.as_secs_f64() * 1000.0, received, end.bytes);
         entry.status = status;
         entry.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        entry.bytes_received = received.load(Ordering::Relaxed);
+        entry.bytes_received = received;
         entry.bytes_sent = end.bytes;
         entry.log_as(waypoint.options().access_log);
-        if let Some(span) = span {
+        if let Some(span) = ends.span {
             span.finish(&entry);
         }
     });
     Response::from_parts(parts, boxed(body))
+}
+
+/// The metric labels of a request of `conn` that ended in `outcome`.
+fn request_labels(waypoint: &Waypoint, conn: &Conn, outcome: &Outcome) -> RequestLabels {
+    let (endpoint, service) = (outcome.endpoint.as_deref(), outcome.service.as_deref());
+    let mut connection = conn.labels(waypoint, endpoint, service);
+    connection.request_protocol = if outcome.grpc { "grpc" } else { "http" };
+    connection.response_flags = outcome.flags;
+    RequestLabels {
+        connection,
+        response_code: outcome.status,
+        grpc_response_status: outcome.grpc_status.clone(),
+    }
 }
 
 fn grpc_status(headers: &HeaderMap) -> Option<String> {
