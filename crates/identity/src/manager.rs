@@ -185,6 +185,18 @@ impl CertManager {
         ids
     }
 
+    /// The newest certificate of every managed identity that has one, expired or not (for
+    /// reporting expiry: a certificate whose renewals keep failing stays visible).
+    pub fn held(&self) -> Vec<Arc<WorkloadCert>> {
+        let mut certs: Vec<Arc<WorkloadCert>> = self
+            .lock()
+            .values()
+            .filter_map(|entry| entry.state.borrow().cert.clone())
+            .collect();
+        certs.sort_by(|a, b| a.identity().cmp(b.identity()));
+        certs
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SpiffeId, Entry>> {
         self.inner
             .entries

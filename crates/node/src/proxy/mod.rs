@@ -17,6 +17,7 @@
 
 mod admin;
 mod admission;
+mod cert_metrics;
 mod certs;
 mod connections;
 mod egress;
@@ -44,6 +45,7 @@ use crate::state::{MeshState, MeshWorkload, StateStore};
 use crate::telemetry::{AccessLogFormat, Metrics};
 
 pub use admission::ForbiddenReason;
+pub use cert_metrics::{EXPIRY_METRIC, NOT_BEFORE_METRIC, register_cert_metrics};
 pub use certs::{Certs, CertsError};
 pub use connections::{ConnectionInfo, Direction};
 pub use egress::{MeshConfigHandler, REGISTRY_ONLY_REASON};
@@ -219,6 +221,7 @@ impl Node {
         let egress = egress::EgressPolicy::default();
         egress.register(&mut registry);
         admin::register_process_metrics(&mut registry);
+        register_cert_metrics(&mut registry, certs.manager().clone());
         let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &options.network);
         let inbound_limits = inbound_limits(options.inbound_limits, &mut registry);
         let inner = Arc::new_cyclic(|weak| NodeInner {

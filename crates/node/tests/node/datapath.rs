@@ -195,6 +195,49 @@ async fn destination_outside_the_mesh_is_passed_through_as_plain_tcp() {
     assert_eq!(code, 5, "refused destination -> SOCKS connection refused");
 }
 
+#[tokio::test]
+async fn metrics_page_gives_the_expiry_of_every_workload_certificate_held() {
+    let mesh = TwoNodes::start(&[]).await;
+    let (_, certs) = page(mesh.b.addrs.admin, "/certs").await;
+    let certs: serde_json::Value = serde_json::from_str(&certs).unwrap();
+    let echo = certs["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["identity"] == ECHO_ID)
+        .unwrap_or_else(|| panic!("node-b holds echo's certificate: {certs}"));
+    let (status, metrics) = page(mesh.b.addrs.metrics, "/metrics").await;
+    assert_eq!(status, 200);
+    let identity = format!("identity=\"{ECHO_ID}\"");
+    for (name, field) in [
+        (
+            "weft_certificate_expiry_timestamp_seconds",
+            "not_after_unix",
+        ),
+        (
+            "weft_certificate_not_before_timestamp_seconds",
+            "not_before_unix",
+        ),
+    ] {
+        let line = metric_line(&metrics, &format!("{name}{{"), &identity);
+        let value: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert_eq!(
+            value,
+            echo[field].as_u64().unwrap(),
+            "{line} against {echo}"
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(echo["not_after_unix"].as_u64().unwrap() > now, "{echo}");
+    assert!(
+        !metrics.contains(CLIENT_ID),
+        "node-b holds no certificate of node-a's workload:\n{metrics}"
+    );
+}
+
 /// The sample line of `name` whose labels contain `filter`.
 pub fn metric_line(metrics: &str, name: &str, filter: &str) -> String {
     metrics
