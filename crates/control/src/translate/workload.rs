@@ -10,6 +10,7 @@ use super::waypoint::{WaypointUser, resolve_waypoint};
 use super::{TranslateOptions, Warning, peer_authn};
 use k8s_openapi::api::core::v1::{Container, Pod, Service};
 use k8s_openapi::api::discovery::v1::{EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -324,21 +325,23 @@ fn spec_facts<'a>(
     }
 }
 
+/// The `kind` object `metadata` names, and its namespace (`default` when unset).
+fn object_of(kind: Kind, metadata: &ObjectMeta) -> (ObjectRef, &str) {
+    let namespace = (metadata.namespace.as_deref()).unwrap_or(weft_api::object::DEFAULT_NAMESPACE);
+    let object = ObjectRef {
+        kind,
+        namespace: Some(namespace.to_owned()),
+        name: metadata.name.clone().unwrap_or_default(),
+    };
+    (object, namespace)
+}
+
 fn entry_facts<'a>(
     options: &TranslateOptions,
     entry: &'a WorkloadEntry,
     labels: &'a BTreeMap<String, String>,
 ) -> Facts<'a> {
-    let namespace = entry
-        .metadata
-        .namespace
-        .as_deref()
-        .unwrap_or(weft_api::object::DEFAULT_NAMESPACE);
-    let object = ObjectRef {
-        kind: Kind::WorkloadEntry,
-        namespace: Some(namespace.to_owned()),
-        name: entry.metadata.name.clone().unwrap_or_default(),
-    };
+    let (object, namespace) = object_of(Kind::WorkloadEntry, &entry.metadata);
     spec_facts(options, object, &entry.spec, labels, namespace)
 }
 
@@ -348,16 +351,7 @@ fn endpoint_facts<'a>(
     index: usize,
     labels: &'a BTreeMap<String, String>,
 ) -> Facts<'a> {
-    let namespace = entry
-        .metadata
-        .namespace
-        .as_deref()
-        .unwrap_or(weft_api::object::DEFAULT_NAMESPACE);
-    let object = ObjectRef {
-        kind: Kind::ServiceEntry,
-        namespace: Some(namespace.to_owned()),
-        name: entry.metadata.name.clone().unwrap_or_default(),
-    };
+    let (object, namespace) = object_of(Kind::ServiceEntry, &entry.metadata);
     let endpoint = &entry.spec.endpoints.as_deref().unwrap_or_default()[index];
     let mut facts = spec_facts(options, object, endpoint, labels, namespace);
     facts.own_entry = Some(entry);
@@ -372,19 +366,10 @@ fn slice_facts<'a>(
     address: IpAddr,
     labels: &'a BTreeMap<String, String>,
 ) -> Facts<'a> {
-    let namespace = slice
-        .metadata
-        .namespace
-        .as_deref()
-        .unwrap_or(weft_api::object::DEFAULT_NAMESPACE);
-    let name = slice.metadata.name.clone().unwrap_or_default();
+    let (object, namespace) = object_of(Kind::EndpointSlice, &slice.metadata);
     Facts {
-        object: ObjectRef {
-            kind: Kind::EndpointSlice,
-            namespace: Some(namespace.to_owned()),
-            name: name.clone(),
-        },
-        name,
+        name: object.name.clone(),
+        object,
         namespace,
         labels,
         addresses: vec![address],
