@@ -3,15 +3,17 @@
 //!
 //! | path | answer |
 //! |---|---|
-//! | `/` , `/app.js`, `/app.css` | the single-page app |
+//! | `/` , `/app.js`, `/traces.js`, `/app.css` | the single-page app |
 //! | `/api/view` | everything below in one object (what the page reads) |
 //! | `/api/graph` | nodes and edges with rates, success, latency, bytes, mTLS, denials |
 //! | `/api/proxies` | proxies with sync state, metrics address, reachability |
 //! | `/api/workloads` | workloads with identity, node, enrollment, waypoint, policies |
 //! | `/api/findings` | analysis findings, config errors, warnings, status conditions |
 //! | `/api/events` | denials per policy and recent events |
-//! | `/api/authz?to=NS/POD&port=N&from=SPIFFE-ID\|plaintext` | `weft x authz check`'s answer |
+//! | `/api/traces` | recent request traces, their spans joined by trace id |
+//! | `/api/authz?to=NS/POD&port=N&from=SPIFFE-ID\|plaintext[&method=M&path=P&header=N:V]` | `weft x authz check`'s answer (the waypoint's L7 one too) |
 
+use crate::authz::Request;
 use crate::collector::Collector;
 use http::StatusCode;
 use serde_json::json;
@@ -21,6 +23,7 @@ use weft_serve::{AdminRequest, Page, Router};
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
+const TRACES_JS: &str = include_str!("../assets/traces.js");
 
 /// The page, its assets and the data API over `collector`'s latest view.
 #[must_use]
@@ -41,6 +44,10 @@ pub fn router(collector: &Arc<Collector>) -> Router {
         .page("/", asset("text/html; charset=utf-8", INDEX_HTML))
         .page("/app.js", asset("text/javascript; charset=utf-8", APP_JS))
         .page("/app.css", asset("text/css; charset=utf-8", APP_CSS))
+        .page(
+            "/traces.js",
+            asset("text/javascript; charset=utf-8", TRACES_JS),
+        )
         .page("/api/view", view(|v| json!(v)))
         .page("/api/graph", view(|v| json!(v.graph)))
         .page(
@@ -53,22 +60,51 @@ pub fn router(collector: &Arc<Collector>) -> Router {
             "/api/events",
             view(|v| json!({"denials": v.denials, "events": v.events})),
         )
+        .page("/api/traces", view(|v| json!(v.traces)))
         .page("/api/authz", move |request| authz_check(&authz, &request))
 }
 
 fn authz_check(collector: &Collector, request: &AdminRequest) -> Page {
     let param = |name: &str| percent_decode(request.query.get(name).map_or("", String::as_str));
     let (to, port, from) = (param("to"), param("port"), param("from"));
+    let bad = |reason: String| Page::with_status(StatusCode::BAD_REQUEST, format!("{reason}\n"));
     let Ok(port) = port.parse::<u16>() else {
-        return Page::with_status(
-            StatusCode::BAD_REQUEST,
-            format!("port {port:?}: not a port number (0-65535)\n"),
-        );
+        return bad(format!("port {port:?}: not a port number (0-65535)"));
     };
-    match collector.mesh().check(&to, port, &from) {
+    let (method, path, header) = (param("method"), param("path"), param("header"));
+    let headers = match parse_header(&header) {
+        Ok(headers) => headers,
+        Err(reason) => return bad(reason),
+    };
+    let http_request = Request {
+        method: if method.is_empty() { "GET" } else { &method },
+        path: if path.is_empty() { "/" } else { &path },
+        service: None,
+        host: None,
+        headers: &headers,
+        request_principal: None,
+    };
+    match collector.mesh().check(&to, port, &from, &http_request) {
         Ok(answer) => Page::json(&answer),
-        Err(err) => Page::with_status(StatusCode::BAD_REQUEST, format!("{err}\n")),
+        Err(err) => bad(err),
     }
+}
+
+/// The `header` parameter, `NAME: VALUE` or `NAME=VALUE` (empty: no header).
+fn parse_header(text: &str) -> Result<http::HeaderMap, String> {
+    let mut headers = http::HeaderMap::new();
+    if text.trim().is_empty() {
+        return Ok(headers);
+    }
+    let (name, value) = text
+        .split_once([':', '='])
+        .ok_or_else(|| format!("header {text:?}: expected NAME: VALUE"))?;
+    let name = http::HeaderName::try_from(name.trim())
+        .map_err(|err| format!("header {text:?}: name {name:?}: {err}"))?;
+    let value = http::HeaderValue::try_from(value.trim())
+        .map_err(|err| format!("header {text:?}: value {value:?}: {err}"))?;
+    headers.insert(name, value);
+    Ok(headers)
 }
 
 /// Decodes `%XX` escapes and `+` (a query string's space); invalid escapes stay as written.

@@ -8,7 +8,8 @@ use crate::findings::{self, FindingView};
 use crate::graph::{self, Edge};
 use crate::history::{History, Increases, RATE_WINDOW, Scrape};
 use crate::prom;
-use crate::proxies::{self, ProxyView};
+use crate::proxies::{self, ProxyView, cert_expiry};
+use crate::traces::{self, TraceView};
 use crate::workloads::{self, MeshConfig, WorkloadView};
 use serde::Serialize;
 use serde_json::Value;
@@ -62,6 +63,8 @@ pub struct View {
     pub denials: Vec<Denial>,
     /// Recent denials, failures and proxy changes, newest first.
     pub events: Vec<Event>,
+    /// Recent request traces, newest first (empty when no proxy keeps spans).
+    pub traces: Vec<TraceView>,
 }
 
 /// The control plane's admin address and whether it answered.
@@ -212,6 +215,7 @@ impl Collector {
             self.mesh()
         };
         let scrapes = scrape_all(dialer, &view.proxies).await;
+        view.traces = traces::collect(dialer, &view.proxies).await;
         let mut state = self.lock();
         state.mesh = Arc::clone(&mesh);
         state.update(&mut view, scrapes, &mesh);
@@ -275,12 +279,14 @@ async fn scrape_all(
     for proxy in proxies {
         let (id, dialer) = (proxy.id.clone(), Arc::clone(dialer));
         let addr = proxy.metrics_addr;
+        // No address: why (an announced address refused) is already in `error`.
+        let why = proxy.error.clone();
         tasks.spawn(async move {
             let result = match addr {
                 Some(addr) => get(&dialer, addr, "/metrics")
                     .await
                     .map(|t| prom::parse(&t)),
-                None => Err("no metrics address known".to_owned()),
+                None => Err(why.unwrap_or_else(|| "no metrics address known".to_owned())),
             };
             (id, result)
         });
@@ -309,6 +315,7 @@ impl State {
             match scrapes.remove(&proxy.id) {
                 Some(Ok(samples)) => {
                     proxy.reachable = true;
+                    proxy.cert_expiry = cert_expiry::soonest(&samples, unix_secs());
                     let history = self.histories.entry(proxy.id.clone()).or_default();
                     history.push(Scrape { at: now, samples });
                 }
@@ -528,6 +535,10 @@ fn build_graph(
         nodes: nodes.into_values().collect(),
         edges: out_edges,
     }
+}
+
+fn unix_secs() -> i64 {
+    i64::try_from(unix_ms() / 1000).unwrap_or(i64::MAX)
 }
 
 fn unix_ms() -> u64 {

@@ -8,11 +8,14 @@
 //! - [`prom`]: the metrics text reader; [`history`]: recent scrapes and counter increases;
 //! - [`graph`]: edges between workloads with rates, success, latency, bytes and mTLS;
 //! - [`proxies`], [`workloads`], [`findings`]: the control plane's pages as the page shows
-//!   them (with `weft x authz check`'s answer for a caller);
+//!   them; [`authz`]: `weft x authz check`'s answer (L4, and L7 at a waypoint), shared
+//!   with the command;
+//! - [`traces`]: the waypoints' and gateways' kept spans joined into request traces;
 //! - [`fetch`]: GETs through a [`Dialer`], so `weft up` reads from inside its network
 //!   namespaces.
 
 pub mod api;
+pub mod authz;
 pub mod collector;
 pub mod fetch;
 pub mod findings;
@@ -20,6 +23,7 @@ pub mod graph;
 pub mod history;
 pub mod prom;
 pub mod proxies;
+pub mod traces;
 pub mod workloads;
 
 pub use collector::{Collector, Sources, View};

@@ -1,15 +1,17 @@
 //! The mesh as the control plane translated it (`/debug/configz`, read back into the wire
 //! messages): workloads with identity, node, enrollment and waypoint, the authorization
-//! policies that select each, and `weft x authz check`'s answer for a caller, computed by
-//! the node proxy's own evaluator over the same resources.
+//! policies that select each, and `weft x authz check`'s answer for a caller and request
+//! ([`crate::authz`]: the waypoint's and the node proxies' own evaluators over the same
+//! resources).
 
+use crate::authz::{self, AuthzAnswer, Request};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use weft_control::translate::{ADDRESS, AUTHORIZATION, Output};
 use weft_identity::SpiffeId;
-use weft_node::authz_check::{AuthzQuery, Source, Target, check};
-use weft_node::state::LocalConfig;
+use weft_node::authz_check::{AuthzQuery, Source, Target};
 use weft_proto::security::{Action, Authorization, Scope};
 use weft_proto::workload::gateway_address::Destination;
 use weft_proto::workload::{Address, GatewayAddress, Workload, address};
@@ -21,17 +23,23 @@ pub struct MeshConfig {
     pub addresses: Vec<Address>,
     /// Every `istio.security.Authorization`.
     pub authorizations: Vec<Authorization>,
+    /// The translation they came from (with the waypoints' L7 resources), for checks.
+    pub output: Output,
 }
 
 impl MeshConfig {
-    /// Reads the `addresses` and `authorizations` sections of `/debug/configz`.
+    /// Reads the `addresses`, `authorizations` and `waypoints` sections of
+    /// `/debug/configz`.
     ///
     /// # Errors
     /// A resource that is not valid proto JSON of its type, naming it.
     pub fn from_configz(configz: &Value) -> Result<Self, String> {
+        let output = authz::output_from_configz(configz)?;
+        let decode = |err: prost::DecodeError| err.to_string();
         Ok(Self {
-            addresses: section(configz, "addresses", "istio.workload.Address")?,
-            authorizations: section(configz, "authorizations", "istio.security.Authorization")?,
+            addresses: output.decode_all(ADDRESS.type_url).map_err(decode)?,
+            authorizations: output.decode_all(AUTHORIZATION.type_url).map_err(decode)?,
+            output,
         })
     }
 
@@ -42,11 +50,18 @@ impl MeshConfig {
         })
     }
 
-    /// `weft x authz check`'s answer: may `from` connect to `to` on `port`?
+    /// `weft x authz check`'s answer: may `from` connect to `to` on `port`, and (when a
+    /// waypoint serves it) may it send `request`?
     ///
     /// # Errors
-    /// Bad input (target, identity) or resources the node proxy would reject.
-    pub fn check(&self, to: &str, port: u16, from: &str) -> Result<AuthzAnswer, String> {
+    /// Bad input (target, identity) or resources the proxies would reject.
+    pub fn check(
+        &self,
+        to: &str,
+        port: u16,
+        from: &str,
+        request: &Request<'_>,
+    ) -> Result<AuthzAnswer, String> {
         let to: Target = to.parse().map_err(|err| format!("to {to:?}: {err}"))?;
         let from = if from.is_empty() || from == "plaintext" {
             Source::Plaintext
@@ -56,48 +71,22 @@ impl MeshConfig {
                     .map_err(|err| format!("from {from:?}: {err}"))?,
             )
         };
-        let config =
-            LocalConfig::from_resources(self.addresses.clone(), self.authorizations.clone())
-                .map_err(|err| {
-                    format!("the translated config is not valid for a node proxy: {err}")
-                })?;
         let query = AuthzQuery {
             to,
             port,
             from,
             source_ip: None,
         };
-        let result = check(&config.to_state(), &query).map_err(|err| err.to_string())?;
-        Ok(AuthzAnswer {
-            allowed: result.decision.is_allowed(),
-            answer: result.to_string(),
-        })
+        authz::check_request(&self.output, self.trust_domain(), &query, request)
     }
-}
 
-fn section<M: prost::Message + Default>(
-    configz: &Value,
-    section: &str,
-    full_name: &str,
-) -> Result<Vec<M>, String> {
-    configz[section]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|entry| {
-            weft_proto::from_json(full_name, &entry["resource"])
-                .map_err(|err| format!("{section} {}: {err}", entry["name"]))
-        })
-        .collect()
-}
-
-/// The node proxy's decision for one connection.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuthzAnswer {
-    /// Whether it is allowed.
-    pub allowed: bool,
-    /// `ALLOW` or `DENY` with the deciding policy and rule, as the command prints it.
-    pub answer: String,
+    /// The mesh's trust domain, as its workloads carry it (`cluster.local` without any).
+    fn trust_domain(&self) -> &str {
+        self.workloads()
+            .map(|w| w.trust_domain.as_str())
+            .find(|td| !td.is_empty())
+            .unwrap_or("cluster.local")
+    }
 }
 
 /// One pod (or other workload) as the page lists it.

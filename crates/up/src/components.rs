@@ -140,6 +140,27 @@ pub fn handoff_args(handoff: &Path, help: &str) -> Vec<String> {
     }
 }
 
+/// How many sampled spans a waypoint or gateway keeps for the dashboard when `weft up`
+/// turns tracing on.
+pub const RECENT_SPANS: usize = 256;
+
+/// `--trace-sampling SHARE --recent-spans N` when tracing is on (`sampling`), each only
+/// when `help` lists it; nothing when tracing is off.
+#[must_use]
+pub fn trace_args(sampling: Option<f64>, help: &str) -> Vec<String> {
+    let Some(sampling) = sampling else {
+        return Vec::new();
+    };
+    let flags = [
+        ("--trace-sampling", sampling.to_string()),
+        ("--recent-spans", RECENT_SPANS.to_string()),
+    ];
+    let listed = flags.into_iter().filter(|(flag, _)| lists_flag(help, flag));
+    listed
+        .flat_map(|(flag, value)| [flag.to_owned(), value])
+        .collect()
+}
+
 /// Where a waypoint's pod finds the control plane: what `weft up` adds to the pod's
 /// `weft waypoint run --gateway NS/NAME` (the node proxy's control address, its node's
 /// token and the CA root, and listeners on the pod's address). Flags the binary's

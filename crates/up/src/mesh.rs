@@ -51,6 +51,9 @@ pub struct MeshSettings {
     pub domain_suffix: String,
     /// How long to wait for the control plane and node proxies.
     pub ready_timeout: Duration,
+    /// Share of requests waypoints and gateways trace, keeping the last spans for the
+    /// dashboard (`None`: their defaults, nothing kept).
+    pub trace_sampling: Option<f64>,
 }
 
 /// Where the mesh runs.

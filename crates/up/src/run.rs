@@ -42,6 +42,9 @@ pub struct UpConfig {
     pub explicit: bool,
     /// Where to serve the dashboard (`None`: no dashboard).
     pub dashboard: Option<std::net::SocketAddr>,
+    /// Share of requests waypoints and gateways trace (0..1), keeping the last spans for
+    /// the dashboard's Traces panel (`None`: tracing off).
+    pub trace_sampling: Option<f64>,
 }
 
 impl UpConfig {
@@ -59,6 +62,7 @@ impl UpConfig {
             translate: TranslateOptions::default(),
             explicit: false,
             dashboard: weft_dashboard::DEFAULT_LISTEN.parse().ok(),
+            trace_sampling: None,
         }
     }
 }
@@ -241,6 +245,7 @@ fn start(
         config_dir,
         domain_suffix: config.translate.domain_suffix.clone(),
         ready_timeout: config.ready_timeout,
+        trace_sampling: config.trace_sampling,
     };
     let mut mesh = match &planner {
         Planner::Namespaces => Mesh::create(settings, &plan)?,

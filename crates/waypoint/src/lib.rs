@@ -29,6 +29,7 @@ mod http;
 pub mod otlp;
 pub mod outlier;
 pub mod process;
+pub mod recent_spans;
 mod restart;
 pub mod reverse_proxy;
 pub mod routing;

@@ -1,7 +1,8 @@
 //! Request tracing exported over OTLP: the waypoint's [`Tracer`] that continues each
 //! request's trace (W3C or B3, through [`weft_l7::trace`]), makes the waypoint's span the
 //! upstream's parent, and exports one SERVER span per sampled request to `--otlp-endpoint`
-//! (without an endpoint it only propagates).
+//! (without an endpoint it only propagates), keeping the last sampled spans in memory when
+//! asked ([`OtlpOptions::recent_spans`], served as `/debug/traces`).
 //!
 //! The transport follows the endpoint URL ([`Transport::of`]): a path of `/v1/traces` or
 //! port 4318 is OTLP/HTTP (protobuf body, POST to `/v1/traces`), anything else OTLP/gRPC
@@ -33,6 +34,7 @@ use opentelemetry_sdk::trace::{
 };
 use weft_l7::trace::{Sampler, TraceContext};
 
+use crate::recent_spans::{RecentSpan, RecentSpans};
 use crate::telemetry::AccessEntry;
 use crate::{Span, Tracer};
 
@@ -53,6 +55,8 @@ pub struct OtlpOptions {
     pub service_name: String,
     /// How long spans wait before a batch is sent.
     pub batch_delay: Duration,
+    /// How many of the last sampled spans to keep for `/debug/traces` (0: none).
+    pub recent_spans: usize,
 }
 
 impl OtlpOptions {
@@ -63,6 +67,7 @@ impl OtlpOptions {
             sampling_rate: 1.0,
             service_name: service_name.into(),
             batch_delay: Duration::from_secs(1),
+            recent_spans: 0,
         }
     }
 }
@@ -129,6 +134,10 @@ pub struct OtlpTracer(Arc<Shared>);
 struct Shared {
     sampler: Sampler,
     export: Option<Export>,
+    /// The last sampled spans, when kept.
+    recent: Option<RecentSpans>,
+    /// `service.name`, the proxy a kept span names.
+    service_name: String,
 }
 
 /// The exporting half.
@@ -163,6 +172,8 @@ impl OtlpTracer {
         Ok(Self(Arc::new(Shared {
             sampler: Sampler::from_percent(options.sampling_rate * 100.0),
             export,
+            recent: (options.recent_spans > 0).then(|| RecentSpans::new(options.recent_spans)),
+            service_name: options.service_name.clone(),
         })))
     }
 
@@ -243,6 +254,10 @@ impl Tracer for OtlpTracer {
     fn shutdown(&self) {
         OtlpTracer::shutdown(self);
     }
+
+    fn recent_spans(&self) -> Option<Vec<RecentSpan>> {
+        self.0.recent.as_ref().map(RecentSpans::snapshot)
+    }
 }
 
 /// One request's span until the response ends.
@@ -254,7 +269,14 @@ struct RequestSpan {
 
 impl Span for RequestSpan {
     fn finish(self: Box<Self>, entry: &AccessEntry) {
-        if let Some(export) = self.tracer.export.as_ref().filter(|_| self.context.sampled) {
+        if !self.context.sampled {
+            return;
+        }
+        if let Some(recent) = &self.tracer.recent {
+            let proxy = &self.tracer.service_name;
+            recent.push(RecentSpan::new(proxy, &self.context, entry, self.started));
+        }
+        if let Some(export) = &self.tracer.export {
             let data = span_data(&self.context, entry, self.started, SystemTime::now());
             export.processor.on_end(SpanData {
                 instrumentation_scope: export.scope.clone(),

@@ -377,7 +377,8 @@ async fn serve_hbone(
     server.serve(listener, shutdown).await;
 }
 
-/// `/metrics` (and `/stats/prometheus`) and `/healthz/ready` (200 while `ready()`).
+/// `/metrics` (and `/stats/prometheus`), `/healthz/ready` (200 while `ready()`) and
+/// `/debug/traces`.
 pub(crate) fn metrics_router(
     waypoint: &Waypoint,
     ready: impl Fn() -> bool + Send + Sync + 'static,
@@ -398,10 +399,32 @@ pub(crate) fn metrics_router(
             }
         }
     };
+    let traces = {
+        let waypoint = waypoint.clone();
+        move |_: AdminRequest| recent_traces(&waypoint)
+    };
     Router::new()
         .page("/metrics", page.clone())
         .page("/stats/prometheus", page)
         .page("/healthz/ready", ready)
+        .page("/debug/traces", traces)
+}
+
+/// `/debug/traces`: `{"spans": [...]}`, the last sampled spans, oldest first; 404 when the
+/// tracer keeps none.
+fn recent_traces(waypoint: &Waypoint) -> Page {
+    match waypoint
+        .inner()
+        .tracer
+        .as_ref()
+        .and_then(|t| t.recent_spans())
+    {
+        Some(spans) => Page::json(&serde_json::json!({ "spans": spans })),
+        None => Page::with_status(
+            http::StatusCode::NOT_FOUND,
+            "no spans kept: tracing is off (--recent-spans)\n",
+        ),
+    }
 }
 
 fn admin_router(waypoint: &Waypoint) -> Router {

@@ -131,6 +131,12 @@ pub trait Tracer: Send + Sync + 'static {
 
     /// Sends what is still queued; called once when the process stops (blocking).
     fn shutdown(&self) {}
+
+    /// The last finished spans it keeps for `/debug/traces`, oldest first (`None`: it
+    /// keeps none).
+    fn recent_spans(&self) -> Option<Vec<crate::recent_spans::RecentSpan>> {
+        None
+    }
 }
 
 /// The shared context. Cheap to clone.
@@ -183,6 +189,7 @@ impl Waypoint {
         )?;
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
+        weft_node::proxy::register_cert_metrics(&mut registry, certs.manager().clone());
         let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &*options.network);
         Ok(Self(Arc::new(Inner {
             outlier: OutlierDetector::new(options.outlier),

@@ -49,6 +49,10 @@ impl Mesh {
             components::gateway_args(layout, &pod.node, control.ip, pod.ip, &self.gateway_help);
         let handoff = layout.handoff_socket(&pod.key());
         args.extend(components::handoff_args(&handoff, &self.gateway_help));
+        args.extend(components::trace_args(
+            self.settings.trace_sampling,
+            &self.gateway_help,
+        ));
         args
     }
 

@@ -18,6 +18,10 @@ impl Mesh {
             components::waypoint_args(layout, &pod.node, control.ip, pod.ip, &self.waypoint_help);
         let handoff = layout.handoff_socket(&pod.key());
         args.extend(components::handoff_args(&handoff, &self.waypoint_help));
+        args.extend(components::trace_args(
+            self.settings.trace_sampling,
+            &self.waypoint_help,
+        ));
         args
     }
 

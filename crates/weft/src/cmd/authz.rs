@@ -7,11 +7,9 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weft_control::authz_l7::{L7Query, L7Result, check_at_waypoint};
-use weft_control::translate::{ADDRESS, AUTHORIZATION, Output};
+use weft_dashboard::authz::{Request, check_request};
 use weft_identity::SpiffeId;
-use weft_node::authz_check::{AuthzQuery, Source, Target, check};
-use weft_node::state::LocalConfig;
+use weft_node::authz_check::{AuthzQuery, Source, Target};
 
 /// `weft x authz ...`
 #[derive(Debug, clap::Args)]
@@ -107,88 +105,26 @@ pub fn run(args: AuthzArgs) -> anyhow::Result<ExitCode> {
         Ok(output) => output,
         Err(code) => return Ok(code),
     };
-    let invalid = |err: &dyn std::fmt::Display| {
-        anyhow::anyhow!("translated config is not valid for the node proxy: {err}")
-    };
-    let addresses = output.decode_all(ADDRESS.type_url);
-    let authorizations = output.decode_all(AUTHORIZATION.type_url);
-    let config = LocalConfig::from_resources(
-        addresses.map_err(|err| invalid(&err))?,
-        authorizations.map_err(|err| invalid(&err))?,
-    )
-    .map_err(|err| invalid(&err))?;
-    let state = config.to_state();
     let query = AuthzQuery {
         to,
         port: args.port,
         from,
         source_ip: args.source_ip,
     };
-    let direct = check(&state, &query).map_err(|err| anyhow::anyhow!("{err}"))?;
-    let trust_domain = &args.mesh.trust_domain;
-    let Some(at_waypoint) = waypoint_decision(&output, trust_domain, &args, &query, &direct)?
-    else {
-        println!("{direct}");
-        return Ok(ExitCode::SUCCESS);
-    };
-    // Through the waypoint, the destination's node proxy sees the waypoint as the client.
-    let via_waypoint = AuthzQuery {
-        from: Source::Identity(at_waypoint.identity.clone()),
-        source_ip: None,
-        ..query
-    };
-    let destination = check(&state, &via_waypoint).map_err(|err| anyhow::anyhow!("{err}"))?;
-    let first = if at_waypoint.decision.is_allowed() {
-        destination.to_string()
-    } else {
-        format!(
-            "{} (at waypoint {})",
-            at_waypoint.decision, at_waypoint.waypoint
-        )
-    };
-    println!("{first}");
-    let service = at_waypoint
-        .service
-        .as_deref()
-        .unwrap_or("the workload itself");
-    println!(
-        "  waypoint {} (for {service}): {}",
-        at_waypoint.waypoint, at_waypoint.decision
-    );
-    println!(
-        "  destination node proxy (peer {}): {destination}",
-        at_waypoint.identity
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The waypoint's decision for the request, if a waypoint serves the destination's port.
-fn waypoint_decision(
-    output: &Output,
-    trust_domain: &str,
-    args: &CheckArgs,
-    query: &AuthzQuery,
-    direct: &weft_node::authz_check::CheckResult,
-) -> anyhow::Result<Option<L7Result>> {
     let mut headers = http::HeaderMap::new();
     for (name, value) in &args.request.headers {
         headers.append(name.clone(), value.clone());
     }
-    let source = match &query.from {
-        Source::Identity(id) => Some(id.clone()),
-        Source::Plaintext => None,
-    };
-    let l7 = L7Query {
-        workload: &direct.workload,
-        port: query.port,
-        service: args.request.service.as_deref(),
-        source,
-        source_ip: query.source_ip,
+    let request = Request {
         method: &args.request.method,
         path: &args.request.path,
+        service: args.request.service.as_deref(),
         host: args.request.host.as_deref(),
         headers: &headers,
         request_principal: args.request.request_principal.as_deref(),
     };
-    Ok(check_at_waypoint(output, trust_domain, &l7)?)
+    let answer = check_request(&output, &args.mesh.trust_domain, &query, &request)
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    print!("{answer}");
+    Ok(ExitCode::SUCCESS)
 }

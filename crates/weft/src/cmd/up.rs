@@ -70,6 +70,19 @@ pub struct UpArgs {
     /// Do not serve the dashboard.
     #[arg(long, conflicts_with = "dashboard")]
     no_dashboard: bool,
+    /// Turn request tracing on: waypoints and gateways sample this share of new traces
+    /// (0..1) and keep their last spans, which the dashboard's Traces panel shows.
+    #[arg(long, value_name = "SHARE", value_parser = trace_share)]
+    trace_sampling: Option<f64>,
+}
+
+fn trace_share(text: &str) -> Result<f64, String> {
+    let share: f64 = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    if (0.0..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err(format!("{share}: expected a share between 0 and 1"))
+    }
 }
 
 /// Remove a mesh `weft up` left behind (after a crash), or stop a running one.
@@ -129,6 +142,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.ready_timeout = Duration::from_secs(args.ready_timeout);
     config.explicit = args.explicit;
     config.dashboard = (!args.no_dashboard).then_some(args.dashboard);
+    config.trace_sampling = args.trace_sampling;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

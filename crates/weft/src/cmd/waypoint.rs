@@ -251,6 +251,10 @@ pub(crate) mod run {
         /// Share of traces sampled when the caller did not decide (0..1).
         #[arg(long, default_value_t = 0.01)]
         pub trace_sampling: f64,
+        /// Keep the last N sampled spans in memory, served as JSON at `/debug/traces` on
+        /// the metrics port (what `weft dashboard` shows); 0 keeps none.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        pub recent_spans: usize,
     }
 
     /// The access log of a proxy (`weft node`, `weft waypoint run`, `weft gateway`).
@@ -369,6 +373,9 @@ pub(crate) mod run {
             .with_context(|| format!("--gateway {:?}: expected NAMESPACE/NAME", args.gateway))
     }
 
+    /// Largest `--recent-spans`: about 5 MB of spans.
+    const MAX_RECENT_SPANS: usize = 10_000;
+
     /// The OTLP tracer of service `service` (`<name>.<namespace>`).
     pub fn tracer(args: &TraceArgs, service: String) -> anyhow::Result<OtlpTracer> {
         if !(0.0..=1.0).contains(&args.trace_sampling) {
@@ -377,8 +384,15 @@ pub(crate) mod run {
                 args.trace_sampling
             );
         }
+        if args.recent_spans > MAX_RECENT_SPANS {
+            bail!(
+                "--recent-spans {}: at most {MAX_RECENT_SPANS} spans are kept in memory",
+                args.recent_spans
+            );
+        }
         Ok(OtlpTracer::new(&OtlpOptions {
             sampling_rate: args.trace_sampling,
+            recent_spans: args.recent_spans,
             ..OtlpOptions::new(args.otlp_endpoint.clone(), service)
         })?)
     }
