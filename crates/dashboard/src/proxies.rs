@@ -1,11 +1,17 @@
 //! Every proxy connected to the control plane (`/debug/syncz`): its kind, sync state per
-//! resource type, and where its metrics page is (the `WEFT_METRICS_ADDR` node metadata
-//! weft's proxies send; for other proxies, such as Istio's ztunnel, port 15020 at the
-//! address the proxy connected from).
+//! resource type, and where its metrics page is: always at the address its xDS stream came
+//! from, on the port of the `WEFT_METRICS_ADDR` node metadata weft's proxies send (15020
+//! for other proxies, such as Istio's ztunnel). Any xDS client can announce anything, so an
+//! announced IP is used only when it is that peer address, or loopback while the peer is
+//! loopback too; any other is refused, never fetched.
+
+pub mod cert_expiry;
 
 use serde::Serialize;
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
+
+pub use cert_expiry::CertExpiry;
 
 /// The metrics port of Istio's proxies and weft's.
 pub const DEFAULT_METRICS_PORT: u16 = 15020;
@@ -37,6 +43,9 @@ pub struct ProxyView {
     pub open_connections: f64,
     /// Requests per second it reported over the window (waypoints and gateways).
     pub requests_per_second: f64,
+    /// The certificate it holds that expires first; `None` when not scraped or none
+    /// reported.
+    pub cert_expiry: Option<CertExpiry>,
 }
 
 /// One resource type of a proxy.
@@ -69,9 +78,10 @@ fn proxy(status: &Value) -> ProxyView {
             state: type_state(state),
         })
         .collect();
+    let metrics = metrics_addr(status);
     ProxyView {
         in_sync: types.iter().all(|t| t.state == "SYNCED"),
-        metrics_addr: metrics_addr(status),
+        metrics_addr: metrics.as_ref().ok().copied(),
         principal: status["identity"]["principal"]
             .as_str()
             .unwrap_or_default()
@@ -82,9 +92,10 @@ fn proxy(status: &Value) -> ProxyView {
         name,
         types,
         reachable: false,
-        error: None,
+        error: metrics.err(),
         open_connections: 0.0,
         requests_per_second: 0.0,
+        cert_expiry: None,
     }
 }
 
@@ -110,20 +121,32 @@ fn kind_and_name(id: &str) -> (&'static str, String) {
     (kind, parts.collect::<Vec<_>>().join("/"))
 }
 
-/// The announced metrics address (an unspecified IP replaced by the one the proxy
-/// connected from), else port 15020 at that address.
-fn metrics_addr(status: &Value) -> Option<SocketAddr> {
-    let remote: Option<IpAddr> = status["remote_addr"]
+/// Where the proxy's metrics are read: the announced port (15020 when none is announced)
+/// at the IP its xDS stream came from. An announced IP other than that one is accepted
+/// only when both are loopback (proxies on this machine's loopback connect from
+/// 127.0.0.1 whatever address they serve on); anything else is refused, with the reason.
+fn metrics_addr(status: &Value) -> Result<SocketAddr, String> {
+    const KEY: &str = weft_xds::METRICS_ADDR_METADATA;
+    let peer: IpAddr = status["remote_addr"]
         .as_str()
         .and_then(|a| a.parse::<SocketAddr>().ok())
-        .map(|a| a.ip());
-    let announced: Option<SocketAddr> = status["metadata"][weft_xds::METRICS_ADDR_METADATA]
-        .as_str()
-        .and_then(|a| a.parse().ok());
-    match announced {
-        Some(addr) if addr.ip().is_unspecified() => Some(SocketAddr::new(remote?, addr.port())),
-        Some(addr) => Some(addr),
-        None => Some(SocketAddr::new(remote?, DEFAULT_METRICS_PORT)),
+        .map(|a| a.ip().to_canonical())
+        .ok_or("not scraped: the address its xDS stream came from is unknown")?;
+    let Some(text) = status["metadata"][KEY].as_str() else {
+        return Ok(SocketAddr::new(peer, DEFAULT_METRICS_PORT));
+    };
+    let announced: SocketAddr = text
+        .parse()
+        .map_err(|_| format!("not scraped: its {KEY} {text:?} is not IP:PORT"))?;
+    let ip = announced.ip().to_canonical();
+    if ip.is_unspecified() || ip == peer {
+        Ok(SocketAddr::new(peer, announced.port()))
+    } else if ip.is_loopback() && peer.is_loopback() {
+        Ok(SocketAddr::new(ip, announced.port()))
+    } else {
+        Err(format!(
+            "not scraped: its {KEY} {announced} is not at {peer}, where its xDS stream comes from"
+        ))
     }
 }
 
@@ -159,6 +182,46 @@ mod tests {
         assert_eq!(
             proxies[1].metrics_addr,
             Some("10.0.0.3:15020".parse().unwrap())
+        );
+    }
+
+    fn address_of(remote: &str, announced: &str) -> Result<SocketAddr, String> {
+        metrics_addr(&json!({"remote_addr": remote,
+            "metadata": {"WEFT_METRICS_ADDR": announced}}))
+    }
+
+    #[test]
+    fn announced_address_is_used_only_at_the_xds_peer_address() {
+        let ok = |a: &str| Ok(a.parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            address_of("10.0.0.9:41000", "10.0.0.9:9090"),
+            ok("10.0.0.9:9090")
+        );
+        assert_eq!(
+            address_of("[::ffff:10.0.0.9]:41000", "10.0.0.9:9090"),
+            ok("10.0.0.9:9090"),
+            "an IPv4-mapped peer is the same address"
+        );
+        assert_eq!(
+            address_of("127.0.0.1:41000", "127.3.0.2:15020"),
+            ok("127.3.0.2:15020"),
+            "loopback proxies connect from 127.0.0.1"
+        );
+        for (remote, announced) in [
+            ("10.0.0.9:41000", "10.0.0.50:15020"),
+            ("10.0.0.9:41000", "127.0.0.1:15014"),
+            ("127.0.0.1:41000", "169.254.169.254:80"),
+        ] {
+            let refused = address_of(remote, announced).unwrap_err();
+            assert!(
+                refused.contains(announced) && refused.contains("not scraped"),
+                "{remote} announcing {announced}: {refused}"
+            );
+        }
+        assert!(address_of("10.0.0.9:41000", "metrics").is_err());
+        assert!(
+            metrics_addr(&json!({"metadata": {}})).is_err(),
+            "no peer address"
         );
     }
 }
