@@ -49,7 +49,7 @@ fn waypoint_trace(
                     spans.iter().any(|s| {
                         s["proxy"]
                             .as_str()
-                            .is_some_and(|p| p.contains("shop/waypoint"))
+                            .is_some_and(|p| p.ends_with("shop~waypoint"))
                             && s["reporter"] == "waypoint"
                             && s["status"] == status
                     })
