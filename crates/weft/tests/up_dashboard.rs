@@ -2,8 +2,8 @@
 //! --demo` on the bundled mesh serves the dashboard and prints its URL; after the demo's
 //! calls (allowed, denied by policy, refused by STRICT, an L7 denial at the waypoint) and a
 //! few more allowed calls, headless Chromium renders the page. The rendered DOM must show
-//! the expected edges with non-zero rates, mTLS, the denied calls and the policy denials;
-//! a screenshot is kept under `target/test-artifacts/`.
+//! the expected edges with non-zero rates, mTLS, the denied calls and the policy denials,
+//! and every proxy's certificate expiry; a screenshot is kept under `target/test-artifacts/`.
 //!
 //! Chromium (Debian's `chromium` package, installed by `scripts/deps.sh`) missing fails the
 //! test. Every wait polls a condition with a deadline.
@@ -59,6 +59,19 @@ fn rendered(dom: &str, marker: &str) -> Vec<BTreeMap<String, String>> {
         .filter_map(|(at, _)| {
             let tag = &dom[dom[..at].rfind('<')? + 1..];
             Some(attributes(&tag[tag.find(' ')?..]))
+        })
+        .collect()
+}
+
+/// The value of `marker` and the text of every element of the serialized DOM that has it
+/// (up to the element's first child tag).
+fn cell_texts(dom: &str, marker: &str) -> Vec<(String, String)> {
+    dom.match_indices(&format!(" {marker}=\""))
+        .filter_map(|(at, found)| {
+            let rest = &dom[at + found.len()..];
+            let (value, rest) = rest.split_once('"')?;
+            let text = &rest[rest.find('>')? + 1..];
+            Some((value.to_owned(), text[..text.find('<')?].to_owned()))
         })
         .collect()
 }
@@ -259,6 +272,17 @@ fn weft_up_dashboard_renders_the_demo_traffic_graph_with_rates_and_denials_in_ch
     assert!(
         proxies.iter().all(|p| p["data-reachable"] == "true"),
         "{proxies:?}"
+    );
+    // Every proxy's certificate expiry column: the node proxies', the waypoint's and the
+    // gateway's own certificates were just issued, so each is valid for hours.
+    assert!(dom.contains(">certificate expiry<"), "no column header");
+    let expiries = cell_texts(&dom, "data-cert-expiry");
+    assert_eq!(expiries.len(), proxies.len(), "{expiries:?}");
+    assert!(
+        expiries
+            .iter()
+            .all(|(state, text)| state == "valid" && text.starts_with("in ")),
+        "{expiries:?}"
     );
 
     let screenshot = artifacts_dir().join("dashboard.png");

@@ -65,6 +65,55 @@ fn signal(proc: &Proc, signal: &str) {
     );
 }
 
+/// Each node proxy's `cert_expiry` in `/api/proxies` is the certificate of its own
+/// `/certs` page that expires first, read from the proxy's metrics page.
+fn assert_soonest_certificate_expiry(mesh: &Mesh, addr: SocketAddr) {
+    for (id, node) in [
+        ("weft-node~node-a", mesh.net.node_a()),
+        ("weft-node~node-b", mesh.net.node_b()),
+    ] {
+        let (mut held, mut proxy) = (Vec::new(), serde_json::Value::Null);
+        wait_for(
+            &format!("{id}'s soonest certificate in /api/proxies"),
+            || {
+                held = valid_certificates(mesh, node);
+                proxy = dashboard_json(addr, "/api/proxies")["proxies"]
+                    .as_array()
+                    .and_then(|list| list.iter().find(|p| p["id"] == id).cloned())
+                    .unwrap_or_default();
+                proxy["cert_expiry"]["certificates"] == held.len()
+            },
+        );
+        let soonest = held
+            .iter()
+            .min_by_key(|c| c["not_after_unix"].as_u64())
+            .unwrap_or_else(|| panic!("{id} holds no certificate"));
+        let expiry = &proxy["cert_expiry"];
+        assert_eq!(expiry["expires_unix"], soonest["not_after_unix"], "{proxy}");
+        assert_eq!(
+            expiry["not_before_unix"], soonest["not_before_unix"],
+            "{proxy}"
+        );
+        assert_eq!(expiry["identity"], soonest["identity"], "{proxy}");
+        assert_eq!(expiry["state"], "valid", "{proxy}");
+        assert!(expiry["seconds_left"].as_i64() > Some(0), "{proxy}");
+    }
+}
+
+/// The certificates a node proxy's `/certs` admin page lists as valid.
+fn valid_certificates(mesh: &Mesh, node: Ipv4Addr) -> Vec<serde_json::Value> {
+    let page = mesh.node_page(node, "/certs");
+    let body = page.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let certs: serde_json::Value = serde_json::from_str(body).expect("/certs JSON");
+    certs["identities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["state"] == "valid")
+        .cloned()
+        .collect()
+}
+
 #[test]
 fn dashboard_data_api_shows_rates_denials_workloads_authz_and_an_unreachable_proxy() {
     let net = Net(net());
@@ -85,6 +134,7 @@ fn dashboard_data_api_shows_rates_denials_workloads_authz_and_an_unreachable_pro
         });
         reachable == 2
     });
+    assert_soonest_certificate_expiry(&mesh, addr);
     for _ in 0..6 {
         assert_eq!(mesh.call_catalog(WEB), SOCKS_OK, "web -> catalog");
     }
@@ -187,7 +237,10 @@ fn dashboard_data_api_shows_rates_denials_workloads_authz_and_an_unreachable_pro
         let proxies = dashboard_json(addr, "/api/proxies");
         proxies["proxies"].as_array().is_some_and(|list| {
             list.iter().any(|p| {
-                p["id"] == "weft-node~node-b" && p["reachable"] == false && p["error"].is_string()
+                p["id"] == "weft-node~node-b"
+                    && p["reachable"] == false
+                    && p["error"].is_string()
+                    && p["cert_expiry"].is_null()
             }) && list
                 .iter()
                 .any(|p| p["id"] == "weft-node~node-a" && p["reachable"] == true)
