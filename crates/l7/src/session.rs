@@ -148,27 +148,6 @@ impl SessionPersistence {
         self.response_header_at(backend, key, held, self.now_ms())
     }
 
-    /// Whether `token` names the endpoint `uid` of service `service` (hashes; callers that
-    /// hold the service compare [`SessionToken::endpoint_key`] with its endpoint keys).
-    #[must_use]
-    pub fn names(&self, token: &SessionToken, service: &str, uid: &str) -> bool {
-        token.key == endpoint_key(service, uid)
-    }
-
-    /// The header handing out a new token for the endpoint `uid` of service `service`
-    /// (hashes; [`SessionPersistence::hand_out`] takes the endpoint's key instead).
-    #[must_use]
-    pub fn response_header(
-        &self,
-        backend: usize,
-        service: &str,
-        uid: &str,
-    ) -> (HeaderName, HeaderValue) {
-        let key = endpoint_key(service, uid);
-        self.response_header_at(backend, &key, None, self.now_ms())
-            .expect("a token is handed out when none is held")
-    }
-
     fn timed(&self) -> bool {
         self.absolute_ms.is_some() || self.idle_ms.is_some()
     }
