@@ -198,30 +198,31 @@ impl AccessEntry {
         }
     }
 
-    /// The entry as one JSON object (the same field names as the text form).
+    /// The entry as one JSON object (the same field names as the text form), serialized
+    /// straight from borrowed fields: one string per line, no intermediate map.
     #[must_use]
     pub fn json(&self) -> String {
-        serde_json::json!({
-            "reporter": self.reporter,
-            "method": self.method,
-            "authority": self.authority,
-            "path": self.path,
-            "protocol": self.protocol,
-            "response_code": self.status,
-            "response_flags": self.flags,
-            "upstream_host": self.upstream_host.as_deref().unwrap_or("-"),
-            "upstream_service": self.upstream_service.as_deref().unwrap_or("-"),
-            "route": self.route.as_deref().unwrap_or("-"),
-            "duration_ms": self.duration_ms,
-            "upstream_service_time_ms": self.upstream_ms,
-            "bytes_received": self.bytes_received,
-            "bytes_sent": self.bytes_sent,
-            "request_id": self.request_id,
-            "trace_id": self.trace_id.as_deref().unwrap_or("-"),
-            "source_principal": self.source_principal,
-            "downstream_remote_address": self.remote_ip,
-        })
-        .to_string()
+        let line = JsonLine {
+            reporter: self.reporter,
+            method: &self.method,
+            authority: &self.authority,
+            path: &self.path,
+            protocol: self.protocol,
+            response_code: self.status,
+            response_flags: self.flags,
+            upstream_host: self.upstream_host.as_deref().unwrap_or("-"),
+            upstream_service: self.upstream_service.as_deref().unwrap_or("-"),
+            route: self.route.as_deref().unwrap_or("-"),
+            duration_ms: self.duration_ms,
+            upstream_service_time_ms: self.upstream_ms,
+            bytes_received: self.bytes_received,
+            bytes_sent: self.bytes_sent,
+            request_id: &self.request_id,
+            trace_id: self.trace_id.as_deref().unwrap_or("-"),
+            source_principal: &self.source_principal,
+            downstream_remote_address: &self.remote_ip,
+        };
+        serde_json::to_string(&line).unwrap_or_default()
     }
 
     /// Emits the access-log event (structured fields).
@@ -249,6 +250,29 @@ impl AccessEntry {
             "request"
         );
     }
+}
+
+/// One JSON access-log line, borrowing the entry's fields (field order is the text form's).
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    reporter: &'a str,
+    method: &'a str,
+    authority: &'a str,
+    path: &'a str,
+    protocol: &'a str,
+    response_code: u16,
+    response_flags: &'a str,
+    upstream_host: &'a str,
+    upstream_service: &'a str,
+    route: &'a str,
+    duration_ms: u64,
+    upstream_service_time_ms: Option<u64>,
+    bytes_received: u64,
+    bytes_sent: u64,
+    request_id: &'a str,
+    trace_id: &'a str,
+    source_principal: &'a str,
+    downstream_remote_address: &'a str,
 }
 
 /// The trace id of a W3C `traceparent` value (`00-<trace id>-<span id>-<flags>`).
