@@ -18,12 +18,12 @@
 
 use crate::resource::Resource;
 pub use gateway_api::backendtlspolicies::BackendTlsPolicySpec;
+pub use gateway_api::experimental::grpcroutes::GrpcRouteSpec;
 pub use gateway_api::experimental::httproutes::{
     HttpRouteParentRefs, HttpRouteRulesBackendRefs, HttpRouteSpec,
 };
 pub use gateway_api::gatewayclasses::GatewayClassSpec;
 pub use gateway_api::gateways::{GatewayListeners, GatewaySpec};
-pub use gateway_api::experimental::grpcroutes::GrpcRouteSpec;
 pub use gateway_api::listenersets::ListenerSetParentRef;
 pub use gateway_api::referencegrants::ReferenceGrantSpec;
 pub use gateway_api::tlsroutes::{

@@ -165,16 +165,18 @@ pub(crate) fn check_backend_client_certificate(
         name: &reference.name,
     };
     Some(
-        check_reference(snapshot, (Kind::Gateway, namespace), &target).map_err(|(reason, message)| {
-            let reason = match reason {
-                "RefNotPermitted" => reason,
-                _ => "InvalidClientCertificateRef",
-            };
-            (
-                reason,
-                format!("spec.tls.backend.clientCertificateRef: {message}"),
-            )
-        }),
+        check_reference(snapshot, (Kind::Gateway, namespace), &target).map_err(
+            |(reason, message)| {
+                let reason = match reason {
+                    "RefNotPermitted" => reason,
+                    _ => "InvalidClientCertificateRef",
+                };
+                (
+                    reason,
+                    format!("spec.tls.backend.clientCertificateRef: {message}"),
+                )
+            },
+        ),
     )
 }
 

@@ -59,7 +59,10 @@ mod tests {
         assert_eq!(api_resource(Kind::TcpRoute).version, "v1alpha2");
         let experimental = api_resource(Kind::XListenerSet);
         assert_eq!(
-            (experimental.api_version.as_str(), experimental.plural.as_str()),
+            (
+                experimental.api_version.as_str(),
+                experimental.plural.as_str()
+            ),
             ("gateway.networking.x-k8s.io/v1alpha1", "xlistenersets")
         );
         let slices = api_resource(Kind::EndpointSlice);
