@@ -6,7 +6,7 @@ use crate::fetch::{Dialer, get_json};
 use crate::proxies::ProxyView;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -37,12 +37,46 @@ impl SpanView {
     fn start(&self) -> u64 {
         self.number("start_unix_ms")
     }
+}
 
-    /// Whether `parent` is the span that called this one.
-    fn called_by(&self, parent: &SpanView) -> bool {
-        let id = parent.text("span_id");
-        !id.is_empty() && self.text("parent_span_id") == id
-    }
+/// Per span, how many of its callers (parent, its parent, ...) are among `spans`. A
+/// cycle, which only bogus spans make, is cut where the walk meets itself.
+fn depths(spans: &[SpanView]) -> Vec<usize> {
+    let parent_of: HashMap<&str, &str> = (spans.iter())
+        .map(|s| (s.text("span_id"), s.text("parent_span_id")))
+        .filter(|(id, _)| !id.is_empty())
+        .collect();
+    let mut known: HashMap<&str, usize> = HashMap::new();
+    // The depth of a span called by `id`: 0 when `id` is not among the spans. Walks from
+    // `id` up through its callers until one whose depth is known, or a root.
+    let mut depth_of = |id: &str| -> usize {
+        let (mut path, mut on_path) = (Vec::new(), HashSet::new());
+        let mut at = parent_of.get_key_value(id).map(|(k, _)| *k);
+        let mut above = None;
+        while let Some(span) = at {
+            if let Some(&depth) = known.get(span) {
+                above = Some(depth);
+                break;
+            }
+            if !on_path.insert(span) {
+                break;
+            }
+            path.push(span);
+            at = parent_of
+                .get(span)
+                .and_then(|p| parent_of.get_key_value(*p))
+                .map(|(k, _)| *k);
+        }
+        let mut depth = above.map_or(0, |d| d + 1);
+        for span in path.into_iter().rev() {
+            known.insert(span, depth);
+            depth += 1;
+        }
+        depth
+    };
+    (spans.iter())
+        .map(|s| depth_of(s.text("parent_span_id")))
+        .collect()
 }
 
 /// One request across the proxies it passed.
@@ -123,13 +157,16 @@ pub fn join(spans: Vec<(String, SpanView)>) -> Vec<TraceView> {
     traces
 }
 
-fn trace(trace_id: String, mut spans: Vec<SpanView>) -> Option<TraceView> {
-    // A proxy starts before the ones it calls; an equal start keeps the caller first.
-    spans.sort_by(|a, b| {
-        a.start()
-            .cmp(&b.start())
-            .then_with(|| a.called_by(b).cmp(&b.called_by(a)))
+fn trace(trace_id: String, spans: Vec<SpanView>) -> Option<TraceView> {
+    // A proxy starts before the ones it calls; at an equal start, the caller (fewer
+    // callers above it) comes first. The key is a total order whatever the spans claim.
+    let depths = depths(&spans);
+    let mut keyed: Vec<_> = depths.into_iter().zip(spans).collect();
+    keyed.sort_by(|(da, a), (db, b)| {
+        let key = |depth: &usize, s: &SpanView| (s.start(), *depth, s.text("span_id").to_owned());
+        key(da, a).cmp(&key(db, b))
     });
+    let spans: Vec<SpanView> = keyed.into_iter().map(|(_, span)| span).collect();
     let (first, last) = (spans.first()?, spans.last()?);
     let source = match first.text("source_principal") {
         "" => "plaintext",
@@ -189,6 +226,50 @@ mod tests {
         assert_eq!((t1.status, t1.duration_ms), (503, 12));
         let proxies: Vec<&str> = t1.spans.iter().map(SpanView::proxy).collect();
         assert_eq!(proxies, ["gateway shop/gw", "waypoint shop/waypoint"]);
+    }
+
+    /// 64 spans of one trace starting in the same millisecond, each calling back to an
+    /// earlier one (3 in 4) in a scrambled order: callers come before the spans they
+    /// called, and the sort never sees an inconsistent order (Rust's sort may panic on one).
+    #[test]
+    fn spans_starting_together_are_ordered_callers_first_without_panicking() {
+        let mut x: u64 = 3;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let n = 64;
+        let spans: Vec<Value> = (0..n)
+            .map(|k| {
+                let i = (k * 37) % n + 1;
+                let parent =
+                    (i > 1 && next() % 4 != 0).then(|| format!("s{}", next() % (i - 1) + 1));
+                json!({"trace_id": "t", "span_id": format!("s{i}"), "parent_span_id": parent,
+                    "start_unix_ms": 5})
+            })
+            .collect();
+        let traces = join(spans_of("p", &page(&spans)));
+        let order: Vec<&str> = traces[0].spans.iter().map(|s| s.text("span_id")).collect();
+        assert_eq!(order.len(), 64);
+        for (at, span) in traces[0].spans.iter().enumerate() {
+            let parent = span.text("parent_span_id");
+            if let Some(p) = order.iter().position(|id| *id == parent) {
+                assert!(p < at, "{parent} after its callee {}", order[at]);
+            }
+        }
+    }
+
+    #[test]
+    fn spans_calling_each_other_in_a_cycle_are_all_kept() {
+        let spans: Vec<Value> = ["a", "b", "c"]
+            .iter()
+            .zip(["c", "a", "b"])
+            .map(|(id, parent)| json!({"trace_id": "t", "span_id": id, "parent_span_id": parent}))
+            .collect();
+        let traces = join(spans_of("p", &page(&spans)));
+        assert_eq!(traces[0].spans.len(), 3);
     }
 
     #[test]
