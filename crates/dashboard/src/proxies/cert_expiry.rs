@@ -48,7 +48,7 @@ pub fn soonest(samples: &[Sample], now_unix: i64) -> Option<CertExpiry> {
     }
     let (identity, expires_unix) = expiry.iter().min_by_key(|(_, at)| **at)?;
     let not_before_unix = not_before.get(identity).copied();
-    let seconds_left = expires_unix - now_unix;
+    let seconds_left = expires_unix.saturating_sub(now_unix);
     Some(CertExpiry {
         identity: (*identity).to_owned(),
         expires_unix: *expires_unix,
@@ -56,7 +56,7 @@ pub fn soonest(samples: &[Sample], now_unix: i64) -> Option<CertExpiry> {
         seconds_left,
         state: state(
             seconds_left,
-            not_before_unix.map(|from| expires_unix - from),
+            not_before_unix.map(|from| expires_unix.saturating_sub(from)),
         ),
         certificates: expiry.len(),
     })
@@ -120,6 +120,18 @@ mod tests {
         assert_eq!(soonest(&samples, 10_001).unwrap().state, "expiring");
         let expired = soonest(&samples, 11_000).unwrap();
         assert_eq!((expired.state, expired.seconds_left), ("expired", 0));
+    }
+
+    /// A proxy's metrics page is its own to write: values far out of range give an answer,
+    /// not an overflow.
+    #[test]
+    fn out_of_range_values_saturate() {
+        let id = "spiffe://td/ns/a/sa/x";
+        let far_past = [sample(EXPIRY_METRIC, id, i64::MIN)];
+        assert_eq!(soonest(&far_past, 1000).unwrap().state, "expired");
+        let samples = held(&[(id, i64::MIN, i64::MAX)]);
+        let forever = soonest(&samples, -1000).unwrap();
+        assert_eq!((forever.state, forever.seconds_left), ("valid", i64::MAX));
     }
 
     #[test]
