@@ -121,7 +121,12 @@ fn deltas_give_the_same_lookups_as_a_fresh_build() {
         for _ in 0..rng.random_range(1..4) {
             match rng.random_range(0..4) {
                 0 => upserts.push(random_service(&mut rng)),
-                1 => removed.extend(addresses.keys().next().cloned()),
+                // Any name, workload or service (workload uids sort before service keys).
+                1 if !addresses.is_empty() => {
+                    let at = rng.random_range(0..addresses.len());
+                    removed.extend(addresses.keys().nth(at).cloned());
+                }
+                1 => {}
                 _ => upserts.push(random_workload(&mut rng)),
             }
         }
