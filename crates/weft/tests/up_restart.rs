@@ -260,8 +260,10 @@ fn restart_under_traffic(up: &mut Up, via: &[String], url: &str, words: &[&str],
             .then_some(())
             .ok_or(format!("pid {old} still runs"))
     });
+    // At least 100 requests after the drain, and over 200 since the restart began (a fast
+    // drain leaves few in between).
     let after_drain = tally.requests.load(Ordering::Relaxed);
-    wait_requests(&tally, after_drain + 100);
+    wait_requests(&tally, (after_drain + 100).max(before + 201));
     let requests = stop_clients(&stop, clients, &tally, "across the restart");
     assert!(running(new), "the new process runs: pid {new}");
     eprintln!(
