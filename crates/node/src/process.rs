@@ -303,26 +303,10 @@ fn xds_client(
     metrics: Option<SocketAddr>,
 ) -> (XdsClient, XdsClientHandle) {
     let options = node.options();
-    let metrics = metrics.map(|addr| addr.to_string());
-    let metadata = prost_types::Struct {
-        fields: [
-            ("NODE_NAME", options.node_name.as_str()),
-            ("NAME", "weft-node"),
-        ]
-        .into_iter()
-        .chain(
-            metrics
-                .as_deref()
-                .map(|addr| (weft_xds::METRICS_ADDR_METADATA, addr)),
-        )
-        .map(|(k, v)| {
-            let value = prost_types::Value {
-                kind: Some(prost_types::value::Kind::StringValue(v.to_owned())),
-            };
-            (k.to_owned(), value)
-        })
-        .collect(),
-    };
+    let metadata = weft_xds::proxy_metadata(
+        &[("NODE_NAME", &options.node_name), ("NAME", "weft-node")],
+        metrics,
+    );
     let proto_node = weft_proto::discovery::Node {
         id: format!("weft-node~{}", options.node_name),
         cluster: source.cluster_id.clone().unwrap_or_default(),

@@ -296,26 +296,10 @@ pub(crate) fn xds_builder(
     metrics: Option<SocketAddr>,
 ) -> XdsClientBuilder {
     let options = waypoint.options();
-    let metrics = metrics.map(|addr| addr.to_string());
-    let metadata = prost_types::Struct {
-        fields: [
-            ("NAME", options.name.as_str()),
-            ("NAMESPACE", &options.namespace),
-        ]
-        .into_iter()
-        .chain(
-            metrics
-                .as_deref()
-                .map(|addr| (weft_xds::METRICS_ADDR_METADATA, addr)),
-        )
-        .map(|(k, v)| {
-            let value = prost_types::Value {
-                kind: Some(prost_types::value::Kind::StringValue(v.to_owned())),
-            };
-            (k.to_owned(), value)
-        })
-        .collect(),
-    };
+    let metadata = weft_xds::proxy_metadata(
+        &[("NAME", &options.name), ("NAMESPACE", &options.namespace)],
+        metrics,
+    );
     let node = weft_proto::discovery::Node {
         id: format!("{kind}~{}~{}", options.namespace, options.name),
         cluster: source.cluster_id.clone().unwrap_or_default(),

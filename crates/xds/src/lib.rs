@@ -47,7 +47,8 @@ pub use publisher::{DebounceConfig, ResourcePublisher};
 pub use resource::{Snapshot, TypeResources, XdsResource, content_version};
 pub use server::{ServerConfig, XdsServer};
 pub use status::{
-    METRICS_ADDR_METADATA, NackStatus, ProxyStatus, TypeStatus, VersionNonce, string_metadata,
+    METRICS_ADDR_METADATA, NackStatus, ProxyStatus, TypeStatus, VersionNonce, proxy_metadata,
+    string_metadata,
 };
 
 pub mod client;

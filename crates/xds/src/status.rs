@@ -49,6 +49,26 @@ pub fn string_metadata(metadata: Option<&prost_types::Struct>) -> BTreeMap<Strin
         .collect()
 }
 
+/// A `Node.metadata` struct of string values: `fields`, then the proxy's metrics page
+/// under [`METRICS_ADDR_METADATA`] when it has one (the inverse of [`string_metadata`]).
+#[must_use]
+pub fn proxy_metadata(
+    fields: &[(&str, &str)],
+    metrics: Option<std::net::SocketAddr>,
+) -> prost_types::Struct {
+    let metrics = metrics.map(|addr| (METRICS_ADDR_METADATA, addr.to_string()));
+    let string = |text: String| prost_types::Value {
+        kind: Some(prost_types::value::Kind::StringValue(text)),
+    };
+    prost_types::Struct {
+        fields: fields
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), string((*value).to_owned())))
+            .chain(metrics.map(|(key, addr)| (key.to_owned(), string(addr))))
+            .collect(),
+    }
+}
+
 /// The state of one type URL on one stream.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TypeStatus {
@@ -146,4 +166,24 @@ pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_metadata_reads_back_as_the_same_strings() {
+        let addr: std::net::SocketAddr = "10.0.0.7:15020".parse().unwrap();
+        let metadata = proxy_metadata(&[("NAME", "gw"), ("NAMESPACE", "edge")], Some(addr));
+        let read = string_metadata(Some(&metadata));
+        assert_eq!(read.get("NAME").map(String::as_str), Some("gw"));
+        assert_eq!(read.get("NAMESPACE").map(String::as_str), Some("edge"));
+        assert_eq!(
+            read.get(METRICS_ADDR_METADATA).map(String::as_str),
+            Some("10.0.0.7:15020")
+        );
+        let without = proxy_metadata(&[("NAME", "gw")], None);
+        assert!(!string_metadata(Some(&without)).contains_key(METRICS_ADDR_METADATA));
+    }
 }
