@@ -12,6 +12,7 @@ mod conformance_filters;
 mod conformance_grpc;
 mod conformance_http;
 mod conformance_listener_set;
+mod conformance_retry;
 mod conformance_session;
 mod fixture;
 mod http;
