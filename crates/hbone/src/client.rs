@@ -84,8 +84,9 @@ pub struct ConnectRequest {
     pub authority: SocketAddr,
     /// Original source IP, sent as `forwarded: for=<ip>`.
     pub forwarded_for: Option<IpAddr>,
-    /// `baggage` header (workload metadata for telemetry).
-    pub baggage: Option<String>,
+    /// `baggage` header (workload metadata for telemetry); shared, since a proxy sends
+    /// the same value on every connection of a workload.
+    pub baggage: Option<Arc<str>>,
     /// `traceparent` header (W3C trace context).
     pub traceparent: Option<String>,
 }

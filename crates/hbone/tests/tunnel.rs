@@ -109,7 +109,7 @@ async fn server_sees_client_identity_and_headers_and_client_sees_server_identity
     let request = ConnectRequest {
         authority: s.upstream,
         forwarded_for: Some("2001:db8::42".parse().unwrap()),
-        baggage: Some("k8s.namespace.name=src,k8s.pod.name=client-0".to_owned()),
+        baggage: Some("k8s.namespace.name=src,k8s.pod.name=client-0".into()),
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned()),
     };
     let mut stream = within("connect", pool().connect(1, &target, &request))

@@ -286,7 +286,7 @@ impl Call {
 }
 
 /// Inbound connections node `b` has open to `server` right now.
-fn server_side_identities(mesh: &Mesh) -> Vec<(Direction, Option<String>)> {
+fn server_side_identities(mesh: &Mesh) -> Vec<(Direction, Option<std::sync::Arc<str>>)> {
     let server = SocketAddr::from((mesh.ip("server"), APP_PORT));
     mesh.b
         .running

@@ -1,5 +1,9 @@
 //! The table of open connections: what `/connections` shows, what a policy update is
 //! re-evaluated against, and how a connection is cut (its cancellation token).
+//!
+//! An entry is held for each open connection, so it is kept small: its strings are the
+//! workloads' shared names (`Arc<str>`, see [`crate::state::WorkloadNames`]), and the
+//! reason a connection was cut lives in the entry, read under the table's lock.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,6 +14,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::MeshState;
+use crate::telemetry::shared;
 use weft_policy::{self as policy, ConnectionFacts, Decision, OpenConnection};
 
 /// Which way a connection goes through this proxy.
@@ -32,16 +37,16 @@ pub struct ConnectionInfo {
     /// Client address (original source).
     pub src_addr: SocketAddr,
     /// Verified client identity (inbound HBONE) or the identity presented (outbound).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub src_identity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "shared")]
+    pub src_identity: Option<Arc<str>>,
     /// Destination workload address.
     pub dst_addr: SocketAddr,
     /// Destination workload `<ns>/<name>`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dst_workload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "shared")]
+    pub dst_workload: Option<Arc<str>>,
     /// Destination workload namespace (for denial metrics).
     #[serde(skip)]
-    pub dst_namespace: Option<String>,
+    pub dst_namespace: Option<Arc<str>>,
     /// Start, ms since the Unix epoch.
     pub start_unix_ms: u64,
 }
@@ -49,9 +54,10 @@ pub struct ConnectionInfo {
 struct OpenEntry {
     info: ConnectionInfo,
     /// Destination workload uid and the facts it was authorized with (inbound only).
-    enforced: Option<(String, ConnectionFacts)>,
+    enforced: Option<(Arc<str>, ConnectionFacts)>,
     cancel: CancellationToken,
-    close_reason: Arc<OnceLock<String>>,
+    /// Why the proxy cut the connection, once it did.
+    close_reason: OnceLock<String>,
 }
 
 /// Open connections by id. Entries are boxed: the map's spare capacity (up to half of
@@ -68,13 +74,13 @@ pub(crate) struct Registration {
     id: u64,
     /// Cancelled to cut the connection (policy change, drain deadline).
     pub(crate) cancel: CancellationToken,
-    close_reason: Arc<OnceLock<String>>,
 }
 
 impl Registration {
     /// Why the connection was cut by the proxy, if it was.
     pub(crate) fn close_reason(&self) -> Option<String> {
-        self.close_reason.get().cloned()
+        let open = self.table.lock();
+        open.get(&self.id)?.close_reason.get().cloned()
     }
 }
 
@@ -89,24 +95,22 @@ impl ConnectionTable {
     pub(crate) fn register(
         self: &Arc<Self>,
         info: ConnectionInfo,
-        enforced: Option<(String, ConnectionFacts)>,
+        enforced: Option<(Arc<str>, ConnectionFacts)>,
         parent: &CancellationToken,
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let cancel = parent.child_token();
-        let close_reason = Arc::new(OnceLock::new());
         let entry = Box::new(OpenEntry {
             info,
             enforced,
             cancel: cancel.clone(),
-            close_reason: Arc::clone(&close_reason),
+            close_reason: OnceLock::new(),
         });
         self.lock().insert(id, entry);
         Registration {
             table: Arc::clone(self),
             id,
             cancel,
-            close_reason,
         }
     }
 
@@ -125,7 +129,7 @@ impl ConnectionTable {
             let (uid, facts) = entry.enforced.as_ref()?;
             Some(OpenConnection {
                 id: *id,
-                destination_workload: uid.as_str(),
+                destination_workload: uid,
                 facts,
             })
         });

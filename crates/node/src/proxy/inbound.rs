@@ -24,7 +24,7 @@ use weft_hbone::{
 
 use super::connections::{ConnectionInfo, Direction, Registration};
 use super::{Node, unix_ms};
-use crate::state::{ActiveConnection, MeshWorkload};
+use crate::state::{ActiveConnection, MeshWorkload, WorkloadNames};
 use crate::telemetry::{
     AccessLogEntry, AccessLogFormat, ConnectionEnds, ConnectionLabels, ConnectionMetrics,
     ConnectionResult, Reporter,
@@ -158,14 +158,17 @@ impl Node {
             destination_service: None,
             transport: attempt.transport,
         });
+        let source_names = source.as_deref().map(|w| state.names_of(w));
+        let destination_names = destination.as_deref().map(|w| state.names_of(w));
+        let identity = peer_identity_name(&attempt, source.as_deref(), source_names.as_deref());
         let log = AccessLogEntry::new(
             Reporter::Destination,
             attempt.src,
             attempt.dst,
             unix_ms(SystemTime::now()),
         )
-        .with_source(source.as_deref(), attempt.identity.as_ref())
-        .with_destination(destination.as_deref(), None);
+        .with_source(source_names.as_deref(), identity)
+        .with_destination(destination_names.as_deref(), None);
         let refuse = |refusal: Refusal, mut log: AccessLogEntry| {
             self.inner.metrics.connection_failed(&labels);
             let result = match refusal {
@@ -176,7 +179,7 @@ impl Node {
             log.emit(self.inner.options.access_log);
             refusal
         };
-        let Some(workload) = destination else {
+        let (Some(workload), Some(names)) = (destination, destination_names) else {
             return Err(refuse(Refusal::NotLocal { dst: attempt.dst }, log));
         };
         let facts = ConnectionFacts {
@@ -214,12 +217,12 @@ impl Node {
             src_identity: log.src_identity.clone(),
             dst_addr: attempt.dst,
             dst_workload: log.dst_workload.clone(),
-            dst_namespace: Some(workload.proto().namespace.clone()),
+            dst_namespace: Some(Arc::clone(&names.namespace)),
             start_unix_ms: log.start_unix_ms,
         };
         let registration = self.inner.connections.register(
             info,
-            Some((workload.uid().to_owned(), facts)),
+            Some((Arc::clone(&names.uid), facts)),
             &self.inner.kill,
         );
         let relay = RelayOptions {
@@ -387,6 +390,23 @@ impl Node {
             let result = weft_hbone::relay(&mut stream, &mut upstream, &finish.relay).await;
             finish.finish(result);
         }
+    }
+}
+
+/// The identity the client presented, for the log and the table: the source workload's
+/// shared string when the certificate names that workload's identity (the usual case),
+/// else formatted for this connection.
+fn peer_identity_name(
+    attempt: &Attempt,
+    source: Option<&MeshWorkload>,
+    names: Option<&WorkloadNames>,
+) -> Option<Arc<str>> {
+    let identity = attempt.identity.as_ref()?;
+    match (source, names) {
+        (Some(source), Some(names)) if source.identity() == identity => {
+            Some(Arc::clone(&names.identity))
+        }
+        _ => Some(identity.to_string().into()),
     }
 }
 

@@ -20,7 +20,7 @@ use weft_upstream::{Client, ClientError, Route, UpstreamConnection, UpstreamErro
 
 use super::connections::{ConnectionInfo, Direction, Registration};
 use super::{Node, unix_ms};
-use crate::state::{ActiveConnection, MeshService, MeshWorkload};
+use crate::state::{ActiveConnection, MeshService, MeshState, MeshWorkload, WorkloadNames};
 use crate::telemetry::{
     AccessLogEntry, ConnectionEnds, ConnectionLabels, ConnectionMetrics, ConnectionResult, Reporter,
 };
@@ -116,15 +116,35 @@ impl std::fmt::Debug for OutboundConnection {
     }
 }
 
-/// What is known once the route is chosen (for labels and the log).
+/// What is known once the route is chosen (for labels and the log), with the two
+/// workloads' shared names (log, table entry, `baggage`).
 struct Ends {
     source: Option<Arc<MeshWorkload>>,
     destination: Option<Arc<MeshWorkload>>,
     service: Option<Arc<MeshService>>,
     transport: Transport,
+    source_names: Option<Arc<WorkloadNames>>,
+    destination_names: Option<Arc<WorkloadNames>>,
 }
 
 impl Ends {
+    fn new(
+        state: &MeshState,
+        source: Option<Arc<MeshWorkload>>,
+        destination: Option<Arc<MeshWorkload>>,
+        service: Option<Arc<MeshService>>,
+        transport: Transport,
+    ) -> Self {
+        Self {
+            source_names: source.as_deref().map(|w| state.names_of(w)),
+            destination_names: destination.as_deref().map(|w| state.names_of(w)),
+            source,
+            destination,
+            service,
+            transport,
+        }
+    }
+
     fn labels(&self) -> ConnectionLabels {
         ConnectionLabels::derive(&ConnectionEnds {
             reporter: Reporter::Source,
@@ -139,8 +159,9 @@ impl Ends {
     }
 
     fn log(&self, target: OutboundTarget, authority: SocketAddr) -> AccessLogEntry {
+        let source = self.source_names.as_deref();
         let identity = (self.transport == Transport::Hbone)
-            .then(|| self.source.as_deref().map(MeshWorkload::identity))
+            .then(|| source.map(|s| Arc::clone(&s.identity)))
             .flatten();
         AccessLogEntry::new(
             Reporter::Source,
@@ -148,8 +169,8 @@ impl Ends {
             authority,
             unix_ms(SystemTime::now()),
         )
-        .with_source(self.source.as_deref(), identity)
-        .with_destination(self.destination.as_deref(), self.service.as_deref())
+        .with_source(source, identity)
+        .with_destination(self.destination_names.as_deref(), self.service.as_deref())
     }
 }
 
@@ -188,17 +209,12 @@ impl Node {
         {
             Ok(route) => route,
             Err(error) => {
-                let ends = Ends {
-                    source,
-                    destination: None,
-                    service: None,
-                    transport: Transport::Plaintext,
-                };
+                let ends = Ends::new(&state, source, None, None, Transport::Plaintext);
                 let dst = target.destination;
                 return Err(self.outbound_failed(&ends, target, dst, started, error.into()));
             }
         };
-        let (ends, authority) = ends_of(&route, source);
+        let (ends, authority) = ends_of(&state, &route, source);
         if self.refused_by_registry(&route) {
             let destination = target.destination;
             let error = OutboundError::RegistryOnly { destination };
@@ -240,6 +256,7 @@ impl Node {
         let client = SourceClient {
             node: self,
             source: ends.source.as_deref(),
+            baggage: ends.source_names.as_ref().map(|n| &n.baggage),
             source_ip,
         };
         Ok(self.inner.upstream.connect(route, &client).await?)
@@ -260,10 +277,7 @@ impl Node {
             src_identity: log.src_identity.clone(),
             dst_addr: log.dst_addr,
             dst_workload: log.dst_workload.clone(),
-            dst_namespace: ends
-                .destination
-                .as_ref()
-                .map(|w| w.proto().namespace.clone()),
+            dst_namespace: (ends.destination_names.as_ref()).map(|n| Arc::clone(&n.namespace)),
             start_unix_ms: log.start_unix_ms,
         };
         let registration = self
@@ -367,19 +381,19 @@ async fn send_then_relay<C: RelayIo, U: RelayIo + tokio::io::AsyncWrite + Unpin>
 }
 
 /// The ends of a routed connection and the address it is logged with.
-fn ends_of(route: &Route, source: Option<Arc<MeshWorkload>>) -> (Ends, SocketAddr) {
+fn ends_of(
+    state: &MeshState,
+    route: &Route,
+    source: Option<Arc<MeshWorkload>>,
+) -> (Ends, SocketAddr) {
     let (transport, addr, service) = match route {
         Route::Hbone {
             authority, service, ..
         } => (Transport::Hbone, *authority, service),
         Route::Plain { addr, service, .. } => (Transport::Plaintext, *addr, service),
     };
-    let ends = Ends {
-        source,
-        destination: route.destination().cloned(),
-        service: service.clone(),
-        transport,
-    };
+    let destination = route.destination().cloned();
+    let ends = Ends::new(state, source, destination, service.clone(), transport);
     (ends, addr)
 }
 
@@ -388,6 +402,8 @@ fn ends_of(route: &Route, source: Option<Arc<MeshWorkload>>) -> (Ends, SocketAdd
 struct SourceClient<'a> {
     node: &'a Node,
     source: Option<&'a MeshWorkload>,
+    /// The source's `baggage` value, built when its record arrived.
+    baggage: Option<&'a Arc<str>>,
     source_ip: IpAddr,
 }
 
@@ -413,7 +429,7 @@ impl Client for SourceClient<'_> {
     fn request(&self, authority: SocketAddr) -> ConnectRequest {
         ConnectRequest {
             forwarded_for: Some(self.source_ip),
-            baggage: self.source.map(baggage),
+            baggage: self.baggage.cloned(),
             ..ConnectRequest::new(authority)
         }
     }
@@ -426,33 +442,4 @@ impl Client for SourceClient<'_> {
     async fn connect_plain(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
         self.node.connect_for_pod(self.source_ip, addr, None).await
     }
-}
-
-/// W3C baggage with the source workload's metadata (read by the destination's telemetry).
-fn baggage(source: &MeshWorkload) -> String {
-    let w = source.proto();
-    let name = if w.workload_name.is_empty() {
-        &w.name
-    } else {
-        &w.workload_name
-    };
-    let service = if w.canonical_name.is_empty() {
-        name
-    } else {
-        &w.canonical_name
-    };
-    let revision = if w.canonical_revision.is_empty() {
-        "latest"
-    } else {
-        &w.canonical_revision
-    };
-    let mut out = format!(
-        "k8s.namespace.name={},k8s.workload.name={name},service.name={service},service.version={revision}",
-        w.namespace
-    );
-    if !w.cluster_id.is_empty() {
-        out.push_str(",k8s.cluster.name=");
-        out.push_str(&w.cluster_id);
-    }
-    out
 }

@@ -13,6 +13,7 @@
 mod delta_tests;
 mod index;
 mod local;
+mod names;
 mod scopes;
 mod sharded;
 mod store;
@@ -23,6 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 
 pub use local::{LocalConfig, LocalConfigError};
+pub use names::WorkloadNames;
 pub use store::{StateStore, UpdateOutcome};
 pub use weft_upstream::{
     ActiveConnection, AddressRecord, Destination, Directory, Endpoint, MeshService, MeshWorkload,
@@ -47,6 +49,8 @@ pub struct MeshState {
     policies: ShardedMap<String, Arc<CompiledPolicy>>,
     /// Per workload uid: the policies that apply to it, precompiled.
     workload_policies: ShardedMap<String, Arc<PolicySet>>,
+    /// Per workload uid: the strings its connections log and send, built on arrival.
+    workload_names: ShardedMap<String, Arc<WorkloadNames>>,
 }
 
 /// What a workload that is not in the snapshot gets: no policies, nothing missing.
@@ -134,6 +138,16 @@ impl MeshState {
     #[must_use]
     pub fn policies_of(&self, workload: &MeshWorkload) -> &PolicySet {
         self.policies_by_uid(workload.uid()).unwrap_or(&NO_POLICIES)
+    }
+
+    /// The shared strings of `workload` (a workload of this snapshot: built when its
+    /// record arrived; built now for any other).
+    #[must_use]
+    pub fn names_of(&self, workload: &MeshWorkload) -> Arc<WorkloadNames> {
+        match self.workload_names.get(workload.uid()) {
+            Some(names) => Arc::clone(names),
+            None => Arc::new(WorkloadNames::of(workload)),
+        }
     }
 
     /// Policies that apply to the workload `uid`, if it is in this snapshot.

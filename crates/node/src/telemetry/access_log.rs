@@ -9,13 +9,13 @@
 
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::labels::Reporter;
-use crate::state::{MeshService, MeshWorkload};
-use weft_identity::SpiffeId;
+use crate::state::{MeshService, WorkloadNames};
 
 /// The `tracing` target of access-log events.
 pub const ACCESS_LOG_TARGET: &str = "weft::access";
@@ -42,25 +42,25 @@ pub struct AccessLogEntry {
     /// Client address.
     pub src_addr: SocketAddr,
     /// Client workload `<ns>/<name>`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub src_workload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "shared")]
+    pub src_workload: Option<Arc<str>>,
     /// Client identity (`spiffe://...`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub src_identity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "shared")]
+    pub src_identity: Option<Arc<str>>,
     /// Destination workload address and port.
     pub dst_addr: SocketAddr,
     /// Tunnel endpoint (`<ip>:15008`) when sent over HBONE.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst_hbone_addr: Option<SocketAddr>,
     /// Service hostname the client addressed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dst_service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "shared")]
+    pub dst_service: Option<Arc<str>>,
     /// Destination workload `<ns>/<name>`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dst_workload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "shared")]
+    pub dst_workload: Option<Arc<str>>,
     /// Destination identity (`spiffe://...`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dst_identity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "shared")]
+    pub dst_identity: Option<Arc<str>>,
     /// Bytes from source to destination.
     pub bytes_sent: u64,
     /// Bytes from destination to source.
@@ -87,11 +87,15 @@ pub enum AccessLogFormat {
     Off,
 }
 
-/// `<namespace>/<name>` of a workload, for log fields.
-#[must_use]
-pub fn workload_ref(workload: &MeshWorkload) -> String {
-    let proto = workload.proto();
-    format!("{}/{}", proto.namespace, proto.name)
+/// Serializes a shared string field like the `String` it replaces.
+///
+/// # Errors
+/// Those of the serializer.
+pub(crate) fn shared<S: serde::Serializer>(
+    value: &Option<Arc<str>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    value.as_deref().serialize(serializer)
 }
 
 impl AccessLogEntry {
@@ -123,15 +127,15 @@ impl AccessLogEntry {
         }
     }
 
-    /// Fills the source workload and identity.
+    /// Fills the source workload (its shared names) and the identity it presented.
     #[must_use]
     pub fn with_source(
         mut self,
-        workload: Option<&MeshWorkload>,
-        identity: Option<&SpiffeId>,
+        workload: Option<&WorkloadNames>,
+        identity: Option<Arc<str>>,
     ) -> Self {
-        self.src_workload = workload.map(workload_ref);
-        self.src_identity = identity.map(SpiffeId::to_string);
+        self.src_workload = workload.map(|w| Arc::clone(&w.reference));
+        self.src_identity = identity;
         self
     }
 
@@ -139,12 +143,12 @@ impl AccessLogEntry {
     #[must_use]
     pub fn with_destination(
         mut self,
-        workload: Option<&MeshWorkload>,
+        workload: Option<&WorkloadNames>,
         service: Option<&MeshService>,
     ) -> Self {
-        self.dst_workload = workload.map(workload_ref);
-        self.dst_identity = workload.map(|w| w.identity().to_string());
-        self.dst_service = service.map(|s| s.proto().hostname.clone());
+        self.dst_workload = workload.map(|w| Arc::clone(&w.reference));
+        self.dst_identity = workload.map(|w| Arc::clone(&w.identity));
+        self.dst_service = service.map(|s| s.proto().hostname.as_str().into());
         self
     }
 

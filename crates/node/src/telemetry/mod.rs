@@ -9,8 +9,7 @@ mod metrics;
 #[cfg(test)]
 mod tests;
 
-pub use access_log::{
-    ACCESS_LOG_TARGET, AccessLogEntry, AccessLogFormat, ConnectionResult, workload_ref,
-};
+pub(crate) use access_log::shared;
+pub use access_log::{ACCESS_LOG_TARGET, AccessLogEntry, AccessLogFormat, ConnectionResult};
 pub use labels::{ConnectionEnds, ConnectionLabels, Reporter, SecurityPolicy, UNKNOWN};
 pub use metrics::{ConnectionMetrics, DenialLabels, Metrics, PoolMetrics};

@@ -206,14 +206,16 @@ fn entry() -> AccessLogEntry {
     let state = state();
     let web = state.workload_by_name("shop", "web-7d9-abc").unwrap();
     let db = state.workload_by_name("shop", "db-0").unwrap();
-    let mut entry = AccessLogEntry::new(
+    let entry = AccessLogEntry::new(
         Reporter::Destination,
         "10.0.1.1:40000".parse().unwrap(),
         "10.0.3.1:5432".parse().unwrap(),
         1_700_000_000_000,
-    )
-    .with_source(Some(web), Some(web.identity()))
-    .with_destination(Some(db), state.service_by_key(DB_KEY).map(AsRef::as_ref));
+    );
+    let (web, db) = (state.names_of(web), state.names_of(db));
+    let mut entry = entry
+        .with_source(Some(&web), Some(Arc::clone(&web.identity)))
+        .with_destination(Some(&db), state.service_by_key(DB_KEY).map(AsRef::as_ref));
     entry.bytes_sent = 10;
     entry.bytes_received = 20;
     entry
@@ -245,7 +247,10 @@ fn access_log_json_line_leaves_out_absent_fields() {
         "10.0.3.1:5432".parse().unwrap(),
         5,
     )
-    .with_source(None, Some(&SpiffeId::new("td", "a", "b").unwrap()));
+    .with_source(
+        None,
+        Some(SpiffeId::new("td", "a", "b").unwrap().to_string().into()),
+    );
     entry.finish(
         Duration::from_millis(7),
         ConnectionResult::Failed,
