@@ -406,37 +406,42 @@ fn connect_parts(
 }
 
 impl<H: InboundHandler> StreamContext<H> {
-    /// Serves one stream. The request is taken apart before the task's state is built,
-    /// so that state (kept for the tunnel's whole life) holds only what the tunnel needs.
+    /// Serves one stream. Everything before the relay (the CONNECT request, the limits,
+    /// the handler's decision, the answer) runs in a boxed future that is freed once the
+    /// tunnel is open, so the stream's task keeps, for the tunnel's whole life, only what
+    /// the relay needs.
     fn serve(
         self,
         request: Request<RecvStream>,
-        mut respond: SendResponse<Bytes>,
+        respond: SendResponse<Bytes>,
     ) -> impl Future<Output = ()> + Send {
-        let connect = connect_parts(request, self.peer_addr);
+        let open = Box::pin(self.open(request, respond));
         async move {
-            match connect {
-                Some((authority, headers, body)) => {
-                    self.serve_connect(authority, headers, body, respond).await;
-                }
-                None => reply_status(&mut respond, StatusCode::BAD_REQUEST),
+            if let Some((stream, accepted, authority)) = open.await {
+                relay_accepted(stream, accepted, authority).await;
             }
         }
     }
 
-    async fn serve_connect(
+    /// Answers the request; `Some` when it was accepted and the tunnel is open.
+    async fn open(
         self,
-        authority: SocketAddr,
-        headers: HeaderMap,
-        body: RecvStream,
+        request: Request<RecvStream>,
         mut respond: SendResponse<Bytes>,
-    ) {
+    ) -> Option<(HboneStream, Accepted<H::Upstream>, SocketAddr)> {
+        let Some((authority, headers, body)) = connect_parts(request, self.peer_addr) else {
+            reply_status(&mut respond, StatusCode::BAD_REQUEST);
+            return None;
+        };
         // Held by the tunnel's stream: until the relay ends, or (handed over) until the
         // handler drops the stream.
         let tunnel = match &self.counted {
             Some((limits, identity)) => match limits.admit(Held::Tunnel, identity) {
                 Ok(slot) => Some(slot),
-                Err(_) => return reply_status(&mut respond, StatusCode::SERVICE_UNAVAILABLE),
+                Err(_) => {
+                    reply_status(&mut respond, StatusCode::SERVICE_UNAVAILABLE);
+                    return None;
+                }
             },
             None => None,
         };
@@ -446,21 +451,21 @@ impl<H: InboundHandler> StreamContext<H> {
             authority,
             headers,
         };
-        // Boxed: the handler's state (policy, dialling the workload) is freed before the
-        // relay instead of staying in this stream's task for its whole life.
-        let decision = Box::pin(self.handler.handle(inbound)).await;
-        match decision {
-            InboundDecision::Reject(status) => reply_status(&mut respond, status),
+        match self.handler.handle(inbound).await {
+            InboundDecision::Reject(status) => {
+                reply_status(&mut respond, status);
+                None
+            }
             InboundDecision::Accept(accepted) => {
-                if let Some(stream) = self.open_tunnel(respond, body, tunnel) {
-                    relay_accepted(stream, accepted, authority).await;
-                }
+                let stream = self.open_tunnel(respond, body, tunnel)?;
+                Some((stream, accepted, authority))
             }
             InboundDecision::Handoff(taker) => {
                 if let Some(stream) = self.open_tunnel(respond, body, tunnel) {
                     // The taker may have given up; dropping the stream resets it.
                     let _ = taker.send(stream);
                 }
+                None
             }
         }
     }
@@ -484,22 +489,26 @@ impl<H: InboundHandler> StreamContext<H> {
     }
 }
 
-async fn relay_accepted<U: RelayIo>(
+/// Relays an accepted tunnel. Not an `async fn`: the parts of `accepted` are taken out
+/// before the future is built, so its state holds each of them once.
+fn relay_accepted<U: RelayIo>(
     mut stream: HboneStream,
     accepted: Accepted<U>,
     authority: SocketAddr,
-) {
+) -> impl Future<Output = ()> {
     let Accepted {
         mut upstream,
         relay: options,
         on_complete,
     } = accepted;
-    let result = relay(&mut stream, &mut upstream, &options).await;
-    match on_complete {
-        Some(callback) => callback(result),
-        None => {
-            if let Err(error) = result {
-                tracing::debug!(%error, %authority, "HBONE relay ended early");
+    async move {
+        let result = relay(&mut stream, &mut upstream, &options).await;
+        match on_complete {
+            Some(callback) => callback(result),
+            None => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, %authority, "HBONE relay ended early");
+                }
             }
         }
     }
