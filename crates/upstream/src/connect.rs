@@ -411,11 +411,36 @@ fn find_waypoint<D: Directory + ?Sized>(
             }
         }
         Some(GatewayDestination::Hostname(host)) => {
-            let key = format!("{}/{}", host.namespace, host.hostname);
-            let svc = state.service_by_key(&key).ok_or_else(|| missing(key))?;
+            let svc = with_service_key(&host.namespace, &host.hostname, |key| {
+                state.service_by_key(key)
+            });
+            let svc =
+                svc.ok_or_else(|| missing(format!("{}/{}", host.namespace, host.hostname)))?;
             pick_waypoint_endpoint(svc, port)
         }
         None => Err(missing("<empty waypoint address>".into())),
+    }
+}
+
+/// Longest `<namespace>/<hostname>` key built on the stack (a DNS name is at most 253
+/// bytes, a namespace 63); a longer one is formatted on the heap.
+const STACK_KEY: usize = 320;
+
+/// Calls `lookup` with the service key `<namespace>/<hostname>`, built without a heap
+/// allocation: routing through a waypoint named by hostname does this per connection.
+fn with_service_key<T>(namespace: &str, hostname: &str, lookup: impl FnOnce(&str) -> T) -> T {
+    let len = namespace.len() + 1 + hostname.len();
+    if len > STACK_KEY {
+        return lookup(&format!("{namespace}/{hostname}"));
+    }
+    let mut buf = [0u8; STACK_KEY];
+    buf[..namespace.len()].copy_from_slice(namespace.as_bytes());
+    buf[namespace.len()] = b'/';
+    buf[namespace.len() + 1..len].copy_from_slice(hostname.as_bytes());
+    // Two strings joined by an ASCII byte are UTF-8.
+    match std::str::from_utf8(&buf[..len]) {
+        Ok(key) => lookup(key),
+        Err(_) => lookup(&format!("{namespace}/{hostname}")),
     }
 }
 
@@ -448,5 +473,23 @@ pub fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
         4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
         16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_service_key;
+
+    #[test]
+    fn service_key_is_namespace_slash_hostname_on_the_stack_and_beyond() {
+        let key = with_service_key("shop", "waypoint.shop.svc.cluster.local", str::to_owned);
+        assert_eq!(key, "shop/waypoint.shop.svc.cluster.local");
+        let long = "h".repeat(400);
+        let key = with_service_key("ns", &long, str::to_owned);
+        assert_eq!(key, format!("ns/{long}"));
+        let exact = "x".repeat(super::STACK_KEY - 3);
+        let key = with_service_key("ab", &exact, str::to_owned);
+        assert_eq!(key.len(), super::STACK_KEY);
+        assert_eq!(key, format!("ab/{exact}"));
     }
 }
