@@ -7,12 +7,15 @@
 //! [`connection_guard`]'s deadline and per-source limit), [`admin`] (readiness, metrics,
 //! debug pages) with [`readiness`] (what start-up still waits for), [`state_dir`] and
 //! [`process`] (wiring it all into the running process); [`authz_l7`] answers what a
-//! waypoint's L7 policies decide for one request (for `weft x authz check`).
+//! waypoint's L7 policies decide for one request, and [`authz`] chains it with the node
+//! proxies' L4 decisions into `weft x authz check`'s whole answer (also the dashboard's
+//! `/api/authz`).
 //!
 //! It must not contain data-plane logic, and it does not sign certificates itself: signing
 //! is `weft_identity::CertificateAuthority`; delta xDS mechanics are `weft_xds`.
 
 pub mod admin;
+pub mod authz;
 pub mod authz_l7;
 pub mod ca_service;
 pub mod callers;

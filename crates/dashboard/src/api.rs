@@ -13,11 +13,11 @@
 //! | `/api/traces` | recent request traces, their spans joined by trace id |
 //! | `/api/authz?to=NS/POD&port=N&from=SPIFFE-ID\|plaintext[&method=M&path=P&header=N:V]` | `weft x authz check`'s answer (the waypoint's L7 one too) |
 
-use crate::authz::Request;
 use crate::collector::Collector;
 use http::StatusCode;
 use serde_json::json;
 use std::sync::Arc;
+use weft_control::authz::Request;
 use weft_serve::{AdminRequest, Page, Router};
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");

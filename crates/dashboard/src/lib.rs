@@ -8,14 +8,13 @@
 //! - [`prom`]: the metrics text reader; [`history`]: recent scrapes and counter increases;
 //! - [`graph`]: edges between workloads with rates, success, latency, bytes and mTLS;
 //! - [`proxies`], [`workloads`], [`findings`]: the control plane's pages as the page shows
-//!   them; [`authz`]: `weft x authz check`'s answer (L4, and L7 at a waypoint), shared
-//!   with the command;
+//!   them ([`workloads`] answers `/api/authz` with `weft_control::authz`, the same code
+//!   as `weft x authz check`);
 //! - [`traces`]: the waypoints' and gateways' kept spans joined into request traces;
 //! - [`fetch`]: GETs through a [`Dialer`], so `weft up` reads from inside its network
 //!   namespaces.
 
 pub mod api;
-pub mod authz;
 pub mod collector;
 pub mod fetch;
 pub mod findings;

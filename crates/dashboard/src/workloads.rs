@@ -1,14 +1,14 @@
 //! The mesh as the control plane translated it (`/debug/configz`, read back into the wire
 //! messages): workloads with identity, node, enrollment and waypoint, the authorization
 //! policies that select each, and `weft x authz check`'s answer for a caller and request
-//! ([`crate::authz`]: the waypoint's and the node proxies' own evaluators over the same
+//! (`weft_control::authz`: the waypoint's and the node proxies' own evaluators over the same
 //! resources).
 
-use crate::authz::{self, AuthzAnswer, Request};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use weft_control::authz::{self, AuthzAnswer, Request};
 use weft_control::translate::{ADDRESS, AUTHORIZATION, Output};
 use weft_identity::SpiffeId;
 use weft_node::authz_check::{AuthzQuery, Source, Target};

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weft_dashboard::authz::{Request, check_request};
+use weft_control::authz::{Request, check_request};
 use weft_identity::SpiffeId;
 use weft_node::authz_check::{AuthzQuery, Source, Target};
 

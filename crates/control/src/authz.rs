@@ -5,14 +5,16 @@
 //!
 //! Both callers hold a translation ([`Output`]): the command translates config files, the
 //! dashboard rebuilds one from the control plane's `/debug/configz` ([`output_from_configz`]).
+//! The L4 decisions are the node proxy's own evaluator (`weft_node::authz_check`), the L7
+//! one is [`crate::authz_l7`]'s; this module only chains them.
 
+use crate::authz_l7::{L7Query, check_at_waypoint};
+use crate::translate::{
+    ADDRESS, AUTHORIZATION, Output, Resource, ResourceKey, ResourceType, WAYPOINT, message_name,
+};
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt;
-use weft_control::authz_l7::{L7Query, check_at_waypoint};
-use weft_control::translate::{
-    ADDRESS, AUTHORIZATION, Output, Resource, ResourceKey, ResourceType, WAYPOINT, message_name,
-};
 use weft_node::authz_check::{AuthzQuery, Source, check};
 use weft_node::state::LocalConfig;
 use weft_proto::l7::Waypoint;
