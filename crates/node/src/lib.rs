@@ -17,10 +17,13 @@
 //! namespace with weft-netns, redirect rules) hands sockets to
 //! [`proxy::WorkloadListeners::attach`] and registers a [`proxy::PodNetwork`]; [`dns`]
 //! is the DNS proxy it serves in each pod. [`handoff`] names the sockets a restarted
-//! proxy takes over from the running one.
+//! proxy takes over from the running one. [`cli`] (feature `cli`) is the node proxy's
+//! command line, shared by `weft node` and the `weft-node` binary.
 
 pub mod authz_check;
 pub mod capture;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod dns;
 pub mod handoff;
 pub mod policy;

@@ -5,10 +5,14 @@
 //! - [`handoff`]: passing listening sockets from a running process to its replacement, so
 //!   a restart loses no connection waiting to be accepted;
 //! - [`pages`]: the small HTTP router for admin, metrics and readiness pages, and a client
-//!   to read them (`weft status`, tests). Pages must not be used on the data path.
+//!   to read them (`weft status`, tests). Pages must not be used on the data path;
+//! - [`logging`] (feature `logging`): logging to stderr with a filter that admin pages can
+//!   change at runtime, set up once by each binary.
 
 pub mod accept;
 pub mod handoff;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod pages;
 
 pub use accept::{ACCEPT_ERROR_BACKOFF, Listener, accept_until};

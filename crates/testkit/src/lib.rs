@@ -8,7 +8,8 @@
 //! fails to bind the sentinel and moves on to the next.
 //!
 //! [`tcp_echo`] is the upstream most data-path tests relay to; [`jwt`] makes keys and signed
-//! tokens for the request-authentication tests.
+//! tokens for the request-authentication tests. [`help_flags_of`] reads the flags a
+//! command's `--help` lists (tests that two commands take the same flags).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
@@ -63,6 +64,39 @@ pub async fn tcp_echo(addr: SocketAddr) -> (SocketAddr, tokio::task::JoinHandle<
         }
     });
     (bound, task)
+}
+
+/// Runs `command` (a `--help` invocation), checks it succeeds and prints `usage`, and
+/// returns the long flags (without dashes) its help text lists: `--name` at the start of
+/// an option line, after a short flag if there is one (`-h, --help`).
+///
+/// # Panics
+/// When the command fails, does not print `usage` or lists no `--help`.
+pub fn help_flags_of(
+    command: &mut std::process::Command,
+    usage: &str,
+) -> std::collections::BTreeSet<String> {
+    let out = command.output().expect("run the --help command");
+    assert!(out.status.success(), "{out:?}");
+    let help = String::from_utf8(out.stdout).expect("help text is UTF-8");
+    assert!(help.contains(usage), "{help}");
+    let flags: std::collections::BTreeSet<String> = help
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start();
+            let line = match line.split_once(", --") {
+                Some((short, _)) if short.len() == 2 && short.starts_with('-') => &line[4..],
+                _ => line,
+            };
+            let name = line.strip_prefix("--")?;
+            let end = name
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .unwrap_or(name.len());
+            Some(name[..end].to_owned())
+        })
+        .collect();
+    assert!(flags.contains("help"), "no --help listed in {help}");
+    flags
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! `weft node` as a real process: refuses a local config without a CA choice; two node
-//! processes sharing a persisted local CA carry SOCKS5 traffic over HBONE between loopback
-//! workloads; `/logging` changes the filter; SIGTERM drains and exits cleanly: new
+//! `weft node` as a real process: takes exactly the flags of the shared node proxy command
+//! line (`weft_node::cli`, which the `weft-node` binary parses too); refuses a local
+//! config without a CA choice; two node processes sharing a persisted local CA carry
+//! SOCKS5 traffic over HBONE between loopback workloads; `/logging` changes the filter; SIGTERM drains and exits cleanly: new
 //! connections refused, open ones kept until the drain deadline.
 
 use std::io::{Read, Write};
@@ -165,6 +166,12 @@ fn bind_connect(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
         stream.set_nonblocking(false).unwrap();
         stream
     })
+}
+
+#[test]
+fn help_lists_exactly_the_shared_command_lines_flags() {
+    let listed = weft_testkit::help_flags_of(weft().args(["node", "--help"]), "Usage: weft node");
+    assert_eq!(listed, weft_node::cli::flag_names());
 }
 
 #[test]

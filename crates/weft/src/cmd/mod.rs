@@ -89,48 +89,10 @@ enum XCommand {
     L7Proxy(l7_proxy::L7ProxyArgs),
 }
 
-/// Changes the log filter of this process at runtime (for admin pages such as
-/// `weft node`'s `/logging`). Set once by [`init_tracing`]: the subscriber is process-wide.
-type LogFilterControl = std::sync::Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
-static LOG_FILTER: std::sync::OnceLock<LogFilterControl> = std::sync::OnceLock::new();
-
-/// The runtime log filter control, when tracing was initialised by [`init_tracing`].
-pub(crate) fn log_filter_control() -> Option<LogFilterControl> {
-    LOG_FILTER.get().cloned()
-}
-
-/// Sets up logging to stderr, with a filter that can be changed at runtime. Colours only
-/// when stderr is a terminal: proxies started by `weft up` log to files, and escape codes
-/// there cost CPU on every access-log line and get in the way of `grep`.
+/// Sets up logging to stderr, with a filter that can be changed at runtime (`weft node`'s
+/// `/logging` admin page): see `weft_serve::logging`.
 pub fn init_tracing(filter: Option<&str>) {
-    use std::io::IsTerminal as _;
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = filter.map_or_else(
-        || {
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-        },
-        tracing_subscriber::EnvFilter::new,
-    );
-    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr),
-        )
-        .init();
-    let control: LogFilterControl = std::sync::Arc::new(move |text: &str| {
-        let filter = tracing_subscriber::EnvFilter::try_new(text)
-            .map_err(|err| format!("invalid log filter {text:?}: {err}"))?;
-        handle
-            .reload(filter)
-            .map_err(|err| format!("cannot change the log filter: {err}"))?;
-        Ok(text.to_owned())
-    });
-    let _ = LOG_FILTER.set(control);
+    weft_serve::logging::init(filter);
 }
 
 /// Runs the chosen subcommand.

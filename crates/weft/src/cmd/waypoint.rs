@@ -257,33 +257,8 @@ pub(crate) mod run {
         pub recent_spans: usize,
     }
 
-    /// The access log of a proxy (`weft node`, `weft waypoint run`, `weft gateway`).
-    #[derive(Debug, clap::Args)]
-    pub struct AccessLogArgs {
-        /// Access-log line format; `off` writes no access log (metrics are still
-        /// recorded), as operators often choose at an ingress for cost.
-        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-        access_log_format: LogFormat,
-    }
-
-    #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-    enum LogFormat {
-        Text,
-        Json,
-        Off,
-    }
-
-    impl AccessLogArgs {
-        /// The chosen format.
-        pub fn format(&self) -> weft_node::telemetry::AccessLogFormat {
-            use weft_node::telemetry::AccessLogFormat;
-            match self.access_log_format {
-                LogFormat::Text => AccessLogFormat::Text,
-                LogFormat::Json => AccessLogFormat::Json,
-                LogFormat::Off => AccessLogFormat::Off,
-            }
-        }
-    }
+    /// The access log of a proxy: the node proxy's flag, shared.
+    pub use weft_node::cli::AccessLogArgs;
 
     /// Flags of `weft waypoint run` (control plane, CA trust and token as for `weft node`).
     #[derive(Debug, clap::Args)]
