@@ -25,15 +25,30 @@ EXTRA_TOOLS=()
 # Release binaries go to $CARGO_TARGET_DIR when set (a target dir of its own keeps release
 # builds off the debug builds' lock); BENCH_WEFT=PATH measures that weft binary instead
 # (e.g. a copy of an earlier build, for an A/B comparison with --no-build).
+# The node proxies run NODE_CMD: BENCH_NODE_BIN=PATH (a binary taking `weft node`'s flags),
+# by default the `weft-node` binary next to $WEFT when there is one, else `$WEFT node`;
+# BENCH_NODE_BIN=weft runs `$WEFT node` even when `weft-node` is there.
 build() {
     local target=${CARGO_TARGET_DIR:-$ROOT/target}
     if [ -n "$BUILD" ]; then
-        note "building (release): weft, weft-bench"
-        (cd "$ROOT" && cargo build --release -q -p weft -p weft-bench)
+        note "building (release): weft, weft-node, weft-bench"
+        (cd "$ROOT" && cargo build --release -q -p weft -p weft-node-bin -p weft-bench)
     fi
     WEFT=${BENCH_WEFT:-$target/release/weft}
     LOAD="$target/release/weft-bench"
     [ -x "$WEFT" ] && [ -x "$LOAD" ] || { echo "missing $WEFT or $LOAD (drop --no-build)" >&2; exit 1; }
+    node_command "${BENCH_NODE_BIN:-$(dirname "$WEFT")/weft-node}"
+}
+
+node_command() { # node_command PATH|weft: sets NODE_CMD
+    if [ "$1" != weft ] && [ -x "$1" ]; then
+        NODE_CMD=("$1")
+    elif [ "$1" = weft ] || [ -z "${BENCH_NODE_BIN:-}" ]; then
+        NODE_CMD=("$WEFT" node)
+    else
+        echo "BENCH_NODE_BIN=$1 is not an executable (give a path, or weft)" >&2
+        exit 1
+    fi
 }
 
 # Sets up the work dir, the topology and the servers; everything goes away on exit.

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# The mesh under test: one `weft node` per node, run from a local config file (workloads
-# only, no control plane) with a shared insecure local CA, capturing the client pod's
-# outbound TCP.
+# The mesh under test: one node proxy per node (NODE_CMD: the `weft-node` binary, or
+# `weft node`; see build in lib/common.sh), run from a local config file (workloads only, no
+# control plane) with a shared insecure local CA, capturing the client pod's outbound TCP.
 #
 # Capture modes (CAPTURE):
 #   inpod : `weft node --pod-socket` in the node namespace; the pods are announced on the
@@ -44,7 +44,7 @@ EOF
 # SIGPIPE, which pipefail turns into "no such flag".
 node_has_flag() { # node_has_flag FLAG
     local help
-    help=$("$WEFT" node --help 2>/dev/null) || true
+    help=$("${NODE_CMD[@]}" --help 2>/dev/null) || true
     grep -q -- "$1" <<<"$help"
 }
 
@@ -82,7 +82,7 @@ proxy_start() {
     # `ip netns exec` and `setpriv` exec, so $! is the proxy itself (not a subshell).
     # BENCH_NODE_FLAGS (e.g. "--worker-threads 1") is split into words on purpose.
     # shellcheck disable=SC2086
-    ip netns exec "$ns" "${run_as[@]}" "$WEFT" node --local-config "$config" --node "$node" \
+    ip netns exec "$ns" "${run_as[@]}" "${NODE_CMD[@]}" --local-config "$config" --node "$node" \
         --insecure-local-ca --local-ca-dir "$RUN/ca" --idle-timeout 0 --drain-timeout 1 \
         "${limits[@]}" ${BENCH_NODE_FLAGS:-} "$@" >>"$RUN/proxy-$node.log" 2>&1 &
     local pid=$!

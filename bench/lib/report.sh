@@ -87,6 +87,12 @@ markdown_table() {
     done
 }
 
+node_proxy_name() { # the node proxy command, without directories: `weft-node` or `weft node`
+    local name
+    name=$(basename "${NODE_CMD[0]}")
+    echo "$name${NODE_CMD[1]:+ ${NODE_CMD[1]}}"
+}
+
 results_json() {
     local entry
     for entry in "${!R[@]}"; do
@@ -94,8 +100,8 @@ results_json() {
     done | jq -R -s \
         --arg mode "$MODE" --arg capture "$CAPTURE" --arg machine "$(machine_line)" \
         --arg started "$STARTED" --arg load "$LOAD_BEFORE" --arg commit "$COMMIT" \
-        --argjson hold "$HOLD_CONNECTIONS" '
-        { mode: $mode, capture: $capture, machine: $machine, started: $started,
+        --arg node_proxy "$(node_proxy_name)" --argjson hold "$HOLD_CONNECTIONS" '
+        { mode: $mode, capture: $capture, node_proxy: $node_proxy, machine: $machine, started: $started,
           load_average_before: $load, commit: $commit, held_connections: $hold,
           rows: (split("\n") | map(select(length > 0) | split("\t"))
                  | reduce .[] as [$row, $key, $value] ({};
@@ -110,7 +116,7 @@ report() {
     {
         echo "\`bench/run$([ "$MODE" != full ] && echo " --$MODE")\` at $STARTED, commit $COMMIT."
         echo "Machine: $(machine_line); load average before the run: $LOAD_BEFORE."
-        echo "Capture mode: $CAPTURE. Held connections: $HOLD_CONNECTIONS."
+        echo "Capture mode: $CAPTURE. Node proxy: \`$(node_proxy_name)\`. Held connections: $HOLD_CONNECTIONS."
         echo
         echo "$table"
     } >"$HERE/results/$stamp-$MODE.md"
