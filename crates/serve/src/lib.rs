@@ -7,13 +7,16 @@
 //! - [`pages`]: the small HTTP router for admin, metrics and readiness pages, and a client
 //!   to read them (`weft status`, tests). Pages must not be used on the data path;
 //! - [`logging`] (feature `logging`): logging to stderr with a filter that admin pages can
-//!   change at runtime, set up once by each binary.
+//!   change at runtime, set up once by each binary;
+//! - [`shutdown_signal`]: SIGTERM or ctrl-c, what every long-running process stops on.
 
 pub mod accept;
 pub mod handoff;
 #[cfg(feature = "logging")]
 pub mod logging;
 pub mod pages;
+mod shutdown;
 
 pub use accept::{ACCEPT_ERROR_BACKOFF, Listener, accept_until};
 pub use pages::{AdminRequest, MAX_BODY, Page, Router, get, get_on, serve};
+pub use shutdown::shutdown_signal;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use weft_serve::handoff::Takeover;
+use weft_serve::shutdown_signal;
 
 use super::{NodeArgs, config};
 use crate::capture::source;
@@ -104,20 +105,5 @@ async fn complete_takeover(handoff: &Handoff) {
         Ok(()) if taking_over => tracing::info!("took over: the previous proxy stopped accepting"),
         Ok(()) => {}
         Err(error) => tracing::warn!(%error, "the previous proxy did not confirm the hand-off"),
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch SIGTERM; only ctrl-c stops the proxy");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
