@@ -349,13 +349,13 @@ fn access_entry(gateway: &Gateway, peer: SocketAddr, target: &Target) -> AccessL
     let start = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let own = super::http::own_workload(gateway);
+    let state = gateway.engine().state();
+    let own = super::http::own_workload(gateway).map(|w| state.names_of(&w));
+    let destination = target.route.destination().map(|w| state.names_of(w));
+    let identity = Arc::from(gateway.engine().identity().to_string());
     let mut entry = AccessLogEntry::new(Reporter::Source, peer, dst, start)
-        .with_source(own.as_deref(), Some(gateway.engine().identity()))
-        .with_destination(
-            target.route.destination().map(|w| &**w),
-            Some(&target.service),
-        );
+        .with_source(own.as_deref(), Some(identity))
+        .with_destination(destination.as_deref(), Some(&target.service));
     entry.dst_hbone_addr = hbone;
     entry
 }
