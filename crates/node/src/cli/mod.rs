@@ -30,11 +30,13 @@ pub use flags::{AccessLogArgs, HboneLimits, NodeLimits};
 #[derive(Debug, clap::Parser)]
 #[command(name = "weft-node", version, long_about = None)]
 pub struct NodeCommand {
-    /// Log filter (e.g. `info`, `weft=debug`); overrides `RUST_LOG`.
-    #[arg(long, env = "WEFT_LOG")]
-    pub log_level: Option<String>,
+    // Flattened first and `--log-level` placed as `weft`'s global flag is, so that the help
+    // lists the flags in `weft node --help`'s order.
     #[command(flatten)]
     pub args: NodeArgs,
+    /// Log filter (e.g. `info`, `weft=debug`); overrides `RUST_LOG`.
+    #[arg(long, env = "WEFT_LOG", display_order = 0)]
+    pub log_level: Option<String>,
 }
 
 /// The long flags of the node proxy's command line (without dashes, `help` and `version`
