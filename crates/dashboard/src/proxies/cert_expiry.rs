@@ -1,14 +1,21 @@
 //! Certificate expiry per proxy, read from the gauges weft's proxies serve on their metrics
 //! page: `weft_certificate_expiry_timestamp_seconds{identity}` and
 //! `weft_certificate_not_before_timestamp_seconds{identity}`, one series per certificate
-//! held (a node proxy's workload certificates, a waypoint's or gateway's own). The page
-//! shows the certificate that expires first and flags it when less than a tenth of its
-//! lifetime is left, or when it has expired.
+//! held (a node proxy's workload certificates, a waypoint's or gateway's own), and on
+//! gateways `weft_gateway_certificate_{expiry,not_before}_timestamp_seconds{listener,
+//! certificate}` for the listeners' serving certificates (Secrets and auto-certificates).
+//! The page shows the certificate that expires first and flags it when less than a tenth of
+//! its lifetime is left, or when it has expired.
 
 use crate::prom::Sample;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use weft_node::proxy::{EXPIRY_METRIC, NOT_BEFORE_METRIC};
+
+/// A gateway listener's serving certificate expiry (`weft_waypoint::gateway::cert_metrics`).
+pub const GATEWAY_EXPIRY_METRIC: &str = "weft_gateway_certificate_expiry_timestamp_seconds";
+/// A gateway listener's serving certificate start of validity.
+pub const GATEWAY_NOT_BEFORE_METRIC: &str = "weft_gateway_certificate_not_before_timestamp_seconds";
 
 /// Share of a certificate's lifetime below which it is shown as `expiring`.
 pub const EXPIRING_FRACTION: f64 = 0.1;
@@ -16,7 +23,8 @@ pub const EXPIRING_FRACTION: f64 = 0.1;
 /// The certificate of a proxy that expires first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CertExpiry {
-    /// Its SPIFFE identity.
+    /// What it certifies: its SPIFFE identity, or for a gateway listener's serving
+    /// certificate `listener <name>: <certificate>` (the Secret `<ns>/<name>` or `auto`).
     pub identity: String,
     /// When it expires (seconds since the Unix epoch).
     pub expires_unix: i64,
@@ -34,23 +42,25 @@ pub struct CertExpiry {
 /// when the proxy reports no certificate (not a weft proxy, or none fetched yet).
 #[must_use]
 pub fn soonest(samples: &[Sample], now_unix: i64) -> Option<CertExpiry> {
-    let mut not_before: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut expiry: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut not_before: BTreeMap<String, i64> = BTreeMap::new();
+    let mut expiry: BTreeMap<String, i64> = BTreeMap::new();
     for sample in samples {
-        let into = match sample.name.as_str() {
-            EXPIRY_METRIC => &mut expiry,
-            NOT_BEFORE_METRIC => &mut not_before,
+        let (into, key) = match sample.name.as_str() {
+            EXPIRY_METRIC => (&mut expiry, sample.label("identity").to_owned()),
+            NOT_BEFORE_METRIC => (&mut not_before, sample.label("identity").to_owned()),
+            GATEWAY_EXPIRY_METRIC => (&mut expiry, serving_cert(sample)),
+            GATEWAY_NOT_BEFORE_METRIC => (&mut not_before, serving_cert(sample)),
             _ => continue,
         };
         // The gauges carry whole seconds; `as` saturates anything out of range.
         #[allow(clippy::cast_possible_truncation)]
-        into.insert(sample.label("identity"), sample.value as i64);
+        into.insert(key, sample.value as i64);
     }
     let (identity, expires_unix) = expiry.iter().min_by_key(|(_, at)| **at)?;
     let not_before_unix = not_before.get(identity).copied();
     let seconds_left = expires_unix.saturating_sub(now_unix);
     Some(CertExpiry {
-        identity: (*identity).to_owned(),
+        identity: identity.clone(),
         expires_unix: *expires_unix,
         not_before_unix,
         seconds_left,
@@ -60,6 +70,12 @@ pub fn soonest(samples: &[Sample], now_unix: i64) -> Option<CertExpiry> {
         ),
         certificates: expiry.len(),
     })
+}
+
+/// How a gateway listener's serving certificate is named on the page.
+fn serving_cert(sample: &Sample) -> String {
+    let (listener, certificate) = (sample.label("listener"), sample.label("certificate"));
+    format!("listener {listener}: {certificate}")
 }
 
 /// `expired`, `expiring` (less than [`EXPIRING_FRACTION`] of `lifetime` left) or `valid`.
@@ -111,6 +127,34 @@ mod tests {
         assert_eq!(soonest.seconds_left, 2000);
         assert_eq!(soonest.state, "valid");
         assert_eq!(soonest.certificates, 2);
+    }
+
+    /// A gateway's listener certificates count beside its own identity's: the one that
+    /// expires first is named by listener and certificate.
+    #[test]
+    fn counts_gateway_serving_certificates() {
+        let serving = |name: &str, value: i64| {
+            #[allow(clippy::cast_precision_loss)]
+            Sample {
+                name: name.to_owned(),
+                labels: [
+                    ("listener".to_owned(), "https".to_owned()),
+                    ("certificate".to_owned(), "ns/site".to_owned()),
+                ]
+                .into(),
+                value: value as f64,
+            }
+        };
+        let mut samples = held(&[("spiffe://td/ns/a/sa/gw", 0, 5000)]);
+        samples.push(serving(GATEWAY_NOT_BEFORE_METRIC, 0));
+        samples.push(serving(GATEWAY_EXPIRY_METRIC, 1050));
+        let soonest = soonest(&samples, 1000).expect("certificates reported");
+        assert_eq!(soonest.identity, "listener https: ns/site");
+        assert_eq!(
+            (soonest.expires_unix, soonest.not_before_unix),
+            (1050, Some(0))
+        );
+        assert_eq!((soonest.state, soonest.certificates), ("expiring", 2));
     }
 
     #[test]

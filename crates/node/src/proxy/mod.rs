@@ -45,7 +45,10 @@ use crate::state::{MeshState, MeshWorkload, StateStore};
 use crate::telemetry::{AccessLogFormat, Metrics};
 
 pub use admission::ForbiddenReason;
-pub use cert_metrics::{EXPIRY_METRIC, NOT_BEFORE_METRIC, register_cert_metrics};
+pub use cert_metrics::{
+    EXPIRY_METRIC, NOT_BEFORE_METRIC, TimeGauge, encode_time_gauges, register_cert_metrics,
+    unix_secs,
+};
 pub use certs::{Certs, CertsError};
 pub use connections::{ConnectionInfo, Direction};
 pub use egress::{MeshConfigHandler, REGISTRY_ONLY_REASON};

@@ -17,6 +17,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 use tokio::sync::watch;
 use weft_identity::{CertManager, CertManagerConfig, CertState, CertificateProvider, SpiffeId};
 use weft_proto::l7::Gateway;
@@ -151,6 +152,16 @@ impl AutoCerts {
         let held = self.held.load();
         let manager = held.managers.get(&hostname.to_ascii_lowercase())?;
         Some(manager.subscribe(&self.identity))
+    }
+
+    /// `(notBefore, notAfter)` of the newest certificate of the listener hostname
+    /// `hostname`, expired or not (for the expiry metric); `None` when it is not held or
+    /// none has arrived yet.
+    pub fn validity(&self, hostname: &str) -> Option<(SystemTime, SystemTime)> {
+        let held = self.held.load();
+        let manager = held.managers.get(&hostname.to_ascii_lowercase())?;
+        let cert = manager.held().into_iter().next()?;
+        Some((cert.not_before(), cert.not_after()))
     }
 
     /// Hostnames held without a currently valid certificate (for readiness and status).

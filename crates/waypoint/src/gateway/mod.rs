@@ -12,9 +12,11 @@
 //! - HTTPS, TLS and TCP ports are handed to the TLS layer, which calls [`serve_http`] again
 //!   for terminated HTTPS;
 //! - [`process`] wires the xDS subscriptions, certificate, listeners, metrics/readiness and
-//!   drain.
+//!   drain; [`cert_metrics`] puts the listeners' serving certificates' expiry on the metrics
+//!   page.
 
 pub mod auto_cert;
+pub mod cert_metrics;
 mod client_auth;
 pub mod config;
 mod http;

@@ -24,6 +24,7 @@ use weft_xds::client::XdsClientHandle;
 
 use super::Gateway;
 use super::auto_cert::AutoCerts;
+use super::cert_metrics;
 use super::listeners::{self, BoundPorts};
 use super::xds::GatewayHandler;
 use crate::process::{StartError, engine, local_addr, metrics_router, xds_builder};
@@ -186,10 +187,12 @@ async fn start(
     )?;
     let gateway = Gateway::new(engine.clone());
     let name = engine.options().resource_name();
+    let auto = Arc::new(AutoCerts::new(ca, engine.identity().clone(), certs));
+    cert_metrics::register(engine.registry(), gateway.clone(), Arc::clone(&auto));
     let handler = GatewayHandler {
         gateway: gateway.clone(),
         name: name.clone(),
-        auto: Arc::new(AutoCerts::new(ca, engine.identity().clone(), certs)),
+        auto,
     };
     let (client, handle) = xds_builder(&engine, "weft-gateway", &config.xds, config.listen.metrics)
         .explicit(weft_proto::GATEWAY_TYPE_URL, [name], handler)

@@ -8,6 +8,7 @@
 mod pki;
 
 mod auto_cert;
+mod cert_metrics;
 mod client_certs;
 mod conformance_tls;
 mod harness;
