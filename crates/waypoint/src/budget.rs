@@ -17,6 +17,9 @@ impl RetryBudgets {
     /// The budget of `service` (clones share the counts).
     pub fn of(&self, service: &str) -> RetryBudget {
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(budget) = services.get(service) {
+            return budget.clone();
+        }
         services.entry(service.to_owned()).or_default().clone()
     }
 }

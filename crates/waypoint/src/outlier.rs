@@ -103,15 +103,20 @@ impl OutlierDetector {
     #[must_use]
     pub fn filter_except(&self, service: &Arc<MeshService>, tried: &[String]) -> Arc<MeshService> {
         let endpoints = service.endpoints();
-        let kept: Vec<Endpoint> = endpoints
-            .iter()
-            .filter(|e| !self.is_ejected(e.workload.uid()))
-            .filter(|e| !tried.iter().any(|uid| uid == e.workload.uid()))
-            .cloned()
-            .collect();
-        if kept.is_empty() || kept.len() == endpoints.len() {
+        let now = Instant::now();
+        let health = self.lock();
+        let avoided = |endpoint: &Endpoint| {
+            let uid = endpoint.workload.uid();
+            let ejected = (health.get(uid).and_then(|h| h.ejected_until)).is_some_and(|t| t > now);
+            ejected || tried.iter().any(|tried| tried == uid)
+        };
+        // The common case (nothing ejected, nothing tried) allocates nothing.
+        let avoiding = endpoints.iter().filter(|e| avoided(e)).count();
+        if avoiding == 0 || avoiding == endpoints.len() {
             return Arc::clone(service);
         }
+        let kept: Vec<Endpoint> = endpoints.iter().filter(|e| !avoided(e)).cloned().collect();
+        drop(health);
         Arc::new(MeshService::new(Arc::clone(service.record()), kept))
     }
 

@@ -178,15 +178,10 @@ async fn send(
     Ok(response)
 }
 
-/// Pools an HTTP/1.1 connection again once its response has been read.
-fn recycle(pool: &Arc<ClientPool>, upstream: SocketAddr, sender: Sender) {
-    let Sender::H1(mut sender) = sender else {
-        return;
-    };
-    let pool = Arc::clone(pool);
-    tokio::spawn(async move {
-        if sender.ready().await.is_ok() {
-            pool.put_h1(client::PoolKey::new(upstream, None), sender);
-        }
-    });
+/// Pools an HTTP/1.1 connection as soon as its response head arrived (the pool hands it
+/// out again once the response has been read).
+fn recycle(pool: &ClientPool, upstream: SocketAddr, sender: Sender) {
+    if let Sender::H1(sender) = sender {
+        pool.put_h1(client::PoolKey::new(upstream, None), sender);
+    }
 }

@@ -50,17 +50,19 @@ pub(super) fn own_workload(gateway: &Gateway) -> Option<Arc<weft_upstream::MeshW
 }
 
 impl Gateway {
-    /// The engine key of the listener of `port` that takes a request for `host`.
+    /// Calls `found` with the engine key of the listener of `port` that takes a request for
+    /// `host` (borrowed from the listener table: nothing is copied per request).
     ///
     /// # Errors
     /// 404 when no listener of the port covers the host; 421 over TLS when the SNI chose
     /// another listener than the Host does.
-    pub(crate) fn listener_key(
+    pub(crate) fn with_listener_key<R>(
         &self,
         port: u16,
         host: &str,
         downstream: &Downstream,
-    ) -> Result<String, Failure> {
+        found: impl FnOnce(&str) -> R,
+    ) -> Result<R, Failure> {
         let config = self.config();
         let listeners = config.port(port).ok_or_else(Failure::no_route)?;
         let listener = listeners
@@ -73,6 +75,6 @@ impl Gateway {
             tracing::debug!(host, sni, port, "request for another listener than its SNI");
             return Err(Failure::misdirected());
         }
-        Ok(listener.key.clone())
+        Ok(found(&listener.key))
     }
 }

@@ -221,8 +221,7 @@ fn server_config(
     client_auth: Option<Arc<dyn ClientCertVerifier>>,
     alpn: &[&[u8]],
 ) -> Arc<ServerConfig> {
-    let provider = Arc::new(aws_lc_rs::default_provider());
-    let builder = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("aws-lc-rs supports the default protocol versions");
     let builder = match client_auth {
@@ -231,7 +230,43 @@ fn server_config(
     };
     let mut config = builder.with_cert_resolver(Arc::clone(resolver) as Arc<_>);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // The server's order of cipher suites decides (AES-128-GCM first, see `provider`).
+    config.ignore_client_order = true;
+    // Stateless resumption: one ticket per handshake, sealed with keys shared by every
+    // listener and configuration (a reload keeps tickets valid), nothing stored per client.
+    if let Some(ticketer) = ticketer() {
+        config.ticketer = ticketer;
+        config.send_tls13_tickets = 1;
+    }
     Arc::new(config)
+}
+
+/// aws-lc-rs with `TLS13_AES_128_GCM_SHA256` first: its key schedule and transcript hash are
+/// SHA-256, which costs a handshake less than the SHA-384 of `TLS13_AES_256_GCM_SHA384`
+/// (rustls clients list that one first), and its records are cheaper to seal.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    let mut provider = aws_lc_rs::default_provider();
+    let first = aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256.suite();
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite.suite() != first);
+    Arc::new(provider)
+}
+
+/// The process's session-ticket sealer (keys rotate every few hours); `None` when aws-lc-rs
+/// cannot make one, which leaves rustls' stateful resumption.
+fn ticketer() -> Option<Arc<dyn rustls::server::ProducesTickets>> {
+    static TICKETER: std::sync::OnceLock<Option<Arc<dyn rustls::server::ProducesTickets>>> =
+        std::sync::OnceLock::new();
+    TICKETER
+        .get_or_init(|| match aws_lc_rs::Ticketer::new() {
+            Ok(ticketer) => Some(ticketer),
+            Err(error) => {
+                tracing::warn!(%error, "no TLS session tickets; resumption by session cache only");
+                None
+            }
+        })
+        .clone()
 }
 
 impl PortTls {

@@ -58,10 +58,9 @@ pub(crate) fn authorize(
     remote_ip: IpAddr,
 ) -> Result<(), Failure> {
     let principal = request_principal(config, service, parts)?;
-    let host = target.authority();
     let request = RequestFacts {
         method: parts.method.as_str(),
-        host: &host,
+        host: target.authority(),
         path: &target.path,
         headers: &parts.headers,
         request_principal: principal.as_deref(),

@@ -28,7 +28,10 @@ type OnEnd = Box<dyn FnOnce(BodyEnd) + Send>;
 /// A counted body.
 pub(crate) struct Observed {
     inner: Body,
-    counter: Arc<AtomicU64>,
+    /// Bytes that went through.
+    bytes: u64,
+    /// Where they are also counted for others to read, if anywhere.
+    counter: Option<Arc<AtomicU64>>,
     grpc_status: Option<String>,
     on_end: Option<OnEnd>,
 }
@@ -38,7 +41,8 @@ impl Observed {
     pub fn counting(inner: Body, counter: Arc<AtomicU64>) -> Self {
         Self {
             inner,
-            counter,
+            bytes: 0,
+            counter: Some(counter),
             grpc_status: None,
             on_end: None,
         }
@@ -48,7 +52,8 @@ impl Observed {
     pub fn on_end(inner: Body, on_end: impl FnOnce(BodyEnd) + Send + 'static) -> Self {
         Self {
             inner,
-            counter: Arc::default(),
+            bytes: 0,
+            counter: None,
             grpc_status: None,
             on_end: Some(Box::new(on_end)),
         }
@@ -57,7 +62,7 @@ impl Observed {
     fn finish(&mut self, complete: bool) {
         if let Some(on_end) = self.on_end.take() {
             on_end(BodyEnd {
-                bytes: self.counter.load(Ordering::Relaxed),
+                bytes: self.bytes,
                 complete,
                 grpc_status: self.grpc_status.take(),
             });
@@ -66,7 +71,11 @@ impl Observed {
 
     fn observe(&mut self, frame: &Frame<Bytes>) {
         if let Some(data) = frame.data_ref() {
-            self.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+            let len = data.len() as u64;
+            self.bytes += len;
+            if let Some(counter) = &self.counter {
+                counter.fetch_add(len, Ordering::Relaxed);
+            }
         } else if let Some(trailers) = frame.trailers_ref()
             && let Some(status) = trailers.get("grpc-status").and_then(|v| v.to_str().ok())
         {

@@ -20,8 +20,9 @@ use weft_upstream::UpstreamConnection;
 use super::Body;
 use crate::backend_tls::{BackendTls, BackendTlsError};
 
-/// Idle HTTP/1.1 connections kept per endpoint.
-const MAX_IDLE_PER_ENDPOINT: usize = 64;
+/// HTTP/1.1 connections kept per endpoint (idle ones, and ones whose response is still
+/// being read: they are pooled as soon as the response head arrived).
+const MAX_POOLED_PER_ENDPOINT: usize = 128;
 
 /// What a pooled connection is shared by: the endpoint and the TLS settings towards it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,10 +104,17 @@ impl ClientPool {
             return None;
         }
         let mut map = self.h1.lock().unwrap_or_else(PoisonError::into_inner);
-        let idle = map.get_mut(&endpoint)?;
-        while let Some(sender) = idle.pop() {
-            if sender.is_ready() {
-                return Some(Sender::H1(sender));
+        let pooled = map.get_mut(&endpoint)?;
+        // From the most recently pooled: the first that can take a request now; closed
+        // ones go, busy ones (a response still being read) stay for later requests.
+        let mut index = pooled.len();
+        while index > 0 {
+            index -= 1;
+            if pooled[index].is_ready() {
+                return Some(Sender::H1(pooled.swap_remove(index)));
+            }
+            if pooled[index].is_closed() {
+                pooled.swap_remove(index);
             }
         }
         None
@@ -120,18 +128,23 @@ impl ClientPool {
         map.insert(endpoint, sender.clone());
     }
 
-    /// Returns an HTTP/1.1 connection whose response was fully read; closed idle ones of
-    /// any endpoint are dropped meanwhile.
+    /// Pools an HTTP/1.1 connection right after its response head arrived: no task waits
+    /// for the response body to be read; [`Self::checkout`] takes it once it is ready again.
+    /// When `endpoint` is new, closed connections of any endpoint are dropped meanwhile
+    /// (endpoints come and go).
     pub fn put_h1(&self, endpoint: PoolKey, sender: http1::SendRequest<Body>) {
         let mut map = self.h1.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|_, idle| {
-            idle.retain(|s| !s.is_closed());
-            !idle.is_empty()
-        });
-        let idle = map.entry(endpoint).or_default();
-        if idle.len() < MAX_IDLE_PER_ENDPOINT {
-            idle.push(sender);
+        if let Some(pooled) = map.get_mut(&endpoint) {
+            if pooled.len() < MAX_POOLED_PER_ENDPOINT {
+                pooled.push(sender);
+            }
+            return;
         }
+        map.retain(|_, pooled| {
+            pooled.retain(|s| !s.is_closed());
+            !pooled.is_empty()
+        });
+        map.insert(endpoint, vec![sender]);
     }
 }
 
@@ -201,4 +214,139 @@ where
         }
     });
     Ok(Sender::H1(sender))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use http_body_util::BodyExt as _;
+    use hyper::service::service_fn;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Bytes of each answer: more than the client connection reads ahead, so a response
+    /// keeps its connection busy until its body has been read.
+    const ANSWER: usize = 1 << 20;
+
+    /// An HTTP/1.1 server on loopback answering [`ANSWER`] bytes; counts the connections it
+    /// accepted.
+    async fn server() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let answer = service_fn(|_| async {
+                    Ok::<_, Infallible>(Response::new(crate::http::full(vec![b'x'; ANSWER])))
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), answer),
+                );
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn get() -> Request<Body> {
+        Request::get("/")
+            .body(crate::http::empty())
+            .expect("request")
+    }
+
+    /// Checks out a pooled connection, polling until one is ready (or `None` at the deadline).
+    async fn ready_checkout(pool: &ClientPool, key: PoolKey) -> Option<Sender> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(sender) = pool.checkout(key, false) {
+                return Some(sender);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A new HTTP/1.1 connection to `addr`.
+    async fn connect(addr: SocketAddr) -> Sender {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        handshake(UpstreamConnection::Tcp(stream), false, false, None)
+            .await
+            .expect("handshake")
+    }
+
+    /// Sends `request` on `sender` and pools the connection at the response head.
+    async fn send_and_pool(
+        pool: &ClientPool,
+        key: PoolKey,
+        mut sender: Sender,
+        request: Request<Body>,
+    ) -> Response<Incoming> {
+        let response = sender.try_send(request).await.expect("response");
+        let Sender::H1(h1) = sender else {
+            panic!("an HTTP/1.1 connection")
+        };
+        pool.put_h1(key, h1);
+        response
+    }
+
+    #[tokio::test]
+    async fn a_connection_pooled_with_its_response_unread_is_reused_once_read() {
+        let (addr, accepted) = server().await;
+        let pool = ClientPool::default();
+        let key = PoolKey::new(addr, None);
+        let response = send_and_pool(&pool, key, connect(addr).await, get()).await;
+        assert!(
+            pool.checkout(key, false).is_none(),
+            "a connection whose response is still unread is not handed out"
+        );
+        let body = response.into_body().collect().await.expect("body");
+        assert_eq!(body.to_bytes().len(), ANSWER);
+        for _ in 0..3 {
+            let pooled = ready_checkout(&pool, key)
+                .await
+                .expect("the pooled connection");
+            let response = send_and_pool(&pool, key, pooled, get()).await;
+            response.into_body().collect().await.expect("body");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one upstream connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn closed_connections_leave_the_pool() {
+        let (addr, _) = server().await;
+        let pool = ClientPool::default();
+        let key = PoolKey::new(addr, None);
+        let mut request = get();
+        request.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        let response = send_and_pool(&pool, key, connect(addr).await, request).await;
+        response.into_body().collect().await.expect("body");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.h1.lock().expect("pool")[&key].len() == 1 {
+            assert!(
+                pool.checkout(key, false).is_none(),
+                "a closing connection is not handed out"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the closed connection stayed pooled"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }

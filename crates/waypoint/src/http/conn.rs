@@ -70,12 +70,14 @@ impl Conn {
                 })
             }
             Self::Gateway(conn) => {
-                let key = conn
-                    .gateway
-                    .listener_key(conn.port, &target.host, &conn.downstream)?;
-                let service = config.service(&key).ok_or_else(Failure::no_route)?;
+                let service = conn.gateway.with_listener_key(
+                    conn.port,
+                    &target.host,
+                    &conn.downstream,
+                    |key| config.service(key).map(Arc::clone),
+                )?;
                 Ok(Scope {
-                    service: Some(Arc::clone(service)),
+                    service: Some(service.ok_or_else(Failure::no_route)?),
                     port: conn.port,
                 })
             }

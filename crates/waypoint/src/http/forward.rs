@@ -141,7 +141,8 @@ pub(crate) async fn forward(
     let mut attempt = 1;
     let mut _retry = None;
     let mut tried = Vec::new();
-    // Without retries the one attempt takes the headers instead of a copy.
+    // Without retries the one attempt takes the headers instead of a copy, and the
+    // endpoints tried are not kept.
     let retries = attempts.retry.is_some() && attempts.replayable;
     loop {
         let request = head.request(body.take().unwrap_or_else(empty), !retries);
@@ -150,7 +151,7 @@ pub(crate) async fn forward(
             backend,
             &head,
             request,
-            &mut tried,
+            retries.then_some(&mut tried),
             attempts.sticky,
         );
         let result = match attempts.per_try {
@@ -179,18 +180,20 @@ pub(crate) async fn forward(
     }
 }
 
-/// One attempt; the endpoint it chose is added to `tried`, which later attempts avoid.
+/// One attempt; the endpoint it chose is added to `tried` (when the request can be
+/// retried), which later attempts avoid.
 async fn one_attempt(
     waypoint: &Waypoint,
     backend: &Backend,
     head: &Head,
     request: Request<Body>,
-    tried: &mut Vec<String>,
+    tried: Option<&mut Vec<String>>,
     sticky: Option<(&SessionPersistence, SessionToken)>,
 ) -> Attempt {
-    let route = choose(waypoint, backend, tried, sticky).map_err(|f| (f, None))?;
+    let avoid = tried.as_deref().map_or(&[][..], Vec::as_slice);
+    let route = choose(waypoint, backend, avoid, sticky).map_err(|f| (f, None))?;
     let endpoint = route.destination().cloned();
-    if let Some(workload) = &endpoint {
+    if let (Some(workload), Some(tried)) = (&endpoint, tried) {
         tried.push(workload.uid().to_owned());
     }
     let upstream = match &route {
@@ -218,7 +221,7 @@ async fn one_attempt(
     if let Sender::H1(sender) = sender
         && !head.upgrade
     {
-        recycle(waypoint, key, sender);
+        waypoint.inner().clients.put_h1(key, sender);
     }
     Ok(Forwarded {
         response,
@@ -330,18 +333,4 @@ async fn connect(
             HandshakeError::Tls(error) => Failure::backend_tls(&error),
             HandshakeError::Http(error) => Failure::connect(&error.to_string()),
         })
-}
-
-/// Pools an HTTP/1.1 connection again once its response has been read.
-fn recycle(
-    waypoint: &Waypoint,
-    upstream: PoolKey,
-    mut sender: hyper::client::conn::http1::SendRequest<Body>,
-) {
-    let waypoint = waypoint.clone();
-    tokio::spawn(async move {
-        if sender.ready().await.is_ok() {
-            waypoint.inner().clients.put_h1(upstream, sender);
-        }
-    });
 }

@@ -8,6 +8,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Uri, header};
 use hyper::upgrade::OnUpgrade;
@@ -39,19 +40,16 @@ const HOP_BY_HOP: [&str; 8] = [
 pub(crate) struct Target {
     /// Host, without port.
     pub host: String,
-    /// Port from the authority, if any.
-    pub port: Option<u16>,
     /// Path with query.
     pub path: String,
+    /// `host[:port]`, built once.
+    authority: String,
 }
 
 impl Target {
     /// `host[:port]`.
-    pub fn authority(&self) -> String {
-        match self.port {
-            Some(port) => format!("{}:{port}", self.host),
-            None => self.host.clone(),
-        }
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 }
 
@@ -59,7 +57,7 @@ impl Target {
 /// always at the `edge` (a gateway: the client's claim is replaced by what it spoke).
 pub(crate) fn prepare(headers: &mut HeaderMap, scheme: &'static str, edge: bool) {
     if !headers.contains_key(X_REQUEST_ID)
-        && let Ok(id) = HeaderValue::from_str(&request_id())
+        && let Ok(id) = HeaderValue::from_maybe_shared(Bytes::from(request_id()))
     {
         headers.insert(X_REQUEST_ID, id);
     }
@@ -110,7 +108,7 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
 
 /// Host, port and path of the request (`:authority` or `Host`, else the destination).
 pub(crate) fn target(parts: &Parts, destination: SocketAddr) -> Target {
-    let authority = parts
+    let raw = parts
         .uri
         .authority()
         .map(|a| a.as_str().to_owned())
@@ -119,13 +117,27 @@ pub(crate) fn target(parts: &Parts, destination: SocketAddr) -> Target {
             Some(host.to_owned())
         })
         .unwrap_or_else(|| destination.to_string());
-    let (host, port) = split_authority(&authority);
+    let (host, port) = split_authority(&raw);
+    let authority = match port {
+        // `host:port` with the port written in its shortest form already (the usual case).
+        Some(port) if raw.len() == host.len() + 1 + decimal_digits(port) => raw,
+        Some(port) => format!("{host}:{port}"),
+        None => raw,
+    };
     let path = parts
         .uri
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    Target { host, port, path }
+    Target {
+        host,
+        path,
+        authority,
+    }
+}
+
+fn decimal_digits(number: u16) -> usize {
+    number.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 fn split_authority(authority: &str) -> (String, Option<u16>) {
@@ -169,8 +181,8 @@ pub(crate) fn access_entry(
 ) -> AccessEntry {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     AccessEntry {
-        method: parts.method.to_string(),
-        authority: target.authority(),
+        method: parts.method.as_str().to_owned(),
+        authority: target.authority.clone(),
         path: target.path.clone(),
         protocol: if h2 { "HTTP/2" } else { "HTTP/1.1" },
         flags: "-",
@@ -183,9 +195,12 @@ pub(crate) fn access_entry(
     }
 }
 
-/// The head to send upstream: `method` and the request's `headers` (taken, not copied).
+/// The head to send upstream: the request's `method`, `uri` and `headers` (taken, not
+/// copied); an HTTP/1.1 request in origin form keeps its URI and a `Host` that already
+/// names the authority.
 pub(crate) fn head(
-    method: &Method,
+    method: Method,
+    uri: Uri,
     mut headers: HeaderMap,
     target: &Target,
     h2: bool,
@@ -197,20 +212,38 @@ pub(crate) fn head(
     let authority = target.authority();
     let uri = if h2 {
         headers.remove(header::HOST);
-        format!("http://{authority}{}", target.path)
+        let absolute = format!("http://{authority}{}", target.path);
+        absolute.parse().unwrap_or_else(|_| Uri::from_static("/"))
     } else {
-        if let Ok(host) = HeaderValue::from_str(&authority) {
+        if !names_only(&headers, authority)
+            && let Ok(host) = HeaderValue::from_str(authority)
+        {
             headers.insert(header::HOST, host);
         }
-        target.path.clone()
+        let same_path =
+            uri.path_and_query().map(http::uri::PathAndQuery::as_str) == Some(target.path.as_str());
+        if uri.authority().is_none() && same_path {
+            uri
+        } else {
+            target
+                .path
+                .parse()
+                .unwrap_or_else(|_| Uri::from_static("/"))
+        }
     };
     Head {
-        method: method.clone(),
-        uri: uri.parse().unwrap_or_else(|_| Uri::from_static("/")),
+        method,
+        uri,
         headers,
         h2,
         upgrade,
     }
+}
+
+/// Whether the request has exactly one `Host` and it is `authority`.
+fn names_only(headers: &HeaderMap, authority: &str) -> bool {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    hosts.next().is_some_and(|host| host == authority) && hosts.next().is_none()
 }
 
 /// Drops hop-by-hop headers (and those the `Connection` header names).

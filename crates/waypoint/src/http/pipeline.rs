@@ -120,7 +120,9 @@ async fn process(
         config.trusted_hops,
         conn.source_ip(),
     );
-    exchange.entry.remote_ip = remote_ip.to_string();
+    if remote_ip != conn.source_ip() {
+        exchange.entry.remote_ip = remote_ip.to_string();
+    }
     if conn.is_edge() {
         headers::append_forwarded_for(&mut request.parts.headers, conn.source_ip());
     }
@@ -370,10 +372,14 @@ async fn send(
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, Failure> {
     let h2 = request.upgrade.is_none() && upstream_h2(waypoint, backend, request.h2);
-    let mut parts = request.parts;
-    let headers = std::mem::take(&mut parts.headers);
+    let Parts {
+        method,
+        uri,
+        headers,
+        ..
+    } = request.parts;
     let upgrade = request.upgrade.is_some();
-    let head = headers::head(&parts.method, headers, &request.target, h2, upgrade);
+    let head = headers::head(method, uri, headers, &request.target, h2, upgrade);
     exchange.entry.upstream_service = Some(backend.key().to_owned());
     if let Backend::Service { service, .. } | Backend::ViaWaypoint { service, .. } = backend {
         exchange.service = Some(Arc::clone(service));
@@ -438,8 +444,12 @@ fn send_mirror(waypoint: &Waypoint, mirror: &Mirror, request: &Pending) {
     };
     let h2 = upstream_h2(waypoint, &backend, request.h2);
     let parts = &request.parts;
-    let headers = parts.headers.clone();
-    let mut head = headers::head(&parts.method, headers, &request.target, h2, false);
+    let (method, uri, headers) = (
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.headers.clone(),
+    );
+    let mut head = headers::head(method, uri, headers, &request.target, h2, false);
     headers::for_mirror(&mut head.headers);
     let waypoint = waypoint.clone();
     tokio::spawn(async move {
