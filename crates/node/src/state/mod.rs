@@ -3,7 +3,8 @@
 //! connection path reads without locks.
 //!
 //! Resources are validated and converted once, on arrival, into typed records (parsed
-//! addresses, ports, identity; each workload's compiled [`PolicySet`]). The snapshot's
+//! addresses, ports, identity; each workload's compiled [`PolicySet`] and the strings its
+//! connections log and send, [`WorkloadNames`]). The snapshot's
 //! indexes are [`sharded::ShardedMap`]s: a delta updates only the entries of the changed
 //! resources (the services they are members of, the policy sets a changed policy can
 //! select) and publishing shares every untouched shard with the previous snapshot, so a
