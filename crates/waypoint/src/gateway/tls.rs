@@ -224,6 +224,7 @@ fn server_config(
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("aws-lc-rs supports the default protocol versions");
+    let validates_clients = client_auth.is_some();
     let builder = match client_auth {
         Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
@@ -234,7 +235,11 @@ fn server_config(
     config.ignore_client_order = true;
     // Stateless resumption: one ticket per handshake, sealed with keys shared by every
     // listener and configuration (a reload keeps tickets valid), nothing stored per client.
-    if let Some(ticketer) = ticketer() {
+    // Not where clients must show a certificate: a resumed session skips client
+    // authentication, so a ticket from a port without validation (or from before the CA
+    // changed) would let a client in without one. Those configurations keep rustls' own
+    // session store, which belongs to this configuration alone.
+    if !validates_clients && let Some(ticketer) = ticketer() {
         config.ticketer = ticketer;
         config.send_tls13_tickets = 1;
     }

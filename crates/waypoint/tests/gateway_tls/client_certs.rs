@@ -291,3 +291,99 @@ async fn the_gateway_presents_its_client_certificate_to_a_backend_that_requires_
     .await;
     assert_eq!(body, "api http/1.1 /x");
 }
+
+/// A client session store that counts the TLS 1.3 tickets it hands out for resumption.
+#[derive(Debug)]
+struct CountingStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+    offered: std::sync::atomic::AtomicUsize,
+}
+
+impl rustls::client::ClientSessionStore for CountingStore {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, group);
+    }
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(name, value);
+    }
+    fn tls12_session(
+        &self,
+        name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(name);
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.inner.insert_tls13_ticket(name, value);
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        let ticket = self.inner.take_tls13_ticket(name);
+        if ticket.is_some() {
+            self.offered
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        ticket
+    }
+}
+
+#[tokio::test]
+async fn a_session_from_a_port_without_validation_does_not_resume_where_it_is_required() {
+    const OPEN: u16 = 8444;
+    let client_ca = TestCa::new("client CA");
+    let net = Net(weft_testkit::loopback_net());
+    let server_ca = TestCa::new("gateway CA");
+    let backend_ca = TestCa::new("backend CA");
+    let _api = api_backend(net, &backend_ca, None).await;
+    let serving = server_ca.leaf(&[HOST]);
+    let validated = listener(&serving, Some(validation(&client_ca, false)));
+    let open = pb::Listener {
+        name: "open".into(),
+        port: u32::from(OPEN),
+        client_validation: None,
+        ..validated.clone()
+    };
+    let mut resource = gateway_resource(vec![validated, open]);
+    resource.backend_tls = vec![backend_tls(&backend_ca, None)];
+    let _fixture = Fixture::start(net, &api_service(), &resource).await;
+    // One session store for both ports, so a ticket one port issued is offered to the
+    // other (same server name).
+    let store = Arc::new(CountingStore {
+        inner: rustls::client::ClientSessionMemoryCache::new(16),
+        offered: Default::default(),
+    });
+    let mut client = (*client_config(&server_ca, None)).clone();
+    client.resumption = rustls::client::Resumption::store(store.clone());
+    let client = Arc::new(client);
+    let (status, _) = until("the port without validation serves", || async {
+        request(net.gateway(OPEN), client.clone()).await.ok()
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let offered = store.offered.load(std::sync::atomic::Ordering::SeqCst);
+    let without = request(net.gateway(HTTPS), client).await;
+    assert_eq!(
+        store.offered.load(std::sync::atomic::Ordering::SeqCst),
+        offered + 1,
+        "the client offered the other port's ticket (else this test shows nothing)"
+    );
+    assert!(
+        without.is_err(),
+        "a resumed session must not stand in for a client certificate: {without:?}"
+    );
+}
