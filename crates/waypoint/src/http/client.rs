@@ -137,6 +137,13 @@ impl ClientPool {
         if let Some(pooled) = map.get_mut(&endpoint) {
             if pooled.len() < MAX_POOLED_PER_ENDPOINT {
                 pooled.push(sender);
+            } else if let Some(busy) = pooled.iter().position(|s| !s.is_ready()) {
+                // Full: the new one replaces one that cannot take a request now (closed, or
+                // still reading a response: it closes once that response ends), so
+                // long-lived responses (event streams, downloads) do not keep every later
+                // connection to the endpoint out of the pool. Full of ready ones: the
+                // new one is a surplus and goes.
+                pooled[busy] = sender;
             }
             return;
         }
@@ -233,8 +240,26 @@ mod tests {
     /// keeps its connection busy until its body has been read.
     const ANSWER: usize = 1 << 20;
 
-    /// An HTTP/1.1 server on loopback answering [`ANSWER`] bytes; counts the connections it
-    /// accepted.
+    /// The path the test server answers with a body that never ends.
+    const ENDLESS: &str = "/endless";
+
+    /// A response body that never ends (an event stream, say).
+    struct Endless;
+
+    impl hyper::body::Body for Endless {
+        type Data = bytes::Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    /// An HTTP/1.1 server on loopback answering [`ANSWER`] bytes ([`ENDLESS`]: a body that
+    /// never ends); counts the connections it accepted.
     async fn server() -> (SocketAddr, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
@@ -243,8 +268,13 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 counted.fetch_add(1, Ordering::SeqCst);
-                let answer = service_fn(|_| async {
-                    Ok::<_, Infallible>(Response::new(crate::http::full(vec![b'x'; ANSWER])))
+                let answer = service_fn(|request: Request<Incoming>| async move {
+                    let body = if request.uri().path() == ENDLESS {
+                        crate::http::boxed(Endless)
+                    } else {
+                        crate::http::full(vec![b'x'; ANSWER])
+                    };
+                    Ok::<_, Infallible>(Response::new(body))
                 });
                 tokio::spawn(
                     hyper::server::conn::http1::Builder::new()
@@ -348,5 +378,28 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn long_lived_responses_do_not_keep_later_connections_out_of_a_full_pool() {
+        let (addr, accepted) = server().await;
+        let pool = ClientPool::default();
+        let key = PoolKey::new(addr, None);
+        let mut streams = Vec::new();
+        for _ in 0..MAX_POOLED_PER_ENDPOINT {
+            let request = Request::get(ENDLESS)
+                .body(crate::http::empty())
+                .expect("request");
+            streams.push(send_and_pool(&pool, key, connect(addr).await, request).await);
+        }
+        let response = send_and_pool(&pool, key, connect(addr).await, get()).await;
+        response.into_body().collect().await.expect("body");
+        let reused = ready_checkout(&pool, key).await;
+        assert!(
+            reused.is_some(),
+            "the connection whose response ended is reused"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), MAX_POOLED_PER_ENDPOINT + 1);
+        drop(streams);
     }
 }
