@@ -153,8 +153,8 @@ async fn proxy(
 }
 
 /// Sends on a pooled HTTP/1.1 connection, or a new one when none is idle or the pooled one
-/// turned out closed before the request left; the connection is pooled again once its
-/// response has been read.
+/// turned out closed before the request left; the connection is pooled again at the
+/// response head and handed out once that response has been read.
 async fn send(
     pool: &Arc<ClientPool>,
     upstream: SocketAddr,
