@@ -24,6 +24,7 @@ mod connect;
 mod endpoint_keys;
 pub mod lb;
 mod mesh;
+mod names;
 pub mod records;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
@@ -33,4 +34,5 @@ pub use connect::{
 };
 pub use endpoint_keys::{EndpointKey, KeyFn};
 pub use mesh::{ActiveConnection, Destination, Directory, Endpoint, MeshService, MeshWorkload};
+pub use names::WorkloadNames;
 pub use records::{AddressRecord, PortMapping, ServiceRecord, WorkloadRecord};

@@ -9,7 +9,7 @@ use weft_identity::SpiffeId;
 use weft_proto::workload::{self, WorkloadStatus};
 
 use crate::endpoint_keys::{EndpointKey, EndpointKeys, KeyFn};
-use crate::{PortMapping, ServiceRecord, WorkloadRecord};
+use crate::{PortMapping, ServiceRecord, WorkloadNames, WorkloadRecord};
 
 /// A workload and its live connection counter.
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub struct MeshWorkload {
     record: Arc<WorkloadRecord>,
     /// Shared across snapshots for the same uid, so counts survive rebuilds.
     active: Arc<AtomicUsize>,
+    /// The strings its connections share, built on the first connection.
+    names: OnceLock<Arc<WorkloadNames>>,
 }
 
 /// A service with its endpoints.
@@ -100,7 +102,18 @@ impl MeshWorkload {
     /// previous snapshot's workload with the same uid so load balancing keeps its input).
     #[must_use]
     pub fn new(record: Arc<WorkloadRecord>, active: Arc<AtomicUsize>) -> Self {
-        Self { record, active }
+        Self {
+            record,
+            active,
+            names: OnceLock::new(),
+        }
+    }
+
+    /// The strings its connections log, list and send, built on first use and shared by
+    /// every later connection (a new record is a new `MeshWorkload`, so they follow it).
+    #[must_use]
+    pub fn names(&self) -> Arc<WorkloadNames> {
+        Arc::clone(self.names.get_or_init(|| Arc::new(WorkloadNames::of(self))))
     }
 
     /// The connection counter, to carry over into the next snapshot.

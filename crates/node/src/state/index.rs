@@ -9,7 +9,7 @@ use std::mem;
 use std::sync::Arc;
 
 use super::scopes::{Affected, PolicyScopes};
-use super::{AddressRecord, Endpoint, MeshService, MeshState, MeshWorkload, WorkloadNames};
+use super::{AddressRecord, Endpoint, MeshService, MeshState, MeshWorkload};
 use super::{ServiceRecord, WorkloadRecord};
 use weft_policy::CompiledPolicy;
 
@@ -127,7 +127,6 @@ impl Index {
         if let Some(old) = self.state.workloads_by_uid.remove(uid) {
             self.unindex_workload(&old);
             self.state.workload_policies.remove(uid);
-            self.state.workload_names.remove(uid);
             self.dirty_policies.remove(uid);
         }
     }
@@ -158,8 +157,6 @@ impl Index {
         }
         self.scopes.add_workload(&record);
         self.dirty_policies.insert(uid.clone());
-        let names = Arc::new(WorkloadNames::of(&workload));
-        self.state.workload_names.insert(uid.clone(), names);
         self.state.workloads_by_uid.insert(uid.clone(), workload);
     }
 

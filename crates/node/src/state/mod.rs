@@ -3,8 +3,8 @@
 //! connection path reads without locks.
 //!
 //! Resources are validated and converted once, on arrival, into typed records (parsed
-//! addresses, ports, identity; each workload's compiled [`PolicySet`] and the strings its
-//! connections log and send, [`WorkloadNames`]). The snapshot's
+//! addresses, ports, identity; each workload's compiled [`PolicySet`]; the strings its
+//! connections log and send, [`WorkloadNames`], on its first connection). The snapshot's
 //! indexes are [`sharded::ShardedMap`]s: a delta updates only the entries of the changed
 //! resources (the services they are members of, the policy sets a changed policy can
 //! select) and publishing shares every untouched shard with the previous snapshot, so a
@@ -14,7 +14,6 @@
 mod delta_tests;
 mod index;
 mod local;
-mod names;
 mod scopes;
 mod sharded;
 mod store;
@@ -25,7 +24,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 
 pub use local::{LocalConfig, LocalConfigError};
-pub use names::WorkloadNames;
+pub use weft_upstream::WorkloadNames;
 pub use store::{StateStore, UpdateOutcome};
 pub use weft_upstream::{
     ActiveConnection, AddressRecord, Destination, Directory, Endpoint, MeshService, MeshWorkload,
@@ -50,8 +49,6 @@ pub struct MeshState {
     policies: ShardedMap<String, Arc<CompiledPolicy>>,
     /// Per workload uid: the policies that apply to it, precompiled.
     workload_policies: ShardedMap<String, Arc<PolicySet>>,
-    /// Per workload uid: the strings its connections log and send, built on arrival.
-    workload_names: ShardedMap<String, Arc<WorkloadNames>>,
 }
 
 /// What a workload that is not in the snapshot gets: no policies, nothing missing.
@@ -141,14 +138,11 @@ impl MeshState {
         self.policies_by_uid(workload.uid()).unwrap_or(&NO_POLICIES)
     }
 
-    /// The shared strings of `workload` (a workload of this snapshot: built when its
-    /// record arrived; built now for any other).
+    /// The shared strings of `workload`, built on its first connection
+    /// ([`MeshWorkload::names`]).
     #[must_use]
     pub fn names_of(&self, workload: &MeshWorkload) -> Arc<WorkloadNames> {
-        match self.workload_names.get(workload.uid()) {
-            Some(names) => Arc::clone(names),
-            None => Arc::new(WorkloadNames::of(workload)),
-        }
+        workload.names()
     }
 
     /// Policies that apply to the workload `uid`, if it is in this snapshot.

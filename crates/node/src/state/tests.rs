@@ -495,3 +495,37 @@ fn local_config_errors_say_where() {
         "{missing}"
     );
 }
+
+#[test]
+fn names_are_built_on_first_use_shared_and_follow_a_new_record() {
+    use weft_proto::workload::Workload;
+    use weft_upstream::testing::{pod, uid, wl_address};
+
+    let store = StateStore::new();
+    let added = store.update_addresses([wl_address(pod("shop", "web-1", "10.0.1.1"))], &[]);
+    assert_eq!(added.rejected, vec![]);
+    let state = store.snapshot();
+    let web = state.workload_by_uid(&uid("shop", "web-1")).unwrap();
+    let first = state.names_of(web);
+    assert!(
+        Arc::ptr_eq(&first, &state.names_of(web)),
+        "one Arc per record"
+    );
+    assert_eq!(*first, WorkloadNames::of(web));
+    // An unrelated delta keeps the workload, and so its names.
+    let other = store.update_addresses([wl_address(pod("shop", "db-1", "10.0.1.2"))], &[]);
+    assert_eq!(other.rejected, vec![]);
+    let state = store.snapshot();
+    let web = state.workload_by_uid(&uid("shop", "web-1")).unwrap();
+    assert!(Arc::ptr_eq(&first, &state.names_of(web)));
+
+    let moved = Workload {
+        canonical_revision: "v2".into(),
+        ..pod("shop", "web-1", "10.0.1.1")
+    };
+    let changed = store.update_addresses([wl_address(moved)], &[]);
+    assert_eq!(changed.rejected, vec![]);
+    let state = store.snapshot();
+    let web = state.workload_by_uid(&uid("shop", "web-1")).unwrap();
+    assert!(state.names_of(web).baggage.ends_with("service.version=v2"));
+}

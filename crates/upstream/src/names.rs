@@ -1,11 +1,13 @@
 //! [`WorkloadNames`]: the strings every connection of a workload logs, lists or sends,
-//! built once when the workload's record arrives and shared (`Arc<str>`) by each
-//! connection's access-log entry, open-connection table entry and CONNECT request,
-//! instead of being formatted and allocated per connection.
+//! built once per workload record, on its first connection ([`MeshWorkload::names`]), and
+//! shared (`Arc<str>`) by each connection's access-log entry, open-connection table entry
+//! and CONNECT request, instead of being formatted and allocated per connection. A
+//! workload no connection ever touched (most of a large mesh, seen from one node) costs
+//! nothing more than an empty slot.
 
 use std::sync::Arc;
 
-use weft_upstream::MeshWorkload;
+use crate::MeshWorkload;
 
 /// A workload's per-connection strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,9 +75,9 @@ fn baggage(workload: &MeshWorkload) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::AddressRecord;
     use std::sync::atomic::AtomicUsize;
     use weft_proto::workload::{Address, Workload, address};
-    use weft_upstream::AddressRecord;
 
     fn workload(proto: Workload) -> MeshWorkload {
         let address = Address {
@@ -126,37 +128,5 @@ mod tests {
             "k8s.namespace.name=shop,k8s.workload.name=web,service.name=web-svc,\
              service.version=v2,k8s.cluster.name=east"
         );
-    }
-
-    #[test]
-    fn the_state_builds_names_on_arrival_shares_them_and_rebuilds_them_with_the_record() {
-        use crate::state::StateStore;
-        use weft_upstream::testing::{pod, uid, wl_address};
-
-        let store = StateStore::new();
-        let added = store.update_addresses([wl_address(pod("shop", "web-1", "10.0.1.1"))], &[]);
-        assert_eq!(added.rejected, vec![]);
-        let state = store.snapshot();
-        let web = state.workload_by_uid(&uid("shop", "web-1")).unwrap();
-        let first = state.names_of(web);
-        assert!(
-            Arc::ptr_eq(&first, &state.names_of(web)),
-            "one Arc per record"
-        );
-        assert_eq!(*first, WorkloadNames::of(web));
-
-        let moved = Workload {
-            canonical_revision: "v2".into(),
-            ..pod("shop", "web-1", "10.0.1.1")
-        };
-        let changed = store.update_addresses([wl_address(moved)], &[]);
-        assert_eq!(changed.rejected, vec![]);
-        let state = store.snapshot();
-        let web = state.workload_by_uid(&uid("shop", "web-1")).unwrap();
-        assert!(state.names_of(web).baggage.ends_with("service.version=v2"));
-
-        let removed = store.update_addresses([], &[uid("shop", "web-1")]);
-        assert_eq!(removed.rejected, vec![]);
-        assert_eq!(store.snapshot().workload_names.len(), 0);
     }
 }
