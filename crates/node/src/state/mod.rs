@@ -24,11 +24,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 
 pub use local::{LocalConfig, LocalConfigError};
-pub use weft_upstream::WorkloadNames;
 pub use store::{StateStore, UpdateOutcome};
 pub use weft_upstream::{
     ActiveConnection, AddressRecord, Destination, Directory, Endpoint, MeshService, MeshWorkload,
-    PortMapping, ServiceRecord, WorkloadRecord,
+    PortMapping, ServiceRecord, WorkloadNames, WorkloadRecord,
 };
 
 use sharded::ShardedMap;
