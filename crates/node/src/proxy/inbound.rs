@@ -158,8 +158,8 @@ impl Node {
             destination_service: None,
             transport: attempt.transport,
         });
-        let source_names = source.as_deref().map(|w| state.names_of(w));
-        let destination_names = destination.as_deref().map(|w| state.names_of(w));
+        let source_names = source.as_deref().map(MeshWorkload::names);
+        let destination_names = destination.as_deref().map(MeshWorkload::names);
         let identity = peer_identity_name(&attempt, source.as_deref(), source_names.as_deref());
         let log = AccessLogEntry::new(
             Reporter::Destination,

@@ -20,7 +20,7 @@ use weft_upstream::{Client, ClientError, Route, UpstreamConnection, UpstreamErro
 
 use super::connections::{ConnectionInfo, Direction, Registration};
 use super::{Node, unix_ms};
-use crate::state::{ActiveConnection, MeshService, MeshState, MeshWorkload, WorkloadNames};
+use crate::state::{ActiveConnection, MeshService, MeshWorkload, WorkloadNames};
 use crate::telemetry::{
     AccessLogEntry, ConnectionEnds, ConnectionLabels, ConnectionMetrics, ConnectionResult, Reporter,
 };
@@ -129,15 +129,14 @@ struct Ends {
 
 impl Ends {
     fn new(
-        state: &MeshState,
         source: Option<Arc<MeshWorkload>>,
         destination: Option<Arc<MeshWorkload>>,
         service: Option<Arc<MeshService>>,
         transport: Transport,
     ) -> Self {
         Self {
-            source_names: source.as_deref().map(|w| state.names_of(w)),
-            destination_names: destination.as_deref().map(|w| state.names_of(w)),
+            source_names: source.as_deref().map(MeshWorkload::names),
+            destination_names: destination.as_deref().map(MeshWorkload::names),
             source,
             destination,
             service,
@@ -209,12 +208,12 @@ impl Node {
         {
             Ok(route) => route,
             Err(error) => {
-                let ends = Ends::new(&state, source, None, None, Transport::Plaintext);
+                let ends = Ends::new(source, None, None, Transport::Plaintext);
                 let dst = target.destination;
                 return Err(self.outbound_failed(&ends, target, dst, started, error.into()));
             }
         };
-        let (ends, authority) = ends_of(&state, &route, source);
+        let (ends, authority) = ends_of(&route, source);
         if self.refused_by_registry(&route) {
             let destination = target.destination;
             let error = OutboundError::RegistryOnly { destination };
@@ -381,11 +380,7 @@ async fn send_then_relay<C: RelayIo, U: RelayIo + tokio::io::AsyncWrite + Unpin>
 }
 
 /// The ends of a routed connection and the address it is logged with.
-fn ends_of(
-    state: &MeshState,
-    route: &Route,
-    source: Option<Arc<MeshWorkload>>,
-) -> (Ends, SocketAddr) {
+fn ends_of(route: &Route, source: Option<Arc<MeshWorkload>>) -> (Ends, SocketAddr) {
     let (transport, addr, service) = match route {
         Route::Hbone {
             authority, service, ..
@@ -393,7 +388,7 @@ fn ends_of(
         Route::Plain { addr, service, .. } => (Transport::Plaintext, *addr, service),
     };
     let destination = route.destination().cloned();
-    let ends = Ends::new(state, source, destination, service.clone(), transport);
+    let ends = Ends::new(source, destination, service.clone(), transport);
     (ends, addr)
 }
 

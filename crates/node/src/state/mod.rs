@@ -137,13 +137,6 @@ impl MeshState {
         self.policies_by_uid(workload.uid()).unwrap_or(&NO_POLICIES)
     }
 
-    /// The shared strings of `workload`, built on its first connection
-    /// ([`MeshWorkload::names`]).
-    #[must_use]
-    pub fn names_of(&self, workload: &MeshWorkload) -> Arc<WorkloadNames> {
-        workload.names()
-    }
-
     /// Policies that apply to the workload `uid`, if it is in this snapshot.
     #[must_use]
     pub fn policies_by_uid(&self, uid: &str) -> Option<&PolicySet> {

@@ -506,18 +506,15 @@ fn names_are_built_on_first_use_shared_and_follow_a_new_record() {
     assert_eq!(added.rejected, vec![]);
     let state = store.snapshot();
     let web = state.workload_by_uid(&uid("shop", "web-1")).unwrap();
-    let first = state.names_of(web);
-    assert!(
-        Arc::ptr_eq(&first, &state.names_of(web)),
-        "one Arc per record"
-    );
+    let first = web.names();
+    assert!(Arc::ptr_eq(&first, &web.names()), "one Arc per record");
     assert_eq!(*first, WorkloadNames::of(web));
     // An unrelated delta keeps the workload, and so its names.
     let other = store.update_addresses([wl_address(pod("shop", "db-1", "10.0.1.2"))], &[]);
     assert_eq!(other.rejected, vec![]);
     let state = store.snapshot();
     let web = state.workload_by_uid(&uid("shop", "web-1")).unwrap();
-    assert!(Arc::ptr_eq(&first, &state.names_of(web)));
+    assert!(Arc::ptr_eq(&first, &web.names()));
 
     let moved = Workload {
         canonical_revision: "v2".into(),
@@ -527,5 +524,5 @@ fn names_are_built_on_first_use_shared_and_follow_a_new_record() {
     assert_eq!(changed.rejected, vec![]);
     let state = store.snapshot();
     let web = state.workload_by_uid(&uid("shop", "web-1")).unwrap();
-    assert!(state.names_of(web).baggage.ends_with("service.version=v2"));
+    assert!(web.names().baggage.ends_with("service.version=v2"));
 }

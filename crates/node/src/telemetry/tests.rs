@@ -212,7 +212,7 @@ fn entry() -> AccessLogEntry {
         "10.0.3.1:5432".parse().unwrap(),
         1_700_000_000_000,
     );
-    let (web, db) = (state.names_of(web), state.names_of(db));
+    let (web, db) = (web.names(), db.names());
     let mut entry = entry
         .with_source(Some(&web), Some(Arc::clone(&web.identity)))
         .with_destination(Some(&db), state.service_by_key(DB_KEY).map(AsRef::as_ref));

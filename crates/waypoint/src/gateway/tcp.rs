@@ -349,9 +349,8 @@ fn access_entry(gateway: &Gateway, peer: SocketAddr, target: &Target) -> AccessL
     let start = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let state = gateway.engine().state();
-    let own = super::http::own_workload(gateway).map(|w| state.names_of(&w));
-    let destination = target.route.destination().map(|w| state.names_of(w));
+    let own = super::http::own_workload(gateway).map(|w| w.names());
+    let destination = target.route.destination().map(|w| w.names());
     let identity = Arc::from(gateway.engine().identity().to_string());
     let mut entry = AccessLogEntry::new(Reporter::Source, peer, dst, start)
         .with_source(own.as_deref(), Some(identity))
