@@ -2,9 +2,12 @@
 //! (at most [`MAX_CLIENT_HELLO`]) and fed to rustls' `Acceptor`, which parses the handshake
 //! with its own bounds checks; the server name it finds chooses the listener and, for TLS
 //! passthrough, the TLSRoute. The buffered bytes are then replayed — to the backend for
-//! passthrough, to the TLS server for termination.
+//! passthrough, to the TLS server for termination. The client's cipher suite order is
+//! noted too: a client that puts ChaCha20-Poly1305 first (usually a device without AES
+//! instructions) is served in its own order when TLS is terminated.
 
 use bytes::{Bytes, BytesMut};
+use rustls::CipherSuite;
 use rustls::server::Acceptor;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -18,6 +21,8 @@ pub(crate) struct Hello {
     pub sni: Option<String>,
     /// Every byte read so far, to replay.
     pub bytes: Bytes,
+    /// The client's most preferred cipher suite is a ChaCha20-Poly1305 one.
+    pub prefers_chacha: bool,
 }
 
 /// Reads until a complete ClientHello has arrived.
@@ -51,19 +56,37 @@ where
         fed = buf.len();
         match acceptor.accept() {
             Ok(Some(accepted)) => {
-                let sni = accepted
-                    .client_hello()
-                    .server_name()
-                    .map(str::to_ascii_lowercase);
+                let hello = accepted.client_hello();
                 return Ok(Hello {
-                    sni,
+                    sni: hello.server_name().map(str::to_ascii_lowercase),
                     bytes: buf.freeze(),
+                    prefers_chacha: prefers_chacha(hello.cipher_suites()),
                 });
             }
             Ok(None) => {}
             Err((error, _alert)) => return Err(format!("not a TLS ClientHello: {error}")),
         }
     }
+}
+
+/// Whether the first real suite of a client's list (GREASE values, RFC 8701, and the
+/// signalling suites skipped) is a ChaCha20-Poly1305 one, of TLS 1.3 or TLS 1.2.
+fn prefers_chacha(offered: &[CipherSuite]) -> bool {
+    let first = offered.iter().map(|&suite| u16::from(suite)).find(|&code| {
+        let [high, low] = code.to_be_bytes();
+        let grease = high == low && high & 0x0f == 0x0a;
+        let signalling = matches!(code, 0x00ff | 0x5600);
+        !grease && !signalling
+    });
+    first.is_some_and(|code| {
+        [
+            CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+            CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ]
+        .map(u16::from)
+        .contains(&code)
+    })
 }
 
 #[cfg(test)]
@@ -102,6 +125,24 @@ mod tests {
         let read = read_client_hello(&mut rx).await.expect("hello");
         assert_eq!(read.sni.as_deref(), Some("shop.example.com"));
         assert_eq!(read.bytes.as_ref(), hello.as_slice());
+        // rustls lists AES-256-GCM first.
+        assert!(!read.prefers_chacha);
+    }
+
+    #[test]
+    fn chacha_first_is_seen_past_grease_and_signalling_suites() {
+        let chacha = CipherSuite::TLS13_CHACHA20_POLY1305_SHA256;
+        let aes = CipherSuite::TLS13_AES_128_GCM_SHA256;
+        let grease = CipherSuite::from(0x3a3a);
+        let renegotiation = CipherSuite::TLS_EMPTY_RENEGOTIATION_INFO_SCSV;
+        assert!(prefers_chacha(&[grease, chacha, aes]));
+        assert!(prefers_chacha(&[
+            renegotiation,
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        ]));
+        assert!(!prefers_chacha(&[grease, aes, chacha]));
+        assert!(!prefers_chacha(&[grease]));
+        assert!(!prefers_chacha(&[]));
     }
 
     #[tokio::test]

@@ -57,10 +57,30 @@ pub(crate) struct PortTls {
     listeners: Vec<ListenerTls>,
     by_sni: HostTable<usize>,
     /// Terminating HTTPS (ALPN `h2`, `http/1.1`) and terminating TLS (no ALPN).
-    https: Arc<ServerConfig>,
-    tls: Arc<ServerConfig>,
+    https: Terminating,
+    tls: Terminating,
     /// The routes of a TCP listener (then the port has no TLS listener).
     tcp: Option<L4Routes>,
+}
+
+/// The TLS server configuration of terminating listeners, in two cipher-suite orders: the
+/// server's (AES-128-GCM first, see [`provider`]) for most clients, and the client's own for
+/// a client whose first choice is ChaCha20-Poly1305, which is how a client without AES
+/// instructions says that AES would be slow for it.
+#[derive(Debug)]
+struct Terminating {
+    server_order: Arc<ServerConfig>,
+    client_order: Arc<ServerConfig>,
+}
+
+impl Terminating {
+    fn for_client(&self, hello: &Hello) -> &Arc<ServerConfig> {
+        if hello.prefers_chacha {
+            &self.client_order
+        } else {
+            &self.server_order
+        }
+    }
 }
 
 /// What a TLS listener does with a connection.
@@ -220,7 +240,7 @@ fn server_config(
     resolver: &Arc<SniResolver>,
     client_auth: Option<Arc<dyn ClientCertVerifier>>,
     alpn: &[&[u8]],
-) -> Arc<ServerConfig> {
+) -> Terminating {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("aws-lc-rs supports the default protocol versions");
@@ -231,8 +251,6 @@ fn server_config(
     };
     let mut config = builder.with_cert_resolver(Arc::clone(resolver) as Arc<_>);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    // The server's order of cipher suites decides (AES-128-GCM first, see `provider`).
-    config.ignore_client_order = true;
     // Stateless resumption: one ticket per handshake, sealed with keys shared by every
     // listener and configuration (a reload keeps tickets valid), nothing stored per client.
     // Not where clients must show a certificate: a resumed session skips client
@@ -243,7 +261,14 @@ fn server_config(
         config.ticketer = ticketer;
         config.send_tls13_tickets = 1;
     }
-    Arc::new(config)
+    // The same configuration (certificates, verifier, session store or ticketer) but for
+    // who chooses the cipher suite.
+    let mut server_order = config.clone();
+    server_order.ignore_client_order = true;
+    Terminating {
+        server_order: Arc::new(server_order),
+        client_order: Arc::new(config),
+    }
 }
 
 /// aws-lc-rs with `TLS13_AES_128_GCM_SHA256` first: its key schedule and transcript hash are
@@ -365,7 +390,7 @@ struct Client {
 async fn terminate(
     gateway: Gateway,
     port: u16,
-    config: &Arc<ServerConfig>,
+    config: &Terminating,
     client: Client,
     routes: Option<&L4Routes>,
 ) {
@@ -375,7 +400,8 @@ async fn terminate(
         hello,
         deadline,
     } = client;
-    let accepting = TlsAcceptor::from(Arc::clone(config)).accept(Rewind::new(hello.bytes, stream));
+    let config = Arc::clone(config.for_client(&hello));
+    let accepting = TlsAcceptor::from(config).accept(Rewind::new(hello.bytes, stream));
     let io = match tokio::time::timeout_at(deadline, accepting).await {
         Ok(Ok(io)) => io,
         Ok(Err(error)) => {

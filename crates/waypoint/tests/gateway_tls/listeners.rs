@@ -19,9 +19,9 @@ use crate::harness::{
 };
 use crate::pki::{self, TestCa};
 
-const HTTPS: u16 = 8443;
+pub const HTTPS: u16 = 8443;
 
-fn https_listener(name: &str, hostname: &str, leaf: &pki::Leaf) -> pb::Listener {
+pub fn https_listener(name: &str, hostname: &str, leaf: &pki::Leaf) -> pb::Listener {
     pb::Listener {
         name: name.into(),
         port: u32::from(HTTPS),
