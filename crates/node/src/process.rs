@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
-use weft_identity::{CertManager, CertManagerConfig, CertificateProvider, TrustBundle};
+use weft_identity::{
+    CertManager, CertManagerConfig, CertificateProvider, GrpcCaClient, GrpcCaClientConfig,
+    TokenSource, TrustBundle,
+};
 use weft_serve::handoff::OfferGuard;
 use weft_xds::client::{XdsClient, XdsClientHandle};
 
@@ -100,6 +103,51 @@ pub fn control_channel(
         .connect_timeout(Duration::from_secs(10))
         .connect_lazy();
     Ok(channel)
+}
+
+/// The two clients a proxy keeps towards the control plane at `control` (`host:port`):
+/// the CA client (certificates) and the xDS source (configuration), both checking that the
+/// control plane's certificate chains to `trust` and names `server_name`, both sending
+/// `token` (a file is re-read before every attempt, so a rotated token is picked up) and
+/// `cluster_id`. Shared by the node proxy and the waypoint.
+///
+/// # Errors
+/// When the endpoint is not a valid URI or the TLS settings are refused.
+pub fn control_plane_clients(
+    control: &str,
+    server_name: &str,
+    trust: &TrustBundle,
+    token: TokenSource,
+    cluster_id: Option<String>,
+) -> Result<(GrpcCaClient, XdsSource), StartError> {
+    let endpoint = format!("https://{control}");
+    let ca = GrpcCaClient::new(GrpcCaClientConfig {
+        cluster_id: cluster_id.clone(),
+        ..GrpcCaClientConfig::node_proxy(
+            endpoint.clone(),
+            server_name,
+            trust.clone(),
+            token.clone(),
+        )
+    })
+    .map_err(|error| StartError::Control {
+        endpoint: endpoint.clone(),
+        reason: format!("CA client: {error}"),
+    })?;
+    let channel = control_channel(&endpoint, server_name, trust)?;
+    let read: weft_xds::client::TokenSource = Arc::new(move || match &token {
+        TokenSource::Static(token) => Some(token.clone()),
+        TokenSource::File(path) => std::fs::read_to_string(path)
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty()),
+    });
+    let xds = XdsSource {
+        channel,
+        token: Some(read),
+        cluster_id,
+    };
+    Ok((ca, xds))
 }
 
 /// Why the node proxy could not start.

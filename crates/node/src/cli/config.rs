@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use weft_identity::{
-    CertManagerConfig, CertificateAuthority, CertificateProvider, GrpcCaClient, GrpcCaClientConfig,
-    LocalCaProvider, TokenSource, TrustBundle,
+    CertManagerConfig, CertificateAuthority, CertificateProvider, LocalCaProvider, TokenSource,
+    TrustBundle,
 };
 
 use super::NodeArgs;
 use crate::capture::{CaptureConfig, CaptureOptions, source};
-use crate::process::{ListenAddrs, NodeConfig, StateSource, XdsSource};
+use crate::process::{ListenAddrs, NodeConfig, StateSource};
 use crate::proxy::ProxyOptions;
 
 pub(super) fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
@@ -107,29 +107,13 @@ fn control_source(args: &NodeArgs, control: &str) -> anyhow::Result<Sources> {
         .token_file
         .clone()
         .context("--control needs --token-file FILE")?;
-    let endpoint = format!("https://{control}");
-    let ca = GrpcCaClient::new(GrpcCaClientConfig {
-        cluster_id: args.cluster_id.clone(),
-        ..GrpcCaClientConfig::node_proxy(
-            endpoint.clone(),
-            args.control_san.clone(),
-            trust.clone(),
-            TokenSource::File(token_file.clone()),
-        )
-    })
-    .context("CA client")?;
-    let channel = crate::process::control_channel(&endpoint, &args.control_san, &trust)?;
-    let token: Arc<dyn Fn() -> Option<String> + Send + Sync> = Arc::new(move || {
-        std::fs::read_to_string(&token_file)
-            .ok()
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty())
-    });
-    let source = XdsSource {
-        channel,
-        token: Some(token),
-        cluster_id: args.cluster_id.clone(),
-    };
+    let (ca, source) = crate::process::control_plane_clients(
+        control,
+        &args.control_san,
+        &trust,
+        TokenSource::File(token_file),
+        args.cluster_id.clone(),
+    )?;
     Ok((StateSource::Xds(source), Arc::new(ca), trust))
 }
 

@@ -183,7 +183,7 @@ pub(crate) mod run {
     use std::time::Duration;
 
     use anyhow::{Context, bail};
-    use weft_identity::{GrpcCaClient, GrpcCaClientConfig, TokenSource, TrustBundle};
+    use weft_identity::{GrpcCaClient, TokenSource, TrustBundle};
     use weft_node::process::XdsSource;
     use weft_waypoint::otlp::{OtlpOptions, OtlpTracer};
     use weft_waypoint::{ListenAddrs, WaypointOptions, WaypointProcess};
@@ -414,35 +414,18 @@ pub(crate) mod run {
         args: &ControlArgs,
         trust: &TrustBundle,
     ) -> anyhow::Result<(GrpcCaClient, XdsSource)> {
-        let endpoint = format!("https://{}", args.control);
         let token = match (&args.token_file, &args.token) {
             (Some(file), _) => TokenSource::File(file.clone()),
             (None, Some(token)) => TokenSource::Static(token.clone()),
             (None, None) => bail!("give --token-file FILE or --token TOKEN"),
         };
-        let ca = GrpcCaClient::new(GrpcCaClientConfig {
-            cluster_id: args.cluster_id.clone(),
-            ..GrpcCaClientConfig::node_proxy(
-                endpoint.clone(),
-                args.control_san.clone(),
-                trust.clone(),
-                token.clone(),
-            )
-        })
-        .context("CA client")?;
-        let channel = weft_node::process::control_channel(&endpoint, &args.control_san, trust)?;
-        let read: weft_xds::client::TokenSource = Arc::new(move || match &token {
-            TokenSource::Static(token) => Some(token.clone()),
-            TokenSource::File(path) => std::fs::read_to_string(path)
-                .ok()
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty()),
-        });
-        let xds = XdsSource {
-            channel,
-            token: Some(read),
-            cluster_id: args.cluster_id.clone(),
-        };
+        let (ca, xds) = weft_node::process::control_plane_clients(
+            &args.control,
+            &args.control_san,
+            trust,
+            token,
+            args.cluster_id.clone(),
+        )?;
         Ok((ca, xds))
     }
 }
