@@ -61,6 +61,19 @@ metadata: {name: at-ingress, namespace: shop}
 spec:
   targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: ingress}]
 ---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: foreign, namespace: shop}
+spec:
+  gatewayClassName: someone-else
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: at-foreign, namespace: shop}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: foreign}]
+---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: at-legacy, namespace: shop}
@@ -116,7 +129,11 @@ fn each_policy_says_which_proxy_enforces_it() {
         ),
         (
             "at-ingress",
-            "not enforced: Gateway shop/ingress is not a waypoint",
+            "enforced by gateway shop/ingress (L7, as written)",
+        ),
+        (
+            "at-foreign",
+            "not enforced: Gateway shop/foreign is of class \"someone-else\", which weft does not run",
         ),
         (
             "at-legacy",

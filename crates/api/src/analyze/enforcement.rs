@@ -5,6 +5,7 @@
 use super::Context;
 use crate::finding::{Code, Finding};
 use crate::gateway::WAYPOINT_CLASS;
+use crate::gateway_status::gateway_controller;
 use crate::istio::{Action, AuthorizationPolicy, PolicyTargetReference, WorkloadSelector};
 use crate::object::{Kind, LoadedObject, Object};
 
@@ -127,9 +128,13 @@ fn describe_target(
             Some(Object::Gateway(g)) if g.spec.gateway_class_name == WAYPOINT_CLASS => {
                 format!("enforced by waypoint {ns}/{name} (L7, as written)")
             }
+            Some(Object::Gateway(g))
+                if gateway_controller(context.snapshot, &g.spec.gateway_class_name).is_some() =>
+            {
+                format!("enforced by gateway {ns}/{name} (L7, as written)")
+            }
             Some(Object::Gateway(g)) => format!(
-                "not enforced: Gateway {ns}/{name} is not a waypoint (class {:?}) and weft runs \
-                 no other gateway",
+                "not enforced: Gateway {ns}/{name} is of class {:?}, which weft does not run",
                 g.spec.gateway_class_name
             ),
             _ => format!("not enforced: Gateway {ns}/{name} does not exist"),
