@@ -403,6 +403,11 @@ impl StrMatch {
         value.is_some_and(|v| self.matches_bytes(v.as_bytes(), <[u8]>::eq))
     }
 
+    /// As [`Self::matches`] for a value that need not be text (a header's bytes).
+    pub fn matches_raw(&self, value: Option<&[u8]>) -> bool {
+        value.is_some_and(|v| self.matches_bytes(v, <[u8]>::eq))
+    }
+
     /// As [`Self::matches`], comparing ASCII case-insensitively (hosts).
     pub fn matches_ignore_case(&self, value: &str) -> bool {
         self.matches_bytes(value.as_bytes(), <[u8]>::eq_ignore_ascii_case)

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 use crate::compile::{StrMatch, contains, negative, positive};
@@ -21,7 +21,7 @@ pub struct RequestFacts<'a> {
     pub host: &'a str,
     /// `:path`; the query string and fragment are ignored when matching paths.
     pub path: &'a str,
-    /// Request headers (several values of one name are matched joined by `,`).
+    /// Request headers, matched as bytes (several values of one name joined by `,`).
     pub headers: &'a HeaderMap,
     /// `<iss>/<sub>` of the request's validated JWT, if any (`None`: positive
     /// `requestPrincipals` cannot match, and their `not` form holds).
@@ -98,40 +98,57 @@ impl L7Match {
 impl HeaderCondition {
     fn matches(&self, headers: &HeaderMap) -> bool {
         let value = header_value(headers, &self.name);
-        let hit = |m: &StrMatch| m.matches(value.as_deref());
+        let hit = |m: &StrMatch| m.matches_raw(value.as_deref());
         positive(&self.values, hit) && negative(&self.not_values, hit)
     }
 }
 
-/// The header's value, several values joined by `,` (allocates only then); `None` when the
-/// header is absent or not text.
-fn header_value<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<Cow<'h, str>> {
-    let mut values = headers.get_all(name).iter().map(|v| v.to_str().ok());
-    let first = values.next()??;
-    let rest: Option<Vec<&str>> = values.collect();
-    let rest = rest?;
-    if rest.is_empty() {
+/// The header's value as bytes (as Envoy matches it: `obs-text` bytes 0x80-0xFF are legal
+/// and must not hide the header), several values joined by `,` (allocates only then);
+/// `None` only when the header is absent.
+fn header_value<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<Cow<'h, [u8]>> {
+    let mut values = headers.get_all(name).iter().map(HeaderValue::as_bytes);
+    let first = values.next()?;
+    let Some(second) = values.next() else {
         return Some(Cow::Borrowed(first));
+    };
+    let mut joined = [first, second].join(&b","[..]);
+    for value in values {
+        joined.push(b',');
+        joined.extend_from_slice(value);
     }
-    Some(Cow::Owned(
-        std::iter::once(first)
-            .chain(rest)
-            .collect::<Vec<_>>()
-            .join(","),
-    ))
+    Some(Cow::Owned(joined))
 }
 
-/// Hosts compare case-insensitively; a pattern also matches the host without its port.
+/// Hosts compare case-insensitively; a pattern also matches the host without its port. A
+/// trailing dot and an empty port are ignored (`a.example.com.:` is `a.example.com`), so
+/// no spelling of the same host escapes a rule whatever the caller canonicalized.
 fn host_matches(pattern: &StrMatch, host: &str) -> bool {
+    let (name, port) = split_host(host);
+    let canonical = match port {
+        None => Cow::Borrowed(name),
+        Some(port) if name.len() + 1 + port.len() == host.len() => Cow::Borrowed(host),
+        Some(port) => Cow::Owned(format!("{name}:{port}")),
+    };
     pattern.matches_ignore_case(host)
-        || strip_port(host).is_some_and(|h| pattern.matches_ignore_case(h))
+        || pattern.matches_ignore_case(&canonical)
+        || port.is_some() && pattern.matches_ignore_case(name)
 }
 
-/// `example.com:8080` -> `example.com`, `[::1]:80` -> `[::1]`; `None` without a port.
-fn strip_port(host: &str) -> Option<&str> {
-    let (name, port) = host.rsplit_once(':')?;
-    let valid_name = !name.contains(':') || name.ends_with(']');
-    (valid_name && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).then_some(name)
+/// `Example.com.:8080` -> (`Example.com`, `8080`), `[::1]:80` -> (`[::1]`, `80`),
+/// `example.com:` -> (`example.com`, none): the name without its trailing dot and the
+/// port, `None` when absent or empty.
+fn split_host(host: &str) -> (&str, Option<&str>) {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port))
+            if (!name.contains(':') || name.ends_with(']'))
+                && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            (name, (!port.is_empty()).then_some(port))
+        }
+        _ => (host, None),
+    };
+    (name.strip_suffix('.').unwrap_or(name), port)
 }
 
 /// The path without query string or fragment.
@@ -145,10 +162,14 @@ mod tests {
 
     #[test]
     fn ports_and_queries_are_cut_where_istio_cuts_them() {
-        assert_eq!(strip_port("Example.com:8080"), Some("Example.com"));
-        assert_eq!(strip_port("[::1]:80"), Some("[::1]"));
-        assert_eq!(strip_port("::1"), None);
-        assert_eq!(strip_port("example.com"), None);
+        assert_eq!(
+            split_host("Example.com.:8080"),
+            ("Example.com", Some("8080"))
+        );
+        assert_eq!(split_host("[::1]:80"), ("[::1]", Some("80")));
+        assert_eq!(split_host("[::1]:"), ("[::1]", None));
+        assert_eq!(split_host("::1"), ("::1", None));
+        assert_eq!(split_host("example.com."), ("example.com", None));
         assert_eq!(path_only("/a/b?x=1#f"), "/a/b");
     }
 
@@ -158,7 +179,11 @@ mod tests {
         headers.append("x-a", "1".parse().unwrap());
         headers.append("x-a", "2".parse().unwrap());
         let name = HeaderName::from_static("x-a");
-        assert_eq!(header_value(&headers, &name).as_deref(), Some("1,2"));
+        headers.append("x-a", "3".parse().unwrap());
+        assert_eq!(
+            header_value(&headers, &name).as_deref(),
+            Some(&b"1,2,3"[..])
+        );
         assert_eq!(
             header_value(&headers, &HeaderName::from_static("x-b")),
             None

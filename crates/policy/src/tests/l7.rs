@@ -365,3 +365,89 @@ fn evaluated_keys_are_the_ones_with_facts() {
         assert!(!wire::is_evaluated_key(key), "{key}");
     }
 }
+
+/// `x-debug` with the given raw values, on the request of [`get`].
+fn debug_headers(values: &[&[u8]]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for value in values {
+        headers.append("x-debug", http::HeaderValue::from_bytes(value).unwrap());
+    }
+    headers
+}
+
+#[test]
+fn header_values_with_obs_text_bytes_are_matched_not_taken_as_absent() {
+    let facts = mtls(WEB, "10.0.0.5", "10.0.1.2:8080");
+    let present = policy(
+        "{action: DENY, rules: [{when: [{key: 'request.headers[x-debug]', values: ['*']}]}]}",
+    );
+    let exact = policy(
+        "{action: DENY, rules: [{when: [{key: 'request.headers[x-debug]', values: ['é,1']}]}]}",
+    );
+    let not_values =
+        policy("{rules: [{when: [{key: 'request.headers[x-debug]', notValues: [safe]}]}]}");
+    for value in [&b"\xc3\xa9"[..], b"\xff", b"a\x80b"] {
+        let headers = debug_headers(&[value]);
+        let verdict = present
+            .evaluate_with(&facts, Some(&get(&headers)))
+            .outcome
+            .verdict;
+        assert_eq!(verdict, Verdict::Deny, "presence DENY with {value:?}");
+        let verdict = not_values
+            .evaluate_with(&facts, Some(&get(&headers)))
+            .outcome
+            .verdict;
+        assert_eq!(verdict, Verdict::Allow, "notValues ALLOW with {value:?}");
+    }
+    let headers = debug_headers(&["é".as_bytes(), b"1"]);
+    let verdict = exact
+        .evaluate_with(&facts, Some(&get(&headers)))
+        .outcome
+        .verdict;
+    assert_eq!(verdict, Verdict::Deny, "several values are joined by ','");
+    let headers = HeaderMap::new();
+    let verdict = present
+        .evaluate_with(&facts, Some(&get(&headers)))
+        .outcome
+        .verdict;
+    assert_eq!(verdict, Verdict::Allow, "an absent header has no value");
+}
+
+#[test]
+fn a_trailing_dot_or_an_empty_port_does_not_escape_a_host_rule() {
+    let facts = mtls(WEB, "10.0.0.5", "10.0.1.2:8080");
+    let deny = policy("{action: DENY, rules: [{to: [{operation: {hosts: [shop.example.com]}}]}]}");
+    let deny_port =
+        policy("{action: DENY, rules: [{to: [{operation: {hosts: ['shop.example.com:8080']}}]}]}");
+    let headers = HeaderMap::new();
+    for host in [
+        "shop.example.com.",
+        "Shop.Example.com:",
+        "shop.example.com.:8080",
+        "shop.example.com.:",
+    ] {
+        let request = RequestFacts {
+            host,
+            ..get(&headers)
+        };
+        let verdict = deny.evaluate_with(&facts, Some(&request)).outcome.verdict;
+        assert_eq!(verdict, Verdict::Deny, "{host}");
+    }
+    for host in ["shop.example.com.:8080", "SHOP.example.com:8080"] {
+        let request = RequestFacts {
+            host,
+            ..get(&headers)
+        };
+        let verdict = deny_port
+            .evaluate_with(&facts, Some(&request))
+            .outcome
+            .verdict;
+        assert_eq!(verdict, Verdict::Deny, "{host} with a port pattern");
+    }
+    let request = RequestFacts {
+        host: "shop.example.com.evil",
+        ..get(&headers)
+    };
+    let verdict = deny.evaluate_with(&facts, Some(&request)).outcome.verdict;
+    assert_eq!(verdict, Verdict::Allow, "another host");
+}
