@@ -14,8 +14,8 @@ use weft_l7::jwt::JwtOutcome;
 use weft_policy::RequestFacts;
 
 use super::conn::Conn;
-use super::headers::Target;
 use super::local::Failure;
+use super::target::Target;
 use crate::Waypoint;
 use crate::config::{BoundService, WaypointConfig};
 

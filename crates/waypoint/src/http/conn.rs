@@ -13,8 +13,8 @@ use weft_policy::{ConnectionFacts, Transport};
 use weft_upstream::{MeshService, MeshWorkload};
 
 use super::forward::Backend;
-use super::headers::Target;
 use super::local::Failure;
+use super::target::Target;
 use crate::Waypoint;
 use crate::config::{BoundService, WaypointConfig};
 use crate::gateway::{Downstream, Gateway};

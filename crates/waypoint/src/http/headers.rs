@@ -2,11 +2,12 @@
 //! added when absent, `x-forwarded-proto` added when absent (a tunnel carries plain HTTP)
 //! or, at a gateway, set to the client connection's scheme, the client's address appended
 //! to `x-forwarded-for` at a gateway,
-//! hop-by-hop headers dropped (except for an upgrade), the URI in the upstream's form
+//! hop-by-hop headers dropped (a WebSocket upgrade keeps only `Connection: upgrade` and
+//! `Upgrade: websocket`; an h2c upgrade is forwarded as a plain request), the URI in the upstream's form
 //! (origin-form with `Host` for HTTP/1.1, absolute for HTTP/2), the original client address
 //! from `X-Forwarded-For` per the trusted hops, and upgraded connections spliced.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -16,12 +17,14 @@ use hyper_util::rt::TokioIo;
 
 use super::conn::Conn;
 use super::forward::Head;
+use super::target::Target;
 use crate::Role;
 use crate::telemetry::AccessEntry;
 
 const X_REQUEST_ID: &str = "x-request-id";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const HTTP2_SETTINGS: &str = "http2-settings";
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -34,24 +37,6 @@ const HOP_BY_HOP: [&str; 8] = [
     "transfer-encoding",
     "upgrade",
 ];
-
-/// Where a request is addressed, as the pipeline reads it.
-#[derive(Debug, Clone)]
-pub(crate) struct Target {
-    /// Host, without port.
-    pub host: String,
-    /// Path with query.
-    pub path: String,
-    /// `host[:port]`, built once.
-    authority: String,
-}
-
-impl Target {
-    /// `host[:port]`.
-    pub fn authority(&self) -> &str {
-        &self.authority
-    }
-}
 
 /// Adds `x-request-id` when absent and `x-forwarded-proto: <scheme>` when absent, or
 /// always at the `edge` (a gateway: the client's claim is replaced by what it spoke).
@@ -87,15 +72,43 @@ fn request_id() -> String {
     weft_l7::trace::uuid_v4(&mut rand::rng())
 }
 
-/// True for an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`).
-pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+/// What an HTTP/1.1 request asks to upgrade to (`Connection: upgrade` + `Upgrade`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Upgrade {
+    /// No upgrade (an `Upgrade` header without `Connection: upgrade` is only hop-by-hop).
+    None,
+    /// `websocket`: forwarded and, on a 101, spliced.
+    WebSocket,
+    /// `h2c`: its headers are dropped and the request forwarded as a plain one.
+    H2c,
+    /// Anything else (the `Upgrade` value): refused.
+    Other(String),
+}
+
+/// What `headers` ask to upgrade to; an h2c upgrade's `Upgrade` and `HTTP2-Settings`
+/// headers are removed on the way (the `Connection` tokens go with the hop-by-hop ones).
+pub(crate) fn upgrade(headers: &mut HeaderMap) -> Upgrade {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let mut values = headers.get_all(header::UPGRADE).iter();
+    let (Some(value), true) = (values.next(), connection_upgrade) else {
+        return Upgrade::None;
+    };
+    let single = values.next().is_none();
+    let value = String::from_utf8_lossy(value.as_bytes()).trim().to_owned();
+    if single && value.eq_ignore_ascii_case("websocket") {
+        Upgrade::WebSocket
+    } else if single && value.eq_ignore_ascii_case("h2c") {
+        headers.remove(header::UPGRADE);
+        headers.remove(HTTP2_SETTINGS);
+        Upgrade::H2c
+    } else {
+        Upgrade::Other(value)
+    }
 }
 
 /// True for gRPC (`content-type: application/grpc...`).
@@ -106,48 +119,10 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
-/// Host, port and path of the request (`:authority` or `Host`, else the destination).
-pub(crate) fn target(parts: &Parts, destination: SocketAddr) -> Target {
-    let raw = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            let host = parts.headers.get(header::HOST)?.to_str().ok()?;
-            Some(host.to_owned())
-        })
-        .unwrap_or_else(|| destination.to_string());
-    let (host, port) = split_authority(&raw);
-    let authority = match port {
-        // `host:port` with the port written in its shortest form already (the usual case).
-        Some(port) if raw.len() == host.len() + 1 + decimal_digits(port) => raw,
-        Some(port) => format!("{host}:{port}"),
-        None => raw,
-    };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    Target {
-        host,
-        path,
-        authority,
-    }
-}
-
-fn decimal_digits(number: u16) -> usize {
-    number.checked_ilog10().map_or(1, |log| log as usize + 1)
-}
-
-fn split_authority(authority: &str) -> (String, Option<u16>) {
-    if let Some((host, port)) = authority.rsplit_once(':')
-        && (!host.contains(':') || host.ends_with(']'))
-        && let Ok(port) = port.parse()
-    {
-        return (host.to_owned(), Some(port));
-    }
-    (authority.to_owned(), None)
+/// True for gRPC proper, which needs HTTP/2 (gRPC-Web travels over HTTP/1.1 as well).
+pub(crate) fn needs_h2(headers: &HeaderMap) -> bool {
+    let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
+    is_grpc(headers) && !content_type.is_some_and(|v| v.starts_with(b"application/grpc-web"))
 }
 
 /// The original client: the entry `trusted_hops` from the right of `X-Forwarded-For`
@@ -182,7 +157,7 @@ pub(crate) fn access_entry(
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     AccessEntry {
         method: parts.method.as_str().to_owned(),
-        authority: target.authority.clone(),
+        authority: target.authority().to_owned(),
         path: target.path.clone(),
         protocol: if h2 { "HTTP/2" } else { "HTTP/1.1" },
         flags: "-",
@@ -206,8 +181,10 @@ pub(crate) fn head(
     h2: bool,
     upgrade: bool,
 ) -> Head {
-    if !upgrade {
-        strip_hop_by_hop(&mut headers);
+    strip_hop_by_hop(&mut headers);
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     let authority = target.authority();
     let uri = if h2 {

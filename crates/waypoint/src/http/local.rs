@@ -41,6 +41,35 @@ impl Failure {
         Self::new(StatusCode::UNAUTHORIZED, "UAEX", "Jwt verification fails")
     }
 
+    /// The request head cannot be read as a request (a path that is not absolute, a host
+    /// whose port is not a number).
+    pub fn bad_request(reason: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "DPE",
+            format!("bad request: {reason}"),
+        )
+    }
+
+    /// An HTTP/1.1 upgrade to something other than WebSocket (h2c is forwarded as a plain
+    /// request instead).
+    pub fn upgrade_refused(protocol: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "-",
+            format!("upgrade to {protocol:?} is not allowed: only websocket upgrades are"),
+        )
+    }
+
+    /// The backend switched protocols for a request that did not ask for WebSocket.
+    pub fn unexpected_upgrade() -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "UPE",
+            "upstream switched protocols without a websocket upgrade request",
+        )
+    }
+
     /// Routes exist for the service but none matched.
     pub fn no_route() -> Self {
         Self::new(StatusCode::NOT_FOUND, "NR", "")

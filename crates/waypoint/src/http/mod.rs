@@ -13,6 +13,7 @@ pub(crate) mod headers;
 pub(crate) mod local;
 mod pipeline;
 mod series;
+mod target;
 
 use std::convert::Infallible;
 use std::pin::pin;

@@ -25,9 +25,10 @@ use weft_upstream::{MeshService, MeshWorkload, PortMapping};
 use super::body::Observed;
 use super::conn::Conn;
 use super::forward::{Attempts, Backend, forward};
-use super::headers::{self, Target};
+use super::headers::{self, Upgrade};
 use super::local::{self, Failure};
 use super::series::{Outcome, SeriesCache};
+use super::target::{self, Target};
 use super::{Body, boxed, empty};
 use crate::Waypoint;
 use crate::routing::RouteChoice;
@@ -63,8 +64,12 @@ pub(crate) async fn handle(
     mut request: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
-    let upgrade =
-        (!h2 && headers::is_upgrade(request.headers())).then(|| hyper::upgrade::on(&mut request));
+    let kind = if h2 {
+        Upgrade::None
+    } else {
+        headers::upgrade(request.headers_mut())
+    };
+    let upgrade = (kind == Upgrade::WebSocket).then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     headers::prepare(&mut parts.headers, conn.scheme(), conn.is_edge());
     let span = waypoint
@@ -74,22 +79,30 @@ pub(crate) async fn handle(
         .map(|tracer| tracer.start(&mut parts));
     let received = Arc::new(AtomicU64::new(0));
     let replayable = body.is_end_stream();
-    let target = headers::target(&parts, conn.destination());
+    let admitted = admit(&kind, &mut parts, &conn);
+    let logged = admitted.as_ref().ok().cloned();
+    let logged = logged.unwrap_or_else(|| Target::unread(&parts));
     let mut exchange = Exchange {
-        entry: headers::access_entry(&parts, &target, h2, &conn, waypoint.options().role),
+        entry: headers::access_entry(&parts, &logged, h2, &conn, waypoint.options().role),
         endpoint: None,
         service: None,
         grpc: headers::is_grpc(&parts.headers),
     };
-    let request = Pending {
-        body: boxed(Observed::counting(boxed(body), Arc::clone(&received))),
-        parts,
-        target,
-        h2,
-        replayable,
-        upgrade,
+    let outcome = match admitted {
+        Ok(target) => {
+            let request = Pending {
+                body: boxed(Observed::counting(boxed(body), Arc::clone(&received))),
+                parts,
+                target,
+                h2,
+                replayable,
+                upgrade,
+            };
+            process(&waypoint, &conn, request, &mut exchange).await
+        }
+        Err(failure) => Err(failure),
     };
-    let response = match process(&waypoint, &conn, request, &mut exchange).await {
+    let response = match outcome {
         Ok(response) => response,
         Err(failure) => {
             exchange.entry.flags = failure.flags;
@@ -104,6 +117,16 @@ pub(crate) async fn handle(
         span,
     };
     finish(&waypoint, ends, exchange, response)
+}
+
+/// The request's canonical target, once its upgrade is one that is served and its path
+/// has been normalized.
+fn admit(kind: &Upgrade, parts: &mut Parts, conn: &Conn) -> Result<Target, Failure> {
+    if let Upgrade::Other(protocol) = kind {
+        return Err(Failure::upgrade_refused(protocol));
+    }
+    target::normalize(parts)?;
+    target::target(parts, conn.destination())
 }
 
 async fn process(
@@ -255,7 +278,7 @@ fn routed<'a>(
     if let Some(answer) = apply(chosen.filters(), &mut request.parts, &context)? {
         return Ok(Plan::Answer(answer));
     }
-    request.target = headers::target(&request.parts, conn.destination());
+    request.target = target::target(&request.parts, conn.destination())?;
     let backend = resolve(waypoint, chosen)?;
     let mirrors = rule.filters().mirrors().iter();
     for mirror in mirrors.chain(chosen.filters().mirrors()) {
@@ -371,7 +394,7 @@ async fn send(
     attempts: &Attempts<'_>,
     exchange: &mut Exchange,
 ) -> Result<Response<Body>, Failure> {
-    let h2 = request.upgrade.is_none() && upstream_h2(waypoint, backend, request.h2);
+    let h2 = request.upgrade.is_none() && upstream_h2(waypoint, backend, &request);
     let Parts {
         method,
         uri,
@@ -390,12 +413,13 @@ async fn send(
             exchange.entry.upstream_ms = u64::try_from(forwarded.upstream_time.as_millis()).ok();
             exchange.endpoint = forwarded.endpoint;
             let mut response = forwarded.response;
-            if let Some(downstream) = request.upgrade
-                && response.status() == StatusCode::SWITCHING_PROTOCOLS
-            {
-                headers::splice(downstream, hyper::upgrade::on(&mut response));
-            } else {
-                headers::strip_hop_by_hop(response.headers_mut());
+            let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+            match request.upgrade {
+                Some(downstream) if switched => {
+                    headers::splice(downstream, hyper::upgrade::on(&mut response));
+                }
+                None if switched => return Err(Failure::unexpected_upgrade()),
+                _ => headers::strip_hop_by_hop(response.headers_mut()),
             }
             Ok(response.map(boxed))
         }
@@ -406,19 +430,21 @@ async fn send(
     }
 }
 
-/// Whether to speak HTTP/2 to `backend`: yes when its port is declared `HTTP2` or `GRPC`
-/// (a service bound to this waypoint, or the service's own port in the workload API, e.g.
-/// `appProtocol: kubernetes.io/h2c`), else as the client spoke.
-fn upstream_h2(waypoint: &Waypoint, backend: &Backend, client_h2: bool) -> bool {
+/// Whether to speak HTTP/2 to `backend`, as Istio decides from the service port: yes when
+/// the port is declared `HTTP2` or `GRPC` (a service bound to this waypoint, or the
+/// service's own port in the workload API, e.g. `appProtocol: kubernetes.io/h2c`), else
+/// HTTP/1.1 whatever the client spoke, except for gRPC from an HTTP/2 client (it needs
+/// HTTP/2) and for another waypoint (it serves both, the client's choice is kept).
+fn upstream_h2(waypoint: &Waypoint, backend: &Backend, request: &Pending) -> bool {
+    let grpc = request.h2 && headers::needs_h2(&request.parts.headers);
     let Backend::Service { service, port } = backend else {
-        return client_h2;
+        return grpc || (request.h2 && matches!(backend, Backend::ViaWaypoint { .. }));
     };
     let config = waypoint.config();
     let declared = config
         .service(service.key())
         .map(|bound| bound.protocol(port.service_port));
-    client_h2
-        || matches!(declared, Some(Protocol::Http2 | Protocol::Grpc))
+    grpc || matches!(declared, Some(Protocol::Http2 | Protocol::Grpc))
         || declares_h2(service, port.service_port)
 }
 
@@ -442,7 +468,7 @@ fn send_mirror(waypoint: &Waypoint, mirror: &Mirror, request: &Pending) {
     let Ok(backend) = resolve(waypoint, mirror.backend()) else {
         return;
     };
-    let h2 = upstream_h2(waypoint, &backend, request.h2);
+    let h2 = upstream_h2(waypoint, &backend, request);
     let parts = &request.parts;
     let (method, uri, headers) = (
         parts.method.clone(),

@@ -194,6 +194,11 @@ async fn h2c_clients_are_served_and_requests_are_counted_as_source() {
         (answer.status, answer.body.as_str()),
         (200, "echo-a GET /h2 0")
     );
+    assert_eq!(
+        answer.header("x-version"),
+        "HTTP/1.1",
+        "an undeclared (http) port gets HTTP/1.1 whatever the client spoke"
+    );
     eventually("the request metric", || async {
         let metrics = fixture.metrics().await;
         metrics.lines().any(|line| {
@@ -292,7 +297,6 @@ async fn gateway_policies_see_the_original_client_behind_trusted_proxies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrades_are_spliced_to_the_mesh_backend() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let resource = gateway(vec![listener(
         "any",
         PORT,
@@ -304,16 +308,10 @@ async fn websocket_upgrades_are_spliced_to_the_mesh_backend() {
     let request = Request::get("/ws")
         .header("host", "shop.test")
         .header("connection", "upgrade")
-        .header("upgrade", "echo")
+        .header("upgrade", "websocket")
         .body(empty())
         .unwrap();
     client.ready().await.unwrap();
     let response = client.send_request(request).await.expect("101");
-    assert_eq!(response.status(), 101);
-    let upgraded = hyper::upgrade::on(response).await.expect("upgraded");
-    let mut io = TokioIo::new(upgraded);
-    io.write_all(b"through the gateway").await.unwrap();
-    let mut buf = [0_u8; 19];
-    io.read_exact(&mut buf).await.unwrap();
-    assert_eq!(&buf, b"through the gateway");
+    crate::harness::assert_echoes(response, b"through the gateway").await;
 }

@@ -524,8 +524,10 @@ fn header<'r>(request: &'r Request<Incoming>, name: &str) -> Option<&'r str> {
     request.headers().get(name)?.to_str().ok()
 }
 
+/// Switches to echoing bytes, answering the request's own `Upgrade` token; the request's
+/// headers come back as `x-seen-<name>`.
 fn upgrade(request: &mut Request<Incoming>) -> Response<Full<Bytes>> {
-    let on_upgrade = hyper::upgrade::on(request);
+    let on_upgrade = hyper::upgrade::on(&mut *request);
     tokio::spawn(async move {
         if let Ok(upgraded) = on_upgrade.await {
             let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
@@ -534,13 +536,27 @@ fn upgrade(request: &mut Request<Incoming>) -> Response<Full<Bytes>> {
     });
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    for (name, value) in request.headers() {
+        if let Ok(seen) = http::HeaderName::from_bytes(format!("x-seen-{name}").as_bytes()) {
+            headers.append(seen, value.clone());
+        }
+    }
+    headers.insert("connection", "upgrade".parse().unwrap());
+    let token = request.headers()[http::header::UPGRADE].clone();
+    headers.insert("upgrade", token);
     response
-        .headers_mut()
-        .insert("connection", "upgrade".parse().unwrap());
-    response
-        .headers_mut()
-        .insert("upgrade", "echo".parse().unwrap());
-    response
+}
+
+/// Upgrades the 101 `response` of the echo app and checks that `bytes` come back.
+pub async fn assert_echoes(response: Response<Incoming>, bytes: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    assert_eq!(response.status(), 101);
+    let mut io = TokioIo::new(hyper::upgrade::on(response).await.expect("upgraded"));
+    io.write_all(bytes).await.unwrap();
+    let mut echoed = vec![0_u8; bytes.len()];
+    io.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(echoed, bytes);
 }
 
 /// The client workload.

@@ -5,7 +5,6 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_proto::l7 as pb;
 use weft_proto::security::{Action, Clause, Rule};
 
@@ -232,18 +231,12 @@ async fn websocket_upgrades_are_spliced() {
     let request = Request::get("/ws")
         .header("host", "echo")
         .header("connection", "upgrade")
-        .header("upgrade", "echo")
+        .header("upgrade", "websocket")
         .body(empty())
         .unwrap();
     h1.ready().await.unwrap();
     let response = h1.send_request(request).await.expect("101");
-    assert_eq!(response.status(), 101);
-    let upgraded = hyper::upgrade::on(response).await.expect("upgraded");
-    let mut io = hyper_util::rt::TokioIo::new(upgraded);
-    io.write_all(b"ping over the upgrade").await.unwrap();
-    let mut buf = [0_u8; 21];
-    io.read_exact(&mut buf).await.unwrap();
-    assert_eq!(&buf, b"ping over the upgrade");
+    assert_echoes(response, b"ping over the upgrade").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

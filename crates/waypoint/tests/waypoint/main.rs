@@ -11,4 +11,5 @@ mod jwt;
 mod limits;
 mod logs;
 mod otlp;
+mod request_head;
 mod resilience;
