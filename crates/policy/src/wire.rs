@@ -157,8 +157,14 @@ impl Converter<'_> {
             not_principals: principals(s.not_principals.as_ref()),
             namespaces: wildcards(s.namespaces.as_ref()),
             not_namespaces: wildcards(s.not_namespaces.as_ref()),
-            service_accounts: self.accounts(s.service_accounts.as_ref()),
-            not_service_accounts: self.accounts(s.not_service_accounts.as_ref()),
+            service_accounts: self.accounts(
+                &format!("{path}.serviceAccounts"),
+                s.service_accounts.as_ref(),
+            )?,
+            not_service_accounts: self.accounts(
+                &format!("{path}.notServiceAccounts"),
+                s.not_service_accounts.as_ref(),
+            )?,
             source_ips: self.cidrs(&format!("{path}.ipBlocks"), s.ip_blocks.as_ref())?,
             not_source_ips: self.cidrs(&format!("{path}.notIpBlocks"), s.not_ip_blocks.as_ref())?,
             ..Match::default()
@@ -290,28 +296,63 @@ impl Converter<'_> {
             .into_iter()
             .flatten()
             .map(|v| {
-                let port = v.parse::<u32>().map_err(|_| {
-                    self.ctx.error(
-                        field,
-                        Problem::Malformed(format!("{v:?} is not a port number")),
-                    )
-                })?;
-                self.ctx.port(|| field.to_owned(), port).map(u32::from)
+                parse_port(v).map(u32::from).map_err(|reason| {
+                    self.ctx
+                        .error(field, Problem::Malformed(format!("{v:?} {reason}")))
+                })
             })
             .collect()
     }
 
-    /// `ns/name`, or `name` in the policy's namespace.
-    fn accounts(self, values: Option<&Vec<String>>) -> Vec<ServiceAccountMatch> {
-        let account = |v: &String| {
-            let (namespace, name) = v.split_once('/').unwrap_or((self.namespace, v));
-            ServiceAccountMatch {
-                namespace: namespace.to_owned(),
-                service_account: name.to_owned(),
-            }
-        };
-        values.into_iter().flatten().map(account).collect()
+    /// `ns/name`, or `name` in the policy's namespace (see [`service_account`]).
+    fn accounts(
+        self,
+        field: &str,
+        values: Option<&Vec<String>>,
+    ) -> Result<Vec<ServiceAccountMatch>, ValidationError> {
+        values
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                service_account(v, self.namespace).map_err(|reason| {
+                    self.ctx
+                        .error(field, Problem::Malformed(format!("{v:?} {reason}")))
+                })
+            })
+            .collect()
     }
+}
+
+/// A port of a policy (`ports`, `notPorts`, `when` key `destination.port`): a number in
+/// 1-65535, as the node proxy's compiler requires.
+///
+/// # Errors
+/// Why the value is not such a port (completes a sentence starting with the value).
+pub fn parse_port(value: &str) -> Result<u16, &'static str> {
+    match value.parse::<u16>() {
+        Ok(0) => Err("is not a port: ports are 1-65535"),
+        Ok(port) => Ok(port),
+        Err(_) => Err("is not a port number"),
+    }
+}
+
+/// A `serviceAccounts` entry: `ns/name`, or `name` in `namespace` (the policy's).
+///
+/// # Errors
+/// Why the value names no service account (an empty namespace or name; completes a
+/// sentence starting with the value).
+pub fn service_account(value: &str, namespace: &str) -> Result<ServiceAccountMatch, &'static str> {
+    let (namespace, name) = value.split_once('/').unwrap_or((namespace, value));
+    if namespace.is_empty() {
+        return Err("has an empty namespace (write NAMESPACE/NAME or NAME)");
+    }
+    if name.is_empty() {
+        return Err("has an empty service account name (write NAMESPACE/NAME or NAME)");
+    }
+    Ok(ServiceAccountMatch {
+        namespace: namespace.to_owned(),
+        service_account: name.to_owned(),
+    })
 }
 
 /// `m` with `request` as its `weft.l7.request` extension, unless `request` is empty.

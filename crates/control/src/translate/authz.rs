@@ -14,7 +14,10 @@ use weft_proto::security::{
 };
 
 pub use weft_policy::wire::DRY_RUN_ANNOTATION;
-use weft_policy::wire::{parse_cidr, principal as principal_match, wildcard as wildcard_match};
+use weft_policy::wire::{
+    parse_cidr, parse_port, principal as principal_match, service_account,
+    wildcard as wildcard_match,
+};
 
 /// Result of translating one policy on its own.
 #[derive(Debug, Clone, PartialEq)]
@@ -282,8 +285,12 @@ impl RuleBuilder<'_> {
             not_principals: strings(&source.not_principals, principal_match),
             namespaces: strings(&source.namespaces, wildcard_match),
             not_namespaces: strings(&source.not_namespaces, wildcard_match),
-            service_accounts: self.service_accounts(&source.service_accounts),
-            not_service_accounts: self.service_accounts(&source.not_service_accounts),
+            service_accounts: self
+                .service_accounts(&source.service_accounts, &format!("{path}.serviceAccounts")),
+            not_service_accounts: self.service_accounts(
+                &source.not_service_accounts,
+                &format!("{path}.notServiceAccounts"),
+            ),
             source_ips: self.cidrs(&source.ip_blocks, &format!("{path}.ipBlocks")),
             not_source_ips: self.cidrs(&source.not_ip_blocks, &format!("{path}.notIpBlocks")),
             ..Match::default()
@@ -343,44 +350,40 @@ impl RuleBuilder<'_> {
     }
 
     fn cidrs(&mut self, values: &Option<Vec<String>>, field: &str) -> Vec<Address> {
-        let mut out = Vec::new();
-        for value in values.iter().flatten() {
-            match parse_cidr(value) {
-                Some(address) => out.push(address),
-                None => self.drop_field(
-                    field.to_owned(),
-                    format!("{value:?} is not an IP address or CIDR"),
-                ),
-            }
-        }
-        out
+        self.usable(values, field, |v| {
+            parse_cidr(v).ok_or("is not an IP address or CIDR")
+        })
     }
 
     fn ports(&mut self, values: &Option<Vec<String>>, field: &str) -> Vec<u32> {
+        self.usable(values, field, |v| parse_port(v).map(u32::from))
+    }
+
+    fn service_accounts(
+        &mut self,
+        values: &Option<Vec<String>>,
+        field: &str,
+    ) -> Vec<ServiceAccountMatch> {
+        let namespace = self.namespace;
+        self.usable(values, field, |v| service_account(v, namespace))
+    }
+
+    /// The values `parse` accepts, with the node proxy's checks; each other value is dropped
+    /// (the rule is dropped or widened) with `parse`'s reason.
+    fn usable<T>(
+        &mut self,
+        values: &Option<Vec<String>>,
+        field: &str,
+        parse: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Vec<T> {
         let mut out = Vec::new();
         for value in values.iter().flatten() {
-            match value.parse::<u16>() {
-                Ok(port) => out.push(u32::from(port)),
-                Err(_) => {
-                    self.drop_field(field.to_owned(), format!("{value:?} is not a port number"));
-                }
+            match parse(value) {
+                Ok(parsed) => out.push(parsed),
+                Err(reason) => self.drop_field(field.to_owned(), format!("{value:?} {reason}")),
             }
         }
         out
-    }
-
-    fn service_accounts(&self, values: &Option<Vec<String>>) -> Vec<ServiceAccountMatch> {
-        let account = |value: &String| match value.split_once('/') {
-            Some((namespace, name)) => ServiceAccountMatch {
-                namespace: namespace.to_owned(),
-                service_account: name.to_owned(),
-            },
-            None => ServiceAccountMatch {
-                namespace: self.namespace.to_owned(),
-                service_account: value.clone(),
-            },
-        };
-        values.iter().flatten().map(account).collect()
     }
 }
 

@@ -339,12 +339,32 @@ fn l4_fields_compile_from_the_user_policy_as_translation_does() {
 
 #[test]
 fn unparsable_values_name_the_field() {
-    let yaml = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
-        metadata: {name: p, namespace: shop}\n\
-        spec: {rules: [{to: [{operation: {ports: [http]}}]}]}";
-    let parsed: AuthorizationPolicy = weft_api::yaml::from_str(yaml).unwrap();
-    let err = CompiledPolicy::from_api(&parsed, "istio-system").unwrap_err();
-    assert_eq!(err.field, "spec.rules[0].to[0].operation.ports");
+    for (rule, field) in [
+        (
+            "{to: [{operation: {ports: [http]}}]}",
+            "spec.rules[0].to[0].operation.ports",
+        ),
+        (
+            "{to: [{operation: {notPorts: ['0']}}]}",
+            "spec.rules[0].to[0].operation.notPorts",
+        ),
+        (
+            "{from: [{source: {serviceAccounts: [shop/]}}]}",
+            "spec.rules[0].from[0].source.serviceAccounts",
+        ),
+        (
+            "{from: [{source: {notServiceAccounts: [/web]}}]}",
+            "spec.rules[0].from[0].source.notServiceAccounts",
+        ),
+    ] {
+        let yaml = format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n\
+             metadata: {{name: p, namespace: shop}}\nspec: {{rules: [{rule}]}}"
+        );
+        let parsed: AuthorizationPolicy = weft_api::yaml::from_str(&yaml).unwrap();
+        let err = CompiledPolicy::from_api(&parsed, "istio-system").unwrap_err();
+        assert_eq!(err.field, field, "{rule}");
+    }
 }
 
 #[test]
