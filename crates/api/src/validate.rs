@@ -5,9 +5,7 @@
 //! [`crate::constraints`], applied by [`crate::schema`].
 
 use crate::finding::Code;
-use crate::istio::{
-    AuthorizationPolicy, JwtRule, RequestAuthentication, ServiceEntry, WorkloadSelector,
-};
+use crate::istio::{JwtRule, RequestAuthentication, ServiceEntry, WorkloadSelector};
 use crate::object::Object;
 use crate::suggest::Segment;
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Service};
@@ -34,6 +32,8 @@ macro_rules! path {
 macro_rules! at {
     ($($segment:expr),* $(,)?) => { [$(Segment::from($segment)),*] };
 }
+
+mod policy;
 
 impl From<&str> for Segment {
     fn from(key: &str) -> Self {
@@ -229,9 +229,11 @@ pub fn check_object(object: &Object) -> Vec<Problem> {
                 problems.cidr(cidr, path!("spec", "podCIDRs", i));
             }
         }
-        Object::AuthorizationPolicy(policy) => check_authorization_policy(policy, &mut problems),
+        Object::AuthorizationPolicy(policy) => {
+            policy::check_authorization_policy(policy, &mut problems);
+        }
         Object::PeerAuthentication(peer) => {
-            check_workload_selector(peer.spec.selector.as_ref(), &mut problems);
+            policy::check_peer_authentication(peer, &mut problems);
         }
         Object::RequestAuthentication(authn) => check_request_authentication(authn, &mut problems),
         Object::ServiceEntry(entry) => check_service_entry(entry, &mut problems),
@@ -331,69 +333,6 @@ fn check_workload_selector(selector: Option<&WorkloadSelector>, problems: &mut P
             &selector.match_labels,
             &at!("spec", "selector", "matchLabels"),
         );
-    }
-}
-
-fn check_authorization_policy(policy: &AuthorizationPolicy, problems: &mut Problems) {
-    let spec = &policy.spec;
-    check_workload_selector(spec.selector.as_ref(), problems);
-    let has_targets =
-        spec.target_ref.is_some() || spec.target_refs.as_ref().is_some_and(|t| !t.is_empty());
-    if spec.selector.is_some() && has_targets {
-        let message = "selector and targetRefs are mutually exclusive: use selector for node-proxy (L4) \
-                       enforcement on workloads, or targetRefs for a waypoint/gateway, not both";
-        problems.push(
-            Code::PolicySelectorAndTargetRefs,
-            path!("spec", "targetRefs"),
-            message,
-        );
-    }
-    if spec.action == Some(crate::istio::Action::Custom) && spec.provider.is_none() {
-        problems.push(
-            Code::MissingField,
-            path!("spec", "action"),
-            "action CUSTOM requires spec.provider",
-        );
-    }
-    for (r, rule) in spec.rules.iter().flatten().enumerate() {
-        for (f, from) in rule.from.iter().flatten().enumerate() {
-            let Some(source) = &from.source else { continue };
-            let blocks = [
-                ("ipBlocks", &source.ip_blocks),
-                ("notIpBlocks", &source.not_ip_blocks),
-                ("remoteIpBlocks", &source.remote_ip_blocks),
-                ("notRemoteIpBlocks", &source.not_remote_ip_blocks),
-            ];
-            for (field, values) in blocks {
-                for (i, value) in values.iter().flatten().enumerate() {
-                    problems.cidr(
-                        value,
-                        path!("spec", "rules", r, "from", f, "source", field, i),
-                    );
-                }
-            }
-        }
-        for (t, to) in rule.to.iter().flatten().enumerate() {
-            let Some(operation) = &to.operation else {
-                continue;
-            };
-            for (field, values) in [
-                ("ports", &operation.ports),
-                ("notPorts", &operation.not_ports),
-            ] {
-                for (i, value) in values.iter().flatten().enumerate() {
-                    let path = path!("spec", "rules", r, "to", t, "operation", field, i);
-                    match value.parse::<i64>() {
-                        Ok(port) => problems.port(port, path),
-                        Err(_) => problems.push(
-                            Code::InvalidValue,
-                            path,
-                            format!("port \"{value}\" is not a number"),
-                        ),
-                    }
-                }
-            }
-        }
     }
 }
 

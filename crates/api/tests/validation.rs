@@ -88,9 +88,9 @@ const MISTAKES: &[(&str, Code, usize)] = &[
         5,
     ),
     (
-        "kind: PeerAuthentication\nspec:\n  portLevelMtls:\n    8080: {mode: STRICT}\n    70000: {mode: DISABLE}\n",
+        "kind: PeerAuthentication\nspec:\n  selector: {matchLabels: {app: a}}\n  portLevelMtls:\n    8080: {mode: STRICT}\n    70000: {mode: DISABLE}\n",
         Code::PortOutOfRange,
-        5,
+        6,
     ),
     (
         "kind: ServiceEntry\nspec:\n  hosts: [api.example.com]\n  ports:\n  - {number: 443, name: https, protocol: TLS, targetPort: 0}\n",

@@ -1,0 +1,89 @@
+//! `weft validate` on AuthorizationPolicy and PeerAuthentication values a node proxy cannot
+//! use (which would otherwise pass validation and silently not be enforced), at their lines.
+
+use std::path::Path;
+use weft_api::{Code, parse_manifests};
+
+/// (code, line, message) of every finding for `text`.
+fn findings(text: &str) -> Vec<(Code, usize, String)> {
+    parse_manifests(text, Path::new("t.yaml"))
+        .findings
+        .iter()
+        .map(|f| (f.code, f.source.line, f.message.clone()))
+        .collect()
+}
+
+const POLICY: &str = "\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  action: DENY
+  rules:
+  - from:
+    - source:
+        serviceAccounts: [web, shop/, /admin]
+        notServiceAccounts: [ops/admin]
+    to:
+    - operation: {ports: ['0', '8080']}
+    when:
+    - key: destination.port
+      values: ['0']
+      notValues: [http]
+    - {key: source.ip, values: [10.0.0.0/33]}
+";
+
+#[test]
+fn unusable_authorization_policy_values_are_errors_at_their_lines() {
+    let found = findings(POLICY);
+    let codes: Vec<(Code, usize)> = found.iter().map(|(c, l, _)| (*c, *l)).collect();
+    assert_eq!(
+        codes,
+        [
+            (Code::InvalidValue, 9),
+            (Code::InvalidValue, 9),
+            (Code::PortOutOfRange, 12),
+            (Code::PortOutOfRange, 15),
+            (Code::InvalidValue, 16),
+            (Code::BadCidr, 17),
+        ],
+        "{found:#?}"
+    );
+    assert!(
+        found[0].2.contains("\"shop/\" has an empty name"),
+        "{}",
+        found[0].2
+    );
+    assert!(
+        found[1].2.contains("\"/admin\" has an empty namespace"),
+        "{}",
+        found[1].2
+    );
+}
+
+fn peer_authentication(spec: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n\
+         metadata: {{name: default, namespace: istio-system}}\nspec:\n{spec}"
+    )
+}
+
+#[test]
+fn port_level_mtls_without_a_selector_is_an_error() {
+    for spec in [
+        "  mtls: {mode: STRICT}\n  portLevelMtls:\n    8080: {mode: PERMISSIVE}\n",
+        "  selector: {matchLabels: {}}\n  portLevelMtls:\n    8080: {mode: DISABLE}\n",
+    ] {
+        let found = findings(&peer_authentication(spec));
+        assert_eq!(found.len(), 1, "{spec}: {found:#?}");
+        let (code, _, message) = &found[0];
+        assert_eq!(*code, Code::MissingField);
+        assert!(
+            message.contains("portLevelMtls requires a selector"),
+            "{message}"
+        );
+    }
+    let selected =
+        "  selector: {matchLabels: {app: db}}\n  portLevelMtls:\n    8080: {mode: PERMISSIVE}\n";
+    assert!(findings(&peer_authentication(selected)).is_empty());
+}
