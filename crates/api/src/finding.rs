@@ -101,6 +101,8 @@ codes! {
     RouteNeedsWaypoint = "route-needs-waypoint", Warning, "A route attached to a Service that has no waypoint is not enforced in ambient mode.";
     ServiceSelectsNoPods = "service-selects-no-pods", Warning, "A Service selector matches no Pod (bare or from a workload template).";
     WaypointNotFound = "waypoint-not-found", Error, "istio.io/use-waypoint names a waypoint Gateway that does not exist.";
+    WaypointNamespaceNotAllowed = "waypoint-namespace-not-allowed", Error, "istio.io/use-waypoint-namespace names a waypoint whose HBONE listener's allowedRoutes.namespaces does not allow the labelled object's namespace; the waypoint is not used.";
+    ServiceAddressConflict = "service-address-conflict", Error, "A ServiceEntry claims a VIP that a Kubernetes Service or an older ServiceEntry already has; the VIP is dropped from it.";
     IgnoredPath = "ignored-path", Info, "A path was skipped because a .weftignore file lists it.";
     NotARegularFile = "not-a-regular-file", Error, "A manifest path is a FIFO, socket or device (directly or through a symlink); it is not read.";
     OverLimit = "over-limit", Error, "A file or YAML document is over weft's size or nesting-depth limit; it is not read.";

@@ -95,6 +95,16 @@ const BROKEN: &[(&str, Code, usize)] = &[
         2,
     ),
     ("waypoint-not-found.yaml", Code::WaypointNotFound, 2),
+    (
+        "service-address-conflict.yaml",
+        Code::ServiceAddressConflict,
+        2,
+    ),
+    (
+        "waypoint-namespace-not-allowed.yaml",
+        Code::WaypointNamespaceNotAllowed,
+        2,
+    ),
     // Gateway API status reasons, on the listener or parentRef/backendRef concerned.
     (
         "route-parent-not-allowed.yaml",

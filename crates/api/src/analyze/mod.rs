@@ -2,11 +2,16 @@
 //! references between routes, gateways and services, policies and the workloads they select,
 //! and waypoint labels. Single-object checks live in [`crate::validate`].
 
+mod addresses;
 mod backend_tls;
 mod enforcement;
 mod gateways;
 mod policy;
 mod routes;
+mod waypoints;
+
+pub use addresses::{vip_claims, vip_conflict_message};
+pub use waypoints::waypoint_allows_namespace;
 
 use crate::expand::ExpandedPod;
 use crate::finding::{Code, Finding};
@@ -58,7 +63,8 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Finding> {
     gateways::check_gateway_status(&context, &mut findings);
     backend_tls::check_backend_tls_policies(&context, &mut findings);
     check_service_selectors(&context, &mut findings);
-    check_waypoint_labels(&context, &mut findings);
+    addresses::check_service_addresses(&context, &mut findings);
+    waypoints::check_waypoint_labels(&context, &mut findings);
     findings
 }
 
@@ -157,78 +163,4 @@ fn check_service_selectors(context: &Context<'_>, findings: &mut Vec<Finding>) {
             ));
         }
     }
-}
-
-fn check_waypoint_labels(context: &Context<'_>, findings: &mut Vec<Finding>) {
-    let mut reported_owners = std::collections::HashSet::new();
-    let labelled = context
-        .snapshot
-        .objects()
-        .iter()
-        .filter(|o| matches!(o.object.kind(), Kind::Namespace | Kind::Service | Kind::Pod));
-    for loaded in labelled {
-        let own_namespace = loaded.object.namespace().unwrap_or(loaded.object.name());
-        check_waypoint_label(
-            context,
-            loaded,
-            loaded.object.labels(),
-            own_namespace,
-            findings,
-        );
-    }
-    for pod in context.pods.iter().filter(|p| p.owner.is_some()) {
-        let Some(owner) = pod
-            .owner
-            .as_ref()
-            .filter(|o| reported_owners.insert((*o).clone()))
-        else {
-            continue;
-        };
-        let Some(loaded) =
-            context
-                .snapshot
-                .get(owner.kind, owner.namespace.as_deref(), &owner.name)
-        else {
-            continue;
-        };
-        check_waypoint_label(context, loaded, &pod.labels(), pod.namespace(), findings);
-    }
-}
-
-fn check_waypoint_label(
-    context: &Context<'_>,
-    loaded: &LoadedObject,
-    labels: &BTreeMap<String, String>,
-    own_namespace: &str,
-    findings: &mut Vec<Finding>,
-) {
-    let Some(waypoint) = labels.get(USE_WAYPOINT_LABEL).filter(|w| *w != "none") else {
-        return;
-    };
-    let namespace = labels
-        .get(USE_WAYPOINT_NAMESPACE_LABEL)
-        .map_or(own_namespace, String::as_str);
-    if context.is_waypoint(namespace, waypoint) {
-        return;
-    }
-    let why = if context
-        .snapshot
-        .contains(Kind::Gateway, Some(namespace), waypoint)
-    {
-        format!(
-            "Gateway {namespace}/{waypoint} exists but its gatewayClassName is not {WAYPOINT_CLASS}"
-        )
-    } else {
-        format!("no Gateway {namespace}/{waypoint} exists")
-    };
-    let message = format!(
-        "label {USE_WAYPOINT_LABEL}={waypoint} names a missing waypoint: {why}; traffic for it cannot be delivered. \
-         Create it (gatewayClassName: {WAYPOINT_CLASS}, listener {{name: mesh, port: 15008, protocol: HBONE}}) or remove the label"
-    );
-    findings.push(Finding::new(
-        Code::WaypointNotFound,
-        Some(loaded.object.object_ref()),
-        loaded.source.clone(),
-        message,
-    ));
 }
