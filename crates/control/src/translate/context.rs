@@ -6,7 +6,8 @@ use super::l7::{WaypointIndex, waypoint_gateways, waypoint_key};
 use super::peer_authn::{MtlsIndex, mtls_policies};
 use super::resource::RESOURCE_TYPES;
 use super::{
-    Resource, ResourceKey, TranslateOptions, Warning, authz, endpoint_slice, service, workload,
+    Resource, ResourceKey, TranslateOptions, Warning, authz, endpoint_slice, pod_status, service,
+    workload,
 };
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -90,6 +91,10 @@ pub(crate) struct Context<'a> {
     pub policies: BTreeMap<String, &'a AuthorizationPolicy>,
     pub mtls: MtlsIndex<'a>,
     pub mtls_policies: BTreeMap<String, Authorization>,
+    /// IPs that more than one pod workload reports, with those workloads' uids.
+    pub shared_pod_ips: HashMap<IpAddr, Vec<String>>,
+    /// VIPs that more than one Service or ServiceEntry claims, the keeper first.
+    pub vip_claims: HashMap<IpAddr, Vec<ObjectRef>>,
     /// Which services and workloads each waypoint serves (computed on first use).
     waypoints: OnceLock<WaypointIndex>,
 }
@@ -133,6 +138,8 @@ impl<'a> Context<'a> {
             policies: BTreeMap::new(),
             mtls,
             mtls_policies,
+            shared_pod_ips: HashMap::new(),
+            vip_claims: weft_api::analyze::vip_claims(snapshot),
             waypoints: OnceLock::new(),
         };
         context.index_pods();
@@ -177,8 +184,12 @@ impl<'a> Context<'a> {
         self.produced_by.entry(object).or_default().push(key);
     }
 
+    /// Pod workloads; a finished pod (Succeeded, Failed) is none, though it may keep its IP.
     fn index_pods(&mut self) {
         for (index, pod) in self.pods.iter().enumerate() {
+            if pod_status::pod_finished(&pod.pod) {
+                continue;
+            }
             let uid = workload::pod_uid(&self.options.cluster_id, pod.namespace(), pod.name());
             let info = WorkloadInfo {
                 namespace: pod.namespace().to_owned(),
@@ -187,6 +198,27 @@ impl<'a> Context<'a> {
             };
             self.workloads.insert(uid, info);
         }
+        let pods = self
+            .workloads
+            .iter()
+            .filter_map(|(uid, info)| match info.source {
+                WorkloadSource::Pod(index) => Some((uid.clone(), &self.pods[index])),
+                _ => None,
+            });
+        self.shared_pod_ips = pod_status::shared_pod_ips(pods);
+    }
+
+    /// The pod workloads that share an IP with another pod.
+    pub fn shared_ip_keys(&self) -> impl Iterator<Item = ResourceKey> + '_ {
+        let uids = self.shared_pod_ips.values().flatten();
+        uids.map(|uid| ResourceKey::address(uid.clone()))
+    }
+
+    /// The resources of every object that claims a VIP together with `object`.
+    pub fn vip_rivals(&self, object: &ObjectRef) -> Vec<ResourceKey> {
+        let claims = self.vip_claims.values().filter(|c| c.contains(object));
+        let rivals = claims.flatten().filter_map(|o| self.produced_by.get(o));
+        rivals.flatten().cloned().collect()
     }
 
     fn index_workload_entries(&mut self) {

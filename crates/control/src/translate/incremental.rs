@@ -45,6 +45,8 @@ pub struct Translator {
     pod_index: HashMap<String, usize>,
     selections: HashMap<ObjectRef, Option<BTreeMap<String, String>>>,
     mtls_keys: BTreeSet<String>,
+    /// Pod workloads of the last pass that shared an IP (one of them gave it up).
+    shared_ip_keys: BTreeSet<ResourceKey>,
 }
 
 /// Objects whose content differs between two snapshots (added, removed or edited).
@@ -138,6 +140,7 @@ impl Translator {
                 }
                 Kind::Service | Kind::ServiceEntry => {
                     affected.extend(selected_by_service(&context, object));
+                    affected.extend(context.vip_rivals(object));
                 }
                 _ => {}
             }
@@ -151,6 +154,9 @@ impl Translator {
             affected.extend(l7::workload_waypoints(&context));
         }
         if !changed_pods.is_empty() {
+            // which pod keeps a shared IP depends on the others sharing it
+            affected.extend(self.shared_ip_keys.iter().cloned());
+            affected.extend(context.shared_ip_keys());
             // a gateway's readers are the nodes of its pods
             affected.extend(gateway::all_gateways(&context));
         }
@@ -259,6 +265,7 @@ impl Translator {
             })
             .collect();
         self.mtls_keys = context.mtls_policies.keys().cloned().collect();
+        self.shared_ip_keys = context.shared_ip_keys().collect();
     }
 
     fn retranslate(&mut self, context: &Context<'_>, keys: BTreeSet<ResourceKey>) -> Change {
@@ -343,7 +350,8 @@ fn selected_by_service(context: &Context<'_>, object: &ObjectRef) -> Vec<Resourc
             .spec
             .workload_selector
             .as_ref()
-            .map(|s| s.labels.clone()),
+            .map(|s| s.labels.clone())
+            .filter(|labels| !labels.is_empty()),
         _ => None,
     };
     selector

@@ -37,6 +37,7 @@ mod incremental;
 mod l7;
 mod mesh;
 mod peer_authn;
+mod pod_status;
 pub mod render;
 mod resource;
 mod service;

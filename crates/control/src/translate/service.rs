@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Service as KubeService, ServicePort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::net::IpAddr;
+use weft_api::analyze::vip_conflict_message;
 use weft_api::istio::ServiceEntry;
 use weft_api::{Kind, ObjectRef};
 use weft_proto::workload::load_balancing::{Mode, Scope};
@@ -287,6 +288,12 @@ pub(crate) fn entry_port(port: &weft_api::istio::ServicePort) -> Port {
     }
 }
 
+/// The object that keeps `value` when it is a VIP several objects claim.
+fn vip_keeper<'c>(context: &'c Context<'_>, value: &str) -> Option<(IpAddr, &'c ObjectRef)> {
+    let ip: IpAddr = value.parse().ok()?;
+    Some((ip, context.vip_claims.get(&ip)?.first()?))
+}
+
 fn entry_service(
     context: &Context<'_>,
     entry: &ServiceEntry,
@@ -302,6 +309,15 @@ fn entry_service(
     let network = &context.options.network;
     let mut addresses = Vec::new();
     for value in entry.spec.addresses.iter().flatten() {
+        if let Some((ip, keeper)) = vip_keeper(context, value).filter(|(_, k)| **k != object) {
+            unit.deps.push(Dep::Object(keeper.clone()));
+            let message = vip_conflict_message(ip, keeper);
+            unit.warnings.push(Warning {
+                object: object.clone(),
+                message,
+            });
+            continue;
+        }
         match network_address(value, network) {
             Some(address) => addresses.push(address),
             None => {

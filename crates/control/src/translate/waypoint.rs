@@ -1,9 +1,11 @@
 //! Waypoint binding: `istio.io/use-waypoint` on the object itself, else on its namespace,
-//! resolved to the waypoint `Gateway` and checked against its `istio.io/waypoint-for`.
+//! resolved to the waypoint `Gateway` and checked against its `istio.io/waypoint-for` and,
+//! for a waypoint of another namespace, its HBONE listener's `allowedRoutes.namespaces`.
 
 use super::Warning;
 use super::context::{Context, Dep, Unit};
 use std::collections::BTreeMap;
+use weft_api::analyze::waypoint_allows_namespace;
 use weft_api::gateway::WAYPOINT_CLASS;
 use weft_api::{Kind, Object, ObjectRef};
 use weft_proto::workload::{GatewayAddress, NamespacedHostname, gateway_address};
@@ -108,6 +110,13 @@ pub(crate) fn waypoint_gateway(
         warn(format!(
             "Gateway {gateway_namespace}/{name} is not a waypoint (class {:?}, expected {WAYPOINT_CLASS:?}); ignored",
             gateway.spec.gateway_class_name
+        ));
+        return None;
+    }
+    if !waypoint_allows_namespace(context.snapshot, gateway, gateway_namespace, namespace) {
+        warn(format!(
+            "waypoint {gateway_namespace}/{name} does not allow namespace {namespace} on its HBONE listener \
+             (port 15008, allowedRoutes.namespaces); not used"
         ));
         return None;
     }

@@ -4,11 +4,12 @@
 //! what follows (enrollment, canonical names, services map, waypoint, policies) is shared.
 
 use super::context::{Context, Dep, Unit, WorkloadInfo, WorkloadSource};
+use super::pod_status::{kept_addresses, pod_addresses, pod_ready};
 use super::service::{app_protocol, ip_bytes, kube_hostname, service_key};
 use super::version::address_resource;
 use super::waypoint::{WaypointUser, resolve_waypoint};
 use super::{TranslateOptions, Warning, peer_authn};
-use k8s_openapi::api::core::v1::{Container, Pod, Service};
+use k8s_openapi::api::core::v1::{Container, Service};
 use k8s_openapi::api::discovery::v1::{EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -120,8 +121,15 @@ pub(crate) fn translate_workload(
     uid: &str,
     info: &WorkloadInfo<'_>,
 ) -> Unit {
+    let mut warnings = Vec::new();
     let facts = match &info.source {
-        WorkloadSource::Pod(index) => pod_facts(context, &context.pods[*index], &info.labels),
+        WorkloadSource::Pod(index) => {
+            let pod = &context.pods[*index];
+            let mut facts = pod_facts(context, pod, &info.labels);
+            let addresses = std::mem::take(&mut facts.addresses);
+            facts.addresses = kept_addresses(context, uid, &facts.object, addresses, &mut warnings);
+            facts
+        }
         WorkloadSource::Entry(entry) => entry_facts(context.options, entry, &info.labels),
         WorkloadSource::EntryEndpoint { entry, index } => {
             endpoint_facts(context.options, entry, *index, &info.labels)
@@ -134,6 +142,7 @@ pub(crate) fn translate_workload(
         } => slice_facts(context.options, slice, service, *address, &info.labels),
     };
     let mut unit = build(context, uid, &facts);
+    unit.warnings.extend(warnings);
     if let WorkloadSource::SliceEndpoint {
         slice, endpoint, ..
     } = &info.source
@@ -185,50 +194,6 @@ fn pod_facts<'a>(
         own_entry: None,
         own_service: None,
     }
-}
-
-fn pod_addresses(pod: &Pod) -> Vec<IpAddr> {
-    let Some(status) = pod.status.as_ref() else {
-        return Vec::new();
-    };
-    let listed: Vec<IpAddr> = status
-        .pod_ips
-        .iter()
-        .flatten()
-        .filter_map(|p| p.ip.parse().ok())
-        .collect();
-    if listed.is_empty() {
-        status
-            .pod_ip
-            .iter()
-            .filter_map(|ip| ip.parse().ok())
-            .collect()
-    } else {
-        listed
-    }
-}
-
-/// Ready unless the pod is terminating, finished, pending or has `Ready` false. Pods without
-/// status (expanded from a template, not yet reported by a runtime) count as ready.
-fn pod_ready(pod: &Pod) -> bool {
-    if pod.metadata.deletion_timestamp.is_some() {
-        return false;
-    }
-    let Some(status) = pod.status.as_ref() else {
-        return true;
-    };
-    if matches!(
-        status.phase.as_deref(),
-        Some("Failed" | "Succeeded" | "Pending")
-    ) {
-        return false;
-    }
-    status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Ready")
-        .is_none_or(|c| c.status == "True")
 }
 
 /// Name and type of the workload a pod belongs to.
@@ -546,7 +511,7 @@ fn services_map(
                 .spec
                 .workload_selector
                 .as_ref()
-                .is_some_and(|s| labels_match(&s.labels, facts.labels))
+                .is_some_and(|s| !s.labels.is_empty() && labels_match(&s.labels, facts.labels))
                 || facts
                     .own_entry
                     .is_some_and(|own| std::ptr::eq(own, **entry))

@@ -1,0 +1,157 @@
+//! Which workloads the sources give and what they carry: a finished pod is no workload and
+//! leaves its IP to the pod now using it; two live pods reporting one IP leave it to the
+//! ready one; a ServiceEntry with an empty `workloadSelector` selects nothing; incremental
+//! edits equal a full translation.
+
+use weft_api::{ConfigSnapshot, LoadedObject, parse_manifests};
+use weft_control::translate::{
+    Output, ResourceKey, TranslateOptions, Translator, pod_uid, translate,
+};
+use weft_proto::workload::{Address, Workload, address};
+
+const AMBIENT: &str = r"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}
+";
+
+/// A Job's pod that completed; Kubernetes keeps its podIP.
+const COMPLETED: &str = r"
+apiVersion: v1
+kind: Pod
+metadata: {name: batch-1, namespace: shop, labels: {app: batch}}
+spec: {containers: [{name: batch, image: batch}]}
+status: {phase: Succeeded, podIP: 10.1.0.7}
+";
+
+/// A running pod that got the completed pod's IP.
+const RUNNING: &str = r"
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: shop, labels: {app: web}}
+spec: {containers: [{name: web, image: web}]}
+status:
+  phase: Running
+  podIP: 10.1.0.7
+  conditions: [{type: Ready, status: 'True'}]
+";
+
+/// A live but not ready pod (terminating) still reporting the same IP.
+const TERMINATING: &str = r"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: aaa-old
+  namespace: shop
+  labels: {app: web}
+  deletionTimestamp: '2026-01-01T00:00:00Z'
+spec: {containers: [{name: web, image: web}]}
+status:
+  phase: Running
+  podIP: 10.1.0.7
+  conditions: [{type: Ready, status: 'False'}]
+";
+
+/// A ServiceEntry whose empty selector must not pick up the namespace's pods.
+const EMPTY_SELECTOR: &str = r"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: everything, namespace: shop}
+spec:
+  hosts: [everything.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  workloadSelector: {labels: {}}
+";
+
+fn objects(parts: &[&str]) -> Vec<LoadedObject> {
+    let all = parts.iter().chain(std::iter::once(&AMBIENT));
+    all.flat_map(|text| {
+        let parsed = parse_manifests(text, "sources.yaml".as_ref());
+        assert!(parsed.findings.is_empty(), "{:#?}", parsed.findings);
+        parsed.objects
+    })
+    .collect()
+}
+
+fn translated(parts: &[&str]) -> Output {
+    translate(
+        &ConfigSnapshot::new(objects(parts)),
+        &TranslateOptions::default(),
+    )
+}
+
+fn workloads(output: &Output) -> Vec<Workload> {
+    let addresses: Vec<Address> = output.decode_all(weft_proto::ADDRESS_TYPE_URL).unwrap();
+    addresses
+        .into_iter()
+        .filter_map(|a| match a.r#type {
+            Some(address::Type::Workload(w)) => Some(w),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Names of the workloads that carry `ip`.
+fn owners_of(output: &Output, ip: [u8; 4]) -> Vec<String> {
+    let workloads = workloads(output);
+    let owning = workloads
+        .iter()
+        .filter(|w| w.addresses.iter().any(|a| a[..] == ip));
+    owning.map(|w| w.name.clone()).collect()
+}
+
+#[test]
+fn a_finished_pod_is_no_workload_and_leaves_its_ip_to_the_running_pod() {
+    let output = translated(&[COMPLETED, RUNNING]);
+    assert_eq!(owners_of(&output, [10, 1, 0, 7]), ["web-1"]);
+    let completed = ResourceKey::address(pod_uid("Kubernetes", "shop", "batch-1"));
+    assert!(output.get(&completed).is_none());
+}
+
+#[test]
+fn of_two_live_pods_with_one_ip_the_ready_one_keeps_it_with_a_warning() {
+    let output = translated(&[TERMINATING, RUNNING]);
+    assert_eq!(owners_of(&output, [10, 1, 0, 7]), ["web-1"]);
+    let names: Vec<String> = workloads(&output).into_iter().map(|w| w.name).collect();
+    assert!(names.contains(&"aaa-old".to_owned()), "{names:?}");
+    let warnings: Vec<String> = output.all_warnings().map(ToString::to_string).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("Pod/shop/aaa-old") && w.contains("10.1.0.7")),
+        "{warnings:#?}"
+    );
+}
+
+#[test]
+fn a_pod_finishing_or_leaving_gives_the_ip_back_incrementally() {
+    let options = TranslateOptions::default();
+    let mut translator = Translator::new(options.clone());
+    let steps: [&[&str]; 4] = [
+        &[TERMINATING, RUNNING],
+        &[TERMINATING],
+        &[COMPLETED, RUNNING],
+        &[RUNNING],
+    ];
+    let mut old = ConfigSnapshot::new(Vec::new());
+    translator.full(&old);
+    for parts in steps {
+        let new = ConfigSnapshot::new(objects(parts));
+        translator.update(&old, &new);
+        let full = translate(&new, &options);
+        assert_eq!(translator.output(), &full, "after {parts:?}");
+        old = new;
+    }
+}
+
+#[test]
+fn a_service_entry_with_an_empty_workload_selector_selects_nothing() {
+    let output = translated(&[RUNNING, EMPTY_SELECTOR]);
+    let web = workloads(&output).into_iter().find(|w| w.name == "web-1");
+    let services = web.expect("web-1").services;
+    assert!(
+        !services.contains_key("shop/everything.example.com"),
+        "{services:?}"
+    );
+}
