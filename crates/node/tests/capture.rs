@@ -149,6 +149,14 @@ fn mesh_workloads(cluster: &LocalCluster) -> Vec<Workload> {
 
 impl Mesh {
     async fn start(policies: &[weft_proto::security::Authorization]) -> Self {
+        Self::start_with(policies, |_| {}).await
+    }
+
+    /// [`Mesh::start`] with the workloads adjusted by `tweak` first.
+    async fn start_with(
+        policies: &[weft_proto::security::Authorization],
+        tweak: impl FnOnce(&mut Vec<Workload>),
+    ) -> Self {
         weft_netns::check_prerequisites()
             .expect("capture tests must run as root with iproute2 and nftables installed");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -164,7 +172,9 @@ impl Mesh {
             greeter(&cluster, pod);
         }
         let services = [service("echo", "shop", VIP, 80, u32::from(APP_PORT))];
-        let config = write_config(&dir, &mesh_workloads(&cluster), &services, policies);
+        let mut workloads = mesh_workloads(&cluster);
+        tweak(&mut workloads);
+        let config = write_config(&dir, &workloads, &services, policies);
         let ca = test_ca();
         let a = NodeProxy::start(&ca, "a", &config, dir.path()).await;
         let b = NodeProxy::start(&ca, "b", &config, dir.path()).await;
@@ -238,8 +248,17 @@ fn greeter(cluster: &LocalCluster, pod: &str) {
 
 /// Connects from inside a pod as an ordinary process would (no mark, no proxy settings).
 async fn connect_from(worker: &NetnsWorker, peer: SocketAddr) -> std::io::Result<TcpStream> {
+    connect_with(worker, peer, SocketOptions::default()).await
+}
+
+/// [`connect_from`] with socket options (e.g. a chosen source address).
+async fn connect_with(
+    worker: &NetnsWorker,
+    peer: SocketAddr,
+    options: SocketOptions,
+) -> std::io::Result<TcpStream> {
     let socket = worker
-        .run_async(move || weft_netns::tcp_socket(peer, SocketOptions::default()))
+        .run_async(move || weft_netns::tcp_socket(peer, options))
         .await
         .expect("pod worker alive")
         .map_err(std::io::Error::other)?;
@@ -257,7 +276,12 @@ struct Call {
 
 impl Call {
     async fn open(worker: &NetnsWorker, peer: SocketAddr) -> std::io::Result<Self> {
-        let mut stream = BufReader::new(connect_from(worker, peer).await?);
+        Self::greeted(connect_from(worker, peer).await?).await
+    }
+
+    /// Reads the greeting on an open connection.
+    async fn greeted(stream: TcpStream) -> std::io::Result<Self> {
+        let mut stream = BufReader::new(stream);
         let mut line = String::new();
         tokio::time::timeout(WAIT, stream.read_line(&mut line))
             .await
@@ -668,4 +692,79 @@ async fn replacing_a_node_proxy_under_traffic_drops_no_connection() {
     if let Some(a) = mesh.a.take() {
         a.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_to_a_pods_proxy_port_is_closed_and_never_loops() {
+    let mesh = Mesh::start(&[]).await;
+    let outsider = mesh.worker("outsider");
+    let node_b = &mesh.b.running.node;
+    for port in [15006, 15001] {
+        let target = SocketAddr::from((mesh.ip("server"), port));
+        // Redirected to the server pod's 15006 listener; refused there as a self-call.
+        let mut stream = connect_from(&outsider, target)
+            .await
+            .expect("accepted by the pod's capture");
+        let mut buf = [0u8; 1];
+        let closed = tokio::time::timeout(WAIT, async {
+            loop {
+                let open = node_b.connections().len();
+                assert!(open <= 1, "{target}: {open} connections: a loop");
+                let read = stream.read(&mut buf);
+                match tokio::time::timeout(Duration::from_millis(50), read).await {
+                    Ok(Ok(0) | Err(_)) => return,
+                    Ok(Ok(n)) => panic!("{target} answered {n} bytes"),
+                    Err(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "{target} still open");
+        assert!(node_b.connections().is_empty(), "{target} was dialled");
+    }
+    let server = SocketAddr::from((mesh.ip("server"), APP_PORT));
+    let mut call = Call::open(&outsider, server).await.expect("app port works");
+    assert_eq!(call.echo(b"still").await, b"still");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_using_a_neighbours_address_gets_no_identity_and_is_closed() {
+    // The neighbour is a mesh workload on the same node, with its own identity.
+    let mesh = Mesh::start_with(&[], |workloads| {
+        for w in workloads.iter_mut().filter(|w| w.name == "outsider") {
+            w.tunnel_protocol = TunnelProtocol::Hbone as i32;
+        }
+    })
+    .await;
+    let stolen = mesh.ip("outsider");
+    let netns = mesh.cluster.pod("client").expect("pod").netns.path();
+    let added = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["ip", "addr", "add", &format!("{stolen}/32"), "dev", "eth0"])
+        .status()
+        .expect("nsenter runs");
+    assert!(
+        added.success(),
+        "the client pod takes its neighbour's address"
+    );
+    let client = mesh.worker("client");
+    let server = SocketAddr::from((mesh.ip("server"), APP_PORT));
+    let options = SocketOptions {
+        transparent_source: Some(SocketAddr::from((stolen, 0))),
+        ..SocketOptions::default()
+    };
+    let refused = match connect_with(&client, server, options).await {
+        Ok(stream) => Call::greeted(stream).await.map(|call| call.seen_peer),
+        Err(error) => Err(error),
+    };
+    assert!(
+        refused.is_err(),
+        "served with the neighbour's identity: {refused:?}"
+    );
+    assert!(server_side_identities(&mesh).is_empty());
+    let call = Call::open(&client, server)
+        .await
+        .expect("own address works");
+    assert_eq!(call.seen_peer, mesh.ip("client").to_string());
+    expect_server_sees(&mesh, Direction::InboundHbone, Some(CLIENT_ID)).await;
 }

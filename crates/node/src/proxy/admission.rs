@@ -13,6 +13,10 @@
 //!   workload or service, is refused (admin pages, the control plane's admin, whatever
 //!   else listens on localhost). Explicit mode on loopback puts workloads and services in
 //!   `127/8`, so mesh addresses are checked first.
+//! - **No self-calls on the data path**: a captured or tunnelled connection whose
+//!   destination port is one of the proxy's handler ports (15001, 15006, 15008, 15080) is
+//!   refused before policy; otherwise it would be dialled straight back into the proxy,
+//!   which would dial it again, until descriptors run out.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +32,11 @@ use crate::state::{Destination, MeshState};
 /// plaintext inbound, HBONE, metrics, readiness, DNS, explicit. Never a destination of
 /// the explicit port, whatever the address (bound ports are added at run time).
 const PROXY_PORTS: [u16; 8] = [15000, 15001, 15006, 15008, 15020, 15021, 15053, 15080];
+
+/// Ports of the proxy's connection handlers inside a pod (outbound capture, plaintext
+/// inbound, HBONE, explicit): a data-path connection to one of them would come straight
+/// back into the proxy, again and again. Refused as a self-call, whatever the address.
+const HANDLER_PORTS: [u16; 4] = [15001, 15006, 15008, 15080];
 
 /// Whether the first complete configuration has arrived; connections wait on it.
 pub(crate) struct ConfigGate {
@@ -187,6 +196,12 @@ impl Node {
         (!pod).then_some(ForbiddenReason::HostLocal)
     }
 
+    /// Whether a data-path destination on `port` would be a call of the proxy to itself
+    /// (one of its connection handlers' ports, or its configured HBONE port).
+    pub(crate) fn is_self_call(&self, port: u16) -> bool {
+        HANDLER_PORTS.contains(&port) || port == self.inner.options.hbone_port
+    }
+
     fn is_proxy_port(&self, port: u16) -> bool {
         PROXY_PORTS.contains(&port)
             || port == self.inner.options.hbone_port
@@ -196,7 +211,7 @@ impl Node {
 
 /// Loopback, link-local or unspecified ("this host"): addresses that reach the node
 /// itself or its link rather than a workload.
-fn is_host_local(ip: IpAddr) -> bool {
+pub(crate) fn is_host_local(ip: IpAddr) -> bool {
     match ip.to_canonical() {
         IpAddr::V4(ip) => {
             ip.is_loopback() || ip.is_link_local() || ip.is_unspecified() || ip.octets()[0] == 0

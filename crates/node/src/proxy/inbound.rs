@@ -6,7 +6,9 @@
 //! (and the one the listener belongs to), the policy evaluator must allow the connection,
 //! then the workload is dialled. HBONE answers are:
 //! - 400 when the `:authority` is not a local workload address served by this listener
-//!   (unknown, remote, or another pod's): the request is wrong, retrying cannot help;
+//!   (unknown, remote, or another pod's), or names one of the proxy's own handler ports
+//!   (a self-call, refused before policy and not counted as a denial): the request is
+//!   wrong, retrying cannot help;
 //! - 401 when authorization denies the connection (logged and counted);
 //! - 503 when the workload refuses or does not answer the connection, or when the first
 //!   mesh configuration has not arrived in time (nothing is decided on an empty state).
@@ -51,6 +53,13 @@ pub enum Refusal {
         /// Requested destination.
         dst: SocketAddr,
     },
+    /// The destination port is one of the proxy's own handler ports: dialling it would
+    /// loop back into the proxy.
+    #[error("{dst} is a port of the node proxy itself (self-call)")]
+    SelfCall {
+        /// Requested destination.
+        dst: SocketAddr,
+    },
     /// Authorization denied it.
     #[error("denied: {0}")]
     Denied(Decision),
@@ -72,7 +81,7 @@ impl Refusal {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NotLocal { .. } => StatusCode::BAD_REQUEST,
+            Self::NotLocal { .. } | Self::SelfCall { .. } => StatusCode::BAD_REQUEST,
             Self::Denied(_) | Self::BadPeer(_) => StatusCode::UNAUTHORIZED,
             Self::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -179,6 +188,10 @@ impl Node {
             log.emit(self.inner.options.access_log);
             refusal
         };
+        if self.is_self_call(attempt.dst.port()) {
+            tracing::info!(src = %attempt.src, dst = %attempt.dst, "inbound connection to a port of the proxy itself refused");
+            return Err(refuse(Refusal::SelfCall { dst: attempt.dst }, log));
+        }
         let (Some(workload), Some(names)) = (destination, destination_names) else {
             return Err(refuse(Refusal::NotLocal { dst: attempt.dst }, log));
         };
@@ -346,7 +359,7 @@ impl Node {
         scope: Option<IpAddr>,
         stop: CancellationToken,
     ) {
-        let own = listener.local_addr().ok();
+        let own = listener.local_addr().ok().map(|addr| addr.port());
         self.serve_accept_loop(listener, stop, move |node, stream, peer| async move {
             node.handle_plaintext(stream, peer, destination, scope, own)
                 .await;
@@ -359,7 +372,7 @@ impl Node {
         peer: SocketAddr,
         destination: InboundDestination,
         scope: Option<IpAddr>,
-        own: Option<SocketAddr>,
+        own: Option<u16>,
     ) {
         if !self.await_config("plaintext inbound", peer).await {
             return;
@@ -367,9 +380,9 @@ impl Node {
         let dst = match destination {
             InboundDestination::Fixed(dst) => dst,
             InboundDestination::OriginalDst => match super::original_dst::original_dst(&stream) {
-                Ok(dst) if Some(dst) != own => dst,
+                Ok(dst) if Some(dst.port()) != own => dst,
                 Ok(_) => {
-                    tracing::debug!(%peer, "plaintext inbound connection was not redirected; closing");
+                    tracing::debug!(%peer, "plaintext inbound connection was not redirected (or aimed at this listener's port); closing");
                     return;
                 }
                 Err(error) => {

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -107,7 +107,8 @@ impl WorkloadListeners {
         let stop = node.inner.stop_accepting.child_token();
         node.serve_hbone_listener(sockets.hbone, workload_ip, identity.clone(), stop.clone());
         if let Some(listener) = sockets.outbound {
-            node.serve_outbound_scoped(listener, stop.clone());
+            let pod: Arc<[IpAddr]> = workload.addresses().iter().copied().collect();
+            node.serve_outbound_scoped(listener, Some(pod), stop.clone());
         }
         if let Some(listener) = sockets.inbound_plaintext {
             node.serve_plaintext_scoped(
@@ -275,34 +276,72 @@ impl Node {
     pub fn serve_outbound(&self, listener: TcpListener) {
         self.add_own_listener(&listener);
         let stop = self.inner.stop_accepting.clone();
-        self.serve_outbound_scoped(listener, stop);
+        self.serve_outbound_scoped(listener, None, stop);
     }
 
-    fn serve_outbound_scoped(&self, listener: TcpListener, stop: CancellationToken) {
-        let own = listener.local_addr().ok();
-        self.serve_accept_loop(listener, stop, move |node, mut stream, peer| async move {
-            let destination = match super::original_dst::original_dst(&stream) {
-                Ok(dst) if Some(dst) != own => dst,
-                Ok(_) => {
-                    tracing::debug!(%peer, "outbound connection was not redirected; closing");
+    /// Serves an outbound capture listener. `pod`: the addresses of the pod whose network
+    /// the listener lives in (`None` for a node-wide listener); a connection from any
+    /// other source address is closed, so a pod that adds a neighbour's address to its
+    /// interface cannot borrow the neighbour's identity (chosen from the source address).
+    fn serve_outbound_scoped(
+        &self,
+        listener: TcpListener,
+        pod: Option<Arc<[IpAddr]>>,
+        stop: CancellationToken,
+    ) {
+        let own = listener.local_addr().ok().map(|addr| addr.port());
+        self.serve_accept_loop(listener, stop, move |node, mut stream, peer| {
+            let from_pod = pod
+                .as_deref()
+                .is_none_or(|pod| pod.contains(&peer.ip().to_canonical()));
+            async move {
+                if !from_pod {
+                    tracing::info!(%peer, "outbound connection from an address that is not its pod's; closing");
                     return;
                 }
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "no original destination; closing");
+                let Some(destination) = node.outbound_destination(&stream, peer, own) else {
+                    return;
+                };
+                if !node.await_config("outbound", peer).await {
                     return;
                 }
-            };
-            if !node.await_config("outbound", peer).await {
-                return;
-            }
-            let target = OutboundTarget {
-                source: peer,
-                destination,
-            };
-            if let Ok(connection) = node.open_outbound(target).await {
-                let format = node.options().access_log;
-                connection.relay(&mut stream, &[], format).await;
+                let target = OutboundTarget {
+                    source: peer,
+                    destination,
+                };
+                if let Ok(connection) = node.open_outbound(target).await {
+                    let format = node.options().access_log;
+                    connection.relay(&mut stream, &[], format).await;
+                }
             }
         });
+    }
+
+    /// The original destination of a captured outbound connection, `None` (logged) when
+    /// it must be closed: not redirected, aimed at this listener's port, or at one of the
+    /// proxy's handler ports on a host-local address (a self-call).
+    fn outbound_destination(
+        &self,
+        stream: &tokio::net::TcpStream,
+        peer: SocketAddr,
+        own: Option<u16>,
+    ) -> Option<SocketAddr> {
+        match super::original_dst::original_dst(stream) {
+            Ok(dst) if Some(dst.port()) == own => {
+                tracing::debug!(%peer, %dst, "outbound connection was not redirected (or aimed at this listener's port); closing");
+                None
+            }
+            Ok(dst)
+                if self.is_self_call(dst.port()) && super::admission::is_host_local(dst.ip()) =>
+            {
+                tracing::info!(%peer, %dst, "outbound connection to a port of the proxy itself refused");
+                None
+            }
+            Ok(dst) => Some(dst),
+            Err(error) => {
+                tracing::debug!(%peer, %error, "no original destination; closing");
+                None
+            }
+        }
     }
 }

@@ -305,3 +305,26 @@ async fn malformed_hbone_gets_an_error_status_or_a_closed_connection_and_the_pro
     assert_eq!(code, 0, "proxy still serves");
     assert_eq!(ping(&mut stream, b"still").await, b"still");
 }
+
+#[tokio::test]
+async fn hbone_connect_to_a_port_of_the_proxy_itself_is_a_bad_request_and_dials_nothing() {
+    let mesh = TwoNodes::start(&[]).await;
+    let mut send = raw_h2(&mesh, true).await.expect("mTLS + h2");
+    let echo_ip = mesh.net.echo_addr().ip();
+    // 15008 is node-b's own HBONE listener on the echo address: dialled, it would answer.
+    for port in [HBONE_PORT, 15006, 15001] {
+        let own = SocketAddr::new(echo_ip, port);
+        assert_eq!(
+            status_of(&mut send, Method::CONNECT, &own.to_string()).await,
+            400,
+            "self-call to {own}"
+        );
+        let open = mesh.b.node.connections();
+        assert!(open.is_empty(), "{own} was dialled: {open:?}");
+    }
+    assert_eq!(
+        status_of(&mut send, Method::CONNECT, &mesh.net.echo_addr().to_string()).await,
+        200,
+        "the workload's own port still works"
+    );
+}
