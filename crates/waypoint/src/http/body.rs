@@ -1,7 +1,9 @@
 //! [`Observed`]: a body wrapper that counts the bytes going through, picks the gRPC status
 //! out of trailers, and reports once when the body ends (or is dropped unfinished). Bodies
-//! stream through it chunk by chunk; nothing is buffered.
+//! stream through it chunk by chunk; nothing is buffered. [`Deadline`]: a response body
+//! that fails with [`Expired`] once the rule's `timeouts.request` has passed.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,8 @@ pub(crate) struct BodyEnd {
     pub complete: bool,
     /// `grpc-status` found in trailers.
     pub grpc_status: Option<String>,
+    /// It failed because the request's deadline passed ([`Expired`]).
+    pub timed_out: bool,
 }
 
 type OnEnd = Box<dyn FnOnce(BodyEnd) + Send>;
@@ -33,6 +37,7 @@ pub(crate) struct Observed {
     /// Where they are also counted for others to read, if anywhere.
     counter: Option<Arc<AtomicU64>>,
     grpc_status: Option<String>,
+    timed_out: bool,
     on_end: Option<OnEnd>,
 }
 
@@ -44,6 +49,7 @@ impl Observed {
             bytes: 0,
             counter: Some(counter),
             grpc_status: None,
+            timed_out: false,
             on_end: None,
         }
     }
@@ -55,6 +61,7 @@ impl Observed {
             bytes: 0,
             counter: None,
             grpc_status: None,
+            timed_out: false,
             on_end: Some(Box::new(on_end)),
         }
     }
@@ -65,6 +72,7 @@ impl Observed {
                 bytes: self.bytes,
                 complete,
                 grpc_status: self.grpc_status.take(),
+                timed_out: self.timed_out,
             });
         }
     }
@@ -102,7 +110,10 @@ impl HttpBody for Observed {
                 }
             }
             Poll::Ready(None) => this.finish(true),
-            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Ready(Some(Err(error))) => {
+                this.timed_out = error.is::<Expired>();
+                this.finish(false);
+            }
             Poll::Pending => {}
         }
         polled
@@ -121,5 +132,60 @@ impl Drop for Observed {
     fn drop(&mut self) {
         let complete = self.inner.is_end_stream();
         self.finish(complete);
+    }
+}
+
+/// The request's deadline (`timeouts.request`) passed while the response body was still
+/// coming.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expired;
+
+impl std::fmt::Display for Expired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("upstream request timeout")
+    }
+}
+
+impl std::error::Error for Expired {}
+
+/// A response body bounded by the request's deadline: once it passes, the next poll fails
+/// with [`Expired`] (hyper then resets the HTTP/2 stream or closes the HTTP/1.1
+/// connection, so the client sees a cut response, never a complete-looking one).
+pub(crate) struct Deadline {
+    inner: Body,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Deadline {
+    /// `inner`, failing at `deadline`.
+    pub fn new(inner: Body, deadline: tokio::time::Instant) -> Self {
+        Self {
+            inner,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+}
+
+impl HttpBody for Deadline {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(Expired))));
+        }
+        Pin::new(&mut this.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

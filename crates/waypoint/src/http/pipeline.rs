@@ -4,7 +4,7 @@
 //! selection (no route attached: the original destination; routes that do not match: 404),
 //! the rule's filters, a weighted backend (unresolved: 500) or the one a session token
 //! names (and a token handed out with the answer), forwarding with the rule's
-//! timeouts and retries, response filters, and at the end of the response body the
+//! timeouts and retries (`timeouts.request` bounds the response body too), response filters, and at the end of the response body the
 //! metrics and the access-log line.
 
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use weft_l7::{
 use weft_proto::l7::Protocol;
 use weft_upstream::{MeshService, MeshWorkload, PortMapping};
 
-use super::body::Observed;
+use super::body::{Deadline, Observed};
 use super::conn::Conn;
 use super::forward::{Attempts, Backend, forward};
 use super::headers::{self, Upgrade};
@@ -334,13 +334,21 @@ impl Plan<'_> {
             replayable: request.replayable,
             sticky: session.and_then(|s| Some((s.persistence, s.token?))),
         };
+        let deadline = timeouts
+            .request
+            .map(|limit| tokio::time::Instant::now() + limit);
         let sending = send(waypoint, &backend, request, &attempts, exchange);
-        let mut response = match timeouts.request {
-            Some(limit) => tokio::time::timeout(limit, sending)
+        let mut response = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, sending)
                 .await
                 .unwrap_or_else(|_| Err(Failure::timeout()))?,
             None => sending.await?,
         };
+        if let Some(deadline) = deadline
+            && response.status() != StatusCode::SWITCHING_PROTOCOLS
+        {
+            response = response.map(|body| boxed(Deadline::new(body, deadline)));
+        }
         if let Some(session) = session {
             let endpoint = exchange.endpoint.as_deref();
             session.hand_out(&backend, endpoint, &mut response);
@@ -514,7 +522,9 @@ fn finish(
             service,
             grpc,
         } = exchange;
-        if !end.complete && entry.flags == "-" {
+        if end.timed_out {
+            entry.flags = "UT";
+        } else if !end.complete && entry.flags == "-" {
             // The client went away before the response was sent completely.
             entry.flags = "DC";
         }

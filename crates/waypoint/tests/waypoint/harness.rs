@@ -457,7 +457,8 @@ where
 }
 
 /// Answers `<name> <method> <path> <body bytes>` with the headers it saw echoed as
-/// `x-seen-<name>`; `x-delay-ms` delays the answer; an upgrade echoes bytes.
+/// `x-seen-<name>`; `x-delay-ms` delays the answer, `x-body-delay-ms` the body after its
+/// first bytes; an upgrade echoes bytes.
 async fn echo(
     backend: Arc<Backend>,
     peer: String,
@@ -468,6 +469,7 @@ async fn echo(
         return Ok(upgrade(&mut request).map(BodyExt::boxed));
     }
     let grpc_status = header(&request, "x-grpc-status").map(str::to_owned);
+    let body_delay = header(&request, "x-body-delay-ms").and_then(|v| v.parse().ok());
     if let Some(ms) = header(&request, "x-delay-ms").and_then(|v| v.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -489,7 +491,11 @@ async fn echo(
         parts.method,
         parts.uri.path()
     );
-    let mut response = Response::new(answer_body(text, grpc_status));
+    let body = match body_delay {
+        Some(ms) => delayed_body(text, Duration::from_millis(ms)),
+        None => answer_body(text, grpc_status),
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = StatusCode::from_u16(status).unwrap();
     let headers = response.headers_mut();
     headers.insert("x-backend", backend.name.parse().unwrap());
@@ -518,6 +524,20 @@ fn answer_body(text: String, grpc_status: Option<String>) -> EchoBody {
         Ok(hyper::body::Frame::trailers(trailers)),
     ];
     http_body_util::StreamBody::new(tokio_stream::iter(frames)).boxed()
+}
+
+/// `first ` at once, then `text` after `delay`.
+fn delayed_body(text: String, delay: Duration) -> EchoBody {
+    let (frames, receiver) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let first = hyper::body::Frame::data(Bytes::from_static(b"first "));
+        let _ = frames.send(Ok(first)).await;
+        tokio::time::sleep(delay).await;
+        let _ = frames
+            .send(Ok(hyper::body::Frame::data(Bytes::from(text))))
+            .await;
+    });
+    http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(receiver)).boxed()
 }
 
 fn header<'r>(request: &'r Request<Incoming>, name: &str) -> Option<&'r str> {

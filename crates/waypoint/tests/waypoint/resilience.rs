@@ -53,6 +53,39 @@ async fn a_slow_backend_answers_504() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_timeout_cuts_a_slow_response_body() {
+    use http_body_util::BodyExt;
+    let resource = rule_to_echo(|r| r.request_timeout_ms = 300);
+    let mesh = Mesh::start(vec![backend("echo-a", "echo")], resource).await;
+    let client = mesh.client().await;
+    let mut h1 = client.h1(mesh.net.vip(1)).await;
+    h1.ready().await.unwrap();
+    let slow = get("/", &[("x-body-delay-ms", "5000")]);
+    let response = h1.send_request(slow).await.expect("response head");
+    assert_eq!(response.status(), 200, "the head came in time");
+    let started = std::time::Instant::now();
+    let body = response.into_body().collect().await;
+    assert!(body.is_err(), "the body is cut, not completed: {body:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut at the deadline"
+    );
+    eventually("the cut response counted with flag UT", || async {
+        mesh.metrics()
+            .await
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total{") && l.contains("response_flags=\"UT\""))
+    })
+    .await;
+    let mut h1 = client.h1(mesh.net.vip(1)).await;
+    let fast = send(&mut h1, get("/", &[("x-body-delay-ms", "10")])).await;
+    assert_eq!(
+        (fast.status, fast.body.as_str()),
+        (200, "first echo-a GET / 0")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_hide_a_failing_endpoint() {
     let resource = rule_to_echo(|r| {
         r.retry = Some(pb::Retry {
