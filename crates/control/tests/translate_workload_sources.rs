@@ -7,7 +7,7 @@ use weft_api::{ConfigSnapshot, LoadedObject, parse_manifests};
 use weft_control::translate::{
     Output, ResourceKey, TranslateOptions, Translator, pod_uid, translate,
 };
-use weft_proto::workload::{Address, Workload, address};
+use weft_proto::workload::{Address, TunnelProtocol, Workload, address};
 
 const AMBIENT: &str = r"
 apiVersion: v1
@@ -153,5 +153,67 @@ fn a_service_entry_with_an_empty_workload_selector_selects_nothing() {
     assert!(
         !services.contains_key("shop/everything.example.com"),
         "{services:?}"
+    );
+}
+
+/// A STATIC ServiceEntry without `location` (MESH_EXTERNAL) and a WorkloadEntry, both in the
+/// ambient namespace, neither saying it terminates HBONE.
+const ENTRIES: &str = r"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: legacy, namespace: shop}
+spec:
+  hosts: [legacy.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.2.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm, namespace: shop}
+spec: {address: 10.2.0.2}
+";
+
+/// [`ENTRIES`] with `networking.istio.io/tunnel: http` on both workloads.
+const TUNNELLED_ENTRIES: &str = r"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: legacy, namespace: shop}
+spec:
+  hosts: [legacy.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.2.0.1, labels: {networking.istio.io/tunnel: http}}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm, namespace: shop, labels: {networking.istio.io/tunnel: http}}
+spec: {address: 10.2.0.2}
+";
+
+fn tunnels(output: &Output) -> Vec<(String, TunnelProtocol)> {
+    let mut entries: Vec<_> = workloads(output)
+        .into_iter()
+        .map(|w| (w.name.clone(), w.tunnel_protocol()))
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn entries_in_an_ambient_namespace_use_hbone_only_with_the_tunnel_label() {
+    assert_eq!(
+        tunnels(&translated(&[ENTRIES])),
+        [
+            ("legacy".to_owned(), TunnelProtocol::None),
+            ("vm".to_owned(), TunnelProtocol::None)
+        ]
+    );
+    assert_eq!(
+        tunnels(&translated(&[TUNNELLED_ENTRIES])),
+        [
+            ("legacy".to_owned(), TunnelProtocol::Hbone),
+            ("vm".to_owned(), TunnelProtocol::Hbone)
+        ]
     );
 }

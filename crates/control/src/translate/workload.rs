@@ -28,6 +28,13 @@ use weft_proto::workload::{
 /// (`none`).
 pub const DATAPLANE_MODE_LABEL: &str = "istio.io/dataplane-mode";
 
+/// Label with which a WorkloadEntry or ServiceEntry endpoint says it terminates HBONE itself
+/// (value `http`); only then, or with [`REDIRECTION_ANNOTATION`], is it reached over HBONE.
+pub const TUNNEL_LABEL: &str = "networking.istio.io/tunnel";
+/// `enabled`: the workload's traffic is redirected into a node proxy (on a WorkloadEntry's
+/// annotations, on a ServiceEntry endpoint's labels, as Istio reads them).
+pub const REDIRECTION_ANNOTATION: &str = "ambient.istio.io/redirection";
+
 /// `<cluster>//Pod/<namespace>/<name>`.
 #[must_use]
 pub fn pod_uid(cluster: &str, namespace: &str, name: &str) -> String {
@@ -107,6 +114,9 @@ struct Facts<'a> {
     /// Outside the mesh (a MESH_EXTERNAL ServiceEntry's endpoint, an EndpointSlice
     /// address): never reached over HBONE.
     mesh_external: bool,
+    /// For WorkloadEntries and ServiceEntry endpoints: whether they opted into HBONE
+    /// themselves (the namespace's dataplane mode does not enroll them, as in Istio).
+    entry_tunnel: Option<bool>,
     network: String,
     ports: NamedPorts<'a>,
     locality: Option<Locality>,
@@ -189,6 +199,7 @@ fn pod_facts<'a>(
         healthy: pod_ready(&pod.pod),
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
         mesh_external: false,
+        entry_tunnel: None,
         network: context.options.network.clone(),
         ports: NamedPorts::Containers(spec.map(|s| s.containers.as_slice()).unwrap_or_default()),
         own_entry: None,
@@ -279,6 +290,7 @@ fn spec_facts<'a>(
         healthy: true,
         host_network: false,
         mesh_external: false,
+        entry_tunnel: Some(false),
         network: spec
             .network
             .clone()
@@ -307,7 +319,22 @@ fn entry_facts<'a>(
     labels: &'a BTreeMap<String, String>,
 ) -> Facts<'a> {
     let (object, namespace) = object_of(Kind::WorkloadEntry, &entry.metadata);
-    spec_facts(options, object, &entry.spec, labels, namespace)
+    let mut facts = spec_facts(options, object, &entry.spec, labels, namespace);
+    let annotations = entry.metadata.annotations.as_ref();
+    let redirected = annotations.and_then(|a| a.get(REDIRECTION_ANNOTATION));
+    facts.entry_tunnel = Some(tunnels(labels, redirected, false));
+    facts
+}
+
+/// Whether an entry workload with `labels` is reached over HBONE: label
+/// `networking.istio.io/tunnel: http`, or redirection `enabled` when not MESH_EXTERNAL.
+fn tunnels(
+    labels: &BTreeMap<String, String>,
+    redirected: Option<&String>,
+    mesh_external: bool,
+) -> bool {
+    let native = labels.get(TUNNEL_LABEL).is_some_and(|v| v == "http");
+    native || (!mesh_external && redirected.is_some_and(|v| v == "enabled"))
 }
 
 fn endpoint_facts<'a>(
@@ -320,7 +347,11 @@ fn endpoint_facts<'a>(
     let endpoint = &entry.spec.endpoints.as_deref().unwrap_or_default()[index];
     let mut facts = spec_facts(options, object, endpoint, labels, namespace);
     facts.own_entry = Some(entry);
-    facts.mesh_external = entry.spec.location == Some(weft_api::istio::Location::MeshExternal);
+    // Location's zero value is MESH_EXTERNAL: unset means outside the mesh
+    let internal = entry.spec.location == Some(weft_api::istio::Location::MeshInternal);
+    facts.mesh_external = !internal;
+    let redirected = labels.get(REDIRECTION_ANNOTATION);
+    facts.entry_tunnel = Some(tunnels(labels, redirected, facts.mesh_external));
     facts
 }
 
@@ -346,6 +377,7 @@ fn slice_facts<'a>(
         healthy: true,
         host_network: false,
         mesh_external: true,
+        entry_tunnel: None,
         network: options.network.clone(),
         ports: NamedPorts::Slice(slice.ports.as_deref().unwrap_or_default()),
         locality: None,
@@ -373,6 +405,9 @@ fn canonical(labels: &BTreeMap<String, String>, workload_name: &str) -> (String,
 }
 
 fn enrolled(context: &Context<'_>, facts: &Facts<'_>) -> bool {
+    if let Some(tunnel) = facts.entry_tunnel {
+        return tunnel;
+    }
     if facts.host_network || facts.mesh_external {
         return false;
     }
