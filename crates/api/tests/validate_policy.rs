@@ -87,3 +87,23 @@ fn port_level_mtls_without_a_selector_is_an_error() {
         "  selector: {matchLabels: {app: db}}\n  portLevelMtls:\n    8080: {mode: PERMISSIVE}\n";
     assert!(findings(&peer_authentication(selected)).is_empty());
 }
+
+#[test]
+fn port_level_mtls_without_a_selector_is_reported_once_as_required_selector() {
+    let text = format!(
+        "{}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: api, namespace: istio-system}}\n\
+         spec: {{containers: [{{name: api, image: weft, ports: [{{containerPort: 8080}}]}}]}}\n",
+        peer_authentication(
+            "  mtls: {mode: STRICT}\n  portLevelMtls:\n    9090: {mode: PERMISSIVE}\n"
+        )
+    );
+    let loaded = parse_manifests(&text, Path::new("t.yaml"));
+    let codes: Vec<Code> = loaded.findings.iter().map(|f| f.code).collect();
+    assert_eq!(codes, [Code::MissingField]);
+    let analyzed = weft_api::analyze(&weft_api::ConfigSnapshot::new(loaded.objects));
+    let codes: Vec<Code> = analyzed.iter().map(|f| f.code).collect();
+    assert!(
+        !codes.contains(&Code::PeerAuthPortNotExposed),
+        "not 'unexposed': ignored for want of a selector: {analyzed:#?}"
+    );
+}

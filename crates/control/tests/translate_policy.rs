@@ -477,3 +477,41 @@ spec: {rules: [{}]}
         ["istio-system/any-tool"]
     );
 }
+
+#[test]
+fn port_level_mtls_counts_only_on_selector_policies_outside_the_root_namespace() {
+    let config = [
+        peer_authn(
+            "default",
+            "istio-system",
+            "  mtls: {mode: STRICT}\n  portLevelMtls:\n    8080: {mode: PERMISSIVE}",
+        ),
+        peer_authn(
+            "root-selector",
+            "istio-system",
+            "  selector: {matchLabels: {app: web}}\n  mtls: {mode: STRICT}\n  portLevelMtls:\n    9090: {mode: DISABLE}",
+        ),
+        peer_authn(
+            "default",
+            "tools",
+            "  mtls: {mode: STRICT}\n  portLevelMtls:\n    7070: {mode: DISABLE}",
+        ),
+    ]
+    .join("---\n");
+    // Istio rejects portLevelMtls without a selector; translation must not open the ports
+    // anyway when such objects reach it.
+    let loaded = parse_manifests(&format!("{PODS}\n---\n{config}"), Path::new("test.yaml"));
+    let output = translate(
+        &ConfigSnapshot::new(loaded.objects),
+        &TranslateOptions::default(),
+    );
+    for (namespace, pod) in [("shop", "db"), ("shop", "web"), ("tools", "tool")] {
+        assert_eq!(
+            policies_of(&output, namespace, pod),
+            ["istio-system/weft-mtls-strict"],
+            "{namespace}/{pod}"
+        );
+    }
+    let names: Vec<&String> = output.of_type(AUTHORIZATION.type_url).keys().collect();
+    assert_eq!(names, ["istio-system/weft-mtls-strict"]);
+}

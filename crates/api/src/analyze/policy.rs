@@ -195,7 +195,11 @@ pub(super) fn check_peer_authentications(context: &Context<'_>, findings: &mut V
         let Some(ports) = peer.spec.port_level_mtls.as_ref().filter(|p| !p.is_empty()) else {
             continue;
         };
-        let selector = selector.unwrap_or_default();
+        // Without a selector, portLevelMtls is ignored, not merely unexposed: validation
+        // reports it as an error ("portLevelMtls requires a selector").
+        let Some(selector) = selector else {
+            continue;
+        };
         let exposed = exposed_ports(context, namespace, &selector);
         for port in ports.keys().filter(|p| !exposed.contains(p)) {
             let listed: Vec<String> = exposed.iter().map(ToString::to_string).collect();

@@ -4,7 +4,8 @@
 //!
 //! Each workload's effective mode is resolved here with the precedence of `docs/policy.md`
 //! (workload selector > namespace > root namespace; a port entry overrides its level's mode;
-//! DISABLE counts as PERMISSIVE). Distinct results become shared policies in the root
+//! DISABLE counts as PERMISSIVE). Port entries count only on selector policies outside the
+//! root namespace, as in Istio's ambient mode. Distinct results become shared policies in the root
 //! namespace (`weft-mtls-strict[-except-<ports>|-only-<ports>]`, WORKLOAD_SELECTOR scope) and
 //! each workload lists the one that expresses its mode. The set of policies depends only on
 //! the PeerAuthentication objects, never on which workloads exist.
@@ -12,7 +13,7 @@
 use super::context::{Context, Dep, Unit};
 use super::{Resource, ResourceKey, TranslateOptions};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use weft_api::istio::{MtlsMode, MutualTls, PeerAuthentication, PeerAuthenticationSpec};
+use weft_api::istio::{MtlsMode, MutualTls, PeerAuthentication};
 use weft_api::selector::labels_match;
 use weft_api::{ConfigSnapshot, Kind, ObjectRef};
 use weft_proto::security::string_match::MatchType;
@@ -118,25 +119,52 @@ fn strictness(mtls: Option<&MutualTls>) -> Option<bool> {
     }
 }
 
-fn resolve(chain: &[&PeerAuthenticationSpec]) -> Profile {
+/// One level of a workload's chain as far as mTLS goes: its mode and the port entries that
+/// count.
+#[derive(Clone, Copy)]
+struct Level<'a> {
+    mtls: Option<&'a MutualTls>,
+    ports: Option<&'a BTreeMap<u32, MutualTls>>,
+}
+
+impl<'a> Level<'a> {
+    /// `portLevelMtls` counts only on a selector PeerAuthentication outside the root
+    /// namespace: Istio rejects it without a selector, and its ambient conversion ignores it
+    /// in the root namespace. Elsewhere it would open plaintext ports namespace- or mesh-wide.
+    fn of(policy: &'a PeerAuthentication, root_namespace: &str) -> Self {
+        let ports_count = selector_of(policy).is_some() && namespace_of(policy) != root_namespace;
+        Level {
+            mtls: policy.spec.mtls.as_ref(),
+            ports: policy.spec.port_level_mtls.as_ref().filter(|_| ports_count),
+        }
+    }
+}
+
+/// The profile a chain of PeerAuthentications (most specific first) resolves to.
+fn resolve_chain(chain: &[&PeerAuthentication], options: &TranslateOptions) -> Profile {
+    let levels: Vec<Level<'_>> = chain
+        .iter()
+        .map(|p| Level::of(p, &options.root_namespace))
+        .collect();
+    resolve(&levels)
+}
+
+fn resolve(chain: &[Level<'_>]) -> Profile {
     let strict = chain
         .iter()
-        .find_map(|level| strictness(level.mtls.as_ref()))
+        .find_map(|level| strictness(level.mtls))
         .unwrap_or(false);
     let ports: BTreeSet<u32> = chain
         .iter()
-        .flat_map(|level| level.port_level_mtls.iter().flatten())
+        .flat_map(|level| level.ports.into_iter().flatten())
         .map(|(p, _)| *p)
         .collect();
     let port_strict = |port: u32| {
         chain
             .iter()
             .find_map(|level| {
-                let entry = level
-                    .port_level_mtls
-                    .as_ref()
-                    .and_then(|ports| ports.get(&port));
-                strictness(entry).or_else(|| strictness(level.mtls.as_ref()))
+                let entry = level.ports.and_then(|ports| ports.get(&port));
+                strictness(entry).or_else(|| strictness(level.mtls))
             })
             .unwrap_or(false)
     };
@@ -236,8 +264,7 @@ pub(crate) fn mtls_policies(
     }
     let mut out = BTreeMap::new();
     for chain in chains {
-        let specs: Vec<&PeerAuthenticationSpec> = chain.iter().map(|p| &p.spec).collect();
-        if let Some((name, rule)) = profile_policy(&resolve(&specs)) {
+        if let Some((name, rule)) = profile_policy(&resolve_chain(&chain, options)) {
             let key = format!("{}/{name}", options.root_namespace);
             out.insert(key, authorization(name, rule, options));
         }
@@ -257,8 +284,7 @@ pub(crate) fn workload_mtls(
         .iter()
         .map(|p| Dep::Selection(object_ref(p)))
         .collect();
-    let specs: Vec<&PeerAuthenticationSpec> = chain.iter().map(|p| &p.spec).collect();
-    let name = profile_policy(&resolve(&specs))
+    let name = profile_policy(&resolve_chain(&chain, context.options))
         .map(|(name, _)| format!("{}/{name}", context.options.root_namespace));
     (name, deps)
 }
@@ -296,6 +322,15 @@ pub(crate) fn workloads_in_reach(context: &Context<'_>, object: &ObjectRef) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_api::istio::PeerAuthenticationSpec;
+
+    /// A level whose port entries count (a selector policy outside the root namespace).
+    fn level(spec: &PeerAuthenticationSpec) -> Level<'_> {
+        Level {
+            mtls: spec.mtls.as_ref(),
+            ports: spec.port_level_mtls.as_ref(),
+        }
+    }
 
     fn spec(mode: Option<MtlsMode>, ports: &[(u32, MtlsMode)]) -> PeerAuthenticationSpec {
         PeerAuthenticationSpec {
@@ -315,7 +350,7 @@ mod tests {
         let root = spec(Some(MtlsMode::Strict), &[]);
         let namespace = spec(Some(MtlsMode::Permissive), &[]);
         let workload = spec(None, &[(8080, MtlsMode::Strict)]);
-        let profile = resolve(&[&workload, &namespace, &root]);
+        let profile = resolve(&[level(&workload), level(&namespace), level(&root)]);
         assert_eq!(
             profile,
             Profile {
@@ -334,14 +369,14 @@ mod tests {
         let namespace = spec(Some(MtlsMode::Strict), &[(9000, MtlsMode::Permissive)]);
         let workload = spec(Some(MtlsMode::Strict), &[]);
         assert_eq!(
-            resolve(&[&workload, &namespace]),
+            resolve(&[level(&workload), level(&namespace)]),
             Profile {
                 strict: true,
                 exceptions: BTreeSet::new()
             }
         );
         assert_eq!(
-            resolve(&[&namespace]),
+            resolve(&[level(&namespace)]),
             Profile {
                 strict: true,
                 exceptions: BTreeSet::from([9000])
@@ -353,7 +388,7 @@ mod tests {
     fn disable_counts_as_permissive_and_unset_inherits() {
         let root = spec(Some(MtlsMode::Strict), &[(15020, MtlsMode::Disable)]);
         let namespace = spec(Some(MtlsMode::Unset), &[]);
-        let profile = resolve(&[&namespace, &root]);
+        let profile = resolve(&[level(&namespace), level(&root)]);
         assert_eq!(
             profile_policy(&profile).map(|p| p.0).as_deref(),
             Some("weft-mtls-strict-except-15020")
