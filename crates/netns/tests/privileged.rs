@@ -387,19 +387,26 @@ fn capture_redirects_outbound_dns_and_inbound_but_not_marked_or_hbone() {
     drop(peer_server);
 }
 
-#[test]
-fn transparent_inbound_connect_shows_the_callers_ip_to_the_workload() {
-    let (cluster, _dir) = cluster(
+/// Two nodes, pod `captured` on `a` with the default capture installed, pod `other` on `b`.
+fn captured_pair(captured: &str, other: &str) -> (LocalCluster, tempfile::TempDir) {
+    let (cluster, dir) = cluster(
         ClusterSpec::new(&unique_prefix())
             .node("a")
             .node("b")
-            .pod("workload", "a")
-            .pod("caller", "b"),
+            .pod(captured, "a")
+            .pod(other, "b"),
     );
+    let ns = pod(&cluster, captured).netns.path();
+    install_capture(&ns, &CaptureConfig::default()).expect("install");
+    (cluster, dir)
+}
+
+#[test]
+fn transparent_inbound_connect_shows_the_callers_ip_to_the_workload() {
+    let (cluster, _dir) = captured_pair("workload", "caller");
     let (workload, caller) = (pod(&cluster, "workload"), pod(&cluster, "caller"));
     let ns = workload.netns.path();
     let config = CaptureConfig::default();
-    install_capture(&ns, &config).expect("install");
     let app = Greeter::start(
         open_listener_in(&ns, addr(Ipv4Addr::UNSPECIFIED, 8080)).unwrap(),
         "workload",
@@ -461,17 +468,10 @@ fn snat_node_connections(node_ns: &std::path::Path, pod: Ipv4Addr) {
 
 #[test]
 fn probe_traffic_from_the_probe_source_reaches_the_workload_uncaptured() {
-    let (cluster, _dir) = cluster(
-        ClusterSpec::new(&unique_prefix())
-            .node("a")
-            .node("b")
-            .pod("app", "a")
-            .pod("peer", "b"),
-    );
+    let (cluster, _dir) = captured_pair("app", "peer");
     let (app, peer) = (pod(&cluster, "app"), pod(&cluster, "peer"));
     let app_ns = app.netns.path();
     let config = CaptureConfig::default();
-    install_capture(&app_ns, &config).expect("install");
     let any = |port| addr(Ipv4Addr::UNSPECIFIED, port);
     let inbound = open_listener_in(&app_ns, any(config.inbound_port)).unwrap();
     let server = Greeter::start(open_listener_in(&app_ns, any(8080)).unwrap(), "app");

@@ -323,7 +323,12 @@ async fn hbone_connect_to_a_port_of_the_proxy_itself_is_a_bad_request_and_dials_
         assert!(open.is_empty(), "{own} was dialled: {open:?}");
     }
     assert_eq!(
-        status_of(&mut send, Method::CONNECT, &mesh.net.echo_addr().to_string()).await,
+        status_of(
+            &mut send,
+            Method::CONNECT,
+            &mesh.net.echo_addr().to_string()
+        )
+        .await,
         200,
         "the workload's own port still works"
     );
