@@ -32,41 +32,28 @@ spec:
   ports: [{name: http, port: 80}]
 ";
 
-const WAYPOINT_SAME: &str = r"
-apiVersion: gateway.networking.k8s.io/v1
+/// Waypoint `b/waypoint` whose HBONE listener has `allowed_routes` (YAML, may be empty).
+fn waypoint(allowed_routes: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
-metadata: {name: waypoint, namespace: b}
-spec:
-  gatewayClassName: istio-waypoint
-  listeners:
-  - {name: mesh, port: 15008, protocol: HBONE}
-";
-
-const WAYPOINT_ALL: &str = r"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: b}
-spec:
-  gatewayClassName: istio-waypoint
-  listeners:
-  - {name: mesh, port: 15008, protocol: HBONE, allowedRoutes: {namespaces: {from: All}}}
-";
-
-const WAYPOINT_SELECTOR: &str = r"
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: b}
+metadata: {{name: waypoint, namespace: b}}
 spec:
   gatewayClassName: istio-waypoint
   listeners:
   - name: mesh
     port: 15008
     protocol: HBONE
-    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: shop}}}}
-";
+{allowed_routes}"
+    )
+}
 
-fn objects(waypoint: &str) -> Vec<LoadedObject> {
-    [USER, waypoint]
+const ALLOW_ALL: &str = "    allowedRoutes: {namespaces: {from: All}}";
+const ALLOW_SELECTED: &str =
+    "    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: shop}}}}";
+
+fn objects(allowed_routes: &str) -> Vec<LoadedObject> {
+    [USER, &waypoint(allowed_routes)]
         .iter()
         .flat_map(|text| {
             let parsed = parse_manifests(text, "waypoint-namespace.yaml".as_ref());
@@ -90,7 +77,7 @@ fn api_waypoint(output: &Output) -> (Option<String>, Vec<String>) {
 
 #[test]
 fn a_waypoint_of_another_namespace_without_allowed_routes_is_not_used() {
-    let snapshot = ConfigSnapshot::new(objects(WAYPOINT_SAME));
+    let snapshot = ConfigSnapshot::new(objects(""));
     let (waypoint, warnings) = api_waypoint(&translate(&snapshot, &TranslateOptions::default()));
     assert_eq!(waypoint, None);
     assert!(
@@ -110,8 +97,8 @@ fn a_waypoint_of_another_namespace_without_allowed_routes_is_not_used() {
 
 #[test]
 fn a_waypoint_allowing_all_or_selected_namespaces_is_used() {
-    for waypoint in [WAYPOINT_ALL, WAYPOINT_SELECTOR] {
-        let snapshot = ConfigSnapshot::new(objects(waypoint));
+    for allowed_routes in [ALLOW_ALL, ALLOW_SELECTED] {
+        let snapshot = ConfigSnapshot::new(objects(allowed_routes));
         let (bound, warnings) = api_waypoint(&translate(&snapshot, &TranslateOptions::default()));
         let bound = bound.expect("bound to the waypoint");
         assert!(bound.contains("waypoint.b.svc.cluster.local"), "{bound}");

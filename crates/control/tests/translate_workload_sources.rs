@@ -15,42 +15,34 @@ kind: Namespace
 metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}
 ";
 
-/// A Job's pod that completed; Kubernetes keeps its podIP.
-const COMPLETED: &str = r"
-apiVersion: v1
+/// Pod `name` (`metadata` extra fields, `status` fields) reporting IP 10.1.0.7.
+fn pod(name: &str, metadata: &str, status: &str) -> String {
+    format!(
+        "apiVersion: v1
 kind: Pod
-metadata: {name: batch-1, namespace: shop, labels: {app: batch}}
-spec: {containers: [{name: batch, image: batch}]}
-status: {phase: Succeeded, podIP: 10.1.0.7}
-";
+metadata: {{name: {name}, namespace: shop, labels: {{app: {name}}}{metadata}}}
+spec: {{containers: [{{name: main, image: main}}]}}
+status: {{podIP: 10.1.0.7, {status}}}"
+    )
+}
+
+/// A Job's pod that completed; Kubernetes keeps its podIP.
+fn completed() -> String {
+    pod("batch-1", "", "phase: Succeeded")
+}
 
 /// A running pod that got the completed pod's IP.
-const RUNNING: &str = r"
-apiVersion: v1
-kind: Pod
-metadata: {name: web-1, namespace: shop, labels: {app: web}}
-spec: {containers: [{name: web, image: web}]}
-status:
-  phase: Running
-  podIP: 10.1.0.7
-  conditions: [{type: Ready, status: 'True'}]
-";
+fn running() -> String {
+    let ready = "conditions: [{type: Ready, status: 'True'}]";
+    pod("web-1", "", &format!("phase: Running, {ready}"))
+}
 
 /// A live but not ready pod (terminating) still reporting the same IP.
-const TERMINATING: &str = r"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: aaa-old
-  namespace: shop
-  labels: {app: web}
-  deletionTimestamp: '2026-01-01T00:00:00Z'
-spec: {containers: [{name: web, image: web}]}
-status:
-  phase: Running
-  podIP: 10.1.0.7
-  conditions: [{type: Ready, status: 'False'}]
-";
+fn terminating() -> String {
+    let deleting = ", deletionTimestamp: '2026-01-01T00:00:00Z'";
+    let status = "phase: Running, conditions: [{type: Ready, status: 'False'}]";
+    pod("aaa-old", deleting, status)
+}
 
 /// A ServiceEntry whose empty selector must not pick up the namespace's pods.
 const EMPTY_SELECTOR: &str = r"
@@ -64,8 +56,8 @@ spec:
   workloadSelector: {labels: {}}
 ";
 
-fn objects(parts: &[&str]) -> Vec<LoadedObject> {
-    let all = parts.iter().chain(std::iter::once(&AMBIENT));
+fn objects<S: AsRef<str>>(parts: &[S]) -> Vec<LoadedObject> {
+    let all = parts.iter().map(AsRef::as_ref).chain([AMBIENT]);
     all.flat_map(|text| {
         let parsed = parse_manifests(text, "sources.yaml".as_ref());
         assert!(parsed.findings.is_empty(), "{:#?}", parsed.findings);
@@ -74,7 +66,7 @@ fn objects(parts: &[&str]) -> Vec<LoadedObject> {
     .collect()
 }
 
-fn translated(parts: &[&str]) -> Output {
+fn translated<S: AsRef<str>>(parts: &[S]) -> Output {
     translate(
         &ConfigSnapshot::new(objects(parts)),
         &TranslateOptions::default(),
@@ -103,7 +95,7 @@ fn owners_of(output: &Output, ip: [u8; 4]) -> Vec<String> {
 
 #[test]
 fn a_finished_pod_is_no_workload_and_leaves_its_ip_to_the_running_pod() {
-    let output = translated(&[COMPLETED, RUNNING]);
+    let output = translated(&[completed(), running()]);
     assert_eq!(owners_of(&output, [10, 1, 0, 7]), ["web-1"]);
     let completed = ResourceKey::address(pod_uid("Kubernetes", "shop", "batch-1"));
     assert!(output.get(&completed).is_none());
@@ -111,7 +103,7 @@ fn a_finished_pod_is_no_workload_and_leaves_its_ip_to_the_running_pod() {
 
 #[test]
 fn of_two_live_pods_with_one_ip_the_ready_one_keeps_it_with_a_warning() {
-    let output = translated(&[TERMINATING, RUNNING]);
+    let output = translated(&[terminating(), running()]);
     assert_eq!(owners_of(&output, [10, 1, 0, 7]), ["web-1"]);
     let names: Vec<String> = workloads(&output).into_iter().map(|w| w.name).collect();
     assert!(names.contains(&"aaa-old".to_owned()), "{names:?}");
@@ -128,16 +120,16 @@ fn of_two_live_pods_with_one_ip_the_ready_one_keeps_it_with_a_warning() {
 fn a_pod_finishing_or_leaving_gives_the_ip_back_incrementally() {
     let options = TranslateOptions::default();
     let mut translator = Translator::new(options.clone());
-    let steps: [&[&str]; 4] = [
-        &[TERMINATING, RUNNING],
-        &[TERMINATING],
-        &[COMPLETED, RUNNING],
-        &[RUNNING],
+    let steps = [
+        vec![terminating(), running()],
+        vec![terminating()],
+        vec![completed(), running()],
+        vec![running()],
     ];
     let mut old = ConfigSnapshot::new(Vec::new());
     translator.full(&old);
     for parts in steps {
-        let new = ConfigSnapshot::new(objects(parts));
+        let new = ConfigSnapshot::new(objects(&parts));
         translator.update(&old, &new);
         let full = translate(&new, &options);
         assert_eq!(translator.output(), &full, "after {parts:?}");
@@ -147,7 +139,7 @@ fn a_pod_finishing_or_leaving_gives_the_ip_back_incrementally() {
 
 #[test]
 fn a_service_entry_with_an_empty_workload_selector_selects_nothing() {
-    let output = translated(&[RUNNING, EMPTY_SELECTOR]);
+    let output = translated(&[running(), EMPTY_SELECTOR.to_owned()]);
     let web = workloads(&output).into_iter().find(|w| w.name == "web-1");
     let services = web.expect("web-1").services;
     assert!(
@@ -156,40 +148,25 @@ fn a_service_entry_with_an_empty_workload_selector_selects_nothing() {
     );
 }
 
-/// A STATIC ServiceEntry without `location` (MESH_EXTERNAL) and a WorkloadEntry, both in the
-/// ambient namespace, neither saying it terminates HBONE.
-const ENTRIES: &str = r"
-apiVersion: networking.istio.io/v1
+/// A STATIC ServiceEntry without `location` (MESH_EXTERNAL) with one endpoint and a
+/// WorkloadEntry, both in the ambient namespace, both with `labels` (a YAML map).
+fn entries(labels: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {name: legacy, namespace: shop}
+metadata: {{name: legacy, namespace: shop}}
 spec:
   hosts: [legacy.example.com]
-  ports: [{number: 80, name: http, protocol: HTTP}]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
   resolution: STATIC
-  endpoints: [{address: 10.2.0.1}]
+  endpoints: [{{address: 10.2.0.1, labels: {labels}}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
-metadata: {name: vm, namespace: shop}
-spec: {address: 10.2.0.2}
-";
-
-/// [`ENTRIES`] with `networking.istio.io/tunnel: http` on both workloads.
-const TUNNELLED_ENTRIES: &str = r"
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: legacy, namespace: shop}
-spec:
-  hosts: [legacy.example.com]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 10.2.0.1, labels: {networking.istio.io/tunnel: http}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: vm, namespace: shop, labels: {networking.istio.io/tunnel: http}}
-spec: {address: 10.2.0.2}
-";
+metadata: {{name: vm, namespace: shop, labels: {labels}}}
+spec: {{address: 10.2.0.2}}"
+    )
+}
 
 fn tunnels(output: &Output) -> Vec<(String, TunnelProtocol)> {
     let mut entries: Vec<_> = workloads(output)
@@ -203,14 +180,16 @@ fn tunnels(output: &Output) -> Vec<(String, TunnelProtocol)> {
 #[test]
 fn entries_in_an_ambient_namespace_use_hbone_only_with_the_tunnel_label() {
     assert_eq!(
-        tunnels(&translated(&[ENTRIES])),
+        tunnels(&translated(&[entries("{}")])),
         [
             ("legacy".to_owned(), TunnelProtocol::None),
             ("vm".to_owned(), TunnelProtocol::None)
         ]
     );
     assert_eq!(
-        tunnels(&translated(&[TUNNELLED_ENTRIES])),
+        tunnels(&translated(&[entries(
+            "{networking.istio.io/tunnel: http}"
+        )])),
         [
             ("legacy".to_owned(), TunnelProtocol::Hbone),
             ("vm".to_owned(), TunnelProtocol::Hbone)
