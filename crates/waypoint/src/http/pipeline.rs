@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -281,8 +281,9 @@ fn routed<'a>(
     request.target = target::target(&request.parts, conn.destination())?;
     let backend = resolve(waypoint, chosen)?;
     let mirrors = rule.filters().mirrors().iter();
+    let limit = rule.timeouts().request.unwrap_or(MIRROR_TIMEOUT);
     for mirror in mirrors.chain(chosen.filters().mirrors()) {
-        send_mirror(waypoint, mirror, request);
+        send_mirror(waypoint, mirror, request, limit);
     }
     let headers = &request.parts.headers;
     let origin =
@@ -468,11 +469,26 @@ fn declares_h2(service: &weft_upstream::MeshService, port: u16) -> bool {
     })
 }
 
-/// Sends a bodiless copy of the request to a mirror backend and forgets it.
-fn send_mirror(waypoint: &Waypoint, mirror: &Mirror, request: &Pending) {
+/// How long a mirrored copy may take when its rule sets no `timeouts.request` (Envoy's
+/// default route timeout).
+const MIRROR_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Mirrored copies in flight in this process at most; a copy beyond that is dropped, so a
+/// slow mirror backend cannot pile up tasks and connections.
+const MIRRORS_IN_FLIGHT: usize = 1024;
+
+static MIRRORS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MIRRORS_IN_FLIGHT);
+
+/// Sends a bodiless copy of the request to a mirror backend and forgets it; the copy is
+/// given up after `limit`, and not sent at all while [`MIRRORS_IN_FLIGHT`] are out.
+fn send_mirror(waypoint: &Waypoint, mirror: &Mirror, request: &Pending, limit: Duration) {
     if !mirror.sampled(&mut rand::rng()) {
         return;
     }
+    let Ok(permit) = MIRRORS.try_acquire() else {
+        tracing::debug!("mirrored copy dropped: {MIRRORS_IN_FLIGHT} already in flight");
+        return;
+    };
     let Ok(backend) = resolve(waypoint, mirror.backend()) else {
         return;
     };
@@ -487,9 +503,15 @@ fn send_mirror(waypoint: &Waypoint, mirror: &Mirror, request: &Pending) {
     headers::for_mirror(&mut head.headers);
     let waypoint = waypoint.clone();
     tokio::spawn(async move {
-        let result = forward(&waypoint, &backend, head, empty(), &Attempts::default()).await;
-        if let Err((failure, _)) = result {
-            tracing::debug!(status = %failure.status, "mirrored request failed");
+        let _permit = permit;
+        let attempts = Attempts::default();
+        let sending = forward(&waypoint, &backend, head, empty(), &attempts);
+        match tokio::time::timeout(limit, sending).await {
+            Ok(Ok(_)) => {}
+            Ok(Err((failure, _))) => {
+                tracing::debug!(status = %failure.status, "mirrored request failed");
+            }
+            Err(_) => tracing::debug!(?limit, "mirrored request timed out"),
         }
     });
 }

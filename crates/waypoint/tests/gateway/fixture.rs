@@ -230,6 +230,7 @@ pub fn new_backend(name: &str, ip: std::net::Ipv4Addr) -> Arc<Backend> {
         ip,
         requests: AtomicUsize::new(0),
         first_bytes: Notify::new(),
+        in_flight: AtomicUsize::new(0),
         behaviour: Behaviour::default(),
     })
 }

@@ -134,6 +134,39 @@ async fn redirects_are_answered_and_mirrors_copy_requests() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirrored_copy_is_given_up_at_the_request_timeout() {
+    let rules = vec![pb::Rule {
+        filters: vec![filter(pb::filter::Kind::RequestMirror(pb::Mirror {
+            backend: Some(backend_ref("echo-v2")),
+            ..Default::default()
+        }))],
+        backends: vec![backend_ref("echo")],
+        request_timeout_ms: 300,
+        ..Default::default()
+    }];
+    let specs = vec![backend("echo-a", "echo"), backend("echo-v2", "echo-v2")];
+    let resource = waypoint_resource(&[("echo", vec![route(rules)])], vec![]);
+    let mesh = Mesh::start(specs, resource).await;
+    let client = mesh.client().await;
+    let mut h1 = client.h1(mesh.net.vip(1)).await;
+    let slow = send(&mut h1, get("/", &[("x-delay-ms", "8000")])).await;
+    assert_eq!(slow.status, 504, "{slow:?}");
+    let v2 = mesh.backend("echo-v2");
+    eventually("the mirror gets its copy", || async {
+        v2.requests.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while v2.in_flight.load(Ordering::Relaxed) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mirrored copy is still waiting for its answer"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn tcp_resource(policies: Vec<pb::Policy>) -> pb::Waypoint {
     let mut resource = waypoint_resource(&[("echo", vec![])], policies);
     resource.services[0].ports[0].protocol = pb::Protocol::Tcp.into();

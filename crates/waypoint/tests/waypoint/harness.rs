@@ -88,6 +88,8 @@ pub struct Backend {
     pub requests: AtomicUsize,
     /// Notified when a request body's first bytes arrive.
     pub first_bytes: Notify,
+    /// Requests being answered now (a request whose caller went away is dropped).
+    pub in_flight: AtomicUsize,
     pub behaviour: Behaviour,
 }
 
@@ -208,6 +210,7 @@ impl Mesh {
                 ip,
                 requests: AtomicUsize::new(0),
                 first_bytes: Notify::new(),
+                in_flight: AtomicUsize::new(0),
                 behaviour: spec.behaviour,
             });
             servers.push(serve_backend(&ca, &trust, Arc::clone(&backend)).await);
@@ -465,6 +468,7 @@ async fn echo(
     mut request: Request<Incoming>,
 ) -> Result<Response<EchoBody>, Infallible> {
     backend.requests.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight::enter(&backend);
     if request.headers().contains_key(http::header::UPGRADE) {
         return Ok(upgrade(&mut request).map(BodyExt::boxed));
     }
@@ -507,6 +511,22 @@ async fn echo(
         }
     }
     Ok(response)
+}
+
+/// Counts a request in [`Backend::in_flight`] until dropped.
+struct InFlight(Arc<Backend>);
+
+impl InFlight {
+    fn enter(backend: &Arc<Backend>) -> Self {
+        backend.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(backend))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The echo app's response body.
