@@ -104,20 +104,9 @@ async fn redirects_are_answered_and_mirrors_copy_requests() {
             }))],
             ..Default::default()
         },
-        pb::Rule {
-            filters: vec![filter(pb::filter::Kind::RequestMirror(pb::Mirror {
-                backend: Some(backend_ref("echo-v2")),
-                ..Default::default()
-            }))],
-            backends: vec![backend_ref("echo")],
-            ..Default::default()
-        },
+        mirroring(pb::Rule::default()),
     ];
-    let specs = vec![backend("echo-a", "echo"), backend("echo-v2", "echo-v2")];
-    let resource = waypoint_resource(&[("echo", vec![route(rules)])], vec![]);
-    let mesh = Mesh::start(specs, resource).await;
-    let client = mesh.client().await;
-    let mut h1 = client.h1(mesh.net.vip(1)).await;
+    let (mesh, mut h1) = mirrored(rules).await;
     let moved = send(&mut h1, get("/old/page?q=1", &[])).await;
     assert_eq!(moved.status, 301, "{moved:?}");
     assert_eq!(moved.header("location"), "http://new.example/old/page?q=1");
@@ -136,20 +125,11 @@ async fn redirects_are_answered_and_mirrors_copy_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mirrored_copy_is_given_up_at_the_request_timeout() {
-    let rules = vec![pb::Rule {
-        filters: vec![filter(pb::filter::Kind::RequestMirror(pb::Mirror {
-            backend: Some(backend_ref("echo-v2")),
-            ..Default::default()
-        }))],
-        backends: vec![backend_ref("echo")],
+    let rules = vec![mirroring(pb::Rule {
         request_timeout_ms: 300,
         ..Default::default()
-    }];
-    let specs = vec![backend("echo-a", "echo"), backend("echo-v2", "echo-v2")];
-    let resource = waypoint_resource(&[("echo", vec![route(rules)])], vec![]);
-    let mesh = Mesh::start(specs, resource).await;
-    let client = mesh.client().await;
-    let mut h1 = client.h1(mesh.net.vip(1)).await;
+    })];
+    let (mesh, mut h1) = mirrored(rules).await;
     let slow = send(&mut h1, get("/", &[("x-delay-ms", "8000")])).await;
     assert_eq!(slow.status, 504, "{slow:?}");
     let v2 = mesh.backend("echo-v2");
@@ -165,6 +145,29 @@ async fn a_mirrored_copy_is_given_up_at_the_request_timeout() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// `rule` sending to `echo` and mirroring to `echo-v2`.
+fn mirroring(rule: pb::Rule) -> pb::Rule {
+    pb::Rule {
+        filters: vec![filter(pb::filter::Kind::RequestMirror(pb::Mirror {
+            backend: Some(backend_ref("echo-v2")),
+            ..Default::default()
+        }))],
+        backends: vec![backend_ref("echo")],
+        ..rule
+    }
+}
+
+/// Services `echo` and `echo-v2` with `rules` on `echo`, and a client connection to it.
+async fn mirrored(
+    rules: Vec<pb::Rule>,
+) -> (Mesh, hyper::client::conn::http1::SendRequest<ClientBody>) {
+    let specs = vec![backend("echo-a", "echo"), backend("echo-v2", "echo-v2")];
+    let resource = waypoint_resource(&[("echo", vec![route(rules)])], vec![]);
+    let mesh = Mesh::start(specs, resource).await;
+    let h1 = mesh.client().await.h1(mesh.net.vip(1)).await;
+    (mesh, h1)
 }
 
 fn tcp_resource(policies: Vec<pb::Policy>) -> pb::Waypoint {
