@@ -16,7 +16,12 @@ type Rank = (u8, bool, Option<String>, ObjectRef);
 fn rank(kind_order: u8, loaded: &LoadedObject) -> Rank {
     let created = loaded.object.metadata().creation_timestamp.as_ref();
     let created = created.map(|t| t.0.to_string());
-    (kind_order, created.is_none(), created, loaded.object.object_ref())
+    (
+        kind_order,
+        created.is_none(),
+        created,
+        loaded.object.object_ref(),
+    )
 }
 
 /// Every plain IP (not CIDR) that more than one Service or ServiceEntry claims, with the
@@ -49,7 +54,10 @@ pub fn vip_claims(snapshot: &ConfigSnapshot) -> HashMap<IpAddr, Vec<ObjectRef>> 
     claims.retain(|_, list| list.len() > 1);
     let ordered = claims.into_iter().map(|(ip, mut list)| {
         list.sort();
-        (ip, list.into_iter().map(|(_, _, _, object)| object).collect())
+        (
+            ip,
+            list.into_iter().map(|(_, _, _, object)| object).collect(),
+        )
     });
     ordered.collect()
 }
