@@ -67,7 +67,9 @@ pub(crate) fn target(parts: &Parts, destination: SocketAddr) -> Result<Target, F
         })
         .unwrap_or_else(|| destination.to_string());
     let (host, port) = canonical_host(&raw).ok_or_else(|| {
-        Failure::bad_request(&format!("request host {raw:?}: the port is not a number"))
+        Failure::bad_request(&format!(
+            "request host {raw:?}: not host[:port] (a port that is not a number, or userinfo)"
+        ))
     })?;
     let authority = match port {
         Some(port) => format!("{host}:{port}"),
@@ -86,8 +88,13 @@ pub(crate) fn target(parts: &Parts, destination: SocketAddr) -> Result<Target, F
 }
 
 /// Lowercase host without one trailing dot, and its port (`None` when absent or empty);
-/// `None` when what follows the last `:` of a name (or of `[v6]`) is not a port.
+/// `None` when what follows the last `:` of a name (or of `[v6]`) is not a port, or when
+/// the authority carries userinfo (`user@host`: a spelling policy and routes would not see
+/// as the host).
 fn canonical_host(authority: &str) -> Option<(String, Option<u16>)> {
+    if authority.contains('@') {
+        return None;
+    }
     let (host, port) = match authority.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
             let port = if port.is_empty() {
@@ -168,7 +175,10 @@ fn decode_unreserved(path: &str) -> Cow<'_, str> {
             Some(value) if unreserved(value) => out.push(char::from(value)),
             Some(_) => out.push_str(&path[i..i + 3].to_ascii_uppercase()),
             None => {
-                let next = path[i + 1..].find('%').map_or(bytes.len(), |at| i + 1 + at);
+                // Up to the next `%` (past this one when it starts a broken escape); `i`
+                // is always on a character boundary: escapes are ASCII.
+                let from = if bytes[i] == b'%' { i + 1 } else { i };
+                let next = path[from..].find('%').map_or(bytes.len(), |at| from + at);
                 out.push_str(&path[i..next]);
                 i = next;
                 continue;
@@ -248,6 +258,10 @@ mod tests {
             ("/a%zz%", "/a%zz%"),
             ("/a..b/.c", "/a..b/.c"),
             ("/~%7E%41", "/~~A"),
+            // Raw non-ASCII bytes (obs-text in HTTP/1.1, UTF-8 in h2) right after an escape.
+            ("/%41é", "/Aé"),
+            ("/%e9é/%41", "/%E9é/A"),
+            ("/é%zz%4", "/é%zz%4"),
         ];
         for (raw, normal) in cases {
             assert_eq!(normalize_path(raw), normal, "{raw}");
@@ -267,6 +281,9 @@ mod tests {
             ("[::1]", Some(("[::1]", None))),
             ("x.example:http", None),
             ("x.example:99999", None),
+            // RFC 9110 / 9113: no userinfo in an authority a proxy acts on.
+            ("x@shop.example", None),
+            ("x:y@shop.example:80", None),
         ];
         for (raw, canonical) in cases {
             let got = canonical_host(raw);
