@@ -439,34 +439,45 @@ async fn send(
     }
 }
 
-/// Whether to speak HTTP/2 to `backend`, as Istio decides from the service port: yes when
-/// the port is declared `HTTP2` or `GRPC` (a service bound to this waypoint, or the
-/// service's own port in the workload API, e.g. `appProtocol: kubernetes.io/h2c`), else
-/// HTTP/1.1 whatever the client spoke, except for gRPC from an HTTP/2 client (it needs
-/// HTTP/2) and for another waypoint (it serves both, the client's choice is kept).
+/// Whether to speak HTTP/2 to `backend`, as Istio decides from the service port: a port
+/// declared `HTTP2` or `GRPC` (a service bound to this waypoint, or the service's own port
+/// in the workload API, e.g. `appProtocol: kubernetes.io/h2c`) gets HTTP/2, one declared
+/// HTTP/1.1 gets HTTP/1.1 (except gRPC from an HTTP/2 client: it needs HTTP/2), and an
+/// undeclared port, a workload addressed directly or another waypoint get what the client
+/// spoke (Istio's "use downstream protocol" for ports it detects).
 fn upstream_h2(waypoint: &Waypoint, backend: &Backend, request: &Pending) -> bool {
-    let grpc = request.h2 && headers::needs_h2(&request.parts.headers);
     let Backend::Service { service, port } = backend else {
-        return grpc || (request.h2 && matches!(backend, Backend::ViaWaypoint { .. }));
+        return request.h2;
     };
     let config = waypoint.config();
-    let declared = config
+    let bound = config
         .service(service.key())
         .map(|bound| bound.protocol(port.service_port));
-    grpc || matches!(declared, Some(Protocol::Http2 | Protocol::Grpc))
-        || declares_h2(service, port.service_port)
+    let declared = match bound {
+        Some(Protocol::Http2 | Protocol::Grpc) => Some(true),
+        Some(Protocol::Http) => Some(false),
+        _ => declared_h2(service, port.service_port),
+    };
+    match declared {
+        Some(h2) => h2 || (request.h2 && headers::needs_h2(&request.parts.headers)),
+        None => request.h2,
+    }
 }
 
-/// Whether the workload API record of `service` declares `port` HTTP/2 or gRPC.
-fn declares_h2(service: &weft_upstream::MeshService, port: u16) -> bool {
+/// What the workload API record of `service` declares for `port`: HTTP/2 (`Some(true)`,
+/// HTTP2 or GRPC), HTTP/1.1 (`Some(false)`), or nothing.
+fn declared_h2(service: &weft_upstream::MeshService, port: u16) -> Option<bool> {
     use weft_proto::workload::AppProtocol;
-    service.proto().ports.iter().any(|declared| {
-        declared.service_port == u32::from(port)
-            && matches!(
-                AppProtocol::try_from(declared.app_protocol),
-                Ok(AppProtocol::Http2 | AppProtocol::Grpc)
-            )
-    })
+    let declared = service
+        .proto()
+        .ports
+        .iter()
+        .find(|declared| declared.service_port == u32::from(port))?;
+    match AppProtocol::try_from(declared.app_protocol) {
+        Ok(AppProtocol::Http2 | AppProtocol::Grpc) => Some(true),
+        Ok(AppProtocol::Http11) => Some(false),
+        _ => None,
+    }
 }
 
 /// How long a mirrored copy may take when its rule sets no `timeouts.request` (Envoy's

@@ -196,8 +196,8 @@ async fn h2c_clients_are_served_and_requests_are_counted_as_source() {
     );
     assert_eq!(
         answer.header("x-version"),
-        "HTTP/1.1",
-        "an undeclared (http) port gets HTTP/1.1 whatever the client spoke"
+        "HTTP/2.0",
+        "an undeclared port gets what the client spoke (HTTP/2)"
     );
     eventually("the request metric", || async {
         let metrics = fixture.metrics().await;

@@ -162,16 +162,23 @@ async fn a_denied_host_is_denied_in_every_spelling() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_h2c_client_reaches_an_http_port_over_http1() {
+async fn an_h2c_client_reaches_an_http_port_over_http1_and_an_undeclared_one_over_h2() {
+    let mut resource = waypoint_resource(&[("echo", vec![]), ("plain", vec![])], vec![]);
+    // `echo` declares its port HTTP (HTTP/1.1); `plain` leaves it to detection.
+    resource.services[0].ports[0].protocol = pb::Protocol::Http.into();
     let mesh = Mesh::start(
-        vec![backend("echo-a", "echo")],
-        waypoint_resource(&[("echo", vec![])], vec![]),
+        vec![backend("echo-a", "echo"), backend("plain-a", "plain")],
+        resource,
     )
     .await;
     let client = mesh.client().await;
-    let mut h2 = client.h2(mesh.net.vip(1)).await;
-    let request = Request::get("http://echo/two").body(empty()).unwrap();
-    let answer = read(h2.send_request(request).await.expect("h2 response")).await;
-    assert_eq!(answer.status, 200, "{answer:?}");
-    assert_eq!(answer.header("x-version"), "HTTP/1.1");
+    for (vip, host, version) in [(1, "echo", "HTTP/1.1"), (2, "plain", "HTTP/2.0")] {
+        let mut h2 = client.h2(mesh.net.vip(vip)).await;
+        let request = Request::get(format!("http://{host}/two"))
+            .body(empty())
+            .unwrap();
+        let answer = read(h2.send_request(request).await.expect("h2 response")).await;
+        assert_eq!(answer.status, 200, "{host}: {answer:?}");
+        assert_eq!(answer.header("x-version"), version, "{host}");
+    }
 }
