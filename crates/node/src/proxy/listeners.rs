@@ -289,7 +289,6 @@ impl Node {
         pod: Option<Arc<[IpAddr]>>,
         stop: CancellationToken,
     ) {
-        let own = listener.local_addr().ok().map(|addr| addr.port());
         self.serve_accept_loop(listener, stop, move |node, mut stream, peer| {
             let from_pod = pod
                 .as_deref()
@@ -299,7 +298,7 @@ impl Node {
                     tracing::info!(%peer, "outbound connection from an address that is not its pod's; closing");
                     return;
                 }
-                let Some(destination) = node.outbound_destination(&stream, peer, own) else {
+                let Some(destination) = node.outbound_destination(&stream, peer) else {
                     return;
                 };
                 if !node.await_config("outbound", peer).await {
@@ -318,17 +317,18 @@ impl Node {
     }
 
     /// The original destination of a captured outbound connection, `None` (logged) when
-    /// it must be closed: not redirected, aimed at this listener's port, or at one of the
+    /// it must be closed: not redirected (the connection was made to the listener itself),
+    /// or aimed at one of the
     /// proxy's handler ports on a host-local address (a self-call).
     fn outbound_destination(
         &self,
         stream: &tokio::net::TcpStream,
         peer: SocketAddr,
-        own: Option<u16>,
     ) -> Option<SocketAddr> {
         match super::original_dst::original_dst(stream) {
-            Ok(dst) if Some(dst.port()) == own => {
-                tracing::debug!(%peer, %dst, "outbound connection was not redirected (or aimed at this listener's port); closing");
+            // Not redirected: the original destination is the listener's own address.
+            Ok(dst) if stream.local_addr().is_ok_and(|local| local == dst) => {
+                tracing::debug!(%peer, %dst, "outbound connection was not redirected; closing");
                 None
             }
             Ok(dst)
