@@ -4,8 +4,7 @@
 //!
 //! - `prerouting` (nat): TCP arriving from outside the pod (not on `lo`) is redirected to the
 //!   inbound port (15006), except the HBONE port (15008), which reaches the proxy's HBONE
-//!   listener as is, and kubelet probes: the node SNATs them to [`PROBE_SOURCE_V4`]
-//!   (`169.254.7.127`), and TCP from that source reaches the workload directly.
+//!   listener as is.
 //! - `output` (nat): the pod's own outgoing traffic, except packets carrying the bypass mark
 //!   and traffic staying on `lo`: DNS (UDP and TCP port 53) goes to the DNS port (15053), all
 //!   other TCP to the outbound port (15001). UDP other than DNS is not captured. Redirected
@@ -46,11 +45,6 @@ use std::path::Path;
 
 /// Name of the nftables table this module owns in each pod namespace.
 pub const CAPTURE_TABLE: &str = "weft_capture";
-
-/// Source address of the kubelet's health probes once the node SNATs them (the address
-/// Istio ambient uses): such traffic into a pod is never redirected, so probes keep working
-/// under STRICT mTLS without passing mesh policy.
-pub const PROBE_SOURCE_V4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 7, 127);
 
 /// Ports and marks of the in-pod capture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +99,6 @@ table inet {CAPTURE_TABLE} {{
   chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
     iifname \"lo\" return
-    ip saddr {PROBE_SOURCE_V4} return
     meta mark {bypass_mark:#x} return
     tcp dport {hbone_port} return
     meta l4proto tcp redirect to :{inbound_port}

@@ -65,8 +65,7 @@ mod services;
 mod tool;
 
 pub use capture::{
-    CAPTURE_TABLE, CaptureConfig, PROBE_SOURCE_V4, capture_installed, install_capture,
-    install_hold, remove_capture,
+    CAPTURE_TABLE, CaptureConfig, capture_installed, install_capture, install_hold, remove_capture,
 };
 pub use cluster::{
     ClusterSpec, ClusterState, LocalCluster, Node, NodeSpec, POD_INTERFACE, Pod, PodSpec,

@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use weft_netns::{
-    CaptureConfig, ClusterSpec, LocalCluster, NetnsWorker, PROBE_SOURCE_V4, Pod, Protocol,
-    ServiceRule, SocketOptions, capture_installed, connect_in, install_capture, install_hold,
-    list_netns, open_listener_in, open_udp_in, original_dst, remove_capture, sync_service_rules,
-    teardown,
+    CaptureConfig, ClusterSpec, LocalCluster, NetnsWorker, Pod, Protocol, ServiceRule,
+    SocketOptions, capture_installed, connect_in, install_capture, install_hold, list_netns,
+    open_listener_in, open_udp_in, original_dst, remove_capture, sync_service_rules, teardown,
 };
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -441,61 +440,6 @@ fn transparent_inbound_connect_shows_the_callers_ip_to_the_workload() {
     caller_conn.read_to_string(&mut relayed).unwrap();
     assert_eq!(relayed, answer);
     drop(app);
-}
-
-/// What the node side would do for kubelet probes (as Istio ambient does): the node's own
-/// connections to `pod` leave with source [`PROBE_SOURCE_V4`].
-fn snat_node_connections(node_ns: &std::path::Path, pod: Ipv4Addr) {
-    let script = format!(
-        "table ip weft_probe_test {{
-  chain output {{ type filter hook output priority mangle; policy accept; ip daddr {pod} meta mark set 0x7127; }}
-  chain postrouting {{ type nat hook postrouting priority srcnat; policy accept; meta mark 0x7127 snat to {PROBE_SOURCE_V4}; }}
-}}"
-    );
-    let mut nft = std::process::Command::new("nsenter")
-        .arg(format!("--net={}", node_ns.display()))
-        .args(["nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("nsenter nft");
-    nft.stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("write rules");
-    assert!(nft.wait().expect("nft exits").success(), "{script}");
-}
-
-#[test]
-fn probe_traffic_from_the_probe_source_reaches_the_workload_uncaptured() {
-    let (cluster, _dir) = captured_pair("app", "peer");
-    let (app, peer) = (pod(&cluster, "app"), pod(&cluster, "peer"));
-    let app_ns = app.netns.path();
-    let config = CaptureConfig::default();
-    let any = |port| addr(Ipv4Addr::UNSPECIFIED, port);
-    let inbound = open_listener_in(&app_ns, any(config.inbound_port)).unwrap();
-    let server = Greeter::start(open_listener_in(&app_ns, any(8080)).unwrap(), "app");
-    let node_ns = cluster.node("a").expect("node a").netns.path();
-    snat_node_connections(&node_ns, app.ip);
-
-    let probe =
-        connect_in(&node_ns, addr(app.ip, 8080), SocketOptions::default()).expect("probe connects");
-    let reply = read_all(probe);
-    assert!(
-        reply.starts_with(&format!("app {PROBE_SOURCE_V4}:")),
-        "the workload answers the probe itself: {reply:?}"
-    );
-
-    // Everyone else is still redirected to the proxy.
-    let _other = connect_in(
-        &peer.netns.path(),
-        addr(app.ip, 8080),
-        SocketOptions::default(),
-    )
-    .expect("peer connects");
-    let (_, from) = inbound.accept().expect("inbound listener gets the peer");
-    assert_eq!(from.ip(), IpAddr::V4(peer.ip));
-    drop(server);
 }
 
 #[test]
