@@ -71,9 +71,16 @@ pub(crate) fn target(parts: &Parts, destination: SocketAddr) -> Result<Target, F
             "request host {raw:?}: not host[:port] (a port that is not a number, or userinfo)"
         ))
     })?;
-    let authority = match port {
-        Some(port) => format!("{host}:{port}"),
-        None => host.clone(),
+    // The raw authority is kept when it is canonical already (the usual case): one
+    // allocation fewer per request.
+    let canonical_len = host.len() + port.map_or(0, |port| 1 + decimal_digits(port));
+    let authority = if raw.len() == canonical_len && raw.starts_with(host.as_str()) {
+        raw
+    } else {
+        match port {
+            Some(port) => format!("{host}:{port}"),
+            None => host.clone(),
+        }
     };
     let path = parts
         .uri
@@ -85,6 +92,10 @@ pub(crate) fn target(parts: &Parts, destination: SocketAddr) -> Result<Target, F
         path,
         authority,
     })
+}
+
+fn decimal_digits(number: u16) -> usize {
+    number.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 /// Lowercase host without one trailing dot, and its port (`None` when absent or empty);
@@ -289,6 +300,36 @@ mod tests {
             let got = canonical_host(raw);
             let got = got.as_ref().map(|(h, p)| (h.as_str(), *p));
             assert_eq!(got, canonical, "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_authority_is_canonical_whether_kept_or_rebuilt() {
+        let destination: SocketAddr = ([10, 0, 0, 1], 8080).into();
+        let authority = |host: Option<&str>| {
+            let mut request = http::Request::builder().uri("/x");
+            if let Some(host) = host {
+                request = request.header(header::HOST, host);
+            }
+            let (parts, ()) = request.body(()).unwrap().into_parts();
+            let target = target(&parts, destination).unwrap();
+            (target.host.clone(), target.authority().to_owned())
+        };
+        let cases = [
+            (Some("x.example:80"), ("x.example", "x.example:80")),
+            (Some("x.example"), ("x.example", "x.example")),
+            (Some("X.Example.:080"), ("x.example", "x.example:80")),
+            (Some("x.example:"), ("x.example", "x.example")),
+            (Some("x.example.:8"), ("x.example", "x.example:8")),
+            (None, ("10.0.0.1", "10.0.0.1:8080")),
+        ];
+        for (host, (want_host, want_authority)) in cases {
+            let got = authority(host);
+            assert_eq!(
+                (got.0.as_str(), got.1.as_str()),
+                (want_host, want_authority),
+                "{host:?}"
+            );
         }
     }
 
