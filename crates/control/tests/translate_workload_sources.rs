@@ -117,6 +117,24 @@ fn of_two_live_pods_with_one_ip_the_ready_one_keeps_it_with_a_warning() {
 }
 
 #[test]
+fn host_network_pods_share_their_nodes_ip_without_warnings() {
+    let host_pod = |name: &str| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: shop}}
+spec: {{hostNetwork: true, containers: [{{name: main, image: main}}]}}
+status: {{podIP: 10.1.0.7, phase: Running}}"
+        )
+    };
+    let output = translated(&[host_pod("agent-a"), host_pod("agent-b")]);
+    let mut owners = owners_of(&output, [10, 1, 0, 7]);
+    owners.sort();
+    assert_eq!(owners, ["agent-a", "agent-b"]);
+    assert_eq!(output.all_warnings().count(), 0);
+}
+
+#[test]
 fn a_pod_finishing_or_leaving_gives_the_ip_back_incrementally() {
     let options = TranslateOptions::default();
     let mut translator = Translator::new(options.clone());

@@ -65,11 +65,16 @@ pub(crate) fn pod_ready(pod: &Pod) -> bool {
 }
 
 /// IPs reported by more than one (unfinished) pod, each with the uids of those pods.
+/// Host-network pods are left out: they all report their node's IP, legitimately.
 pub(crate) fn shared_pod_ips<'p>(
     pods: impl Iterator<Item = (String, &'p ExpandedPod)>,
 ) -> HashMap<IpAddr, Vec<String>> {
     let mut owners: HashMap<IpAddr, Vec<String>> = HashMap::new();
-    for (uid, pod) in pods {
+    let own_network = |pod: &&ExpandedPod| {
+        let spec = pod.pod.spec.as_ref();
+        !spec.and_then(|s| s.host_network).unwrap_or(false)
+    };
+    for (uid, pod) in pods.filter(|(_, pod)| own_network(pod)) {
         for ip in pod_addresses(&pod.pod) {
             owners.entry(ip).or_default().push(uid.clone());
         }
