@@ -161,27 +161,63 @@ impl HandoffServer {
     }
 
     /// Hands `offered` to each successor that asks, until one says it is ready; returns it.
-    /// The caller then stops accepting and drains. The socket file is left in place: the
-    /// successor replaces it with its own.
+    /// The caller then stops accepting and drains. The offer on the path is closed before
+    /// the successor hears "done", so it can offer there itself at once; the socket file is
+    /// left in place for it to replace.
     ///
     /// # Errors
-    /// The Unix listener failed.
+    /// The Unix listener failed, or the path could not be offered on again after a
+    /// successor went away between "ready" and "done".
     pub async fn serve(self, offered: &Offered) -> io::Result<Successor> {
+        let Self { listener, path } = self;
+        let mut listener = Some(listener);
         loop {
-            let (stream, _) = self.listener.accept().await?;
+            let serving = match listener.as_ref() {
+                Some(serving) => serving,
+                None => listener.insert(Self::bind(&path)?.listener),
+            };
+            let (stream, _) = serving.accept().await?;
             match hand_off(stream, offered).await {
-                Ok(Some(successor)) => return Ok(successor),
+                Ok(Some((successor, channel))) => {
+                    // Closed before "done": the successor offers on this path next.
+                    drop(listener.take());
+                    if confirm(channel, successor).await {
+                        return Ok(successor);
+                    }
+                }
                 Ok(None) => {}
                 Err(error) => {
-                    tracing::warn!(%error, path = %self.path.display(), "listener hand-off failed; still serving");
+                    tracing::warn!(%error, path = %path.display(), "listener hand-off failed; still serving");
                 }
             }
         }
     }
 }
 
-/// One successor's session: `Some` when it took the sockets and is ready.
-async fn hand_off(stream: UnixStream, offered: &Offered) -> io::Result<Option<Successor>> {
+/// Tells a ready successor the hand-off is done; false (logged) when it went away
+/// meanwhile, and the old process keeps serving.
+async fn confirm(mut channel: Channel, successor: Successor) -> bool {
+    match channel.send("done", &[]).await {
+        Ok(()) => {
+            tracing::info!(
+                pid = successor.pid,
+                "successor ready: it accepts on the listeners now"
+            );
+            true
+        }
+        Err(error) => {
+            tracing::warn!(%error, pid = successor.pid, "successor went away before the hand-off was confirmed; still serving");
+            false
+        }
+    }
+}
+
+/// One successor's session: `Some` when it took the sockets and said it is ready (it
+/// still waits for "done" on the returned channel).
+async fn hand_off(
+    stream: UnixStream,
+    offered: &Offered,
+) -> io::Result<Option<(Successor, Channel)>> {
     let pid = same_user_peer(&stream)?;
     let mut channel = Channel::new(stream);
     let asked = tokio::time::timeout(EXCHANGE_TIMEOUT, channel.recv(|_| 0))
@@ -210,11 +246,7 @@ async fn hand_off(stream: UnixStream, offered: &Offered) -> io::Result<Option<Su
     );
     // The successor may take a while (configuration, certificates): no deadline here.
     match channel.recv(|_| 0).await? {
-        Some((text, _)) if text == "ready" => {
-            channel.send("done", &[]).await?;
-            tracing::info!(pid, "successor ready: it accepts on the listeners now");
-            Ok(Some(Successor { pid }))
-        }
+        Some((text, _)) if text == "ready" => Ok(Some((Successor { pid }, channel))),
         Some((text, _)) => Err(invalid(&format!("unexpected hand-off message {text:?}"))),
         None => {
             tracing::warn!(

@@ -232,3 +232,26 @@ async fn a_dropped_guard_withdraws_its_socket_and_many_sockets_fit() {
     handing.await.unwrap().unwrap();
     assert!(started.elapsed() < DEADLINE);
 }
+
+/// A successor told "done" offers on the same path at once (it must never find the old
+/// process still there: it would not offer, and the next restart could not take over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_offers_on_the_path_as_soon_as_the_hand_off_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let offered = Offered::new();
+    let _guard = offered.offer("a", &listener).unwrap();
+    let mut server = HandoffServer::bind(&path).unwrap();
+    for generation in 0..30 {
+        let offering = offered.clone();
+        let handing = tokio::spawn(async move { server.serve(&offering).await });
+        let mut takeover = Takeover::connect(&path).await.unwrap().unwrap();
+        let taken = takeover.take_tcp("a").unwrap().unwrap();
+        takeover.ready().await.unwrap();
+        server = HandoffServer::bind(&path)
+            .unwrap_or_else(|error| panic!("generation {generation}: {error}"));
+        handing.await.unwrap().unwrap();
+        let _ = taken;
+    }
+}

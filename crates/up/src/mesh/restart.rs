@@ -227,9 +227,10 @@ impl Mesh {
                 self.stop([&mut new]);
                 return Err(format!(
                     "the new {} did not take over within {:?}; stopped it, the old one keeps \
-                     serving",
+                     serving. Its last log lines:\n{}",
                     new.label(),
-                    self.settings.ready_timeout
+                    self.settings.ready_timeout,
+                    new.log_tail(15)
                 ));
             }
             std::thread::sleep(POLL);
