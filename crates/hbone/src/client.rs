@@ -179,10 +179,16 @@ async fn await_server_preface(
         if Pin::new(&mut first_bytes).poll(cx).is_ready() {
             return Poll::Ready(Ok(()));
         }
-        match ready!(Pin::new(&mut *driver).poll(cx)) {
-            Err(source) => Poll::Ready(Err(HandshakeError::Http2 { tunnel, source })),
-            Ok(()) => Poll::Ready(Err(HandshakeError::ClosedByPeer { tunnel })),
-        }
+        let ended = ready!(Pin::new(&mut *driver).poll(cx));
+        // Bytes arrived and the connection still ended: the server's preface came with a
+        // GOAWAY (a draining server finishing a connection it accepted late).
+        let preface_came = first_bytes.try_recv().is_ok();
+        Poll::Ready(Err(match ended {
+            Err(source) if source.is_go_away() => HandshakeError::GoingAway { tunnel },
+            Err(source) => HandshakeError::Http2 { tunnel, source },
+            Ok(()) if preface_came => HandshakeError::GoingAway { tunnel },
+            Ok(()) => HandshakeError::ClosedByPeer { tunnel },
+        }))
     })
     .await
 }

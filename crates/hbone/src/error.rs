@@ -51,8 +51,20 @@ pub enum HandshakeError {
     },
     #[error("tunnel {tunnel} closed the connection before its HTTP/2 preface")]
     ClosedByPeer { tunnel: SocketAddr },
+    #[error("tunnel {tunnel} is shutting down: it answered the new connection with HTTP/2 GOAWAY")]
+    GoingAway { tunnel: SocketAddr },
     #[error("handshake with tunnel {tunnel} did not finish within {after:?}")]
     Timeout { tunnel: SocketAddr, after: Duration },
+}
+
+impl HandshakeError {
+    /// The server ended the new connection before any request was sent on it (it closed
+    /// it, or sent GOAWAY because it is draining, e.g. a proxy handing its listeners to a
+    /// successor): another connection may be tried safely.
+    #[must_use]
+    pub fn peer_went_away(&self) -> bool {
+        matches!(self, Self::ClosedByPeer { .. } | Self::GoingAway { .. })
+    }
 }
 
 /// Opening an HBONE stream failed.

@@ -34,7 +34,8 @@ use crate::client::{
 use crate::error::{HandshakeError, HboneError};
 use crate::stream::{HboneStream, PeerCertificates};
 
-/// Attempts to open a stream when pooled connections turn out to be closing.
+/// Attempts to open a stream when pooled connections turn out to be closing, or a new one
+/// is ended by a draining server before its first request.
 const OPEN_ATTEMPTS: usize = 3;
 
 /// Pool limits.
@@ -240,7 +241,17 @@ where
     ) -> Result<HboneStream, HboneError> {
         let mut attempt = 1;
         loop {
-            let slot = self.reserve_or_connect(key, entry, target).await?;
+            let slot = match self.reserve_or_connect(key, entry, target).await {
+                Ok(slot) => slot,
+                Err(HboneError::Handshake(error))
+                    if error.peer_went_away() && attempt < OPEN_ATTEMPTS =>
+                {
+                    tracing::debug!(%error, attempt, "new HBONE connection ended by its server; trying another");
+                    attempt += 1;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             match open_stream(&slot.conn.sender, target.tunnel_addr, request).await {
                 Ok((send, recv)) => {
                     self.inner

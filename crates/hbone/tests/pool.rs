@@ -340,3 +340,60 @@ async fn a_failed_spreading_handshake_falls_back_to_the_open_connection() {
     assert_eq!(stats.streams_open, 3);
     echo_once(&mut streams[0], b"still served").await;
 }
+
+/// A proxy handing its listeners to a successor may accept a connection just before it
+/// stops and then finish it at once: its HTTP/2 preface arrives together with a GOAWAY.
+/// No request was sent on it, so the pool opens another (which the successor serves).
+#[tokio::test]
+async fn a_new_connection_answered_with_goaway_is_replaced_by_another() {
+    let mesh = Mesh::new();
+    let upstream = echo_upstream().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tunnel = listener.local_addr().unwrap();
+    let mut draining_tls = (*mesh.server_tls()).clone();
+    draining_tls.alpn_protocols = vec![b"h2".to_vec()];
+    let draining = tokio_rustls::TlsAcceptor::from(Arc::new(draining_tls));
+    let server = HboneServer::new(
+        mesh.server_tls(),
+        forwarding_handler(None),
+        ServerOptions::default(),
+    );
+    tokio::spawn(async move {
+        // The draining process: the client's preface, then SETTINGS and GOAWAY (last
+        // stream 0, NO_ERROR) in one write, and the connection ends.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = draining.accept(tcp).await.unwrap();
+        let mut preface = [0u8; 24];
+        tls.read_exact(&mut preface).await.unwrap();
+        let settings = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+        let goaway = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        tls.write_all(&[&settings[..], &goaway[..]].concat())
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tls.read_to_end(&mut rest).await;
+        // The successor serves every later connection.
+        while let Ok((tcp, peer)) = listener.accept().await {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let _ = server.serve_tcp(tcp, peer, CancellationToken::new()).await;
+            });
+        }
+    });
+    let pool = Pool::new(PoolConfig::default());
+    let target = TunnelTarget::new(tunnel, mesh.client_tls());
+    let mut stream = open(&pool, &target, upstream).await;
+    echo_once(&mut stream, b"served by the successor").await;
+    let stats = pool.stats().snapshot();
+    let counts = (
+        stats.handshake_failures,
+        stats.handshakes,
+        stats.connections_open,
+    );
+    assert_eq!(
+        counts,
+        (1, 1, 1),
+        "one ended by the draining server: {stats:?}"
+    );
+}
