@@ -236,6 +236,31 @@ impl Up {
     pub fn instance_dir(&self) -> PathBuf {
         self.state_dir.join(&self.prefix)
     }
+
+    /// Prints the last lines of the mesh's own processes (control plane, node proxies)
+    /// without the access log: what a failed test needs to be diagnosed from CI's output,
+    /// as the state directory goes with the test.
+    fn print_mesh_logs(&self) {
+        let system = self.instance_dir().join("logs/weft-system");
+        let Ok(entries) = std::fs::read_dir(&system) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            for log in std::fs::read_dir(entry.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+                let lines: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.contains("weft::access"))
+                    .collect();
+                let tail = &lines[lines.len().saturating_sub(40)..];
+                eprintln!("--- {}:\n{}", log.path().display(), tail.join("\n"));
+            }
+        }
+    }
 }
 
 /// Polls `check` until it returns `Ok`, failing with its last error after `limit`.
@@ -255,6 +280,9 @@ impl Drop for Up {
         // A failed test must not leave namespaces or processes behind for the next run.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            self.print_mesh_logs();
+        }
         let _ = Command::new(&self.weft)
             .args(["down", "--prefix", &self.prefix, "--state-dir"])
             .arg(&self.state_dir)
