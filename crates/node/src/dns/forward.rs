@@ -213,8 +213,8 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// A forwarder for one pod, within the node's `limits`; its socket and reading task
-    /// live until `stop`.
+    /// A forwarder for one pod, within the node's `limits`; its reading task lives until
+    /// `stop` and the queries in flight then are answered or expired.
     #[must_use]
     pub fn new(upstream: Upstream, limits: Arc<ForwardLimits>, stop: CancellationToken) -> Self {
         Self {
@@ -327,11 +327,20 @@ pub enum ForwardError {
     Io(#[from] io::Error),
 }
 
-/// Reads the upstream's answers and expires silent queries until `stop`.
+/// Reads the upstream's answers and expires silent queries; after `stop` (the pod's DNS
+/// stopped, e.g. handed to a restarted proxy) only until the queries already in flight are
+/// answered or expired, so none of them is left to the client's retry timer.
 async fn read_answers(socket: Arc<UdpSocket>, shared: Arc<Shared>, stop: CancellationToken) {
     let mut buf = vec![0u8; MAX_ANSWER];
+    let mut stopping = false;
     loop {
-        let next_deadline = shared.lock().deadlines.front().map(|&(at, _)| at);
+        let next_deadline = {
+            let table = shared.lock();
+            if stopping && table.by_id.is_empty() {
+                return;
+            }
+            table.deadlines.front().map(|&(at, _)| at)
+        };
         let expiry = async {
             match next_deadline {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -339,7 +348,7 @@ async fn read_answers(socket: Arc<UdpSocket>, shared: Arc<Shared>, stop: Cancell
             }
         };
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled(), if !stopping => stopping = true,
             () = expiry => expire(&shared),
             received = socket.recv(&mut buf) => match received {
                 Ok(len) => answer(&shared, &mut buf[..len]),

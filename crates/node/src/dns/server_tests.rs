@@ -263,3 +263,45 @@ async fn a_tcp_client_stalling_inside_a_message_is_dropped() {
     assert_eq!(closed.unwrap(), 0);
     stop.cancel();
 }
+
+/// A pod's DNS stopping (a restarted proxy took its sockets over) does not lose a query
+/// already forwarded: the upstream's late answer still reaches the client, instead of the
+/// client waiting out its retry timer (5 s for glibc).
+#[tokio::test]
+async fn a_query_in_flight_when_the_pods_dns_stops_still_gets_its_answer() {
+    let stop = CancellationToken::new();
+    let limits = Arc::new(ForwardLimits::new(10, 10));
+    let upstream = silent_upstream().await;
+    let pod = pod_dns(
+        upstream.local_addr().unwrap(),
+        Arc::default(),
+        &limits,
+        PATIENCE,
+        &stop,
+    )
+    .await;
+    let socket = client(pod.0).await;
+    socket.send(&query(21, "example.org")).await.unwrap();
+    let mut buf = vec![0u8; 1500];
+    let (len, forwarder) = tokio::time::timeout(PATIENCE, upstream.recv_from(&mut buf))
+        .await
+        .expect("the query is forwarded")
+        .unwrap();
+    stop.cancel();
+    // Let every task see the stop before the upstream answers (one thread: they all run).
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let request = Message::from_vec(&buf[..len]).unwrap();
+    let mut response = Message::response(request.id, request.op_code);
+    response.add_queries(request.queries.iter().cloned());
+    upstream
+        .send_to(&response.to_vec().unwrap(), forwarder)
+        .await
+        .unwrap();
+    let answer = receive(&socket).await;
+    assert_eq!(
+        (answer.id, answer.response_code),
+        (21, ResponseCode::NoError)
+    );
+}
