@@ -184,13 +184,18 @@ async fn await_server_preface(
         // GOAWAY (a draining server finishing a connection it accepted late).
         let preface_came = first_bytes.try_recv().is_ok();
         Poll::Ready(Err(match ended {
-            Err(source) if source.is_go_away() => HandshakeError::GoingAway { tunnel },
+            Err(source) if is_draining(&source) => HandshakeError::GoingAway { tunnel },
             Err(source) => HandshakeError::Http2 { tunnel, source },
             Ok(()) if preface_came => HandshakeError::GoingAway { tunnel },
             Ok(()) => HandshakeError::ClosedByPeer { tunnel },
         }))
     })
     .await
+}
+
+/// A GOAWAY the server sent without an error: it finishes its connections (draining).
+fn is_draining(error: &h2::Error) -> bool {
+    error.is_go_away() && error.is_remote() && error.reason() == Some(h2::Reason::NO_ERROR)
 }
 
 /// The HTTP/2 client connection as the pool drives it.

@@ -341,39 +341,46 @@ async fn a_failed_spreading_handshake_falls_back_to_the_open_connection() {
     echo_once(&mut streams[0], b"still served").await;
 }
 
-/// A proxy handing its listeners to a successor may accept a connection just before it
-/// stops and then finish it at once: its HTTP/2 preface arrives together with a GOAWAY.
-/// No request was sent on it, so the pool opens another (which the successor serves).
+/// Serves one connection as a draining proxy does when it accepted it just before it
+/// stopped: the client's preface, then SETTINGS and GOAWAY (last stream 0, NO_ERROR) in one
+/// write, and the connection ends.
+async fn answer_with_goaway(acceptor: &tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream) {
+    let mut tls = acceptor.accept(tcp).await.unwrap();
+    let mut preface = [0u8; 24];
+    tls.read_exact(&mut preface).await.unwrap();
+    let settings = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    let goaway = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    tls.write_all(&[&settings[..], &goaway[..]].concat())
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tls.read_to_end(&mut rest).await;
+}
+
+fn draining_acceptor(mesh: &Mesh) -> tokio_rustls::TlsAcceptor {
+    let mut tls = (*mesh.server_tls()).clone();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(tls))
+}
+
+/// A new connection ended that way carried no request, so the pool opens another (which
+/// the successor, now accepting, serves).
 #[tokio::test]
 async fn a_new_connection_answered_with_goaway_is_replaced_by_another() {
     let mesh = Mesh::new();
     let upstream = echo_upstream().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tunnel = listener.local_addr().unwrap();
-    let mut draining_tls = (*mesh.server_tls()).clone();
-    draining_tls.alpn_protocols = vec![b"h2".to_vec()];
-    let draining = tokio_rustls::TlsAcceptor::from(Arc::new(draining_tls));
+    let draining = draining_acceptor(&mesh);
     let server = HboneServer::new(
         mesh.server_tls(),
         forwarding_handler(None),
         ServerOptions::default(),
     );
     tokio::spawn(async move {
-        // The draining process: the client's preface, then SETTINGS and GOAWAY (last
-        // stream 0, NO_ERROR) in one write, and the connection ends.
         let (tcp, _) = listener.accept().await.unwrap();
-        let mut tls = draining.accept(tcp).await.unwrap();
-        let mut preface = [0u8; 24];
-        tls.read_exact(&mut preface).await.unwrap();
-        let settings = [0, 0, 0, 4, 0, 0, 0, 0, 0];
-        let goaway = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        tls.write_all(&[&settings[..], &goaway[..]].concat())
-            .await
-            .unwrap();
-        tls.flush().await.unwrap();
-        let mut rest = Vec::new();
-        let _ = tls.read_to_end(&mut rest).await;
-        // The successor serves every later connection.
+        answer_with_goaway(&draining, tcp).await;
         while let Ok((tcp, peer)) = listener.accept().await {
             let server = server.clone();
             tokio::spawn(async move {
@@ -396,4 +403,26 @@ async fn a_new_connection_answered_with_goaway_is_replaced_by_another() {
         (1, 1, 1),
         "one ended by the draining server: {stats:?}"
     );
+}
+
+/// A server that only ever answers that way is given up on after a few connections, with
+/// an error saying it is shutting down.
+#[tokio::test]
+async fn a_server_that_keeps_answering_with_goaway_fails_the_request_after_a_few_tries() {
+    let mesh = Mesh::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tunnel = listener.local_addr().unwrap();
+    let draining = draining_acceptor(&mesh);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            answer_with_goaway(&draining, tcp).await;
+        }
+    });
+    let pool = Pool::new(PoolConfig::default());
+    let target = TunnelTarget::new(tunnel, mesh.client_tls());
+    let request = ConnectRequest::new(echo_upstream().await);
+    let connecting = pool.connect(key_for(tunnel), &target, &request);
+    let error = within("give up", connecting).await.unwrap_err();
+    assert!(error.to_string().contains("shutting down"), "{error}");
+    assert_eq!(pool.stats().snapshot().handshake_failures, 3);
 }

@@ -66,7 +66,9 @@ impl Sockets {
         ready.await;
         if self.0.is_taking_over() {
             match self.0.complete().await {
-                Ok(()) => tracing::info!("the previous process stopped accepting: serving alone"),
+                Ok(()) => {
+                    tracing::info!("took over: the previous process stops accepting and drains");
+                }
                 Err(error) => {
                     tracing::warn!(%error, "the previous process did not confirm the hand-off");
                 }

@@ -6,10 +6,12 @@
 //! Unix socket path. A new process started with the same path calls [`Takeover::connect`]:
 //! it receives duplicates of every offered socket (`SCM_RIGHTS`), uses them instead of
 //! binding ([`Takeover::take_tcp`], [`Takeover::take_udp`]), and once it accepts on them
-//! calls [`Takeover::ready`]. The old process's [`HandoffServer::serve`] then returns: it
-//! stops accepting and drains its open connections, and the sockets stay open because the
-//! new process holds them. Until `ready`, both processes may accept from the same queues;
-//! a new process that dies before `ready` leaves the old one serving and offering.
+//! calls [`Takeover::ready`]. The old process closes its offer on the path, confirms with
+//! "done" (so the new process can offer on the path at once) and its
+//! [`HandoffServer::serve`] returns: it stops accepting and drains its open connections,
+//! and the sockets stay open because the new process holds them. Until `ready`, both
+//! processes may accept from the same queues; a new process that dies before `ready`, or
+//! before it hears "done", leaves the old one serving and offering.
 //!
 //! The exchange, in frames of a length and text ([`wire`]):
 //!
@@ -167,20 +169,25 @@ impl HandoffServer {
     ///
     /// # Errors
     /// The Unix listener failed, or the path could not be offered on again after a
-    /// successor went away between "ready" and "done".
+    /// successor went away between "ready" and "done" (unless that successor offers there:
+    /// it is returned).
     pub async fn serve(self, offered: &Offered) -> io::Result<Successor> {
         let Self { listener, path } = self;
         let mut listener = Some(listener);
         loop {
             let serving = match listener.as_ref() {
                 Some(serving) => serving,
-                None => listener.insert(Self::bind(&path)?.listener),
+                None => match Self::bind(&path) {
+                    Ok(server) => listener.insert(server.listener),
+                    // A successor that gave up waiting for "done" serves and offers.
+                    Err(error) => return offering_instead(&path, error),
+                },
             };
             let (stream, _) = serving.accept().await?;
             match hand_off(stream, offered).await {
                 Ok(Some((successor, channel))) => {
                     // Closed before "done": the successor offers on this path next.
-                    drop(listener.take());
+                    listener = None;
                     if confirm(channel, successor).await {
                         return Ok(successor);
                     }
@@ -191,6 +198,15 @@ impl HandoffServer {
                 }
             }
         }
+    }
+}
+
+/// The process offering on `path` when this one could not offer there again (`error`): a
+/// successor that said "ready", missed "done" and went on serving and offering.
+fn offering_instead(path: &Path, error: io::Error) -> io::Result<Successor> {
+    match offerer_pid(path) {
+        Ok(Some(pid)) => Ok(Successor { pid }),
+        _ => Err(error),
     }
 }
 

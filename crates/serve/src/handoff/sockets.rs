@@ -114,7 +114,8 @@ impl Handoff {
     }
 
     /// Tells the predecessor that this process accepts on the sockets now and waits until
-    /// it stopped accepting. Inherited sockets not taken by then are closed. Does nothing
+    /// it confirms (it stopped offering them and stops accepting). Inherited sockets not
+    /// taken by then are closed. Does nothing
     /// for a fresh process.
     ///
     /// # Errors

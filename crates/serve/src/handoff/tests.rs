@@ -252,6 +252,43 @@ async fn a_successor_offers_on_the_path_as_soon_as_the_hand_off_is_done() {
         server = HandoffServer::bind(&path)
             .unwrap_or_else(|error| panic!("generation {generation}: {error}"));
         handing.await.unwrap().unwrap();
-        let _ = taken;
+        drop(taken);
     }
+}
+
+/// A successor that says "ready" and is gone before it hears "done" never served: the old
+/// process offers on the path again and the next successor takes the sockets.
+#[tokio::test]
+async fn a_successor_gone_between_ready_and_done_leaves_the_old_process_offering_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let offered = Offered::new();
+    let _guard = offered.offer("a", &listener).unwrap();
+    let server = HandoffServer::bind(&path).unwrap();
+    let handing = tokio::spawn(async move { server.serve(&offered).await });
+    {
+        let mut channel = Channel::new(UnixStream::connect(&path).await.unwrap());
+        channel.send("take", &[]).await.unwrap();
+        receive_sockets(&mut channel).await.unwrap();
+        // Waits in the first offer's queue (the old process serves one successor at a
+        // time) until that offer closes.
+        let mut queued = UnixStream::connect(&path).await.unwrap();
+        channel.send("ready", &[]).await.unwrap();
+        drop(channel);
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(DEADLINE, queued.read(&mut byte)).await;
+        assert!(matches!(closed, Ok(Ok(0) | Err(_))), "{closed:?}");
+    }
+    let deadline = Instant::now() + DEADLINE;
+    while offerer_pid(&path).unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the old process offers again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!handing.is_finished(), "the old process still serves");
+    let mut takeover = Takeover::connect(&path).await.unwrap().unwrap();
+    assert!(takeover.take_tcp("a").unwrap().is_some());
+    takeover.ready().await.unwrap();
+    let successor = tokio::time::timeout(DEADLINE, handing).await.unwrap();
+    assert_eq!(successor.unwrap().unwrap().pid, std::process::id());
 }

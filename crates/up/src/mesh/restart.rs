@@ -146,7 +146,7 @@ impl Mesh {
                 &successor.log,
             )
             .map_err(|e| e.to_string())?;
-        self.wait_takeover(new, handoff)
+        self.wait_takeover(new, handoff, old_pid)
     }
 
     fn restart_pod_proxy(&mut self, target: &RestartTarget, name: &str) -> Result<String, String> {
@@ -206,8 +206,14 @@ impl Mesh {
     }
 
     /// Waits until `new` offers on `handoff` (it took the listeners and is ready); stops it
-    /// and explains when it exits or the ready timeout passes first.
-    fn wait_takeover(&self, mut new: Process, handoff: &Path) -> Result<Process, String> {
+    /// and explains when it exits or the ready timeout passes first, unless the old process
+    /// (`old_pid`) already handed its listeners over: then the new one is all that serves.
+    fn wait_takeover(
+        &self,
+        mut new: Process,
+        handoff: &Path,
+        old_pid: u32,
+    ) -> Result<Process, String> {
         let deadline = Instant::now() + self.settings.ready_timeout;
         let pid = new.pid();
         loop {
@@ -224,6 +230,16 @@ impl Mesh {
                 ));
             }
             if Instant::now() >= deadline {
+                let offerer = weft_serve::handoff::offerer_pid(handoff).ok().flatten();
+                if offerer != Some(old_pid) {
+                    eprintln!(
+                        "warning: the new {} took the listeners over but does not offer them \
+                         for the next restart yet (on {}); keeping it",
+                        new.label(),
+                        handoff.display()
+                    );
+                    return Ok(new);
+                }
                 self.stop([&mut new]);
                 return Err(format!(
                     "the new {} did not take over within {:?}; stopped it, the old one keeps \
