@@ -100,6 +100,10 @@ pub struct RunningWaypoint {
     shutdown: CancellationToken,
     hbone: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// The metrics and admin pages.
+    pages: Vec<tokio::task::JoinHandle<()>>,
+    /// Offers the listeners to a successor once ready (with a hand-off socket).
+    offering: Option<tokio::task::JoinHandle<()>>,
     /// Cancelled when a new process took the listeners over.
     handed_off: CancellationToken,
     /// The listeners stay offered while running.
@@ -114,15 +118,23 @@ impl RunningWaypoint {
     }
 
     /// Stops accepting tunnels, lets open ones finish for up to `drain` (HTTP inside them
-    /// closes after its requests in flight), then stops.
+    /// closes after its requests in flight), then stops. A process that is shutting down
+    /// never tells a predecessor it is ready; a replaced one stops answering its pages at
+    /// once (the successor answers on the same sockets).
     pub async fn shutdown(self, drain: Duration) {
+        if let Some(offering) = &self.offering {
+            offering.abort();
+        }
+        if self.handed_off.is_cancelled() {
+            self.pages.iter().for_each(tokio::task::JoinHandle::abort);
+        }
         self.shutdown.cancel();
         self.waypoint.inner().drain.cancel();
         let mut hbone = self.hbone;
         if tokio::time::timeout(drain, &mut hbone).await.is_err() {
             hbone.abort();
         }
-        for task in self.background {
+        for task in self.background.iter().chain(&self.pages) {
             task.abort();
         }
     }
@@ -174,17 +186,20 @@ async fn start(
     )?;
     let (client, handle) = xds_client(&waypoint, config.xds, config.listen.metrics);
     let mut background = vec![tokio::spawn(client.run())];
+    let mut pages = Vec::new();
     background.push(tokio::spawn(mark_loaded(waypoint.clone(), handle.clone())));
     let (listener, offer) = listen("hbone", config.listen.hbone).await?;
     offers.push(offer);
     let hbone_addr = local_addr(&listener, config.listen.hbone);
     let shutdown = CancellationToken::new();
     let hbone_options = hbone_server_options(&waypoint);
+    let accepting = CancellationToken::new();
     let hbone = tokio::spawn(serve_hbone(
         waypoint.clone(),
         listener,
         hbone_options,
         shutdown.clone(),
+        accepting.clone(),
     ));
     let mut addrs = BoundAddrs {
         hbone: hbone_addr,
@@ -199,7 +214,7 @@ async fn start(
             let waypoint = waypoint.clone();
             move || waypoint.is_loaded()
         };
-        background.push(tokio::spawn(weft_serve::serve(
+        pages.push(tokio::spawn(weft_serve::serve(
             listener,
             metrics_router(&waypoint, ready),
         )));
@@ -208,20 +223,24 @@ async fn start(
         let (listener, offer) = listen("admin", addr).await?;
         offers.push(offer);
         addrs.admin = Some(local_addr(&listener, addr));
-        background.push(tokio::spawn(weft_serve::serve(
+        pages.push(tokio::spawn(weft_serve::serve(
             listener,
             admin_router(&waypoint),
         )));
     }
     let handed_off = CancellationToken::new();
-    if let Some(path) = handoff {
+    let offering = handoff.map(|path| {
+        // Ready: configured, and the HBONE listener accepts (it has its certificate).
         let ready = {
             let waypoint = waypoint.clone();
-            async move { waypoint.loaded().await }
+            async move {
+                waypoint.loaded().await;
+                accepting.cancelled().await;
+            }
         };
         let offering = sockets.offer_when_ready(path.to_owned(), ready, handed_off.clone());
-        background.push(tokio::spawn(offering));
-    }
+        tokio::spawn(offering)
+    });
     Ok(RunningWaypoint {
         waypoint,
         addrs,
@@ -229,6 +248,8 @@ async fn start(
         shutdown,
         hbone,
         background,
+        pages,
+        offering,
         handed_off,
         _offers: offers,
     })
@@ -333,12 +354,14 @@ fn hbone_server_options(waypoint: &Waypoint) -> ServerOptions {
     }
 }
 
-/// Waits for the certificate (retrying), then serves HBONE until `shutdown`.
+/// Waits for the certificate (retrying), then serves HBONE until `shutdown`; `accepting`
+/// is cancelled once it accepts.
 async fn serve_hbone(
     waypoint: Waypoint,
     listener: TcpListener,
     options: ServerOptions,
     shutdown: CancellationToken,
+    accepting: CancellationToken,
 ) {
     let inner = waypoint.inner();
     let tls = loop {
@@ -358,6 +381,7 @@ async fn serve_hbone(
         }
     };
     let server = HboneServer::new(tls, TunnelHandler(waypoint.clone()), options);
+    accepting.cancel();
     server.serve(listener, shutdown).await;
 }
 

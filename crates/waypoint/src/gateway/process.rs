@@ -80,6 +80,10 @@ pub struct RunningGateway {
     stop: CancellationToken,
     listeners: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// The metrics, readiness and admin pages.
+    pages: Vec<tokio::task::JoinHandle<()>>,
+    /// Offers the listeners to a successor once ready (with a hand-off socket).
+    offering: Option<tokio::task::JoinHandle<()>>,
     /// Cancelled when a new process took the listeners over.
     handed_off: CancellationToken,
     /// The metrics, readiness and admin listeners stay offered while running.
@@ -115,8 +119,17 @@ impl RunningGateway {
     }
 
     /// Stops accepting (the listener ports close, unless a successor holds them), lets open
-    /// connections finish their requests in flight for up to `drain`, then stops.
+    /// connections finish their requests in flight for up to `drain`, then stops. A process
+    /// that is shutting down never tells a predecessor it is ready; a replaced one stops
+    /// answering its pages at once (the successor answers probes and scrapes on the same
+    /// sockets; this one would say "not ready" while it drains).
     pub async fn shutdown(self, drain: Duration) {
+        if let Some(offering) = &self.offering {
+            offering.abort();
+        }
+        if self.handed_off.is_cancelled() {
+            self.pages.iter().for_each(tokio::task::JoinHandle::abort);
+        }
         self.stop.cancel();
         // The listener ports are closed once this returns.
         let _ = self.listeners.await;
@@ -129,7 +142,7 @@ impl RunningGateway {
         {
             tracing::warn!(?drain, "drain timeout: closing the connections still open");
         }
-        for task in self.background {
+        for task in self.background.iter().chain(&self.pages) {
             task.abort();
         }
     }
@@ -199,10 +212,11 @@ async fn start(
         .build(config.xds.channel);
     let stop = CancellationToken::new();
     let (bound, ports) = watch::channel(BoundPorts::new());
-    let mut background = vec![
+    let background = vec![
         tokio::spawn(client.run()),
         tokio::spawn(mark_loaded(gateway.clone(), handle.clone())),
     ];
+    let mut pages = Vec::new();
     let listeners = tokio::spawn(listeners::follow(
         gateway.clone(),
         config.listen.ip,
@@ -237,7 +251,7 @@ async fn start(
     )
     .await?;
     let (task, offer): (Vec<_>, Vec<_>) = task.into_iter().unzip();
-    background.extend(task);
+    pages.extend(task);
     offers.extend(offer);
     let (readiness, task) = serve(
         "readiness",
@@ -246,18 +260,20 @@ async fn start(
     )
     .await?;
     let (task, offer): (Vec<_>, Vec<_>) = task.into_iter().unzip();
-    background.extend(task);
+    pages.extend(task);
     offers.extend(offer);
     let (admin, task) = serve("admin", config.listen.admin, admin_router(&gateway)).await?;
     let (task, offer): (Vec<_>, Vec<_>) = task.into_iter().unzip();
-    background.extend(task);
+    pages.extend(task);
     offers.extend(offer);
     let handed_off = CancellationToken::new();
-    if let Some(path) = handoff {
+    let offering = if let Some(path) = handoff {
         let ready = until_ready(gateway.clone(), ports.clone());
         let offering = sockets.offer_when_ready(path.to_owned(), ready, handed_off.clone());
-        background.push(tokio::spawn(offering));
-    }
+        Some(tokio::spawn(offering))
+    } else {
+        None
+    };
     Ok(RunningGateway {
         gateway,
         metrics,
@@ -268,6 +284,8 @@ async fn start(
         stop,
         listeners,
         background,
+        pages,
+        offering,
         handed_off,
         _offers: offers,
     })
