@@ -57,6 +57,13 @@ pub enum Transport {
     Udp,
 }
 
+/// The hand-off name of a workload's inbound HBONE listener bound by the proxy itself
+/// (explicit mode): `workload:<ip>:<port>`.
+#[must_use]
+pub fn workload_listener_name(addr: std::net::SocketAddr) -> String {
+    format!("workload:{}:{}", addr.ip(), addr.port())
+}
+
 /// The hand-off name of a pod's socket: `pod:<uid>:tcp:15008`.
 #[must_use]
 pub fn pod_socket_name(uid: &str, transport: Transport, port: u16) -> String {

@@ -304,9 +304,16 @@ pub async fn run_with_handoff(
             xds_handle = Some(handle);
         }
     }
-    node.start_state_follower(config.listen.workload_hbone_listeners);
+    let auto_listeners = config
+        .listen
+        .workload_hbone_listeners
+        .then(|| handoff.clone());
+    node.start_state_follower(auto_listeners.clone());
     if handoff.is_taking_over() {
         wait_ready(&node, TAKEOVER_READY_TIMEOUT).await?;
+        if let Some(handoff) = &auto_listeners {
+            node.reconcile_listeners_now(handoff);
+        }
     }
     let mut listeners = Listeners {
         node: &node,

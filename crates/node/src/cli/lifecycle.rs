@@ -103,7 +103,7 @@ async fn complete_takeover(handoff: &Handoff) {
     let taking_over = handoff.is_taking_over();
     match handoff.complete().await {
         Ok(()) if taking_over => {
-            tracing::info!("took over: the previous proxy stops accepting and drains")
+            tracing::info!("took over: the previous proxy stops accepting and drains");
         }
         Ok(()) => {}
         Err(error) => tracing::warn!(%error, "the previous proxy did not confirm the hand-off"),

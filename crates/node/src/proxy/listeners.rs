@@ -4,8 +4,8 @@
 //! a source proxy reaches the destination's node proxy by connecting to
 //! `<workload ip>:15008`). Two ways to get one:
 //! - automatic (explicit/loopback mode): [`WorkloadListeners::reconcile`] binds
-//!   `<ip>:<hbone port>` for every local workload and closes listeners of workloads that
-//!   left or moved;
+//!   `<ip>:<hbone port>` for every local workload (or takes it from the proxy it replaces,
+//!   and offers it to the next one) and closes listeners of workloads that left or moved;
 //! - from a capture component: [`WorkloadListeners::attach`] takes sockets it opened inside
 //!   the pod's network namespace ([`PodSockets`]: HBONE, and optionally the 15001 outbound
 //!   and 15006 plaintext inbound listeners); [`WorkloadListeners::detach`] removes them.
@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use weft_hbone::{HboneServer, ServerOptions};
 use weft_identity::SpiffeId;
+use weft_serve::handoff::{Handoff, OfferGuard};
 
 use super::inbound::InboundDestination;
 use super::outbound::OutboundTarget;
@@ -57,6 +58,8 @@ struct Attached {
     /// Bound by [`WorkloadListeners::reconcile`] (vs. handed in by capture).
     automatic: bool,
     stop: CancellationToken,
+    /// Offers an automatic listener to a successor while it is open.
+    _offer: Option<OfferGuard>,
 }
 
 /// Listeners per local workload address.
@@ -125,6 +128,7 @@ impl WorkloadListeners {
                 uid: workload.uid().to_owned(),
                 automatic: false,
                 stop,
+                _offer: None,
             },
         );
         Ok(())
@@ -141,9 +145,10 @@ impl WorkloadListeners {
         }
     }
 
-    /// Binds `<ip>:<hbone port>` for every local workload address without a listener, and
-    /// closes automatic listeners whose workload left this node or changed identity.
-    pub fn reconcile(&self, state: &MeshState) {
+    /// Binds `<ip>:<hbone port>` for every local workload address without a listener (or
+    /// takes the one `handoff` inherited, and offers it in turn), and closes automatic
+    /// listeners whose workload left this node or changed identity.
+    pub fn reconcile(&self, state: &MeshState, handoff: &Handoff) {
         let Some(node) = self.node() else { return };
         let mut wanted: HashMap<IpAddr, (SpiffeId, String)> = HashMap::new();
         for workload in node.local_workloads(state) {
@@ -169,8 +174,10 @@ impl WorkloadListeners {
                 continue;
             }
             let addr = SocketAddr::new(ip, node.options().hbone_port);
-            match bind_now(addr) {
+            let name = crate::handoff::workload_listener_name(addr);
+            match take_or_bind(handoff, &name, addr) {
                 Ok(listener) => {
+                    let offer = handoff.offer(&name, &listener);
                     let stop = node.inner.stop_accepting.child_token();
                     node.serve_hbone_listener(listener, ip, identity.clone(), stop.clone());
                     attached.insert(
@@ -180,6 +187,7 @@ impl WorkloadListeners {
                             uid,
                             automatic: true,
                             stop,
+                            _offer: offer,
                         },
                     );
                 }
@@ -210,6 +218,18 @@ fn local_workload(
         .workload_by_addr(&node.options().network, ip)
         .filter(|w| node.is_local(w))
         .cloned()
+}
+
+/// The listener `handoff` inherited as `name` when it is bound to `addr`, else a new one.
+fn take_or_bind(handoff: &Handoff, name: &str, addr: SocketAddr) -> std::io::Result<TcpListener> {
+    match handoff.take_tcp(name, addr) {
+        Ok(Some(listener)) => Ok(listener),
+        Ok(None) => bind_now(addr),
+        Err(error) => {
+            tracing::warn!(name, %error, "inherited socket unusable; binding anew");
+            bind_now(addr)
+        }
+    }
 }
 
 /// Binds a listener synchronously (reconcile runs outside async context).

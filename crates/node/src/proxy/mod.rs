@@ -39,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_identity::SpiffeId;
+use weft_serve::handoff::Handoff;
 use weft_upstream::Upstream;
 
 use crate::state::{MeshState, MeshWorkload, StateStore};
@@ -335,6 +336,13 @@ impl Node {
 
     /// Starts managing the certificates of local workloads and forgets those of workloads
     /// that left, so that readiness and the first connection do not wait for a fetch.
+    /// Binds (or takes over) the automatic per-workload listeners of the current state now,
+    /// before a successor confirms a hand-off (which closes inherited sockets not taken).
+    pub(crate) fn reconcile_listeners_now(&self, handoff: &Handoff) {
+        let state = self.inner.store.snapshot();
+        self.inner.listeners.reconcile(&state, handoff);
+    }
+
     fn prefetch_local_certs(&self, state: &MeshState) {
         let wanted: Vec<SpiffeId> = self
             .local_workloads(state)
@@ -344,9 +352,10 @@ impl Node {
     }
 
     /// Spawns the task that follows state changes: prefetches certificates, reconciles
-    /// the automatic per-workload HBONE listeners (when `auto_listeners`), and re-evaluates
-    /// open inbound connections against the new policies.
-    pub fn start_state_follower(&self, auto_listeners: bool) {
+    /// the automatic per-workload HBONE listeners (when `auto_listeners`: the hand-off they
+    /// are taken from and offered to), and re-evaluates open inbound connections against
+    /// the new policies.
+    pub fn start_state_follower(&self, auto_listeners: Option<Handoff>) {
         let node = self.clone();
         let mut changes = self.inner.store.subscribe();
         let stop = self.inner.stop_accepting.clone();
@@ -354,8 +363,8 @@ impl Node {
             loop {
                 let state = node.inner.store.snapshot();
                 node.prefetch_local_certs(&state);
-                if auto_listeners {
-                    node.inner.listeners.reconcile(&state);
+                if let Some(handoff) = &auto_listeners {
+                    node.inner.listeners.reconcile(&state, handoff);
                 }
                 node.recheck_open_connections(&state);
                 tokio::select! {

@@ -414,6 +414,8 @@ pub struct TwoNodes {
     pub a: RunningNode,
     pub b: RunningNode,
     pub dir: tempfile::TempDir,
+    /// The local config file both nodes read.
+    pub config: PathBuf,
     _echo: tokio::task::JoinHandle<()>,
 }
 
@@ -456,13 +458,14 @@ impl TwoNodes {
         );
         tweak(&mut a_config.options);
         let a = start_with(a_config).await;
-        let b = start_node(&ca, "node-b", net.node(3), config).await;
+        let b = start_node(&ca, "node-b", net.node(3), config.clone()).await;
         Self {
             net,
             ca,
             a,
             b,
             dir,
+            config,
             _echo: echo,
         }
     }

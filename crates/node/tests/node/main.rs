@@ -8,4 +8,5 @@ mod datapath;
 mod guard;
 mod harness;
 mod policy;
+mod restart;
 mod tunnel;
