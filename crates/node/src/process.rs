@@ -304,16 +304,12 @@ pub async fn run_with_handoff(
             xds_handle = Some(handle);
         }
     }
-    let auto_listeners = config
-        .listen
-        .workload_hbone_listeners
-        .then(|| handoff.clone());
-    node.start_state_follower(auto_listeners.clone());
+    node.start_state_follower();
     if handoff.is_taking_over() {
         wait_ready(&node, TAKEOVER_READY_TIMEOUT).await?;
-        if let Some(handoff) = &auto_listeners {
-            node.reconcile_listeners_now(handoff);
-        }
+    }
+    if config.listen.workload_hbone_listeners {
+        node.enable_workload_listeners(handoff.clone());
     }
     let mut listeners = Listeners {
         node: &node,

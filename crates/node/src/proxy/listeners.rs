@@ -14,7 +14,8 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -60,12 +61,18 @@ struct Attached {
     stop: CancellationToken,
     /// Offers an automatic listener to a successor while it is open.
     _offer: Option<OfferGuard>,
+    /// A duplicate of an automatic listener's socket, served again (not bound anew) when
+    /// its workload changes identity: the closing server, and a predecessor, still hold
+    /// the address.
+    socket: Option<OwnedFd>,
 }
 
 /// Listeners per local workload address.
 pub struct WorkloadListeners {
     node: Weak<NodeInner>,
     attached: Mutex<HashMap<IpAddr, Attached>>,
+    /// Set once automatic listeners are on: the hand-off they are taken from and offered to.
+    automatic: OnceLock<Handoff>,
 }
 
 impl std::fmt::Debug for WorkloadListeners {
@@ -81,6 +88,7 @@ impl WorkloadListeners {
         Self {
             node,
             attached: Mutex::default(),
+            automatic: OnceLock::new(),
         }
     }
 
@@ -129,6 +137,7 @@ impl WorkloadListeners {
                 automatic: false,
                 stop,
                 _offer: None,
+                socket: None,
             },
         );
         Ok(())
@@ -145,27 +154,43 @@ impl WorkloadListeners {
         }
     }
 
-    /// Binds `<ip>:<hbone port>` for every local workload address without a listener (or
-    /// takes the one `handoff` inherited, and offers it in turn), and closes automatic
-    /// listeners whose workload left this node or changed identity.
-    pub fn reconcile(&self, state: &MeshState, handoff: &Handoff) {
-        let Some(node) = self.node() else { return };
+    /// Turns automatic listeners on (explicit mode), taking inherited ones from `handoff`
+    /// and offering them there, and reconciles now. A proxy taking over calls this once it
+    /// is ready, so it never accepts tunnels before.
+    pub fn enable_automatic(&self, handoff: Handoff) {
+        let _ = self.automatic.set(handoff);
+        self.reconcile();
+    }
+
+    /// With automatic listeners on: binds `<ip>:<hbone port>` for every local workload
+    /// address without a listener (or takes the one inherited), and closes those whose
+    /// workload left this node; a workload whose identity changed is served again on the
+    /// same socket. Reads the state under the lock, so concurrent calls apply the newest.
+    pub fn reconcile(&self) {
+        let (Some(node), Some(handoff)) = (self.node(), self.automatic.get()) else {
+            return;
+        };
+        let mut attached = self.lock();
+        let state = node.store().snapshot();
         let mut wanted: HashMap<IpAddr, (SpiffeId, String)> = HashMap::new();
-        for workload in node.local_workloads(state) {
+        for workload in node.local_workloads(&state) {
             let identity = workload.identity();
             for ip in workload.addresses() {
                 wanted.insert(*ip, (identity.clone(), workload.uid().to_owned()));
             }
         }
-        let mut attached = self.lock();
+        let mut reusable: HashMap<IpAddr, OwnedFd> = HashMap::new();
         attached.retain(|ip, current| {
             let keep = !current.automatic
                 || wanted
                     .get(ip)
                     .is_some_and(|(id, uid)| *id == current.identity && *uid == current.uid);
             if !keep {
-                tracing::info!(%ip, "closing inbound HBONE listener of a workload that left");
+                tracing::info!(%ip, "closing inbound HBONE listener of a workload that left or changed");
                 current.stop.cancel();
+                if let Some(socket) = current.socket.take().filter(|_| wanted.contains_key(ip)) {
+                    reusable.insert(*ip, socket);
+                }
             }
             keep
         });
@@ -175,21 +200,25 @@ impl WorkloadListeners {
             }
             let addr = SocketAddr::new(ip, node.options().hbone_port);
             let name = crate::handoff::workload_listener_name(addr);
-            match take_or_bind(handoff, &name, addr) {
+            let listener = match reusable.remove(&ip) {
+                Some(socket) => from_socket(socket),
+                None => take_or_bind(handoff, &name, addr),
+            };
+            match listener {
                 Ok(listener) => {
+                    let socket = listener.as_fd().try_clone_to_owned().ok();
                     let offer = handoff.offer(&name, &listener);
                     let stop = node.inner.stop_accepting.child_token();
                     node.serve_hbone_listener(listener, ip, identity.clone(), stop.clone());
-                    attached.insert(
-                        ip,
-                        Attached {
-                            identity,
-                            uid,
-                            automatic: true,
-                            stop,
-                            _offer: offer,
-                        },
-                    );
+                    let entry = Attached {
+                        identity,
+                        uid,
+                        automatic: true,
+                        stop,
+                        _offer: offer,
+                        socket,
+                    };
+                    attached.insert(ip, entry);
                 }
                 Err(error) => {
                     tracing::warn!(%addr, %error, "cannot bind inbound HBONE listener; retrying on the next state change");
@@ -230,6 +259,11 @@ fn take_or_bind(handoff: &Handoff, name: &str, addr: SocketAddr) -> std::io::Res
             bind_now(addr)
         }
     }
+}
+
+/// A listening socket kept from a listener, as a listener again.
+fn from_socket(socket: OwnedFd) -> std::io::Result<TcpListener> {
+    TcpListener::from_std(std::net::TcpListener::from(socket))
 }
 
 /// Binds a listener synchronously (reconcile runs outside async context).

@@ -334,15 +334,15 @@ impl Node {
         workload.proto().node == self.inner.options.node_name && workload.speaks_hbone()
     }
 
-    /// Starts managing the certificates of local workloads and forgets those of workloads
-    /// that left, so that readiness and the first connection do not wait for a fetch.
-    /// Binds (or takes over) the automatic per-workload listeners of the current state now,
-    /// before a successor confirms a hand-off (which closes inherited sockets not taken).
-    pub(crate) fn reconcile_listeners_now(&self, handoff: &Handoff) {
-        let state = self.inner.store.snapshot();
-        self.inner.listeners.reconcile(&state, handoff);
+    /// Turns on the automatic per-workload HBONE listeners (explicit mode), taken from and
+    /// offered to `handoff`; call it once ready (before a hand-off completes: that closes
+    /// inherited sockets not taken).
+    pub fn enable_workload_listeners(&self, handoff: Handoff) {
+        self.inner.listeners.enable_automatic(handoff);
     }
 
+    /// Starts managing the certificates of local workloads and forgets those of workloads
+    /// that left, so that readiness and the first connection do not wait for a fetch.
     fn prefetch_local_certs(&self, state: &MeshState) {
         let wanted: Vec<SpiffeId> = self
             .local_workloads(state)
@@ -352,10 +352,10 @@ impl Node {
     }
 
     /// Spawns the task that follows state changes: prefetches certificates, reconciles
-    /// the automatic per-workload HBONE listeners (when `auto_listeners`: the hand-off they
-    /// are taken from and offered to), and re-evaluates open inbound connections against
-    /// the new policies.
-    pub fn start_state_follower(&self, auto_listeners: Option<Handoff>) {
+    /// the automatic per-workload HBONE listeners (once
+    /// [`enable_workload_listeners`](Self::enable_workload_listeners)), and re-evaluates
+    /// open inbound connections against the new policies.
+    pub fn start_state_follower(&self) {
         let node = self.clone();
         let mut changes = self.inner.store.subscribe();
         let stop = self.inner.stop_accepting.clone();
@@ -363,9 +363,7 @@ impl Node {
             loop {
                 let state = node.inner.store.snapshot();
                 node.prefetch_local_certs(&state);
-                if let Some(handoff) = &auto_listeners {
-                    node.inner.listeners.reconcile(&state, handoff);
-                }
+                node.inner.listeners.reconcile();
                 node.recheck_open_connections(&state);
                 tokio::select! {
                     () = stop.cancelled() => break,

@@ -54,7 +54,12 @@ async fn a_replaced_node_proxy_hands_its_workload_listeners_to_the_successor() {
     drop(before);
     draining.await.unwrap();
     // ...and new tunnels reach the workload through the successor, with no change of
-    // configuration in between.
+    // configuration in between; the successor offers the listeners for the next restart.
+    let offered = mesh.b.handoff.offered().names();
+    assert!(
+        offered.iter().any(|name| name.starts_with("workload:")),
+        "{offered:?}"
+    );
     for i in 0..3u8 {
         let (code, mut after) = mesh.socks_vip().await;
         assert_eq!(code, 0, "tunnel {i} after the restart");
