@@ -266,7 +266,8 @@ pub async fn run_with(
     }
 
     let ca_service = CaService::new(ca.clone(), tokens, nodes, ca_metrics, config.ca.clone())
-        .with_serving_names(Arc::new(serving_names));
+        .with_serving_names(Arc::new(serving_names))
+        .with_reserved_names(&config.secure.dns_names());
     if let Some(listener) = plaintext {
         tracing::warn!(
             "plaintext xDS port enabled: not encrypted (tokens still required), for local development only"

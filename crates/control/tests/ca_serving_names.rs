@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{NODE_TOKEN, RunningCa, SERVER_NAME, id, start_ca_with_serving_names};
+use common::{EXTRA_SAN, NODE_TOKEN, RunningCa, SERVER_NAME, id, start_ca_with_serving_names};
 use std::sync::Arc;
 use tonic::Code;
 use weft_control::ca_service::StaticServingNames;
@@ -76,5 +76,38 @@ async fn other_names_and_other_identities_are_refused() {
     }
     let text = ca.metrics_text();
     let refused = "weft_control_ca_certificates_rejected_total{reason=\"dns_name_not_allowed\"} 3";
+    assert!(text.contains(refused), "{text}");
+}
+
+/// A Gateway listing the control plane's own name (or a wildcard over it) must not give
+/// its identity a certificate that proxies would accept as the control plane's.
+#[tokio::test]
+async fn the_control_planes_names_are_never_signed_for_a_gateway() {
+    let wildcard = format!(
+        "*.{}",
+        SERVER_NAME.split_once('.').expect("a dotted name").1
+    );
+    let names = StaticServingNames::new()
+        .with(id("a"), SERVER_NAME)
+        .with(id("a"), &wildcard)
+        .with(id("a"), EXTRA_SAN);
+    let ca = start_ca_with_serving_names(names).await;
+    for name in [SERVER_NAME, wildcard.as_str(), EXTRA_SAN] {
+        let err = manager(&ca, &[name])
+            .get(&id("a"))
+            .await
+            .expect_err("refused");
+        let CertError::Fetch {
+            source: FetchError::Refused { code, message },
+            ..
+        } = &err
+        else {
+            panic!("{name}: unexpected error {err}");
+        };
+        assert_eq!(*code, Code::PermissionDenied, "{name}: {message}");
+        assert!(message.contains("control plane"), "{name}: {message}");
+    }
+    let text = ca.metrics_text();
+    let refused = "weft_control_ca_certificates_rejected_total{reason=\"dns_name_reserved\"} 3";
     assert!(text.contains(refused), "{text}");
 }

@@ -47,6 +47,8 @@ pub struct CaService {
     authenticator: Arc<dyn CallerAuthenticator>,
     nodes: Arc<dyn NodeIdentities>,
     names: Arc<dyn ServingNames>,
+    /// The control plane's own serving names: no other certificate may carry them.
+    reserved: Vec<String>,
     metrics: CaMetrics,
     config: CaServiceConfig,
 }
@@ -96,6 +98,7 @@ impl CaService {
             authenticator,
             nodes,
             names: Arc::new(NoServingNames),
+            reserved: Vec::new(),
             metrics,
             config,
         }
@@ -106,6 +109,15 @@ impl CaService {
     #[must_use]
     pub fn with_serving_names(mut self, names: Arc<dyn ServingNames>) -> Self {
         self.names = names;
+        self
+    }
+
+    /// Never signs `names` (the control plane's serving names, which proxies trust as the
+    /// control plane), nor a wildcard covering one, whatever a Gateway lists: a namespace
+    /// user could otherwise get a certificate that passes as the control plane's.
+    #[must_use]
+    pub fn with_reserved_names(mut self, names: &[String]) -> Self {
+        self.reserved = names.iter().map(|n| n.to_ascii_lowercase()).collect();
         self
     }
 
@@ -185,6 +197,17 @@ impl CaService {
         if requested.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some(name) = requested.iter().find(|name| self.is_reserved(name)) {
+            return Err(Rejection::new(
+                "dns_name_reserved",
+                Code::PermissionDenied,
+                format!(
+                    "{identity} may not have DNS name {name:?}: it is, or covers, a name of \
+                     the control plane's own certificate ({:?})",
+                    self.reserved
+                ),
+            ));
+        }
         let allowed = self.names.serving_names(identity);
         let mut names: Vec<String> = Vec::with_capacity(requested.len());
         let mut refused = Vec::new();
@@ -207,6 +230,21 @@ impl CaService {
                  under this identity (allowed: {allowed:?})"
             ),
         ))
+    }
+}
+
+impl CaService {
+    /// Whether `name` is a reserved name, or a wildcard `*.suffix` that covers one (with
+    /// any number of labels in place of the `*`: stricter than TLS clients match).
+    fn is_reserved(&self, name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        let suffix = name.strip_prefix("*.").map(|s| format!(".{s}"));
+        self.reserved.iter().any(|reserved| {
+            *reserved == name
+                || suffix
+                    .as_deref()
+                    .is_some_and(|suffix| reserved.ends_with(suffix))
+        })
     }
 }
 

@@ -89,6 +89,12 @@ pub async fn start_ca_with(names: StaticServingNames, secure: SecureServerConfig
     let metrics = CaMetrics::new();
     let mut registry = Registry::with_prefix("weft_control");
     metrics.register(&mut registry);
+    let secure = SecureServerConfig {
+        namespace: NAMESPACE.into(),
+        extra_sans: vec![EXTRA_SAN.into()],
+        ..secure
+    };
+    // As `weft control` wires it: the secure port's names are reserved.
     let service = CaService::new(
         Arc::clone(&rotation),
         Arc::new(tokens),
@@ -96,15 +102,12 @@ pub async fn start_ca_with(names: StaticServingNames, secure: SecureServerConfig
         metrics,
         CaServiceConfig::default(),
     )
-    .with_serving_names(Arc::new(names));
+    .with_serving_names(Arc::new(names))
+    .with_reserved_names(&secure.dns_names());
     let server = SecureServer::bind(
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         Arc::clone(&rotation),
-        SecureServerConfig {
-            namespace: NAMESPACE.into(),
-            extra_sans: vec![EXTRA_SAN.into()],
-            ..secure
-        },
+        secure,
     )
     .await
     .expect("secure port");
