@@ -216,8 +216,11 @@ fn without(names: &[&str]) -> Vec<LoadedObject> {
         .collect()
 }
 
+/// An HTTPS listener left without a usable certificate stays on the gateway without one
+/// (the gateway closes its connections): left out, its hostname would be answered by a
+/// wildcard listener of the port with that listener's certificate and routes.
 #[test]
-fn unusable_certificates_are_skipped_and_a_listener_without_one_is_left_out() {
+fn unusable_certificates_are_skipped_and_a_listener_without_one_fails_closed() {
     let no_grant = without(&["gateways-use-certs"]);
     let output = translate(&ConfigSnapshot::new(no_grant), &TranslateOptions::default());
     let https = listener(&gateway_in(&output), "https").clone();
@@ -235,7 +238,17 @@ fn unusable_certificates_are_skipped_and_a_listener_without_one_is_left_out() {
     );
     let gateway = gateway_in(&output);
     let names: Vec<&str> = gateway.listeners.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["http", "passthrough", "tcp"]);
+    assert_eq!(names, ["http", "https", "passthrough", "tcp"]);
+    assert_fails_closed(listener(&gateway, "https"));
+}
+
+/// A terminating listener the gateway must close: no certificate, none from the CA, no
+/// client validation, no routes.
+fn assert_fails_closed(listener: &Listener) {
+    assert!(listener.certificates.is_empty(), "{listener:?}");
+    assert!(!listener.auto_certificate, "{listener:?}");
+    assert!(listener.client_validation.is_none(), "{listener:?}");
+    assert!(listener.http_routes.is_empty(), "{listener:?}");
 }
 
 #[test]
@@ -419,10 +432,10 @@ fn frontend_validation_and_the_backend_client_certificate_reach_the_resource() {
     assert!(!rendered.contains("BEGIN PRIVATE KEY"), "{rendered}");
 }
 
-/// Without a usable CA the HTTPS listener is not served; creating the ConfigMap brings it
-/// back through an incremental update equal to a full translation.
+/// Without a usable CA the HTTPS listener is not served (it fails closed); creating the
+/// ConfigMap brings it back through an incremental update equal to a full translation.
 #[test]
-fn an_https_listener_without_a_usable_client_ca_is_left_out_until_its_config_map_exists() {
+fn an_https_listener_without_a_usable_client_ca_fails_closed_until_its_config_map_exists() {
     let options = TranslateOptions::default();
     let without = edited(|t| {
         with_gateway_tls(t, "AllowValidOnly", false)
@@ -437,11 +450,7 @@ fn an_https_listener_without_a_usable_client_ca_is_left_out_until_its_config_map
         .expect("resource")
         .decode()
         .expect("a Gateway");
-    assert!(
-        gateway.listeners.iter().all(|l| l.name != "https"),
-        "{:?}",
-        gateway.listeners
-    );
+    assert_fails_closed(listener(&gateway, "https"));
     let after = ConfigSnapshot::new(edited(|t| {
         with_gateway_tls(t, "AllowValidOnly", true)
             .replace("name: corp-roots}\n    backend", "name: gone}\n    backend")

@@ -50,6 +50,13 @@ impl ListenerEval<'_> {
     pub(crate) fn programmed(&self) -> bool {
         self.attachable() && self.has_certificate
     }
+
+    /// A listener of a known protocol, not conflicted, that cannot serve (no usable
+    /// certificate or client CA): its hostname must still be claimed on the gateway, so that
+    /// a less specific listener of the port never answers for it.
+    pub(crate) fn fails_closed(&self) -> bool {
+        self.protocol.is_ok() && self.conflict.is_none() && !self.programmed()
+    }
 }
 
 /// Whether a listener terminates TLS (HTTPS, or TLS in Terminate mode).

@@ -180,6 +180,10 @@ pub struct ListenerAttachment {
     /// Whether the listener is served: Accepted, not Conflicted, and (when it terminates
     /// TLS) with at least one usable certificate. Only such listeners have routes here.
     pub accepted: bool,
+    /// Not served but not conflicted either (no usable certificate or client CA): the
+    /// gateway gets it without certificates and routes and closes its connections, so its
+    /// hostname is not answered by another listener of the port.
+    pub fails_closed: bool,
     /// Route kinds that may attach.
     pub kinds: Vec<Kind>,
     /// Attached routes, in route-kind then load order.
@@ -225,6 +229,7 @@ pub fn attach(snapshot: &ConfigSnapshot, gateway: &ObjectRef) -> Option<GatewayA
             },
             name: l.listener.name.clone(),
             accepted: l.programmed(),
+            fails_closed: l.fails_closed(),
             kinds: l.kinds.clone(),
             routes: Vec::new(),
         })

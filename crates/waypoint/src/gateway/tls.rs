@@ -4,7 +4,7 @@
 //!
 //! On a port with TLS listeners the ClientHello is read first without answering it
 //! ([`super::passthrough`]); its server name chooses the listener by the Gateway API
-//! hostname rules (no SNI: the listener without hostname, else the first). Then:
+//! hostname rules (no SNI: the listener without hostname, else none). Then:
 //! - HTTPS: TLS is terminated with the certificate chosen by SNI among every terminating
 //!   listener of the port (ALPN `h2`, `http/1.1`), asking for and checking a client
 //!   certificate when the port has frontend validation ([`super::client_auth`]), and the
@@ -300,12 +300,11 @@ fn ticketer() -> Option<Arc<dyn rustls::server::ProducesTickets>> {
 }
 
 impl PortTls {
-    /// The listener for a handshake naming `sni`: by hostname, else (no SNI) the first.
+    /// The listener for a handshake naming `sni` by hostname; without SNI only a listener
+    /// without hostname (a client naming no host must not reach a listener restricted to
+    /// one, whose routes and Host check assume it).
     fn listener(&self, sni: Option<&str>) -> Option<&ListenerTls> {
-        let index = match sni {
-            Some(_) => self.by_sni.select(sni).copied(),
-            None => self.by_sni.select(None).copied().or(Some(0)),
-        };
+        let index = self.by_sni.select(sni).copied();
         index.and_then(|i| self.listeners.get(i))
     }
 }

@@ -282,6 +282,63 @@ async fn a_listener_with_a_broken_certificate_closes_and_the_others_serve() {
     );
 }
 
+/// The control plane sends a listener it cannot serve (its certificate Secret is gone, or
+/// not granted) without certificates: its hostname closes, and a Host naming it over the
+/// wildcard listener's session gets 421, rather than the wildcard answering for it.
+#[tokio::test]
+async fn a_listener_sent_without_certificates_keeps_its_hostname_from_the_wildcard() {
+    let net = Net(weft_testkit::loopback_net());
+    let ca = TestCa::new("gateway CA");
+    let mut admin = https_listener(
+        "admin",
+        "admin.example.com",
+        &ca.leaf(&["admin.example.com"]),
+    );
+    admin.certificates.clear();
+    let resource = gateway_resource(vec![
+        https_listener("wild", "*.example.com", &ca.leaf(&["*.example.com"])),
+        admin,
+    ]);
+    let _fixture = Fixture::start(net, &[], &resource).await;
+    let addr = net.gateway(HTTPS);
+    assert!(connect(addr, "admin.example.com", &ca, &[]).await.is_err());
+    let tls = connect(addr, "shop.example.com", &ca, &["http/1.1"])
+        .await
+        .expect("handshake");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("HTTP/1.1 over TLS");
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(get("admin.example.com"))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
+}
+
+/// A client naming no server (SNI) reaches only a listener without hostname; when every
+/// listener of the port names one, the connection is closed (it used to get the first).
+#[tokio::test]
+async fn a_client_without_sni_is_closed_when_every_listener_names_a_host() {
+    let net = Net(weft_testkit::loopback_net());
+    let ca = TestCa::new("gateway CA");
+    let resource = gateway_resource(vec![
+        https_listener("a", "a.example.com", &ca.leaf(&["a.example.com"])),
+        https_listener("b", "b.example.com", &ca.leaf(&["b.example.com"])),
+    ]);
+    let _fixture = Fixture::start(net, &[], &resource).await;
+    let addr = net.gateway(HTTPS);
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut config = (*ca.client_config(&[])).clone();
+    config
+        .dangerous()
+        .set_certificate_verifier(Arc::new(AnyCert));
+    let ip = ServerName::IpAddress(addr.ip().into());
+    let handshake = TlsConnector::from(Arc::new(config)).connect(ip, tcp).await;
+    assert!(handshake.is_err(), "no listener for a client without SNI");
+    assert_eq!(served_cn(addr, "b.example.com", &ca).await, "b.example.com");
+}
+
 #[tokio::test]
 async fn a_new_certificate_serves_new_handshakes_and_open_connections_stay() {
     let net = Net(weft_testkit::loopback_net());

@@ -88,13 +88,27 @@ pub(super) fn listener(
         .into(),
         ..Listener::default()
     };
-    if terminates {
-        serving_certificates(context, gateway_ref, gateway, spec, &mut wire, unit)?;
+    let usable = !terminates
+        || serving_certificates(context, gateway_ref, gateway, spec, &mut wire, unit).is_some();
+    match super::client_tls::client_validation(context, owners.gateway_ref, gateway, spec, unit) {
+        Ok(validation) if usable => wire.client_validation = validation,
+        Ok(_) => return Some(closed(wire)),
+        Err(()) if terminates => return Some(closed(wire)),
+        Err(()) => return None,
     }
-    wire.client_validation =
-        super::client_tls::client_validation(context, owners.gateway_ref, gateway, spec, unit)
-            .ok()?;
     Some(wire)
+}
+
+/// A terminating listener that cannot be served as configured, sent without certificates:
+/// the gateway closes its connections (rather than it being left out, when a wildcard
+/// listener of the port would answer for its hostname with its own certificate and routes).
+fn closed(wire: Listener) -> Listener {
+    Listener {
+        certificates: Vec::new(),
+        auto_certificate: false,
+        client_validation: None,
+        ..wire
+    }
 }
 
 /// Listener `index` of the ListenerSet `set`, merged into `gateway`: certificates resolve

@@ -103,7 +103,8 @@ pub(crate) fn translate_gateway(context: &Context<'_>, name: &str) -> Unit {
     unit
 }
 
-/// The Gateway message: accepted listeners with their routes, policies, backend TLS.
+/// The Gateway message: accepted listeners with their routes (and, without certificates,
+/// those that fail closed), policies, backend TLS.
 fn build(
     context: &Context<'_>,
     gateway_ref: &ObjectRef,
@@ -113,7 +114,7 @@ fn build(
 ) -> Gateway {
     let parent = format!("gateway {}", resource_name(gateway_ref));
     let mut backends = BTreeSet::new();
-    let accepted = attachment.listeners.iter().filter(|l| l.accepted);
+    let accepted = (attachment.listeners.iter()).filter(|l| l.accepted || l.fails_closed);
     let listeners = accepted
         .filter_map(|attached| {
             let mut listener = match &attached.listener_set {
