@@ -485,3 +485,55 @@ async fn a_pending_authentication_does_not_hold_up_other_streams() {
     }
     assert_eq!(server.server.sync_status().len(), SLOW + 1);
 }
+
+/// The next message on `client`'s stream is its end with `code`.
+async fn stream_ends_with(client: &mut RawClient, code: tonic::Code) -> String {
+    loop {
+        match client.next().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => {
+                assert_eq!(status.code(), code, "{status}");
+                return status.message().to_owned();
+            }
+        }
+    }
+}
+
+/// One token holder cannot make the server keep an unbounded set of names: requests that
+/// keep subscribing new names end the stream once it holds 100,000 (each request is only
+/// bounded by the message size), and so do requests for ever new resource types. Tens of
+/// thousands of unknown names in one request are answered at once (reporting them absent
+/// was quadratic: this request took the server minutes).
+#[tokio::test]
+async fn a_stream_subscribing_without_end_is_closed_at_its_limits() {
+    let server = TestServer::start(fast_config());
+    server.publisher.replace(T, [thing("a", &[], "1")]);
+    let mut client = RawClient::connect(&server, first_request("greedy", &["a"])).await;
+    client.recv_ack().await;
+    let batch: Vec<String> = (0..40_000).map(|i| format!("name-{i:06}")).collect();
+    for round in 0..3 {
+        let names: Vec<String> = batch.iter().map(|n| format!("{round}-{n}")).collect();
+        client.send(DeltaDiscoveryRequest {
+            resource_names_subscribe: names,
+            ..subscribe(T, &[])
+        });
+        if round == 0 {
+            let absent = client.recv_ack().await.removed_resources.len();
+            assert_eq!(absent, batch.len(), "every unknown name is reported absent");
+        }
+    }
+    let message = stream_ends_with(&mut client, tonic::Code::ResourceExhausted).await;
+    assert!(message.contains("100000 resource names"), "{message}");
+
+    let mut client = RawClient::connect(&server, first_request("types", &["a"])).await;
+    client.recv_ack().await;
+    for i in 0..40 {
+        client.send(subscribe(&format!("type.example/t{i}"), &["x"]));
+    }
+    let message = stream_ends_with(&mut client, tonic::Code::ResourceExhausted).await;
+    assert!(message.contains("32 resource types"), "{message}");
+    // A well-behaved stream is unaffected.
+    let mut fine = RawClient::connect(&server, first_request("fine", &["a"])).await;
+    assert_eq!(names(&fine.recv_ack().await), ["a"]);
+}

@@ -19,6 +19,15 @@ use crate::status::{NackStatus, StatusEntry, TypeStatus, VersionNonce, string_me
 /// Responses awaiting ACK/NACK that are remembered (older ones are forgotten).
 const MAX_IN_FLIGHT: usize = 64;
 
+/// Resource types one stream may subscribe to (weft serves a handful; Istio's proxies ask
+/// for fewer than ten).
+pub(crate) const MAX_TYPES_PER_STREAM: usize = 32;
+/// Resource names one stream may hold: subscribed by name, and declared by a reconnecting
+/// client (`initial_resource_versions`), over all its types. Far above what a node proxy
+/// asks for (a wildcard and a few on-demand names), it bounds what one token holder's
+/// requests can make the control plane keep.
+pub(crate) const MAX_NAMES_PER_STREAM: usize = 100_000;
+
 pub(crate) type ResponseSender = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
 
 #[derive(Debug)]
@@ -147,6 +156,7 @@ impl StreamState {
             initial_resource_versions,
             ..
         } = request;
+        self.check_limits(&type_url, &subscribe, &initial_resource_versions)?;
         if let Some(subscription) = self.types.get_mut(&type_url) {
             subscription.change(subscribe, unsubscribe);
         } else {
@@ -157,6 +167,35 @@ impl StreamState {
             self.types.insert(type_url.clone(), subscription);
         }
         self.refresh_status(&type_url, current);
+        Ok(())
+    }
+
+    /// Refuses a request that would take the stream over [`MAX_TYPES_PER_STREAM`] or
+    /// [`MAX_NAMES_PER_STREAM`] (counting every name it subscribes as new: a bound, not an
+    /// exact count).
+    fn check_limits(
+        &self,
+        type_url: &str,
+        subscribe: &[String],
+        declared: &HashMap<String, String>,
+    ) -> Result<(), Status> {
+        if !self.types.contains_key(type_url) && self.types.len() >= MAX_TYPES_PER_STREAM {
+            return Err(Status::resource_exhausted(format!(
+                "a stream may subscribe to at most {MAX_TYPES_PER_STREAM} resource types; {type_url} is one more"
+            )));
+        }
+        let held: usize = self
+            .types
+            .values()
+            .map(TypeSubscription::client_named)
+            .sum();
+        if held + subscribe.len() + declared.len() > MAX_NAMES_PER_STREAM {
+            return Err(Status::resource_exhausted(format!(
+                "a stream may hold at most {MAX_NAMES_PER_STREAM} resource names (subscribed \
+                 or declared); it holds {held} and this request adds {}",
+                subscribe.len() + declared.len()
+            )));
+        }
         Ok(())
     }
 

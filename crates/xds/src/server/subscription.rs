@@ -43,6 +43,8 @@ pub(crate) struct TypeSubscription {
     /// The stream's authenticated principal: resources restricted to other readers are
     /// never sent (see [`XdsResource::readers`]); `None` reads only unrestricted ones.
     reader: Option<Arc<str>>,
+    /// How many resource versions the client declared on its first request.
+    declared: usize,
 }
 
 impl TypeSubscription {
@@ -52,6 +54,7 @@ impl TypeSubscription {
         unsubscribe: Vec<String>,
         initial_resource_versions: HashMap<String, String>,
     ) -> Self {
+        let declared = initial_resource_versions.len();
         let mut state = Self {
             // Legacy wildcard: a first request naming nothing subscribes to everything.
             wildcard: subscribe.is_empty(),
@@ -63,6 +66,7 @@ impl TypeSubscription {
             last_diffed: None,
             resume: None,
             reader: None,
+            declared,
         };
         state.change(subscribe, unsubscribe);
         state
@@ -127,6 +131,12 @@ impl TypeSubscription {
 
     pub(crate) fn subscribed_names(&self) -> usize {
         self.names.len()
+    }
+
+    /// Names the client put here: subscribed, and declared on its first request (what the
+    /// server sends it is not counted).
+    pub(crate) fn client_named(&self) -> usize {
+        self.names.len() + self.declared
     }
 
     pub(crate) fn client_resource_count(&self) -> usize {
@@ -312,11 +322,13 @@ impl TypeSubscription {
                 .is_none_or(|r| !r.is_readable_by(reader.as_deref()))
         };
         self.reported_absent.retain(|name| absent(name));
+        // A set, not `out.contains`: a request may name tens of thousands of absent names.
+        let removed: HashSet<String> = out.iter().cloned().collect();
         for name in &self.names {
             if absent(name)
                 && !self.client_has.contains(name)
                 && self.reported_absent.insert(name.clone())
-                && !out.contains(name)
+                && !removed.contains(name)
             {
                 if resources.resolve(name).is_some() {
                     tracing::warn!(

@@ -195,6 +195,13 @@ impl RawClient {
             .expect("stream not closed")
     }
 
+    /// The next message or the stream's end, failing the test after [`WAIT`].
+    pub async fn next(&mut self) -> Result<Option<DeltaDiscoveryResponse>, tonic::Status> {
+        tokio::time::timeout(WAIT, self.responses.message())
+            .await
+            .expect("a message within the timeout")
+    }
+
     /// Receives the next response and ACKs it.
     pub async fn recv_ack(&mut self) -> DeltaDiscoveryResponse {
         let response = self.recv().await;
