@@ -9,9 +9,14 @@
 //! - any other service account is one workload and gets only its own identity.
 //!
 //! Accepted tokens are remembered for a short time (SHA-256 digests only, like the token
-//! file), so a node proxy's CA and xDS calls cost one review between them. Anything that
-//! goes wrong (API unreachable, timeout, an answer without the fields above) refuses the
-//! token: authentication fails closed.
+//! file), so a node proxy's CA and xDS calls cost one review between them; refused ones for
+//! a shorter time, so a caller repeating a bad token does not repeat the review. A token
+//! that cannot be one (empty, over 16 KiB, or with characters outside printable ASCII) is
+//! refused without asking, and at most [`MAX_REVIEWS_IN_FLIGHT`] reviews run at once (a
+//! caller waits up to the review timeout for its turn): a flood of made-up tokens on the
+//! CA port cannot become a flood of requests to the API server. Anything that goes wrong
+//! (API unreachable, timeout, an answer without the fields above) refuses the token:
+//! authentication fails closed.
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, UserInfo};
 use k8s_openapi::api::core::v1::Pod;
@@ -19,6 +24,7 @@ use kube::api::{Api, PostParams};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use weft_control::callers::{Caller, CallerAuthenticator};
 use weft_identity::SpiffeId;
 use weft_xds::BoxFuture;
@@ -33,8 +39,15 @@ pub const POD_UID_EXTRA: &str = "authentication.kubernetes.io/pod-uid";
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Longest wait for the API's answer before the token is refused.
 pub const DEFAULT_REVIEW_TIMEOUT: Duration = Duration::from_secs(5);
-/// Accepted tokens remembered at most (expired ones are dropped first).
+/// Accepted (and, separately, refused) tokens remembered at most (expired ones are
+/// dropped first).
 const CACHE_CAPACITY: usize = 16 * 1024;
+/// How long a refused token is refused again without asking.
+pub const REFUSED_TTL: Duration = Duration::from_secs(5);
+/// Reviews sent to the API at once.
+pub const MAX_REVIEWS_IN_FLIGHT: usize = 32;
+/// Longest token sent for review (projected service account tokens are about 1 KiB).
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// A service account: namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -102,6 +115,8 @@ pub struct TokenReviewAuthenticator {
     client: kube::Client,
     config: TokenReviewConfig,
     accepted: Mutex<HashMap<[u8; 32], (Instant, Caller)>>,
+    refused: Mutex<HashMap<[u8; 32], (Instant, ())>>,
+    reviews: Semaphore,
 }
 
 impl TokenReviewAuthenticator {
@@ -112,6 +127,8 @@ impl TokenReviewAuthenticator {
             client,
             config,
             accepted: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
+            reviews: Semaphore::new(MAX_REVIEWS_IN_FLIGHT),
         }
     }
 
@@ -120,6 +137,12 @@ impl TokenReviewAuthenticator {
     /// # Errors
     /// The reason the token is refused (logged by [`CallerAuthenticator::authenticate`]).
     pub async fn review(&self, token: &str) -> Result<Caller, String> {
+        if token.is_empty()
+            || token.len() > MAX_TOKEN_BYTES
+            || !token.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err("not a service account token (empty, too long, or not printable)".into());
+        }
         let user = self.reviewed_user(token).await?;
         let account = service_account(&user)?;
         if self.config.node_accounts.contains(&account) {
@@ -192,22 +215,38 @@ impl TokenReviewAuthenticator {
     }
 
     fn cached(&self, digest: &[u8; 32]) -> Option<Caller> {
-        let accepted = self.accepted.lock().unwrap_or_else(PoisonError::into_inner);
-        accepted
-            .get(digest)
-            .filter(|(until, _)| Instant::now() < *until)
-            .map(|(_, caller)| caller.clone())
+        fresh(&self.accepted, digest)
     }
 
     fn remember(&self, digest: [u8; 32], caller: Caller) {
-        let now = Instant::now();
-        let mut accepted = self.accepted.lock().unwrap_or_else(PoisonError::into_inner);
-        if accepted.len() >= CACHE_CAPACITY {
-            accepted.retain(|_, (until, _)| now < *until);
-        }
-        if accepted.len() < CACHE_CAPACITY {
-            accepted.insert(digest, (now + self.config.cache_ttl, caller));
-        }
+        keep(&self.accepted, digest, self.config.cache_ttl, caller);
+    }
+}
+
+/// The value remembered for `digest` in `cache` while it is fresh.
+fn fresh<T: Clone>(cache: &Mutex<HashMap<[u8; 32], (Instant, T)>>, digest: &[u8; 32]) -> Option<T> {
+    let cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    cache
+        .get(digest)
+        .filter(|(until, _)| Instant::now() < *until)
+        .map(|(_, value)| value.clone())
+}
+
+/// Remembers `value` for `digest` for `ttl`, within [`CACHE_CAPACITY`] (expired entries
+/// go first; when still full, nothing new is remembered).
+fn keep<T>(
+    cache: &Mutex<HashMap<[u8; 32], (Instant, T)>>,
+    digest: [u8; 32],
+    ttl: Duration,
+    value: T,
+) {
+    let now = Instant::now();
+    let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if cache.len() >= CACHE_CAPACITY {
+        cache.retain(|_, (until, _)| now < *until);
+    }
+    if cache.len() < CACHE_CAPACITY {
+        cache.insert(digest, (now + ttl, value));
     }
 }
 
@@ -218,6 +257,16 @@ impl CallerAuthenticator for TokenReviewAuthenticator {
             if let Some(caller) = self.cached(&digest) {
                 return Some(caller);
             }
+            if fresh(&self.refused, &digest).is_some() {
+                return None;
+            }
+            // Waiting for a turn refuses without remembering: the token was not judged.
+            let Ok(Ok(_turn)) =
+                tokio::time::timeout(self.config.timeout, self.reviews.acquire()).await
+            else {
+                tracing::warn!("bearer token refused: too many token reviews in flight");
+                return None;
+            };
             match self.review(token).await {
                 Ok(caller) => {
                     self.remember(digest, caller.clone());
@@ -225,6 +274,7 @@ impl CallerAuthenticator for TokenReviewAuthenticator {
                 }
                 Err(reason) => {
                     tracing::warn!(%reason, "bearer token refused");
+                    keep(&self.refused, digest, REFUSED_TTL, ());
                     None
                 }
             }

@@ -100,6 +100,25 @@ async fn node_tokens_stand_for_their_pods_node_and_workload_tokens_for_one_ident
     assert_eq!(server.tokens().reviews(), reviews);
 }
 
+/// Made-up tokens on the CA port must not turn into requests to the API server: a refused
+/// token is reviewed once and then refused from memory for a while, and a string that
+/// cannot be a token is never sent.
+#[tokio::test]
+async fn refused_and_malformed_tokens_cost_the_api_at_most_one_review() {
+    let server = TestApiServer::start().await;
+    let auth = authenticator(server.client());
+    let before = server.tokens().reviews();
+    for _ in 0..5 {
+        assert_eq!(auth.authenticate("made-up-token").await, None);
+    }
+    assert_eq!(server.tokens().reviews(), before + 1, "reviewed once");
+    let long = "x".repeat(20_000);
+    for bad in ["", "has space", "ünïcode", long.as_str()] {
+        assert_eq!(auth.authenticate(bad).await, None, "{bad:.20}");
+    }
+    assert_eq!(server.tokens().reviews(), before + 1, "never sent");
+}
+
 #[tokio::test]
 async fn an_unreachable_api_refuses_every_token() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
