@@ -268,3 +268,34 @@ async fn token_file_edits_apply_to_new_requests_and_a_broken_edit_keeps_the_last
         "the broken edit did not bring back node-a"
     );
 }
+
+/// A token moved to another node in the token file stands for that node from then on: a
+/// stream opened with it as node-a (filtered for node-a, e.g. a gateway's keys) is closed,
+/// and reopening gets node-b's view.
+#[tokio::test]
+async fn a_token_moved_to_another_node_closes_the_streams_opened_with_it() {
+    let control = start_control(copy_examples).await;
+    let mut stream = AdsClient::open(
+        channel(&control).await,
+        Some(NODE_A_TOKEN),
+        "ztunnel~a",
+        &[ADDRESS_TYPE_URL],
+    )
+    .await
+    .expect("xDS stream opens with node-a's token");
+    stream.recv(WAIT).await.expect("node-a gets config");
+    let moved = format!(
+        "tokens:\n  - token: {NODE_A_TOKEN}\n    node: node-b\n  - token: {NODE_B_TOKEN}\n    node: node-b\n"
+    );
+    replace_token_file(&control, &moved);
+    let closed = loop {
+        match stream.recv(WAIT).await {
+            Ok(_) => {}
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(closed.code(), Code::Unauthenticated, "{closed:?}");
+    create_certificate(&control, REPORTS, Some(NODE_A_TOKEN))
+        .await
+        .expect("the moved token now gets node-b's identities");
+}

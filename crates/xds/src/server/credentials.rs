@@ -1,7 +1,9 @@
 //! The credential each open stream was admitted with, kept so that streams can be checked
 //! again when credentials change (a token removed from the control plane's token file must
-//! not keep feeding configuration to a stream opened with it). A stream that fails the
-//! new check is told through a one-shot signal and closes with UNAUTHENTICATED.
+//! not keep feeding configuration to a stream opened with it, nor one remapped to another
+//! principal keep the old principal's resources). A stream that fails the new check, or
+//! now stands for another principal, is told through a one-shot signal and closes with
+//! UNAUTHENTICATED.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -12,6 +14,8 @@ use tonic::metadata::MetadataMap;
 /// One open stream's credential and the signal that closes it.
 struct OpenStream {
     metadata: MetadataMap,
+    /// The principal the stream was admitted as (what its resources are filtered for).
+    principal: String,
     revoke: Option<oneshot::Sender<()>>,
 }
 
@@ -24,11 +28,18 @@ impl OpenStreams {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records stream `id`'s request metadata; the receiver fires if it is revoked.
-    pub(crate) fn insert(&self, id: u64, metadata: MetadataMap) -> oneshot::Receiver<()> {
+    /// Records stream `id`'s request metadata and principal; the receiver fires if it is
+    /// revoked.
+    pub(crate) fn insert(
+        &self,
+        id: u64,
+        metadata: MetadataMap,
+        principal: String,
+    ) -> oneshot::Receiver<()> {
         let (revoke, revoked) = oneshot::channel();
         let stream = OpenStream {
             metadata,
+            principal,
             revoke: Some(revoke),
         };
         self.lock().insert(id, stream);
@@ -41,12 +52,12 @@ impl OpenStreams {
     }
 
     /// Every open stream's id and metadata (copied, so checks run without the lock).
-    pub(crate) fn list(&self) -> Vec<(u64, MetadataMap)> {
+    pub(crate) fn list(&self) -> Vec<(u64, MetadataMap, String)> {
         let streams = self.lock();
         streams
             .iter()
             .filter(|(_, stream)| stream.revoke.is_some())
-            .map(|(id, stream)| (*id, stream.metadata.clone()))
+            .map(|(id, s)| (*id, s.metadata.clone(), s.principal.clone()))
             .collect()
     }
 

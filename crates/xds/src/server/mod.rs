@@ -174,10 +174,11 @@ impl XdsServer {
             )));
         };
         let stream_id = self.shared.next_stream_id.fetch_add(1, Ordering::Relaxed);
-        let revoked = self
-            .shared
-            .open
-            .insert(stream_id, request.metadata().clone());
+        let revoked = self.shared.open.insert(
+            stream_id,
+            request.metadata().clone(),
+            identity.principal.clone(),
+        );
         let header_cluster = cluster_header(request.metadata());
         let principal = identity.principal.clone();
         let status = self.shared.status.insert(ProxyStatus {
@@ -210,15 +211,21 @@ impl XdsServer {
     }
 
     /// Checks every open stream's credential again (after credentials changed, e.g. a
-    /// token was removed) and closes those that no longer pass with UNAUTHENTICATED.
-    /// Returns how many were closed.
+    /// token was removed or now stands for another principal) and closes with
+    /// UNAUTHENTICATED those that no longer pass as the principal they were admitted as
+    /// (its resources are what they receive). Returns how many were closed.
     pub async fn reauthenticate(&self) -> usize {
         let mut closed = 0;
-        for (id, metadata) in self.shared.open.list() {
+        for (id, metadata, principal) in self.shared.open.list() {
             let check = self.shared.authenticator.authenticate(&metadata);
             let passes = tokio::time::timeout(AUTHENTICATION_TIMEOUT, check).await;
-            // a check that cannot complete keeps the stream: only a refusal revokes it
-            if matches!(passes, Ok(Err(_))) && self.shared.open.revoke(id) {
+            // a check that cannot complete keeps the stream: only an answer revokes it
+            let changed = match passes {
+                Ok(Err(_)) => true,
+                Ok(Ok(identity)) => identity.principal != principal,
+                Err(_) => false,
+            };
+            if changed && self.shared.open.revoke(id) {
                 closed += 1;
             }
         }
