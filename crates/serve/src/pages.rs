@@ -182,13 +182,17 @@ fn parse_query(query: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Serves `router` on `listener` until the task is dropped. Each connection runs on its own
-/// task; HTTP/1.1 and HTTP/2 are both accepted.
+/// Serves `router` on `listener` until the task is dropped (aborted), which closes its open
+/// connections too: a process replaced by a successor stops answering on kept-alive
+/// connections (a scraper's) as well. Each connection runs on its own task; HTTP/1.1 and
+/// HTTP/2 are both accepted.
 pub async fn serve(listener: TcpListener, router: Router) {
     let router = Arc::new(router);
     let forever = std::future::pending();
+    let mut connections = tokio::task::JoinSet::new();
     crate::accept_until(&listener, forever, "admin pages", |stream, peer| {
-        tokio::spawn(serve_connection(stream, peer, Arc::clone(&router)));
+        while connections.try_join_next().is_some() {}
+        connections.spawn(serve_connection(stream, peer, Arc::clone(&router)));
     })
     .await;
 }
@@ -316,6 +320,34 @@ mod tests {
         assert!(err.contains("/huge"), "{err}");
         let (_, body) = get(&addr, "/fits").await.unwrap();
         assert_eq!(body.len(), MAX_GET_BODY);
+    }
+
+    /// Aborting the serving task (a replaced process stopping its pages) closes the
+    /// kept-alive connections too, not only the listener.
+    #[tokio::test]
+    async fn stopping_the_pages_closes_kept_alive_connections() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serving = tokio::spawn(serve(
+            listener,
+            Router::new().page("/ready", |_| Page::text("ok")),
+        ));
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET /ready HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = vec![0u8; 1024];
+        let read = client.read(&mut answer).await.unwrap();
+        assert!(answer[..read].starts_with(b"HTTP/1.1 200"));
+        serving.abort();
+        let _ = serving.await;
+        let closed =
+            tokio::time::timeout(std::time::Duration::from_secs(10), client.read(&mut answer))
+                .await
+                .expect("the connection is closed, not left open");
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
     }
 
     #[tokio::test]
