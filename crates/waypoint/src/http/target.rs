@@ -63,12 +63,14 @@ pub(crate) fn target(parts: &Parts, destination: SocketAddr) -> Result<Target, F
         .map(|a| a.as_str().to_owned())
         .or_else(|| {
             let host = parts.headers.get(header::HOST)?.to_str().ok()?;
-            Some(host.to_owned())
+            // An empty Host is how HTTP/1.1 says "no authority": the destination's.
+            (!host.is_empty()).then(|| host.to_owned())
         })
         .unwrap_or_else(|| destination.to_string());
     let (host, port) = canonical_host(&raw).ok_or_else(|| {
         Failure::bad_request(&format!(
-            "request host {raw:?}: not host[:port] (a port that is not a number, or userinfo)"
+            "request host {raw:?}: not host[:port] (a port that is not a number, userinfo, or a \
+             character no host name has)"
         ))
     })?;
     // The raw authority is kept when it is canonical already (the usual case): one
@@ -99,9 +101,11 @@ fn decimal_digits(number: u16) -> usize {
 }
 
 /// Lowercase host without one trailing dot, and its port (`None` when absent or empty);
-/// `None` when what follows the last `:` of a name (or of `[v6]`) is not a port, or when
-/// the authority carries userinfo (`user@host`: a spelling policy and routes would not see
-/// as the host).
+/// `None` when what follows the last `:` of a name (or of `[v6]`) is not a port, when the
+/// authority carries userinfo (`user@host`: a spelling policy and routes would not see as
+/// the host), or when the host is neither a name (letters, digits, `-`, `.`, `_`, `~`) nor
+/// an IP literal: a `/`, `?` or `#` in a Host header would otherwise become part of the
+/// upstream request's path when the authority is written into its URI.
 fn canonical_host(authority: &str) -> Option<(String, Option<u16>)> {
     if authority.contains('@') {
         return None;
@@ -120,7 +124,22 @@ fn canonical_host(authority: &str) -> Option<(String, Option<u16>)> {
         _ => (authority, None),
     };
     let host = host.strip_suffix('.').unwrap_or(host);
+    if !is_host(host) {
+        return None;
+    }
     Some((host.to_ascii_lowercase(), port))
+}
+
+/// A DNS-style name or an IPv4 address (`[A-Za-z0-9._~-]+`), or a bracketed IPv6 literal.
+fn is_host(host: &str) -> bool {
+    let name_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    match host
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
+        Some(literal) => literal.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => !host.is_empty() && host.bytes().all(name_byte),
+    }
 }
 
 /// Normalizes the request's path in place (the URI is rebuilt only when it changes); a
@@ -135,6 +154,12 @@ pub(crate) fn normalize(parts: &mut Parts) -> Result<(), Failure> {
     if !path.starts_with('/') {
         return Err(Failure::bad_request(&format!(
             "request path {path:?}: it does not start with '/'"
+        )));
+    }
+    if path.contains("%00") {
+        // As Istio: an encoded NUL is refused, never decoded nor passed on.
+        return Err(Failure::bad_request(&format!(
+            "request path {path:?}: an encoded NUL (%00)"
         )));
     }
     let Cow::Owned(normal) = normalize_path(path) else {
@@ -154,10 +179,14 @@ pub(crate) fn normalize(parts: &mut Parts) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `path` decoded where RFC 3986 allows (unreserved characters), its escapes uppercased
-/// and its dot-segments removed; borrowed when already normal.
+/// `path` decoded where RFC 3986 allows (unreserved characters), its escapes uppercased,
+/// a raw backslash taken for a slash (as Istio's BASE does: some servers read it so) and
+/// its dot-segments removed; borrowed when already normal.
 pub(crate) fn normalize_path(path: &str) -> Cow<'_, str> {
-    let decoded = decode_unreserved(path);
+    let mut decoded = decode_unreserved(path);
+    if decoded.contains('\\') {
+        decoded = Cow::Owned(decoded.replace('\\', "/"));
+    }
     let has_dots = decoded
         .split('/')
         .any(|segment| segment == "." || segment == "..");
@@ -273,6 +302,10 @@ mod tests {
             ("/%41é", "/Aé"),
             ("/%e9é/%41", "/%E9é/A"),
             ("/é%zz%4", "/é%zz%4"),
+            // A raw backslash is a slash (servers that read it so get no other path).
+            ("/a\\b", "/a/b"),
+            ("/public\\..\\admin", "/admin"),
+            ("\\..\\admin", "/admin"),
         ];
         for (raw, normal) in cases {
             assert_eq!(normalize_path(raw), normal, "{raw}");
@@ -295,6 +328,16 @@ mod tests {
             // RFC 9110 / 9113: no userinfo in an authority a proxy acts on.
             ("x@shop.example", None),
             ("x:y@shop.example:80", None),
+            // What would turn into the upstream path once written into its URI.
+            ("reviews/admin#", None),
+            ("reviews?x=", None),
+            ("reviews#frag", None),
+            ("re views", None),
+            ("reviews\\admin", None),
+            ("[::1", None),
+            ("[not-v6]:80", None),
+            ("", None),
+            ("10.0.0.1:8080", Some(("10.0.0.1", Some(8080)))),
         ];
         for (raw, canonical) in cases {
             let got = canonical_host(raw);
@@ -322,6 +365,7 @@ mod tests {
             (Some("x.example:"), ("x.example", "x.example")),
             (Some("x.example.:8"), ("x.example", "x.example:8")),
             (None, ("10.0.0.1", "10.0.0.1:8080")),
+            (Some(""), ("10.0.0.1", "10.0.0.1:8080")),
         ];
         for (host, (want_host, want_authority)) in cases {
             let got = authority(host);

@@ -121,10 +121,19 @@ async fn paths_are_normalized_before_policy_and_forwarding() {
     let mesh = deny_admin().await;
     let client = mesh.client().await;
     let mut h1 = client.h1(mesh.net.vip(1)).await;
-    for path in ["/./admin", "/a/../admin", "/%61dmin", "/%2e%2e/admin"] {
+    for path in [
+        "/./admin",
+        "/a/../admin",
+        "/%61dmin",
+        "/%2e%2e/admin",
+        "/public\\..\\admin",
+    ] {
         let answer = send(&mut h1, get(path, &[])).await;
         assert_eq!(answer.status, 403, "{path}: {answer:?}");
     }
+    // An encoded NUL is refused (as Istio does), not decoded nor passed on.
+    let answer = send(&mut h1, get("/admin%00.txt", &[])).await;
+    assert_eq!(answer.status, 400, "{answer:?}");
     for (path, seen) in [
         ("/a/./b?q=/../x", "/a/b"),
         ("/a%2Fb", "/a%2Fb"),
@@ -152,11 +161,15 @@ async fn a_denied_host_is_denied_in_every_spelling() {
         let answer = send(&mut h1, request).await;
         assert_eq!(answer.status, 403, "{host}: {answer:?}");
     }
-    let request = Request::get("/")
-        .header("host", "x.example:http")
-        .body(empty())
-        .unwrap();
-    assert_eq!(send(&mut h1, request).await.status, 400);
+    // Not a host: a port that is not a number, or characters that would become part of
+    // the upstream path once the authority is written into its URI.
+    for host in ["x.example:http", "echo/admin#", "echo?x=", "echo#frag"] {
+        let request = Request::get("/")
+            .header("host", host)
+            .body(empty())
+            .unwrap();
+        assert_eq!(send(&mut h1, request).await.status, 400, "{host}");
+    }
     let answer = send(&mut h1, get("/", &[])).await;
     assert_eq!(answer.status, 200, "{answer:?}");
 }
