@@ -68,11 +68,16 @@ impl Gateway {
         let listener = listeners
             .for_host(Some(host))
             .ok_or_else(Failure::no_route)?;
-        if downstream.tls
-            && let Some(sni) = downstream.sni.as_deref()
-            && listeners.for_host(Some(sni)).map(|l| &l.name) != Some(&listener.name)
-        {
-            tracing::debug!(host, sni, port, "request for another listener than its SNI");
+        // Over TLS the handshake chose a listener (without SNI: the one without hostname);
+        // a Host naming another one is misdirected.
+        let sni = downstream.sni.as_deref();
+        if downstream.tls && listeners.for_host(sni).map(|l| &l.name) != Some(&listener.name) {
+            tracing::debug!(
+                host,
+                ?sni,
+                port,
+                "request for another listener than its SNI"
+            );
             return Err(Failure::misdirected());
         }
         Ok(found(&listener.key))

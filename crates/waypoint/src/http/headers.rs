@@ -52,17 +52,16 @@ pub(crate) fn prepare(headers: &mut HeaderMap, scheme: &'static str, edge: bool)
 }
 
 /// Appends `client` to `x-forwarded-for` (a gateway, after reading the original client):
-/// one value, the earlier ones joined with `, `.
+/// one value, the earlier ones joined with `, ` as they came (bytes, so a line with a
+/// non-ASCII byte keeps its place and its trusted entries).
 pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
-    use std::fmt::Write as _;
-    let mut value = String::new();
-    let earlier = headers.get_all(X_FORWARDED_FOR).iter();
-    for earlier in earlier.filter_map(|v| v.to_str().ok()) {
-        value.push_str(earlier);
-        value.push_str(", ");
+    let mut value = Vec::new();
+    for earlier in headers.get_all(X_FORWARDED_FOR) {
+        value.extend_from_slice(earlier.as_bytes());
+        value.extend_from_slice(b", ");
     }
-    let _ = write!(value, "{client}");
-    if let Ok(joined) = HeaderValue::try_from(value) {
+    value.extend_from_slice(client.to_string().as_bytes());
+    if let Ok(joined) = HeaderValue::from_bytes(&value) {
         headers.insert(X_FORWARDED_FOR, joined);
     }
 }
@@ -131,18 +130,19 @@ pub(crate) fn client_ip(headers: &HeaderMap, trusted_hops: u32, caller: IpAddr) 
     if trusted_hops == 0 {
         return caller;
     }
-    let entries: Vec<&str> = headers
+    // Split as bytes: a line with a non-ASCII byte in a client-written entry must not drop
+    // the entries trusted proxies appended to it.
+    let entries: Vec<&[u8]> = headers
         .get_all(X_FORWARDED_FOR)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
         .collect();
     let hops = usize::try_from(trusted_hops).unwrap_or(usize::MAX);
     entries
         .len()
         .checked_sub(hops)
-        .and_then(|index| entries[index].parse().ok())
+        .and_then(|index| std::str::from_utf8(entries[index]).ok()?.parse().ok())
         .unwrap_or(caller)
 }
 
@@ -223,7 +223,8 @@ fn names_only(headers: &HeaderMap, authority: &str) -> bool {
     hosts.next().is_some_and(|host| host == authority) && hosts.next().is_none()
 }
 
-/// Drops hop-by-hop headers (and those the `Connection` header names).
+/// Drops hop-by-hop headers (and those the `Connection` header names, except `Host`, which
+/// is never one).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<String> = headers
         .get_all(header::CONNECTION)
@@ -233,7 +234,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .map(|t| t.trim().to_ascii_lowercase())
         .collect();
     for name in named.iter().map(String::as_str).chain(HOP_BY_HOP) {
-        if name == "te" && headers.get("te").is_some_and(|v| v == "trailers") {
+        if name == "host" || (name == "te" && headers.get("te").is_some_and(|v| v == "trailers")) {
             continue;
         }
         headers.remove(name);
@@ -281,6 +282,19 @@ mod tests {
         assert_eq!(ip(1), "3.3.3.3");
         assert_eq!(ip(3), "1.1.1.1");
         assert_eq!(ip(4), "10.0.0.9", "fewer entries than hops: the caller");
+        // A client-written entry with a non-ASCII byte on the line a trusted balancer
+        // appended to: the balancer's entry still counts (the line used to be dropped).
+        let mut headers = HeaderMap::new();
+        let line = HeaderValue::from_bytes(b"1.1.1.1\xff, 198.51.100.7").unwrap();
+        headers.append(X_FORWARDED_FOR, line);
+        assert_eq!(client_ip(&headers, 1, caller).to_string(), "198.51.100.7");
+        assert_eq!(
+            client_ip(&headers, 2, caller),
+            caller,
+            "unreadable: the caller"
+        );
+        append_forwarded_for(&mut headers, caller);
+        assert_eq!(client_ip(&headers, 2, caller).to_string(), "198.51.100.7");
     }
 
     #[test]
@@ -313,13 +327,14 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(
             "connection",
-            HeaderValue::from_static("keep-alive, x-private"),
+            HeaderValue::from_static("keep-alive, x-private, Host"),
         );
+        headers.insert("host", HeaderValue::from_static("x.example"));
         headers.insert("x-private", HeaderValue::from_static("1"));
         headers.insert("te", HeaderValue::from_static("trailers"));
         headers.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut headers);
         let names: Vec<_> = headers.keys().map(http::HeaderName::as_str).collect();
-        assert_eq!(names, ["te", "x-kept"]);
+        assert_eq!(names, ["te", "host", "x-kept"]);
     }
 }

@@ -71,6 +71,10 @@ pub(crate) async fn handle(
     };
     let upgrade = (kind == Upgrade::WebSocket).then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
+    // Hop-by-hop headers go as received, before the proxy adds its own: a client naming
+    // `x-forwarded-for` (or a header a route filter sets) in `Connection` must not remove
+    // what the proxy puts there.
+    headers::strip_hop_by_hop(&mut parts.headers);
     headers::prepare(&mut parts.headers, conn.scheme(), conn.is_edge());
     let span = waypoint
         .inner()

@@ -169,6 +169,20 @@ async fn header_filters_and_redirects_apply() {
         "the gateway sets the scheme"
     );
     assert_eq!(sent.header("x-seen-x-request-id").len(), 36);
+    // Naming them in `Connection` removes the client's copies, never the gateway's own
+    // (nor what a route filter set).
+    let connection = [(
+        "connection",
+        "x-forwarded-for, x-forwarded-proto, x-request-id, x-edge",
+    )];
+    let sent = send(&mut client, get("shop.test", "/page", &connection)).await;
+    assert_eq!(sent.header("x-seen-x-edge"), "yes", "{sent:?}");
+    assert!(
+        sent.header("x-seen-x-forwarded-for").starts_with("127."),
+        "{sent:?}"
+    );
+    assert_eq!(sent.header("x-seen-x-forwarded-proto"), "http");
+    assert_eq!(sent.header("x-seen-x-request-id").len(), 36);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

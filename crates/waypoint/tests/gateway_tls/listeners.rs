@@ -339,6 +339,39 @@ async fn a_client_without_sni_is_closed_when_every_listener_names_a_host() {
     assert_eq!(served_cn(addr, "b.example.com", &ca).await, "b.example.com");
 }
 
+/// A client without SNI is served by the listener without hostname, and only that one:
+/// a Host naming another listener of the port is misdirected (421), as with SNI.
+#[tokio::test]
+async fn without_sni_a_host_of_a_named_listener_gets_421() {
+    let net = Net(weft_testkit::loopback_net());
+    let ca = TestCa::new("gateway CA");
+    let resource = gateway_resource(vec![
+        https_listener("default", "", &ca.leaf(&["default.test"])),
+        https_listener("a", "a.example.com", &ca.leaf(&["a.example.com"])),
+    ]);
+    let _fixture = Fixture::start(net, &[], &resource).await;
+    let addr = net.gateway(HTTPS);
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut config = (*ca.client_config(&["http/1.1"])).clone();
+    config
+        .dangerous()
+        .set_certificate_verifier(Arc::new(AnyCert));
+    let ip = ServerName::IpAddress(addr.ip().into());
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(ip, tcp)
+        .await
+        .expect("the listener without hostname");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("HTTP/1.1 over TLS");
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(get("a.example.com"))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
+}
+
 #[tokio::test]
 async fn a_new_certificate_serves_new_handshakes_and_open_connections_stay() {
     let net = Net(weft_testkit::loopback_net());
