@@ -34,6 +34,7 @@ macro_rules! at {
 }
 
 mod policy;
+pub use policy::RESERVED_POLICY_PREFIX;
 
 impl From<&str> for Segment {
     fn from(key: &str) -> Self {

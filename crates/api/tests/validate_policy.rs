@@ -107,3 +107,21 @@ fn port_level_mtls_without_a_selector_is_reported_once_as_required_selector() {
         "not 'unexposed': ignored for want of a selector: {analyzed:#?}"
     );
 }
+
+/// weft names the policies it compiles from PeerAuthentication `weft-mtls-strict...`: an
+/// AuthorizationPolicy by such a name would take the place of STRICT mTLS enforcement.
+#[test]
+fn an_authorization_policy_may_not_take_a_reserved_name() {
+    let text = "\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: weft-mtls-strict, namespace: istio-system}
+spec: {action: DENY, rules: [{from: [{source: {ipBlocks: [192.0.2.0/24]}}]}]}
+";
+    let found = findings(text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let (code, line, message) = &found[0];
+    assert_eq!((*code, *line), (Code::InvalidValue, 3));
+    assert!(message.contains("reserved"), "{message}");
+    assert!(findings(&text.replace("weft-mtls-strict", "deny-test-net")).is_empty());
+}

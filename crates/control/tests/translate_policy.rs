@@ -515,3 +515,47 @@ fn port_level_mtls_counts_only_on_selector_policies_outside_the_root_namespace()
     let names: Vec<&String> = output.of_type(AUTHORIZATION.type_url).keys().collect();
     assert_eq!(names, ["istio-system/weft-mtls-strict"]);
 }
+
+/// Istio's ambient mode ignores a PeerAuthentication with a selector in the root namespace:
+/// it must not open plaintext to the workloads it selects there.
+#[test]
+fn a_selector_peer_authentication_in_the_root_namespace_is_ignored() {
+    let exporter = "apiVersion: v1\nkind: Pod\nmetadata: {name: exporter, namespace: istio-system, labels: {app: exporter}}\nstatus: {podIP: 10.0.0.9}\n";
+    let config = [
+        peer_authn("mesh", "istio-system", "  mtls: {mode: STRICT}"),
+        peer_authn(
+            "exporter",
+            "istio-system",
+            "  selector: {matchLabels: {app: exporter}}\n  mtls: {mode: PERMISSIVE}",
+        ),
+        exporter.to_owned(),
+    ]
+    .join("---\n");
+    let output = translate_with(&config);
+    assert_eq!(
+        policies_of(&output, "istio-system", "exporter"),
+        ["istio-system/weft-mtls-strict"]
+    );
+}
+
+/// Two namespace-wide PeerAuthentications: the older one applies (as Istio), whatever
+/// their names; without timestamps (files), the first by name.
+#[test]
+fn of_two_namespace_peer_authentications_the_older_one_applies() {
+    let dated = |name: &str, created: &str, mode: &str| {
+        format!(
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: {name}, namespace: shop, creationTimestamp: \"{created}\"}}\nspec:\n  mtls: {{mode: {mode}}}\n"
+        )
+    };
+    let config = [
+        dated("strict", "2024-01-01T00:00:00Z", "STRICT"),
+        dated("allow-plain", "2025-06-01T00:00:00Z", "PERMISSIVE"),
+    ]
+    .join("---\n");
+    let output = translate_with(&config);
+    assert_eq!(
+        policies_of(&output, "shop", "db"),
+        ["istio-system/weft-mtls-strict"],
+        "the older STRICT one, although allow-plain sorts first"
+    );
+}

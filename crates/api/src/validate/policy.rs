@@ -9,7 +9,19 @@ use crate::istio::{AuthorizationPolicy, Condition, Operation, PeerAuthentication
 use crate::suggest::Segment;
 use std::collections::BTreeMap;
 
+/// Name prefix weft gives the policies it compiles from PeerAuthentication (STRICT mTLS);
+/// an AuthorizationPolicy may not use it.
+pub const RESERVED_POLICY_PREFIX: &str = "weft-mtls-strict";
+
 pub(super) fn check_authorization_policy(policy: &AuthorizationPolicy, problems: &mut Problems) {
+    let name = policy.metadata.name.as_deref().unwrap_or_default();
+    if name.starts_with(RESERVED_POLICY_PREFIX) {
+        let message = format!(
+            "names starting with {RESERVED_POLICY_PREFIX:?} are reserved for the policies weft \
+             compiles from PeerAuthentication (STRICT mTLS); this policy would take one's place"
+        );
+        problems.push(Code::InvalidValue, path!("metadata", "name"), message);
+    }
     let spec = &policy.spec;
     check_workload_selector(spec.selector.as_ref(), problems);
     let has_targets =

@@ -396,12 +396,14 @@ pub(crate) fn translate_address(context: &Context<'_>, name: &str) -> Unit {
     }
 }
 
-/// The Authorization unit: an AuthorizationPolicy or a compiled mTLS policy.
+/// The Authorization unit: a compiled mTLS policy or an AuthorizationPolicy; the compiled
+/// one wins a name both claim (validation refuses such AuthorizationPolicy names: STRICT
+/// enforcement must never be replaced by a user's policy).
 pub(crate) fn translate_authorization(context: &Context<'_>, name: &str) -> Unit {
-    if let Some(policy) = context.policies.get(name) {
-        authz::translate_policy_unit(context, name, policy)
-    } else if let Some(policy) = context.mtls_policies.get(name) {
+    if let Some(policy) = context.mtls_policies.get(name) {
         super::peer_authn::mtls_unit(context, name, policy)
+    } else if let Some(policy) = context.policies.get(name) {
+        authz::translate_policy_unit(context, name, policy)
     } else {
         Unit::default()
     }

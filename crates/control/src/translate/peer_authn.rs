@@ -19,8 +19,9 @@ use weft_api::{ConfigSnapshot, Kind, ObjectRef};
 use weft_proto::security::string_match::MatchType;
 use weft_proto::security::{Action, Authorization, Clause, Match, Rule, Scope, StringMatch};
 
-/// Name prefix of the policies compiled from PeerAuthentication.
-pub const MTLS_POLICY_PREFIX: &str = "weft-mtls-strict";
+/// Name prefix of the policies compiled from PeerAuthentication (reserved: validation
+/// refuses an AuthorizationPolicy named so).
+pub const MTLS_POLICY_PREFIX: &str = weft_api::validate::RESERVED_POLICY_PREFIX;
 
 /// PeerAuthentications by level.
 pub(crate) struct MtlsIndex<'a> {
@@ -56,11 +57,16 @@ fn object_ref(policy: &PeerAuthentication) -> ObjectRef {
 
 impl<'a> MtlsIndex<'a> {
     /// Sorts the snapshot's PeerAuthentications into levels; when several apply at the same
-    /// level, the first by name wins.
+    /// level, the oldest (`creationTimestamp`, as Istio) wins, then the first by name (objects
+    /// from files carry no timestamp). A selector policy in the root namespace is ignored,
+    /// as Istio's ambient mode does.
     pub fn new(snapshot: &'a ConfigSnapshot, options: &TranslateOptions) -> Self {
         let mut all: Vec<&PeerAuthentication> =
             snapshot.peer_authentications().map(|(p, _)| p).collect();
-        all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        all.sort_by_key(|p| {
+            let created = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            (created.is_none(), created, p.metadata.name.clone())
+        });
         let mut index = MtlsIndex {
             root: None,
             namespace_level: HashMap::new(),
@@ -68,7 +74,9 @@ impl<'a> MtlsIndex<'a> {
         };
         for policy in all {
             let namespace = namespace_of(policy).to_owned();
-            if selector_of(policy).is_some() {
+            if selector_of(policy).is_some() && namespace == options.root_namespace {
+                continue;
+            } else if selector_of(policy).is_some() {
                 index
                     .workload_level
                     .entry(namespace)
