@@ -30,6 +30,17 @@ fn manager(ca: &RunningCa, dns_names: &[&str]) -> CertManager {
     CertManager::new(Arc::new(client), config)
 }
 
+/// The CA's refusal (gRPC code and message) of a certificate request.
+fn refusal<T: std::fmt::Debug>(result: Result<T, CertError>) -> (Code, String) {
+    match result.expect_err("refused") {
+        CertError::Fetch {
+            source: FetchError::Refused { code, message },
+            ..
+        } => (code, message),
+        other => panic!("unexpected error {other}"),
+    }
+}
+
 async fn ca() -> RunningCa {
     // `a` runs on node-1 (the node token's node) and may have the gateway's two hostnames
     let names = StaticServingNames::new()
@@ -60,18 +71,8 @@ async fn other_names_and_other_identities_are_refused() {
         (id("a"), ["www.shop.example.com"]),
         (id("b"), ["shop.example.com"]),
     ] {
-        let err = manager(&ca, &names)
-            .get(&identity)
-            .await
-            .expect_err("refused");
-        let CertError::Fetch {
-            source: FetchError::Refused { code, message },
-            ..
-        } = &err
-        else {
-            panic!("{identity}: unexpected error {err}");
-        };
-        assert_eq!(*code, Code::PermissionDenied, "{identity}: {message}");
+        let (code, message) = refusal(manager(&ca, &names).get(&identity).await);
+        assert_eq!(code, Code::PermissionDenied, "{identity}: {message}");
         assert!(message.contains(names[0]), "{identity}: {message}");
     }
     let text = ca.metrics_text();
@@ -93,18 +94,8 @@ async fn the_control_planes_names_are_never_signed_for_a_gateway() {
         .with(id("a"), EXTRA_SAN);
     let ca = start_ca_with_serving_names(names).await;
     for name in [SERVER_NAME, wildcard.as_str(), EXTRA_SAN] {
-        let err = manager(&ca, &[name])
-            .get(&id("a"))
-            .await
-            .expect_err("refused");
-        let CertError::Fetch {
-            source: FetchError::Refused { code, message },
-            ..
-        } = &err
-        else {
-            panic!("{name}: unexpected error {err}");
-        };
-        assert_eq!(*code, Code::PermissionDenied, "{name}: {message}");
+        let (code, message) = refusal(manager(&ca, &[name]).get(&id("a")).await);
+        assert_eq!(code, Code::PermissionDenied, "{name}: {message}");
         assert!(message.contains("control plane"), "{name}: {message}");
     }
     let text = ca.metrics_text();

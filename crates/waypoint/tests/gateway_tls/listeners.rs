@@ -83,16 +83,7 @@ async fn sni_chooses_exact_then_wildcard_then_the_default_certificate() {
     );
     assert_eq!(served_cn(addr, "default.test", &ca).await, "default.test");
     // No SNI (an IP address is never sent as a server name): the listener without hostname.
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut config = (*ca.client_config(&[])).clone();
-    config
-        .dangerous()
-        .set_certificate_verifier(Arc::new(AnyCert));
-    let ip = ServerName::IpAddress(addr.ip().into());
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(ip, tcp)
-        .await
-        .unwrap();
+    let tls = connect_without_sni(addr, &ca, &[]).await.unwrap();
     let cn = pki::peer_common_name(tls.get_ref().1.peer_certificates().unwrap());
     assert_eq!(cn, "default.test");
     drop(fixture);
@@ -141,15 +132,10 @@ async fn a_host_of_another_listener_than_the_sni_gets_421() {
     let tls = connect(net.gateway(HTTPS), "a.example.com", &ca, &["http/1.1"])
         .await
         .expect("handshake");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("HTTP/1.1 over TLS");
-    tokio::spawn(connection);
-    let response = sender
-        .send_request(get("b.example.com"))
-        .await
-        .expect("response");
-    assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(
+        http1_status(tls, "b.example.com").await,
+        StatusCode::MISDIRECTED_REQUEST
+    );
 }
 
 #[tokio::test]
@@ -305,15 +291,10 @@ async fn a_listener_sent_without_certificates_keeps_its_hostname_from_the_wildca
     let tls = connect(addr, "shop.example.com", &ca, &["http/1.1"])
         .await
         .expect("handshake");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("HTTP/1.1 over TLS");
-    tokio::spawn(connection);
-    let response = sender
-        .send_request(get("admin.example.com"))
-        .await
-        .expect("response");
-    assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(
+        http1_status(tls, "admin.example.com").await,
+        StatusCode::MISDIRECTED_REQUEST
+    );
 }
 
 /// A client naming no server (SNI) reaches only a listener without hostname; when every
@@ -328,13 +309,7 @@ async fn a_client_without_sni_is_closed_when_every_listener_names_a_host() {
     ]);
     let _fixture = Fixture::start(net, &[], &resource).await;
     let addr = net.gateway(HTTPS);
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut config = (*ca.client_config(&[])).clone();
-    config
-        .dangerous()
-        .set_certificate_verifier(Arc::new(AnyCert));
-    let ip = ServerName::IpAddress(addr.ip().into());
-    let handshake = TlsConnector::from(Arc::new(config)).connect(ip, tcp).await;
+    let handshake = connect_without_sni(addr, &ca, &[]).await;
     assert!(handshake.is_err(), "no listener for a client without SNI");
     assert_eq!(served_cn(addr, "b.example.com", &ca).await, "b.example.com");
 }
@@ -351,25 +326,13 @@ async fn without_sni_a_host_of_a_named_listener_gets_421() {
     ]);
     let _fixture = Fixture::start(net, &[], &resource).await;
     let addr = net.gateway(HTTPS);
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut config = (*ca.client_config(&["http/1.1"])).clone();
-    config
-        .dangerous()
-        .set_certificate_verifier(Arc::new(AnyCert));
-    let ip = ServerName::IpAddress(addr.ip().into());
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(ip, tcp)
+    let tls = connect_without_sni(addr, &ca, &["http/1.1"])
         .await
         .expect("the listener without hostname");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("HTTP/1.1 over TLS");
-    tokio::spawn(connection);
-    let response = sender
-        .send_request(get("a.example.com"))
-        .await
-        .expect("response");
-    assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(
+        http1_status(tls, "a.example.com").await,
+        StatusCode::MISDIRECTED_REQUEST
+    );
 }
 
 #[tokio::test]
@@ -411,6 +374,32 @@ async fn a_new_certificate_serves_new_handshakes_and_open_connections_stay() {
         after.is_ok(),
         "the open connection keeps serving: {after:?}"
     );
+}
+
+/// A TLS connection to `addr` sending no SNI (an IP address as server name), accepting
+/// any certificate (only to observe what is served without SNI).
+async fn connect_without_sni(
+    addr: SocketAddr,
+    ca: &TestCa,
+    alpn: &[&str],
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let mut config = (*ca.client_config(alpn)).clone();
+    config
+        .dangerous()
+        .set_certificate_verifier(Arc::new(AnyCert));
+    let ip = ServerName::IpAddress(addr.ip().into());
+    TlsConnector::from(Arc::new(config)).connect(ip, tcp).await
+}
+
+/// The status of a GET naming `host` over `tls` (HTTP/1.1).
+async fn http1_status(tls: TlsStream<TcpStream>, host: &str) -> StatusCode {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("HTTP/1.1 over TLS");
+    tokio::spawn(connection);
+    let response = sender.send_request(get(host)).await.expect("response");
+    response.status()
 }
 
 async fn http1_get(tls: TlsStream<TcpStream>, host: &str) -> String {
