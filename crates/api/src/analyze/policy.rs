@@ -177,8 +177,9 @@ pub(super) fn check_peer_authentications(context: &Context<'_>, findings: &mut V
         if selector.is_none() {
             if let Some(first) = namespace_wide.get(namespace) {
                 let message = format!(
-                    "namespace {namespace} already has a namespace-wide PeerAuthentication ({} at {}); which one applies is \
-                     undefined. Keep one, or give this one a selector",
+                    "namespace {namespace} already has a namespace-wide PeerAuthentication ({} at {}); only the \
+                     oldest applies (creationTimestamp; without one, the first by name), the others are ignored. \
+                     Keep one, or give this one a selector",
                     first.object.name(),
                     first.source
                 );
