@@ -137,11 +137,17 @@ impl TokenReviewAuthenticator {
     /// # Errors
     /// The reason the token is refused (logged by [`CallerAuthenticator::authenticate`]).
     pub async fn review(&self, token: &str) -> Result<Caller, String> {
+        self.judge(token).await.map_err(Refusal::into_reason)
+    }
+
+    /// [`Self::review`], telling a definite refusal from an unanswered question.
+    async fn judge(&self, token: &str) -> Result<Caller, Refusal> {
         if token.is_empty()
             || token.len() > MAX_TOKEN_BYTES
             || !token.bytes().all(|b| b.is_ascii_graphic())
         {
-            return Err("not a service account token (empty, too long, or not printable)".into());
+            let why = "not a service account token (empty, too long, or not printable)";
+            return Err(Refusal::Definite(why.into()));
         }
         let user = self.reviewed_user(token).await?;
         let account = service_account(&user)?;
@@ -151,10 +157,10 @@ impl TokenReviewAuthenticator {
         }
         SpiffeId::new(&self.config.trust_domain, &account.namespace, &account.name)
             .map(Caller::Workload)
-            .map_err(|err| format!("service account {account:?}: {err}"))
+            .map_err(|err| Refusal::Definite(format!("service account {account:?}: {err}")))
     }
 
-    async fn reviewed_user(&self, token: &str) -> Result<UserInfo, String> {
+    async fn reviewed_user(&self, token: &str) -> Result<UserInfo, Refusal> {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: token.to_owned(),
@@ -168,23 +174,24 @@ impl TokenReviewAuthenticator {
             reviews.create(&PostParams::default(), &review),
         )
         .await
-        .map_err(|_| "the TokenReview got no answer in time".to_owned())?
-        .map_err(|err| format!("TokenReview failed: {err}"))?;
+        .map_err(|_| Refusal::Unanswered("the TokenReview got no answer in time".into()))?
+        .map_err(|err| Refusal::Unanswered(format!("TokenReview failed: {err}")))?;
         let status = answer.status.unwrap_or_default();
         if status.authenticated != Some(true) {
             let why = status.error.unwrap_or_else(|| "no reason given".into());
-            return Err(format!("token not authenticated: {why}"));
+            return Err(format!("token not authenticated: {why}").into());
         }
         let audiences = status.audiences.unwrap_or_default();
         if !audiences.contains(&self.config.audience) {
             return Err(format!(
                 "token not valid for audience {} (valid for {audiences:?})",
                 self.config.audience
-            ));
+            )
+            .into());
         }
         status
             .user
-            .ok_or_else(|| "TokenReview answer names no user".to_owned())
+            .ok_or_else(|| "TokenReview answer names no user".into())
     }
 
     /// The node the token's bound pod runs on.
@@ -192,7 +199,7 @@ impl TokenReviewAuthenticator {
         &self,
         account: &ServiceAccount,
         user: &UserInfo,
-    ) -> Result<String, String> {
+    ) -> Result<String, Refusal> {
         let pod_name = extra(user, POD_NAME_EXTRA)
             .ok_or("node proxy token is not bound to a pod (no pod-name in the review)")?;
         let pod_uid = extra(user, POD_UID_EXTRA)
@@ -200,18 +207,20 @@ impl TokenReviewAuthenticator {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &account.namespace);
         let pod = tokio::time::timeout(self.config.timeout, pods.get_opt(pod_name))
             .await
-            .map_err(|_| format!("reading pod {pod_name} got no answer in time"))?
-            .map_err(|err| format!("reading pod {pod_name}: {err}"))?
+            .map_err(|_| {
+                Refusal::Unanswered(format!("reading pod {pod_name} got no answer in time"))
+            })?
+            .map_err(|err| Refusal::Unanswered(format!("reading pod {pod_name}: {err}")))?
             .ok_or_else(|| format!("the token's pod {pod_name} does not exist"))?;
         if pod.metadata.uid.as_deref() != Some(pod_uid) {
-            return Err(format!(
-                "the token's pod {pod_name} was replaced (uid {pod_uid} is gone)"
-            ));
+            return Err(
+                format!("the token's pod {pod_name} was replaced (uid {pod_uid} is gone)").into(),
+            );
         }
         pod.spec
             .and_then(|spec| spec.node_name)
             .filter(|node| !node.is_empty())
-            .ok_or_else(|| format!("the token's pod {pod_name} is not scheduled on a node"))
+            .ok_or_else(|| format!("the token's pod {pod_name} is not scheduled on a node").into())
     }
 
     fn cached(&self, digest: &[u8; 32]) -> Option<Caller> {
@@ -267,18 +276,49 @@ impl CallerAuthenticator for TokenReviewAuthenticator {
                 tracing::warn!("bearer token refused: too many token reviews in flight");
                 return None;
             };
-            match self.review(token).await {
+            match self.judge(token).await {
                 Ok(caller) => {
                     self.remember(digest, caller.clone());
                     Some(caller)
                 }
-                Err(reason) => {
+                Err(Refusal::Definite(reason)) => {
                     tracing::warn!(%reason, "bearer token refused");
                     keep(&self.refused, digest, REFUSED_TTL, ());
                     None
                 }
+                Err(Refusal::Unanswered(reason)) => {
+                    tracing::warn!(%reason, "bearer token refused: no answer to judge it by");
+                    None
+                }
             }
         })
+    }
+}
+
+/// Why a token is refused: a definite answer (remembered for [`REFUSED_TTL`]), or no answer
+/// to judge it by (the API did not answer: asked again next time).
+enum Refusal {
+    Definite(String),
+    Unanswered(String),
+}
+
+impl Refusal {
+    fn into_reason(self) -> String {
+        match self {
+            Self::Definite(reason) | Self::Unanswered(reason) => reason,
+        }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Self::Definite(reason)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Self {
+        Self::Definite(reason.to_owned())
     }
 }
 

@@ -502,7 +502,8 @@ async fn stream_ends_with(client: &mut RawClient, code: tonic::Code) -> String {
 
 /// One token holder cannot make the server keep an unbounded set of names: requests that
 /// keep subscribing new names end the stream once it holds 100,000 (each request is only
-/// bounded by the message size), and so do requests for ever new resource types. Tens of
+/// bounded by the message size), and so do requests for ever new resource types and a
+/// reconnect declaring far more versions than the server has. Tens of
 /// thousands of unknown names in one request are answered at once (reporting them absent
 /// was quadratic: this request took the server minutes).
 #[tokio::test]
@@ -533,6 +534,25 @@ async fn a_stream_subscribing_without_end_is_closed_at_its_limits() {
     }
     let message = stream_ends_with(&mut client, tonic::Code::ResourceExhausted).await;
     assert!(message.contains("32 resource types"), "{message}");
+    // A reconnecting client declares what it holds (a wildcard client: everything): as
+    // many versions as the type has, and up to 100,000 more, are fine; beyond, refused.
+    let declaring = |count: usize| DeltaDiscoveryRequest {
+        initial_resource_versions: (0..count)
+            .map(|i| (format!("gone-{i}"), "1".into()))
+            .collect(),
+        ..first_request("reconnecting", &[])
+    };
+    let mut client = RawClient::connect(&server, declaring(100_002)).await;
+    let message = stream_ends_with(&mut client, tonic::Code::ResourceExhausted).await;
+    assert!(message.contains("declared"), "{message}");
+    let mut reconnected = RawClient::connect(&server, declaring(100_001)).await;
+    let response = reconnected.recv_ack().await;
+    assert_eq!(names(&response), ["a"]);
+    assert_eq!(
+        response.removed_resources.len(),
+        100_001,
+        "told what no longer exists"
+    );
     // A well-behaved stream is unaffected.
     let mut fine = RawClient::connect(&server, first_request("fine", &["a"])).await;
     assert_eq!(names(&fine.recv_ack().await), ["a"]);

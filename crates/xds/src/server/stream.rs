@@ -22,10 +22,11 @@ const MAX_IN_FLIGHT: usize = 64;
 /// Resource types one stream may subscribe to (weft serves a handful; Istio's proxies ask
 /// for fewer than ten).
 pub(crate) const MAX_TYPES_PER_STREAM: usize = 32;
-/// Resource names one stream may hold: subscribed by name, and declared by a reconnecting
-/// client (`initial_resource_versions`), over all its types. Far above what a node proxy
-/// asks for (a wildcard and a few on-demand names), it bounds what one token holder's
-/// requests can make the control plane keep.
+/// Resource names one stream may subscribe to by name, over all its types. Far above what a
+/// node proxy asks for (a wildcard and a few on-demand names), it bounds what one token
+/// holder's requests can make the control plane keep. A reconnecting client's declared
+/// versions (`initial_resource_versions`, everything it holds: the whole mesh for a wildcard
+/// client) are bounded apart: at most this many beyond what the server publishes of the type.
 pub(crate) const MAX_NAMES_PER_STREAM: usize = 100_000;
 
 pub(crate) type ResponseSender = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
@@ -156,7 +157,8 @@ impl StreamState {
             initial_resource_versions,
             ..
         } = request;
-        self.check_limits(&type_url, &subscribe, &initial_resource_versions)?;
+        let published = self.resources_of(current, &type_url).len();
+        self.check_limits(&type_url, &subscribe, &initial_resource_versions, published)?;
         if let Some(subscription) = self.types.get_mut(&type_url) {
             subscription.change(subscribe, unsubscribe);
         } else {
@@ -171,13 +173,15 @@ impl StreamState {
     }
 
     /// Refuses a request that would take the stream over [`MAX_TYPES_PER_STREAM`] or
-    /// [`MAX_NAMES_PER_STREAM`] (counting every name it subscribes as new: a bound, not an
-    /// exact count).
+    /// [`MAX_NAMES_PER_STREAM`] subscribed names (counting every name it subscribes as new:
+    /// a bound, not an exact count), or that declares more versions than the `published`
+    /// resources of its type plus [`MAX_NAMES_PER_STREAM`].
     fn check_limits(
         &self,
         type_url: &str,
         subscribe: &[String],
         declared: &HashMap<String, String>,
+        published: usize,
     ) -> Result<(), Status> {
         if !self.types.contains_key(type_url) && self.types.len() >= MAX_TYPES_PER_STREAM {
             return Err(Status::resource_exhausted(format!(
@@ -187,13 +191,20 @@ impl StreamState {
         let held: usize = self
             .types
             .values()
-            .map(TypeSubscription::client_named)
+            .map(TypeSubscription::subscribed_names)
             .sum();
-        if held + subscribe.len() + declared.len() > MAX_NAMES_PER_STREAM {
+        if held + subscribe.len() > MAX_NAMES_PER_STREAM {
             return Err(Status::resource_exhausted(format!(
-                "a stream may hold at most {MAX_NAMES_PER_STREAM} resource names (subscribed \
-                 or declared); it holds {held} and this request adds {}",
-                subscribe.len() + declared.len()
+                "a stream may subscribe to at most {MAX_NAMES_PER_STREAM} resource names; it \
+                 holds {held} and this request adds {}",
+                subscribe.len()
+            )));
+        }
+        if declared.len() > published + MAX_NAMES_PER_STREAM {
+            return Err(Status::resource_exhausted(format!(
+                "{} declared resource versions for {type_url}, which has {published}: at most \
+                 {MAX_NAMES_PER_STREAM} more than it has",
+                declared.len()
             )));
         }
         Ok(())

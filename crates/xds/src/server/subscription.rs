@@ -43,8 +43,6 @@ pub(crate) struct TypeSubscription {
     /// The stream's authenticated principal: resources restricted to other readers are
     /// never sent (see [`XdsResource::readers`]); `None` reads only unrestricted ones.
     reader: Option<Arc<str>>,
-    /// How many resource versions the client declared on its first request.
-    declared: usize,
 }
 
 impl TypeSubscription {
@@ -54,7 +52,6 @@ impl TypeSubscription {
         unsubscribe: Vec<String>,
         initial_resource_versions: HashMap<String, String>,
     ) -> Self {
-        let declared = initial_resource_versions.len();
         let mut state = Self {
             // Legacy wildcard: a first request naming nothing subscribes to everything.
             wildcard: subscribe.is_empty(),
@@ -66,7 +63,6 @@ impl TypeSubscription {
             last_diffed: None,
             resume: None,
             reader: None,
-            declared,
         };
         state.change(subscribe, unsubscribe);
         state
@@ -131,12 +127,6 @@ impl TypeSubscription {
 
     pub(crate) fn subscribed_names(&self) -> usize {
         self.names.len()
-    }
-
-    /// Names the client put here: subscribed, and declared on its first request (what the
-    /// server sends it is not counted).
-    pub(crate) fn client_named(&self) -> usize {
-        self.names.len() + self.declared
     }
 
     pub(crate) fn client_resource_count(&self) -> usize {
