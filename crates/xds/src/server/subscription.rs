@@ -312,13 +312,20 @@ impl TypeSubscription {
                 .is_none_or(|r| !r.is_readable_by(reader.as_deref()))
         };
         self.reported_absent.retain(|name| absent(name));
+        if self.names.is_empty() {
+            // a wildcard-only subscription: no explicit name to report (and no set to build
+            // from this response's removals, which can be the whole type)
+            return;
+        }
         // A set, not `out.contains`: a request may name tens of thousands of absent names.
-        let removed: HashSet<String> = out.iter().cloned().collect();
+        // Borrowed names, the new ones pushed after.
+        let removed: HashSet<&str> = out.iter().map(String::as_str).collect();
+        let mut newly_absent = Vec::new();
         for name in &self.names {
             if absent(name)
                 && !self.client_has.contains(name)
                 && self.reported_absent.insert(name.clone())
-                && !removed.contains(name)
+                && !removed.contains(name.as_str())
             {
                 if resources.resolve(name).is_some() {
                     tracing::warn!(
@@ -327,9 +334,10 @@ impl TypeSubscription {
                         "xDS subscription to a resource this caller may not read; answered as absent"
                     );
                 }
-                out.push(name.clone());
+                newly_absent.push(name.clone());
             }
         }
+        out.extend(newly_absent);
     }
 }
 
