@@ -122,12 +122,11 @@ impl RunningWaypoint {
     /// never tells a predecessor it is ready; a replaced one stops answering its pages at
     /// once (the successor answers on the same sockets).
     pub async fn shutdown(self, drain: Duration) {
-        if let Some(offering) = &self.offering {
-            offering.abort();
-        }
-        if self.handed_off.is_cancelled() {
-            self.pages.iter().for_each(tokio::task::JoinHandle::abort);
-        }
+        crate::restart::stop_offering_and_pages(
+            self.offering.as_ref(),
+            &self.pages,
+            &self.handed_off,
+        );
         self.shutdown.cancel();
         self.waypoint.inner().drain.cancel();
         let mut hbone = self.hbone;

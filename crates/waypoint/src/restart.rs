@@ -88,3 +88,20 @@ impl Sockets {
         }
     }
 }
+
+/// The first step of a waypoint's or gateway's shutdown: a process shutting down never
+/// tells a predecessor it is ready (the `offering` task stops), and one replaced
+/// (`handed_off`) stops answering its `pages` at once: the successor answers on the same
+/// sockets.
+pub(crate) fn stop_offering_and_pages(
+    offering: Option<&tokio::task::JoinHandle<()>>,
+    pages: &[tokio::task::JoinHandle<()>],
+    handed_off: &CancellationToken,
+) {
+    if let Some(offering) = offering {
+        offering.abort();
+    }
+    if handed_off.is_cancelled() {
+        pages.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+}

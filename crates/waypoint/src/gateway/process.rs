@@ -124,12 +124,11 @@ impl RunningGateway {
     /// answering its pages at once (the successor answers probes and scrapes on the same
     /// sockets; this one would say "not ready" while it drains).
     pub async fn shutdown(self, drain: Duration) {
-        if let Some(offering) = &self.offering {
-            offering.abort();
-        }
-        if self.handed_off.is_cancelled() {
-            self.pages.iter().for_each(tokio::task::JoinHandle::abort);
-        }
+        crate::restart::stop_offering_and_pages(
+            self.offering.as_ref(),
+            &self.pages,
+            &self.handed_off,
+        );
         self.stop.cancel();
         // The listener ports are closed once this returns.
         let _ = self.listeners.await;
