@@ -36,6 +36,9 @@ pub const RUN_DIR: &str = "/var/run/weft";
 pub const METRICS_PORT: u16 = 15020;
 /// Node proxy readiness port (`/healthz/ready`, `/healthz/live`).
 pub const READINESS_PORT: u16 = 15021;
+/// The host's network namespace as the node proxy (`hostPID`) sees it: where the kubelet
+/// runs, so where its probes of captured pods are given the probe source.
+pub const HOST_NETNS: &str = "/proc/1/ns/net";
 /// The node proxy's CNI socket on the host (the plugin hands pods over on it).
 pub const CNI_SOCKET: &str = "/var/run/weft/cni.sock";
 /// Where the host's CNI bin directory is mounted in the CNI containers.
@@ -150,6 +153,10 @@ fn node_proxy(settings: &Settings) -> Container {
         format!("{RUN_DIR}/handoff.sock"),
         "--drain-timeout".to_owned(),
         settings.get("node.drainSeconds").to_owned(),
+        // the host's network namespace (hostPID): the kubelet's probes of captured pods
+        // get the probe source there and pass the pods' redirect
+        "--probe-snat-netns".to_owned(),
+        HOST_NETNS.to_owned(),
     ]);
     let mut container = weft_container(settings, "node", &args);
     container.ports = Some(vec![

@@ -143,6 +143,21 @@ fn the_install_has_every_part_the_issue_lists() {
     added.sort();
     assert_eq!(added, ["NET_ADMIN", "NET_RAW", "SYS_ADMIN"]);
     assert_eq!(
+        pod.host_pid,
+        Some(true),
+        "the host's namespaces are reachable"
+    );
+    let args = proxy.args.as_deref().unwrap();
+    let probe_netns = args
+        .iter()
+        .position(|a| a == "--probe-snat-netns")
+        .map(|i| args[i + 1].as_str());
+    assert_eq!(
+        probe_netns,
+        Some("/proc/1/ns/net"),
+        "the kubelet's probes pass the capture: {args:?}"
+    );
+    assert_eq!(
         probe_target(proxy.readiness_probe.as_ref()),
         ("/healthz/ready".into(), IntOrString::Int(15021))
     );

@@ -4,7 +4,8 @@
 //!
 //! - `prerouting` (nat): TCP arriving from outside the pod (not on `lo`) is redirected to the
 //!   inbound port (15006), except the HBONE port (15008), which reaches the proxy's HBONE
-//!   listener as is.
+//!   listener as is, and (with [`CaptureConfig::exempt_probe_source`]) TCP from the
+//!   node's probe source, which reaches the workload as is (see [`crate::sync_probe_snat`]).
 //! - `output` (nat): the pod's own outgoing traffic, except packets carrying the bypass mark
 //!   and traffic staying on `lo`: DNS (UDP and TCP port 53) goes to the DNS port (15053), all
 //!   other TCP to the outbound port (15001). UDP other than DNS is not captured. Redirected
@@ -40,6 +41,7 @@
 //! read it with [`crate::original_dst`].
 
 use crate::error::{Error, Result};
+use crate::probes::{PROBE_SOURCE_V4, PROBE_SOURCE_V6};
 use crate::tool;
 use std::path::Path;
 
@@ -63,6 +65,10 @@ pub struct CaptureConfig {
     pub reply_mark: u32,
     /// Routing table delivering reply-marked packets locally (default 133).
     pub route_table: u32,
+    /// Let TCP from the node's probe source ([`crate::PROBE_SOURCE_V4`],
+    /// [`crate::PROBE_SOURCE_V6`]) reach the workload without the redirect (default off).
+    /// Only together with the node's source NAT ([`crate::sync_probe_snat`]).
+    pub exempt_probe_source: bool,
 }
 
 impl Default for CaptureConfig {
@@ -75,6 +81,7 @@ impl Default for CaptureConfig {
             bypass_mark: 0x539,
             reply_mark: 0x53a,
             route_table: 133,
+            exempt_probe_source: false,
         }
     }
 }
@@ -90,8 +97,18 @@ impl CaptureConfig {
             dns_port,
             bypass_mark,
             reply_mark,
+            exempt_probe_source,
             ..
         } = *self;
+        let probes = if exempt_probe_source {
+            format!(
+                "ip saddr {PROBE_SOURCE_V4} meta l4proto tcp return
+    ip6 saddr {PROBE_SOURCE_V6} meta l4proto tcp return
+    "
+            )
+        } else {
+            String::new()
+        };
         format!(
             "table inet {CAPTURE_TABLE} {{}}
 delete table inet {CAPTURE_TABLE}
@@ -101,7 +118,7 @@ table inet {CAPTURE_TABLE} {{
     iifname \"lo\" return
     meta mark {bypass_mark:#x} return
     tcp dport {hbone_port} return
-    meta l4proto tcp redirect to :{inbound_port}
+    {probes}meta l4proto tcp redirect to :{inbound_port}
   }}
   chain output {{
     type nat hook output priority -100; policy accept;

@@ -1,7 +1,8 @@
 //! Linux plumbing for running a mesh on one machine: named network namespaces, veth links
 //! and routes ([`LocalCluster`]: an underlay bridge, node namespaces, pod namespaces),
 //! sockets opened inside another namespace ([`open_listener_in`], [`NetnsWorker`],
-//! transparent [`connect_in`]), in-pod capture rules ([`install_capture`]) and a minimal
+//! transparent [`connect_in`]), in-pod capture rules ([`install_capture`]), the node-side
+//! source NAT that lets kubelet probes past them ([`sync_probe_snat`]) and a minimal
 //! kube-proxy ([`sync_service_rules`]).
 //!
 //! It owns nothing but what it creates: every namespace carries the caller's prefix, links
@@ -11,7 +12,7 @@
 //! the node proxy and `weft up` build on it.
 //!
 //! Rules use native nftables (`nft -f`), not iptables: each concern is one table
-//! (`inet weft_capture` per pod, `ip weft_services` per node) replaced in one atomic
+//! (`inet weft_capture` per pod, `ip weft_services` and `inet weft_probes` per node) replaced in one atomic
 //! transaction and removed with one `delete table`, without touching rules anybody else
 //! installed; `numgen` gives endpoint load-balancing in one rule; and there is no
 //! dependency on the iptables-nft / iptables-legacy choice of the host. Namespaces, links
@@ -61,6 +62,7 @@ mod error;
 mod host;
 mod inns;
 mod netns;
+mod probes;
 mod services;
 mod tool;
 
@@ -78,6 +80,10 @@ pub use inns::{
     open_udp_in, original_dst, run_in_netns, tcp_connect, tcp_socket,
 };
 pub use netns::{NETNS_ETC_DIR, NETNS_RUN_DIR, NetNs, list_netns};
+pub use probes::{
+    PROBE_SOURCE_V4, PROBE_SOURCE_V6, PROBES_TABLE, probe_snat_script, remove_probe_snat,
+    sync_probe_snat,
+};
 pub use services::{
     Protocol, SERVICES_TABLE, ServiceRule, remove_service_rules, services_nft_script,
     sync_service_rules,

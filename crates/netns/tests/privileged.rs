@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use weft_netns::{
-    CaptureConfig, ClusterSpec, LocalCluster, NetnsWorker, Pod, Protocol, ServiceRule,
-    SocketOptions, capture_installed, connect_in, install_capture, install_hold, list_netns,
-    open_listener_in, open_udp_in, original_dst, remove_capture, sync_service_rules, teardown,
+    CaptureConfig, ClusterSpec, LocalCluster, NetnsWorker, PROBE_SOURCE_V4, PROBES_TABLE, Pod,
+    Protocol, ServiceRule, SocketOptions, capture_installed, connect_in, install_capture,
+    install_hold, list_netns, open_listener_in, open_udp_in, original_dst, remove_capture,
+    remove_probe_snat, sync_probe_snat, sync_service_rules, teardown,
 };
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -440,6 +441,77 @@ fn transparent_inbound_connect_shows_the_callers_ip_to_the_workload() {
     caller_conn.read_to_string(&mut relayed).unwrap();
     assert_eq!(relayed, answer);
     drop(app);
+}
+
+#[test]
+fn the_nodes_own_connections_to_a_captured_pod_reach_it_directly_from_the_probe_source() {
+    let (cluster, _dir) = captured_pair("workload", "caller");
+    let (workload, caller) = (pod(&cluster, "workload"), pod(&cluster, "caller"));
+    let node = cluster.node("a").expect("node a");
+    let other_node = cluster.node("b").expect("node b");
+    let (ns, node_ns) = (workload.netns.path(), node.netns.path());
+    let exempting = CaptureConfig {
+        exempt_probe_source: true,
+        ..CaptureConfig::default()
+    };
+    install_capture(&ns, &exempting).expect("capture with the probe exemption");
+    let app = Greeter::start(
+        open_listener_in(&ns, addr(Ipv4Addr::UNSPECIFIED, 8080)).unwrap(),
+        "workload",
+    );
+    let proxy = open_listener_in(&ns, addr(Ipv4Addr::UNSPECIFIED, exempting.inbound_port)).unwrap();
+    let probed = [IpAddr::V4(workload.ip)];
+    sync_probe_snat(&node_ns, &probed).expect("probe table");
+    sync_probe_snat(&node_ns, &probed).expect("probe table again (idempotent)");
+    let connect = |from: &std::path::Path| {
+        connect_in(from, addr(workload.ip, 8080), SocketOptions::default()).expect("connect")
+    };
+    let redirected_from = |stream: TcpStream| {
+        let (accepted, from) = proxy.accept().expect("the proxy gets the connection");
+        drop((accepted, stream));
+        from.ip()
+    };
+
+    // The node's own connection (the kubelet's probe) skips the proxy, as 169.254.7.127.
+    let reply = read_all(connect(&node_ns));
+    assert!(
+        reply.starts_with(&format!("workload {PROBE_SOURCE_V4}:")),
+        "{reply}"
+    );
+    // Connections the node only forwards keep their source and are captured.
+    let from_pod = redirected_from(connect(&caller.netns.path()));
+    assert_eq!(from_pod, IpAddr::V4(caller.ip));
+    let from_other_node = redirected_from(connect(&other_node.netns.path()));
+    assert_eq!(from_other_node, IpAddr::V4(other_node.underlay_ip));
+
+    // A pod the node does not list is captured for the node too, with the node's address.
+    sync_probe_snat(&node_ns, &[]).expect("empty the set");
+    assert_eq!(redirected_from(connect(&node_ns)), IpAddr::V4(node.gateway));
+
+    // The source NAT alone does not pass the redirect: the pod must exempt the source.
+    sync_probe_snat(&node_ns, &probed).expect("probe table");
+    install_capture(&ns, &CaptureConfig::default()).expect("capture without exemption");
+    assert_eq!(
+        redirected_from(connect(&node_ns)),
+        IpAddr::V4(PROBE_SOURCE_V4)
+    );
+
+    remove_probe_snat(&node_ns).expect("remove");
+    remove_probe_snat(&node_ns).expect("remove again");
+    let tables = weft_netns::run_in_netns(&node_ns, || {
+        std::process::Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+    })
+    .unwrap()
+    .unwrap();
+    let tables = String::from_utf8_lossy(&tables.stdout).into_owned();
+    assert!(!tables.contains(PROBES_TABLE), "{tables}");
+    assert_eq!(
+        app.stop().len(),
+        1,
+        "only the node's probe reached the workload"
+    );
 }
 
 #[test]

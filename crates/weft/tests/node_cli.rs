@@ -175,6 +175,37 @@ fn help_lists_exactly_the_shared_command_lines_flags() {
 }
 
 #[test]
+fn probe_source_nat_without_capture_or_namespace_is_refused_with_a_clear_message() {
+    let dir = tempfile_dir();
+    let path = dir.join("mesh.json");
+    std::fs::write(&path, config(net())).unwrap();
+    let refusal = |extra: &[&str]| {
+        let out = weft()
+            .args(["node", "--node", "n", "--local-config"])
+            .arg(&path)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{extra:?} must be refused");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = refusal(&["--probe-snat-netns", "/proc/1/ns/net"]);
+    assert!(
+        stderr.contains("--probe-snat-netns needs --pod-socket or --cni-socket"),
+        "{stderr}"
+    );
+    let socket = dir.join("pods.sock");
+    let missing = dir.join("no-such-netns");
+    let stderr = refusal(&[
+        "--pod-socket",
+        socket.to_str().unwrap(),
+        "--probe-snat-netns",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(stderr.contains("no such network namespace"), "{stderr}");
+}
+
+#[test]
 fn local_config_without_a_ca_choice_is_refused_with_a_clear_message() {
     let dir = tempfile_dir();
     let path = dir.join("mesh.json");

@@ -36,12 +36,17 @@
 //! namespaces ([`discover`]): pods that started before the node proxy or its CNI plugin.
 //! [`CaptureManager::release_all`] takes the whole node out of the mesh (uninstall).
 //!
+//! With [`CaptureOptions::probe_snat_netns`] (the node's own namespace), the node's
+//! connections to captured pods (the kubelet's probes) get a link-local source that the
+//! pods' rules let through to the workload ([`probes`]): probes work under STRICT mTLS.
+//!
 //! This module does not create namespaces or links (that is `weft up` / the CNI), and it
 //! decides nothing about routing or policy (that is [`crate::proxy`]).
 
 mod discover;
 mod hold;
 mod pod;
+mod probes;
 mod sockets;
 pub mod source;
 
@@ -201,6 +206,12 @@ pub struct CaptureOptions {
     /// Hold the new connections of a pod added while no workload with its address is
     /// known, until one is (see the module documentation).
     pub hold_unknown: bool,
+    /// The node's own network namespace (the kubelet's; `/proc/1/ns/net` from a
+    /// `hostPID` pod): its connections to captured pods are source-NATed to the probe
+    /// source, which the pods' rules let past the redirect. Setting it turns
+    /// [`CaptureConfig::exempt_probe_source`] on; without it that is always off, so
+    /// neither half is ever installed alone.
+    pub probe_snat_netns: Option<PathBuf>,
 }
 
 impl Default for CaptureOptions {
@@ -214,6 +225,7 @@ impl Default for CaptureOptions {
             state_file: None,
             discover: false,
             hold_unknown: false,
+            probe_snat_netns: None,
         }
     }
 }
@@ -277,6 +289,8 @@ struct ManagerInner {
     searched: std::sync::Mutex<discover::Searched>,
     /// Set by [`CaptureManager::release_all`]: nothing is captured any more.
     released: std::sync::atomic::AtomicBool,
+    /// The node's probe source NAT, with [`CaptureOptions::probe_snat_netns`].
+    probes: Option<probes::ProbeSnat>,
     stop: CancellationToken,
 }
 
@@ -306,9 +320,11 @@ impl CaptureManager {
     /// The state file exists but cannot be read or parsed.
     pub async fn start_with_handoff(
         node: Node,
-        options: CaptureOptions,
+        mut options: CaptureOptions,
         handoff: Handoff,
     ) -> Result<Self, CaptureError> {
+        options.rules.exempt_probe_source = options.probe_snat_netns.is_some();
+        let probes = options.probe_snat_netns.clone().map(probes::ProbeSnat::new);
         let saved = match &options.state_file {
             Some(path) => source::load_pods(path)?,
             None => Vec::new(),
@@ -347,6 +363,7 @@ impl CaptureManager {
                 pods: tokio::sync::Mutex::new(pods),
                 searched: std::sync::Mutex::default(),
                 released: std::sync::atomic::AtomicBool::new(false),
+                probes,
                 stop: CancellationToken::new(),
             }),
         };
@@ -389,15 +406,18 @@ impl CaptureManager {
             .get_mut(&uid)
             .ok_or_else(|| CaptureError::Task("pod vanished".into()))?;
         self.reconcile_pod(entry, &state).await;
-        if entry.awaiting && !entry.held {
+        let status = entry.status();
+        let not_held = entry.awaiting && !entry.held;
+        self.sync_probes(&pods).await;
+        if not_held {
             // Fail closed: the runtime retries the ADD rather than start a pod whose
             // traffic would leave uncaptured until its workload is known.
             return Err(CaptureError::NotHeld {
-                pod: entry.pod.key(),
-                reason: entry.reason.clone().unwrap_or_default(),
+                pod: status.pod.key(),
+                reason: status.reason.unwrap_or_default(),
             });
         }
-        Ok(entry.status())
+        Ok(status)
     }
 
     /// Forgets a pod: removes its rules, then closes its listeners. Returns whether it
@@ -416,6 +436,7 @@ impl CaptureManager {
                 .await;
         }
         hold::let_go(&mut entry, self.inner.options.rules).await;
+        self.sync_probes(&pods).await;
         self.save(&pods)?;
         tracing::info!(pod = %entry.pod.key(), "pod removed from capture");
         Ok(true)
@@ -517,9 +538,21 @@ impl CaptureManager {
             }
             entry.reason = Some(RELEASED.into());
         }
+        if let Some(probes) = &self.inner.probes {
+            probes.remove().await;
+        }
         self.save(&pods)?;
         tracing::info!(released, "released every pod: nothing is captured any more");
         Ok(released)
+    }
+
+    /// Lists the captured pods in the node's probe source NAT (when configured).
+    async fn sync_probes(&self, pods: &BTreeMap<String, PodEntry>) {
+        if let Some(probes) = &self.inner.probes
+            && !self.is_released()
+        {
+            probes.sync(pods).await;
+        }
     }
 
     fn is_released(&self) -> bool {
@@ -550,6 +583,7 @@ impl CaptureManager {
             for entry in pods.values_mut() {
                 self.reconcile_pod(entry, &state).await;
             }
+            self.sync_probes(&pods).await;
             self.unclaimed(&pods, &state)
         };
         if !unclaimed.is_empty() {

@@ -138,6 +138,7 @@ pub(super) fn capture_options(args: &NodeArgs) -> Option<(PathBuf, CaptureOption
         state_file: Some(source::state_file_for(&socket)),
         discover: args.cni_socket.is_some(),
         hold_unknown: args.cni_socket.is_some(),
+        probe_snat_netns: args.probe_snat_netns.clone(),
         ..CaptureOptions::default()
     };
     args.limits.apply_capture(&mut options);

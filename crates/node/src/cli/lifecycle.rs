@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use weft_serve::handoff::Takeover;
 use weft_serve::shutdown_signal;
 
@@ -19,6 +19,17 @@ pub(super) async fn serve(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let handoff_socket = args.handoff_socket.clone();
     let handoff = take_over(handoff_socket.as_deref()).await?;
     let capture = config::capture_options(&args);
+    if let Some(netns) = &args.probe_snat_netns {
+        if capture.is_none() {
+            bail!("--probe-snat-netns needs --pod-socket or --cni-socket");
+        }
+        if !netns.exists() {
+            bail!(
+                "--probe-snat-netns {}: no such network namespace",
+                netns.display()
+            );
+        }
+    }
     let config = config::node_config(args)?;
     let mut running = crate::process::run_with_handoff(config, handoff.clone()).await?;
     let capture = match capture {

@@ -158,6 +158,12 @@ pub struct NodeArgs {
     /// pods of enrolled workloads that started before the proxy or its plugin.
     #[arg(long, value_name = "PATH", conflicts_with = "pod_socket")]
     cni_socket: Option<PathBuf>,
+    /// With --pod-socket or --cni-socket: the node's own network namespace (the
+    /// kubelet's; `/proc/1/ns/net` from a hostPID pod). Its connections to captured pods
+    /// leave from 169.254.7.127 (fd16:9254:7127:1337:ffff:ffff:ffff:ffff), which the pods'
+    /// rules let past the redirect: kubelet HTTP/TCP probes work under STRICT mTLS.
+    #[arg(long, value_name = "PATH")]
+    probe_snat_netns: Option<PathBuf>,
     /// With --pod-socket or --cni-socket: resolver (IP:PORT) for names the DNS proxy does
     /// not know (without one they fail at once).
     #[arg(long, value_name = "ADDR")]
