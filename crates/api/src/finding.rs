@@ -81,6 +81,7 @@ codes! {
     DuplicateObject = "duplicate-object", Error, "Two objects have the same kind, namespace and name.";
     PolicySelectorAndTargetRefs = "policy-selector-and-targetrefs", Error, "An AuthorizationPolicy sets both selector and targetRefs.";
     PolicyL7WithoutWaypoint = "policy-l7-without-waypoint", Warning, "An AuthorizationPolicy uses L7 fields but is enforced at L4 (no waypoint).";
+    PolicyPrincipalScheme = "policy-principal-spiffe-scheme", Warning, "An AuthorizationPolicy principal is written with spiffe://; principals are compared without the scheme (as in Istio), so it matches no peer.";
     PolicyTargetNotFound = "policy-target-not-found", Error, "An AuthorizationPolicy targetRef names nothing that exists.";
     PolicyTargetNoWaypoint = "policy-target-without-waypoint", Warning, "An AuthorizationPolicy targets a Service that has no waypoint, so nothing enforces it.";
     PolicyEnforcement = "policy-enforcement", Info, "Which proxy enforces an AuthorizationPolicy or RequestAuthentication (node proxies at L4, a waypoint, or none).";

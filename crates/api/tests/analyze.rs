@@ -68,6 +68,11 @@ const BROKEN: &[(&str, Code, usize)] = &[
         14,
     ),
     (
+        "policy-principal-spiffe-scheme.yaml",
+        Code::PolicyPrincipalScheme,
+        17,
+    ),
+    (
         "peerauth-port-not-exposed.yaml",
         Code::PeerAuthPortNotExposed,
         2,
@@ -334,4 +339,42 @@ spec:
     );
     let says = &findings[1].message;
     assert_eq!(says, "not enforced: Service shop/missing does not exist");
+}
+
+#[test]
+fn principals_written_with_the_spiffe_scheme_are_flagged_where_written() {
+    let text = r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  action: DENY
+  rules:
+  - from:
+    - source:
+        principals: [cluster.local/ns/shop/sa/web, "spiffe://cluster.local/ns/shop/sa/api"]
+        notPrincipals: ["spiffe://cluster.local/ns/ops/*"]
+    when:
+    - {key: "request.headers[x-id]", values: ["spiffe://not-a-principal"]}
+    - key: source.principal
+      notValues: ["spiffe://cluster.local/ns/shop/sa/admin"]
+"#;
+    let loaded = weft_api::parse_manifests(text, std::path::Path::new("p.yaml"));
+    assert!(loaded.findings.is_empty(), "{:#?}", loaded.findings);
+    assert_eq!(loaded.objects.len(), 1);
+    let report = weft_api::analyze(&weft_api::ConfigSnapshot::new(loaded.objects));
+    let flagged: Vec<(usize, &str)> = report
+        .iter()
+        .filter(|f| f.code == Code::PolicyPrincipalScheme)
+        .map(|f| (f.source.line, f.message.as_str()))
+        .collect();
+    assert_eq!(
+        flagged.iter().map(|(line, _)| *line).collect::<Vec<_>>(),
+        [9, 10, 14],
+        "{report:#?}"
+    );
+    assert!(
+        flagged[0].1.contains("write \"cluster.local/ns/shop/sa/api\""),
+        "{}",
+        flagged[0].1
+    );
 }

@@ -28,7 +28,7 @@ fn policy(yaml: &str) -> AuthorizationPolicy {
 fn cases() -> Vec<Case> {
     vec![
         Case {
-            name: "principal and namespace wildcards become prefix/suffix/presence matches",
+            name: "principal and namespace wildcards become prefix/suffix/presence matches; a spiffe:// principal is kept as written (it never matches, as in Istio)",
             policy: r#"
 metadata: {name: p, namespace: shop}
 spec:
@@ -44,7 +44,7 @@ spec:
                 "rules": [{"clauses": [{"matches": [{
                     "principals": [
                         {"presence": {}}, {"prefix": "cluster.local/ns/web/"},
-                        {"suffix": "/sa/admin"}, {"exact": "cluster.local/ns/x/sa/y"}],
+                        {"suffix": "/sa/admin"}, {"exact": "spiffe://cluster.local/ns/x/sa/y"}],
                     "notNamespaces": [{"prefix": "test-"}]
                 }]}]}]
             })),

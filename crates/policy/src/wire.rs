@@ -153,8 +153,8 @@ impl Converter<'_> {
             ..RequestMatch::default()
         };
         let m = Match {
-            principals: principals(s.principals.as_ref()),
-            not_principals: principals(s.not_principals.as_ref()),
+            principals: wildcards(s.principals.as_ref()),
+            not_principals: wildcards(s.not_principals.as_ref()),
             namespaces: wildcards(s.namespaces.as_ref()),
             not_namespaces: wildcards(s.not_namespaces.as_ref()),
             service_accounts: self.accounts(
@@ -218,8 +218,8 @@ impl Converter<'_> {
                 ..Match::default()
             },
             "source.principal" => Match {
-                principals: principals(values),
-                not_principals: principals(not_values),
+                principals: wildcards(values),
+                not_principals: wildcards(not_values),
                 ..Match::default()
             },
             "destination.port" => Match {
@@ -392,17 +392,6 @@ pub fn wildcard(value: &str) -> StringMatch {
 
 fn wildcards(values: Option<&Vec<String>>) -> Vec<StringMatch> {
     values.into_iter().flatten().map(|v| wildcard(v)).collect()
-}
-
-/// A principal as a wildcard, with an optional `spiffe://` removed first (the wire form of
-/// principals has none).
-#[must_use]
-pub fn principal(value: &str) -> StringMatch {
-    wildcard(value.strip_prefix("spiffe://").unwrap_or(value))
-}
-
-fn principals(values: Option<&Vec<String>>) -> Vec<StringMatch> {
-    values.into_iter().flatten().map(|v| principal(v)).collect()
 }
 
 /// The `when` keys an L7 proxy has facts for (L4 keys, `remote.ip`,

@@ -36,6 +36,7 @@ pub(super) fn check_authorization_policies(context: &Context<'_>, findings: &mut
                     .map(|target| (spec_path(&["targetRef"], None), target)),
             )
             .collect();
+        check_principal_scheme(policy, loaded, findings);
         if targets.is_empty() {
             check_l4_enforceable(policy, loaded, findings);
         } else {
@@ -53,6 +54,72 @@ fn spec_path(keys: &[&str], index: Option<usize>) -> Vec<Segment> {
         .map(|key| Segment::Key(key.to_owned()))
         .chain(index.map(Segment::Index))
         .collect()
+}
+
+/// Principals written with the `spiffe://` scheme. Istio compares principals without it
+/// (ztunnel strips it from the peer's identity, Envoy prefixes it to the pattern), and so
+/// does weft: such a value equals no peer's principal, in `principals`, `notPrincipals` and
+/// `when: source.principal` alike.
+fn check_principal_scheme(
+    policy: &AuthorizationPolicy,
+    loaded: &LoadedObject,
+    findings: &mut Vec<Finding>,
+) {
+    for (r, rule) in policy.spec.rules.iter().flatten().enumerate() {
+        let rule_at = |rest: &[Segment]| {
+            let mut path = spec_path(&["rules"], Some(r));
+            path.extend_from_slice(rest);
+            path
+        };
+        let mut written: Vec<(Vec<Segment>, &str)> = Vec::new();
+        for (f, from) in rule.from.iter().flatten().enumerate() {
+            let Some(source) = &from.source else {
+                continue;
+            };
+            for (field, values) in [
+                ("principals", &source.principals),
+                ("notPrincipals", &source.not_principals),
+            ] {
+                for (i, value) in values.iter().flatten().enumerate() {
+                    let at = [
+                        "from".into(),
+                        f.into(),
+                        "source".into(),
+                        field.into(),
+                        i.into(),
+                    ];
+                    written.push((rule_at(&at), value));
+                }
+            }
+        }
+        let principal_conditions = rule.when.iter().flatten().enumerate();
+        for (w, condition) in principal_conditions.filter(|(_, c)| c.key == "source.principal") {
+            for (field, values) in [
+                ("values", &condition.values),
+                ("notValues", &condition.not_values),
+            ] {
+                for (i, value) in values.iter().flatten().enumerate() {
+                    let at = ["when".into(), w.into(), field.into(), i.into()];
+                    written.push((rule_at(&at), value));
+                }
+            }
+        }
+        for (at, value) in written {
+            let Some(principal) = value.strip_prefix("spiffe://") else {
+                continue;
+            };
+            let message = format!(
+                "principal \"{value}\" matches no peer: principals are compared without the spiffe:// \
+                 scheme (as in Istio); write \"{principal}\""
+            );
+            findings.push(Finding::new(
+                Code::PolicyPrincipalScheme,
+                Some(loaded.object.object_ref()),
+                loaded.source_at(&at),
+                message,
+            ));
+        }
+    }
 }
 
 /// A selector (or namespace/mesh-wide) policy is enforced by the node proxy, at L4 only.

@@ -14,10 +14,7 @@ use weft_proto::security::{
 };
 
 pub use weft_policy::wire::DRY_RUN_ANNOTATION;
-use weft_policy::wire::{
-    parse_cidr, parse_port, principal as principal_match, service_account,
-    wildcard as wildcard_match,
-};
+use weft_policy::wire::{parse_cidr, parse_port, service_account, wildcard as wildcard_match};
 
 /// Result of translating one policy on its own.
 #[derive(Debug, Clone, PartialEq)]
@@ -281,8 +278,8 @@ impl RuleBuilder<'_> {
             self.drop_field(format!("{path}.{field}"), L7_ONLY);
         }
         Match {
-            principals: strings(&source.principals, principal_match),
-            not_principals: strings(&source.not_principals, principal_match),
+            principals: strings(&source.principals, wildcard_match),
+            not_principals: strings(&source.not_principals, wildcard_match),
             namespaces: strings(&source.namespaces, wildcard_match),
             not_namespaces: strings(&source.not_namespaces, wildcard_match),
             service_accounts: self
@@ -332,8 +329,8 @@ impl RuleBuilder<'_> {
                 ..Match::default()
             },
             "source.principal" => Match {
-                principals: strings(values, principal_match),
-                not_principals: strings(not_values, principal_match),
+                principals: strings(values, wildcard_match),
+                not_principals: strings(not_values, wildcard_match),
                 ..Match::default()
             },
             "destination.port" => Match {

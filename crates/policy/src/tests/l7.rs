@@ -327,7 +327,7 @@ fn l7_table() {
 #[test]
 fn l4_fields_compile_from_the_user_policy_as_translation_does() {
     let set = policy(
-        "{rules: [{from: [{source: {principals: ['spiffe://cluster.local/ns/shop/sa/web'], \
+        "{rules: [{from: [{source: {principals: ['cluster.local/ns/shop/sa/web'], \
          serviceAccounts: [web], ipBlocks: [10.0.0.0/24]}}], to: [{operation: {ports: ['8080']}}], \
          when: [{key: destination.ip, values: [10.0.1.2]}]}]}",
     );
@@ -335,6 +335,22 @@ fn l4_fields_compile_from_the_user_policy_as_translation_does() {
     assert_eq!(decision.outcome.reason, Reason::AllowMatched);
     let decision = set.evaluate(&mtls(ADMIN, "10.0.0.5", "10.0.1.2:8080"));
     assert_eq!(decision.outcome.reason, Reason::NoAllowMatched);
+}
+
+#[test]
+fn a_principal_written_with_the_spiffe_scheme_never_matches_as_in_istio() {
+    // Istio compares principals without the scheme (ztunnel strips it from the peer's
+    // identity; Envoy prepends it to the pattern), so `spiffe://...` matches no peer.
+    let allow = policy(
+        "{rules: [{from: [{source: {principals: ['spiffe://cluster.local/ns/shop/sa/web']}}]}]}",
+    );
+    let decision = allow.evaluate(&mtls(WEB, "10.0.0.5", "10.0.1.2:8080"));
+    assert_eq!(decision.outcome.reason, Reason::NoAllowMatched);
+    let deny = policy(
+        "{action: DENY, rules: [{when: [{key: source.principal, values: ['spiffe://cluster.local/ns/shop/sa/web']}]}]}",
+    );
+    let decision = deny.evaluate(&mtls(WEB, "10.0.0.5", "10.0.1.2:8080"));
+    assert_eq!(decision.outcome.verdict, Verdict::Allow);
 }
 
 #[test]
