@@ -373,7 +373,9 @@ spec:
         "{report:#?}"
     );
     assert!(
-        flagged[0].1.contains("write \"cluster.local/ns/shop/sa/api\""),
+        flagged[0]
+            .1
+            .contains("write \"cluster.local/ns/shop/sa/api\""),
         "{}",
         flagged[0].1
     );

@@ -429,6 +429,37 @@ fn workload_port_level_mtls_makes_port_exceptions() {
 }
 
 #[test]
+fn a_disable_port_of_a_workload_inheriting_strict_opens_only_beside_a_permissive_one() {
+    // Istio's ambient mode: a workload whose own mode is UNSET under an inherited STRICT
+    // gets ports opened only when one entry is PERMISSIVE; DISABLE alone leaves it STRICT.
+    let config = [
+        peer_authn("default", "shop", "  mtls: {mode: STRICT}"),
+        peer_authn(
+            "db-metrics",
+            "shop",
+            "  selector: {matchLabels: {app: db}}\n  portLevelMtls:\n    9090: {mode: DISABLE}",
+        ),
+        peer_authn(
+            "web-metrics",
+            "shop",
+            "  selector: {matchLabels: {app: web}}\n  mtls: {mode: STRICT}\n  portLevelMtls:\n    9090: {mode: DISABLE}",
+        ),
+    ]
+    .join("---\n");
+    let output = translate_with(&config);
+    assert_eq!(
+        policies_of(&output, "shop", "db"),
+        ["istio-system/weft-mtls-strict"],
+        "DISABLE alone under UNSET inherits STRICT"
+    );
+    assert_eq!(
+        policies_of(&output, "shop", "web"),
+        ["istio-system/weft-mtls-strict-except-9090"],
+        "under a mode of its own, DISABLE is PERMISSIVE"
+    );
+}
+
+#[test]
 fn strict_port_on_permissive_workload_denies_only_that_port() {
     let config = peer_authn(
         "db",

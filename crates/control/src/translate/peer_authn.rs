@@ -127,6 +127,24 @@ fn strictness(mtls: Option<&MutualTls>) -> Option<bool> {
     }
 }
 
+/// A `portLevelMtls` entry's strictness on `level`. `DISABLE` counts as `PERMISSIVE`,
+/// except on a level whose own mode is UNSET and that has no `PERMISSIVE` entry: there it
+/// inherits. That is Istio's ambient mode: a workload inheriting STRICT gets its ports
+/// opened only when some entry is `PERMISSIVE` (then its `DISABLE` entries open too).
+fn port_strictness(entry: Option<&MutualTls>, level: &Level<'_>) -> Option<bool> {
+    let mode_of = |mtls: &MutualTls| mtls.mode;
+    let disable = entry.and_then(mode_of) == Some(MtlsMode::Disable);
+    let any_permissive = level
+        .ports
+        .into_iter()
+        .flat_map(BTreeMap::values)
+        .any(|e| e.mode == Some(MtlsMode::Permissive));
+    if disable && strictness(level.mtls).is_none() && !any_permissive {
+        return None;
+    }
+    strictness(entry)
+}
+
 /// One level of a workload's chain as far as mTLS goes: its mode and the port entries that
 /// count.
 #[derive(Clone, Copy)]
@@ -172,7 +190,7 @@ fn resolve(chain: &[Level<'_>]) -> Profile {
             .iter()
             .find_map(|level| {
                 let entry = level.ports.and_then(|ports| ports.get(&port));
-                strictness(entry).or_else(|| strictness(level.mtls))
+                port_strictness(entry, level).or_else(|| strictness(level.mtls))
             })
             .unwrap_or(false)
     };
