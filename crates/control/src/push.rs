@@ -140,9 +140,10 @@ impl ConfigPusher {
 /// One type's edit: upserted resources and removed names.
 type TypeEdit = (Vec<XdsResource>, Vec<String>);
 
-/// Publishes the resources `change` names, from `output`, one `apply` per type. Every
-/// registered type is applied (even with nothing to change), so the first publish
-/// announces each of them to streams.
+/// Publishes the resources `change` names, from `output`, every type in one edit (so no
+/// snapshot has a workload's new policy list without its new policy). Every registered
+/// type is applied (even with nothing to change), so the first publish announces each of
+/// them to streams.
 fn publish(publisher: &ResourcePublisher, output: &Output, change: &Change) {
     let mut edits: BTreeMap<&str, TypeEdit> = RESOURCE_TYPES
         .iter()
@@ -161,9 +162,11 @@ fn publish(publisher: &ResourcePublisher, output: &Output, change: &Change) {
             .1
             .push(key.name.clone());
     }
-    for (type_url, (upserts, removals)) in edits {
-        publisher.apply(type_url, upserts, removals);
-    }
+    publisher.apply_types(
+        edits
+            .into_iter()
+            .map(|(type_url, (upserts, removals))| (type_url, upserts, removals)),
+    );
 }
 
 /// The xDS form of a translated resource (its bytes were encoded once, by translation).

@@ -100,6 +100,22 @@ impl ResourcePublisher {
         });
     }
 
+    /// [`ResourcePublisher::apply`] for several type URLs as one edit: streams never see a
+    /// snapshot with some of these types changed and not the others (a workload's new
+    /// policy list without its new policy).
+    pub fn apply_types<'t>(
+        &self,
+        edits: impl IntoIterator<Item = (&'t str, Vec<XdsResource>, Vec<String>)>,
+    ) {
+        self.edit(|snapshot| {
+            let mut changed = false;
+            for (type_url, upserts, removals) in edits {
+                changed |= snapshot.apply(type_url, upserts, removals);
+            }
+            changed
+        });
+    }
+
     /// Makes `resources` the complete content of one type URL (absent names are removed).
     pub fn replace(&self, type_url: &str, resources: impl IntoIterator<Item = XdsResource>) {
         self.edit(|snapshot| snapshot.replace(type_url, resources));

@@ -557,3 +557,74 @@ async fn a_stream_subscribing_without_end_is_closed_at_its_limits() {
     let mut fine = RawClient::connect(&server, first_request("fine", &["a"])).await;
     assert_eq!(names(&fine.recv_ack().await), ["a"]);
 }
+
+const AUTHORIZATION: &str = "type.googleapis.com/istio.security.Authorization";
+const ADDRESS: &str = "type.googleapis.com/istio.workload.Address";
+
+/// The responses of one push, in order: (type URL, upserted names, removed names).
+async fn push_of(client: &mut RawClient, count: usize) -> Vec<(String, Vec<String>, Vec<String>)> {
+    let mut seen = Vec::new();
+    for _ in 0..count {
+        let response = client.recv_ack().await;
+        seen.push((
+            response.type_url.clone(),
+            names(&response),
+            removed(&response),
+        ));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_workload_moves_to_a_new_policy_make_before_break() {
+    let server = TestServer::start(fast_config());
+    let policy = |name: &str| (AUTHORIZATION, vec![thing(name, &[], "v")], Vec::new());
+    let workload = |refers: &str| (ADDRESS, vec![thing("w", &[], refers)], Vec::new());
+    server
+        .publisher
+        .apply_types([policy("old"), workload("old")]);
+    settled(&server).await;
+    let mut client = RawClient::connect(
+        &server,
+        DeltaDiscoveryRequest {
+            node: Some(node("ztunnel~10.0.0.5~n1")),
+            ..subscribe(ADDRESS, &[])
+        },
+    )
+    .await;
+    client.send(subscribe(AUTHORIZATION, &[]));
+    let mut initial = push_of(&mut client, 2).await;
+    initial.sort();
+    assert_eq!(initial[0].1, strings(&["old"]));
+    assert_eq!(initial[1].1, strings(&["w"]));
+
+    // One edit: the workload now refers to policy "new", and "old" is gone.
+    let mut authorization = policy("new");
+    authorization.2.push("old".to_owned());
+    server
+        .publisher
+        .apply_types([authorization, workload("new")]);
+    let push = push_of(&mut client, 3).await;
+    let expected = [
+        (AUTHORIZATION, strings(&["new"]), vec![]),
+        (ADDRESS, strings(&["w"]), vec![]),
+        (AUTHORIZATION, vec![], strings(&["old"])),
+    ]
+    .map(|(t, upserts, removals)| (t.to_owned(), upserts, removals));
+    assert_eq!(
+        push, expected,
+        "the new policy, then the workload, then the old policy's removal"
+    );
+
+    // Leaving: the workload and its policy go, the workload first.
+    server.publisher.apply_types([
+        (AUTHORIZATION, Vec::new(), strings(&["new"])),
+        (ADDRESS, Vec::new(), strings(&["w"])),
+    ]);
+    let push = push_of(&mut client, 2).await;
+    assert_eq!(push[0], (ADDRESS.to_owned(), vec![], strings(&["w"])));
+    assert_eq!(
+        push[1],
+        (AUTHORIZATION.to_owned(), vec![], strings(&["new"]))
+    );
+}

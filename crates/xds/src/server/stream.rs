@@ -90,8 +90,11 @@ impl StreamState {
         let mut publisher_alive = true;
         let mut revocable = true;
         loop {
-            let has_work =
-                current.initialized && self.types.values().any(TypeSubscription::is_dirty);
+            let has_work = current.initialized
+                && self
+                    .types
+                    .values()
+                    .any(|t| t.is_dirty() || t.has_deferred_removals());
             tokio::select! {
                 request = requests.message() => match request {
                     Ok(Some(request)) => {
@@ -304,7 +307,11 @@ impl StreamState {
             .map_or_else(|| Arc::clone(&self.empty), Arc::clone)
     }
 
-    /// The next response for the first type with differences, if any.
+    /// The next response for the first type with differences, if any. Make-before-break
+    /// across types: every type's new and changed resources go before any type's removals
+    /// (a removal found while another type still has changes to send is held back until
+    /// none has), and types go in type URL order, which puts `istio.security.Authorization`
+    /// before the `istio.workload.Address` resources that refer to its policies.
     fn next_response(&mut self, current: &Published) -> Option<DeltaDiscoveryResponse> {
         let max_bytes = self.shared.config.max_response_bytes;
         let dirty: Vec<String> = self
@@ -315,10 +322,21 @@ impl StreamState {
             .collect();
         for type_url in dirty {
             let resources = self.resources_of(current, &type_url);
-            let delta = self
+            let others_pending = self
                 .types
-                .get_mut(&type_url)
-                .and_then(|subscription| subscription.next_delta(&resources, max_bytes));
+                .iter()
+                .any(|(other, subscription)| *other != type_url && subscription.is_dirty());
+            let delta = self.types.get_mut(&type_url).and_then(|subscription| {
+                let mut delta = subscription.next_delta(&resources, max_bytes)?;
+                if others_pending && !delta.removed.is_empty() {
+                    subscription.defer_removals(std::mem::take(&mut delta.removed));
+                    // nothing left to say now: the held-back removals answer later
+                    if delta.upserts.is_empty() && !delta.more {
+                        return None;
+                    }
+                }
+                Some(delta)
+            });
             let pending_since = self.pending_since.remove(&type_url);
             if let Some(delta) = delta {
                 let response = self.build_response(&type_url, resources.generation(), delta);
@@ -328,6 +346,35 @@ impl StreamState {
                 return Some(response);
             }
             self.refresh_status(&type_url, current);
+        }
+        self.next_deferred_removals(current)
+    }
+
+    /// Once no type has changes left to send: the removals held back, one type at a time.
+    fn next_deferred_removals(&mut self, current: &Published) -> Option<DeltaDiscoveryResponse> {
+        let held: Vec<String> = self
+            .types
+            .iter()
+            .filter(|(_, subscription)| subscription.has_deferred_removals())
+            .map(|(type_url, _)| type_url.clone())
+            .collect();
+        for type_url in held {
+            let removed = self
+                .types
+                .get_mut(&type_url)
+                .map(TypeSubscription::take_deferred_removals)
+                .unwrap_or_default();
+            if removed.is_empty() {
+                continue;
+            }
+            let generation = self.resources_of(current, &type_url).generation();
+            let delta = Delta {
+                removed,
+                ..Delta::default()
+            };
+            let response = self.build_response(&type_url, generation, delta);
+            self.refresh_status(&type_url, current);
+            return Some(response);
         }
         None
     }
@@ -403,6 +450,7 @@ impl StreamState {
             entry.resources = subscription.client_resource_count();
             entry.current_version = current_version;
             entry.in_sync = !subscription.is_dirty()
+                && !subscription.has_deferred_removals()
                 && entry.last_sent.is_some()
                 && entry.last_sent == entry.last_acked;
         });

@@ -43,6 +43,9 @@ pub(crate) struct TypeSubscription {
     /// The stream's authenticated principal: resources restricted to other readers are
     /// never sent (see [`XdsResource::readers`]); `None` reads only unrestricted ones.
     reader: Option<Arc<str>>,
+    /// Removals held back until the stream's other types are up to date (see
+    /// [`TypeSubscription::defer_removals`]); the client view already lacks them.
+    deferred_removals: Vec<String>,
 }
 
 impl TypeSubscription {
@@ -63,6 +66,7 @@ impl TypeSubscription {
             last_diffed: None,
             resume: None,
             reader: None,
+            deferred_removals: Vec::new(),
         };
         state.change(subscribe, unsubscribe);
         state
@@ -119,6 +123,29 @@ impl TypeSubscription {
 
     pub(crate) fn is_dirty(&self) -> bool {
         self.dirty
+    }
+
+    /// Holds `removed` back: the stream sends them once its other types are up to date, so
+    /// a client never holds a resource that refers to one it was told to remove
+    /// (make-before-break: an Address is updated to its new policy before the old policy
+    /// goes; a real ztunnel skips a referenced policy it does not have, which would let
+    /// plaintext through for that moment).
+    pub(crate) fn defer_removals(&mut self, removed: Vec<String>) {
+        self.deferred_removals.extend(removed);
+    }
+
+    pub(crate) fn has_deferred_removals(&self) -> bool {
+        !self.deferred_removals.is_empty()
+    }
+
+    /// The held-back removals still due: a name sent again meanwhile (re-created) is not
+    /// removed after all.
+    pub(crate) fn take_deferred_removals(&mut self) -> Vec<String> {
+        let mut removed = std::mem::take(&mut self.deferred_removals);
+        removed.retain(|name| !self.client_has.contains(name));
+        removed.sort_unstable();
+        removed.dedup();
+        removed
     }
 
     pub(crate) fn is_wildcard(&self) -> bool {
