@@ -106,6 +106,11 @@ const BROKEN: &[(&str, Code, usize)] = &[
         2,
     ),
     (
+        "workload-address-conflict.yaml",
+        Code::WorkloadAddressConflict,
+        16,
+    ),
+    (
         "waypoint-namespace-not-allowed.yaml",
         Code::WaypointNamespaceNotAllowed,
         2,
@@ -378,5 +383,55 @@ spec:
             .contains("write \"cluster.local/ns/shop/sa/api\""),
         "{}",
         flagged[0].1
+    );
+}
+
+#[test]
+fn workload_entries_conflict_only_with_addresses_on_their_network() {
+    let text = r#"apiVersion: v1
+kind: Pod
+metadata: {name: agent, namespace: ops}
+spec: {nodeName: n1, hostNetwork: true, containers: [{name: a, image: a}]}
+status: {podIP: 192.0.2.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: shop}
+spec: {nodeName: n1, containers: [{name: a, image: a}]}
+status: {podIP: 10.244.0.5}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: on-the-node, namespace: shop}
+spec: {address: 192.0.2.10}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: remote, namespace: shop}
+spec: {address: 10.244.0.5, network: west}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: remote-twin, namespace: shop}
+spec: {address: 10.244.0.5, network: west}
+"#;
+    let loaded = weft_api::parse_manifests(text, std::path::Path::new("w.yaml"));
+    assert!(loaded.findings.is_empty(), "{:#?}", loaded.findings);
+    let report = weft_api::analyze(&weft_api::ConfigSnapshot::new(loaded.objects));
+    let conflicts: Vec<_> = report
+        .iter()
+        .filter(|f| f.code == Code::WorkloadAddressConflict)
+        .collect();
+    // A host-network pod shares its node's address by design; "remote" is on another
+    // network than the pod; its twin on the same network is the one conflict.
+    assert_eq!(conflicts.len(), 1, "{conflicts:#?}");
+    assert_eq!(
+        conflicts[0].object.as_ref().map(|o| o.name.as_str()),
+        Some("remote-twin")
+    );
+    assert!(
+        conflicts[0].message.contains("WorkloadEntry/shop/remote"),
+        "{}",
+        conflicts[0].message
     );
 }

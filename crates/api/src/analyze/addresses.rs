@@ -1,11 +1,14 @@
 //! Who keeps a service VIP that several objects claim: a Kubernetes Service keeps its
 //! ClusterIP over any ServiceEntry; between ServiceEntries the oldest (creationTimestamp, then
 //! namespace/name) keeps it. Translation drops the VIP from the others; analyze reports them.
+//! Also: a WorkloadEntry whose address is already a pod's (or another entry's) on the same
+//! network, which proxies cannot tell apart.
 
 use super::Context;
 use crate::finding::{Code, Finding};
 use crate::object::{Kind, LoadedObject, ObjectRef};
 use crate::snapshot::ConfigSnapshot;
+use crate::suggest::Segment;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -94,5 +97,55 @@ pub(super) fn check_service_addresses(context: &Context<'_>, findings: &mut Vec<
                 vip_conflict_message(ip, keeper),
             ));
         }
+    }
+}
+
+/// A WorkloadEntry whose IP (on the default network, as pods are, or on the network another
+/// entry names) is also a pod's or an earlier entry's: proxies find workloads by address, so
+/// traffic to it may get either one's policies and identity.
+pub(super) fn check_workload_addresses(context: &Context<'_>, findings: &mut Vec<Finding>) {
+    let mut holders: HashMap<(String, IpAddr), ObjectRef> = HashMap::new();
+    for pod in context.snapshot.pods().iter() {
+        let spec = pod.pod.spec.as_ref();
+        if spec.and_then(|s| s.host_network).unwrap_or(false) {
+            continue; // shares its node's address by design
+        }
+        if let Some(ip) = pod.ip() {
+            let owner = ObjectRef {
+                kind: Kind::Pod,
+                namespace: Some(pod.namespace().to_owned()),
+                name: pod.name().to_owned(),
+            };
+            holders.entry((String::new(), ip)).or_insert(owner);
+        }
+    }
+    let mut entries: Vec<_> = context.snapshot.workload_entries().collect();
+    entries.sort_by_key(|(_, loaded)| rank(0, loaded));
+    for (entry, loaded) in entries {
+        let Some(ip) = entry.spec.address.as_deref().and_then(|a| a.parse().ok()) else {
+            continue;
+        };
+        let network = entry.spec.network.clone().unwrap_or_default();
+        let me = loaded.object.object_ref();
+        let holder = holders
+            .entry((network.clone(), ip))
+            .or_insert_with(|| me.clone());
+        if *holder == me {
+            continue;
+        }
+        let on = if network.is_empty() {
+            String::new()
+        } else {
+            format!(" on network {network:?}")
+        };
+        findings.push(Finding::new(
+            Code::WorkloadAddressConflict,
+            Some(me),
+            loaded.source_at(&[Segment::from("spec"), Segment::from("address")]),
+            format!(
+                "address {ip}{on} is already the address of {holder}: proxies find workloads by \
+                 address, so traffic to {ip} may get the policies and identity of either"
+            ),
+        ));
     }
 }

@@ -64,6 +64,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Finding> {
     backend_tls::check_backend_tls_policies(&context, &mut findings);
     check_service_selectors(&context, &mut findings);
     addresses::check_service_addresses(&context, &mut findings);
+    addresses::check_workload_addresses(&context, &mut findings);
     waypoints::check_waypoint_labels(&context, &mut findings);
     findings
 }
