@@ -514,6 +514,90 @@ fn the_nodes_own_connections_to_a_captured_pod_reach_it_directly_from_the_probe_
     );
 }
 
+/// Namespaces removed when the test ends, however it ends.
+struct Scratch(Vec<weft_netns::NetNs>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = ns.destroy();
+        }
+    }
+}
+
+#[test]
+fn the_nodes_own_ipv6_connections_to_a_captured_pod_come_from_the_ipv6_probe_source() {
+    require_privileges();
+    let prefix = unique_prefix();
+    let node = weft_netns::NetNs::create(&format!("{prefix}-node")).expect("node namespace");
+    let pod = weft_netns::NetNs::create(&format!("{prefix}-pod")).expect("pod namespace");
+    let scratch = Scratch(vec![node, pod]);
+    let (node, pod) = (&scratch.0[0], &scratch.0[1]);
+    let (node_ip, pod_ip) = ("fd00:7127::1", "fd00:7127::2");
+    node.ip(&[
+        "link",
+        "add",
+        "eth-pod",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        pod.name(),
+    ])
+    .expect("veth pair");
+    node.ip(&[
+        "addr",
+        "add",
+        &format!("{node_ip}/64"),
+        "dev",
+        "eth-pod",
+        "nodad",
+    ])
+    .unwrap();
+    node.ip(&["link", "set", "eth-pod", "up"]).unwrap();
+    pod.ip(&[
+        "addr",
+        "add",
+        &format!("{pod_ip}/64"),
+        "dev",
+        "eth0",
+        "nodad",
+    ])
+    .unwrap();
+    pod.ip(&["link", "set", "eth0", "up"]).unwrap();
+    pod.ip(&["-6", "route", "add", "default", "via", node_ip])
+        .unwrap();
+
+    let exempting = CaptureConfig {
+        exempt_probe_source: true,
+        ..CaptureConfig::default()
+    };
+    install_capture(&pod.path(), &exempting).expect("capture with the probe exemption");
+    let any = |port| SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+    let app = Greeter::start(
+        open_listener_in(&pod.path(), any(8080)).unwrap(),
+        "workload",
+    );
+    let _proxy = open_listener_in(&pod.path(), any(exempting.inbound_port)).unwrap();
+    let pod_addr: std::net::Ipv6Addr = pod_ip.parse().unwrap();
+    sync_probe_snat(&node.path(), &[IpAddr::V6(pod_addr)]).expect("probe table");
+
+    let probe = connect_in(
+        &node.path(),
+        SocketAddr::from((pod_addr, 8080)),
+        SocketOptions::default(),
+    )
+    .expect("connect from the node");
+    let reply = read_all(probe);
+    assert!(
+        reply.starts_with(&format!("workload [{}]:", weft_netns::PROBE_SOURCE_V6)),
+        "{reply}"
+    );
+    assert_eq!(app.stop().len(), 1);
+}
+
 #[test]
 fn teardown_removes_namespaces_processes_rules_and_state() {
     require_privileges();
