@@ -2,103 +2,17 @@
 //! `ip` + `nft`, and fail (never skip) without them. Each test uses its own prefix, so they
 //! run in parallel.
 
+mod common;
+
+use common::*;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread::JoinHandle;
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 use weft_netns::{
-    CaptureConfig, ClusterSpec, LocalCluster, NetnsWorker, PROBE_SOURCE_V4, PROBES_TABLE, Pod,
-    Protocol, ServiceRule, SocketOptions, capture_installed, connect_in, install_capture,
-    install_hold, list_netns, open_listener_in, open_udp_in, original_dst, remove_capture,
-    remove_probe_snat, sync_probe_snat, sync_service_rules, teardown,
+    CaptureConfig, ClusterSpec, LocalCluster, NetnsWorker, Protocol, ServiceRule, SocketOptions,
+    capture_installed, connect_in, install_capture, install_hold, list_netns, open_listener_in,
+    open_udp_in, original_dst, remove_capture, sync_service_rules, teardown,
 };
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A prefix unique to this test process and call (`[a-z0-9]`, at most 16 characters).
-fn unique_prefix() -> String {
-    format!(
-        "t{}x{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn require_privileges() {
-    weft_netns::check_prerequisites()
-        .expect("these tests must run as root with iproute2 and nftables installed");
-}
-
-fn cluster(spec: ClusterSpec) -> (LocalCluster, tempfile::TempDir) {
-    require_privileges();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cluster = LocalCluster::create(&spec, dir.path()).expect("create cluster");
-    (cluster, dir)
-}
-
-fn pod<'a>(cluster: &'a LocalCluster, name: &str) -> &'a Pod {
-    cluster.pod(name).expect("pod exists")
-}
-
-fn addr(ip: Ipv4Addr, port: u16) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(ip, port))
-}
-
-/// A server that answers each connection with `greeting` followed by the peer address.
-struct Greeter {
-    listener: TcpListener,
-    thread: Option<JoinHandle<Vec<SocketAddr>>>,
-}
-
-impl Greeter {
-    fn start(listener: TcpListener, greeting: &'static str) -> Self {
-        let serving = listener.try_clone().expect("clone listener");
-        let thread = std::thread::spawn(move || {
-            let mut peers = Vec::new();
-            while let Ok((mut conn, peer)) = serving.accept() {
-                peers.push(peer);
-                let _ = conn.write_all(format!("{greeting} {peer}").as_bytes());
-            }
-            peers
-        });
-        Self {
-            listener,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops accepting and returns the peers it served.
-    fn stop(mut self) -> Vec<SocketAddr> {
-        self.finish()
-    }
-
-    fn finish(&mut self) -> Vec<SocketAddr> {
-        // Shutting a listening socket down wakes the blocked accept with an error.
-        let _ =
-            nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
-        self.thread
-            .take()
-            .map(|t| t.join().expect("server thread"))
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Greeter {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
-fn read_all(mut stream: TcpStream) -> String {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("read reply");
-    text
-}
 
 #[test]
 fn pods_on_different_nodes_talk_and_see_real_source_ips() {
@@ -387,20 +301,6 @@ fn capture_redirects_outbound_dns_and_inbound_but_not_marked_or_hbone() {
     drop(peer_server);
 }
 
-/// Two nodes, pod `captured` on `a` with the default capture installed, pod `other` on `b`.
-fn captured_pair(captured: &str, other: &str) -> (LocalCluster, tempfile::TempDir) {
-    let (cluster, dir) = cluster(
-        ClusterSpec::new(&unique_prefix())
-            .node("a")
-            .node("b")
-            .pod(captured, "a")
-            .pod(other, "b"),
-    );
-    let ns = pod(&cluster, captured).netns.path();
-    install_capture(&ns, &CaptureConfig::default()).expect("install");
-    (cluster, dir)
-}
-
 #[test]
 fn transparent_inbound_connect_shows_the_callers_ip_to_the_workload() {
     let (cluster, _dir) = captured_pair("workload", "caller");
@@ -441,161 +341,6 @@ fn transparent_inbound_connect_shows_the_callers_ip_to_the_workload() {
     caller_conn.read_to_string(&mut relayed).unwrap();
     assert_eq!(relayed, answer);
     drop(app);
-}
-
-#[test]
-fn the_nodes_own_connections_to_a_captured_pod_reach_it_directly_from_the_probe_source() {
-    let (cluster, _dir) = captured_pair("workload", "caller");
-    let (workload, caller) = (pod(&cluster, "workload"), pod(&cluster, "caller"));
-    let node = cluster.node("a").expect("node a");
-    let other_node = cluster.node("b").expect("node b");
-    let (ns, node_ns) = (workload.netns.path(), node.netns.path());
-    let exempting = CaptureConfig {
-        exempt_probe_source: true,
-        ..CaptureConfig::default()
-    };
-    install_capture(&ns, &exempting).expect("capture with the probe exemption");
-    let app = Greeter::start(
-        open_listener_in(&ns, addr(Ipv4Addr::UNSPECIFIED, 8080)).unwrap(),
-        "workload",
-    );
-    let proxy = open_listener_in(&ns, addr(Ipv4Addr::UNSPECIFIED, exempting.inbound_port)).unwrap();
-    let probed = [IpAddr::V4(workload.ip)];
-    sync_probe_snat(&node_ns, &probed).expect("probe table");
-    sync_probe_snat(&node_ns, &probed).expect("probe table again (idempotent)");
-    let connect = |from: &std::path::Path| {
-        connect_in(from, addr(workload.ip, 8080), SocketOptions::default()).expect("connect")
-    };
-    let redirected_from = |stream: TcpStream| {
-        let (accepted, from) = proxy.accept().expect("the proxy gets the connection");
-        drop((accepted, stream));
-        from.ip()
-    };
-
-    // The node's own connection (the kubelet's probe) skips the proxy, as 169.254.7.127.
-    let reply = read_all(connect(&node_ns));
-    assert!(
-        reply.starts_with(&format!("workload {PROBE_SOURCE_V4}:")),
-        "{reply}"
-    );
-    // Connections the node only forwards keep their source and are captured.
-    let from_pod = redirected_from(connect(&caller.netns.path()));
-    assert_eq!(from_pod, IpAddr::V4(caller.ip));
-    let from_other_node = redirected_from(connect(&other_node.netns.path()));
-    assert_eq!(from_other_node, IpAddr::V4(other_node.underlay_ip));
-
-    // A pod the node does not list is captured for the node too, with the node's address.
-    sync_probe_snat(&node_ns, &[]).expect("empty the set");
-    assert_eq!(redirected_from(connect(&node_ns)), IpAddr::V4(node.gateway));
-
-    // The source NAT alone does not pass the redirect: the pod must exempt the source.
-    sync_probe_snat(&node_ns, &probed).expect("probe table");
-    install_capture(&ns, &CaptureConfig::default()).expect("capture without exemption");
-    assert_eq!(
-        redirected_from(connect(&node_ns)),
-        IpAddr::V4(PROBE_SOURCE_V4)
-    );
-
-    remove_probe_snat(&node_ns).expect("remove");
-    remove_probe_snat(&node_ns).expect("remove again");
-    let tables = weft_netns::run_in_netns(&node_ns, || {
-        std::process::Command::new("nft")
-            .args(["list", "tables"])
-            .output()
-    })
-    .unwrap()
-    .unwrap();
-    let tables = String::from_utf8_lossy(&tables.stdout).into_owned();
-    assert!(!tables.contains(PROBES_TABLE), "{tables}");
-    assert_eq!(
-        app.stop().len(),
-        1,
-        "only the node's probe reached the workload"
-    );
-}
-
-/// Namespaces removed when the test ends, however it ends.
-struct Scratch(Vec<weft_netns::NetNs>);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            let _ = ns.destroy();
-        }
-    }
-}
-
-#[test]
-fn the_nodes_own_ipv6_connections_to_a_captured_pod_come_from_the_ipv6_probe_source() {
-    require_privileges();
-    let prefix = unique_prefix();
-    let node = weft_netns::NetNs::create(&format!("{prefix}-node")).expect("node namespace");
-    let pod = weft_netns::NetNs::create(&format!("{prefix}-pod")).expect("pod namespace");
-    let scratch = Scratch(vec![node, pod]);
-    let (node, pod) = (&scratch.0[0], &scratch.0[1]);
-    let (node_ip, pod_ip) = ("fd00:7127::1", "fd00:7127::2");
-    node.ip(&[
-        "link",
-        "add",
-        "eth-pod",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        pod.name(),
-    ])
-    .expect("veth pair");
-    node.ip(&[
-        "addr",
-        "add",
-        &format!("{node_ip}/64"),
-        "dev",
-        "eth-pod",
-        "nodad",
-    ])
-    .unwrap();
-    node.ip(&["link", "set", "eth-pod", "up"]).unwrap();
-    pod.ip(&[
-        "addr",
-        "add",
-        &format!("{pod_ip}/64"),
-        "dev",
-        "eth0",
-        "nodad",
-    ])
-    .unwrap();
-    pod.ip(&["link", "set", "eth0", "up"]).unwrap();
-    pod.ip(&["-6", "route", "add", "default", "via", node_ip])
-        .unwrap();
-
-    let exempting = CaptureConfig {
-        exempt_probe_source: true,
-        ..CaptureConfig::default()
-    };
-    install_capture(&pod.path(), &exempting).expect("capture with the probe exemption");
-    let any = |port| SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
-    let app = Greeter::start(
-        open_listener_in(&pod.path(), any(8080)).unwrap(),
-        "workload",
-    );
-    let _proxy = open_listener_in(&pod.path(), any(exempting.inbound_port)).unwrap();
-    let pod_addr: std::net::Ipv6Addr = pod_ip.parse().unwrap();
-    sync_probe_snat(&node.path(), &[IpAddr::V6(pod_addr)]).expect("probe table");
-
-    let probe = connect_in(
-        &node.path(),
-        SocketAddr::from((pod_addr, 8080)),
-        SocketOptions::default(),
-    )
-    .expect("connect from the node");
-    let reply = read_all(probe);
-    assert!(
-        reply.starts_with(&format!("workload [{}]:", weft_netns::PROBE_SOURCE_V6)),
-        "{reply}"
-    );
-    assert_eq!(app.stop().len(), 1);
 }
 
 #[test]
