@@ -219,6 +219,19 @@ pub fn install_capture(netns: &Path, config: &CaptureConfig) -> Result<()> {
     Ok(())
 }
 
+/// Replaces only the capture table of a pod whose capture is installed (a proxy taking a
+/// pod over from its predecessor, whose rules may be of another version), leaving policy
+/// routing alone: re-adding that would briefly drop the route returning replies to the
+/// transparent sockets of connections still draining in the predecessor. The table is
+/// replaced in one transaction; redirections already made live in conntrack. Idempotent.
+///
+/// # Errors
+/// `nft` fails inside the namespace (stderr is in the error).
+pub fn refresh_capture_rules(netns: &Path, config: &CaptureConfig) -> Result<()> {
+    tool::run_in(netns, "nft", &["-f", "-"], Some(&config.nft_script()))?;
+    Ok(())
+}
+
 /// Holds the pod's new connections (see [`CaptureConfig::hold_script`]) until
 /// [`install_capture`] or [`remove_capture`] replaces or removes the table. Idempotent.
 ///

@@ -67,7 +67,8 @@ mod services;
 mod tool;
 
 pub use capture::{
-    CAPTURE_TABLE, CaptureConfig, capture_installed, install_capture, install_hold, remove_capture,
+    CAPTURE_TABLE, CaptureConfig, capture_installed, install_capture, install_hold,
+    refresh_capture_rules, remove_capture,
 };
 pub use cluster::{
     ClusterSpec, ClusterState, LocalCluster, Node, NodeSpec, POD_INTERFACE, Pod, PodSpec,

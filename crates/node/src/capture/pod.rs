@@ -142,6 +142,22 @@ impl PodCapture {
             // Taken over from the previous proxy, whose rules are in place: installing
             // them again would briefly remove the policy route that returns replies to
             // transparent sockets, resetting connections that are still draining there.
+            // Only the table is brought to this version (e.g. the probe exemption); if
+            // that fails the predecessor's rules keep capturing.
+            let (netns, rules) = (pod.netns.clone(), ports);
+            let refreshed = blocking(move || {
+                weft_netns::refresh_capture_rules(&netns, &rules).map_err(|source| {
+                    CaptureError::Netns {
+                        what: "refresh the redirect rules",
+                        netns,
+                        source,
+                    }
+                })
+            })
+            .await;
+            if let Err(error) = refreshed {
+                tracing::warn!(pod = %pod.key(), %error, "cannot refresh the redirect rules taken over; the previous ones stay");
+            }
             return Ok(capture);
         }
         let (netns, rules) = (pod.netns.clone(), ports);

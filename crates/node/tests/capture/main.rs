@@ -18,18 +18,16 @@ use harness::{WAIT, eventually, policy};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 use mesh::{
-    APP_PORT, CLIENT_ID, Call, Mesh, NodeProxy, VIP, connect_from, connect_with,
-    expect_server_sees, server_side_identities, wait_closed,
+    APP_PORT, CLIENT_ID, Call, Mesh, VIP, connect_from, connect_with, expect_server_sees,
+    server_side_identities, wait_closed,
 };
 use nix::sys::socket::{self as sock, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_netns::{NetnsWorker, SocketOptions};
 use weft_node::capture::source::PodRequest;
-use weft_node::handoff::{Handoff, offer_until_replaced};
 use weft_node::proxy::Direction;
 use weft_proto::security::{Action, Match, StringMatch, string_match::MatchType};
 use weft_proto::workload::TunnelProtocol;
-use weft_serve::handoff::{Takeover, offerer_pid};
 
 /// Everything crossing the underlay bridge namespace, read with an AF_PACKET socket.
 struct Sniffer {
@@ -303,15 +301,6 @@ async fn replacing_a_node_proxy_under_traffic_drops_no_connection() {
     let mut mesh = Mesh::start(&[]).await;
     let server = SocketAddr::from((mesh.ip("server"), APP_PORT));
     let worker = Arc::new(mesh.worker("client"));
-    let handoff_path = mesh.dir.path().join("b.handoff");
-    let offering = {
-        let (path, handoff) = (handoff_path.clone(), mesh.b.running.handoff.clone());
-        tokio::spawn(async move { offer_until_replaced(&path, &handoff).await })
-    };
-    eventually("node b offers its listeners", || async {
-        offerer_pid(&handoff_path).ok().flatten().is_some()
-    })
-    .await;
 
     // Long-lived calls through node b, and steady new calls, across the restart.
     let mut held = Vec::new();
@@ -340,21 +329,7 @@ async fn replacing_a_node_proxy_under_traffic_drops_no_connection() {
     .await;
 
     // The successor takes node b's sockets; the old proxy steps down and drains.
-    let takeover = Takeover::connect(&handoff_path)
-        .await
-        .expect("hand-off exchange")
-        .expect("node b offers");
-    let handoff = Handoff::taking_over(takeover);
-    let new_b = NodeProxy::start_with(&mesh.ca, "b", &mesh.config, mesh.dir.path(), handoff).await;
-    offering
-        .await
-        .expect("offer task")
-        .expect("successor ready");
-    let old_b = std::mem::replace(&mut mesh.b, new_b);
-    old_b.capture.release().await;
-    let mut old_running = old_b.running;
-    old_running.step_down();
-    let draining = tokio::spawn(old_running.shutdown(Duration::from_secs(60)));
+    let draining = mesh.hand_b_over(None).await;
 
     // New calls reach the server through the new proxy.
     let after = done.load(Ordering::Relaxed);

@@ -17,10 +17,11 @@ use weft_identity::{CertManagerConfig, CertificateAuthority, LocalCaProvider};
 use weft_netns::{ClusterSpec, LocalCluster, NetnsWorker, SocketOptions};
 use weft_node::capture::source::{PodRequest, PodSourceClient, start_with_pod_socket};
 use weft_node::capture::{CaptureManager, CaptureOptions, PodInfo};
-use weft_node::handoff::Handoff;
+use weft_node::handoff::{Handoff, offer_until_replaced};
 use weft_node::process::{NodeConfig, RunningNode, StateSource};
 use weft_node::proxy::Direction;
 use weft_proto::workload::{TunnelProtocol, Workload};
+use weft_serve::handoff::{Takeover, offerer_pid};
 
 pub(crate) const APP_PORT: u16 = 8080;
 pub(crate) const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -75,7 +76,7 @@ impl NodeProxy {
         Self::launch(ca, name, config, dir, handoff, None).await
     }
 
-    async fn launch(
+    pub(crate) async fn launch(
         ca: &Arc<CertificateAuthority>,
         name: &str,
         config: &Path,
@@ -263,6 +264,40 @@ impl Mesh {
 
     pub(crate) fn worker(&self, pod: &str) -> NetnsWorker {
         NetnsWorker::spawn(&self.cluster.pod(pod).expect("pod").netns.path()).expect("enter pod")
+    }
+
+    /// Replaces node b's proxy by a successor that takes its sockets over the hand-off
+    /// socket (keeping the probe source NAT in `probe_snat_netns`, if given); the old one
+    /// steps down and drains. Returns the drain: how many connections it had to cut.
+    pub(crate) async fn hand_b_over(
+        &mut self,
+        probe_snat_netns: Option<PathBuf>,
+    ) -> tokio::task::JoinHandle<usize> {
+        let handoff_path = self.dir.path().join("b.handoff");
+        let offering = {
+            let (path, handoff) = (handoff_path.clone(), self.b.running.handoff.clone());
+            tokio::spawn(async move { offer_until_replaced(&path, &handoff).await })
+        };
+        eventually("node b offers its listeners", || async {
+            offerer_pid(&handoff_path).ok().flatten().is_some()
+        })
+        .await;
+        let takeover = Takeover::connect(&handoff_path)
+            .await
+            .expect("hand-off exchange")
+            .expect("node b offers");
+        let handoff = Handoff::taking_over(takeover);
+        let (ca, config, dir) = (&self.ca, &self.config, self.dir.path());
+        let new_b = NodeProxy::launch(ca, "b", config, dir, handoff, probe_snat_netns).await;
+        offering
+            .await
+            .expect("offer task")
+            .expect("successor ready");
+        let old_b = std::mem::replace(&mut self.b, new_b);
+        old_b.capture.release().await;
+        let mut old_running = old_b.running;
+        old_running.step_down();
+        tokio::spawn(old_running.shutdown(Duration::from_secs(60)))
     }
 
     pub(crate) async fn restart_a(&mut self) {

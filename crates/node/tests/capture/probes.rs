@@ -102,3 +102,29 @@ async fn the_nodes_probes_reach_captured_pods_under_strict_and_nothing_else_skip
         "released: the table is gone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_taking_over_pods_captured_without_the_probe_exemption_lets_probes_through() {
+    // An upgrade: pods captured by a proxy without the probe source NAT, taken over by
+    // one with it, keep their listeners and get the exemption.
+    let mut mesh = Mesh::start(&[strict()]).await;
+    let node_b = mesh.cluster.node("b").expect("node").netns.path();
+    let server = SocketAddr::from((mesh.ip("server"), APP_PORT));
+    let kubelet = NetnsWorker::spawn(&node_b).expect("enter node b");
+    assert!(
+        Call::open(&kubelet, server).await.is_err(),
+        "without the probe source NAT a plaintext probe is refused under STRICT"
+    );
+    let draining = mesh.hand_b_over(Some(node_b.clone())).await;
+    let probe = Call::open(&kubelet, server)
+        .await
+        .expect("after the takeover the probe reaches the workload");
+    assert_eq!(probe.seen_peer, PROBE_SOURCE_V4.to_string());
+    drop(probe);
+    assert_eq!(draining.await.expect("old proxy drains"), 0);
+    let client = mesh.worker("client");
+    let call = Call::open(&client, server)
+        .await
+        .expect("mTLS after the takeover");
+    assert_eq!(call.seen_peer, mesh.ip("client").to_string());
+}
