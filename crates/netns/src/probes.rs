@@ -10,13 +10,18 @@
 //!
 //! [`sync_probe_snat`] puts table `inet weft_probes` into the node's namespace: a set of the
 //! captured pods' addresses and one `postrouting` (source NAT) rule per family rewriting
-//! TCP towards an address of the set *when its source is an address of the node*. Traffic a
-//! node forwards (pod to pod, node to node) keeps its source: it is not the node's own.
-//! Like Istio's rule, this covers every process on the node's network (host-network pods
-//! too), not only the kubelet: the node is trusted with its own pods.
+//! TCP towards an address of the set *when it comes from a socket of the node* (a packet
+//! the node forwards has none: `meta skuid` only matches with one, like Istio's
+//! `--socket-exists`) *with one of the node's addresses as source* (not a transparent
+//! socket speaking for someone else). Traffic a node forwards (pod to pod, node to node)
+//! keeps its source, even when it forges the node's own address. Like Istio's rule, this
+//! covers every process on the node's network (host-network pods too), not only the
+//! kubelet: the node is trusted with its own pods.
 //!
-//! The two halves go together: the pod-side exemption alone would let any sender using the
-//! link-local source skip the redirect with nothing on the node producing that source.
+//! The pod-side exemption is only installed together with this table: nothing else should
+//! produce the link-local source. A sender on the pod network forging it gets past the
+//! redirect but never sees an answer (the pod replies towards the node, which has no such
+//! connection), so it cannot complete a TCP handshake; that is the same exposure as Istio's.
 //! The table is replaced as a whole, atomically, on every change of the set: NAT already
 //! applied to open connections lives in conntrack and is unaffected.
 
@@ -57,8 +62,8 @@ table inet {PROBES_TABLE} {{
   set pods_v6 {{ type ipv6_addr;{v6} }}
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
-    meta l4proto tcp ip daddr @pods_v4 fib saddr type local snat ip to {PROBE_SOURCE_V4}
-    meta l4proto tcp ip6 daddr @pods_v6 fib saddr type local snat ip6 to {PROBE_SOURCE_V6}
+    meta l4proto tcp ip daddr @pods_v4 meta skuid >= 0 fib saddr type local snat ip to {PROBE_SOURCE_V4}
+    meta l4proto tcp ip6 daddr @pods_v6 meta skuid >= 0 fib saddr type local snat ip6 to {PROBE_SOURCE_V6}
   }}
 }}
 ",

@@ -4,7 +4,9 @@
 //!
 //! Each workload's effective mode is resolved here with the precedence of `docs/policy.md`
 //! (workload selector > namespace > root namespace; a port entry overrides its level's mode;
-//! DISABLE counts as PERMISSIVE). Port entries count only on selector policies outside the
+//! DISABLE counts as PERMISSIVE, except a DISABLE port entry of a policy whose own mode is
+//! UNSET and that has no PERMISSIVE entry, which inherits as in Istio's ambient mode; see
+//! [`port_strictness`]). Port entries count only on selector policies outside the
 //! root namespace, as in Istio's ambient mode. Distinct results become shared policies in the root
 //! namespace (`weft-mtls-strict[-except-<ports>|-only-<ports>]`, WORKLOAD_SELECTOR scope) and
 //! each workload lists the one that expresses its mode. The set of policies depends only on
