@@ -19,6 +19,10 @@ use crate::status::{NackStatus, StatusEntry, TypeStatus, VersionNonce, string_me
 /// Responses awaiting ACK/NACK that are remembered (older ones are forgotten).
 const MAX_IN_FLIGHT: usize = 64;
 
+/// Responses a stream may send while holding removals back (make-before-break) before it
+/// sends them anyway.
+const MAX_RESPONSES_HOLDING_REMOVALS: u64 = 16;
+
 /// Resource types one stream may subscribe to (weft serves a handful; Istio's proxies ask
 /// for fewer than ten).
 pub(crate) const MAX_TYPES_PER_STREAM: usize = 32;
@@ -313,6 +317,9 @@ impl StreamState {
     /// none has), and types go in type URL order, which puts `istio.security.Authorization`
     /// before the `istio.workload.Address` resources that refer to its policies.
     fn next_response(&mut self, current: &Published) -> Option<DeltaDiscoveryResponse> {
+        if let Some(overdue) = self.next_deferred_removals(current, true) {
+            return Some(overdue);
+        }
         let max_bytes = self.shared.config.max_response_bytes;
         let dirty: Vec<String> = self
             .types
@@ -320,6 +327,7 @@ impl StreamState {
             .filter(|(_, subscription)| subscription.is_dirty())
             .map(|(type_url, _)| type_url.clone())
             .collect();
+        let responses_sent = self.nonce_counter;
         for type_url in dirty {
             let resources = self.resources_of(current, &type_url);
             let others_pending = self
@@ -329,7 +337,8 @@ impl StreamState {
             let delta = self.types.get_mut(&type_url).and_then(|subscription| {
                 let mut delta = subscription.next_delta(&resources, max_bytes)?;
                 if others_pending && !delta.removed.is_empty() {
-                    subscription.defer_removals(std::mem::take(&mut delta.removed));
+                    let removed = std::mem::take(&mut delta.removed);
+                    subscription.defer_removals(removed, responses_sent);
                     // nothing left to say now: the held-back removals answer later
                     if delta.upserts.is_empty() && !delta.more {
                         return None;
@@ -347,15 +356,27 @@ impl StreamState {
             }
             self.refresh_status(&type_url, current);
         }
-        self.next_deferred_removals(current)
+        self.next_deferred_removals(current, false)
     }
 
-    /// Once no type has changes left to send: the removals held back, one type at a time.
-    fn next_deferred_removals(&mut self, current: &Published) -> Option<DeltaDiscoveryResponse> {
+    /// The removals held back, one type at a time: once no type has changes left to send,
+    /// or (`only_overdue`) those held back for [`MAX_RESPONSES_HOLDING_REMOVALS`] responses
+    /// already (a client slower than the changes would otherwise keep deleted resources,
+    /// such as an ALLOW policy, for as long as they keep coming).
+    fn next_deferred_removals(
+        &mut self,
+        current: &Published,
+        only_overdue: bool,
+    ) -> Option<DeltaDiscoveryResponse> {
+        let now = self.nonce_counter;
         let held: Vec<String> = self
             .types
             .iter()
-            .filter(|(_, subscription)| subscription.has_deferred_removals())
+            .filter(|(_, subscription)| {
+                subscription.removals_held_since().is_some_and(|since| {
+                    !only_overdue || now - since >= MAX_RESPONSES_HOLDING_REMOVALS
+                })
+            })
             .map(|(type_url, _)| type_url.clone())
             .collect();
         for type_url in held {
@@ -365,6 +386,7 @@ impl StreamState {
                 .map(TypeSubscription::take_deferred_removals)
                 .unwrap_or_default();
             if removed.is_empty() {
+                self.refresh_status(&type_url, current);
                 continue;
             }
             let generation = self.resources_of(current, &type_url).generation();

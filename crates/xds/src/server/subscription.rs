@@ -45,7 +45,9 @@ pub(crate) struct TypeSubscription {
     reader: Option<Arc<str>>,
     /// Removals held back until the stream's other types are up to date (see
     /// [`TypeSubscription::defer_removals`]); the client view already lacks them.
-    deferred_removals: Vec<String>,
+    deferred_removals: HashSet<String>,
+    /// The stream's response count when the oldest held-back removal was held back.
+    deferred_at: u64,
 }
 
 impl TypeSubscription {
@@ -66,7 +68,8 @@ impl TypeSubscription {
             last_diffed: None,
             resume: None,
             reader: None,
-            deferred_removals: Vec::new(),
+            deferred_removals: HashSet::new(),
+            deferred_at: 0,
         };
         state.change(subscribe, unsubscribe);
         state
@@ -130,7 +133,12 @@ impl TypeSubscription {
     /// (make-before-break: an Address is updated to its new policy before the old policy
     /// goes; a real ztunnel skips a referenced policy it does not have, which would let
     /// plaintext through for that moment).
-    pub(crate) fn defer_removals(&mut self, removed: Vec<String>) {
+    /// `responses_sent` is the stream's count of responses so far (see
+    /// [`TypeSubscription::removals_held_since`]).
+    pub(crate) fn defer_removals(&mut self, removed: Vec<String>, responses_sent: u64) {
+        if self.deferred_removals.is_empty() {
+            self.deferred_at = responses_sent;
+        }
         self.deferred_removals.extend(removed);
     }
 
@@ -138,13 +146,19 @@ impl TypeSubscription {
         !self.deferred_removals.is_empty()
     }
 
-    /// The held-back removals still due: a name sent again meanwhile (re-created) is not
-    /// removed after all.
+    /// The stream's response count when the oldest removal now held back was held back.
+    pub(crate) fn removals_held_since(&self) -> Option<u64> {
+        self.has_deferred_removals().then_some(self.deferred_at)
+    }
+
+    /// The held-back removals (a name sent again meanwhile, re-created, was dropped from
+    /// them when it was sent), sorted.
     pub(crate) fn take_deferred_removals(&mut self) -> Vec<String> {
-        let mut removed = std::mem::take(&mut self.deferred_removals);
-        removed.retain(|name| !self.client_has.contains(name));
+        let mut removed: Vec<String> = std::mem::take(&mut self.deferred_removals)
+            .into_iter()
+            .filter(|name| !self.client_has.contains(name))
+            .collect();
         removed.sort_unstable();
-        removed.dedup();
         removed
     }
 
@@ -200,6 +214,7 @@ impl TypeSubscription {
         self.collect_absent(resources, &mut delta.removed);
         for resource in &delta.upserts {
             self.client_has.record_sent(resource);
+            self.deferred_removals.remove(&resource.name);
         }
         delta.more = !complete;
         if complete {
