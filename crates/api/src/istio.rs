@@ -10,6 +10,21 @@ use std::collections::BTreeMap;
 
 /// `security.istio.io` `AuthorizationPolicy`.
 pub type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
+/// The annotation that makes an AuthorizationPolicy dry-run (`"true"`, case-insensitive):
+/// evaluated and reported, never enforced.
+pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
+
+impl AuthorizationPolicy {
+    /// Whether [`DRY_RUN_ANNOTATION`] is `"true"` (any case).
+    #[must_use]
+    pub fn is_dry_run(&self) -> bool {
+        let annotations = self.metadata.annotations.as_ref();
+        annotations
+            .and_then(|a| a.get(DRY_RUN_ANNOTATION))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+}
+
 /// `security.istio.io` `PeerAuthentication`.
 pub type PeerAuthentication = Resource<PeerAuthenticationSpec>;
 /// `security.istio.io` `RequestAuthentication`.

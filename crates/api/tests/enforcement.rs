@@ -165,3 +165,30 @@ fn each_policy_says_which_proxy_enforces_it() {
         .collect();
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+#[test]
+fn a_dry_run_policy_says_it_never_decides() {
+    let text = r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: trial
+  namespace: shop
+  annotations: {istio.io/dry-run: "True"}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: DENY
+  rules: [{from: [{source: {namespaces: [legacy]}}]}]
+"#;
+    let loaded = parse_manifests(text, Path::new("trial.yaml"));
+    let findings = analyze(&ConfigSnapshot::new(loaded.objects));
+    let said = findings
+        .iter()
+        .find(|f| f.code == Code::PolicyEnforcement)
+        .expect("an enforcement finding");
+    assert!(
+        said.message.starts_with("enforced by node proxies (L4)")
+            && said.message.contains("dry run (istio.io/dry-run)"),
+        "{}",
+        said.message
+    );
+}

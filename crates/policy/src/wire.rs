@@ -26,8 +26,7 @@ use crate::request_match::header_name;
 use crate::validation::{Ctx, Problem, ValidationError};
 use crate::{Action, CompiledPolicy, Scope};
 
-/// The annotation that makes a policy dry-run (`"true"`, case-insensitive).
-pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
+pub use weft_api::istio::DRY_RUN_ANNOTATION;
 
 impl CompiledPolicy {
     /// Compiles `policy` with its L7 clauses: [`from_api`] then [`CompiledPolicy::compile`].
@@ -74,7 +73,7 @@ pub fn from_api(
         scope: scope(policy, namespace, root_namespace).into(),
         action: action.into(),
         rules,
-        dry_run: dry_run(policy),
+        dry_run: policy.is_dry_run(),
         extensions: Vec::new(),
     })
 }
@@ -101,13 +100,6 @@ fn scope(policy: &AuthorizationPolicy, namespace: &str, root_namespace: &str) ->
     } else {
         Scope::Namespace
     }
-}
-
-fn dry_run(policy: &AuthorizationPolicy) -> bool {
-    let annotations = policy.metadata.annotations.as_ref();
-    annotations
-        .and_then(|a| a.get(DRY_RUN_ANNOTATION))
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 #[derive(Clone, Copy)]

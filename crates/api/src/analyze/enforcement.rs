@@ -11,7 +11,13 @@ use crate::object::{Kind, LoadedObject, Object};
 
 pub(super) fn report_enforcement(context: &Context<'_>, findings: &mut Vec<Finding>) {
     for (policy, loaded) in context.snapshot.authorization_policies() {
-        let message = authorization_enforcement(context, policy, loaded);
+        let mut message = authorization_enforcement(context, policy, loaded);
+        if policy.is_dry_run() {
+            message.push_str(
+                "; dry run (istio.io/dry-run): evaluated and reported in logs and metrics, \
+                 never allowing or denying anything",
+            );
+        }
         findings.push(info(loaded, message));
     }
     for (authn, loaded) in context.snapshot.request_authentications() {
