@@ -32,6 +32,7 @@ const TARGETED: &[Kind] = &[Kind::AuthorizationPolicy, Kind::RequestAuthenticati
 const ANY_VERSION: &[&str] = &[];
 const GATEWAY_V1: &[&str] = &["gateway.networking.k8s.io/v1"];
 const GATEWAY_V1ALPHA2: &[&str] = &["gateway.networking.k8s.io/v1alpha2"];
+const GATEWAY_V1ALPHA3: &[&str] = &["gateway.networking.k8s.io/v1alpha3"];
 
 /// `Group`, `Kind`, `Namespace` and `ObjectName` of a reference.
 const OBJECT_REF: &[(&str, Check)] = &[
@@ -233,12 +234,30 @@ pub static BLOCKS: &[Block] = &[
     ),
     versioned(
         &[Kind::TlsRoute],
+        GATEWAY_V1ALPHA3,
+        "spec",
+        &[("hostnames", Count(1, 16)), ("rules", Count(1, 16))],
+    ),
+    versioned(
+        &[Kind::TlsRoute],
         GATEWAY_V1ALPHA2,
         "spec",
         &[("hostnames", Count(0, 16)), ("rules", Count(1, 16))],
     ),
-    // TCPRoute and UDPRoute (v1alpha2).
-    block(L4_ROUTES, "spec", &[("rules", Count(1, 16))]),
+    // TCPRoute and UDPRoute: v1 (TCPRoute: one rule) and v1alpha2.
+    versioned(
+        &[Kind::TcpRoute],
+        GATEWAY_V1,
+        "spec",
+        &[("rules", Count(1, 1))],
+    ),
+    versioned(
+        &[Kind::TcpRoute],
+        GATEWAY_V1ALPHA2,
+        "spec",
+        &[("rules", Count(1, 16))],
+    ),
+    block(&[Kind::UdpRoute], "spec", &[("rules", Count(1, 16))]),
     block(L4_ROUTES, "spec.rules[]", &[("backendRefs", Count(1, 16))]),
     // Gateway and ListenerSet.
     block(LISTENER_KINDS, "spec", &[("listeners", Count(1, 64))]),

@@ -12,9 +12,10 @@
 //! `useDefaultGateways`) parse too; the L7 engine rejects what it does not implement, naming
 //! the field, rather than ignoring it. `GRPCRoute` too comes from the experimental channel,
 //! for its rules' `sessionPersistence`.
-//! `TCPRoute` and `UDPRoute` live only in the experimental channel (`v1alpha2`); their schema
-//! is exactly TLSRoute's `parentRefs` + `rules[].backendRefs` without `hostnames`, so they are
-//! defined here from those parts.
+//! `TCPRoute` and `UDPRoute` (`v1alpha2`, and `v1` since their promotion to the standard
+//! channel; a `v1` TCPRoute has one rule): their schema is exactly TLSRoute's `parentRefs` +
+//! `rules[].backendRefs` without `hostnames`, so they are defined here from those parts.
+//! `TLSRoute` is read at `v1`, `v1alpha3` (hostnames required) and `v1alpha2`.
 
 use crate::resource::Resource;
 pub use gateway_api::backendtlspolicies::BackendTlsPolicySpec;
@@ -41,9 +42,9 @@ pub type HttpRoute = Resource<HttpRouteSpec>;
 pub type GrpcRoute = Resource<GrpcRouteSpec>;
 /// `TLSRoute`.
 pub type TlsRoute = Resource<TlsRouteSpec>;
-/// `TCPRoute` (experimental channel, `v1alpha2`).
+/// `TCPRoute` (`v1`, `v1alpha2`).
 pub type TcpRoute = Resource<L4RouteSpec>;
-/// `UDPRoute` (experimental channel, `v1alpha2`).
+/// `UDPRoute` (`v1`, `v1alpha2`).
 pub type UdpRoute = Resource<L4RouteSpec>;
 /// `ReferenceGrant`.
 pub type ReferenceGrant = Resource<ReferenceGrantSpec>;

@@ -173,7 +173,7 @@ fn parse_document(document: &Document<'_>, file: &Path, result: &mut LoadResult)
         layout: Layout::new(Arc::clone(&value), document.first_line, Vec::new()),
         file,
     };
-    report_parsed(parse_object(known, &value), &target, result);
+    report_parsed(parse_object(&target), &target, result);
 }
 
 /// The finding for a document the YAML parser refused.
@@ -334,7 +334,7 @@ fn parse_list(value: &Arc<Node>, document: &Document<'_>, file: &Path, result: &
             layout: Layout::new(Arc::clone(value), document.first_line, prefix),
             file,
         };
-        report_parsed(parse_object(known, item), &target, result);
+        report_parsed(parse_object(&target), &target, result);
     }
 }
 
@@ -364,30 +364,84 @@ impl Target<'_> {
     }
 }
 
-/// Kinds whose `spec` may be left out, and then means `spec: {}`. An AuthorizationPolicy
-/// without a spec is valid in Istio: it denies every request to its scope.
-const OPTIONAL_SPEC: &[Kind] = &[Kind::AuthorizationPolicy];
+/// A field a kind may leave out (at some versions, or any when `versions` is empty)
+/// although its Rust type requires it.
+struct Defaulted {
+    kind: Kind,
+    versions: &'static [&'static str],
+    path: &'static [&'static str],
+    key: &'static str,
+}
 
-/// The object with `spec: {}` added, when its kind's spec is optional and it has none.
-fn optional_spec_filled(kind: Kind, value: &Node) -> Option<Node> {
-    let crate::yaml::Value::Map(entries) = &value.value else {
+/// What leaving these out means: an AuthorizationPolicy without `spec` is valid in Istio (it
+/// denies every request to its scope); a `v1alpha2` TLSRoute without `spec.hostnames`
+/// matches any SNI (later versions require hostnames).
+const DEFAULTED: &[Defaulted] = &[
+    Defaulted {
+        kind: Kind::AuthorizationPolicy,
+        versions: &[],
+        path: &[],
+        key: "spec",
+    },
+    Defaulted {
+        kind: Kind::TlsRoute,
+        versions: &["gateway.networking.k8s.io/v1alpha2"],
+        path: &["spec"],
+        key: "hostnames",
+    },
+];
+
+/// The object with the [`DEFAULTED`] fields of its kind and version it leaves out filled
+/// in (an empty mapping or list, as the field's type needs), or `None` when it leaves none
+/// out.
+fn defaults_filled(kind: Kind, api_version: &str, value: &Node) -> Option<Node> {
+    let mut filled: Option<Node> = None;
+    let applies = |d: &&Defaulted| {
+        d.kind == kind && (d.versions.is_empty() || d.versions.contains(&api_version))
+    };
+    for Defaulted { path, key, .. } in DEFAULTED.iter().filter(applies) {
+        let empty = if path.is_empty() {
+            crate::yaml::Value::Map(Vec::new())
+        } else {
+            crate::yaml::Value::Seq(Vec::new())
+        };
+        let current = filled.as_ref().unwrap_or(value);
+        if let Some(next) = with_entry(current, path, key, &empty) {
+            filled = Some(next);
+        }
+    }
+    filled
+}
+
+/// `node` with `key: default` added to the mapping at `path`, when that mapping exists and
+/// lacks `key`.
+fn with_entry(node: &Node, path: &[&str], key: &str, default: &crate::yaml::Value) -> Option<Node> {
+    let crate::yaml::Value::Map(entries) = &node.value else {
         return None;
     };
-    if !OPTIONAL_SPEC.contains(&kind) || value.get("spec").is_some() {
-        return None;
-    }
     let mut entries = entries.clone();
-    entries.push(crate::yaml::Entry {
-        key: "spec".into(),
-        key_mark: value.mark,
-        value: Node {
-            value: crate::yaml::Value::Map(Vec::new()),
-            mark: value.mark,
-        },
-    });
+    match path.split_first() {
+        None => {
+            if node.get(key).is_some() {
+                return None;
+            }
+            entries.push(crate::yaml::Entry {
+                key: key.into(),
+                key_mark: node.mark,
+                value: Node {
+                    value: default.clone(),
+                    mark: node.mark,
+                },
+            });
+        }
+        Some((first, rest)) => {
+            let child = entries.iter_mut().find(|e| &*e.key == *first)?;
+            child.value = with_entry(&child.value, rest, key, default)?;
+        }
+    }
     Some(Node {
         value: crate::yaml::Value::Map(entries),
-        mark: value.mark,
+        mark: node.mark,
     })
 }
 
@@ -395,10 +449,11 @@ fn optional_spec_filled(kind: Kind, value: &Node) -> Option<Node> {
 /// known even when the parse fails (a misspelled `sepc` shows up before `spec` is missed).
 type Parsed = (Result<Object, crate::yaml::Error>, Vec<Vec<Segment>>);
 
-/// Deserializes `kind` from its node, collecting the paths of unknown fields.
-fn parse_object(kind: Kind, value: &Node) -> Parsed {
-    let filled = optional_spec_filled(kind, value);
-    let value = filled.as_ref().unwrap_or(value);
+/// Deserializes the target's kind from its node, collecting the paths of unknown fields.
+fn parse_object(target: &Target<'_>) -> Parsed {
+    let kind = target.kind;
+    let filled = defaults_filled(kind, target.api_version, target.value);
+    let value = filled.as_ref().unwrap_or(target.value);
     let mut unknown = Vec::new();
     let object = Object::deserialize_as(
         kind,

@@ -40,7 +40,11 @@ const GW_ALPHA: &[&str] = &[
     "gateway.networking.k8s.io/v1",
     "gateway.networking.k8s.io/v1alpha2",
 ];
-const GW_ALPHA_ONLY: &[&str] = &["gateway.networking.k8s.io/v1alpha2"];
+const GW_TLS_ROUTE: &[&str] = &[
+    "gateway.networking.k8s.io/v1",
+    "gateway.networking.k8s.io/v1alpha3",
+    "gateway.networking.k8s.io/v1alpha2",
+];
 const GW_GRANT: &[&str] = &[
     "gateway.networking.k8s.io/v1",
     "gateway.networking.k8s.io/v1beta1",
@@ -152,9 +156,9 @@ kinds! {
     Gateway(Gateway) = "Gateway", GW_V1, namespaced: true;
     HttpRoute(HttpRoute) = "HTTPRoute", GW_V1, namespaced: true;
     GrpcRoute(GrpcRoute) = "GRPCRoute", GW_ALPHA, namespaced: true;
-    TlsRoute(TlsRoute) = "TLSRoute", GW_ALPHA, namespaced: true;
-    TcpRoute(TcpRoute) = "TCPRoute", GW_ALPHA_ONLY, namespaced: true;
-    UdpRoute(UdpRoute) = "UDPRoute", GW_ALPHA_ONLY, namespaced: true;
+    TlsRoute(TlsRoute) = "TLSRoute", GW_TLS_ROUTE, namespaced: true;
+    TcpRoute(TcpRoute) = "TCPRoute", GW_ALPHA, namespaced: true;
+    UdpRoute(UdpRoute) = "UDPRoute", GW_ALPHA, namespaced: true;
     ReferenceGrant(ReferenceGrant) = "ReferenceGrant", GW_GRANT, namespaced: true;
     BackendTlsPolicy(BackendTlsPolicy) = "BackendTLSPolicy", GW_BACKEND_TLS, namespaced: true;
     ListenerSet(ListenerSet) = "ListenerSet", GW_ONLY_V1, namespaced: true;

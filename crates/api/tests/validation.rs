@@ -205,3 +205,36 @@ items:
 ";
     assert_eq!(findings(text), [(Code::PortOutOfRange, 10)]);
 }
+
+#[test]
+fn l4_routes_are_read_at_every_served_version_with_that_versions_bounds() {
+    let route = |api_version: &str, kind: &str, spec: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/{api_version}\nkind: {kind}\nmetadata: {{name: x, namespace: ns}}\nspec:\n{spec}"
+        )
+    };
+    let one_rule = "  rules:\n  - backendRefs: [{name: db, port: 5432}]\n";
+    let two_rules =
+        "  rules:\n  - backendRefs: [{name: a, port: 1}]\n  - backendRefs: [{name: b, port: 2}]\n";
+    for (version, kind) in [
+        ("v1", "TCPRoute"),
+        ("v1", "UDPRoute"),
+        ("v1alpha2", "TCPRoute"),
+    ] {
+        let text = route(version, kind, one_rule);
+        assert_eq!(findings(&text), [], "{text}");
+    }
+    // v1 TCPRoute has one rule; v1alpha2 had up to 16.
+    assert_eq!(
+        findings(&route("v1", "TCPRoute", two_rules)),
+        [(Code::BadItemCount, 5)]
+    );
+    assert_eq!(findings(&route("v1alpha2", "TCPRoute", two_rules)), []);
+    // v1alpha3 TLSRoute requires hostnames (v1alpha2 did not).
+    let no_hostnames = "  rules:\n  - backendRefs: [{name: a, port: 443}]\n";
+    assert_eq!(
+        findings(&route("v1alpha3", "TLSRoute", no_hostnames)),
+        [(Code::MissingField, 5)]
+    );
+    assert_eq!(findings(&route("v1alpha2", "TLSRoute", no_hostnames)), []);
+}
