@@ -40,6 +40,12 @@ const GW_ALPHA: &[&str] = &[
     "gateway.networking.k8s.io/v1",
     "gateway.networking.k8s.io/v1alpha2",
 ];
+/// TCPRoute and UDPRoute: `v1alpha2` first, the version Kubernetes mode watches (what
+/// clusters with the experimental channel serve today); `v1` is read from files.
+const GW_L4_ROUTE: &[&str] = &[
+    "gateway.networking.k8s.io/v1alpha2",
+    "gateway.networking.k8s.io/v1",
+];
 const GW_TLS_ROUTE: &[&str] = &[
     "gateway.networking.k8s.io/v1",
     "gateway.networking.k8s.io/v1alpha3",
@@ -157,8 +163,8 @@ kinds! {
     HttpRoute(HttpRoute) = "HTTPRoute", GW_V1, namespaced: true;
     GrpcRoute(GrpcRoute) = "GRPCRoute", GW_ALPHA, namespaced: true;
     TlsRoute(TlsRoute) = "TLSRoute", GW_TLS_ROUTE, namespaced: true;
-    TcpRoute(TcpRoute) = "TCPRoute", GW_ALPHA, namespaced: true;
-    UdpRoute(UdpRoute) = "UDPRoute", GW_ALPHA, namespaced: true;
+    TcpRoute(TcpRoute) = "TCPRoute", GW_L4_ROUTE, namespaced: true;
+    UdpRoute(UdpRoute) = "UDPRoute", GW_L4_ROUTE, namespaced: true;
     ReferenceGrant(ReferenceGrant) = "ReferenceGrant", GW_GRANT, namespaced: true;
     BackendTlsPolicy(BackendTlsPolicy) = "BackendTLSPolicy", GW_BACKEND_TLS, namespaced: true;
     ListenerSet(ListenerSet) = "ListenerSet", GW_ONLY_V1, namespaced: true;
