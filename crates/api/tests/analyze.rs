@@ -435,3 +435,37 @@ spec: {address: 10.244.0.5, network: west}
         conflicts[0].message
     );
 }
+
+#[test]
+fn a_service_backed_by_workload_entries_has_endpoints() {
+    let text = r#"apiVersion: v1
+kind: Service
+metadata: {name: legacy, namespace: shop}
+spec: {selector: {app: legacy}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty, namespace: shop}
+spec: {selector: {app: nobody}, ports: [{port: 80}]}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-1, namespace: shop}
+spec: {address: 192.0.2.20, labels: {app: legacy}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-2, namespace: other}
+spec: {address: 192.0.2.21, labels: {app: nobody}}
+"#;
+    let loaded = weft_api::parse_manifests(text, std::path::Path::new("s.yaml"));
+    assert!(loaded.findings.is_empty(), "{:#?}", loaded.findings);
+    let report = weft_api::analyze(&weft_api::ConfigSnapshot::new(loaded.objects));
+    let without: Vec<&str> = report
+        .iter()
+        .filter(|f| f.code == Code::ServiceSelectsNoPods)
+        .filter_map(|f| f.object.as_ref().map(|o| o.name.as_str()))
+        .collect();
+    // A WorkloadEntry of another namespace does not back the service.
+    assert_eq!(without, ["empty"]);
+}

@@ -150,10 +150,17 @@ fn check_service_selectors(context: &Context<'_>, findings: &mut Vec<Finding>) {
             continue;
         };
         let namespace = loaded.object.namespace().unwrap_or_default();
-        if context.pods_matching(namespace, selector).next().is_none() {
+        let entries = context.snapshot.workload_entries();
+        let mut selected_entries = entries.filter(|(entry, entry_loaded)| {
+            let labels = entry.spec.labels.clone().unwrap_or_default();
+            entry_loaded.object.namespace() == Some(namespace) && labels_match(selector, &labels)
+        });
+        if context.pods_matching(namespace, selector).next().is_none()
+            && selected_entries.next().is_none()
+        {
             let wanted: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let message = format!(
-                "selector {} matches no Pod in namespace {namespace} (bare or from a Deployment/StatefulSet/DaemonSet template); the service has no endpoints",
+                "selector {} matches no Pod in namespace {namespace} (bare or from a Deployment/StatefulSet/DaemonSet template) and no WorkloadEntry; the service has no endpoints",
                 wanted.join(",")
             );
             findings.push(Finding::new(
