@@ -100,7 +100,7 @@ codes! {
     BackendTlsTargetNotFound = "backend-tls-target-not-found", Warning, "A BackendTLSPolicy targetRef names no Service or ServiceEntry (or no port of it) in its namespace: it applies to nothing there.";
     BackendTlsCaNotFound = "backend-tls-ca-not-found", Error, "A BackendTLSPolicy caCertificateRef is not a ConfigMap of its namespace with a PEM ca.crt, nor a ClusterTrustBundle: proxies refuse to connect to its targets.";
     RouteNeedsWaypoint = "route-needs-waypoint", Warning, "A route attached to a Service that has no waypoint is not enforced in ambient mode.";
-    ServiceSelectsNoPods = "service-selects-no-pods", Warning, "A Service selector matches no Pod (bare or from a workload template).";
+    ServiceSelectsNoPods = "service-selects-no-pods", Warning, "A Service selector matches no Pod (bare or from a workload template) and no WorkloadEntry.";
     WaypointNotFound = "waypoint-not-found", Error, "istio.io/use-waypoint names a waypoint Gateway that does not exist.";
     WaypointNamespaceNotAllowed = "waypoint-namespace-not-allowed", Error, "istio.io/use-waypoint-namespace names a waypoint whose HBONE listener's allowedRoutes.namespaces does not allow the labelled object's namespace; the waypoint is not used.";
     ServiceAddressConflict = "service-address-conflict", Error, "A ServiceEntry claims a VIP that a Kubernetes Service or an older ServiceEntry already has; the VIP is dropped from it.";
