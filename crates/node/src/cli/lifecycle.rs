@@ -17,19 +17,10 @@ pub(super) async fn serve(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let drain = Duration::from_secs(args.drain_timeout);
     let handoff_drain = Duration::from_secs(args.handoff_drain_timeout);
     let handoff_socket = args.handoff_socket.clone();
-    let handoff = take_over(handoff_socket.as_deref()).await?;
     let capture = config::capture_options(&args);
-    if let Some(netns) = &args.probe_snat_netns {
-        if capture.is_none() {
-            bail!("--probe-snat-netns needs --pod-socket or --cni-socket");
-        }
-        if !netns.exists() {
-            bail!(
-                "--probe-snat-netns {}: no such network namespace",
-                netns.display()
-            );
-        }
-    }
+    // refuse bad flags before taking anything over from a running predecessor
+    check_probe_snat_netns(&args, capture.is_some())?;
+    let handoff = take_over(handoff_socket.as_deref()).await?;
     let config = config::node_config(args)?;
     let mut running = crate::process::run_with_handoff(config, handoff.clone()).await?;
     let capture = match capture {
@@ -119,4 +110,27 @@ async fn complete_takeover(handoff: &Handoff) {
         Ok(()) => {}
         Err(error) => tracing::warn!(%error, "the previous proxy did not confirm the hand-off"),
     }
+}
+
+/// `--probe-snat-netns` needs capture, and a namespace that exists (one this process may
+/// not inspect is only warned about: the source NAT reports its own failures).
+fn check_probe_snat_netns(args: &NodeArgs, capturing: bool) -> anyhow::Result<()> {
+    let Some(netns) = &args.probe_snat_netns else {
+        return Ok(());
+    };
+    if !capturing {
+        bail!("--probe-snat-netns needs --pod-socket or --cni-socket");
+    }
+    match std::fs::metadata(netns) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
+            "--probe-snat-netns {}: no such network namespace",
+            netns.display()
+        ),
+        // e.g. a security module denying access to another process's namespaces
+        Err(error) => {
+            tracing::warn!(netns = %netns.display(), %error, "cannot check --probe-snat-netns; kubelet probes of captured pods may fail under STRICT")
+        }
+        Ok(_) => {}
+    }
+    Ok(())
 }
