@@ -628,3 +628,48 @@ async fn a_workload_moves_to_a_new_policy_make_before_break() {
         (AUTHORIZATION.to_owned(), vec![], strings(&["new"]))
     );
 }
+
+#[tokio::test]
+async fn a_removal_waits_for_every_part_of_a_large_update_of_another_type() {
+    let mut config = fast_config();
+    // every resource is a response of its own: the Address update comes in many parts
+    config.max_response_bytes = 1;
+    let server = TestServer::start(config);
+    let workloads = |refers: &str| {
+        let all = (0..40).map(|i| thing(&format!("w{i:02}"), &[], refers));
+        (ADDRESS, all.collect::<Vec<_>>(), Vec::new())
+    };
+    let policy = |name: &str| (AUTHORIZATION, vec![thing(name, &[], "v")], Vec::new());
+    server
+        .publisher
+        .apply_types([policy("old"), workloads("old")]);
+    settled(&server).await;
+    let mut client = RawClient::connect(
+        &server,
+        DeltaDiscoveryRequest {
+            node: Some(node("ztunnel~10.0.0.5~n1")),
+            ..subscribe(ADDRESS, &[])
+        },
+    )
+    .await;
+    client.send(subscribe(AUTHORIZATION, &[]));
+    push_of(&mut client, 41).await;
+
+    let mut authorization = policy("new");
+    authorization.2.push("old".to_owned());
+    server
+        .publisher
+        .apply_types([authorization, workloads("new")]);
+    let push = push_of(&mut client, 42).await;
+    let removal_at = push
+        .iter()
+        .position(|(_, _, removed)| !removed.is_empty())
+        .expect("the old policy is removed");
+    let addresses: Vec<usize> = (0..push.len()).filter(|i| push[*i].0 == ADDRESS).collect();
+    assert_eq!(addresses.len(), 40, "{push:?}");
+    assert_eq!(
+        removal_at, 41,
+        "the removal comes after every Address part: {push:?}"
+    );
+    assert_eq!(push[removal_at].2, strings(&["old"]));
+}

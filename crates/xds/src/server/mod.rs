@@ -4,6 +4,7 @@
 mod caller_limit;
 mod client_view;
 mod credentials;
+mod held;
 mod stream;
 mod subscription;
 

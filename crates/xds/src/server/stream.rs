@@ -11,6 +11,7 @@ use tonic::{Status, Streaming};
 use weft_proto::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Node, Resource};
 
 use super::Shared;
+use super::held::{HeldRemovals, Progress};
 use super::subscription::{Delta, TypeSubscription};
 use crate::publisher::Published;
 use crate::resource::TypeResources;
@@ -18,10 +19,6 @@ use crate::status::{NackStatus, StatusEntry, TypeStatus, VersionNonce, string_me
 
 /// Responses awaiting ACK/NACK that are remembered (older ones are forgotten).
 const MAX_IN_FLIGHT: usize = 64;
-
-/// Responses a stream may send while holding removals back (make-before-break) before it
-/// sends them anyway.
-const MAX_RESPONSES_HOLDING_REMOVALS: u64 = 16;
 
 /// Resource types one stream may subscribe to (weft serves a handful; Istio's proxies ask
 /// for fewer than ten).
@@ -50,6 +47,8 @@ pub(crate) struct StreamState {
     header_cluster: String,
     nonce_counter: u64,
     types: BTreeMap<String, TypeSubscription>,
+    /// Removals held back for make-before-break across types.
+    held: HeldRemovals,
     in_flight: VecDeque<InFlight>,
     /// Per type: when the oldest edit not yet pushed happened (for push latency).
     pending_since: HashMap<String, Instant>,
@@ -74,6 +73,7 @@ impl StreamState {
             header_cluster,
             nonce_counter: 0,
             types: BTreeMap::new(),
+            held: HeldRemovals::default(),
             in_flight: VecDeque::new(),
             pending_since: HashMap::new(),
             empty: Arc::default(),
@@ -95,10 +95,7 @@ impl StreamState {
         let mut revocable = true;
         loop {
             let has_work = current.initialized
-                && self
-                    .types
-                    .values()
-                    .any(|t| t.is_dirty() || t.has_deferred_removals());
+                && (!self.held.is_empty() || self.types.values().any(TypeSubscription::is_dirty));
             tokio::select! {
                 request = requests.message() => match request {
                     Ok(Some(request)) => {
@@ -311,14 +308,15 @@ impl StreamState {
             .map_or_else(|| Arc::clone(&self.empty), Arc::clone)
     }
 
-    /// The next response for the first type with differences, if any. Make-before-break
-    /// across types: every type's new and changed resources go before any type's removals
-    /// (a removal found while another type still has changes to send is held back until
-    /// none has), and types go in type URL order, which puts `istio.security.Authorization`
-    /// before the `istio.workload.Address` resources that refer to its policies.
+    /// The next response, if any. Make-before-break across types: a removal found while
+    /// other types have changes to send is held back until each of them has completed
+    /// the diff it had then (or has nothing pending), so the new and changed resources that
+    /// may refer to what is removed reach the client first; types go in type URL order,
+    /// which puts `istio.security.Authorization` before the `istio.workload.Address`
+    /// resources that refer to its policies.
     fn next_response(&mut self, current: &Published) -> Option<DeltaDiscoveryResponse> {
-        if let Some(overdue) = self.next_deferred_removals(current, true) {
-            return Some(overdue);
+        if let Some(released) = self.release_held(current) {
+            return Some(released);
         }
         let max_bytes = self.shared.config.max_response_bytes;
         let dirty: Vec<String> = self
@@ -327,25 +325,19 @@ impl StreamState {
             .filter(|(_, subscription)| subscription.is_dirty())
             .map(|(type_url, _)| type_url.clone())
             .collect();
-        let responses_sent = self.nonce_counter;
         for type_url in dirty {
             let resources = self.resources_of(current, &type_url);
-            let others_pending = self
+            let waits_for: Vec<(String, u64)> = self
                 .types
                 .iter()
-                .any(|(other, subscription)| *other != type_url && subscription.is_dirty());
-            let delta = self.types.get_mut(&type_url).and_then(|subscription| {
-                let mut delta = subscription.next_delta(&resources, max_bytes)?;
-                if others_pending && !delta.removed.is_empty() {
-                    let removed = std::mem::take(&mut delta.removed);
-                    subscription.defer_removals(removed, responses_sent);
-                    // nothing left to say now: the held-back removals answer later
-                    if delta.upserts.is_empty() && !delta.more {
-                        return None;
-                    }
-                }
-                Some(delta)
-            });
+                .filter(|(other, subscription)| **other != type_url && subscription.is_dirty())
+                .map(|(other, subscription)| (other.clone(), subscription.completed_diffs()))
+                .collect();
+            let delta = self
+                .types
+                .get_mut(&type_url)
+                .and_then(|subscription| subscription.next_delta(&resources, max_bytes))
+                .and_then(|delta| self.hold_removals(&type_url, delta, waits_for));
             let pending_since = self.pending_since.remove(&type_url);
             if let Some(delta) = delta {
                 let response = self.build_response(&type_url, resources.generation(), delta);
@@ -356,49 +348,46 @@ impl StreamState {
             }
             self.refresh_status(&type_url, current);
         }
-        self.next_deferred_removals(current, false)
+        self.release_held(current)
     }
 
-    /// The removals held back, one type at a time: once no type has changes left to send,
-    /// or (`only_overdue`) those held back for [`MAX_RESPONSES_HOLDING_REMOVALS`] responses
-    /// already (a client slower than the changes would otherwise keep deleted resources,
-    /// such as an ALLOW policy, for as long as they keep coming).
-    fn next_deferred_removals(
+    /// `delta` of `type_url` without its removals when other types had changes pending
+    /// (`waits_for`): those are held back. `None` when nothing is left to send now.
+    fn hold_removals(
         &mut self,
-        current: &Published,
-        only_overdue: bool,
-    ) -> Option<DeltaDiscoveryResponse> {
-        let now = self.nonce_counter;
-        let held: Vec<String> = self
-            .types
-            .iter()
-            .filter(|(_, subscription)| {
-                subscription.removals_held_since().is_some_and(|since| {
-                    !only_overdue || now - since >= MAX_RESPONSES_HOLDING_REMOVALS
-                })
-            })
-            .map(|(type_url, _)| type_url.clone())
-            .collect();
-        for type_url in held {
-            let removed = self
-                .types
-                .get_mut(&type_url)
-                .map(TypeSubscription::take_deferred_removals)
-                .unwrap_or_default();
-            if removed.is_empty() {
-                self.refresh_status(&type_url, current);
-                continue;
-            }
-            let generation = self.resources_of(current, &type_url).generation();
-            let delta = Delta {
-                removed,
-                ..Delta::default()
-            };
-            let response = self.build_response(&type_url, generation, delta);
-            self.refresh_status(&type_url, current);
-            return Some(response);
+        type_url: &str,
+        mut delta: Delta,
+        waits_for: Vec<(String, u64)>,
+    ) -> Option<Delta> {
+        let upserted = delta.upserts.iter().map(|r| r.name.as_str());
+        self.held.forget(type_url, upserted);
+        if waits_for.is_empty() || delta.removed.is_empty() {
+            self.held
+                .forget(type_url, delta.removed.iter().map(String::as_str));
+            return Some(delta);
         }
-        None
+        self.held
+            .hold(type_url, std::mem::take(&mut delta.removed), waits_for);
+        (!delta.upserts.is_empty() || delta.more).then_some(delta)
+    }
+
+    /// Held-back removals whose wait is over, one type per response.
+    fn release_held(&mut self, current: &Published) -> Option<DeltaDiscoveryResponse> {
+        let types = &self.types;
+        let (type_url, removed) = self.held.take_ready(|type_url| {
+            types.get(type_url).map(|subscription| Progress {
+                completed_diffs: subscription.completed_diffs(),
+                pending: subscription.is_dirty(),
+            })
+        })?;
+        let generation = self.resources_of(current, &type_url).generation();
+        let delta = Delta {
+            removed,
+            ..Delta::default()
+        };
+        let response = self.build_response(&type_url, generation, delta);
+        self.refresh_status(&type_url, current);
+        Some(response)
     }
 
     fn build_response(
@@ -465,6 +454,7 @@ impl StreamState {
             .resources_of(current, type_url)
             .generation()
             .to_string();
+        let held = self.held.holds(type_url);
         self.status.update(|status| {
             let entry: &mut TypeStatus = status.types.entry(type_url.to_owned()).or_default();
             entry.wildcard = subscription.is_wildcard();
@@ -472,7 +462,7 @@ impl StreamState {
             entry.resources = subscription.client_resource_count();
             entry.current_version = current_version;
             entry.in_sync = !subscription.is_dirty()
-                && !subscription.has_deferred_removals()
+                && !held
                 && entry.last_sent.is_some()
                 && entry.last_sent == entry.last_acked;
         });

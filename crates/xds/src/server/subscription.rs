@@ -43,11 +43,8 @@ pub(crate) struct TypeSubscription {
     /// The stream's authenticated principal: resources restricted to other readers are
     /// never sent (see [`XdsResource::readers`]); `None` reads only unrestricted ones.
     reader: Option<Arc<str>>,
-    /// Removals held back until the stream's other types are up to date (see
-    /// [`TypeSubscription::defer_removals`]); the client view already lacks them.
-    deferred_removals: HashSet<String>,
-    /// The stream's response count when the oldest held-back removal was held back.
-    deferred_at: u64,
+    /// Diffs completed so far (the last part of each sent, or nothing to send).
+    completed_diffs: u64,
 }
 
 impl TypeSubscription {
@@ -68,8 +65,7 @@ impl TypeSubscription {
             last_diffed: None,
             resume: None,
             reader: None,
-            deferred_removals: HashSet::new(),
-            deferred_at: 0,
+            completed_diffs: 0,
         };
         state.change(subscribe, unsubscribe);
         state
@@ -128,38 +124,10 @@ impl TypeSubscription {
         self.dirty
     }
 
-    /// Holds `removed` back: the stream sends them once its other types are up to date, so
-    /// a client never holds a resource that refers to one it was told to remove
-    /// (make-before-break: an Address is updated to its new policy before the old policy
-    /// goes; a real ztunnel skips a referenced policy it does not have, which would let
-    /// plaintext through for that moment).
-    /// `responses_sent` is the stream's count of responses so far (see
-    /// [`TypeSubscription::removals_held_since`]).
-    pub(crate) fn defer_removals(&mut self, removed: Vec<String>, responses_sent: u64) {
-        if self.deferred_removals.is_empty() {
-            self.deferred_at = responses_sent;
-        }
-        self.deferred_removals.extend(removed);
-    }
-
-    pub(crate) fn has_deferred_removals(&self) -> bool {
-        !self.deferred_removals.is_empty()
-    }
-
-    /// The stream's response count when the oldest removal now held back was held back.
-    pub(crate) fn removals_held_since(&self) -> Option<u64> {
-        self.has_deferred_removals().then_some(self.deferred_at)
-    }
-
-    /// The held-back removals (a name sent again meanwhile, re-created, was dropped from
-    /// them when it was sent), sorted.
-    pub(crate) fn take_deferred_removals(&mut self) -> Vec<String> {
-        let mut removed: Vec<String> = std::mem::take(&mut self.deferred_removals)
-            .into_iter()
-            .filter(|name| !self.client_has.contains(name))
-            .collect();
-        removed.sort_unstable();
-        removed
+    /// Diffs completed so far: the stream's held-back removals wait on it (see
+    /// [`super::held`]).
+    pub(crate) fn completed_diffs(&self) -> u64 {
+        self.completed_diffs
     }
 
     pub(crate) fn is_wildcard(&self) -> bool {
@@ -214,11 +182,11 @@ impl TypeSubscription {
         self.collect_absent(resources, &mut delta.removed);
         for resource in &delta.upserts {
             self.client_has.record_sent(resource);
-            self.deferred_removals.remove(&resource.name);
         }
         delta.more = !complete;
         if complete {
             self.dirty = false;
+            self.completed_diffs += 1;
             self.last_diffed = Some(Arc::clone(resources));
         }
         if delta.upserts.is_empty() && delta.removed.is_empty() && !delta.more {

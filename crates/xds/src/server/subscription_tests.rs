@@ -342,30 +342,3 @@ fn a_restricted_resource_reaches_only_its_readers() {
         .expect("response");
     assert_eq!(names(&delta), (vec![], strings(&["gw"])));
 }
-
-#[test]
-fn a_held_back_removal_is_dropped_when_the_name_is_sent_again() {
-    let with = snapshot(vec![resource("a", &[], b"1"), resource("b", &[], b"1")]);
-    let mut sub = TypeSubscription::first_request(vec![], vec![], HashMap::new());
-    sub.next_delta(&types(&with), usize::MAX).expect("initial");
-
-    // "a" is deleted; the stream holds its removal back (at its response 1).
-    let mut without = with.clone();
-    without.apply(T, Vec::<XdsResource>::new(), strings(&["a"]));
-    sub.resources_changed();
-    let delta = sub
-        .next_delta(&types(&without), usize::MAX)
-        .expect("removal");
-    assert_eq!(names(&delta), (vec![], strings(&["a"])));
-    sub.defer_removals(delta.removed, 1);
-    assert_eq!(sub.removals_held_since(), Some(1));
-
-    // "a" comes back before the removal went out: it is sent, and no longer removed.
-    let mut again = without.clone();
-    again.apply(T, [resource("a", &[], b"2")], Vec::<String>::new());
-    sub.resources_changed();
-    let delta = sub.next_delta(&types(&again), usize::MAX).expect("upsert");
-    assert_eq!(names(&delta), (strings(&["a"]), vec![]));
-    assert!(sub.take_deferred_removals().is_empty());
-    assert_eq!(sub.removals_held_since(), None);
-}
