@@ -142,8 +142,13 @@ impl PodCapture {
             // Taken over from the previous proxy, whose rules are in place: installing
             // them again would briefly remove the policy route that returns replies to
             // transparent sockets, resetting connections that are still draining there.
-            // Only the table is brought to this version (e.g. the probe exemption); if
-            // that fails the predecessor's rules keep capturing.
+            // Only the table is brought up to date, to add the probe exemption (a proxy
+            // without it keeps the predecessor's table: the node's probe source NAT,
+            // which it does not manage, may still be in place); if that fails the
+            // predecessor's rules keep capturing.
+            if !ports.exempt_probe_source {
+                return Ok(capture);
+            }
             let (netns, rules) = (pod.netns.clone(), ports);
             let refreshed = blocking(move || {
                 weft_netns::refresh_capture_rules(&netns, &rules).map_err(|source| {

@@ -128,3 +128,21 @@ async fn a_proxy_taking_over_pods_captured_without_the_probe_exemption_lets_prob
         .expect("mTLS after the takeover");
     assert_eq!(call.seen_peer, mesh.ip("client").to_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_without_the_probe_source_nat_taking_over_keeps_probes_working() {
+    // Turning the flag off (or a rollback) in a rolling update: the node's table stays,
+    // and so must the pods' exemption, or every probe under STRICT fails.
+    let mut mesh = Mesh::start_probing(&[strict()]).await;
+    let node_b = mesh.cluster.node("b").expect("node").netns.path();
+    let server = SocketAddr::from((mesh.ip("server"), APP_PORT));
+    let kubelet = NetnsWorker::spawn(&node_b).expect("enter node b");
+    Call::open(&kubelet, server).await.expect("probe before");
+    let draining = mesh.hand_b_over(None).await;
+    let probe = Call::open(&kubelet, server)
+        .await
+        .expect("the probe still reaches the workload after the takeover");
+    assert_eq!(probe.seen_peer, PROBE_SOURCE_V4.to_string());
+    drop(probe);
+    assert_eq!(draining.await.expect("old proxy drains"), 0);
+}
