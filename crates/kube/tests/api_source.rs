@@ -142,6 +142,7 @@ fn forgetful(bookmark_interval: Duration) -> ServerOptions {
         history_window: 4,
         max_watch_timeout: Duration::from_secs(1),
         bookmark_interval,
+        ..ServerOptions::default()
     }
 }
 
@@ -268,4 +269,44 @@ async fn a_kubeconfig_file_names_the_api_server_to_follow() {
     let missing = weft_kube::connect(Some(&dir.path().join("absent"))).await;
     let error = missing.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("absent"), "{error}");
+}
+
+#[tokio::test]
+async fn gateway_api_kinds_are_watched_at_the_version_the_cluster_serves() {
+    // An older experimental channel: TLSRoute only at v1alpha2 (no v1, no v1alpha3). The
+    // test server does not convert between versions, so the others are simply not served.
+    let options = ServerOptions {
+        unserved_versions: vec![
+            "gateway.networking.k8s.io/v1".to_owned(),
+            "gateway.networking.k8s.io/v1alpha3".to_owned(),
+        ],
+        ..ServerOptions::default()
+    };
+    let server = TestApiServer::start_with(options).await;
+    server.put(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TLSRoute",
+        "metadata": {"name": "db", "namespace": "shop"},
+        "spec": {
+            "parentRefs": [{"name": "edge"}],
+            "rules": [{"backendRefs": [{"name": "db", "port": 5432}]}],
+        },
+    }));
+    let source = ApiSource::start(server.client(), &WatchOptions::default()).await;
+    eventually("the TLSRoute served only at v1alpha2 is seen", || {
+        source
+            .objects()
+            .snapshot()
+            .contains(Kind::TlsRoute, Some("shop"), "db")
+    })
+    .await;
+    let watched_at: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "tlsroutes" && matches!(r.verb, "list" | "watch"))
+        .map(|r| r.version)
+        .collect();
+    assert!(
+        !watched_at.is_empty() && watched_at.iter().all(|v| v == "v1alpha2"),
+        "{watched_at:?}"
+    );
 }

@@ -48,6 +48,9 @@ pub struct ServerOptions {
     /// The longest a watch stays open, whatever `timeoutSeconds` asks (the real server
     /// also ends watches on its own schedule).
     pub max_watch_timeout: Duration,
+    /// API versions (`group/version`, e.g. `gateway.networking.k8s.io/v1`) this server does
+    /// not serve: every request under them is 404, as when a CRD lacks that version.
+    pub unserved_versions: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -56,6 +59,7 @@ impl Default for ServerOptions {
             history_window: store::DEFAULT_HISTORY_WINDOW,
             bookmark_interval: Duration::from_secs(1),
             max_watch_timeout: Duration::from_secs(300),
+            unserved_versions: Vec::new(),
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct ApiRequest {
     pub verb: &'static str,
     /// API group (`""` for the core group).
     pub group: String,
+    /// API version of the path (`v1`, `v1alpha2`...).
+    pub version: String,
     /// Plural resource name, `plural/subresource` for a subresource (`gateways/status`).
     pub resource: String,
     /// The namespace in the path (`None`: cluster-scoped, or across all namespaces).
@@ -50,6 +52,7 @@ impl ApiRequest {
         ApiRequest {
             verb,
             group: path.group.clone(),
+            version: path.version.clone(),
             resource,
             namespace: path.namespace.clone(),
             name: path.name.clone(),

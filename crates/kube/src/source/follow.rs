@@ -55,7 +55,7 @@ impl Follow {
     /// Runs until the client is gone or the task is aborted.
     pub(super) async fn run(self, client: kube::Client) {
         let kind = self.watched.kind();
-        let resource = super::kinds::api_resource(kind);
+        let resource = super::kinds::served_resource(&client, kind).await;
         let (api, config): (Api<DynamicObject>, _) = match &self.watched {
             Watched::Kind(_) => (Api::all_with(client, &resource), self.config.clone()),
             Watched::Object(object) => {

@@ -6,6 +6,8 @@
 //! StatefulSets and DaemonSets are not watched: in a cluster, pods are observed as the
 //! cluster placed and addressed them, never expanded from their workloads.
 
+use kube::Api;
+use kube::api::{DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use weft_api::Kind;
 
@@ -35,13 +37,38 @@ pub const WATCHED: &[Kind] = &[
     Kind::XListenerSet,
 ];
 
-/// The API resource `kind` is watched as: its first accepted `apiVersion`, the plural the
-/// API serves it under (kube's pluralisation, right for every kind weft reads).
+/// The API resource `kind` is watched as when nothing is known of the cluster: its first
+/// accepted `apiVersion`, the plural the API serves it under (kube's pluralisation, right
+/// for every kind weft reads).
 #[must_use]
 pub fn api_resource(kind: Kind) -> ApiResource {
-    let api_version = kind.api_versions()[0];
+    resource_at(kind, kind.api_versions()[0])
+}
+
+fn resource_at(kind: Kind, api_version: &str) -> ApiResource {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind.name()))
+}
+
+/// The API resource to watch `kind` as on this cluster: of its accepted versions, the first
+/// the API server serves (asked with a list of at most one object; a CRD
+/// serves only some versions, e.g. TLSRoute only `v1alpha2` before Gateway API 1.5).
+/// [`api_resource`] when none answers, or when asking fails otherwise (the watch then
+/// reports what is wrong and retries).
+pub async fn served_resource(client: &kube::Client, kind: Kind) -> ApiResource {
+    let versions = kind.api_versions();
+    if versions.len() > 1 {
+        for api_version in versions {
+            let resource = resource_at(kind, api_version);
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            match api.list(&ListParams::default().limit(1)).await {
+                Ok(_) => return resource,
+                Err(kube::Error::Api(status)) if status.is_not_found() => {}
+                Err(_) => break,
+            }
+        }
+    }
+    api_resource(kind)
 }
 
 #[cfg(test)]

@@ -82,6 +82,14 @@ where
         );
         return status(StatusCode::NOT_FOUND, "NotFound", &message);
     };
+    let api_version = format!("{}/{}", path.group, path.version);
+    if ctx.options.unserved_versions.contains(&api_version) {
+        let message = format!(
+            "the server could not find the requested resource ({})",
+            request.uri().path()
+        );
+        return status(StatusCode::NOT_FOUND, "NotFound", &message);
+    }
     let query = Query::of(request.uri());
     let logged = ApiRequest::of(request.method(), &path, &query);
     let list = logged.verb == "list";
