@@ -1,6 +1,7 @@
 //! The kinds the control plane watches, and the API resource each is served as.
 //!
-//! Every kind weft translates, at the first `apiVersion` weft reads it at: Namespaces,
+//! Every kind weft translates, at the first `apiVersion` weft reads it at that the cluster
+//! serves ([`served_resource`]): Namespaces,
 //! Pods, Services (and their EndpointSlices), Nodes, the Istio kinds and the Gateway API
 //! kinds. Deployments,
 //! StatefulSets and DaemonSets are not watched: in a cluster, pods are observed as the
