@@ -12,9 +12,9 @@ use std::net::IpAddr;
 use weft_api::analyze::vip_conflict_message;
 use weft_api::istio::ServiceEntry;
 use weft_api::{Kind, ObjectRef};
-use weft_proto::workload::load_balancing::{Mode, Scope};
+use weft_proto::workload::load_balancing::{HealthPolicy, Mode, Scope};
 use weft_proto::workload::{
-    Address, AppProtocol, LoadBalancing, NetworkAddress, Port, Service, address,
+    Address, AppProtocol, IpFamilies, LoadBalancing, NetworkAddress, Port, Service, address,
 };
 
 /// Annotation asking for locality-aware load balancing (`PreferClose`).
@@ -235,13 +235,14 @@ fn kube_service(context: &Context<'_>, svc: &KubeService, unit: &mut Unit) -> Op
     }
     let distribution = annotation(&svc.metadata, TRAFFIC_DISTRIBUTION_ANNOTATION)
         .or(spec.traffic_distribution.as_deref());
-    let load_balancing = load_balancing(distribution).unwrap_or_else(|value| {
+    let preferred = load_balancing(distribution).unwrap_or_else(|value| {
         warn(
             unit,
             format!("traffic distribution {value:?} is not known (expected PreferClose); ignored"),
         );
         None
     });
+    let load_balancing = kube_load_balancing(&spec, preferred);
     let namespace = namespace_of(&svc.metadata);
     let labels = svc.metadata.labels.clone().unwrap_or_default();
     Some(Service {
@@ -259,8 +260,42 @@ fn kube_service(context: &Context<'_>, svc: &KubeService, unit: &mut Unit) -> Op
             unit,
         ),
         load_balancing,
+        ip_families: ip_families(spec.ip_families.as_deref()).into(),
         ..Service::default()
     })
+}
+
+/// What a Service's own fields add to its traffic distribution, as istiod sends them:
+/// `internalTrafficPolicy: Local` keeps traffic on the caller's node (NODE, STRICT: no
+/// other node's endpoint, ever); `publishNotReadyAddresses` lets unready endpoints serve.
+fn kube_load_balancing(
+    spec: &k8s_openapi::api::core::v1::ServiceSpec,
+    preferred: Option<LoadBalancing>,
+) -> Option<LoadBalancing> {
+    let mut load_balancing = preferred;
+    if spec.internal_traffic_policy.as_deref() == Some("Local") {
+        load_balancing = Some(LoadBalancing {
+            routing_preference: vec![Scope::Node.into()],
+            mode: Mode::Strict.into(),
+            health_policy: 0,
+        });
+    }
+    if spec.publish_not_ready_addresses == Some(true) {
+        load_balancing
+            .get_or_insert_with(LoadBalancing::default)
+            .health_policy = HealthPolicy::AllowAll.into();
+    }
+    load_balancing
+}
+
+/// `spec.ipFamilies`: both families, one of them, or (unset) whatever the addresses are.
+fn ip_families(families: Option<&[String]>) -> IpFamilies {
+    match families.unwrap_or_default() {
+        [_, _] => IpFamilies::Dual,
+        [only] if only == "IPv4" => IpFamilies::Ipv4Only,
+        [only] if only == "IPv6" => IpFamilies::Ipv6Only,
+        _ => IpFamilies::Automatic,
+    }
 }
 
 /// A Service port: numeric target ports are kept, named ones are resolved per workload.
