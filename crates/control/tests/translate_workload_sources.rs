@@ -214,3 +214,30 @@ fn entries_in_an_ambient_namespace_use_hbone_only_with_the_tunnel_label() {
         ]
     );
 }
+
+#[test]
+fn a_workload_entry_weight_is_sent_as_capacity() {
+    let output = translated(&[r"
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-heavy, namespace: shop}
+spec: {address: 192.0.2.30, weight: 3}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-plain, namespace: shop}
+spec: {address: 192.0.2.31}
+"]);
+    let mut capacities: Vec<(String, Option<u32>)> = workloads(&output)
+        .into_iter()
+        .map(|w| (w.name, w.capacity))
+        .collect();
+    capacities.sort();
+    assert_eq!(
+        capacities,
+        [
+            ("vm-heavy".to_owned(), Some(3)),
+            ("vm-plain".to_owned(), None)
+        ]
+    );
+}

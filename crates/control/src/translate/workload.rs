@@ -123,6 +123,8 @@ struct Facts<'a> {
     own_entry: Option<&'a ServiceEntry>,
     /// The selector-less Service whose EndpointSlice lists this workload.
     own_service: Option<&'a Service>,
+    /// Load-balancing weight (a WorkloadEntry's or endpoint's `weight`), sent as capacity.
+    capacity: Option<u32>,
 }
 
 /// Translates the workload `uid`.
@@ -204,6 +206,7 @@ fn pod_facts<'a>(
         ports: NamedPorts::Containers(spec.map(|s| s.containers.as_slice()).unwrap_or_default()),
         own_entry: None,
         own_service: None,
+        capacity: None,
     }
 }
 
@@ -299,6 +302,7 @@ fn spec_facts<'a>(
         locality: parse_locality(spec.locality.as_deref()),
         own_entry: None,
         own_service: None,
+        capacity: spec.weight,
     }
 }
 
@@ -383,6 +387,7 @@ fn slice_facts<'a>(
         locality: None,
         own_entry: None,
         own_service: Some(service),
+        capacity: None,
     }
 }
 
@@ -485,6 +490,7 @@ fn build(context: &Context<'_>, uid: &str, facts: &Facts<'_>) -> Unit {
             NetworkMode::Standard
         }
         .into(),
+        capacity: facts.capacity,
         ..Workload::default()
     };
     let aliases = facts
