@@ -561,6 +561,17 @@ async fn a_stream_subscribing_without_end_is_closed_at_its_limits() {
 const AUTHORIZATION: &str = "type.googleapis.com/istio.security.Authorization";
 const ADDRESS: &str = "type.googleapis.com/istio.workload.Address";
 
+/// A client subscribing to addresses and policies, as Istio's node proxy does.
+async fn both_types_client(server: &TestServer) -> RawClient {
+    let first = DeltaDiscoveryRequest {
+        node: Some(node("ztunnel~10.0.0.5~n1")),
+        ..subscribe(ADDRESS, &[])
+    };
+    let client = RawClient::connect(server, first).await;
+    client.send(subscribe(AUTHORIZATION, &[]));
+    client
+}
+
 /// The responses of one push, in order: (type URL, upserted names, removed names).
 async fn push_of(client: &mut RawClient, count: usize) -> Vec<(String, Vec<String>, Vec<String>)> {
     let mut seen = Vec::new();
@@ -584,15 +595,7 @@ async fn a_workload_moves_to_a_new_policy_make_before_break() {
         .publisher
         .apply_types([policy("old"), workload("old")]);
     settled(&server).await;
-    let mut client = RawClient::connect(
-        &server,
-        DeltaDiscoveryRequest {
-            node: Some(node("ztunnel~10.0.0.5~n1")),
-            ..subscribe(ADDRESS, &[])
-        },
-    )
-    .await;
-    client.send(subscribe(AUTHORIZATION, &[]));
+    let mut client = both_types_client(&server).await;
     let mut initial = push_of(&mut client, 2).await;
     initial.sort();
     assert_eq!(initial[0].1, strings(&["old"]));
@@ -644,15 +647,7 @@ async fn a_removal_waits_for_every_part_of_a_large_update_of_another_type() {
         .publisher
         .apply_types([policy("old"), workloads("old")]);
     settled(&server).await;
-    let mut client = RawClient::connect(
-        &server,
-        DeltaDiscoveryRequest {
-            node: Some(node("ztunnel~10.0.0.5~n1")),
-            ..subscribe(ADDRESS, &[])
-        },
-    )
-    .await;
-    client.send(subscribe(AUTHORIZATION, &[]));
+    let mut client = both_types_client(&server).await;
     push_of(&mut client, 41).await;
 
     let mut authorization = policy("new");

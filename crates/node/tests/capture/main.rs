@@ -14,19 +14,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use harness::{WAIT, eventually, policy};
+use harness::{WAIT, eventually};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 use mesh::{
-    APP_PORT, CLIENT_ID, Call, Mesh, VIP, connect_from, connect_with, expect_server_sees,
-    server_side_identities, wait_closed,
+    APP_PORT, CLIENT_ID, Call, Mesh, VIP, connect_from, connect_with, expect_mtls_call,
+    expect_server_sees, server_side_identities, strict, wait_closed,
 };
 use nix::sys::socket::{self as sock, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_netns::{NetnsWorker, SocketOptions};
 use weft_node::capture::source::PodRequest;
 use weft_node::proxy::Direction;
-use weft_proto::security::{Action, Match, StringMatch, string_match::MatchType};
 use weft_proto::workload::TunnelProtocol;
 
 /// Everything crossing the underlay bridge namespace, read with an AF_PACKET socket.
@@ -185,29 +184,14 @@ async fn non_mesh_caller_is_accepted_under_permissive_and_refused_under_strict()
     expect_server_sees(&mesh, Direction::InboundPlaintext, None).await;
     drop(call);
 
-    let strict = policy(
-        "strict",
-        "shop",
-        Action::Deny,
-        vec![Match {
-            not_principals: vec![StringMatch {
-                match_type: Some(MatchType::Presence(())),
-            }],
-            ..Match::default()
-        }],
-    );
-    let strict_mesh = Mesh::start(&[strict]).await;
+    let strict_mesh = Mesh::start(&[strict()]).await;
     let outsider = strict_mesh.worker("outsider");
     let server = SocketAddr::from((strict_mesh.ip("server"), APP_PORT));
     assert!(
         Call::open(&outsider, server).await.is_err(),
         "STRICT must refuse plaintext"
     );
-    let client = strict_mesh.worker("client");
-    let call = Call::open(&client, server)
-        .await
-        .expect("mTLS still allowed under STRICT");
-    assert_eq!(call.seen_peer, strict_mesh.ip("client").to_string());
+    expect_mtls_call(&strict_mesh, server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

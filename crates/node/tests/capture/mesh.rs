@@ -420,3 +420,28 @@ pub(crate) async fn wait_closed(mesh: &Mesh) {
     })
     .await;
 }
+
+/// DENY every caller without a peer identity: STRICT for namespace `shop`.
+pub(crate) fn strict() -> weft_proto::security::Authorization {
+    use weft_proto::security::{Action, Match, StringMatch, string_match::MatchType};
+    crate::harness::policy(
+        "strict",
+        "shop",
+        Action::Deny,
+        vec![Match {
+            not_principals: vec![StringMatch {
+                match_type: Some(MatchType::Presence(())),
+            }],
+            ..Match::default()
+        }],
+    )
+}
+
+/// A mesh call from pod `client` to `server` goes through and shows the client's address.
+pub(crate) async fn expect_mtls_call(mesh: &Mesh, server: SocketAddr) {
+    let client = mesh.worker("client");
+    let call = Call::open(&client, server)
+        .await
+        .expect("mTLS call allowed");
+    assert_eq!(call.seen_peer, mesh.ip("client").to_string());
+}

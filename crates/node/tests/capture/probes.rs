@@ -5,26 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-use crate::harness::policy;
-use crate::mesh::{APP_PORT, Call, Mesh};
+use crate::mesh::{APP_PORT, Call, Mesh, expect_mtls_call, strict};
 use weft_netns::{NetnsWorker, PROBE_SOURCE_V4};
 use weft_node::capture::source::PodRequest;
-use weft_proto::security::{Action, Match, StringMatch, string_match::MatchType};
-
-/// DENY every caller without a peer identity: STRICT for namespace `shop`.
-fn strict() -> weft_proto::security::Authorization {
-    policy(
-        "strict",
-        "shop",
-        Action::Deny,
-        vec![Match {
-            not_principals: vec![StringMatch {
-                match_type: Some(MatchType::Presence(())),
-            }],
-            ..Match::default()
-        }],
-    )
-}
 
 /// The IPv4 addresses listed in the probe table of the namespace at `netns` (`None`: no
 /// table).
@@ -78,10 +61,7 @@ async fn the_nodes_probes_reach_captured_pods_under_strict_and_nothing_else_skip
         Call::open(&other_node, server).await.is_err(),
         "another node is not the server's kubelet"
     );
-    let client = mesh.worker("client");
-    let call = Call::open(&client, server).await.expect("mTLS is allowed");
-    assert_eq!(call.seen_peer, mesh.ip("client").to_string());
-    drop(call);
+    expect_mtls_call(&mesh, server).await;
 
     // Each node lists exactly the pods it captures (`plain` on b is not enrolled).
     assert_eq!(probe_set(&node_ns("b")), Some(vec![IpAddr::V4(server_ip)]));
@@ -122,11 +102,7 @@ async fn a_proxy_taking_over_pods_captured_without_the_probe_exemption_lets_prob
     assert_eq!(probe.seen_peer, PROBE_SOURCE_V4.to_string());
     drop(probe);
     assert_eq!(draining.await.expect("old proxy drains"), 0);
-    let client = mesh.worker("client");
-    let call = Call::open(&client, server)
-        .await
-        .expect("mTLS after the takeover");
-    assert_eq!(call.seen_peer, mesh.ip("client").to_string());
+    expect_mtls_call(&mesh, server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
