@@ -128,7 +128,7 @@ fn check_probe_snat_netns(args: &NodeArgs, capturing: bool) -> anyhow::Result<()
         ),
         // e.g. a security module denying access to another process's namespaces
         Err(error) => {
-            tracing::warn!(netns = %netns.display(), %error, "cannot check --probe-snat-netns; kubelet probes of captured pods may fail under STRICT")
+            tracing::warn!(netns = %netns.display(), %error, "cannot check --probe-snat-netns; kubelet probes of captured pods may fail under STRICT");
         }
         Ok(_) => {}
     }
