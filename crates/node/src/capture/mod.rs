@@ -209,8 +209,8 @@ pub struct CaptureOptions {
     /// The node's own network namespace (the kubelet's; `/proc/1/ns/net` from a
     /// `hostPID` pod): its connections to captured pods are source-NATed to the probe
     /// source, which the pods' rules let past the redirect. Setting it turns
-    /// [`CaptureConfig::exempt_probe_source`] on; without it that is always off, so
-    /// neither half is ever installed alone.
+    /// [`CaptureConfig::exempt_probe_source`] on; a proxy without it never installs the
+    /// pod half itself (it keeps the tables it takes over from a predecessor as they are).
     pub probe_snat_netns: Option<PathBuf>,
 }
 
