@@ -25,6 +25,17 @@ impl AuthorizationPolicy {
     }
 }
 
+impl WorkloadEntry {
+    /// The labels the workload has (what selectors match): `metadata.labels` overlaid by
+    /// `spec.labels`.
+    #[must_use]
+    pub fn workload_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.metadata.labels.clone().unwrap_or_default();
+        labels.extend(self.spec.labels.clone().unwrap_or_default());
+        labels
+    }
+}
+
 /// `security.istio.io` `PeerAuthentication`.
 pub type PeerAuthentication = Resource<PeerAuthenticationSpec>;
 /// `security.istio.io` `RequestAuthentication`.

@@ -371,6 +371,14 @@ struct Defaulted {
     versions: &'static [&'static str],
     path: &'static [&'static str],
     key: &'static str,
+    /// What it means when left out: an empty mapping or an empty list.
+    empty: Empty,
+}
+
+#[derive(Clone, Copy)]
+enum Empty {
+    Map,
+    List,
 }
 
 /// What leaving these out means: an AuthorizationPolicy without `spec` is valid in Istio (it
@@ -382,12 +390,14 @@ const DEFAULTED: &[Defaulted] = &[
         versions: &[],
         path: &[],
         key: "spec",
+        empty: Empty::Map,
     },
     Defaulted {
         kind: Kind::TlsRoute,
         versions: &["gateway.networking.k8s.io/v1alpha2"],
         path: &["spec"],
         key: "hostnames",
+        empty: Empty::List,
     },
 ];
 
@@ -399,11 +409,13 @@ fn defaults_filled(kind: Kind, api_version: &str, value: &Node) -> Option<Node> 
     let applies = |d: &&Defaulted| {
         d.kind == kind && (d.versions.is_empty() || d.versions.contains(&api_version))
     };
-    for Defaulted { path, key, .. } in DEFAULTED.iter().filter(applies) {
-        let empty = if path.is_empty() {
-            crate::yaml::Value::Map(Vec::new())
-        } else {
-            crate::yaml::Value::Seq(Vec::new())
+    for Defaulted {
+        path, key, empty, ..
+    } in DEFAULTED.iter().filter(applies)
+    {
+        let empty = match empty {
+            Empty::Map => crate::yaml::Value::Map(Vec::new()),
+            Empty::List => crate::yaml::Value::Seq(Vec::new()),
         };
         let current = filled.as_ref().unwrap_or(value);
         if let Some(next) = with_entry(current, path, key, &empty) {

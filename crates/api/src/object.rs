@@ -40,8 +40,8 @@ const GW_ALPHA: &[&str] = &[
     "gateway.networking.k8s.io/v1",
     "gateway.networking.k8s.io/v1alpha2",
 ];
-/// TCPRoute and UDPRoute: `v1alpha2` first, the version Kubernetes mode watches (what
-/// clusters with the experimental channel serve today); `v1` is read from files.
+/// TCPRoute and UDPRoute: `v1alpha2` first (the more lenient schema: Kubernetes mode
+/// watches the first version the cluster serves), then `v1`.
 const GW_L4_ROUTE: &[&str] = &[
     "gateway.networking.k8s.io/v1alpha2",
     "gateway.networking.k8s.io/v1",

@@ -450,8 +450,8 @@ spec: {selector: {app: nobody}, ports: [{port: 80}]}
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
-metadata: {name: vm-1, namespace: shop}
-spec: {address: 192.0.2.20, labels: {app: legacy}}
+metadata: {name: vm-1, namespace: shop, labels: {app: legacy}}
+spec: {address: 192.0.2.20}
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry

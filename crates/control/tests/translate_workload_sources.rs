@@ -227,6 +227,11 @@ apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: vm-plain, namespace: shop}
 spec: {address: 192.0.2.31}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-zero, namespace: shop}
+spec: {address: 192.0.2.32, weight: 0}
 "]);
     let mut capacities: Vec<(String, Option<u32>)> = workloads(&output)
         .into_iter()
@@ -237,7 +242,9 @@ spec: {address: 192.0.2.31}
         capacities,
         [
             ("vm-heavy".to_owned(), Some(3)),
-            ("vm-plain".to_owned(), None)
+            ("vm-plain".to_owned(), None),
+            // 0 is unset on the wire: not "never pick this one"
+            ("vm-zero".to_owned(), None)
         ]
     );
 }

@@ -18,7 +18,8 @@
 //! covers every process on the node's network (host-network pods too), not only the
 //! kubelet: the node is trusted with its own pods.
 //!
-//! The pod-side exemption is only installed together with this table: nothing else should
+//! The pod-side exemption is only installed by a proxy that also keeps this table (if the
+//! table cannot be written, pods carry an exemption nothing uses): nothing else should
 //! produce the link-local source. A sender on the pod network forging it gets past the
 //! redirect but never sees an answer (the pod replies towards the node, which has no such
 //! connection), so it cannot complete a TCP handshake; that is the same exposure as Istio's.

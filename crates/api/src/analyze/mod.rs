@@ -152,8 +152,8 @@ fn check_service_selectors(context: &Context<'_>, findings: &mut Vec<Finding>) {
         let namespace = loaded.object.namespace().unwrap_or_default();
         let entries = context.snapshot.workload_entries();
         let mut selected_entries = entries.filter(|(entry, entry_loaded)| {
-            let labels = entry.spec.labels.clone().unwrap_or_default();
-            entry_loaded.object.namespace() == Some(namespace) && labels_match(selector, &labels)
+            entry_loaded.object.namespace() == Some(namespace)
+                && labels_match(selector, &entry.workload_labels())
         });
         if context.pods_matching(namespace, selector).next().is_none()
             && selected_entries.next().is_none()

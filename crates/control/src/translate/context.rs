@@ -230,7 +230,7 @@ impl<'a> Context<'a> {
                 &namespace,
                 &name_of(&entry.metadata),
             );
-            let labels = workload::entry_labels(entry);
+            let labels = entry.workload_labels();
             self.produced(
                 object_ref(Kind::WorkloadEntry, &entry.metadata),
                 ResourceKey::address(uid.clone()),

@@ -65,13 +65,6 @@ pub(crate) fn entry_endpoint_uid(
     )
 }
 
-/// A WorkloadEntry's labels: `metadata.labels` overlaid by `spec.labels`.
-pub(crate) fn entry_labels(entry: &WorkloadEntry) -> BTreeMap<String, String> {
-    let mut labels = entry.metadata.labels.clone().unwrap_or_default();
-    labels.extend(entry.spec.labels.clone().unwrap_or_default());
-    labels
-}
-
 /// How a workload names its ports (for named `targetPort`s).
 enum NamedPorts<'a> {
     Containers(&'a [Container]),
@@ -302,7 +295,8 @@ fn spec_facts<'a>(
         locality: parse_locality(spec.locality.as_deref()),
         own_entry: None,
         own_service: None,
-        capacity: spec.weight,
+        // 0 cannot be told from unset on the wire: leave it out (never "no capacity")
+        capacity: spec.weight.filter(|weight| *weight > 0),
     }
 }
 

@@ -16,6 +16,10 @@ use kube::runtime::watcher::{self, Event};
 use std::sync::Arc;
 use weft_api::{Kind, LoadResult, ObjectRef, ObservedObjects};
 
+/// How long a watch whose version the cluster does not serve waits before choosing the
+/// version again.
+const RESELECT_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What one watch covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Watched {
@@ -52,16 +56,35 @@ pub(super) struct Follow {
 }
 
 impl Follow {
-    /// Runs until the client is gone or the task is aborted.
+    /// Runs until the client is gone or the task is aborted. The version watched is the
+    /// first the cluster serves; when the API answers that it does not serve it (any
+    /// more), the version is chosen again after [`RESELECT_AFTER`] (a CRD installed or
+    /// upgraded meanwhile).
     pub(super) async fn run(self, client: kube::Client) {
         let kind = self.watched.kind();
-        let resource = super::kinds::served_resource(&client, kind).await;
+        let namespace = match &self.watched {
+            Watched::Kind(_) => None,
+            Watched::Object(object) => object.namespace.clone(),
+        };
+        loop {
+            let resource = super::kinds::served_resource(&client, kind, namespace.as_deref()).await;
+            if !self.follow(client.clone(), &resource).await {
+                return;
+            }
+            tokio::time::sleep(RESELECT_AFTER).await;
+        }
+    }
+
+    /// Watches at `resource` until the stream ends (false) or the API says it does not
+    /// serve it (true).
+    async fn follow(&self, client: kube::Client, resource: &kube::core::ApiResource) -> bool {
+        let kind = self.watched.kind();
         let (api, config): (Api<DynamicObject>, _) = match &self.watched {
-            Watched::Kind(_) => (Api::all_with(client, &resource), self.config.clone()),
+            Watched::Kind(_) => (Api::all_with(client, resource), self.config.clone()),
             Watched::Object(object) => {
                 let api = match object.namespace.as_deref() {
-                    Some(namespace) => Api::namespaced_with(client, namespace, &resource),
-                    None => Api::all_with(client, &resource),
+                    Some(namespace) => Api::namespaced_with(client, namespace, resource),
+                    None => Api::all_with(client, resource),
                 };
                 let by_name = format!("metadata.name={}", object.name);
                 (api, self.config.clone().fields(&by_name))
@@ -72,18 +95,23 @@ impl Follow {
         while let Some(event) = events.next().await {
             match event {
                 Ok(Event::Init) => listing.clear(),
-                Ok(Event::InitApply(object)) => listing.push(parse(kind, &resource, &object)),
+                Ok(Event::InitApply(object)) => listing.push(parse(kind, resource, &object)),
                 Ok(Event::InitDone) => self.listed(std::mem::take(&mut listing)),
                 Ok(Event::Apply(object)) => {
-                    let (object_ref, result) = parse(kind, &resource, &object);
+                    let (object_ref, result) = parse(kind, resource, &object);
                     self.objects.apply(&object_ref, result);
                 }
                 Ok(Event::Delete(object)) => {
                     self.objects.remove(&object_ref(kind, &object));
                 }
-                Err(error) => self.report(&error),
+                Err(error) => {
+                    if self.report(&error) {
+                        return true;
+                    }
+                }
             }
         }
+        false
     }
 
     /// A complete list: it replaces what this watch covers.
@@ -112,18 +140,20 @@ impl Follow {
     }
 
     /// Logs a watch error (the watcher retries with backoff). A kind the cluster does
-    /// not serve (its CRD is not installed) counts as listed, with no objects.
-    fn report(&self, error: &watcher::Error) {
+    /// not serve (its CRD is not installed) counts as listed, with no objects; returns
+    /// whether that is the error.
+    fn report(&self, error: &watcher::Error) -> bool {
         let not_served = matches!(
             error,
             watcher::Error::InitialListFailed(kube::Error::Api(status)) if status.is_not_found()
         );
         let watched = self.watched.label();
         if not_served {
-            tracing::warn!(%watched, "not served by this cluster (CRD not installed?); retrying");
+            tracing::warn!(%watched, "not served by this cluster (CRD not installed?); looking again in {RESELECT_AFTER:?}");
             self.sync.listed(&watched);
         } else {
             tracing::warn!(%watched, %error, "watch failed; retrying");
         }
+        not_served
     }
 }

@@ -55,13 +55,21 @@ fn resource_at(kind: Kind, api_version: &str) -> ApiResource {
 /// the API server serves (asked with a list of at most one object; a CRD
 /// serves only some versions, e.g. TLSRoute only `v1alpha2` before Gateway API 1.5).
 /// [`api_resource`] when none answers, or when asking fails otherwise (the watch then
-/// reports what is wrong and retries).
-pub async fn served_resource(client: &kube::Client, kind: Kind) -> ApiResource {
+/// reports what is wrong, and chooses again if that version is not served). A watch of one
+/// object asks in its `namespace`, where a namespaced role allows it.
+pub async fn served_resource(
+    client: &kube::Client,
+    kind: Kind,
+    namespace: Option<&str>,
+) -> ApiResource {
     let versions = kind.api_versions();
     if versions.len() > 1 {
         for api_version in versions {
             let resource = resource_at(kind, api_version);
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            let api: Api<DynamicObject> = match namespace {
+                Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+                None => Api::all_with(client.clone(), &resource),
+            };
             match api.list(&ListParams::default().limit(1)).await {
                 Ok(_) => return resource,
                 Err(kube::Error::Api(status)) if status.is_not_found() => {}
