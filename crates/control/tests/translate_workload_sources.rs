@@ -248,3 +248,61 @@ spec: {address: 192.0.2.32, weight: 0}
         ]
     );
 }
+
+/// A pod `name` (own IP) controlled by `kind`/`owner`, with extra `labels`.
+fn owned_pod(name: &str, ip: &str, kind: &str, owner: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: shop
+  labels: {{app: {name}{labels}}}
+  ownerReferences: [{{apiVersion: v1, kind: {kind}, name: {owner}, uid: u-{owner}, controller: true}}]
+spec: {{containers: [{{name: main, image: main}}]}}
+status: {{podIP: {ip}}}"
+    )
+}
+
+#[test]
+fn workload_names_follow_the_owner_as_istiod_reports_them() {
+    let output = translated(&[
+        owned_pod(
+            "r1",
+            "10.1.0.21",
+            "ReplicaSet",
+            "reviews-v1-5f7b9c6d8",
+            ", pod-template-hash: 5f7b9c6d8",
+        ),
+        owned_pod("r2", "10.1.0.22", "ReplicaSet", "standalone-rs", ""),
+        owned_pod("j1", "10.1.0.23", "Job", "backup-28765430", ""),
+        owned_pod("j2", "10.1.0.24", "Job", "migrate-v2", ""),
+        owned_pod(
+            "n1",
+            "10.1.0.25",
+            "ReplicaSet",
+            "ignored-5f7b9c6d8",
+            ", service.istio.io/workload-name: checkout",
+        ),
+        r"apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: vm-1, namespace: shop, labels: {service.istio.io/workload-name: legacy-billing}}
+spec: {address: 192.0.2.40}"
+            .to_owned(),
+    ]);
+    let mut names: Vec<(String, String)> = workloads(&output)
+        .into_iter()
+        .map(|w| (w.name, w.workload_name))
+        .collect();
+    names.sort();
+    let expected = [
+        ("j1", "backup"),
+        ("j2", "migrate-v2"),
+        ("n1", "checkout"),
+        ("r1", "reviews-v1"),
+        ("r2", "standalone-rs"),
+        ("vm-1", "legacy-billing"),
+    ]
+    .map(|(name, workload)| (name.to_owned(), workload.to_owned()));
+    assert_eq!(names, expected);
+}

@@ -173,6 +173,7 @@ fn pod_facts<'a>(
 ) -> Facts<'a> {
     let spec = pod.pod.spec.as_ref();
     let (workload_name, workload_type) = workload_identity(pod);
+    let workload_name = named_workload(labels).unwrap_or(workload_name);
     let object = pod.owner.clone().unwrap_or_else(|| ObjectRef {
         kind: Kind::Pod,
         namespace: Some(pod.namespace().to_owned()),
@@ -203,6 +204,18 @@ fn pod_facts<'a>(
     }
 }
 
+/// Label with which a pod or WorkloadEntry names the workload telemetry reports for it.
+pub const WORKLOAD_NAME_LABEL: &str = "service.istio.io/workload-name";
+
+/// The CronJob a Job belongs to when its name is `<cronjob>-<scheduled time>` (8 to 10
+/// digits, as the CronJob controller names its Jobs).
+fn cron_job_of(job: &str) -> Option<&str> {
+    let (cron_job, time) = job.rsplit_once('-')?;
+    let digits = time.len();
+    ((8..=10).contains(&digits) && time.bytes().all(|b| b.is_ascii_digit()) && !cron_job.is_empty())
+        .then_some(cron_job)
+}
+
 /// Name and type of the workload a pod belongs to.
 fn workload_identity(pod: &ExpandedPod) -> (String, WorkloadType) {
     if let Some(owner) = &pod.owner {
@@ -217,14 +230,20 @@ fn workload_identity(pod: &ExpandedPod) -> (String, WorkloadType) {
         .find(|o| o.controller == Some(true));
     match controller.map(|o| (o.kind.as_str(), o.name.as_str())) {
         None => (pod.name().to_owned(), WorkloadType::Pod),
-        Some(("Job", name)) => (name.to_owned(), WorkloadType::Job),
+        Some(("Job", name)) => match cron_job_of(name) {
+            Some(cron_job) => (cron_job.to_owned(), WorkloadType::Cronjob),
+            None => (name.to_owned(), WorkloadType::Job),
+        },
         Some(("CronJob", name)) => (name.to_owned(), WorkloadType::Cronjob),
-        Some(("ReplicaSet", name)) => (
-            name.rsplit_once('-')
-                .map_or(name, |(deployment, _)| deployment)
-                .to_owned(),
-            WorkloadType::Deployment,
-        ),
+        Some(("ReplicaSet", name)) => {
+            // a Deployment's ReplicaSet is `<deployment>-<pod-template-hash>`
+            let hash = pod.labels().get("pod-template-hash").cloned();
+            let deployment = hash.and_then(|hash| name.strip_suffix(&format!("-{hash}")));
+            (
+                deployment.unwrap_or(name).to_owned(),
+                WorkloadType::Deployment,
+            )
+        }
         Some((_, name)) => (name.to_owned(), WorkloadType::Deployment),
     }
 }
@@ -321,7 +340,19 @@ fn entry_facts<'a>(
     let annotations = entry.metadata.annotations.as_ref();
     let redirected = annotations.and_then(|a| a.get(REDIRECTION_ANNOTATION));
     facts.entry_tunnel = Some(tunnels(labels, redirected, false));
+    if let Some(name) = named_workload(labels) {
+        facts.workload_name = name;
+    }
     facts
+}
+
+/// The workload name a pod or WorkloadEntry asks telemetry to report
+/// ([`WORKLOAD_NAME_LABEL`]), if any.
+fn named_workload(labels: &BTreeMap<String, String>) -> Option<String> {
+    labels
+        .get(WORKLOAD_NAME_LABEL)
+        .filter(|name| !name.is_empty())
+        .cloned()
 }
 
 /// Whether an entry workload with `labels` is reached over HBONE: label
