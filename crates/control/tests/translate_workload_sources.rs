@@ -306,3 +306,52 @@ spec: {address: 192.0.2.40}"
     .map(|(name, workload)| (name.to_owned(), workload.to_owned()));
     assert_eq!(names, expected);
 }
+
+#[test]
+fn a_service_entry_inline_endpoint_belongs_to_its_entry_only() {
+    let output = translated(&[
+        pod("pay", "", "phase: Running"),
+        r"apiVersion: v1
+kind: Service
+metadata: {name: pay, namespace: shop}
+spec: {selector: {app: pay}, ports: [{port: 80}]}"
+            .to_owned(),
+        r"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: pay-legacy, namespace: shop}
+spec:
+  hosts: [pay.legacy.example]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 192.0.2.50, labels: {app: pay}}]"
+            .to_owned(),
+        r"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: pay-selector, namespace: shop}
+spec:
+  hosts: [pay.internal.example]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  workloadSelector: {labels: {app: pay}}"
+            .to_owned(),
+    ]);
+    let services_of = |address: [u8; 4]| -> Vec<String> {
+        let workload = workloads(&output)
+            .into_iter()
+            .find(|w| w.addresses.iter().any(|a| a.as_slice() == address))
+            .expect("workload");
+        let mut keys: Vec<String> = workload.services.keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    // The pod is the Service's and the selecting entry's endpoint; the external endpoint
+    // labelled app=pay is only its own entry's (never the cluster Service's).
+    assert_eq!(
+        services_of([10, 1, 0, 7]),
+        [
+            "shop/pay.internal.example",
+            "shop/pay.shop.svc.cluster.local"
+        ]
+    );
+    assert_eq!(services_of([192, 0, 2, 50]), ["shop/pay.legacy.example"]);
+}

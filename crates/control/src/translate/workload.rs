@@ -572,15 +572,14 @@ fn services_map(
         .get(facts.namespace)
         .into_iter()
         .flatten()
-        .filter(|entry| {
-            entry
+        .filter(|entry| match facts.own_entry {
+            // an inline endpoint belongs to its own entry only
+            Some(own) => std::ptr::eq(own, **entry),
+            None => entry
                 .spec
                 .workload_selector
                 .as_ref()
-                .is_some_and(|s| !s.labels.is_empty() && labels_match(&s.labels, facts.labels))
-                || facts
-                    .own_entry
-                    .is_some_and(|own| std::ptr::eq(own, **entry))
+                .is_some_and(|s| !s.labels.is_empty() && labels_match(&s.labels, facts.labels)),
         });
     for entry in selecting {
         let name = entry.metadata.name.clone().unwrap_or_default();
@@ -619,8 +618,12 @@ fn services_map(
 }
 
 /// Whether the Service's selector matches the workload, or the workload is an endpoint of
-/// the Service's own EndpointSlice.
+/// the Service's own EndpointSlice. A ServiceEntry's inline endpoint belongs to that entry
+/// alone (as in istiod): no Service selects it, whatever its labels.
 fn service_selects(svc: &Service, facts: &Facts<'_>) -> bool {
+    if facts.own_entry.is_some() {
+        return false;
+    }
     let selector = svc
         .spec
         .as_ref()
