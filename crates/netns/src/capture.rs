@@ -193,7 +193,7 @@ pub fn install_capture(netns: &Path, config: &CaptureConfig) -> Result<()> {
     .map(|port| port.to_string())
     .join(",");
     crate::netns::set_sysctl_in(netns, "net.ipv4.ip_local_reserved_ports", &reserved)?;
-    tool::run_in(netns, "nft", &["-f", "-"], Some(&config.nft_script()))?;
+    tool::nft_in(netns, &config.nft_script())?;
     remove_policy_routing(netns, config)?;
     let table = config.route_table.to_string();
     tool::run_in(
@@ -228,8 +228,7 @@ pub fn install_capture(netns: &Path, config: &CaptureConfig) -> Result<()> {
 /// # Errors
 /// `nft` fails inside the namespace (stderr is in the error).
 pub fn refresh_capture_rules(netns: &Path, config: &CaptureConfig) -> Result<()> {
-    tool::run_in(netns, "nft", &["-f", "-"], Some(&config.nft_script()))?;
-    Ok(())
+    tool::nft_in(netns, &config.nft_script())
 }
 
 /// Holds the pod's new connections (see [`CaptureConfig::hold_script`]) until
@@ -238,8 +237,7 @@ pub fn refresh_capture_rules(netns: &Path, config: &CaptureConfig) -> Result<()>
 /// # Errors
 /// `nft` fails inside the namespace (stderr is in the error).
 pub fn install_hold(netns: &Path, config: &CaptureConfig) -> Result<()> {
-    tool::run_in(netns, "nft", &["-f", "-"], Some(&config.hold_script()))?;
-    Ok(())
+    tool::nft_in(netns, &config.hold_script())
 }
 
 /// Removes everything [`install_capture`] added; removing what is not there is fine.
@@ -247,8 +245,7 @@ pub fn install_hold(netns: &Path, config: &CaptureConfig) -> Result<()> {
 /// # Errors
 /// A command fails for a reason other than "not there".
 pub fn remove_capture(netns: &Path, config: &CaptureConfig) -> Result<()> {
-    let script = format!("table inet {CAPTURE_TABLE} {{}}\ndelete table inet {CAPTURE_TABLE}\n");
-    tool::run_in(netns, "nft", &["-f", "-"], Some(&script))?;
+    tool::remove_table_in(netns, "inet", CAPTURE_TABLE)?;
     remove_policy_routing(netns, config)
 }
 

@@ -79,13 +79,7 @@ table inet {PROBES_TABLE} {{
 /// # Errors
 /// `nft` fails inside the namespace (stderr is in the error).
 pub fn sync_probe_snat(node_netns: &Path, pods: &[IpAddr]) -> Result<()> {
-    tool::run_in(
-        node_netns,
-        "nft",
-        &["-f", "-"],
-        Some(&probe_snat_script(pods)),
-    )?;
-    Ok(())
+    tool::nft_in(node_netns, &probe_snat_script(pods))
 }
 
 /// Removes the node's probe table; removing what is not there is fine.
@@ -93,7 +87,5 @@ pub fn sync_probe_snat(node_netns: &Path, pods: &[IpAddr]) -> Result<()> {
 /// # Errors
 /// `nft` fails inside the namespace.
 pub fn remove_probe_snat(node_netns: &Path) -> Result<()> {
-    let script = format!("table inet {PROBES_TABLE} {{}}\ndelete table inet {PROBES_TABLE}\n");
-    tool::run_in(node_netns, "nft", &["-f", "-"], Some(&script))?;
-    Ok(())
+    tool::remove_table_in(node_netns, "inet", PROBES_TABLE)
 }

@@ -112,13 +112,7 @@ table ip {SERVICES_TABLE} {{
 /// # Errors
 /// `nft` fails in the namespace (stderr is in the error).
 pub fn sync_service_rules(netns: &Path, rules: &[ServiceRule]) -> Result<()> {
-    tool::run_in(
-        netns,
-        "nft",
-        &["-f", "-"],
-        Some(&services_nft_script(rules)),
-    )?;
-    Ok(())
+    tool::nft_in(netns, &services_nft_script(rules))
 }
 
 /// Removes the services table from the namespace at `netns` (absent is fine).
@@ -126,9 +120,7 @@ pub fn sync_service_rules(netns: &Path, rules: &[ServiceRule]) -> Result<()> {
 /// # Errors
 /// `nft` fails in the namespace.
 pub fn remove_service_rules(netns: &Path) -> Result<()> {
-    let script = format!("table ip {SERVICES_TABLE} {{}}\ndelete table ip {SERVICES_TABLE}\n");
-    tool::run_in(netns, "nft", &["-f", "-"], Some(&script))?;
-    Ok(())
+    tool::remove_table_in(netns, "ip", SERVICES_TABLE)
 }
 
 #[cfg(test)]

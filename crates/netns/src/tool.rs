@@ -57,6 +57,21 @@ pub(crate) fn run_in(
     })?
 }
 
+/// Applies the nftables `script` (one atomic transaction) inside the namespace at `netns`.
+pub(crate) fn nft_in(netns: &Path, script: &str) -> Result<()> {
+    run_in(netns, "nft", &["-f", "-"], Some(script))?;
+    Ok(())
+}
+
+/// Deletes table `family name` inside the namespace at `netns`; absent is fine (the
+/// script declares it first, so the delete always has something to remove).
+pub(crate) fn remove_table_in(netns: &Path, family: &str, name: &str) -> Result<()> {
+    nft_in(
+        netns,
+        &format!("table {family} {name} {{}}\ndelete table {family} {name}\n"),
+    )
+}
+
 /// Runs `ip -n <netns> args...` (a named namespace under /run/netns).
 pub(crate) fn ip_in(netns: &str, args: &[&str]) -> Result<String> {
     let mut full = vec!["-n", netns];
