@@ -1,7 +1,8 @@
 //! EndpointSlices give a selector-less Service its endpoints: each ready address that is not
 //! a known pod becomes a workload outside the mesh (plain TCP) mapped into the Service with
-//! the slice's port of the Service port's name; a Service with a selector ignores its
-//! slices; incremental edits (slice added, named pod appearing, selector added) equal a full
+//! the slice's port of the Service port's name, and a known pod the slice lists becomes a
+//! member of the Service on those ports; a Service with a selector ignores its slices;
+//! incremental edits (slice added, named pod appearing, selector added) equal a full
 //! translation, with and without a waypoint serving the namespace.
 
 use weft_api::{ConfigSnapshot, LoadedObject, parse_manifests};
@@ -174,14 +175,42 @@ fn a_selectorless_service_gets_the_ready_addresses_of_its_slices() {
 
 #[test]
 fn a_service_with_a_selector_ignores_its_slices() {
-    let with_slice = translated(&[BASE, DB_SLICE]);
-    assert!(workload(&with_slice, &slice_uid("web-xyz", "192.0.2.50")).is_none());
-    let pod = workload(&with_slice, "Kubernetes//Pod/shop/web-0").expect("pod");
-    assert_eq!(ports(&pod, WEB), [(80, 8080)]);
-    assert!(!pod.services.contains_key(DB_KEY), "{:?}", pod.services);
-    let without = translated(&[BASE]);
-    let before = workload(&without, "Kubernetes//Pod/shop/web-0").expect("pod");
-    assert_eq!(pod, before, "the selected pod is unaffected by slices");
+    let output = translated(&[BASE]);
+    assert!(workload(&output, &slice_uid("web-xyz", "192.0.2.50")).is_none());
+    let pod = workload(&output, "Kubernetes//Pod/shop/web-0").expect("pod");
+    assert_eq!(ports(&pod, WEB), [(80, 8080)], "the Service's targetPort");
+    assert_eq!(pod.services.len(), 1, "{:?}", pod.services);
+}
+
+/// Services (`<ns>/<hostname>`) the pod workload `name` of namespace shop is a member of.
+fn services_of(output: &Output, name: &str) -> Vec<String> {
+    let uid = format!("Kubernetes//Pod/shop/{name}");
+    let pod = workload(output, &uid).unwrap_or_else(|| panic!("pod {name}"));
+    let mut services: Vec<String> = pod.services.into_keys().collect();
+    services.sort();
+    services
+}
+
+#[test]
+fn a_known_pod_listed_in_a_selectorless_slice_is_a_member_of_that_service() {
+    let output = translated(&[BASE, DB_SLICE, DB_POD]);
+    let web = workload(&output, "Kubernetes//Pod/shop/web-0").expect("pod web-0");
+    assert_eq!(ports(&web, WEB), [(80, 8080)], "its own Service as before");
+    assert_eq!(
+        ports(&web, DB_KEY),
+        [(5432, 6432)],
+        "the slice's port of the Service port's name, not the Service's targetPort"
+    );
+    assert_eq!(services_of(&output, "db-1"), [DB_KEY]);
+    let db = workload(&output, "Kubernetes//Pod/shop/db-1").expect("pod db-1");
+    assert_eq!(ports(&db, DB_KEY), [(5432, 6432)]);
+
+    // Once the Service has a selector, its slices no longer count: db-1 is a member by its
+    // labels (the Service's target ports), web-0 is not one any more.
+    let selected = translated(&[BASE, DB_SLICE, DB_POD, DB_SELECTED]);
+    assert_eq!(services_of(&selected, "web-0"), [WEB]);
+    let db = workload(&selected, "Kubernetes//Pod/shop/db-1").expect("pod db-1");
+    assert_eq!(ports(&db, DB_KEY), [(5432, 9999), (8081, 8081)]);
 }
 
 /// Namespace `shop` in the mesh, served by a waypoint for all traffic (replaces [`AMBIENT`]).
@@ -229,6 +258,12 @@ fn edits_equal_full_translation(extra: &[&'static str]) {
             pod_endpoint.is_some(),
             expected,
             "once db-1 is known it replaces its slice address"
+        );
+        let member = parts.contains(&DB_SLICE) && !parts.contains(&DB_SELECTED);
+        assert_eq!(
+            services_of(&full, "web-0").contains(&DB_KEY.to_owned()),
+            member,
+            "web-0 is in Service db while db's slice lists it and db has no selector"
         );
         previous = snapshot;
     }

@@ -91,6 +91,8 @@ pub(crate) struct Context<'a> {
     pub policies: BTreeMap<String, &'a AuthorizationPolicy>,
     pub mtls: MtlsIndex<'a>,
     pub mtls_policies: BTreeMap<String, Authorization>,
+    /// Pod workload uid -> the selector-less Services (and their slices) listing that pod.
+    pub slice_members: HashMap<String, Vec<(&'a Service, &'a EndpointSlice)>>,
     /// IPs that more than one pod workload reports, with those workloads' uids.
     pub shared_pod_ips: HashMap<IpAddr, Vec<String>>,
     /// VIPs that more than one Service or ServiceEntry claims, the keeper first.
@@ -138,6 +140,7 @@ impl<'a> Context<'a> {
             policies: BTreeMap::new(),
             mtls,
             mtls_policies,
+            slice_members: HashMap::new(),
             shared_pod_ips: HashMap::new(),
             vip_claims: weft_api::analyze::vip_claims(snapshot),
             waypoints: OnceLock::new(),
@@ -300,14 +303,23 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// Workloads of selector-less Services' EndpointSlices (after pods and Services).
+    /// Workloads of selector-less Services' EndpointSlices, and the Service memberships of
+    /// the known pods those slices list (after pods and Services).
     fn index_endpoint_slices(&mut self) {
-        for slice_workload in endpoint_slice::slice_workloads(self) {
+        let index = endpoint_slice::index_slices(self);
+        for slice_workload in index.workloads {
             for producer in slice_workload.producers {
                 self.produced(producer, ResourceKey::address(slice_workload.uid.clone()));
             }
             self.workloads
                 .insert(slice_workload.uid, slice_workload.info);
+        }
+        for member in index.members {
+            for producer in member.producers {
+                self.produced(producer, ResourceKey::address(member.pod_uid.clone()));
+            }
+            let memberships = self.slice_members.entry(member.pod_uid).or_default();
+            memberships.push((member.service, member.slice));
         }
     }
 

@@ -7,17 +7,21 @@
 //! becomes a workload `<cluster>/discovery.k8s.io/EndpointSlice/<ns>/<slice>/<ip>` without
 //! identity (plain TCP, never HBONE), mapped into the Service with the slice's ports, unless:
 //! - the endpoint's `conditions.ready` is `false` (not ready: no traffic), or
-//! - its `targetRef` is a Pod weft already knows (that pod is already a workload), or
+//! - its `targetRef` is a Pod weft already knows: that pod is already a workload, and it
+//!   becomes a member of the Service instead (the Service appears in its `services`, with
+//!   the slice's ports, as istiod does for pods listed in a selector-less Service's slice), or
 //! - the address is not an IP (FQDN slices).
 
-use super::context::{Context, WorkloadInfo, WorkloadSource};
-use super::workload;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use super::context::{Context, Dep, Unit, WorkloadInfo, WorkloadSource};
+use super::service::{kube_hostname, service_key};
+use super::{Warning, workload};
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use weft_api::object::DEFAULT_NAMESPACE;
 use weft_api::{Kind, ObjectRef};
+use weft_proto::workload::{Port, PortList};
 
 /// Label naming the Service an EndpointSlice belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -37,15 +41,29 @@ pub(crate) struct SliceWorkload<'a> {
     pub producers: Vec<ObjectRef>,
 }
 
-/// Every workload the snapshot's EndpointSlices contribute (pods must be indexed first).
-pub(crate) fn slice_workloads<'a>(context: &Context<'a>) -> Vec<SliceWorkload<'a>> {
-    let mut out = Vec::new();
+/// A known pod that a ready endpoint of a selector-less Service's slice names: the pod is
+/// a member of that Service, reached on the slice's ports.
+pub(crate) struct SliceMember<'a> {
+    pub pod_uid: String,
+    pub service: &'a Service,
+    pub slice: &'a EndpointSlice,
+    /// The slice and its Service: a change to either can add or remove the membership.
+    pub producers: [ObjectRef; 2],
+}
+
+/// What the snapshot's EndpointSlices contribute: workloads of their own, and Service
+/// memberships of known pods.
+#[derive(Default)]
+pub(crate) struct SliceIndex<'a> {
+    pub workloads: Vec<SliceWorkload<'a>>,
+    pub members: Vec<SliceMember<'a>>,
+}
+
+/// Everything the snapshot's EndpointSlices contribute (pods must be indexed first).
+pub(crate) fn index_slices<'a>(context: &Context<'a>) -> SliceIndex<'a> {
+    let mut out = SliceIndex::default();
     for (slice, _) in context.snapshot.endpoint_slices() {
-        let namespace = slice
-            .metadata
-            .namespace
-            .as_deref()
-            .unwrap_or(DEFAULT_NAMESPACE);
+        let namespace = slice_namespace(slice);
         let Some(service) = selectorless_service(context, slice, namespace) else {
             continue;
         };
@@ -57,10 +75,13 @@ pub(crate) fn slice_workloads<'a>(context: &Context<'a>) -> Vec<SliceWorkload<'a
                 continue;
             }
             let target_pod = target_pod(endpoint, namespace);
-            if target_pod
-                .as_ref()
-                .is_some_and(|pod| pod_known(context, pod))
-            {
+            if let Some(pod_uid) = target_pod.as_ref().and_then(|pod| known_pod(context, pod)) {
+                out.members.push(SliceMember {
+                    pod_uid,
+                    service,
+                    slice,
+                    producers: [slice_ref.clone(), service_ref.clone()],
+                });
                 continue;
             }
             for address in endpoint.addresses.iter().filter_map(|a| a.parse().ok()) {
@@ -80,7 +101,7 @@ pub(crate) fn slice_workloads<'a>(context: &Context<'a>) -> Vec<SliceWorkload<'a
                         address,
                     },
                 };
-                out.push(SliceWorkload {
+                out.workloads.push(SliceWorkload {
                     uid,
                     info,
                     producers,
@@ -89,6 +110,11 @@ pub(crate) fn slice_workloads<'a>(context: &Context<'a>) -> Vec<SliceWorkload<'a
         }
     }
     out
+}
+
+fn slice_namespace(slice: &EndpointSlice) -> &str {
+    let namespace = slice.metadata.namespace.as_deref();
+    namespace.unwrap_or(DEFAULT_NAMESPACE)
 }
 
 /// The Service the slice belongs to, if it exists and has no selector.
@@ -134,10 +160,87 @@ fn target_pod(endpoint: &Endpoint, namespace: &str) -> Option<ObjectRef> {
     ))
 }
 
-fn pod_known(context: &Context<'_>, pod: &ObjectRef) -> bool {
+/// The workload uid of `pod`, if weft knows that pod.
+fn known_pod(context: &Context<'_>, pod: &ObjectRef) -> Option<String> {
     let namespace = pod.namespace.as_deref().unwrap_or_default();
     let uid = workload::pod_uid(&context.options.cluster_id, namespace, &pod.name);
-    context.workloads.contains_key(&uid)
+    context.workloads.contains_key(&uid).then_some(uid)
+}
+
+/// `<ns>/<hostname>` -> ports of each selector-less Service whose slices list the known pod
+/// `pod_uid` (the first slice's ports when several list it, e.g. one per address family).
+pub(crate) fn member_services(
+    context: &Context<'_>,
+    pod_uid: &str,
+    unit: &mut Unit,
+) -> Vec<(String, PortList)> {
+    let mut out: Vec<(String, PortList)> = Vec::new();
+    for (service, slice) in context.slice_members.get(pod_uid).into_iter().flatten() {
+        // a slice's Service is in the slice's namespace
+        let namespace = slice_namespace(slice);
+        let slice_ref = object_ref(
+            Kind::EndpointSlice,
+            namespace,
+            slice.metadata.name.as_deref(),
+        );
+        unit.deps.push(Dep::Object(slice_ref.clone()));
+        unit.deps.push(Dep::Object(object_ref(
+            Kind::Service,
+            namespace,
+            service.metadata.name.as_deref(),
+        )));
+        let hostname = kube_hostname(service, context.options);
+        let key = service_key(namespace, &hostname);
+        if out.iter().any(|(known, _)| *known == key) {
+            continue;
+        }
+        let slice_ports = slice.ports.as_deref().unwrap_or_default();
+        let ports = service_ports(service)
+            .iter()
+            .filter_map(|port| slice_port(port, slice_ports, &slice_ref, &hostname, unit))
+            .collect();
+        out.push((key, PortList { ports }));
+    }
+    out
+}
+
+fn service_ports(service: &Service) -> &[ServicePort] {
+    let ports = service.spec.as_ref().and_then(|s| s.ports.as_deref());
+    ports.unwrap_or_default()
+}
+
+/// The number of the slice port called `name` (`""` for an unnamed one).
+pub(crate) fn port_named(slice_ports: &[EndpointPort], name: &str) -> Option<u32> {
+    let port = slice_ports
+        .iter()
+        .find(|p| p.name.as_deref().unwrap_or_default() == name)?;
+    u32::try_from(port.port?).ok()
+}
+
+/// A Service port on an address of `slice`: the slice port of the same name (both unnamed
+/// for a single-port Service); `None` (with a warning) when the slice lists no such port.
+pub(crate) fn slice_port(
+    port: &ServicePort,
+    slice_ports: &[EndpointPort],
+    slice: &ObjectRef,
+    hostname: &str,
+    unit: &mut Unit,
+) -> Option<Port> {
+    let service_port = u32::try_from(port.port).ok()?;
+    let name = port.name.as_deref().unwrap_or_default();
+    let Some(target_port) = port_named(slice_ports, name) else {
+        let message = format!(
+            "service {hostname} port {service_port} (name {name:?}) has no port of that name in \
+             EndpointSlice {}; that port is left out for its endpoints",
+            slice.name
+        );
+        unit.warnings.push(Warning {
+            object: slice.clone(),
+            message,
+        });
+        return None;
+    };
+    Some(workload::wire_port(port, service_port, target_port))
 }
 
 fn object_ref(kind: Kind, namespace: &str, name: Option<&str>) -> ObjectRef {

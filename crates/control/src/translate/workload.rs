@@ -8,7 +8,7 @@ use super::pod_status::{kept_addresses, pod_addresses, pod_ready};
 use super::service::{app_protocol, ip_bytes, kube_hostname, service_key};
 use super::version::address_resource;
 use super::waypoint::{WaypointUser, resolve_waypoint};
-use super::{TranslateOptions, Warning, peer_authn};
+use super::{TranslateOptions, Warning, endpoint_slice, peer_authn};
 use k8s_openapi::api::core::v1::{Container, Service};
 use k8s_openapi::api::discovery::v1::{EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -82,10 +82,7 @@ impl NamedPorts<'_> {
                 .find(|p| p.name.as_deref() == Some(name))
                 .and_then(|p| u32::try_from(p.container_port).ok()),
             NamedPorts::Entry(ports) => ports.and_then(|p| p.get(name).copied()),
-            NamedPorts::Slice(ports) => ports
-                .iter()
-                .find(|p| p.name.as_deref().unwrap_or_default() == name)
-                .and_then(|p| u32::try_from(p.port?).ok()),
+            NamedPorts::Slice(ports) => endpoint_slice::port_named(ports, name),
         }
     }
 }
@@ -473,7 +470,8 @@ fn build(context: &Context<'_>, uid: &str, facts: &Facts<'_>) -> Unit {
     } else {
         TunnelProtocol::None
     };
-    let services = services_map(context, facts, &mut unit);
+    let mut services = services_map(context, facts, &mut unit);
+    services.extend(endpoint_slice::member_services(context, uid, &mut unit));
     let waypoint = resolve_waypoint(
         context,
         facts.namespace,
@@ -644,8 +642,8 @@ fn kube_port(
     unit: &mut Unit,
 ) -> Option<Port> {
     let service_port = u32::try_from(port.port).ok()?;
-    if let NamedPorts::Slice(_) = facts.ports {
-        return slice_port(port, service_port, facts, hostname, unit);
+    if let NamedPorts::Slice(slice_ports) = facts.ports {
+        return endpoint_slice::slice_port(port, slice_ports, &facts.object, hostname, unit);
     }
     let target_port = match &port.target_port {
         None => service_port,
@@ -673,7 +671,7 @@ fn kube_port(
 
 /// The wire port for Service `port` (`service_port`) reaching `target_port`, its protocol
 /// from `appProtocol` or the port's name.
-fn wire_port(
+pub(crate) fn wire_port(
     port: &k8s_openapi::api::core::v1::ServicePort,
     service_port: u32,
     target_port: u32,
@@ -684,31 +682,6 @@ fn wire_port(
         target_port,
         app_protocol: protocol.into(),
     }
-}
-
-/// A Service port on an EndpointSlice address: the slice port of the same name (both unnamed
-/// for a single-port Service); `None` (with a warning) when the slice lists no such port.
-fn slice_port(
-    port: &k8s_openapi::api::core::v1::ServicePort,
-    service_port: u32,
-    facts: &Facts<'_>,
-    hostname: &str,
-    unit: &mut Unit,
-) -> Option<Port> {
-    let name = port.name.as_deref().unwrap_or_default();
-    let Some(target_port) = facts.ports.lookup(name) else {
-        let message = format!(
-            "service {hostname} port {service_port} (name {name:?}) has no port of that name in \
-             EndpointSlice {}; that port is left out for its endpoints",
-            facts.name
-        );
-        unit.warnings.push(Warning {
-            object: facts.object.clone(),
-            message,
-        });
-        return None;
-    };
-    Some(wire_port(port, service_port, target_port))
 }
 
 /// Selector-scoped policies (own namespace and root namespace) that select the workload, and
