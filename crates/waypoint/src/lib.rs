@@ -43,4 +43,4 @@ pub use config::{ConfigError, WaypointConfig};
 pub use outlier::OutlierConfig;
 pub use process::{BoundAddrs, ListenAddrs, RunningWaypoint, StartError, WaypointProcess, run};
 pub use waypoint::Role;
-pub use waypoint::{Span, Tracer, Waypoint, WaypointOptions};
+pub use waypoint::{DEFAULT_MIRRORS_IN_FLIGHT, Span, Tracer, Waypoint, WaypointOptions};

@@ -38,6 +38,8 @@ pub struct Metrics {
     response_bytes: HistogramFamily,
     /// `istio_tcp_*` for TCP passthrough (and the HBONE pool counters).
     pub tcp: TcpMetrics,
+    /// Mirrored copies not sent because the most allowed were in flight.
+    mirrors_dropped: Counter,
 }
 
 fn duration_histogram() -> Histogram {
@@ -73,7 +75,13 @@ impl Metrics {
             request_bytes: Family::new_with_constructor(size_histogram),
             response_bytes: Family::new_with_constructor(size_histogram),
             tcp: TcpMetrics::register(registry),
+            mirrors_dropped: Counter::default(),
         };
+        registry.register(
+            "weft_request_mirrors_dropped",
+            "Mirrored request copies not sent because --max-mirrors-in-flight were in flight",
+            metrics.mirrors_dropped.clone(),
+        );
         registry.register(
             "istio_requests",
             "Requests handled by the waypoint",
@@ -95,6 +103,11 @@ impl Metrics {
             metrics.response_bytes.clone(),
         );
         metrics
+    }
+
+    /// Counts a mirrored copy that was not sent.
+    pub(crate) fn mirror_dropped(&self) {
+        self.mirrors_dropped.inc();
     }
 
     /// Records one finished request.

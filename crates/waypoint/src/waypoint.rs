@@ -77,7 +77,13 @@ pub struct WaypointOptions {
     pub cert_wait: Duration,
     /// Outlier detection tuning.
     pub outlier: OutlierConfig,
+    /// Mirrored request copies in flight at most; a copy beyond that is not sent (and
+    /// counted), so a slow mirror backend cannot pile up tasks and connections.
+    pub max_mirrors_in_flight: usize,
 }
+
+/// [`WaypointOptions::max_mirrors_in_flight`] by default.
+pub const DEFAULT_MIRRORS_IN_FLIGHT: usize = 1024;
 
 impl Default for WaypointOptions {
     fn default() -> Self {
@@ -95,6 +101,7 @@ impl Default for WaypointOptions {
             config_wait: Duration::from_secs(5),
             cert_wait: Duration::from_secs(10),
             outlier: OutlierConfig::default(),
+            max_mirrors_in_flight: DEFAULT_MIRRORS_IN_FLIGHT,
         }
     }
 }
@@ -154,6 +161,8 @@ pub(crate) struct Inner {
     pub clients: ClientPool,
     pub outlier: OutlierDetector,
     pub budgets: RetryBudgets,
+    /// Permits for mirrored copies in flight ([`WaypointOptions::max_mirrors_in_flight`]).
+    pub mirrors: Arc<tokio::sync::Semaphore>,
     pub metrics: Metrics,
     pub registry: Mutex<Registry>,
     pub tracer: Option<Arc<dyn Tracer>>,
@@ -193,6 +202,7 @@ impl Waypoint {
         let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &*options.network);
         Ok(Self(Arc::new(Inner {
             outlier: OutlierDetector::new(options.outlier),
+            mirrors: Arc::new(tokio::sync::Semaphore::new(options.max_mirrors_in_flight)),
             options,
             identity,
             store,

@@ -488,20 +488,20 @@ fn declared_h2(service: &weft_upstream::MeshService, port: u16) -> Option<bool> 
 /// default route timeout).
 const MIRROR_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Mirrored copies in flight in this process at most; a copy beyond that is dropped, so a
-/// slow mirror backend cannot pile up tasks and connections.
-const MIRRORS_IN_FLIGHT: usize = 1024;
-
-static MIRRORS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MIRRORS_IN_FLIGHT);
-
 /// Sends a bodiless copy of the request to a mirror backend and forgets it; the copy is
-/// given up after `limit`, and not sent at all while [`MIRRORS_IN_FLIGHT`] are out.
+/// given up after `limit`, and not sent at all (but counted) while the waypoint's
+/// `max_mirrors_in_flight` copies are out.
 fn send_mirror(waypoint: &Waypoint, mirror: &Mirror, request: &Pending, limit: Duration) {
     if !mirror.sampled(&mut rand::rng()) {
         return;
     }
-    let Ok(permit) = MIRRORS.try_acquire() else {
-        tracing::debug!("mirrored copy dropped: {MIRRORS_IN_FLIGHT} already in flight");
+    let inner = waypoint.inner();
+    let Ok(permit) = Arc::clone(&inner.mirrors).try_acquire_owned() else {
+        inner.metrics.mirror_dropped();
+        tracing::debug!(
+            max = inner.options.max_mirrors_in_flight,
+            "mirrored copy dropped: the most allowed are in flight"
+        );
         return;
     };
     let Ok(backend) = resolve(waypoint, mirror.backend()) else {

@@ -1,6 +1,7 @@
 //! Configuration changes and their absence: a new route applies to the next request on an
 //! open connection, a waypoint without configuration refuses tunnels (503), redirects are
-//! answered by the waypoint and mirrors copy requests without changing the answer.
+//! answered by the waypoint and mirrors copy requests without changing the answer (at
+//! most `max_mirrors_in_flight` copies at once).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -147,6 +148,53 @@ async fn a_mirrored_copy_is_given_up_at_the_request_timeout() {
     }
 }
 
+/// `--max-mirrors-in-flight`: a copy beyond the cap is not sent but counted, the answers
+/// are unchanged, and a copy that ends frees its place for the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrored_copies_beyond_the_cap_are_not_sent_but_counted() {
+    let rules = vec![mirroring(pb::Rule {
+        request_timeout_ms: 4_000,
+        ..Default::default()
+    })];
+    let options = weft_waypoint::WaypointOptions {
+        max_mirrors_in_flight: 2,
+        ..options(OutlierConfig::default())
+    };
+    let (mesh, mut h1) = mirrored_with(rules, options).await;
+    // Five requests at once, each (and each copy) held by the backends until the route's
+    // timeout: only two copies may be out.
+    let vip = mesh.net.vip(1);
+    let client = std::sync::Arc::new(mesh.client().await);
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let client = std::sync::Arc::clone(&client);
+        requests.spawn(async move {
+            let mut h1 = client.h1(vip).await;
+            send(&mut h1, get("/held", &[("x-delay-ms", "60000")])).await
+        });
+    }
+    while let Some(answer) = requests.join_next().await {
+        let answer = answer.expect("request task");
+        assert_eq!(answer.status, 504, "the main backend's timeout: {answer:?}");
+    }
+    let dropped = "weft_request_mirrors_dropped_total 3";
+    let metrics = mesh.metrics().await;
+    assert!(metrics.lines().any(|l| l == dropped), "{metrics}");
+    let v2 = mesh.backend("echo-v2");
+    assert_eq!(v2.requests.load(Ordering::Relaxed), 2, "copies sent");
+
+    eventually("the copies time out", || async {
+        v2.in_flight.load(Ordering::Relaxed) == 0
+    })
+    .await;
+    let answer = send(&mut h1, get("/after", &[])).await;
+    assert_eq!(answer.header("x-backend"), "echo-a", "{answer:?}");
+    eventually("a freed place lets the next copy go", || async {
+        v2.requests.load(Ordering::Relaxed) == 3
+    })
+    .await;
+}
+
 /// `rule` sending to `echo` and mirroring to `echo-v2`.
 fn mirroring(rule: pb::Rule) -> pb::Rule {
     pb::Rule {
@@ -163,9 +211,17 @@ fn mirroring(rule: pb::Rule) -> pb::Rule {
 async fn mirrored(
     rules: Vec<pb::Rule>,
 ) -> (Mesh, hyper::client::conn::http1::SendRequest<ClientBody>) {
+    mirrored_with(rules, options(OutlierConfig::default())).await
+}
+
+/// [`mirrored`] with the waypoint's settings given whole.
+async fn mirrored_with(
+    rules: Vec<pb::Rule>,
+    options: weft_waypoint::WaypointOptions,
+) -> (Mesh, hyper::client::conn::http1::SendRequest<ClientBody>) {
     let specs = vec![backend("echo-a", "echo"), backend("echo-v2", "echo-v2")];
     let resource = waypoint_resource(&[("echo", vec![route(rules)])], vec![]);
-    let mesh = Mesh::start(specs, resource).await;
+    let mesh = Mesh::start_with_options(specs, resource, options, None).await;
     let h1 = mesh.client().await.h1(mesh.net.vip(1)).await;
     (mesh, h1)
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use weft_waypoint::gateway::{GatewayListen, GatewayProcess};
 use weft_waypoint::{Role, WaypointOptions};
 
-use super::waypoint::run::{self as proxy, AccessLogArgs, ControlArgs, HandoffArgs, TraceArgs};
+use super::waypoint::run::{
+    self as proxy, AccessLogArgs, ControlArgs, HandoffArgs, L7Limits, TraceArgs,
+};
 
 /// Run a gateway: the ingress/egress proxy of one Gateway (listener ports from its
 /// configuration).
@@ -40,6 +42,8 @@ pub struct Args {
     trace: TraceArgs,
     #[command(flatten)]
     handoff: HandoffArgs,
+    #[command(flatten)]
+    l7_limits: L7Limits,
     /// Seconds to let requests in flight finish after SIGTERM / ctrl-c.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     drain_timeout: u64,
@@ -88,6 +92,7 @@ fn process(args: Args) -> anyhow::Result<GatewayProcess> {
         trust_domain: args.control.trust_domain.clone(),
         network: args.control.network.clone(),
         access_log: args.access_log.format(),
+        max_mirrors_in_flight: args.l7_limits.max_mirrors_in_flight,
         ..WaypointOptions::default()
     };
     Ok(GatewayProcess {

@@ -257,6 +257,16 @@ pub(crate) mod run {
         pub recent_spans: usize,
     }
 
+    /// Limits on an L7 proxy's own work.
+    #[derive(Debug, clap::Args)]
+    pub struct L7Limits {
+        /// Mirrored request copies (RequestMirror filters) in flight at most; a copy
+        /// beyond that is not sent and counts in `weft_request_mirrors_dropped_total` (0:
+        /// mirror nothing).
+        #[arg(long, value_name = "N", default_value_t = weft_waypoint::DEFAULT_MIRRORS_IN_FLIGHT)]
+        pub max_mirrors_in_flight: usize,
+    }
+
     /// The access log of a proxy: the node proxy's flag, shared.
     pub use weft_node::cli::AccessLogArgs;
 
@@ -282,6 +292,8 @@ pub(crate) mod run {
         handoff: HandoffArgs,
         #[command(flatten)]
         limits: crate::cmd::limit_flags::HboneLimits,
+        #[command(flatten)]
+        l7_limits: L7Limits,
         /// Seconds to let open tunnels finish after SIGTERM / ctrl-c.
         #[arg(long, default_value_t = 30, value_name = "SECONDS")]
         drain_timeout: u64,
@@ -392,6 +404,7 @@ pub(crate) mod run {
             network: args.control.network.clone(),
             access_log: args.access_log.format(),
             inbound_limits: args.limits.config(),
+            max_mirrors_in_flight: args.l7_limits.max_mirrors_in_flight,
             ..WaypointOptions::default()
         };
         Ok(WaypointProcess {
