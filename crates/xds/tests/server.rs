@@ -668,3 +668,58 @@ async fn a_removal_waits_for_every_part_of_a_large_update_of_another_type() {
     );
     assert_eq!(push[removal_at].2, strings(&["old"]));
 }
+
+/// Make-before-break waits for the client to apply the new state: the old policy's removal
+/// follows the ACK of the workload that moved away from it, and a client that NACKs the
+/// move keeps the old policy (its workload still refers to it) until it ACKs a later one.
+#[tokio::test]
+async fn a_removal_waits_for_the_ack_of_the_update_that_moved_away_from_it() {
+    let server = TestServer::start(fast_config());
+    let policy = |name: &str| (AUTHORIZATION, vec![thing(name, &[], "v")], Vec::new());
+    let workload = |refers: &str| (ADDRESS, vec![thing("w", &[], refers)], Vec::new());
+    server
+        .publisher
+        .apply_types([policy("old"), workload("old")]);
+    settled(&server).await;
+    let mut client = both_types_client(&server).await;
+    push_of(&mut client, 2).await;
+
+    // The workload moves from "old" to "new"; the client NACKs the Address update.
+    let mut authorization = policy("new");
+    authorization.2.push("old".to_owned());
+    server
+        .publisher
+        .apply_types([authorization, workload("new")]);
+    assert_eq!(push_of(&mut client, 1).await[0].1, strings(&["new"]));
+    let moved = client.recv().await;
+    assert_eq!((moved.type_url.as_str(), names(&moved)), (ADDRESS, strings(&["w"])));
+    client.send(nack(&moved, "rejected for the test"));
+    // A later change of another kind comes through while the removal stays held: the
+    // stream sends ready removals before anything else, so "probe" arriving first
+    // shows "old" was not ready.
+    server.publisher.apply_types([policy("probe")]);
+    let probe = client.recv_ack().await;
+    assert_eq!(
+        (names(&probe), removed(&probe)),
+        (strings(&["probe"]), vec![]),
+        "the NACKed move keeps the old policy"
+    );
+
+    // The next Address update is ACKed: now the old policy goes.
+    server.publisher.apply_types([workload("newer")]);
+    let moved = client.recv().await;
+    assert_eq!(moved.type_url, ADDRESS);
+    server.publisher.apply_types([policy("probe-2")]);
+    let probe = client.recv_ack().await;
+    assert_eq!(
+        removed(&probe),
+        Vec::<String>::new(),
+        "no removal before the ACK: {probe:?}"
+    );
+    client.send(ack(&moved));
+    let removal = client.recv_ack().await;
+    assert_eq!(
+        (removal.type_url.as_str(), removed(&removal)),
+        (AUTHORIZATION, strings(&["old"]))
+    );
+}
