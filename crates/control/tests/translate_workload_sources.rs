@@ -355,3 +355,78 @@ spec:
     );
     assert_eq!(services_of([192, 0, 2, 50]), ["shop/pay.legacy.example"]);
 }
+
+/// A `resolution: DNS` ServiceEntry with `hosts` and `extra` spec lines.
+fn dns_entry(name: &str, hosts: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: shop, labels: {{team: pay}}}}
+spec:
+  hosts: {hosts}
+  addresses: [240.240.0.1]
+  ports: [{{number: 443, name: tls, protocol: TLS}}]
+  resolution: DNS
+{extra}"
+    )
+}
+
+#[test]
+fn a_dns_service_entry_without_endpoints_is_reached_by_its_host_names() {
+    let output = translated(&[dns_entry("api", "[api.example.com, '*.example.org']", "")]);
+    let implicit: Vec<Workload> = workloads(&output)
+        .into_iter()
+        .filter(|w| w.name == "api")
+        .collect();
+    let [workload] = implicit.as_slice() else {
+        panic!("one workload per resolvable host (the wildcard has none): {implicit:#?}");
+    };
+    assert_eq!(
+        workload.uid,
+        "Kubernetes/networking.istio.io/ServiceEntry/shop/api/api.example.com"
+    );
+    assert_eq!(workload.hostname, "api.example.com");
+    assert!(workload.addresses.is_empty(), "the proxy resolves the name");
+    assert_eq!(
+        workload.tunnel_protocol(),
+        TunnelProtocol::None,
+        "outside the mesh"
+    );
+    let services: Vec<&String> = workload.services.keys().collect();
+    assert_eq!(services, ["shop/api.example.com"], "its own host only");
+    let ports = &workload.services["shop/api.example.com"].ports;
+    assert_eq!((ports[0].service_port, ports[0].target_port), (443, 443));
+    assert_eq!(
+        workload.canonical_name, "api",
+        "from the entry's labels and name"
+    );
+
+    // Endpoints, a workload selector or another resolution: no implicit endpoint.
+    for extra in [
+        "  endpoints: [{address: 192.0.2.7}]",
+        "  workloadSelector: {labels: {app: api}}",
+    ] {
+        let output = translated(&[dns_entry("api", "[api.example.com]", extra)]);
+        let hosts: Vec<String> = workloads(&output).into_iter().map(|w| w.hostname).collect();
+        assert!(hosts.iter().all(String::is_empty), "{extra}: {hosts:?}");
+    }
+    let stat = dns_entry("api", "[api.example.com]", "").replace("DNS", "STATIC");
+    assert!(workloads(&translated(&[stat])).is_empty());
+
+    // Incremental edits equal a full translation.
+    let options = TranslateOptions::default();
+    let mut translator = Translator::new(options.clone());
+    let mut previous = ConfigSnapshot::new(Vec::new());
+    let two_hosts = dns_entry("api", "[api.example.com, api2.example.com]", "");
+    let with_endpoint = dns_entry(
+        "api",
+        "[api.example.com]",
+        "  endpoints: [{address: 192.0.2.7}]",
+    );
+    for step in [vec![two_hosts], vec![with_endpoint], vec![]] {
+        let snapshot = ConfigSnapshot::new(objects(&step));
+        translator.update(&previous, &snapshot);
+        assert_eq!(*translator.output(), translate(&snapshot, &options));
+        previous = snapshot;
+    }
+}

@@ -692,7 +692,10 @@ async fn a_removal_waits_for_the_ack_of_the_update_that_moved_away_from_it() {
         .apply_types([authorization, workload("new")]);
     assert_eq!(push_of(&mut client, 1).await[0].1, strings(&["new"]));
     let moved = client.recv().await;
-    assert_eq!((moved.type_url.as_str(), names(&moved)), (ADDRESS, strings(&["w"])));
+    assert_eq!(
+        (moved.type_url.as_str(), names(&moved)),
+        (ADDRESS, strings(&["w"]))
+    );
     client.send(nack(&moved, "rejected for the test"));
     // A later change of another kind comes through while the removal stays held: the
     // stream sends ready removals before anything else, so "probe" arriving first

@@ -44,6 +44,12 @@ pub(crate) enum WorkloadSource<'a> {
         entry: &'a ServiceEntry,
         index: usize,
     },
+    /// The implicit endpoint of a DNS-resolved ServiceEntry without endpoints: `host` itself,
+    /// resolved by the proxy.
+    EntryHost {
+        entry: &'a ServiceEntry,
+        host: &'a str,
+    },
     /// One address of `slice.endpoints[endpoint]`, an endpoint of the selector-less `service`.
     SliceEndpoint {
         slice: &'a EndpointSlice,
@@ -296,6 +302,16 @@ impl<'a> Context<'a> {
                     namespace: namespace.clone(),
                     labels,
                     source: WorkloadSource::EntryEndpoint { entry, index },
+                };
+                self.workloads.insert(uid, info);
+            }
+            for host in workload::implicit_endpoint_hosts(entry) {
+                let uid = workload::entry_host_uid(self.options, &namespace, &object.name, host);
+                self.produced(object.clone(), ResourceKey::address(uid.clone()));
+                let info = WorkloadInfo {
+                    namespace: namespace.clone(),
+                    labels: entry.metadata.labels.clone().unwrap_or_default(),
+                    source: WorkloadSource::EntryHost { entry, host },
                 };
                 self.workloads.insert(uid, info);
             }

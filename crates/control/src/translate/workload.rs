@@ -15,8 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::LazyLock;
 use weft_api::expand::DEFAULT_SERVICE_ACCOUNT;
-use weft_api::istio::{ServiceEntry, WorkloadEntry, WorkloadEntrySpec};
+use weft_api::istio::{Resolution, ServiceEntry, WorkloadEntry, WorkloadEntrySpec};
 use weft_api::selector::labels_match;
 use weft_api::{ExpandedPod, Kind, Object, ObjectRef};
 use weft_proto::workload::{
@@ -111,6 +112,8 @@ struct Facts<'a> {
     ports: NamedPorts<'a>,
     locality: Option<Locality>,
     own_entry: Option<&'a ServiceEntry>,
+    /// For a ServiceEntry's implicit endpoint: the one host of the entry it stands for.
+    own_host: Option<&'a str>,
     /// The selector-less Service whose EndpointSlice lists this workload.
     own_service: Option<&'a Service>,
     /// Load-balancing weight (a WorkloadEntry's or endpoint's `weight`), sent as capacity.
@@ -135,6 +138,9 @@ pub(crate) fn translate_workload(
         WorkloadSource::Entry(entry) => entry_facts(context.options, entry, &info.labels),
         WorkloadSource::EntryEndpoint { entry, index } => {
             endpoint_facts(context.options, entry, *index, &info.labels)
+        }
+        WorkloadSource::EntryHost { entry, host } => {
+            host_facts(context.options, entry, host, &info.labels)
         }
         WorkloadSource::SliceEndpoint {
             slice,
@@ -196,6 +202,7 @@ fn pod_facts<'a>(
         network: context.options.network.clone(),
         ports: NamedPorts::Containers(spec.map(|s| s.containers.as_slice()).unwrap_or_default()),
         own_entry: None,
+        own_host: None,
         own_service: None,
         capacity: None,
     }
@@ -310,6 +317,7 @@ fn spec_facts<'a>(
         ports: NamedPorts::Entry(spec.ports.as_ref()),
         locality: parse_locality(spec.locality.as_deref()),
         own_entry: None,
+        own_host: None,
         own_service: None,
         // 0 cannot be told from unset on the wire: leave it out (never "no capacity")
         capacity: spec.weight.filter(|weight| *weight > 0),
@@ -381,6 +389,58 @@ fn endpoint_facts<'a>(
     facts
 }
 
+/// The hosts of `entry` that stand for its endpoints, as in istiod: a `resolution: DNS` or
+/// `DNS_ROUND_ROBIN` entry with neither endpoints nor a workload selector reaches each
+/// host by its name (wildcard hosts cannot be resolved and are skipped).
+pub(crate) fn implicit_endpoint_hosts(entry: &ServiceEntry) -> impl Iterator<Item = &str> {
+    let spec = &entry.spec;
+    let by_dns = matches!(
+        spec.resolution,
+        Some(Resolution::Dns | Resolution::DnsRoundRobin)
+    );
+    let implicit = by_dns
+        && spec.endpoints.as_ref().is_none_or(Vec::is_empty)
+        && spec.workload_selector.is_none();
+    let hosts = spec.hosts.iter().filter(move |_| implicit);
+    hosts.map(String::as_str).filter(|host| !host.contains('*'))
+}
+
+/// `<cluster>/networking.istio.io/ServiceEntry/<ns>/<entry>/<host>`: the implicit endpoint
+/// of `host` (the uid an inline endpoint with that address would have).
+pub(crate) fn entry_host_uid(
+    options: &TranslateOptions,
+    namespace: &str,
+    entry: &str,
+    host: &str,
+) -> String {
+    format!(
+        "{}/networking.istio.io/ServiceEntry/{namespace}/{entry}/{host}",
+        options.cluster_id
+    )
+}
+
+/// The implicit endpoint of `host`: a workload with that hostname (no address; the proxy
+/// resolves it), the entry's labels, member of that host's service only.
+fn host_facts<'a>(
+    options: &TranslateOptions,
+    entry: &'a ServiceEntry,
+    host: &'a str,
+    labels: &'a BTreeMap<String, String>,
+) -> Facts<'a> {
+    static UNSPECIFIED: LazyLock<WorkloadEntrySpec> = LazyLock::new(WorkloadEntrySpec::default);
+    let (object, namespace) = object_of(Kind::ServiceEntry, &entry.metadata);
+    let mut facts = spec_facts(options, object, &UNSPECIFIED, labels, namespace);
+    facts.hostname = host.to_owned();
+    facts.own_entry = Some(entry);
+    facts.own_host = Some(host);
+    let internal = entry.spec.location == Some(weft_api::istio::Location::MeshInternal);
+    facts.mesh_external = !internal;
+    let annotations = entry.metadata.annotations.as_ref();
+    let redirected = annotations.and_then(|a| a.get(REDIRECTION_ANNOTATION));
+    facts.entry_tunnel = Some(tunnels(labels, redirected, facts.mesh_external));
+    facts
+}
+
 fn slice_facts<'a>(
     options: &TranslateOptions,
     slice: &'a EndpointSlice,
@@ -408,6 +468,7 @@ fn slice_facts<'a>(
         ports: NamedPorts::Slice(slice.ports.as_deref().unwrap_or_default()),
         locality: None,
         own_entry: None,
+        own_host: None,
         own_service: Some(service),
         capacity: None,
     }
@@ -603,7 +664,8 @@ fn services_map(
                 app_protocol: 0,
             })
             .collect();
-        for host in entry.spec.hosts.iter().filter(|h| !h.contains('*')) {
+        let hosts = entry.spec.hosts.iter().filter(|h| !h.contains('*'));
+        for host in hosts.filter(|h| facts.own_host.is_none_or(|own| own == h.as_str())) {
             map.insert(
                 service_key(facts.namespace, host),
                 PortList {
