@@ -1,7 +1,6 @@
-//! Removals a stream holds back until the other types it was sending are up to date on the
-//! client (sent and ACKed): make-before-break across types (a workload is moved to its new
-//! policy before the old policy goes, and a client that rejected the move keeps the old
-//! policy its workload still refers to). Pure bookkeeping, no I/O.
+//! Removals a stream holds back until the other types it was sending are up to date:
+//! make-before-break across types (a workload is moved to its new policy before the old
+//! policy goes). Pure bookkeeping, no I/O.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -11,33 +10,16 @@ struct Held {
     type_url: String,
     names: Vec<String>,
     /// The other types that had changes pending, with how many diffs each had completed
-    /// then: the removals may go once each has completed another (or has nothing pending)
-    /// and the client ACKed everything of that type it was sent.
+    /// then: the removals may go once each has completed another, or has nothing pending.
     waits_for: Vec<(String, u64)>,
 }
 
-impl Held {
-    fn is_ready(&self, progress: impl Fn(&str) -> Option<Progress>) -> bool {
-        self.waits_for.iter().all(|(type_url, completed_then)| {
-            progress(type_url).is_none_or(|now| now.settled_since(*completed_then))
-        })
-    }
-}
-
 /// A type's progress as [`HeldRemovals::take_ready`] needs it: the diffs it completed so
-/// far, whether it has changes pending, and whether the client ACKed all it was sent.
+/// far, and whether it has changes pending.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Progress {
     pub(crate) completed_diffs: u64,
     pub(crate) pending: bool,
-    pub(crate) acked: bool,
-}
-
-impl Progress {
-    /// Whether a wait that began when `completed_then` diffs were complete is over.
-    fn settled_since(self, completed_then: u64) -> bool {
-        self.acked && (!self.pending || self.completed_diffs > completed_then)
-    }
 }
 
 /// The removals a stream holds back, oldest first.
@@ -75,7 +57,6 @@ impl HeldRemovals {
         self.batches.retain(|held| !held.names.is_empty());
     }
 
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.batches.is_empty()
     }
@@ -85,11 +66,6 @@ impl HeldRemovals {
         self.batches.iter().any(|held| held.type_url == type_url)
     }
 
-    /// Whether some batch's wait is over (see [`HeldRemovals::take_ready`]).
-    pub(crate) fn any_ready(&self, progress: impl Fn(&str) -> Option<Progress>) -> bool {
-        self.batches.iter().any(|held| held.is_ready(&progress))
-    }
-
     /// The first type with removals whose wait is over, and those removals (every ready
     /// batch of that type, in one sorted list). `progress` is `None` for a type the stream
     /// no longer follows.
@@ -97,7 +73,12 @@ impl HeldRemovals {
         &mut self,
         progress: impl Fn(&str) -> Option<Progress>,
     ) -> Option<(String, Vec<String>)> {
-        let ready = |held: &Held| held.is_ready(&progress);
+        let ready = |held: &Held| {
+            held.waits_for.iter().all(|(type_url, completed_then)| {
+                progress(type_url)
+                    .is_none_or(|now| !now.pending || now.completed_diffs > *completed_then)
+            })
+        };
         let first = self.batches.iter().position(ready)?;
         let type_url = self.batches[first].type_url.clone();
         let mut names = Vec::new();
@@ -127,21 +108,11 @@ mod tests {
         items.iter().map(|s| (*s).to_owned()).collect()
     }
 
-    /// Address's progress, everything sent ACKed.
     fn address(completed_diffs: u64, pending: bool) -> impl Fn(&str) -> Option<Progress> {
-        address_acked(completed_diffs, pending, true)
-    }
-
-    fn address_acked(
-        completed_diffs: u64,
-        pending: bool,
-        acked: bool,
-    ) -> impl Fn(&str) -> Option<Progress> {
         move |type_url| {
             (type_url == ADDRESS).then_some(Progress {
                 completed_diffs,
                 pending,
-                acked,
             })
         }
     }
@@ -167,24 +138,6 @@ mod tests {
             Some((POLICY.to_owned(), strings(&["later"])))
         );
         assert!(held.is_empty());
-    }
-
-    #[test]
-    fn removals_wait_until_the_client_acked_what_the_awaited_type_sent() {
-        let mut held = HeldRemovals::default();
-        held.hold(POLICY, strings(&["old"]), vec![(ADDRESS.to_owned(), 3)]);
-        // The diff went out but the client has not ACKed it (or NACKed it): the policy
-        // its workloads may still refer to stays.
-        assert!(!held.any_ready(address_acked(4, false, false)));
-        assert_eq!(held.take_ready(address_acked(4, false, false)), None);
-        assert!(held.any_ready(address_acked(4, false, true)));
-        assert_eq!(
-            held.take_ready(address_acked(4, false, true)),
-            Some((POLICY.to_owned(), strings(&["old"])))
-        );
-        // A type the stream no longer follows holds nothing back.
-        held.hold(POLICY, strings(&["gone"]), vec![(ADDRESS.to_owned(), 5)]);
-        assert!(held.any_ready(|_| None));
     }
 
     #[test]

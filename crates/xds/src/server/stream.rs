@@ -36,8 +36,6 @@ pub(crate) type ResponseSender = mpsc::Sender<Result<DeltaDiscoveryResponse, Sta
 struct InFlight {
     type_url: String,
     response: VersionNonce,
-    /// The response's sequence number among its type's (see [`TypeSubscription::record_sent`]).
-    sequence: u64,
 }
 
 /// Everything one stream knows.
@@ -97,8 +95,7 @@ impl StreamState {
         let mut revocable = true;
         loop {
             let has_work = current.initialized
-                && (self.types.values().any(TypeSubscription::is_dirty)
-                    || self.held.any_ready(progress_of(&self.types)));
+                && (!self.held.is_empty() || self.types.values().any(TypeSubscription::is_dirty));
             tokio::select! {
                 request = requests.message() => match request {
                     Ok(Some(request)) => {
@@ -236,45 +233,38 @@ impl StreamState {
     }
 
     fn handle_ack_or_nack(&mut self, request: &DeltaDiscoveryRequest) {
-        let answered = self.take_in_flight(&request.type_url, &request.response_nonce);
-        let sequence = answered.as_ref().map(|sent| sent.sequence);
-        let response = answered.map_or_else(
-            || VersionNonce {
+        let response = self
+            .take_in_flight(&request.type_url, &request.response_nonce)
+            .unwrap_or_else(|| VersionNonce {
                 version: String::new(),
                 nonce: request.response_nonce.clone(),
-            },
-            |sent| sent.response,
-        );
+            });
         match &request.error_detail {
             Some(error) => self.record_nack(&request.type_url, response, &error.message),
-            None => {
-                let subscription = self.types.get_mut(&request.type_url);
-                if let (Some(subscription), Some(sequence)) = (subscription, sequence) {
-                    subscription.record_ack(sequence);
-                }
-                self.status.update(|status| {
-                    let entry = status.types.entry(request.type_url.clone()).or_default();
-                    entry.last_acked = Some(response);
-                });
-            }
+            None => self.status.update(|status| {
+                let entry = status.types.entry(request.type_url.clone()).or_default();
+                entry.last_acked = Some(response);
+            }),
         }
     }
 
     /// Forgets the answered response and older responses of the same type (superseded).
-    fn take_in_flight(&mut self, type_url: &str, nonce: &str) -> Option<InFlight> {
+    fn take_in_flight(&mut self, type_url: &str, nonce: &str) -> Option<VersionNonce> {
         let is_answered =
             |sent: &InFlight| sent.type_url == type_url && sent.response.nonce == nonce;
-        let position = self.in_flight.iter().position(is_answered)?;
-        let mut answered = None;
-        let mut kept = VecDeque::with_capacity(self.in_flight.len());
-        for (index, sent) in std::mem::take(&mut self.in_flight).into_iter().enumerate() {
-            if index == position {
-                answered = Some(sent);
-            } else if index > position || sent.type_url != type_url {
-                kept.push_back(sent);
-            }
+        if !self.in_flight.iter().any(is_answered) {
+            return None;
         }
-        self.in_flight = kept;
+        let mut answered = None;
+        self.in_flight.retain(|sent| {
+            if answered.is_some() || sent.type_url != type_url {
+                return true;
+            }
+            if sent.response.nonce == nonce {
+                answered = Some(sent.response.clone());
+            }
+            false
+        });
         answered
     }
 
@@ -320,9 +310,8 @@ impl StreamState {
 
     /// The next response, if any. Make-before-break across types: a removal found while
     /// other types have changes to send is held back until each of them has completed
-    /// the diff it had then (or has nothing pending) and the client ACKed all of it, so the
-    /// new and changed resources that may refer to what is removed are applied first (a
-    /// client that NACKs them keeps what its old resources refer to); types go in type URL order,
+    /// the diff it had then (or has nothing pending), so the new and changed resources that
+    /// may refer to what is removed reach the client first; types go in type URL order,
     /// which puts `istio.security.Authorization` before the `istio.workload.Address`
     /// resources that refer to its policies.
     fn next_response(&mut self, current: &Published) -> Option<DeltaDiscoveryResponse> {
@@ -384,7 +373,13 @@ impl StreamState {
 
     /// Held-back removals whose wait is over, one type per response.
     fn release_held(&mut self, current: &Published) -> Option<DeltaDiscoveryResponse> {
-        let (type_url, removed) = self.held.take_ready(progress_of(&self.types))?;
+        let types = &self.types;
+        let (type_url, removed) = self.held.take_ready(|type_url| {
+            types.get(type_url).map(|subscription| Progress {
+                completed_diffs: subscription.completed_diffs(),
+                pending: subscription.is_dirty(),
+            })
+        })?;
         let generation = self.resources_of(current, &type_url).generation();
         let delta = Delta {
             removed,
@@ -417,14 +412,9 @@ impl StreamState {
             version: version.clone(),
             nonce: nonce.clone(),
         };
-        let sequence = self
-            .types
-            .get_mut(type_url)
-            .map_or(0, TypeSubscription::record_sent);
         self.in_flight.push_back(InFlight {
             type_url: type_url.to_owned(),
             response: sent.clone(),
-            sequence,
         });
         if self.in_flight.len() > MAX_IN_FLIGHT {
             self.in_flight.pop_front();
@@ -476,18 +466,5 @@ impl StreamState {
                 && entry.last_sent.is_some()
                 && entry.last_sent == entry.last_acked;
         });
-    }
-}
-
-/// Each followed type's progress, as held-back removals wait on it.
-fn progress_of(
-    types: &BTreeMap<String, TypeSubscription>,
-) -> impl Fn(&str) -> Option<Progress> + '_ {
-    |type_url| {
-        types.get(type_url).map(|subscription| Progress {
-            completed_diffs: subscription.completed_diffs(),
-            pending: subscription.is_dirty(),
-            acked: subscription.all_sent_acked(),
-        })
     }
 }

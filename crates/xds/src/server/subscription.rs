@@ -45,10 +45,6 @@ pub(crate) struct TypeSubscription {
     reader: Option<Arc<str>>,
     /// Diffs completed so far (the last part of each sent, or nothing to send).
     completed_diffs: u64,
-    /// Responses of this type sent on the stream so far (each one's sequence number).
-    sent_responses: u64,
-    /// The highest sequence number the client ACKed (a NACK does not count).
-    acked_response: u64,
 }
 
 impl TypeSubscription {
@@ -70,8 +66,6 @@ impl TypeSubscription {
             resume: None,
             reader: None,
             completed_diffs: 0,
-            sent_responses: 0,
-            acked_response: 0,
         };
         state.change(subscribe, unsubscribe);
         state
@@ -134,24 +128,6 @@ impl TypeSubscription {
     /// [`super::held`]).
     pub(crate) fn completed_diffs(&self) -> u64 {
         self.completed_diffs
-    }
-
-    /// Counts a response of this type sent to the client; returns its sequence number.
-    pub(crate) fn record_sent(&mut self) -> u64 {
-        self.sent_responses += 1;
-        self.sent_responses
-    }
-
-    /// The client ACKed the response numbered `sequence` (and has therefore seen the ones
-    /// before it: a stream's responses arrive in order).
-    pub(crate) fn record_ack(&mut self, sequence: u64) {
-        self.acked_response = self.acked_response.max(sequence);
-    }
-
-    /// Whether the client ACKed the last response of this type sent to it (or none was
-    /// sent): it applied everything it was sent.
-    pub(crate) fn all_sent_acked(&self) -> bool {
-        self.acked_response == self.sent_responses
     }
 
     pub(crate) fn is_wildcard(&self) -> bool {
