@@ -213,6 +213,53 @@ fn a_known_pod_listed_in_a_selectorless_slice_is_a_member_of_that_service() {
     assert_eq!(ports(&db, DB_KEY), [(5432, 9999), (8081, 8081)]);
 }
 
+/// A second slice of Service `db` listing web-0 with the `admin` port.
+const DB_ADMIN_SLICE: &str = r"
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-admin, namespace: shop, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+ports: [{name: admin, port: 7081, protocol: TCP}]
+endpoints:
+- addresses: [10.1.0.5]
+  targetRef: {kind: Pod, name: web-0, namespace: shop}
+";
+
+/// A selector-less Service of namespace `other` whose slice names pod shop/web-0.
+const OTHER_NAMESPACE: &str = r"
+apiVersion: v1
+kind: Service
+metadata: {name: grab, namespace: other}
+spec:
+  clusterIP: 10.96.0.30
+  ports: [{port: 80}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: grab-1, namespace: other, labels: {kubernetes.io/service-name: grab}}
+addressType: IPv4
+ports: [{port: 8080, protocol: TCP}]
+endpoints:
+- addresses: [10.1.0.5]
+  targetRef: {kind: Pod, name: web-0, namespace: shop}
+";
+
+#[test]
+fn a_pods_membership_takes_ports_from_every_slice_and_only_from_its_own_namespace() {
+    let output = translated(&[BASE, DB_SLICE, DB_ADMIN_SLICE, OTHER_NAMESPACE]);
+    let web = workload(&output, "Kubernetes//Pod/shop/web-0").expect("pod web-0");
+    assert_eq!(
+        ports(&web, DB_KEY),
+        [(5432, 6432), (8081, 7081)],
+        "each Service port from the slice that has it"
+    );
+    assert_eq!(
+        services_of(&output, "web-0"),
+        [DB_KEY, WEB],
+        "a slice of namespace other cannot make a shop pod a member of its Service"
+    );
+}
+
 /// Namespace `shop` in the mesh, served by a waypoint for all traffic (replaces [`AMBIENT`]).
 const WAYPOINT: &str = r"
 apiVersion: v1

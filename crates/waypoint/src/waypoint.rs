@@ -202,7 +202,9 @@ impl Waypoint {
         let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &*options.network);
         Ok(Self(Arc::new(Inner {
             outlier: OutlierDetector::new(options.outlier),
-            mirrors: Arc::new(tokio::sync::Semaphore::new(options.max_mirrors_in_flight)),
+            mirrors: Arc::new(tokio::sync::Semaphore::new(
+                (options.max_mirrors_in_flight).min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             options,
             identity,
             store,

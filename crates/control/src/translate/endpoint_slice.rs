@@ -75,13 +75,20 @@ pub(crate) fn index_slices<'a>(context: &Context<'a>) -> SliceIndex<'a> {
                 continue;
             }
             let target_pod = target_pod(endpoint, namespace);
-            if let Some(pod_uid) = target_pod.as_ref().and_then(|pod| known_pod(context, pod)) {
-                out.members.push(SliceMember {
-                    pod_uid,
-                    service,
-                    slice,
-                    producers: [slice_ref.clone(), service_ref.clone()],
-                });
+            if let Some(pod) = &target_pod
+                && let Some(pod_uid) = known_pod(context, pod)
+            {
+                // Only pods of the slice's own namespace join its Service (Kubernetes never
+                // names others): writing slices in one namespace must not pull another
+                // namespace's pods, with their identities, into a Service.
+                if pod.namespace.as_deref() == Some(namespace) {
+                    out.members.push(SliceMember {
+                        pod_uid,
+                        service,
+                        slice,
+                        producers: [slice_ref.clone(), service_ref.clone()],
+                    });
+                }
                 continue;
             }
             for address in endpoint.addresses.iter().filter_map(|a| a.parse().ok()) {
@@ -168,38 +175,52 @@ fn known_pod(context: &Context<'_>, pod: &ObjectRef) -> Option<String> {
 }
 
 /// `<ns>/<hostname>` -> ports of each selector-less Service whose slices list the known pod
-/// `pod_uid` (the first slice's ports when several list it, e.g. one per address family).
+/// `pod_uid`: for each Service port, the first of those slices with a port of its name
+/// (one slice per address family, or ports split over several slices).
 pub(crate) fn member_services(
     context: &Context<'_>,
     pod_uid: &str,
     unit: &mut Unit,
 ) -> Vec<(String, PortList)> {
-    let mut out: Vec<(String, PortList)> = Vec::new();
-    for (service, slice) in context.slice_members.get(pod_uid).into_iter().flatten() {
-        // a slice's Service is in the slice's namespace
-        let namespace = slice_namespace(slice);
-        let slice_ref = object_ref(
-            Kind::EndpointSlice,
-            namespace,
-            slice.metadata.name.as_deref(),
-        );
-        unit.deps.push(Dep::Object(slice_ref.clone()));
-        unit.deps.push(Dep::Object(object_ref(
-            Kind::Service,
-            namespace,
-            service.metadata.name.as_deref(),
-        )));
-        let hostname = kube_hostname(service, context.options);
-        let key = service_key(namespace, &hostname);
-        if out.iter().any(|(known, _)| *known == key) {
+    let memberships = context
+        .slice_members
+        .get(pod_uid)
+        .map_or(&[][..], Vec::as_slice);
+    let mut out = Vec::new();
+    for (index, (service, _)) in memberships.iter().enumerate() {
+        if memberships[..index]
+            .iter()
+            .any(|(s, _)| std::ptr::eq(*s, *service))
+        {
             continue;
         }
-        let slice_ports = slice.ports.as_deref().unwrap_or_default();
+        // a slice's Service is in the slice's namespace
+        let namespace = service
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_NAMESPACE);
+        let name = service.metadata.name.as_deref();
+        unit.deps
+            .push(Dep::Object(object_ref(Kind::Service, namespace, name)));
+        let mut slice_refs = Vec::new();
+        let mut port_lists = Vec::new();
+        for (_, slice) in memberships
+            .iter()
+            .filter(|(s, _)| std::ptr::eq(*s, *service))
+        {
+            let slice_name = slice.metadata.name.as_deref();
+            let slice_ref = object_ref(Kind::EndpointSlice, namespace, slice_name);
+            unit.deps.push(Dep::Object(slice_ref.clone()));
+            slice_refs.push(slice_ref);
+            port_lists.push(slice.ports.as_deref().unwrap_or_default());
+        }
+        let hostname = kube_hostname(service, context.options);
         let ports = service_ports(service)
             .iter()
-            .filter_map(|port| slice_port(port, slice_ports, &slice_ref, &hostname, unit))
+            .filter_map(|port| slice_port(port, &port_lists, &slice_refs[0], &hostname, unit))
             .collect();
-        out.push((key, PortList { ports }));
+        out.push((service_key(namespace, &hostname), PortList { ports }));
     }
     out
 }
@@ -217,18 +238,20 @@ pub(crate) fn port_named(slice_ports: &[EndpointPort], name: &str) -> Option<u32
     u32::try_from(port.port?).ok()
 }
 
-/// A Service port on an address of `slice`: the slice port of the same name (both unnamed
-/// for a single-port Service); `None` (with a warning) when the slice lists no such port.
+/// A Service port on an address the slices of `port_lists` list: the first slice port of
+/// the same name (both unnamed for a single-port Service); `None` (with a warning on
+/// `slice`) when none lists such a port.
 pub(crate) fn slice_port(
     port: &ServicePort,
-    slice_ports: &[EndpointPort],
+    port_lists: &[&[EndpointPort]],
     slice: &ObjectRef,
     hostname: &str,
     unit: &mut Unit,
 ) -> Option<Port> {
     let service_port = u32::try_from(port.port).ok()?;
     let name = port.name.as_deref().unwrap_or_default();
-    let Some(target_port) = port_named(slice_ports, name) else {
+    let found = port_lists.iter().find_map(|ports| port_named(ports, name));
+    let Some(target_port) = found else {
         let message = format!(
             "service {hostname} port {service_port} (name {name:?}) has no port of that name in \
              EndpointSlice {}; that port is left out for its endpoints",

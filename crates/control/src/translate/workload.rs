@@ -705,7 +705,8 @@ fn kube_port(
 ) -> Option<Port> {
     let service_port = u32::try_from(port.port).ok()?;
     if let NamedPorts::Slice(slice_ports) = facts.ports {
-        return endpoint_slice::slice_port(port, slice_ports, &facts.object, hostname, unit);
+        let lists = [slice_ports];
+        return endpoint_slice::slice_port(port, &lists, &facts.object, hostname, unit);
     }
     let target_port = match &port.target_port {
         None => service_port,

@@ -161,28 +161,36 @@ async fn mirrored_copies_beyond_the_cap_are_not_sent_but_counted() {
         ..options(OutlierConfig::default())
     };
     let (mesh, mut h1) = mirrored_with(rules, options).await;
-    // Five requests at once, each (and each copy) held by the backends until the route's
-    // timeout: only two copies may be out.
+    // Two requests whose answers (and copies) the backends hold until the route's timeout.
     let vip = mesh.net.vip(1);
     let client = std::sync::Arc::new(mesh.client().await);
-    let mut requests = tokio::task::JoinSet::new();
-    for _ in 0..5 {
+    let mut held = tokio::task::JoinSet::new();
+    for _ in 0..2 {
         let client = std::sync::Arc::clone(&client);
-        requests.spawn(async move {
+        held.spawn(async move {
             let mut h1 = client.h1(vip).await;
             send(&mut h1, get("/held", &[("x-delay-ms", "60000")])).await
         });
     }
-    while let Some(answer) = requests.join_next().await {
+    let v2 = mesh.backend("echo-v2");
+    eventually("both copies are out", || async {
+        v2.in_flight.load(Ordering::Relaxed) == 2
+    })
+    .await;
+    // Three more requests meanwhile: answered as usual, their copies not sent.
+    for _ in 0..3 {
+        let answer = send(&mut h1, get("/quick", &[])).await;
+        assert_eq!(answer.header("x-backend"), "echo-a", "{answer:?}");
+    }
+    let metrics = mesh.metrics().await;
+    let dropped = "weft_request_mirrors_dropped_total 3";
+    assert!(metrics.lines().any(|l| l == dropped), "{metrics}");
+    assert_eq!(v2.requests.load(Ordering::Relaxed), 2, "copies sent");
+
+    while let Some(answer) = held.join_next().await {
         let answer = answer.expect("request task");
         assert_eq!(answer.status, 504, "the main backend's timeout: {answer:?}");
     }
-    let dropped = "weft_request_mirrors_dropped_total 3";
-    let metrics = mesh.metrics().await;
-    assert!(metrics.lines().any(|l| l == dropped), "{metrics}");
-    let v2 = mesh.backend("echo-v2");
-    assert_eq!(v2.requests.load(Ordering::Relaxed), 2, "copies sent");
-
     eventually("the copies time out", || async {
         v2.in_flight.load(Ordering::Relaxed) == 0
     })
