@@ -48,6 +48,16 @@ pub enum UpstreamError {
         /// `<ns>/<name>`.
         workload: String,
     },
+    /// The chosen workload is known by host name only and the name gave no usable address.
+    #[error("cannot resolve {host} (endpoint of workload {workload}): {reason}")]
+    Unresolved {
+        /// The workload's host name.
+        host: String,
+        /// `<ns>/<name>`.
+        workload: String,
+        /// Why (resolver error, no answer, only refused addresses).
+        reason: String,
+    },
     /// HBONE needs an identity to present and the client has none.
     #[error("no identity to present for HBONE to {tunnel}")]
     NoIdentity {
@@ -87,7 +97,10 @@ impl UpstreamError {
     pub fn is_unroutable(&self) -> bool {
         matches!(
             self,
-            Self::NoEndpoint(_) | Self::WaypointMissing { .. } | Self::NoAddress { .. }
+            Self::NoEndpoint(_)
+                | Self::WaypointMissing { .. }
+                | Self::NoAddress { .. }
+                | Self::Unresolved { .. }
         )
     }
 
@@ -274,11 +287,37 @@ impl Upstream {
         port: PortMapping,
         source: Option<&Arc<MeshWorkload>>,
     ) -> Result<Route, UpstreamError> {
-        let choice = lb::choose_endpoint(&service, port, source.map(|s| &**s), &mut rand::rng())?;
-        let workload = choice.endpoint.workload;
+        let (workload, target_port) = Self::service_endpoint(&service, port, source)?;
         let ip = first_address(&workload)?;
-        let addr = SocketAddr::new(ip, choice.target_port);
+        let addr = SocketAddr::new(ip, target_port);
         Ok(self.workload_route(workload, addr, Some(service)))
+    }
+
+    /// The endpoint of `service` the load balancer chooses, and its target port: for a
+    /// caller that finds the address itself (an endpoint known by host name only), then
+    /// routes with [`Upstream::endpoint_route`].
+    ///
+    /// # Errors
+    /// No usable endpoint.
+    pub fn service_endpoint(
+        service: &MeshService,
+        port: PortMapping,
+        source: Option<&Arc<MeshWorkload>>,
+    ) -> Result<(Arc<MeshWorkload>, u16), UpstreamError> {
+        let choice = lb::choose_endpoint(service, port, source.map(|s| &**s), &mut rand::rng())?;
+        Ok((choice.endpoint.workload, choice.target_port))
+    }
+
+    /// The route to `workload` at `addr` as an endpoint of `service`: HBONE when the
+    /// workload speaks it, plain TCP otherwise.
+    #[must_use]
+    pub fn endpoint_route(
+        &self,
+        workload: Arc<MeshWorkload>,
+        addr: SocketAddr,
+        service: Option<Arc<MeshService>>,
+    ) -> Route {
+        self.workload_route(workload, addr, service)
     }
 
     /// HBONE to `addr` when the workload speaks it, plain TCP otherwise.

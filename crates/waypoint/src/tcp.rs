@@ -33,7 +33,7 @@ pub(crate) async fn relay(waypoint: Waypoint, tunnel: &Tunnel, io: Rewind<HboneS
             source_principal = %tunnel.source_identity, %decision, "tcp connection denied");
         return;
     }
-    let route = match route(&waypoint, tunnel) {
+    let route = match route(&waypoint, tunnel).await {
         Ok(route) => route,
         Err(error) => {
             tracing::warn!(%error, destination = %tunnel.destination, "tcp: no route");
@@ -107,13 +107,11 @@ pub(crate) fn labels(tunnel: &Tunnel, destination: Option<&MeshWorkload>) -> Con
 }
 
 /// An endpoint of the tunnel's service (outliers skipped), or its workload.
-fn route(waypoint: &Waypoint, tunnel: &Tunnel) -> Result<Route, UpstreamError> {
+async fn route(waypoint: &Waypoint, tunnel: &Tunnel) -> Result<Route, UpstreamError> {
     match &tunnel.target {
         Target::Service { mesh, port, .. } => {
-            let inner = waypoint.inner();
-            inner
-                .upstream
-                .service_route(inner.outlier.filter(mesh), *port, None)
+            let service = waypoint.inner().outlier.filter(mesh);
+            crate::resolve::service_route(waypoint, service, *port).await
         }
         Target::Workload(workload) => Ok(direct_route(waypoint, workload, tunnel.destination)),
     }

@@ -80,6 +80,12 @@ pub struct WaypointOptions {
     /// Mirrored request copies in flight at most; a copy beyond that is not sent (and
     /// counted), so a slow mirror backend cannot pile up tasks and connections.
     pub max_mirrors_in_flight: usize,
+    /// DNS servers for endpoints known by host name only; empty: the system's
+    /// (`/etc/resolv.conf`).
+    pub dns_servers: Vec<std::net::SocketAddr>,
+    /// Dial loopback addresses a name resolves to (refused by default: a DNS record must
+    /// not point the proxy at its own ports). For tests that run everything on loopback.
+    pub allow_loopback_answers: bool,
 }
 
 /// [`WaypointOptions::max_mirrors_in_flight`] by default.
@@ -102,6 +108,8 @@ impl Default for WaypointOptions {
             cert_wait: Duration::from_secs(10),
             outlier: OutlierConfig::default(),
             max_mirrors_in_flight: DEFAULT_MIRRORS_IN_FLIGHT,
+            dns_servers: Vec::new(),
+            allow_loopback_answers: false,
         }
     }
 }
@@ -163,6 +171,8 @@ pub(crate) struct Inner {
     pub budgets: RetryBudgets,
     /// Permits for mirrored copies in flight ([`WaypointOptions::max_mirrors_in_flight`]).
     pub mirrors: Arc<tokio::sync::Semaphore>,
+    /// Resolves endpoints known by host name only.
+    pub resolver: crate::resolve::NameResolver,
     pub metrics: Metrics,
     pub registry: Mutex<Registry>,
     pub tracer: Option<Arc<dyn Tracer>>,
@@ -202,6 +212,10 @@ impl Waypoint {
         let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &*options.network);
         Ok(Self(Arc::new(Inner {
             outlier: OutlierDetector::new(options.outlier),
+            resolver: crate::resolve::NameResolver::new(
+                options.dns_servers.clone(),
+                options.allow_loopback_answers,
+            ),
             mirrors: Arc::new(tokio::sync::Semaphore::new(
                 (options.max_mirrors_in_flight).min(tokio::sync::Semaphore::MAX_PERMITS),
             )),

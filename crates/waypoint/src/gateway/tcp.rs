@@ -158,7 +158,7 @@ struct Target {
 }
 
 /// The endpoint (or the waypoint) for `backend`, from the mesh state.
-fn target(gateway: &Gateway, backend: &L4Backend) -> Result<Target, String> {
+async fn target(gateway: &Gateway, backend: &L4Backend) -> Result<Target, String> {
     let engine = gateway.engine();
     let state = engine.state();
     let service = state
@@ -182,9 +182,8 @@ fn target(gateway: &Gateway, backend: &L4Backend) -> Result<Target, String> {
         service_port: backend.port,
         target_port: None,
     });
-    let route = inner
-        .upstream
-        .service_route(inner.outlier.filter(service), port, None)
+    let route = crate::resolve::service_route(engine, inner.outlier.filter(service), port)
+        .await
         .map_err(|e| e.to_string())?;
     Ok(Target {
         route,
@@ -249,7 +248,7 @@ pub(crate) async fn relay<IO>(
             return;
         }
     };
-    let target = match target(gateway, backend) {
+    let target = match target(gateway, backend).await {
         Ok(target) => target,
         Err(reason) => {
             tracing::warn!(%peer, route = %route.name, backend = %backend.service, %reason, "tcp: no route to the backend; closing");

@@ -191,7 +191,9 @@ async fn one_attempt(
     sticky: Option<(&SessionPersistence, SessionToken)>,
 ) -> Attempt {
     let avoid = tried.as_deref().map_or(&[][..], Vec::as_slice);
-    let route = choose(waypoint, backend, avoid, sticky).map_err(|f| (f, None))?;
+    let route = choose(waypoint, backend, avoid, sticky)
+        .await
+        .map_err(|f| (f, None))?;
     let endpoint = route.destination().cloned();
     if let (Some(workload), Some(tried)) = (&endpoint, tried) {
         tried.push(workload.uid().to_owned());
@@ -268,7 +270,7 @@ async fn send(
 /// An endpoint of the backend: not ejected, and not one an earlier attempt of this request
 /// tried (as long as others are left); the one a session token names when it is among them
 /// and healthy.
-fn choose(
+async fn choose(
     waypoint: &Waypoint,
     backend: &Backend,
     tried: &[String],
@@ -281,9 +283,8 @@ fn choose(
             let candidates = sticky
                 .and_then(|(_, token)| pinned(service, &candidates, &token))
                 .unwrap_or(candidates);
-            inner
-                .upstream
-                .service_route(candidates, *port, None)
+            crate::resolve::service_route(waypoint, candidates, *port)
+                .await
                 .map_err(|e| Failure::no_healthy_upstream(&e.to_string()))
         }
         Backend::Workload { workload, addr } => {

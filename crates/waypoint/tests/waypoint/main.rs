@@ -5,6 +5,7 @@
 mod backend_tls;
 mod config;
 mod conformance_mesh;
+mod dns_endpoints;
 mod harness;
 mod http;
 mod jwt;
