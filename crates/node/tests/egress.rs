@@ -215,3 +215,67 @@ async fn the_policy_arrives_over_xds_and_switches_live() {
     let (code, _) = socks(net, &a, UNREGISTERED).await;
     assert_ne!(code, 2);
 }
+
+/// A DNS server on `ip` answering every A query with `answer` (no records for others).
+async fn dns_answering(
+    ip: Ipv4Addr,
+    answer: Ipv4Addr,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record, RecordType};
+    let socket = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 1500];
+        while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+            let request = Message::from_vec(&buf[..len]).unwrap();
+            let mut response = Message::response(request.id, request.op_code);
+            response.add_queries(request.queries.iter().cloned());
+            let query = &request.queries[0];
+            if query.query_type == RecordType::A {
+                let record = Record::from_rdata(query.name.clone(), 60, RData::A(A(answer)));
+                response.add_answer(record);
+            }
+            let _ = socket.send_to(&response.to_vec().unwrap(), from).await;
+        }
+    });
+    (addr, task)
+}
+
+/// A `resolution: DNS` ServiceEntry's host as its own endpoint (a workload with that
+/// hostname and no address) is reached by the node proxy at the address the name resolves
+/// to, with the node's DNS servers.
+#[tokio::test]
+async fn an_endpoint_known_by_name_is_reached_at_its_resolved_address() {
+    capture_logs();
+    let net = Net::next();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut workloads, mut services) = resources(net);
+    let host = "named.test.example";
+    let key = format!("egress/{host}");
+    let mut entry = workload("named", "egress", "default", net.workload(9), "");
+    entry.addresses.clear();
+    entry.hostname = host.into();
+    entry.tunnel_protocol = weft_proto::workload::TunnelProtocol::None.into();
+    workloads.push(with_service(entry, &key, 443, 9443));
+    let mut named = service("named", "egress", net.vip(10), 443, 9443);
+    named.hostname = host.to_owned();
+    services.push(named);
+    let config = write_config(&dir, &workloads, &services, &[]);
+    // the name resolves to plain-1's address, where an echo server listens
+    let (dns, dns_task) = dns_answering(net.vip(53), net.workload(3)).await;
+    let _plain = echo_server(net.plain_addr(9443)).await;
+
+    let ca = test_ca();
+    let mut config = node_config(&ca, "node-a", net.node(2), StateSource::LocalFile(config));
+    config.options.dns_servers = vec![dns];
+    // plain-1 is on loopback, like everything in these tests
+    config.options.allow_loopback_answers = true;
+    let a = start_with(config).await;
+    let vip = SocketAddr::new(IpAddr::V4(net.vip(10)), 443);
+    let (code, mut stream) = socks(net, &a, vip).await;
+    assert_eq!(code, 0, "the named endpoint is reached");
+    assert_eq!(ping(&mut stream, b"named").await, b"named");
+    dns_task.abort();
+}

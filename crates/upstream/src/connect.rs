@@ -19,6 +19,7 @@ use weft_proto::workload::GatewayAddress;
 use weft_proto::workload::gateway_address::Destination as GatewayDestination;
 
 use crate::lb::{self, LbError};
+use crate::resolve::NameResolver;
 use crate::{Destination, Directory, MeshService, MeshWorkload, PortMapping};
 
 /// Pool key of an HBONE connection: (presented identity, peer identity, source IP,
@@ -213,6 +214,7 @@ pub struct Upstream {
     pool: Pool<PoolKey>,
     hbone_port: u16,
     network: String,
+    names: NameResolver,
 }
 
 impl Upstream {
@@ -224,7 +226,15 @@ impl Upstream {
             pool: Pool::new(pool),
             hbone_port,
             network: network.into(),
+            names: NameResolver::new(Vec::new(), false),
         }
+    }
+
+    /// The connector resolving endpoints known by host name only with `names` (the
+    /// system's configuration by default).
+    #[must_use]
+    pub fn with_names(self, names: NameResolver) -> Self {
+        Self { names, ..self }
     }
 
     /// The network routing looks addresses up in.
@@ -251,7 +261,18 @@ impl Upstream {
         source: Option<&Arc<MeshWorkload>>,
         dst: SocketAddr,
     ) -> Result<Route, UpstreamError> {
-        match state.resolve(&self.network, dst) {
+        self.route_to(state, source, dst, state.resolve(&self.network, dst))
+    }
+
+    /// [`Upstream::route`] once `dst` was looked up as `destination`.
+    fn route_to<D: Directory + ?Sized>(
+        &self,
+        state: &D,
+        source: Option<&Arc<MeshWorkload>>,
+        dst: SocketAddr,
+        destination: Destination,
+    ) -> Result<Route, UpstreamError> {
+        match destination {
             Destination::Service { service, port } => match service.proto().waypoint.as_ref() {
                 Some(waypoint) => {
                     self.waypoint_route(state, waypoint, dst, None, Some(service.clone()))
@@ -287,37 +308,62 @@ impl Upstream {
         port: PortMapping,
         source: Option<&Arc<MeshWorkload>>,
     ) -> Result<Route, UpstreamError> {
-        let (workload, target_port) = Self::service_endpoint(&service, port, source)?;
+        let choice = lb::choose_endpoint(&service, port, source.map(|s| &**s), &mut rand::rng())?;
+        let workload = choice.endpoint.workload;
         let ip = first_address(&workload)?;
-        let addr = SocketAddr::new(ip, target_port);
+        let addr = SocketAddr::new(ip, choice.target_port);
         Ok(self.workload_route(workload, addr, Some(service)))
     }
 
-    /// The endpoint of `service` the load balancer chooses, and its target port: for a
-    /// caller that finds the address itself (an endpoint known by host name only), then
-    /// routes with [`Upstream::endpoint_route`].
+    /// [`Upstream::route`], with an endpoint known by host name only (a ServiceEntry's
+    /// `resolution: DNS` host) reached at the address its name resolves to.
     ///
     /// # Errors
-    /// No usable endpoint.
-    pub fn service_endpoint(
-        service: &MeshService,
-        port: PortMapping,
+    /// As [`Upstream::route`], and a name that does not resolve to a usable address.
+    pub async fn route_resolving<D: Directory + ?Sized>(
+        &self,
+        state: &D,
         source: Option<&Arc<MeshWorkload>>,
-    ) -> Result<(Arc<MeshWorkload>, u16), UpstreamError> {
-        let choice = lb::choose_endpoint(service, port, source.map(|s| &**s), &mut rand::rng())?;
-        Ok((choice.endpoint.workload, choice.target_port))
+        dst: SocketAddr,
+    ) -> Result<Route, UpstreamError> {
+        match state.resolve(&self.network, dst) {
+            Destination::Service { service, port } if service.proto().waypoint.is_none() => {
+                self.service_route_resolving(service, port, source).await
+            }
+            destination => self.route_to(state, source, dst, destination),
+        }
     }
 
-    /// The route to `workload` at `addr` as an endpoint of `service`: HBONE when the
-    /// workload speaks it, plain TCP otherwise.
-    #[must_use]
-    pub fn endpoint_route(
+    /// [`Upstream::service_route`], resolving an endpoint known by host name only.
+    ///
+    /// # Errors
+    /// No usable endpoint, an endpoint with neither address nor name, a name that does not
+    /// resolve to a usable address.
+    pub async fn service_route_resolving(
         &self,
-        workload: Arc<MeshWorkload>,
-        addr: SocketAddr,
-        service: Option<Arc<MeshService>>,
-    ) -> Route {
-        self.workload_route(workload, addr, service)
+        service: Arc<MeshService>,
+        port: PortMapping,
+        source: Option<&Arc<MeshWorkload>>,
+    ) -> Result<Route, UpstreamError> {
+        let choice = lb::choose_endpoint(&service, port, source.map(|s| &**s), &mut rand::rng())?;
+        let workload = choice.endpoint.workload;
+        let ip = match first_address(&workload) {
+            Ok(ip) => ip,
+            Err(no_address) => {
+                let host = &workload.proto().hostname;
+                if host.is_empty() {
+                    return Err(no_address);
+                }
+                let resolved = self.names.resolve(host).await;
+                resolved.map_err(|reason| UpstreamError::Unresolved {
+                    host: host.clone(),
+                    workload: workload_ref(&workload),
+                    reason,
+                })?
+            }
+        };
+        let addr = SocketAddr::new(ip, choice.target_port);
+        Ok(self.workload_route(workload, addr, Some(service)))
     }
 
     /// HBONE to `addr` when the workload speaks it, plain TCP otherwise.
@@ -501,8 +547,13 @@ fn first_address(workload: &MeshWorkload) -> Result<IpAddr, UpstreamError> {
         .first()
         .copied()
         .ok_or_else(|| UpstreamError::NoAddress {
-            workload: format!("{}/{}", workload.proto().namespace, workload.proto().name),
+            workload: workload_ref(workload),
         })
+}
+
+/// `<namespace>/<name>` of `workload`, for errors.
+fn workload_ref(workload: &MeshWorkload) -> String {
+    format!("{}/{}", workload.proto().namespace, workload.proto().name)
 }
 
 /// An IP address from its 4 or 16 raw bytes.

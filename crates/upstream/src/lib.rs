@@ -26,6 +26,7 @@ pub mod lb;
 mod mesh;
 mod names;
 pub mod records;
+mod resolve;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
@@ -36,3 +37,4 @@ pub use endpoint_keys::{EndpointKey, KeyFn};
 pub use mesh::{ActiveConnection, Destination, Directory, Endpoint, MeshService, MeshWorkload};
 pub use names::WorkloadNames;
 pub use records::{AddressRecord, PortMapping, ServiceRecord, WorkloadRecord};
+pub use resolve::NameResolver;

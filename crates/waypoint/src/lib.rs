@@ -30,7 +30,6 @@ pub mod otlp;
 pub mod outlier;
 pub mod process;
 pub mod recent_spans;
-mod resolve;
 mod restart;
 pub mod reverse_proxy;
 pub mod routing;

@@ -110,8 +110,11 @@ pub(crate) fn labels(tunnel: &Tunnel, destination: Option<&MeshWorkload>) -> Con
 async fn route(waypoint: &Waypoint, tunnel: &Tunnel) -> Result<Route, UpstreamError> {
     match &tunnel.target {
         Target::Service { mesh, port, .. } => {
-            let service = waypoint.inner().outlier.filter(mesh);
-            crate::resolve::service_route(waypoint, service, *port).await
+            let inner = waypoint.inner();
+            let service = inner.outlier.filter(mesh);
+            (inner.upstream)
+                .service_route_resolving(service, *port, None)
+                .await
         }
         Target::Workload(workload) => Ok(direct_route(waypoint, workload, tunnel.destination)),
     }

@@ -16,7 +16,7 @@ use weft_hbone::{LimitConfig, PoolConfig};
 use weft_identity::SpiffeId;
 use weft_node::proxy::Certs;
 use weft_node::state::{MeshState, StateStore};
-use weft_upstream::{ClientError, Upstream};
+use weft_upstream::{ClientError, NameResolver, Upstream};
 
 use crate::budget::RetryBudgets;
 use crate::config::WaypointConfig;
@@ -171,8 +171,6 @@ pub(crate) struct Inner {
     pub budgets: RetryBudgets,
     /// Permits for mirrored copies in flight ([`WaypointOptions::max_mirrors_in_flight`]).
     pub mirrors: Arc<tokio::sync::Semaphore>,
-    /// Resolves endpoints known by host name only.
-    pub resolver: crate::resolve::NameResolver,
     pub metrics: Metrics,
     pub registry: Mutex<Registry>,
     pub tracer: Option<Arc<dyn Tracer>>,
@@ -209,13 +207,11 @@ impl Waypoint {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         weft_node::proxy::register_cert_metrics(&mut registry, certs.manager().clone());
-        let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &*options.network);
+        let names = NameResolver::new(options.dns_servers.clone(), options.allow_loopback_answers);
+        let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &*options.network)
+            .with_names(names);
         Ok(Self(Arc::new(Inner {
             outlier: OutlierDetector::new(options.outlier),
-            resolver: crate::resolve::NameResolver::new(
-                options.dns_servers.clone(),
-                options.allow_loopback_answers,
-            ),
             mirrors: Arc::new(tokio::sync::Semaphore::new(
                 (options.max_mirrors_in_flight).min(tokio::sync::Semaphore::MAX_PERMITS),
             )),

@@ -31,6 +31,8 @@ pub(super) fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         pool: weft_hbone_pool(&args),
         idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
         access_log: args.access_log.format(),
+        // names of ServiceEntry hosts resolve where the pods' other names do
+        dns_servers: args.dns_upstream.into_iter().collect(),
         ..ProxyOptions::default()
     };
     args.limits.apply(&mut options);

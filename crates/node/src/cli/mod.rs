@@ -165,7 +165,8 @@ pub struct NodeArgs {
     #[arg(long, value_name = "PATH")]
     probe_snat_netns: Option<PathBuf>,
     /// With --pod-socket or --cni-socket: resolver (IP:PORT) for names the DNS proxy does
-    /// not know (without one they fail at once).
+    /// not know (without one they fail at once). Also the resolver for ServiceEntry hosts
+    /// reached by name (`resolution: DNS`), which otherwise use /etc/resolv.conf.
     #[arg(long, value_name = "ADDR")]
     dns_upstream: Option<SocketAddr>,
     /// Kubernetes cluster domain for the DNS proxy.

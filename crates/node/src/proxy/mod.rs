@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_identity::SpiffeId;
 use weft_serve::handoff::Handoff;
-use weft_upstream::Upstream;
+use weft_upstream::{NameResolver, Upstream};
 
 use crate::state::{MeshState, MeshWorkload, StateStore};
 use crate::telemetry::{AccessLogFormat, Metrics};
@@ -96,6 +96,12 @@ pub struct ProxyOptions {
     pub inbound_limits: LimitConfig,
     /// Access-log line format.
     pub access_log: AccessLogFormat,
+    /// DNS servers for endpoints known by host name only (a `resolution: DNS`
+    /// ServiceEntry's hosts); empty: the system's (`/etc/resolv.conf`).
+    pub dns_servers: Vec<std::net::SocketAddr>,
+    /// Dial loopback addresses a name resolves to (refused by default). For tests that run
+    /// everything on loopback.
+    pub allow_loopback_answers: bool,
 }
 
 impl Default for ProxyOptions {
@@ -112,6 +118,8 @@ impl Default for ProxyOptions {
             head_timeout: Duration::from_secs(10),
             inbound_limits: LimitConfig::default(),
             access_log: AccessLogFormat::Text,
+            dns_servers: Vec::new(),
+            allow_loopback_answers: false,
         }
     }
 }
@@ -226,7 +234,9 @@ impl Node {
         egress.register(&mut registry);
         admin::register_process_metrics(&mut registry);
         register_cert_metrics(&mut registry, certs.manager().clone());
-        let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &options.network);
+        let names = NameResolver::new(options.dns_servers.clone(), options.allow_loopback_answers);
+        let upstream = Upstream::new(options.pool.clone(), options.hbone_port, &options.network)
+            .with_names(names);
         let inbound_limits = inbound_limits(options.inbound_limits, &mut registry);
         let inner = Arc::new_cyclic(|weak| NodeInner {
             listeners: WorkloadListeners::new(weak.clone()),

@@ -204,7 +204,8 @@ impl Node {
         let route = match self
             .inner
             .upstream
-            .route(&*state, source.as_ref(), target.destination)
+            .route_resolving(&*state, source.as_ref(), target.destination)
+            .await
         {
             Ok(route) => route,
             Err(error) => {

@@ -182,7 +182,8 @@ async fn target(gateway: &Gateway, backend: &L4Backend) -> Result<Target, String
         service_port: backend.port,
         target_port: None,
     });
-    let route = crate::resolve::service_route(engine, inner.outlier.filter(service), port)
+    let route = (inner.upstream)
+        .service_route_resolving(inner.outlier.filter(service), port, None)
         .await
         .map_err(|e| e.to_string())?;
     Ok(Target {

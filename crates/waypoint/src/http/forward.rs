@@ -283,7 +283,8 @@ async fn choose(
             let candidates = sticky
                 .and_then(|(_, token)| pinned(service, &candidates, &token))
                 .unwrap_or(candidates);
-            crate::resolve::service_route(waypoint, candidates, *port)
+            (inner.upstream)
+                .service_route_resolving(candidates, *port, None)
                 .await
                 .map_err(|e| Failure::no_healthy_upstream(&e.to_string()))
         }

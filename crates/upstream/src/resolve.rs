@@ -1,56 +1,22 @@
 //! Addresses of endpoints known by host name only: a ServiceEntry with `resolution: DNS`
 //! and no endpoints (each host is its own endpoint), or with endpoints given by name.
 //!
-//! Names are resolved with the pod's DNS configuration (`/etc/resolv.conf`), or with the
-//! servers [`crate::WaypointOptions::dns_servers`] names; the resolver caches answers for
-//! their TTL. A name is looked up as written (absolute: never tried in the pod's search
+//! Names are resolved with the system's DNS configuration (`/etc/resolv.conf`), or with
+//! the servers the proxy is given; the resolver caches answers for their TTL. A name is looked up as written (absolute: never tried in the pod's search
 //! domains). An answer pointing at the proxy's own host (loopback, unspecified) or at
 //! link-local or multicast addresses is refused, so whoever controls a DNS zone cannot make
 //! the proxy call its own admin port or a cloud metadata service.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use tokio::sync::OnceCell;
-use weft_upstream::{MeshService, PortMapping, Route, Upstream, UpstreamError};
 
-use crate::Waypoint;
-
-/// The route to the endpoint of `service` the load balancer chooses (outliers already
-/// left out of `service`), an endpoint known by host name only at its resolved address.
-///
-/// # Errors
-/// No usable endpoint, an endpoint without address or name, a name that does not resolve.
-pub(crate) async fn service_route(
-    waypoint: &Waypoint,
-    service: Arc<MeshService>,
-    port: PortMapping,
-) -> Result<Route, UpstreamError> {
-    let inner = waypoint.inner();
-    let (workload, target_port) = Upstream::service_endpoint(&service, port, None)?;
-    let named = || format!("{}/{}", workload.proto().namespace, workload.proto().name);
-    let ip = match workload.addresses().first() {
-        Some(ip) => *ip,
-        None if !workload.proto().hostname.is_empty() => {
-            let host = &workload.proto().hostname;
-            (inner.resolver.resolve(host).await).map_err(|reason| UpstreamError::Unresolved {
-                host: host.clone(),
-                workload: named(),
-                reason,
-            })?
-        }
-        None => return Err(UpstreamError::NoAddress { workload: named() }),
-    };
-    let addr = SocketAddr::new(ip, target_port);
-    Ok(inner.upstream.endpoint_route(workload, addr, Some(service)))
-}
-
-/// The waypoint's resolver, built on first use (a proxy that never meets a name needs no
-/// DNS configuration).
-pub(crate) struct NameResolver {
+/// A proxy's resolver, built on first use (a proxy that never meets a name needs no DNS
+/// configuration).
+pub struct NameResolver {
     servers: Vec<SocketAddr>,
     allow_loopback: bool,
     resolver: OnceCell<Result<TokioResolver, String>>,
@@ -59,7 +25,8 @@ pub(crate) struct NameResolver {
 impl NameResolver {
     /// A resolver asking `servers` (UDP, then TCP), or the system's when empty; loopback
     /// answers are refused unless `allow_loopback`.
-    pub(crate) fn new(servers: Vec<SocketAddr>, allow_loopback: bool) -> Self {
+    #[must_use]
+    pub fn new(servers: Vec<SocketAddr>, allow_loopback: bool) -> Self {
         Self {
             servers,
             allow_loopback,
@@ -72,7 +39,7 @@ impl NameResolver {
     /// # Errors
     /// The DNS configuration cannot be read, the lookup failed, or the answer held no
     /// usable address (why, for the 503 and the log).
-    pub(crate) async fn resolve(&self, host: &str) -> Result<IpAddr, String> {
+    pub async fn resolve(&self, host: &str) -> Result<IpAddr, String> {
         let resolver = self
             .resolver
             .get_or_init(|| async { build(&self.servers) })
@@ -96,6 +63,15 @@ impl NameResolver {
             }
         }
         Err(refused.unwrap_or_else(|| "the answer holds no address".to_owned()))
+    }
+}
+
+impl std::fmt::Debug for NameResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameResolver")
+            .field("servers", &self.servers)
+            .field("allow_loopback", &self.allow_loopback)
+            .finish_non_exhaustive()
     }
 }
 
