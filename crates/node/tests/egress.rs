@@ -216,10 +216,11 @@ async fn the_policy_arrives_over_xds_and_switches_live() {
     assert_ne!(code, 2);
 }
 
-/// A DNS server on `ip` answering every A query with `answer` (no records for others).
+/// A DNS server on `ip` answering A queries for the names of `answers` (absolute name ->
+/// address); no records otherwise.
 async fn dns_answering(
     ip: Ipv4Addr,
-    answer: Ipv4Addr,
+    answers: Vec<(&'static str, Ipv4Addr)>,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     use hickory_proto::op::Message;
     use hickory_proto::rr::rdata::A;
@@ -233,8 +234,10 @@ async fn dns_answering(
             let mut response = Message::response(request.id, request.op_code);
             response.add_queries(request.queries.iter().cloned());
             let query = &request.queries[0];
-            if query.query_type == RecordType::A {
-                let record = Record::from_rdata(query.name.clone(), 60, RData::A(A(answer)));
+            let name = query.name.to_string();
+            let known = answers.iter().find(|(known, _)| *known == name);
+            if let Some((_, answer)) = known.filter(|_| query.query_type == RecordType::A) {
+                let record = Record::from_rdata(query.name.clone(), 60, RData::A(A(*answer)));
                 response.add_answer(record);
             }
             let _ = socket.send_to(&response.to_vec().unwrap(), from).await;
@@ -243,28 +246,42 @@ async fn dns_answering(
     (addr, task)
 }
 
-/// A `resolution: DNS` ServiceEntry's host as its own endpoint (a workload with that
-/// hostname and no address) is reached by the node proxy at the address the name resolves
-/// to, with the node's DNS servers.
+/// `egress/<host>` on VIP `.2.<vip>`:443 whose one endpoint is the name `host` (a
+/// `resolution: DNS` ServiceEntry's host as its own endpoint: no address), port 9443.
+fn named_entry(net: Net, host: &str, vip: u8) -> (Workload, Service) {
+    let key = format!("egress/{host}");
+    let mut entry = workload(host, "egress", "default", net.workload(9), "");
+    entry.addresses.clear();
+    entry.hostname = host.into();
+    entry.tunnel_protocol = weft_proto::workload::TunnelProtocol::None.into();
+    let mut named = service(host, "egress", net.vip(vip), 443, 9443);
+    named.hostname = host.to_owned();
+    (with_service(entry, &key, 443, 9443), named)
+}
+
+/// A `resolution: DNS` ServiceEntry's host as its own endpoint is reached by the node proxy
+/// at the address the name resolves to, with the node's DNS servers; a name resolving to
+/// a host-local address that is no pod's is refused like any such plain endpoint.
 #[tokio::test]
 async fn an_endpoint_known_by_name_is_reached_at_its_resolved_address() {
     capture_logs();
     let net = Net::next();
     let dir = tempfile::tempdir().unwrap();
     let (mut workloads, mut services) = resources(net);
-    let host = "named.test.example";
-    let key = format!("egress/{host}");
-    let mut entry = workload("named", "egress", "default", net.workload(9), "");
-    entry.addresses.clear();
-    entry.hostname = host.into();
-    entry.tunnel_protocol = weft_proto::workload::TunnelProtocol::None.into();
-    workloads.push(with_service(entry, &key, 443, 9443));
-    let mut named = service("named", "egress", net.vip(10), 443, 9443);
-    named.hostname = host.to_owned();
-    services.push(named);
+    for (host, vip) in [("named.test.example", 10), ("local.test.example", 11)] {
+        let (entry, service) = named_entry(net, host, vip);
+        workloads.push(entry);
+        services.push(service);
+    }
     let config = write_config(&dir, &workloads, &services, &[]);
-    // the name resolves to plain-1's address, where an echo server listens
-    let (dns, dns_task) = dns_answering(net.vip(53), net.workload(3)).await;
+    // named: plain-1's address, where an echo server listens; local: an address of this
+    // host that no workload has, where one listens too
+    let answers = vec![
+        ("named.test.example.", net.workload(3)),
+        ("local.test.example.", net.workload(200)),
+    ];
+    let (dns, dns_task) = dns_answering(net.vip(53), answers).await;
+    let _local = echo_server(SocketAddr::new(IpAddr::V4(net.workload(200)), 9443)).await;
     let _plain = echo_server(net.plain_addr(9443)).await;
 
     let ca = test_ca();
@@ -277,5 +294,11 @@ async fn an_endpoint_known_by_name_is_reached_at_its_resolved_address() {
     let (code, mut stream) = socks(net, &a, vip).await;
     assert_eq!(code, 0, "the named endpoint is reached");
     assert_eq!(ping(&mut stream, b"named").await, b"named");
+    let local = SocketAddr::new(IpAddr::V4(net.vip(11)), 443);
+    let (code, _) = socks(net, &a, local).await;
+    assert_ne!(
+        code, 0,
+        "a host-local address that is no pod's is not dialled"
+    );
     dns_task.abort();
 }

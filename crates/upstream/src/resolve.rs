@@ -2,15 +2,19 @@
 //! and no endpoints (each host is its own endpoint), or with endpoints given by name.
 //!
 //! Names are resolved with the system's DNS configuration (`/etc/resolv.conf`), or with
-//! the servers the proxy is given; the resolver caches answers for their TTL. A name is looked up as written (absolute: never tried in the pod's search
-//! domains). An answer pointing at the proxy's own host (loopback, unspecified) or at
-//! link-local or multicast addresses is refused, so whoever controls a DNS zone cannot make
-//! the proxy call its own admin port or a cloud metadata service.
+//! the servers the proxy is given; the resolver caches answers for their TTL. A name is
+//! looked up as written (absolute: never tried in the search domains), A and AAAA at once,
+//! IPv4 answers first (most clusters are IPv4 or dual-stack). An answer pointing at the
+//! proxy's own host (loopback, `0.0.0.0/8`, `::`), at link-local or multicast addresses, or
+//! at a cloud metadata address is refused (IPv4-mapped and NAT64 forms too), so whoever
+//! controls a DNS zone cannot make the proxy call its own admin port or a metadata service.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig,
+};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use tokio::sync::OnceCell;
 
@@ -19,7 +23,7 @@ use tokio::sync::OnceCell;
 pub struct NameResolver {
     servers: Vec<SocketAddr>,
     allow_loopback: bool,
-    resolver: OnceCell<Result<TokioResolver, String>>,
+    resolver: OnceCell<TokioResolver>,
 }
 
 impl NameResolver {
@@ -40,12 +44,18 @@ impl NameResolver {
     /// The DNS configuration cannot be read, the lookup failed, or the answer held no
     /// usable address (why, for the 503 and the log).
     pub async fn resolve(&self, host: &str) -> Result<IpAddr, String> {
+        if let Ok(ip) = host.trim_end_matches('.').parse::<IpAddr>() {
+            // an address written as a name needs no lookup, but the same refusals
+            return match refusal(ip, self.allow_loopback) {
+                None => Ok(ip),
+                Some(reason) => Err(format!("{ip} is {reason}")),
+            };
+        }
+        // a configuration that cannot be read now is tried again on the next connection
         let resolver = self
             .resolver
-            .get_or_init(|| async { build(&self.servers) })
-            .await
-            .as_ref()
-            .map_err(Clone::clone)?;
+            .get_or_try_init(|| async { build(&self.servers) })
+            .await?;
         let absolute = if host.ends_with('.') {
             host.to_owned()
         } else {
@@ -76,7 +86,7 @@ impl std::fmt::Debug for NameResolver {
 }
 
 fn build(servers: &[SocketAddr]) -> Result<TokioResolver, String> {
-    let builder = if servers.is_empty() {
+    let mut builder = if servers.is_empty() {
         TokioResolver::builder_tokio()
             .map_err(|error| format!("reading the system's DNS configuration: {error}"))?
     } else {
@@ -93,28 +103,44 @@ fn build(servers: &[SocketAddr]) -> Result<TokioResolver, String> {
         let config = ResolverConfig::from_parts(None, Vec::new(), name_servers.collect());
         TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
     };
+    builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     builder
         .build()
         .map_err(|error| format!("building the DNS resolver: {error}"))
 }
 
+/// Cloud metadata services outside the link-local ranges (AWS and GCP over IPv6,
+/// Alibaba Cloud).
+const METADATA: [IpAddr; 3] = [
+    IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
+    IpAddr::V6(Ipv6Addr::new(0xfd20, 0xce, 0, 0, 0, 0, 0, 0x254)),
+    IpAddr::V4(Ipv4Addr::new(100, 100, 100, 200)),
+];
+
 /// Why `ip` may not be dialled for a name, if it may not.
 fn refusal(ip: IpAddr, allow_loopback: bool) -> Option<&'static str> {
-    let ip = ip.to_canonical();
+    let ip = match ip.to_canonical() {
+        // NAT64 (64:ff9b::/96) reaches the IPv4 address in its last 32 bits
+        IpAddr::V6(v6) if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => {
+            let [.., a, b, c, d] = v6.octets();
+            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+        }
+        other => other,
+    };
     if ip.is_loopback() && !allow_loopback {
         return Some("a loopback address");
     }
-    if ip.is_unspecified() {
-        return Some("unspecified");
+    if METADATA.contains(&ip) {
+        return Some("a cloud metadata address");
     }
-    if ip.is_multicast() {
-        return Some("multicast");
+    match ip {
+        IpAddr::V4(v4) if v4.octets()[0] == 0 => Some("this host (0.0.0.0/8)"),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some("unspecified"),
+        IpAddr::V4(v4) if v4.is_link_local() => Some("link-local"),
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => Some("link-local"),
+        _ if ip.is_multicast() => Some("multicast"),
+        _ => None,
     }
-    let link_local = match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => v6.is_unicast_link_local(),
-    };
-    link_local.then_some("link-local")
 }
 
 #[cfg(test)]
@@ -131,6 +157,11 @@ mod tests {
             "169.254.169.254",
             "fe80::1",
             "224.0.0.1",
+            "0.1.2.3",
+            "fd00:ec2::254",
+            "100.100.100.200",
+            "64:ff9b::a9fe:a9fe",
+            "::ffff:169.254.169.254",
         ] {
             assert!(
                 refusal(refused.parse().unwrap(), false).is_some(),

@@ -3,12 +3,12 @@
 //! loopback) and connects to the answer; a name that resolves to the proxy's own host is
 //! answered 503 and never dialled.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record, RecordType};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Notify;
@@ -23,8 +23,9 @@ use crate::harness::*;
 /// Names a test DNS server was asked for, in order.
 type Asked = Arc<Mutex<Vec<String>>>;
 
-/// A DNS server answering A queries from `names` (absolute name -> address), NXDOMAIN for
-/// other names and no records for other types.
+/// A DNS server answering A queries from `names` (absolute name -> address) and AAAA
+/// queries for those not mapped to `0.0.0.0` with `::1` (dialled only if IPv6 answers came
+/// first), NXDOMAIN for other names.
 async fn dns_server(
     ip: Ipv4Addr,
     names: Vec<(&'static str, Ipv4Addr)>,
@@ -50,6 +51,14 @@ async fn dns_server(
             match names.iter().find(|(known, _)| *known == name) {
                 Some((_, ip)) if query.query_type == RecordType::A => {
                     let record = Record::from_rdata(query.name.clone(), 60, RData::A(A(*ip)));
+                    response.add_answer(record);
+                }
+                Some((_, ip)) if query.query_type == RecordType::AAAA && !ip.is_unspecified() => {
+                    let record = Record::from_rdata(
+                        query.name.clone(),
+                        60,
+                        RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)),
+                    );
                     response.add_answer(record);
                 }
                 Some(_) => {}
