@@ -111,6 +111,11 @@ const BROKEN: &[(&str, Code, usize)] = &[
         16,
     ),
     (
+        "service-entry-without-address.yaml",
+        Code::ServiceEntryWithoutAddress,
+        6,
+    ),
+    (
         "waypoint-namespace-not-allowed.yaml",
         Code::WaypointNamespaceNotAllowed,
         2,

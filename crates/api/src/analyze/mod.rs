@@ -65,6 +65,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Finding> {
     check_service_selectors(&context, &mut findings);
     addresses::check_service_addresses(&context, &mut findings);
     addresses::check_workload_addresses(&context, &mut findings);
+    addresses::check_entries_without_addresses(&context, &mut findings);
     waypoints::check_waypoint_labels(&context, &mut findings);
     findings
 }
