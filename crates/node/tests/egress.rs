@@ -216,36 +216,6 @@ async fn the_policy_arrives_over_xds_and_switches_live() {
     assert_ne!(code, 2);
 }
 
-/// A DNS server on `ip` answering A queries for the names of `answers` (absolute name ->
-/// address); no records otherwise.
-async fn dns_answering(
-    ip: Ipv4Addr,
-    answers: Vec<(&'static str, Ipv4Addr)>,
-) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    use hickory_proto::op::Message;
-    use hickory_proto::rr::rdata::A;
-    use hickory_proto::rr::{RData, Record, RecordType};
-    let socket = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut buf = vec![0u8; 1500];
-        while let Ok((len, from)) = socket.recv_from(&mut buf).await {
-            let request = Message::from_vec(&buf[..len]).unwrap();
-            let mut response = Message::response(request.id, request.op_code);
-            response.add_queries(request.queries.iter().cloned());
-            let query = &request.queries[0];
-            let name = query.name.to_string();
-            let known = answers.iter().find(|(known, _)| *known == name);
-            if let Some((_, answer)) = known.filter(|_| query.query_type == RecordType::A) {
-                let record = Record::from_rdata(query.name.clone(), 60, RData::A(A(*answer)));
-                response.add_answer(record);
-            }
-            let _ = socket.send_to(&response.to_vec().unwrap(), from).await;
-        }
-    });
-    (addr, task)
-}
-
 /// `egress/<host>` on VIP `.2.<vip>`:443 whose one endpoint is the name `host` (a
 /// `resolution: DNS` ServiceEntry's host as its own endpoint: no address), port 9443.
 fn named_entry(net: Net, host: &str, vip: u8) -> (Workload, Service) {
@@ -277,16 +247,16 @@ async fn an_endpoint_known_by_name_is_reached_at_its_resolved_address() {
     // named: plain-1's address, where an echo server listens; local: an address of this
     // host that no workload has, where one listens too
     let answers = vec![
-        ("named.test.example.", net.workload(3)),
-        ("local.test.example.", net.workload(200)),
+        ("named.test.example.", vec![IpAddr::V4(net.workload(3))]),
+        ("local.test.example.", vec![IpAddr::V4(net.workload(200))]),
     ];
-    let (dns, dns_task) = dns_answering(net.vip(53), answers).await;
+    let dns = weft_testkit::dns::DnsServer::start(net.vip(53), answers).await;
     let _local = echo_server(SocketAddr::new(IpAddr::V4(net.workload(200)), 9443)).await;
     let _plain = echo_server(net.plain_addr(9443)).await;
 
     let ca = test_ca();
     let mut config = node_config(&ca, "node-a", net.node(2), StateSource::LocalFile(config));
-    config.options.dns_servers = vec![dns];
+    config.options.dns_servers = vec![dns.addr];
     // plain-1 is on loopback, like everything in these tests
     config.options.allow_loopback_answers = true;
     let a = start_with(config).await;
@@ -300,5 +270,8 @@ async fn an_endpoint_known_by_name_is_reached_at_its_resolved_address() {
         code, 0,
         "a host-local address that is no pod's is not dialled"
     );
-    dns_task.abort();
+    assert!(
+        dns.was_asked("local.test.example."),
+        "the refusal came after the lookup"
+    );
 }

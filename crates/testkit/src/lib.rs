@@ -8,11 +8,13 @@
 //! fails to bind the sentinel and moves on to the next.
 //!
 //! [`tcp_echo`] is the upstream most data-path tests relay to; [`jwt`] makes keys and signed
-//! tokens for the request-authentication tests. [`help_flags_of`] reads the flags a
+//! tokens for the request-authentication tests; [`dns::DnsServer`] answers name lookups
+//! from a table. [`help_flags_of`] reads the flags a
 //! command's `--help` lists (tests that two commands take the same flags).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
+pub mod dns;
 pub mod jwt;
 
 /// Port of the sentinel socket that marks a `127.X.0.0/16` network as leased.

@@ -308,10 +308,9 @@ impl Upstream {
         port: PortMapping,
         source: Option<&Arc<MeshWorkload>>,
     ) -> Result<Route, UpstreamError> {
-        let choice = lb::choose_endpoint(&service, port, source.map(|s| &**s), &mut rand::rng())?;
-        let workload = choice.endpoint.workload;
+        let (workload, target_port) = choose(&service, port, source)?;
         let ip = first_address(&workload)?;
-        let addr = SocketAddr::new(ip, choice.target_port);
+        let addr = SocketAddr::new(ip, target_port);
         Ok(self.workload_route(workload, addr, Some(service)))
     }
 
@@ -345,8 +344,7 @@ impl Upstream {
         port: PortMapping,
         source: Option<&Arc<MeshWorkload>>,
     ) -> Result<Route, UpstreamError> {
-        let choice = lb::choose_endpoint(&service, port, source.map(|s| &**s), &mut rand::rng())?;
-        let workload = choice.endpoint.workload;
+        let (workload, target_port) = choose(&service, port, source)?;
         let ip = match first_address(&workload) {
             Ok(ip) => ip,
             Err(no_address) => {
@@ -362,7 +360,7 @@ impl Upstream {
                 })?
             }
         };
-        let addr = SocketAddr::new(ip, choice.target_port);
+        let addr = SocketAddr::new(ip, target_port);
         Ok(self.workload_route(workload, addr, Some(service)))
     }
 
@@ -549,6 +547,16 @@ fn first_address(workload: &MeshWorkload) -> Result<IpAddr, UpstreamError> {
         .ok_or_else(|| UpstreamError::NoAddress {
             workload: workload_ref(workload),
         })
+}
+
+/// The endpoint of `service` the load balancer chooses for `source`, and its target port.
+fn choose(
+    service: &MeshService,
+    port: PortMapping,
+    source: Option<&Arc<MeshWorkload>>,
+) -> Result<(Arc<MeshWorkload>, u16), UpstreamError> {
+    let choice = lb::choose_endpoint(service, port, source.map(|s| &**s), &mut rand::rng())?;
+    Ok((choice.endpoint.workload, choice.target_port))
 }
 
 /// `<namespace>/<name>` of `workload`, for errors.

@@ -3,72 +3,20 @@
 //! loopback) and connects to the answer; a name that resolves to the proxy's own host is
 //! answered 503 and never dialled.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{RData, Record, RecordType};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use weft_proto::{ADDRESS_TYPE_URL, pack_any};
+use weft_testkit::dns::DnsServer;
 use weft_upstream::testing as wl;
 use weft_waypoint::{OutlierConfig, WaypointOptions};
 use weft_xds::XdsResource;
 
 use crate::harness::*;
-
-/// Names a test DNS server was asked for, in order.
-type Asked = Arc<Mutex<Vec<String>>>;
-
-/// A DNS server answering A queries from `names` (absolute name -> address) and AAAA
-/// queries for those not mapped to `0.0.0.0` with `::1` (dialled only if IPv6 answers came
-/// first), NXDOMAIN for other names.
-async fn dns_server(
-    ip: Ipv4Addr,
-    names: Vec<(&'static str, Ipv4Addr)>,
-    stop: CancellationToken,
-) -> (SocketAddr, Asked) {
-    let socket = UdpSocket::bind((ip, 0)).await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    let asked = Asked::default();
-    let record = Arc::clone(&asked);
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 1500];
-        loop {
-            let (len, from) = tokio::select! {
-                () = stop.cancelled() => return,
-                got = socket.recv_from(&mut buf) => got.unwrap(),
-            };
-            let request = Message::from_vec(&buf[..len]).unwrap();
-            let mut response = Message::response(request.id, request.op_code);
-            response.add_queries(request.queries.iter().cloned());
-            let query = &request.queries[0];
-            let name = query.name.to_string();
-            record.lock().unwrap().push(name.clone());
-            match names.iter().find(|(known, _)| *known == name) {
-                Some((_, ip)) if query.query_type == RecordType::A => {
-                    let record = Record::from_rdata(query.name.clone(), 60, RData::A(A(*ip)));
-                    response.add_answer(record);
-                }
-                Some((_, ip)) if query.query_type == RecordType::AAAA && !ip.is_unspecified() => {
-                    let record = Record::from_rdata(
-                        query.name.clone(),
-                        60,
-                        RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)),
-                    );
-                    response.add_answer(record);
-                }
-                Some(_) => {}
-                None => response.metadata.response_code = ResponseCode::NXDomain,
-            }
-            let _ = socket.send_to(&response.to_vec().unwrap(), from).await;
-        }
-    });
-    (addr, asked)
-}
 
 /// The echo app on plain TCP `<ip>:8080`, as an endpoint outside the mesh.
 async fn external_echo(name: &str, ip: Ipv4Addr, stop: CancellationToken) -> Arc<Backend> {
@@ -111,17 +59,24 @@ async fn an_endpoint_known_by_name_is_resolved_and_its_own_host_refused() {
     let _stop = stop.clone().drop_guard();
     let net = Net::next();
     let external_ip = net.ip(3, 1);
+    // api also has an IPv6 answer, ::1, dialled only if IPv6 answers came first
     let names = vec![
-        ("api.test.example.", external_ip),
-        ("trap.test.example.", Ipv4Addr::UNSPECIFIED),
+        (
+            "api.test.example.",
+            vec![IpAddr::V4(external_ip), IpAddr::V6(Ipv6Addr::LOCALHOST)],
+        ),
+        (
+            "trap.test.example.",
+            vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+        ),
     ];
-    let (dns, asked) = dns_server(net.ip(3, 53), names, stop.clone()).await;
+    let dns = DnsServer::start(net.ip(3, 53), names).await;
     let external = external_echo("api-external", external_ip, stop.clone()).await;
 
     let specs = || vec![backend("echo-a", "echo")];
     let services = [("echo", vec![]), ("api", vec![]), ("trap", vec![])];
     let options = WaypointOptions {
-        dns_servers: vec![dns],
+        dns_servers: vec![dns.addr],
         // the "external" host is on loopback, like everything in these tests
         allow_loopback_answers: true,
         ..options(OutlierConfig::default())
@@ -152,22 +107,14 @@ async fn an_endpoint_known_by_name_is_resolved_and_its_own_host_refused() {
         "plain TCP, outside the mesh"
     );
     assert_eq!(answer.body, "api-external GET /orders 0");
-    let asked_api = asked.lock().unwrap().clone();
-    assert!(
-        asked_api.contains(&"api.test.example.".to_owned()),
-        "{asked_api:?}"
-    );
+    assert!(dns.was_asked("api.test.example."));
 
     // 503 (no healthy upstream), not the 502 a refused dial would give: the unspecified
     // address (this host) is never dialled.
     let mut trap = client.h1(mesh.net.vip(3)).await;
     let refused = send(&mut trap, get("/", &[])).await;
     assert_eq!(refused.status, 503, "{refused:?}");
-    let asked_all = asked.lock().unwrap().clone();
-    assert!(
-        asked_all.contains(&"trap.test.example.".to_owned()),
-        "{asked_all:?}"
-    );
+    assert!(dns.was_asked("trap.test.example."));
     assert_eq!(mesh.backend("echo-a").requests.load(Ordering::Relaxed), 0);
     assert!(external.requests.load(Ordering::Relaxed) >= 1);
 }
