@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use weft_l7::{Outcome, RetryPolicy, SessionPersistence, SessionToken};
-use weft_upstream::{MeshService, MeshWorkload, PortMapping, Route};
+use weft_upstream::{MeshService, MeshWorkload, PortMapping, Route, UpstreamError};
 
 use super::client::{self, HandshakeError, PoolKey, Sender};
 use super::local::Failure;
@@ -286,7 +286,7 @@ async fn choose(
             (inner.upstream)
                 .service_route_resolving(candidates, *port, None)
                 .await
-                .map_err(|e| Failure::no_healthy_upstream(&e.to_string()))
+                .map_err(|e| route_failure(&e))
         }
         Backend::Workload { workload, addr } => {
             Ok(crate::tcp::direct_route(waypoint, workload, *addr))
@@ -295,7 +295,16 @@ async fn choose(
             .inner()
             .upstream
             .route(&*waypoint.state(), None, *vip)
-            .map_err(|e| Failure::no_healthy_upstream(&e.to_string())),
+            .map_err(|e| route_failure(&e)),
+    }
+}
+
+/// The answer for a request no endpoint could be routed to: `DF` when its name did not
+/// resolve, `UH` otherwise.
+fn route_failure(error: &UpstreamError) -> Failure {
+    match error {
+        UpstreamError::Unresolved { .. } => Failure::dns_failure(&error.to_string()),
+        _ => Failure::no_healthy_upstream(&error.to_string()),
     }
 }
 

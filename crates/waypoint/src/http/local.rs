@@ -95,6 +95,16 @@ impl Failure {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "UH", "no healthy upstream")
     }
 
+    /// The endpoint is known by host name only and the name gave no usable address.
+    pub fn dns_failure(detail: &str) -> Self {
+        tracing::debug!(detail, "no address for the upstream's name");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "DF",
+            "DNS resolution failed for the upstream",
+        )
+    }
+
     /// Connecting to the endpoint failed.
     pub fn connect(detail: &str) -> Self {
         Self {

@@ -115,6 +115,15 @@ async fn an_endpoint_known_by_name_is_resolved_and_its_own_host_refused() {
     let refused = send(&mut trap, get("/", &[])).await;
     assert_eq!(refused.status, 503, "{refused:?}");
     assert!(dns.was_asked("trap.test.example."));
+    // the request is counted once its response has ended
+    eventually("a DNS failure counted with flag DF", || async {
+        mesh.metrics().await.lines().any(|l| {
+            l.starts_with("istio_requests_total{")
+                && l.contains("response_code=\"503\"")
+                && l.contains("response_flags=\"DF\"")
+        })
+    })
+    .await;
     assert_eq!(mesh.backend("echo-a").requests.load(Ordering::Relaxed), 0);
     assert!(external.requests.load(Ordering::Relaxed) >= 1);
 }
