@@ -81,15 +81,24 @@ impl NameIndex {
             if proto.hostname.is_empty() {
                 continue;
             }
+            let mut found: Vec<IpAddr> = (proto.addresses.iter())
+                .filter_map(|a| ip_from_bytes(&a.address))
+                .collect();
+            if found.is_empty() {
+                // No VIP (a headless Service, a ServiceEntry without addresses): the name
+                // stands for its healthy endpoints' addresses, as cluster DNS answers it;
+                // with none (endpoints known by name only) it is not the mesh's to answer.
+                let endpoints = service.endpoints().iter().map(|e| &e.workload);
+                let healthy = endpoints.filter(|w| w.is_healthy());
+                found.extend(healthy.flat_map(|w| w.addresses().iter().copied()));
+            }
+            if found.is_empty() {
+                continue;
+            }
             let ips = addresses
                 .entry(proto.hostname.trim_end_matches('.').to_ascii_lowercase())
                 .or_default();
-            ips.extend(
-                proto
-                    .addresses
-                    .iter()
-                    .filter_map(|a| ip_from_bytes(&a.address)),
-            );
+            ips.extend(found);
             ips.sort();
             ips.dedup();
         }

@@ -23,6 +23,40 @@ services:
     hostname: api.example.com
     addresses: [{ address: "8PAAAQ==" }]
     ports: [{ servicePort: 443, targetPort: 443 }]
+  - name: db
+    namespace: shop
+    hostname: db.shop.svc.cluster.local
+    ports: [{ servicePort: 5432, targetPort: 5432 }]
+  - name: partner
+    namespace: shop
+    hostname: partner.example.com
+    ports: [{ servicePort: 443, targetPort: 443 }]
+workloads:
+  - uid: Kubernetes//Pod/shop/db-0
+    name: db-0
+    namespace: shop
+    addresses: ["CgABBQ=="]
+    services:
+      shop/db.shop.svc.cluster.local: { ports: [{ servicePort: 5432, targetPort: 5432 }] }
+  - uid: Kubernetes//Pod/shop/db-1
+    name: db-1
+    namespace: shop
+    addresses: ["CgABBg=="]
+    services:
+      shop/db.shop.svc.cluster.local: { ports: [{ servicePort: 5432, targetPort: 5432 }] }
+  - uid: Kubernetes//Pod/shop/db-2
+    name: db-2
+    namespace: shop
+    addresses: ["CgABBw=="]
+    status: UNHEALTHY
+    services:
+      shop/db.shop.svc.cluster.local: { ports: [{ servicePort: 5432, targetPort: 5432 }] }
+  - uid: Kubernetes/networking.istio.io/ServiceEntry/shop/partner/partner.example.com
+    name: partner
+    namespace: shop
+    hostname: partner.example.com
+    services:
+      shop/partner.example.com: { ports: [{ servicePort: 443, targetPort: 443 }] }
 "#;
 
 fn resolver(forward: bool) -> DnsResolver {
@@ -205,4 +239,15 @@ fn a_query_of_no_or_many_questions_is_formerr_without_echoing_them() {
         1,
         "a single question is still echoed"
     );
+}
+
+#[test]
+fn a_service_without_vip_resolves_to_its_healthy_endpoints_or_goes_upstream() {
+    // a headless Service: its ready pods, as cluster DNS answers it
+    let answer = ask(&resolver(false), "db", RecordType::A, "shop");
+    assert_eq!(addresses(&answer), ips(&["10.0.1.5", "10.0.1.6"]));
+    // an entry without addresses whose endpoint is known by name: not the mesh's to answer
+    let query = query("partner.example.com.", RecordType::A);
+    let forwarded = resolver(true).answer(&query, "shop").unwrap();
+    assert!(matches!(forwarded, Answer::Forward), "{forwarded:?}");
 }
