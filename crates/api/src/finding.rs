@@ -105,7 +105,7 @@ codes! {
     WaypointNamespaceNotAllowed = "waypoint-namespace-not-allowed", Error, "istio.io/use-waypoint-namespace names a waypoint whose HBONE listener's allowedRoutes.namespaces does not allow the labelled object's namespace; the waypoint is not used.";
     ServiceAddressConflict = "service-address-conflict", Error, "A ServiceEntry claims a VIP that a Kubernetes Service or an older ServiceEntry already has; the VIP is dropped from it.";
     WorkloadAddressConflict = "workload-address-conflict", Warning, "A WorkloadEntry's address is already a pod's or an older WorkloadEntry's on the same network: proxies find workloads by address and cannot tell them apart.";
-    ServiceEntryWithoutAddress = "service-entry-without-address", Warning, "A ServiceEntry host without addresses gets no VIP (weft allocates none): pods reach the host at its own addresses, outside the entry's waypoint, policies and telemetry.";
+    ServiceEntryWithoutAddress = "service-entry-without-address", Warning, "A ServiceEntry host without addresses gets no VIP (weft allocates none) and no route sends to the entry: captured pods' connections to the host are not routed as the entry's service (no waypoint, service policy or telemetry for it).";
     IgnoredPath = "ignored-path", Info, "A path was skipped because a .weftignore file lists it.";
     NotARegularFile = "not-a-regular-file", Error, "A manifest path is a FIFO, socket or device (directly or through a symlink); it is not read.";
     OverLimit = "over-limit", Error, "A file or YAML document is over weft's size or nesting-depth limit; it is not read.";

@@ -474,3 +474,43 @@ spec: {address: 192.0.2.21, labels: {app: nobody}}
     // A WorkloadEntry of another namespace does not back the service.
     assert_eq!(without, ["empty"]);
 }
+
+/// A ServiceEntry without addresses is reported unless a route sends to it (by entry name
+/// or by host): a gateway or waypoint route needs no VIP.
+#[test]
+fn an_entry_without_addresses_is_reported_unless_a_route_sends_to_it() {
+    let entry = r"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: partner, namespace: shop}
+spec:
+  hosts: [api.partner.example]
+  ports: [{number: 443, name: https, protocol: HTTPS}]
+  resolution: DNS
+";
+    let route = |kind: &str, name: &str| {
+        format!(
+            "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: to-partner, namespace: shop}}
+spec:
+  rules:
+  - backendRefs: [{{group: networking.istio.io, kind: {kind}, name: {name}, port: 443}}]
+"
+        )
+    };
+    let codes = |text: &str| -> Vec<Code> {
+        let loaded = weft_api::parse_manifests(text, "entries.yaml".as_ref());
+        let snapshot = weft_api::ConfigSnapshot::new(loaded.objects);
+        let findings = weft_api::analyze(&snapshot).into_iter().map(|f| f.code);
+        findings
+            .filter(|c| *c == Code::ServiceEntryWithoutAddress)
+            .collect()
+    };
+    assert_eq!(codes(entry), [Code::ServiceEntryWithoutAddress]);
+    let by_name = format!("{entry}{}", route("ServiceEntry", "partner"));
+    assert!(codes(&by_name).is_empty(), "routed by entry name");
+    let by_host = format!("{entry}{}", route("Hostname", "api.partner.example"));
+    assert!(codes(&by_host).is_empty(), "routed by host");
+}

@@ -103,11 +103,20 @@ fn build(servers: &[SocketAddr]) -> Result<TokioResolver, String> {
         let config = ResolverConfig::from_parts(None, Vec::new(), name_servers.collect());
         TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
     };
-    builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    let options = builder.options_mut();
+    options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    // a lookup takes at most LOOKUP_TIMEOUT x LOOKUP_ATTEMPTS before the connection fails
+    options.timeout = LOOKUP_TIMEOUT;
+    options.attempts = LOOKUP_ATTEMPTS;
     builder
         .build()
         .map_err(|error| format!("building the DNS resolver: {error}"))
 }
+
+/// How long one query waits for an answer, and how many tries a lookup makes: a name
+/// that cannot be resolved fails its connection within 4 s.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const LOOKUP_ATTEMPTS: usize = 2;
 
 /// Cloud metadata services outside the link-local ranges (AWS and GCP over IPv6,
 /// Alibaba Cloud).

@@ -100,32 +100,6 @@ pub(super) fn check_service_addresses(context: &Context<'_>, findings: &mut Vec<
     }
 }
 
-/// A ServiceEntry with hosts (not only wildcards) and no `addresses`: weft's DNS proxy has
-/// no VIP to answer with, so pods resolve the host to its own addresses and connect there
-/// directly (Istio allocates addresses automatically; weft does not).
-pub(super) fn check_entries_without_addresses(context: &Context<'_>, findings: &mut Vec<Finding>) {
-    for (entry, loaded) in context.snapshot.service_entries() {
-        let spec = &entry.spec;
-        if spec.addresses.as_ref().is_some_and(|a| !a.is_empty()) {
-            continue;
-        }
-        let Some(host) = spec.hosts.iter().find(|h| !h.contains('*')) else {
-            continue;
-        };
-        findings.push(Finding::new(
-            Code::ServiceEntryWithoutAddress,
-            Some(loaded.object.object_ref()),
-            loaded.source_at(&[Segment::from("spec"), Segment::from("hosts")]),
-            format!(
-                "host {host} has no addresses: weft allocates no VIP, so pods resolve {host} to \
-                 its own addresses and connect there directly, outside this entry's waypoint, \
-                 policies and telemetry; give the entry an unused address (e.g. from \
-                 240.240.0.0/16)"
-            ),
-        ));
-    }
-}
-
 /// A WorkloadEntry whose IP (on the default network, as pods are, or on the network another
 /// entry names) is also a pod's or an earlier entry's: proxies find workloads by address, so
 /// traffic to it may get either one's policies and identity.

@@ -5,6 +5,7 @@
 mod addresses;
 mod backend_tls;
 mod enforcement;
+mod entries;
 mod gateways;
 mod policy;
 mod routes;
@@ -65,7 +66,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Finding> {
     check_service_selectors(&context, &mut findings);
     addresses::check_service_addresses(&context, &mut findings);
     addresses::check_workload_addresses(&context, &mut findings);
-    addresses::check_entries_without_addresses(&context, &mut findings);
+    entries::check_entries_without_addresses(&context, &mut findings);
     waypoints::check_waypoint_labels(&context, &mut findings);
     findings
 }

@@ -164,9 +164,10 @@ pub struct NodeArgs {
     /// rules let past the redirect: kubelet HTTP/TCP probes work under STRICT mTLS.
     #[arg(long, value_name = "PATH")]
     probe_snat_netns: Option<PathBuf>,
-    /// With --pod-socket or --cni-socket: resolver (IP:PORT) for names the DNS proxy does
-    /// not know (without one they fail at once). Also the resolver for ServiceEntry hosts
-    /// reached by name (`resolution: DNS`), which otherwise use /etc/resolv.conf.
+    /// Resolver (IP:PORT) for names the DNS proxy (with --pod-socket or --cni-socket) does
+    /// not know; without one they fail at once. Also the resolver for endpoints known by
+    /// host name only (a `resolution: DNS` ServiceEntry's hosts), which otherwise use
+    /// /etc/resolv.conf.
     #[arg(long, value_name = "ADDR")]
     dns_upstream: Option<SocketAddr>,
     /// Kubernetes cluster domain for the DNS proxy.

@@ -109,8 +109,8 @@ async fn an_endpoint_known_by_name_is_resolved_and_its_own_host_refused() {
     assert_eq!(answer.body, "api-external GET /orders 0");
     assert!(dns.was_asked("api.test.example."));
 
-    // 503 (no healthy upstream), not the 502 a refused dial would give: the unspecified
-    // address (this host) is never dialled.
+    // 503 with flag DF, not the 502 a refused dial would give: the unspecified address
+    // (this host) is never dialled.
     let mut trap = client.h1(mesh.net.vip(3)).await;
     let refused = send(&mut trap, get("/", &[])).await;
     assert_eq!(refused.status, 503, "{refused:?}");
