@@ -327,13 +327,16 @@ impl Upstream {
     ) -> Result<Route, UpstreamError> {
         match state.resolve(&self.network, dst) {
             Destination::Service { service, port } if service.proto().waypoint.is_none() => {
-                self.service_route_resolving(service, port, source).await
+                self.service_route_named(service, port, source, dst.ip().is_ipv6())
+                    .await
             }
             destination => self.route_to(state, source, dst, destination),
         }
     }
 
-    /// [`Upstream::service_route`], resolving an endpoint known by host name only.
+    /// [`Upstream::service_route`], resolving an endpoint known by host name only (to an
+    /// address of the family of the service's first VIP, IPv4 for a service without one,
+    /// when the name has both).
     ///
     /// # Errors
     /// No usable endpoint, an endpoint with neither address nor name, a name that does not
@@ -344,6 +347,21 @@ impl Upstream {
         port: PortMapping,
         source: Option<&Arc<MeshWorkload>>,
     ) -> Result<Route, UpstreamError> {
+        let vip_is_ipv6 = (service.proto().addresses.iter())
+            .find_map(|vip| ip_from_bytes(&vip.address))
+            .is_some_and(|ip| ip.is_ipv6());
+        self.service_route_named(service, port, source, vip_is_ipv6)
+            .await
+    }
+
+    /// [`Upstream::service_route_resolving`] preferring IPv6 answers or not.
+    async fn service_route_named(
+        &self,
+        service: Arc<MeshService>,
+        port: PortMapping,
+        source: Option<&Arc<MeshWorkload>>,
+        prefer_ipv6: bool,
+    ) -> Result<Route, UpstreamError> {
         let (workload, target_port) = choose(&service, port, source)?;
         let ip = match first_address(&workload) {
             Ok(ip) => ip,
@@ -352,7 +370,7 @@ impl Upstream {
                 if host.is_empty() {
                     return Err(no_address);
                 }
-                let resolved = self.names.resolve(host).await;
+                let resolved = self.names.resolve(host, prefer_ipv6).await;
                 resolved.map_err(|reason| UpstreamError::Unresolved {
                     host: host.clone(),
                     workload: workload_ref(&workload),

@@ -3,8 +3,12 @@
 //!
 //! Names are resolved with the system's DNS configuration (`/etc/resolv.conf`), or with
 //! the servers the proxy is given; the resolver caches answers for their TTL. A name is
-//! looked up as written (absolute: never tried in the search domains), A and AAAA at once,
-//! IPv4 answers first (most clusters are IPv4 or dual-stack). An answer pointing at the
+//! looked up as written (absolute: never tried in the search domains), A and AAAA at once.
+//! Each connection dials one usable address of the answer chosen at random, so a name with
+//! several addresses spreads its connections over them and a client's retry can land on
+//! another; addresses of the caller's family come first (the family of the address the
+//! client dialled, or of the service's VIP), the other family only when the answer has
+//! none of it, so an IPv4-only or IPv6-only cluster is not sent across families. An answer pointing at the
 //! proxy's own host (loopback, `0.0.0.0/8`, `::`), at link-local or multicast addresses, or
 //! at a cloud metadata address is refused (IPv4-mapped and NAT64 forms too), so whoever
 //! controls a DNS zone cannot make the proxy call its own admin port or a metadata service.
@@ -16,6 +20,7 @@ use hickory_resolver::config::{
     ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use rand::seq::IndexedRandom;
 use tokio::sync::OnceCell;
 
 /// A proxy's resolver, built on first use (a proxy that never meets a name needs no DNS
@@ -38,12 +43,13 @@ impl NameResolver {
         }
     }
 
-    /// The first usable address of `host`.
+    /// A usable address of `host` chosen at random, of the family `prefer_ipv6` names when
+    /// the answer has one.
     ///
     /// # Errors
     /// The DNS configuration cannot be read, the lookup failed, or the answer held no
     /// usable address (why, for the 503 and the log).
-    pub async fn resolve(&self, host: &str) -> Result<IpAddr, String> {
+    pub async fn resolve(&self, host: &str, prefer_ipv6: bool) -> Result<IpAddr, String> {
         if let Ok(ip) = host.trim_end_matches('.').parse::<IpAddr>() {
             // an address written as a name needs no lookup, but the same refusals
             return match refusal(ip, self.allow_loopback) {
@@ -65,14 +71,7 @@ impl NameResolver {
             .lookup_ip(absolute)
             .await
             .map_err(|error| error.to_string())?;
-        let mut refused = None;
-        for ip in answer.iter() {
-            match refusal(ip, self.allow_loopback) {
-                None => return Ok(ip),
-                Some(reason) => refused = Some(format!("the answer {ip} is {reason}")),
-            }
-        }
-        Err(refused.unwrap_or_else(|| "the answer holds no address".to_owned()))
+        pick(answer.iter(), prefer_ipv6, self.allow_loopback)
     }
 }
 
@@ -83,6 +82,34 @@ impl std::fmt::Debug for NameResolver {
             .field("allow_loopback", &self.allow_loopback)
             .finish_non_exhaustive()
     }
+}
+
+/// One usable address of `answer` at random, of the preferred family if it has one; why
+/// none is usable otherwise.
+fn pick(
+    answer: impl Iterator<Item = IpAddr>,
+    prefer_ipv6: bool,
+    allow_loopback: bool,
+) -> Result<IpAddr, String> {
+    let mut refused = None;
+    let (preferred, other): (Vec<IpAddr>, Vec<IpAddr>) = answer
+        .filter(|ip| match refusal(*ip, allow_loopback) {
+            None => true,
+            Some(reason) => {
+                refused = Some(format!("the answer {ip} is {reason}"));
+                false
+            }
+        })
+        .partition(|ip| ip.is_ipv6() == prefer_ipv6);
+    let usable = if preferred.is_empty() {
+        other
+    } else {
+        preferred
+    };
+    usable
+        .choose(&mut rand::rng())
+        .copied()
+        .ok_or_else(|| refused.unwrap_or_else(|| "the answer holds no address".to_owned()))
 }
 
 fn build(servers: &[SocketAddr]) -> Result<TokioResolver, String> {
