@@ -5,10 +5,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use weft_proto::{ADDRESS_TYPE_URL, pack_any};
 use weft_testkit::dns::DnsServer;
@@ -20,14 +19,7 @@ use crate::harness::*;
 
 /// The echo app on plain TCP `<ip>:8080`, as an endpoint outside the mesh.
 async fn external_echo(name: &str, ip: Ipv4Addr, stop: CancellationToken) -> Arc<Backend> {
-    let backend = Arc::new(Backend {
-        name: name.into(),
-        ip,
-        requests: AtomicUsize::new(0),
-        first_bytes: Notify::new(),
-        in_flight: AtomicUsize::new(0),
-        behaviour: Behaviour::default(),
-    });
+    let backend = Backend::new(name, ip, Behaviour::default());
     let listener = TcpListener::bind((ip, TARGET_PORT)).await.unwrap();
     let serving = Arc::clone(&backend);
     tokio::spawn(async move {

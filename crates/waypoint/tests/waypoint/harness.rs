@@ -93,6 +93,20 @@ pub struct Backend {
     pub behaviour: Behaviour,
 }
 
+impl Backend {
+    /// A backend at `ip` that has answered nothing yet.
+    pub fn new(name: &str, ip: Ipv4Addr, behaviour: Behaviour) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            ip,
+            requests: AtomicUsize::new(0),
+            first_bytes: Notify::new(),
+            in_flight: AtomicUsize::new(0),
+            behaviour,
+        })
+    }
+}
+
 /// What a test's mesh holds.
 pub struct Mesh {
     pub net: Net,
@@ -205,14 +219,7 @@ impl Mesh {
         let mut servers = Vec::new();
         for (index, spec) in specs.iter().enumerate() {
             let ip = net.ip(1, u8::try_from(index + 1).unwrap());
-            let backend = Arc::new(Backend {
-                name: spec.name.into(),
-                ip,
-                requests: AtomicUsize::new(0),
-                first_bytes: Notify::new(),
-                in_flight: AtomicUsize::new(0),
-                behaviour: spec.behaviour,
-            });
+            let backend = Backend::new(spec.name, ip, spec.behaviour);
             servers.push(serve_backend(&ca, &trust, Arc::clone(&backend)).await);
             mesh_backends.push(backend);
         }
