@@ -167,17 +167,18 @@ fn a_service_entry_with_an_empty_workload_selector_selects_nothing() {
 }
 
 /// A STATIC ServiceEntry without `location` (MESH_EXTERNAL) with one endpoint and a
-/// WorkloadEntry, both in the ambient namespace, both with `labels` (a YAML map).
-fn entries(labels: &str) -> String {
+/// WorkloadEntry, both in the ambient namespace: the entry and the WorkloadEntry with
+/// `labels` (a YAML map), the entry's endpoint with `endpoint_labels`.
+fn entries(labels: &str, endpoint_labels: &str) -> String {
     format!(
         "apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {{name: legacy, namespace: shop}}
+metadata: {{name: legacy, namespace: shop, labels: {labels}}}
 spec:
   hosts: [legacy.example.com]
   ports: [{{number: 80, name: http, protocol: HTTP}}]
   resolution: STATIC
-  endpoints: [{{address: 10.2.0.1, labels: {labels}}}]
+  endpoints: [{{address: 10.2.0.1, labels: {endpoint_labels}}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
@@ -197,21 +198,28 @@ fn tunnels(output: &Output) -> Vec<(String, TunnelProtocol)> {
 
 #[test]
 fn entries_in_an_ambient_namespace_use_hbone_only_with_the_tunnel_label() {
+    const TUNNEL: &str = "{networking.istio.io/tunnel: http}";
     assert_eq!(
-        tunnels(&translated(&[entries("{}")])),
+        tunnels(&translated(&[entries("{}", "{}")])),
         [
             ("legacy".to_owned(), TunnelProtocol::None),
             ("vm".to_owned(), TunnelProtocol::None)
         ]
     );
     assert_eq!(
-        tunnels(&translated(&[entries(
-            "{networking.istio.io/tunnel: http}"
-        )])),
+        tunnels(&translated(&[entries(TUNNEL, "{}")])),
         [
             ("legacy".to_owned(), TunnelProtocol::Hbone),
             ("vm".to_owned(), TunnelProtocol::Hbone)
         ]
+    );
+    assert_eq!(
+        tunnels(&translated(&[entries("{}", TUNNEL)])),
+        [
+            ("legacy".to_owned(), TunnelProtocol::None),
+            ("vm".to_owned(), TunnelProtocol::None)
+        ],
+        "an inline endpoint takes its tunnel from its entry, as in istiod"
     );
 }
 

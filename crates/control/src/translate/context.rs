@@ -296,11 +296,12 @@ impl<'a> Context<'a> {
                     endpoint,
                     index,
                 );
-                let labels = endpoint.labels.clone().unwrap_or_default();
                 self.produced(object.clone(), ResourceKey::address(uid.clone()));
+                // policies select an inline endpoint by its entry's labels, as in istiod (its
+                // own labels choose only its waypoint)
                 let info = WorkloadInfo {
                     namespace: namespace.clone(),
-                    labels,
+                    labels: entry.metadata.labels.clone().unwrap_or_default(),
                     source: WorkloadSource::EntryEndpoint { entry, index },
                 };
                 self.workloads.insert(uid, info);

@@ -29,11 +29,12 @@ use weft_proto::workload::{
 /// (`none`).
 pub const DATAPLANE_MODE_LABEL: &str = "istio.io/dataplane-mode";
 
-/// Label with which a WorkloadEntry or ServiceEntry endpoint says it terminates HBONE itself
-/// (value `http`); only then, or with [`REDIRECTION_ANNOTATION`], is it reached over HBONE.
+/// Label with which a WorkloadEntry or ServiceEntry (for all its endpoints) says it
+/// terminates HBONE itself (value `http`); only then, or with [`REDIRECTION_ANNOTATION`],
+/// is it reached over HBONE.
 pub const TUNNEL_LABEL: &str = "networking.istio.io/tunnel";
 /// `enabled`: the workload's traffic is redirected into a node proxy (on a WorkloadEntry's
-/// annotations, on a ServiceEntry endpoint's labels, as Istio reads them).
+/// or ServiceEntry's annotations, as Istio reads them).
 pub const REDIRECTION_ANNOTATION: &str = "ambient.istio.io/redirection";
 
 /// `<cluster>//Pod/<namespace>/<name>`.
@@ -93,7 +94,13 @@ struct Facts<'a> {
     object: ObjectRef,
     name: String,
     namespace: &'a str,
+    /// What policies and PeerAuthentications select it by (a ServiceEntry endpoint: its
+    /// entry's labels, as in istiod).
     labels: &'a BTreeMap<String, String>,
+    /// What its waypoint is chosen by (`istio.io/use-waypoint`, with the namespace's);
+    /// `None`: it has none (an implicit ServiceEntry endpoint or an EndpointSlice address,
+    /// which istiod gives no waypoint).
+    waypoint_labels: Option<&'a BTreeMap<String, String>>,
     addresses: Vec<IpAddr>,
     hostname: String,
     node: String,
@@ -188,6 +195,7 @@ fn pod_facts<'a>(
         name: pod.name().to_owned(),
         namespace: pod.namespace(),
         labels,
+        waypoint_labels: Some(labels),
         addresses: pod_addresses(&pod.pod),
         hostname: String::new(),
         locality: node_locality(context, &node),
@@ -298,6 +306,7 @@ fn spec_facts<'a>(
         object,
         namespace,
         labels,
+        waypoint_labels: Some(labels),
         addresses: ip.into_iter().collect(),
         hostname,
         node: String::new(),
@@ -377,17 +386,35 @@ fn endpoint_facts<'a>(
     index: usize,
     labels: &'a BTreeMap<String, String>,
 ) -> Facts<'a> {
-    let (object, namespace) = object_of(Kind::ServiceEntry, &entry.metadata);
     let endpoint = &entry.spec.endpoints.as_deref().unwrap_or_default()[index];
+    let mut facts = entry_member_facts(options, entry, endpoint, labels);
+    facts.waypoint_labels = Some(endpoint.labels.as_ref().unwrap_or(&NO_LABELS));
+    facts
+}
+
+/// What an inline or implicit endpoint of `entry` takes from the entry itself (istiod
+/// does the same): the labels policies select it by and that name its canonical service,
+/// the tunnel (the entry's labels and redirection annotation), inside or outside the mesh.
+fn entry_member_facts<'a>(
+    options: &TranslateOptions,
+    entry: &'a ServiceEntry,
+    endpoint: &'a WorkloadEntrySpec,
+    labels: &'a BTreeMap<String, String>,
+) -> Facts<'a> {
+    let (object, namespace) = object_of(Kind::ServiceEntry, &entry.metadata);
     let mut facts = spec_facts(options, object, endpoint, labels, namespace);
     facts.own_entry = Some(entry);
+    facts.waypoint_labels = None;
     // Location's zero value is MESH_EXTERNAL: unset means outside the mesh
     let internal = entry.spec.location == Some(weft_api::istio::Location::MeshInternal);
     facts.mesh_external = !internal;
-    let redirected = labels.get(REDIRECTION_ANNOTATION);
+    let annotations = entry.metadata.annotations.as_ref();
+    let redirected = annotations.and_then(|a| a.get(REDIRECTION_ANNOTATION));
     facts.entry_tunnel = Some(tunnels(labels, redirected, facts.mesh_external));
     facts
 }
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 /// The hosts of `entry` that stand for its endpoints, as in istiod: a `resolution: DNS` or
 /// `DNS_ROUND_ROBIN` entry with neither endpoints nor a workload selector reaches each
@@ -428,16 +455,9 @@ fn host_facts<'a>(
     labels: &'a BTreeMap<String, String>,
 ) -> Facts<'a> {
     static UNSPECIFIED: LazyLock<WorkloadEntrySpec> = LazyLock::new(WorkloadEntrySpec::default);
-    let (object, namespace) = object_of(Kind::ServiceEntry, &entry.metadata);
-    let mut facts = spec_facts(options, object, &UNSPECIFIED, labels, namespace);
+    let mut facts = entry_member_facts(options, entry, &UNSPECIFIED, labels);
     facts.hostname = host.to_owned();
-    facts.own_entry = Some(entry);
     facts.own_host = Some(host);
-    let internal = entry.spec.location == Some(weft_api::istio::Location::MeshInternal);
-    facts.mesh_external = !internal;
-    let annotations = entry.metadata.annotations.as_ref();
-    let redirected = annotations.and_then(|a| a.get(REDIRECTION_ANNOTATION));
-    facts.entry_tunnel = Some(tunnels(labels, redirected, facts.mesh_external));
     facts
 }
 
@@ -454,6 +474,7 @@ fn slice_facts<'a>(
         object,
         namespace,
         labels,
+        waypoint_labels: None,
         addresses: vec![address],
         hostname: String::new(),
         node: String::new(),
@@ -533,14 +554,17 @@ fn build(context: &Context<'_>, uid: &str, facts: &Facts<'_>) -> Unit {
     };
     let mut services = services_map(context, facts, &mut unit);
     services.extend(endpoint_slice::member_services(context, uid, &mut unit));
-    let waypoint = resolve_waypoint(
-        context,
-        facts.namespace,
-        facts.labels,
-        WaypointUser::Workload,
-        &facts.object,
-        &mut unit,
-    );
+    let waypoint = facts.waypoint_labels.and_then(|labels| {
+        let user = WaypointUser::Workload;
+        resolve_waypoint(
+            context,
+            facts.namespace,
+            labels,
+            user,
+            &facts.object,
+            &mut unit,
+        )
+    });
     let authorization_policies = policies_for(context, facts, &mut unit);
     let workload = Workload {
         uid: uid.to_owned(),
