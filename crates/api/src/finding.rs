@@ -106,6 +106,7 @@ codes! {
     ServiceAddressConflict = "service-address-conflict", Error, "A ServiceEntry claims a VIP that a Kubernetes Service or an older ServiceEntry already has; the VIP is dropped from it.";
     WorkloadAddressConflict = "workload-address-conflict", Warning, "A WorkloadEntry's address is already a pod's or an older WorkloadEntry's on the same network: proxies find workloads by address and cannot tell them apart.";
     ServiceEntryWithoutAddress = "service-entry-without-address", Warning, "A ServiceEntry host without addresses gets no VIP (weft allocates none) and no route sends to the entry: captured pods' connections to the host are not routed as the entry's service (no waypoint, service policy or telemetry for it).";
+    ServiceEntryEndpointLabelIgnored = "service-entry-endpoint-label-ignored", Warning, "A ServiceEntry endpoint is labelled networking.istio.io/tunnel or ambient.istio.io/redirection, which are read from the entry itself (as in Istio), never from its endpoints: the endpoint's tunnel does not change.";
     IgnoredPath = "ignored-path", Info, "A path was skipped because a .weftignore file lists it.";
     NotARegularFile = "not-a-regular-file", Error, "A manifest path is a FIFO, socket or device (directly or through a symlink); it is not read.";
     OverLimit = "over-limit", Error, "A file or YAML document is over weft's size or nesting-depth limit; it is not read.";

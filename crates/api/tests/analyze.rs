@@ -116,6 +116,11 @@ const BROKEN: &[(&str, Code, usize)] = &[
         6,
     ),
     (
+        "service-entry-endpoint-label-ignored.yaml",
+        Code::ServiceEntryEndpointLabelIgnored,
+        15,
+    ),
+    (
         "waypoint-namespace-not-allowed.yaml",
         Code::WaypointNamespaceNotAllowed,
         2,

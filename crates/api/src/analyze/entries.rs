@@ -1,6 +1,7 @@
 //! ServiceEntries whose hosts get no VIP: weft allocates none (Istio can), so a captured
 //! pod's connection to such a host is not routed as the entry's service, unless the entry
-//! is only reached through a route of a gateway or waypoint (which needs no VIP).
+//! is only reached through a route of a gateway or waypoint (which needs no VIP). And
+//! endpoints carrying a tunnel label that only the entry itself can carry.
 
 use super::Context;
 use crate::finding::{Code, Finding};
@@ -39,6 +40,51 @@ pub(super) fn check_entries_without_addresses(context: &Context<'_>, findings: &
                  it); give the entry an unused address (e.g. from 240.240.0.0/16)"
             ),
         ));
+    }
+}
+
+/// Labels that say how a ServiceEntry's endpoints are reached, read from the entry (the
+/// redirection one from its annotations), as istiod reads them: on an endpoint they do
+/// nothing.
+const ENTRY_LEVEL_LABELS: [(&str, &str); 2] = [
+    ("networking.istio.io/tunnel", "metadata.labels"),
+    ("ambient.istio.io/redirection", "metadata.annotations"),
+];
+
+/// A ServiceEntry endpoint labelled with one of [`ENTRY_LEVEL_LABELS`].
+pub(super) fn check_endpoint_labels(context: &Context<'_>, findings: &mut Vec<Finding>) {
+    for (entry, loaded) in context.snapshot.service_entries() {
+        let endpoints = entry.spec.endpoints.iter().flatten().enumerate();
+        for (index, endpoint) in endpoints {
+            for (label, belongs) in ENTRY_LEVEL_LABELS {
+                if !endpoint
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key(label))
+                {
+                    continue;
+                }
+                let path: [Segment; 5] = [
+                    "spec".into(),
+                    "endpoints".into(),
+                    index.into(),
+                    "labels".into(),
+                    label.into(),
+                ];
+                let address = endpoint.address.as_deref().unwrap_or("without address");
+                findings.push(Finding::new(
+                    Code::ServiceEntryEndpointLabelIgnored,
+                    Some(loaded.object.object_ref()),
+                    loaded.source_at(&path),
+                    format!(
+                        "endpoint {index} ({address}) has label {label}, which is read from the \
+                         ServiceEntry, never from its endpoints: it does not change how this \
+                         endpoint is reached; put it in the entry's {belongs} (it then applies \
+                         to every endpoint of the entry)"
+                    ),
+                ));
+            }
+        }
     }
 }
 

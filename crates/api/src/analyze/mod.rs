@@ -67,6 +67,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Finding> {
     addresses::check_service_addresses(&context, &mut findings);
     addresses::check_workload_addresses(&context, &mut findings);
     entries::check_entries_without_addresses(&context, &mut findings);
+    entries::check_endpoint_labels(&context, &mut findings);
     waypoints::check_waypoint_labels(&context, &mut findings);
     findings
 }
