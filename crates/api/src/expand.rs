@@ -8,6 +8,10 @@
 //!   a `StatefulSet` runs `<name>-<ordinal>` the same way; a `DaemonSet` runs one pod per
 //!   `Node`, named `<name>-<node>`. Each pod is the template (labels, annotations, spec) with
 //!   that name, the owner's namespace and an owner reference to it.
+//! - Limits, so that one file cannot make the control plane build millions of pods: a
+//!   workload runs at most [`MAX_REPLICAS`] pods, a snapshot at most [`MAX_PODS`]; workloads
+//!   (Deployments, then StatefulSets, then DaemonSets, each in name order) past the second
+//!   run fewer pods or none ([`pod_shortfalls`] names them; `weft analyze` reports them).
 //! - Node: `spec.nodeName` if set, else the `kubernetes.io/hostname` node selector, else the
 //!   nodes in name order starting at an offset derived from a stable hash of
 //!   `namespace/owner`, so replicas spread over nodes and a new workload never moves others.
@@ -35,6 +39,12 @@ pub mod gateway;
 pub mod waypoint;
 
 pub use deployment::{Deployment as GatewayDeployment, GATEWAY_CLASS_LABEL, GATEWAY_NAME_LABEL};
+
+/// Most pods one workload runs (a larger `replicas` is an `over-limit` error).
+pub const MAX_REPLICAS: i32 = 1_000;
+
+/// Most pods one snapshot runs, bare pods included.
+pub const MAX_PODS: usize = 50_000;
 
 /// Node selector label naming a node.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
@@ -148,19 +158,7 @@ pub fn add_gateway_services(objects: &mut Vec<crate::object::LoadedObject>) {
 /// Every pod of the snapshot, sorted by namespace and name. See the module doc for the rules.
 #[must_use]
 pub fn expand_pods(snapshot: &ConfigSnapshot) -> Vec<ExpandedPod> {
-    let mut nodes: Vec<NodeInfo> = snapshot
-        .nodes()
-        .map(|(node, _)| NodeInfo {
-            name: node.metadata.name.clone().unwrap_or_default(),
-            pod_cidr: node
-                .spec
-                .as_ref()
-                .and_then(|s| s.pod_cidr.as_deref())
-                .and_then(|c| c.parse().ok()),
-        })
-        .collect();
-    nodes.sort_by(|a, b| a.name.cmp(&b.name));
-
+    let nodes = node_infos(snapshot);
     let mut pods: Vec<ExpandedPod> = snapshot
         .bare_pods()
         .map(|(pod, loaded)| ExpandedPod {
@@ -169,7 +167,13 @@ pub fn expand_pods(snapshot: &ConfigSnapshot) -> Vec<ExpandedPod> {
             source: loaded.source.clone(),
         })
         .collect();
-    pods.extend(workload_pods(snapshot, &nodes));
+    for workload in workload_replicas(snapshot, &nodes) {
+        pods.extend(from_template(
+            workload.owner,
+            workload.template,
+            workload.names,
+        ));
+    }
     pods.extend(waypoint::waypoint_pods(snapshot));
     pods.extend(gateway::gateway_pods(snapshot));
     for pod in &mut pods {
@@ -208,36 +212,104 @@ pub fn observed_pods(snapshot: &ConfigSnapshot) -> Vec<ExpandedPod> {
     pods
 }
 
-/// Replica names of one workload, with a fixed node for DaemonSet pods.
-fn workload_pods(snapshot: &ConfigSnapshot, nodes: &[NodeInfo]) -> Vec<ExpandedPod> {
+fn node_infos(snapshot: &ConfigSnapshot) -> Vec<NodeInfo> {
+    let mut nodes: Vec<NodeInfo> = snapshot
+        .nodes()
+        .map(|(node, _)| NodeInfo {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            pod_cidr: node
+                .spec
+                .as_ref()
+                .and_then(|s| s.pod_cidr.as_deref())
+                .and_then(|c| c.parse().ok()),
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    nodes
+}
+
+/// The pods one workload asks for and the ones it runs within the limits.
+struct WorkloadReplicas<'a> {
+    owner: &'a crate::object::LoadedObject,
+    template: Option<&'a PodTemplateSpec>,
+    /// How many pods its spec asks for.
+    asked: usize,
+    /// Name suffix (and fixed node, for DaemonSet pods) of each pod it runs.
+    names: Vec<(String, Option<String>)>,
+}
+
+/// A workload that runs fewer pods than it asks for (see the module doc's limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodShortfall {
+    /// The workload.
+    pub owner: ObjectRef,
+    /// Where it is defined.
+    pub source: Source,
+    /// Pods its spec asks for.
+    pub asked: usize,
+    /// Pods it runs.
+    pub running: usize,
+}
+
+/// The workloads that run fewer pods than they ask for, in expansion order.
+#[must_use]
+pub fn pod_shortfalls(snapshot: &ConfigSnapshot) -> Vec<PodShortfall> {
+    workload_replicas(snapshot, &node_infos(snapshot))
+        .into_iter()
+        .filter(|w| w.names.len() < w.asked)
+        .map(|w| PodShortfall {
+            owner: w.owner.object.object_ref(),
+            source: w.owner.source_at(&["spec".into(), "replicas".into()]),
+            asked: w.asked,
+            running: w.names.len(),
+        })
+        .collect()
+}
+
+/// Every workload with the pods it runs: replica ordinals, or a fixed node per DaemonSet
+/// pod; at most [`MAX_REPLICAS`] each and [`MAX_PODS`] with the bare pods.
+fn workload_replicas<'a>(
+    snapshot: &'a ConfigSnapshot,
+    nodes: &[NodeInfo],
+) -> Vec<WorkloadReplicas<'a>> {
+    let mut budget = MAX_PODS.saturating_sub(snapshot.bare_pods().count());
+    // how many of `asked` pods a workload runs, taken from the budget
+    let mut grant = |asked: usize| {
+        let running = asked.min(MAX_REPLICAS as usize).min(budget);
+        budget -= running;
+        running
+    };
     let mut out = Vec::new();
-    for (deployment, loaded) in snapshot.deployments() {
-        let spec = deployment.spec.as_ref();
-        let replicas = spec.and_then(|s| s.replicas).unwrap_or(1);
-        let template = spec.map(|s| &s.template);
-        let names = (0..replicas.max(0))
-            .map(|i| (i.to_string(), None))
-            .collect();
-        out.extend(from_template(loaded, template, names));
+    let replicated = (snapshot.deployments())
+        .map(|(d, owner)| (owner, d.spec.as_ref().map(|s| (s.replicas, &s.template))))
+        .chain(
+            (snapshot.stateful_sets())
+                .map(|(s, owner)| (owner, s.spec.as_ref().map(|s| (s.replicas, &s.template)))),
+        );
+    for (owner, spec) in replicated {
+        let replicas = spec.and_then(|(replicas, _)| replicas).unwrap_or(1);
+        let asked = usize::try_from(replicas).unwrap_or(0);
+        let names = (0..grant(asked)).map(|i| (i.to_string(), None)).collect();
+        let template = spec.map(|(_, template)| template);
+        out.push(WorkloadReplicas {
+            owner,
+            template,
+            asked,
+            names,
+        });
     }
-    for (set, loaded) in snapshot.stateful_sets() {
-        let spec = set.spec.as_ref();
-        let replicas = spec.and_then(|s| s.replicas).unwrap_or(1);
-        let names = (0..replicas.max(0))
-            .map(|i| (i.to_string(), None))
-            .collect();
-        out.extend(from_template(loaded, spec.map(|s| &s.template), names));
-    }
-    for (set, loaded) in snapshot.daemon_sets() {
-        let names = nodes
-            .iter()
+    for (set, owner) in snapshot.daemon_sets() {
+        let asked = nodes.len();
+        let names = (nodes.iter().take(grant(asked)))
             .map(|n| (n.name.clone(), Some(n.name.clone())))
             .collect();
-        out.extend(from_template(
-            loaded,
-            set.spec.as_ref().map(|s| &s.template),
+        let template = set.spec.as_ref().map(|s| &s.template);
+        out.push(WorkloadReplicas {
+            owner,
+            template,
+            asked,
             names,
-        ));
+        });
     }
     out
 }

@@ -109,7 +109,7 @@ codes! {
     ServiceEntryEndpointLabelIgnored = "service-entry-endpoint-label-ignored", Warning, "A ServiceEntry endpoint is labelled networking.istio.io/tunnel or ambient.istio.io/redirection, which are read from the entry itself (as in Istio), never from its endpoints: the endpoint's tunnel does not change.";
     IgnoredPath = "ignored-path", Info, "A path was skipped because a .weftignore file lists it.";
     NotARegularFile = "not-a-regular-file", Error, "A manifest path is a FIFO, socket or device (directly or through a symlink); it is not read.";
-    OverLimit = "over-limit", Error, "A file or YAML document is over weft's size or nesting-depth limit; it is not read.";
+    OverLimit = "over-limit", Error, "A file or YAML document is over weft's size or nesting-depth limit (it is not read), or workloads ask for more pods than weft runs (per workload or in all).";
     DirectoryLoop = "directory-loop", Warning, "A directory is reached a second time (a symlink loop or a second link to it); it is read once.";
 }
 

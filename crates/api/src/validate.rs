@@ -194,6 +194,7 @@ pub fn check_object(object: &Object) -> Vec<Problem> {
         Object::Pod(pod) => check_pod_spec(pod.spec.as_ref(), &at!("spec"), &mut problems),
         Object::Deployment(d) => {
             let spec = d.spec.as_ref();
+            check_replicas(spec.and_then(|s| s.replicas), &mut problems);
             check_workload(
                 spec.map(|s| &s.selector),
                 spec.map(|s| &s.template),
@@ -202,6 +203,7 @@ pub fn check_object(object: &Object) -> Vec<Problem> {
         }
         Object::StatefulSet(s) => {
             let spec = s.spec.as_ref();
+            check_replicas(spec.and_then(|s| s.replicas), &mut problems);
             check_workload(
                 spec.map(|s| &s.selector),
                 spec.map(|s| &s.template),
@@ -302,6 +304,28 @@ fn check_pod_spec(spec: Option<&PodSpec>, at: &[Segment], problems: &mut Problem
             path.push("protocol".into());
             problems.one_of(port.protocol.as_deref(), &["TCP", "UDP", "SCTP"], path);
         }
+    }
+}
+
+/// `spec.replicas`: not negative (as Kubernetes requires), and within the pods weft runs
+/// for one workload ([`crate::expand::MAX_REPLICAS`]).
+fn check_replicas(replicas: Option<i32>, problems: &mut Problems) {
+    let max = crate::expand::MAX_REPLICAS;
+    match replicas {
+        Some(n) if n < 0 => problems.push(
+            Code::OutOfRange,
+            path!("spec", "replicas"),
+            format!("is {n}; allowed: 0 or more"),
+        ),
+        Some(n) if n > max => problems.push(
+            Code::OverLimit,
+            path!("spec", "replicas"),
+            format!(
+                "is {n}, over weft's limit of {max} pods per workload (each replica is a pod \
+                 of the mesh)"
+            ),
+        ),
+        _ => {}
     }
 }
 

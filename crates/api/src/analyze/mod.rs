@@ -64,6 +64,7 @@ pub fn analyze(snapshot: &ConfigSnapshot) -> Vec<Finding> {
     gateways::check_gateway_status(&context, &mut findings);
     backend_tls::check_backend_tls_policies(&context, &mut findings);
     check_service_selectors(&context, &mut findings);
+    check_pod_limit(&context, &mut findings);
     addresses::check_service_addresses(&context, &mut findings);
     addresses::check_workload_addresses(&context, &mut findings);
     entries::check_entries_without_addresses(&context, &mut findings);
@@ -140,6 +141,29 @@ pub(crate) fn target_waypoint(
             .unwrap_or_else(|| namespace.to_owned());
         (ns, waypoint.clone())
     })
+}
+
+/// Workloads that run fewer pods than they ask for because the mesh is at weft's limit of
+/// pods (a single workload over its own limit is a validation error already).
+fn check_pod_limit(context: &Context<'_>, findings: &mut Vec<Finding>) {
+    let per_workload = crate::expand::MAX_REPLICAS as usize;
+    for shortfall in crate::expand::pod_shortfalls(context.snapshot) {
+        if shortfall.running >= shortfall.asked.min(per_workload) {
+            continue;
+        }
+        findings.push(Finding::new(
+            Code::OverLimit,
+            Some(shortfall.owner.clone()),
+            shortfall.source.clone(),
+            format!(
+                "runs {} of its {} pods: the mesh is at weft's limit of {} pods in all \
+                 (workloads are expanded in kind and name order)",
+                shortfall.running,
+                shortfall.asked,
+                crate::expand::MAX_PODS
+            ),
+        ));
+    }
 }
 
 fn check_service_selectors(context: &Context<'_>, findings: &mut Vec<Finding>) {
