@@ -31,7 +31,7 @@ use crate::snapshot::ConfigSnapshot;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Pod, PodIP, PodSpec, PodStatus, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 mod deployment;
@@ -359,8 +359,7 @@ fn assign_nodes(pods: &mut [ExpandedPod], nodes: &[NodeInfo]) {
     if nodes.is_empty() {
         return;
     }
-    let mut replica_index: std::collections::HashMap<ObjectRef, usize> =
-        std::collections::HashMap::new();
+    let mut replica_index: HashMap<ObjectRef, usize> = HashMap::new();
     for pod in pods {
         let Some(spec) = pod.pod.spec.as_mut() else {
             continue;
@@ -395,24 +394,30 @@ fn assign_nodes(pods: &mut [ExpandedPod], nodes: &[NodeInfo]) {
 
 fn assign_ips(pods: &mut [ExpandedPod], nodes: &[NodeInfo]) {
     let mut taken: HashSet<IpAddr> = pods.iter().filter_map(ExpandedPod::ip).collect();
+    let cidrs: HashMap<&str, IpNet> = (nodes.iter())
+        .filter_map(|node| Some((node.name.as_str(), node.pod_cidr?)))
+        .collect();
+    // a CIDR found full once is not searched again (each search of a full one walks it all)
+    let mut full: HashSet<IpNet> = HashSet::new();
     for pod in pods.iter_mut() {
         if pod.ip().is_some() {
             continue;
         }
-        let Some(cidr) = pod
-            .node_name()
-            .and_then(|n| nodes.iter().find(|node| node.name == n))
-            .and_then(|n| n.pod_cidr)
-        else {
+        let Some(&cidr) = pod.node_name().and_then(|n| cidrs.get(n)) else {
             continue;
         };
-        let seed = stable_hash(&format!("{}/{}", pod.namespace(), pod.name()));
-        if let Some(ip) = free_address(cidr, seed, &taken) {
-            taken.insert(ip);
-            let status = pod.pod.status.get_or_insert_with(PodStatus::default);
-            status.pod_ip = Some(ip.to_string());
-            status.pod_ips = Some(vec![PodIP { ip: ip.to_string() }]);
+        if full.contains(&cidr) {
+            continue;
         }
+        let seed = stable_hash(&format!("{}/{}", pod.namespace(), pod.name()));
+        let Some(ip) = free_address(cidr, seed, &taken) else {
+            full.insert(cidr);
+            continue;
+        };
+        taken.insert(ip);
+        let status = pod.pod.status.get_or_insert_with(PodStatus::default);
+        status.pod_ip = Some(ip.to_string());
+        status.pod_ips = Some(vec![PodIP { ip: ip.to_string() }]);
     }
 }
 
