@@ -1,12 +1,13 @@
 //! What a ServiceEntry's endpoints take from the entry and what from themselves, as istiod
 //! builds them: AuthorizationPolicies and PeerAuthentications select an inline endpoint
 //! by its entry's labels, which also name its canonical service; the endpoint's own labels
-//! choose only its waypoint. An implicit endpoint (a DNS entry's host) and an address of a
-//! selector-less Service's EndpointSlice get no waypoint, even in a namespace that uses
-//! one.
+//! choose only its waypoint, and that waypoint (no other) lists it among its workloads. An
+//! implicit endpoint (a DNS entry's host) and an address of a selector-less Service's
+//! EndpointSlice get no waypoint, even in a namespace that uses one.
 
 use weft_api::{ConfigSnapshot, LoadedObject, parse_manifests};
-use weft_control::translate::{Output, TranslateOptions, translate};
+use weft_control::translate::{Output, ResourceKey, TranslateOptions, translate};
+use weft_proto::l7::Waypoint;
 use weft_proto::workload::{Address, Workload, address};
 
 /// Namespace `shop` uses waypoint `shop/waypoint` for everything in it; a second waypoint
@@ -36,7 +37,8 @@ spec:
 /// An entry labelled `team: billing, app: ledger` whose endpoint is labelled
 /// `team: other, app: endpoint-app` and asks for waypoint `special`; a DNS entry without
 /// endpoints; a selector-less Service with one EndpointSlice address; policies selecting
-/// by the entry's labels and by the endpoint's.
+/// by the entry's labels and by the endpoint's (STRICT mTLS by the entry's, DISABLE by the
+/// endpoint's).
 const OBJECTS: &str = r"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -87,6 +89,20 @@ spec:
   selector: {matchLabels: {team: other}}
   action: DENY
   rules: [{from: [{source: {namespaces: [evil]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict-by-entry, namespace: shop}
+spec:
+  selector: {matchLabels: {team: billing}}
+  mtls: {mode: STRICT}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: plain-by-endpoint, namespace: shop}
+spec:
+  selector: {matchLabels: {team: other}}
+  mtls: {mode: DISABLE}
 ";
 
 fn objects(text: &str) -> Vec<LoadedObject> {
@@ -124,10 +140,19 @@ fn waypoint_host(workload: &Workload) -> Option<String> {
 fn an_inline_endpoint_is_selected_and_named_by_its_entry_and_routed_by_its_own_labels() {
     let output = translated();
     let endpoint = workload(&output, "/ServiceEntry/shop/ledger/10.2.0.1");
+    let by_entry: Vec<&str> = (endpoint.authorization_policies.iter())
+        .map(String::as_str)
+        .filter(|name| name.starts_with("shop/"))
+        .collect();
     assert_eq!(
-        endpoint.authorization_policies,
+        by_entry,
         ["shop/by-entry"],
         "policies select the entry's labels, not the endpoint's"
+    );
+    assert!(
+        (endpoint.authorization_policies.iter()).any(|name| name.contains("weft-mtls-strict")),
+        "the entry's labels select the STRICT PeerAuthentication: {:?}",
+        endpoint.authorization_policies
     );
     assert_eq!(endpoint.canonical_name, "ledger", "the entry's app label");
     assert_eq!(
@@ -145,4 +170,27 @@ fn implicit_endpoints_and_slice_addresses_have_no_waypoint() {
     assert_eq!(waypoint_host(&implicit), None, "an implicit endpoint");
     let slice = workload(&output, "/EndpointSlice/shop/legacy-1/192.0.2.44");
     assert_eq!(waypoint_host(&slice), None, "an EndpointSlice address");
+}
+
+fn waypoint_workloads(output: &Output, name: &str) -> Vec<String> {
+    let waypoint: Waypoint = (output.get(&ResourceKey::waypoint(name)))
+        .unwrap_or_else(|| panic!("waypoint {name}"))
+        .decode()
+        .unwrap();
+    waypoint.workloads
+}
+
+#[test]
+fn each_waypoint_lists_the_endpoints_whose_workloads_name_it() {
+    let output = translated();
+    assert_eq!(
+        waypoint_workloads(&output, "shop/special"),
+        ["Kubernetes/networking.istio.io/ServiceEntry/shop/ledger/10.2.0.1"],
+        "the endpoint asking for it by its own label"
+    );
+    assert_eq!(
+        waypoint_workloads(&output, "shop/waypoint"),
+        Vec::<String>::new(),
+        "not the namespace's waypoint: no endpoint, implicit endpoint or slice address uses it"
+    );
 }

@@ -62,8 +62,37 @@ pub(crate) enum WorkloadSource<'a> {
 /// A workload's identity facts needed for selection, plus its source.
 pub(crate) struct WorkloadInfo<'a> {
     pub namespace: String,
+    /// What policies and PeerAuthentications select it by (a ServiceEntry endpoint: its
+    /// entry's labels, as in istiod).
     pub labels: BTreeMap<String, String>,
     pub source: WorkloadSource<'a>,
+}
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+impl WorkloadInfo<'_> {
+    /// What its waypoint is chosen by (`istio.io/use-waypoint`, with its namespace's): its
+    /// labels, a ServiceEntry endpoint's own labels; `None` for what istiod gives no
+    /// waypoint (a DNS entry's implicit endpoint, an EndpointSlice address).
+    pub fn waypoint_labels(&self) -> Option<&BTreeMap<String, String>> {
+        match &self.source {
+            WorkloadSource::Pod(_) | WorkloadSource::Entry(_) => Some(&self.labels),
+            WorkloadSource::EntryEndpoint { entry, index } => {
+                let endpoint = entry
+                    .spec
+                    .endpoints
+                    .as_deref()
+                    .unwrap_or_default()
+                    .get(*index);
+                Some(
+                    endpoint
+                        .and_then(|e| e.labels.as_ref())
+                        .unwrap_or(&NO_LABELS),
+                )
+            }
+            WorkloadSource::EntryHost { .. } | WorkloadSource::SliceEndpoint { .. } => None,
+        }
+    }
 }
 
 /// Where a service comes from.

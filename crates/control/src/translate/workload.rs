@@ -94,13 +94,8 @@ struct Facts<'a> {
     object: ObjectRef,
     name: String,
     namespace: &'a str,
-    /// What policies and PeerAuthentications select it by (a ServiceEntry endpoint: its
-    /// entry's labels, as in istiod).
+    /// What policies and PeerAuthentications select it by ([`WorkloadInfo::labels`]).
     labels: &'a BTreeMap<String, String>,
-    /// What its waypoint is chosen by (`istio.io/use-waypoint`, with the namespace's);
-    /// `None`: it has none (an implicit ServiceEntry endpoint or an EndpointSlice address,
-    /// which istiod gives no waypoint).
-    waypoint_labels: Option<&'a BTreeMap<String, String>>,
     addresses: Vec<IpAddr>,
     hostname: String,
     node: String,
@@ -156,7 +151,7 @@ pub(crate) fn translate_workload(
             ..
         } => slice_facts(context.options, slice, service, *address, &info.labels),
     };
-    let mut unit = build(context, uid, &facts);
+    let mut unit = build(context, uid, &facts, info.waypoint_labels());
     unit.warnings.extend(warnings);
     if let WorkloadSource::SliceEndpoint {
         slice, endpoint, ..
@@ -195,7 +190,6 @@ fn pod_facts<'a>(
         name: pod.name().to_owned(),
         namespace: pod.namespace(),
         labels,
-        waypoint_labels: Some(labels),
         addresses: pod_addresses(&pod.pod),
         hostname: String::new(),
         locality: node_locality(context, &node),
@@ -306,7 +300,6 @@ fn spec_facts<'a>(
         object,
         namespace,
         labels,
-        waypoint_labels: Some(labels),
         addresses: ip.into_iter().collect(),
         hostname,
         node: String::new(),
@@ -387,9 +380,7 @@ fn endpoint_facts<'a>(
     labels: &'a BTreeMap<String, String>,
 ) -> Facts<'a> {
     let endpoint = &entry.spec.endpoints.as_deref().unwrap_or_default()[index];
-    let mut facts = entry_member_facts(options, entry, endpoint, labels);
-    facts.waypoint_labels = Some(endpoint.labels.as_ref().unwrap_or(&NO_LABELS));
-    facts
+    entry_member_facts(options, entry, endpoint, labels)
 }
 
 /// What an inline or implicit endpoint of `entry` takes from the entry itself (istiod
@@ -404,7 +395,6 @@ fn entry_member_facts<'a>(
     let (object, namespace) = object_of(Kind::ServiceEntry, &entry.metadata);
     let mut facts = spec_facts(options, object, endpoint, labels, namespace);
     facts.own_entry = Some(entry);
-    facts.waypoint_labels = None;
     // Location's zero value is MESH_EXTERNAL: unset means outside the mesh
     let internal = entry.spec.location == Some(weft_api::istio::Location::MeshInternal);
     facts.mesh_external = !internal;
@@ -413,8 +403,6 @@ fn entry_member_facts<'a>(
     facts.entry_tunnel = Some(tunnels(labels, redirected, facts.mesh_external));
     facts
 }
-
-static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 /// The hosts of `entry` that stand for its endpoints, as in istiod: a `resolution: DNS` or
 /// `DNS_ROUND_ROBIN` entry with neither endpoints nor a workload selector reaches each
@@ -474,7 +462,6 @@ fn slice_facts<'a>(
         object,
         namespace,
         labels,
-        waypoint_labels: None,
         addresses: vec![address],
         hostname: String::new(),
         node: String::new(),
@@ -531,7 +518,12 @@ fn enrolled(context: &Context<'_>, facts: &Facts<'_>) -> bool {
     }
 }
 
-fn build(context: &Context<'_>, uid: &str, facts: &Facts<'_>) -> Unit {
+fn build(
+    context: &Context<'_>,
+    uid: &str,
+    facts: &Facts<'_>,
+    waypoint_labels: Option<&BTreeMap<String, String>>,
+) -> Unit {
     let mut unit = Unit::default();
     unit.deps.push(Dep::Object(facts.object.clone()));
     unit.deps.push(Dep::Object(ObjectRef {
@@ -554,7 +546,7 @@ fn build(context: &Context<'_>, uid: &str, facts: &Facts<'_>) -> Unit {
     };
     let mut services = services_map(context, facts, &mut unit);
     services.extend(endpoint_slice::member_services(context, uid, &mut unit));
-    let waypoint = facts.waypoint_labels.and_then(|labels| {
+    let waypoint = waypoint_labels.and_then(|labels| {
         let user = WaypointUser::Workload;
         resolve_waypoint(
             context,

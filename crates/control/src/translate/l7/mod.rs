@@ -72,8 +72,10 @@ impl WaypointIndex {
                 name: uid.clone(),
             };
             let user = WaypointUser::Workload;
-            if let Some(waypoint) = bound_to(context, &info.namespace, &info.labels, user, &object)
-            {
+            let Some(labels) = info.waypoint_labels() else {
+                continue;
+            };
+            if let Some(waypoint) = bound_to(context, &info.namespace, labels, user, &object) {
                 index
                     .workloads
                     .entry(waypoint)
