@@ -9,9 +9,11 @@
 //!   `Node`, named `<name>-<node>`. Each pod is the template (labels, annotations, spec) with
 //!   that name, the owner's namespace and an owner reference to it.
 //! - Limits, so that one file cannot make the control plane build millions of pods: a
-//!   workload runs at most [`MAX_REPLICAS`] pods, a snapshot at most [`MAX_PODS`]; workloads
-//!   (Deployments, then StatefulSets, then DaemonSets, each in name order) past the second
-//!   run fewer pods or none ([`pod_shortfalls`] names them; `weft analyze` reports them).
+//!   workload is expanded to at most [`MAX_REPLICAS`] pods, and workloads (Deployments,
+//!   then StatefulSets, then DaemonSets, each in load order: file path, then position in
+//!   the file) only while bare and workload pods stay within [`MAX_PODS`]; the workloads
+//!   cut short run fewer pods or none ([`pod_shortfalls`] names them; `weft analyze`
+//!   reports them). Bare pods, waypoint and gateway pods are never cut.
 //! - Node: `spec.nodeName` if set, else the `kubernetes.io/hostname` node selector, else the
 //!   nodes in name order starting at an offset derived from a stable hash of
 //!   `namespace/owner`, so replicas spread over nodes and a new workload never moves others.
@@ -40,10 +42,12 @@ pub mod waypoint;
 
 pub use deployment::{Deployment as GatewayDeployment, GATEWAY_CLASS_LABEL, GATEWAY_NAME_LABEL};
 
-/// Most pods one workload runs (a larger `replicas` is an `over-limit` error).
+/// Most pods one workload is expanded to (a larger `replicas` is an `over-limit` error,
+/// so the control plane keeps the file's last good objects; `weft analyze` expands it to
+/// this many).
 pub const MAX_REPLICAS: i32 = 1_000;
 
-/// Most pods one snapshot runs, bare pods included.
+/// Most bare and workload pods of one snapshot: workloads are expanded only within it.
 pub const MAX_PODS: usize = 50_000;
 
 /// Node selector label naming a node.

@@ -1,6 +1,7 @@
 //! One file cannot make weft build millions of pods: a workload asking for more than
-//! `MAX_REPLICAS` is an `over-limit` error at its `replicas` line (and runs that many), and
-//! workloads past `MAX_PODS` in all run fewer pods or none, each named by `weft analyze`.
+//! `MAX_REPLICAS` is an `over-limit` error at its `replicas` line (and is expanded to that
+//! many), and workloads past `MAX_PODS` in all run fewer pods or none, each named by `weft
+//! analyze`.
 
 use std::path::Path;
 use weft_api::expand::{MAX_PODS, MAX_REPLICAS, pod_shortfalls};
@@ -66,6 +67,45 @@ fn workloads_past_the_mesh_pod_limit_run_fewer_pods_and_are_named() {
     assert_eq!(over.len(), 1, "{over:?}");
     assert!(
         over[0].message.contains("runs 0 of its 3 pods"),
+        "{}",
+        over[0]
+    );
+}
+
+#[test]
+fn a_daemon_set_runs_on_at_most_the_replica_limit_of_nodes_and_is_named() {
+    let nodes = MAX_REPLICAS as usize + 1;
+    let mut text: Vec<String> = (0..nodes)
+        .map(|i| format!("apiVersion: v1\nkind: Node\nmetadata: {{name: node-{i:05}}}\n"))
+        .collect();
+    text.push(
+        "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: infra}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: c, image: c}]}
+"
+        .to_owned(),
+    );
+    let loaded = parse_manifests(&text.join("---\n"), Path::new("agents.yaml"));
+    assert!(loaded.findings.is_empty(), "{:?}", loaded.findings);
+    let snapshot = ConfigSnapshot::new(loaded.objects);
+    let pods = snapshot.pods();
+    assert_eq!(pods.len(), MAX_REPLICAS as usize);
+    assert!(
+        !pods.iter().any(|p| p.node_name() == Some("node-01000")),
+        "the last node in name order is the one left out"
+    );
+    let findings = analyze(&snapshot);
+    let over: Vec<_> = (findings.iter())
+        .filter(|f| f.code == Code::OverLimit)
+        .collect();
+    assert_eq!(over.len(), 1, "{over:?}");
+    assert!(
+        over[0].message.contains("runs on 1000 of the 1001 nodes"),
         "{}",
         over[0]
     );

@@ -143,25 +143,32 @@ pub(crate) fn target_waypoint(
     })
 }
 
-/// Workloads that run fewer pods than they ask for because the mesh is at weft's limit of
-/// pods (a single workload over its own limit is a validation error already).
+/// Workloads that run fewer pods than they ask for: a DaemonSet on more nodes than a
+/// workload's limit, or any workload once the mesh is at its limit of pods (a Deployment
+/// or StatefulSet whose `replicas` is over the limit is a validation error already).
 fn check_pod_limit(context: &Context<'_>, findings: &mut Vec<Finding>) {
-    let per_workload = crate::expand::MAX_REPLICAS as usize;
+    use crate::expand::{MAX_PODS, MAX_REPLICAS};
+    let per_workload = MAX_REPLICAS as usize;
     for shortfall in crate::expand::pod_shortfalls(context.snapshot) {
-        if shortfall.running >= shortfall.asked.min(per_workload) {
+        let (running, asked) = (shortfall.running, shortfall.asked);
+        let message = if running < asked.min(per_workload) {
+            format!(
+                "runs {running} of its {asked} pods: the mesh is at weft's limit of {MAX_PODS} \
+                 pods in all (workloads are expanded in kind and load order)"
+            )
+        } else if shortfall.owner.kind == Kind::DaemonSet {
+            format!(
+                "runs on {running} of the {asked} nodes: over weft's limit of {MAX_REPLICAS} \
+                 pods per workload"
+            )
+        } else {
             continue;
-        }
+        };
         findings.push(Finding::new(
             Code::OverLimit,
-            Some(shortfall.owner.clone()),
-            shortfall.source.clone(),
-            format!(
-                "runs {} of its {} pods: the mesh is at weft's limit of {} pods in all \
-                 (workloads are expanded in kind and name order)",
-                shortfall.running,
-                shortfall.asked,
-                crate::expand::MAX_PODS
-            ),
+            Some(shortfall.owner),
+            shortfall.source,
+            message,
         ));
     }
 }
