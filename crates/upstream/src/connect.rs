@@ -327,16 +327,17 @@ impl Upstream {
     ) -> Result<Route, UpstreamError> {
         match state.resolve(&self.network, dst) {
             Destination::Service { service, port } if service.proto().waypoint.is_none() => {
-                self.service_route_named(service, port, source, dst.ip().is_ipv6())
+                self.service_route_resolving(service, port, source, Some(dst.ip()))
                     .await
             }
             destination => self.route_to(state, source, dst, destination),
         }
     }
 
-    /// [`Upstream::service_route`], resolving an endpoint known by host name only (to an
-    /// address of the family of the service's first VIP, IPv4 for a service without one,
-    /// when the name has both).
+    /// [`Upstream::service_route`], resolving an endpoint known by host name only. When
+    /// the name has addresses of both families, the connection goes to one of the family
+    /// of `dialled` (the address the client dialled, when known), else of the service's
+    /// first VIP, else IPv4.
     ///
     /// # Errors
     /// No usable endpoint, an endpoint with neither address nor name, a name that does not
@@ -346,21 +347,7 @@ impl Upstream {
         service: Arc<MeshService>,
         port: PortMapping,
         source: Option<&Arc<MeshWorkload>>,
-    ) -> Result<Route, UpstreamError> {
-        let vip_is_ipv6 = (service.proto().addresses.iter())
-            .find_map(|vip| ip_from_bytes(&vip.address))
-            .is_some_and(|ip| ip.is_ipv6());
-        self.service_route_named(service, port, source, vip_is_ipv6)
-            .await
-    }
-
-    /// [`Upstream::service_route_resolving`] preferring IPv6 answers or not.
-    async fn service_route_named(
-        &self,
-        service: Arc<MeshService>,
-        port: PortMapping,
-        source: Option<&Arc<MeshWorkload>>,
-        prefer_ipv6: bool,
+        dialled: Option<IpAddr>,
     ) -> Result<Route, UpstreamError> {
         let (workload, target_port) = choose(&service, port, source)?;
         let ip = match first_address(&workload) {
@@ -370,6 +357,11 @@ impl Upstream {
                 if host.is_empty() {
                     return Err(no_address);
                 }
+                let vip = || {
+                    (service.proto().addresses.iter()).find_map(|vip| ip_from_bytes(&vip.address))
+                };
+                let prefer_ipv6 =
+                    (dialled.or_else(vip)).is_some_and(|ip| ip.to_canonical().is_ipv6());
                 let resolved = self.names.resolve(host, prefer_ipv6).await;
                 resolved.map_err(|reason| UpstreamError::Unresolved {
                     host: host.clone(),

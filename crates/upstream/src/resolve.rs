@@ -100,7 +100,7 @@ fn pick(
                 false
             }
         })
-        .partition(|ip| ip.is_ipv6() == prefer_ipv6);
+        .partition(|ip| ip.to_canonical().is_ipv6() == prefer_ipv6);
     let usable = if preferred.is_empty() {
         other
     } else {

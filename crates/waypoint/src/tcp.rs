@@ -113,7 +113,7 @@ async fn route(waypoint: &Waypoint, tunnel: &Tunnel) -> Result<Route, UpstreamEr
             let inner = waypoint.inner();
             let service = inner.outlier.filter(mesh);
             (inner.upstream)
-                .service_route_resolving(service, *port, None)
+                .service_route_resolving(service, *port, None, Some(tunnel.destination.ip()))
                 .await
         }
         Target::Workload(workload) => Ok(direct_route(waypoint, workload, tunnel.destination)),

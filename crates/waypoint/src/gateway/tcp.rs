@@ -183,7 +183,7 @@ async fn target(gateway: &Gateway, backend: &L4Backend) -> Result<Target, String
         target_port: None,
     });
     let route = (inner.upstream)
-        .service_route_resolving(inner.outlier.filter(service), port, None)
+        .service_route_resolving(inner.outlier.filter(service), port, None, None)
         .await
         .map_err(|e| e.to_string())?;
     Ok(Target {

@@ -284,7 +284,7 @@ async fn choose(
                 .and_then(|(_, token)| pinned(service, &candidates, &token))
                 .unwrap_or(candidates);
             (inner.upstream)
-                .service_route_resolving(candidates, *port, None)
+                .service_route_resolving(candidates, *port, None, None)
                 .await
                 .map_err(|e| route_failure(&e))
         }
