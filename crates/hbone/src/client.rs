@@ -156,6 +156,7 @@ async fn establish_inner(
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .enable_push(false)
+        .max_header_list_size(crate::MAX_HEADER_LIST_BYTES)
         .handshake(io)
         .await
         .map_err(|source| HandshakeError::Http2 { tunnel, source })?;

@@ -315,6 +315,7 @@ where
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_concurrent_streams(options.max_concurrent_streams)
+        .max_header_list_size(crate::MAX_HEADER_LIST_BYTES)
         .handshake::<_, Bytes>(io);
     let mut conn = tokio::time::timeout(after, handshake)
         .await

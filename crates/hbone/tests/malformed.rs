@@ -91,6 +91,24 @@ async fn non_connect_and_bad_authorities_get_400_without_harming_the_connection(
     assert_eq!(&chunk[..], b"raw");
 }
 
+#[tokio::test]
+async fn a_connect_with_oversized_headers_gets_431_and_the_connection_still_serves() {
+    let s = setup(ServerOptions::default()).await;
+    let h2 = raw_h2(&s).await;
+    let mut big = request(Method::CONNECT, &s.upstream.to_string());
+    // over the 64 KiB the server accepts (h2's own default would take 16 MiB)
+    let filler = "x".repeat(100 * 1024);
+    big.headers_mut()
+        .insert("x-filler", filler.parse().unwrap());
+    assert_eq!(
+        status_of(&h2, big).await,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    let connect = request(Method::CONNECT, &s.upstream.to_string());
+    assert_eq!(status_of(&h2, connect).await, StatusCode::OK);
+    assert_server_still_serves(&s).await;
+}
+
 /// Reads until the server closes the connection; fails if it does not within the bound.
 async fn expect_closed(tcp: &mut TcpStream) {
     let mut buf = [0u8; 4096];
