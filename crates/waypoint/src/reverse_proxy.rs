@@ -83,6 +83,7 @@ async fn connection(stream: TcpStream, upstream: SocketAddr, pool: Arc<ClientPoo
     let io = TokioIo::new(stream);
     let result = if h2 {
         http2::Builder::new(TokioExecutor::new())
+            .max_header_list_size(crate::http::MAX_HEADER_LIST_BYTES)
             .serve_connection(io, service)
             .await
     } else {

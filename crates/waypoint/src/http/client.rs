@@ -200,6 +200,7 @@ where
     let io = TokioIo::new(io);
     if h2 {
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .max_header_list_size(super::MAX_HEADER_LIST_BYTES)
             .handshake(io)
             .await?;
         tokio::spawn(async move {

@@ -36,6 +36,10 @@ use series::SeriesCache;
 /// How long an HTTP/1.1 client may take to send a request head (the first or the next
 /// one on a kept-alive connection) before the connection is closed.
 pub(crate) const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Largest HTTP/2 header list taken from a client or a backend: about what Envoy (so
+/// Istio's waypoint and gateway) takes by default, 60 KiB, where hyper's own default, 16
+/// KiB, refused requests carrying a large token and cookies. A larger request gets 431.
+pub(crate) const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 
 /// While draining, how long an HTTP/1.1 connection must have had no request before it is
 /// closed.
@@ -108,7 +112,9 @@ pub(crate) async fn serve<IO>(
     // One select per protocol (not a generic helper): the connection futures stay concrete,
     // which the Send check of the upstream client's borrowed futures needs.
     let result = if h2 {
-        let connection = http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+        let connection = http2::Builder::new(TokioExecutor::new())
+            .max_header_list_size(MAX_HEADER_LIST_BYTES)
+            .serve_connection(io, service);
         let mut connection = pin!(connection);
         tokio::select! {
             result = connection.as_mut() => result,

@@ -657,10 +657,12 @@ pub async fn h2c_over<S>(stream: S) -> hyper::client::conn::http2::SendRequest<C
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2c handshake");
+    // echoed headers come back as `x-seen-*`: take answers as large as the waypoint sends
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .max_header_list_size(1024 * 1024)
+        .handshake(TokioIo::new(stream))
+        .await
+        .expect("h2c handshake");
     tokio::spawn(connection);
     sender
 }

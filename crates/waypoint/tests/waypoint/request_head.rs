@@ -195,3 +195,27 @@ async fn an_h2c_client_reaches_an_http_port_over_http1_and_an_undeclared_one_ove
         assert_eq!(answer.header("x-version"), version, "{host}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_headers_are_taken_up_to_64_kib_as_istios_waypoint_takes_them() {
+    let mut resource = waypoint_resource(&[("echo", vec![])], vec![]);
+    // HTTP/1.1 to the backend, whose own limit is larger
+    resource.services[0].ports[0].protocol = pb::Protocol::Http.into();
+    let mesh = Mesh::start(vec![backend("echo-a", "echo")], resource).await;
+    let client = mesh.client().await;
+    let mut h2 = client.h2(mesh.net.vip(1)).await;
+    // a large token and cookies: over hyper's default of 16 KiB
+    let large = Request::get("http://echo/large")
+        .header("x-token", "t".repeat(40 * 1024))
+        .body(empty())
+        .unwrap();
+    let answer = read(h2.send_request(large).await.expect("h2 response")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let mut h2 = client.h2(mesh.net.vip(1)).await;
+    let oversized = Request::get("http://echo/oversized")
+        .header("x-token", "t".repeat(100 * 1024))
+        .body(empty())
+        .unwrap();
+    let answer = read(h2.send_request(oversized).await.expect("h2 response")).await;
+    assert_eq!(answer.status, 431, "{answer:?}");
+}
