@@ -43,4 +43,6 @@ pub use config::{ConfigError, WaypointConfig};
 pub use outlier::OutlierConfig;
 pub use process::{BoundAddrs, ListenAddrs, RunningWaypoint, StartError, WaypointProcess, run};
 pub use waypoint::Role;
-pub use waypoint::{DEFAULT_MIRRORS_IN_FLIGHT, Span, Tracer, Waypoint, WaypointOptions};
+pub use waypoint::{
+    DEFAULT_HTTP_IDLE_TIMEOUT, DEFAULT_MIRRORS_IN_FLIGHT, Span, Tracer, Waypoint, WaypointOptions,
+};

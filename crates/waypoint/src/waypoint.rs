@@ -86,10 +86,18 @@ pub struct WaypointOptions {
     /// Dial loopback addresses a name resolves to (refused by default: a DNS record must
     /// not point the proxy at its own ports). For tests that run everything on loopback.
     pub allow_loopback_answers: bool,
+    /// How long an HTTP/2 connection from a client may go without a request in flight
+    /// before it is closed (GOAWAY: streams still sending their answers finish). HTTP/1.1
+    /// connections are closed sooner, when no request head arrives within 30 s.
+    pub http_idle_timeout: Duration,
 }
 
 /// [`WaypointOptions::max_mirrors_in_flight`] by default.
 pub const DEFAULT_MIRRORS_IN_FLIGHT: usize = 1024;
+
+/// [`WaypointOptions::http_idle_timeout`] by default: one hour, as Envoy's HTTP idle
+/// timeout (Istio's waypoints and gateways).
+pub const DEFAULT_HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Default for WaypointOptions {
     fn default() -> Self {
@@ -110,6 +118,7 @@ impl Default for WaypointOptions {
             max_mirrors_in_flight: DEFAULT_MIRRORS_IN_FLIGHT,
             dns_servers: Vec::new(),
             allow_loopback_answers: false,
+            http_idle_timeout: DEFAULT_HTTP_IDLE_TIMEOUT,
         }
     }
 }

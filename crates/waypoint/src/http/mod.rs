@@ -69,7 +69,9 @@ pub(crate) fn full(text: impl Into<Bytes>) -> Body {
     boxed(http_body_util::Full::new(text.into()))
 }
 
-/// Serves the HTTP requests of one connection until the client closes it. Once `drain` is
+/// Serves the HTTP requests of one connection until the client closes it, or (HTTP/2)
+/// until it has had no request in flight for the waypoint's `http_idle_timeout` (GOAWAY,
+/// as for draining). Once `drain` is
 /// cancelled, HTTP/2 sends GOAWAY and finishes the streams in flight; HTTP/1.1 answers each
 /// further response with `Connection: close` (so a busy keep-alive client moves to a new
 /// connection without losing a request) and closes the connection once it has been idle
@@ -84,6 +86,7 @@ pub(crate) async fn serve<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::default());
+    let idle_timeout = waypoint.options().http_idle_timeout;
     let series = Arc::new(SeriesCache::default());
     let service = {
         let (activity, drain) = (Arc::clone(&activity), drain.clone());
@@ -119,6 +122,11 @@ pub(crate) async fn serve<IO>(
         tokio::select! {
             result = connection.as_mut() => result,
             () = drained.as_mut() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+            () = activity.quiet_for(idle_timeout) => {
+                tracing::debug!(?idle_timeout, "closing an idle HTTP/2 connection");
                 connection.as_mut().graceful_shutdown();
                 connection.await
             }

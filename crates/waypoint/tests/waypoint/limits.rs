@@ -1,8 +1,13 @@
 //! The waypoint's HBONE listener within its inbound limits (`weft waypoint run
 //! --hbone-max-tunnels-per-identity` and friends): a caller identity over its tunnel limit
 //! is answered 503 and counted on the metrics page, while its open tunnels keep working
-//! and another identity still gets through.
+//! and another identity still gets through. An HTTP/2 connection without a request in
+//! flight for `--http-idle-timeout` is closed.
 
+use std::time::Duration;
+
+use http::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use weft_hbone::LimitConfig;
 use weft_waypoint::{OutlierConfig, WaypointOptions};
 
@@ -70,4 +75,35 @@ async fn tunnels_over_one_identitys_limit_get_503_while_another_identity_gets_th
         client.tunnel(vip).await.is_ok()
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_is_closed_once_idle_for_the_timeout_not_while_answering() {
+    let options = WaypointOptions {
+        http_idle_timeout: Duration::from_secs(1),
+        ..options(OutlierConfig::default())
+    };
+    let resource = waypoint_resource(&[("echo", vec![])], vec![]);
+    let mesh =
+        Mesh::start_with_options(vec![backend("echo-a", "echo")], resource, options, None).await;
+    let client = mesh.client().await;
+    let stream = client.tunnel(mesh.net.vip(1)).await.expect("tunnel");
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .expect("h2c handshake");
+    let connection = tokio::spawn(connection);
+    // answered after twice the idle timeout: a request in flight keeps its connection
+    let held = Request::get("http://echo/held")
+        .header("x-delay-ms", "2000")
+        .body(empty())
+        .unwrap();
+    let answer = read(sender.send_request(held).await.expect("the held answer")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    // then nothing: the waypoint ends the connection (GOAWAY) about a second later
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection).await;
+    ended
+        .expect("the idle connection is closed within 10 s")
+        .expect("the connection task")
+        .expect("a clean close");
 }

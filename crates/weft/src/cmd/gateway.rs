@@ -93,6 +93,7 @@ fn process(args: Args) -> anyhow::Result<GatewayProcess> {
         network: args.control.network.clone(),
         access_log: args.access_log.format(),
         max_mirrors_in_flight: args.l7_limits.max_mirrors_in_flight,
+        http_idle_timeout: args.l7_limits.http_idle_timeout(),
         ..WaypointOptions::default()
     };
     Ok(GatewayProcess {

@@ -265,6 +265,23 @@ pub(crate) mod run {
         /// mirror nothing).
         #[arg(long, value_name = "N", default_value_t = weft_waypoint::DEFAULT_MIRRORS_IN_FLIGHT)]
         pub max_mirrors_in_flight: usize,
+        /// Seconds an HTTP/2 client connection may go without a request in flight before
+        /// it is closed (GOAWAY; answers still streaming finish).
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = weft_waypoint::DEFAULT_HTTP_IDLE_TIMEOUT.as_secs(),
+            value_parser = clap::value_parser!(u64).range(1..)
+        )]
+        pub http_idle_timeout: u64,
+    }
+
+    impl L7Limits {
+        /// [`L7Limits::http_idle_timeout`] as a duration.
+        #[must_use]
+        pub fn http_idle_timeout(&self) -> std::time::Duration {
+            std::time::Duration::from_secs(self.http_idle_timeout)
+        }
     }
 
     /// The access log of a proxy: the node proxy's flag, shared.
@@ -405,6 +422,7 @@ pub(crate) mod run {
             access_log: args.access_log.format(),
             inbound_limits: args.limits.config(),
             max_mirrors_in_flight: args.l7_limits.max_mirrors_in_flight,
+            http_idle_timeout: args.l7_limits.http_idle_timeout(),
             ..WaypointOptions::default()
         };
         Ok(WaypointProcess {
