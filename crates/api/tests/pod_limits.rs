@@ -23,6 +23,16 @@ spec:
     )
 }
 
+/// `weft analyze` of `snapshot` has exactly one `over-limit` finding, saying `what`.
+fn assert_one_over_limit(snapshot: &ConfigSnapshot, what: &str) {
+    let findings = analyze(snapshot);
+    let over: Vec<_> = (findings.iter())
+        .filter(|f| f.code == Code::OverLimit)
+        .collect();
+    assert_eq!(over.len(), 1, "{over:?}");
+    assert!(over[0].message.contains(what), "{}", over[0]);
+}
+
 #[test]
 fn a_workload_over_the_replica_limit_is_an_error_and_runs_the_limit() {
     let text = deployment("huge", "2147483647");
@@ -60,16 +70,7 @@ fn workloads_past_the_mesh_pod_limit_run_fewer_pods_and_are_named() {
     assert_eq!(shortfalls.len(), 1, "{shortfalls:?}");
     assert_eq!(shortfalls[0].owner.name, "z-late");
     assert_eq!((shortfalls[0].asked, shortfalls[0].running), (3, 0));
-    let findings = analyze(&snapshot);
-    let over: Vec<_> = (findings.iter())
-        .filter(|f| f.code == Code::OverLimit)
-        .collect();
-    assert_eq!(over.len(), 1, "{over:?}");
-    assert!(
-        over[0].message.contains("runs 0 of its 3 pods"),
-        "{}",
-        over[0]
-    );
+    assert_one_over_limit(&snapshot, "runs 0 of its 3 pods");
 }
 
 #[test]
@@ -99,14 +100,5 @@ spec:
         !pods.iter().any(|p| p.node_name() == Some("node-01000")),
         "the last node in name order is the one left out"
     );
-    let findings = analyze(&snapshot);
-    let over: Vec<_> = (findings.iter())
-        .filter(|f| f.code == Code::OverLimit)
-        .collect();
-    assert_eq!(over.len(), 1, "{over:?}");
-    assert!(
-        over[0].message.contains("runs on 1000 of the 1001 nodes"),
-        "{}",
-        over[0]
-    );
+    assert_one_over_limit(&snapshot, "runs on 1000 of the 1001 nodes");
 }
