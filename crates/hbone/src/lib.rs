@@ -84,7 +84,8 @@ pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 /// Largest header list (decoded) either side accepts on an HBONE connection, advertised in
 /// SETTINGS: a CONNECT and its answer carry a few short headers, and h2's default (16 MiB)
 /// would let one peer make us buffer that much per stream. A larger request is answered
-/// 431; a larger response refuses its stream.
+/// 431, a larger response resets its stream; a header block far larger (about 100 KiB
+/// encoded) closes the connection.
 pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 /// The ALPN protocol id HBONE negotiates.
 pub const ALPN_H2: &[u8] = b"h2";

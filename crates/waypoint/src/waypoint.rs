@@ -86,9 +86,10 @@ pub struct WaypointOptions {
     /// Dial loopback addresses a name resolves to (refused by default: a DNS record must
     /// not point the proxy at its own ports). For tests that run everything on loopback.
     pub allow_loopback_answers: bool,
-    /// How long an HTTP/2 connection from a client may go without a request in flight
-    /// before it is closed (GOAWAY: streams still sending their answers finish). HTTP/1.1
-    /// connections are closed sooner, when no request head arrives within 30 s.
+    /// How long an HTTP/2 connection from a client may go without a request in flight (a
+    /// request is in flight until its answer's body ends) before it is closed with GOAWAY;
+    /// zero: never. HTTP/1.1 connections are closed sooner, when no request head arrives
+    /// within 30 s.
     pub http_idle_timeout: Duration,
 }
 

@@ -4,6 +4,7 @@
 //! backend choice, forwarding with timeouts and retries, telemetry), and upstream
 //! connections are pooled per endpoint ([`client`]).
 
+mod activity;
 mod authz;
 pub(crate) mod body;
 pub(crate) mod client;
@@ -18,8 +19,7 @@ mod target;
 use std::convert::Infallible;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::Waypoint;
+use activity::Activity;
 use conn::Conn;
 use series::SeriesCache;
 
@@ -44,6 +45,10 @@ pub(crate) const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 /// While draining, how long an HTTP/1.1 connection must have had no request before it is
 /// closed.
 pub(crate) const DRAIN_IDLE_CLOSE: Duration = Duration::from_millis(500);
+
+/// How long an idle HTTP/2 connection's GOAWAY may wait for the client before the
+/// connection is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Errors carried in bodies.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -94,9 +99,11 @@ pub(crate) async fn serve<IO>(
             let (waypoint, conn, series) = (waypoint.clone(), conn.clone(), Arc::clone(&series));
             let (activity, drain) = (Arc::clone(&activity), drain.clone());
             async move {
-                activity.started();
-                let mut response = pipeline::handle(waypoint, conn, series, h2, request).await;
-                activity.finished();
+                // in flight until its answer's body ends or is dropped (a reset stream, a
+                // cancelled request: the guard drops with whatever holds it)
+                let in_flight = activity.started();
+                let response = pipeline::handle(waypoint, conn, series, h2, request).await;
+                let mut response = response.map(|body| in_flight.until_end_of(body));
                 if !h2 && drain.as_ref().is_some_and(CancellationToken::is_cancelled) {
                     close_after(&mut response);
                 }
@@ -125,10 +132,15 @@ pub(crate) async fn serve<IO>(
                 connection.as_mut().graceful_shutdown();
                 connection.await
             }
-            () = activity.quiet_for(idle_timeout) => {
+            () = idle(&activity, idle_timeout) => {
                 tracing::debug!(?idle_timeout, "closing an idle HTTP/2 connection");
                 connection.as_mut().graceful_shutdown();
-                connection.await
+                // GOAWAY completes on the client's PING answer; one that vanished never
+                // answers, and with nothing in flight there is nothing to wait for
+                match tokio::time::timeout(IDLE_CLOSE_GRACE, connection).await {
+                    Ok(result) => result,
+                    Err(_) => Ok(()),
+                }
             }
         }
     } else {
@@ -156,6 +168,15 @@ pub(crate) async fn serve<IO>(
     }
 }
 
+/// Completes once the connection has had no request in flight for `timeout` (never for a
+/// zero timeout).
+async fn idle(activity: &Activity, timeout: Duration) {
+    if timeout.is_zero() {
+        std::future::pending::<()>().await;
+    }
+    activity.quiet_for(timeout).await;
+}
+
 /// Marks a response as the connection's last (HTTP/1.1 while draining); an upgrade keeps
 /// its connection.
 fn close_after(response: &mut hyper::Response<Body>) {
@@ -164,53 +185,5 @@ fn close_after(response: &mut hyper::Response<Body>) {
             hyper::header::CONNECTION,
             hyper::header::HeaderValue::from_static("close"),
         );
-    }
-}
-
-/// Requests in flight on one connection and when the last one started or finished.
-struct Activity {
-    since: Instant,
-    in_flight: AtomicUsize,
-    /// Milliseconds after `since` of the last start or finish.
-    last: AtomicU64,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self {
-            since: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            last: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Activity {
-    fn started(&self) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.touch();
-    }
-
-    fn finished(&self) {
-        self.touch();
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    fn touch(&self) {
-        let now = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::Release);
-    }
-
-    /// Completes once no request has been in flight for `quiet`.
-    async fn quiet_for(&self, quiet: Duration) {
-        loop {
-            let last = self.since + Duration::from_millis(self.last.load(Ordering::Acquire));
-            let due = last + quiet;
-            if self.in_flight.load(Ordering::Acquire) == 0 && Instant::now() >= due {
-                return;
-            }
-            let next = due.max(Instant::now() + Duration::from_millis(50));
-            tokio::time::sleep_until(next.into()).await;
-        }
     }
 }

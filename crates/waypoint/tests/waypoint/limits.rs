@@ -77,8 +77,13 @@ async fn tunnels_over_one_identitys_limit_get_503_while_another_identity_gets_th
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_http2_connection_is_closed_once_idle_for_the_timeout_not_while_answering() {
+/// A waypoint closing HTTP/2 connections idle for 1 s, and an h2c connection to its
+/// service `echo`: the sender, and the connection's task (ends when it is closed).
+async fn idle_after_a_second() -> (
+    Mesh,
+    hyper::client::conn::http2::SendRequest<ClientBody>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
     let options = WaypointOptions {
         http_idle_timeout: Duration::from_secs(1),
         ..options(OutlierConfig::default())
@@ -86,13 +91,25 @@ async fn an_http2_connection_is_closed_once_idle_for_the_timeout_not_while_answe
     let resource = waypoint_resource(&[("echo", vec![])], vec![]);
     let mesh =
         Mesh::start_with_options(vec![backend("echo-a", "echo")], resource, options, None).await;
-    let client = mesh.client().await;
-    let stream = client.tunnel(mesh.net.vip(1)).await.expect("tunnel");
-    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .handshake(TokioIo::new(stream))
+    let stream = mesh.client().await.tunnel(mesh.net.vip(1)).await;
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream.expect("tunnel")))
         .await
         .expect("h2c handshake");
-    let connection = tokio::spawn(connection);
+    (mesh, sender, tokio::spawn(connection))
+}
+
+async fn assert_closed_soon(connection: tokio::task::JoinHandle<hyper::Result<()>>) {
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection).await;
+    ended
+        .expect("the idle connection is closed within 10 s")
+        .expect("the connection task")
+        .expect("a clean close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_is_closed_once_idle_for_the_timeout_not_while_answering() {
+    let (_mesh, mut sender, connection) = idle_after_a_second().await;
     // answered after twice the idle timeout: a request in flight keeps its connection
     let held = Request::get("http://echo/held")
         .header("x-delay-ms", "2000")
@@ -100,10 +117,34 @@ async fn an_http2_connection_is_closed_once_idle_for_the_timeout_not_while_answe
         .unwrap();
     let answer = read(sender.send_request(held).await.expect("the held answer")).await;
     assert_eq!(answer.status, 200, "{answer:?}");
+    // an answer whose body comes two seconds after its head is in flight until it ends
+    let streaming = Request::get("http://echo/streaming")
+        .header("x-body-delay-ms", "2000")
+        .body(empty())
+        .unwrap();
+    let answer = read(sender.send_request(streaming).await.expect("the slow body")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let next = Request::get("http://echo/next").body(empty()).unwrap();
+    let answer = read(sender.send_request(next).await.expect("no GOAWAY yet")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
     // then nothing: the waypoint ends the connection (GOAWAY) about a second later
-    let ended = tokio::time::timeout(Duration::from_secs(10), connection).await;
-    ended
-        .expect("the idle connection is closed within 10 s")
-        .expect("the connection task")
-        .expect("a clean close");
+    assert_closed_soon(connection).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_client_gave_up_on_does_not_keep_its_connection_open() {
+    let (mesh, mut sender, connection) = idle_after_a_second().await;
+    let held = Request::get("http://echo/held")
+        .header("x-delay-ms", "60000")
+        .body(empty())
+        .unwrap();
+    let pending = tokio::spawn(sender.send_request(held));
+    let backend = mesh.backend("echo-a");
+    eventually("the backend holds the request", || async {
+        backend.in_flight.load(std::sync::atomic::Ordering::Relaxed) == 1
+    })
+    .await;
+    // the client gives up: its stream is reset, and the request ends with it
+    pending.abort();
+    assert_closed_soon(connection).await;
 }

@@ -265,13 +265,13 @@ pub(crate) mod run {
         /// mirror nothing).
         #[arg(long, value_name = "N", default_value_t = weft_waypoint::DEFAULT_MIRRORS_IN_FLIGHT)]
         pub max_mirrors_in_flight: usize,
-        /// Seconds an HTTP/2 client connection may go without a request in flight before
-        /// it is closed (GOAWAY; answers still streaming finish).
+        /// Seconds an HTTP/2 client connection may go without a request in flight (an
+        /// answer still streaming is one) before it is closed with GOAWAY; 0: never.
         #[arg(
             long,
             value_name = "SECONDS",
             default_value_t = weft_waypoint::DEFAULT_HTTP_IDLE_TIMEOUT.as_secs(),
-            value_parser = clap::value_parser!(u64).range(1..)
+            value_parser = clap::value_parser!(u64).range(0..=31_536_000)
         )]
         pub http_idle_timeout: u64,
     }
