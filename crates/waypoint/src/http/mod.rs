@@ -46,8 +46,8 @@ pub(crate) const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 /// closed.
 pub(crate) const DRAIN_IDLE_CLOSE: Duration = Duration::from_millis(500);
 
-/// How long an idle HTTP/2 connection's GOAWAY may wait for the client before the
-/// connection is dropped.
+/// How long an idle HTTP/2 connection's GOAWAY may wait for the client (with no request
+/// in flight) before the connection is dropped.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Errors carried in bodies.
@@ -136,10 +136,15 @@ pub(crate) async fn serve<IO>(
                 tracing::debug!(?idle_timeout, "closing an idle HTTP/2 connection");
                 connection.as_mut().graceful_shutdown();
                 // GOAWAY completes on the client's PING answer; one that vanished never
-                // answers, and with nothing in flight there is nothing to wait for
-                match tokio::time::timeout(IDLE_CLOSE_GRACE, connection).await {
-                    Ok(result) => result,
-                    Err(_) => Ok(()),
+                // answers. Dropped once quiet for the grace period (a request the client
+                // sent before it saw the GOAWAY is still answered).
+                let vanished = async {
+                    tokio::time::sleep(IDLE_CLOSE_GRACE).await;
+                    activity.quiet_for(IDLE_CLOSE_GRACE).await;
+                };
+                tokio::select! {
+                    result = connection.as_mut() => result,
+                    () = vanished => Ok(()),
                 }
             }
         }
