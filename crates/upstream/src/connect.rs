@@ -357,11 +357,8 @@ impl Upstream {
                 if host.is_empty() {
                     return Err(no_address);
                 }
-                let vip = || {
-                    (service.proto().addresses.iter()).find_map(|vip| ip_from_bytes(&vip.address))
-                };
-                let prefer_ipv6 =
-                    (dialled.or_else(vip)).is_some_and(|ip| ip.to_canonical().is_ipv6());
+                let prefer_ipv6 = (dialled.or_else(|| service.first_vip()))
+                    .is_some_and(|ip| ip.to_canonical().is_ipv6());
                 let resolved = self.names.resolve(host, prefer_ipv6).await;
                 resolved.map_err(|reason| UpstreamError::Unresolved {
                     host: host.clone(),

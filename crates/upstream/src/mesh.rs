@@ -210,6 +210,12 @@ impl MeshService {
         &self.record.proto
     }
 
+    /// Its first VIP (on any network), if it has one.
+    #[must_use]
+    pub fn first_vip(&self) -> Option<IpAddr> {
+        self.record.vips.first().map(|(_, ip)| *ip)
+    }
+
     /// `<namespace>/<hostname>`.
     #[must_use]
     pub fn key(&self) -> &str {

@@ -8,10 +8,11 @@
 //! several addresses spreads its connections over them and a client's retry can land on
 //! another; addresses of the caller's family come first (the family of the address the
 //! client dialled, or of the service's VIP), the other family only when the answer has
-//! none of it, so an IPv4-only or IPv6-only cluster is not sent across families. An answer pointing at the
-//! proxy's own host (loopback, `0.0.0.0/8`, `::`), at link-local or multicast addresses, or
-//! at a cloud metadata address is refused (IPv4-mapped and NAT64 forms too), so whoever
-//! controls a DNS zone cannot make the proxy call its own admin port or a metadata service.
+//! none of it, so an IPv4-only or IPv6-only cluster is not sent across families. An
+//! answer pointing at the proxy's own host (loopback, `0.0.0.0/8`, `::`), at link-local or
+//! multicast addresses, or at a cloud metadata address is refused (IPv4-mapped and NAT64
+//! forms too), so whoever controls a DNS zone cannot make the proxy call its own admin port
+//! or a metadata service.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -21,7 +21,7 @@ use weft_node::telemetry::{
 };
 use weft_policy::{ConnectionFacts, Transport};
 use weft_proto::l7 as pb;
-use weft_upstream::{MeshService, PortMapping, Route, UpstreamConnection, ip_from_bytes};
+use weft_upstream::{MeshService, PortMapping, Route, UpstreamConnection};
 
 use super::Gateway;
 use super::sni::HostTable;
@@ -167,7 +167,7 @@ async fn target(gateway: &Gateway, backend: &L4Backend) -> Result<Target, String
     let inner = engine.inner();
     if backend.via_waypoint
         && service.proto().waypoint.is_some()
-        && let Some(vip) = vip(service)
+        && let Some(vip) = service.first_vip()
     {
         let route = inner
             .upstream
@@ -190,14 +190,6 @@ async fn target(gateway: &Gateway, backend: &L4Backend) -> Result<Target, String
         route,
         service: Arc::clone(service),
     })
-}
-
-fn vip(service: &MeshService) -> Option<IpAddr> {
-    service
-        .proto()
-        .addresses
-        .iter()
-        .find_map(|a| ip_from_bytes(&a.address))
 }
 
 /// Whether the Gateway's AuthorizationPolicies let the client at `peer` connect to

@@ -76,8 +76,8 @@ pub(crate) fn full(text: impl Into<Bytes>) -> Body {
 
 /// Serves the HTTP requests of one connection until the client closes it, or (HTTP/2)
 /// until it has had no request in flight for the waypoint's `http_idle_timeout` (GOAWAY,
-/// as for draining). Once `drain` is
-/// cancelled, HTTP/2 sends GOAWAY and finishes the streams in flight; HTTP/1.1 answers each
+/// as for draining). Once `drain` is cancelled, HTTP/2 sends GOAWAY and finishes the
+/// streams in flight; HTTP/1.1 answers each
 /// further response with `Connection: close` (so a busy keep-alive client moves to a new
 /// connection without losing a request) and closes the connection once it has been idle
 /// for [`DRAIN_IDLE_CLOSE`] (a client is least likely to be sending on a quiet one).
